@@ -1,0 +1,24 @@
+"""bertlearn: fine-tune BERT-family text classifiers with fastai and Hugging Face in three calls."""
+
+__version__ = "0.1.0"
+
+from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
+                        SparseProgressCallback)
+from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
+from .errors import BertLearnError, DataError, ModelError, NotFittedError
+from .learner import BertLearner, adamw, load_learner
+from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
+from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
+from .predict import BertClassificationPredictor, predict_logits, rank_predictions, resolve_device
+
+__all__ = [
+    "__version__",
+    "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
+    "BertLearner", "load_learner", "adamw",
+    "BertClassificationPredictor", "predict_logits", "rank_predictions", "resolve_device",
+    "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
+    "DEFAULT_MODEL", "bert_splitter", "default_model_path", "load_model", "load_tokenizer", "resolve_pretrained",
+    "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
+    "SkipValidationCallback",
+    "BertLearnError", "DataError", "ModelError", "NotFittedError",
+]

@@ -1,0 +1,116 @@
+"""Callbacks that fit a Hugging Face model into fastai's loop without host-device syncs per batch.
+
+fastai's defaults read a GPU value on every training batch in two places: `AvgSmoothLoss` copies the
+loss to the CPU and `ProgressCallback` formats it with `.item()`. Either one makes the host wait for
+the GPU each step, so it can never queue work ahead. The replacements here keep running values on the
+device and read them only when a person could see them (a bar refresh, the end of an epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from fastai.callback.core import Callback, CancelValidException
+from fastai.callback.progress import ProgressCallback
+from fastai.learner import AvgLoss, AvgSmoothLoss
+from fastai.torch_core import find_bs
+from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
+
+__all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
+           "SkipValidationCallback"]
+
+
+class HFOutputCallback(Callback):
+    """Replace the model's `ModelOutput` by its logits, so fastai's losses and metrics see a tensor."""
+
+    order = -5  # before MixedPrecision (10) casts the prediction
+
+    def after_pred(self) -> None:
+        logits = getattr(self.pred, "logits", None)
+        if logits is not None:
+            self.learn.pred = logits
+
+
+class SparseProgressCallback(ProgressCallback):
+    """fastai's progress bars, reading the smoothed loss at most every `every` seconds instead of each batch.
+
+    Args:
+        every: seconds between loss readouts on the bar.
+    """
+
+    def __init__(self, every: float = 1.0):
+        self.every, self._last = every, 0.0
+
+    @property
+    def name(self) -> str:
+        return "progress"  # the name fastai's `no_bar` and `learn.progress` look for
+
+    def after_batch(self) -> None:
+        self.pbar.update(self.iter + 1)
+        now = time.monotonic()
+        if hasattr(self, "smooth_loss") and now - self._last >= self.every:
+            self._last = now
+            self.pbar.comment = f"{float(self.smooth_loss):.4f}"
+
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    """`AvgSmoothLoss` that stays on the loss's device; also keeps the plain mean of the fit's losses."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.total, self.n = None, 0
+
+    def accumulate(self, learn: Any) -> None:
+        loss = learn.loss.detach().float().mean()
+        self.count += 1
+        # start from zero on the loss's device: `value` debiases assuming a zero start, like fastai's
+        prev = torch.zeros_like(loss) if self.count == 1 else self.val
+        self.val = torch.lerp(loss, prev, self.beta)
+        self.total = loss.clone() if self.total is None else self.total + loss
+        self.n += 1
+
+    @property
+    def mean(self) -> float:
+        """Mean training loss since the fit started (one sync: call it after training)."""
+        return float(self.total / self.n) if self.n else float("nan")
+
+
+class DeviceAvgLoss(AvgLoss):
+    """`AvgLoss` (the validation loss) summed on the device; read once per epoch."""
+
+    def accumulate(self, learn: Any) -> None:
+        bs = find_bs(learn.yb)
+        self.total = learn.loss.detach().float().mean() * bs + self.total
+        self.count += bs
+
+
+class EpochLoggerCallback(Callback):
+    """Send each epoch's losses and metrics to a `logging.Logger` (fast-bert's `logger` argument).
+
+    Args:
+        logger: the logger; records go out at INFO level.
+    """
+
+    order = 55  # after the Recorder (50) has written the epoch's values
+
+    def __init__(self, logger: logging.Logger):
+        self.py_logger = logger
+
+    def after_epoch(self) -> None:
+        rec = self.learn.recorder
+        if not rec.values or self.learn.logger is noop:  # `validate()` runs with logging switched off
+            return
+        names = [n for n in rec.metric_names[1:] if n != "time"]
+        values = rec.values[-1]
+        stats = ", ".join(f"{n}: {v:.4f}" if isinstance(v, float) else f"{n}: {v}" for n, v in zip(names, values))
+        self.py_logger.info("epoch %d: %s", self.epoch, stats)
+
+
+class SkipValidationCallback(Callback):
+    """Skip the validation pass (`fit(..., validate=False)`)."""
+
+    def before_validate(self) -> None:
+        raise CancelValidException()

@@ -1,0 +1,614 @@
+"""BertDataBunch: CSV files or DataFrames plus a tokenizer become fastai `DataLoaders`.
+
+Texts are tokenized once, with the fast tokenizer's batched call, into one id matrix; a batch is a
+slice of that matrix cut to its longest row (rounded up to a multiple of 8), so per-batch work is a
+few numpy operations. Training batches are length-grouped (random mega-batches sorted inside, batch
+order shuffled), which removes most padding; validation and prediction run sorted by length.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.torch_core import to_device
+
+from .errors import DataError
+from .model import load_tokenizer
+
+__all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder"]
+
+_log = logging.getLogger(__name__)
+
+PAD_MULTIPLE = 8  # tensor cores and SDPA kernels like sequence lengths that are multiples of 8
+MEGA_BATCH = 50  # batches per length-sorted mega-batch, as in fastai's SortedDL
+_TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple)
+
+
+class TextEncoder:
+    """How raw texts become model inputs and labels become targets; saved with the model.
+
+    Args:
+        tokenizer: a Hugging Face (fast) tokenizer.
+        maxlen: texts are truncated to this many tokens, special tokens included.
+        labels: label names, in the order of the model's outputs.
+        multi_label: whether each text can carry several labels (sigmoid outputs).
+    """
+
+    def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, multi_label: bool = False):
+        self.tokenizer, self.maxlen = tokenizer, int(maxlen)
+        self.labels, self.multi_label = [str(l) for l in labels], bool(multi_label)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    @property
+    def problem_type(self) -> str:
+        return "multi_label_classification" if self.multi_label else "single_label_classification"
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokenize `texts` into an id matrix (rows padded to a multiple of 8) and the true lengths."""
+        texts = list(texts)
+        # uint16 halves the memory of the id matrix for every vocabulary that fits (BERT, RoBERTa...)
+        dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
+        chunks, lengths = [], []
+        for start in range(0, len(texts), _TOKENIZE_CHUNK):
+            enc = self.tokenizer(texts[start:start + _TOKENIZE_CHUNK], truncation=True, max_length=self.maxlen,
+                                 padding="longest", return_tensors="np", return_attention_mask=True,
+                                 return_token_type_ids=False)
+            chunks.append(enc["input_ids"].astype(dtype, copy=False))
+            lengths.append(enc["attention_mask"].sum(axis=1).astype(np.int32))
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+        width = _round_up(max(int(lengths.max(initial=1)), 1), PAD_MULTIPLE)
+        ids = np.full((len(texts), width), self.pad_id, dtype=dtype)
+        row = 0
+        for chunk in chunks:
+            ids[row:row + len(chunk), :chunk.shape[1]] = chunk
+            row += len(chunk)
+        return ids, lengths
+
+    def dataset(self, texts: Sequence[str], targets: np.ndarray | None = None) -> "EncodedDataset":
+        """Encode `texts` (and their already-numeric `targets`) into an `EncodedDataset`."""
+        ids, lengths = self.encode(texts)
+        return EncodedDataset(ids, lengths, targets, self, texts=np.asarray(list(texts), dtype=object))
+
+
+class EncodedDataset:
+    """Tokenized texts held as one id matrix plus lengths and targets.
+
+    Args:
+        ids: (n, width) token ids, padded with the tokenizer's pad id.
+        lengths: (n,) number of real tokens per row.
+        targets: (n,) int64 class indices, (n, c) float32 multi-hot rows, or None for unlabeled data.
+        encoder: the `TextEncoder` that made it.
+        texts: the original texts, kept for show_batch and interpretation.
+    """
+
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, targets: np.ndarray | None, encoder: TextEncoder,
+                 *, texts: np.ndarray | None = None):
+        self.ids, self.lengths, self.targets, self.encoder, self.texts = ids, lengths, targets, encoder, texts
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> tuple:
+        ids = torch.from_numpy(self.ids[i, :self.lengths[i]].astype(np.int64))
+        return (ids,) if self.targets is None else (ids, torch.as_tensor(self.targets[i]))
+
+    @property
+    def has_targets(self) -> bool:
+        return self.targets is not None
+
+    def new_empty(self) -> "EncodedDataset":
+        """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
+        targets = None if self.targets is None else self.targets[:0]
+        return EncodedDataset(self.ids[:0], self.lengths[:0], targets, self.encoder, texts=None)
+
+
+class BertDataLoader(DataLoader):
+    """A fastai `DataLoader` over an `EncodedDataset` with length grouping and per-batch padding.
+
+    Args:
+        dataset: the `EncodedDataset` to batch.
+        bs: batch size.
+        shuffle: length-grouped random order (training) instead of longest-first order.
+        drop_last: drop the last incomplete batch.
+        device: where batches go; CUDA batches are pinned and copied without blocking the host.
+    """
+
+    def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
+                 device: torch.device | None = None, **kwargs):
+        kwargs.pop("num_workers", None)  # batching is a numpy slice: worker processes would only add IPC
+        super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0,
+                         **kwargs)
+
+    def create_item(self, s: int) -> int:
+        return s  # batches are cut from the id matrix in one go in create_batch
+
+    def get_idxs(self) -> list[int]:
+        lengths = self.dataset.lengths
+        if not self.shuffle:
+            # longest first: an out-of-memory error shows on the first batch, not the last
+            return np.argsort(-lengths, kind="stable").tolist()
+        return self._length_grouped_order(lengths).tolist()
+
+    def _length_grouped_order(self, lengths: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(self.rng.getrandbits(64))  # self.rng follows fastai's set_seed
+        perm = rng.permutation(len(lengths))
+        mega = self.bs * MEGA_BATCH
+        chunks = [c[np.argsort(-lengths[c], kind="stable")] for c in np.array_split(perm, range(mega, len(perm), mega))]
+        order = np.concatenate(chunks) if chunks else perm
+        batches = [order[i:i + self.bs] for i in range(0, len(order), self.bs)]
+        if self.drop_last and batches and len(batches[-1]) < self.bs:
+            batches = batches[:-1]
+        if not batches:
+            return np.zeros(0, dtype=np.int64)
+        full = [b for b in batches if len(b) == self.bs]
+        short = [b for b in batches if len(b) < self.bs]
+        full = [full[i] for i in rng.permutation(len(full))]
+        # the batch holding the longest text goes first, so memory peaks at step one (fastai SortedDL does this)
+        if full:
+            longest = max(range(len(full)), key=lambda i: lengths[full[i]].max())
+            full[0], full[longest] = full[longest], full[0]
+        return np.concatenate(full + short)
+
+    def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
+        ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
+        lengths = ds.lengths[idx]
+        width = min(_round_up(int(lengths.max()), PAD_MULTIPLE), ds.ids.shape[1])
+        ids = torch.from_numpy(ds.ids[idx, :width].astype(np.int64))
+        mask = torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))
+        batch = (ids, mask) if ds.targets is None else (ids, mask, torch.from_numpy(ds.targets[idx]))
+        if self.device is not None and self.device.type == "cuda":
+            batch = tuple(t.pin_memory() for t in batch)
+        return batch
+
+    def __iter__(self):
+        # fastai's own loop copies with non_blocking=False, which waits for the GPU every batch; pinned
+        # tensors copied with non_blocking=True let the host queue the next steps while the GPU works.
+        self.randomize()
+        self.before_iter()
+        order = self.get_idxs()
+        stop = len(order) - (len(order) % self.bs if self.drop_last else 0)
+        for start in range(0, stop, self.bs):
+            b = self.create_batch(order[start:start + self.bs])
+            if self.device is not None:
+                b = to_device(b, self.device, non_blocking=True)
+            yield self.after_batch(b)
+        self.after_iter()
+
+    def show_batch(self, b: Any = None, max_n: int = 9, **kwargs) -> None:
+        """Print (or display in a notebook) decoded texts and labels of one batch.
+
+        Args:
+            b: a batch from this loader; one is drawn when omitted.
+            max_n: how many rows to show.
+        """
+        if b is None:
+            b = self.one_batch()
+        df = batch_to_frame(b, self.dataset.encoder, max_n=max_n)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+                display(df)
+                return
+        except ImportError:
+            pass
+        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+            print(df.to_string(index=False))
+
+
+def batch_to_frame(b: tuple, encoder: TextEncoder, *, max_n: int = 9) -> pd.DataFrame:
+    """Decode the first `max_n` rows of a batch into a DataFrame of text and label."""
+    ids, mask = b[0][:max_n].cpu(), b[1][:max_n].cpu()
+    texts = [encoder.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(ids, mask)]
+    out = {"text": texts}
+    if len(b) > 2:
+        y = b[-1][:max_n].cpu()
+        if encoder.multi_label:
+            out["label"] = [";".join(l for l, on in zip(encoder.labels, row) if on > 0.5) for row in y.tolist()]
+        else:
+            out["label"] = [encoder.labels[i] for i in y.tolist()]
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# reading and checking user data
+
+
+def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) -> pd.DataFrame:
+    if not path.is_file():
+        where = path.parent if path.parent.is_dir() else None
+        hint = f"; files there: {sorted(p.name for p in where.iterdir())[:20]}" if where else \
+            f"; directory {str(path.parent)!r} does not exist either"
+        raise DataError(f"{arg}: file {str(path)!r} not found{hint}")
+    read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
+    try:
+        df = pd.read_csv(path, **read_kwargs)
+    except UnicodeDecodeError:
+        if encoding is not None:
+            raise DataError(f"{arg}: {str(path)!r} cannot be decoded as {encoding!r}; pass the file's encoding")
+        # files from Windows tools (rt-polarity's originals among them) are cp1252; say so, do not fail
+        warnings.warn(f"{path.name} is not valid UTF-8; reading it as cp1252 (pass encoding=... to choose)",
+                      stacklevel=4)
+        df = pd.read_csv(path, **{**read_kwargs, "encoding": "cp1252"})
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{arg}: {str(path)!r} is empty; it needs a header row and at least one data row") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"{arg}: {str(path)!r} is not a valid CSV ({e}); check sep= and quoting") from None
+    if len(df) == 0:
+        raise DataError(f"{arg}: {str(path)!r} has a header ({list(df.columns)}) but no data rows")
+    if sep is None and len(df.columns) == 1 and "\t" in str(df.columns[0]):
+        raise DataError(f"{arg}: {str(path)!r} has one column {str(df.columns[0])!r} containing tabs; "
+                        "it looks tab-separated: pass sep='\\t'")
+    return df
+
+
+def _column(df: pd.DataFrame, col: Any, arg: str, source: str) -> str:
+    """Resolve a column name or integer position to a column name."""
+    cols = list(df.columns)
+    if isinstance(col, (int, np.integer)) and not isinstance(col, bool):
+        if not -len(cols) <= col < len(cols):
+            raise DataError(f"{arg}={col} is out of range: {source} has {len(cols)} columns {cols}")
+        return cols[col]
+    if col in cols:
+        return col
+    close = difflib.get_close_matches(str(col), [str(c) for c in cols], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise DataError(f"{arg}: column {col!r} not in {source}; columns are {cols}{hint}")
+
+
+def _columns(df: pd.DataFrame, col: Any, arg: str, source: str) -> list[str]:
+    cols = list(col) if isinstance(col, (list, tuple)) else [col]
+    if not cols:
+        raise DataError(f"{arg} is an empty list; give a column name or position")
+    return [_column(df, c, arg, source) for c in cols]
+
+
+def _texts(df: pd.DataFrame, col: str, source: str, *, dropna: bool) -> tuple[list[str], np.ndarray]:
+    """The text column as strings, and a mask of the rows kept."""
+    s = df[col]
+    bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+    if bad.any() and not dropna:
+        rows = (np.flatnonzero(bad)[:10] + 2).tolist()  # +2: 1-based, after the header line
+        raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
+                        f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); fix them or pass dropna=True")
+    keep = ~bad
+    return s[keep].astype(str).tolist(), keep
+
+
+def _read_label_file(path: Path) -> list[str] | None:
+    if not path.is_file():
+        return None
+    labels = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return labels or None
+
+
+class BertDataBunch(DataLoaders):
+    """fastai `DataLoaders` of tokenized texts for a BERT-family classifier.
+
+    Two ways in. The fast-bert call `BertDataBunch(data_dir, label_dir, tokenizer, train_file='train.csv',
+    val_file='val.csv', ...)` reads the CSV files (see `from_csv`); the factories `from_csv` and `from_df`
+    are the documented API, and fastai's internal form `BertDataBunch(train_dl, valid_dl, path=, device=)`
+    only stores loaders.
+
+    Args:
+        data_dir: folder holding `train_file` and `val_file` (fast-bert form).
+        label_dir: folder holding `label_file` (`labels.csv`, one label per line, no header; optional).
+        tokenizer: a tokenizer object, or a hub name / local path to load one from; None for the
+            packaged default model's tokenizer.
+        train_file, val_file: CSV file names inside `data_dir`.
+        test_data: texts (a list) or a CSV file name in `data_dir` to predict on later.
+        label_file: the label list file name inside `label_dir`.
+        text_col: text column name or integer position.
+        label_col: label column name or position; for multi-label, a list of 0/1 columns.
+        bs: batch size (alias `batch_size_per_gpu`).
+        maxlen: maximum tokens per text, special tokens included (alias `max_seq_length`).
+        multi_gpu, model_type, clear_cache, no_cache: accepted for fast-bert compatibility; features are
+            rebuilt from the files on every call, so there is no cache to go stale.
+        multi_label: several labels per text.
+        logger: a `logging.Logger` for progress messages.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if not args or isinstance(args[0], DataLoader):
+            # fastai's own form (used by `new_empty`, `export`...): store the loaders
+            super().__init__(*args, **kwargs)
+            return
+        # fast-bert's form: do the work through the factory, then adopt what it built
+        built = type(self)._from_fast_bert_args(*args, **kwargs)
+        self.__dict__.update(built.__dict__)
+
+    @classmethod
+    def _from_fast_bert_args(cls, data_dir: str | Path, label_dir: str | Path | None = None, tokenizer: Any = None,
+                             train_file: str = "train.csv", val_file: str | None = "val.csv",
+                             test_data: Sequence[str] | str | None = None, label_file: str = "labels.csv",
+                             text_col: Any = "text", label_col: Any = "label", bs: int = 32, maxlen: int = 512,
+                             multi_gpu: bool = False, multi_label: bool = False, model_type: str | None = None,
+                             logger: logging.Logger | None = None, clear_cache: bool = False,
+                             no_cache: bool = False, *, batch_size_per_gpu: int | None = None,
+                             max_seq_length: int | None = None, **kwargs: Any) -> "BertDataBunch":
+        for legacy in ("backend", "custom_sampler"):
+            kwargs.pop(legacy, None)
+        return cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
+                            label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
+                            bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
+                            maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                            multi_label=multi_label, logger=logger, **kwargs)
+
+    @classmethod
+    def from_csv(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.csv",
+                 val_file: str | None = "val.csv", test_data: Sequence[str] | str | None = None,
+                 label_dir: str | Path | None = None, label_file: str = "labels.csv", sep: str | None = None,
+                 encoding: str | None = None, **kwargs: Any) -> "BertDataBunch":
+        """Read `train_file` / `val_file` (and `labels.csv` when present) from `data_dir`, then call `from_df`.
+
+        Args:
+            data_dir: folder of the CSV files.
+            tokenizer: tokenizer object, name or path (None: the packaged default).
+            train_file, val_file: CSV names; with `val_file=None`, `valid_pct` of train is held out.
+            test_data: texts or a CSV file name (its `text_col` is used) for later prediction.
+            label_dir, label_file: where the optional label list lives (default: `data_dir`).
+            sep, encoding: CSV separator and encoding (default ',' and UTF-8, with cp1252 fallback).
+            **kwargs: everything `from_df` takes.
+        """
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
+        train_df = _read_csv(data_dir / train_file, "train_file", sep=sep, encoding=encoding)
+        valid_df = None if val_file is None else _read_csv(data_dir / val_file, "val_file", sep=sep, encoding=encoding)
+        labels = kwargs.pop("labels", None)
+        if labels is None and label_file:
+            labels = _read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+        if isinstance(test_data, (str, Path)):
+            test_df = _read_csv(data_dir / test_data, "test_data", sep=sep, encoding=encoding)
+            text_col = kwargs.get("text_col", "text")
+            col = _column(test_df, text_col[0] if isinstance(text_col, (list, tuple)) else text_col,
+                          "text_col", str(test_data))
+            test_data, _ = _texts(test_df, col, str(test_data), dropna=kwargs.get("dropna", False))
+        return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
+                           sources=(str(train_file), str(val_file)), **kwargs)
+
+    @classmethod
+    def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,
+                text_col: Any = "text", label_col: Any = "label", labels: Sequence[str] | None = None,
+                bs: int = 32, val_bs: int | None = None, maxlen: int = 512, multi_label: bool = False,
+                test_data: Sequence[str] | None = None, valid_pct: float = 0.2, seed: int | None = None,
+                dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
+                logger: logging.Logger | None = None, sources: tuple[str, str] = ("train_df", "valid_df"),
+                **kwargs: Any) -> "BertDataBunch":
+        """Tokenize DataFrames into a `BertDataBunch`.
+
+        Args:
+            train_df, valid_df: the data; with `valid_df=None`, a `valid_pct` random share of train is held out.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            text_col: text column name or position.
+            label_col: label column name or position (list of 0/1 columns for multi-label).
+            labels: label names in output order; default: sorted labels of the training data.
+            bs: training batch size; val_bs: validation batch size (default 2 * bs).
+            maxlen: maximum tokens per text, special tokens included.
+            multi_label: several labels per text, given as 0/1 columns.
+            test_data: texts to predict on later (`learner.predict_batch()` with no argument).
+            valid_pct, seed: the held-out share and its random seed when `valid_df` is None.
+            dropna: drop rows with empty texts instead of raising.
+            device: where batches go (default: CUDA when available).
+            path: the folder things are saved relative to.
+            logger: a `logging.Logger` for progress messages.
+        """
+        for legacy in ("multi_gpu", "model_type", "clear_cache", "no_cache", "backend", "custom_sampler"):
+            kwargs.pop(legacy, None)
+        if kwargs:
+            raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
+        log = logger or _log
+        bs = _positive_int(bs, "bs")
+        val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
+        maxlen = _positive_int(maxlen, "maxlen")
+        if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
+            raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
+                            f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
+        if valid_df is None:
+            if not 0 < valid_pct < 1:
+                raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None")
+            perm = np.random.default_rng(seed).permutation(len(train_df))
+            n_valid = max(1, int(round(len(train_df) * valid_pct)))
+            train_df, valid_df = train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]]
+            sources = (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)")
+
+        tok = load_tokenizer(tokenizer)
+        limit = getattr(tok, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
+            warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
+                          stacklevel=2)
+            maxlen = limit
+
+        text_cols = [_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
+        if len(text_cols[0]) != 1:
+            raise DataError(f"text_col={text_col!r} names {len(text_cols[0])} columns; sentence pairs are not "
+                            "supported yet: give one text column")
+        label_cols = [_columns(df, label_col, "label_col", src) for df, src in zip((train_df, valid_df), sources)]
+        if not multi_label and len(label_cols[0]) != 1:
+            raise DataError(f"label_col={label_col!r} names {len(label_cols[0])} columns; a single-label task needs "
+                            "one label column (pass multi_label=True for 0/1 label columns)")
+
+        t0 = time.perf_counter()
+        parts = []
+        for df, tcols, lcols, src in zip((train_df, valid_df), text_cols, label_cols, sources):
+            texts, keep = _texts(df, tcols[0], src, dropna=dropna)
+            parts.append((texts, df.loc[keep, lcols] if not keep.all() else df[lcols], src))
+        if multi_label:
+            labels = list(labels) if labels is not None else [str(c) for c in label_cols[0]]
+            targets = [_multi_hot(ldf, labels, src) for _, ldf, src in parts]
+        else:
+            raw = [ldf.iloc[:, 0] for _, ldf, _ in parts]
+            labels = _single_labels(raw[0], labels, sources[0])
+            targets = [_label_indices(r, labels, src) for r, (_, _, src) in zip(raw, parts)]
+
+        encoder = TextEncoder(tok, maxlen, labels, multi_label=multi_label)
+        train_ds = EncodedDataset(*encoder.encode(parts[0][0]), targets[0], encoder,
+                                  texts=np.asarray(parts[0][0], dtype=object))
+        valid_ds = EncodedDataset(*encoder.encode(parts[1][0]), targets[1], encoder,
+                                  texts=np.asarray(parts[1][0], dtype=object))
+        log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", len(train_ds), len(valid_ds),
+                 time.perf_counter() - t0, maxlen)
+        truncated = float((train_ds.lengths >= maxlen).mean())
+        if truncated > 0.05:
+            log.info("%.0f%% of training texts are cut at maxlen=%d", 100 * truncated, maxlen)
+
+        loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True, drop_last=False),
+                   BertDataLoader(valid_ds, bs=val_bs, shuffle=False)]
+        if test_data is not None:
+            loaders.append(BertDataLoader(encoder.dataset(_as_texts(test_data, "test_data")), bs=val_bs))
+        if device is None:
+            device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        return cls(*loaders, path=path, device=device)
+
+    # --- what fastai and fast-bert users read off a databunch ---
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.train.dataset.encoder
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.encoder.tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.encoder.labels
+
+    @property
+    def c(self) -> int:
+        return len(self.encoder.labels)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.encoder.multi_label
+
+    @property
+    def maxlen(self) -> int:
+        return self.encoder.maxlen
+
+    @property
+    def n_inp(self) -> int:
+        return 2  # input_ids, attention_mask; the target follows
+
+    @property
+    def test(self) -> BertDataLoader | None:
+        """The loader over `test_data`, when one was given."""
+        return self.loaders[2] if len(self.loaders) > 2 else None
+
+    @property
+    def bs(self) -> int:
+        return self.train.bs
+
+    def test_dl(self, test_items: Sequence[str], bs: int | None = None, **kwargs: Any) -> BertDataLoader:
+        """A loader over new texts, tokenized like the training data.
+
+        Args:
+            test_items: the texts.
+            bs: batch size (default: the validation batch size).
+        """
+        ds = self.encoder.dataset(_as_texts(test_items, "texts"))
+        return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
+
+    def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
+        """Show decoded texts and labels of a training batch."""
+        self.train.show_batch(b, max_n=max_n, **kwargs)
+
+
+def _positive_int(value: Any, arg: str) -> int:
+    try:
+        ok = float(value) == int(value) and int(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DataError(f"{arg}={value!r} must be a positive integer")
+    return int(value)
+
+
+def _as_texts(texts: Any, arg: str) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise DataError(f"{arg}: items {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__}); "
+                        "pass a list of texts")
+    return texts
+
+
+def _label_name(v: Any) -> str:
+    # 1.0 and 1 from a CSV column are the same label; keep '1' rather than '1.0'
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def _single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source: str) -> list[str]:
+    missing = train_labels.isna().to_numpy()
+    if missing.any():
+        rows = (np.flatnonzero(missing)[:10] + 2).tolist()
+        raise DataError(f"label_col {train_labels.name!r} in {source} has {int(missing.sum())} missing labels "
+                        f"(CSV lines {rows}); fill or drop those rows")
+    if labels is not None:
+        return [str(l) for l in labels]
+    values = pd.unique(train_labels)
+    try:
+        values = sorted(values)  # numeric labels sort as numbers (2 before 10)
+    except TypeError:
+        values = sorted(values, key=str)
+    names = list(dict.fromkeys(_label_name(v) for v in values))
+    if len(names) < 2:
+        raise DataError(f"label_col {train_labels.name!r} in {source} has a single class {names}; "
+                        "a classifier needs at least two")
+    return names
+
+
+def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndarray:
+    if series.isna().any():
+        rows = (np.flatnonzero(series.isna().to_numpy())[:10] + 2).tolist()
+        raise DataError(f"label_col {series.name!r} in {source} has missing labels (CSV lines {rows})")
+    index = {l: i for i, l in enumerate(labels)}
+    names = series.map(_label_name)
+    codes = names.map(index)
+    unknown = codes.isna().to_numpy()
+    if unknown.any():
+        extra = sorted(set(names[unknown]))[:10]
+        raise DataError(f"label_col {series.name!r} in {source} has labels {extra} that are not among the known "
+                        f"labels {labels[:20]}; add them to labels.csv or remove those rows")
+    return codes.to_numpy(dtype=np.int64)
+
+
+def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
+    if len(labels) != ldf.shape[1]:
+        raise DataError(f"labels has {len(labels)} names but label_col gives {ldf.shape[1]} columns in {source}")
+    values = ldf.to_numpy()
+    try:
+        arr = values.astype(np.float32)
+        ok = np.isin(arr, (0.0, 1.0)).all()
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DataError(f"multi-label columns {list(ldf.columns)[:10]} in {source} must hold only 0 and 1")
+    return arr

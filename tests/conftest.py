@@ -1,0 +1,112 @@
+"""Shared fixtures: a tiny random BERT with a hand-written vocabulary, tiny CSVs, and the real-data folder."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["good", "great", "excellent", "fine", "lovely", "fun"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "boring", "dull"]
+FILLER = ["the", "a", "movie", "film", "was", "is", "it", "this", "very", "really", "plot", "acting"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_texts(n: int, seed: int = 0) -> pd.DataFrame:
+    """Synthetic reviews: the label is decided by which sentiment words appear; lengths vary 3..30 words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 28))]
+        for _ in range(rng.randint(1, 2)):
+            words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "positive" else NEGATIVE))
+        rows.append((" ".join(words), label))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A folder holding a 2-layer, 32-wide random BERT and its WordPiece tokenizer (hand-written vocab)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    vocab = SPECIAL + sorted(set(POSITIVE + NEGATIVE + FILLER)) + list("abcdefghijklmnopqrstuvwxyz") + \
+        [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=512)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=512, pad_token_id=0)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).bert.save_pretrained(d)  # an encoder only, like a hub checkpoint
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def tiny_csv_dir(tmp_path) -> Path:
+    """train.csv (96 rows), val.csv (32 rows) and labels.csv in a temp folder."""
+    make_texts(96, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    make_texts(32, seed=2).to_csv(tmp_path / "val.csv", index=False)
+    (tmp_path / "labels.csv").write_text("negative\npositive\n")
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_databunch(tiny_csv_dir, tiny_tokenizer):
+    from bertlearn import BertDataBunch
+    return BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, train_file="train.csv", val_file="val.csv",
+                         text_col="text", label_col="label", bs=16, maxlen=64, device="cpu")
+
+
+@pytest.fixture
+def tiny_learner(tiny_databunch, tiny_model_dir, tmp_path):
+    from bertlearn import BertLearner
+    return BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), metrics=None, device="cpu",
+                                             logger=None, output_dir=tmp_path / "out")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def trained_learner(tiny_model_dir, tmp_path_factory):
+    """A tiny BERT fitted until it separates the synthetic reviews (shared: tests must not train it further)."""
+    from bertlearn import BertDataBunch, BertLearner
+
+    torch.manual_seed(0)
+    random.seed(0)
+    db = BertDataBunch.from_df(make_texts(480, seed=5), make_texts(64, seed=6), str(tiny_model_dir), bs=16,
+                               maxlen=64, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path_factory.mktemp("trained"))
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(5, lr=1e-3)
+    assert learner.validate(quiet=True)["accuracy"] > 0.95, "the shared tiny learner failed to train"
+    return learner

@@ -1,0 +1,200 @@
+"""BertDataBunch: the fast-bert call, factories, batching, length grouping and input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastai.data.core import DataLoaders
+
+from bertlearn import BertDataBunch, DataError
+from bertlearn.data import PAD_MULTIPLE
+
+from conftest import make_texts
+
+
+class TestFastBertCall:
+    def test_verbatim_signature_builds_fastai_dataloaders(self, tiny_csv_dir, tiny_tokenizer):
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, train_file="train.csv", val_file="val.csv",
+                           test_data=None, label_file="labels.csv", text_col="text", label_col="label", bs=16,
+                           maxlen=64, multi_gpu=False, multi_label=False, model_type="bert", logger=None,
+                           clear_cache=False, no_cache=False)
+        assert isinstance(db, DataLoaders)
+        assert (len(db.train.dataset), len(db.valid.dataset)) == (96, 32)
+        assert db.labels == db.vocab == ["negative", "positive"] and db.c == 2
+        assert db.train.bs == 16 and db.valid.bs == 32
+
+    def test_aliases_and_integer_columns(self, tiny_csv_dir, tiny_tokenizer):
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, text_col=0, label_col=[1],
+                           batch_size_per_gpu=8, max_seq_length=40)
+        assert db.bs == 8 and db.maxlen == 40
+        assert db.train.dataset.lengths.max() <= 40
+
+    def test_tokenizer_by_path_string(self, tiny_csv_dir, tiny_model_dir):
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, str(tiny_model_dir), bs=16, maxlen=64)
+        assert db.tokenizer.pad_token == "[PAD]"
+
+    def test_labels_from_training_file_when_labels_csv_missing(self, tiny_csv_dir, tiny_tokenizer):
+        (tiny_csv_dir / "labels.csv").unlink()
+        df = pd.read_csv(tiny_csv_dir / "train.csv")
+        df["label"] = df["label"].map({"negative": 10, "positive": 2})
+        df.to_csv(tiny_csv_dir / "train.csv", index=False)
+        vdf = pd.read_csv(tiny_csv_dir / "val.csv")
+        vdf["label"] = vdf["label"].map({"negative": 10, "positive": 2})
+        vdf.to_csv(tiny_csv_dir / "val.csv", index=False)
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64)
+        assert db.labels == ["2", "10"]  # sorted as numbers, not as strings
+
+    def test_labels_csv_order_is_kept(self, tiny_csv_dir, tiny_tokenizer):
+        (tiny_csv_dir / "labels.csv").write_text("positive\nnegative\n")
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64)
+        assert db.labels == ["positive", "negative"]
+        texts = pd.read_csv(tiny_csv_dir / "train.csv")["label"]
+        assert (db.train.dataset.targets == (texts == "negative").to_numpy().astype(int)).all()
+
+    def test_test_data_as_list_and_as_file(self, tiny_csv_dir, tiny_tokenizer):
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, test_data=["good movie", "bad film"], bs=16)
+        assert len(db.test.dataset) == 2 and not db.test.dataset.has_targets
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, test_data="val.csv", bs=16)
+        assert len(db.test.dataset) == 32
+
+
+class TestFactories:
+    def test_from_df_without_valid_holds_out_valid_pct(self, tiny_tokenizer):
+        db = BertDataBunch.from_df(make_texts(100), None, tiny_tokenizer, valid_pct=0.25, seed=1, bs=8)
+        assert (len(db.train.dataset), len(db.valid.dataset)) == (75, 25)
+
+    def test_from_csv_equals_from_df(self, tiny_csv_dir, tiny_tokenizer):
+        a = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, val_file="val.csv", bs=16, maxlen=64)
+        b = BertDataBunch.from_df(pd.read_csv(tiny_csv_dir / "train.csv"), pd.read_csv(tiny_csv_dir / "val.csv"),
+                                  tiny_tokenizer, bs=16, maxlen=64)
+        assert np.array_equal(a.train.dataset.ids, b.train.dataset.ids)
+        assert np.array_equal(a.valid.dataset.targets, b.valid.dataset.targets)
+
+    def test_tokenization_matches_the_tokenizer(self, tiny_tokenizer):
+        df = make_texts(20)
+        db = BertDataBunch.from_df(df, df, tiny_tokenizer, bs=4, maxlen=12)
+        ds = db.train.dataset
+        for i, text in enumerate(df["text"]):
+            expected = tiny_tokenizer(text, truncation=True, max_length=12)["input_ids"]
+            assert ds.ids[i, :ds.lengths[i]].tolist() == expected
+            assert (ds.ids[i, ds.lengths[i]:] == tiny_tokenizer.pad_token_id).all()
+
+
+class TestBatching:
+    def test_batches_pad_to_longest_rounded_to_8(self, tiny_databunch):
+        for dl in (tiny_databunch.train, tiny_databunch.valid):
+            for ids, mask, y in dl:
+                longest = int(mask.sum(1).max())
+                assert ids.shape[1] % PAD_MULTIPLE == 0 and longest <= ids.shape[1] < longest + PAD_MULTIPLE
+                assert ids.dtype == torch.long and mask.dtype == torch.long
+                assert (ids[mask == 0] == 0).all()
+
+    def test_validation_is_sorted_longest_first_and_complete(self, tiny_databunch):
+        dl = tiny_databunch.valid
+        lengths = torch.cat([mask.sum(1) for _, mask, _ in dl])
+        assert (lengths[:-1] >= lengths[1:]).all()
+        assert sorted(dl.get_idxs()) == list(range(len(dl.dataset)))
+
+    def test_training_order_is_length_grouped_shuffled_and_complete(self, tiny_tokenizer):
+        df = make_texts(2000, seed=3)
+        db = BertDataBunch.from_df(df, df.head(10), tiny_tokenizer, bs=20, maxlen=64)
+        dl, lengths = db.train, db.train.dataset.lengths
+        first, second = dl.get_idxs(), dl.get_idxs()
+        assert sorted(first) == list(range(2000)) and first != second
+        batches = np.asarray(first).reshape(-1, 20)
+        spread_grouped = np.mean([np.ptp(lengths[b]) for b in batches])
+        spread_random = np.mean([np.ptp(lengths[b]) for b in np.random.permutation(2000).reshape(-1, 20)])
+        assert spread_grouped < spread_random / 3
+        # the batch with the longest text comes first, so memory peaks at step one
+        assert lengths[batches[0]].max() == lengths.max()
+        # batch order is shuffled, not sorted by length
+        maxes = np.array([lengths[b].max() for b in batches[1:]])
+        assert not (np.all(np.diff(maxes) <= 0) or np.all(np.diff(maxes) >= 0))
+
+    def test_padding_saved_versus_static_padding(self, tiny_databunch):
+        padded = sum(ids.numel() for ids, _, _ in tiny_databunch.train)
+        assert padded < len(tiny_databunch.train.dataset) * tiny_databunch.maxlen / 2
+
+    def test_drop_last(self, tiny_databunch):
+        dl = tiny_databunch.train.new(drop_last=True, bs=40)
+        assert [len(b[0]) for b in dl] == [40, 40]
+
+    def test_test_dl_has_no_targets(self, tiny_databunch):
+        dl = tiny_databunch.test_dl(["good movie", "the plot was really dull and boring"])
+        (batch,) = list(dl)
+        assert len(batch) == 2 and batch[0].shape[0] == 2
+
+    def test_show_batch_prints_decoded_text_and_label(self, tiny_databunch, capsys):
+        tiny_databunch.show_batch(max_n=3)
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].split() == ["text", "label"] and len(out) == 4
+        assert out[1].split()[-1] in ("positive", "negative")
+        assert any(w in out[1] for w in ("movie", "film", "the", "plot", "acting"))
+
+
+class TestInputErrors:
+    def test_missing_column_lists_columns_and_suggests(self, tiny_csv_dir, tiny_tokenizer):
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, text_col="txt")
+        assert str(e.value) == "text_col: column 'txt' not in train.csv; columns are ['text', 'label']; did you mean 'text'?"
+
+    def test_integer_column_out_of_range(self, tiny_csv_dir, tiny_tokenizer):
+        with pytest.raises(DataError, match=r"label_col=5 is out of range: train.csv has 2 columns \['text', 'label'\]"):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, label_col=5)
+
+    def test_missing_file(self, tiny_csv_dir, tiny_tokenizer):
+        with pytest.raises(DataError, match=r"val_file: file '.*valid.csv' not found; files there: "):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, val_file="valid.csv")
+
+    def test_tsv_passed_as_csv_suggests_sep(self, tiny_csv_dir, tiny_tokenizer):
+        df = pd.read_csv(tiny_csv_dir / "train.csv")
+        df.to_csv(tiny_csv_dir / "train.csv", sep="\t", index=False)
+        with pytest.raises(DataError, match=r"looks tab-separated: pass sep='\\t'"):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
+
+    def test_empty_text_rows_named_or_dropped(self, tiny_csv_dir, tiny_tokenizer):
+        df = pd.read_csv(tiny_csv_dir / "train.csv")
+        df.loc[[3, 7], "text"] = [None, "   "]
+        df.to_csv(tiny_csv_dir / "train.csv", index=False)
+        with pytest.raises(DataError, match=r"has 2 empty or missing texts \(CSV lines \[5, 9\]\); .* dropna=True"):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, dropna=True)
+        assert len(db.train.dataset) == 94
+
+    def test_unknown_validation_label(self, tiny_csv_dir, tiny_tokenizer):
+        df = pd.read_csv(tiny_csv_dir / "val.csv")
+        df.loc[0, "label"] = "neutral"
+        df.to_csv(tiny_csv_dir / "val.csv", index=False)
+        with pytest.raises(DataError, match=r"has labels \['neutral'\] that are not among the known labels"):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
+
+    def test_single_class(self, tiny_tokenizer):
+        df = make_texts(10).assign(label="positive")
+        with pytest.raises(DataError, match=r"has a single class \['positive'\]"):
+            BertDataBunch.from_df(df, df, tiny_tokenizer)
+
+    @pytest.mark.parametrize("bs", [0, -1, 2.5, "x"])
+    def test_bad_batch_size(self, tiny_tokenizer, bs):
+        with pytest.raises(DataError, match=rf"bs={bs!r} must be a positive integer"):
+            BertDataBunch.from_df(make_texts(10), None, tiny_tokenizer, bs=bs)
+
+    def test_maxlen_above_tokenizer_limit_is_clipped_with_warning(self, tiny_tokenizer):
+        with pytest.warns(UserWarning, match="maxlen=1000 exceeds the tokenizer's model_max_length=512; using 512"):
+            db = BertDataBunch.from_df(make_texts(10), None, tiny_tokenizer, maxlen=1000)
+        assert db.maxlen == 512
+
+    def test_cp1252_file_is_read_with_a_warning(self, tmp_path, tiny_tokenizer):
+        rows = "text,label\n" + "".join(f"caf\xe9 movie was good {i},positive\nawful \u2026 film {i},negative\n" for i in range(5))
+        (tmp_path / "train.csv").write_bytes(rows.encode("cp1252"))
+        (tmp_path / "val.csv").write_bytes(rows.encode("cp1252"))
+        with pytest.warns(UserWarning, match="not valid UTF-8; reading it as cp1252"):
+            db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
+        assert db.train.dataset.texts[0].startswith("café")
+
+    def test_utf8_bom_header(self, tmp_path, tiny_tokenizer):
+        make_texts(10).to_csv(tmp_path / "train.csv", index=False, encoding="utf-8-sig")
+        make_texts(10).to_csv(tmp_path / "val.csv", index=False, encoding="utf-8-sig")
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
+        assert len(db.train.dataset) == 10

@@ -1,0 +1,214 @@
+"""BertLearner: construction, fit/one-cycle, validate, predict, device fallback and the no-sync hot path."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+from fastai.callback.schedule import ParamScheduler
+from fastai.learner import Learner
+from fastai.metrics import accuracy as fastai_accuracy
+from transformers import PreTrainedModel
+
+from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
+from bertlearn.callbacks import SparseProgressCallback
+
+
+def fit_quietly(learner, *args, **kwargs):
+    with learner.no_bar(), learner.no_logging():
+        return learner.fit(*args, **kwargs)
+
+
+class TestConstruction:
+    def test_is_a_fastai_learner_around_a_plain_hf_model(self, tiny_learner):
+        assert isinstance(tiny_learner, Learner)
+        assert isinstance(tiny_learner.model, PreTrainedModel)
+        cfg = tiny_learner.model.config
+        assert cfg.id2label == {0: "negative", 1: "positive"} and cfg.label2id == {"negative": 0, "positive": 1}
+        assert cfg.problem_type == "single_label_classification"
+
+    def test_cuda_without_cuda_warns_and_uses_cpu(self, tiny_databunch, tiny_model_dir, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.warns(UserWarning, match="device='cuda' was asked for but CUDA is not available here; using the CPU"):
+            learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None,
+                                                        torch.device("cuda"), None)
+        assert next(learner.model.parameters()).device.type == "cpu"
+
+    def test_fast_bert_positional_order_with_output_dir_third(self, tiny_databunch, tiny_model_dir, tmp_path):
+        metrics = [{"name": "accuracy", "function": accuracy}]
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), str(tmp_path / "o"), metrics,
+                                                    "cpu", logging.getLogger("x"))
+        assert learner.output_dir == tmp_path / "o" and [m.name for m in learner.metrics] == ["accuracy"]
+
+    def test_fast_bert_keyword_options_are_accepted(self, tiny_databunch, tiny_model_dir, tmp_path):
+        learner = BertLearner.from_pretrained_model(
+            tiny_databunch, pretrained_path=str(tiny_model_dir), metrics=[], device="cpu", logger=None,
+            output_dir=tmp_path, finetuned_wgts_path=None, warmup_steps=500, multi_gpu=False, is_fp16=False,
+            multi_label=False, logging_steps=50, fp16_opt_level="O1", max_grad_norm=1.0, adam_epsilon=1e-8)
+        assert learner.default_lr == 2e-5
+
+    def test_multi_label_disagreement(self, tiny_databunch, tiny_model_dir):
+        with pytest.raises(DataError, match=r"multi_label=True disagrees with the databunch \(multi_label=False\)"):
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None, multi_label=True)
+
+    def test_splitter_gives_embeddings_each_layer_and_head(self, tiny_learner):
+        groups = tiny_learner.splitter(tiny_learner.model)
+        assert len(groups) == 4  # embeddings, 2 layers, pooler + classifier
+        n_params = sum(1 for _ in tiny_learner.model.parameters())
+        assert sum(len(g) for g in groups) == n_params
+        assert any(p is tiny_learner.model.classifier.weight for p in groups[-1])
+        assert tiny_learner.model.bert.embeddings.word_embeddings.weight is groups[0][0]
+
+
+class TestFit:
+    def test_fit_runs_one_cycle_and_learns(self, trained_learner):
+        assert trained_learner.validate(quiet=True)["accuracy"] > 0.95
+
+    def test_fit_runs_one_cycle(self, tiny_learner):
+        step, loss = fit_quietly(tiny_learner, 4, lr=1e-3)
+        assert step == 4 * len(tiny_learner.dls.train)
+        lrs = tiny_learner.recorder.lrs
+        peak = max(range(len(lrs)), key=lrs.__getitem__)
+        assert lrs[0] < 1e-3 / 10 and abs(lrs[peak] - 1e-3) < 1e-4 and lrs[-1] < 1e-3 / 50  # one-cycle shape
+        assert 0 < peak < len(lrs) // 2
+
+    def test_train_loss_is_debiased_correctly(self, tiny_learner):
+        # a 2-class head at start: the first epoch's smoothed loss is near ln 2, not inflated
+        fit_quietly(tiny_learner, 1, lr=1e-6)
+        assert 0.6 < tiny_learner.recorder.values[0][0] < 0.8
+
+    def test_lr_as_string_and_results(self, tiny_learner):
+        step, loss, results = fit_quietly(tiny_learner, 2, lr="5e-4", return_results=True)
+        assert [sorted(r) for r in results] == [["accuracy", "train_loss", "valid_loss"]] * 2
+        assert loss == pytest.approx(loss) and loss > 0
+
+    def test_high_lr_warns(self, tiny_learner):
+        with pytest.warns(UserWarning, match=r"lr=0.01 is high for fine-tuning a BERT model .*lr_find"):
+            fit_quietly(tiny_learner, 1, lr="1e-2")
+
+    @pytest.mark.parametrize("lr, msg", [("fast", "lr='fast' is not a number"), (0, "lr=0 must be positive"),
+                                         (-1e-5, "lr=-1e-05 must be positive")])
+    def test_bad_lr(self, tiny_learner, lr, msg):
+        with pytest.raises(BertLearnError, match=msg):
+            tiny_learner.fit(1, lr=lr)
+
+    @pytest.mark.parametrize("epochs", [0, -2, 1.5])
+    def test_bad_epochs(self, tiny_learner, epochs):
+        with pytest.raises(BertLearnError, match=rf"epochs={epochs!r} must be a positive integer"):
+            tiny_learner.fit(epochs, lr=1e-4)
+
+    def test_fastai_verbs_still_work(self, tiny_learner):
+        with tiny_learner.no_bar(), tiny_learner.no_logging():
+            tiny_learner.fit_one_cycle(1, 1e-4)
+            tiny_learner.lr_find(num_it=10, show_plot=False)
+            tiny_learner.freeze()
+            tiny_learner.fit_one_cycle(1, 1e-4)
+            assert not tiny_learner.model.bert.embeddings.word_embeddings.weight.requires_grad
+            tiny_learner.unfreeze()
+            tiny_learner.fit(1, lr=slice(1e-5, 1e-4))
+        assert len(tiny_learner.opt.param_groups) == 4
+        lrs = [g["lr"] for g in tiny_learner.opt.param_groups]
+        assert lrs == sorted(lrs)
+
+    def test_fit_without_validation(self, tiny_learner):
+        fit_quietly(tiny_learner, 1, lr=1e-4, validate=False)
+        assert len(tiny_learner.recorder.values[0]) == 1  # train loss only
+
+    def test_fastai_metric_functions_work(self, tiny_databunch, tiny_model_dir):
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), [fastai_accuracy], "cpu", None)
+        assert set(learner.validate(quiet=True)) == {"loss", "accuracy"}
+
+    def test_logger_gets_one_line_per_epoch(self, tiny_databunch, tiny_model_dir, caplog):
+        logger = logging.getLogger("bertlearn-test")
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", logger)
+        with caplog.at_level(logging.INFO, logger="bertlearn-test"), learner.no_bar():
+            learner.fit(2, lr=1e-4)
+            learner.validate(quiet=True)
+        lines = [r.getMessage() for r in caplog.records if r.name == "bertlearn-test"]
+        assert len(lines) == 2 and lines[0].startswith("epoch 0: train_loss: ")
+        assert "valid_loss: " in lines[1] and "accuracy: " in lines[1]
+
+
+class TestPredict:
+    def test_predict_batch_format(self, trained_learner):
+        preds = trained_learner.predict_batch(["the movie was great fun", "awful and boring film", "good"])
+        assert len(preds) == 3
+        for row in preds:
+            assert [l for l, _ in sorted(row)] == ["negative", "positive"]
+            probs = [p for _, p in row]
+            assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
+        assert preds[0][0][0] == "positive" and preds[1][0][0] == "negative"
+        assert trained_learner.predict("awful and boring film") == preds[1]
+
+    def test_prediction_order_matches_input_order(self, trained_learner):
+        texts = ["good", "the plot was really very dull and the acting was poor and boring", "bad film"]
+        batch = trained_learner.predict_batch(texts)
+        single = [trained_learner.predict(t) for t in texts]
+        for a, b in zip(batch, single):
+            assert a[0][0] == b[0][0] and a[0][1] == pytest.approx(b[0][1], abs=1e-5)
+
+    def test_untrained_head_warns(self, tiny_learner):
+        with pytest.warns(UserWarning, match="head that has not been trained yet"):
+            tiny_learner.predict("good")
+
+    def test_predict_test_data(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir):
+        from bertlearn import BertDataBunch
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, test_data=["good", "bad", "fun"], bs=16)
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None)
+        fit_quietly(learner, 1, lr=1e-4)
+        assert len(learner.predict_batch()) == 3
+
+    def test_predict_batch_without_texts_or_test_data(self, tiny_learner):
+        with pytest.raises(NotFittedError, match="none was given; pass texts"):
+            tiny_learner.predict_batch()
+
+
+class TestHotPath:
+    """No host-device synchronisation per training batch (checked on CPU by counting the calls that sync on GPU)."""
+
+    SYNCING = ("item", "cpu", "tolist", "numpy", "__format__", "__bool__", "__float__", "__int__")
+    # callers whose reads are not device syncs, or not ours to remove:
+    ALLOWED = ("torch/optim/",  # AdamW's step counters are host tensors by design (non-capturable mode)
+               "fastai/callback/schedule.py",  # one-cycle values computed from Python floats on the host
+               "transformers/")  # SDPA mask `padding_mask.all()`: upstream, left to the speed work
+
+    @classmethod
+    def _caller(cls):
+        import traceback
+        frame = traceback.extract_stack()[-3]
+        return f"{frame.filename}:{frame.lineno}"
+
+    def test_no_sync_calls_inside_training_batches(self, tiny_learner, monkeypatch):
+        from fastai.callback.core import Callback
+
+        state = {"on": False, "calls": []}
+
+        def spy(name, orig):
+            def wrapper(self, *a, **k):
+                if state["on"]:
+                    caller = TestHotPath._caller()
+                    if not any(a in caller for a in TestHotPath.ALLOWED):
+                        state["calls"].append((name, caller))
+                return orig(self, *a, **k)
+            return wrapper
+
+        for name in self.SYNCING:
+            monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
+
+        class Start(Callback):
+            order = -100
+            def before_batch(self):
+                if self.training:
+                    state["on"] = True
+
+        class Stop(Callback):
+            order = 1000
+            def after_batch(self):
+                state["on"] = False
+
+        bar = next(cb for cb in tiny_learner.cbs if isinstance(cb, SparseProgressCallback))
+        bar.every = 1e9  # the bar's readout is the one deliberate, time-limited sync
+        tiny_learner.fit(2, lr=1e-4, cbs=[Start(), Stop()])
+        assert state["calls"] == []
