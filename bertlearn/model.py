@@ -103,7 +103,7 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
             label2id={l: i for i, l in enumerate(labels)}, problem_type=problem_type,
             output_loading_info=True, **kwargs)
     except RuntimeError as e:
-        if "size mismatch" in str(e):
+        if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
             raise ModelError(f"{name!r} has a classification head for a different number of labels than the data's "
                              f"{len(labels)}; pass ignore_mismatched_sizes=True to start a new head ({e})") from e
         raise

@@ -1,0 +1,58 @@
+"""Accuracy of the packaged all-MiniLM-L6-v2 fine-tuned with bertlearn on real data (../shared/data).
+
+    python bench/accuracy.py --task trec6 --epochs 3
+    python bench/accuracy.py --task sst2 --epochs 1            # full SST-2 train, GLUE dev
+Prints a table and the machine; numbers go into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+from bertlearn import BertDataBunch, BertLearner  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TASKS = {"sst2": ("sst2/train.csv", "sst2/valid.csv", "SST-2 dev"), "trec6": ("trec6/train.csv", "trec6/test.csv", "TREC-6 test")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", choices=sorted(TASKS), required=True)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--maxlen", type=int, default=128)
+    ap.add_argument("--train-rows", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from fastai.torch_core import set_seed
+    set_seed(args.seed)
+    train_file, eval_file, eval_name = TASKS[args.task]
+    train, evaluation = pd.read_csv(DATA / train_file), pd.read_csv(DATA / eval_file)
+    if args.train_rows:
+        train = train.sample(n=args.train_rows, random_state=args.seed)
+    db = BertDataBunch.from_df(train, evaluation, None, bs=args.bs, maxlen=args.maxlen)
+    learner = BertLearner.from_pretrained_model(db, None, None, None, None, output_dir="runs/bench",
+                                                is_fp16=torch.cuda.is_available())
+    t0 = time.perf_counter()
+    learner.fit(args.epochs, lr=args.lr)
+    minutes = (time.perf_counter() - t0) / 60
+    acc = learner.validate(quiet=True)["accuracy"]
+    print(f"\n| task | train rows | epochs | lr | bs | {eval_name} accuracy | train+eval minutes |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {args.task} | {len(train)} | {args.epochs} | {args.lr:g} | {args.bs} | {acc:.4f} | {minutes:.1f} |")
+    print(f"machine: {describe()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Model and tokenizer loading: the packaged default, local folders, offline hub names, the splitter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from bertlearn import DEFAULT_MODEL, ModelError, bert_splitter, default_model_path, load_model, load_tokenizer
+
+
+class TestDefaultModel:
+    def test_alias_and_none_resolve_to_the_packaged_minilm(self):
+        path = default_model_path()
+        assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+        cfg = AutoConfig.from_pretrained(path)
+        assert (cfg.model_type, cfg.num_hidden_layers, cfg.hidden_size) == ("bert", 6, 384)
+        assert load_tokenizer(None).name_or_path == load_tokenizer(DEFAULT_MODEL).name_or_path == str(path)
+
+    def test_default_load_does_not_import_sentence_transformers(self):
+        import subprocess
+        import sys
+        code = ("import sys, bertlearn; bertlearn.load_tokenizer(None); "
+                "print('sentence_transformers' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "False"
+
+
+class TestLoading:
+    def test_offline_hub_name_explains_what_to_do(self, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(ModelError) as e:
+            load_model("bert-base-uncased", labels=["a", "b"])
+        msg = str(e.value)
+        assert msg.startswith("pretrained_path: could not load 'bert-base-uncased': it is not a local directory and "
+                              "the Hugging Face Hub could not be reached (offline, or HF_HUB_OFFLINE=1). Pass a local "
+                              "directory")
+        assert "None / 'all-MiniLM-L6-v2' for the packaged default model" in msg
+
+    def test_offline_hub_tokenizer(self, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(ModelError, match="tokenizer: could not load 'bert-base-uncased'"):
+            load_tokenizer("bert-base-uncased")
+
+    def test_directory_without_config(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("x")
+        with pytest.raises(ModelError, match=r"is not a loadable Hugging Face folder \(it holds \['notes.txt'\]\)"):
+            load_model(str(tmp_path), labels=["a", "b"])
+
+    def test_missing_local_directory(self, tmp_path):
+        with pytest.raises(ModelError, match="directory '.*/nope' does not exist"):
+            load_model(str(tmp_path / "nope"), labels=["a", "b"])
+
+    def test_labels_and_problem_type_reach_the_config(self, tiny_model_dir):
+        model, fresh = load_model(str(tiny_model_dir), labels=["x", "y", "z"], multi_label=True)
+        assert fresh and model.config.num_labels == 3
+        assert model.config.id2label == {0: "x", 1: "y", 2: "z"}
+        assert model.config.problem_type == "multi_label_classification"
+
+    def test_label_count_mismatch_explains_ignore_mismatched_sizes(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "two-labels")
+        with pytest.raises(ModelError, match="different number of labels .* ignore_mismatched_sizes=True"):
+            load_model(str(path), labels=["a", "b", "c"])
+        model, fresh = load_model(str(path), labels=["a", "b", "c"], ignore_mismatched_sizes=True)
+        assert fresh and model.config.num_labels == 3
+
+    def test_finetuned_weights_are_loaded(self, tiny_model_dir, tmp_path):
+        from safetensors.torch import save_file
+        model, _ = load_model(str(tiny_model_dir), labels=["a", "b"])
+        state = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items() if "word_embeddings" in k}
+        save_file(state, tmp_path / "w.safetensors")
+        model2, _ = load_model(str(tiny_model_dir), labels=["a", "b"], finetuned_wgts_path=tmp_path / "w.safetensors")
+        assert torch.all(model2.bert.embeddings.word_embeddings.weight == 0.5)
+
+
+class TestSplitter:
+    @pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "electra"])
+    def test_groups_are_embeddings_layers_head_without_name_sniffing(self, kind):
+        from transformers import CONFIG_MAPPING
+        kw = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37)
+        if kind == "distilbert":
+            kw = dict(vocab_size=99, dim=32, n_layers=3, n_heads=4, hidden_dim=37)
+        if kind == "electra":
+            kw["embedding_size"] = 16
+        config = CONFIG_MAPPING[kind](num_labels=2, **kw)
+        model = AutoModelForSequenceClassification.from_config(config)
+        groups = bert_splitter(model)
+        assert len(groups) == 5  # embeddings, 3 layers, head
+        ids = [{id(p) for p in g} for g in groups]
+        assert sum(len(g) for g in ids) == len({id(p) for p in model.parameters()})
+        emb = model.get_input_embeddings().weight
+        assert id(emb) in ids[0]
+        head_params = {id(p) for n, p in model.named_parameters() if "classifier" in n}
+        assert head_params <= ids[-1]

@@ -1,0 +1,88 @@
+"""Saving and loading: HF format (pipeline, AutoModel, predictor) and fastai export give the same predictions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bertlearn import BertClassificationPredictor, ModelError, load_learner
+
+TEXTS = ["the movie was great fun", "awful and boring film", "good", "the plot was dull but the acting was lovely",
+         "it is a very poor film"]
+
+
+def top(preds):
+    return [(row[0][0], round(row[0][1], 5)) for row in preds]
+
+
+class TestSaveModel:
+    def test_folder_is_hugging_face_format_with_settings(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        names = {p.name for p in path.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "bertlearn.json"} <= names
+        assert not any(n.endswith((".bin", ".pkl", ".pt")) for n in names)
+        settings = json.loads((path / "bertlearn.json").read_text())
+        assert settings["maxlen"] == 64 and settings["labels"] == ["negative", "positive"]
+        assert not any(p.name.startswith(".m.") for p in tmp_path.iterdir())  # temporary folders cleaned up
+
+    def test_default_path_is_output_dir_model_out(self, trained_learner):
+        assert trained_learner.save_model() == trained_learner.output_dir / "model_out"
+
+    def test_overwrite_replaces_previous_save(self, trained_learner, tmp_path):
+        (tmp_path / "m").mkdir()
+        (tmp_path / "m" / "stale.txt").write_text("old")
+        path = trained_learner.save_model(tmp_path / "m")
+        assert not (path / "stale.txt").exists() and (path / "config.json").exists()
+
+    def test_predictor_gives_learner_predictions(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        predictor = BertClassificationPredictor(path, device="cpu")
+        assert predictor.labels == ["negative", "positive"]
+        assert top(predictor.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))
+        assert predictor.predict(TEXTS[0])[0][0] == "positive"
+
+    def test_transformers_pipeline_and_automodel_load_it(self, trained_learner, tmp_path):
+        from transformers import AutoModelForSequenceClassification, pipeline
+
+        path = trained_learner.save_model(tmp_path / "m")
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+        assert model.config.id2label == {0: "negative", 1: "positive"}
+        clf = pipeline("text-classification", model=str(path), device=-1)
+        out = clf(TEXTS)
+        expected = trained_learner.predict_batch(TEXTS)
+        assert [o["label"] for o in out] == [row[0][0] for row in expected]
+        assert [o["score"] for o in out] == pytest.approx([row[0][1] for row in expected], abs=1e-5)
+
+    def test_predictor_on_incomplete_folder(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        (path / "model.safetensors").unlink()
+        with pytest.raises(ModelError, match=r"lacks \['model.safetensors'\]; it holds \[.*\]\. Save it again"):
+            BertClassificationPredictor(path)
+        with pytest.raises(ModelError, match="is not a directory"):
+            BertClassificationPredictor(tmp_path / "nowhere")
+
+
+class TestExport:
+    def test_export_load_learner_round_trip(self, trained_learner, tmp_path):
+        trained_learner.export(tmp_path / "export.pkl")
+        loaded = load_learner(tmp_path / "export.pkl")
+        assert type(loaded).__name__ == "BertLearner"
+        assert loaded.dls.labels == ["negative", "positive"]
+        assert top(loaded.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))
+
+    def test_load_learner_missing_file(self, tmp_path):
+        with pytest.raises(ModelError, match=r"is not a file; pass the file written by learner.export\(\)"):
+            load_learner(tmp_path / "missing.pkl")
+
+    def test_get_preds_agrees_with_predict_batch(self, trained_learner):
+        with trained_learner.no_bar():
+            probs, targs = trained_learner.get_preds()
+        texts = list(trained_learner.dls.valid.dataset.texts)
+        ours = trained_learner.predict_batch(texts)
+        labels = trained_learner.dls.labels
+        for p, row in zip(probs, ours):
+            assert labels[int(p.argmax())] == row[0][0]
+            assert float(p.max()) == pytest.approx(row[0][1], abs=1e-5)
+        assert len(targs) == len(texts)
