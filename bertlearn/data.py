@@ -537,13 +537,13 @@ class BertDataBunch(DataLoaders):
         self.train.show_batch(b, max_n=max_n, **kwargs)
 
 
-def _positive_int(value: Any, arg: str) -> int:
+def _positive_int(value: Any, arg: str, error: type[Exception] = DataError) -> int:
     try:
         ok = float(value) == int(value) and int(value) > 0
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise DataError(f"{arg}={value!r} must be a positive integer")
+        raise error(f"{arg}={value!r} must be a positive integer")
     return int(value)
 
 

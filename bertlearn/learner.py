@@ -26,7 +26,7 @@ from fastcore.foundation import L
 
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback)
-from .data import BertDataBunch
+from .data import BertDataBunch, _positive_int
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, load_model
@@ -66,13 +66,7 @@ def _as_lr(lr: Any) -> float | slice:
 
 
 def _as_epochs(epochs: Any) -> int:
-    try:
-        ok = float(epochs) == int(epochs) and int(epochs) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise BertLearnError(f"epochs={epochs!r} must be a positive integer")
-    return int(epochs)
+    return _positive_int(epochs, "epochs", BertLearnError)
 
 
 def _atomic_dir(path: Path):
