@@ -39,19 +39,48 @@ def _round_up(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
+SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
+PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
 class TextEncoder:
-    """How raw texts become model inputs and labels become targets; saved with the model.
+    """How raw texts become model inputs; saved with the model so prediction encodes exactly like training.
 
     Args:
         tokenizer: a Hugging Face (fast) tokenizer.
-        maxlen: texts are truncated to this many tokens, special tokens included.
-        labels: label names, in the order of the model's outputs.
-        multi_label: whether each text can carry several labels (sigmoid outputs).
+        maxlen: tokens per model input, special tokens included.
+        labels: label names in output order (for regression: the target's name).
+        problem_type: "single_label_classification", "multi_label_classification" or "regression".
+        pairs: inputs are (text_a, text_b) pairs, encoded with token_type_ids where the model has them.
+        truncation: which tokens of a long text to keep: "head" (first), "tail" (last) or "head+tail"
+            (the first quarter and the last three quarters of the budget, as in Sun et al. 2019).
+        long_text: "sliding_window" splits long texts into overlapping windows instead of cutting them;
+            predictions average the windows' logits.
+        stride: tokens shared by consecutive windows (default maxlen // 4).
     """
 
-    def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, multi_label: bool = False):
+    def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, problem_type: str = SINGLE,
+                 pairs: bool = False, truncation: str = "head", long_text: str | None = None,
+                 stride: int | None = None, multi_label: bool | None = None):
+        if multi_label is not None:  # older keyword
+            problem_type = MULTI if multi_label else problem_type
+        if problem_type not in PROBLEM_TYPES:
+            raise DataError(f"problem_type={problem_type!r} is not one of {list(PROBLEM_TYPES)}")
+        if truncation not in TRUNCATIONS:
+            raise DataError(f"truncation={truncation!r} is not one of {list(TRUNCATIONS)}")
+        if long_text not in (None, "truncate", "sliding_window"):
+            raise DataError(f"long_text={long_text!r} is not one of [None, 'truncate', 'sliding_window']")
+        if pairs and (truncation != "head" or long_text == "sliding_window"):
+            raise DataError(f"truncation={truncation!r} / long_text={long_text!r} apply to single texts; sentence "
+                            "pairs are cut longest-first: leave truncation='head' and long_text=None")
         self.tokenizer, self.maxlen = tokenizer, int(maxlen)
-        self.labels, self.multi_label = [str(l) for l in labels], bool(multi_label)
+        self.labels, self.problem_type, self.pairs = [str(l) for l in labels], problem_type, bool(pairs)
+        self.truncation = truncation
+        self.long_text = "sliding_window" if long_text == "sliding_window" else None
+        self.stride = int(stride) if stride is not None else max(1, self.maxlen // 4)
+        if self.long_text and not 0 < self.stride < self.maxlen - 3:
+            raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
 
     @property
     def pad_id(self) -> int:
@@ -59,34 +88,108 @@ class TextEncoder:
         return 0 if pad is None else int(pad)
 
     @property
-    def problem_type(self) -> str:
-        return "multi_label_classification" if self.multi_label else "single_label_classification"
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Tokenize `texts` into an id matrix (rows padded to a multiple of 8) and the true lengths."""
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == REGRESSION
+
+    @property
+    def with_token_types(self) -> bool:
+        # only pairs need segment ids; models without them (RoBERTa, DistilBERT) do not list them as inputs
+        return self.pairs and "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+
+    def settings(self) -> dict:
+        """What `save_model` writes to bertlearn.json to rebuild this encoder."""
+        return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": self.problem_type, "pairs": self.pairs,
+                "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride}
+
+    @classmethod
+    def from_settings(cls, tokenizer: Any, settings: dict) -> "TextEncoder":
+        """Rebuild an encoder from `settings()` output."""
+        keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
+        return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
+
+    def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Tokenize into `ids` (rows padded to a multiple of 8), `lengths`, optional `type_ids`, and `owner`
+        (the text each row came from; rows and texts differ only with sliding windows)."""
         texts = list(texts)
         # uint16 halves the memory of the id matrix for every vocabulary that fits (BERT, RoBERTa...)
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
-        chunks, lengths = [], []
+        rows: dict[str, list[np.ndarray]] = {"ids": [], "lengths": [], "type_ids": [], "owner": []}
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
-            enc = self.tokenizer(texts[start:start + _TOKENIZE_CHUNK], truncation=True, max_length=self.maxlen,
-                                 padding="longest", return_tensors="np", return_attention_mask=True,
-                                 return_token_type_ids=False)
-            chunks.append(enc["input_ids"].astype(dtype, copy=False))
-            lengths.append(enc["attention_mask"].sum(axis=1).astype(np.int32))
-        lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+            chunk_a = texts[start:start + _TOKENIZE_CHUNK]
+            chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
+            if self.truncation != "head" and not self.long_text:
+                enc = self._encode_cut(chunk_a)
+            else:
+                enc = self._encode_fast(chunk_a, chunk_b)
+            mask = enc["attention_mask"]
+            rows["ids"].append(enc["input_ids"].astype(dtype, copy=False))
+            rows["lengths"].append(mask.sum(axis=1).astype(np.int32))
+            if self.with_token_types:
+                rows["type_ids"].append(enc["token_type_ids"].astype(np.uint8))
+            owner = enc.get("overflow_to_sample_mapping")
+            rows["owner"].append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
+        lengths = np.concatenate(rows["lengths"]) if rows["lengths"] else np.zeros(0, np.int32)
         width = _round_up(max(int(lengths.max(initial=1)), 1), PAD_MULTIPLE)
-        ids = np.full((len(texts), width), self.pad_id, dtype=dtype)
-        row = 0
-        for chunk in chunks:
-            ids[row:row + len(chunk), :chunk.shape[1]] = chunk
-            row += len(chunk)
-        return ids, lengths
+        out = {"ids": _stack(rows["ids"], width, self.pad_id, dtype), "lengths": lengths,
+               "owner": np.concatenate(rows["owner"]).astype(np.int64) if rows["owner"] else np.zeros(0, np.int64)}
+        out["type_ids"] = _stack(rows["type_ids"], width, 0, np.uint8) if self.with_token_types else None
+        return out
 
-    def dataset(self, texts: Sequence[str], targets: np.ndarray | None = None) -> "EncodedDataset":
-        """Encode `texts` (and their already-numeric `targets`) into an `EncodedDataset`."""
-        ids, lengths = self.encode(texts)
-        return EncodedDataset(ids, lengths, targets, self, texts=np.asarray(list(texts), dtype=object))
+    def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
+        kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
+                      return_attention_mask=True, return_token_type_ids=self.with_token_types)
+        if self.long_text:
+            kwargs.update(return_overflowing_tokens=True, stride=self.stride)
+        return dict(self.tokenizer(texts, texts_b, **kwargs))
+
+    def _encode_cut(self, texts: list[str]) -> dict:
+        """'tail' and 'head+tail': tokenize whole texts in one batched call, then keep the chosen ends."""
+        budget = self.maxlen - self.tokenizer.num_special_tokens_to_add(pair=False)
+        head = 0 if self.truncation == "tail" else budget // 4
+        enc = self.tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                             return_special_tokens_mask=True, verbose=False)
+        rows = []
+        for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+            # the special tokens around the text ([CLS] ... [SEP], <s> ... </s>) stay; the text between is cut
+            lead = next((i for i, s in enumerate(special) if not s), len(ids))
+            trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+            body = ids[lead:len(ids) - trail]
+            if len(body) > budget:
+                body = body[:head] + body[len(body) - (budget - head):]
+            rows.append(ids[:lead] + body + ids[len(ids) - trail:])
+        width = max((len(r) for r in rows), default=1)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def dataset(self, texts: Sequence[Any], targets: np.ndarray | None = None) -> "EncodedDataset":
+        """Encode `texts` (strings, or (a, b) pairs) and their already-numeric `targets` into a dataset."""
+        texts = list(texts)
+        if self.pairs:
+            a, b = [t[0] for t in texts], [t[1] for t in texts]
+            enc, shown = self.encode(a, b), [f"{x} [SEP] {y}" for x, y in zip(a, b)]
+        else:
+            enc, shown = self.encode(texts), texts
+        if targets is not None and len(enc["owner"]) != len(texts):
+            targets = targets[enc["owner"]]  # each window carries its text's target
+        return EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"],
+                              owner=enc["owner"], n_texts=len(texts), texts=np.asarray(shown, dtype=object))
+
+
+def _stack(chunks: list[np.ndarray], width: int, fill: int, dtype: Any) -> np.ndarray:
+    n = sum(len(c) for c in chunks)
+    out = np.full((n, width), fill, dtype=dtype)
+    row = 0
+    for c in chunks:
+        out[row:row + len(c), :c.shape[1]] = c
+        row += len(c)
+    return out
 
 
 class EncodedDataset:
@@ -95,14 +198,22 @@ class EncodedDataset:
     Args:
         ids: (n, width) token ids, padded with the tokenizer's pad id.
         lengths: (n,) number of real tokens per row.
-        targets: (n,) int64 class indices, (n, c) float32 multi-hot rows, or None for unlabeled data.
+        targets: (n,) int64 class indices, (n, c) float32 multi-hot rows, (n,) float32 regression targets,
+            or None for unlabeled data.
         encoder: the `TextEncoder` that made it.
+        type_ids: (n, width) segment ids for sentence pairs, else None.
+        owner: (n,) index of the text each row came from (sliding windows give one text several rows).
+        n_texts: how many texts the rows came from.
         texts: the original texts, kept for show_batch and interpretation.
     """
 
     def __init__(self, ids: np.ndarray, lengths: np.ndarray, targets: np.ndarray | None, encoder: TextEncoder,
-                 *, texts: np.ndarray | None = None):
+                 *, type_ids: np.ndarray | None = None, owner: np.ndarray | None = None, n_texts: int | None = None,
+                 texts: np.ndarray | None = None):
         self.ids, self.lengths, self.targets, self.encoder, self.texts = ids, lengths, targets, encoder, texts
+        self.type_ids = type_ids
+        self.owner = owner if owner is not None else np.arange(len(lengths))
+        self.n_texts = n_texts if n_texts is not None else len(lengths)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -118,11 +229,15 @@ class EncodedDataset:
     def new_empty(self) -> "EncodedDataset":
         """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
         targets = None if self.targets is None else self.targets[:0]
-        return EncodedDataset(self.ids[:0], self.lengths[:0], targets, self.encoder, texts=None)
+        types = None if self.type_ids is None else self.type_ids[:0]
+        return EncodedDataset(self.ids[:0], self.lengths[:0], targets, self.encoder, type_ids=types,
+                              owner=self.owner[:0], n_texts=0)
 
 
 class BertDataLoader(DataLoader):
     """A fastai `DataLoader` over an `EncodedDataset` with length grouping and per-batch padding.
+
+    Batches are `(input_ids, attention_mask[, token_type_ids][, targets])`.
 
     Args:
         dataset: the `EncodedDataset` to batch.
@@ -172,12 +287,15 @@ class BertDataLoader(DataLoader):
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
         width = min(_round_up(int(lengths.max()), PAD_MULTIPLE), ds.ids.shape[1])
-        ids = torch.from_numpy(ds.ids[idx, :width].astype(np.int64))
-        mask = torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))
-        batch = (ids, mask) if ds.targets is None else (ids, mask, torch.from_numpy(ds.targets[idx]))
+        batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
+                 torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
+        if ds.type_ids is not None:
+            batch.append(torch.from_numpy(ds.type_ids[idx, :width].astype(np.int64)))
+        if ds.targets is not None:
+            batch.append(torch.from_numpy(ds.targets[idx]))
         if self.device is not None and self.device.type == "cuda":
-            batch = tuple(t.pin_memory() for t in batch)
-        return batch
+            batch = [t.pin_memory() for t in batch]
+        return tuple(batch)
 
     def __iter__(self):
         # fastai's own loop copies with non_blocking=False, which waits for the GPU every batch; pinned
@@ -218,12 +336,16 @@ class BertDataLoader(DataLoader):
 def batch_to_frame(b: tuple, encoder: TextEncoder, *, max_n: int = 9) -> pd.DataFrame:
     """Decode the first `max_n` rows of a batch into a DataFrame of text and label."""
     ids, mask = b[0][:max_n].cpu(), b[1][:max_n].cpu()
-    texts = [encoder.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True) for row, m in zip(ids, mask)]
+    texts = [encoder.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=not encoder.pairs)
+             for row, m in zip(ids, mask)]
     out = {"text": texts}
-    if len(b) > 2:
+    n_inputs = 3 if encoder.with_token_types else 2
+    if len(b) > n_inputs:
         y = b[-1][:max_n].cpu()
         if encoder.multi_label:
             out["label"] = [";".join(l for l, on in zip(encoder.labels, row) if on > 0.5) for row in y.tolist()]
+        elif encoder.regression:
+            out[encoder.labels[0]] = [round(v, 4) for v in y.tolist()]
         else:
             out["label"] = [encoder.labels[i] for i in y.tolist()]
     return pd.DataFrame(out)
@@ -282,16 +404,20 @@ def _columns(df: pd.DataFrame, col: Any, arg: str, source: str) -> list[str]:
     return [_column(df, c, arg, source) for c in cols]
 
 
-def _texts(df: pd.DataFrame, col: str, source: str, *, dropna: bool) -> tuple[list[str], np.ndarray]:
-    """The text column as strings, and a mask of the rows kept."""
-    s = df[col]
-    bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
-    if bad.any() and not dropna:
-        rows = (np.flatnonzero(bad)[:10] + 2).tolist()  # +2: 1-based, after the header line
-        raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
-                        f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); fix them or pass dropna=True")
-    keep = ~bad
-    return s[keep].astype(str).tolist(), keep
+def _texts(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool) -> tuple[list[Any], np.ndarray]:
+    """The text column(s) as strings (pairs as tuples), and a mask of the rows kept."""
+    cols = [cols] if isinstance(cols, str) else list(cols)
+    keep = np.ones(len(df), dtype=bool)
+    for col in cols:
+        s = df[col]
+        bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+        if bad.any() and not dropna:
+            rows = (np.flatnonzero(bad)[:10] + 2).tolist()  # +2: 1-based, after the header line
+            raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
+                            f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); fix them or pass dropna=True")
+        keep &= ~bad
+    columns = [df[c][keep].astype(str).tolist() for c in cols]
+    return (columns[0] if len(cols) == 1 else list(zip(*columns))), keep
 
 
 def _read_label_file(path: Path) -> list[str] | None:
@@ -380,9 +506,8 @@ class BertDataBunch(DataLoaders):
         if isinstance(test_data, (str, Path)):
             test_df = _read_csv(data_dir / test_data, "test_data", sep=sep, encoding=encoding)
             text_col = kwargs.get("text_col", "text")
-            col = _column(test_df, text_col[0] if isinstance(text_col, (list, tuple)) else text_col,
-                          "text_col", str(test_data))
-            test_data, _ = _texts(test_df, col, str(test_data), dropna=kwargs.get("dropna", False))
+            cols = _columns(test_df, text_col, "text_col", str(test_data))
+            test_data, _ = _texts(test_df, cols, str(test_data), dropna=kwargs.get("dropna", False))
         return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
                            sources=(str(train_file), str(val_file)), **kwargs)
 
@@ -390,7 +515,10 @@ class BertDataBunch(DataLoaders):
     def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,
                 text_col: Any = "text", label_col: Any = "label", labels: Sequence[str] | None = None,
                 bs: int = 32, val_bs: int | None = None, maxlen: int = 512, multi_label: bool = False,
-                test_data: Sequence[str] | None = None, valid_pct: float = 0.2, seed: int | None = None,
+                regression: bool = False, label_delim: str | None = None, truncation: str = "head",
+                long_text: str | None = None, stride: int | None = None,
+                weight: Sequence[float] | str | None = None, pos_weight: Sequence[float] | str | None = None,
+                test_data: Sequence[Any] | None = None, valid_pct: float = 0.2, seed: int | None = None,
                 dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
                 logger: logging.Logger | None = None, sources: tuple[str, str] = ("train_df", "valid_df"),
                 **kwargs: Any) -> "BertDataBunch":
@@ -399,13 +527,21 @@ class BertDataBunch(DataLoaders):
         Args:
             train_df, valid_df: the data; with `valid_df=None`, a `valid_pct` random share of train is held out.
             tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
-            text_col: text column name or position.
-            label_col: label column name or position (list of 0/1 columns for multi-label).
+            text_col: text column name or position; a list of two for sentence pairs (e.g. ['text_a', 'text_b']).
+            label_col: label column name or position; for multi-label a list of 0/1 columns, or one column of
+                `label_delim`-separated labels.
             labels: label names in output order; default: sorted labels of the training data.
             bs: training batch size; val_bs: validation batch size (default 2 * bs).
-            maxlen: maximum tokens per text, special tokens included.
-            multi_label: several labels per text, given as 0/1 columns.
-            test_data: texts to predict on later (`learner.predict_batch()` with no argument).
+            maxlen: maximum tokens per model input, special tokens included.
+            multi_label: several labels per text (sigmoid outputs, BCE loss).
+            regression: a float target (one output, MSE loss).
+            label_delim: separator of several labels in one column (implies multi_label).
+            truncation: "head", "tail" or "head+tail": which tokens of a too-long text are kept.
+            long_text: "sliding_window" to split long texts into overlapping windows (see `TextEncoder`).
+            stride: overlap of sliding windows in tokens.
+            weight: per-class loss weights (single-label), or "balanced" for inverse class frequency.
+            pos_weight: per-label positive weights (multi-label), or "balanced" for negatives / positives.
+            test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).
             valid_pct, seed: the held-out share and its random seed when `valid_df` is None.
             dropna: drop rows with empty texts instead of raising.
             device: where batches go (default: CUDA when available).
@@ -420,6 +556,11 @@ class BertDataBunch(DataLoaders):
         bs = _positive_int(bs, "bs")
         val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
         maxlen = _positive_int(maxlen, "maxlen")
+        if label_delim is not None:
+            multi_label = True
+        if multi_label and regression:
+            raise DataError("multi_label=True and regression=True exclude each other; choose one")
+        problem_type = MULTI if multi_label else REGRESSION if regression else SINGLE
         if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
             raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
                             f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
@@ -439,45 +580,56 @@ class BertDataBunch(DataLoaders):
             maxlen = limit
 
         text_cols = [_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
-        if len(text_cols[0]) != 1:
-            raise DataError(f"text_col={text_col!r} names {len(text_cols[0])} columns; sentence pairs are not "
-                            "supported yet: give one text column")
+        if len(text_cols[0]) > 2:
+            raise DataError(f"text_col={text_col!r} names {len(text_cols[0])} columns; give one text column, or two "
+                            "for sentence pairs")
+        pairs = len(text_cols[0]) == 2
         label_cols = [_columns(df, label_col, "label_col", src) for df, src in zip((train_df, valid_df), sources)]
-        if not multi_label and len(label_cols[0]) != 1:
-            raise DataError(f"label_col={label_col!r} names {len(label_cols[0])} columns; a single-label task needs "
-                            "one label column (pass multi_label=True for 0/1 label columns)")
+        if (not multi_label or label_delim is not None) and len(label_cols[0]) != 1:
+            raise DataError(f"label_col={label_col!r} names {len(label_cols[0])} columns; this task needs one label "
+                            "column (pass multi_label=True for 0/1 label columns)")
 
         t0 = time.perf_counter()
         parts = []
         for df, tcols, lcols, src in zip((train_df, valid_df), text_cols, label_cols, sources):
-            texts, keep = _texts(df, tcols[0], src, dropna=dropna)
+            texts, keep = _texts(df, tcols, src, dropna=dropna)
             parts.append((texts, df.loc[keep, lcols] if not keep.all() else df[lcols], src))
-        if multi_label:
+        if multi_label and label_delim is not None:
+            split = [ldf.iloc[:, 0] for _, ldf, _ in parts]
+            labels = list(labels) if labels is not None else _delimited_labels(split[0], label_delim, sources[0])
+            targets = [_delimited_multi_hot(s, labels, label_delim, src) for s, (_, _, src) in zip(split, parts)]
+        elif multi_label:
             labels = list(labels) if labels is not None else [str(c) for c in label_cols[0]]
             targets = [_multi_hot(ldf, labels, src) for _, ldf, src in parts]
+        elif regression:
+            labels = [str(label_cols[0][0])]
+            targets = [_float_targets(ldf.iloc[:, 0], src) for _, ldf, src in parts]
         else:
             raw = [ldf.iloc[:, 0] for _, ldf, _ in parts]
             labels = _single_labels(raw[0], labels, sources[0])
             targets = [_label_indices(r, labels, src) for r, (_, _, src) in zip(raw, parts)]
 
-        encoder = TextEncoder(tok, maxlen, labels, multi_label=multi_label)
-        train_ds = EncodedDataset(*encoder.encode(parts[0][0]), targets[0], encoder,
-                                  texts=np.asarray(parts[0][0], dtype=object))
-        valid_ds = EncodedDataset(*encoder.encode(parts[1][0]), targets[1], encoder,
-                                  texts=np.asarray(parts[1][0], dtype=object))
-        log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", len(train_ds), len(valid_ds),
+        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=pairs, truncation=truncation,
+                              long_text=long_text, stride=stride)
+        train_ds = encoder.dataset(parts[0][0], targets[0])
+        valid_ds = encoder.dataset(parts[1][0], targets[1])
+        log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", train_ds.n_texts, valid_ds.n_texts,
                  time.perf_counter() - t0, maxlen)
         truncated = float((train_ds.lengths >= maxlen).mean())
-        if truncated > 0.05:
-            log.info("%.0f%% of training texts are cut at maxlen=%d", 100 * truncated, maxlen)
+        if truncated > 0.05 and not encoder.long_text:
+            log.info("%.0f%% of training texts are cut at maxlen=%d (truncation=%r)", 100 * truncated, maxlen,
+                     truncation)
 
         loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True, drop_last=False),
                    BertDataLoader(valid_ds, bs=val_bs, shuffle=False)]
         if test_data is not None:
-            loaders.append(BertDataLoader(encoder.dataset(_as_texts(test_data, "test_data")), bs=val_bs))
+            loaders.append(BertDataLoader(encoder.dataset(_as_texts(test_data, "test_data", pairs=pairs)), bs=val_bs))
         if device is None:
             device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        return cls(*loaders, path=path, device=device)
+        dls = cls(*loaders, path=path, device=device)
+        dls.weight = _class_weights(weight, targets[0], len(labels), "weight", problem_type, SINGLE)
+        dls.pos_weight = _class_weights(pos_weight, targets[0], len(labels), "pos_weight", problem_type, MULTI)
+        return dls
 
     # --- what fastai and fast-bert users read off a databunch ---
 
@@ -506,12 +658,16 @@ class BertDataBunch(DataLoaders):
         return self.encoder.multi_label
 
     @property
+    def problem_type(self) -> str:
+        return self.encoder.problem_type
+
+    @property
     def maxlen(self) -> int:
         return self.encoder.maxlen
 
     @property
     def n_inp(self) -> int:
-        return 2  # input_ids, attention_mask; the target follows
+        return 3 if self.encoder.with_token_types else 2  # input_ids, attention_mask[, token_type_ids]
 
     @property
     def test(self) -> BertDataLoader | None:
@@ -522,14 +678,14 @@ class BertDataBunch(DataLoaders):
     def bs(self) -> int:
         return self.train.bs
 
-    def test_dl(self, test_items: Sequence[str], bs: int | None = None, **kwargs: Any) -> BertDataLoader:
-        """A loader over new texts, tokenized like the training data.
+    def test_dl(self, test_items: Sequence[Any], bs: int | None = None, **kwargs: Any) -> BertDataLoader:
+        """A loader over new texts (or (a, b) pairs), tokenized like the training data.
 
         Args:
             test_items: the texts.
             bs: batch size (default: the validation batch size).
         """
-        ds = self.encoder.dataset(_as_texts(test_items, "texts"))
+        ds = self.encoder.dataset(_as_texts(test_items, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
 
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
@@ -547,7 +703,15 @@ def _positive_int(value: Any, arg: str, error: type[Exception] = DataError) -> i
     return int(value)
 
 
-def _as_texts(texts: Any, arg: str) -> list[str]:
+def _as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
+    if pairs:
+        texts = [texts] if isinstance(texts, tuple) and len(texts) == 2 and isinstance(texts[0], str) else list(texts)
+        bad = [i for i, t in enumerate(texts) if not (isinstance(t, (tuple, list)) and len(t) == 2
+                                                       and all(isinstance(s, str) for s in t))]
+        if bad:
+            raise DataError(f"{arg}: items {bad[:10]} are not (text_a, text_b) pairs of strings; this model was "
+                            "trained on sentence pairs")
+        return [tuple(t) for t in texts]
     if isinstance(texts, str):
         return [texts]
     texts = list(texts)
@@ -611,4 +775,66 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
         ok = False
     if not ok:
         raise DataError(f"multi-label columns {list(ldf.columns)[:10]} in {source} must hold only 0 and 1")
+    return arr
+
+
+def _delimited_labels(series: pd.Series, delim: str, source: str) -> list[str]:
+    if series.isna().any():
+        rows = (np.flatnonzero(series.isna().to_numpy())[:10] + 2).tolist()
+        raise DataError(f"label_col {series.name!r} in {source} has missing labels (CSV lines {rows})")
+    names = sorted({p.strip() for v in series.astype(str) for p in v.split(delim) if p.strip()})
+    if len(names) < 2:
+        raise DataError(f"label_col {series.name!r} in {source} has fewer than two labels {names} with "
+                        f"label_delim={delim!r}")
+    return names
+
+
+def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, source: str) -> np.ndarray:
+    index = {l: i for i, l in enumerate(labels)}
+    out = np.zeros((len(series), len(labels)), dtype=np.float32)
+    unknown = set()
+    for row, value in enumerate(series.fillna("").astype(str)):
+        for part in value.split(delim):
+            part = part.strip()
+            if part in index:
+                out[row, index[part]] = 1.0
+            elif part:
+                unknown.add(part)
+    if unknown:
+        raise DataError(f"label_col {series.name!r} in {source} has labels {sorted(unknown)[:10]} that are not among "
+                        f"the known labels {labels[:20]}; add them to labels.csv or remove those rows")
+    return out
+
+
+def _float_targets(series: pd.Series, source: str) -> np.ndarray:
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        rows = (np.flatnonzero(bad)[:10] + 2).tolist()
+        raise DataError(f"label_col {series.name!r} in {source} needs numbers for regression; CSV lines {rows} are "
+                        f"missing or not numeric (e.g. {series[bad].iloc[0]!r})")
+    return values.to_numpy(dtype=np.float32)
+
+
+def _class_weights(value: Any, targets: np.ndarray, n_labels: int, arg: str, problem_type: str,
+                   needs: str) -> np.ndarray | None:
+    """Per-class `weight` (single-label) or per-label `pos_weight` (multi-label), given or 'balanced'."""
+    if value is None:
+        return None
+    if problem_type != needs:
+        other = "weight" if arg == "pos_weight" else "pos_weight"
+        raise DataError(f"{arg} applies to {needs.replace('_', ' ')}; this task is {problem_type.replace('_', ' ')}"
+                        + ("" if problem_type == REGRESSION else f" (use {other})"))
+    if isinstance(value, str):
+        if value != "balanced":
+            raise DataError(f"{arg}={value!r}: give one number per label or 'balanced'")
+        if problem_type == SINGLE:
+            counts = np.bincount(targets, minlength=n_labels).astype(np.float64)
+            return (len(targets) / (n_labels * np.maximum(counts, 1))).astype(np.float32)
+        pos = targets.sum(axis=0)
+        return ((len(targets) - pos) / np.maximum(pos, 1)).astype(np.float32)
+    arr = np.asarray(value, dtype=np.float32).reshape(-1)
+    if len(arr) != n_labels or not (arr > 0).all():
+        raise DataError(f"{arg} has {len(arr)} values {arr.tolist()[:10]}; give {n_labels} positive numbers, one per "
+                        "label in label order, or 'balanced'")
     return arr

@@ -12,6 +12,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+import inspect
+
+import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
@@ -20,7 +23,7 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientAccumulation, GradientClip
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
-from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
+from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from fastai.optimizer import OptimWrapper
 from fastcore.foundation import L
 
@@ -30,7 +33,7 @@ from .data import BertDataBunch, _positive_int
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, load_model
-from .predict import SETTINGS_FILE, predict_logits, rank_predictions, resolve_device
+from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
 __all__ = ["BertLearner", "load_learner", "adamw"]
 
@@ -114,11 +117,13 @@ class BertLearner(Learner):
         kwargs.setdefault("wd", 0.01)
         kwargs.setdefault("lr", default_lr)
         if kwargs.get("loss_func") is None:
-            kwargs["loss_func"] = BCEWithLogitsLossFlat() if dls.multi_label else CrossEntropyLossFlat()
+            kwargs["loss_func"] = {"multi_label_classification": BCEWithLogitsLossFlat,
+                                   "regression": MSELossFlat}.get(dls.problem_type, CrossEntropyLossFlat)()
         kwargs["cbs"] = [HFOutputCallback(), *(kwargs.get("cbs") or [])]
         super().__init__(dls, model, **kwargs)
         self.py_logger, self.fresh_head = py_logger, fresh_head
         self.default_lr, self.default_epochs = default_lr, default_epochs
+        self.thresholds: list[float] | float = 0.5  # multi-label decision thresholds (see tune_thresholds)
         # fastai's defaults read the loss on the CPU every batch; swap in device-resident versions
         self.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
         self.recorder.loss = DeviceAvgLoss()
@@ -157,7 +162,8 @@ class BertLearner(Learner):
             max_grad_norm: gradient clipping norm (None: no clipping).
             adam_epsilon: AdamW epsilon.
             freeze_transformer_layers: train only the head until `unfreeze()`.
-            weight: per-class loss weights (single-label); pos_weight: per-label positive weights (multi-label).
+            weight: per-class loss weights (single-label) or "balanced"; pos_weight: per-label positive weights
+                (multi-label) or "balanced". Default: what the databunch was given.
             callbacks: extra fastai callbacks.
             learning_rate, epochs: defaults for `fit()` called without them.
             optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
@@ -174,9 +180,10 @@ class BertLearner(Learner):
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
         device = resolve_device(device)
-        model, fresh_head = load_model(pretrained_path, labels=databunch.labels, multi_label=databunch.multi_label,
+        model, fresh_head = load_model(pretrained_path, labels=databunch.labels, problem_type=databunch.problem_type,
                                        finetuned_wgts_path=finetuned_wgts_path,
                                        ignore_mismatched_sizes=ignore_mismatched_sizes)
+        _check_inputs(model, databunch)
         max_pos = getattr(model.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and databunch.maxlen > max_pos:
             raise DataError(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; "
@@ -185,6 +192,12 @@ class BertLearner(Learner):
         databunch.device = device
 
         loss_func = None
+        from .data import SINGLE, MULTI, _class_weights
+        targets = databunch.train.dataset.targets
+        weight = _class_weights(weight, targets, databunch.c, "weight", databunch.problem_type, SINGLE) \
+            if weight is not None else getattr(databunch, "weight", None)
+        pos_weight = _class_weights(pos_weight, targets, databunch.c, "pos_weight", databunch.problem_type, MULTI) \
+            if pos_weight is not None else getattr(databunch, "pos_weight", None)
         if weight is not None:
             loss_func = CrossEntropyLossFlat(weight=torch.as_tensor(weight, dtype=torch.float, device=device))
         if pos_weight is not None:
@@ -202,7 +215,7 @@ class BertLearner(Learner):
             opt_func = partial(adamw, eps=adam_epsilon)
         else:
             raise BertLearnError(f"optimizer_type={optimizer_type!r} is not one of 'adamw', 'lamb'")
-        metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.multi_label)
+        metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type)
         path = Path(output_dir) if output_dir is not None else Path(databunch.path)
         learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, cbs=cbs, path=path,
                       py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
@@ -309,18 +322,16 @@ class BertLearner(Learner):
         mp = next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
         return None if mp is None else (torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16)
 
-    def predict_batch(self, texts: Sequence[str] | None = None, verbose: bool = True,
-                      bs: int | None = None) -> list[list[tuple[str, float]]]:
-        """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label).
+    def predict_logits(self, texts: Sequence[Any] | None = None, bs: int | None = None) -> torch.Tensor:
+        """Logits per text (sliding windows averaged), in input order, on the CPU.
 
         Args:
-            texts: the texts; None predicts the databunch's `test_data`.
-            verbose: accepted for fast-bert compatibility.
+            texts: texts, or (text_a, text_b) pairs for a pair model; None: the databunch's `test_data`.
             bs: batch size (default: the validation batch size).
         """
         if self.fresh_head:
             warnings.warn("predicting with a classification head that has not been trained yet; call fit() first",
-                          stacklevel=2)
+                          stacklevel=3)
         if texts is None:
             if self.dls.test is None:
                 raise NotFittedError("predict_batch() without texts predicts the databunch's test_data, but none was "
@@ -328,16 +339,63 @@ class BertLearner(Learner):
             dl = self.dls.test
         else:
             dl = self.dls.test_dl(texts, bs=bs)
-        logits = predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
-        return rank_predictions(logits, self.dls.labels, multi_label=self.dls.multi_label)
+        return predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
 
-    def predict(self, text: str) -> list[tuple[str, float]]:
-        """`(label, probability)` pairs for one text, highest first.
+    def predict_batch(self, texts: Sequence[Any] | None = None, verbose: bool = True, bs: int | None = None) -> list:
+        """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label);
+        for regression, the predicted value.
 
         Args:
-            text: the text.
+            texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`.
+            verbose: accepted for fast-bert compatibility.
+            bs: batch size (default: the validation batch size).
+        """
+        enc = self.dls.encoder
+        return rank_predictions(self.predict_logits(texts, bs), enc.labels, multi_label=enc.multi_label,
+                                regression=enc.regression)
+
+    def predict(self, text: Any) -> list[tuple[str, float]] | float:
+        """The `predict_batch` result for one text (or one (a, b) pair).
+
+        Args:
+            text: the text or pair.
         """
         return self.predict_batch([text])[0]
+
+    def predict_labels(self, texts: Sequence[Any] | None = None, bs: int | None = None) -> list:
+        """Decisions per text: the top label; for multi-label the labels whose probability passes
+        `self.thresholds` (0.5, or per label after `tune_thresholds`); for regression the value.
+
+        Args:
+            texts: texts or pairs; None: the databunch's `test_data`.
+            bs: batch size.
+        """
+        return decide(self.predict_logits(texts, bs), self.dls.encoder, self.thresholds)
+
+    def tune_thresholds(self, grid: Sequence[float] | None = None) -> list[float]:
+        """Pick, for each label, the probability threshold with the best F1 on the validation set.
+
+        The thresholds are stored in `self.thresholds`, used by `predict_labels`, and saved by
+        `save_model` / `export`.
+
+        Args:
+            grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
+        """
+        if not self.dls.multi_label:
+            raise BertLearnError("tune_thresholds() applies to multi-label tasks (multi_label=True)")
+        grid = np.asarray(grid if grid is not None else np.arange(0.05, 0.951, 0.05), dtype=np.float32)
+        probs = predict_logits(self.model, self.dls.valid, amp_dtype=self._amp_dtype()).sigmoid().numpy()
+        ds = self.dls.valid.dataset
+        targets = np.zeros((ds.n_texts, probs.shape[1]), dtype=np.float32)
+        targets[ds.owner] = ds.targets  # windows of one text share its targets
+        t = targets[None, :, :] > 0.5
+        decisions = probs[None, :, :] > grid[:, None, None]  # (grid, n, labels)
+        tp = (decisions & t).sum(1)
+        fp = (decisions & ~t).sum(1)
+        fn = (~decisions & t).sum(1)
+        f1s = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        self.thresholds = [round(float(x), 4) for x in grid[f1s.argmax(axis=0)]]
+        return self.thresholds
 
     # --- saving ---
 
@@ -356,11 +414,20 @@ class BertLearner(Learner):
         with _atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
-            settings = {"maxlen": enc.maxlen, "labels": enc.labels, "problem_type": enc.problem_type,
-                        "bertlearn_version": _version()}
+            thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)
+            settings = {**enc.settings(), "thresholds": thresholds, "bertlearn_version": _version()}
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         _log.info("model saved to %s", path)
         return path
+
+
+def _check_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
+    """fastai calls `model(*xb)`: the batch's inputs must be the first parameters of `forward`, in order."""
+    wanted = ["input_ids", "attention_mask", "token_type_ids"][:dls.n_inp]
+    params = list(inspect.signature(model.forward).parameters)[:len(wanted)]
+    if params != wanted:
+        raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
+                         "this architecture cannot be driven positionally by fastai")
 
 
 def _version() -> str:

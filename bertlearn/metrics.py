@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+import scipy.stats
+import sklearn.metrics as skm
 import torch
 from fastai.learner import Metric
 
-__all__ = ["accuracy", "accuracy_multilabel", "DeviceAccumMetric", "to_fastai_metrics", "default_metrics"]
+__all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
+           "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
+           "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
+           "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
+           "mse", "mae", "pearson", "spearman",
+           "DeviceAccumMetric", "to_fastai_metrics", "default_metrics"]
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().float().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
 def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -24,6 +36,76 @@ def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch
     """
     return (y_pred.argmax(dim=-1) == y_true.view(-1)).float().mean()
 
+
+def _classes(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    return _np(y_true).astype(int).reshape(-1), _np(y_pred.argmax(dim=-1)).astype(int), list(range(y_pred.shape[-1]))
+
+
+def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
+    def metric(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+        t, p, labels = _classes(y_pred, y_true)
+        return float(fn(t, p, labels=labels, zero_division=0, **fixed))
+    metric.__name__ = metric.__qualname__ = name
+    metric.__doc__ = f"{name.replace('_', ' ')} of the argmax class (sklearn `{fn.__name__}`, {fixed})."
+    return metric
+
+
+f1_macro = _single(skm.f1_score, "f1_macro", average="macro")
+f1_micro = _single(skm.f1_score, "f1_micro", average="micro")
+f1_weighted = _single(skm.f1_score, "f1_weighted", average="weighted")
+precision_macro = _single(skm.precision_score, "precision_macro", average="macro")
+recall_macro = _single(skm.recall_score, "recall_macro", average="macro")
+
+
+def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
+    """F1 of the argmax class with sklearn's `average` ('macro', 'micro', 'weighted')."""
+    t, p, labels = _classes(y_pred, y_true)
+    return float(skm.f1_score(t, p, labels=labels, average=average, zero_division=0))
+
+
+def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
+    """Precision of the argmax class with sklearn's `average`."""
+    t, p, labels = _classes(y_pred, y_true)
+    return float(skm.precision_score(t, p, labels=labels, average=average, zero_division=0))
+
+
+def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
+    """Recall of the argmax class with sklearn's `average`."""
+    t, p, labels = _classes(y_pred, y_true)
+    return float(skm.recall_score(t, p, labels=labels, average=average, zero_division=0))
+
+
+def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
+    """F1 of each class (array in label order) for single-label tasks."""
+    t, p, labels = _classes(y_pred, y_true)
+    return skm.f1_score(t, p, labels=labels, average=None, zero_division=0)
+
+
+def matthews_corrcoef(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Matthews correlation of the argmax class."""
+    t, p, _ = _classes(y_pred, y_true)
+    return float(skm.matthews_corrcoef(t, p))
+
+
+def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
+    """Confusion matrix (rows: true class, columns: predicted), in label order."""
+    t, p, labels = _classes(y_pred, y_true)
+    return skm.confusion_matrix(t, p, labels=labels)
+
+
+def roc_auc(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """ROC AUC of softmax probabilities: binary on class 1, else one-vs-rest macro. NaN if undefined."""
+    probs = _np(y_pred.float().softmax(dim=-1))
+    t = _np(y_true).astype(int).reshape(-1)
+    try:
+        if probs.shape[1] == 2:
+            return float(skm.roc_auc_score(t, probs[:, 1]))
+        return float(skm.roc_auc_score(t, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
+    except ValueError:  # a class absent from y_true
+        return float("nan")
+
+
+# --- multi-label: y_pred (n, c) logits, y_true (n, c) 0/1 ---
 
 def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
                         **kwargs: Any) -> torch.Tensor:
@@ -37,6 +119,98 @@ def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: floa
     """
     probs = y_pred.sigmoid() if sigmoid else y_pred
     return ((probs > thresh) == y_true.bool()).float().mean()
+
+
+accuracy_thresh = accuracy_multilabel
+
+
+def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
+    return (_np(y_pred.float().sigmoid()) > np.asarray(thresh)).astype(int)
+
+
+def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh: float = 0.5,
+          average: str = "samples", **kwargs: Any) -> float:
+    """F-beta of thresholded sigmoid outputs (fast-bert's `fbeta`: beta 2, averaged over samples).
+
+    Args:
+        beta: weight of recall; thresh: probability threshold (a float or one per label);
+        average: sklearn average ('samples', 'micro', 'macro').
+    """
+    return float(skm.fbeta_score(_np(y_true).astype(int), _decisions(y_pred, thresh), beta=beta, average=average,
+                                 zero_division=0))
+
+
+def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+    """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`."""
+    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="macro", zero_division=0))
+
+
+def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+    """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh`."""
+    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="micro", zero_division=0))
+
+
+def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> np.ndarray:
+    """F1 of each label (array in label order) at `thresh`."""
+    return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average=None, zero_division=0)
+
+
+def _auc_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, average: str) -> float:
+    t, probs = _np(y_true).astype(int), _np(y_pred.float().sigmoid())
+    present = (t.sum(0) > 0) & (t.sum(0) < len(t))  # AUC is undefined for labels that never / always occur
+    if not present.any():
+        return float("nan")
+    return float(skm.roc_auc_score(t[:, present], probs[:, present], average=average))
+
+
+def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Micro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out)."""
+    return _auc_multilabel(y_pred, y_true, "micro")
+
+
+def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Macro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out)."""
+    return _auc_multilabel(y_pred, y_true, "macro")
+
+
+def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+    """Share of wrong (row, label) decisions at `thresh`."""
+    return float(skm.hamming_loss(_np(y_true).astype(int), _decisions(y_pred, thresh)))
+
+
+def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+    """Share of rows whose whole label set is right at `thresh` (subset accuracy)."""
+    return float((_decisions(y_pred, thresh) == _np(y_true).astype(int)).all(axis=1).mean())
+
+
+# --- regression: y_pred (n, 1), y_true (n,) ---
+
+def _reg(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return _np(y_pred).reshape(-1), _np(y_true).reshape(-1)
+
+
+def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Mean squared error."""
+    p, t = _reg(y_pred, y_true)
+    return float(np.mean((p - t) ** 2))
+
+
+def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Mean absolute error."""
+    p, t = _reg(y_pred, y_true)
+    return float(np.mean(np.abs(p - t)))
+
+
+def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Pearson correlation of predictions and targets."""
+    p, t = _reg(y_pred, y_true)
+    return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
+
+
+def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Spearman rank correlation of predictions and targets."""
+    p, t = _reg(y_pred, y_true)
+    return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
 
 
 class DeviceAccumMetric(Metric):
@@ -64,7 +238,9 @@ class DeviceAccumMetric(Metric):
             return None
         preds, targs = torch.cat(self.preds).float().cpu(), torch.cat(self.targs).cpu()
         out = self.func(preds, targs)
-        return float(out) if not isinstance(out, (tuple, list, dict)) else out
+        if isinstance(out, torch.Tensor):
+            out = out.item() if out.numel() == 1 else out.numpy()
+        return float(out) if np.ndim(out) == 0 else out
 
     @property
     def name(self) -> str:
@@ -93,8 +269,16 @@ def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
     return out
 
 
-def default_metrics(multi_label: bool) -> list[Metric]:
-    """The metrics used when none are given: accuracy, per decision for multi-label."""
-    if multi_label:
-        return [DeviceAccumMetric(accuracy_multilabel, "accuracy_thresh")]
-    return [DeviceAccumMetric(accuracy, "accuracy")]
+def default_metrics(problem_type: str | bool) -> list[Metric]:
+    """The metrics used when none are given, chosen by task (never binary F1 on a multi-class task).
+
+    Args:
+        problem_type: "single_label_classification", "multi_label_classification" or "regression"
+            (True / False are read as multi-label / single-label).
+    """
+    if problem_type is True or problem_type == "multi_label_classification":
+        return [DeviceAccumMetric(accuracy_multilabel, "accuracy_thresh"), DeviceAccumMetric(f1_multilabel_macro),
+                DeviceAccumMetric(f1_multilabel_micro)]
+    if problem_type == "regression":
+        return [DeviceAccumMetric(mse), DeviceAccumMetric(pearson), DeviceAccumMetric(spearman)]
+    return [DeviceAccumMetric(accuracy, "accuracy"), DeviceAccumMetric(f1_macro)]

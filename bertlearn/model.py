@@ -79,13 +79,16 @@ def load_tokenizer(tokenizer: Any = None) -> Any:
 
 
 def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], multi_label: bool = False,
-               finetuned_wgts_path: str | Path | None = None, **kwargs: Any) -> tuple[nn.Module, bool]:
+               problem_type: str | None = None, finetuned_wgts_path: str | Path | None = None,
+               **kwargs: Any) -> tuple[nn.Module, bool]:
     """Load an `AutoModelForSequenceClassification` with a head sized and named for `labels`.
 
     Args:
         pretrained_path: hub name, local directory, or None / "all-MiniLM-L6-v2" for the packaged default.
         labels: label names, in output order (written to `config.id2label` / `label2id`).
         multi_label: sigmoid outputs and BCE loss (`problem_type='multi_label_classification'`).
+        problem_type: "single_label_classification", "multi_label_classification" or "regression" (one output);
+            overrides `multi_label`.
         finetuned_wgts_path: optional state dict (safetensors or torch) of further-trained encoder weights.
         **kwargs: passed to `from_pretrained` (e.g. `ignore_mismatched_sizes=True`).
 
@@ -96,7 +99,8 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
 
     name = resolve_pretrained(pretrained_path)
     labels = [str(l) for l in labels]
-    problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    if problem_type is None:
+        problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             name, num_labels=len(labels), id2label=dict(enumerate(labels)),

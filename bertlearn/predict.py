@@ -15,7 +15,8 @@ from torch import nn
 from .data import BertDataLoader, TextEncoder, _as_texts
 from .errors import ModelError
 
-__all__ = ["BertClassificationPredictor", "predict_logits", "rank_predictions", "resolve_device", "SETTINGS_FILE"]
+__all__ = ["BertClassificationPredictor", "predict_logits", "rank_predictions", "decide", "resolve_device",
+           "SETTINGS_FILE"]
 
 SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folder: maxlen and task
 
@@ -32,12 +33,25 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return device
 
 
+def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
+    """Final decisions: the top label (single-label), the labels whose probability passes their threshold
+    (multi-label), or the value (regression)."""
+    if encoder.regression:
+        return logits[:, 0].tolist()
+    if encoder.multi_label:
+        thr = torch.as_tensor(0.5 if thresholds is None else thresholds, dtype=torch.float)
+        on = logits.sigmoid() > thr
+        return [[l for l, flag in zip(encoder.labels, row) if flag] for row in on.tolist()]
+    return [encoder.labels[i] for i in logits.argmax(dim=-1).tolist()]
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Logits for every row of `dl.dataset`, in dataset order, as a float32 CPU tensor.
+    """Logits for every text of `dl.dataset`, in input order, as a float32 CPU tensor.
 
     The loader runs longest-first (less padding); logits stay on the device until the end and are put
-    back in dataset order in one step, so there is a single device-to-host copy.
+    back in input order in one step, so there is a single device-to-host copy. Sliding windows of one
+    text are averaged into that text's logits.
 
     Args:
         model: a Hugging Face sequence classifier.
@@ -48,31 +62,42 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     model.eval()
     device = next(model.parameters()).device
     order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if dl.dataset.type_ids is not None else [])
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype and device.type == "cuda" else contextlib.nullcontext()
     out = []
     try:
         with amp:
             for b in dl:
-                ids, mask = (t.to(device, non_blocking=True) for t in b[:2])
-                out.append(model(input_ids=ids, attention_mask=mask).logits.float())
+                inputs = dict(zip(names, (t.to(device, non_blocking=True) for t in b[:len(names)])))
+                out.append(model(**inputs).logits.float())
     finally:
         model.train(was_training)
+    ds = dl.dataset
     if not out:
-        return torch.zeros(0, model.config.num_labels)
+        return torch.zeros(ds.n_texts, model.config.num_labels)
     logits = torch.cat(out).cpu()
-    result = torch.empty_like(logits)
-    result[order] = logits
-    return result
+    rows = torch.empty_like(logits)
+    rows[order] = logits
+    if len(ds) == ds.n_texts:
+        return rows
+    owner = torch.as_tensor(ds.owner, dtype=torch.long)
+    counts = torch.bincount(owner, minlength=ds.n_texts).clamp(min=1).unsqueeze(1).to(rows.dtype)
+    return torch.zeros(ds.n_texts, rows.shape[1]).index_add_(0, owner, rows) / counts
 
 
-def rank_predictions(logits: torch.Tensor, labels: Sequence[str], *, multi_label: bool) -> list[list[tuple[str, float]]]:
-    """For each row, `(label, probability)` pairs sorted by probability, highest first (fast-bert's format).
+def rank_predictions(logits: torch.Tensor, labels: Sequence[str], *, multi_label: bool = False,
+                     regression: bool = False) -> list[list[tuple[str, float]]] | list[float]:
+    """For each row, `(label, probability)` pairs sorted by probability, highest first (fast-bert's format);
+    for regression, the predicted value of each row.
 
     Args:
         logits: (n, c) logits.
         labels: label names.
         multi_label: sigmoid per label instead of a softmax over labels.
+        regression: return the raw outputs as floats.
     """
+    if regression:
+        return logits[:, 0].tolist()
     probs = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).numpy()
     order = np.argsort(-probs, axis=1, kind="stable")
     return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
@@ -112,26 +137,38 @@ class BertClassificationPredictor:
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
         config = self.model.config
-        labels = [config.id2label[i] for i in range(config.num_labels)]
-        if multi_label is None:
-            multi_label = config.problem_type == "multi_label_classification"
-        self.encoder = TextEncoder(tokenizer, settings.get("maxlen", min(tokenizer.model_max_length, 512)), labels,
-                                   multi_label=multi_label)
+        if not settings:  # a plain Hugging Face folder: take what its config says
+            settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
+                        "labels": [config.id2label[i] for i in range(config.num_labels)],
+                        "problem_type": config.problem_type or "single_label_classification"}
+        if multi_label is not None:
+            settings["problem_type"] = "multi_label_classification" if multi_label else settings["problem_type"]
+        self.encoder = TextEncoder.from_settings(tokenizer, settings)
+        self.thresholds = settings.get("thresholds")
         self.bs = bs
 
     @property
     def labels(self) -> list[str]:
         return self.encoder.labels
 
-    def predict_batch(self, texts: Sequence[str]) -> list[list[tuple[str, float]]]:
-        """For each text, `(label, probability)` pairs sorted by probability.
+    def _logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
+        return predict_logits(self.model, BertDataLoader(ds, bs=self.bs, device=self.device))
+
+    def predict_batch(self, texts: Sequence[Any]) -> list:
+        """For each text (or (a, b) pair), `(label, probability)` pairs sorted by probability; floats for regression.
 
         Args:
-            texts: the texts.
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
-        dl = BertDataLoader(self.encoder.dataset(_as_texts(texts, "texts")), bs=self.bs, device=self.device)
-        return rank_predictions(predict_logits(self.model, dl), self.labels, multi_label=self.encoder.multi_label)
+        enc = self.encoder
+        return rank_predictions(self._logits(texts), self.labels, multi_label=enc.multi_label,
+                                regression=enc.regression)
 
-    def predict(self, text: str) -> list[tuple[str, float]]:
-        """`(label, probability)` pairs for one text, sorted by probability."""
+    def predict(self, text: Any) -> list[tuple[str, float]] | float:
+        """The `predict_batch` result for one text (or pair)."""
         return self.predict_batch([text])[0]
+
+    def predict_labels(self, texts: Sequence[Any]) -> list:
+        """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value."""
+        return decide(self._logits(texts), self.encoder, self.thresholds)

@@ -81,7 +81,7 @@ class TestFit:
 
     def test_lr_as_string_and_results(self, tiny_learner):
         step, loss, results = fit_quietly(tiny_learner, 2, lr="5e-4", return_results=True)
-        assert [sorted(r) for r in results] == [["accuracy", "train_loss", "valid_loss"]] * 2
+        assert [sorted(r) for r in results] == [["accuracy", "f1_macro", "train_loss", "valid_loss"]] * 2
         assert loss == pytest.approx(loss) and loss > 0
 
     def test_high_lr_warns(self, tiny_learner):

@@ -51,5 +51,7 @@ def test_device_metric_scores_the_whole_set_once():
 
 
 def test_default_metrics_follow_the_task():
-    assert [m.name for m in default_metrics(False)] == ["accuracy"]
-    assert [m.name for m in default_metrics(True)] == ["accuracy_thresh"]
+    assert [m.name for m in default_metrics("single_label_classification")] == ["accuracy", "f1_macro"]
+    assert [m.name for m in default_metrics("multi_label_classification")] == [
+        "accuracy_thresh", "f1_multilabel_macro", "f1_multilabel_micro"]
+    assert [m.name for m in default_metrics("regression")] == ["mse", "pearson", "spearman"]
