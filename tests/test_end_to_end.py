@@ -44,3 +44,70 @@ def test_fast_bert_example_runs_unchanged(shared_data, tmp_path):
     assert "CUDA is not available here; using the CPU" in out.stderr or "cuda" in out.stderr.lower()
     assert (tmp_path / "model_out" / "model.safetensors").is_file()
     assert "'accuracy':" in out.stdout
+
+
+def _fit(db, tmp_path, epochs=1, lr=1e-4, **kwargs):
+    learner = BertLearner.from_pretrained_model(db, None, None, "cpu", None, output_dir=tmp_path, **kwargs)
+    with learner.no_bar():
+        learner.fit(epochs, lr=lr)
+    return learner
+
+
+def test_multi_label_goemotions(shared_data, tmp_path):
+    train = pd.read_csv(shared_data / "goemotions" / "train.csv").sample(n=1500, random_state=0)
+    valid = pd.read_csv(shared_data / "goemotions" / "valid.csv").sample(n=500, random_state=0)
+    labels = list(train.columns[1:])
+    db = BertDataBunch.from_df(train, valid, None, label_col=labels, multi_label=True, bs=32, maxlen=48, device="cpu")
+    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    before = learner.validate(quiet=True)["f1_multilabel_micro"]
+    thresholds = learner.tune_thresholds()
+    from bertlearn.metrics import f1_multilabel_micro
+    logits = learner.predict_logits(valid["text"].tolist())
+    after = f1_multilabel_micro(logits, __import__("torch").as_tensor(valid[labels].to_numpy("float32")), thresh=thresholds)
+    # 28 sparse labels from 1,500 rows: tuned thresholds must find real signal (chance micro-F1 is ~0.05)
+    assert after > 0.25 and after >= before
+    row = learner.predict_batch(["thank you so much, this is wonderful!"])[0]
+    assert row[0][0] in {"gratitude", "admiration", "joy", "love", "excitement", "neutral"}
+
+
+def test_pairs_mrpc(shared_data, tmp_path):
+    train = pd.read_csv(shared_data / "mrpc" / "train.csv").sample(n=1500, random_state=0)
+    test = pd.read_csv(shared_data / "mrpc" / "test.csv").sample(n=400, random_state=0)
+    db = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], bs=32, maxlen=128, device="cpu")
+    assert db.n_inp == 3
+    learner = _fit(db, tmp_path, epochs=2)
+    majority = (test["label"] == "equivalent").mean()
+    assert learner.validate(quiet=True)["accuracy"] > majority + 0.03
+
+
+def test_regression_sick(shared_data, tmp_path):
+    train = pd.read_csv(shared_data / "sick" / "train.csv").sample(n=1500, random_state=0)
+    test = pd.read_csv(shared_data / "sick" / "test.csv").sample(n=500, random_state=0)
+    db = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], label_col="relatedness",
+                               regression=True, bs=32, maxlen=64, device="cpu")
+    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    assert learner.validate(quiet=True)["pearson"] > 0.6
+
+
+def test_class_weights_sms_spam(shared_data, tmp_path):
+    df = pd.read_csv(shared_data / "sms_spam" / "all.csv")
+    train, valid = df.iloc[:1500], df.iloc[4000:4800]
+    db = BertDataBunch.from_df(train, valid, None, bs=32, maxlen=64, weight="balanced", device="cpu")
+    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    assert learner.loss_func.func.weight[db.labels.index("spam")] > 2
+    from bertlearn.metrics import f1_per_class
+    logits = learner.predict_logits(valid["text"].tolist())
+    y = __import__("torch").as_tensor((valid["label"] == "spam").to_numpy().astype("int64"))
+    assert f1_per_class(logits, y)[db.labels.index("spam")] > 0.8
+
+
+def test_sliding_window_ag_news(shared_data, tmp_path):
+    df = pd.read_csv(shared_data / "ag_news" / "test.csv").sample(n=1600, random_state=0)
+    train, valid = df.iloc[:1200], df.iloc[1200:]
+    db = BertDataBunch.from_df(train, valid, None, bs=32, maxlen=32, long_text="sliding_window", stride=8,
+                               device="cpu")
+    assert len(db.train.dataset) > db.train.dataset.n_texts  # news texts are longer than 32 tokens
+    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    preds = learner.predict_batch(valid["text"].tolist())
+    acc = sum(p[0][0] == l for p, l in zip(preds, valid["label"])) / len(valid)
+    assert len(preds) == len(valid) and acc > 0.7  # 4 balanced classes: chance is 0.25
