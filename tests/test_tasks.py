@@ -250,3 +250,30 @@ class TestLongTexts:
 def test_tune_thresholds_needs_multi_label(tiny_learner):
     with pytest.raises(BertLearnError, match=r"tune_thresholds\(\) applies to multi-label tasks"):
         tiny_learner.tune_thresholds()
+
+
+@pytest.mark.parametrize("mode", ["multi_label", "pairs", "regression", "head+tail", "sliding_window"])
+def test_every_mode_survives_export_and_save(mode, tiny_tokenizer, tiny_model_dir, tmp_path):
+    long = " ".join(["good"] + ["the"] * 30 + ["bad"])
+    if mode == "multi_label":
+        df, kw, texts = multilabel_df(30), dict(label_col=["praise", "complaint"], multi_label=True), ["good", long]
+    elif mode == "pairs":
+        df, kw, texts = pairs_df(30), dict(text_col=["text_a", "text_b"]), [("good", "bad"), ("fun film", long)]
+    elif mode == "regression":
+        df, kw, texts = regression_df(30), dict(label_col="score", regression=True), ["good", long]
+    else:
+        from conftest import make_texts
+        df = make_texts(30)
+        kw = dict(truncation="head+tail") if mode == "head+tail" else dict(long_text="sliding_window", stride=4)
+        texts = ["good", long]
+    db = BertDataBunch.from_df(df, df, tiny_tokenizer, maxlen=16, bs=8, **kw)
+    learner = learner_for(db, tiny_model_dir, tmp_path)
+    quiet_fit(learner, 1, 1e-4)
+    expected = learner.predict_logits(texts)
+    learner.export(tmp_path / "e.pkl")
+    loaded = load_learner(tmp_path / "e.pkl")
+    assert loaded.dls.encoder.settings() == db.encoder.settings()
+    assert torch.allclose(loaded.predict_logits(texts), expected, atol=1e-5)
+    predictor = BertClassificationPredictor(learner.save_model(tmp_path / "m"), device="cpu")
+    assert predictor.encoder.settings() == db.encoder.settings()
+    assert torch.allclose(predictor._logits(texts), expected, atol=1e-5)
