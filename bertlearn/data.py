@@ -9,6 +9,7 @@ order shuffled), which removes most padding; validation and prediction run sorte
 from __future__ import annotations
 
 import difflib
+import random
 import logging
 import math
 import time
@@ -410,6 +411,13 @@ def _texts(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool
     keep = np.ones(len(df), dtype=bool)
     for col in cols:
         s = df[col]
+        numeric = s.map(lambda v: not isinstance(v, str) and not pd.isna(v)).to_numpy()
+        if numeric.any():
+            rows = (np.flatnonzero(numeric)[:10] + 2).tolist()
+            example = s[numeric].iloc[0]
+            example = example.item() if isinstance(example, np.generic) else example
+            raise DataError(f"text_col {col!r} in {source} holds non-text values (e.g. {example!r} at CSV "
+                            f"line {rows[0]}; lines {rows}); is it the right column? Texts must be strings")
         bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
         if bad.any() and not dropna:
             rows = (np.flatnonzero(bad)[:10] + 2).tolist()  # +2: 1-based, after the header line
@@ -542,7 +550,8 @@ class BertDataBunch(DataLoaders):
             weight: per-class loss weights (single-label), or "balanced" for inverse class frequency.
             pos_weight: per-label positive weights (multi-label), or "balanced" for negatives / positives.
             test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).
-            valid_pct, seed: the held-out share and its random seed when `valid_df` is None.
+            valid_pct: the held-out share when `valid_df` is None.
+            seed: seeds that split and the training order, for repeatable runs.
             dropna: drop rows with empty texts instead of raising.
             device: where batches go (default: CUDA when available).
             path: the folder things are saved relative to.
@@ -622,6 +631,8 @@ class BertDataBunch(DataLoaders):
 
         loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True, drop_last=False),
                    BertDataLoader(valid_ds, bs=val_bs, shuffle=False)]
+        if seed is not None:
+            loaders[0].rng = random.Random(seed)  # the training order then repeats run to run
         if test_data is not None:
             loaders.append(BertDataLoader(encoder.dataset(_as_texts(test_data, "test_data", pairs=pairs)), bs=val_bs))
         if device is None:
@@ -736,7 +747,15 @@ def _single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source
         raise DataError(f"label_col {train_labels.name!r} in {source} has {int(missing.sum())} missing labels "
                         f"(CSV lines {rows}); fill or drop those rows")
     if labels is not None:
-        return [str(l) for l in labels]
+        labels = [str(l) for l in labels]
+        present = set(train_labels.map(_label_name))
+        extra = [l for l in labels if l not in present]
+        if extra:
+            raise DataError(f"labels ({len(labels)} given, e.g. from labels.csv) include {extra[:10]}, which never occur "
+                            f"in {source}; a class without training examples cannot be learned: remove it")
+        if len(labels) != len(set(labels)):
+            raise DataError(f"labels contain duplicates: {sorted(l for l in set(labels) if labels.count(l) > 1)}")
+        return labels
     values = pd.unique(train_labels)
     try:
         values = sorted(values)  # numeric labels sort as numbers (2 before 10)

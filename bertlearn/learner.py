@@ -25,6 +25,7 @@ from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
 from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from fastai.optimizer import OptimWrapper
+from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
@@ -143,7 +144,8 @@ class BertLearner(Learner):
                               freeze_transformer_layers: bool = False, weight: Sequence[float] | None = None,
                               pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
-                              ignore_mismatched_sizes: bool = False, **kwargs: Any) -> "BertLearner":
+                              ignore_mismatched_sizes: bool = False, seed: int | None = None,
+                              **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -169,6 +171,8 @@ class BertLearner(Learner):
             learning_rate, epochs: defaults for `fit()` called without them.
             optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
             ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
+            seed: seed Python, numpy and torch before the head is initialised, so that (with the databunch's
+                `seed`) CPU runs are bit-identical; on GPU some kernels stay nondeterministic (see docs).
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -181,6 +185,8 @@ class BertLearner(Learner):
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
         device = resolve_device(device)
+        if seed is not None:
+            set_seed(seed, reproducible=True)
         model, fresh_head = load_model(pretrained_path, labels=databunch.labels, problem_type=databunch.problem_type,
                                        finetuned_wgts_path=finetuned_wgts_path,
                                        ignore_mismatched_sizes=ignore_mismatched_sizes)
@@ -398,6 +404,23 @@ class BertLearner(Learner):
         return self.thresholds
 
     # --- saving ---
+
+    def export(self, fname: str | Path = "export.pkl", **kwargs: Any) -> Path:
+        """fastai's `export` (pickle; load with `load_learner`, trusted files only), written atomically.
+
+        Args:
+            fname: file name, relative to `output_dir`.
+            **kwargs: passed to fastai's export (pickle_module, pickle_protocol).
+        """
+        target = Path(self.path) / fname
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            super().export(tmp.relative_to(self.path) if not Path(fname).is_absolute() else tmp, **kwargs)
+            os.replace(tmp, target)  # an interrupted export leaves the previous file whole
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.

@@ -198,3 +198,32 @@ class TestInputErrors:
         make_texts(10).to_csv(tmp_path / "val.csv", index=False, encoding="utf-8-sig")
         db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
         assert len(db.train.dataset) == 10
+
+
+class TestMessyInput:
+    def test_numbers_in_the_text_column(self, tiny_tokenizer):
+        df = make_texts(10)
+        df["text"] = range(10)
+        with pytest.raises(DataError, match=r"text_col 'text' in train_df holds non-text values \(e.g. 0 at CSV line 2; "
+                                            r"lines \[2, 3, .*\]\); is it the right column\?"):
+            BertDataBunch.from_df(df, df, tiny_tokenizer)
+
+    def test_labels_csv_with_a_label_absent_from_training(self, tiny_csv_dir, tiny_tokenizer):
+        (tiny_csv_dir / "labels.csv").write_text("negative\nneutral\npositive\n")
+        with pytest.raises(DataError, match=r"include \['neutral'\], which never occur in train.csv; .* remove it"):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
+
+    def test_control_characters_emoji_crlf_and_huge_rows(self, tmp_path, tiny_tokenizer):
+        rows = ["text,label"]
+        for i in range(12):
+            rows.append(f"\"good \x92 movie \x00\x07 {i} \U0001F600\U0001F3AC\",positive")
+            rows.append(f"\"bad\u200b film \x85 {i}\",negative")
+        rows.append("\"" + "the plot was dull " * 200_000 + "\",negative")  # a 3.6 MB row
+        raw = "\r\n".join(rows) + "\r\n"
+        (tmp_path / "train.csv").write_text(raw, encoding="utf-8", newline="")
+        (tmp_path / "val.csv").write_text(raw, encoding="utf-8", newline="")
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=8, maxlen=32)
+        ds = db.train.dataset
+        assert len(ds) == 25 and db.labels == ["negative", "positive"]
+        assert ds.lengths.max() == 32 and not str(ds.texts[0]).endswith("\r")
+        assert all(isinstance(t, str) for t in ds.texts)

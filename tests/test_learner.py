@@ -212,3 +212,48 @@ class TestHotPath:
         bar.every = 1e9  # the bar's readout is the one deliberate, time-limited sync
         tiny_learner.fit(2, lr=1e-4, cbs=[Start(), Stop()])
         assert state["calls"] == []
+
+
+class TestReproducibility:
+    def _run(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        from bertlearn import BertDataBunch
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=7, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                    seed=7)
+        fit_quietly(learner, 2, lr=1e-3)
+        return learner.recorder.values, learner.predict_logits(["good fun", "the acting was poor"])
+
+    def test_seeded_cpu_runs_are_bit_identical(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        values_a, logits_a = self._run(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "a")
+        torch.manual_seed(123)  # disturb the global RNGs between the runs
+        values_b, logits_b = self._run(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "b")
+        assert values_a == values_b
+        assert torch.equal(logits_a, logits_b)
+
+
+class TestAtomicSaves:
+    def test_interrupted_export_keeps_the_previous_file(self, tiny_learner, monkeypatch):
+        first = tiny_learner.export("e.pkl")
+        before = first.read_bytes()
+
+        def crash(*args, **kwargs):
+            raise KeyboardInterrupt("killed mid-write")
+
+        monkeypatch.setattr(torch, "save", crash)
+        with pytest.raises(KeyboardInterrupt):
+            tiny_learner.export("e.pkl")
+        assert first.read_bytes() == before
+        assert [p.name for p in first.parent.iterdir() if p.name.startswith(".")] == []
+
+    def test_interrupted_save_model_keeps_the_previous_folder(self, tiny_learner, tmp_path, monkeypatch):
+        path = tiny_learner.save_model(tmp_path / "m")
+        weights = (path / "model.safetensors").read_bytes()
+
+        def crash(*args, **kwargs):
+            raise KeyboardInterrupt("killed mid-write")
+
+        monkeypatch.setattr(type(tiny_learner.model), "save_pretrained", crash)
+        with pytest.raises(KeyboardInterrupt):
+            tiny_learner.save_model(tmp_path / "m")
+        assert (path / "model.safetensors").read_bytes() == weights
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
