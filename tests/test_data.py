@@ -227,3 +227,62 @@ class TestMessyInput:
         assert len(ds) == 25 and db.labels == ["negative", "positive"]
         assert ds.lengths.max() == 32 and not str(ds.texts[0]).endswith("\r")
         assert all(isinstance(t, str) for t in ds.texts)
+
+
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bertlearn import BertLearnError  # noqa: E402
+
+_NAMES = ["text", "label", "a", "b", "txt"]
+_cells = st.one_of(st.text(max_size=12), st.integers(-3, 3), st.none(), st.floats(allow_nan=True, width=32),
+                   st.sampled_from(["good movie", "bad film", "0", "1", "x|y", ""]))
+_col_choice = st.one_of(st.sampled_from(["text", "label", 0, 1]), st.sampled_from(_NAMES + ["missing"]), st.integers(-5, 5),
+                        st.lists(st.one_of(st.sampled_from(_NAMES), st.integers(-3, 3)), max_size=3))
+
+
+_good_text = st.sampled_from(["good movie", "a bad film", "fun \U0001F600", "it was dull", "great, really"])
+
+
+@st.composite
+def _csv_files(draw):
+    mode = draw(st.sampled_from(["arbitrary", "frame", "nearly_valid", "nearly_valid"]))
+    if mode == "arbitrary":  # arbitrary text, not necessarily a valid CSV
+        return draw(st.text(max_size=200)), draw(st.text(max_size=200))
+    if mode == "nearly_valid":  # text + label columns, mostly clean, sometimes a bad cell
+        frames = []
+        for _ in range(2):
+            n = draw(st.integers(1, 10))
+            texts = draw(st.lists(st.one_of(_good_text, _good_text, _good_text, _cells), min_size=n, max_size=n))
+            labels = draw(st.lists(st.one_of(st.sampled_from(["pos", "neg"]), st.sampled_from(["pos", "neg"]),
+                                             st.sampled_from(["pos", "neg"]), _cells), min_size=n, max_size=n))
+            frames.append(pd.DataFrame({"text": texts, "label": labels}).to_csv(index=False))
+        return frames[0], frames[1]
+    cols = draw(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=4, unique=True))
+    frames = []
+    for _ in range(2):
+        n = draw(st.integers(0, 8))
+        frames.append(pd.DataFrame({c: draw(st.lists(_cells, min_size=n, max_size=n)) for c in cols}).to_csv(index=False))
+    return frames[0], frames[1]
+
+
+class TestFuzz:
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(files=_csv_files(), text_col=st.one_of(st.just("text"), _col_choice),
+           label_col=st.one_of(st.just("label"), _col_choice), multi_label=st.sampled_from([False, False, False, True]),
+           regression=st.sampled_from([False, False, False, True]), bs=st.sampled_from([2, 4, 4, 4, 0, -1]),
+           dropna=st.booleans())
+    def test_builds_or_raises_a_bertlearn_error(self, tmp_path_factory, tiny_tokenizer, files, text_col, label_col,
+                                                multi_label, regression, bs, dropna):
+        d = tmp_path_factory.mktemp("fuzz")
+        (d / "train.csv").write_text(files[0], encoding="utf-8")
+        (d / "val.csv").write_text(files[1], encoding="utf-8")
+        try:
+            db = BertDataBunch(d, d, tiny_tokenizer, text_col=text_col, label_col=label_col, multi_label=multi_label,
+                               regression=regression and not multi_label, bs=bs, maxlen=16, dropna=dropna,
+                               device="cpu")
+        except BertLearnError as e:
+            event(f"rejected: {type(e).__name__}")
+            return
+        event("built")
+        assert len(db.train.dataset) > 0 and len(list(db.train)) >= 1
