@@ -20,7 +20,7 @@ from fastai.torch_core import find_bs
 from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-           "SkipValidationCallback"]
+           "SkipValidationCallback", "CheckpointCallback"]
 
 
 class HFOutputCallback(Callback):
@@ -114,3 +114,22 @@ class SkipValidationCallback(Callback):
 
     def before_validate(self) -> None:
         raise CancelValidException()
+
+
+class CheckpointCallback(Callback):
+    """Save everything needed to resume after each epoch: weights (safetensors), optimizer state, RNG states
+    and the position in the schedule, into `folder` (written to a temporary folder, then swapped in).
+
+    Args:
+        folder: the checkpoint folder (`BertLearner.fit(checkpoint=True)` uses `output_dir/checkpoints/last`).
+        lr: the fit's learning rate, recorded so a resume can check it continues the same schedule.
+    """
+
+    order = 60  # after the Recorder has closed the epoch
+
+    def __init__(self, folder: Any, lr: Any = None):
+        self.folder, self.lr = folder, lr
+
+    def after_epoch(self) -> None:
+        from .checkpoint import save_checkpoint
+        save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr)

@@ -28,7 +28,8 @@ from fastai.optimizer import OptimWrapper
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
-from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
+from .checkpoint import _lr_json, load_checkpoint
+from .callbacks import (CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback)
 from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
@@ -249,7 +250,7 @@ class BertLearner(Learner):
     def fit(self, epochs: int | None = None, lr: float | str | slice | None = None, wd: float | None = None,
             cbs: Any = None, reset_opt: bool = False, start_epoch: int = 0, *, validate: bool = True,
             return_results: bool = False, schedule_type: str | None = None, pct_start: float = 0.25,
-            **kwargs: Any):
+            checkpoint: bool = False, resume: bool = False, **kwargs: Any):
         """Train for `epochs` with fastai's one-cycle schedule peaking at `lr`.
 
         fastai's schedulers (`fit_one_cycle`, `lr_find`, `fine_tune`...) call this with their own
@@ -264,6 +265,10 @@ class BertLearner(Learner):
             return_results: also return per-epoch results.
             schedule_type: "none" / "constant" for a flat rate; anything else is one-cycle.
             pct_start: share of steps spent warming up.
+            checkpoint: after each epoch, save weights, optimizer, RNG states and schedule position to
+                `output_dir/checkpoints/last` (atomically).
+            resume: continue from that checkpoint (same `epochs` and `lr`), then keep checkpointing; without
+                a checkpoint, train from the start with a warning.
 
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
@@ -276,6 +281,23 @@ class BertLearner(Learner):
         kwargs.pop("optimizer_type", None)
         if not validate:
             cbs.append(SkipValidationCallback())
+        folder = self.output_dir / "checkpoints" / "last"
+        if resume:
+            if (folder / "state.json").is_file():
+                state = load_checkpoint(self, folder)
+                if state["n_epoch"] != epochs or state["lr"] != _lr_json(lr):
+                    raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to fit({state['n_epoch']}, "
+                                         f"lr={state['lr']}), not fit({epochs}, lr={_lr_json(lr)}); resume with the same "
+                                         "epochs and lr so the schedule continues where it stopped")
+                start_epoch = state["epochs_done"]
+                _log.info("resuming from %s after epoch %d of %d", folder, start_epoch, epochs)
+                if start_epoch >= epochs:
+                    return (0, float("nan"), []) if return_results else (0, float("nan"))
+            else:
+                warnings.warn(f"resume=True but there is no checkpoint in {str(folder)!r}; training from the start",
+                              stacklevel=2)
+        if checkpoint or resume:
+            cbs.append(CheckpointCallback(folder, lr))
         if schedule_type in ("none", "constant"):
             super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
         else:

@@ -257,3 +257,58 @@ class TestAtomicSaves:
             tiny_learner.save_model(tmp_path / "m")
         assert (path / "model.safetensors").read_bytes() == weights
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+class TestCheckpoints:
+    def test_checkpoint_files_are_written_each_epoch_without_pickle(self, tiny_learner):
+        from safetensors.torch import load_file
+        fit_quietly(tiny_learner, 2, lr=1e-4, checkpoint=True)
+        folder = tiny_learner.output_dir / "checkpoints" / "last"
+        state = __import__("json").loads((folder / "state.json").read_text())
+        assert state["epochs_done"] == 2 and state["n_epoch"] == 2 and state["lr"] == 1e-4
+        weights = load_file(str(folder / "model.safetensors"))
+        assert torch.equal(weights["classifier.weight"], tiny_learner.model.classifier.weight.detach())
+        torch.load(folder / "optimizer.pt", weights_only=True)
+
+    def test_resume_after_an_interruption_matches_an_uninterrupted_fit(self, tiny_csv_dir, tiny_tokenizer,
+                                                                       tiny_model_dir, tmp_path):
+        from fastai.callback.core import CancelFitException
+        from fastai.callback.core import Callback
+
+        from bertlearn import BertDataBunch
+
+        def make(out):
+            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3)
+
+        class StopAfter(Callback):
+            order = 100  # after the checkpoint is written
+            def after_epoch(self):
+                if self.epoch == 1:
+                    raise CancelFitException()
+
+        whole = make(tmp_path / "whole")
+        fit_quietly(whole, 3, lr=1e-3)
+        interrupted = make(tmp_path / "resumed")
+        fit_quietly(interrupted, 3, lr=1e-3, checkpoint=True, cbs=[StopAfter()])
+        resumed = make(tmp_path / "resumed")  # a fresh process would start like this
+        fit_quietly(resumed, 3, lr=1e-3, resume=True)
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+        assert len([v for v in resumed.recorder.values if v]) == 1  # only epoch 3 ran (skipped ones are empty)
+
+    def test_resume_with_another_schedule_is_refused(self, tiny_learner):
+        fit_quietly(tiny_learner, 1, lr=1e-4, checkpoint=True)
+        with pytest.raises(BertLearnError, match=r"belongs to fit\(1, lr=0.0001\), not fit\(2, lr=0.0001\)"):
+            tiny_learner.fit(2, lr=1e-4, resume=True)
+
+    def test_resume_without_checkpoint_warns(self, tiny_learner):
+        with pytest.warns(UserWarning, match="resume=True but there is no checkpoint"):
+            fit_quietly(tiny_learner, 1, lr=1e-4, resume=True)
+
+    def test_corrupt_checkpoint_is_reported(self, tiny_learner):
+        fit_quietly(tiny_learner, 1, lr=1e-4, checkpoint=True)
+        weights = tiny_learner.output_dir / "checkpoints" / "last" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: 100])
+        with pytest.raises(BertLearnError, match=r"cannot be read .* delete it to start over"):
+            tiny_learner.fit(1, lr=1e-4, resume=True)
