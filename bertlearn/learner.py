@@ -74,12 +74,25 @@ def _as_epochs(epochs: Any) -> int:
     return _positive_int(epochs, "epochs", BertLearnError)
 
 
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _atomic_dir(path: Path):
     """Write into a sibling temporary folder, then swap it in, so an interrupted save keeps the old one."""
 
     @contextlib.contextmanager
     def ctx():
         path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*-*"):  # left by a process killed mid-save
+            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
         tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
