@@ -169,14 +169,27 @@ class TextEncoder:
             ids[i, :len(r)], mask[i, :len(r)] = r, 1
         return {"input_ids": ids, "attention_mask": mask}
 
-    def dataset(self, texts: Sequence[Any], targets: np.ndarray | None = None) -> "EncodedDataset":
-        """Encode `texts` (strings, or (a, b) pairs) and their already-numeric `targets` into a dataset."""
+    def dataset(self, texts: Sequence[Any], targets: np.ndarray | None = None, *,
+                cache_dir: str | Path | None = None) -> "EncodedDataset":
+        """Encode `texts` (strings, or (a, b) pairs) and their already-numeric `targets` into a dataset.
+
+        Args:
+            texts: the texts or pairs.
+            targets: numeric targets, one per text.
+            cache_dir: folder of the tokenization cache (None: no cache).
+        """
         texts = list(texts)
-        if self.pairs:
-            a, b = [t[0] for t in texts], [t[1] for t in texts]
-            enc, shown = self.encode(a, b), [f"{x} [SEP] {y}" for x, y in zip(a, b)]
-        else:
-            enc, shown = self.encode(texts), texts
+        shown = [f"{x} [SEP] {y}" for x, y in texts] if self.pairs else texts
+        enc = None
+        if cache_dir is not None:
+            from .cache import cache_key, load_cached, save_cached
+            key = cache_key(texts, self.tokenizer, self.settings())
+            path = Path(cache_dir) / f"tok-{key}.npz"
+            enc = load_cached(path, key)
+        if enc is None:
+            enc = self.encode([t[0] for t in texts], [t[1] for t in texts]) if self.pairs else self.encode(texts)
+            if cache_dir is not None:
+                save_cached(path, key, enc)
         if targets is not None and len(enc["owner"]) != len(texts):
             targets = targets[enc["owner"]]  # each window carries its text's target
         return EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"],
@@ -455,8 +468,10 @@ class BertDataBunch(DataLoaders):
         label_col: label column name or position; for multi-label, a list of 0/1 columns.
         bs: batch size (alias `batch_size_per_gpu`).
         maxlen: maximum tokens per text, special tokens included (alias `max_seq_length`).
-        multi_gpu, model_type, clear_cache, no_cache: accepted for fast-bert compatibility; features are
-            rebuilt from the files on every call, so there is no cache to go stale.
+        multi_gpu, model_type: accepted for fast-bert compatibility.
+        clear_cache: delete the tokenization cache in `data_dir/cache` first.
+        no_cache: do not read or write that cache. The cache key covers the texts' content, the tokenizer,
+            columns, maxlen, truncation and labels, so a changed input never reuses stale features.
         multi_label: several labels per text.
         logger: a `logging.Logger` for progress messages.
     """
@@ -481,6 +496,12 @@ class BertDataBunch(DataLoaders):
                              max_seq_length: int | None = None, **kwargs: Any) -> "BertDataBunch":
         for legacy in ("backend", "custom_sampler"):
             kwargs.pop(legacy, None)
+        cache_dir = Path(data_dir) / "cache"
+        if clear_cache and cache_dir.is_dir():
+            for f in cache_dir.glob("tok-*.npz"):
+                f.unlink()
+        if not no_cache:
+            kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
         return cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
                             label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
                             bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
@@ -528,8 +549,8 @@ class BertDataBunch(DataLoaders):
                 weight: Sequence[float] | str | None = None, pos_weight: Sequence[float] | str | None = None,
                 test_data: Sequence[Any] | None = None, valid_pct: float = 0.2, seed: int | None = None,
                 dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
-                logger: logging.Logger | None = None, sources: tuple[str, str] = ("train_df", "valid_df"),
-                **kwargs: Any) -> "BertDataBunch":
+                logger: logging.Logger | None = None, cache_dir: str | Path | None = None,
+                sources: tuple[str, str] = ("train_df", "valid_df"), **kwargs: Any) -> "BertDataBunch":
         """Tokenize DataFrames into a `BertDataBunch`.
 
         Args:
@@ -556,6 +577,8 @@ class BertDataBunch(DataLoaders):
             device: where batches go (default: CUDA when available).
             path: the folder things are saved relative to.
             logger: a `logging.Logger` for progress messages.
+            cache_dir: keep tokenized features in this folder, keyed by the texts' content, the tokenizer and
+                every encoding setting (see `bertlearn.cache`); None: tokenize every time.
         """
         for legacy in ("multi_gpu", "model_type", "clear_cache", "no_cache", "backend", "custom_sampler"):
             kwargs.pop(legacy, None)
@@ -620,8 +643,8 @@ class BertDataBunch(DataLoaders):
 
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=pairs, truncation=truncation,
                               long_text=long_text, stride=stride)
-        train_ds = encoder.dataset(parts[0][0], targets[0])
-        valid_ds = encoder.dataset(parts[1][0], targets[1])
+        train_ds = encoder.dataset(parts[0][0], targets[0], cache_dir=cache_dir)
+        valid_ds = encoder.dataset(parts[1][0], targets[1], cache_dir=cache_dir)
         log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", train_ds.n_texts, valid_ds.n_texts,
                  time.perf_counter() - t0, maxlen)
         truncated = float((train_ds.lengths >= maxlen).mean())

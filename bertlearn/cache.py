@@ -1,0 +1,88 @@
+"""On-disk cache of tokenized features, keyed by everything that changes them.
+
+The key hashes the texts themselves (so an edited CSV misses), the tokenizer's identity (its name and a
+hash of its full serialized definition: vocabulary, normaliser, special tokens), and the encoder's
+settings (maxlen, truncation, windows, pairs, labels, problem type). A cache file is an `.npz` (no
+pickle) holding the key it was made for; it is written under a temporary name and renamed, so readers
+never see half a file and two processes building the same entry both leave a whole one. A file that
+cannot be read or does not match is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]
+
+CACHE_VERSION = 1
+_log = logging.getLogger(__name__)
+_FIELDS = ("ids", "lengths", "type_ids", "owner")
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Name plus a hash of the tokenizer's whole definition (vocab, normalisation, special tokens)."""
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        # calling the tokenizer sets these on the backend; they are call options, not its identity
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        h.update(json.dumps(definition, sort_keys=True).encode())
+    else:
+        h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str).encode())
+    h.update(type(tokenizer).__name__.encode())
+    return f"{getattr(tokenizer, 'name_or_path', '')}:{h.hexdigest()[:16]}"
+
+
+def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
+    """A hex key over the texts' content, the tokenizer fingerprint and the encoder settings."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fingerprint(tokenizer), **settings},
+                        sort_keys=True, default=str).encode())
+    for t in texts:
+        h.update((t if isinstance(t, str) else "\x1f".join(t)).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()[:32]
+
+
+def load_cached(path: Path, key: str) -> dict | None:
+    """The cached encoding at `path` if it is whole and was made for `key`, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            out = {f: (z[f] if f in z.files else None) for f in _FIELDS}
+        n = len(out["lengths"])
+        if out["ids"].shape[0] != n or len(out["owner"]) != n:
+            raise ValueError("array lengths disagree")
+        return out
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        _log.warning("tokenization cache %s is unreadable (%s); rebuilding it", path, e)
+        return None
+
+
+def save_cached(path: Path, key: str, enc: dict) -> None:
+    """Write `enc` to `path` atomically (temporary file, then rename); failures only log."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, key=np.asarray(key), **{k: v for k, v in enc.items() if k in _FIELDS and v is not None})
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only data folder must not stop training
+        _log.info("could not write the tokenization cache %s (%s); continuing without it", path, e)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,112 @@
+"""Tokenization cache: hits, misses on any change, no_cache / clear_cache, corruption, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bertlearn import BertDataBunch
+from bertlearn.cache import cache_key, load_cached, tokenizer_fingerprint
+
+from conftest import make_texts
+
+
+def cache_files(d):
+    return sorted(p.name for p in (d / "cache").glob("tok-*.npz")) if (d / "cache").exists() else []
+
+
+def test_fast_bert_form_caches_and_reuses(tiny_csv_dir, tiny_tokenizer, monkeypatch):
+    db1 = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    files = cache_files(tiny_csv_dir)
+    assert len(files) == 2  # train and valid
+    from bertlearn.data import TextEncoder
+    monkeypatch.setattr(TextEncoder, "encode", lambda *a, **k: pytest.fail("tokenized again despite a cache hit"))
+    db2 = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    assert np.array_equal(db1.train.dataset.ids, db2.train.dataset.ids)
+
+
+@pytest.mark.parametrize("change", ["maxlen", "file", "column", "truncation", "labels"])
+def test_any_change_misses(tiny_csv_dir, tiny_tokenizer, change):
+    BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    kwargs = dict(maxlen=32)
+    if change == "maxlen":
+        kwargs["maxlen"] = 24
+    elif change == "file":
+        df = pd.read_csv(tiny_csv_dir / "train.csv")
+        df.loc[0, "text"] = "an edited review"
+        df.to_csv(tiny_csv_dir / "train.csv", index=False)
+    elif change == "column":
+        df = pd.read_csv(tiny_csv_dir / "train.csv")
+        df["other"] = df["text"].str.upper() + " good"
+        df.to_csv(tiny_csv_dir / "train.csv", index=False)
+        vdf = pd.read_csv(tiny_csv_dir / "val.csv")
+        vdf["other"] = vdf["text"]
+        vdf.to_csv(tiny_csv_dir / "val.csv", index=False)
+        kwargs["text_col"] = "other"
+    elif change == "truncation":
+        kwargs["truncation"] = "head+tail"
+    elif change == "labels":
+        (tiny_csv_dir / "labels.csv").write_text("positive\nnegative\n")
+    db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, **kwargs)
+    fresh = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, no_cache=True, **kwargs)
+    assert np.array_equal(db.train.dataset.ids, fresh.train.dataset.ids)
+    assert np.array_equal(db.train.dataset.targets, fresh.train.dataset.targets)
+    assert len(cache_files(tiny_csv_dir)) > 2
+
+
+def test_tokenizer_identity_is_part_of_the_key(tiny_tokenizer, tiny_model_dir):
+    from transformers import AutoTokenizer
+    cased = AutoTokenizer.from_pretrained(tiny_model_dir, do_lower_case=False)
+    assert tokenizer_fingerprint(cased) != tokenizer_fingerprint(tiny_tokenizer)
+    settings = {"maxlen": 16}
+    assert cache_key(["a"], cased, settings) != cache_key(["a"], tiny_tokenizer, settings)
+
+
+def test_no_cache_and_clear_cache(tiny_csv_dir, tiny_tokenizer):
+    BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32, no_cache=True)
+    assert cache_files(tiny_csv_dir) == []
+    BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=24)
+    assert len(cache_files(tiny_csv_dir)) == 4
+    BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=24, clear_cache=True)
+    assert len(cache_files(tiny_csv_dir)) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_cache_file_is_rebuilt(tiny_csv_dir, tiny_tokenizer, damage, caplog):
+    expected = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32).train.dataset.ids
+    for f in (tiny_csv_dir / "cache").glob("tok-*.npz"):
+        raw = f.read_bytes()
+        f.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
+    db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    assert np.array_equal(db.train.dataset.ids, expected)
+    assert "unreadable" in caplog.text and "rebuilding" in caplog.text
+    assert all(load_cached(f, f.stem[4:]) is not None for f in (tiny_csv_dir / "cache").glob("tok-*.npz"))
+
+
+def test_read_only_data_folder_still_works(tiny_csv_dir, tiny_tokenizer):
+    (tiny_csv_dir / "cache").write_text("a file where the cache folder should be")
+    db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    assert len(db.train.dataset) == 96
+
+
+def _build(args):
+    d, vocab_dir = args
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(vocab_dir)
+    db = BertDataBunch(d, d, tok, maxlen=32)
+    return db.train.dataset.ids.tolist()
+
+
+def test_two_processes_building_the_same_cache(tmp_path, tiny_model_dir):
+    make_texts(3000, seed=4).to_csv(tmp_path / "train.csv", index=False)
+    make_texts(500, seed=5).to_csv(tmp_path / "val.csv", index=False)
+    with mp.get_context("spawn").Pool(2) as pool:
+        a, b = pool.map(_build, [(tmp_path, str(tiny_model_dir))] * 2)
+    assert a == b
+    files = list((tmp_path / "cache").glob("tok-*.npz"))
+    assert len(files) == 2 and all(load_cached(f, f.stem[4:]) is not None for f in files)
+    assert not list((tmp_path / "cache").glob(".*"))  # no temporary files left
