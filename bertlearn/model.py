@@ -108,7 +108,7 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
             output_loading_info=True, **kwargs)
     except RuntimeError as e:
         if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
-            raise ModelError(f"{name!r} has a classification head for a different number of labels than the data's "
+            raise ModelError(f"pretrained_path {name!r} has a classification head for a different number of labels than the data's "
                              f"{len(labels)}; pass ignore_mismatched_sizes=True to start a new head ({e})") from e
         raise
     except (OSError, ValueError) as e:

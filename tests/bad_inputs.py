@@ -1,0 +1,198 @@
+"""Every bad input bertlearn is tested against, with the message it gets.
+
+One list serves two purposes: `tests/test_bad_inputs.py` checks each scenario raises a `BertLearnError`
+(or warns, where the input is usable), and `python tests/bad_inputs.py` writes the table in
+docs/reliability.md from the very same runs, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import make_texts  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Ctx:
+    """A scratch folder with train.csv / val.csv / labels.csv, the tiny tokenizer and model folder."""
+
+    def __init__(self, root: Path, model_dir: Path, tokenizer):
+        self.root, self.model_dir, self.tokenizer = root, model_dir, tokenizer
+        self.data = root / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        make_texts(40, seed=1).to_csv(self.data / "train.csv", index=False)
+        make_texts(16, seed=2).to_csv(self.data / "val.csv", index=False)
+        (self.data / "labels.csv").write_text("negative\npositive\n")
+
+    def train(self) -> pd.DataFrame:
+        return pd.read_csv(self.data / "train.csv")
+
+    def write(self, df: pd.DataFrame, name: str = "train.csv", **kwargs) -> None:
+        df.to_csv(self.data / name, index=False, **kwargs)
+
+    def bunch(self, **kwargs):
+        from bertlearn import BertDataBunch
+        kwargs.setdefault("maxlen", 32)
+        return BertDataBunch(self.data, self.data, self.tokenizer, device="cpu", **kwargs)
+
+    def learner(self, **kwargs):
+        from bertlearn import BertLearner
+        return BertLearner.from_pretrained_model(self.bunch(), str(self.model_dir), None, "cpu", None,
+                                                 output_dir=self.root / "out", **kwargs)
+
+
+def _edit(ctx: Ctx, fn: Callable[[pd.DataFrame], pd.DataFrame], name: str = "train.csv") -> None:
+    df = pd.read_csv(ctx.data / name)
+    ctx.write(fn(df), name)
+
+
+def _set(df, row, col, value):
+    df = df.astype({col: object})
+    df.loc[row, col] = value
+    return df
+
+
+# (what, how it is triggered): each function raises or warns
+SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
+    ("data folder missing", lambda c: __import__("bertlearn").BertDataBunch(c.root / "nowhere", None, c.tokenizer)),
+    ("train file missing", lambda c: c.bunch(train_file="trian.csv")),
+    ("empty CSV (0 bytes)", lambda c: ((c.data / "train.csv").write_text(""), c.bunch())),
+    ("header-only CSV", lambda c: ((c.data / "train.csv").write_text("text,label\n"), c.bunch())),
+    ("TSV passed as CSV", lambda c: (c.write(c.train(), sep="\t"), c.bunch())),
+    ("text_col misspelt", lambda c: c.bunch(text_col="txt")),
+    ("label_col misspelt", lambda c: c.bunch(label_col="lable")),
+    ("integer column out of range", lambda c: c.bunch(label_col=7)),
+    ("empty and missing texts", lambda c: (_edit(c, lambda d: _set(_set(d, 2, "text", ""), 5, "text", None)), c.bunch())),
+    ("numbers in the text column", lambda c: (_edit(c, lambda d: d.assign(text=range(len(d)))), c.bunch())),
+    ("missing labels", lambda c: (_edit(c, lambda d: _set(d, 3, "label", None)), c.bunch())),
+    ("a single class", lambda c: (_edit(c, lambda d: d.assign(label="positive")), (c.data / "labels.csv").unlink(),
+                                  c.bunch())),
+    ("validation label unseen in training", lambda c: (_edit(c, lambda d: _set(d, 0, "label", "neutral"), "val.csv"),
+                                                       c.bunch())),
+    ("labels.csv lacks a label of the data", lambda c: ((c.data / "labels.csv").write_text("negative\n"),
+                                                        c.bunch())),
+    ("labels.csv has a label absent from the data", lambda c: (
+        (c.data / "labels.csv").write_text("negative\nneutral\npositive\n"), c.bunch())),
+    ("multi-label columns not 0/1", lambda c: (_edit(c, lambda d: d.assign(a=2, b=0)),
+                                               _edit(c, lambda d: d.assign(a=0, b=1), "val.csv"),
+                                               c.bunch(label_col=["a", "b"], multi_label=True))),
+    ("one side of a sentence pair missing", lambda c: (
+        _edit(c, lambda d: _set(d.assign(text_b=d["text"]), 4, "text_b", None)),
+        _edit(c, lambda d: d.assign(text_b=d["text"]), "val.csv"), c.bunch(text_col=["text", "text_b"]))),
+    ("regression target not numeric", lambda c: (_edit(c, lambda d: d.assign(score="high")),
+                                                 _edit(c, lambda d: d.assign(score=1.0), "val.csv"),
+                                                 c.bunch(label_col="score", regression=True))),
+    ("bs=0", lambda c: c.bunch(bs=0)),
+    ("maxlen above the tokenizer's limit (clipped)", lambda c: c.bunch(maxlen=100_000)),
+    ("Windows-1252 bytes (read as cp1252)", lambda c: (
+        (c.data / "train.csv").write_bytes(("text,label\n" + "caf\xe9 good film,positive\nbad \u2026 movie,negative\n" * 3)
+                                           .encode("cp1252")), c.bunch(label_file="none.csv"))),
+    ("lr=0", lambda c: c.learner().fit(1, lr=0)),
+    ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),
+    ("lr=1e-2 (trains, with a warning)", lambda c: _fit_quiet(c.learner(), 1, "1e-2")),
+    ("epochs=0", lambda c: c.learner().fit(0, lr=1e-4)),
+    ("hub model name while offline", lambda c: __import__("bertlearn").load_model("bert-base-uncased", labels=["a", "b"])),
+    ("model folder without config or weights", lambda c: (
+        (c.root / "empty_model").mkdir(), __import__("bertlearn").load_model(str(c.root / "empty_model"), labels=["a", "b"]))),
+    ("checkpoint with another label count", lambda c: __import__("bertlearn").load_model(
+        str(c.learner().save_model(c.root / "two")), labels=["a", "b", "c"])),
+    ("predict before fit (warning)", lambda c: c.learner().predict("good film")),
+    ("load_learner on a missing file", lambda c: __import__("bertlearn").load_learner(c.root / "export.pkl")),
+    ("predictor on a folder without weights", lambda c: (
+        (c.learner().save_model(c.root / "m") / "model.safetensors").unlink(),
+        __import__("bertlearn").BertClassificationPredictor(c.root / "m"))),
+    ("resume from a corrupt checkpoint", lambda c: _corrupt_resume(c)),
+]
+
+
+def _fit_quiet(learner, epochs, lr):
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(epochs, lr=lr)
+
+
+def _corrupt_resume(c: Ctx):
+    learner = c.learner()
+    _fit_quiet_ckpt(learner)
+    weights = learner.output_dir / "checkpoints" / "last" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    learner.fit(1, lr=1e-4, resume=True)
+
+
+def _fit_quiet_ckpt(learner):
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=1e-4, checkpoint=True)
+
+
+def run(scenario: Callable[[Ctx], object], ctx: Ctx) -> tuple[str, str]:
+    """Run one scenario; return (outcome, message) where outcome is the exception or warning class name."""
+    from bertlearn import BertLearnError
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            scenario(ctx)
+        except BertLearnError as e:
+            return type(e).__name__, str(e)
+    ours = [w for w in caught if issubclass(w.category, UserWarning)
+            and not str(w.message).startswith(("load_learner`", "`torch"))]
+    if ours:
+        return "UserWarning", str(ours[0].message)
+    return "nothing", ""
+
+
+def neutral(message: str, ctx: Ctx) -> str:
+    """Replace the scratch folder's path so the document does not depend on where it ran."""
+    message = message.replace(str(ctx.root), "<tmp>")
+    return re.sub(r"\(OSError: .*?\)|Original error: .*$", "(...)", message)
+
+
+def build_ctx(root: Path) -> Ctx:
+    from transformers import AutoTokenizer
+    import conftest
+
+    class _Factory:
+        def mktemp(self, name):
+            p = root / name
+            p.mkdir(parents=True, exist_ok=True)
+            return p
+
+    model_dir = conftest.tiny_model_dir.__wrapped__(_Factory())
+    return Ctx(root / "case", model_dir, AutoTokenizer.from_pretrained(model_dir))
+
+
+def outcomes() -> list[tuple[str, str, str]]:
+    """(what, outcome, neutral message) for every scenario, each in a fresh scratch folder."""
+    out = []
+    for what, scenario in SCENARIOS:
+        with tempfile.TemporaryDirectory() as d:
+            ctx = build_ctx(Path(d))
+            outcome, message = run(scenario, ctx)
+            out.append((what, outcome, neutral(message, ctx)))
+    return out
+
+
+def table(results: list[tuple[str, str, str]] | None = None) -> str:
+    rows = ["| bad input | outcome | message |", "|---|---|---|"]
+    for what, outcome, message in results or outcomes():
+        rows.append(f"| {what} | {outcome} | {message.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    doc = ROOT / "docs" / "reliability.md"
+    text = doc.read_text()
+    start, end = "<!-- bad-inputs:start -->", "<!-- bad-inputs:end -->"
+    new = text[: text.index(start) + len(start)] + "\n" + table() + "\n" + text[text.index(end):]
+    doc.write_text(new)
+    print(f"wrote {doc}")
