@@ -39,7 +39,8 @@ databunch = BertDataBunch(DATA_PATH, LABEL_PATH,
                           bs=64,
                           maxlen=140,
                           multi_gpu=False,
-                          multi_label=False)
+                          multi_label=False,
+                          no_cache=True)  # the shared data folder is not ours to write a cache into
 
 learner = BertLearner.from_pretrained_model(databunch,
                                             pretrained_path=MODEL,
