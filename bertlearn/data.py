@@ -240,6 +240,21 @@ class EncodedDataset:
     def has_targets(self) -> bool:
         return self.targets is not None
 
+    def clip(self, maxlen: int) -> None:
+        """Cut rows to `maxlen` tokens in place, keeping each row's closing special token ([SEP], </s>)."""
+        long = np.flatnonzero(self.lengths > maxlen)
+        if len(long):
+            self.ids[long, maxlen - 1] = self.ids[long, self.lengths[long] - 1]
+            if self.type_ids is not None:
+                self.type_ids[long, maxlen - 1] = self.type_ids[long, self.lengths[long] - 1]
+            self.lengths = np.minimum(self.lengths, maxlen).astype(self.lengths.dtype)
+        width = min(self.ids.shape[1], _round_up(maxlen, PAD_MULTIPLE))
+        self.ids = np.ascontiguousarray(self.ids[:, :width])
+        self.ids[np.arange(width)[None, :] >= self.lengths[:, None]] = self.encoder.pad_id
+        if self.type_ids is not None:
+            self.type_ids = np.ascontiguousarray(self.type_ids[:, :width])
+            self.type_ids[np.arange(width)[None, :] >= self.lengths[:, None]] = 0
+
     def new_empty(self) -> "EncodedDataset":
         """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
         targets = None if self.targets is None else self.targets[:0]

@@ -207,8 +207,12 @@ class BertLearner(Learner):
         _check_inputs(model, databunch)
         max_pos = getattr(model.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and databunch.maxlen > max_pos:
-            raise DataError(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; "
-                            f"build the BertDataBunch with maxlen<={max_pos}")
+            warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; cutting "
+                          f"texts to {max_pos} tokens (build the BertDataBunch with maxlen<={max_pos} to choose how)",
+                          stacklevel=2)
+            for dl in databunch.loaders:
+                dl.dataset.clip(max_pos)
+            databunch.encoder.maxlen = max_pos  # texts encoded later (prediction) follow the same limit
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused CUDA kernel
         databunch.device = device
 

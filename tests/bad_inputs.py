@@ -99,6 +99,7 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("Windows-1252 bytes (read as cp1252)", lambda c: (
         (c.data / "train.csv").write_bytes(("text,label\n" + "caf\xe9 good film,positive\nbad \u2026 movie,negative\n" * 3)
                                            .encode("cp1252")), c.bunch(label_file="none.csv"))),
+    ("maxlen above the model's max_position_embeddings (clipped)", lambda c: _short_model(c)),
     ("lr=0", lambda c: c.learner().fit(1, lr=0)),
     ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),
     ("lr=1e-2 (trains, with a warning)", lambda c: _fit_quiet(c.learner(), 1, "1e-2")),
@@ -115,6 +116,16 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         __import__("bertlearn").BertClassificationPredictor(c.root / "m"))),
     ("resume from a corrupt checkpoint", lambda c: _corrupt_resume(c)),
 ]
+
+
+def _short_model(c: Ctx):
+    from transformers import BertConfig, BertModel
+
+    from bertlearn import BertLearner
+    config = BertConfig(vocab_size=len(c.tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=16)
+    BertModel(config).save_pretrained(c.root / "short")
+    return BertLearner.from_pretrained_model(c.bunch(maxlen=64), str(c.root / "short"), None, "cpu", None)
 
 
 def _fit_quiet(learner, epochs, lr):

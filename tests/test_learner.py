@@ -312,3 +312,27 @@ class TestCheckpoints:
         weights.write_bytes(weights.read_bytes()[: 100])
         with pytest.raises(BertLearnError, match=r"cannot be read .* delete it to start over"):
             tiny_learner.fit(1, lr=1e-4, resume=True)
+
+
+def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokenizer, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from bertlearn import BertDataBunch
+    from conftest import make_texts
+
+    config = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=16)
+    BertModel(config).save_pretrained(tmp_path / "short")
+    df = make_texts(40)
+    db = BertDataBunch.from_df(df, df, tiny_tokenizer, maxlen=64, bs=8, device="cpu")
+    assert db.train.dataset.lengths.max() > 16
+    with pytest.warns(UserWarning, match=r"maxlen=64 exceeds the model's max_position_embeddings=16; cutting texts to 16"):
+        learner = BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
+    ds = db.train.dataset
+    assert ds.lengths.max() == 16 and ds.ids.shape[1] == 16
+    long = ds.lengths == 16
+    assert (ds.ids[long, 15] == tiny_tokenizer.sep_token_id).all() and (ds.ids[long, 0] == tiny_tokenizer.cls_token_id).all()
+    for ids, mask, _ in db.train:
+        assert ids.shape[1] <= 16
+    fit_quietly(learner, 1, lr=1e-4)
+    assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
