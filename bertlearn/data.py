@@ -63,9 +63,7 @@ class TextEncoder:
 
     def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, problem_type: str = SINGLE,
                  pairs: bool = False, truncation: str = "head", long_text: str | None = None,
-                 stride: int | None = None, multi_label: bool | None = None):
-        if multi_label is not None:  # older keyword
-            problem_type = MULTI if multi_label else problem_type
+                 stride: int | None = None):
         if problem_type not in PROBLEM_TYPES:
             raise DataError(f"problem_type={problem_type!r} is not one of {list(PROBLEM_TYPES)}")
         if truncation not in TRUNCATIONS:
