@@ -3,9 +3,10 @@
 __version__ = "0.1.0"
 
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
-                        SparseProgressCallback)
+                        SparseProgressCallback, TensorBoardLogger)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
+from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .learner import BertLearner, adamw, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
 from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
@@ -15,10 +16,11 @@ __all__ = [
     "__version__",
     "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
     "BertLearner", "load_learner", "adamw",
+    "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
     "BertClassificationPredictor", "predict_logits", "rank_predictions", "resolve_device",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
     "DEFAULT_MODEL", "bert_splitter", "default_model_path", "load_model", "load_tokenizer", "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-    "SkipValidationCallback",
+    "SkipValidationCallback", "TensorBoardLogger",
     "BertLearnError", "DataError", "ModelError", "NotFittedError",
 ]

@@ -20,7 +20,7 @@ from fastai.torch_core import find_bs
 from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-           "SkipValidationCallback", "CheckpointCallback"]
+           "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger"]
 
 
 class HFOutputCallback(Callback):
@@ -133,3 +133,62 @@ class CheckpointCallback(Callback):
     def after_epoch(self) -> None:
         from .checkpoint import save_checkpoint
         save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr)
+
+
+class TensorBoardLogger(Callback):
+    """Write losses, metrics and learning rates to TensorBoard without a host-device sync per batch.
+
+    fastai's `TensorBoardCallback` writes the loss and every optimizer hyper-parameter each batch (a GPU
+    sync per step, and it fails on PyTorch optimizers' non-numeric settings such as `fused=None`). This
+    one writes the smoothed training loss and the learning rates every `every` steps, and after each
+    epoch the epoch's train/valid losses and metrics, under the step count.
+
+    Args:
+        log_dir: folder for the event files (a `SummaryWriter` is made there); or pass `writer`.
+        writer: an existing `torch.utils.tensorboard.SummaryWriter` (or anything with `add_scalar`).
+        every: steps between training-loss points.
+    """
+
+    order = 60  # after the Recorder (50) has closed the epoch
+
+    def __init__(self, log_dir: Any = None, *, writer: Any = None, every: int = 50):
+        if writer is None and log_dir is None:
+            raise ValueError("TensorBoardLogger needs log_dir (a folder) or writer (a SummaryWriter)")
+        self.log_dir, self.writer, self.every, self._own = log_dir, writer, max(1, int(every)), writer is None
+
+    def before_fit(self) -> None:
+        # lr_find and get_preds run fits of their own that are not training runs
+        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self.learn, "gather_preds")
+        if self.run and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+
+    def after_batch(self) -> None:
+        if not (self.run and self.training) or self.train_iter % self.every:
+            return
+        self.writer.add_scalar("train/smooth_loss", float(self.learn.smooth_loss), self.train_iter)  # the one sync
+        self._log_lrs()
+
+    def _log_lrs(self) -> None:
+        for i, h in enumerate(self.opt.hypers):  # host-side floats: no sync
+            self.writer.add_scalar(f"lr/group_{i}", float(h["lr"]), self.train_iter)
+
+    def after_epoch(self) -> None:
+        rec = self.learn.recorder
+        if not self.run or not rec.values or self.learn.logger is noop:
+            return
+        self._log_lrs()
+        names = [n for n in rec.metric_names[1:] if n != "time"]
+        for name, value in zip(names, rec.values[-1]):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue  # e.g. a confusion matrix
+            tag = name.replace("_loss", "/loss") if name in ("train_loss", "valid_loss") else f"valid/{name}"
+            self.writer.add_scalar(tag, value, self.train_iter)
+        self.writer.flush()
+
+    def after_fit(self) -> None:
+        if self.run and self._own and self.writer is not None:
+            self.writer.close()
+            self.writer = None

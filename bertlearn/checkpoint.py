@@ -26,6 +26,8 @@ CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "sta
 def _lr_json(lr: Any) -> Any:
     if isinstance(lr, slice):
         return {"slice": [lr.start, lr.stop]}
+    if isinstance(lr, (list, tuple)) or getattr(lr, "ndim", 0):
+        return [float(v) for v in lr]
     return None if lr is None else float(lr)
 
 

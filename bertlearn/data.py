@@ -22,12 +22,14 @@ import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from fastai.data.transforms import CategoryMap
+from fastcore.foundation import L
 from fastai.torch_core import to_device
 
 from .errors import DataError
 from .model import load_tokenizer
 
-__all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder"]
+__all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs"]
 
 _log = logging.getLogger(__name__)
 
@@ -275,16 +277,41 @@ class BertDataLoader(DataLoader):
     """
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
-                 device: torch.device | None = None, **kwargs):
+                 device: torch.device | None = None, *, keep_order: bool = False, **kwargs):
         kwargs.pop("num_workers", None)  # batching is a numpy slice: worker processes would only add IPC
+        self.keep_order = keep_order
         super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0,
                          **kwargs)
+
+    @property
+    def _n_inp(self) -> int:
+        return 3 if self.dataset.type_ids is not None else 2
+
+    @property
+    def vocab(self) -> CategoryMap:
+        """The label names, as fastai's interpretation tools expect them."""
+        return CategoryMap(self.dataset.encoder.labels, sort=False)
+
+    @property
+    def items(self) -> list[tuple]:
+        """One `(text, target)` per row, what `dls.test_dl(items, with_labels=True)` re-encodes (fastai's
+        `Interpretation` does this). Rows cut from a longer text by a sliding window show that window."""
+        ds = self.dataset
+        texts = ds.texts if ds.texts is not None and len(ds.texts) == len(ds) else \
+            [self.dataset.encoder.tokenizer.decode(ds.ids[i, :ds.lengths[i]].tolist(), skip_special_tokens=True)
+             for i in range(len(ds))]
+        if ds.encoder.pairs and ds.texts is not None and len(ds.texts) == len(ds):
+            texts = [tuple(t.split(" [SEP] ", 1)) for t in texts]
+        targets = ds.targets if ds.targets is not None else [None] * len(ds)
+        return list(zip(texts, targets))
 
     def create_item(self, s: int) -> int:
         return s  # batches are cut from the id matrix in one go in create_batch
 
     def get_idxs(self) -> list[int]:
         lengths = self.dataset.lengths
+        if self.keep_order:
+            return list(range(len(lengths)))
         if not self.shuffle:
             # longest first: an out-of-memory error shows on the first batch, not the last
             return np.argsort(-lengths, kind="stable").tolist()
@@ -347,17 +374,56 @@ class BertDataLoader(DataLoader):
         """
         if b is None:
             b = self.one_batch()
+        _display(batch_to_frame(b, self.dataset.encoder, max_n=max_n))
+
+
+    def show_results(self, b: tuple, out: Any, max_n: int = 9, **kwargs: Any) -> pd.DataFrame:
+        """Show decoded texts, their labels and the model's (decoded) predictions for batch `b`.
+
+        Args:
+            b: a batch from this loader.
+            out: decoded predictions for it (class indices, 0/1 rows or values), as `get_preds` gives them.
+            max_n: how many rows to show.
+        """
         df = batch_to_frame(b, self.dataset.encoder, max_n=max_n)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
-                display(df)
-                return
-        except ImportError:
-            pass
-        with pd.option_context("display.max_colwidth", 120, "display.width", 200):
-            print(df.to_string(index=False))
+        df["prediction"] = _decode_targets(torch.as_tensor(out)[:max_n].cpu(), self.dataset.encoder)
+        _display(df)
+        return df
+
+    def _pre_show_batch(self, b: tuple, max_n: int = 9) -> tuple:
+        # fastai's Interpretation.plot_top_losses calls this twice (with targets, then with predictions) and
+        # dispatches `plot_top_losses` on the type of the first value returned
+        n = self._n_inp
+        df = batch_to_frame(tuple(b[:n]), self.dataset.encoder, max_n=max_n)
+        labels = _decode_targets(b[n][:max_n].cpu(), self.dataset.encoder) if len(b) > n else [None] * len(df)
+        rows = [(text, *([None] * (n - 1)), label) for text, label in zip(df["text"], labels)]
+        return TextInputs(df["text"].tolist()), labels, L(rows)
+
+
+class TextInputs(list):
+    """Decoded input texts of a batch; the type fastai's `plot_top_losses` dispatches on for bertlearn data."""
+
+
+def _display(df: pd.DataFrame) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+            display(df)
+            return
+    except ImportError:
+        pass
+    with pd.option_context("display.max_colwidth", 120, "display.width", 200):
+        print(df.to_string(index=False))
+
+
+def _decode_targets(y: torch.Tensor, encoder: TextEncoder) -> list:
+    """Class indices, multi-hot rows or regression values as readable labels."""
+    if encoder.multi_label:
+        return [";".join(l for l, on in zip(encoder.labels, row) if on > 0.5) for row in y.float().tolist()]
+    if encoder.regression:
+        return [round(float(v), 4) for v in y.reshape(-1).tolist()]
+    return [encoder.labels[int(i)] for i in y.reshape(-1).tolist()]
 
 
 def batch_to_frame(b: tuple, encoder: TextEncoder, *, max_n: int = 9) -> pd.DataFrame:
@@ -368,13 +434,7 @@ def batch_to_frame(b: tuple, encoder: TextEncoder, *, max_n: int = 9) -> pd.Data
     out = {"text": texts}
     n_inputs = 3 if encoder.with_token_types else 2
     if len(b) > n_inputs:
-        y = b[-1][:max_n].cpu()
-        if encoder.multi_label:
-            out["label"] = [";".join(l for l, on in zip(encoder.labels, row) if on > 0.5) for row in y.tolist()]
-        elif encoder.regression:
-            out[encoder.labels[0]] = [round(v, 4) for v in y.tolist()]
-        else:
-            out["label"] = [encoder.labels[i] for i in y.tolist()]
+        out[encoder.labels[0] if encoder.regression else "label"] = _decode_targets(b[-1][:max_n].cpu(), encoder)
     return pd.DataFrame(out)
 
 
@@ -725,13 +785,22 @@ class BertDataBunch(DataLoaders):
     def bs(self) -> int:
         return self.train.bs
 
-    def test_dl(self, test_items: Sequence[Any], bs: int | None = None, **kwargs: Any) -> BertDataLoader:
+    def test_dl(self, test_items: Sequence[Any], bs: int | None = None, *, with_labels: bool = False,
+                **kwargs: Any) -> BertDataLoader:
         """A loader over new texts (or (a, b) pairs), tokenized like the training data.
 
         Args:
-            test_items: the texts.
+            test_items: the texts; with `with_labels`, `(text, target)` items as a loader's `items` gives them.
             bs: batch size (default: the validation batch size).
+            with_labels: items carry encoded targets; the loader then keeps the items' order in one batch
+                when they fit (fastai's `Interpretation` matches its rows to its losses by position).
         """
+        if with_labels:
+            items = list(test_items)
+            texts = _as_texts([t for t, _ in items], "texts", pairs=self.encoder.pairs)
+            targets = np.stack([np.asarray(y) for _, y in items]) if items else None
+            ds = self.encoder.dataset(texts, targets)
+            return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
         ds = self.encoder.dataset(_as_texts(test_items, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
 

@@ -30,7 +30,7 @@ from fastcore.foundation import L
 
 from .checkpoint import _lr_json, load_checkpoint
 from .callbacks import (CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
-                        SparseProgressCallback)
+                        SparseProgressCallback, TensorBoardLogger)
 from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
@@ -159,7 +159,7 @@ class BertLearner(Learner):
                               pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
                               ignore_mismatched_sizes: bool = False, seed: int | None = None,
-                              **kwargs: Any) -> "BertLearner":
+                              log_dir: str | Path | None = None, **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -169,7 +169,8 @@ class BertLearner(Learner):
             metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: by task
                 (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman).
             device: torch device; None picks CUDA when available. CUDA asked for but absent: warn, use CPU.
-            logger: a `logging.Logger` for per-epoch metrics.
+            logger: a `logging.Logger` for per-epoch metrics, or a TensorBoard `SummaryWriter` (anything with
+                `add_scalar`) to write them to.
             output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
             is_fp16: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with loss scaling).
             multi_gpu: accepted for fast-bert compatibility; one process uses one device.
@@ -187,6 +188,7 @@ class BertLearner(Learner):
             ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
             seed: seed Python, numpy and torch before the head is initialised, so that (with the databunch's
                 `seed`) CPU runs are bit-identical; on GPU some kernels stay nondeterministic (see docs).
+            log_dir: write TensorBoard event files there (needs the `tensorboard` package).
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -227,6 +229,11 @@ class BertLearner(Learner):
         if pos_weight is not None:
             loss_func = BCEWithLogitsLossFlat(pos_weight=torch.as_tensor(pos_weight, dtype=torch.float, device=device))
         cbs = list(callbacks or [])
+        if log_dir is not None:
+            cbs.append(TensorBoardLogger(log_dir))
+        if logger is not None and hasattr(logger, "add_scalar"):
+            cbs.append(TensorBoardLogger(writer=logger))
+            logger = None
         if max_grad_norm:
             cbs.append(GradientClip(max_norm=max_grad_norm))
         if grad_accumulation_steps and grad_accumulation_steps > 1:
@@ -267,7 +274,7 @@ class BertLearner(Learner):
     def fit(self, epochs: int | None = None, lr: float | str | slice | None = None, wd: float | None = None,
             cbs: Any = None, reset_opt: bool = False, start_epoch: int = 0, *, validate: bool = True,
             return_results: bool = False, schedule_type: str | None = None, pct_start: float = 0.25,
-            checkpoint: bool = False, resume: bool = False, **kwargs: Any):
+            checkpoint: bool = False, resume: bool = False, layer_decay: float | None = None, **kwargs: Any):
         """Train for `epochs` with fastai's one-cycle schedule peaking at `lr`.
 
         fastai's schedulers (`fit_one_cycle`, `lr_find`, `fine_tune`...) call this with their own
@@ -286,16 +293,25 @@ class BertLearner(Learner):
                 `output_dir/checkpoints/last` (atomically).
             resume: continue from that checkpoint (same `epochs` and `lr`), then keep checkpointing; without
                 a checkpoint, train from the start with a warning.
+            layer_decay: layer-wise learning-rate decay: the head trains at `lr`, each group below it at
+                `layer_decay` times the rate of the group above (e.g. 0.9; see `layerwise_lrs`).
 
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
         cbs = list(L(cbs))
+        # fastai's CSVLogger (and anything else writing to learn.path) expects the folder to exist
+        Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
             return super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
         lr = _as_lr(lr if lr is not None else self.default_lr)
         kwargs.pop("optimizer_type", None)
+        if layer_decay is not None:
+            if isinstance(lr, slice):
+                raise BertLearnError(f"layer_decay={layer_decay} and lr={lr} both set per-group rates; pass a single "
+                                     "lr with layer_decay, or a slice without it")
+            lr = self.layerwise_lrs(lr, layer_decay)
         if not validate:
             cbs.append(SkipValidationCallback())
         folder = self.output_dir / "checkpoints" / "last"
@@ -323,6 +339,33 @@ class BertLearner(Learner):
         self.fresh_head = False
         result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
+
+    def layerwise_lrs(self, lr: float, decay: float) -> np.ndarray:
+        """Learning rate per parameter group (embeddings, each layer, head) with layer-wise decay.
+
+        The head gets `lr`, the top layer `lr * decay`, the next `lr * decay**2`, down to the embeddings
+        (as in ELECTRA and "How to Fine-Tune BERT for Text Classification", Sun et al. 2019). The result
+        can be passed as `lr` / `lr_max` to `fit`, `fit_one_cycle` or `fine_tune`.
+
+        Args:
+            lr: the head's learning rate.
+            decay: factor between neighbouring groups, in (0, 1].
+        """
+        if not (isinstance(decay, (int, float)) and 0 < decay <= 1):
+            raise BertLearnError(f"layer_decay={decay!r} must be a number in (0, 1], e.g. 0.9 (1 means no decay)")
+        n = len(self.splitter(self.model))
+        return float(lr) * float(decay) ** np.arange(n - 1, -1, -1, dtype=np.float64)
+
+    def interpret(self, ds_idx: int = 1, dl: Any = None) -> Any:
+        """fastai's `ClassificationInterpretation` on the validation set (or `dl`): confusion matrix,
+        `most_confused`, `plot_top_losses` (as texts), `print_classification_report`.
+
+        Args:
+            ds_idx: which loader of the databunch (1: validation).
+            dl: another loader, e.g. `learner.dls.test_dl(items, with_labels=True)`.
+        """
+        from .interpret import ClassificationInterpretation
+        return ClassificationInterpretation.from_learner(self, ds_idx=ds_idx, dl=dl)
 
     def epoch_results(self) -> list[dict[str, float]]:
         """One dict per epoch of the last fit: train_loss, valid_loss and each metric."""

@@ -13,7 +13,7 @@ from fastai.metrics import accuracy as fastai_accuracy
 from transformers import PreTrainedModel
 
 from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
-from bertlearn.callbacks import SparseProgressCallback
+from bertlearn.callbacks import SparseProgressCallback, TensorBoardLogger
 
 
 def fit_quietly(learner, *args, **kwargs):
@@ -210,8 +210,11 @@ class TestHotPath:
 
         bar = next(cb for cb in tiny_learner.cbs if isinstance(cb, SparseProgressCallback))
         bar.every = 1e9  # the bar's readout is the one deliberate, time-limited sync
-        tiny_learner.fit(2, lr=1e-4, cbs=[Start(), Stop()])
+        # TensorBoard's training-loss point every `every` steps is the other one
+        tb = TensorBoardLogger(tiny_learner.path / "tb", every=10**9)
+        tiny_learner.fit(2, lr=1e-4, cbs=[Start(), Stop(), tb])
         assert state["calls"] == []
+        assert list((tiny_learner.path / "tb").glob("events.*"))
 
 
 class TestReproducibility:

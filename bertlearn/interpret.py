@@ -1,0 +1,72 @@
+"""fastai's `ClassificationInterpretation` for bertlearn data: the top losses are shown as texts.
+
+`ClassificationInterpretation.from_learner(learner)` works as in fastai (confusion matrix, `most_confused`,
+`print_classification_report`); its `plot_top_losses` dispatches on the type of the decoded inputs, and
+bertlearn's loaders decode to `TextInputs`, which the method registered here draws as a table of texts.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import pandas as pd
+import torch
+from fastai.imports import dispatch
+from fastai.interpret import ClassificationInterpretation
+
+from .data import TextInputs, _display
+
+__all__ = ["ClassificationInterpretation", "plot_top_losses", "top_losses_frame"]
+
+
+def top_losses_frame(x: TextInputs, samples: Any, outs: Any, raws: torch.Tensor, losses: torch.Tensor,
+                     trunc_at: int = 300) -> pd.DataFrame:
+    """Text, target, prediction, probability of the prediction (or raw output) and loss, one row per sample.
+
+    Args:
+        x: the decoded texts.
+        samples: `(text, ..., target)` rows; outs: `(prediction,)` rows, as fastai's interpretation passes them.
+        raws: the model's activated outputs; losses: the per-sample losses.
+        trunc_at: characters of text kept.
+    """
+    raws = raws.float().cpu()
+    score = raws.max(dim=-1).values if raws.ndim > 1 and raws.shape[-1] > 1 else raws.reshape(len(raws), -1)[:, 0]
+    return pd.DataFrame({
+        "text": [t if len(t) <= trunc_at else t[:trunc_at - 1] + "…" for t in x],
+        "target": [s[-1] for s in samples],
+        "predicted": [o[-1] if isinstance(o, tuple) else o for o in outs],
+        "probability": [round(float(v), 4) for v in score],
+        "loss": [round(float(v), 4) for v in losses.float().cpu()],
+    })
+
+
+@dispatch
+def plot_top_losses(x: TextInputs, y: object, samples: object, outs: object, raws: object, losses: object,
+                    trunc_at: int = 300, width: int = 100, figsize: Any = None, show_df: bool = True,
+                    **kwargs: Any):
+    """Draw the top-loss texts with target, prediction, probability and loss as a matplotlib table.
+
+    The figure renders headless (any matplotlib backend) and `plt.savefig` writes it as PNG; the same rows
+    are displayed as a DataFrame in a notebook (or printed) unless `show_df=False`.
+    """
+    import matplotlib.pyplot as plt
+
+    df = top_losses_frame(x, samples, outs, raws, losses, trunc_at=trunc_at)
+    wrapped = ["\n".join(textwrap.wrap(str(t), width)) or " " for t in df["text"]]
+    lines = [w.count("\n") + 1 for w in wrapped]
+    fig, ax = plt.subplots(figsize=figsize or (12, 0.6 + 0.28 * (sum(lines) + len(lines))))
+    ax.axis("off")
+    cells = [[w, str(t), str(p), f"{pr:.3f}", f"{l:.3f}"]
+             for w, t, p, pr, l in zip(wrapped, df["target"], df["predicted"], df["probability"], df["loss"])]
+    table = ax.table(cellText=cells, colLabels=["text", "target", "predicted", "probability", "loss"],
+                     colWidths=[0.64, 0.1, 0.1, 0.08, 0.08], loc="upper center", cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_height(0.28 * (lines[row - 1] if row > 0 else 1) / fig.get_figheight())
+    ax.set_title("Top losses")
+    fig.tight_layout()
+    if show_df:
+        _display(df)
+    return fig

@@ -1,0 +1,146 @@
+"""fastai callbacks on a BertLearner, and bertlearn's own TensorBoard logger."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import CSVLogger
+from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+from bertlearn import BertLearner
+
+
+def quiet_fit(learner, *args, **kwargs):
+    with learner.no_bar(), learner.no_logging():
+        return learner.fit(*args, **kwargs)
+
+
+class CountSteps(Callback):
+    order = 99
+
+    def before_fit(self):
+        self.steps = self.batches = 0
+
+    def after_step(self):
+        self.steps += 1
+
+    def after_batch(self):
+        self.batches += self.training
+
+
+class RecordGradNorm(Callback):
+    order = 99  # after GradientClip (before_step) has clipped
+
+    def before_fit(self):
+        self.norms = []
+
+    def before_step(self):
+        grads = [p.grad for p in self.learn.model.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+
+def test_early_stopping_stops(tiny_learner):
+    # an improvement of 1.0 in accuracy is impossible, so patience runs out after the first epoch
+    cb = EarlyStoppingCallback(monitor="accuracy", comp=np.greater, min_delta=1.0, patience=1)
+    quiet_fit(tiny_learner, 6, lr=1e-4, cbs=[cb])
+    assert len(tiny_learner.recorder.values) == 2
+
+
+def test_save_model_callback_leaves_the_best_weights_in_the_model(tiny_databunch, tiny_model_dir, tmp_path):
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, seed=0)
+    quiet_fit(learner, 4, lr=3e-3, cbs=[SaveModelCallback(monitor="valid_loss", fname="best")])
+    best = min(v[1] for v in learner.recorder.values)
+    saved = torch.load(tmp_path / "models" / "best.pth", map_location="cpu", weights_only=True)
+    state = saved.get("model", saved)
+    for name, tensor in learner.model.state_dict().items():
+        torch.testing.assert_close(tensor, state[name])
+    assert learner.validate(quiet=True)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_databunch, tiny_model_dir, tmp_path):
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, grad_accumulation_steps=2)
+    counter = CountSteps()
+    quiet_fit(learner, 1, lr=1e-4, cbs=[counter])
+    assert counter.batches == 6 and counter.steps == 3  # 96 rows, bs 16
+
+
+def test_gradient_clip_bounds_the_gradient_norm(tiny_databunch, tiny_model_dir, tmp_path):
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, max_grad_norm=1e-3)
+    rec = RecordGradNorm()
+    quiet_fit(learner, 1, lr=1e-4, cbs=[rec])
+    assert rec.norms and max(rec.norms) <= 1e-3 * 1.001
+
+
+def test_csv_logger_writes_one_row_per_epoch(tiny_learner):
+    quiet_fit(tiny_learner, 2, lr=1e-4, cbs=[CSVLogger(fname="history.csv")])
+    import pandas as pd
+    df = pd.read_csv(tiny_learner.path / "history.csv")
+    assert list(df.columns) == ["epoch", "train_loss", "valid_loss", "accuracy", "f1_macro", "time"]
+    assert df["epoch"].tolist() == [0, 1]
+
+
+def _scalars(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_log_dir_writes_tensorboard_scalars(tiny_databunch, tiny_model_dir, tmp_path):
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, log_dir=tmp_path / "tb")
+    quiet_fit(learner, 2, lr=1e-4)
+    with learner.no_bar():
+        learner.fit(1, lr=1e-4)  # logging on: the epoch values must arrive
+    scalars = _scalars(tmp_path / "tb")
+    assert {"train/loss", "valid/loss", "valid/accuracy", "valid/f1_macro", "lr/group_0"} <= set(scalars)
+    assert scalars["valid/accuracy"][-1] == pytest.approx(learner.recorder.values[-1][2])
+
+
+def test_logger_argument_can_be_a_summary_writer(tiny_databunch, tiny_model_dir, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+    writer = SummaryWriter(log_dir=str(tmp_path / "tb"))
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", writer,
+                                                output_dir=tmp_path)
+    with learner.no_bar():
+        learner.fit(1, lr=1e-4)
+    writer.flush()
+    assert "valid/accuracy" in _scalars(tmp_path / "tb")
+
+
+def test_layer_decay_sets_geometric_rates_per_group(tiny_learner):
+    quiet_fit(tiny_learner, 1, lr=1e-3, layer_decay=0.5, schedule_type="constant")
+    lrs = [g["lr"] for g in tiny_learner.opt.param_groups]
+    np.testing.assert_allclose(lrs, [1e-3 * 0.5 ** 3, 1e-3 * 0.5 ** 2, 1e-3 * 0.5, 1e-3])
+
+
+def test_layer_decay_with_a_slice_is_refused(tiny_learner):
+    from bertlearn import BertLearnError
+    with pytest.raises(BertLearnError, match=r"layer_decay=0.9 and lr=slice\(1e-05, 0.0001, None\) both set"):
+        tiny_learner.fit(1, lr=slice(1e-5, 1e-4), layer_decay=0.9)
+    with pytest.raises(BertLearnError, match=r"layer_decay=1.5 must be a number in \(0, 1\]"):
+        tiny_learner.layerwise_lrs(1e-4, 1.5)
+
+
+def test_freeze_to_trains_only_the_top_groups(tiny_learner):
+    tiny_learner.freeze_to(-2)  # last layer + head
+    groups = tiny_learner.splitter(tiny_learner.model)
+    trainable = [all(p.requires_grad for p in g) for g in groups]
+    assert trainable == [False, False, True, True]
+    quiet_fit(tiny_learner, 1, lr=1e-4)
+    tiny_learner.unfreeze()
+    assert all(p.requires_grad for p in tiny_learner.model.parameters())
+
+
+def test_fine_tune_runs_frozen_then_unfrozen(tiny_learner):
+    with tiny_learner.no_bar(), tiny_learner.no_logging():
+        tiny_learner.fine_tune(1, base_lr=1e-4, freeze_epochs=1)
+    assert len(tiny_learner.recorder.values) == 1  # the recorder keeps the last fit (the unfrozen epoch)
+    assert all(p.requires_grad for p in tiny_learner.model.parameters())
