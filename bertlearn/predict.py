@@ -151,7 +151,12 @@ class BertClassificationPredictor:
     def labels(self) -> list[str]:
         return self.encoder.labels
 
-    def _logits(self, texts: Sequence[Any]) -> torch.Tensor:
+    def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
+        """
         ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
         return predict_logits(self.model, BertDataLoader(ds, bs=self.bs, device=self.device))
 
@@ -162,7 +167,7 @@ class BertClassificationPredictor:
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
         enc = self.encoder
-        return rank_predictions(self._logits(texts), self.labels, multi_label=enc.multi_label,
+        return rank_predictions(self.predict_logits(texts), self.labels, multi_label=enc.multi_label,
                                 regression=enc.regression)
 
     def predict(self, text: Any) -> list[tuple[str, float]] | float:
@@ -171,4 +176,4 @@ class BertClassificationPredictor:
 
     def predict_labels(self, texts: Sequence[Any]) -> list:
         """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value."""
-        return decide(self._logits(texts), self.encoder, self.thresholds)
+        return decide(self.predict_logits(texts), self.encoder, self.thresholds)

@@ -110,3 +110,51 @@ def trained_learner(tiny_model_dir, tmp_path_factory):
         learner.fit(5, lr=1e-3)
     assert learner.validate(quiet=True)["accuracy"] > 0.95, "the shared tiny learner failed to train"
     return learner
+
+
+ARCHITECTURES = ["bert", "distilbert", "roberta", "albert", "electra", "deberta-v2"]
+
+
+def build_tiny_architecture(kind: str, folder: Path) -> Path:
+    """Save a tiny random encoder of `kind` (as a hub checkpoint has it: no classification head) plus a
+    tokenizer of that architecture's own type (WordPiece, byte-level BPE or SentencePiece-Unigram, trained
+    here on the synthetic reviews) into `folder`."""
+    import json
+    import transformers as T
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+
+    corpus = make_texts(300)["text"].tolist()
+    wordpiece = {w: i for i, w in enumerate(SPECIAL + sorted(set(POSITIVE + NEGATIVE + FILLER)) +
+                                            list("abcdefghijklmnopqrstuvwxyz") +
+                                            [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"])}
+    if kind in ("bert", "electra"):
+        tok = T.BertTokenizer(vocab=wordpiece, do_lower_case=True)
+    elif kind == "distilbert":
+        tok = T.DistilBertTokenizer(vocab=wordpiece, do_lower_case=True)
+    elif kind == "roberta":
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+        model = json.loads(bpe.to_str())["model"]
+        merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        tok = T.RobertaTokenizer(vocab=model["vocab"], merges=merges)
+    else:
+        sp = SentencePieceUnigramTokenizer()
+        sp.train_from_iterator(corpus, vocab_size=150, unk_token="<unk>",
+                               special_tokens=["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"])
+        pieces = [tuple(p) for p in json.loads(sp.to_str())["model"]["vocab"]]
+        tok = (T.AlbertTokenizer if kind == "albert" else T.DebertaV2Tokenizer)(vocab=pieces, pad_token="<pad>")
+    tok.model_max_length = 512
+    size = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id)
+    if kind == "distilbert":
+        size.update(dim=32, n_layers=2, n_heads=4, hidden_dim=37)
+    else:
+        size.update(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                    max_position_embeddings=514 if kind == "roberta" else 512)
+    if kind in ("albert", "electra"):
+        size["embedding_size"] = 16
+    config = T.CONFIG_MAPPING[kind](**size)
+    torch.manual_seed(0)
+    T.AutoModel.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from conftest import ARCHITECTURES, build_tiny_architecture, make_texts
 
 from bertlearn import DEFAULT_MODEL, ModelError, bert_splitter, default_model_path, load_model, load_tokenizer
 
@@ -92,3 +95,44 @@ class TestSplitter:
         assert id(emb) in ids[0]
         head_params = {id(p) for n, p in model.named_parameters() if "classifier" in n}
         assert head_params <= ids[-1]
+
+
+class TestArchitectures:
+    """Any encoder that AutoModelForSequenceClassification knows trains, saves and serves; nothing is keyed
+    on the architecture's name."""
+
+    @pytest.fixture(scope="class", params=ARCHITECTURES)
+    def arch_dir(self, request, tmp_path_factory):
+        return request.param, build_tiny_architecture(request.param, tmp_path_factory.mktemp(request.param))
+
+    @pytest.mark.parametrize("pairs", [False, True], ids=["single", "pairs"])
+    def test_trains_saves_and_serves(self, arch_dir, pairs, tmp_path):
+        from transformers import pipeline
+
+        from bertlearn import BertClassificationPredictor, BertDataBunch, BertLearner
+
+        kind, folder = arch_dir
+        train, valid = make_texts(64, seed=1), make_texts(32, seed=2)
+        text_col = "text"
+        if pairs:
+            for df in (train, valid):
+                df["other"] = df["text"].str.split().str[:3].str.join(" ")
+            text_col = ["text", "other"]
+        db = BertDataBunch.from_df(train, valid, str(folder), text_col=text_col, bs=16, maxlen=48, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, output_dir=tmp_path)
+        assert type(learner.model).__name__.lower().startswith(kind.replace("-", ""))
+        groups = learner.splitter(learner.model)
+        assert len(groups) == (3 if kind == "albert" else 4)  # ALBERT shares one layer's weights across depth
+        with learner.no_bar(), learner.no_logging():
+            learner.fit(1, lr=1e-3)
+        assert np.isfinite(learner.recorder.values[-1][0])
+        texts = list(zip(valid["text"], valid["other"])) if pairs else valid["text"].tolist()
+        expected = learner.predict_logits(texts).softmax(-1)
+        out = learner.save_model(tmp_path / "saved")
+        served = BertClassificationPredictor(out).predict_logits(texts).softmax(-1)
+        torch.testing.assert_close(served, expected, atol=1e-5, rtol=1e-4)
+        if not pairs:
+            clf = pipeline("text-classification", model=str(out), device=-1, top_k=None)
+            scores = {d["label"]: d["score"] for d in clf([texts[0]])[0]}
+            assert set(scores) == {"negative", "positive"}
+            assert scores["positive"] == pytest.approx(float(expected[0, 1]), abs=1e-5)
