@@ -10,14 +10,15 @@ from .interpret import ClassificationInterpretation, plot_top_losses, top_losses
 from .learner import BertLearner, adamw, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
 from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
-from .predict import BertClassificationPredictor, predict_logits, rank_predictions, resolve_device
+from .onnx import OnnxPredictor, export_onnx
+from .predict import BertClassificationPredictor, Predictor, predict_logits, rank_predictions, resolve_device
 
 __all__ = [
     "__version__",
     "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
     "BertLearner", "load_learner", "adamw",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
-    "BertClassificationPredictor", "predict_logits", "rank_predictions", "resolve_device",
+    "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
     "DEFAULT_MODEL", "bert_splitter", "default_model_path", "load_model", "load_tokenizer", "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",

@@ -504,6 +504,23 @@ class BertLearner(Learner):
             tmp.unlink(missing_ok=True)
         return target
 
+    def to_onnx(self, path: str | Path | None = None, *, opset: int = 18) -> Path:
+        """Export the model to ONNX (dynamic batch and sequence axes) with its tokenizer and settings.
+
+        `OnnxPredictor(path)` serves the folder on ONNX Runtime with the same `predict_*` methods as
+        `BertClassificationPredictor`. Needs `pip install 'bertlearn[onnx]'` (onnx, onnxscript, onnxruntime).
+
+        Args:
+            path: target folder, or a `.onnx` file name (default: `output_dir/onnx`).
+            opset: ONNX opset version.
+
+        Returns:
+            The `.onnx` file.
+        """
+        from .onnx import export_onnx
+        return export_onnx(self.model, self.dls.encoder, Path(path) if path is not None else self.output_dir / "onnx",
+                           thresholds=self.thresholds, opset=opset, extra_settings={"bertlearn_version": _version()})
+
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.
 

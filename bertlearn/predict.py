@@ -15,7 +15,8 @@ from torch import nn
 from .data import BertDataLoader, TextEncoder, _as_texts
 from .errors import ModelError
 
-__all__ = ["BertClassificationPredictor", "predict_logits", "rank_predictions", "decide", "resolve_device",
+__all__ = ["Predictor", "BertClassificationPredictor", "predict_logits", "per_text_logits", "input_names",
+           "load_settings", "rank_predictions", "decide", "resolve_device",
            "SETTINGS_FILE"]
 
 SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folder: maxlen and task
@@ -61,8 +62,7 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if dl.dataset.type_ids is not None else [])
+    names = input_names(dl.dataset)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype and device.type == "cuda" else contextlib.nullcontext()
     out = []
     try:
@@ -72,9 +72,20 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
                 out.append(model(**inputs).logits.float())
     finally:
         model.train(was_training)
+    return per_text_logits(out, dl, model.config.num_labels)
+
+
+def input_names(ds: Any) -> list[str]:
+    """The model inputs a dataset's batches carry, in batch order."""
+    return ["input_ids", "attention_mask"] + (["token_type_ids"] if ds.type_ids is not None else [])
+
+
+def per_text_logits(out: list[torch.Tensor], dl: BertDataLoader, num_labels: int) -> torch.Tensor:
+    """Put per-batch outputs of a `shuffle=False` loader back in input order; average sliding windows per text."""
     ds = dl.dataset
     if not out:
-        return torch.zeros(ds.n_texts, model.config.num_labels)
+        return torch.zeros(ds.n_texts, num_labels)
+    order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
     logits = torch.cat(out).cpu()
     rows = torch.empty_like(logits)
     rows[order] = logits
@@ -103,7 +114,62 @@ def rank_predictions(logits: torch.Tensor, labels: Sequence[str], *, multi_label
     return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probs, order)]
 
 
-class BertClassificationPredictor:
+class Predictor:
+    """What every saved-model predictor offers on top of `predict_logits`: ranked labels and decisions.
+
+    Args:
+        encoder: the `TextEncoder` that tokenizes like training did.
+        thresholds: multi-label decision thresholds (None: 0.5).
+        bs: batch size.
+    """
+
+    def __init__(self, encoder: TextEncoder, thresholds: Any = None, *, bs: int = 64):
+        self.encoder, self.thresholds, self.bs = encoder, thresholds, bs
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    def loader(self, texts: Sequence[Any], device: torch.device | None = None) -> BertDataLoader:
+        """A longest-first loader over `texts`, tokenized like the training data."""
+        ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
+        return BertDataLoader(ds, bs=self.bs, device=device)
+
+    def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_batch(self, texts: Sequence[Any]) -> list:
+        """For each text (or (a, b) pair), `(label, probability)` pairs sorted by probability; floats for regression.
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
+        """
+        enc = self.encoder
+        return rank_predictions(self.predict_logits(texts), self.labels, multi_label=enc.multi_label,
+                                regression=enc.regression)
+
+    def predict(self, text: Any) -> list[tuple[str, float]] | float:
+        """The `predict_batch` result for one text (or pair)."""
+        return self.predict_batch([text])[0]
+
+    def predict_labels(self, texts: Sequence[Any]) -> list:
+        """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value."""
+        return decide(self.predict_logits(texts), self.encoder, self.thresholds)
+
+
+def load_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None) -> dict:
+    """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies."""
+    settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
+    if not settings:
+        settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
+                    "labels": [config.id2label[i] for i in range(config.num_labels)],
+                    "problem_type": config.problem_type or "single_label_classification"}
+    if multi_label is not None:
+        settings["problem_type"] = "multi_label_classification" if multi_label else settings["problem_type"]
+    return settings
+
+
+class BertClassificationPredictor(Predictor):
     """Predict with a folder written by `learner.save_model`, loading only safetensors and JSON (no pickle).
 
     Args:
@@ -128,7 +194,6 @@ class BertClassificationPredictor:
         if missing:
             raise ModelError(f"model_path {str(path)!r} lacks {missing}; it holds {sorted(p.name for p in path.iterdir())}."
                              " Save it again with learner.save_model(path)")
-        settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
         self.device = resolve_device(device)
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(self.device)
@@ -136,20 +201,8 @@ class BertClassificationPredictor:
         except (OSError, ValueError) as e:
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
-        config = self.model.config
-        if not settings:  # a plain Hugging Face folder: take what its config says
-            settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
-                        "labels": [config.id2label[i] for i in range(config.num_labels)],
-                        "problem_type": config.problem_type or "single_label_classification"}
-        if multi_label is not None:
-            settings["problem_type"] = "multi_label_classification" if multi_label else settings["problem_type"]
-        self.encoder = TextEncoder.from_settings(tokenizer, settings)
-        self.thresholds = settings.get("thresholds")
-        self.bs = bs
-
-    @property
-    def labels(self) -> list[str]:
-        return self.encoder.labels
+        settings = load_settings(path, tokenizer, self.model.config, multi_label)
+        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
@@ -157,23 +210,4 @@ class BertClassificationPredictor:
         Args:
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
-        ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
-        return predict_logits(self.model, BertDataLoader(ds, bs=self.bs, device=self.device))
-
-    def predict_batch(self, texts: Sequence[Any]) -> list:
-        """For each text (or (a, b) pair), `(label, probability)` pairs sorted by probability; floats for regression.
-
-        Args:
-            texts: the texts, or (text_a, text_b) pairs for a pair model.
-        """
-        enc = self.encoder
-        return rank_predictions(self.predict_logits(texts), self.labels, multi_label=enc.multi_label,
-                                regression=enc.regression)
-
-    def predict(self, text: Any) -> list[tuple[str, float]] | float:
-        """The `predict_batch` result for one text (or pair)."""
-        return self.predict_batch([text])[0]
-
-    def predict_labels(self, texts: Sequence[Any]) -> list:
-        """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value."""
-        return decide(self.predict_logits(texts), self.encoder, self.thresholds)
+        return predict_logits(self.model, self.loader(texts, self.device))

@@ -1,0 +1,147 @@
+"""ONNX export of a fine-tuned classifier and a predictor that runs it on ONNX Runtime.
+
+`learner.to_onnx(path)` writes a folder: `model.onnx` (dynamic batch and sequence axes), the tokenizer,
+`config.json` (label names) and `bertlearn.json` (maxlen, task, thresholds). `OnnxPredictor(path)`
+tokenizes and batches exactly as training did and offers the same `predict_*` methods as
+`BertClassificationPredictor`, without PyTorch models at serving time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import TextEncoder
+from .errors import ModelError
+from .predict import SETTINGS_FILE, Predictor, input_names, load_settings, per_text_logits
+
+__all__ = ["export_onnx", "OnnxPredictor", "ONNX_FILE"]
+
+ONNX_FILE = "model.onnx"
+
+
+class _LogitsOnly(nn.Module):
+    """The classifier with keyword inputs and a plain logits output, the graph ONNX gets."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
+
+
+def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thresholds: Any = None,
+                opset: int = 18, extra_settings: dict | None = None) -> Path:
+    """Export `model` to `path/model.onnx` with dynamic batch and sequence axes, plus tokenizer and settings.
+
+    Args:
+        model: a Hugging Face sequence classifier (exported in float32 from a CPU copy).
+        encoder: the `TextEncoder` of its training data.
+        path: target folder (or a `.onnx` file name, whose folder gets the rest).
+        thresholds: multi-label thresholds to store.
+        opset: ONNX opset version.
+        extra_settings: more keys for `bertlearn.json`.
+
+    Returns:
+        The `.onnx` file.
+    """
+    path = Path(path)
+    folder, fname = (path.parent, path.name) if path.suffix == ".onnx" else (path, ONNX_FILE)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if encoder.with_token_types else [])
+    import copy
+    cpu_model = copy.deepcopy(model).float().cpu().eval()
+    wrapper = _LogitsOnly(cpu_model).eval()
+    # batch 2 and a length with padding: no axis is specialised to 1 and the padded-mask path is traced
+    ids = torch.full((2, 16), encoder.pad_id, dtype=torch.long)
+    ids[:, :12] = encoder.tokenizer.unk_token_id if encoder.tokenizer.unk_token_id is not None else 1
+    mask = (ids != encoder.pad_id).long()
+    mask[0, :] = 1
+    dummy = [ids, mask] + ([torch.zeros_like(ids)] if "token_type_ids" in names else [])
+    batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=4096)
+    tmp = folder / f".{fname}.tmp-{os.getpid()}"
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # the exporter notes that each named axis is shared by all inputs, which is the intent
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
+            program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
+                                        dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
+                                        dynamo=True, verbose=False)
+        program.save(str(tmp))
+        os.replace(tmp, folder / fname)
+    finally:
+        tmp.unlink(missing_ok=True)
+    encoder.tokenizer.save_pretrained(folder)
+    model.config.save_pretrained(folder)
+    thresholds = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else list(thresholds)
+    settings = {**encoder.settings(), "thresholds": thresholds, "onnx_file": fname, **(extra_settings or {})}
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    return folder / fname
+
+
+class OnnxPredictor(Predictor):
+    """Predict with a folder written by `learner.to_onnx`, on ONNX Runtime.
+
+    Args:
+        path: the folder (or its `.onnx` file).
+        providers: ONNX Runtime execution providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU).
+        bs: batch size.
+        intra_op_num_threads: CPU threads per operator (default: ONNX Runtime's choice, the physical cores).
+    """
+
+    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, bs: int = 64,
+                 intra_op_num_threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ModelError("OnnxPredictor needs onnxruntime: pip install 'bertlearn[onnx]'") from e
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = Path(path)
+        folder = path.parent if path.suffix == ".onnx" else path
+        settings_file = folder / SETTINGS_FILE
+        fname = path.name if path.suffix == ".onnx" else (
+            json.loads(settings_file.read_text()).get("onnx_file", ONNX_FILE) if settings_file.is_file() else ONNX_FILE)
+        if not (folder / fname).is_file():
+            held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+            raise ModelError(f"path {str(path)!r} holds no {fname} (it holds {held[:15]}); pass the folder written by "
+                             "learner.to_onnx(path)")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
+        settings = load_settings(folder, tokenizer, config)
+        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs)
+        options = ort.SessionOptions()
+        if intra_op_num_threads:
+            options.intra_op_num_threads = int(intra_op_num_threads)
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(folder / fname), sess_options=options, providers=list(providers))
+        self.num_labels = int(config.num_labels)
+        self._names = [i.name for i in self.session.get_inputs()]
+
+    def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        """Raw model outputs (n_texts, n_labels) in input order (sliding windows averaged).
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
+        """
+        dl = self.loader(texts)
+        names = input_names(dl.dataset)
+        if names != self._names:
+            raise ModelError(f"the ONNX graph takes {self._names} but the tokenizer gives {names}; export again")
+        out = []
+        for b in dl:
+            feed = {n: np.ascontiguousarray(t.numpy()) for n, t in zip(names, b)}
+            out.append(torch.from_numpy(self.session.run(["logits"], feed)[0]).float())
+        return per_text_logits(out, dl, self.num_labels)

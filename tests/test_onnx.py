@@ -1,0 +1,73 @@
+"""ONNX export and the ONNX Runtime predictor: same outputs as PyTorch, for every task kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import make_texts
+
+from bertlearn import BertDataBunch, BertLearner, ModelError, OnnxPredictor
+
+pytest.importorskip("onnxruntime")
+
+
+def test_parity_with_pytorch_on_cpu(trained_learner, tmp_path):
+    texts = make_texts(40, seed=11)["text"].tolist() + ["good", "a " * 60 + "bad"]  # batch and length vary
+    onnx_file = trained_learner.to_onnx(tmp_path / "onnx")
+    assert onnx_file.name == "model.onnx" and onnx_file.is_file()
+    pred = OnnxPredictor(tmp_path / "onnx", bs=16)
+    expected = trained_learner.predict_logits(texts)
+    got = pred.predict_logits(texts)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-4
+    assert pred.predict_batch(texts[:3])[0][0][0] == trained_learner.predict_batch(texts[:3])[0][0][0]
+    assert pred.predict_labels(texts) == trained_learner.predict_labels(texts)
+    assert pred.labels == ["negative", "positive"]
+
+
+def test_dynamic_axes_in_the_graph(trained_learner, tmp_path):
+    import onnx
+    model = onnx.load(str(trained_learner.to_onnx(tmp_path / "m.onnx")))
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        assert [d.dim_param != "" for d in dims] == [True, True], inp.name  # symbolic batch and sequence
+
+
+@pytest.mark.parametrize("task", ["multi_label", "pairs", "regression"])
+def test_other_tasks_survive_export(task, tiny_model_dir, tmp_path):
+    df, valid = make_texts(64, seed=1), make_texts(16, seed=2)
+    kw = {}
+    if task == "multi_label":
+        for d in (df, valid):
+            d["pos"] = (d["label"] == "positive").astype(int)
+            d["long"] = (d["text"].str.split().str.len() > 12).astype(int)
+        kw = dict(label_col=["pos", "long"], multi_label=True)
+    elif task == "pairs":
+        for d in (df, valid):
+            d["b"] = d["text"].str.split().str[:2].str.join(" ")
+        kw = dict(text_col=["text", "b"])
+    else:
+        for d in (df, valid):
+            d["score"] = d["text"].str.split().str.len().astype(float)
+        kw = dict(label_col="score", regression=True)
+    db = BertDataBunch.from_df(df, valid, str(tiny_model_dir), bs=16, maxlen=48, device="cpu", **kw)
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=1e-3)
+    learner.thresholds = [0.4, 0.6] if task == "multi_label" else learner.thresholds
+    texts = list(zip(valid["text"], valid["b"])) if task == "pairs" else valid["text"].tolist()
+    pred = OnnxPredictor(learner.to_onnx(tmp_path / "onnx"))
+    assert (pred.predict_logits(texts) - learner.predict_logits(texts)).abs().max().item() < 1e-4
+    if task == "regression":
+        assert pred.predict_labels(texts) == pytest.approx(learner.predict_labels(texts), abs=1e-4)
+    else:
+        assert pred.predict_labels(texts) == learner.predict_labels(texts)
+    if task == "multi_label":
+        assert pred.thresholds == [0.4, 0.6]
+
+
+def test_missing_onnx_file_is_explained(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"holds no model.onnx \(it holds \['config.json'\]\); pass the folder "
+                                         r"written by learner.to_onnx\(path\)"):
+        OnnxPredictor(tmp_path)
