@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # fastai.layers scripts two activations with torch.jit.script at import, which torch >= 2.10 deprecates;
+    # nothing a bertlearn user can act on. The filter is scoped to this one import.
+    _warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    import fastai.layers  # noqa: F401
+
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder

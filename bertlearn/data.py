@@ -29,7 +29,8 @@ from fastai.torch_core import to_device
 from .errors import DataError
 from .model import load_tokenizer
 
-__all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs"]
+__all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs", "targets_from_frame",
+           "read_csv"]
 
 _log = logging.getLogger(__name__)
 
@@ -442,6 +443,18 @@ def batch_to_frame(b: tuple, encoder: TextEncoder, *, max_n: int = 9) -> pd.Data
 # reading and checking user data
 
 
+def read_csv(path: str | Path, arg: str = "input", *, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
+    """Read a CSV with bertlearn's checks: a missing file lists its folder, cp1252 is detected, a tab-separated
+    file read as CSV is named.
+
+    Args:
+        path: the file.
+        arg: how error messages name it.
+        sep, encoding: as for `pandas.read_csv` (default "," and UTF-8 with a cp1252 fallback).
+    """
+    return _read_csv(Path(path), arg, sep=sep, encoding=encoding)
+
+
 def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) -> pd.DataFrame:
     if not path.is_file():
         where = path.parent if path.parent.is_dir() else None
@@ -512,6 +525,29 @@ def _texts(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool
         keep &= ~bad
     columns = [df[c][keep].astype(str).tolist() for c in cols]
     return (columns[0] if len(cols) == 1 else list(zip(*columns))), keep
+
+
+def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *, label_delim: str | None = None,
+                       source: str = "data") -> np.ndarray:
+    """Encode a frame's label column(s) for `encoder`'s task and label set (class indices, multi-hot rows or floats).
+
+    Args:
+        df: the data.
+        label_col: the label column; for multi-label a list of 0/1 columns or one `label_delim` column.
+        encoder: the trained model's `TextEncoder` (its labels decide the encoding).
+        label_delim: separator of several labels in one column.
+        source: how error messages name the data.
+    """
+    cols = _columns(df, label_col, "label_col", source)
+    if encoder.multi_label:
+        if label_delim is not None:
+            return _delimited_multi_hot(df[cols[0]], encoder.labels, label_delim, source)
+        return _multi_hot(df[cols], encoder.labels, source)
+    if len(cols) != 1:
+        raise DataError(f"label_col={label_col!r} names {len(cols)} columns; this model's task needs one")
+    if encoder.regression:
+        return _float_targets(df[cols[0]], source)
+    return _label_indices(df[cols[0]], encoder.labels, source)
 
 
 def _read_label_file(path: Path) -> list[str] | None:
@@ -734,6 +770,8 @@ class BertDataBunch(DataLoaders):
         if device is None:
             device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
         dls = cls(*loaders, path=path, device=device)
+        # saved beside the model, so `bertlearn predict/eval` find the same columns in new files
+        dls.columns = {"text_col": text_cols[0], "label_col": label_cols[0], "label_delim": label_delim}
         dls.weight = _class_weights(weight, targets[0], len(labels), "weight", problem_type, SINGLE)
         dls.pos_weight = _class_weights(pos_weight, targets[0], len(labels), "pos_weight", problem_type, MULTI)
         return dls

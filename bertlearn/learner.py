@@ -519,7 +519,12 @@ class BertLearner(Learner):
         """
         from .onnx import export_onnx
         return export_onnx(self.model, self.dls.encoder, Path(path) if path is not None else self.output_dir / "onnx",
-                           thresholds=self.thresholds, opset=opset, extra_settings={"bertlearn_version": _version()})
+                           thresholds=self.thresholds, opset=opset,
+                           extra_settings={**self._columns(), "bertlearn_version": _version()})
+
+    def _columns(self) -> dict:
+        cols = getattr(self.dls, "columns", None) or {}
+        return {k: [str(c) for c in v] if isinstance(v, list) else v for k, v in cols.items()}
 
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.
@@ -537,7 +542,7 @@ class BertLearner(Learner):
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
             thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)
-            settings = {**enc.settings(), "thresholds": thresholds, "bertlearn_version": _version()}
+            settings = {**enc.settings(), **self._columns(), "thresholds": thresholds, "bertlearn_version": _version()}
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         _log.info("model saved to %s", path)
         return path

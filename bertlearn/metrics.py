@@ -20,7 +20,7 @@ __all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision",
            "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
            "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
            "mse", "mae", "pearson", "spearman",
-           "DeviceAccumMetric", "to_fastai_metrics", "default_metrics"]
+           "DeviceAccumMetric", "to_fastai_metrics", "default_metrics", "evaluate"]
 
 
 def _np(t: Any) -> np.ndarray:
@@ -282,3 +282,48 @@ def default_metrics(problem_type: str | bool) -> list[Metric]:
     if problem_type == "regression":
         return [DeviceAccumMetric(mse), DeviceAccumMetric(pearson), DeviceAccumMetric(spearman)]
     return [DeviceAccumMetric(accuracy, "accuracy"), DeviceAccumMetric(f1_macro)]
+
+
+def evaluate(logits: torch.Tensor, targets: Any, problem_type: str, labels: Sequence[str], *,
+             thresholds: Any = None) -> dict[str, Any]:
+    """The full metric report for a task, from raw model outputs and encoded targets.
+
+    Single-label: accuracy, macro/micro/weighted F1, macro precision and recall, MCC, ROC-AUC (binary:
+    of the second label; multi-class: one-vs-rest macro), F1 per label. Multi-label (at `thresholds`):
+    accuracy_thresh, micro/macro F1, hamming loss, exact match, micro/macro ROC-AUC, F1 per label.
+    Regression: MSE, MAE, Pearson, Spearman.
+
+    Args:
+        logits: (n, n_labels) model outputs.
+        targets: class indices, multi-hot rows or floats (see `targets_from_frame`).
+        problem_type: the task.
+        labels: label names, in output order.
+        thresholds: multi-label decision threshold(s) (default 0.5).
+    """
+    y = torch.as_tensor(np.asarray(targets))
+    if problem_type == "regression":
+        return {"mse": mse(logits, y), "mae": mae(logits, y), "pearson": pearson(logits, y),
+                "spearman": spearman(logits, y)}
+    if problem_type == "multi_label_classification":
+        thr = 0.5 if thresholds is None else thresholds
+        thr_t = torch.as_tensor(thr, dtype=torch.float)
+        out = {"accuracy_thresh": float(accuracy_multilabel(logits, y, thresh=thr_t)),
+               "f1_micro": f1_multilabel_micro(logits, y, thresh=thr), "f1_macro": f1_multilabel_macro(logits, y, thresh=thr),
+               "hamming_loss": hamming_loss(logits, y, thresh=thr), "exact_match": exact_match(logits, y, thresh=thr)}
+        try:
+            out.update(roc_auc_micro=roc_auc_micro(logits, y), roc_auc_macro=roc_auc_macro(logits, y))
+        except ValueError:
+            pass  # a label with one class only in this data: AUC undefined
+        out["f1_per_label"] = dict(zip(labels, (float(v) for v in f1_per_label(logits, y, thresh=thr))))
+        return out
+    out = {"accuracy": float(accuracy(logits, y)), "f1_macro": f1(logits, y, "macro"),
+           "f1_micro": f1(logits, y, "micro"), "f1_weighted": f1(logits, y, "weighted"),
+           "precision_macro": precision(logits, y, "macro"), "recall_macro": recall(logits, y, "macro"),
+           "matthews_corrcoef": matthews_corrcoef(logits, y)}
+    try:
+        out["roc_auc"] = roc_auc(logits, y)
+    except ValueError:
+        pass
+    per = f1_per_class(logits, y)
+    out["f1_per_label"] = dict(zip(labels, (float(v) for v in per)))
+    return out

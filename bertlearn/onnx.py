@@ -84,7 +84,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     encoder.tokenizer.save_pretrained(folder)
     model.config.save_pretrained(folder)
     thresholds = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else list(thresholds)
-    settings = {**encoder.settings(), "thresholds": thresholds, "onnx_file": fname, **(extra_settings or {})}
+    settings = {**encoder.settings(), "thresholds": thresholds, **(extra_settings or {}), "onnx_file": fname}
     (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
     return folder / fname
 
@@ -119,7 +119,8 @@ class OnnxPredictor(Predictor):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         config = AutoConfig.from_pretrained(folder)
         settings = load_settings(folder, tokenizer, config)
-        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs)
+        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs,
+                         settings=settings)
         options = ort.SessionOptions()
         if intra_op_num_threads:
             options.intra_op_num_threads = int(intra_op_num_threads)

@@ -121,10 +121,12 @@ class Predictor:
         encoder: the `TextEncoder` that tokenizes like training did.
         thresholds: multi-label decision thresholds (None: 0.5).
         bs: batch size.
+        settings: everything `bertlearn.json` held (columns used in training, versions...).
     """
 
-    def __init__(self, encoder: TextEncoder, thresholds: Any = None, *, bs: int = 64):
+    def __init__(self, encoder: TextEncoder, thresholds: Any = None, *, bs: int = 64, settings: dict | None = None):
         self.encoder, self.thresholds, self.bs = encoder, thresholds, bs
+        self.settings = dict(settings or {})
 
     @property
     def labels(self) -> list[str]:
@@ -202,7 +204,8 @@ class BertClassificationPredictor(Predictor):
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
         settings = load_settings(path, tokenizer, self.model.config, multi_label)
-        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs)
+        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs,
+                         settings=settings)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).

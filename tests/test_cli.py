@@ -1,0 +1,93 @@
+"""The `bertlearn` command: train, predict (streamed in chunks), eval; exit codes and messages for the shell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import make_texts
+
+from bertlearn import BertClassificationPredictor
+from bertlearn.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, tiny_model_dir):
+    data = tmp_path_factory.mktemp("cli-data")
+    make_texts(480, seed=5).to_csv(data / "train.csv", index=False)
+    make_texts(64, seed=6).to_csv(data / "val.csv", index=False)
+    out = data / "model"
+    code = main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "5", "--lr", "1e-3",
+                 "--bs", "16", "--maxlen", "64", "--out", str(out), "--seed", "0", "--device", "cpu", "--onnx"])
+    assert code == 0
+    return data, out
+
+
+def test_train_saves_a_model_and_onnx(trained_dir):
+    data, out = trained_dir
+    assert (out / "model.safetensors").is_file() and (out / "onnx" / "model.onnx").is_file()
+    settings = json.loads((out / "bertlearn.json").read_text())
+    assert settings["text_col"] == ["text"] and settings["label_col"] == ["label"]
+    assert BertClassificationPredictor(out).labels == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("which", ["torch", "onnx"])
+def test_predict_writes_every_row_in_chunks(trained_dir, tmp_path, which, capsys):
+    data, out = trained_dir
+    new = make_texts(25, seed=9)[["text"]]
+    new.insert(0, "id", range(25))
+    new.to_csv(tmp_path / "new.csv", index=False)
+    model = out if which == "torch" else out / "onnx"
+    code = main(["predict", "--model", str(model), "--input", str(tmp_path / "new.csv"), "--output",
+                 str(tmp_path / "pred.csv"), "--chunk-size", "10"])
+    assert code == 0
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ["id", "text", "prediction", "prob_negative", "prob_positive"]
+    assert pred["id"].tolist() == list(range(25))
+    expected = BertClassificationPredictor(out).predict_labels(new["text"].tolist())
+    assert pred["prediction"].tolist() == expected
+    assert (pred["prob_negative"] + pred["prob_positive"]).round(4).eq(1).all()
+    assert "wrote 25 predictions" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_eval_prints_and_writes_metrics(trained_dir, tmp_path, capsys):
+    data, out = trained_dir
+    code = main(["eval", "--model", str(out), "--input", str(data / "val.csv"), "--json", str(tmp_path / "m.json")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["rows"] == 64 and metrics["accuracy"] > 0.9
+    assert set(metrics["f1_per_label"]) == {"negative", "positive"}
+    assert f"accuracy            {metrics['accuracy']:.4f}" in printed
+
+
+def test_errors_exit_1_with_the_message_and_no_traceback(trained_dir, tmp_path, capsys):
+    data, out = trained_dir
+    pd.DataFrame({"body": ["x"]}).to_csv(tmp_path / "bad.csv", index=False)
+    code = main(["predict", "--model", str(out), "--input", str(tmp_path / "bad.csv"), "--output", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (f"bertlearn predict: error: --text-col: column 'text' not in '{tmp_path / 'bad.csv'}'; "
+                           "columns are ['body']")
+    assert not (tmp_path / "o.csv").exists()
+    code = main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")])
+    assert code == 1 and f"--data '{tmp_path / 'nope'}' is not a folder" in capsys.readouterr().err
+    code = main(["eval", "--model", str(tmp_path / "nope"), "--input", str(data / "val.csv")])
+    assert code == 1 and "is not a folder; pass the folder written by bertlearn train" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", "x"])  # --out missing
+    assert e.value.code == 2
+
+
+def test_the_installed_command_shows_examples():
+    out = subprocess.run([sys.executable, "-m", "bertlearn", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "examples:" in out.stdout and "bertlearn train --data data/" in out.stdout
+    assert "Warning" not in out.stderr
