@@ -20,3 +20,15 @@ def test_import_adds_no_global_warning_filters():
             "before = list(warnings.filters); import bertlearn; print(warnings.filters == before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_api_reference_is_current():
+    import sys
+    from pathlib import Path
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    sys.path.insert(0, str(docs))
+    try:
+        import gen_api
+    finally:
+        sys.path.pop(0)
+    assert (docs / "api.md").read_text() == gen_api.render(), "docs/api.md is stale: run python docs/gen_api.py"

@@ -1,0 +1,146 @@
+"""Write the example notebooks from the cell sources below (so they are reviewed as code, not JSON).
+
+    python examples/make_notebooks.py        # rewrites examples/*.ipynb without outputs
+
+tests/test_notebooks.py executes each one top to bottom (nbclient) on small real data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = '''import os
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from bertlearn import BertDataBunch, BertLearner
+
+# the real datasets live beside the repository (../shared/data); BERTLEARN_DATA points elsewhere
+DATA = Path(os.environ.get("BERTLEARN_DATA", "../../shared/data"))
+ROWS = int(os.environ.get("NOTEBOOK_ROWS", "2000"))  # training rows: small, so the notebook runs on a CPU'''
+
+NOTEBOOKS = {
+    "quickstart": [
+        ("md", "# bertlearn quickstart\n\nFine-tune the packaged all-MiniLM-L6-v2 on SST-2 movie-review sentences: "
+               "a databunch, a learner, `fit`. Then predict, save, and load the result in a Hugging Face "
+               "`pipeline`."),
+        ("code", SETUP),
+        ("code", 'train = pd.read_csv(DATA / "sst2" / "train.csv").sample(n=ROWS, random_state=0)\n'
+                 'valid = pd.read_csv(DATA / "sst2" / "valid.csv")\n'
+                 'databunch = BertDataBunch.from_df(train, valid, None, text_col="text", label_col="label", bs=32, '
+                 'maxlen=64)\n'
+                 'databunch.show_batch(max_n=4)'),
+        ("md", "`None` as the tokenizer and model means the packaged all-MiniLM-L6-v2; pass `'bert-base-uncased'` "
+               "or a local folder for another encoder."),
+        ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
+                 '                                            output_dir="runs/quickstart")\n'
+                 'suggestion = learner.lr_find()\n'
+                 'suggestion'),
+        ("code", "learner.fit(1, lr=1e-4)\nresults = learner.validate()\nresults"),
+        ("code", 'learner.predict_batch(["a gorgeous, witty, seductive movie", "a dull and lifeless mess"])'),
+        ("code", 'path = learner.save_model()\n'
+                 'from transformers import pipeline\n'
+                 'classifier = pipeline("text-classification", model=str(path))\n'
+                 'classifier("an utterly charming and hilarious film")'),
+        ("code", 'print(f"SST-2 dev accuracy after {ROWS} training rows: {results[\'accuracy\']:.3f}")'),
+    ],
+    "multi_label": [
+        ("md", "# Multi-label: several emotions per comment (GoEmotions)\n\nLabels are 0/1 columns; the loss is "
+               "BCE-with-logits, probabilities are sigmoids, and `tune_thresholds` picks a threshold per label on "
+               "the validation set. Here a subset of six frequent, fairly lexical emotions keeps the notebook "
+               "small."),
+        ("code", SETUP),
+        ("code", 'LABELS = ["admiration", "amusement", "anger", "gratitude", "love", "neutral"]\n'
+                 'def load(name):\n'
+                 '    df = pd.read_csv(DATA / "goemotions" / f"{name}.csv")\n'
+                 '    return df[["text", *LABELS]]\n'
+                 'train = load("train").sample(n=ROWS * 2, random_state=0)\n'
+                 'valid, test = load("valid").sample(n=800, random_state=0), load("test")\n'
+                 'databunch = BertDataBunch.from_df(train, valid, None, text_col="text", label_col=LABELS,\n'
+                 '                                  multi_label=True, bs=32, maxlen=64)\n'
+                 'databunch.show_batch(max_n=4)'),
+        ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
+                 '                                            output_dir="runs/multi_label")\n'
+                 'learner.fit(2, lr=1e-4)'),
+        ("code", "thresholds = learner.tune_thresholds()\ndict(zip(LABELS, thresholds))"),
+        ("code", 'import torch\n'
+                 'from bertlearn.metrics import evaluate\n'
+                 'logits = learner.predict_logits(test["text"].tolist())\n'
+                 'report = evaluate(logits, test[LABELS].to_numpy("float32"), "multi_label_classification", LABELS,\n'
+                 '                  thresholds=thresholds)\n'
+                 'report'),
+        ("code", 'learner.predict_labels(["Thank you so much, this made my day!", "lol that is hilarious",\n'
+                 '                        "This is outrageous and I am furious"])'),
+        ("code", 'print(f"test macro-F1 over {len(LABELS)} emotions: {report[\'f1_macro\']:.3f}")'),
+    ],
+    "pairs": [
+        ("md", "# Sentence pairs: paraphrase detection (MRPC)\n\n`text_col=['text_a', 'text_b']` encodes the two "
+               "sentences as one input with segment ids, as BERT was pretrained; prediction takes `(a, b)` pairs."),
+        ("code", SETUP),
+        ("code", 'train = pd.read_csv(DATA / "mrpc" / "train.csv")\n'
+                 'test = pd.read_csv(DATA / "mrpc" / "test.csv")\n'
+                 'train = train.sample(n=min(ROWS, len(train)), random_state=0)\n'
+                 'databunch = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], label_col="label",\n'
+                 '                                  bs=32, maxlen=128)\n'
+                 'databunch.show_batch(max_n=3)'),
+        ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
+                 '                                            output_dir="runs/pairs")\n'
+                 'learner.fit(2, lr=1e-4)\n'
+                 'results = learner.validate()\n'
+                 'results'),
+        ("code", 'learner.predict_batch([("The cat sat on the mat.", "A cat was sitting on the mat."),\n'
+                 '                       ("The company reported a loss.", "Stocks rallied on Friday.")])'),
+        ("code", 'majority = (test["label"] == "equivalent").mean()\n'
+                 'print(f"MRPC test accuracy {results[\'accuracy\']:.3f} (majority class {majority:.3f})")'),
+    ],
+    "interpretation": [
+        ("md", "# Interpretation: what does the model get wrong? (TREC-6 questions)\n\nfastai's "
+               "`ClassificationInterpretation` works on a `BertLearner`: confusion matrix, most confused pairs, a "
+               "classification report and the top losses shown as texts. Plots can be saved as PNG."),
+        ("code", SETUP),
+        ("code", 'train = pd.read_csv(DATA / "trec6" / "train.csv").sample(n=ROWS, random_state=0)\n'
+                 'test = pd.read_csv(DATA / "trec6" / "test.csv")\n'
+                 'databunch = BertDataBunch.from_df(train, test, None, bs=32, maxlen=48)\n'
+                 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
+                 '                                            output_dir="runs/interpretation")\n'
+                 'learner.fit(3, lr=1e-4)'),
+        ("code", "learner.recorder.plot_loss()"),
+        ("code", "learner.show_results(max_n=6)"),
+        ("code", 'from bertlearn import ClassificationInterpretation\n'
+                 'interp = ClassificationInterpretation.from_learner(learner)\n'
+                 'interp.plot_confusion_matrix()\n'
+                 'import matplotlib.pyplot as plt\n'
+                 'plt.savefig("confusion_matrix.png")'),
+        ("code", "interp.most_confused()[:5]"),
+        ("code", "interp.print_classification_report()"),
+        ("code", "interp.plot_top_losses(6)"),
+        ("code", 'print(f"TREC-6 test accuracy: {learner.validate()[\'accuracy\']:.3f}")'),
+    ],
+}
+
+
+def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
+                for kind, src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = build(cells)
+        for i, cell in enumerate(nb.cells):
+            cell["id"] = f"{name}-{i}"  # stable ids: regenerating gives the same file
+        nbformat.write(nb, HERE / f"{name}.ipynb")
+        print(f"wrote examples/{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
