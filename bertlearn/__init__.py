@@ -13,6 +13,7 @@ with _warnings.catch_warnings():
 from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
+from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .learner import BertLearner, adamw, load_learner
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
     "BertLearner", "load_learner", "adamw",
+    "embed", "word_in_context", "cosine_similarity_matrix", "TokenVectors", "WordInContext",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
     "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",

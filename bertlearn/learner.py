@@ -340,6 +340,20 @@ class BertLearner(Learner):
         result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
 
+    def embed(self, texts: Sequence[str] | str, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
+              bs: int | None = None) -> Any:
+        """Contextual vectors of `texts` from this learner's (fine-tuned) encoder; see `bertlearn.embed`.
+
+        Args:
+            texts: a text or a list of texts.
+            layer: hidden state index (0 embeddings, -1 last layer) or a list to average.
+            pooling: "cls", "mean" or "tokens" (one vector per word).
+            bs: batch size (default: the validation batch size).
+        """
+        from .embed import embed
+        return embed(texts, self, layer=layer, pooling=pooling, bs=bs or self.dls.valid.bs,
+                     maxlen=self.dls.encoder.maxlen)
+
     def layerwise_lrs(self, lr: float, decay: float) -> np.ndarray:
         """Learning rate per parameter group (embeddings, each layer, head) with layer-wise decay.
 

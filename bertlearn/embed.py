@@ -1,0 +1,221 @@
+"""Contextual embeddings: sentence, token and word-in-context vectors from any (fine-tuned) encoder.
+
+A BERT token's hidden state depends on its sentence: "apple" next to "pie" and next to "iPhone" get
+different vectors, while the input-embedding table (what word2vec-style models have) gives one vector for
+both. `embed` returns sentence vectors ([CLS] or mean pooling) or per-word vectors (word pieces merged
+back); `word_in_context` returns one word's contextual vector in each sentence next to its static one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import BertLearnError, DataError
+
+__all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix"]
+
+POOLINGS = ("cls", "mean", "tokens")
+
+
+@dataclass
+class TokenVectors:
+    """Per-word contextual vectors of one text: `words[i]` is the text span whose vector is `vectors[i]`."""
+
+    words: list[str]
+    vectors: np.ndarray
+
+
+@dataclass
+class WordInContext:
+    """One word's contextual vector in each sentence, and its static (input-embedding) vector.
+
+    Attributes:
+        word: the word asked for.
+        sentences: the sentences, in order.
+        contextual: (n_sentences, dim) hidden states of the word (its word pieces averaged).
+        static: (dim,) the input-embedding vector of the word (pieces averaged): the same in every sentence.
+        spans: (start, end) character span of the word in each sentence.
+    """
+
+    word: str
+    sentences: list[str]
+    contextual: np.ndarray
+    static: np.ndarray
+    spans: list[tuple[int, int]]
+
+
+def cosine_similarity_matrix(vectors: np.ndarray) -> np.ndarray:
+    """Pairwise cosine similarities of the rows of `vectors`."""
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+    return v @ v.T
+
+
+def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any]:
+    """The encoder (base model, no head) and its tokenizer from a name/path, an HF model or a BertLearner."""
+    from .model import load_tokenizer, resolve_pretrained
+
+    if hasattr(model, "dls") and hasattr(model, "model"):  # a BertLearner
+        return model.model.base_model, tokenizer or model.dls.encoder.tokenizer
+    if isinstance(model, nn.Module):
+        if tokenizer is None:
+            raise BertLearnError("embed: with a model object, pass its tokenizer too (tokenizer=...)")
+        return getattr(model, "base_model", model), load_tokenizer(tokenizer)
+    from transformers import AutoModel
+
+    from .model import _load_error
+    name = resolve_pretrained(model)
+    try:
+        encoder = AutoModel.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise _load_error("model", name, e) from e
+    return encoder, load_tokenizer(tokenizer if tokenizer is not None else name)
+
+
+def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
+    """Run where asked; a model loaded here goes to CUDA when available; a given model stays where it is."""
+    from pathlib import Path
+
+    from .predict import resolve_device
+    if device is not None or isinstance(model, (str, Path, type(None))):
+        device = resolve_device(device)
+        encoder.to(device)
+        return device
+    return next(encoder.parameters()).device
+
+
+def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
+    layers = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+    if not layers or any(not -n_hidden <= int(l) < n_hidden for l in layers):
+        raise BertLearnError(f"layer={layer!r} is out of range: this model has hidden states 0 (embeddings) to "
+                             f"{n_hidden - 1} (last layer); -1 is the last")
+    return [int(l) for l in layers]
+
+
+@torch.inference_mode()
+def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs: int, maxlen: int,
+            device: torch.device) -> tuple[list[np.ndarray], list[Any]]:
+    """Per text: (n_tokens, dim) hidden states (mean of the chosen layers) and the tokenizer's encoding."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise BertLearnError("embed needs a fast (Rust) tokenizer for word alignment; load it with use_fast=True")
+    enc = tokenizer(texts, truncation=True, max_length=maxlen, return_offsets_mapping=True)
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")  # longest first, as in prediction: little padding per batch
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = encoder.training
+    encoder.eval()
+    out: list[np.ndarray | None] = [None] * len(texts)
+    try:
+        for start in range(0, len(texts), bs):
+            idx = order[start:start + bs]
+            width = int(lengths[idx].max())
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, :lengths[i]] = torch.as_tensor(enc["input_ids"][i])
+                mask[row, :lengths[i]] = 1
+            result = encoder(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+            states = result.hidden_states
+            chosen = _layers(layer, len(states))
+            h = torch.stack([states[l] for l in chosen]).float().mean(0).cpu().numpy()
+            for row, i in enumerate(idx):
+                out[i] = h[row, :lengths[i]]
+    finally:
+        encoder.train(was_training)
+    return out, enc  # type: ignore[return-value]
+
+
+def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
+          tokenizer: Any = None, bs: int = 64, maxlen: int = 512, device: torch.device | str | None = None
+          ) -> np.ndarray | list[TokenVectors]:
+    """Contextual vectors of `texts` from an encoder's hidden states.
+
+    Args:
+        texts: a text or a list of texts.
+        model: hub name, local folder, None for the packaged all-MiniLM-L6-v2, a Hugging Face model (then pass
+            `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer).
+        layer: which hidden state: 0 is the embedding output, -1 the last layer; a list averages those layers.
+        pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
+            sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged).
+        tokenizer: the tokenizer, when `model` is a model object (default: the model's own).
+        bs: texts per forward pass (sorted by length first, so batches carry little padding).
+        maxlen: tokens kept per text.
+        device: where to run (default: the model's device, or CUDA when available for a loaded one).
+
+    Returns:
+        An (n_texts, dim) float32 array for "cls" / "mean"; for "tokens" a list of `TokenVectors`.
+    """
+    if pooling not in POOLINGS:
+        raise BertLearnError(f"pooling={pooling!r} is not one of {list(POOLINGS)}")
+    single = isinstance(texts, str)
+    texts = [texts] if single else list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
+    encoder, tok = _resolve(model, tokenizer)
+    device = _place(encoder, model, device)
+    states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)
+    if pooling == "cls":
+        return np.stack([s[0] for s in states]).astype(np.float32)
+    if pooling == "mean":
+        return np.stack([s.mean(0) for s in states]).astype(np.float32)
+    out = []
+    for i, (text, s) in enumerate(zip(texts, states)):
+        word_ids = enc.word_ids(i)
+        offsets = enc["offset_mapping"][i]
+        groups: dict[int, list[int]] = {}
+        for pos, w in enumerate(word_ids):
+            if w is not None:
+                groups.setdefault(w, []).append(pos)
+        words = [text[offsets[p[0]][0]:offsets[p[-1]][1]] for p in groups.values()]
+        vectors = np.stack([s[p].mean(0) for p in groups.values()]).astype(np.float32) if groups else \
+            np.zeros((0, s.shape[1]), np.float32)
+        out.append(TokenVectors(words, vectors))
+    return out
+
+
+def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, layer: int | Sequence[int] = -1,
+                    tokenizer: Any = None, bs: int = 64, device: torch.device | str | None = None) -> WordInContext:
+    """The contextual vector of `word` in each sentence, plus its static input-embedding vector.
+
+    The word is found case-insensitively as a whole word (first occurrence per sentence); its vector is the
+    mean of the hidden states of the word pieces that cover it.
+
+    Args:
+        word: the word (one token of text, e.g. "bank").
+        sentences: sentences that each contain the word.
+        model, layer, tokenizer, bs, device: as for `embed`.
+    """
+    if not isinstance(word, str) or not word.strip() or len(word.split()) != 1:
+        raise DataError(f"word={word!r} must be a single non-empty word")
+    sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+    pattern = re.compile(rf"(?<!\w){re.escape(word.strip())}(?!\w)", re.IGNORECASE)
+    spans, missing = [], []
+    for i, s in enumerate(sentences):
+        m = pattern.search(s) if isinstance(s, str) else None
+        if m is None:
+            missing.append(i)
+        else:
+            spans.append(m.span())
+    if missing:
+        raise DataError(f"word {word!r} does not occur in sentences {missing[:10]} (e.g. {sentences[missing[0]]!r}); "
+                        "every sentence must contain it as a whole word")
+    encoder, tok = _resolve(model, tokenizer)
+    device = _place(encoder, model, device)
+    states, enc = _hidden(encoder, tok, sentences, layer, bs, 512, device)
+    vectors = []
+    for i, ((start, end), s) in enumerate(zip(spans, states)):
+        pos = [p for p, (a, b) in enumerate(enc["offset_mapping"][i]) if b > a and a < end and b > start]
+        if not pos:
+            raise DataError(f"word {word!r} in sentence {i} was cut off at the model's maximum length")
+        vectors.append(s[pos].mean(0))
+    pieces = tok(word.strip(), add_special_tokens=False)["input_ids"]
+    table = encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
+    static = table[pieces].mean(0)
+    return WordInContext(word, sentences, np.stack(vectors).astype(np.float32), static.astype(np.float32), spans)
