@@ -16,6 +16,7 @@ from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
+from .lm import BertLMDataBunch, BertLMLearner
 from .learner import BertLearner, adamw, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
 from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
@@ -25,7 +26,7 @@ from .predict import BertClassificationPredictor, Predictor, predict_logits, ran
 __all__ = [
     "__version__",
     "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
-    "BertLearner", "load_learner", "adamw",
+    "BertLearner", "load_learner", "adamw", "BertLMDataBunch", "BertLMLearner",
     "embed", "word_in_context", "cosine_similarity_matrix", "TokenVectors", "WordInContext",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
     "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",

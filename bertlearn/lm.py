@@ -1,0 +1,308 @@
+"""Masked-LM domain adaptation (ULMFiT's stage 2; fast-bert's `BertLMDataBunch` / `BertLMLearner`).
+
+Continue the encoder's masked-language-model pretraining on unlabelled text from the target domain, save
+it, and start the classifier from it: `BertLearner.from_pretrained_model(databunch, adapted_dir)`.
+
+Masking follows Hugging Face's `DataCollatorForLanguageModeling` (15% of tokens; of those 80% [MASK],
+10% a random token, 10% unchanged), redrawn every epoch for training and fixed once for validation so
+validation losses are comparable across epochs. The vocabulary projection (the costly part of the LM
+head: hidden size x 30k) runs only on the masked positions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from fastai.callback.training import GradientAccumulation, GradientClip
+from torch import nn
+
+from .callbacks import DeviceAvgLoss
+from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
+from .errors import BertLearnError, DataError, ModelError
+from .learner import BertLearner, _atomic_dir, adamw
+from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
+from .predict import resolve_device
+
+__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity"]
+
+_log = logging.getLogger(__name__)
+
+
+class MaskedLMDataLoader(BertDataLoader):
+    """Batches `(masked input_ids, attention_mask, labels, labels)`: labels hold the original ids at the masked
+    positions and -100 elsewhere (the model gets them as its third input to pick the positions to score).
+
+    Args:
+        dataset: an unlabelled `EncodedDataset`.
+        collator: a `transformers.DataCollatorForLanguageModeling` (its masking rule is used as is).
+        seed: for validation, a fixed seed: the same masks every epoch. None: fresh masks each epoch.
+    """
+
+    def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
+                 device: torch.device | None = None, *, collator: Any = None, seed: int | None = None, **kwargs):
+        self.collator, self.seed = collator, seed
+        super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kwargs)
+        tok = dataset.encoder.tokenizer
+        self._special = torch.as_tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+
+    def new(self, dataset: Any = None, cls: Any = None, **kwargs: Any) -> "MaskedLMDataLoader":
+        kwargs.setdefault("collator", self.collator)
+        kwargs.setdefault("seed", self.seed)
+        return super().new(dataset, cls, **kwargs)
+
+    def before_iter(self) -> None:
+        super().before_iter()
+        # training: masks follow fastai's seeded rng (new each epoch); validation: the same masks each time
+        self._gen = torch.Generator().manual_seed(self.seed if self.seed is not None else self.rng.getrandbits(63))
+
+    def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
+        ids, mask = BertDataLoader.create_batch(self, b)[:2]
+        ids, mask = ids.clone(), mask.clone()  # pinned copies may alias; masking writes in place
+        special = torch.isin(ids, self._special) | (mask == 0)
+        self.collator.generator = self._gen
+        inputs, labels = self.collator.torch_mask_tokens(ids, special_tokens_mask=special)
+        return inputs, mask, labels, labels
+
+
+class BertLMDataBunch(BertDataBunch):
+    """fastai `DataLoaders` of unlabelled texts for masked-LM training. Build it with `from_raw_corpus`."""
+
+    @property
+    def n_inp(self) -> int:
+        return 3  # input_ids, attention_mask, labels (the model scores only the labelled positions)
+
+    @classmethod
+    def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame, tokenizer: Any = None,
+                        bs: int = 32, maxlen: int = 128, mlm_probability: float = 0.15, *, text_col: str = "text",
+                        valid_pct: float = 0.1, seed: int | None = None, device: torch.device | str | None = None,
+                        path: str | Path = ".", logger: logging.Logger | None = None,
+                        **kwargs: Any) -> "BertLMDataBunch":
+        """Tokenize raw texts for masked-LM training; a `valid_pct` share is held out for validation.
+
+        fast-bert's call `from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu=..., max_seq_length=...,
+        test_size=..., multi_gpu=..., model_type=..., logger=..., clear_cache=..., no_cache=...)` works as well
+        (the options after the tokenizer by keyword).
+
+        Args:
+            corpus: a list of texts, a CSV file (with `text_col`), or a DataFrame.
+            tokenizer: tokenizer object, hub name, local path; None for the packaged default model's.
+            bs: batch size (alias `batch_size_per_gpu`).
+            maxlen: tokens per text, special tokens included (alias `max_seq_length`); longer texts are cut.
+            mlm_probability: share of tokens masked.
+            text_col: the text column of a CSV or DataFrame.
+            valid_pct: share of texts held out (alias `test_size`).
+            seed: seeds the split, the order and the masks.
+            device: where batches go (default: CUDA when available).
+            path: the folder things are saved relative to.
+            logger: a `logging.Logger`.
+        """
+        if isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
+            # fast-bert's order (data_dir, text_list, tokenizer, ...); its later options come as keywords
+            path, corpus, tokenizer, bs = corpus, tokenizer, bs, 32
+        bs = kwargs.pop("batch_size_per_gpu", bs)
+        maxlen = kwargs.pop("max_seq_length", maxlen)
+        valid_pct = kwargs.pop("test_size", valid_pct)
+        for legacy in ("multi_gpu", "model_type", "clear_cache", "no_cache"):
+            kwargs.pop(legacy, None)
+        if kwargs:
+            raise TypeError(f"from_raw_corpus() got unexpected arguments {sorted(kwargs)}")
+        bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
+        if not 0 < float(mlm_probability) < 1:
+            raise DataError(f"mlm_probability={mlm_probability!r} must be between 0 and 1 (usually 0.15)")
+        if not 0 < float(valid_pct) < 1:
+            raise DataError(f"valid_pct={valid_pct!r} must be between 0 and 1")
+        if isinstance(corpus, (str, Path)):
+            corpus = read_csv(Path(corpus), "corpus")
+        if isinstance(corpus, pd.DataFrame):
+            if text_col not in corpus.columns:
+                raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")
+            corpus = corpus[text_col].dropna().astype(str).tolist()
+        texts = [t for t in _as_texts(corpus, "corpus") if t.strip()]
+        if len(texts) < 2:
+            raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
+        tok = load_tokenizer(tokenizer)
+        if tok.mask_token is None:
+            raise ModelError(f"tokenizer {type(tok).__name__} has no mask token, so it cannot train a masked LM")
+        from transformers import DataCollatorForLanguageModeling
+        collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=float(mlm_probability))
+
+        perm = np.random.default_rng(seed).permutation(len(texts))
+        n_valid = max(1, int(round(len(texts) * float(valid_pct))))
+        encoder = TextEncoder(tok, maxlen, [])
+        train_ds = encoder.dataset([texts[i] for i in perm[n_valid:]])
+        valid_ds = encoder.dataset([texts[i] for i in perm[:n_valid]])
+        (logger or _log).info("masked-LM data: %d train / %d valid texts, maxlen %d", len(train_ds), len(valid_ds),
+                              maxlen)
+        loaders = [MaskedLMDataLoader(train_ds, bs=bs, shuffle=True, collator=collator),
+                   MaskedLMDataLoader(valid_ds, bs=2 * bs, collator=collator, seed=0 if seed is None else seed)]
+        if seed is not None:
+            loaders[0].rng = random.Random(seed)
+        device = resolve_device(device)
+        dls = cls(*loaders, path=path, device=device)
+        dls.mlm_probability = float(mlm_probability)
+        return dls
+
+
+class MaskedLMModel(nn.Module):
+    """A Hugging Face `AutoModelForMaskedLM` whose vocabulary projection runs only on the masked positions.
+
+    `forward(input_ids, attention_mask, labels)` returns (n_masked, vocab) logits, in row-major order of
+    `labels != -100`. The plain Hugging Face model is `.hf`; `save_pretrained` saves it.
+
+    Args:
+        hf: the masked-LM model.
+    """
+
+    def __init__(self, hf: nn.Module):
+        super().__init__()
+        self.hf = hf
+        self._keep: torch.Tensor | None = None
+        # a pre-hook on the output projection (found through the HF API, whatever the architecture calls it)
+        # drops the unmasked rows just before the hidden-size x vocabulary matmul
+        hf.get_output_embeddings().register_forward_pre_hook(self._select)
+
+    def _select(self, module: nn.Module, args: tuple) -> tuple | None:
+        if self._keep is None:
+            return None
+        return (args[0][self._keep],)
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.hf.base_model
+
+    @property
+    def config(self) -> Any:
+        return self.hf.config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        self._keep = None if labels is None else labels != -100
+        try:
+            return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
+        finally:
+            self._keep = None
+
+    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+        self.hf.save_pretrained(path, **kwargs)
+
+
+class MaskedLMLoss(nn.Module):
+    """Cross-entropy between the masked positions' logits and their original token ids."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels[labels != -100])
+
+
+class Perplexity(DeviceAvgLoss):
+    """exp(mean masked-LM loss) over the validation set, accumulated on the device."""
+
+    @property
+    def value(self) -> torch.Tensor | None:
+        return torch.exp(self.total / self.count) if self.count else None
+
+    @property
+    def name(self) -> str:
+        return "perplexity"
+
+
+class BertLMLearner(BertLearner):
+    """A fastai `Learner` that continues masked-LM pretraining; build it with `from_pretrained_model`.
+
+    `fit`, `fit_one_cycle`, `lr_find`, checkpoints and callbacks work as for `BertLearner`; `save_model` writes a
+    Hugging Face folder that `BertLearner.from_pretrained_model(databunch, folder)` starts a classifier from.
+    """
+
+    @classmethod
+    def from_pretrained_model(cls, databunch: BertLMDataBunch, pretrained_path: str | Path | None = None,
+                              output_dir: str | Path | None = None, metrics: Any = None,
+                              device: torch.device | str | None = None, logger: logging.Logger | None = None,
+                              multi_gpu: bool = False, is_fp16: bool = False, *, grad_accumulation_steps: int = 1,
+                              max_grad_norm: float | None = 1.0, adam_epsilon: float = 1e-8,
+                              learning_rate: float = 5e-5, epochs: int = 1, seed: int | None = None,
+                              **kwargs: Any) -> "BertLMLearner":
+        """Load `AutoModelForMaskedLM` weights (the packaged default: its pretrained MLM head if it has one, else a
+        new head tied to the input embeddings) and wrap them for masked-LM training on `databunch`.
+
+        Args:
+            databunch: a `BertLMDataBunch`.
+            pretrained_path: hub name, local folder, or None for the packaged all-MiniLM-L6-v2.
+            output_dir: where `save_model` and checkpoints go (default: `output_dir/lm` of the data path).
+            metrics: extra fastai metrics (perplexity is always reported).
+            device: torch device (None: CUDA when available).
+            logger: a `logging.Logger` for per-epoch results.
+            multi_gpu: accepted for fast-bert compatibility.
+            is_fp16: mixed precision on CUDA.
+            grad_accumulation_steps, max_grad_norm, adam_epsilon: as for `BertLearner.from_pretrained_model`.
+            learning_rate, epochs: defaults of `fit()`.
+            seed: seeds the new head's initialisation.
+            **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level) are
+                accepted; the rest go to fastai's `Learner`.
+        """
+        if not isinstance(databunch, BertLMDataBunch):
+            raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
+                            f"got {type(databunch).__name__}")
+        for legacy in ("warmup_steps", "logging_steps", "fp16_opt_level", "loss_scale", "model_type"):
+            kwargs.pop(legacy, None)
+        from transformers import AutoModelForMaskedLM
+        from fastai.torch_core import set_seed
+        if seed is not None:
+            set_seed(seed, reproducible=True)
+        name = resolve_pretrained(pretrained_path)
+        try:
+            hf, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+        except (OSError, ValueError) as e:
+            raise _load_error("pretrained_path", name, e) from e
+        if info.get("missing_keys"):
+            _log.info("%s has no pretrained masked-LM head weights for %s; they start fresh", name,
+                      sorted(info["missing_keys"])[:4])
+        device = resolve_device(device)
+        model = MaskedLMModel(hf).to(device)
+        databunch.device = device
+        cbs = list(kwargs.pop("cbs", None) or [])
+        if max_grad_norm:
+            cbs.append(GradientClip(max_norm=max_grad_norm))
+        if grad_accumulation_steps and grad_accumulation_steps > 1:
+            cbs.append(GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs))
+        path = Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm"
+        learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=partial(adamw, eps=adam_epsilon),
+                      metrics=[Perplexity(), *(metrics or [])], cbs=cbs, path=path, py_logger=logger,
+                      default_lr=float(learning_rate), default_epochs=int(epochs), splitter=bert_splitter, **kwargs)
+        if is_fp16:
+            from fastai.callback.fp16 import AMPMode, MixedPrecision
+            if device.type == "cuda":
+                learner.add_cb(MixedPrecision(amp_mode=AMPMode.BF16 if torch.cuda.is_bf16_supported() else AMPMode.FP16))
+            else:
+                warnings.warn("is_fp16=True needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        return learner
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """Write the adapted model and tokenizer as a Hugging Face folder (default: `output_dir/model_out`).
+
+        `BertLearner.from_pretrained_model(databunch, path)` starts a classifier from it (a new head on the
+        adapted encoder).
+
+        Args:
+            path: target folder.
+        """
+        path = Path(path) if path is not None else self.output_dir / "model_out"
+        with _atomic_dir(path) as tmp:
+            self.model.hf.save_pretrained(tmp, safe_serialization=True)
+            self.dls.encoder.tokenizer.save_pretrained(tmp)
+        _log.info("masked-LM model saved to %s", path)
+        return path
+
+    def _not_a_classifier(self, *args: Any, **kwargs: Any) -> Any:
+        raise BertLearnError("a BertLMLearner trains a masked language model and does not classify; save_model() it "
+                             "and start a classifier with BertLearner.from_pretrained_model(databunch, that_folder)")
+
+    predict = predict_batch = predict_labels = predict_logits = tune_thresholds = to_onnx = interpret = \
+        _not_a_classifier

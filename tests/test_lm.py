@@ -1,0 +1,87 @@
+"""Masked-LM domain adaptation: masking, the masked-positions-only head, training, and the hand-off to a classifier."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from conftest import make_texts
+
+from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError
+from bertlearn.lm import BertLMDataBunch, BertLMLearner, MaskedLMModel
+
+
+@pytest.fixture
+def corpus():
+    return make_texts(200, seed=3)["text"].tolist()
+
+
+def test_masking_follows_the_collator_and_skips_special_tokens(corpus, tiny_model_dir):
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    ids, mask, labels, labels2 = db.train.one_batch()
+    assert labels is labels2 and db.n_inp == 3
+    picked = labels != -100
+    assert 0.05 < picked.float().sum() / mask.sum() < 0.3  # about 15% of real tokens
+    tok = db.tokenizer
+    special = torch.isin(labels, torch.tensor(tok.all_special_ids))
+    assert not special[picked].any()
+    assert (mask[picked] == 1).all()
+    assert (ids[picked] == tok.mask_token_id).float().mean() > 0.6  # ~80% replaced by [MASK]
+
+
+def test_validation_masks_are_fixed_and_training_masks_change(corpus, tiny_model_dir):
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    v1, v2 = list(db.valid), list(db.valid)
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(v1, v2))
+    t1 = torch.cat([b[2].flatten() for b in db.train.new(shuffle=False)])
+    t2 = torch.cat([b[2].flatten() for b in db.train.new(shuffle=False)])
+    assert not torch.equal(t1, t2)
+
+
+def test_head_scores_only_masked_positions_and_matches_the_full_head(tiny_model_dir):
+    from transformers import AutoModelForMaskedLM
+    hf = AutoModelForMaskedLM.from_pretrained(tiny_model_dir).eval()
+    model = MaskedLMModel(hf)
+    ids = torch.randint(5, 40, (3, 10))
+    mask = torch.ones_like(ids)
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[2, 7] = 11, 12
+    with torch.no_grad():
+        part = model(ids, mask, labels)
+        full = hf(input_ids=ids, attention_mask=mask).logits
+    assert part.shape == (2, hf.config.vocab_size)
+    torch.testing.assert_close(part, full[labels != -100], atol=1e-5, rtol=1e-4)
+
+
+def test_fit_lowers_validation_loss_and_the_saved_encoder_starts_a_classifier(tiny_model_dir, tmp_path):
+    corpus = make_texts(600, seed=4)["text"].tolist()
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=32, maxlen=40, seed=0, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    before = learner.validate(quiet=True)
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(3, lr=3e-3)
+    after = learner.validate(quiet=True)
+    assert after["loss"] < before["loss"] - 0.5
+    assert after["perplexity"] == pytest.approx(float(torch.exp(torch.tensor(after["loss"]))), rel=0.05)
+    path = learner.save_model()
+    cls_db = BertDataBunch.from_df(make_texts(64, seed=1), make_texts(32, seed=2), str(path), bs=16, maxlen=40,
+                                   device="cpu")
+    classifier = BertLearner.from_pretrained_model(cls_db, str(path), None, "cpu", None, output_dir=tmp_path / "c")
+    adapted = learner.model.hf.base_model.embeddings.word_embeddings.weight
+    torch.testing.assert_close(classifier.model.base_model.embeddings.word_embeddings.weight, adapted)
+    with pytest.raises(BertLearnError, match="does not classify; save_model"):
+        learner.predict_batch(["good"])
+
+
+def test_fast_bert_call_and_bad_input(tiny_model_dir, tmp_path, corpus, tiny_tokenizer):
+    db = BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, batch_size_per_gpu=8, max_seq_length=24,
+                                         multi_gpu=False, test_size=0.2, model_type="bert", device="cpu")
+    assert db.bs == 8 and db.maxlen == 24 and len(db.valid_ds) == 40
+    pd.DataFrame({"body": corpus}).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(DataError, match=r"text_col: column 'text' not in corpus; columns are \['body'\]"):
+        BertLMDataBunch.from_raw_corpus(tmp_path / "c.csv", str(tiny_model_dir))
+    with pytest.raises(DataError, match="mlm_probability=1.5 must be between 0 and 1"):
+        BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), mlm_probability=1.5)
+    with pytest.raises(DataError, match="needs a BertLMDataBunch"):
+        BertLMLearner.from_pretrained_model(BertDataBunch.from_df(make_texts(32), None, str(tiny_model_dir),
+                                                                  device="cpu"), str(tiny_model_dir))
