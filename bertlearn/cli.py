@@ -38,6 +38,16 @@ The output holds the input's columns plus `prediction` and one `prob_<label>` co
 (regression: `prediction` only). Rows are read and written in chunks, so files larger than memory work.
 """
 
+_EXAMPLES_SENSES = """examples:
+  bertlearn senses apple                      # built-in sentences: apple the fruit vs Apple the company
+  bertlearn senses bank --plot bank.png       # river bank vs money bank, with a 2-D projection
+  bertlearn senses bass -s "He played the bass guitar." -s "She caught a bass in the lake." ...
+  bertlearn senses bank --file sentences.txt  # one sentence per line; "sense<TAB>sentence" lines name senses
+
+Prints the cosine similarities of the word's contextual vectors across the sentences, and the same for its
+static input-embedding vector (identical in every sentence, so it cannot tell senses apart).
+"""
+
 _EXAMPLES_EVAL = """examples:
   bertlearn eval --model runs/model --input test.csv --text-col text --label-col label
   bertlearn eval --model runs/model --input test.csv --json metrics.json
@@ -51,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertlearn", description="Fine-tune and use BERT-family text classifiers "
                                      "(fastai training loop around Hugging Face models).")
     parser.add_argument("--version", action="version", version=f"bertlearn {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,eval}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,eval,senses}")
     fmt = argparse.RawDescriptionHelpFormatter
 
     t = sub.add_parser("train", help="fine-tune a model on CSV files and save it", epilog=_EXAMPLES_TRAIN,
@@ -104,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sep", default=None)
     e.add_argument("--device", default=None)
     e.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+
+    w = sub.add_parser("senses", help="contextual vectors of one word across sentences (polysemy)",
+                       epilog=_EXAMPLES_SENSES, formatter_class=fmt)
+    w.add_argument("word")
+    w.add_argument("-s", "--sentence", action="append", default=None, help="a sentence containing the word "
+                   "(repeat); default: built-in examples for apple, bank and bat")
+    w.add_argument("--file", type=Path, default=None, help="sentences, one per line (optionally sense<TAB>sentence)")
+    w.add_argument("--model", default=None, help="hub name or folder (default: packaged all-MiniLM-L6-v2)")
+    w.add_argument("--layer", type=int, nargs="+", default=[-1], help="hidden state(s) to use; several are averaged")
+    w.add_argument("--plot", type=Path, default=None, help="save a 2-D projection of the vectors as PNG")
+    w.add_argument("--device", default=None)
     return parser
 
 
@@ -256,6 +277,65 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _senses(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .embed import EXAMPLE_SENSES, cosine_similarity_matrix, project_2d, sense_separation, word_in_context
+    from .errors import DataError
+
+    if args.file is not None:
+        if not args.file.is_file():
+            raise DataError(f"--file {str(args.file)!r} not found")
+        lines = [l for l in args.file.read_text(encoding="utf-8").splitlines() if l.strip()]
+        pairs = [l.split("\t", 1) if "\t" in l else (None, l) for l in lines]
+    elif args.sentence:
+        pairs = [(None, s) for s in args.sentence]
+    elif args.word.lower() in EXAMPLE_SENSES:
+        pairs = [(sense, s) for sense, sents in EXAMPLE_SENSES[args.word.lower()].items() for s in sents]
+    else:
+        raise DataError(f"no sentences for {args.word!r}: pass -s SENTENCE (repeat) or --file; built-in examples "
+                        f"exist for {sorted(EXAMPLE_SENSES)}")
+    if len(pairs) < 2:
+        raise DataError(f"{len(pairs)} sentence given; comparing contexts needs at least 2")
+    senses = [p[0] for p in pairs]
+    sentences = [p[1].strip() for p in pairs]
+    layer = args.layer[0] if len(args.layer) == 1 else args.layer
+    wic = word_in_context(args.word, sentences, args.model, layer=layer, device=args.device)
+    sim = cosine_similarity_matrix(wic.contextual)
+    names = [f"{i + 1}" + (f" {senses[i]}" if senses[i] else "") for i in range(len(sentences))]
+    for name, sentence in zip(names, sentences):
+        print(f"[{name}] {sentence}")
+    width = max(len(n) for n in names)
+    print(f"\ncosine similarity of the contextual vectors of {args.word!r}:")
+    print(" " * (width + 2) + " ".join(f"{i + 1:>5}" for i in range(len(names))))
+    for name, row in zip(names, sim):
+        print(f"[{name:<{width}}] " + " ".join(f"{v:5.2f}" for v in row))
+    static = cosine_similarity_matrix(np.stack([wic.static] * len(sentences)))
+    print(f"\nstatic (input-embedding) vector: one vector in every sentence, similarity {static.min():.2f} everywhere")
+    if all(senses) and len(set(senses)) > 1:
+        sep = sense_separation(sim, senses)
+        print(f"same-sense similarity {sep['same_sense']:.3f} vs cross-sense {sep['cross_sense']:.3f}; "
+              f"{sep['closest_to_own_sense']:.0%} of sentences are closest to their own sense")
+    if args.plot is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        pts = project_2d(wic.contextual)  # the static vector lives in another space (the input embeddings)
+        fig, ax = plt.subplots(figsize=(7, 5))
+        kinds = sorted({s or "sentence" for s in senses})
+        for kind in kinds:
+            idx = [i for i, s in enumerate(senses) if (s or "sentence") == kind]
+            ax.scatter(pts[idx, 0], pts[idx, 1], label=kind, s=60)
+            for i in idx:
+                ax.annotate(str(i + 1), pts[i], textcoords="offset points", xytext=(4, 4))
+        ax.set_title(f"contextual vectors of '{args.word}' (PCA); a static embedding would be one point")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot)
+        print(f"plot saved to {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `bertlearn` command with `argv` (default: the process's arguments); return the exit code."""
     parser = build_parser()
@@ -263,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BertLearnError
 
     try:
-        return {"train": _train, "predict": _predict, "eval": _eval}[args.command](args)
+        return {"train": _train, "predict": _predict, "eval": _eval, "senses": _senses}[args.command](args)
     except BertLearnError as e:
         print(f"bertlearn {args.command}: error: {e}", file=sys.stderr)
         return 1

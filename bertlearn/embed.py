@@ -18,9 +18,32 @@ from torch import nn
 
 from .errors import BertLearnError, DataError
 
-__all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix"]
+__all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix", "sense_separation",
+           "project_2d", "EXAMPLE_SENSES"]
 
 POOLINGS = ("cls", "mean", "tokens")
+
+# four sentences per sense of three ambiguous words: `bertlearn senses apple` and the polysemy example use them
+EXAMPLE_SENSES: dict[str, dict[str, list[str]]] = {
+    "apple": {
+        "fruit": ["I ate a crisp red apple for lunch.", "She baked an apple pie with cinnamon.",
+                  "The apple fell from the tree in the orchard.", "He sliced an apple and shared it with the kids."],
+        "company": ["Apple released a new iPhone this autumn.", "Shares of Apple rose after the earnings report.",
+                    "Apple announced updates to its laptop software.", "The CEO of Apple spoke at the developer conference."],
+    },
+    "bank": {
+        "river": ["We had a picnic on the grassy bank of the river.", "The fisherman sat on the muddy bank all day.",
+                  "Reeds grew along the bank of the stream.", "The boat drifted toward the far bank of the lake."],
+        "money": ["I deposited my paycheck at the bank.", "The bank approved her mortgage application.",
+                  "He withdrew cash from the bank on Monday.", "The bank raised its interest rates on savings accounts."],
+    },
+    "bat": {
+        "animal": ["A bat flew out of the cave at dusk.", "The bat hung upside down from the branch.",
+                   "The bat hunts moths at night using echolocation.", "A small brown bat roosted in the barn."],
+        "sports": ["He swung the baseball bat and hit a home run.", "She bought a new cricket bat for the season.",
+                   "The batter gripped the bat tightly at the plate.", "He cracked his wooden bat on a fastball."],
+    },
+}
 
 
 @dataclass
@@ -219,3 +242,28 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
     table = encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
     static = table[pieces].mean(0)
     return WordInContext(word, sentences, np.stack(vectors).astype(np.float32), static.astype(np.float32), spans)
+
+
+def sense_separation(similarity: np.ndarray, senses: Sequence[str]) -> dict[str, float]:
+    """Mean cosine similarity within senses and across senses, and the share of sentences that are on average
+    closer to the other sentences of their own sense (leave one out).
+
+    Args:
+        similarity: (n, n) cosine similarities of a word's vectors in n sentences.
+        senses: the sense of each sentence.
+    """
+    senses = np.asarray(senses)
+    same_mask = (senses[:, None] == senses[None, :]) & ~np.eye(len(senses), dtype=bool)
+    cross_mask = senses[:, None] != senses[None, :]
+    hits = [similarity[i, same_mask[i]].mean() > similarity[i, cross_mask[i]].mean() for i in range(len(senses))
+            if same_mask[i].any() and cross_mask[i].any()]
+    return {"same_sense": float(similarity[same_mask].mean()), "cross_sense": float(similarity[cross_mask].mean()),
+            "closest_to_own_sense": float(np.mean(hits)) if hits else float("nan")}
+
+
+def project_2d(vectors: np.ndarray) -> np.ndarray:
+    """Principal-component projection of the rows of `vectors` to 2-D (for plotting)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v - v.mean(0)
+    _, _, vt = np.linalg.svd(v, full_matrices=False)
+    return v @ vt[:2].T

@@ -122,6 +122,45 @@ NOTEBOOKS = {
         ("code", "interp.plot_top_losses(6)"),
         ("code", 'print(f"TREC-6 test accuracy: {learner.validate()[\'accuracy\']:.3f}")'),
     ],
+    "polysemy": [
+        ("md", "# One word, many meanings: contextual vs static vectors\n\nA BERT hidden state depends on the "
+               "sentence: *apple* the fruit and *Apple* the company get different vectors, and so do the river "
+               "*bank* and the money *bank*. The input-embedding table (what a word2vec-style model has) gives one "
+               "vector per word whatever the sentence. Runs on the packaged all-MiniLM-L6-v2; no data files needed."),
+        ("code", 'import matplotlib.pyplot as plt\n'
+                 'import numpy as np\n'
+                 'import pandas as pd\n'
+                 'from bertlearn import cosine_similarity_matrix, word_in_context\n'
+                 'from bertlearn.embed import EXAMPLE_SENSES, project_2d, sense_separation'),
+        ("code", 'word = "apple"\n'
+                 'senses = [sense for sense, sents in EXAMPLE_SENSES[word].items() for _ in sents]\n'
+                 'sentences = [s for sents in EXAMPLE_SENSES[word].values() for s in sents]\n'
+                 'wic = word_in_context(word, sentences)   # None = the packaged model\n'
+                 'sim = cosine_similarity_matrix(wic.contextual)\n'
+                 'labels = [f"{i + 1} {s}" for i, s in enumerate(senses)]\n'
+                 'pd.DataFrame(sim, index=labels, columns=labels).round(2)'),
+        ("md", "The static vector is the same in every sentence, so its similarity matrix is all ones:"),
+        ("code", 'static = cosine_similarity_matrix(np.stack([wic.static] * len(sentences)))\n'
+                 'pd.DataFrame(static, index=labels, columns=labels).round(2)'),
+        ("code", 'fig, axes = plt.subplots(1, 3, figsize=(15, 4))\n'
+                 'results = {}\n'
+                 'for ax, word in zip(axes, EXAMPLE_SENSES):\n'
+                 '    senses = [sense for sense, sents in EXAMPLE_SENSES[word].items() for _ in sents]\n'
+                 '    sentences = [s for sents in EXAMPLE_SENSES[word].values() for s in sents]\n'
+                 '    wic = word_in_context(word, sentences)\n'
+                 '    results[word] = sense_separation(cosine_similarity_matrix(wic.contextual), senses)\n'
+                 '    points = project_2d(wic.contextual)\n'
+                 '    for sense in EXAMPLE_SENSES[word]:\n'
+                 '        idx = [i for i, s in enumerate(senses) if s == sense]\n'
+                 '        ax.scatter(points[idx, 0], points[idx, 1], label=sense, s=60)\n'
+                 '    ax.set_title(f"{word!r}: contextual vectors (PCA)")\n'
+                 '    ax.legend()\n'
+                 'plt.tight_layout()'),
+        ("code", 'pd.DataFrame(results).T.round(3)'),
+        ("code", 'separated = sum(r["same_sense"] > r["cross_sense"] for r in results.values())\n'
+                 'print(f"contextual vectors separate the senses of {separated}/{len(results)} words; "\n'
+                 '      f"static vectors separate 0/{len(results)}")'),
+    ],
 }
 
 

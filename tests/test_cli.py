@@ -91,3 +91,20 @@ def test_the_installed_command_shows_examples():
     assert out.returncode == 0
     assert "examples:" in out.stdout and "bertlearn train --data data/" in out.stdout
     assert "Warning" not in out.stderr
+
+
+def test_senses_prints_similarities_and_saves_a_plot(tiny_model_dir, tmp_path, capsys):
+    code = main(["senses", "goodz", "-s", "the goodz movie", "-s", "GOODZ it was", "-s", "a goodz film",
+                 "--model", str(tiny_model_dir), "--device", "cpu", "--plot", str(tmp_path / "p.png")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "cosine similarity of the contextual vectors of 'goodz':" in out
+    assert out.count("1.00") >= 3  # the diagonal
+    assert "static (input-embedding) vector: one vector in every sentence, similarity 1.00 everywhere" in out
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_senses_without_sentences_for_an_unknown_word(capsys):
+    assert main(["senses", "zebra"]) == 1
+    assert "no sentences for 'zebra': pass -s SENTENCE (repeat) or --file; built-in examples exist for " \
+           "['apple', 'bank', 'bat']" in capsys.readouterr().err

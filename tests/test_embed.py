@@ -7,28 +7,9 @@ import pytest
 import torch
 
 from bertlearn import BertLearnError, DataError, cosine_similarity_matrix, embed, word_in_context
+from bertlearn.embed import EXAMPLE_SENSES, project_2d, sense_separation
 
-# four or more sentences per sense; the word itself is the only thing the senses share
-SENSES = {
-    "apple": {
-        "fruit": ["I ate a crisp red apple for lunch.", "She baked an apple pie with cinnamon.",
-                  "The apple fell from the tree in the orchard.", "He sliced an apple and shared it with the kids."],
-        "company": ["Apple released a new iPhone this autumn.", "Shares of Apple rose after the earnings report.",
-                    "Apple announced updates to its laptop software.", "The CEO of Apple spoke at the developer conference."],
-    },
-    "bank": {
-        "river": ["We had a picnic on the grassy bank of the river.", "The fisherman sat on the muddy bank all day.",
-                  "Reeds grew along the bank of the stream.", "The boat drifted toward the far bank of the lake."],
-        "money": ["I deposited my paycheck at the bank.", "The bank approved her mortgage application.",
-                  "He withdrew cash from the bank on Monday.", "The bank raised its interest rates on savings accounts."],
-    },
-    "bat": {
-        "animal": ["A bat flew out of the cave at dusk.", "The bat hung upside down from the branch.",
-                   "The bat hunts moths at night using echolocation.", "A small brown bat roosted in the barn."],
-        "sports": ["He swung the baseball bat and hit a home run.", "She bought a new cricket bat for the season.",
-                   "The batter gripped the bat tightly at the plate.", "He cracked his wooden bat on a fastball."],
-    },
-}
+SENSES = EXAMPLE_SENSES
 
 
 class TestEmbedTiny:
@@ -83,21 +64,20 @@ def test_word_in_context_handles_case_and_subwords(tiny_model_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("word", list(SENSES))
 def test_contextual_vectors_cluster_by_sense_static_ones_cannot(word):
-    (sense_a, a), (sense_b, b) = SENSES[word].items()
-    wic = word_in_context(word, a + b, None, device="cpu")  # the packaged all-MiniLM-L6-v2
-    sim = cosine_similarity_matrix(wic.contextual)
-    n = len(a)
-    same = np.concatenate([sim[:n, :n][np.triu_indices(n, 1)], sim[n:, n:][np.triu_indices(len(b), 1)]]).mean()
-    cross = sim[:n, n:].mean()
-    assert same > cross + 0.02, f"{word}: same-sense {same:.3f} vs cross-sense {cross:.3f}"
-    # leave one out: each sentence is more similar, on average, to the other sentences of its own sense
-    sense = np.array([0] * n + [1] * len(b))
-    hits = 0
-    for i in range(len(sense)):
-        others = np.arange(len(sense)) != i
-        own = sim[i, others & (sense == sense[i])].mean()
-        other = sim[i, others & (sense != sense[i])].mean()
-        hits += own > other
-    assert hits / len(sense) >= 0.75, f"{word}: {hits}/{len(sense)} sentences closest to their own sense"
-    static = cosine_similarity_matrix(np.stack([wic.static] * len(wic.sentences)))
+    senses = [sense for sense, sents in SENSES[word].items() for _ in sents]
+    sentences = [s for sents in SENSES[word].values() for s in sents]
+    wic = word_in_context(word, sentences, None, device="cpu")  # the packaged all-MiniLM-L6-v2
+    sep = sense_separation(cosine_similarity_matrix(wic.contextual), senses)
+    assert sep["same_sense"] > sep["cross_sense"] + 0.02, sep
+    assert sep["closest_to_own_sense"] >= 0.75, sep
+    static = cosine_similarity_matrix(np.stack([wic.static] * len(sentences)))
     assert np.allclose(static, 1.0)  # one vector for every sentence: no sense can be told apart
+
+
+def test_sense_separation_and_projection():
+    sim = np.array([[1, .9, .1], [.9, 1, .2], [.1, .2, 1]])
+    sep = sense_separation(sim, ["a", "a", "b"])
+    assert sep["same_sense"] == pytest.approx(0.9) and sep["cross_sense"] == pytest.approx(0.15)
+    assert sep["closest_to_own_sense"] == 1.0
+    points = project_2d(np.random.default_rng(0).normal(size=(5, 8)))
+    assert points.shape == (5, 2)
