@@ -79,12 +79,31 @@ class DeviceSmoothLoss(AvgSmoothLoss):
 
 
 class DeviceAvgLoss(AvgLoss):
-    """`AvgLoss` (the validation loss) summed on the device; read once per epoch."""
+    """`AvgLoss` (the validation loss) summed on the device; read once per epoch; summed over ranks in a
+    distributed run."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._cached = None
 
     def accumulate(self, learn: Any) -> None:
         bs = find_bs(learn.yb)
         self.total = learn.loss.detach().float().mean() * bs + self.total
         self.count += bs
+        self._cached = None
+
+    def _sums(self) -> tuple[Any, Any]:
+        from .distributed import all_sum, rank_world
+        if rank_world()[1] == 1:
+            return self.total, self.count
+        if self._cached is None:
+            self._cached = (all_sum(self.total), int(all_sum(self.count)))
+        return self._cached
+
+    @property
+    def value(self) -> Any:
+        total, count = self._sums()
+        return total / count if count != 0 else None
 
 
 class EpochLoggerCallback(Callback):
@@ -132,7 +151,12 @@ class CheckpointCallback(Callback):
 
     def after_epoch(self) -> None:
         from .checkpoint import save_checkpoint
+        from .distributed import barrier, is_main_process
+        if not is_main_process():  # one writer; the others wait so no rank runs ahead of a half-written checkpoint
+            barrier()
+            return
         save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr)
+        barrier()
 
 
 class TensorBoardLogger(Callback):
@@ -158,7 +182,9 @@ class TensorBoardLogger(Callback):
 
     def before_fit(self) -> None:
         # lr_find and get_preds run fits of their own that are not training runs
-        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self.learn, "gather_preds")
+        from .distributed import is_main_process
+        self.run = not hasattr(self.learn, "lr_finder") and not hasattr(self.learn, "gather_preds") and \
+            is_main_process()
         if self.run and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(self.log_dir))

@@ -45,7 +45,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
 
     folder = Path(folder)
     with _atomic_dir(folder) as tmp:
-        save_model(learn.model, str(tmp / "model.safetensors"))
+        save_model(getattr(learn.model, "module", learn.model), str(tmp / "model.safetensors"))  # DDP: the module
         # fastai's schedulers leave numpy scalars in param groups; plain numbers keep weights_only loading possible
         torch.save(_plain(learn.opt.state_dict()) if learn.opt is not None else {}, tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
@@ -93,7 +93,8 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
         raise BertLearnError(f"checkpoint {str(folder)!r} is incomplete (missing {missing}); delete it to start over")
     try:
         state = json.loads((folder / "state.json").read_text())
-        load_model(learn.model, str(folder / "model.safetensors"), device=str(next(learn.model.parameters()).device))
+        model = getattr(learn.model, "module", learn.model)
+        load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
         opt_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         rng = load_file(str(folder / "rng.safetensors"))
     except (OSError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as e:

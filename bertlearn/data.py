@@ -278,11 +278,51 @@ class BertDataLoader(DataLoader):
     """
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
-                 device: torch.device | None = None, *, keep_order: bool = False, **kwargs):
+                 device: torch.device | None = None, *, keep_order: bool = False, rank: int = 0, world_size: int = 1,
+                 **kwargs):
         kwargs.pop("num_workers", None)  # batching is a numpy slice: worker processes would only add IPC
-        self.keep_order = keep_order
+        self.keep_order, self.rank, self.world_size = keep_order, int(rank), int(world_size)
         super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0,
                          **kwargs)
+
+    def shard(self, rank: int, world_size: int) -> "BertDataLoader":
+        """This loader's share for one rank of a distributed run (see `bertlearn.distributed`).
+
+        Training: the length-grouped order of global batches of `bs * world_size` rows is drawn from rank 0's seed
+        and each global batch is split evenly between the ranks, so a DDP step sees exactly the rows one process
+        with the global batch size would (same seed, same order). Otherwise: rows `rank::world_size` of the
+        longest-first order, gathered back by the metrics and by prediction.
+        """
+        dl = self.new(rank=rank, world_size=world_size, keep_order=self.keep_order)
+        dl.rng = self.rng  # the shared order follows this loader's (seeded) generator
+        return dl
+
+    def _batches(self) -> list[np.ndarray]:
+        """The index arrays of this epoch's batches, in order (for this rank when sharded)."""
+        if self.world_size > 1 and self.shuffle:
+            from .distributed import shared_seed
+            seed = shared_seed(self.rng.getrandbits(64))
+            order = self._length_grouped_order(self.dataset.lengths, np.random.default_rng(seed),
+                                               bs=self.bs * self.world_size)
+            step = self.bs * self.world_size
+            out = []
+            for start in range(0, len(order), step):
+                rows = order[start:start + step]
+                if len(rows) < self.world_size:
+                    rows = np.resize(rows, self.world_size)  # a tiny last batch: repeat rows so every rank steps
+                out.append(np.array_split(rows, self.world_size)[self.rank])
+            return out
+        order = np.asarray(self.get_idxs(), dtype=np.int64)
+        stop = len(order) - (len(order) % self.bs if self.drop_last and self.world_size == 1 else 0)
+        return [order[i:i + self.bs] for i in range(0, stop, self.bs)]
+
+    def __len__(self) -> int:
+        if self.world_size > 1:
+            if self.shuffle:
+                step = self.bs * self.world_size
+                return len(self.dataset) // step if self.drop_last else -(-len(self.dataset) // step)
+            return -(-len(range(self.rank, len(self.dataset), self.world_size)) // self.bs)
+        return super().__len__()
 
     @property
     def _n_inp(self) -> int:
@@ -312,25 +352,34 @@ class BertDataLoader(DataLoader):
     def get_idxs(self) -> list[int]:
         lengths = self.dataset.lengths
         if self.keep_order:
-            return list(range(len(lengths)))
-        if not self.shuffle:
+            order = np.arange(len(lengths))
+        elif not self.shuffle:
             # longest first: an out-of-memory error shows on the first batch, not the last
-            return np.argsort(-lengths, kind="stable").tolist()
-        return self._length_grouped_order(lengths).tolist()
+            order = np.argsort(-lengths, kind="stable")
+        elif self.world_size > 1:
+            return np.concatenate(self._batches() or [np.zeros(0, np.int64)]).tolist()
+        else:
+            order = self._length_grouped_order(lengths)
+        if self.world_size > 1:
+            order = order[self.rank::self.world_size]  # evaluation rows: each rank scores its share
+        return order.tolist()
 
-    def _length_grouped_order(self, lengths: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng(self.rng.getrandbits(64))  # self.rng follows fastai's set_seed
+    def _length_grouped_order(self, lengths: np.ndarray, rng: np.random.Generator | None = None,
+                              bs: int | None = None) -> np.ndarray:
+        if rng is None:
+            rng = np.random.default_rng(self.rng.getrandbits(64))  # self.rng follows fastai's set_seed
+        bs = bs or self.bs
         perm = rng.permutation(len(lengths))
-        mega = self.bs * MEGA_BATCH
+        mega = bs * MEGA_BATCH
         chunks = [c[np.argsort(-lengths[c], kind="stable")] for c in np.array_split(perm, range(mega, len(perm), mega))]
         order = np.concatenate(chunks) if chunks else perm
-        batches = [order[i:i + self.bs] for i in range(0, len(order), self.bs)]
-        if self.drop_last and batches and len(batches[-1]) < self.bs:
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        if self.drop_last and batches and len(batches[-1]) < bs:
             batches = batches[:-1]
         if not batches:
             return np.zeros(0, dtype=np.int64)
-        full = [b for b in batches if len(b) == self.bs]
-        short = [b for b in batches if len(b) < self.bs]
+        full = [b for b in batches if len(b) == bs]
+        short = [b for b in batches if len(b) < bs]
         full = [full[i] for i in rng.permutation(len(full))]
         # the batch holding the longest text goes first, so memory peaks at step one (fastai SortedDL does this)
         if full:
@@ -357,10 +406,8 @@ class BertDataLoader(DataLoader):
         # tensors copied with non_blocking=True let the host queue the next steps while the GPU works.
         self.randomize()
         self.before_iter()
-        order = self.get_idxs()
-        stop = len(order) - (len(order) % self.bs if self.drop_last else 0)
-        for start in range(0, stop, self.bs):
-            b = self.create_batch(order[start:start + self.bs])
+        for idx in self._batches():
+            b = self.create_batch(idx)
             if self.device is not None:
                 b = to_device(b, self.device, non_blocking=True)
             yield self.after_batch(b)

@@ -32,6 +32,8 @@ from .checkpoint import _lr_json, load_checkpoint
 from .callbacks import (CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger)
 from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
+from .distributed import (BertDistributedTrainer, init_distributed, is_main_process, launched_distributed,
+                          main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, load_model
@@ -159,7 +161,8 @@ class BertLearner(Learner):
                               pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
                               ignore_mismatched_sizes: bool = False, seed: int | None = None,
-                              log_dir: str | Path | None = None, **kwargs: Any) -> "BertLearner":
+                              log_dir: str | Path | None = None, gradient_checkpointing: bool = False,
+                              **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -173,7 +176,8 @@ class BertLearner(Learner):
                 `add_scalar`) to write them to.
             output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
             is_fp16: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with loss scaling).
-            multi_gpu: accepted for fast-bert compatibility; one process uses one device.
+            multi_gpu: fast-bert's flag. Under `accelerate launch` / `torchrun` every process trains with DDP (with
+                or without it); in a single process with several GPUs it warns how to launch.
             multi_label: must agree with the databunch when given.
             finetuned_wgts_path: state dict of further-pretrained encoder weights to load.
             grad_accumulation_steps: batches to accumulate per optimizer step.
@@ -189,6 +193,8 @@ class BertLearner(Learner):
             seed: seed Python, numpy and torch before the head is initialised, so that (with the databunch's
                 `seed`) CPU runs are bit-identical; on GPU some kernels stay nondeterministic (see docs).
             log_dir: write TensorBoard event files there (needs the `tensorboard` package).
+            gradient_checkpointing: recompute activations in the backward pass (Hugging Face's
+                `gradient_checkpointing_enable`): much less activation memory for about 30% more compute.
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -200,6 +206,14 @@ class BertLearner(Learner):
         if multi_label is not None and bool(multi_label) != databunch.multi_label:
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
+        if launched_distributed():
+            # accelerate launch / torchrun: this process's device (cuda:LOCAL_RANK, or the CPU with gloo)
+            device = init_distributed().device
+        elif multi_gpu and torch.cuda.device_count() > 1:
+            warnings.warn(f"multi_gpu=True: one process uses one GPU; to train on all {torch.cuda.device_count()} "
+                          "launch the script with `accelerate launch --multi_gpu script.py` or `torchrun "
+                          "--nproc_per_node N script.py` (DistributedDataParallel; see docs/distributed.md)",
+                          stacklevel=2)
         device = resolve_device(device)
         if seed is not None:
             set_seed(seed, reproducible=True)
@@ -215,6 +229,11 @@ class BertLearner(Learner):
             for dl in databunch.loaders:
                 dl.dataset.clip(max_pos)
             databunch.encoder.maxlen = max_pos  # texts encoded later (prediction) follow the same limit
+        if gradient_checkpointing:
+            if not getattr(model, "supports_gradient_checkpointing", False):
+                raise ModelError(f"gradient_checkpointing=True: {type(model).__name__} does not support it")
+            # non-reentrant checkpointing keeps the RNG state, so dropout (and the result) match a normal step
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused CUDA kernel
         databunch.device = device
 
@@ -299,9 +318,16 @@ class BertLearner(Learner):
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
+        if launched_distributed() and not self._in_distributed_fit():
+            # started by accelerate launch / torchrun: train with DDP through fastai's distrib_ctx
+            with self.distrib_ctx():
+                return self.fit(epochs, lr, wd, cbs, reset_opt, start_epoch, validate=validate,
+                                return_results=return_results, schedule_type=schedule_type, pct_start=pct_start,
+                                checkpoint=checkpoint, resume=resume, layer_decay=layer_decay, **kwargs)
         cbs = list(L(cbs))
         # fastai's CSVLogger (and anything else writing to learn.path) expects the folder to exist
-        Path(self.path).mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
             return super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
@@ -381,6 +407,30 @@ class BertLearner(Learner):
         from .interpret import ClassificationInterpretation
         return ClassificationInterpretation.from_learner(self, ds_idx=ds_idx, dl=dl)
 
+    def _in_distributed_fit(self) -> bool:
+        return any(isinstance(cb, BertDistributedTrainer) for cb in self.cbs)
+
+    def to_distributed(self, sync_bn: bool = False, **kwargs: Any) -> "BertLearner":
+        """Train with DDP in this process's rank (what fastai's `distrib_ctx()` calls); see `bertlearn.distributed`.
+
+        Args:
+            sync_bn: ignored (BERT models have no batch norm).
+            **kwargs: passed to `accelerate.Accelerator`.
+        """
+        init_distributed()
+        self.add_cb(BertDistributedTrainer(**kwargs))
+        if not is_main_process() and hasattr(self, "progress"):
+            self.remove_cb(self.progress)
+        return self
+
+    def detach_distributed(self) -> "BertLearner":
+        """Undo `to_distributed` (fastai's `distrib_ctx` calls it on exit)."""
+        for cb in [cb for cb in self.cbs if isinstance(cb, BertDistributedTrainer)]:
+            self.remove_cb(cb)
+        if not hasattr(self, "progress"):
+            self.add_cb(SparseProgressCallback())
+        return self
+
     def epoch_results(self) -> list[dict[str, float]]:
         """One dict per epoch of the last fit: train_loss, valid_loss and each metric."""
         names = [n for n in self.recorder.metric_names[1:] if n != "time"]
@@ -441,7 +491,10 @@ class BertLearner(Learner):
             dl = self.dls.test
         else:
             dl = self.dls.test_dl(texts, bs=bs)
-        return predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
+        rank, world = rank_world()
+        if world > 1:
+            dl = dl.shard(rank, world)  # each rank scores its share; predict_logits gathers them in order
+        return predict_logits(getattr(self.model, "module", self.model), dl, amp_dtype=self._amp_dtype())
 
     def predict_batch(self, texts: Sequence[Any] | None = None, verbose: bool = True, bs: int | None = None) -> list:
         """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label);
@@ -501,6 +554,7 @@ class BertLearner(Learner):
 
     # --- saving ---
 
+    @main_process_only
     def export(self, fname: str | Path = "export.pkl", **kwargs: Any) -> Path:
         """fastai's `export` (pickle; load with `load_learner`, trusted files only), written atomically.
 
@@ -518,6 +572,7 @@ class BertLearner(Learner):
             tmp.unlink(missing_ok=True)
         return target
 
+    @main_process_only
     def to_onnx(self, path: str | Path | None = None, *, opset: int = 18) -> Path:
         """Export the model to ONNX (dynamic batch and sequence axes) with its tokenizer and settings.
 
@@ -540,6 +595,7 @@ class BertLearner(Learner):
         cols = getattr(self.dls, "columns", None) or {}
         return {k: [str(c) for c in v] if isinstance(v, list) else v for k, v in cols.items()}
 
+    @main_process_only
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.
 

@@ -207,7 +207,8 @@ class Perplexity(DeviceAvgLoss):
 
     @property
     def value(self) -> torch.Tensor | None:
-        return torch.exp(self.total / self.count) if self.count else None
+        total, count = self._sums()
+        return torch.exp(torch.as_tensor(total / count)) if count else None
 
     @property
     def name(self) -> str:

@@ -226,17 +226,30 @@ class DeviceAccumMetric(Metric):
         self.reset()
 
     def reset(self) -> None:
-        self.preds, self.targs = [], []
+        self.preds, self.targs, self._cached = [], [], None
 
     def accumulate(self, learn: Any) -> None:
         self.preds.append(learn.pred.detach())
         self.targs.append(learn.yb[0].detach())
+        self._cached = None
+
+    def _all(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        from .distributed import gather_objects, rank_world
+        local = (torch.cat(self.preds).float().cpu(), torch.cat(self.targs).cpu()) if self.preds else None
+        if rank_world()[1] == 1:
+            return local
+        # every rank scored its share of the rows: score the union (each rank joins, even with no rows)
+        if self._cached is None:
+            parts = [p for p in gather_objects(local) if p is not None]
+            self._cached = (torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])) if parts else ()
+        return self._cached or None
 
     @property
     def value(self) -> float | None:
-        if not self.preds:
+        both = self._all()
+        if both is None:
             return None
-        preds, targs = torch.cat(self.preds).float().cpu(), torch.cat(self.targs).cpu()
+        preds, targs = both
         out = self.func(preds, targs)
         if isinstance(out, torch.Tensor):
             out = out.item() if out.numel() == 1 else out.numpy()

@@ -83,10 +83,15 @@ def input_names(ds: Any) -> list[str]:
 def per_text_logits(out: list[torch.Tensor], dl: BertDataLoader, num_labels: int) -> torch.Tensor:
     """Put per-batch outputs of a `shuffle=False` loader back in input order; average sliding windows per text."""
     ds = dl.dataset
-    if not out:
-        return torch.zeros(ds.n_texts, num_labels)
     order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
-    logits = torch.cat(out).cpu()
+    logits = torch.cat(out).cpu() if out else torch.zeros(0, num_labels)
+    if getattr(dl, "world_size", 1) > 1:
+        # each rank scored its share of the rows: put every rank's rows together
+        from .distributed import gather_objects
+        parts = gather_objects((order, logits))
+        order, logits = torch.cat([o for o, _ in parts]), torch.cat([l for _, l in parts])
+    if not len(logits):
+        return torch.zeros(ds.n_texts, num_labels)
     rows = torch.empty_like(logits)
     rows[order] = logits
     if len(ds) == ds.n_texts:

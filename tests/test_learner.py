@@ -339,3 +339,20 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
         assert ids.shape[1] <= 16
     fit_quietly(learner, 1, lr=1e-4)
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
+
+
+def test_gradient_checkpointing_trains_to_the_same_weights(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+    import pandas as pd
+    from bertlearn import BertDataBunch
+    weights = []
+    for checkpointing in (False, True):
+        db = BertDataBunch.from_df(pd.read_csv(tiny_csv_dir / "train.csv"), pd.read_csv(tiny_csv_dir / "val.csv"),
+                                   tiny_tokenizer, bs=16, maxlen=64, device="cpu", seed=0)
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=0,
+                                                    output_dir=tmp_path / str(checkpointing),
+                                                    gradient_checkpointing=checkpointing)
+        assert learner.model.is_gradient_checkpointing == checkpointing
+        fit_quietly(learner, 1, lr=1e-3)
+        weights.append(learner.model.state_dict())
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-6, rtol=1e-5)

@@ -1,0 +1,128 @@
+"""Distributed data parallel training through Hugging Face Accelerate, fastai's own distributed engine.
+
+Launch the same script with `accelerate launch` or `torchrun` (one process per GPU, or per CPU slot with
+gloo); `BertLearner.fit` then trains with DDP on its own. What bertlearn adds to fastai's
+`DistributedTrainer`:
+
+- its loaders shard themselves: training batches are built length-grouped from one shared order (the seed is
+  broadcast from rank 0) and dealt out round-robin, so step k on every rank holds neighbouring batches of the
+  same global order and every rank runs the same number of steps; validation and prediction rows are split
+  between ranks and gathered back;
+- no CUDA-only broadcast (fastai's `DistributedDL` moves indices to CUDA), so CPU runs with gloo work;
+- validation runs on the unwrapped model (DDP's forward would sync buffers for nothing) and the metrics
+  gather predictions and losses from every rank before scoring;
+- only rank 0 writes files (`save_model`, `export`, `to_onnx`, checkpoints) and logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable
+
+import torch
+from fastai.distributed import DistributedTrainer
+
+__all__ = ["rank_world", "launched_distributed", "is_main_process", "shared_seed", "gather_objects", "all_sum",
+           "barrier", "main_process_only", "BertDistributedTrainer"]
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) when no process group is running."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def launched_distributed() -> bool:
+    """Whether a launcher (accelerate launch, torchrun, mpirun) started several processes."""
+    for var in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        if int(os.environ.get(var, "1")) > 1:
+            return True
+    return False
+
+
+def is_main_process() -> bool:
+    """Rank 0, or the only process."""
+    return rank_world()[0] == 0
+
+
+def init_distributed() -> Any:
+    """Start (or join) the process group the launcher described; gloo on machines without CUDA."""
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def shared_seed(local: int) -> int:
+    """Rank 0's `local` value on every rank (so all ranks draw the same data order)."""
+    rank, world = rank_world()
+    if world == 1:
+        return local
+    box = [local]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return int(box[0])
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """`obj` from every rank, in rank order (CPU tensors of any shape are fine)."""
+    rank, world = rank_world()
+    if world == 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def all_sum(value: torch.Tensor | float) -> torch.Tensor:
+    """Sum of `value` over ranks (a float64 CPU tensor)."""
+    t = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+    if rank_world()[1] == 1:
+        return t
+    return torch.as_tensor(sum(gather_objects(t)), dtype=torch.float64)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if rank_world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def main_process_only(method: Callable) -> Callable:
+    """Run a file-writing method on rank 0 only; other ranks wait for it and get the same return value."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if rank_world()[1] == 1:
+            return method(*args, **kwargs)
+        result = method(*args, **kwargs) if is_main_process() else None
+        barrier()
+        return gather_objects(result)[0]
+    return wrapper
+
+
+class BertDistributedTrainer(DistributedTrainer):
+    """fastai's `DistributedTrainer` with bertlearn's self-sharding loaders and an unwrapped validation model.
+
+    Args:
+        **kwargs: passed to `accelerate.Accelerator` (`cpu=True` is set on machines without CUDA).
+    """
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("cpu", not torch.cuda.is_available())
+        super().__init__(sync_bn=False, **kwargs)
+
+    def _wrap_dl(self, dl: Any) -> Any:
+        rank, world = rank_world()
+        if world == 1 or getattr(dl, "world_size", 1) == world or not hasattr(dl, "shard"):
+            return dl
+        return dl.shard(rank, world)
+
+    def before_validate(self) -> None:
+        super().before_validate()
+        # DDP's forward syncs buffers across ranks, which would deadlock ranks holding different numbers of
+        # validation batches; evaluation needs no gradient sync, so it runs on the plain module
+        self._ddp = self.learn.model
+        self.learn.model = getattr(self._ddp, "module", self._ddp)
+
+    def after_validate(self) -> None:
+        self.learn.model = getattr(self, "_ddp", self.learn.model)

@@ -1,0 +1,48 @@
+"""Worker for tests/test_distributed.py: fine-tune on a small SST-2 sample, in one process or under torchrun.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/distributed_worker.py OUT SST2_DIR PER_RANK_BS
+    python tests/distributed_worker.py OUT SST2_DIR GLOBAL_BS
+
+Each rank writes its final weights, its recorder's numbers and its predictions; rank 0 also saves the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+
+from bertlearn import BertDataBunch, BertLearner
+from bertlearn.distributed import rank_world
+
+
+def main() -> None:
+    out, data, bs = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    train = pd.read_csv(data / "train.csv")
+    train = train[train["text"].str.split().str.len() >= 4].sample(n=768, random_state=0)
+    valid = pd.read_csv(data / "valid.csv").sample(n=96, random_state=0)
+    db = BertDataBunch.from_df(train, valid, None, bs=bs, maxlen=48, seed=0)
+    learner = BertLearner.from_pretrained_model(db, None, None, None, None, output_dir=out, seed=0)
+    with learner.no_bar():
+        learner.fit(2, lr=1e-4)
+    rank, world = rank_world()
+    tag = f"rank{rank}" if world > 1 else "single"
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in learner.model.state_dict().items()}, str(out / f"{tag}.safetensors"))
+    logits = learner.predict_logits(valid["text"].tolist())
+    torch.save(logits, out / f"{tag}_logits.pt")
+    results = {"world": world, "values": [[float(v) for v in row] for row in learner.recorder.values],
+               "names": list(learner.recorder.metric_names), "n_iter": len(learner.dls.train), "validate":
+               learner.validate(quiet=True)}
+    (out / f"{tag}.json").write_text(json.dumps(results))
+    learner.save_model(out / "model")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
