@@ -233,7 +233,10 @@ class BertLearner(Learner):
             if not getattr(model, "supports_gradient_checkpointing", False):
                 raise ModelError(f"gradient_checkpointing=True: {type(model).__name__} does not support it")
             # non-reentrant checkpointing keeps the RNG state, so dropout (and the result) match a normal step
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.20 renamed it
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused CUDA kernel
         databunch.device = device
 
