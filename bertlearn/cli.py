@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     t.add_argument("--fp16", action="store_true", help="mixed precision on CUDA (bf16 where supported)")
     t.add_argument("--onnx", action="store_true", help="also export OUT/onnx for ONNX Runtime")
+    t.add_argument("--on-disk", action="store_true", help="stream the CSV files through an on-disk token store "
+                   "(files larger than memory; needs --val-file or val.csv)")
+    t.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk with --on-disk")
     t.add_argument("--tune-thresholds", action="store_true", help="multi-label: pick per-label thresholds on "
                    "the validation set before saving")
 
@@ -145,6 +148,8 @@ def _train(args: argparse.Namespace) -> int:
                   maxlen=args.maxlen, multi_label=args.multi_label, regression=args.regression,
                   label_delim=args.label_delim, truncation=args.truncation, seed=args.seed, device=args.device,
                   sep=args.sep)
+    if args.on_disk:
+        kwargs.update(on_disk=True, chunksize=args.chunk_size)
     databunch = BertDataBunch.from_csv(data, args.model, train_file=args.train_file, val_file=val_file, **kwargs)
     print(f"data: {len(databunch.train_ds)} train / {len(databunch.valid_ds)} valid rows, labels "
           f"{databunch.labels[:10]}{'...' if databunch.c > 10 else ''}", file=sys.stderr)

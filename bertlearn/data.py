@@ -243,6 +243,11 @@ class EncodedDataset:
 
     def clip(self, maxlen: int) -> None:
         """Cut rows to `maxlen` tokens in place, keeping each row's closing special token ([SEP], </s>)."""
+        if not isinstance(self.ids, np.ndarray):
+            if int(self.lengths.max(initial=0)) <= maxlen:
+                return
+            raise DataError(f"this on-disk dataset holds rows of up to {int(self.lengths.max())} tokens but the model "
+                            f"takes {maxlen}; build the BertDataBunch with maxlen<={maxlen}")
         long = np.flatnonzero(self.lengths > maxlen)
         if len(long):
             self.ids[long, maxlen - 1] = self.ids[long, self.lengths[long] - 1]
@@ -259,8 +264,8 @@ class EncodedDataset:
     def new_empty(self) -> "EncodedDataset":
         """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
         targets = None if self.targets is None else self.targets[:0]
-        types = None if self.type_ids is None else self.type_ids[:0]
-        return EncodedDataset(self.ids[:0], self.lengths[:0], targets, self.encoder, type_ids=types,
+        types = None if self.type_ids is None else np.asarray(self.type_ids[:0])
+        return EncodedDataset(np.asarray(self.ids[:0]), self.lengths[:0], targets, self.encoder, type_ids=types,
                               owner=self.owner[:0], n_texts=0)
 
 
@@ -668,8 +673,13 @@ class BertDataBunch(DataLoaders):
     def from_csv(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.csv",
                  val_file: str | None = "val.csv", test_data: Sequence[str] | str | None = None,
                  label_dir: str | Path | None = None, label_file: str = "labels.csv", sep: str | None = None,
-                 encoding: str | None = None, **kwargs: Any) -> "BertDataBunch":
+                 encoding: str | None = None, on_disk: bool = False, chunksize: int = 50_000,
+                 **kwargs: Any) -> "BertDataBunch":
         """Read `train_file` / `val_file` (and `labels.csv` when present) from `data_dir`, then call `from_df`.
+
+        With `on_disk=True` the files are never loaded whole: they are read `chunksize` rows at a time,
+        tokenized into a token store under `data_dir/cache/` (reused while the file and settings are unchanged)
+        and batches read their rows from disk, so files larger than memory train (see `bertlearn.store`).
 
         Args:
             data_dir: folder of the CSV files.
@@ -678,11 +688,20 @@ class BertDataBunch(DataLoaders):
             test_data: texts or a CSV file name (its `text_col` is used) for later prediction.
             label_dir, label_file: where the optional label list lives (default: `data_dir`).
             sep, encoding: CSV separator and encoding (default ',' and UTF-8, with cp1252 fallback).
+            on_disk: stream the CSV files through an on-disk token store instead of reading them into memory.
+            chunksize: rows per chunk with `on_disk`.
             **kwargs: everything `from_df` takes.
         """
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
+        if on_disk:
+            labels = kwargs.pop("labels", None)
+            if labels is None and label_file:
+                labels = _read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+            return cls._from_csv_on_disk(data_dir, tokenizer, train_file=train_file, val_file=val_file,
+                                         labels=labels, sep=sep, encoding=encoding, chunksize=chunksize,
+                                         test_data=test_data, **kwargs)
         train_df = _read_csv(data_dir / train_file, "train_file", sep=sep, encoding=encoding)
         valid_df = None if val_file is None else _read_csv(data_dir / val_file, "val_file", sep=sep, encoding=encoding)
         labels = kwargs.pop("labels", None)
@@ -695,6 +714,122 @@ class BertDataBunch(DataLoaders):
             test_data, _ = _texts(test_df, cols, str(test_data), dropna=kwargs.get("dropna", False))
         return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
                            sources=(str(train_file), str(val_file)), **kwargs)
+
+    @classmethod
+    def _from_csv_on_disk(cls, data_dir: Path, tokenizer: Any, *, train_file: str, val_file: str | None,
+                          labels: Sequence[str] | None, sep: str | None, encoding: str | None, chunksize: int,
+                          text_col: Any = "text", label_col: Any = "label", bs: int = 32, val_bs: int | None = None,
+                          maxlen: int = 512, multi_label: bool = False, regression: bool = False,
+                          label_delim: str | None = None, truncation: str = "head", seed: int | None = None,
+                          device: torch.device | str | None = None, dropna: bool = False, weight: Any = None,
+                          pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
+                          **kwargs: Any) -> "BertDataBunch":
+        from .cache import tokenizer_fingerprint
+        from .store import build_store, load_store
+
+        for legacy in ("multi_gpu", "model_type", "backend", "custom_sampler", "no_cache", "clear_cache"):
+            kwargs.pop(legacy, None)
+        unsupported = sorted(k for k in kwargs if k in ("long_text", "stride", "valid_pct", "cache_dir"))
+        if unsupported or kwargs:
+            raise DataError(f"on_disk=True does not take {unsupported or sorted(kwargs)}; it streams train_file and "
+                            "val_file as they are (no sliding windows, no random validation split)")
+        if val_file is None:
+            raise DataError("on_disk=True needs a val_file: a random split would need the whole file in memory")
+        log = logger or _log
+        bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
+        val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
+        chunksize = _positive_int(chunksize, "chunksize")
+        if label_delim is not None:
+            multi_label = True
+        if multi_label and regression:
+            raise DataError("multi_label=True and regression=True exclude each other; choose one")
+        problem_type = MULTI if multi_label else REGRESSION if regression else SINGLE
+        tok = load_tokenizer(tokenizer)
+        limit = getattr(tok, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
+            maxlen = limit
+        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
+        paths = [data_dir / train_file, data_dir / val_file]
+        for path, arg in zip(paths, ("train_file", "val_file")):
+            if not path.is_file():
+                _read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
+        heads = [pd.read_csv(path, nrows=5, **read) for path in paths]
+        tcols = _columns(heads[0], text_col, "text_col", str(train_file))
+        lcols = _columns(heads[0], label_col, "label_col", str(train_file))
+        for head, name in zip(heads[1:], (str(val_file),)):
+            _columns(head, tcols, "text_col", name)
+            _columns(head, lcols, "label_col", name)
+        if len(tcols) > 2:
+            raise DataError(f"text_col={text_col!r} names {len(tcols)} columns; give one, or two for sentence pairs")
+        if (not multi_label or label_delim is not None) and len(lcols) != 1:
+            raise DataError(f"label_col={label_col!r} names {len(lcols)} columns; this task needs one label column")
+
+        def label_chunks(path: Path):
+            return pd.read_csv(path, usecols=lcols, chunksize=chunksize, **read)
+
+        if multi_label and label_delim is None:
+            labels = list(labels) if labels is not None else [str(c) for c in lcols]
+        elif multi_label:
+            if labels is None:
+                seen = pd.Series(sorted({l.strip() for ch in label_chunks(paths[0]) for v in ch[lcols[0]].dropna()
+                                         for l in str(v).split(label_delim) if l.strip()}))
+                labels = sorted(seen.tolist())
+        elif regression:
+            labels = [str(lcols[0])]
+        elif labels is None:
+            uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks(paths[0])])
+            labels = _single_labels(pd.Series(uniques.unique()), None, str(train_file))
+        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
+                              truncation=truncation)
+
+        def encode(chunk: pd.DataFrame, source: str) -> tuple[dict, np.ndarray]:
+            texts, keep = _texts(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=dropna)
+            ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
+            if multi_label and label_delim is not None:
+                y = _delimited_multi_hot(ldf.iloc[:, 0], labels, label_delim, source)
+            elif multi_label:
+                y = _multi_hot(ldf, labels, source)
+            elif regression:
+                y = _float_targets(ldf.iloc[:, 0], source)
+            else:
+                y = _label_indices(ldf.iloc[:, 0], labels, source)
+            enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
+            return enc, y
+
+        datasets = []
+        width = _round_up(maxlen, PAD_MULTIPLE)
+        for path, name in zip(paths, (str(train_file), str(val_file))):
+            from .store import store_key
+            key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.settings(), "text_col": tcols,
+                                   "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
+            folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"
+            stored = load_store(folder)
+            if stored is None:
+                t0 = time.perf_counter()
+                meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
+                                   lambda ch, name=name: encode(ch, f"{name} (rows from {ch.index[0] + 1})"),
+                                   width, encoder.pad_id, len(tok))
+                log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
+                stored = load_store(folder)
+            ids, lengths, targets, types = stored
+            datasets.append(EncodedDataset(ids, lengths, targets, encoder, type_ids=types))
+
+        loaders = [BertDataLoader(datasets[0], bs=bs, shuffle=True), BertDataLoader(datasets[1], bs=val_bs)]
+        if seed is not None:
+            loaders[0].rng = random.Random(seed)
+        if test_data is not None:
+            if isinstance(test_data, (str, Path)):
+                test_df = _read_csv(data_dir / test_data, "test_data", sep=sep, encoding=encoding)
+                test_data, _ = _texts(test_df, tcols if len(tcols) == 2 else tcols[0], str(test_data), dropna=dropna)
+            loaders.append(BertDataLoader(encoder.dataset(_as_texts(test_data, "test_data", pairs=encoder.pairs)),
+                                          bs=val_bs))
+        if device is None:
+            device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        dls = cls(*loaders, path=data_dir, device=device)
+        dls.columns = {"text_col": tcols, "label_col": lcols, "label_delim": label_delim}
+        dls.weight = _class_weights(weight, datasets[0].targets, len(labels), "weight", problem_type, SINGLE)
+        dls.pos_weight = _class_weights(pos_weight, datasets[0].targets, len(labels), "pos_weight", problem_type, MULTI)
+        return dls
 
     @classmethod
     def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,

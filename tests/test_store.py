@@ -1,0 +1,110 @@
+"""The on-disk token store: same batches and training as in memory, reuse, and memory flat in the row count."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_texts
+
+from bertlearn import BertDataBunch, BertLearner, DataError
+from bertlearn.store import DiskRows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_disk_rows_index_like_numpy(tmp_path):
+    a = np.random.default_rng(0).integers(0, 30000, size=(50, 16)).astype(np.uint16)
+    a.tofile(tmp_path / "x.bin")
+    rows = DiskRows(tmp_path / "x.bin", 50, 16, np.uint16)
+    idx = np.array([7, 3, 49, 3])
+    np.testing.assert_array_equal(rows[idx, :5], a[idx, :5])
+    np.testing.assert_array_equal(rows[10:20], a[10:20])
+    np.testing.assert_array_equal(rows[4], a[4])
+    np.testing.assert_array_equal(rows[4, :3], a[4, :3])
+    assert rows.shape == (50, 16) and len(rows[:0]) == 0
+    import pickle
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(rows))[idx], a[idx])
+
+
+@pytest.fixture
+def csv_dir(tmp_path):
+    make_texts(200, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    make_texts(48, seed=2).to_csv(tmp_path / "val.csv", index=False)
+    return tmp_path
+
+
+def test_on_disk_matches_in_memory_batches_and_training(csv_dir, tiny_model_dir, tmp_path):
+    kw = dict(bs=16, maxlen=40, device="cpu", seed=0, label_file=None)
+    mem = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw)
+    disk = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=37, **kw)
+    assert disk.labels == mem.labels and len(disk.train_ds) == 200
+    assert isinstance(disk.train_ds.ids, DiskRows)
+    np.testing.assert_array_equal(disk.train_ds.lengths, mem.train_ds.lengths)
+    np.testing.assert_array_equal(disk.train_ds.targets, mem.train_ds.targets)
+    w = mem.train_ds.ids.shape[1]
+    np.testing.assert_array_equal(disk.train_ds.ids[np.arange(200), :w], mem.train_ds.ids)
+    weights = []
+    for db in (mem, disk):
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=0,
+                                                    output_dir=tmp_path / str(len(weights)))
+        with learner.no_bar(), learner.no_logging():
+            learner.fit(1, lr=1e-3)
+        weights.append(learner.model.state_dict())
+    for name in weights[0]:
+        torch.testing.assert_close(weights[0][name], weights[1][name])
+
+
+def test_store_is_reused_until_the_file_changes(csv_dir, tiny_model_dir, monkeypatch):
+    kw = dict(bs=16, maxlen=40, device="cpu", on_disk=True, label_file=None)
+    BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    import bertlearn.store as store
+    calls = []
+    real = store.build_store
+    monkeypatch.setattr(store, "build_store", lambda *a, **k: calls.append(1) or real(*a, **k))
+    BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    assert calls == []
+    make_texts(120, seed=9).to_csv(csv_dir / "train.csv", index=False)
+    db = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    assert calls == [1] and len(db.train_ds) == 120
+
+
+def test_on_disk_errors_name_the_problem(csv_dir, tiny_model_dir):
+    with pytest.raises(DataError, match="on_disk=True needs a val_file"):
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), val_file=None, on_disk=True)
+    with pytest.raises(DataError, match=r"on_disk=True does not take \['long_text'\]"):
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, long_text="sliding_window")
+    with pytest.raises(DataError, match=r"text_col: column 'body' not in train.csv; columns are \['text', 'label'\]"):
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, text_col="body")
+
+
+@pytest.mark.slow
+def test_peak_memory_stays_flat_as_the_file_grows(shared_data, tiny_model_dir, tmp_path):
+    """100k versus 600k resampled Sentiment140 rows: tokenize to the store, train, stream `bertlearn predict`
+    over the whole file, each in a fresh process; the peak RSS may grow by the per-row arrays (lengths,
+    targets, the epoch's order: about 40 bytes a row), not by the file (a DataFrame of it would add hundreds
+    of MB)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import streaming
+    finally:
+        sys.path.pop(0)
+    results = {}
+    for n in (100_000, 600_000):
+        folder = tmp_path / f"rows{n}"
+        folder.mkdir()
+        streaming.make_csv(folder / "train.csv", n)
+        streaming.make_csv(folder / "val.csv", 500, seed=1)
+        results[n] = streaming.run(folder, "disk", str(tiny_model_dir), steps=10, predict=True)
+    small, large = results[100_000], results[600_000]
+    assert large["predict_rows"] == 600_000
+    file_growth = ((tmp_path / "rows600000" / "train.csv").stat().st_size -
+                   (tmp_path / "rows100000" / "train.csv").stat().st_size) / 2**20
+    growth = large["peak_rss_mb"] - small["peak_rss_mb"]
+    assert growth < 60, f"peak RSS grew {growth:.0f} MB for {file_growth:.0f} MB more CSV: {results}"
