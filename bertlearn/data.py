@@ -736,18 +736,10 @@ class BertDataBunch(DataLoaders):
         if val_file is None:
             raise DataError("on_disk=True needs a val_file: a random split would need the whole file in memory")
         log = logger or _log
-        bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
-        val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
         chunksize = _positive_int(chunksize, "chunksize")
-        if label_delim is not None:
-            multi_label = True
-        if multi_label and regression:
-            raise DataError("multi_label=True and regression=True exclude each other; choose one")
-        problem_type = MULTI if multi_label else REGRESSION if regression else SINGLE
-        tok = load_tokenizer(tokenizer)
-        limit = getattr(tok, "model_max_length", None)
-        if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
-            maxlen = limit
+        bs, val_bs, maxlen, multi_label, problem_type = _task_options(bs, val_bs, maxlen, multi_label, regression,
+                                                                      label_delim)
+        tok, maxlen = _tokenizer_within(tokenizer, maxlen)
         read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
         paths = [data_dir / train_file, data_dir / val_file]
         for path, arg in zip(paths, ("train_file", "val_file")):
@@ -876,14 +868,8 @@ class BertDataBunch(DataLoaders):
         if kwargs:
             raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
         log = logger or _log
-        bs = _positive_int(bs, "bs")
-        val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
-        maxlen = _positive_int(maxlen, "maxlen")
-        if label_delim is not None:
-            multi_label = True
-        if multi_label and regression:
-            raise DataError("multi_label=True and regression=True exclude each other; choose one")
-        problem_type = MULTI if multi_label else REGRESSION if regression else SINGLE
+        bs, val_bs, maxlen, multi_label, problem_type = _task_options(bs, val_bs, maxlen, multi_label, regression,
+                                                                      label_delim)
         if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
             raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
                             f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
@@ -895,12 +881,7 @@ class BertDataBunch(DataLoaders):
             train_df, valid_df = train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]]
             sources = (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)")
 
-        tok = load_tokenizer(tokenizer)
-        limit = getattr(tok, "model_max_length", None)
-        if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
-            warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
-                          stacklevel=2)
-            maxlen = limit
+        tok, maxlen = _tokenizer_within(tokenizer, maxlen)
 
         text_cols = [_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
         if len(text_cols[0]) > 2:
@@ -1027,6 +1008,28 @@ class BertDataBunch(DataLoaders):
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
         """Show decoded texts and labels of a training batch."""
         self.train.show_batch(b, max_n=max_n, **kwargs)
+
+
+def _task_options(bs: Any, val_bs: Any, maxlen: Any, multi_label: bool, regression: bool,
+                  label_delim: str | None) -> tuple[int, int, int, bool, str]:
+    """Checked batch sizes and maxlen, and the problem type the task flags describe."""
+    bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
+    val_bs = _positive_int(val_bs, "val_bs") if val_bs is not None else 2 * bs
+    multi_label = multi_label or label_delim is not None
+    if multi_label and regression:
+        raise DataError("multi_label=True and regression=True exclude each other; choose one")
+    return bs, val_bs, maxlen, multi_label, MULTI if multi_label else REGRESSION if regression else SINGLE
+
+
+def _tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:
+    """The loaded tokenizer, and `maxlen` cut to its `model_max_length` (with a warning) when above it."""
+    tok = load_tokenizer(tokenizer)
+    limit = getattr(tok, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
+        warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
+                      stacklevel=3)
+        maxlen = limit
+    return tok, maxlen
 
 
 def _positive_int(value: Any, arg: str, error: type[Exception] = DataError) -> int:
