@@ -725,6 +725,7 @@ class BertDataBunch(DataLoaders):
                           pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
                           **kwargs: Any) -> "BertDataBunch":
         from .cache import tokenizer_fingerprint
+        from .distributed import barrier, init_distributed, is_main_process, launched_distributed
         from .store import build_store, load_store
 
         for legacy in ("multi_gpu", "model_type", "backend", "custom_sampler", "no_cache", "clear_cache"):
@@ -795,6 +796,11 @@ class BertDataBunch(DataLoaders):
             key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.settings(), "text_col": tcols,
                                    "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
             folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"
+            if launched_distributed():
+                # one process builds the store (rank 0), the others wait and then read it
+                init_distributed()
+                if not is_main_process():
+                    barrier()
             stored = load_store(folder)
             if stored is None:
                 t0 = time.perf_counter()
@@ -803,6 +809,8 @@ class BertDataBunch(DataLoaders):
                                    width, encoder.pad_id, len(tok))
                 log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
                 stored = load_store(folder)
+            if launched_distributed() and is_main_process():
+                barrier()
             ids, lengths, targets, types = stored
             datasets.append(EncodedDataset(ids, lengths, targets, encoder, type_ids=types))
 

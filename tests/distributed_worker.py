@@ -2,6 +2,7 @@
 
     python -m torch.distributed.run --nproc_per_node 2 tests/distributed_worker.py OUT SST2_DIR PER_RANK_BS
     python tests/distributed_worker.py OUT SST2_DIR GLOBAL_BS
+    ... OUT SST2_DIR BS disk      # the same through from_csv(on_disk=True) (one rank builds the token store)
 
 Each rank writes its final weights, its recorder's numbers and its predictions; rank 0 also saves the model.
 """
@@ -26,7 +27,19 @@ def main() -> None:
     train = pd.read_csv(data / "train.csv")
     train = train[train["text"].str.split().str.len() >= 4].sample(n=768, random_state=0)
     valid = pd.read_csv(data / "valid.csv").sample(n=96, random_state=0)
-    db = BertDataBunch.from_df(train, valid, None, bs=bs, maxlen=48, seed=0)
+    if len(sys.argv) > 4 and sys.argv[4] == "disk":
+        from bertlearn.distributed import barrier, init_distributed
+        init_distributed()
+        folder = out / "data"
+        if rank_world()[0] == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            train.to_csv(folder / "train.csv", index=False)
+            valid.to_csv(folder / "val.csv", index=False)
+        barrier()
+        db = BertDataBunch.from_csv(folder, None, bs=bs, maxlen=48, seed=0, on_disk=True, chunksize=200,
+                                    label_file=None)
+    else:
+        db = BertDataBunch.from_df(train, valid, None, bs=bs, maxlen=48, seed=0)
     learner = BertLearner.from_pretrained_model(db, None, None, None, None, output_dir=out, seed=0)
     with learner.no_bar():
         learner.fit(2, lr=1e-4)

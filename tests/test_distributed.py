@@ -79,3 +79,17 @@ def test_predictions_are_gathered_in_input_order(runs):
     valid = pd.read_csv(ROOT.parent / "shared" / "data" / "sst2" / "valid.csv").sample(n=96, random_state=0)
     expected = BertClassificationPredictor(runs / "ddp" / "model", device="cpu").predict_logits(valid["text"].tolist())
     torch.testing.assert_close(l0, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_on_disk_data_under_ddp(shared_data, tmp_path):
+    """Both ranks read one token store; rank 0 builds it while the other waits."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(_free_port()), str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path),
+                          str(shared_data / "sst2"), "16", "disk"], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    stores = list((tmp_path / "data" / "cache").glob("store-*"))
+    assert len(stores) == 2  # train and val, built once each
+    r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
