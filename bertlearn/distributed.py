@@ -21,10 +21,9 @@ import os
 from typing import Any, Callable
 
 import torch
-from fastai.distributed import DistributedTrainer
 
 __all__ = ["rank_world", "launched_distributed", "is_main_process", "shared_seed", "gather_objects", "all_sum",
-           "barrier", "main_process_only", "BertDistributedTrainer"]
+           "barrier", "main_process_only", "distributed_trainer"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -100,29 +99,47 @@ def main_process_only(method: Callable) -> Callable:
     return wrapper
 
 
-class BertDistributedTrainer(DistributedTrainer):
-    """fastai's `DistributedTrainer` with bertlearn's self-sharding loaders and an unwrapped validation model.
+_TRAINER_CLASS: Any = None
+
+
+def distributed_trainer(**kwargs: Any) -> Any:
+    """A `BertDistributedTrainer` callback (fastai's `DistributedTrainer` with bertlearn's self-sharding loaders
+    and an unwrapped validation model).
+
+    fastai.distributed imports accelerate, which adds a global warning filter; importing it only when a
+    distributed run starts keeps `import bertlearn` free of that side effect.
 
     Args:
         **kwargs: passed to `accelerate.Accelerator` (`cpu=True` is set on machines without CUDA).
     """
+    global _TRAINER_CLASS
+    if _TRAINER_CLASS is None:
+        from fastai.distributed import DistributedTrainer
 
-    def __init__(self, **kwargs: Any):
-        kwargs.setdefault("cpu", not torch.cuda.is_available())
-        super().__init__(sync_bn=False, **kwargs)
+        class BertDistributedTrainer(DistributedTrainer):
+            """fastai's `DistributedTrainer` with bertlearn's self-sharding loaders and an unwrapped validation model."""
 
-    def _wrap_dl(self, dl: Any) -> Any:
-        rank, world = rank_world()
-        if world == 1 or getattr(dl, "world_size", 1) == world or not hasattr(dl, "shard"):
-            return dl
-        return dl.shard(rank, world)
+            is_bertlearn_ddp = True
 
-    def before_validate(self) -> None:
-        super().before_validate()
-        # DDP's forward syncs buffers across ranks, which would deadlock ranks holding different numbers of
-        # validation batches; evaluation needs no gradient sync, so it runs on the plain module
-        self._ddp = self.learn.model
-        self.learn.model = getattr(self._ddp, "module", self._ddp)
+            def __init__(self, **kwargs: Any):
+                kwargs.setdefault("cpu", not torch.cuda.is_available())
+                super().__init__(sync_bn=False, **kwargs)
 
-    def after_validate(self) -> None:
-        self.learn.model = getattr(self, "_ddp", self.learn.model)
+            def _wrap_dl(self, dl: Any) -> Any:
+                rank, world = rank_world()
+                if world == 1 or getattr(dl, "world_size", 1) == world or not hasattr(dl, "shard"):
+                    return dl
+                return dl.shard(rank, world)
+
+            def before_validate(self) -> None:
+                super().before_validate()
+                # DDP's forward syncs buffers across ranks, which would deadlock ranks holding different numbers of
+                # validation batches; evaluation needs no gradient sync, so it runs on the plain module
+                self._ddp = self.learn.model
+                self.learn.model = getattr(self._ddp, "module", self._ddp)
+
+            def after_validate(self) -> None:
+                self.learn.model = getattr(self, "_ddp", self.learn.model)
+
+        _TRAINER_CLASS = BertDistributedTrainer
+    return _TRAINER_CLASS(**kwargs)

@@ -121,6 +121,37 @@ def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
     return [int(l) for l in layers]
 
 
+def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """The input of the first transformer block and the output of every block, like `output_hidden_states`.
+
+    Hooks are added for this call only: `output_hidden_states=True` makes transformers install permanent
+    output-capturing hooks (local functions) on the model, after which a learner holding it no longer pickles
+    (`learner.export()` fails).
+    """
+    from .model import _layer_list
+
+    layers = _layer_list(getattr(encoder, "base_model", encoder))
+    if layers is None:
+        raise BertLearnError(f"{type(encoder).__name__} has no list of transformer blocks to read hidden states from")
+    captured: list[torch.Tensor] = []
+
+    def before_first(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not captured:  # ALBERT calls its one shared block repeatedly
+            captured.append(args[0] if args else kwargs["hidden_states"])
+
+    def after_each(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+        captured.append(out[0] if isinstance(out, (tuple, list)) else out)
+
+    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+    handles += [block.register_forward_hook(after_each, with_kwargs=True) for block in layers]
+    try:
+        encoder(input_ids=ids, attention_mask=mask)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
 @torch.inference_mode()
 def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs: int, maxlen: int,
             device: torch.device) -> tuple[list[np.ndarray], list[Any]]:
@@ -143,8 +174,7 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
             for row, i in enumerate(idx):
                 ids[row, :lengths[i]] = torch.as_tensor(enc["input_ids"][i])
                 mask[row, :lengths[i]] = 1
-            result = encoder(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
-            states = result.hidden_states
+            states = _hidden_states(encoder, ids.to(device), mask.to(device))
             chosen = _layers(layer, len(states))
             h = torch.stack([states[l] for l in chosen]).float().mean(0).cpu().numpy()
             for row, i in enumerate(idx):

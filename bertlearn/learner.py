@@ -32,7 +32,7 @@ from .checkpoint import _lr_json, load_checkpoint
 from .callbacks import (CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger)
 from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
-from .distributed import (BertDistributedTrainer, init_distributed, is_main_process, launched_distributed,
+from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
@@ -322,7 +322,9 @@ class BertLearner(Learner):
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
         if launched_distributed() and not self._in_distributed_fit():
-            # started by accelerate launch / torchrun: train with DDP through fastai's distrib_ctx
+            # started by accelerate launch / torchrun: train with DDP through fastai's distrib_ctx (which
+            # fastai.distributed patches onto Learner when imported; bertlearn imports it only here)
+            import fastai.distributed  # noqa: F401
             with self.distrib_ctx():
                 return self.fit(epochs, lr, wd, cbs, reset_opt, start_epoch, validate=validate,
                                 return_results=return_results, schedule_type=schedule_type, pct_start=pct_start,
@@ -411,7 +413,7 @@ class BertLearner(Learner):
         return ClassificationInterpretation.from_learner(self, ds_idx=ds_idx, dl=dl)
 
     def _in_distributed_fit(self) -> bool:
-        return any(isinstance(cb, BertDistributedTrainer) for cb in self.cbs)
+        return any(getattr(cb, "is_bertlearn_ddp", False) for cb in self.cbs)
 
     def to_distributed(self, sync_bn: bool = False, **kwargs: Any) -> "BertLearner":
         """Train with DDP in this process's rank (what fastai's `distrib_ctx()` calls); see `bertlearn.distributed`.
@@ -421,14 +423,14 @@ class BertLearner(Learner):
             **kwargs: passed to `accelerate.Accelerator`.
         """
         init_distributed()
-        self.add_cb(BertDistributedTrainer(**kwargs))
+        self.add_cb(distributed_trainer(**kwargs))
         if not is_main_process() and hasattr(self, "progress"):
             self.remove_cb(self.progress)
         return self
 
     def detach_distributed(self) -> "BertLearner":
         """Undo `to_distributed` (fastai's `distrib_ctx` calls it on exit)."""
-        for cb in [cb for cb in self.cbs if isinstance(cb, BertDistributedTrainer)]:
+        for cb in [cb for cb in self.cbs if getattr(cb, "is_bertlearn_ddp", False)]:
             self.remove_cb(cb)
         if not hasattr(self, "progress"):
             self.add_cb(SparseProgressCallback())

@@ -81,3 +81,19 @@ def test_sense_separation_and_projection():
     assert sep["closest_to_own_sense"] == 1.0
     points = project_2d(np.random.default_rng(0).normal(size=(5, 8)))
     assert points.shape == (5, 2)
+
+
+def test_hidden_states_match_transformers_and_the_learner_still_exports(trained_learner, tmp_path):
+    import copy
+    texts = ["good movie", "a really bad film was it"]
+    ours = embed(texts, trained_learner, layer=[0, 1, 2], pooling="mean")
+    reference = copy.deepcopy(trained_learner.model.base_model).eval()
+    tok = trained_learner.dls.encoder.tokenizer
+    with torch.no_grad():
+        expected = []
+        for t in texts:
+            enc = tok(t, return_tensors="pt")
+            hs = reference(**enc, output_hidden_states=True).hidden_states
+            expected.append(torch.stack([hs[0], hs[1], hs[2]]).mean(0)[0].mean(0).numpy())
+    np.testing.assert_allclose(ours, np.stack(expected), atol=1e-5)
+    trained_learner.export(tmp_path / "after_embed.pkl")  # no permanent hooks left on the model

@@ -276,4 +276,4 @@ def test_every_mode_survives_export_and_save(mode, tiny_tokenizer, tiny_model_di
     assert torch.allclose(loaded.predict_logits(texts), expected, atol=1e-5)
     predictor = BertClassificationPredictor(learner.save_model(tmp_path / "m"), device="cpu")
     assert predictor.encoder.settings() == db.encoder.settings()
-    assert torch.allclose(predictor._logits(texts), expected, atol=1e-5)
+    assert torch.allclose(predictor.predict_logits(texts), expected, atol=1e-5)
