@@ -726,7 +726,7 @@ class BertDataBunch(DataLoaders):
                           **kwargs: Any) -> "BertDataBunch":
         from .cache import tokenizer_fingerprint
         from .distributed import barrier, init_distributed, is_main_process, launched_distributed
-        from .store import build_store, load_store
+        from .store import build_store, load_store, store_key
 
         for legacy in ("multi_gpu", "model_type", "backend", "custom_sampler", "no_cache", "clear_cache"):
             kwargs.pop(legacy, None)
@@ -778,21 +778,13 @@ class BertDataBunch(DataLoaders):
         def encode(chunk: pd.DataFrame, source: str) -> tuple[dict, np.ndarray]:
             texts, keep = _texts(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=dropna)
             ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
-            if multi_label and label_delim is not None:
-                y = _delimited_multi_hot(ldf.iloc[:, 0], labels, label_delim, source)
-            elif multi_label:
-                y = _multi_hot(ldf, labels, source)
-            elif regression:
-                y = _float_targets(ldf.iloc[:, 0], source)
-            else:
-                y = _label_indices(ldf.iloc[:, 0], labels, source)
+            y = targets_from_frame(ldf, lcols, encoder, label_delim=label_delim, source=source)
             enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
             return enc, y
 
         datasets = []
         width = _round_up(maxlen, PAD_MULTIPLE)
         for path, name in zip(paths, (str(train_file), str(val_file))):
-            from .store import store_key
             key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.settings(), "text_col": tcols,
                                    "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
             folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
-from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientAccumulation, GradientClip
 from fastai.learner import Learner
