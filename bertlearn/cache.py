@@ -20,11 +20,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .store import RaggedRows
+
 __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: ragged rows (values + offsets) instead of a padded matrix
 _log = logging.getLogger(__name__)
-_FIELDS = ("ids", "lengths", "type_ids", "owner")
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -55,19 +56,21 @@ def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
     return h.hexdigest()[:32]
 
 
-def load_cached(path: Path, key: str) -> dict | None:
-    """The cached encoding at `path` if it is whole and was made for `key`, else None."""
+def load_cached(path: Path, key: str, *, pad_id: int = 0) -> dict | None:
+    """The cached encoding at `path` (as `TextEncoder.encode` returns it) if it is whole and was made for `key`,
+    else None. `pad_id` fills the id rows when they are padded into batches."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            out = {f: (z[f] if f in z.files else None) for f in _FIELDS}
-        n = len(out["lengths"])
-        if out["ids"].shape[0] != n or len(out["owner"]) != n:
+            offsets, owner = z["offsets"], z["owner"]
+            ids = RaggedRows(z["ids"], offsets, fill=pad_id)
+            types = RaggedRows(z["type_ids"], offsets) if "type_ids" in z.files else None
+        if len(owner) != len(ids):
             raise ValueError("array lengths disagree")
-        return out
+        return {"ids": ids, "lengths": ids.lengths.astype(np.int32), "type_ids": types, "owner": owner}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         _log.warning("tokenization cache %s is unreadable (%s); rebuilding it", path, e)
         return None
@@ -79,7 +82,10 @@ def save_cached(path: Path, key: str, enc: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            np.savez(f, key=np.asarray(key), **{k: v for k, v in enc.items() if k in _FIELDS and v is not None})
+            arrays = {"ids": enc["ids"].values, "offsets": enc["ids"].offsets, "owner": enc["owner"]}
+            if enc.get("type_ids") is not None:
+                arrays["type_ids"] = enc["type_ids"].values
+            np.savez(f, key=np.asarray(key), **arrays)
         os.replace(tmp, path)
     except OSError as e:  # a read-only data folder must not stop training
         _log.info("could not write the tokenization cache %s (%s); continuing without it", path, e)

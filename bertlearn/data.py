@@ -1,8 +1,8 @@
 """BertDataBunch: CSV files or DataFrames plus a tokenizer become fastai `DataLoaders`.
 
-Texts are tokenized once, with the fast tokenizer's batched call, into one id matrix; a batch is a
-slice of that matrix cut to its longest row (rounded up to a multiple of 8), so per-batch work is a
-few numpy operations. Training batches are length-grouped (random mega-batches sorted inside, batch
+Texts are tokenized once, with the fast tokenizer's batched Rust call, into ragged id rows (one flat
+array plus offsets, no padding stored); a batch gathers its rows padded to its longest row (rounded up
+to a multiple of 8), so per-batch work is a few numpy operations. Training batches are length-grouped (random mega-batches sorted inside, batch
 order shuffled), which removes most padding; validation and prediction run sorted by length.
 """
 
@@ -28,6 +28,7 @@ from fastai.torch_core import to_device
 
 from .errors import DataError
 from .model import load_tokenizer
+from .store import RaggedRows
 
 __all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs", "targets_from_frame",
            "read_csv"]
@@ -113,33 +114,70 @@ class TextEncoder:
         keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
         return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
 
-    def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Tokenize into `ids` (rows padded to a multiple of 8), `lengths`, optional `type_ids`, and `owner`
-        (the text each row came from; rows and texts differ only with sliding windows)."""
+    def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, Any]:
+        """Tokenize into `ids` (a `RaggedRows`: each row as long as its text), `lengths`, optional `type_ids`
+        (RaggedRows) and `owner` (the text each row came from; rows and texts differ only with sliding windows)."""
         texts = list(texts)
-        # uint16 halves the memory of the id matrix for every vocabulary that fits (BERT, RoBERTa...)
+        # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
-        rows: dict[str, list[np.ndarray]] = {"ids": [], "lengths": [], "type_ids": [], "owner": []}
+        ids, types, owners = [], [], []
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
             chunk_a = texts[start:start + _TOKENIZE_CHUNK]
             chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
-            if self.truncation != "head" and not self.long_text:
-                enc = self._encode_cut(chunk_a)
-            else:
-                enc = self._encode_fast(chunk_a, chunk_b)
-            mask = enc["attention_mask"]
-            rows["ids"].append(enc["input_ids"].astype(dtype, copy=False))
-            rows["lengths"].append(mask.sum(axis=1).astype(np.int32))
+            backend = self._backend() if self.truncation == "head" and not self.long_text else None
+            if backend is not None:
+                encs = _encode_batch(backend, chunk_a if chunk_b is None else list(zip(chunk_a, chunk_b)))
+                ids.append(RaggedRows.from_lists([e.ids for e in encs], dtype, fill=self.pad_id))
+                if self.with_token_types:
+                    types.append(RaggedRows.from_lists([e.type_ids for e in encs], np.uint8))
+                owners.append(np.arange(start, start + len(chunk_a)))
+                continue
+            enc = self._encode_cut(chunk_a) if self.truncation != "head" and not self.long_text else \
+                self._encode_fast(chunk_a, chunk_b)
+            lengths = enc["attention_mask"].sum(axis=1)
+            ids.append(RaggedRows.from_padded(enc["input_ids"].astype(dtype), lengths, fill=self.pad_id))
             if self.with_token_types:
-                rows["type_ids"].append(enc["token_type_ids"].astype(np.uint8))
+                types.append(RaggedRows.from_padded(enc["token_type_ids"].astype(np.uint8), lengths))
             owner = enc.get("overflow_to_sample_mapping")
-            rows["owner"].append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
-        lengths = np.concatenate(rows["lengths"]) if rows["lengths"] else np.zeros(0, np.int32)
-        width = _round_up(max(int(lengths.max(initial=1)), 1), PAD_MULTIPLE)
-        out = {"ids": _stack(rows["ids"], width, self.pad_id, dtype), "lengths": lengths,
-               "owner": np.concatenate(rows["owner"]).astype(np.int64) if rows["owner"] else np.zeros(0, np.int64)}
-        out["type_ids"] = _stack(rows["type_ids"], width, 0, np.uint8) if self.with_token_types else None
+            owners.append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
+        out = {"ids": RaggedRows.concat(ids, dtype, fill=self.pad_id),
+               "owner": np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)}
+        out["lengths"] = out["ids"].lengths.astype(np.int32)
+        out["type_ids"] = RaggedRows.concat(types, np.uint8) if self.with_token_types else None
         return out
+
+    def _backend(self) -> Any:
+        """A private copy of the Rust tokenizer set to cut at maxlen and never pad, or None when the tokenizer
+        has none. Calling it directly skips the Python work of `tokenizer(...)` (a third of the time: per-text
+        dicts, masks, padding) and gives the same ids, which `_backend_agrees` checks once per encoder."""
+        if self.__dict__.get("_fast_maxlen") != self.maxlen:  # maxlen can be lowered after encoding starts
+            self._fast, self._fast_maxlen = None, self.maxlen
+            source = getattr(self.tokenizer, "backend_tokenizer", None)
+            if source is not None and hasattr(source, "to_str"):
+                from tokenizers import Tokenizer
+                backend = Tokenizer.from_str(source.to_str())
+                backend.no_padding()
+                backend.enable_truncation(self.maxlen, strategy="longest_first",
+                                          direction=getattr(self.tokenizer, "truncation_side", "right"))
+                backend.encode_special_tokens = bool(getattr(self.tokenizer, "split_special_tokens", False))
+                self._fast = backend if self._backend_agrees(backend) else None
+        return self._fast
+
+    def _backend_agrees(self, backend: Any) -> bool:
+        probe = ["Hello, World! The café's 3rd naïve résumé.", "  ", "a " * (self.maxlen + 5), "\u4e2d\u6587 test."]
+        pairs = [(a, b) for a, b in zip(probe, reversed(probe))]
+        inputs = pairs if self.pairs else probe
+        ref = self.tokenizer([x[0] for x in inputs] if self.pairs else inputs,
+                             [x[1] for x in inputs] if self.pairs else None, truncation=True, max_length=self.maxlen)
+        got = _encode_batch(backend, inputs)
+        same = [e.ids for e in got] == [list(r) for r in ref["input_ids"]]
+        if not same:
+            _log.info("the tokenizer's Rust backend alone gives other ids than calling %s; using the slower call",
+                      type(self.tokenizer).__name__)
+        return same
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_maxlen")}  # rebuilt on use
 
     def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
         kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
@@ -186,7 +224,7 @@ class TextEncoder:
             from .cache import cache_key, load_cached, save_cached
             key = cache_key(texts, self.tokenizer, self.settings())
             path = Path(cache_dir) / f"tok-{key}.npz"
-            enc = load_cached(path, key)
+            enc = load_cached(path, key, pad_id=self.pad_id)
         if enc is None:
             enc = self.encode([t[0] for t in texts], [t[1] for t in texts]) if self.pairs else self.encode(texts)
             if cache_dir is not None:
@@ -197,26 +235,22 @@ class TextEncoder:
                               owner=enc["owner"], n_texts=len(texts), texts=np.asarray(shown, dtype=object))
 
 
-def _stack(chunks: list[np.ndarray], width: int, fill: int, dtype: Any) -> np.ndarray:
-    n = sum(len(c) for c in chunks)
-    out = np.full((n, width), fill, dtype=dtype)
-    row = 0
-    for c in chunks:
-        out[row:row + len(c), :c.shape[1]] = c
-        row += len(c)
-    return out
+def _encode_batch(backend: Any, inputs: list) -> list:
+    # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which nothing here uses
+    fast = getattr(backend, "encode_batch_fast", None)
+    return fast(inputs) if fast is not None else backend.encode_batch(inputs)
 
 
 class EncodedDataset:
-    """Tokenized texts held as one id matrix plus lengths and targets.
+    """Tokenized texts held as ragged id rows plus lengths and targets.
 
     Args:
-        ids: (n, width) token ids, padded with the tokenizer's pad id.
+        ids: the token ids of n rows: a `RaggedRows` in memory, or a `DiskRows` (fixed-width, padded) on disk.
         lengths: (n,) number of real tokens per row.
         targets: (n,) int64 class indices, (n, c) float32 multi-hot rows, (n,) float32 regression targets,
             or None for unlabeled data.
         encoder: the `TextEncoder` that made it.
-        type_ids: (n, width) segment ids for sentence pairs, else None.
+        type_ids: segment ids for sentence pairs, stored like `ids`; else None.
         owner: (n,) index of the text each row came from (sliding windows give one text several rows).
         n_texts: how many texts the rows came from.
         texts: the original texts, kept for show_batch and interpretation.
@@ -234,7 +268,7 @@ class EncodedDataset:
         return len(self.lengths)
 
     def __getitem__(self, i: int) -> tuple:
-        ids = torch.from_numpy(self.ids[i, :self.lengths[i]].astype(np.int64))
+        ids = torch.from_numpy(np.asarray(self.ids[i, :self.lengths[i]], dtype=np.int64))
         return (ids,) if self.targets is None else (ids, torch.as_tensor(self.targets[i]))
 
     @property
@@ -243,30 +277,24 @@ class EncodedDataset:
 
     def clip(self, maxlen: int) -> None:
         """Cut rows to `maxlen` tokens in place, keeping each row's closing special token ([SEP], </s>)."""
-        if not isinstance(self.ids, np.ndarray):
-            if int(self.lengths.max(initial=0)) <= maxlen:
-                return
+        if int(self.lengths.max(initial=0)) <= maxlen:
+            return
+        if not isinstance(self.ids, RaggedRows):
             raise DataError(f"this on-disk dataset holds rows of up to {int(self.lengths.max())} tokens but the model "
                             f"takes {maxlen}; build the BertDataBunch with maxlen<={maxlen}")
-        long = np.flatnonzero(self.lengths > maxlen)
-        if len(long):
-            self.ids[long, maxlen - 1] = self.ids[long, self.lengths[long] - 1]
-            if self.type_ids is not None:
-                self.type_ids[long, maxlen - 1] = self.type_ids[long, self.lengths[long] - 1]
-            self.lengths = np.minimum(self.lengths, maxlen).astype(self.lengths.dtype)
-        width = min(self.ids.shape[1], _round_up(maxlen, PAD_MULTIPLE))
-        self.ids = np.ascontiguousarray(self.ids[:, :width])
-        self.ids[np.arange(width)[None, :] >= self.lengths[:, None]] = self.encoder.pad_id
+        self.ids = self.ids.clip(maxlen)
         if self.type_ids is not None:
-            self.type_ids = np.ascontiguousarray(self.type_ids[:, :width])
-            self.type_ids[np.arange(width)[None, :] >= self.lengths[:, None]] = 0
+            self.type_ids = self.type_ids.clip(maxlen)
+        self.lengths = np.minimum(self.lengths, maxlen).astype(self.lengths.dtype)
 
     def new_empty(self) -> "EncodedDataset":
         """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
         targets = None if self.targets is None else self.targets[:0]
-        types = None if self.type_ids is None else np.asarray(self.type_ids[:0])
-        return EncodedDataset(np.asarray(self.ids[:0]), self.lengths[:0], targets, self.encoder, type_ids=types,
-                              owner=self.owner[:0], n_texts=0)
+        empty = np.zeros(1, dtype=np.int64)
+        ids = RaggedRows(np.zeros(0, dtype=self.ids.dtype), empty, fill=self.encoder.pad_id)
+        types = None if self.type_ids is None else RaggedRows(np.zeros(0, dtype=np.uint8), empty)
+        return EncodedDataset(ids, self.lengths[:0], targets, self.encoder, type_ids=types, owner=self.owner[:0],
+                              n_texts=0)
 
 
 class BertDataLoader(DataLoader):
@@ -395,7 +423,7 @@ class BertDataLoader(DataLoader):
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
-        width = min(_round_up(int(lengths.max()), PAD_MULTIPLE), ds.ids.shape[1])
+        width = min(_round_up(int(lengths.max()), PAD_MULTIPLE), _round_up(ds.ids.shape[1], PAD_MULTIPLE))
         batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
                  torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
         if ds.type_ids is not None:
@@ -798,7 +826,7 @@ class BertDataBunch(DataLoaders):
                 t0 = time.perf_counter()
                 meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
                                    lambda ch, name=name: encode(ch, f"{name} (rows from {ch.index[0] + 1})"),
-                                   width, encoder.pad_id, len(tok))
+                                   width, len(tok))
                 log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
                 stored = load_store(folder)
             if launched_distributed() and is_main_process():

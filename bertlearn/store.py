@@ -1,4 +1,8 @@
-"""An on-disk token store: CSV files larger than memory are tokenized in chunks and trained on from disk.
+"""Where token rows live: in memory as one flat ragged array, or on disk for files larger than memory.
+
+`RaggedRows` keeps every row's ids back to back in one array plus row offsets, so memory is the number of
+tokens, not rows x longest row; a batch is gathered and padded to its own longest row in one numpy call.
+
 
 `BertDataBunch.from_csv(..., on_disk=True)` reads the CSV in chunks of `chunksize` rows, tokenizes each chunk
 with the fast tokenizer and appends the fixed-width id rows to a file; a batch then reads just its rows with
@@ -10,21 +14,137 @@ touches are not charged to the process.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["DiskRows", "build_store", "load_store", "store_key"]
+__all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
 
 _FORMAT = 1
+
+
+class RaggedRows:
+    """Rows of different lengths stored back to back, indexed like a padded matrix: `rows[i]` (row i, unpadded),
+    `rows[idx_array, :width]` (a (len(idx), width) matrix padded with `fill`), `rows[a:b]` (a RaggedRows).
+
+    Args:
+        values: all rows' entries, concatenated.
+        offsets: (n + 1,) int64, row i is `values[offsets[i]:offsets[i + 1]]`.
+        fill: the value padded rows are filled with (the tokenizer's pad id for token ids).
+    """
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray, *, fill: int = 0):
+        self.values, self.offsets, self.fill = values, np.asarray(offsets, dtype=np.int64), int(fill)
+        if len(self.offsets) == 0 or self.offsets[0] != 0 or self.offsets[-1] != len(values):
+            raise ValueError(f"offsets must start at 0 and end at len(values)={len(values)}")
+        self.lengths = np.diff(self.offsets)
+
+    @classmethod
+    def from_lists(cls, rows: Sequence[Sequence[int]], dtype: Any, *, fill: int = 0) -> "RaggedRows":
+        """Rows given as Python lists (what the fast tokenizer returns)."""
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype, count=int(offsets[-1]))
+        return cls(values, offsets, fill=fill)
+
+    @classmethod
+    def from_padded(cls, matrix: np.ndarray, lengths: np.ndarray, *, fill: int = 0) -> "RaggedRows":
+        """Rows of a padded (n, width) matrix, each cut to its length."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        keep = np.arange(matrix.shape[1])[None, :] < lengths[:, None]
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.ascontiguousarray(matrix[keep]), offsets, fill=fill)
+
+    @classmethod
+    def concat(cls, parts: Sequence["RaggedRows"], dtype: Any, *, fill: int = 0) -> "RaggedRows":
+        """One RaggedRows holding the rows of `parts` in order."""
+        if not parts:
+            return cls(np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64), fill=fill)
+        lengths = np.concatenate([p.lengths for p in parts])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(np.concatenate([p.values.astype(dtype, copy=False) for p in parts]), offsets, fill=fill)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, longest row): the padded matrix these rows stand for."""
+        return len(self), int(self.lengths.max(initial=0))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes + self.offsets.nbytes
+
+    def tolist(self) -> list[list[int]]:
+        """Every row as a Python list."""
+        return [self.values[a:b].tolist() for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def take(self, idx: np.ndarray) -> "RaggedRows":
+        """The rows `idx`, as a new RaggedRows."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths = self.lengths[idx]
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # position of every kept entry in self.values: its row's start plus its place in the row
+        pos = np.repeat(self.offsets[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return RaggedRows(self.values[pos], offsets, fill=self.fill)
+
+    def padded(self, idx: np.ndarray, width: int) -> np.ndarray:
+        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`."""
+        idx = np.asarray(idx, dtype=np.int64)
+        cols = np.arange(width)
+        keep = cols[None, :] < np.minimum(self.lengths[idx], width)[:, None]
+        out = np.full((len(idx), width), self.fill, dtype=self.values.dtype)
+        out[keep] = self.values[(self.offsets[idx][:, None] + cols[None, :])[keep]]
+        return out
+
+    def clip(self, maxlen: int) -> "RaggedRows":
+        """Rows cut to `maxlen` entries, each keeping its last entry (the closing [SEP] or </s>) at the end."""
+        new = np.minimum(self.lengths, maxlen)
+        offsets = np.zeros(len(new) + 1, dtype=np.int64)
+        np.cumsum(new, out=offsets[1:])
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], new)
+        src = np.repeat(self.offsets[:-1], new) + within
+        last = within == np.repeat(new - 1, new)
+        src[last] = np.repeat(self.offsets[1:] - 1, new)[last]
+        return RaggedRows(self.values[src], offsets, fill=self.fill)
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = (key if isinstance(key, tuple) else (key, None))
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            sub = self.take(np.arange(start, stop, step))
+            return sub if cols is None else sub.padded(np.arange(len(sub)), _width(cols, sub.shape[1]))
+        if np.isscalar(rows):
+            row = self.values[self.offsets[rows]:self.offsets[rows + 1]]
+            return row if cols is None else row[cols]
+        idx = np.asarray(rows, dtype=np.int64)
+        return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
+
+
+def _width(cols: Any, longest: int) -> int:
+    if cols is None:
+        return longest
+    if not isinstance(cols, slice) or cols.start not in (None, 0) or cols.step not in (None, 1):
+        raise IndexError(f"RaggedRows takes column slices of the form [:width], not {cols!r}")
+    return longest if cols.stop is None else int(cols.stop)
 
 
 class DiskRows:
@@ -96,15 +216,14 @@ def store_key(path: Path, parts: dict) -> str:
 
 
 def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tuple[dict, np.ndarray | None]],
-                width: int, pad_id: int, vocab_size: int, *, log: Any = None) -> dict:
+                width: int, vocab_size: int, *, log: Any = None) -> dict:
     """Tokenize `chunks` (an iterator of DataFrames) into `folder`; returns the store's metadata.
 
     Args:
         folder: the store folder (written to a temporary sibling first, then renamed).
         chunks: DataFrames of consecutive rows.
-        encode: chunk -> (the `TextEncoder.encode` result, the chunk's encoded targets or None).
+        encode: chunk -> (the `TextEncoder.encode` result, with `RaggedRows` ids, and the chunk's targets or None).
         width: ids per stored row (maxlen rounded up to the padding multiple).
-        pad_id: the tokenizer's pad id.
         vocab_size: decides the id dtype (uint16 when it fits).
     """
     dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max else np.int32
@@ -116,15 +235,11 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
         with open(tmp / "ids.bin", "wb") as ids_f, open(tmp / "type_ids.bin", "wb") as types_f:
             for chunk in chunks:
                 enc, y = encode(chunk)
-                ids = enc["ids"]
-                rows = np.full((len(ids), width), pad_id, dtype=dtype)
-                rows[:, :ids.shape[1]] = ids[:, :width]
-                ids_f.write(rows.tobytes())
+                ids, every = enc["ids"], np.arange(len(enc["ids"]))
+                ids_f.write(ids.padded(every, width).astype(dtype, copy=False).tobytes())
                 if enc.get("type_ids") is not None:
                     has_types = True
-                    t = np.zeros((len(ids), width), dtype=np.uint8)
-                    t[:, :enc["type_ids"].shape[1]] = enc["type_ids"][:, :width]
-                    types_f.write(t.tobytes())
+                    types_f.write(enc["type_ids"].padded(every, width).astype(np.uint8, copy=False).tobytes())
                 lengths.append(np.minimum(enc["lengths"], width).astype(np.uint16))
                 if y is not None:
                     targets.append(y)

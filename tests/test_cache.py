@@ -25,7 +25,7 @@ def test_fast_bert_form_caches_and_reuses(tiny_csv_dir, tiny_tokenizer, monkeypa
     from bertlearn.data import TextEncoder
     monkeypatch.setattr(TextEncoder, "encode", lambda *a, **k: pytest.fail("tokenized again despite a cache hit"))
     db2 = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
-    assert np.array_equal(db1.train.dataset.ids, db2.train.dataset.ids)
+    assert db1.train.dataset.ids.tolist() == db2.train.dataset.ids.tolist()
 
 
 @pytest.mark.parametrize("change", ["maxlen", "file", "column", "truncation", "labels"])
@@ -52,7 +52,7 @@ def test_any_change_misses(tiny_csv_dir, tiny_tokenizer, change):
         (tiny_csv_dir / "labels.csv").write_text("positive\nnegative\n")
     db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, **kwargs)
     fresh = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, no_cache=True, **kwargs)
-    assert np.array_equal(db.train.dataset.ids, fresh.train.dataset.ids)
+    assert db.train.dataset.ids.tolist() == fresh.train.dataset.ids.tolist()
     assert np.array_equal(db.train.dataset.targets, fresh.train.dataset.targets)
     assert len(cache_files(tiny_csv_dir)) > 2
 
@@ -77,12 +77,12 @@ def test_no_cache_and_clear_cache(tiny_csv_dir, tiny_tokenizer):
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_corrupt_cache_file_is_rebuilt(tiny_csv_dir, tiny_tokenizer, damage, caplog):
-    expected = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32).train.dataset.ids
+    expected = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32).train.dataset.ids.tolist()
     for f in (tiny_csv_dir / "cache").glob("tok-*.npz"):
         raw = f.read_bytes()
         f.write_bytes({"truncate": raw[: len(raw) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
     db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
-    assert np.array_equal(db.train.dataset.ids, expected)
+    assert db.train.dataset.ids.tolist() == expected
     assert "unreadable" in caplog.text and "rebuilding" in caplog.text
     assert all(load_cached(f, f.stem[4:]) is not None for f in (tiny_csv_dir / "cache").glob("tok-*.npz"))
 

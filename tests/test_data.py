@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,8 +71,26 @@ class TestFactories:
         a = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, val_file="val.csv", bs=16, maxlen=64)
         b = BertDataBunch.from_df(pd.read_csv(tiny_csv_dir / "train.csv"), pd.read_csv(tiny_csv_dir / "val.csv"),
                                   tiny_tokenizer, bs=16, maxlen=64)
-        assert np.array_equal(a.train.dataset.ids, b.train.dataset.ids)
+        assert a.train.dataset.ids.tolist() == b.train.dataset.ids.tolist()
         assert np.array_equal(a.valid.dataset.targets, b.valid.dataset.targets)
+
+    def test_ids_are_stored_ragged(self, tiny_tokenizer):
+        from bertlearn.store import RaggedRows
+        df = make_texts(50)
+        df.loc[0, "text"] = " ".join(["good"] * 200)  # one long text must not widen every row
+        ds = BertDataBunch.from_df(df, df, tiny_tokenizer, bs=4, maxlen=128).train.dataset
+        assert isinstance(ds.ids, RaggedRows) and ds.ids.dtype == np.uint16
+        assert ds.lengths.max() == 128 and len(ds.ids.values) == ds.lengths.sum() < 50 * 128 / 2
+
+    def test_backend_that_disagrees_with_the_tokenizer_is_not_used(self, tiny_tokenizer, monkeypatch, caplog):
+        import bertlearn.data as data
+        from types import SimpleNamespace
+        monkeypatch.setattr(data, "_encode_batch", lambda backend, inputs: [SimpleNamespace(ids=[1])] * len(inputs))
+        enc = data.TextEncoder(tiny_tokenizer, 16, ["a", "b"])
+        with caplog.at_level(logging.INFO, logger="bertlearn.data"):
+            got = enc.encode(["good movie", "bad"])
+        assert enc._backend() is None and "using the slower call" in caplog.text
+        assert got["ids"].tolist() == tiny_tokenizer(["good movie", "bad"])["input_ids"]
 
     def test_tokenization_matches_the_tokenizer(self, tiny_tokenizer):
         df = make_texts(20)
@@ -79,7 +99,8 @@ class TestFactories:
         for i, text in enumerate(df["text"]):
             expected = tiny_tokenizer(text, truncation=True, max_length=12)["input_ids"]
             assert ds.ids[i, :ds.lengths[i]].tolist() == expected
-            assert (ds.ids[i, ds.lengths[i]:] == tiny_tokenizer.pad_token_id).all()
+        padded = ds.ids[np.arange(len(ds)), :12]
+        assert (padded[np.arange(12)[None, :] >= ds.lengths[:, None]] == tiny_tokenizer.pad_token_id).all()
 
 
 class TestBatching:

@@ -106,6 +106,24 @@ class TestArchitectures:
         return request.param, build_tiny_architecture(request.param, tmp_path_factory.mktemp(request.param))
 
     @pytest.mark.parametrize("pairs", [False, True], ids=["single", "pairs"])
+    def test_encoding_equals_calling_the_tokenizer(self, arch_dir, pairs):
+        """The encoder calls the Rust backend directly (a third faster); the ids must be the tokenizer's own."""
+        from transformers import AutoTokenizer
+
+        from bertlearn.data import TextEncoder
+
+        tok = AutoTokenizer.from_pretrained(arch_dir[1])
+        texts = make_texts(40, seed=3)["text"].tolist() + ["", "Ünïcode Café!", "good " * 60]
+        others = [t[::-1] for t in texts]
+        enc = TextEncoder(tok, 24, ["a", "b"], pairs=pairs)
+        got = enc.encode(texts, others if pairs else None)
+        assert enc._backend() is not None  # the fast path was taken
+        ref = tok(texts, others if pairs else None, truncation=True, max_length=24)
+        assert got["ids"].tolist() == ref["input_ids"]
+        if enc.with_token_types:
+            assert got["type_ids"].tolist() == ref["token_type_ids"]
+
+    @pytest.mark.parametrize("pairs", [False, True], ids=["single", "pairs"])
     def test_trains_saves_and_serves(self, arch_dir, pairs, tmp_path):
         from transformers import pipeline
 

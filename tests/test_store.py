@@ -14,9 +14,44 @@ import torch
 from conftest import make_texts
 
 from bertlearn import BertDataBunch, BertLearner, DataError
-from bertlearn.store import DiskRows
+from bertlearn.store import DiskRows, RaggedRows
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class TestRaggedRows:
+    ROWS = [[101, 7, 8, 102], [101, 102], [101, 5, 6, 7, 8, 9, 102], [101, 3, 102]]
+
+    def test_rows_are_stored_back_to_back(self):
+        r = RaggedRows.from_lists(self.ROWS, np.uint16, fill=0)
+        assert r.values.tolist() == sum(self.ROWS, []) and r.offsets.tolist() == [0, 4, 6, 13, 16]
+        assert r.lengths.tolist() == [4, 2, 7, 3] and r.shape == (4, 7) and len(r) == 4
+        assert r.nbytes == 16 * 2 + 5 * 8 and r.tolist() == self.ROWS
+
+    def test_indexing_pads_only_the_rows_asked_for(self):
+        r = RaggedRows.from_lists(self.ROWS, np.uint16, fill=9)
+        assert r[2].tolist() == self.ROWS[2] and r[2, :3].tolist() == [101, 5, 6]
+        np.testing.assert_array_equal(r[np.array([3, 0]), :6], [[101, 3, 102, 9, 9, 9], [101, 7, 8, 102, 9, 9]])
+        np.testing.assert_array_equal(r[np.array([2]), :3], [[101, 5, 6]])  # longer rows are cut
+        np.testing.assert_array_equal(r[np.array([1, 3])], [[101, 102, 9], [101, 3, 102]])
+        assert r[1:3].tolist() == self.ROWS[1:3] and r[::2].tolist() == self.ROWS[::2]
+        np.testing.assert_array_equal(r[0:2, :4], [[101, 7, 8, 102], [101, 102, 9, 9]])
+        assert r.take(np.array([3, 3, 0])).tolist() == [self.ROWS[3], self.ROWS[3], self.ROWS[0]]
+        with pytest.raises(IndexError, match=r"column slices of the form \[:width\], not slice\(1, 3, None\)"):
+            r[np.array([0]), 1:3]
+
+    def test_clip_keeps_each_rows_closing_token(self):
+        r = RaggedRows.from_lists(self.ROWS, np.uint16).clip(4)
+        assert r.tolist() == [[101, 7, 8, 102], [101, 102], [101, 5, 6, 102], [101, 3, 102]]
+
+    def test_from_padded_and_concat(self):
+        m = np.array([[1, 2, 0], [3, 0, 0]])
+        a = RaggedRows.from_padded(m, np.array([2, 1]))
+        b = RaggedRows.from_lists([[4, 5, 6]], np.int64)
+        assert RaggedRows.concat([a, b], np.int32).tolist() == [[1, 2], [3], [4, 5, 6]]
+        assert RaggedRows.concat([], np.int32).shape == (0, 0)
+        with pytest.raises(ValueError, match=r"offsets must start at 0 and end at len\(values\)=3"):
+            RaggedRows(np.zeros(3), np.array([0, 2]))
 
 
 def test_disk_rows_index_like_numpy(tmp_path):
@@ -49,7 +84,7 @@ def test_on_disk_matches_in_memory_batches_and_training(csv_dir, tiny_model_dir,
     np.testing.assert_array_equal(disk.train_ds.lengths, mem.train_ds.lengths)
     np.testing.assert_array_equal(disk.train_ds.targets, mem.train_ds.targets)
     w = mem.train_ds.ids.shape[1]
-    np.testing.assert_array_equal(disk.train_ds.ids[np.arange(200), :w], mem.train_ds.ids)
+    np.testing.assert_array_equal(disk.train_ds.ids[np.arange(200), :w], mem.train_ds.ids[np.arange(200), :w])
     weights = []
     for db in (mem, disk):
         learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=0,
