@@ -10,29 +10,33 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     import fastai.layers  # noqa: F401
 
-from .callbacks import (DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
-                        SparseProgressCallback, TensorBoardLogger)
+from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback,
+                        SkipValidationCallback, SparseProgressCallback, TensorBoardLogger, mixed_precision, native_bf16)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .lm import BertLMDataBunch, BertLMLearner
-from .learner import BertLearner, adamw, load_learner
+from .learner import BertLearner, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
+from .optim import DecayGroupsOptimWrapper, adamw
 from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
 from .onnx import OnnxPredictor, export_onnx
-from .predict import BertClassificationPredictor, Predictor, predict_logits, rank_predictions, resolve_device
+from .store import RaggedRows
+from .predict import (BertClassificationPredictor, Predictor, amp_dtype_for, predict_logits, rank_predictions,
+                      resolve_device)
 
 __all__ = [
     "__version__",
-    "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder",
-    "BertLearner", "load_learner", "adamw", "BertLMDataBunch", "BertLMLearner",
+    "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "RaggedRows",
+    "BertLearner", "load_learner", "adamw", "DecayGroupsOptimWrapper", "BertLMDataBunch", "BertLMLearner",
     "embed", "word_in_context", "cosine_similarity_matrix", "TokenVectors", "WordInContext",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
     "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
+    "amp_dtype_for",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
     "DEFAULT_MODEL", "bert_splitter", "default_model_path", "load_model", "load_tokenizer", "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-    "SkipValidationCallback", "TensorBoardLogger",
+    "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16",
     "BertLearnError", "DataError", "ModelError", "NotFittedError",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -20,7 +21,8 @@ from fastai.torch_core import find_bs
 from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-           "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger"]
+           "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast", "native_bf16",
+           "mixed_precision"]
 
 
 class HFOutputCallback(Callback):
@@ -32,6 +34,72 @@ class HFOutputCallback(Callback):
         logits = getattr(self.pred, "logits", None)
         if logits is not None:
             self.learn.pred = logits
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether `device` computes bfloat16 matrix products in hardware: a CUDA GPU with bf16 (Ampere and later)
+    or a CPU with AMX or AVX512-BF16 (Xeon Sapphire Rapids and later). Elsewhere bf16 is emulated and slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return False
+
+
+class BF16Autocast(Callback):
+    """Run the forward pass and loss under bfloat16 autocast, on CUDA or CPU; weights, gradients and the
+    optimizer stay float32.
+
+    fastai's `MixedPrecision` always steps through a `GradScaler`, whose inf check and scale read copy a GPU
+    value to the host every step. bf16 has float32's exponent range and needs no loss scaling, so this
+    callback has no per-step host work at all.
+
+    Args:
+        device_type: "cuda" or "cpu".
+    """
+
+    order = 10  # where MixedPrecision sits: after HFOutputCallback unwraps the logits
+
+    def __init__(self, device_type: str = "cuda"):
+        self.device_type = device_type
+        self._ctx: Any = None
+
+    def before_batch(self) -> None:
+        self._ctx = torch.autocast(self.device_type, dtype=torch.bfloat16)
+        self._ctx.__enter__()
+
+    def after_pred(self) -> None:
+        self.learn.pred = self.pred.float()  # losses and metrics in float32
+
+    def after_loss(self) -> None:
+        self._exit()
+
+    def after_cancel_batch(self) -> None:
+        self._exit()
+
+    def after_fit(self) -> None:
+        self._exit()
+
+    def _exit(self) -> None:
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(None, None, None)
+
+
+def mixed_precision(device: torch.device | str) -> Callback | None:
+    """The mixed-precision callback for `device`: `BF16Autocast` where bf16 is native, fastai's fp16
+    `MixedPrecision` (with loss scaling) on older GPUs, None with a warning on CPUs without bf16 hardware."""
+    device = torch.device(device)
+    if native_bf16(device):
+        return BF16Autocast(device.type)
+    if device.type == "cuda":
+        from fastai.callback.fp16 import AMPMode, MixedPrecision
+        return MixedPrecision(amp_mode=AMPMode.FP16)
+    warnings.warn("is_fp16=True: this CPU has no bfloat16 hardware (AMX or AVX512-BF16), where mixed precision would "
+                  "be slower; training in float32", stacklevel=3)
+    return None
 
 
 class SparseProgressCallback(ProgressCallback):

@@ -23,37 +23,26 @@ from fastai.callback.training import GradientAccumulation, GradientClip
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
 from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
-from fastai.optimizer import OptimWrapper
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
 from .checkpoint import _lr_json, load_checkpoint
-from .callbacks import (CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback, SkipValidationCallback,
-                        SparseProgressCallback, TensorBoardLogger)
+from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback,
+                        EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
+                        mixed_precision)
 from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, load_model
+from .optim import adamw
 from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
-__all__ = ["BertLearner", "load_learner", "adamw"]
+__all__ = ["BertLearner", "load_learner"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
-
-
-def adamw(params: Any, **kwargs: Any) -> OptimWrapper:
-    """fastai `opt_func` for PyTorch's AdamW: one fused (CUDA) or multi-tensor kernel per step.
-
-    fastai's own Adam updates each parameter in a Python loop; for a BERT that is hundreds of small
-    kernel launches per step, which is host time the GPU waits on.
-    """
-    flat = [p for group in params for p in (group if isinstance(group, (list, tuple)) else [group])]
-    on_cuda = bool(flat) and all(p.is_cuda for p in flat)
-    return OptimWrapper(params, partial(torch.optim.AdamW, **({"fused": True} if on_cuda else {"foreach": True})),
-                        **kwargs)
 
 
 def _as_lr(lr: Any) -> float | slice:
@@ -174,7 +163,8 @@ class BertLearner(Learner):
             logger: a `logging.Logger` for per-epoch metrics, or a TensorBoard `SummaryWriter` (anything with
                 `add_scalar`) to write them to.
             output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
-            is_fp16: mixed precision on CUDA (bf16 where the GPU supports it, else fp16 with loss scaling).
+            is_fp16: mixed precision: bfloat16 autocast where the hardware has bf16 (Ampere+ GPUs; CPUs with
+                AMX or AVX512-BF16), fp16 with loss scaling on older GPUs, float32 (with a warning) elsewhere.
             multi_gpu: fast-bert's flag. Under `accelerate launch` / `torchrun` every process trains with DDP (with
                 or without it); in a single process with several GPUs it warns how to launch.
             multi_label: must agree with the databunch when given.
@@ -272,12 +262,9 @@ class BertLearner(Learner):
         learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, cbs=cbs, path=path,
                       py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
                       default_epochs=int(epochs), **kwargs)
-        if is_fp16:
-            if device.type == "cuda":
-                bf16 = torch.cuda.is_bf16_supported()
-                learner.add_cb(MixedPrecision(amp_mode=AMPMode.BF16 if bf16 else AMPMode.FP16))
-            else:
-                warnings.warn("is_fp16=True needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        amp = mixed_precision(device) if is_fp16 else None
+        if amp is not None:
+            learner.add_cb(amp)
         if freeze_transformer_layers:
             learner.freeze()
         return learner
@@ -475,6 +462,8 @@ class BertLearner(Learner):
     # --- prediction ---
 
     def _amp_dtype(self) -> torch.dtype | None:
+        if any(isinstance(cb, BF16Autocast) for cb in self.cbs):
+            return torch.bfloat16
         mp = next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
         return None if mp is None else (torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16)
 
@@ -616,7 +605,8 @@ class BertLearner(Learner):
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
             thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)
-            settings = {**enc.settings(), **self._columns(), "thresholds": thresholds, "bertlearn_version": _version()}
+            settings = {**enc.settings(), **self._columns(), "thresholds": thresholds, "bertlearn_version": _version(),
+                        "precision": "bf16" if self._amp_dtype() == torch.bfloat16 else "fp32"}
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         _log.info("model saved to %s", path)
         return path

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,10 +24,11 @@ import torch.nn.functional as F
 from fastai.callback.training import GradientAccumulation, GradientClip
 from torch import nn
 
-from .callbacks import DeviceAvgLoss
+from .callbacks import DeviceAvgLoss, mixed_precision
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
 from .errors import BertLearnError, DataError, ModelError
-from .learner import BertLearner, _atomic_dir, adamw
+from .learner import BertLearner, _atomic_dir
+from .optim import adamw
 from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
 from .predict import resolve_device
 
@@ -277,12 +277,9 @@ class BertLMLearner(BertLearner):
         learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=partial(adamw, eps=adam_epsilon),
                       metrics=[Perplexity(), *(metrics or [])], cbs=cbs, path=path, py_logger=logger,
                       default_lr=float(learning_rate), default_epochs=int(epochs), splitter=bert_splitter, **kwargs)
-        if is_fp16:
-            from fastai.callback.fp16 import AMPMode, MixedPrecision
-            if device.type == "cuda":
-                learner.add_cb(MixedPrecision(amp_mode=AMPMode.BF16 if torch.cuda.is_bf16_supported() else AMPMode.FP16))
-            else:
-                warnings.warn("is_fp16=True needs a CUDA device; training in float32 on the CPU", stacklevel=2)
+        amp = mixed_precision(device) if is_fp16 else None
+        if amp is not None:
+            learner.add_cb(amp)
         return learner
 
     def save_model(self, path: str | Path | None = None) -> Path:

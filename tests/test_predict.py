@@ -86,3 +86,57 @@ class TestExport:
             assert labels[int(p.argmax())] == row[0][0]
             assert float(p.max()) == pytest.approx(row[0][1], abs=1e-5)
         assert len(targs) == len(texts)
+
+
+class TestPrecision:
+    """bf16 autocast is opt-in for training (is_fp16=True) and follows training into the saved predictor."""
+
+    def test_fp32_trained_model_predicts_in_fp32_unless_asked(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        assert json.loads((path / "bertlearn.json").read_text())["precision"] == "fp32"
+        expected = trained_learner.predict_logits(TEXTS)
+        auto = BertClassificationPredictor(path, device="cpu")
+        assert auto.amp_dtype is None
+        torch.testing.assert_close(auto.predict_logits(TEXTS), expected, atol=1e-5, rtol=1e-5)
+        fast = BertClassificationPredictor(path, device="cpu", precision="bf16")
+        assert fast.amp_dtype == torch.bfloat16
+        got = fast.predict_logits(TEXTS)
+        assert not torch.equal(got, expected)  # it did run in bf16
+        torch.testing.assert_close(got.softmax(-1), expected.softmax(-1), atol=3e-2, rtol=0)
+
+    def test_bf16_trained_model_predicts_like_its_learner(self, tiny_databunch, tiny_model_dir, tmp_path, monkeypatch):
+        import bertlearn.callbacks as callbacks
+        from bertlearn import BF16Autocast, BertLearner
+        monkeypatch.setattr(callbacks, "native_bf16", lambda device: True)  # as on a CPU with AMX
+        monkeypatch.setattr("bertlearn.predict.native_bf16", lambda device: True)
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, is_fp16=True)
+        assert any(isinstance(cb, BF16Autocast) for cb in learner.cbs)
+        with learner.no_bar(), learner.no_logging():
+            learner.fit(1, lr=1e-3)
+        assert all(p.dtype == torch.float32 for p in learner.model.parameters())  # master weights stay fp32
+        path = learner.save_model(tmp_path / "m")
+        assert json.loads((path / "bertlearn.json").read_text())["precision"] == "bf16"
+        predictor = BertClassificationPredictor(path, device="cpu")
+        assert predictor.amp_dtype == torch.bfloat16
+        torch.testing.assert_close(predictor.predict_logits(TEXTS), learner.predict_logits(TEXTS), atol=1e-5, rtol=1e-5)
+        monkeypatch.setattr("bertlearn.predict.native_bf16", lambda device: False)  # a machine without bf16 hardware
+        assert BertClassificationPredictor(path, device="cpu").amp_dtype is None
+
+    def test_cpu_without_bf16_hardware_trains_in_fp32_with_a_warning(self, tiny_databunch, tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+        import bertlearn.callbacks as callbacks
+        from bertlearn import BF16Autocast, BertLearner
+        monkeypatch.setattr(callbacks, "native_bf16", lambda device: False)
+        with pytest.warns(UserWarning, match=r"is_fp16=True: this CPU has no bfloat16 hardware \(AMX or AVX512-BF16\), "
+                                             r"where mixed precision would be slower; training in float32"):
+            learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                        output_dir=tmp_path, is_fp16=True)
+        assert not any(isinstance(cb, BF16Autocast) for cb in learner.cbs)
+
+    def test_unknown_precision_is_refused(self, trained_learner, tmp_path):
+        from bertlearn import BertLearnError
+        path = trained_learner.save_model(tmp_path / "m")
+        with pytest.raises(BertLearnError, match=r"precision='fp8' is not one of \['auto', 'fp32', 'bf16'\]; 'auto' uses "
+                                                 r"bfloat16 where the hardware computes it, 'fp32' gives float32 results"):
+            BertClassificationPredictor(path, device="cpu", precision="fp8")

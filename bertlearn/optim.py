@@ -1,0 +1,80 @@
+"""The optimizer: PyTorch's fused / multi-tensor AdamW inside fastai, with weight decay only where it belongs.
+
+fastai's own Adam updates each parameter in a Python loop; for a BERT that is hundreds of small kernel
+launches per step, which is host time the GPU waits on. PyTorch's AdamW does the step in one fused (CUDA) or
+multi-tensor (CPU) kernel. fastai wraps such optimizers in `OptimWrapper`, but the wrapper loses one thing
+fastai's own optimizers do: `Learner(wd_bn_bias=False)` marks normalization and bias parameters `do_wd=False`
+in a state the PyTorch optimizer never reads, so they would be decayed too. `DecayGroupsOptimWrapper` keeps
+fastai's groups (one per splitter group, for discriminative rates, `freeze_to` and one-cycle) and gives each a
+PyTorch twin group without weight decay for its 1-D parameters (biases, LayerNorm weights), as BERT's recipe
+and the Hugging Face Trainer do.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from fastai.optimizer import OptimWrapper, detuplify_pg, set_item_pg
+
+__all__ = ["DecayGroupsOptimWrapper", "adamw", "decays"]
+
+
+def decays(p: torch.Tensor) -> bool:
+    """Whether `p` gets weight decay: matrices do; biases and normalization weights (1-D) do not."""
+    return p.ndim >= 2
+
+
+class DecayGroupsOptimWrapper(OptimWrapper):
+    """fastai `OptimWrapper` whose PyTorch optimizer holds two groups per fastai group: the decayed parameters,
+    and the others with `weight_decay` pinned to 0. fastai sees and schedules one group per splitter group.
+
+    Args:
+        params: parameters, or a list of parameter lists (one per splitter group).
+        opt: a PyTorch optimizer class or factory taking param groups and keyword options.
+        **kwargs: options for `opt` (lr, weight_decay, eps...).
+    """
+
+    def __init__(self, params: Any, opt: Any, **kwargs: Any):
+        groups = list(params)
+        if groups and isinstance(groups[0], torch.Tensor):
+            groups = [groups]
+        torch_groups = []
+        for group in groups:
+            group = list(group)
+            torch_groups.append({"params": [p for p in group if decays(p)]})
+            torch_groups.append({"params": [p for p in group if not decays(p)], "weight_decay": 0.0})
+        super().__init__(opt=opt(torch_groups, **kwargs))
+
+    @property
+    def hypers(self) -> list[dict]:
+        return [{self.fwd_map.get(k, k): v for k, v in detuplify_pg(pg).items()} for pg in self.opt.param_groups[::2]]
+
+    def _set_hyper(self, k: str, v: Any) -> None:
+        name = self.bwd_map[k]
+        for i, value in enumerate(v):
+            set_item_pg(self.opt.param_groups[2 * i], name, value)
+            if name != "weight_decay":  # the twin group never decays
+                set_item_pg(self.opt.param_groups[2 * i + 1], name, value)
+
+    @property
+    def param_lists(self) -> list[list[torch.Tensor]]:
+        pgs = self.opt.param_groups
+        return [pgs[i]["params"] + pgs[i + 1]["params"] for i in range(0, len(pgs), 2)]
+
+    @param_lists.setter
+    def param_lists(self, v: list[list[torch.Tensor]]) -> None:
+        for i, group in enumerate(v):
+            self.opt.param_groups[2 * i]["params"] = [p for p in group if decays(p)]
+            self.opt.param_groups[2 * i + 1]["params"] = [p for p in group if not decays(p)]
+
+
+def adamw(params: Any, **kwargs: Any) -> DecayGroupsOptimWrapper:
+    """fastai `opt_func` for PyTorch's AdamW: one fused (CUDA) or multi-tensor (CPU) kernel per step, no weight
+    decay on biases and LayerNorm weights (whatever fastai's `wd_bn_bias` says: the recipe BERT was trained with)."""
+    groups = list(params)
+    flat = [p for group in groups for p in (group if isinstance(group, (list, tuple)) else [group])]
+    on_cuda = bool(flat) and all(p.is_cuda for p in flat)
+    return DecayGroupsOptimWrapper(groups, partial(torch.optim.AdamW, **({"fused": True} if on_cuda else {"foreach": True})),
+                                   **kwargs)
