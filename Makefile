@@ -34,7 +34,9 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 bench: setup
-	$(PY) bench/bench_fit.py
+	$(PY) bench/train_throughput.py
+	$(PY) bench/predict_throughput.py
+	$(PY) bench/tokenize_throughput.py
 	$(PY) bench/accuracy.py --task trec6 --epochs 3
 
 clean:

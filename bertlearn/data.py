@@ -35,7 +35,7 @@ __all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "
 
 _log = logging.getLogger(__name__)
 
-PAD_MULTIPLE = 8  # tensor cores and SDPA kernels like sequence lengths that are multiples of 8
+PAD_MULTIPLE = 8  # GPU tensor cores and SDPA kernels like sequence lengths that are multiples of 8
 MEGA_BATCH = 50  # batches per length-sorted mega-batch, as in fastai's SortedDL
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
 
@@ -245,7 +245,7 @@ class EncodedDataset:
     """Tokenized texts held as ragged id rows plus lengths and targets.
 
     Args:
-        ids: the token ids of n rows: a `RaggedRows` in memory, or a `DiskRows` (fixed-width, padded) on disk.
+        ids: the token ids of n rows: a `RaggedRows` in memory, or a `DiskRows` (the same layout in a file).
         lengths: (n,) number of real tokens per row.
         targets: (n,) int64 class indices, (n, c) float32 multi-hot rows, (n,) float32 regression targets,
             or None for unlabeled data.
@@ -423,7 +423,9 @@ class BertDataLoader(DataLoader):
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
-        width = min(_round_up(int(lengths.max()), PAD_MULTIPLE), _round_up(ds.ids.shape[1], PAD_MULTIPLE))
+        # on a GPU, widths that are multiples of 8 suit tensor cores; a CPU only pays for the extra tokens
+        multiple = PAD_MULTIPLE if self.device is not None and self.device.type == "cuda" else 1
+        width = min(_round_up(int(lengths.max()), multiple), _round_up(ds.ids.shape[1], multiple))
         batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
                  torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
         if ds.type_ids is not None:
@@ -811,7 +813,6 @@ class BertDataBunch(DataLoaders):
             return enc, y
 
         datasets = []
-        width = _round_up(maxlen, PAD_MULTIPLE)
         for path, name in zip(paths, (str(train_file), str(val_file))):
             key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.settings(), "text_col": tcols,
                                    "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
@@ -821,14 +822,14 @@ class BertDataBunch(DataLoaders):
                 init_distributed()
                 if not is_main_process():
                     barrier()
-            stored = load_store(folder)
+            stored = load_store(folder, pad_id=encoder.pad_id)
             if stored is None:
                 t0 = time.perf_counter()
                 meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
                                    lambda ch, name=name: encode(ch, f"{name} (rows from {ch.index[0] + 1})"),
-                                   width, len(tok))
+                                   len(tok))
                 log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
-                stored = load_store(folder)
+                stored = load_store(folder, pad_id=encoder.pad_id)
             if launched_distributed() and is_main_process():
                 barrier()
             ids, lengths, targets, types = stored

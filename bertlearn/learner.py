@@ -226,7 +226,7 @@ class BertLearner(Learner):
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.to(device)  # before the optimizer exists, so AdamW can pick its fused CUDA kernel
+        model.to(device)  # before the optimizer exists, so AdamW can pick its fused kernel for the device
         databunch.device = device
 
         loss_func = None

@@ -2,12 +2,12 @@
 
 `RaggedRows` keeps every row's ids back to back in one array plus row offsets, so memory is the number of
 tokens, not rows x longest row; a batch is gathered and padded to its own longest row in one numpy call.
-
+`DiskRows` is the same layout in a file.
 
 `BertDataBunch.from_csv(..., on_disk=True)` reads the CSV in chunks of `chunksize` rows, tokenizes each chunk
-with the fast tokenizer and appends the fixed-width id rows to a file; a batch then reads just its rows with
-positional reads. Kept in memory per row: the token count and the target (a few bytes), so memory does not
-grow with the file beyond that. Reads go through `os.pread` rather than a memory map, so the pages a long epoch
+with the fast tokenizer and appends its rows' ids to a file; a batch then reads just its rows with positional
+reads. Kept in memory per row: its offset, token count and target (about 16 bytes), so memory does not grow
+with the file beyond that. Reads go through `os.pread` rather than a memory map, so the pages a long epoch
 touches are not charged to the process.
 """
 
@@ -29,7 +29,7 @@ from .errors import DataError
 
 __all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
 
-_FORMAT = 1
+_FORMAT = 2  # 2: ragged rows (no padding on disk)
 
 
 class RaggedRows:
@@ -148,23 +148,35 @@ def _width(cols: Any, longest: int) -> int:
 
 
 class DiskRows:
-    """A read-only (n, width) integer matrix in a file, indexed like a numpy array by rows: `rows[i]`,
-    `rows[idx_array, :k]`, `rows[a:b]`. Each access reads only the rows asked for.
+    """Ragged rows in a file, indexed like `RaggedRows`: `rows[i]`, `rows[idx_array, :width]` (padded with `fill`),
+    `rows[a:b]`. Each access reads only the rows asked for, with positional reads (`os.pread`) rather than a memory
+    map, so the pages a long epoch touches are not charged to the process. Kept in memory: the row offsets.
 
     Args:
-        path: the binary file (row-major, `dtype`).
-        n: number of rows; width: entries per row; dtype: numpy dtype of the entries.
+        path: the binary file: every row's entries back to back (`dtype`).
+        offsets: (n + 1,) int64 row boundaries, in entries.
+        dtype: numpy dtype of the entries.
+        fill: the value padded rows are filled with.
     """
 
-    def __init__(self, path: str | Path, n: int, width: int, dtype: Any):
-        self.path, self.dtype = str(path), np.dtype(dtype)
-        self.shape = (int(n), int(width))
-        self._row_bytes = self.shape[1] * self.dtype.itemsize
+    def __init__(self, path: str | Path, offsets: np.ndarray, dtype: Any, *, fill: int = 0):
+        self.path, self.dtype, self.fill = str(path), np.dtype(dtype), int(fill)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.lengths = np.diff(self.offsets)
         self._fd: int | None = None
         self._pid = None
 
     def __len__(self) -> int:
-        return self.shape[0]
+        return len(self.lengths)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, longest row): the padded matrix these rows stand for."""
+        return len(self), int(self.lengths.max(initial=0))
+
+    @property
+    def nbytes(self) -> int:
+        return self.offsets.nbytes  # what is held in memory; the rows stay on disk
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": None}  # file descriptors do not travel (pickle, fork)
@@ -174,30 +186,42 @@ class DiskRows:
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         return self._fd
 
-    def _rows(self, idx: np.ndarray) -> np.ndarray:
-        out = np.empty((len(idx), self.shape[1]), dtype=self.dtype)
-        fd = self._file()
-        view = out.view(np.uint8).reshape(len(idx), self._row_bytes)
-        for k, i in enumerate(idx):
-            if not 0 <= i < self.shape[0]:
-                raise IndexError(f"row {i} out of range for {self.shape[0]} rows")
-            data = os.pread(fd, self._row_bytes, int(i) * self._row_bytes)
-            view[k] = np.frombuffer(data, dtype=np.uint8)
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        data = os.pread(self._file(), (stop - start) * size, start * size) if stop > start else b""
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def row(self, i: int) -> np.ndarray:
+        """Row `i`, unpadded."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} rows")
+        i = int(i) % len(self)
+        return self._read(self.offsets[i], self.offsets[i + 1]).copy()
+
+    def padded(self, idx: np.ndarray, width: int) -> np.ndarray:
+        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`."""
+        out = np.full((len(idx), width), self.fill, dtype=self.dtype)
+        for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
+            r = self.row(i)[:width]
+            out[k, :len(r)] = r
         return out
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        rows, cols = (key if isinstance(key, tuple) else (key, slice(None)))
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = (key if isinstance(key, tuple) else (key, None))
         if isinstance(rows, slice):
-            start, stop, step = rows.indices(self.shape[0])
-            if step == 1:
-                n = max(0, stop - start)
-                data = os.pread(self._file(), n * self._row_bytes, start * self._row_bytes) if n else b""
-                out = np.frombuffer(data, dtype=self.dtype).reshape(n, self.shape[1]).copy()
-                return out[:, cols]
-            rows = np.arange(start, stop, step)
+            start, stop, step = rows.indices(len(self))
+            if step == 1 and stop > start:  # one read for a run of rows
+                offsets = self.offsets[start:stop + 1]
+                sub = RaggedRows(self._read(offsets[0], offsets[-1]).copy(), offsets - offsets[0], fill=self.fill)
+            else:
+                idx = np.arange(start, stop, step)
+                sub = RaggedRows.from_lists([self.row(i) for i in idx], self.dtype, fill=self.fill)
+            return sub if cols is None else sub.padded(np.arange(len(sub)), _width(cols, sub.shape[1]))
         if np.isscalar(rows):
-            return self._rows(np.asarray([int(rows)]))[0][cols]
-        return self._rows(np.asarray(rows, dtype=np.int64))[:, cols]
+            row = self.row(int(rows))
+            return row if cols is None else row[cols]
+        idx = np.asarray(rows, dtype=np.int64)
+        return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
 
     def __del__(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
@@ -216,14 +240,13 @@ def store_key(path: Path, parts: dict) -> str:
 
 
 def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tuple[dict, np.ndarray | None]],
-                width: int, vocab_size: int, *, log: Any = None) -> dict:
+                vocab_size: int, *, log: Any = None) -> dict:
     """Tokenize `chunks` (an iterator of DataFrames) into `folder`; returns the store's metadata.
 
     Args:
         folder: the store folder (written to a temporary sibling first, then renamed).
         chunks: DataFrames of consecutive rows.
         encode: chunk -> (the `TextEncoder.encode` result, with `RaggedRows` ids, and the chunk's targets or None).
-        width: ids per stored row (maxlen rounded up to the padding multiple).
         vocab_size: decides the id dtype (uint16 when it fits).
     """
     dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max else np.int32
@@ -235,12 +258,12 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
         with open(tmp / "ids.bin", "wb") as ids_f, open(tmp / "type_ids.bin", "wb") as types_f:
             for chunk in chunks:
                 enc, y = encode(chunk)
-                ids, every = enc["ids"], np.arange(len(enc["ids"]))
-                ids_f.write(ids.padded(every, width).astype(dtype, copy=False).tobytes())
+                ids = enc["ids"]
+                ids_f.write(ids.values.astype(dtype, copy=False).tobytes())
                 if enc.get("type_ids") is not None:
                     has_types = True
-                    types_f.write(enc["type_ids"].padded(every, width).astype(np.uint8, copy=False).tobytes())
-                lengths.append(np.minimum(enc["lengths"], width).astype(np.uint16))
+                    types_f.write(enc["type_ids"].values.astype(np.uint8, copy=False).tobytes())
+                lengths.append(ids.lengths.astype(np.int32))
                 if y is not None:
                     targets.append(y)
                 n += len(ids)
@@ -248,12 +271,14 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
                     log.info("tokenized %d rows to %s (%.0f rows/s)", n, folder, n / (time.perf_counter() - t0))
         if n == 0:
             raise DataError(f"no rows to store in {folder}")
-        np.save(tmp / "lengths.npy", np.concatenate(lengths))
+        lengths = np.concatenate(lengths)
+        np.save(tmp / "lengths.npy", lengths)
         if targets:
             np.save(tmp / "targets.npy", np.concatenate(targets))
         if not has_types:
             (tmp / "type_ids.bin").unlink()
-        meta = {"format": _FORMAT, "n": n, "width": width, "dtype": np.dtype(dtype).name, "type_ids": has_types}
+        meta = {"format": _FORMAT, "n": n, "tokens": int(lengths.sum()), "dtype": np.dtype(dtype).name,
+                "type_ids": has_types}
         (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
@@ -262,19 +287,27 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
     return meta
 
 
-def load_store(folder: Path) -> tuple[DiskRows, np.ndarray, np.ndarray | None, DiskRows | None] | None:
-    """(ids, lengths, targets, type_ids) of a complete store, or None when it is missing or unreadable."""
+def load_store(folder: Path, *, pad_id: int = 0) -> tuple[DiskRows, np.ndarray, np.ndarray | None,
+                                                          DiskRows | None] | None:
+    """(ids, lengths, targets, type_ids) of a complete store, or None when it is missing or unreadable.
+
+    Args:
+        folder: the store folder.
+        pad_id: what id rows are padded with when batched.
+    """
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != _FORMAT:
             return None
-        n, width = int(meta["n"]), int(meta["width"])
         ids_path = folder / "ids.bin"
-        if ids_path.stat().st_size != n * width * np.dtype(meta["dtype"]).itemsize:
-            return None
         lengths = np.load(folder / "lengths.npy")
+        if len(lengths) != int(meta["n"]) or int(lengths.sum()) != int(meta["tokens"]) or \
+                ids_path.stat().st_size != int(meta["tokens"]) * np.dtype(meta["dtype"]).itemsize:
+            return None
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
         targets = np.load(folder / "targets.npy") if (folder / "targets.npy").is_file() else None
-        types = DiskRows(folder / "type_ids.bin", n, width, np.uint8) if meta.get("type_ids") else None
-        return DiskRows(ids_path, n, width, meta["dtype"]), lengths, targets, types
+        types = DiskRows(folder / "type_ids.bin", offsets, np.uint8) if meta.get("type_ids") else None
+        return DiskRows(ids_path, offsets, meta["dtype"], fill=pad_id), lengths, targets, types
     except (OSError, ValueError, KeyError):
         return None

@@ -104,13 +104,20 @@ class TestFactories:
 
 
 class TestBatching:
-    def test_batches_pad_to_longest_rounded_to_8(self, tiny_databunch):
+    def test_cpu_batches_pad_to_their_longest_row(self, tiny_databunch):
         for dl in (tiny_databunch.train, tiny_databunch.valid):
             for ids, mask, y in dl:
-                longest = int(mask.sum(1).max())
-                assert ids.shape[1] % PAD_MULTIPLE == 0 and longest <= ids.shape[1] < longest + PAD_MULTIPLE
+                assert ids.shape[1] == int(mask.sum(1).max())  # a CPU only pays for padding, so there is none
                 assert ids.dtype == torch.long and mask.dtype == torch.long
                 assert (ids[mask == 0] == 0).all()
+
+    @pytest.mark.gpu
+    def test_gpu_batches_round_the_width_up_to_8(self, tiny_databunch):
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+        for ids, mask, y in tiny_databunch.train.new(device=torch.device("cuda")):
+            longest = int(mask.sum(1).max())
+            assert ids.is_cuda and ids.shape[1] % PAD_MULTIPLE == 0 and longest <= ids.shape[1] < longest + PAD_MULTIPLE
 
     def test_validation_is_sorted_longest_first_and_complete(self, tiny_databunch):
         dl = tiny_databunch.valid

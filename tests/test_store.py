@@ -54,18 +54,25 @@ class TestRaggedRows:
             RaggedRows(np.zeros(3), np.array([0, 2]))
 
 
-def test_disk_rows_index_like_numpy(tmp_path):
-    a = np.random.default_rng(0).integers(0, 30000, size=(50, 16)).astype(np.uint16)
-    a.tofile(tmp_path / "x.bin")
-    rows = DiskRows(tmp_path / "x.bin", 50, 16, np.uint16)
+def test_disk_rows_index_like_ragged_rows_in_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    mem = RaggedRows.from_lists([rng.integers(1, 30000, size=rng.integers(1, 20)).tolist() for _ in range(50)],
+                                np.uint16, fill=7)
+    mem.values.tofile(tmp_path / "x.bin")
+    rows = DiskRows(tmp_path / "x.bin", mem.offsets, np.uint16, fill=7)
     idx = np.array([7, 3, 49, 3])
-    np.testing.assert_array_equal(rows[idx, :5], a[idx, :5])
-    np.testing.assert_array_equal(rows[10:20], a[10:20])
-    np.testing.assert_array_equal(rows[4], a[4])
-    np.testing.assert_array_equal(rows[4, :3], a[4, :3])
-    assert rows.shape == (50, 16) and len(rows[:0]) == 0
+    np.testing.assert_array_equal(rows[idx, :5], mem[idx, :5])
+    np.testing.assert_array_equal(rows[idx, :30], mem[idx, :30])  # padded with fill
+    np.testing.assert_array_equal(rows[idx], mem[idx])
+    assert rows[10:20].tolist() == mem[10:20].tolist() and rows[::7].tolist() == mem[::7].tolist()
+    np.testing.assert_array_equal(rows[4], mem[4])
+    np.testing.assert_array_equal(rows[4, :3], mem[4, :3])
+    np.testing.assert_array_equal(rows[-1], mem[49])
+    assert rows.shape == mem.shape and len(rows[:0]) == 0 and rows.nbytes == mem.offsets.nbytes
+    with pytest.raises(IndexError, match="row 50 out of range for 50 rows"):
+        rows[50]
     import pickle
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(rows))[idx], a[idx])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(rows))[idx], mem[idx])
 
 
 @pytest.fixture

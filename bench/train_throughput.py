@@ -1,0 +1,270 @@
+"""Training throughput: bertlearn's `fit` against the peers on the same SST-2 rows, in one run.
+
+    python bench/train_throughput.py [--rows 1024] [--bs 32] [--maxlen 128] [--model minilm|bert-base]
+
+Loops (each in its own process, so peak memory is its own; one warm-up pass, then timed epochs):
+- fast-bert style: float32, eager attention, every row padded to maxlen, random order, AdamW + linear warmup.
+- HF Trainer: length-grouped sampling (`train_sampling_strategy="group_by_length"`, transformers 5), dynamic padding (DataCollatorWithPadding), bf16 where the hardware has it.
+- plain PyTorch loops over bertlearn's own batches (length-grouped, padded per batch): float32, and bf16 autocast
+  where the hardware has it; fused AdamW, OneCycleLR, gradient clipping.
+- bertlearn `fit` (fastai loop, one-cycle), float32 and `is_fp16=True` (bf16 where native).
+Model: the packaged all-MiniLM-L6-v2, or a randomly initialised bert-base-uncased config (`--model bert-base`,
+the speed point on a GPU). Prints a table (samples/s, ratios, peak memory, MFU on a GPU) and the machine.
+Asserts the ratio that must hold on any machine: fit >= 0.95x the plain loop at the same precision, both timed
+interleaved in one process (best epoch each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.csv"
+LOOPS = ["fast-bert style", "HF Trainer", "plain loop fp32", "plain loop bf16", "bertlearn fit fp32",
+         "bertlearn fit is_fp16"]
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_folder(kind: str, workdir: Path) -> Path:
+    """The packaged MiniLM's folder, or a saved random bert-base-uncased-shaped encoder (what a hub checkpoint is)."""
+    from bertlearn.model import default_model_path
+    if kind == "minilm":
+        return Path(default_model_path())
+    folder = workdir / "bert-base-random"
+    if not (folder / "config.json").is_file():
+        from transformers import BertConfig, BertModel
+        torch.manual_seed(0)
+        BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's shape
+    return folder
+
+
+def build_model(folder: Path, labels: list[str], attn: str | None = None):
+    from transformers import AutoModelForSequenceClassification
+    extra = {"attn_implementation": attn} if attn else {}
+    return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(labels), **extra)
+
+
+def plain_loop(model, batches, device, lr: float, bf16: bool) -> torch.Tensor:
+    """forward, loss, backward, clip, AdamW step, one-cycle LR: the hand-written reference."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 8), pct_start=0.25)
+    model.train()
+    loss = torch.zeros((), device=device)
+    for ids, mask, y in batches:
+        ids, mask, y = (t.to(device, non_blocking=True) for t in (ids, mask, y))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def fast_bert_batches(ds, bs: int, maxlen: int, seed: int = 0):
+    """fast-bert's batching: random order, every row padded to maxlen."""
+    order = np.random.default_rng(seed).permutation(len(ds))
+    ids = ds.ids[np.arange(len(ds)), :maxlen].astype(np.int64)
+    mask = (np.arange(maxlen)[None, :] < ds.lengths[:, None]).astype(np.int64)
+    return [(torch.from_numpy(ids[b]), torch.from_numpy(mask[b]), torch.from_numpy(ds.targets[b]))
+            for b in np.array_split(order, math.ceil(len(ds) / bs))]
+
+
+def fast_bert_loop(model, batches, device, lr: float) -> torch.Tensor:
+    """fast-bert's step (learner_cls.fit without apex): fp32, AdamW, linear warmup, clipping, loss.item() logging."""
+    from transformers import get_linear_schedule_with_warmup
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-8)
+    sched = get_linear_schedule_with_warmup(opt, 0, len(batches))
+    model.train()
+    tr_loss = 0.0
+    for ids, mask, y in batches:
+        ids, mask, y = ids.to(device), mask.to(device), y.to(device)
+        loss = model(input_ids=ids, attention_mask=mask, labels=y).loss
+        loss.backward()
+        tr_loss += loss.item()  # fast-bert accumulates the loss on the host every step
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        model.zero_grad()
+    return torch.tensor(tr_loss / len(batches))
+
+
+def hf_trainer(model, ds, tok, device, lr: float, bs: int, bf16: bool, epochs: int, workdir: Path) -> float:
+    """HF Trainer with group_by_length and dynamic padding; returns seconds for the timed epochs."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    class Rows(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ds)
+
+        def __getitem__(self, i):
+            return {"input_ids": ds.ids[i].astype(np.int64).tolist(), "labels": int(ds.targets[i])}
+
+    args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=bs, learning_rate=lr,
+                             num_train_epochs=epochs, train_sampling_strategy="group_by_length", bf16=bf16, use_cpu=device.type == "cpu",
+                             save_strategy="no", report_to=[], logging_strategy="no", dataloader_num_workers=0,
+                             lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=DataCollatorWithPadding(tok))
+    sync(device)
+    t0 = time.perf_counter()
+    trainer.train()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def child(loop: str, args: argparse.Namespace) -> dict:
+    from bertlearn import BertDataBunch, BertLearner, load_tokenizer
+    from bertlearn.callbacks import native_bf16
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = native_bf16(device)
+    df = pd.read_csv(DATA).sample(n=args.rows, random_state=0)
+    tok = load_tokenizer(None)
+    db = BertDataBunch.from_df(df, df.head(64), tok, bs=args.bs, maxlen=args.maxlen, device=device, seed=0)
+    ds = db.train.dataset
+    n, lr = len(ds), args.lr
+    folder = model_folder(args.model, Path(args.workdir))
+    params = sum(p.numel() for p in build_model(folder, db.labels).parameters())
+    warm = db.train.new(shuffle=True)
+    warm_batches = list(warm)[:4]
+    timed = []
+    if loop == "bertlearn fit fp32" or loop == "bertlearn fit is_fp16":
+        learner = BertLearner.from_pretrained_model(db, str(folder), None, device, None, output_dir=args.workdir,
+                                                    is_fp16=loop.endswith("is_fp16"))
+        # the plain loop at the same precision runs interleaved in this process: the overhead ratio is not
+        # blurred by process-to-process differences
+        use_bf16 = any(type(cb).__name__ == "BF16Autocast" for cb in learner.cbs)
+        plain_model, plain_timed = build_model(folder, db.labels).to(device), []
+        plain_loop(plain_model, warm_batches, device, lr, use_bf16)
+        with learner.no_bar(), learner.no_logging():
+            learner.fit(1, lr=lr, validate=False)  # warm-up
+            for _ in range(args.epochs):
+                sync(device)
+                t0 = time.perf_counter()
+                plain_loop(plain_model, db.train, device, lr, use_bf16)  # draws its batches as fit does
+                sync(device)
+                plain_timed.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                learner.fit(1, lr=lr, validate=False)
+                sync(device)
+                timed.append(time.perf_counter() - t0)
+        loss = float(learner.recorder.losses[-1])
+    elif loop == "HF Trainer":
+        model = build_model(folder, db.labels).to(device)
+        hf_trainer(model, ds.__class__(ds.ids[:4 * args.bs], ds.lengths[:4 * args.bs], ds.targets[:4 * args.bs],
+                                       ds.encoder), tok, device, lr, args.bs, bf16, 1, Path(args.workdir))
+        timed.append(hf_trainer(model, ds, tok, device, lr, args.bs, bf16, args.epochs, Path(args.workdir)) / args.epochs)
+        loss = float("nan")
+    else:
+        attn = "eager" if loop == "fast-bert style" else None
+        model = build_model(folder, db.labels, attn).to(device)
+        if loop == "fast-bert style":
+            batches = fast_bert_batches(ds, args.bs, args.maxlen)
+            fast_bert_loop(model, batches[:4], device, lr)
+            run = lambda: fast_bert_loop(model, batches, device, lr)  # noqa: E731
+        else:
+            use_bf16 = loop.endswith("bf16")
+            if use_bf16 and not bf16:
+                return {"loop": loop, "skipped": "no bf16 hardware"}
+            plain_loop(model, warm_batches, device, lr, use_bf16)
+            run = lambda: plain_loop(model, db.train, device, lr, use_bf16)  # noqa: E731  (fit's own loader)
+        for _ in range(args.epochs if loop != "fast-bert style" else 1):
+            sync(device)
+            t0 = time.perf_counter()
+            loss = float(run())
+            sync(device)
+            timed.append(time.perf_counter() - t0)
+    out = {"loop": loop, "samples_per_s": n / min(timed), "seconds": min(timed), "loss": loss,
+           "tokens": int(ds.lengths.sum()), "params": params}
+    if loop.startswith("bertlearn"):
+        out["vs_plain_same_process"] = min(plain_timed) / min(timed)
+    if device.type == "cuda":
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1024)
+    ap.add_argument("--bs", type=int, default=32)
+    ap.add_argument("--maxlen", type=int, default=128)
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs per loop (best is kept)")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--model", default="minilm", choices=["minilm", "bert-base"])
+    ap.add_argument("--loops", default=",".join(LOOPS))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", default="runs/train_throughput")
+    args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, args)))
+        return
+
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    model_folder(args.model, Path(args.workdir))  # once, before the loops read it
+    results = {}
+    for loop in args.loops.split(","):
+        cmd = [sys.executable, __file__, "--child", loop, "--rows", str(args.rows), "--bs", str(args.bs), "--maxlen",
+               str(args.maxlen), "--epochs", str(args.epochs), "--lr", str(args.lr), "--model", args.model,
+               "--workdir", args.workdir]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            sys.exit(f"{loop} failed:\n{proc.stderr[-3000:]}")
+        results[loop] = json.loads(line[7:])
+        print(f"{loop}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    ran = {k: v for k, v in results.items() if "skipped" not in v}
+    first = next(iter(ran.values()))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    peak = next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
+    ref = ran.get("fast-bert style", {}).get("samples_per_s")
+    print(f"\nSST-2 train sample: {args.rows} rows, bs {args.bs}, maxlen {args.maxlen}, model {args.model}, "
+          f"{first['tokens'] / args.rows:.1f} tokens/row; best of {args.epochs} timed epochs (fast-bert style: 1)\n")
+    print("| loop | samples/s | vs fast-bert style | vs plain loop, same precision | peak memory MB | MFU |")
+    print("|---|---|---|---|---|---|")
+    for loop, r in results.items():
+        if "skipped" in r:
+            print(f"| {loop} | skipped: {r['skipped']} | | | | |")
+            continue
+        twin = "plain loop bf16" if loop.endswith(("bf16", "is_fp16")) or loop == "HF Trainer" else "plain loop fp32"
+        vs_plain = f"{r['samples_per_s'] / ran[twin]['samples_per_s']:.2f}x" if twin in ran and "plain" not in loop else ""
+        if "vs_plain_same_process" in r:
+            vs_plain = f"{r['vs_plain_same_process']:.2f}x (interleaved in one process)"
+        mfu = ""
+        if peak:  # training FLOPs ~ 6 x parameters x tokens (forward 2, backward 4)
+            mfu = f"{6 * r['params'] * r['tokens'] / r['seconds'] / (peak * 1e12):.1%}"
+        vs_fb = f"{r['samples_per_s'] / ref:.1f}x" if ref else ""
+        print(f"| {loop} | {r['samples_per_s']:.1f} | {vs_fb} | {vs_plain} | {r['peak_mb']:.0f} | {mfu} |")
+    print(f"\nmachine: {describe()}")
+    for fit in ("bertlearn fit fp32", "bertlearn fit is_fp16"):
+        if fit in ran:
+            ratio = ran[fit]["vs_plain_same_process"]
+            assert ratio >= 0.95, f"{fit} runs at {ratio:.2f}x the plain loop (fastai's overhead must stay under 5%)"
+
+
+if __name__ == "__main__":
+    main()
