@@ -46,7 +46,7 @@ class RaggedRows:
         self.values, self.offsets, self.fill = values, np.asarray(offsets, dtype=np.int64), int(fill)
         if len(self.offsets) == 0 or self.offsets[0] != 0 or self.offsets[-1] != len(values):
             raise ValueError(f"offsets must start at 0 and end at len(values)={len(values)}")
-        self.lengths = np.diff(self.offsets)
+        self.lengths = np.diff(self.offsets).astype(np.int32)
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]], dtype: Any, *, fill: int = 0) -> "RaggedRows":
@@ -162,7 +162,7 @@ class DiskRows:
     def __init__(self, path: str | Path, offsets: np.ndarray, dtype: Any, *, fill: int = 0):
         self.path, self.dtype, self.fill = str(path), np.dtype(dtype), int(fill)
         self.offsets = np.asarray(offsets, dtype=np.int64)
-        self.lengths = np.diff(self.offsets)
+        self.lengths = np.diff(self.offsets).astype(np.int32)
         self._fd: int | None = None
         self._pid = None
 
@@ -272,7 +272,7 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
         if n == 0:
             raise DataError(f"no rows to store in {folder}")
         lengths = np.concatenate(lengths)
-        np.save(tmp / "lengths.npy", lengths)
+        np.save(tmp / "lengths.npy", lengths.astype(np.uint16) if lengths.max() < 2**16 else lengths)
         if targets:
             np.save(tmp / "targets.npy", np.concatenate(targets))
         if not has_types:
