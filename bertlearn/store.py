@@ -32,7 +32,44 @@ __all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
 _FORMAT = 2  # 2: ragged rows (no padding on disk)
 
 
-class RaggedRows:
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """(n + 1,) int64 row boundaries for rows of `lengths` entries."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+class _Rows:
+    """Indexing shared by `RaggedRows` and `DiskRows`; they provide `lengths`, `row`, `padded` and `_slice`."""
+
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, longest row): the padded matrix these rows stand for."""
+        return len(self), int(self.lengths.max(initial=0))
+
+    def _index(self, i: int) -> int:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} out of range for {len(self)} rows")
+        return int(i) % len(self)
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, cols = (key if isinstance(key, tuple) else (key, None))
+        if isinstance(rows, slice):
+            sub = self._slice(*rows.indices(len(self)))
+            return sub if cols is None else sub.padded(np.arange(len(sub)), _width(cols, sub.shape[1]))
+        if np.isscalar(rows):
+            row = self.row(int(rows))
+            return row if cols is None else row[cols]
+        idx = np.asarray(rows, dtype=np.int64)
+        return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
+
+
+class RaggedRows(_Rows):
     """Rows of different lengths stored back to back, indexed like a padded matrix: `rows[i]` (row i, unpadded),
     `rows[idx_array, :width]` (a (len(idx), width) matrix padded with `fill`), `rows[a:b]` (a RaggedRows).
 
@@ -51,9 +88,7 @@ class RaggedRows:
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]], dtype: Any, *, fill: int = 0) -> "RaggedRows":
         """Rows given as Python lists (what the fast tokenizer returns)."""
-        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
         values = np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype, count=int(offsets[-1]))
         return cls(values, offsets, fill=fill)
 
@@ -62,27 +97,15 @@ class RaggedRows:
         """Rows of a padded (n, width) matrix, each cut to its length."""
         lengths = np.asarray(lengths, dtype=np.int64)
         keep = np.arange(matrix.shape[1])[None, :] < lengths[:, None]
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return cls(np.ascontiguousarray(matrix[keep]), offsets, fill=fill)
+        return cls(np.ascontiguousarray(matrix[keep]), _offsets(lengths), fill=fill)
 
     @classmethod
     def concat(cls, parts: Sequence["RaggedRows"], dtype: Any, *, fill: int = 0) -> "RaggedRows":
         """One RaggedRows holding the rows of `parts` in order."""
         if not parts:
             return cls(np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64), fill=fill)
-        lengths = np.concatenate([p.lengths for p in parts])
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(np.concatenate([p.lengths for p in parts]))
         return cls(np.concatenate([p.values.astype(dtype, copy=False) for p in parts]), offsets, fill=fill)
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, longest row): the padded matrix these rows stand for."""
-        return len(self), int(self.lengths.max(initial=0))
 
     @property
     def dtype(self) -> np.dtype:
@@ -100,8 +123,7 @@ class RaggedRows:
         """The rows `idx`, as a new RaggedRows."""
         idx = np.asarray(idx, dtype=np.int64)
         lengths = self.lengths[idx]
-        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(lengths)
         # position of every kept entry in self.values: its row's start plus its place in the row
         pos = np.repeat(self.offsets[idx] - offsets[:-1], lengths) + np.arange(offsets[-1])
         return RaggedRows(self.values[pos], offsets, fill=self.fill)
@@ -118,25 +140,20 @@ class RaggedRows:
     def clip(self, maxlen: int) -> "RaggedRows":
         """Rows cut to `maxlen` entries, each keeping its last entry (the closing [SEP] or </s>) at the end."""
         new = np.minimum(self.lengths, maxlen)
-        offsets = np.zeros(len(new) + 1, dtype=np.int64)
-        np.cumsum(new, out=offsets[1:])
+        offsets = _offsets(new)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], new)
         src = np.repeat(self.offsets[:-1], new) + within
         last = within == np.repeat(new - 1, new)
         src[last] = np.repeat(self.offsets[1:] - 1, new)[last]
         return RaggedRows(self.values[src], offsets, fill=self.fill)
 
-    def __getitem__(self, key: Any) -> Any:
-        rows, cols = (key if isinstance(key, tuple) else (key, None))
-        if isinstance(rows, slice):
-            start, stop, step = rows.indices(len(self))
-            sub = self.take(np.arange(start, stop, step))
-            return sub if cols is None else sub.padded(np.arange(len(sub)), _width(cols, sub.shape[1]))
-        if np.isscalar(rows):
-            row = self.values[self.offsets[rows]:self.offsets[rows + 1]]
-            return row if cols is None else row[cols]
-        idx = np.asarray(rows, dtype=np.int64)
-        return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
+    def row(self, i: int) -> np.ndarray:
+        """Row `i`, unpadded (a view)."""
+        i = self._index(i)
+        return self.values[self.offsets[i]:self.offsets[i + 1]]
+
+    def _slice(self, start: int, stop: int, step: int) -> "RaggedRows":
+        return self.take(np.arange(start, stop, step))
 
 
 def _width(cols: Any, longest: int) -> int:
@@ -147,7 +164,7 @@ def _width(cols: Any, longest: int) -> int:
     return longest if cols.stop is None else int(cols.stop)
 
 
-class DiskRows:
+class DiskRows(_Rows):
     """Ragged rows in a file, indexed like `RaggedRows`: `rows[i]`, `rows[idx_array, :width]` (padded with `fill`),
     `rows[a:b]`. Each access reads only the rows asked for, with positional reads (`os.pread`) rather than a memory
     map, so the pages a long epoch touches are not charged to the process. Kept in memory: the row offsets.
@@ -165,14 +182,6 @@ class DiskRows:
         self.lengths = np.diff(self.offsets).astype(np.int32)
         self._fd: int | None = None
         self._pid = None
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(rows, longest row): the padded matrix these rows stand for."""
-        return len(self), int(self.lengths.max(initial=0))
 
     @property
     def nbytes(self) -> int:
@@ -193,9 +202,7 @@ class DiskRows:
 
     def row(self, i: int) -> np.ndarray:
         """Row `i`, unpadded."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"row {i} out of range for {len(self)} rows")
-        i = int(i) % len(self)
+        i = self._index(i)
         return self._read(self.offsets[i], self.offsets[i + 1]).copy()
 
     def padded(self, idx: np.ndarray, width: int) -> np.ndarray:
@@ -206,22 +213,11 @@ class DiskRows:
             out[k, :len(r)] = r
         return out
 
-    def __getitem__(self, key: Any) -> Any:
-        rows, cols = (key if isinstance(key, tuple) else (key, None))
-        if isinstance(rows, slice):
-            start, stop, step = rows.indices(len(self))
-            if step == 1 and stop > start:  # one read for a run of rows
-                offsets = self.offsets[start:stop + 1]
-                sub = RaggedRows(self._read(offsets[0], offsets[-1]).copy(), offsets - offsets[0], fill=self.fill)
-            else:
-                idx = np.arange(start, stop, step)
-                sub = RaggedRows.from_lists([self.row(i) for i in idx], self.dtype, fill=self.fill)
-            return sub if cols is None else sub.padded(np.arange(len(sub)), _width(cols, sub.shape[1]))
-        if np.isscalar(rows):
-            row = self.row(int(rows))
-            return row if cols is None else row[cols]
-        idx = np.asarray(rows, dtype=np.int64)
-        return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
+    def _slice(self, start: int, stop: int, step: int) -> RaggedRows:
+        if step == 1 and stop > start:  # one read for a run of rows
+            offsets = self.offsets[start:stop + 1]
+            return RaggedRows(self._read(offsets[0], offsets[-1]).copy(), offsets - offsets[0], fill=self.fill)
+        return RaggedRows.from_lists([self.row(i) for i in range(start, stop, step)], self.dtype, fill=self.fill)
 
     def __del__(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
@@ -304,8 +300,7 @@ def load_store(folder: Path, *, pad_id: int = 0) -> tuple[DiskRows, np.ndarray, 
         if len(lengths) != int(meta["n"]) or int(lengths.sum()) != int(meta["tokens"]) or \
                 ids_path.stat().st_size != int(meta["tokens"]) * np.dtype(meta["dtype"]).itemsize:
             return None
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
+        offsets = _offsets(lengths)
         targets = np.load(folder / "targets.npy") if (folder / "targets.npy").is_file() else None
         types = DiskRows(folder / "type_ids.bin", offsets, np.uint8) if meta.get("type_ids") else None
         return DiskRows(ids_path, offsets, meta["dtype"], fill=pad_id), lengths, targets, types

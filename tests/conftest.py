@@ -158,3 +158,9 @@ def build_tiny_architecture(kind: str, folder: Path) -> Path:
     T.AutoModel.from_config(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def quiet_fit(learner, *args, **kwargs):
+    """`learner.fit` without the progress bar and per-epoch log lines."""
+    with learner.no_bar(), learner.no_logging():
+        return learner.fit(*args, **kwargs)

@@ -9,14 +9,11 @@ import pytest
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
+from conftest import quiet_fit
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
 from bertlearn import BertLearner
 
-
-def quiet_fit(learner, *args, **kwargs):
-    with learner.no_bar(), learner.no_logging():
-        return learner.fit(*args, **kwargs)
 
 
 class CountSteps(Callback):

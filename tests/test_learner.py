@@ -11,15 +11,12 @@ import torch
 from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Learner
 from fastai.metrics import accuracy as fastai_accuracy
+from conftest import quiet_fit
 from transformers import PreTrainedModel
 
 from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
 from bertlearn.callbacks import BF16Autocast, SparseProgressCallback, TensorBoardLogger
 
-
-def fit_quietly(learner, *args, **kwargs):
-    with learner.no_bar(), learner.no_logging():
-        return learner.fit(*args, **kwargs)
 
 
 class TestConstruction:
@@ -68,7 +65,7 @@ class TestFit:
         assert trained_learner.validate(quiet=True)["accuracy"] > 0.95
 
     def test_fit_runs_one_cycle(self, tiny_learner):
-        step, loss = fit_quietly(tiny_learner, 4, lr=1e-3)
+        step, loss = quiet_fit(tiny_learner, 4, lr=1e-3)
         assert step == 4 * len(tiny_learner.dls.train)
         lrs = tiny_learner.recorder.lrs
         peak = max(range(len(lrs)), key=lrs.__getitem__)
@@ -77,17 +74,17 @@ class TestFit:
 
     def test_train_loss_is_debiased_correctly(self, tiny_learner):
         # a 2-class head at start: the first epoch's smoothed loss is near ln 2, not inflated
-        fit_quietly(tiny_learner, 1, lr=1e-6)
+        quiet_fit(tiny_learner, 1, lr=1e-6)
         assert 0.6 < tiny_learner.recorder.values[0][0] < 0.8
 
     def test_lr_as_string_and_results(self, tiny_learner):
-        step, loss, results = fit_quietly(tiny_learner, 2, lr="5e-4", return_results=True)
+        step, loss, results = quiet_fit(tiny_learner, 2, lr="5e-4", return_results=True)
         assert [sorted(r) for r in results] == [["accuracy", "f1_macro", "train_loss", "valid_loss"]] * 2
         assert loss == pytest.approx(loss) and loss > 0
 
     def test_high_lr_warns(self, tiny_learner):
         with pytest.warns(UserWarning, match=r"lr=0.01 is high for fine-tuning a BERT model .*lr_find"):
-            fit_quietly(tiny_learner, 1, lr="1e-2")
+            quiet_fit(tiny_learner, 1, lr="1e-2")
 
     @pytest.mark.parametrize("lr, msg", [("fast", "lr='fast' is not a number"), (0, "lr=0 must be positive"),
                                          (-1e-5, "lr=-1e-05 must be positive")])
@@ -114,7 +111,7 @@ class TestFit:
         assert lrs == sorted(lrs)
 
     def test_fit_without_validation(self, tiny_learner):
-        fit_quietly(tiny_learner, 1, lr=1e-4, validate=False)
+        quiet_fit(tiny_learner, 1, lr=1e-4, validate=False)
         assert len(tiny_learner.recorder.values[0]) == 1  # train loss only
 
     def test_fastai_metric_functions_work(self, tiny_databunch, tiny_model_dir):
@@ -160,7 +157,7 @@ class TestPredict:
         from bertlearn import BertDataBunch
         db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, test_data=["good", "bad", "fun"], bs=16)
         learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None)
-        fit_quietly(learner, 1, lr=1e-4)
+        quiet_fit(learner, 1, lr=1e-4)
         assert len(learner.predict_batch()) == 3
 
     def test_predict_batch_without_texts_or_test_data(self, tiny_learner):
@@ -227,7 +224,7 @@ class TestReproducibility:
         db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=7, device="cpu")
         learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
                                                     seed=7)
-        fit_quietly(learner, 2, lr=1e-3)
+        quiet_fit(learner, 2, lr=1e-3)
         return learner.recorder.values, learner.predict_logits(["good fun", "the acting was poor"])
 
     def test_seeded_cpu_runs_are_bit_identical(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
@@ -269,7 +266,7 @@ class TestAtomicSaves:
 class TestCheckpoints:
     def test_checkpoint_files_are_written_each_epoch_without_pickle(self, tiny_learner):
         from safetensors.torch import load_file
-        fit_quietly(tiny_learner, 2, lr=1e-4, checkpoint=True)
+        quiet_fit(tiny_learner, 2, lr=1e-4, checkpoint=True)
         folder = tiny_learner.output_dir / "checkpoints" / "last"
         state = __import__("json").loads((folder / "state.json").read_text())
         assert state["epochs_done"] == 2 and state["n_epoch"] == 2 and state["lr"] == 1e-4
@@ -295,26 +292,26 @@ class TestCheckpoints:
                     raise CancelFitException()
 
         whole = make(tmp_path / "whole")
-        fit_quietly(whole, 3, lr=1e-3)
+        quiet_fit(whole, 3, lr=1e-3)
         interrupted = make(tmp_path / "resumed")
-        fit_quietly(interrupted, 3, lr=1e-3, checkpoint=True, cbs=[StopAfter()])
+        quiet_fit(interrupted, 3, lr=1e-3, checkpoint=True, cbs=[StopAfter()])
         resumed = make(tmp_path / "resumed")  # a fresh process would start like this
-        fit_quietly(resumed, 3, lr=1e-3, resume=True)
+        quiet_fit(resumed, 3, lr=1e-3, resume=True)
         texts = ["good fun", "the acting was poor"]
         assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
         assert len([v for v in resumed.recorder.values if v]) == 1  # only epoch 3 ran (skipped ones are empty)
 
     def test_resume_with_another_schedule_is_refused(self, tiny_learner):
-        fit_quietly(tiny_learner, 1, lr=1e-4, checkpoint=True)
+        quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
         with pytest.raises(BertLearnError, match=r"belongs to fit\(1, lr=0.0001\), not fit\(2, lr=0.0001\)"):
             tiny_learner.fit(2, lr=1e-4, resume=True)
 
     def test_resume_without_checkpoint_warns(self, tiny_learner):
         with pytest.warns(UserWarning, match="resume=True but there is no checkpoint"):
-            fit_quietly(tiny_learner, 1, lr=1e-4, resume=True)
+            quiet_fit(tiny_learner, 1, lr=1e-4, resume=True)
 
     def test_corrupt_checkpoint_is_reported(self, tiny_learner):
-        fit_quietly(tiny_learner, 1, lr=1e-4, checkpoint=True)
+        quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
         weights = tiny_learner.output_dir / "checkpoints" / "last" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[: 100])
         with pytest.raises(BertLearnError, match=r"cannot be read .* delete it to start over"):
@@ -341,7 +338,7 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
     assert (long[:, 15] == tiny_tokenizer.sep_token_id).all() and (long[:, 0] == tiny_tokenizer.cls_token_id).all()
     for ids, mask, _ in db.train:
         assert ids.shape[1] <= 16
-    fit_quietly(learner, 1, lr=1e-4)
+    quiet_fit(learner, 1, lr=1e-4)
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
 
 
@@ -358,7 +355,7 @@ def test_gradient_checkpointing_trains_to_the_same_weights(tiny_csv_dir, tiny_to
         flag = getattr(type(learner.model), "is_activation_checkpointing", None)
         assert (learner.model.is_activation_checkpointing if flag is not None
                 else learner.model.is_gradient_checkpointing) == checkpointing
-        fit_quietly(learner, 1, lr=1e-3)
+        quiet_fit(learner, 1, lr=1e-3)
         weights.append(learner.model.state_dict())
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-6, rtol=1e-5)

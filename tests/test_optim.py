@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import quiet_fit
 from fastai.callback.core import Callback
 
 from bertlearn.optim import DecayGroupsOptimWrapper, decays
 
-
-def quiet_fit(learner, *args, **kwargs):
-    with learner.no_bar(), learner.no_logging():
-        return learner.fit(*args, **kwargs)
 
 
 class Snapshot(Callback):

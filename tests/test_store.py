@@ -30,13 +30,15 @@ class TestRaggedRows:
 
     def test_indexing_pads_only_the_rows_asked_for(self):
         r = RaggedRows.from_lists(self.ROWS, np.uint16, fill=9)
-        assert r[2].tolist() == self.ROWS[2] and r[2, :3].tolist() == [101, 5, 6]
+        assert r[2].tolist() == self.ROWS[2] and r[2, :3].tolist() == [101, 5, 6] and r[-1].tolist() == self.ROWS[3]
         np.testing.assert_array_equal(r[np.array([3, 0]), :6], [[101, 3, 102, 9, 9, 9], [101, 7, 8, 102, 9, 9]])
         np.testing.assert_array_equal(r[np.array([2]), :3], [[101, 5, 6]])  # longer rows are cut
         np.testing.assert_array_equal(r[np.array([1, 3])], [[101, 102, 9], [101, 3, 102]])
         assert r[1:3].tolist() == self.ROWS[1:3] and r[::2].tolist() == self.ROWS[::2]
         np.testing.assert_array_equal(r[0:2, :4], [[101, 7, 8, 102], [101, 102, 9, 9]])
         assert r.take(np.array([3, 3, 0])).tolist() == [self.ROWS[3], self.ROWS[3], self.ROWS[0]]
+        with pytest.raises(IndexError, match="row 4 out of range for 4 rows"):
+            r[4]
         with pytest.raises(IndexError, match=r"column slices of the form \[:width\], not slice\(1, 3, None\)"):
             r[np.array([0]), 1:3]
 
