@@ -30,12 +30,12 @@ from .checkpoint import _lr_json, load_checkpoint
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback,
                         EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
                         mixed_precision)
-from .data import MULTI, SINGLE, BertDataBunch, _class_weights, _positive_int
+from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
-from .model import bert_splitter, load_model
+from .model import bert_splitter, load_model, start_regression_head_at_mean
 from .optim import adamw
 from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
@@ -210,6 +210,8 @@ class BertLearner(Learner):
                                        finetuned_wgts_path=finetuned_wgts_path,
                                        ignore_mismatched_sizes=ignore_mismatched_sizes)
         _check_inputs(model, databunch)
+        if fresh_head and databunch.problem_type == REGRESSION and databunch.train_ds.targets is not None:
+            start_regression_head_at_mean(model, databunch.train_ds.targets)
         max_pos = getattr(model.config, "max_position_embeddings", None)
         if isinstance(max_pos, int) and databunch.maxlen > max_pos:
             warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; cutting "

@@ -13,7 +13,7 @@ from torch import nn
 from .errors import ModelError
 
 __all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
-           "bert_splitter"]
+           "bert_splitter", "head_output_layer", "start_regression_head_at_mean"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
@@ -137,6 +137,34 @@ def _layer_list(base: nn.Module) -> nn.ModuleList | None:
     # the repeated transformer blocks are the module list holding the most parameters
     lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()), default=None)
+
+
+def head_output_layer(model: nn.Module) -> nn.Linear | None:
+    """The layer that produces the logits: the last `nn.Linear` (in module order) with `num_labels` outputs.
+    Found by shape, not by the architecture's attribute names (`classifier`, `classifier.out_proj`, ...)."""
+    n = getattr(model.config, "num_labels", None)
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n]
+    return layers[-1] if layers else None
+
+
+def start_regression_head_at_mean(model: nn.Module, targets: Any) -> bool:
+    """Set a new regression head's output bias to the training targets' mean, so training starts from the
+    mean prediction (MSE = the targets' variance) instead of 0: on 1-5 relatedness scores an untouched head
+    starts near MSE 13 and the first steps fight that offset, which made fine-tuning erratic.
+
+    Args:
+        model: a sequence classifier with `num_labels == 1`.
+        targets: the training targets.
+
+    Returns whether a bias was set.
+    """
+    layer = head_output_layer(model)
+    values = torch.as_tensor(targets, dtype=torch.float32)
+    if layer is None or layer.bias is None or not len(values):
+        return False
+    with torch.no_grad():
+        layer.bias.fill_(float(values.mean()))
+    return True
 
 
 def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:

@@ -93,9 +93,10 @@ def test_regression_sick(shared_data, tmp_path):
     train = pd.read_csv(shared_data / "sick" / "train.csv").sample(n=1500, random_state=0)
     test = pd.read_csv(shared_data / "sick" / "test.csv").sample(n=500, random_state=0)
     db = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], label_col="relatedness",
-                               regression=True, bs=32, maxlen=64, device="cpu")
-    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
-    assert learner.validate(quiet=True)["pearson"] > 0.6
+                               regression=True, bs=32, maxlen=64, device="cpu", seed=0)
+    learner = _fit(db, tmp_path, epochs=2, lr=2e-4, seed=0)
+    # the new head starts at the mean score; without that, runs of this test gave Pearson 0.04 to 0.73
+    assert learner.validate(quiet=True)["pearson"] > 0.75
 
 
 def test_class_weights_sms_spam(shared_data, tmp_path):

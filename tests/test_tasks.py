@@ -169,6 +169,19 @@ class TestRegression:
         predictor = BertClassificationPredictor(learner.save_model(tmp_path / "m"), device="cpu")
         assert predictor.predict_batch(["the plot", "good great lovely movie"]) == pytest.approx(preds, abs=1e-5)
 
+    def test_new_head_starts_at_the_target_mean(self, tiny_tokenizer, tiny_model_dir, tmp_path):
+        from bertlearn.model import head_output_layer
+        train = regression_df(200, 1)
+        train["score"] = train["score"] * 2 + 10  # far from 0, where an untouched head starts
+        db = BertDataBunch.from_df(train, regression_df(50, 2), tiny_tokenizer, label_col="score", regression=True,
+                                   bs=16, maxlen=32)
+        learner = learner_for(db, tiny_model_dir, tmp_path)
+        mean = float(train["score"].mean())
+        assert float(head_output_layer(learner.model).bias) == pytest.approx(mean)
+        with pytest.warns(UserWarning, match="has not been trained yet"):
+            before = learner.predict_logits(train["text"].head(20).tolist())[:, 0]
+        assert before.mean().item() == pytest.approx(mean, abs=0.5)
+
     def test_non_numeric_target(self, tiny_tokenizer):
         df = regression_df(10).astype({"score": object})
         df.loc[2, "score"] = "high"
