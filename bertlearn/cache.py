@@ -70,7 +70,7 @@ def load_cached(path: Path, key: str, *, pad_id: int = 0) -> dict | None:
             types = RaggedRows(z["type_ids"], offsets) if "type_ids" in z.files else None
         if len(owner) != len(ids):
             raise ValueError("array lengths disagree")
-        return {"ids": ids, "lengths": ids.lengths.astype(np.int32), "type_ids": types, "owner": owner}
+        return {"ids": ids, "lengths": ids.lengths, "type_ids": types, "owner": owner}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         _log.warning("tokenization cache %s is unreadable (%s); rebuilding it", path, e)
         return None

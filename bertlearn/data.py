@@ -2,8 +2,9 @@
 
 Texts are tokenized once, with the fast tokenizer's batched Rust call, into ragged id rows (one flat
 array plus offsets, no padding stored); a batch gathers its rows padded to its longest row (rounded up
-to a multiple of 8), so per-batch work is a few numpy operations. Training batches are length-grouped (random mega-batches sorted inside, batch
-order shuffled), which removes most padding; validation and prediction run sorted by length.
+to a multiple of 8 on a GPU), so per-batch work is a few numpy operations. Training batches are
+length-grouped (random mega-batches sorted inside, batch order shuffled), which removes most padding;
+validation and prediction run sorted by length.
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ class TextEncoder:
         # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
         ids, types, owners = [], [], []
+        backend = self._backend() if self.truncation == "head" and not self.long_text else None
         for start in range(0, len(texts), _TOKENIZE_CHUNK):
             chunk_a = texts[start:start + _TOKENIZE_CHUNK]
             chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
-            backend = self._backend() if self.truncation == "head" and not self.long_text else None
             if backend is not None:
                 encs = _encode_batch(backend, chunk_a if chunk_b is None else list(zip(chunk_a, chunk_b)))
                 ids.append(RaggedRows.from_lists([e.ids for e in encs], dtype, fill=self.pad_id))
@@ -142,7 +143,7 @@ class TextEncoder:
             owners.append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
         out = {"ids": RaggedRows.concat(ids, dtype, fill=self.pad_id),
                "owner": np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)}
-        out["lengths"] = out["ids"].lengths.astype(np.int32)
+        out["lengths"] = out["ids"].lengths  # int32, shared with the rows (no second copy)
         out["type_ids"] = RaggedRows.concat(types, np.uint8) if self.with_token_types else None
         return out
 
@@ -427,9 +428,11 @@ class BertDataLoader(DataLoader):
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
-        # on a GPU, widths that are multiples of 8 suit tensor cores; a CPU only pays for the extra tokens
+        longest = int(lengths.max())
+        # on a GPU, widths that are multiples of 8 suit tensor cores (never past maxlen: the position table may
+        # end there); a CPU only pays for the extra tokens
         multiple = PAD_MULTIPLE if self.device is not None and self.device.type == "cuda" else 1
-        width = min(_round_up(int(lengths.max()), multiple), _round_up(ds.ids.shape[1], multiple))
+        width = min(_round_up(longest, multiple), max(longest, ds.encoder.maxlen))
         batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
                  torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
         if ds.type_ids is not None:

@@ -259,7 +259,7 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
                 if enc.get("type_ids") is not None:
                     has_types = True
                     types_f.write(enc["type_ids"].values.astype(np.uint8, copy=False).tobytes())
-                lengths.append(ids.lengths.astype(np.int32))
+                lengths.append(ids.lengths)
                 if y is not None:
                     targets.append(y)
                 n += len(ids)
@@ -303,6 +303,7 @@ def load_store(folder: Path, *, pad_id: int = 0) -> tuple[DiskRows, np.ndarray, 
         offsets = _offsets(lengths)
         targets = np.load(folder / "targets.npy") if (folder / "targets.npy").is_file() else None
         types = DiskRows(folder / "type_ids.bin", offsets, np.uint8) if meta.get("type_ids") else None
-        return DiskRows(ids_path, offsets, meta["dtype"], fill=pad_id), lengths, targets, types
+        ids = DiskRows(ids_path, offsets, meta["dtype"], fill=pad_id)
+        return ids, ids.lengths, targets, types  # the rows' own lengths: no second copy in memory
     except (OSError, ValueError, KeyError):
         return None
