@@ -20,7 +20,8 @@ from .lm import BertLMDataBunch, BertLMLearner
 from .learner import BertLearner, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
 from .optim import DecayGroupsOptimWrapper, adamw
-from .model import DEFAULT_MODEL, bert_splitter, default_model_path, load_model, load_tokenizer, resolve_pretrained
+from .model import (DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer,
+                    resolve_pretrained)
 from .onnx import OnnxPredictor, export_onnx
 from .store import RaggedRows
 from .predict import (BertClassificationPredictor, Predictor, amp_dtype_for, predict_logits, rank_predictions,
@@ -35,7 +36,8 @@ __all__ = [
     "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
     "amp_dtype_for",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
-    "DEFAULT_MODEL", "bert_splitter", "default_model_path", "load_model", "load_tokenizer", "resolve_pretrained",
+    "DEFAULT_MODEL", "bert_splitter", "compile_model", "default_model_path", "load_model", "load_tokenizer",
+    "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
     "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16",
     "BertLearnError", "DataError", "ModelError", "NotFittedError",

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     t.add_argument("--fp16", action="store_true", help="mixed precision: bf16 where the hardware has it (Ampere+ GPUs, "
                    "CPUs with AMX), fp16 on older GPUs")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model: faster steps after a one-time "
+                   "compilation of tens of seconds (long runs only)")
     t.add_argument("--onnx", action="store_true", help="also export OUT/onnx for ONNX Runtime")
     t.add_argument("--on-disk", action="store_true", help="stream the CSV files through an on-disk token store "
                    "(files larger than memory; needs --val-file or val.csv)")
@@ -107,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: the training precision where the hardware has bf16; bf16 is 2-3x faster there")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model: faster batches after a one-time "
+                   "compilation of 10-30 s (large inputs only; not for ONNX models)")
 
     e = sub.add_parser("eval", help="metrics of a saved model on a labelled CSV", epilog=_EXAMPLES_EVAL,
                        formatter_class=fmt)
@@ -157,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"data: {len(databunch.train_ds)} train / {len(databunch.valid_ds)} valid rows, labels "
           f"{databunch.labels[:10]}{'...' if databunch.c > 10 else ''}", file=sys.stderr)
     learner = BertLearner.from_pretrained_model(databunch, args.model, device=args.device, output_dir=args.out,
-                                                is_fp16=args.fp16, seed=args.seed)
+                                                is_fp16=args.fp16, seed=args.seed, compile=args.compile)
     t0 = time.perf_counter()
     learner.fit(args.epochs, lr=args.lr)
     if args.tune_thresholds and databunch.multi_label:
@@ -172,7 +177,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "auto") -> Any:
+def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "auto", compile: bool = False) -> Any:
     from .errors import ModelError
     from .onnx import ONNX_FILE, OnnxPredictor
     from .predict import BertClassificationPredictor
@@ -181,8 +186,11 @@ def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "a
     if not folder.is_dir():
         raise ModelError(f"--model {str(path)!r} is not a folder; pass the folder written by bertlearn train")
     if path.suffix == ".onnx" or ((folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file()):
+        if compile:
+            warnings.warn("--compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
+                          stacklevel=2)
         return OnnxPredictor(path, bs=bs)
-    return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision)
+    return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision, compile=compile)
 
 
 def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str]) -> Any:
@@ -214,7 +222,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .errors import DataError
     from .predict import decide
 
-    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"))
+    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"),
+                                getattr(args, "compile", False))
     if not args.input.is_file():
         read_csv(args.input, "--input")  # raises with the folder's listing
     enc = predictor.encoder
@@ -255,7 +264,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .data import read_csv, targets_from_frame
     from .metrics import evaluate
 
-    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"))
+    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"),
+                                getattr(args, "compile", False))
     df = read_csv(args.input, "--input", sep=args.sep)
     enc = predictor.encoder
     cols = _text_cols(args, predictor, list(df.columns))

@@ -35,7 +35,7 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
-from .model import bert_splitter, load_model, start_regression_head_at_mean
+from .model import bert_splitter, compile_model, load_model, start_regression_head_at_mean
 from .optim import adamw
 from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
@@ -150,7 +150,7 @@ class BertLearner(Learner):
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
                               ignore_mismatched_sizes: bool = False, seed: int | None = None,
                               log_dir: str | Path | None = None, gradient_checkpointing: bool = False,
-                              **kwargs: Any) -> "BertLearner":
+                              compile: bool | dict = False, **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -184,6 +184,9 @@ class BertLearner(Learner):
             log_dir: write TensorBoard event files there (needs the `tensorboard` package).
             gradient_checkpointing: recompute activations in the backward pass (Hugging Face's
                 `gradient_checkpointing_enable`): much less activation memory for about 30% more compute.
+            compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
+                faster steps after a one-time compilation per mode (training, validation, prediction) of tens of
+                seconds, so worth it for long runs only. The model stays a plain Hugging Face model.
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -229,6 +232,7 @@ class BertLearner(Learner):
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused kernel for the device
+        compile_model(model, compile)
         databunch.device = device
 
         loss_func = None

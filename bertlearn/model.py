@@ -13,7 +13,7 @@ from torch import nn
 from .errors import ModelError
 
 __all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
-           "bert_splitter", "head_output_layer", "start_regression_head_at_mean"]
+           "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
@@ -194,3 +194,43 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
         else:
             head.append(p)
     return [g for g in [embeddings, *blocks, head] if g]
+
+
+# CUDA-graph modes replay into the same output buffers on every call, while fastai keeps each validation
+# batch's predictions for the metrics: the kept tensors would be overwritten by the next batch
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_model(model: nn.Module, compile: bool | dict | None) -> bool:
+    """Compile `model`'s forward pass in place with `torch.compile` (Inductor), or leave it eager.
+
+    The module keeps its class, parameters and state dict (`save_pretrained`, `export` and the optimizer
+    see the same model); only calls go through the compiled code. Each new mode (training, evaluation,
+    inference) compiles once on its first batch: tens of seconds, which pays back only on long runs
+    (docs/benchmarks.md has the break-even points). Shapes are dynamic by default, so the varying batch
+    widths of dynamic padding reuse one compiled graph instead of compiling one per width.
+
+    Args:
+        model: the Hugging Face model.
+        compile: False / None: eager; True: `torch.compile(dynamic=True)`; a dict: keyword arguments for
+            `torch.compile` (e.g. `{"mode": "max-autotune-no-cudagraphs"}`), `dynamic=True` unless given.
+
+    Returns whether the model was compiled.
+    """
+    if compile is None or compile is False:
+        return False
+    if compile is True:
+        options: dict = {}
+    elif isinstance(compile, dict):
+        options = dict(compile)
+    else:
+        raise ModelError(f"compile={compile!r} is not a bool or a dict of torch.compile options; pass True, False or "
+                         "e.g. {'mode': 'max-autotune-no-cudagraphs'}")
+    mode = options.get("mode")
+    if mode in _CUDA_GRAPH_MODES:
+        raise ModelError(f"compile mode {mode!r} captures CUDA graphs, whose replays reuse their output buffers while "
+                         "fastai keeps each batch's predictions for the metrics; use mode 'default' or "
+                         "'max-autotune-no-cudagraphs'")
+    options.setdefault("dynamic", True)
+    model.compile(**options)
+    return True

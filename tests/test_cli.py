@@ -71,6 +71,21 @@ def test_predict_precision_option(trained_dir, tmp_path):
     assert exit_info.value.code == 2
 
 
+def test_compile_option_reaches_the_model(trained_dir, tiny_model_dir, tmp_path, monkeypatch):
+    data, out = trained_dir
+    calls = []  # compiling for real is tested in test_model.py; here only the wiring
+    monkeypatch.setattr("bertlearn.predict.compile_model", lambda model, compile: calls.append(("predict", compile)))
+    monkeypatch.setattr("bertlearn.learner.compile_model", lambda model, compile: calls.append(("train", compile)))
+    make_texts(25, seed=9)[["text"]].to_csv(tmp_path / "new.csv", index=False)
+    args = ["--input", str(tmp_path / "new.csv"), "--output", str(tmp_path / "pred.csv"), "--compile"]
+    assert main(["predict", "--model", str(out), *args]) == 0
+    with pytest.warns(UserWarning, match="--compile applies to PyTorch models; this ONNX model runs on ONNX Runtime"):
+        assert main(["predict", "--model", str(out / "onnx"), *args]) == 0
+    assert main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1", "--bs", "16",
+                 "--maxlen", "64", "--out", str(tmp_path / "m"), "--device", "cpu", "--compile"]) == 0
+    assert calls == [("predict", True), ("train", True)]
+
+
 def test_eval_prints_and_writes_metrics(trained_dir, tmp_path, capsys):
     data, out = trained_dir
     code = main(["eval", "--model", str(out), "--input", str(data / "val.csv"), "--json", str(tmp_path / "m.json")])

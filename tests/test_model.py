@@ -9,7 +9,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from conftest import ARCHITECTURES, build_tiny_architecture, make_texts
 
-from bertlearn import DEFAULT_MODEL, ModelError, bert_splitter, default_model_path, load_model, load_tokenizer
+from bertlearn import (DEFAULT_MODEL, ModelError, bert_splitter, compile_model, default_model_path, load_model,
+                       load_tokenizer)
 
 
 class TestDefaultModel:
@@ -154,3 +155,64 @@ class TestArchitectures:
             scores = {d["label"]: d["score"] for d in clf([texts[0]])[0]}
             assert set(scores) == {"negative", "positive"}
             assert scores["positive"] == pytest.approx(float(expected[0, 1]), abs=1e-5)
+
+
+class TestCompile:
+    def test_bad_value_names_what_is_allowed(self):
+        with pytest.raises(ModelError) as e:
+            compile_model(torch.nn.Linear(2, 2), "yes")
+        assert str(e.value) == ("compile='yes' is not a bool or a dict of torch.compile options; pass True, False or "
+                                "e.g. {'mode': 'max-autotune-no-cudagraphs'}")
+
+    def test_cuda_graph_modes_are_refused_with_the_reason(self):
+        with pytest.raises(ModelError, match="compile mode 'reduce-overhead' captures CUDA graphs.*use mode 'default'"):
+            compile_model(torch.nn.Linear(2, 2), {"mode": "reduce-overhead"})
+
+    def test_false_leaves_the_model_eager(self):
+        layer = torch.nn.Linear(2, 2)
+        assert compile_model(layer, False) is False and compile_model(layer, None) is False
+        assert getattr(layer, "_compiled_call_impl", None) is None
+
+    @pytest.mark.slow
+    def test_compiled_training_gives_the_eager_losses(self, tiny_model_dir, tmp_path):
+        """Same data, seed and weights, dropout off (compiled code draws other random numbers): the compiled fit
+        must record the eager fit's losses, validate and predict alike, and save / export a plain model."""
+        import json
+        import shutil
+
+        from transformers import BertForSequenceClassification
+
+        from bertlearn import BertClassificationPredictor, BertDataBunch, BertLearner, load_learner
+
+        folder = tmp_path / "no-dropout"
+        shutil.copytree(tiny_model_dir, folder)
+        config = json.loads((folder / "config.json").read_text())
+        config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        (folder / "config.json").write_text(json.dumps(config))
+        texts = make_texts(40, seed=9)["text"].tolist()
+        runs = {}
+        for compiled in (False, True):
+            db = BertDataBunch.from_df(make_texts(64, seed=1), make_texts(32, seed=2), str(folder), bs=16, maxlen=64,
+                                       device="cpu", seed=0)
+            learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, seed=0, compile=compiled,
+                                                        output_dir=tmp_path / f"out-{compiled}")
+            assert (getattr(learner.model, "_compiled_call_impl", None) is not None) == compiled
+            with learner.no_bar(), learner.no_logging():
+                learner.fit(2, lr=1e-3)
+            runs[compiled] = (torch.stack([torch.as_tensor(l) for l in learner.recorder.losses]),
+                              learner.validate(quiet=True)["loss"], learner.predict_logits(texts))
+        eager, graphed = runs[False], runs[True]
+        assert len(graphed[0]) == 8  # 64 rows / 16 per batch x 2 epochs
+        torch.testing.assert_close(graphed[0], eager[0], atol=1e-5, rtol=1e-4)
+        assert graphed[1] == pytest.approx(eager[1], abs=1e-5)
+        torch.testing.assert_close(graphed[2], eager[2], atol=1e-5, rtol=1e-4)
+
+        assert type(learner.model) is BertForSequenceClassification
+        assert not any("_orig_mod" in k for k in learner.model.state_dict())
+        saved = learner.save_model(tmp_path / "saved")
+        served = BertClassificationPredictor(saved, compile=True)
+        assert served.model._compiled_call_impl is not None
+        torch.testing.assert_close(served.predict_logits(texts), eager[2], atol=1e-5, rtol=1e-4)
+        exported = load_learner(learner.export("export.pkl"))  # the compiled function is not pickled
+        assert getattr(exported.model, "_compiled_call_impl", None) is None
+        torch.testing.assert_close(exported.predict_logits(texts), eager[2], atol=1e-5, rtol=1e-4)
