@@ -49,7 +49,22 @@ class DecayGroupsOptimWrapper(OptimWrapper):
 
     @property
     def hypers(self) -> list[dict]:
-        return [{self.fwd_map.get(k, k): v for k, v in detuplify_pg(pg).items()} for pg in self.opt.param_groups[::2]]
+        # fastai reads this about five times per batch (set_hyper's length check, ParamScheduler, Recorder):
+        # the same result as detuplify_pg (tuples such as betas spread into `betas__0`, `betas__1`), in a tight loop
+        fwd, out = self.fwd_map, []
+        for pg in self.opt.param_groups[::2]:
+            h = {}
+            for k, v in pg.items():
+                if k == "params":
+                    continue
+                if isinstance(v, (tuple, list)):
+                    for i, x in enumerate(v):
+                        name = f"{k}__{i}"
+                        h[fwd.get(name, name)] = x
+                else:
+                    h[fwd.get(k, k)] = v
+            out.append(h)
+        return out
 
     def _set_hyper(self, k: str, v: Any) -> None:
         name = self.bwd_map[k]
