@@ -6,13 +6,15 @@ Same model, same texts, same machine: the packaged all-MiniLM-L6-v2 fine-tuned f
 Sentiment140 tweets (so its outputs mean something when precisions are compared), saved once. The pipeline
 runs at batch_size 1 (on 1,000 texts), 8, 32 and 64, and the best is the reference; bertlearn's predictors batch
 by sorted length, in float32 and in bf16 autocast (`precision="bf16"`, native on GPUs and AMX CPUs); the pipeline
-also runs in bfloat16 at batch_size 32, as the same-precision peer.
+also runs in bfloat16 at batch_size 32, as the same-precision peer. The predictors run once more with
+`compile=True` (torch.compile): the first call's time (the compilation) is reported with the break-even point.
 Prints a markdown table (texts/s, ratio to the best pipeline, agreement with float32) and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -38,11 +40,14 @@ def texts_for(name: str, n: int) -> list[str]:
     return df["text"].sample(n=n, random_state=0).astype(str).tolist()
 
 
-def timed(fn, texts: list[str]) -> tuple[float, object]:
+def timed(fn, texts: list[str]) -> tuple[float, object, float]:
+    """texts/s over `texts`, the outputs, and the seconds of the warm-up call (lazy inits, compilation)."""
+    t0 = time.perf_counter()
     fn(texts[:64])  # warm-up: allocations, thread pools, lazy inits
+    warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = fn(texts)
-    return len(texts) / (time.perf_counter() - t0), out
+    return len(texts) / (time.perf_counter() - t0), out, warm
 
 
 def main() -> None:
@@ -51,6 +56,9 @@ def main() -> None:
     ap.add_argument("--data", default="sentiment140", choices=["sentiment140", "sst2"])
     ap.add_argument("--bs", type=int, default=64)
     args = ap.parse_args()
+    # a fresh compiler cache, so compile=True rows pay the cold compilation a first run on a machine pays
+    # (Inductor's on-disk cache makes repeated runs faster)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     texts = texts_for(args.data, args.n)
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -68,33 +76,45 @@ def main() -> None:
         clf = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1)
         for bs in (1, 8, 32, 64):
             sub = texts if bs > 1 else texts[: min(len(texts), 1000)]  # batch 1 is slow: a subset gives its rate
-            rate, _ = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub)
-            rows.append((f"transformers.pipeline (batch_size={bs})", rate, None))
+            rate, _, warm = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub)
+            rows.append((f"transformers.pipeline (batch_size={bs})", rate, None, warm))
         # the pipeline in bf16 too, so the bf16 predictor has a same-precision peer
         clf16 = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1,
                          dtype=torch.bfloat16)
-        rate, _ = timed(lambda t: clf16(t, batch_size=32, truncation=True, max_length=128), texts)
-        rows.append(("transformers.pipeline (batch_size=32, dtype=bfloat16)", rate, None))
+        rate, _, warm = timed(lambda t: clf16(t, batch_size=32, truncation=True, max_length=128), texts)
+        rows.append(("transformers.pipeline (batch_size=32, dtype=bfloat16)", rate, None, warm))
         ref = None
-        for precision in ("fp32", "bf16"):
-            pred = BertClassificationPredictor(folder, device=device, bs=args.bs, precision=precision)
-            rate, got = timed(pred.predict_logits, texts)
-            ref = got if ref is None else ref
-            rows.append((f"BertClassificationPredictor (PyTorch, bs={args.bs}, precision={precision!r})", rate, got))
+        for compiled in (False, True):
+            for precision in ("fp32", "bf16"):
+                pred = BertClassificationPredictor(folder, device=device, bs=args.bs, precision=precision,
+                                                   compile=compiled)
+                rate, got, warm = timed(pred.predict_logits, texts)
+                ref = got if ref is None else ref
+                rows.append((f"BertClassificationPredictor (PyTorch, bs={args.bs}, precision={precision!r}"
+                             f"{', compile=True' if compiled else ''})", rate, got, warm))
         onnx_pred = OnnxPredictor(Path(tmp) / "onnx", bs=args.bs)
-        rate, got = timed(onnx_pred.predict_logits, texts)
-        rows.append((f"OnnxPredictor (ONNX Runtime fp32, bs={args.bs})", rate, got))
+        rate, got, warm = timed(onnx_pred.predict_logits, texts)
+        rows.append((f"OnnxPredictor (ONNX Runtime fp32, bs={args.bs})", rate, got, warm))
 
-    best_pipe = max(r for name, r, _ in rows if name.startswith("transformers") and "bfloat16" not in name)
+    best_pipe = max(r for name, r, _, _ in rows if name.startswith("transformers") and "bfloat16" not in name)
     print(f"\n{len(texts):,} {args.data} texts, all-MiniLM-L6-v2 fine-tuned 1 epoch, maxlen 128, device {device}\n")
-    print("| predictor | texts/s | vs best pipeline | same label as fp32 | max prob. difference vs fp32 |")
-    print("|---|---|---|---|---|")
+    print("| predictor | texts/s | vs best pipeline | same label as fp32 | max prob. difference vs fp32 | "
+          "first call s |")
+    print("|---|---|---|---|---|---|")
     p_ref = ref.softmax(-1)
-    for name, rate, got in rows:
+    for name, rate, got, warm in rows:
         same = f"{float((got.argmax(-1) == ref.argmax(-1)).float().mean()):.2%}" if got is not None else "-"
         diff = f"{float((got.softmax(-1) - p_ref).abs().max()):.1e}" if got is not None else "-"
-        print(f"| {name} | {rate:,.0f} | {rate / best_pipe:.2f}x | {same} | {diff} |")
-    rate = dict((n, r) for n, r, _ in rows)
+        print(f"| {name} | {rate:,.0f} | {rate / best_pipe:.2f}x | {same} | {diff} | {warm:.1f} |")
+    first = dict((n, w) for n, _, _, w in rows)
+    for name, r_e, _, _ in rows:
+        twin = name.replace(")", ", compile=True)")
+        if twin in first:
+            r_c = next(r for n, r, _, _ in rows if n == twin)
+            cost, saved = first[twin] - first[name], 1 / r_e - 1 / r_c
+            even = f"pays back after {cost / saved:,.0f} texts" if saved > 0 else "never pays back"
+            print(f"\n{twin}: {r_c / r_e:.2f}x eager, one-time compilation {cost:.0f} s, {even}")
+    rate = dict((n, r) for n, r, _, _ in rows)
     bf16_pred = next(r for n, r in rate.items() if "precision='bf16'" in n)
     print(f"\nbf16 predictor vs bf16 pipeline: {bf16_pred / rate['transformers.pipeline (batch_size=32, dtype=bfloat16)']:.2f}x"
           " (the reference above is the pipeline's best at its default float32)")
