@@ -16,6 +16,7 @@ gloo); `BertLearner.fit` then trains with DDP on its own. What bertlearn adds to
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from typing import Any, Callable
@@ -47,9 +48,21 @@ def is_main_process() -> bool:
 
 
 def init_distributed() -> Any:
-    """Start (or join) the process group the launcher described; gloo on machines without CUDA."""
+    """Start (or join) the process group the launcher described; gloo on machines without CUDA. The group is
+    destroyed when the process exits."""
     from accelerate import PartialState
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    atexit.unregister(_destroy_process_group)  # once, however often this is called
+    atexit.register(_destroy_process_group)
+    return state
+
+
+def _destroy_process_group() -> None:
+    # PyTorch asks for destroy_process_group() before exit. Without it a rank that finishes first tears its gloo
+    # threads down during interpreter shutdown, which once aborted a rank ("terminate called without an active
+    # exception") while rank 0 was still saving the model.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def shared_seed(local: int) -> int:
