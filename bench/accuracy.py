@@ -16,11 +16,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import DATA_ROOT, describe  # noqa: E402
 
 from bertlearn import BertDataBunch, BertLearner  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = DATA_ROOT
 TASKS = {"sst2": ("sst2/train.csv", "sst2/valid.csv", "SST-2 dev"), "trec6": ("trec6/train.csv", "trec6/test.csv", "TREC-6 test")}
 
 

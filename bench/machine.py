@@ -1,12 +1,21 @@
-"""One line describing the machine a benchmark ran on."""
+"""What the bench scripts share: the machine line, where the data is, the tokenizer and model folders.
+
+On the GPU machine lent to some sessions neither `../shared` nor the 88 MB packaged MiniLM can travel (a call
+carries 64 MiB); `bench/device_prepare.sh` copies the data and the MiniLM tokenizer (bert-base-uncased's
+vocabulary) into `.devdata/`, and `BERTLEARN_DATA=.devdata` points the scripts there.
+"""
 
 import os
 import platform
+from pathlib import Path
 
-import torch
+# the datasets folder (see ../shared/data/README.md); BERTLEARN_DATA overrides it
+DATA_ROOT = Path(os.environ.get("BERTLEARN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def describe() -> str:
+    import torch  # here, not at the top: streaming.py's parent process measures memory without torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -18,3 +27,29 @@ def describe() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), {gpu}")
+
+
+def bench_tokenizer():
+    """The packaged MiniLM's tokenizer, or (where the package is not installed) its copy under DATA_ROOT/tokenizer."""
+    from bertlearn import load_tokenizer
+    copy = DATA_ROOT / "tokenizer"
+    try:
+        return load_tokenizer(None)
+    except Exception:
+        if not (copy / "tokenizer.json").is_file():
+            raise
+        return load_tokenizer(str(copy))
+
+
+def model_folder(kind: str, workdir: Path) -> Path:
+    """The packaged MiniLM's folder, or a saved random bert-base-uncased-shaped encoder (what a hub checkpoint is)."""
+    from bertlearn.model import default_model_path
+    if kind == "minilm":
+        return Path(default_model_path())
+    folder = workdir / "bert-base-random"
+    if not (folder / "config.json").is_file():
+        import torch
+        from transformers import BertConfig, BertModel
+        torch.manual_seed(0)
+        BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's shape
+    return folder

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import DATA_ROOT, describe  # noqa: E402
 
 from bertlearn import BertDataBunch, BertLearner, BertLMDataBunch, BertLMLearner  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment140"
+DATA = DATA_ROOT / "sentiment140"
 
 
 def classify(encoder: str | None, train: pd.DataFrame, test: pd.DataFrame, seed: int, out: Path) -> float:

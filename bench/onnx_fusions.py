@@ -19,12 +19,12 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import DATA_ROOT, describe  # noqa: E402
 
 from bertlearn import export_onnx, load_model, load_tokenizer  # noqa: E402
 from bertlearn.data import BertDataLoader, TextEncoder  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment140" / "train_100k.csv"
+DATA = DATA_ROOT / "sentiment140" / "train_100k.csv"
 
 
 def main() -> None:

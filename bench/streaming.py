@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment140"
+from machine import DATA_ROOT, describe  # noqa: E402  (torch-free import)
+
+DATA = DATA_ROOT / "sentiment140"
 
 
 def make_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -103,7 +105,6 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from machine import describe
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.rows:

@@ -25,13 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import DATA_ROOT, describe  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sentiment140" / "train_100k.csv"
+DATA = DATA_ROOT / "sentiment140" / "train_100k.csv"
 
 
 class InputExample:

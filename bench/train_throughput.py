@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe  # noqa: E402
+from machine import DATA_ROOT, bench_tokenizer, describe, model_folder  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.csv"
+DATA = DATA_ROOT / "sst2" / "train.csv"
 LOOPS = ["fast-bert style", "HF Trainer", "plain loop fp32", "plain loop bf16", "bertlearn fit fp32",
          "bertlearn fit is_fp16", "bertlearn fit fp32 compiled", "bertlearn fit is_fp16 compiled"]
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
@@ -44,19 +44,6 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def model_folder(kind: str, workdir: Path) -> Path:
-    """The packaged MiniLM's folder, or a saved random bert-base-uncased-shaped encoder (what a hub checkpoint is)."""
-    from bertlearn.model import default_model_path
-    if kind == "minilm":
-        return Path(default_model_path())
-    folder = workdir / "bert-base-random"
-    if not (folder / "config.json").is_file():
-        from transformers import BertConfig, BertModel
-        torch.manual_seed(0)
-        BertModel(BertConfig()).save_pretrained(folder)  # BertConfig() defaults are bert-base-uncased's shape
-    return folder
 
 
 def build_model(folder: Path, labels: list[str], attn: str | None = None):
@@ -136,13 +123,13 @@ def hf_trainer(model, ds, tok, device, lr: float, bs: int, bf16: bool, epochs: i
 
 
 def child(loop: str, args: argparse.Namespace) -> dict:
-    from bertlearn import BertDataBunch, BertLearner, load_tokenizer
+    from bertlearn import BertDataBunch, BertLearner
     from bertlearn.callbacks import native_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = native_bf16(device)
     df = pd.read_csv(DATA).sample(n=args.rows, random_state=0)
-    tok = load_tokenizer(None)
+    tok = bench_tokenizer()
     db = BertDataBunch.from_df(df, df.head(64), tok, bs=args.bs, maxlen=args.maxlen, device=device, seed=0)
     ds = db.train.dataset
     n, lr = len(ds), args.lr

@@ -19,7 +19,8 @@ NEGATIVE = ["bad", "awful", "terrible", "poor", "boring", "dull"]
 FILLER = ["the", "a", "movie", "film", "was", "is", "it", "this", "very", "really", "plot", "acting"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the real datasets (../shared/data); BERTLEARN_DATA points elsewhere, e.g. at the copy a GPU machine gets
+SHARED_DATA = Path(os.environ.get("BERTLEARN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def make_texts(n: int, seed: int = 0) -> pd.DataFrame:

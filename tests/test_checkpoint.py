@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 import torch
 
 from bertlearn.checkpoint import CHECKPOINT_FILES

@@ -13,6 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import SHARED_DATA
+
 from bertlearn import BertClassificationPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ def test_predictions_are_gathered_in_input_order(runs):
     l0, l1 = torch.load(runs / "ddp" / "rank0_logits.pt"), torch.load(runs / "ddp" / "rank1_logits.pt")
     torch.testing.assert_close(l0, l1)
     import pandas as pd
-    valid = pd.read_csv(ROOT.parent / "shared" / "data" / "sst2" / "valid.csv").sample(n=96, random_state=0)
+    valid = pd.read_csv(SHARED_DATA / "sst2" / "valid.csv").sample(n=96, random_state=0)
     expected = BertClassificationPredictor(runs / "ddp" / "model", device="cpu").predict_logits(valid["text"].tolist())
     torch.testing.assert_close(l0, expected, atol=1e-4, rtol=1e-4)
 

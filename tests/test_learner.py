@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Learner
 from fastai.metrics import accuracy as fastai_accuracy
 from conftest import quiet_fit

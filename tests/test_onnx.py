@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import make_texts
 
 from bertlearn import BertDataBunch, BertLearner, ModelError, OnnxPredictor
