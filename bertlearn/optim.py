@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 import torch
-from fastai.optimizer import OptimWrapper, detuplify_pg, set_item_pg
+from fastai.optimizer import OptimWrapper, set_item_pg
 
 __all__ = ["DecayGroupsOptimWrapper", "adamw", "decays"]
 
