@@ -34,12 +34,13 @@ NOTEBOOKS = {
         ("code", 'train = pd.read_csv(DATA / "sst2" / "train.csv").sample(n=ROWS, random_state=0)\n'
                  'valid = pd.read_csv(DATA / "sst2" / "valid.csv")\n'
                  'databunch = BertDataBunch.from_df(train, valid, None, text_col="text", label_col="label", bs=32, '
-                 'maxlen=64)\n'
+                 'maxlen=64,\n'
+                 '                                  seed=0)  # seed: the same batches on every run\n'
                  'databunch.show_batch(max_n=4)'),
         ("md", "`None` as the tokenizer and model means the packaged all-MiniLM-L6-v2; pass `'bert-base-uncased'` "
                "or a local folder for another encoder."),
         ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
-                 '                                            output_dir="runs/quickstart")\n'
+                 '                                            output_dir="runs/quickstart", seed=0)\n'
                  'suggestion = learner.lr_find()\n'
                  'suggestion'),
         ("code", "learner.fit(1, lr=1e-4)\nresults = learner.validate()\nresults"),
