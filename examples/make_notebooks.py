@@ -65,10 +65,10 @@ NOTEBOOKS = {
                  'train = load("train").sample(n=ROWS * 2, random_state=0)\n'
                  'valid, test = load("valid").sample(n=800, random_state=0), load("test")\n'
                  'databunch = BertDataBunch.from_df(train, valid, None, text_col="text", label_col=LABELS,\n'
-                 '                                  multi_label=True, pos_weight="balanced", bs=32, maxlen=64)\n'
+                 '                                  multi_label=True, pos_weight="balanced", bs=32, maxlen=64, seed=0)\n'
                  'databunch.show_batch(max_n=4)'),
         ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
-                 '                                            output_dir="runs/multi_label")\n'
+                 '                                            output_dir="runs/multi_label", seed=0)\n'
                  'learner.fit(2, lr=1e-4)'),
         ("code", "thresholds = learner.tune_thresholds()\ndict(zip(LABELS, thresholds))"),
         ("code", 'import torch\n'
@@ -89,10 +89,10 @@ NOTEBOOKS = {
                  'test = pd.read_csv(DATA / "mrpc" / "test.csv")\n'
                  'train = train.sample(n=min(ROWS, len(train)), random_state=0)\n'
                  'databunch = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], label_col="label",\n'
-                 '                                  bs=32, maxlen=128)\n'
+                 '                                  bs=32, maxlen=128, seed=0)\n'
                  'databunch.show_batch(max_n=3)'),
         ("code", 'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
-                 '                                            output_dir="runs/pairs")\n'
+                 '                                            output_dir="runs/pairs", seed=0)\n'
                  'learner.fit(2, lr=1e-4)\n'
                  'results = learner.validate()\n'
                  'results'),
@@ -108,9 +108,9 @@ NOTEBOOKS = {
         ("code", SETUP),
         ("code", 'train = pd.read_csv(DATA / "trec6" / "train.csv").sample(n=ROWS, random_state=0)\n'
                  'test = pd.read_csv(DATA / "trec6" / "test.csv")\n'
-                 'databunch = BertDataBunch.from_df(train, test, None, bs=32, maxlen=48)\n'
+                 'databunch = BertDataBunch.from_df(train, test, None, bs=32, maxlen=48, seed=0)\n'
                  'learner = BertLearner.from_pretrained_model(databunch, None, metrics=None, device=None, logger=None,\n'
-                 '                                            output_dir="runs/interpretation")\n'
+                 '                                            output_dir="runs/interpretation", seed=0)\n'
                  'learner.fit(3, lr=1e-4)'),
         ("code", "learner.recorder.plot_loss()"),
         ("code", "learner.show_results(max_n=6)"),
