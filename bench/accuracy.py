@@ -16,11 +16,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import DATA_ROOT, describe  # noqa: E402
+from machine import DATA_ROOT as DATA, describe  # noqa: E402
 
 from bertlearn import BertDataBunch, BertLearner  # noqa: E402
 
-DATA = DATA_ROOT
 TASKS = {"sst2": ("sst2/train.csv", "sst2/valid.csv", "SST-2 dev"), "trec6": ("trec6/train.csv", "trec6/test.csv", "TREC-6 test")}
 
 

@@ -25,11 +25,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import DATA_ROOT, bench_tokenizer, describe, model_folder  # noqa: E402
+from machine import DATA_ROOT as DATA, bench_tokenizer, describe, model_folder  # noqa: E402
 
 from bertlearn import BertClassificationPredictor, BertDataBunch, BertLearner, OnnxPredictor, export_onnx  # noqa: E402
 
-DATA = DATA_ROOT
 
 
 def texts_for(name: str, n: int) -> list[str]:

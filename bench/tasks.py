@@ -18,12 +18,11 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import DATA_ROOT, describe  # noqa: E402
+from machine import DATA_ROOT as DATA, describe  # noqa: E402
 
 from bertlearn import BertDataBunch, BertLearner  # noqa: E402
 from bertlearn import metrics as M  # noqa: E402
 
-DATA = DATA_ROOT
 
 
 def split(df: pd.DataFrame, share: float, seed: int = 0, stratify: str | None = None):

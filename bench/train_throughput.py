@@ -251,7 +251,7 @@ def main() -> None:
         if "skipped" in r:
             print(f"| {loop} | skipped: {r['skipped']} | | | | | |")
             continue
-        bf16_loop = loop.endswith(("bf16", "is_fp16")) or "is_fp16" in loop or loop == "HF Trainer"
+        bf16_loop = loop.endswith("bf16") or "is_fp16" in loop or loop == "HF Trainer"
         twin = "plain loop bf16" if bf16_loop else "plain loop fp32"
         vs_plain = f"{r['samples_per_s'] / ran[twin]['samples_per_s']:.2f}x" if twin in ran and "plain" not in loop else ""
         if "vs_plain_same_process" in r:

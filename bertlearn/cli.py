@@ -222,8 +222,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .errors import DataError
     from .predict import decide
 
-    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"),
-                                getattr(args, "compile", False))
+    predictor = _load_predictor(args.model, args.device, args.bs, args.precision, args.compile)
     if not args.input.is_file():
         read_csv(args.input, "--input")  # raises with the folder's listing
     enc = predictor.encoder
@@ -264,8 +263,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .data import read_csv, targets_from_frame
     from .metrics import evaluate
 
-    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"),
-                                getattr(args, "compile", False))
+    predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"))
     df = read_csv(args.input, "--input", sep=args.sep)
     enc = predictor.encoder
     cols = _text_cols(args, predictor, list(df.columns))
