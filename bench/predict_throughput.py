@@ -1,6 +1,7 @@
 """Prediction throughput: transformers.pipeline vs bertlearn's PyTorch and ONNX Runtime predictors, one run.
 
-    python bench/predict_throughput.py [--n 10000] [--data sentiment140|sst2]
+    python bench/predict_throughput.py [--n 10000] [--data sentiment140|sst2] [--model minilm|bert-base]
+        [--pipeline-bs 1,8,32,64] [--no-compile] [--no-onnx]
 
 Same model, same texts, same machine: the packaged all-MiniLM-L6-v2 fine-tuned for one epoch on 2,000
 Sentiment140 tweets (so its outputs mean something when precisions are compared), saved once. The pipeline
@@ -57,6 +58,9 @@ def main() -> None:
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--model", default="minilm", choices=["minilm", "bert-base"],
                     help="the packaged MiniLM, or a random bert-base-uncased-shaped encoder (the GPU speed point)")
+    ap.add_argument("--pipeline-bs", default="1,8,32,64", help="the pipeline's batch sizes (comma-separated)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile=True rows")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row")
     args = ap.parse_args()
     # a fresh compiler cache, so compile=True rows pay the cold compilation a first run on a machine pays
     # (Inductor's on-disk cache makes repeated runs faster)
@@ -73,14 +77,14 @@ def main() -> None:
             learner.fit(1, lr=5e-5)
         folder = learner.save_model(Path(tmp) / "model")
         # ONNX Runtime is the CPU portability path; the GPU machine has no onnx packages
-        with_onnx = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
+        with_onnx = not args.no_onnx and all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime"))
         if with_onnx:
             export_onnx(learner.model, db.encoder, Path(tmp) / "onnx")
 
         from transformers import pipeline
         rows = []
         clf = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1)
-        for bs in (1, 8, 32, 64):
+        for bs in (int(b) for b in args.pipeline_bs.split(",")):
             sub = texts if bs > 1 else texts[: min(len(texts), 1000)]  # batch 1 is slow: a subset gives its rate
             rate, _, warm = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub)
             rows.append((f"transformers.pipeline (batch_size={bs})", rate, None, warm))
@@ -90,7 +94,7 @@ def main() -> None:
         rate, _, warm = timed(lambda t: clf16(t, batch_size=32, truncation=True, max_length=128), texts)
         rows.append(("transformers.pipeline (batch_size=32, dtype=bfloat16)", rate, None, warm))
         ref = None
-        for compiled in (False, True):
+        for compiled in (False,) if args.no_compile else (False, True):
             for precision in ("fp32", "bf16"):
                 pred = BertClassificationPredictor(folder, device=device, bs=args.bs, precision=precision,
                                                    compile=compiled)

@@ -33,6 +33,7 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
 from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)
+from .graphs import CudaGraphCallback
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, compile_model, load_model, start_regression_head_at_mean
@@ -150,7 +151,8 @@ class BertLearner(Learner):
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
                               ignore_mismatched_sizes: bool = False, seed: int | None = None,
                               log_dir: str | Path | None = None, gradient_checkpointing: bool = False,
-                              compile: bool | dict = False, **kwargs: Any) -> "BertLearner":
+                              compile: bool | dict = False, cuda_graphs: bool | str = "auto",
+                              **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -187,6 +189,11 @@ class BertLearner(Learner):
             compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
                 faster steps after a one-time compilation per mode (training, validation, prediction) of tens of
                 seconds, so worth it for long runs only. The model stays a plain Hugging Face model.
+            cuda_graphs: on a CUDA GPU, replay each training step's forward and backward pass as CUDA graphs, one
+                per sequence-length bucket (batches are padded up to the bucket; see `CudaGraphCallback`): the
+                eager step is host-bound on fast GPUs. "auto": for fits of at least `GRAPH_MIN_STEPS` steps, where
+                nothing rules graphs out (compile, DDP, gradient accumulation or checkpointing, fp16 loss scaling);
+                True: always, raising `ModelError` where they cannot apply; False: never.
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -231,6 +238,14 @@ class BertLearner(Learner):
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cuda_graphs not in (True, False, "auto"):
+            raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")
+        if cuda_graphs is True and device.type != "cuda":
+            raise ModelError(f"cuda_graphs=True needs a CUDA GPU, but the model goes to {str(device)!r}; pass "
+                             "device='cuda', or cuda_graphs='auto' (graphs only where they apply)")
+        if cuda_graphs is True and compile:
+            raise ModelError("cuda_graphs=True and compile=True: use one or the other (graphs remove the host "
+                             "overhead that compilation also attacks, and the two do not stack)")
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused kernel for the device
         compile_model(model, compile)
         databunch.device = device
@@ -246,6 +261,8 @@ class BertLearner(Learner):
         if pos_weight is not None:
             loss_func = BCEWithLogitsLossFlat(pos_weight=torch.as_tensor(pos_weight, dtype=torch.float, device=device))
         cbs = list(callbacks or [])
+        if cuda_graphs and device.type == "cuda":
+            cbs.append(CudaGraphCallback(cuda_graphs))
         if log_dir is not None:
             cbs.append(TensorBoardLogger(log_dir))
         if logger is not None and hasattr(logger, "add_scalar"):

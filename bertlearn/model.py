@@ -230,7 +230,7 @@ def compile_model(model: nn.Module, compile: bool | dict | None) -> bool:
     if mode in _CUDA_GRAPH_MODES:
         raise ModelError(f"compile mode {mode!r} captures CUDA graphs, whose replays reuse their output buffers while "
                          "fastai keeps each batch's predictions for the metrics; use mode 'default' or "
-                         "'max-autotune-no-cudagraphs'")
+                         "'max-autotune-no-cudagraphs' (for CUDA graphs, the learner's cuda_graphs=True)")
     options.setdefault("dynamic", True)
     model.compile(**options)
     return True

@@ -1,0 +1,255 @@
+"""CUDA graphs for the training step: one captured forward + backward pass per static sequence-length bucket.
+
+An eager BERT step on a fast GPU is host-bound: about 800 kernel launches a step, each queued by Python,
+take longer than the GPU needs to run them (docs/benchmarks.md has the numbers). A CUDA graph replays a
+whole captured pass with one launch. Graphs need static shapes, so each training batch is padded (on the
+GPU, with masked tokens, which leave a sequence classifier's logits unchanged) up to the next of a handful
+of bucket widths, and each bucket is captured once, the first time it is seen (about half a second each).
+
+The callback patches the model's `forward` on the instance for each training epoch, as
+`torch.cuda.make_graphed_callables` itself does, and restores it after: `learner.model` stays the plain
+Hugging Face model (its class, parameters and state dict), validation and prediction run eagerly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .errors import ModelError
+
+__all__ = ["CudaGraphCallback", "graph_buckets", "GRAPH_MIN_STEPS"]
+
+_log = logging.getLogger(__name__)
+
+# with cuda_graphs="auto", a fit of fewer steps stays eager: capture costs ~0.5 s per bucket (6 buckets for
+# maxlen 128) and saves ~20-30 ms per bert-base step, so it pays back within ~150 steps; twice that for margin
+GRAPH_MIN_STEPS = 300
+_WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# the two seams the CPU tests replace (no CUDA there): where tensors must live, and the capture itself
+make_graphed_callables: Callable[..., Any] = torch.cuda.make_graphed_callables
+
+
+def _on_cuda(t: torch.Tensor) -> bool:
+    return t.is_cuda
+
+
+def graph_buckets(maxlen: int) -> tuple[int, ...]:
+    """The static widths batches are padded to: multiples of 16 up to 64, then steps of 1.5-2x, and `maxlen`.
+
+    Args:
+        maxlen: the longest batch width (the databunch's `maxlen`).
+    """
+    if int(maxlen) < 1:
+        raise ModelError(f"maxlen={maxlen} must be a positive number of tokens")
+    return (*(w for w in _WIDTHS if w < maxlen), int(maxlen))
+
+
+class _Step(torch.nn.Module):
+    """What one graph holds: the model's own forward (under bf16 autocast when the learner trains in bf16) to
+    float32 logits. A separate module per bucket, so each capture patches its own `forward`, not the model's."""
+
+    def __init__(self, model: torch.nn.Module, forward: Callable[..., Any], amp_dtype: torch.dtype | None):
+        super().__init__()
+        self.model = model  # registered, so the graph's input surface holds the model's parameters
+        self._model_forward = forward
+        self.amp_dtype = amp_dtype
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        kwargs = dict(zip(_INPUTS, inputs))
+        # capture refuses autocast's weight-cast cache: the cached casts would be baked into the graph
+        with torch.autocast(inputs[0].device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None, cache_enabled=False):
+            out = self._model_forward(**kwargs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        return logits.float()
+
+
+class CudaGraphCallback(Callback):
+    """Run each full training batch's forward and backward pass as CUDA graph replays, one pair of graphs per
+    sequence-length bucket; everything else (loss, clipping, the optimizer, validation) stays eager.
+
+    `BertLearner.from_pretrained_model(cuda_graphs=...)` adds it on CUDA devices. With "auto" it switches itself
+    on for fits of at least `min_steps` steps and only where graphs are known to be right; with True it insists,
+    and a fit it cannot graph raises `ModelError` saying why.
+
+    Args:
+        enabled: True, or "auto".
+        buckets: the static widths (default: `graph_buckets(databunch.maxlen)`).
+        min_steps: the shortest fit "auto" graphs.
+    """
+
+
+    def __init__(self, enabled: bool | str = "auto", *, buckets: tuple[int, ...] | None = None,
+                 min_steps: int = GRAPH_MIN_STEPS):
+        if enabled not in (True, "auto"):
+            raise ModelError(f"cuda_graphs={enabled!r} is not one of True, False, 'auto'")
+        self.enabled, self.buckets, self.min_steps = enabled, buckets, int(min_steps)
+        self.active = False
+        self.captures = 0  # graphs captured so far (one per bucket and input count), for tests and benchmarks
+        self._graphs: dict[tuple[int, int], torch.nn.Module] = {}
+        self._signature: Any = None
+        self._pool: Any = None
+        self._model: torch.nn.Module | None = None
+        self._orig_forward: Callable[..., Any] | None = None
+        self._graphed_batch = False
+        self._params: list[torch.Tensor] = []
+
+    def __getstate__(self) -> dict:
+        # `export` pickles the learner with its callbacks: graphs and the patched forward stay behind
+        state = dict(self.__dict__)
+        state.update(_graphs={}, _signature=None, _pool=None, _model=None, _orig_forward=None, _params=[],
+                     active=False, _graphed_batch=False)
+        return state
+
+    # --- deciding ---
+
+    def blocker(self) -> str | None:
+        """Why this learner's fit cannot be graphed, or None."""
+        from fastai.callback.fp16 import MixedPrecision
+        from fastai.callback.training import GradientAccumulation
+        model = self.learn.model
+        param = next(model.parameters(), None)
+        if param is None or not _on_cuda(param):
+            return f"the model is on {'no device' if param is None else param.device.type}, not a CUDA GPU"
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            return "the model is wrapped for distributed training, whose gradient all-reduce graphs cannot hold"
+        if getattr(model, "_compiled_call_impl", None) is not None:
+            return "the model is compiled (compile=True); use one or the other"
+        checkpointing = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else \
+            "is_gradient_checkpointing"  # renamed in transformers 5.20
+        if getattr(model, checkpointing, False):
+            return "gradient checkpointing recomputes activations outside the captured pass"
+        for cb in self.learn.cbs:
+            if isinstance(cb, GradientAccumulation) and cb.n_acc > self.dls.train.bs:
+                return "gradient accumulation adds into gradients that the graph's replay overwrites"
+            if isinstance(cb, MixedPrecision):
+                return "fp16 mixed precision scales the loss and checks it on the host every step; bf16 needs neither"
+        return None
+
+    def before_train(self) -> None:
+        # per training epoch, not per fit: fastai runs before_fit for validate()/get_preds() too, which stay eager
+        self._restore()
+        reason = self.blocker()
+        if reason is not None:
+            if self.enabled is True:
+                raise ModelError(f"cuda_graphs=True: {reason}. Pass cuda_graphs='auto' (graphs where they apply) or "
+                                 "False")
+            _log.debug("cuda_graphs='auto': training eagerly, %s", reason)
+            return
+        steps = self.n_epoch * len(self.dls.train)
+        if self.enabled == "auto" and steps < self.min_steps:
+            _log.debug("cuda_graphs='auto': %d steps is under %d, training eagerly", steps, self.min_steps)
+            return
+        model = self.learn.model
+        amp = self.learn._amp_dtype() if hasattr(self.learn, "_amp_dtype") else None
+        signature = (amp, self.dls.train.bs, tuple((p.data_ptr(), p.requires_grad) for p in model.parameters()))
+        if signature != self._signature:
+            # new parameters (load, freeze/unfreeze, another precision): graphs hold the old ones
+            self._graphs, self._pool, self._signature = {}, None, signature
+        maxlen = min(int(getattr(self.dls, "maxlen", 512)),
+                     int(getattr(getattr(model, "config", None), "max_position_embeddings", 512) or 512))
+        self._buckets = tuple(self.buckets) if self.buckets else graph_buckets(maxlen)
+        self._amp, self._bs = amp, self.dls.train.bs
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._model, self._orig_forward = model, model.forward
+        model.forward = self._forward  # the instance attribute wins over the class's forward in Module.__call__
+        self.active = True
+
+    def before_backward(self) -> None:
+        if self._graphed_batch:
+            # AccumulateGrad may hand a parameter the replay's own gradient buffer as its .grad; a stale .grad
+            # there would be summed with itself after the next replay, so every graphed step starts without one
+            for p in self._params:
+                p.grad = None
+
+    def after_batch(self) -> None:
+        self._graphed_batch = False
+
+    def after_train(self) -> None:
+        self._restore()
+
+    def after_fit(self) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._model is not None:
+            if self._model.__dict__.get("forward") == self._forward:
+                del self._model.forward
+            self._model = None
+        self.active = False
+
+    # --- the step ---
+
+    def _forward(self, *args: Any, **kwargs: Any) -> Any:
+        orig = self._orig_forward
+        inputs = self._graphable(args, kwargs)
+        if inputs is None:
+            return orig(*args, **kwargs)
+        width = inputs[0].shape[1]
+        bucket = next(b for b in self._buckets if b >= width)
+        if bucket > width:  # masked padding: the classifier's logits do not change
+            inputs = [F.pad(t, (0, bucket - width)) for t in inputs]
+        key = (bucket, len(inputs))
+        step = self._graphs.get(key)
+        if step is None:
+            step = self._capture(key, inputs)
+            if step is None:
+                return orig(*args, **kwargs)
+        logits = step(*inputs)
+        self._graphed_batch = True
+        # the replay writes its logits into the same buffer every step: callbacks that keep predictions get a copy
+        return SequenceClassifierOutput(logits=logits.clone())
+
+    def _graphable(self, args: tuple, kwargs: dict) -> list[torch.Tensor] | None:
+        """The input tensors if this call is a full training batch the graphs can take, else None."""
+        model = self._model
+        if not (self.active and model is not None and model.training and torch.is_grad_enabled()):
+            return None
+        if kwargs:
+            if args or set(kwargs) - set(_INPUTS):
+                return None
+            args = tuple(kwargs.get(name) for name in _INPUTS[:len(kwargs)])
+        if not 2 <= len(args) <= 3 or any(not isinstance(t, torch.Tensor) for t in args):
+            return None
+        ids = args[0]
+        if ids.ndim != 2 or ids.shape[0] != self._bs or ids.shape[1] > self._buckets[-1] or not _on_cuda(ids):
+            return None  # the last, smaller batch of an epoch, or an unexpected width: eager
+        if any(t.shape != ids.shape for t in args[1:]):
+            return None
+        return list(args)
+
+    def _capture(self, key: tuple[int, int], inputs: list[torch.Tensor]) -> torch.nn.Module | None:
+        if self._pool is None:
+            # one memory pool for every bucket: only one bucket's pass is in flight at a time, so their
+            # activations can share memory (the largest bucket's, not the sum)
+            takes_pool = "pool" in inspect.signature(make_graphed_callables).parameters  # torch >= 2.5
+            self._pool = torch.cuda.graph_pool_handle() if takes_pool and torch.cuda.is_available() else None
+        step = _Step(self._model, self._orig_forward, self._amp)
+        sample = tuple(t.clone() for t in inputs)  # these become the graph's static inputs
+        try:
+            # fastai's autocast context (BF16Autocast) caches weight casts, which capture refuses; _Step enters its own
+            with torch.autocast(inputs[0].device.type, enabled=False):
+                pool = {"pool": self._pool} if self._pool is not None else {}
+                graphed = make_graphed_callables(step, sample, allow_unused_input=True, **pool)
+        except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: train on, eagerly
+            if self.enabled is True:
+                raise ModelError(f"cuda_graphs=True: capturing the {key[0]}-token training step failed "
+                                 f"({type(e).__name__}: {e}); pass cuda_graphs=False") from e
+            warnings.warn(f"cuda_graphs='auto': capturing the {key[0]}-token training step failed "
+                          f"({type(e).__name__}: {e}); this fit trains eagerly", stacklevel=2)
+            self.active = False
+            return None
+        self._graphs[key] = graphed
+        self.captures += 1
+        _log.debug("captured the training step for width %d", key[0])
+        return graphed

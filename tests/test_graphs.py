@@ -1,0 +1,224 @@
+"""CUDA-graph training steps: bucketing, when graphs switch on, and that a graphed fit computes what an eager one does.
+
+The CPU tests replace the capture by the captured module itself (what a replay computes, run eagerly) and
+pretend the tensors are on a GPU, so every part of the dispatch runs here; the `gpu` tests capture for real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fastai.callback.training import GradientAccumulation
+
+from bertlearn import BertDataBunch, BertLearner, CudaGraphCallback, ModelError, graph_buckets, load_learner
+from bertlearn import graphs
+from conftest import make_texts, quiet_fit
+
+
+def no_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+@pytest.fixture
+def fake_capture(monkeypatch):
+    """Capture on the CPU: the 'graph' is the step module itself; records each capture's input shapes."""
+    shapes = []
+
+    def capture(step, sample, allow_unused_input=False, pool=None):
+        assert allow_unused_input, "frozen or unused parameters have no gradient"
+        assert not torch.is_autocast_enabled("cpu"), "capture must run outside fastai's autocast (weight-cast cache)"
+        shapes.append(tuple(tuple(t.shape) for t in sample))
+        return step
+
+    monkeypatch.setattr(graphs, "_on_cuda", lambda t: True)
+    monkeypatch.setattr(graphs, "make_graphed_callables", capture)
+    return shapes
+
+
+def make_learner(model_dir, tmp_path, *, rows=100, bs=16, device="cpu", is_fp16=False, **kwargs):
+    db = BertDataBunch.from_df(make_texts(rows, seed=3), make_texts(32, seed=4), str(model_dir), bs=bs, maxlen=64,
+                               device=device, seed=0)
+    learner = BertLearner.from_pretrained_model(db, str(model_dir), None, device, None, output_dir=tmp_path,
+                                                is_fp16=is_fp16, seed=0, **kwargs)
+    no_dropout(learner.model)
+    return learner
+
+
+class TestBuckets:
+    def test_widths(self):
+        assert graph_buckets(128) == (16, 32, 48, 64, 96, 128)
+        assert graph_buckets(140) == (16, 32, 48, 64, 96, 128, 140)
+        assert graph_buckets(512)[-3:] == (256, 384, 512)
+        assert graph_buckets(10) == (10,)
+
+    def test_bad_maxlen(self):
+        with pytest.raises(ModelError, match=r"^maxlen=0 must be a positive number of tokens$"):
+            graph_buckets(0)
+
+
+class TestOptions:
+    def test_true_on_cpu_says_why(self, tiny_databunch, tiny_model_dir, tmp_path):
+        with pytest.raises(ModelError, match=r"^cuda_graphs=True needs a CUDA GPU, but the model goes to 'cpu'; pass "
+                                             r"device='cuda', or cuda_graphs='auto' \(graphs only where they apply\)$"):
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                              output_dir=tmp_path, cuda_graphs=True)
+
+    def test_bad_value(self, tiny_databunch, tiny_model_dir, tmp_path):
+        with pytest.raises(ModelError, match=r"^cuda_graphs='yes' is not one of True, False, 'auto'$"):
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                              output_dir=tmp_path, cuda_graphs="yes")
+
+    def test_auto_on_cpu_adds_nothing(self, tiny_learner):
+        assert not any(isinstance(cb, CudaGraphCallback) for cb in tiny_learner.cbs)
+        assert "forward" not in tiny_learner.model.__dict__
+
+
+class TestDispatch:
+    def test_graphed_fit_matches_eager(self, fake_capture, tiny_model_dir, tmp_path):
+        eager = make_learner(tiny_model_dir, tmp_path / "e", cuda_graphs=False)
+        quiet_fit(eager, 2, lr=1e-3)
+        graphed = make_learner(tiny_model_dir, tmp_path / "g", cuda_graphs=False)
+        cb = CudaGraphCallback(True)
+        graphed.add_cb(cb)
+        quiet_fit(graphed, 2, lr=1e-3)
+        # same batches, same updates: padding to the bucket leaves the logits unchanged
+        np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
+                                   [float(x) for x in eager.recorder.losses], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(graphed.recorder.values[-1], eager.recorder.values[-1], rtol=1e-4, atol=1e-5)
+        # one capture per bucket seen, each a full batch at a bucket width; the 4-row last batch ran eagerly
+        widths = [s[0][1] for s in fake_capture]
+        assert cb.captures == len(fake_capture) == len(set(widths)) >= 2
+        assert all(s[0] == (16, w) and w in graph_buckets(64) for s, w in zip(fake_capture, widths))
+        assert "forward" not in graphed.model.__dict__  # the model is plain again after the fit
+
+    def test_bf16_graphed_fit_tracks_eager(self, fake_capture, tiny_model_dir, tmp_path):
+        from bertlearn import native_bf16
+        if not native_bf16("cpu"):
+            pytest.skip("this CPU has no bf16 hardware")
+        eager = make_learner(tiny_model_dir, tmp_path / "e", is_fp16=True, cuda_graphs=False)
+        quiet_fit(eager, 1, lr=1e-3)
+        graphed = make_learner(tiny_model_dir, tmp_path / "g", is_fp16=True, cuda_graphs=False)
+        graphed.add_cb(CudaGraphCallback(True))
+        quiet_fit(graphed, 1, lr=1e-3)
+        np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
+                                   [float(x) for x in eager.recorder.losses], atol=2e-2)
+
+    def test_validation_and_prediction_stay_eager(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback(True)
+        learner.add_cb(cb)
+        quiet_fit(learner, 1, lr=1e-3)
+        n = cb.captures
+        learner.validate(quiet=True)
+        learner.predict_batch(["a good film"] * 20)
+        assert cb.captures == n and "forward" not in learner.model.__dict__
+
+    def test_export_after_a_graphed_fit(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        learner.add_cb(CudaGraphCallback(True))
+        quiet_fit(learner, 1, lr=1e-3)
+        before = learner.predict_batch(["a good film", "bad plot"])
+        loaded = load_learner(learner.export())
+        cb = next(c for c in loaded.cbs if isinstance(c, CudaGraphCallback))
+        assert cb._graphs == {} and not cb.active
+        assert loaded.predict_batch(["a good film", "bad plot"]) == before
+
+    def test_auto_waits_for_a_long_enough_fit(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback("auto", min_steps=15)
+        learner.add_cb(cb)
+        quiet_fit(learner, 1, lr=1e-3)  # 7 steps
+        assert cb.captures == 0
+        quiet_fit(learner, 3, lr=1e-3)  # 21 steps
+        assert cb.captures >= 1
+
+    def test_graphs_keep_across_fits_until_the_parameters_change(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback(True, buckets=(64,))
+        learner.add_cb(cb)
+        quiet_fit(learner, 1, lr=1e-3)
+        quiet_fit(learner, 1, lr=1e-3)
+        assert cb.captures == 1
+        learner.freeze()  # other parameters need gradients: the old graph does not apply
+        quiet_fit(learner, 1, lr=1e-3)
+        assert cb.captures == 2
+
+    def test_true_refuses_gradient_accumulation(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        learner.add_cb(CudaGraphCallback(True))
+        # fastai prefixes the message with the callback and event it came from
+        with pytest.raises(ModelError, match=r"\tcuda_graphs=True: gradient accumulation adds into gradients that the "
+                                             r"graph's replay overwrites\. Pass cuda_graphs='auto' \(graphs where they "
+                                             r"apply\) or False$"):
+            quiet_fit(learner, 1, lr=1e-3, cbs=[GradientAccumulation(n_acc=32)])
+        assert "forward" not in learner.model.__dict__
+
+    def test_auto_trains_eagerly_with_gradient_accumulation(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback("auto", min_steps=1)
+        learner.add_cb(cb)
+        quiet_fit(learner, 1, lr=1e-3, cbs=[GradientAccumulation(n_acc=32)])
+        assert cb.captures == 0
+
+    def test_compiled_model_is_refused(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        learner.model.compile()  # never runs: the check comes first
+        cb = CudaGraphCallback(True)
+        learner.add_cb(cb)
+        assert cb.blocker() == "the model is compiled (compile=True); use one or the other"
+
+    def test_on_cpu_the_blocker_names_the_device(self, tiny_learner):
+        cb = CudaGraphCallback(True)
+        tiny_learner.add_cb(cb)
+        assert cb.blocker() == "the model is on cpu, not a CUDA GPU"
+
+
+def _cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+
+
+@pytest.mark.gpu
+class TestOnGPU:
+    @pytest.mark.parametrize("is_fp16", [False, True])
+    def test_graphed_losses_match_eager(self, tiny_model_dir, tmp_path, is_fp16):
+        _cuda()
+        eager = make_learner(tiny_model_dir, tmp_path / "e", device="cuda", is_fp16=is_fp16, cuda_graphs=False)
+        quiet_fit(eager, 2, lr=1e-3)
+        graphed = make_learner(tiny_model_dir, tmp_path / "g", device="cuda", is_fp16=is_fp16, cuda_graphs=True)
+        cb = next(c for c in graphed.cbs if isinstance(c, CudaGraphCallback))
+        quiet_fit(graphed, 2, lr=1e-3)
+        tol = dict(atol=3e-2) if is_fp16 else dict(rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
+                                   [float(x) for x in eager.recorder.losses], **tol)
+        np.testing.assert_allclose(graphed.recorder.values[-1], eager.recorder.values[-1], **tol)
+        assert cb.captures >= 2 and "forward" not in graphed.model.__dict__
+        pe = torch.cat([p.detach().flatten() for p in eager.model.parameters()])
+        pg = torch.cat([p.detach().flatten() for p in graphed.model.parameters()])
+        assert float((pg - pe).norm() / pe.norm()) < (2e-2 if is_fp16 else 1e-3)
+
+    def test_dropout_draws_new_masks_each_replay(self, tiny_model_dir, tmp_path):
+        _cuda()
+        learner = make_learner(tiny_model_dir, tmp_path, device="cuda", cuda_graphs=True)
+        for m in learner.model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.3
+        cb = next(c for c in learner.cbs if isinstance(c, CudaGraphCallback))
+        learner.model.train()
+        cb.learn = learner
+        learner.n_epoch = 1
+        cb.before_train()
+        try:
+            ids = torch.randint(5, 40, (16, 30), device="cuda")
+            mask = torch.ones_like(ids)
+            a = learner.model(ids, mask).logits
+            b = learner.model(ids, mask).logits
+            assert cb.captures == 1 and not torch.equal(a, b)
+        finally:
+            cb.after_train()
+        quiet_fit(learner, 1, lr=1e-3)
+        assert np.isfinite(float(learner.recorder.losses[-1]))
