@@ -25,7 +25,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import ModelError
 
-__all__ = ["CudaGraphCallback", "graph_buckets", "GRAPH_MIN_STEPS"]
+__all__ = ["CudaGraphCallback", "InferenceGraphs", "capture_forward", "graph_buckets", "GRAPH_MIN_STEPS"]
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ GRAPH_MIN_STEPS = 300
 _WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-# the two seams the CPU tests replace (no CUDA there): where tensors must live, and the capture itself
+# the seams the CPU tests replace (no CUDA there): where tensors must live, and the captures (capture_forward below)
 make_graphed_callables: Callable[..., Any] = torch.cuda.make_graphed_callables
 
 
@@ -253,3 +253,94 @@ class CudaGraphCallback(Callback):
         self.captures += 1
         _log.debug("captured the training step for width %d", key[0])
         return graphed
+
+
+def capture_forward(fn: Callable[[], torch.Tensor], pool: Any = None) -> tuple[Callable[[], None], torch.Tensor]:
+    """Capture `fn()` (a forward pass without autograd) as a CUDA graph, after two warm-up runs on a side stream
+    (lazy initialisation must not land in the graph). Returns the replay function and the static output.
+
+    Args:
+        fn: reads the static inputs, returns the output tensor.
+        pool: a memory pool shared with other graphs that never run at the same time.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = fn()
+    return graph.replay, out
+
+
+class InferenceGraphs:
+    """CUDA graphs of a classifier's forward pass for prediction: one per (rows, width bucket, inputs), each batch
+    padded up to it (padded rows are dropped from the output, padded tokens are masked).
+
+    On a fast GPU an eager forward pass of a BERT is host-bound (hundreds of kernel launches for a few
+    milliseconds of GPU work); a replay is one launch. With `min_uses=2` a shape is captured the second time
+    it is met, so a one-off call never pays a capture (about 0.1 s) it would not win back.
+
+    Args:
+        model: the Hugging Face sequence classifier (in eval mode when called).
+        maxlen: the longest width (buckets: `graph_buckets(maxlen)`).
+        amp_dtype: autocast dtype (None: float32).
+        min_uses: how many times a shape is met before it is captured.
+    """
+
+    def __init__(self, model: torch.nn.Module, maxlen: int, *, amp_dtype: torch.dtype | None = None,
+                 min_uses: int = 2):
+        self.model, self.amp_dtype, self.min_uses = model, amp_dtype, int(min_uses)
+        self.buckets = graph_buckets(maxlen)
+        self.captures = 0
+        self._graphs: dict[tuple, tuple[dict[str, torch.Tensor], Callable[[], None], torch.Tensor]] = {}
+        self._seen: dict[tuple, int] = {}
+        self._pool: Any = None
+        self._failed = False
+
+    def __call__(self, inputs: dict[str, torch.Tensor], rows: int) -> torch.Tensor | None:
+        """float32 logits for a batch of at most `rows` rows, or None where this batch runs eagerly."""
+        ids = inputs["input_ids"]
+        n, width = ids.shape
+        if self._failed or n > rows or width > self.buckets[-1] or not _on_cuda(ids):
+            return None
+        bucket = next(b for b in self.buckets if b >= width)
+        key = (rows, bucket, tuple(inputs))
+        entry = self._graphs.get(key)
+        if entry is None:
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if self._seen[key] < self.min_uses:
+                return None
+            entry = self._capture(key, inputs)
+            if entry is None:
+                return None
+        static, replay, out = entry
+        for name, t in inputs.items():
+            static[name].copy_(F.pad(t, (0, bucket - width, 0, rows - n)))
+        replay()
+        return out[:n].clone()  # the next replay overwrites `out`
+
+    def _run(self, static: dict[str, torch.Tensor]) -> torch.Tensor:
+        # autocast's weight-cast cache must stay off: cached casts made outside the capture would be read by replays
+        with torch.autocast(static["input_ids"].device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None, cache_enabled=False):
+            return self.model(**static).logits.float()
+
+    def _capture(self, key: tuple, inputs: dict[str, torch.Tensor]) -> tuple | None:
+        rows, bucket, _ = key
+        n, width = inputs["input_ids"].shape
+        static = {name: F.pad(t, (0, bucket - width, 0, rows - n)).clone() for name, t in inputs.items()}
+        if self._pool is None and torch.cuda.is_available():
+            self._pool = torch.cuda.graph_pool_handle()  # one pool: graphs replay one at a time
+        try:
+            replay, out = capture_forward(lambda: self._run(static), self._pool)
+        except Exception as e:  # noqa: BLE001 - a kernel that cannot be captured: predict on, eagerly
+            warnings.warn(f"cuda_graphs: capturing the {bucket}-token forward pass failed ({type(e).__name__}: {e}); "
+                          "predicting eagerly", stacklevel=3)
+            self._failed = True
+            return None
+        self._graphs[key] = (static, replay, out)
+        self.captures += 1
+        return self._graphs[key]

@@ -15,6 +15,7 @@ from torch import nn
 from .callbacks import native_bf16
 from .data import BertDataLoader, TextEncoder, _as_texts
 from .errors import BertLearnError, ModelError
+from .graphs import InferenceGraphs
 from .model import compile_model
 
 __all__ = ["Predictor", "BertClassificationPredictor", "predict_logits", "per_text_logits", "input_names",
@@ -49,7 +50,8 @@ def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[floa
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None,
+                   graphs: InferenceGraphs | None = None) -> torch.Tensor:
     """Logits for every text of `dl.dataset`, in input order, as a float32 CPU tensor.
 
     The loader runs longest-first (less padding); logits stay on the device until the end and are put
@@ -60,6 +62,7 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
         model: a Hugging Face sequence classifier.
         dl: a `BertDataLoader` with `shuffle=False`.
         amp_dtype: run under autocast with this dtype, e.g. torch.bfloat16 (see `amp_dtype_for`).
+        graphs: `InferenceGraphs` of `model` (CUDA): batches they take run as graph replays.
     """
     was_training = model.training
     model.eval()
@@ -71,7 +74,8 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
         with amp:
             for b in dl:
                 inputs = dict(zip(names, (t.to(device, non_blocking=True) for t in b[:len(names)])))
-                out.append(model(**inputs).logits.float())
+                logits = graphs(inputs, dl.bs) if graphs is not None else None
+                out.append(logits if logits is not None else model(**inputs).logits.float())
     finally:
         model.train(was_training)
     return per_text_logits(out, dl, model.config.num_labels)
@@ -213,12 +217,16 @@ class BertClassificationPredictor(Predictor):
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
             the first batch pays a one-time compilation (10-30 s on a CPU), later batches run faster; worth it
             for a long-lived predictor or a large job.
+        cuda_graphs: on a CUDA GPU, replay the forward pass as CUDA graphs, one per batch width bucket (batches
+            are padded up to it; see `InferenceGraphs`): the eager pass is host-bound there. "auto": a shape is
+            captured the second time it is met (so one-off calls stay eager); True: at once (error off CUDA);
+            False: never. Not combined with `compile`.
     """
 
     def __init__(self, model_path: str | Path, label_path: str | Path | None = None, multi_label: bool | None = None,
                  model_type: str | None = None, use_fast_tokenizer: bool = True, do_lower_case: bool | None = None,
                  device: torch.device | str | None = None, *, bs: int = 64, precision: str = "auto",
-                 compile: bool | dict = False):
+                 compile: bool | dict = False, cuda_graphs: bool | str = "auto"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(model_path)
@@ -230,6 +238,13 @@ class BertClassificationPredictor(Predictor):
             raise ModelError(f"model_path {str(path)!r} lacks {missing}; it holds {sorted(p.name for p in path.iterdir())}."
                              " Save it again with learner.save_model(path)")
         self.device = resolve_device(device)
+        if cuda_graphs not in (True, False, "auto"):
+            raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")
+        if cuda_graphs is True and self.device.type != "cuda":
+            raise ModelError(f"cuda_graphs=True needs a CUDA GPU, but the predictor runs on {str(self.device)!r}; "
+                             "pass device='cuda', or cuda_graphs='auto' (graphs only where they apply)")
+        if cuda_graphs is True and compile:
+            raise ModelError("cuda_graphs=True and compile=True: use one or the other")
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(self.device)
             tokenizer = AutoTokenizer.from_pretrained(path)
@@ -243,6 +258,10 @@ class BertClassificationPredictor(Predictor):
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
+        self.graphs = None
+        if cuda_graphs and self.device.type == "cuda" and not compile:
+            self.graphs = InferenceGraphs(self.model, self.encoder.maxlen, amp_dtype=self.amp_dtype,
+                                          min_uses=1 if cuda_graphs is True else 2)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
@@ -250,4 +269,5 @@ class BertClassificationPredictor(Predictor):
         Args:
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
-        return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype)
+        return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype,
+                              graphs=self.graphs)

@@ -222,3 +222,71 @@ class TestOnGPU:
             cb.after_train()
         quiet_fit(learner, 1, lr=1e-3)
         assert np.isfinite(float(learner.recorder.losses[-1]))
+
+
+@pytest.fixture
+def fake_forward_capture(monkeypatch):
+    """Inference capture on the CPU: the 'replay' recomputes into the static output; records captured shapes."""
+    shapes = []
+
+    def capture(fn, pool=None):
+        out = fn()
+        shapes.append(None)
+        return (lambda: out.copy_(fn())), out
+
+    monkeypatch.setattr(graphs, "_on_cuda", lambda t: True)
+    monkeypatch.setattr(graphs, "capture_forward", capture)
+    return shapes
+
+
+class TestInferenceGraphs:
+    TEXTS = [" ".join(["good film"] * k) for k in range(1, 40)] + ["bad"] * 7  # widths across buckets; a short batch
+
+    def test_true_on_cpu_says_why(self, trained_learner, tmp_path):
+        from bertlearn import BertClassificationPredictor
+        folder = trained_learner.save_model(tmp_path / "m")
+        with pytest.raises(ModelError, match=r"^cuda_graphs=True needs a CUDA GPU, but the predictor runs on 'cpu'; "
+                                             r"pass device='cuda', or cuda_graphs='auto' \(graphs only where they "
+                                             r"apply\)$"):
+            BertClassificationPredictor(folder, device="cpu", cuda_graphs=True)
+        assert BertClassificationPredictor(folder, device="cpu").graphs is None  # "auto" off CUDA: nothing
+
+    def test_replays_match_eager_and_capture_on_second_use(self, trained_learner, tmp_path, fake_forward_capture):
+        from bertlearn import BertClassificationPredictor, InferenceGraphs
+        pred = BertClassificationPredictor(trained_learner.save_model(tmp_path / "m"), device="cpu", bs=8,
+                                           cuda_graphs=False)
+        eager = pred.predict_logits(self.TEXTS)
+        pred.graphs = InferenceGraphs(pred.model, pred.encoder.maxlen)  # min_uses=2, what "auto" uses
+        first = pred.predict_logits(self.TEXTS)
+        # a shape is captured when met for the second time (in this call or a later one), never on its first
+        assert {k for k, n in pred.graphs._seen.items() if n >= 2} == set(pred.graphs._graphs)
+        second = pred.predict_logits(self.TEXTS)
+        captured = pred.graphs.captures
+        assert captured >= 2 and len(fake_forward_capture) == captured
+        torch.testing.assert_close(first, eager)
+        torch.testing.assert_close(second, eager, atol=1e-5, rtol=1e-4)  # padded rows and tokens change nothing
+        pred.predict_logits(self.TEXTS)
+        assert pred.graphs.captures == captured  # shapes seen before replay their graph
+
+    def test_wider_batches_than_the_graph_run_eagerly(self, trained_learner, fake_forward_capture):
+        from bertlearn import InferenceGraphs
+        g = InferenceGraphs(trained_learner.model, 64, min_uses=1)
+        ids = torch.randint(5, 30, (4, 80))
+        assert g({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, rows=8) is None  # wider than maxlen
+        assert g({"input_ids": ids[:, :20], "attention_mask": torch.ones_like(ids[:, :20])}, rows=2) is None
+        assert g.captures == 0
+
+    @pytest.mark.gpu
+    @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+    def test_on_gpu_replays_match_eager(self, trained_learner, tmp_path, precision):
+        _cuda()
+        from bertlearn import BertClassificationPredictor
+        folder = trained_learner.save_model(tmp_path / "m")
+        eager = BertClassificationPredictor(folder, device="cuda", bs=8, precision=precision, cuda_graphs=False)
+        graphed = BertClassificationPredictor(folder, device="cuda", bs=8, precision=precision, cuda_graphs=True)
+        want = eager.predict_logits(self.TEXTS)
+        for _ in range(2):  # the second call replays only
+            got = graphed.predict_logits(self.TEXTS)
+            torch.testing.assert_close(got, want, **({"atol": 3e-2, "rtol": 3e-2} if precision == "bf16" else
+                                                      {"atol": 1e-4, "rtol": 1e-4}))
+        assert graphed.graphs.captures >= 2
