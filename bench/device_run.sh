@@ -2,7 +2,9 @@
 # Run ON the GPU machine (prepare with bench/device_prepare.sh; carry .whl and .devdata). Installs the carried
 # wheels, then runs the GPU tests and the GPU benchmarks, each under its own time limit, so one lease call
 # (10 minutes at most) brings back whatever finished; the tables land in $OUT.
-#   bash bench/device_run.sh [tests|train|predict|all]      (default all: about 8 minutes)
+#   bash bench/device_run.sh [tests|train|predict|cli|all, or several: predict,cli]   (all: about 9 minutes)
+# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
+# PREDICT_BS (the predictors' batch size).
 set -uo pipefail
 PY="${PY:-python3}"
 # SKIP_INSTALL=1 for a dry run where fastai is installed already (here, with PY=.venv/bin/python)
@@ -18,12 +20,13 @@ mkdir -p "$OUT"
 transformers.__version__, 'fastai', fastai.__version__, 'bertlearn', bertlearn.__version__)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-step="${1:-all}"
-if [[ "$step" == tests || "$step" == all ]]; then
+steps="${1:-all}"  # one step, several joined by commas, or all
+want() { [[ "$steps" == all || ",$steps," == *",$1,"* ]]; }
+if want tests; then
   timeout "${TESTS_S:-110}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
     2>&1 | tee "$OUT/tests.txt" | tail -15
 fi
-if [[ "$step" == train || "$step" == all ]]; then
+if want train; then
   # issue 8's speed point: random bert-base, SST-2, bs 64, maxlen 128; the graphed and eager fits first (each
   # also times the plain bf16 loop, interleaved), then the peers
   timeout "${TRAIN_S:-330}" "$PY" bench/train_throughput.py --model bert-base --bs 64 --maxlen 128 \
@@ -32,8 +35,23 @@ if [[ "$step" == train || "$step" == all ]]; then
     > "$OUT/train_throughput.txt" 2> "$OUT/train_throughput.err"
   echo "train_throughput exit $?"; cat "$OUT/train_throughput.txt"; tail -5 "$OUT/train_throughput.err"
 fi
-if [[ "$step" == predict || "$step" == all ]]; then
+if want predict; then
   timeout "${PREDICT_S:-120}" "$PY" bench/predict_throughput.py --model bert-base --n 10000 --no-compile --no-onnx \
-    --pipeline-bs 32,64,128 > "$OUT/predict_throughput.txt" 2> "$OUT/predict_throughput.err"
+    --pipeline-bs 32,64,128 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" 2> "$OUT/predict_throughput.err"
   echo "predict_throughput exit $?"; cat "$OUT/predict_throughput.txt"; tail -3 "$OUT/predict_throughput.err"
+fi
+if want cli; then
+  # the main job on the GPU: `bertlearn train` on all of SST-2 (1,053 steps: cuda_graphs="auto" switches graphs on),
+  # with a random bert-base carrying MiniLM's (bert-base-uncased's) vocabulary
+  "$PY" - <<'PY'
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+torch.manual_seed(0)
+BertForSequenceClassification(BertConfig()).bert.save_pretrained("/tmp/bert-base-random")
+AutoTokenizer.from_pretrained(".devdata/tokenizer").save_pretrained("/tmp/bert-base-random")
+PY
+  timeout "${CLI_S:-120}" "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv --val-file valid.csv \
+    --model /tmp/bert-base-random --epochs 1 --bs 64 --maxlen 128 --fp16 --seed 0 --out /tmp/cli_out \
+    > "$OUT/cli_train.txt" 2>&1
+  echo "cli exit $?"; grep -v "Loading weights\|Writing model" "$OUT/cli_train.txt" | tail -6
 fi

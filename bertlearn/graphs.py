@@ -164,6 +164,7 @@ class CudaGraphCallback(Callback):
         self._model, self._orig_forward = model, model.forward
         model.forward = self._forward  # the instance attribute wins over the class's forward in Module.__call__
         self.active = True
+        _log.info("cuda_graphs: training steps replay CUDA graphs (buckets %s)", self._buckets)
 
     def before_backward(self) -> None:
         if self._graphed_batch:

@@ -86,6 +86,21 @@ def test_compile_option_reaches_the_model(trained_dir, tiny_model_dir, tmp_path,
     assert calls == [("predict", True), ("train", True)]
 
 
+def test_cuda_graphs_option_reaches_learner_and_predictor(trained_dir, tiny_model_dir, tmp_path, capsys):
+    data, out = trained_dir
+    make_texts(25, seed=9)[["text"]].to_csv(tmp_path / "new.csv", index=False)
+    args = ["--input", str(tmp_path / "new.csv"), "--output", str(tmp_path / "pred.csv")]
+    assert main(["predict", "--model", str(out), *args, "--cuda-graphs", "off"]) == 0
+    # "on" insists on a GPU: on this CPU the command fails saying so
+    assert main(["predict", "--model", str(out), *args, "--cuda-graphs", "on", "--device", "cpu"]) == 1
+    assert "bertlearn predict: error: cuda_graphs=True needs a CUDA GPU, but the predictor runs on 'cpu'" in \
+        capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--epochs", "1", "--bs", "16",
+                 "--maxlen", "64", "--out", str(tmp_path / "m"), "--device", "cpu", "--cuda-graphs", "on"]) == 1
+    assert "bertlearn train: error: cuda_graphs=True needs a CUDA GPU, but the model goes to 'cpu'" in \
+        capsys.readouterr().err
+
+
 def test_eval_prints_and_writes_metrics(trained_dir, tmp_path, capsys):
     data, out = trained_dir
     code = main(["eval", "--model", str(out), "--input", str(data / "val.csv"), "--json", str(tmp_path / "m.json")])
