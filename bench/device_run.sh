@@ -10,8 +10,10 @@ PY="${PY:-python3}"
 # SKIP_INSTALL=1 for a dry run where fastai is installed already (here, with PY=.venv/bin/python)
 [[ -n "${SKIP_INSTALL:-}" ]] || \
   "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$PWD" BERTLEARN_DATA="$PWD/.devdata" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-  PYTHONUNBUFFERED=1
+# TOKENIZERS_PARALLELISM stays unset, as users have it: the predictors tokenize a whole call in one parallel batch
+# (the fifth session's GPU prediction rows ran with it forced off, single-threaded); the train bench and the tests
+# set it themselves
+export PYTHONPATH="/tmp/site:$PWD" BERTLEARN_DATA="$PWD/.devdata" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/device}"
 mkdir -p "$OUT"
 {

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "compilation of tens of seconds (long runs only)")
     t.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
                    help="CUDA GPUs: replay each training step as a CUDA graph per length bucket (several times faster "
-                   "where the eager step is host-bound); auto: for fits of 300+ steps")
+                   "where the eager step is host-bound); auto: --fp16 fits of 300+ steps")
     t.add_argument("--onnx", action="store_true", help="also export OUT/onnx for ONNX Runtime")
     t.add_argument("--on-disk", action="store_true", help="stream the CSV files through an on-disk token store "
                    "(files larger than memory; needs --val-file or val.csv)")
@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model: faster batches after a one-time "
                    "compilation of 10-30 s (large inputs only; not for ONNX models)")
     p.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
-                   help="CUDA GPUs: replay the forward pass as CUDA graphs, one per batch width; auto: a width is "
-                   "captured on its second use")
+                   help="CUDA GPUs: replay the forward pass as CUDA graphs, one per batch width; auto: in bf16, a "
+                   "width is captured on its second use")
 
     e = sub.add_parser("eval", help="metrics of a saved model on a labelled CSV", epilog=_EXAMPLES_EVAL,
                        formatter_class=fmt)

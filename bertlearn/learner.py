@@ -191,9 +191,10 @@ class BertLearner(Learner):
                 seconds, so worth it for long runs only. The model stays a plain Hugging Face model.
             cuda_graphs: on a CUDA GPU, replay each training step's forward and backward pass as CUDA graphs, one
                 per sequence-length bucket (batches are padded up to the bucket; see `CudaGraphCallback`): the
-                eager step is host-bound on fast GPUs. "auto": for fits of at least `GRAPH_MIN_STEPS` steps, where
-                nothing rules graphs out (compile, DDP, gradient accumulation or checkpointing, fp16 loss scaling);
-                True: always, raising `ModelError` where they cannot apply; False: never.
+                eager bf16 step is host-bound on fast GPUs. "auto": bf16 fits (`is_fp16=True`) of at least
+                `GRAPH_MIN_STEPS` steps where nothing rules graphs out (compile, DDP, gradient accumulation or
+                checkpointing, fp16 loss scaling); True: always, raising `ModelError` where they cannot apply;
+                False: never.
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """

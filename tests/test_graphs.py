@@ -127,14 +127,24 @@ class TestDispatch:
         assert cb._graphs == {} and not cb.active
         assert loaded.predict_batch(["a good film", "bad plot"]) == before
 
-    def test_auto_waits_for_a_long_enough_fit(self, fake_capture, tiny_model_dir, tmp_path):
-        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+    def test_auto_waits_for_a_long_enough_bf16_fit(self, fake_capture, tiny_model_dir, tmp_path):
+        from bertlearn import native_bf16
+        if not native_bf16("cpu"):
+            pytest.skip("this CPU has no bf16 hardware")
+        learner = make_learner(tiny_model_dir, tmp_path, is_fp16=True, cuda_graphs=False)
         cb = CudaGraphCallback("auto", min_steps=15)
         learner.add_cb(cb)
         quiet_fit(learner, 1, lr=1e-3)  # 7 steps
         assert cb.captures == 0
         quiet_fit(learner, 3, lr=1e-3)  # 21 steps
         assert cb.captures >= 1
+
+    def test_auto_leaves_float32_fits_eager(self, fake_capture, tiny_model_dir, tmp_path):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback("auto", min_steps=1)
+        learner.add_cb(cb)
+        quiet_fit(learner, 2, lr=1e-3)
+        assert cb.captures == 0
 
     def test_graphs_keep_across_fits_until_the_parameters_change(self, fake_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
@@ -158,7 +168,7 @@ class TestDispatch:
         assert "forward" not in learner.model.__dict__
 
     def test_auto_trains_eagerly_with_gradient_accumulation(self, fake_capture, tiny_model_dir, tmp_path):
-        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        learner = make_learner(tiny_model_dir, tmp_path, is_fp16=True, cuda_graphs=False)
         cb = CudaGraphCallback("auto", min_steps=1)
         learner.add_cb(cb)
         quiet_fit(learner, 1, lr=1e-3, cbs=[GradientAccumulation(n_acc=32)])
@@ -290,3 +300,11 @@ class TestInferenceGraphs:
             torch.testing.assert_close(got, want, **({"atol": 3e-2, "rtol": 3e-2} if precision == "bf16" else
                                                       {"atol": 1e-4, "rtol": 1e-4}))
         assert graphed.graphs.captures >= 2
+
+    @pytest.mark.gpu
+    def test_on_gpu_auto_graphs_bf16_only(self, trained_learner, tmp_path):
+        _cuda()
+        from bertlearn import BertClassificationPredictor
+        folder = trained_learner.save_model(tmp_path / "m")
+        assert BertClassificationPredictor(folder, device="cuda", precision="fp32").graphs is None
+        assert BertClassificationPredictor(folder, device="cuda", precision="bf16").graphs.min_uses == 2
