@@ -6,6 +6,8 @@ pretend the tensors are on a GPU, so every part of the dispatch runs here; the `
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,40 @@ class TestDispatch:
         quiet_fit(graphed, 1, lr=1e-3)
         np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
                                    [float(x) for x in eager.recorder.losses], atol=2e-2)
+
+    def test_only_the_stream_mismatch_warning_is_muted_and_only_in_graphed_backward(self, monkeypatch, tiny_model_dir,
+                                                                                    tmp_path):
+        class WarnInBackward(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                warnings.warn("The AccumulateGrad node's stream does not match the stream of the node ...")
+                warnings.warn("an unrelated warning")
+                return g
+
+        class Noisy(torch.nn.Module):
+            def __init__(self, step):
+                super().__init__()
+                self.step = step
+
+            def forward(self, *inputs):
+                return WarnInBackward.apply(self.step(*inputs))
+
+        monkeypatch.setattr(graphs, "_on_cuda", lambda t: True)
+        monkeypatch.setattr(graphs, "make_graphed_callables", lambda step, sample, **kw: Noisy(step))
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        learner.add_cb(CudaGraphCallback(True))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            quiet_fit(learner, 1, lr=1e-3)
+            warnings.warn("The AccumulateGrad node's stream does not match, outside a graphed backward")
+        messages = [str(w.message) for w in seen]
+        assert sum("unrelated" in m for m in messages) == 6  # one per graphed batch (6 full batches)
+        assert [m for m in messages if "AccumulateGrad" in m] == [
+            "The AccumulateGrad node's stream does not match, outside a graphed backward"]
 
     def test_validation_and_prediction_stay_eager(self, fake_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
