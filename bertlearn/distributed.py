@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import os
 from typing import Any, Callable
 
@@ -59,9 +60,17 @@ def init_distributed() -> Any:
 
 def _destroy_process_group() -> None:
     # PyTorch asks for destroy_process_group() before exit. Without it a rank that finishes first tears its gloo
-    # threads down during interpreter shutdown, which once aborted a rank ("terminate called without an active
-    # exception") while rank 0 was still saving the model.
+    # threads down during interpreter shutdown, which aborted a rank ("terminate called without an active
+    # exception") while rank 0 was still saving the model. Destroying alone still let it happen about once in ten
+    # CI runs: gloo work objects left in reference cycles (fastai learners and their DDP wrappers) were freed during
+    # interpreter finalization, and the ranks tore down at different moments. So: free them now, while the
+    # interpreter is whole, and let every rank reach this point before any tears the group down.
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
+        try:
+            torch.distributed.barrier()
+        except Exception:  # noqa: BLE001 - a peer already gone (its launcher stops the run): tear down regardless
+            pass
         torch.distributed.destroy_process_group()
 
 
