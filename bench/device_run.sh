@@ -2,8 +2,9 @@
 # Run ON the GPU machine (prepare with bench/device_prepare.sh; carry .whl and .devdata). Installs the carried
 # wheels, then runs the GPU tests and the GPU benchmarks, each under its own time limit, so one lease call
 # (10 minutes at most) brings back whatever finished; the tables land in $OUT.
-#   bash bench/device_run.sh [tests|train|predict|cli|all, or several: predict,cli]   (all: about 9 minutes)
-# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
+#   bash bench/device_run.sh [tests|train|predict|tokenize|cli|all, or several: predict,cli]   (all: ~10 minutes,
+#   over one call's limit: split it, e.g. "tests,train" then "predict,tokenize,cli")
+# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, TOKENIZE_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
 # PREDICT_BS (the predictors' batch size).
 set -uo pipefail
 PY="${PY:-python3}"
@@ -41,6 +42,12 @@ if want predict; then
   timeout "${PREDICT_S:-120}" "$PY" bench/predict_throughput.py --model bert-base --n 10000 --no-compile --no-onnx \
     --pipeline-bs 32,64,128 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" 2> "$OUT/predict_throughput.err"
   echo "predict_throughput exit $?"; cat "$OUT/predict_throughput.txt"; tail -3 "$OUT/predict_throughput.err"
+fi
+if want tokenize; then
+  # issue 8's tokenization target (>= 20x fast-bert building the Sentiment140 100k data) with this machine's cores
+  timeout "${TOKENIZE_S:-240}" "$PY" bench/tokenize_throughput.py > "$OUT/tokenize_throughput.txt" \
+    2> "$OUT/tokenize_throughput.err"
+  echo "tokenize_throughput exit $?"; cat "$OUT/tokenize_throughput.txt"; tail -3 "$OUT/tokenize_throughput.err"
 fi
 if want cli; then
   # the main job on the GPU: `bertlearn train` on all of SST-2 (1,053 steps: cuda_graphs="auto" switches graphs on),

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import DATA_ROOT, describe  # noqa: E402
+from machine import DATA_ROOT, bench_tokenizer, describe  # noqa: E402
 
 DATA = DATA_ROOT / "sentiment140" / "train_100k.csv"
 
@@ -73,8 +73,8 @@ def fast_bert_build(csv: Path, tok, maxlen: int, cache: Path) -> dict:
 
 def child(path: str, rows: int, maxlen: int, workdir: Path) -> dict:
     """Run one path in this process; return its timings, peak RSS and a probe of its ids."""
-    from bertlearn import BertDataBunch, load_tokenizer
-    tok = load_tokenizer(None)
+    from bertlearn import BertDataBunch
+    tok = bench_tokenizer()  # the packaged MiniLM's, or its copy under BERTLEARN_DATA (the GPU machine)
     csv = workdir / "train.csv"
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict = {"path": path, "rss_base_mb": base}
@@ -144,7 +144,8 @@ def main() -> None:
     row("fast-bert: examples, per-text tokenize loop, padded int64 tensors, torch.save", ref, fb)
     row("bertlearn: BertDataBunch.from_csv, first build (tokenize, write cache)", ours["seconds"][0], ours)
     row("bertlearn: BertDataBunch.from_csv, unchanged inputs (cache hit)", ours["seconds"][1], ours)
-    row("floor: the Rust tokenizer alone (encode_batch_fast, 2 threads)", rust["seconds"][0], rust, mb=False)
+    row(f"floor: the Rust tokenizer alone (encode_batch_fast, {os.cpu_count()} cores)", rust["seconds"][0], rust,
+        mb=False)
     print(f"\nsame token ids (every 997th row): {fb['probe'] == ours['probe']}")
     print(f"machine: {describe()}")
 
