@@ -14,8 +14,8 @@ from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, HFOutputC
                         SkipValidationCallback, SparseProgressCallback, TensorBoardLogger, mixed_precision, native_bf16)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
-from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
+from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .lm import BertLMDataBunch, BertLMLearner
 from .learner import BertLearner, load_learner

@@ -33,8 +33,8 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
 from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)
-from .graphs import CudaGraphCallback
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
+from .graphs import CudaGraphCallback
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, compile_model, load_model, start_regression_head_at_mean
 from .optim import adamw
@@ -215,6 +215,14 @@ class BertLearner(Learner):
                           "--nproc_per_node N script.py` (DistributedDataParallel; see docs/distributed.md)",
                           stacklevel=2)
         device = resolve_device(device)
+        if cuda_graphs not in (True, False, "auto"):
+            raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")
+        if cuda_graphs is True and device.type != "cuda":
+            raise ModelError(f"cuda_graphs=True needs a CUDA GPU, but the model goes to {str(device)!r}; pass "
+                             "device='cuda', or cuda_graphs='auto' (graphs only where they apply)")
+        if cuda_graphs is True and compile:
+            raise ModelError("cuda_graphs=True and compile=True: use one or the other (both attack the per-kernel "
+                             "launch overhead; graphing a compiled model is not supported)")
         if seed is not None:
             set_seed(seed, reproducible=True)
         model, fresh_head = load_model(pretrained_path, labels=databunch.labels, problem_type=databunch.problem_type,
@@ -239,14 +247,6 @@ class BertLearner(Learner):
                 model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if cuda_graphs not in (True, False, "auto"):
-            raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")
-        if cuda_graphs is True and device.type != "cuda":
-            raise ModelError(f"cuda_graphs=True needs a CUDA GPU, but the model goes to {str(device)!r}; pass "
-                             "device='cuda', or cuda_graphs='auto' (graphs only where they apply)")
-        if cuda_graphs is True and compile:
-            raise ModelError("cuda_graphs=True and compile=True: use one or the other (graphs remove the host "
-                             "overhead that compilation also attacks, and the two do not stack)")
         model.to(device)  # before the optimizer exists, so AdamW can pick its fused kernel for the device
         compile_model(model, compile)
         databunch.device = device
