@@ -111,12 +111,14 @@ class CudaGraphCallback(Callback):
         self._graphed_batch = False
         self._quiet: Any = None
         self._params: list[torch.Tensor] = []
+        self._inference: InferenceGraphs | None = None
+        self._inference_signature: Any = None
 
     def __getstate__(self) -> dict:
         # `export` pickles the learner with its callbacks: graphs and the patched forward stay behind
         state = dict(self.__dict__)
         state.update(_graphs={}, _signature=None, _pool=None, _model=None, _orig_forward=None, _params=[],
-                     active=False, _graphed_batch=False, _quiet=None)
+                     active=False, _graphed_batch=False, _quiet=None, _inference=None, _inference_signature=None)
         return state
 
     # --- deciding ---
@@ -213,6 +215,25 @@ class CudaGraphCallback(Callback):
                 del self._model.forward
             self._model = None
         self.active = False
+
+    # --- prediction ---
+
+    def for_prediction(self, model: torch.nn.Module, maxlen: int, amp_dtype: torch.dtype | None
+                       ) -> "InferenceGraphs | None":
+        """`InferenceGraphs` for the learner's own prediction (`predict_batch`...), or None where they do not apply:
+        off CUDA, float32 under "auto", a compiled model. Kept while the parameters stay where they are (training
+        updates them in place, which the graphs read); rebuilt when they move."""
+        param = next(model.parameters(), None)
+        if param is None or not _on_cuda(param) or getattr(model, "_compiled_call_impl", None) is not None:
+            return None
+        if self.enabled == "auto" and amp_dtype is None:
+            return None
+        signature = (amp_dtype, maxlen, tuple(p.data_ptr() for p in model.parameters()))
+        if self._inference is None or self._inference_signature != signature:
+            self._inference = InferenceGraphs(model, maxlen, amp_dtype=amp_dtype,
+                                              min_uses=1 if self.enabled is True else 2)
+            self._inference_signature = signature
+        return self._inference
 
     # --- the step ---
 

@@ -194,7 +194,8 @@ class BertLearner(Learner):
                 eager bf16 step is host-bound on fast GPUs. "auto": bf16 fits (`is_fp16=True`) of at least
                 `GRAPH_MIN_STEPS` steps where nothing rules graphs out (compile, DDP, gradient accumulation or
                 checkpointing, fp16 loss scaling); True: always, raising `ModelError` where they cannot apply;
-                False: never.
+                False: never. The learner's own predictions (`predict_batch`...) replay forward-pass graphs too
+                (bf16 only under "auto"; see `InferenceGraphs`).
             **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
                 loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
         """
@@ -511,7 +512,10 @@ class BertLearner(Learner):
         rank, world = rank_world()
         if world > 1:
             dl = dl.shard(rank, world)  # each rank scores its share; predict_logits gathers them in order
-        return predict_logits(getattr(self.model, "module", self.model), dl, amp_dtype=self._amp_dtype())
+        model, amp = getattr(self.model, "module", self.model), self._amp_dtype()
+        graphs = next((cb.for_prediction(model, self.dls.encoder.maxlen, amp) for cb in self.cbs
+                       if isinstance(cb, CudaGraphCallback)), None)
+        return predict_logits(model, dl, amp_dtype=amp, graphs=graphs)
 
     def predict_batch(self, texts: Sequence[Any] | None = None, verbose: bool = True, bs: int | None = None) -> list:
         """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label);

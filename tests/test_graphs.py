@@ -284,6 +284,17 @@ class TestOnGPU:
         pg = torch.cat([p.detach().flatten() for p in graphed.model.parameters()])
         assert float((pg - pe).norm() / pe.norm()) < (2e-2 if is_fp16 else 1e-3)
 
+    def test_learner_prediction_replays_match_eager(self, tiny_model_dir, tmp_path):
+        _cuda()
+        learner = make_learner(tiny_model_dir, tmp_path, device="cuda", is_fp16=True, cuda_graphs=True)
+        cb = next(c for c in learner.cbs if isinstance(c, CudaGraphCallback))
+        learner.remove_cb(cb)
+        want = learner.predict_logits(TestInferenceGraphs.TEXTS)
+        learner.add_cb(cb)
+        for _ in range(2):
+            torch.testing.assert_close(learner.predict_logits(TestInferenceGraphs.TEXTS), want, atol=3e-2, rtol=3e-2)
+        assert cb._inference.captures >= 2
+
     def test_dropout_draws_new_masks_each_replay(self, tiny_model_dir, tmp_path):
         _cuda()
         learner = make_learner(tiny_model_dir, tmp_path, device="cuda", cuda_graphs=True)
@@ -381,3 +392,29 @@ class TestInferenceGraphs:
         folder = trained_learner.save_model(tmp_path / "m")
         assert BertClassificationPredictor(folder, device="cuda", precision="fp32").graphs is None
         assert BertClassificationPredictor(folder, device="cuda", precision="bf16").graphs.min_uses == 2
+
+
+class TestLearnerPrediction:
+    TEXTS = TestInferenceGraphs.TEXTS
+
+    def test_predict_batch_replays_graphs_kept_with_the_callback(self, tiny_model_dir, tmp_path,
+                                                                fake_forward_capture):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        eager = learner.predict_logits(self.TEXTS)
+        cb = CudaGraphCallback(True)
+        learner.add_cb(cb)
+        got = learner.predict_logits(self.TEXTS)
+        assert cb._inference is not None and cb._inference.captures >= 2
+        torch.testing.assert_close(got, eager, atol=1e-5, rtol=1e-4)
+        captured = cb._inference.captures
+        learner.predict_batch(self.TEXTS)
+        assert cb._inference.captures == captured  # the same graphs, weights read where they live
+        loaded = load_learner(learner.export())
+        assert next(c for c in loaded.cbs if isinstance(c, CudaGraphCallback))._inference is None
+
+    def test_auto_leaves_float32_prediction_eager(self, tiny_model_dir, tmp_path, fake_forward_capture):
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback("auto")
+        learner.add_cb(cb)
+        learner.predict_logits(self.TEXTS)
+        assert cb._inference is None and fake_forward_capture == []
