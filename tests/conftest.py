@@ -165,3 +165,52 @@ def quiet_fit(learner, *args, **kwargs):
     """`learner.fit` without the progress bar and per-epoch log lines."""
     with learner.no_bar(), learner.no_logging():
         return learner.fit(*args, **kwargs)
+
+
+# Tensor methods that copy a value to the host, i.e. make the host wait for the GPU when the tensor lives there
+SYNCING = ("item", "cpu", "tolist", "numpy", "__format__", "__bool__", "__float__", "__int__")
+# callers whose reads are not device syncs, or not ours to remove:
+SYNC_ALLOWED = ("torch/optim/",  # AdamW's step counters are host tensors by design (non-capturable mode)
+                "fastai/callback/schedule.py",  # one-cycle values computed from Python floats on the host
+                "transformers/")  # SDPA mask `padding_mask.all()`: upstream (skipped under CUDA-graph capture)
+
+
+@pytest.fixture
+def sync_spy(monkeypatch):
+    """Records (method, caller) for every SYNCING call outside SYNC_ALLOWED while `spy.on` is true; `spy.window()`
+    gives two fastai callbacks that switch it on for each training batch, from before_batch to the last
+    after_batch. On a CPU nothing syncs, but these are the calls that would on a GPU."""
+    import traceback
+    from types import SimpleNamespace
+
+    from fastai.callback.core import Callback
+
+    spy = SimpleNamespace(on=False, calls=[])
+
+    def wrap(name, orig):
+        def wrapper(self, *a, **k):
+            if spy.on:
+                frame = traceback.extract_stack()[-2]
+                caller = f"{frame.filename}:{frame.lineno}"
+                if not any(allowed in caller for allowed in SYNC_ALLOWED):
+                    spy.calls.append((name, caller))
+            return orig(self, *a, **k)
+        return wrapper
+
+    for name in SYNCING:
+        monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
+
+    class Start(Callback):
+        order = -100
+
+        def before_batch(self):
+            spy.on = self.training
+
+    class Stop(Callback):
+        order = 1000  # after every other callback's after_batch (Recorder, progress bar)
+
+        def after_batch(self):
+            spy.on = False
+
+    spy.window = lambda: [Start(), Stop()]
+    return spy

@@ -144,41 +144,12 @@ class TestDispatch:
             "The AccumulateGrad node's stream does not match, outside a graphed backward"]
 
     def test_graphed_batches_read_nothing_back_from_the_device(self, fake_capture, tiny_model_dir, tmp_path,
-                                                               monkeypatch):
-        import test_learner
-        from fastai.callback.core import Callback
-        hot = test_learner.TestHotPath
-        calls, on = [], [False]
-
-        def spy(name, orig):
-            def wrapper(self, *a, **k):
-                if on[0]:
-                    caller = hot._caller()
-                    if not any(allowed in caller for allowed in hot.ALLOWED):
-                        calls.append((name, caller))
-                return orig(self, *a, **k)
-            return wrapper
-
-        for name in hot.SYNCING:
-            monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
-
-        class Start(Callback):
-            order = -100
-
-            def before_batch(self):
-                on[0] = self.training
-
-        class Stop(Callback):
-            order = 1000  # after every other callback's after_batch (Recorder, progress bar)
-
-            def after_batch(self):
-                on[0] = False
-
+                                                               sync_spy):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
         learner.add_cb(CudaGraphCallback(True))
         next(cb for cb in learner.cbs if type(cb).__name__ == "SparseProgressCallback").every = 1e9
-        learner.fit(2, lr=1e-3, cbs=[Start(), Stop()])
-        assert len(fake_capture) >= 2 and calls == []
+        learner.fit(2, lr=1e-3, cbs=sync_spy.window())
+        assert len(fake_capture) >= 2 and sync_spy.calls == []
 
     def test_validation_and_prediction_stay_eager(self, fake_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
