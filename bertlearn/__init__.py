@@ -15,7 +15,7 @@ from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, HFOutputC
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
-from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets
+from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets, inference_graphs
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .lm import BertLMDataBunch, BertLMLearner
 from .learner import BertLearner, load_learner
@@ -41,6 +41,6 @@ __all__ = [
     "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
     "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16",
-    "CudaGraphCallback", "InferenceGraphs", "graph_buckets", "GRAPH_MIN_STEPS",
+    "CudaGraphCallback", "InferenceGraphs", "inference_graphs", "graph_buckets", "GRAPH_MIN_STEPS",
     "BertLearnError", "DataError", "ModelError", "NotFittedError",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 from .callbacks import native_bf16
 from .data import BertDataLoader, TextEncoder, _as_texts
 from .errors import BertLearnError, ModelError
-from .graphs import InferenceGraphs
+from .graphs import InferenceGraphs, inference_graphs
 from .model import compile_model
 
 __all__ = ["Predictor", "BertClassificationPredictor", "predict_logits", "per_text_logits", "input_names",
@@ -258,12 +258,7 @@ class BertClassificationPredictor(Predictor):
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
-        self.graphs = None
-        # "auto" graphs bf16 only: float32 inference is bound by the GPU's arithmetic, where padding to the bucket
-        # only adds work (measured on an H200: float32 0.85-0.99x with graphs, bf16 2.0-2.3x)
-        if cuda_graphs and self.device.type == "cuda" and not compile and (cuda_graphs is True or self.amp_dtype):
-            self.graphs = InferenceGraphs(self.model, self.encoder.maxlen, amp_dtype=self.amp_dtype,
-                                          min_uses=1 if cuda_graphs is True else 2)
+        self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
