@@ -22,7 +22,6 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientAccumulation, GradientClip
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
-from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
@@ -35,6 +34,7 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           main_process_only, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .graphs import CudaGraphCallback
+from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, compile_model, load_model, start_regression_head_at_mean
 from .optim import adamw
