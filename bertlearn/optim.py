@@ -8,6 +8,11 @@ in a state the PyTorch optimizer never reads, so they would be decayed too. `Dec
 fastai's groups (one per splitter group, for discriminative rates, `freeze_to` and one-cycle) and gives each a
 PyTorch twin group without weight decay for its 1-D parameters (biases, LayerNorm weights), as BERT's recipe
 and the Hugging Face Trainer do.
+
+Those groups cost host time of their own: PyTorch steps each group with its own kernel call and Python
+bookkeeping, and a bert-base split per layer has 28. `DecayGroupsOptimWrapper.step` hands PyTorch's Adam/AdamW
+the groups merged by equal options for the length of the step, so a fit with one learning rate makes two
+calls per step (decayed and not decayed), whatever the number of groups.
 """
 
 from __future__ import annotations
@@ -18,12 +23,35 @@ from typing import Any
 import torch
 from fastai.optimizer import OptimWrapper, set_item_pg
 
-__all__ = ["DecayGroupsOptimWrapper", "adamw", "decays"]
+__all__ = ["DecayGroupsOptimWrapper", "adamw", "decays", "merged_groups"]
 
 
 def decays(p: torch.Tensor) -> bool:
     """Whether `p` gets weight decay: matrices do; biases and normalization weights (1-D) do not."""
     return p.ndim >= 2
+
+
+def merged_groups(groups: list[dict]) -> list[dict] | None:
+    """`groups` with those of equal options (all keys but "params") joined into one, in first-seen order; None
+    when there is nothing to join or an option cannot be compared as a key (a list).
+
+    Args:
+        groups: a PyTorch optimizer's `param_groups`.
+    """
+    merged: dict[tuple, dict] = {}
+    try:
+        for group in groups:
+            # tensors (a tensor lr) join only themselves: equal by identity, not by value
+            key = tuple(sorted((k, id(v) if isinstance(v, torch.Tensor) else v)
+                               for k, v in group.items() if k != "params"))
+            into = merged.get(key)
+            if into is None:
+                merged[key] = {**group, "params": list(group["params"])}
+            else:
+                into["params"].extend(group["params"])
+    except TypeError:
+        return None
+    return list(merged.values()) if len(merged) < len(groups) else None
 
 
 class DecayGroupsOptimWrapper(OptimWrapper):
@@ -46,6 +74,23 @@ class DecayGroupsOptimWrapper(OptimWrapper):
             torch_groups.append({"params": [p for p in group if decays(p)]})
             torch_groups.append({"params": [p for p in group if not decays(p)], "weight_decay": 0.0})
         super().__init__(opt=opt(torch_groups, **kwargs))
+
+    def step(self, closure: Any = None) -> Any:
+        """One optimizer step; for PyTorch's Adam and AdamW, one kernel call per distinct set of options.
+
+        Adam's update is elementwise and each parameter keeps its own state (moments, step count), so stepping
+        the merged groups gives the same parameters, bit for bit, as stepping group by group. The groups are
+        swapped back before this returns: `param_groups`, `state_dict` and fastai's schedules never see the
+        merged ones (step hooks registered on the PyTorch optimizer do)."""
+        opt = self.opt
+        merged = merged_groups(opt.param_groups) if isinstance(opt, torch.optim.Adam) else None
+        if merged is None:
+            return opt.step(closure)
+        groups, opt.param_groups = opt.param_groups, merged
+        try:
+            return opt.step(closure)
+        finally:
+            opt.param_groups = groups
 
     @property
     def hypers(self) -> list[dict]:

@@ -1,13 +1,15 @@
-"""The AdamW wrapper: PyTorch's multi-tensor step under fastai's groups, without decay on biases and LayerNorm."""
+"""The AdamW wrapper: PyTorch's fused step under fastai's groups (merged where options agree), without decay on biases and LayerNorm."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
 from conftest import quiet_fit
 from fastai.callback.core import Callback
 
-from bertlearn.optim import DecayGroupsOptimWrapper, decays
+from bertlearn.optim import DecayGroupsOptimWrapper, decays, merged_groups
 
 
 
@@ -62,3 +64,92 @@ def test_discriminative_rates_and_freezing_follow_splitter_groups(tiny_learner):
         # fastai's train_bn keeps normalization weights trainable in frozen groups
         assert p.requires_grad == (id(p) in head or "LayerNorm" in name), name
     tiny_learner.unfreeze()
+
+
+def _layers(seed: int = 0) -> list[list[torch.nn.Parameter]]:
+    """Three "splitter groups" of four parameters each: two matrices, two vectors."""
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.nn.Parameter(torch.randn(3, 5, generator=g) if i % 2 == 0 else torch.randn(5, generator=g))
+             for i in range(4)] for _ in range(3)]
+
+
+def _twin_groups(layers, lrs) -> list[dict]:
+    """What DecayGroupsOptimWrapper hands PyTorch: per layer, the matrices with decay, the vectors without."""
+    out = []
+    for layer, lr in zip(layers, lrs):
+        out.append({"params": [p for p in layer if p.ndim == 2], "lr": lr})
+        out.append({"params": [p for p in layer if p.ndim == 1], "lr": lr, "weight_decay": 0.0})
+    return out
+
+
+@pytest.mark.parametrize("impl", [{"fused": True}, {"foreach": True}, {"foreach": False}])
+def test_merged_step_matches_pytorch_adamw_group_by_group_bit_for_bit(impl):
+    lrs = [1e-3, 1e-3, 5e-3]
+    ref_layers, layers = _layers(), _layers()
+    ref = torch.optim.AdamW(_twin_groups(ref_layers, lrs), weight_decay=0.1, **impl)
+    opt = DecayGroupsOptimWrapper(layers, partial(torch.optim.AdamW, **impl), lr=1e-3, weight_decay=0.1)
+    opt.set_hyper("lr", lrs)
+    ref_params, params = [p for l in ref_layers for p in l], [p for l in layers for p in l]
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        for p, q in zip(ref_params, params):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        if step == 2:
+            params[0].grad = ref_params[0].grad = None  # a parameter without a gradient is skipped, as in AdamW
+        ref.step()
+        opt.step()
+        for p, q in zip(ref_params, params):
+            assert torch.equal(p, q)
+    # the groups and the state are PyTorch's, untouched by the merging
+    assert [len(pg["params"]) for pg in opt.opt.param_groups] == [len(pg["params"]) for pg in ref.param_groups]
+    a, b = ref.state_dict(), opt.opt.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["state"][k][name], b["state"][k][name])
+
+
+def _count_adam_calls(monkeypatch) -> list:
+    import torch.optim.adam as adam_module
+    calls, real = [], adam_module.adam
+    monkeypatch.setattr(adam_module, "adam", lambda *a, **k: calls.append((k["lr"], k["weight_decay"], len(a[0])))
+                        or real(*a, **k))
+    return calls
+
+
+def test_one_adam_call_per_distinct_options(monkeypatch):
+    opt = DecayGroupsOptimWrapper(_layers(), partial(torch.optim.AdamW, fused=True), lr=1e-3, weight_decay=0.1)
+    opt.set_hyper("lr", [1e-3, 1e-3, 5e-3])
+    for p in (p for pg in opt.opt.param_groups for p in pg["params"]):
+        p.grad = torch.ones_like(p)
+    calls = _count_adam_calls(monkeypatch)
+    opt.step()
+    # six groups, four distinct (lr, weight decay) pairs: the first two layers' rates are equal
+    assert sorted(calls) == [(1e-3, 0.0, 4), (1e-3, 0.1, 4), (5e-3, 0.0, 2), (5e-3, 0.1, 2)]
+    assert len(opt.opt.param_groups) == 6
+    calls.clear()
+    opt.opt.param_groups[0]["betas"] = [0.9, 0.99]  # a list cannot be a key: group by group, as PyTorch does
+    opt.step()
+    assert len(calls) == 6
+
+
+def test_merged_groups_keeps_order_and_leaves_groups_alone():
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    groups = [{"params": [a], "lr": 1.0, "eps": 1e-8}, {"params": [b], "eps": 1e-8, "lr": 2.0},
+              {"params": [c], "eps": 1e-8, "lr": 1.0}]  # key order differs: still equal options
+    merged = merged_groups(groups)
+    assert [[id(p) for p in g["params"]] for g in merged] == [[id(a), id(c)], [id(b)]]
+    assert [len(g["params"]) for g in groups] == [1, 1, 1]
+    assert merged_groups(groups[:2]) is None  # nothing to join
+    lr = torch.tensor(1.0)
+    assert merged_groups([{"params": [a], "lr": lr}, {"params": [b], "lr": torch.tensor(1.0)}]) is None
+
+
+def test_fit_steps_splitter_groups_in_two_calls(tiny_learner, monkeypatch):
+    calls = _count_adam_calls(monkeypatch)
+    quiet_fit(tiny_learner, 1, lr=1e-3)
+    assert len(tiny_learner.opt.opt.param_groups) >= 4
+    assert len(calls) == 2 * len(tiny_learner.dls.train)  # decayed and not decayed, whatever the number of groups
+    assert sum(n for *_, n in calls[:2]) == sum(1 for p in tiny_learner.model.parameters() if p.requires_grad)
