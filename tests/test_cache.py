@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 
 import numpy as np
@@ -63,6 +64,35 @@ def test_tokenizer_identity_is_part_of_the_key(tiny_tokenizer, tiny_model_dir):
     assert tokenizer_fingerprint(cased) != tokenizer_fingerprint(tiny_tokenizer)
     settings = {"maxlen": 16}
     assert cache_key(["a"], cased, settings) != cache_key(["a"], tiny_tokenizer, settings)
+
+
+def test_an_edited_tokenizer_is_a_new_key(tiny_model_dir):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    before = tokenizer_fingerprint(tok)
+    assert tokenizer_fingerprint(tok) == before
+    tok(["good movie"], truncation=True, max_length=4, padding="max_length")  # call options are not identity
+    assert tokenizer_fingerprint(tok) == before
+    tok.add_tokens(["brandnewword"])  # the same object, edited: its definition hash is computed afresh
+    assert tokenizer_fingerprint(tok) != before
+
+
+def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
+    import hashlib
+    import bertlearn.cache as cache
+    settings = {"maxlen": 16}
+    texts = [f"text {i}" for i in range(50)] + [("a pair", "its second text")]
+    monkeypatch.setattr(cache, "_HASH_BLOCK", 7)  # blocks do not change the key
+    key = cache_key(texts, tiny_tokenizer, settings)
+    monkeypatch.setattr(cache, "_HASH_BLOCK", 8192)
+    assert cache_key(texts, tiny_tokenizer, settings) == key
+    # what is hashed: each text (a pair joined by \x1f) followed by \x1e, after the settings
+    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "tok": tokenizer_fingerprint(tiny_tokenizer),
+                                   **settings}, sort_keys=True, default=str).encode())
+    for t in texts:
+        h.update((t if isinstance(t, str) else "\x1f".join(t)).encode() + b"\x1e")
+    assert h.hexdigest()[:32] == key
+    assert cache_key(["ab", "c"], tiny_tokenizer, settings) != cache_key(["a", "bc"], tiny_tokenizer, settings)
 
 
 def test_no_cache_and_clear_cache(tiny_csv_dir, tiny_tokenizer):
