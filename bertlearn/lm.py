@@ -38,8 +38,10 @@ _log = logging.getLogger(__name__)
 
 
 class MaskedLMDataLoader(BertDataLoader):
-    """Batches `(masked input_ids, attention_mask, labels, labels)`: labels hold the original ids at the masked
-    positions and -100 elsewhere (the model gets them as its third input to pick the positions to score).
+    """Batches `(masked input_ids, attention_mask, positions, targets)`: `positions` holds the flat indices
+    (row * width + column) of the masked tokens and `targets` their original ids. Both are found on the host
+    while the batch is made, so the model picks the masked rows with an index on the device instead of a
+    boolean mask, whose output size the host would have to wait for (a device sync every step).
 
     Args:
         dataset: an unlabelled `EncodedDataset`.
@@ -70,7 +72,11 @@ class MaskedLMDataLoader(BertDataLoader):
         special = torch.isin(ids, self._special) | (mask == 0)
         self.collator.generator = self._gen
         inputs, labels = self.collator.torch_mask_tokens(ids, special_tokens_mask=special)
-        return inputs, mask, labels, labels
+        positions = (labels.view(-1) != -100).nonzero().view(-1)
+        targets = labels.view(-1)[positions]
+        if self.device is not None and self.device.type == "cuda":
+            positions, targets = positions.pin_memory(), targets.pin_memory()
+        return inputs, mask, positions, targets
 
 
 class BertLMDataBunch(BertDataBunch):
@@ -78,7 +84,7 @@ class BertLMDataBunch(BertDataBunch):
 
     @property
     def n_inp(self) -> int:
-        return 3  # input_ids, attention_mask, labels (the model scores only the labelled positions)
+        return 3  # input_ids, attention_mask, positions (the model scores only the masked positions)
 
     @classmethod
     def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame, tokenizer: Any = None,
@@ -155,8 +161,10 @@ class BertLMDataBunch(BertDataBunch):
 class MaskedLMModel(nn.Module):
     """A Hugging Face `AutoModelForMaskedLM` whose vocabulary projection runs only on the masked positions.
 
-    `forward(input_ids, attention_mask, labels)` returns (n_masked, vocab) logits, in row-major order of
-    `labels != -100`. The plain Hugging Face model is `.hf`; `save_pretrained` saves it.
+    `forward(input_ids, attention_mask, positions)` returns (n_masked, vocab) logits for the flat token indices
+    `positions` (1-D, as `MaskedLMDataLoader` makes them), or, given a (rows, width) `labels` tensor instead, for
+    its entries other than -100 in row-major order. The plain Hugging Face model is `.hf`; `save_pretrained`
+    saves it.
 
     Args:
         hf: the masked-LM model.
@@ -165,15 +173,16 @@ class MaskedLMModel(nn.Module):
     def __init__(self, hf: nn.Module):
         super().__init__()
         self.hf = hf
-        self._keep: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
         # a pre-hook on the output projection (found through the HF API, whatever the architecture calls it)
         # drops the unmasked rows just before the hidden-size x vocabulary matmul
         hf.get_output_embeddings().register_forward_pre_hook(self._select)
 
     def _select(self, module: nn.Module, args: tuple) -> tuple | None:
-        if self._keep is None:
+        if self._positions is None:
             return None
-        return (args[0][self._keep],)
+        hidden = args[0]
+        return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, self._positions),)
 
     @property
     def base_model(self) -> nn.Module:
@@ -184,26 +193,32 @@ class MaskedLMModel(nn.Module):
         return self.hf.config
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        self._keep = None if labels is None else labels != -100
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        if positions is not None and positions.dim() == 2:  # labels with -100 where nothing is scored
+            positions = (positions.view(-1) != -100).nonzero().view(-1)
+        self._positions = positions
         try:
             return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
         finally:
-            self._keep = None
+            self._positions = None
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
         self.hf.save_pretrained(path, **kwargs)
 
 
 class MaskedLMLoss(nn.Module):
-    """Cross-entropy between the masked positions' logits and their original token ids."""
+    """Cross-entropy between the masked positions' logits and their original token ids (`targets`, 1-D; or
+    (rows, width) labels with -100 where nothing is scored)."""
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels[labels != -100])
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.dim() == 2:
+            targets = targets[targets != -100]
+        return F.cross_entropy(logits.float(), targets)
 
 
 class Perplexity(DeviceAvgLoss):
-    """exp(mean masked-LM loss) over the validation set, accumulated on the device."""
+    """exp(mean masked-LM loss) over the validation set, accumulated on the device; each batch weighs by its
+    number of masked tokens (the length of its targets), so this is the per-token perplexity."""
 
     @property
     def value(self) -> torch.Tensor | None:

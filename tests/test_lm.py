@@ -18,15 +18,52 @@ def corpus():
 
 def test_masking_follows_the_collator_and_skips_special_tokens(corpus, tiny_model_dir):
     db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
-    ids, mask, labels, labels2 = db.train.one_batch()
-    assert labels is labels2 and db.n_inp == 3
-    picked = labels != -100
+    ids, mask, positions, targets = db.train.one_batch()
+    assert db.n_inp == 3 and positions.dtype == torch.long and positions.dim() == 1 and targets.shape == positions.shape
+    picked = torch.zeros(ids.numel(), dtype=torch.bool)
+    picked[positions] = True
+    picked = picked.view(ids.shape)
+    assert torch.equal(positions, picked.view(-1).nonzero().view(-1))  # row-major, each position once
     assert 0.05 < picked.float().sum() / mask.sum() < 0.3  # about 15% of real tokens
     tok = db.tokenizer
-    special = torch.isin(labels, torch.tensor(tok.all_special_ids))
-    assert not special[picked].any()
+    assert not torch.isin(targets, torch.tensor(tok.all_special_ids)).any()
     assert (mask[picked] == 1).all()
     assert (ids[picked] == tok.mask_token_id).float().mean() > 0.6  # ~80% replaced by [MASK]
+    # the targets are the original ids: unmasking a batch in a known order gives back the tokenized texts
+    dl = db.train.new(shuffle=False)
+    ids, mask, positions, targets = next(iter(dl))
+    restored = ids.clone().view(-1)
+    restored[positions] = targets
+    rows = dl.dataset
+    order = dl.get_idxs()[:len(ids)]
+    for row, i in zip(restored.view(ids.shape), order):
+        assert row[:rows.lengths[i]].tolist() == rows.ids[i, :rows.lengths[i]].tolist()
+
+
+def test_training_step_selects_masked_rows_by_index(corpus, tiny_model_dir, tmp_path, monkeypatch):
+    """On a GPU a boolean mask (or `labels != -100` selection) makes the host wait for the device every step;
+    the model and loss get host-made indices and never build one."""
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    seen = []
+    real_nonzero, real_getitem = torch.Tensor.nonzero, torch.Tensor.__getitem__
+
+    def getitem(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+            seen.append("boolean index")
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "nonzero", lambda self, *a, **k: seen.append("nonzero") or real_nonzero(self, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+    batch = db.train.one_batch()  # the loader finds the positions on the host
+    assert seen
+    seen.clear()
+    learner.model.train()
+    logits = learner.model(*batch[:3])
+    loss = learner.loss_func(logits, batch[3])
+    loss.backward()
+    assert seen == [] and logits.shape == (len(batch[2]), learner.model.config.vocab_size)
 
 
 def test_validation_masks_are_fixed_and_training_masks_change(corpus, tiny_model_dir):
