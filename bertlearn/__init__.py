@@ -18,9 +18,10 @@ from .errors import BertLearnError, DataError, ModelError, NotFittedError
 from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets, inference_graphs
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
 from .lm import BertLMDataBunch, BertLMLearner
+from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat, PlainTensorLoss
 from .learner import BertLearner, load_learner
 from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
-from .optim import DecayGroupsOptimWrapper, adamw
+from .optim import DecayGroupsOptimWrapper, adamw, merged_groups
 from .model import (DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer,
                     resolve_pretrained)
 from .onnx import OnnxPredictor, export_onnx
@@ -31,11 +32,12 @@ from .predict import (BertClassificationPredictor, Predictor, amp_dtype_for, pre
 __all__ = [
     "__version__",
     "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "RaggedRows",
-    "BertLearner", "load_learner", "adamw", "DecayGroupsOptimWrapper", "BertLMDataBunch", "BertLMLearner",
+    "BertLearner", "load_learner", "adamw", "DecayGroupsOptimWrapper", "merged_groups", "BertLMDataBunch", "BertLMLearner",
     "embed", "word_in_context", "cosine_similarity_matrix", "TokenVectors", "WordInContext",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
     "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
     "amp_dtype_for",
+    "CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss",
     "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
     "DEFAULT_MODEL", "bert_splitter", "compile_model", "default_model_path", "load_model", "load_tokenizer",
     "resolve_pretrained",
