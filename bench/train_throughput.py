@@ -144,6 +144,20 @@ def child(loop: str, args: argparse.Namespace) -> dict:
     if loop.startswith("bertlearn fit"):
         if loop.endswith("graphs") and device.type != "cuda":
             return {"loop": loop, "skipped": "no CUDA GPU"}
+        pristine = []
+        if device.type == "cuda":
+            # the plain loop once more, before any fastai object exists in this process: on the H200 the interleaved
+            # plain loop ran 19-27% slower than the same loop in its own process; this tells whether the learner's
+            # presence (graph pools, allocator state, Python heap) or the process explains it
+            plain_model = build_model(folder, db.labels).to(device)
+            plain_loop(plain_model, warm_batches, device, lr, bf16 and "is_fp16" in loop)
+            for _ in range(2):
+                sync(device)
+                t0 = time.perf_counter()
+                plain_loop(plain_model, db.train, device, lr, bf16 and "is_fp16" in loop)
+                sync(device)
+                pristine.append(time.perf_counter() - t0)
+            del plain_model
         learner = BertLearner.from_pretrained_model(db, str(folder), None, device, None, output_dir=args.workdir,
                                                     is_fp16="is_fp16" in loop, compile=loop.endswith("compiled"),
                                                     cuda_graphs=loop.endswith("graphs"))
@@ -205,6 +219,8 @@ def child(loop: str, args: argparse.Namespace) -> dict:
         out["plain_samples_per_s"] = n / min(plain_timed)  # the interleaved plain loop at the same precision
         out["first_epoch_s"] = first_epoch
         out["captures"] = captures
+        if pristine:
+            out["plain_before_learner_samples_per_s"] = n / min(pristine)
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -298,6 +314,12 @@ def main() -> None:
             even = f"pays back after {cost / saved:,.0f} samples" if saved > 0 else "never pays back"
             print(f"\n{eager} compiled: {c['samples_per_s'] / e['samples_per_s']:.2f}x the eager fit, one-time "
                   f"compilation {cost:.0f} s, {even}")
+    for loop, r in ran.items():
+        if r.get("plain_before_learner_samples_per_s"):
+            alone = ran.get("plain loop bf16" if "is_fp16" in loop else "plain loop fp32", {}).get("samples_per_s")
+            print(f"\n{loop}: the plain loop in this process ran {r['plain_before_learner_samples_per_s']:,.0f}/s before "
+                  f"the learner existed, {r['plain_samples_per_s']:,.0f}/s interleaved with fit"
+                  + (f", {alone:,.0f}/s in its own process" if alone else ""))
     print(f"\nmachine: {describe()}")
     if gpu is None:
         # CPU: the step is compute-bound, and fastai's loop must cost under 5% of it (issue 8's CPU target)
