@@ -15,8 +15,9 @@ import logging
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -123,24 +124,24 @@ class TextEncoder:
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
         ids, types, owners = [], [], []
         backend = self._backend() if self.truncation == "head" and not self.long_text else None
-        for start in range(0, len(texts), _TOKENIZE_CHUNK):
-            chunk_a = texts[start:start + _TOKENIZE_CHUNK]
-            chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
-            if backend is not None:
-                encs = _encode_batch(backend, chunk_a if chunk_b is None else list(zip(chunk_a, chunk_b)))
+        if backend is not None:
+            for start, encs in _encoded_chunks(backend, texts, texts_b):
                 ids.append(RaggedRows.from_lists([e.ids for e in encs], dtype, fill=self.pad_id))
                 if self.with_token_types:
                     types.append(RaggedRows.from_lists([e.type_ids for e in encs], np.uint8))
-                owners.append(np.arange(start, start + len(chunk_a)))
-                continue
-            enc = self._encode_cut(chunk_a) if self.truncation != "head" and not self.long_text else \
-                self._encode_fast(chunk_a, chunk_b)
-            lengths = enc["attention_mask"].sum(axis=1)
-            ids.append(RaggedRows.from_padded(enc["input_ids"].astype(dtype), lengths, fill=self.pad_id))
-            if self.with_token_types:
-                types.append(RaggedRows.from_padded(enc["token_type_ids"].astype(np.uint8), lengths))
-            owner = enc.get("overflow_to_sample_mapping")
-            owners.append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
+                owners.append(np.arange(start, start + len(encs)))
+        else:  # cutting other than at the end, windows, or no Rust backend: the tokenizer's own call
+            for start in range(0, len(texts), _TOKENIZE_CHUNK):
+                chunk_a = texts[start:start + _TOKENIZE_CHUNK]
+                chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
+                enc = self._encode_cut(chunk_a) if self.truncation != "head" and not self.long_text else \
+                    self._encode_fast(chunk_a, chunk_b)
+                lengths = enc["attention_mask"].sum(axis=1)
+                ids.append(RaggedRows.from_padded(enc["input_ids"].astype(dtype), lengths, fill=self.pad_id))
+                if self.with_token_types:
+                    types.append(RaggedRows.from_padded(enc["token_type_ids"].astype(np.uint8), lengths))
+                owner = enc.get("overflow_to_sample_mapping")
+                owners.append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
         out = {"ids": RaggedRows.concat(ids, dtype, fill=self.pad_id),
                "owner": np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)}
         out["lengths"] = out["ids"].lengths  # int32, shared with the rows (no second copy)
@@ -244,6 +245,27 @@ def _encode_batch(backend: Any, inputs: list) -> list:
     # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which nothing here uses
     fast = getattr(backend, "encode_batch_fast", None)
     return fast(inputs) if fast is not None else backend.encode_batch(inputs)
+
+
+def _encoded_chunks(backend: Any, texts: list, texts_b: Sequence[str] | None) -> Iterator[tuple[int, list]]:
+    """(start, encodings) for each chunk of `_TOKENIZE_CHUNK` texts, in order. The Rust call for the next chunk
+    runs on a helper thread (it releases the GIL) while the caller turns this chunk into arrays, so the Python
+    half of tokenization overlaps the Rust half instead of following it."""
+    def chunk(start: int) -> list:
+        a = texts[start:start + _TOKENIZE_CHUNK]
+        return _encode_batch(backend, a if texts_b is None else list(zip(a, texts_b[start:start + _TOKENIZE_CHUNK])))
+
+    starts = range(0, len(texts), _TOKENIZE_CHUNK)
+    if len(starts) <= 1:
+        yield from ((start, chunk(start)) for start in starts)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-tokenize") as pool:
+        pending = pool.submit(chunk, starts[0])
+        for k, start in enumerate(starts):
+            encs = pending.result()
+            if k + 1 < len(starts):
+                pending = pool.submit(chunk, starts[k + 1])
+            yield start, encs
 
 
 class EncodedDataset:

@@ -162,6 +162,27 @@ class TestBatching:
         assert any(w in out[1] for w in ("movie", "film", "the", "plot", "acting"))
 
 
+class TestEncoding:
+    @pytest.mark.parametrize("pairs", [False, True])
+    def test_chunks_tokenized_ahead_on_a_thread_give_the_tokenizers_ids_in_order(self, tiny_tokenizer, monkeypatch,
+                                                                                 pairs):
+        import threading
+
+        import bertlearn.data as data
+        from bertlearn.data import TextEncoder
+        texts = make_texts(53, seed=5)["text"].tolist()
+        texts_b = list(reversed(texts)) if pairs else None
+        monkeypatch.setattr(data, "_TOKENIZE_CHUNK", 5)  # 11 chunks
+        threads, real = set(), data._encode_batch
+        monkeypatch.setattr(data, "_encode_batch", lambda b, x: threads.add(threading.current_thread().name) or real(b, x))
+        enc = TextEncoder(tiny_tokenizer, 24, ["a", "b"], pairs=pairs).encode(texts, texts_b)
+        ref = tiny_tokenizer(texts, texts_b, truncation=True, max_length=24)
+        assert [enc["ids"][i, :enc["lengths"][i]].tolist() for i in range(len(texts))] == ref["input_ids"]
+        assert enc["owner"].tolist() == list(range(len(texts)))
+        assert any(name.startswith("bertlearn-tokenize") for name in threads)
+        assert not any(t.name.startswith("bertlearn-tokenize") for t in threading.enumerate())  # pool shut down
+
+
 class TestInputErrors:
     def test_missing_column_lists_columns_and_suggests(self, tiny_csv_dir, tiny_tokenizer):
         with pytest.raises(DataError) as e:
