@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastai.callback.core import CancelBatchException
 from fastai.callback.training import GradientAccumulation, GradientClip
 from torch import nn
 
@@ -32,7 +33,7 @@ from .optim import adamw
 from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
 from .predict import resolve_device
 
-__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity"]
+__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches"]
 
 _log = logging.getLogger(__name__)
 
@@ -216,6 +217,26 @@ class MaskedLMLoss(nn.Module):
         return F.cross_entropy(logits.float(), targets)
 
 
+class AccumulateBatches(GradientAccumulation):
+    """fastai's `GradientAccumulation` counting batches: one optimizer step every `n_acc` batches, each batch's
+    loss weighted 1 / n_acc. fastai's counts the rows of the targets, and a masked-LM batch's targets are its
+    masked tokens, not its rows.
+
+    Args:
+        n_acc: batches per optimizer step.
+    """
+
+    def after_loss(self) -> None:
+        self.learn.loss_grad /= self.n_acc
+
+    def before_step(self) -> None:
+        self.learn.loss_grad *= self.n_acc  # the recorded loss stays the batch's own
+        self.count += 1
+        if self.count < self.n_acc:
+            raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
+        self.count = 0
+
+
 class Perplexity(DeviceAvgLoss):
     """exp(mean masked-LM loss) over the validation set, accumulated on the device; each batch weighs by its
     number of masked tokens (the length of its targets), so this is the per-token perplexity."""
@@ -287,7 +308,7 @@ class BertLMLearner(BertLearner):
         if max_grad_norm:
             cbs.append(GradientClip(max_norm=max_grad_norm))
         if grad_accumulation_steps and grad_accumulation_steps > 1:
-            cbs.append(GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs))
+            cbs.append(AccumulateBatches(n_acc=grad_accumulation_steps))
         path = Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm"
         learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=partial(adamw, eps=adam_epsilon),
                       metrics=[Perplexity(), *(metrics or [])], cbs=cbs, path=path, py_logger=logger,

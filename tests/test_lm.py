@@ -122,3 +122,29 @@ def test_fast_bert_call_and_bad_input(tiny_model_dir, tmp_path, corpus, tiny_tok
     with pytest.raises(DataError, match="needs a BertLMDataBunch"):
         BertLMLearner.from_pretrained_model(BertDataBunch.from_df(make_texts(32), None, str(tiny_model_dir),
                                                                   device="cpu"), str(tiny_model_dir))
+
+
+def test_gradient_accumulation_steps_every_n_batches(corpus, tiny_model_dir, tmp_path):
+    """fastai's GradientAccumulation counts target rows; a masked-LM batch's targets are its masked tokens, so
+    the LM learner counts batches instead: 2 accumulation steps = one optimizer step per 2 batches."""
+    from fastai.callback.core import Callback
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0,
+                                                  grad_accumulation_steps=2)
+    events = []
+
+    class Count(Callback):
+        order = 100
+
+        def after_loss(self):
+            if self.training:
+                events.append("batch")
+
+        def after_step(self):
+            events.append("step")
+
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=1e-4, cbs=[Count()])
+    n = len(db.train)
+    assert n >= 4 and events.count("batch") == n and events.count("step") == n // 2
+    assert events[:4] == ["batch", "batch", "step", "batch"]
