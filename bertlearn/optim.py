@@ -33,23 +33,27 @@ def decays(p: torch.Tensor) -> bool:
 
 def merged_groups(groups: list[dict]) -> list[dict] | None:
     """`groups` with those of equal options (all keys but "params") joined into one, in first-seen order; None
-    when there is nothing to join or an option cannot be compared as a key (a list).
+    when there is nothing to join, the groups have different option names, or an option cannot be a key (a list).
 
     Args:
         groups: a PyTorch optimizer's `param_groups`.
     """
+    if len(groups) < 2:
+        return None
+    names = [k for k in groups[0] if k != "params"]
     merged: dict[tuple, dict] = {}
     try:
         for group in groups:
-            # tensors (a tensor lr) join only themselves: equal by identity, not by value
-            key = tuple(sorted((k, id(v) if isinstance(v, torch.Tensor) else v)
-                               for k, v in group.items() if k != "params"))
+            if len(group) != len(names) + 1:
+                return None
+            # a tensor option (a tensor lr) hashes by identity, so it joins only groups holding the same tensor
+            key = tuple([group[k] for k in names])
             into = merged.get(key)
             if into is None:
                 merged[key] = {**group, "params": list(group["params"])}
             else:
                 into["params"].extend(group["params"])
-    except TypeError:
+    except (KeyError, TypeError):
         return None
     return list(merged.values()) if len(merged) < len(groups) else None
 

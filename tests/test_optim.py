@@ -145,6 +145,9 @@ def test_merged_groups_keeps_order_and_leaves_groups_alone():
     assert merged_groups(groups[:2]) is None  # nothing to join
     lr = torch.tensor(1.0)
     assert merged_groups([{"params": [a], "lr": lr}, {"params": [b], "lr": torch.tensor(1.0)}]) is None
+    assert len(merged_groups([{"params": [a], "lr": lr}, {"params": [b], "lr": lr}])) == 1  # the same tensor
+    assert merged_groups([{"params": [a], "lr": 1.0}, {"params": [b], "lr": 1.0, "extra": 1}]) is None
+    assert merged_groups([{"params": [a], "lr": 1.0, "eps": 1}, {"params": [b], "lr": 1.0, "extra": 1}]) is None
 
 
 def test_fit_steps_splitter_groups_in_two_calls(tiny_learner, monkeypatch):
