@@ -17,13 +17,14 @@ calls per step (decayed and not decayed), whatever the number of groups.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 import torch
 from fastai.optimizer import OptimWrapper, set_item_pg
 
-__all__ = ["DecayGroupsOptimWrapper", "adamw", "decays", "merged_groups"]
+__all__ = ["DecayGroupsOptimWrapper", "GroupHypers", "adamw", "decays", "merged_groups"]
 
 
 def decays(p: torch.Tensor) -> bool:
@@ -56,6 +57,33 @@ def merged_groups(groups: list[dict]) -> list[dict] | None:
     except (KeyError, TypeError):
         return None
     return list(merged.values()) if len(merged) < len(groups) else None
+
+
+class GroupHypers(Sequence):
+    """A `DecayGroupsOptimWrapper`'s hyper-parameters, one dict per fastai group, read from the PyTorch groups when
+    indexed (what fastai's `OptimWrapper.hypers` returns as a list, built in full on every read). Like that list,
+    the dicts are copies: change options with `set_hyper`.
+
+    Args:
+        wrapper: the optimizer wrapper.
+    """
+
+    def __init__(self, wrapper: "DecayGroupsOptimWrapper"):
+        self._wrapper = wrapper
+
+    def __len__(self) -> int:
+        return len(self._wrapper.opt.param_groups) // 2
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"group {i} out of range: the optimizer has {n} groups")
+        return self._wrapper._hyper_dict(self._wrapper.opt.param_groups[2 * (i % n)])
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 class DecayGroupsOptimWrapper(OptimWrapper):
@@ -97,23 +125,25 @@ class DecayGroupsOptimWrapper(OptimWrapper):
             opt.param_groups = groups
 
     @property
-    def hypers(self) -> list[dict]:
-        # fastai reads this about five times per batch (set_hyper's length check, ParamScheduler, Recorder):
-        # the same result as detuplify_pg (tuples such as betas spread into `betas__0`, `betas__1`), in a tight loop
-        fwd, out = self.fwd_map, []
-        for pg in self.opt.param_groups[::2]:
-            h = {}
-            for k, v in pg.items():
-                if k == "params":
-                    continue
-                if isinstance(v, (tuple, list)):
-                    for i, x in enumerate(v):
-                        name = f"{k}__{i}"
-                        h[fwd.get(name, name)] = x
-                else:
-                    h[fwd.get(k, k)] = v
-            out.append(h)
-        return out
+    def hypers(self) -> "GroupHypers":
+        # fastai reads this five times per batch (set_hyper's length check, ParamScheduler, Recorder), mostly for
+        # its length or its last group: a view that builds a group's dict only when that group is asked for
+        return GroupHypers(self)
+
+    def _hyper_dict(self, pg: dict) -> dict:
+        """One group's options as fastai names them (the same result as detuplify_pg: tuples such as betas
+        spread into `betas__0`, `betas__1`)."""
+        fwd, h = self.fwd_map, {}
+        for k, v in pg.items():
+            if k == "params":
+                continue
+            if isinstance(v, (tuple, list)):
+                for i, x in enumerate(v):
+                    name = f"{k}__{i}"
+                    h[fwd.get(name, name)] = x
+            else:
+                h[fwd.get(k, k)] = v
+        return h
 
     def _set_hyper(self, k: str, v: Any) -> None:
         name = self.bwd_map[k]

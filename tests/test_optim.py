@@ -156,3 +156,21 @@ def test_fit_steps_splitter_groups_in_two_calls(tiny_learner, monkeypatch):
     assert len(tiny_learner.opt.opt.param_groups) >= 4
     assert len(calls) == 2 * len(tiny_learner.dls.train)  # decayed and not decayed, whatever the number of groups
     assert sum(n for *_, n in calls[:2]) == sum(1 for p in tiny_learner.model.parameters() if p.requires_grad)
+
+
+def test_hypers_read_like_fastais_list_one_group_at_a_time(tiny_learner):
+    from fastai.optimizer import detuplify_pg
+    tiny_learner.create_opt()
+    opt = tiny_learner.opt
+    opt.set_hyper("lr", [1e-5 * (i + 1) for i in range(len(opt.hypers))])
+    expected = [{opt.fwd_map.get(k, k): v for k, v in detuplify_pg(pg).items() if k != "params"}
+                for pg in opt.opt.param_groups[::2]]
+    hypers = opt.hypers
+    assert len(hypers) == len(expected) >= 2 and list(hypers) == expected
+    assert hypers[-1] == expected[-1] and hypers[0]["lr"] == 1e-5 and hypers[-1]["mom"] == expected[-1]["mom"]
+    assert hypers[1:] == expected[1:] and repr(hypers) == repr(expected)
+    with pytest.raises(IndexError, match="out of range"):
+        hypers[len(expected)]
+    # a view: what set_hyper changes shows at the next read
+    opt.set_hyper("lr", 3e-4)
+    assert [h["lr"] for h in hypers] == [3e-4] * len(expected)
