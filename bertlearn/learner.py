@@ -16,7 +16,7 @@ import inspect
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, event
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientAccumulation, GradientClip
@@ -138,6 +138,40 @@ class BertLearner(Learner):
             self.add_cb(SparseProgressCallback())
         if py_logger is not None:
             self.add_cb(EpochLoggerCallback(py_logger))
+
+    def __call__(self, event_name: str | Sequence[str]) -> None:
+        # fastai wraps each event name in an `L` and asks every callback, which looks the handler up through
+        # fastcore's attribute delegation even where there is none: ~30 us an event, 8 events a step. Asking only
+        # the callbacks that handle the event, in the same order, saved 0.66 ms a step on a bert-base-shaped model
+        # (issue 8: on a GPU the step is host-bound)
+        if isinstance(event_name, str):
+            self._call_one(event_name)
+        else:
+            for name in event_name:
+                self._call_one(name)
+
+    def _call_one(self, event_name: str) -> None:
+        if event_name == "after_fit" or not hasattr(event, event_name):
+            # after_fit also resets every callback's `run` flag; an unknown name gets fastai's error
+            return super()._call_one(event_name)
+        key = (event_name, tuple(map(id, self.cbs)))  # the cached callbacks are held, so their ids stay theirs
+        handlers = self._handlers.get(key)
+        if handlers is None:
+            if len(self._handlers) > 256:  # fit(cbs=...) adds and removes callbacks: keep the cache small
+                self._handlers.clear()
+            handlers = self._handlers[key] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
+        for cb in handlers:
+            cb(event_name)
+
+    @property
+    def _handlers(self) -> dict:
+        handlers = self.__dict__.get("_event_handlers")
+        if handlers is None:
+            handlers = self.__dict__["_event_handlers"] = {}
+        return handlers
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in super().__getstate__().items() if k != "_event_handlers"}  # export pickles this
 
     @classmethod
     def from_pretrained_model(cls, databunch: BertDataBunch, pretrained_path: str | Path | None = None,
@@ -638,6 +672,11 @@ class BertLearner(Learner):
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         _log.info("model saved to %s", path)
         return path
+
+
+def _handles(cb: Callback, event_name: str) -> bool:
+    """Whether `cb` has a handler for `event_name` (a method of its class, or one given to its constructor)."""
+    return event_name in cb.__dict__ or hasattr(type(cb), event_name)
 
 
 def _check_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:

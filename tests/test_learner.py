@@ -187,6 +187,81 @@ class TestHotPath:
         assert sync_spy.calls and sync_spy.calls[0][0] == "__float__"
 
 
+class TestEventDispatch:
+    """BertLearner asks only the callbacks that handle an event (fastai asks all of them): same calls, same order."""
+
+    def _log_callbacks(self, log):
+        from fastai.callback.core import Callback
+
+        class First(Callback):
+            order = -50
+
+            def before_batch(self):
+                log.append(("first", "before_batch", self.training))
+
+            def after_fit(self):
+                log.append(("first", "after_fit", None))
+
+        class Last(Callback):
+            order = 90
+            run_valid = False  # fastai's rule: inner-loop events during validation skip it
+
+            def before_batch(self):
+                log.append(("last", "before_batch", self.training))
+
+            def after_step(self):
+                log.append(("last", "after_step", None))
+
+        given = Callback(before_batch=lambda self: log.append(("given", "before_batch", None)))  # fastai's funcs_kwargs
+        return [Last(), First(), given]
+
+    def test_same_calls_in_the_same_order_as_fastai(self, tiny_learner):
+        ours, theirs = [], []
+        quiet_fit(tiny_learner, 1, lr=1e-4, cbs=self._log_callbacks(ours))
+        tiny_learner.__dict__.pop("_event_handlers", None)
+        orig = type(tiny_learner).__call__
+        try:
+            type(tiny_learner).__call__ = Learner.__call__  # fastai's own dispatch
+            type(tiny_learner)._call_one_ours = type(tiny_learner)._call_one
+            type(tiny_learner)._call_one = Learner._call_one
+            quiet_fit(tiny_learner, 1, lr=1e-4, cbs=self._log_callbacks(theirs))
+        finally:
+            type(tiny_learner).__call__ = orig
+            type(tiny_learner)._call_one = type(tiny_learner)._call_one_ours
+            del type(tiny_learner)._call_one_ours
+        assert ours == theirs and len(ours) > 10 and ("given", "before_batch", None) in ours
+        steps = len(tiny_learner.dls.train)
+        assert ours.count(("last", "after_step", None)) == steps
+        assert ("last", "before_batch", False) not in ours and ("first", "before_batch", False) in ours
+        assert ours[-1] == ("first", "after_fit", None)
+
+    def test_run_flags_reset_after_fit_and_unknown_events_fail_as_in_fastai(self, tiny_learner):
+        from fastai.callback.core import Callback
+
+        class Off(Callback):
+            calls = 0
+
+            def before_fit(self):
+                self.run = False  # fastai's way to switch a callback off for the rest of a fit
+
+            def before_batch(self):
+                Off.calls += 1
+
+        off = Off()
+        quiet_fit(tiny_learner, 1, lr=1e-4, cbs=[off])
+        assert Off.calls == 0 and off.run  # after_fit turned it back on
+        with pytest.raises(Exception, match="missing no_such_event"):
+            tiny_learner("no_such_event")
+
+    def test_export_leaves_the_dispatch_cache_behind(self, tiny_learner):
+        from bertlearn import load_learner
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        assert tiny_learner.__dict__.get("_event_handlers")
+        assert "_event_handlers" not in tiny_learner.__getstate__()
+        path = tiny_learner.export("exported.pkl")
+        assert "_event_handlers" not in load_learner(path).__dict__
+
+
 class TestReproducibility:
     def _run(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
         from bertlearn import BertDataBunch
