@@ -2,9 +2,9 @@
 # Run ON the GPU machine (prepare with bench/device_prepare.sh; carry .whl and .devdata). Installs the carried
 # wheels, then runs the GPU tests and the GPU benchmarks, each under its own time limit, so one lease call
 # (10 minutes at most) brings back whatever finished; the tables land in $OUT.
-#   bash bench/device_run.sh [tests|train|predict|tokenize|cli|all, or several: predict,cli]   (all: ~10 minutes,
+#   bash bench/device_run.sh [tests|train|predict|tokenize|overhead|cli|all, or several: predict,cli]   (all: ~10 minutes,
 #   over one call's limit: split it, e.g. "tests,train" then "predict,tokenize,cli")
-# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, TOKENIZE_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
+# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, TOKENIZE_S, OVERHEAD_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
 # PREDICT_BS (the predictors' batch size).
 set -uo pipefail
 PY="${PY:-python3}"
@@ -48,6 +48,11 @@ if want tokenize; then
   timeout "${TOKENIZE_S:-240}" "$PY" bench/tokenize_throughput.py > "$OUT/tokenize_throughput.txt" \
     2> "$OUT/tokenize_throughput.err"
   echo "tokenize_throughput exit $?"; cat "$OUT/tokenize_throughput.txt"; tail -3 "$OUT/tokenize_throughput.err"
+fi
+if want overhead; then
+  # fastai's host time per step on this machine's CPU, next to the GPU (a bert-base-shaped model at width 8)
+  timeout "${OVERHEAD_S:-60}" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
+  echo "loop_overhead exit $?"; cat "$OUT/loop_overhead.txt"; tail -3 "$OUT/loop_overhead.err"
 fi
 if want cli; then
   # the main job on the GPU: `bertlearn train` on all of SST-2 (1,053 steps: cuda_graphs="auto" switches graphs on),
