@@ -154,21 +154,20 @@ class BertLearner(Learner):
         if event_name == "after_fit" or not hasattr(event, event_name):
             # after_fit also resets every callback's `run` flag; an unknown name gets fastai's error
             return super()._call_one(event_name)
-        key = (event_name, tuple(map(id, self.cbs)))  # the cached callbacks are held, so their ids stay theirs
-        handlers = self._handlers.get(key)
+        cache = self.__dict__.get("_event_handlers")
+        ids = tuple(map(id, self.cbs))
+        if cache is None or cache[0] != ids:
+            # one set of callbacks at a time: a removed one (get_preds' gatherer holds every prediction) is let go
+            cache = self.__dict__["_event_handlers"] = (ids, {})
+        handlers = cache[1].get(event_name)
         if handlers is None:
-            if len(self._handlers) > 256:  # fit(cbs=...) adds and removes callbacks: keep the cache small
-                self._handlers.clear()
-            handlers = self._handlers[key] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
+            handlers = cache[1][event_name] = [cb for cb in self.cbs.sorted("order") if _handles(cb, event_name)]
         for cb in handlers:
             cb(event_name)
 
-    @property
-    def _handlers(self) -> dict:
-        handlers = self.__dict__.get("_event_handlers")
-        if handlers is None:
-            handlers = self.__dict__["_event_handlers"] = {}
-        return handlers
+    def remove_cb(self, cb: Any) -> "BertLearner":
+        self.__dict__.pop("_event_handlers", None)
+        return super().remove_cb(cb)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in super().__getstate__().items() if k != "_event_handlers"}  # export pickles this

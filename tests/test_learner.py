@@ -253,9 +253,31 @@ class TestEventDispatch:
         with pytest.raises(Exception, match="missing no_such_event"):
             tiny_learner("no_such_event")
 
+    def test_removed_callbacks_are_let_go(self, tiny_learner):
+        import gc
+        import weakref
+        from fastai.callback.core import Callback
+
+        class Holds(Callback):
+            def after_batch(self):
+                self.seen = getattr(self, "seen", 0) + 1
+
+        cb = Holds()
+        ref = weakref.ref(cb)
+        quiet_fit(tiny_learner, 1, lr=1e-4, cbs=[cb])  # fit(cbs=...) adds it, then removes it
+        assert cb.seen == len(tiny_learner.dls.train) + len(tiny_learner.dls.valid)
+        del cb
+        gc.collect()
+        assert ref() is None
+        tiny_learner.get_preds()  # its gatherer (holding every prediction) is not kept either
+        cached = tiny_learner.__dict__.get("_event_handlers")
+        assert cached is None or not any(type(c).__name__ == "GatherPredsCallback"
+                                         for handlers in cached[1].values() for c in handlers)
+
     def test_export_leaves_the_dispatch_cache_behind(self, tiny_learner):
         from bertlearn import load_learner
         quiet_fit(tiny_learner, 1, lr=1e-4)
+        tiny_learner("after_cancel_step")  # an event no callback handles: fills the cache, does nothing
         assert tiny_learner.__dict__.get("_event_handlers")
         assert "_event_handlers" not in tiny_learner.__getstate__()
         path = tiny_learner.export("exported.pkl")
