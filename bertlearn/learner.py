@@ -166,6 +166,11 @@ class BertLearner(Learner):
             cb(event_name)
 
     def remove_cb(self, cb: Any) -> "BertLearner":
+        """fastai's `remove_cb`; also forgets which callbacks handle which event.
+
+        Args:
+            cb: a callback, or a callback class (all of its instances go).
+        """
         self.__dict__.pop("_event_handlers", None)
         return super().remove_cb(cb)
 
