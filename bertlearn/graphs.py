@@ -391,7 +391,6 @@ class InferenceGraphs:
         replay()
         return out[:n].clone()  # the next replay overwrites `out`
 
-
     def _capture(self, key: tuple, inputs: dict[str, torch.Tensor]) -> tuple | None:
         rows, bucket, _ = key
         n, width = inputs["input_ids"].shape

@@ -33,9 +33,22 @@ from .optim import adamw
 from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
 from .predict import resolve_device
 
-__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches"]
+__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches", "masked_positions"]
 
 _log = logging.getLogger(__name__)
+
+
+def masked_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat indices (row * width + column) of the scored tokens of (rows, width) `labels` (-100 elsewhere),
+    in row-major order, and their ids. Data-dependent in size: on a GPU the host waits for it, so the loader
+    calls it on the host while making the batch.
+
+    Args:
+        labels: original ids at the masked positions, -100 elsewhere.
+    """
+    flat = labels.reshape(-1)
+    positions = (flat != -100).nonzero().view(-1)
+    return positions, flat[positions]
 
 
 class MaskedLMDataLoader(BertDataLoader):
@@ -73,8 +86,7 @@ class MaskedLMDataLoader(BertDataLoader):
         special = torch.isin(ids, self._special) | (mask == 0)
         self.collator.generator = self._gen
         inputs, labels = self.collator.torch_mask_tokens(ids, special_tokens_mask=special)
-        positions = (labels.view(-1) != -100).nonzero().view(-1)
-        targets = labels.view(-1)[positions]
+        positions, targets = masked_positions(labels)
         if self.device is not None and self.device.type == "cuda":
             positions, targets = positions.pin_memory(), targets.pin_memory()
         return inputs, mask, positions, targets
@@ -196,7 +208,7 @@ class MaskedLMModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
         if positions is not None and positions.dim() == 2:  # labels with -100 where nothing is scored
-            positions = (positions.view(-1) != -100).nonzero().view(-1)
+            positions = masked_positions(positions)[0]
         self._positions = positions
         try:
             return self.hf(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -213,7 +225,7 @@ class MaskedLMLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if targets.dim() == 2:
-            targets = targets[targets != -100]
+            targets = masked_positions(targets)[1]
         return F.cross_entropy(logits.float(), targets)
 
 

@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 import torch
-from fastai.optimizer import OptimWrapper, set_item_pg
+from fastai.optimizer import OptimWrapper, detuplify_pg, set_item_pg
 
 __all__ = ["DecayGroupsOptimWrapper", "GroupHypers", "adamw", "decays", "merged_groups"]
 
@@ -131,19 +131,8 @@ class DecayGroupsOptimWrapper(OptimWrapper):
         return GroupHypers(self)
 
     def _hyper_dict(self, pg: dict) -> dict:
-        """One group's options as fastai names them (the same result as detuplify_pg: tuples such as betas
-        spread into `betas__0`, `betas__1`)."""
-        fwd, h = self.fwd_map, {}
-        for k, v in pg.items():
-            if k == "params":
-                continue
-            if isinstance(v, (tuple, list)):
-                for i, x in enumerate(v):
-                    name = f"{k}__{i}"
-                    h[fwd.get(name, name)] = x
-            else:
-                h[fwd.get(k, k)] = v
-        return h
+        """One group's options as fastai names them: what fastai's `OptimWrapper.hypers` gives for it."""
+        return {self.fwd_map.get(k, k): v for k, v in detuplify_pg(pg).items()}
 
     def _set_hyper(self, k: str, v: Any) -> None:
         name = self.bwd_map[k]
