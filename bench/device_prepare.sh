@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (not on the GPU machine) before the first device call of a session that has one. Puts into
 # git-excluded folders what the GPU machine lacks and cannot fetch:
-#   .whl/      fastai and its pure-Python dependencies (../shared/device-wheels.sh)
+#   .whl/      fastai and its pure-Python dependencies (../shared/device-wheels.sh), tokie
 #   .devdata/  the benchmark data (SST-2 train, Sentiment140 100k) and the MiniLM tokenizer files
 #              (bert-base-uncased's vocabulary; the 88 MB packaged model itself is over a call's 64 MiB)
 # Then: device run with carry [".whl", ".devdata"] and command "bash bench/device_run.sh".
@@ -12,6 +12,9 @@ bash ../shared/device-wheels.sh
 # pytest for the GPU tests (pure Python, like the wheels above)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform any -d .whl pytest pluggy iniconfig 2>&1 | grep -v WARNING || true
+# tokie (bertlearn[fast]) for the GPU machine's python3.12
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux2014_x86_64 -d .whl 'tokie>=0.1.4' 2>&1 | grep -v WARNING || true
 grep -qx '/.devdata/' .gitignore .git/info/exclude 2>/dev/null || echo '/.devdata/' >> .git/info/exclude
 mkdir -p .devdata/sst2 .devdata/sentiment140 .devdata/tokenizer
 cp "$DATA/sst2/train.csv" "$DATA/sst2/valid.csv" .devdata/sst2/

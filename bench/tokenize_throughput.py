@@ -6,16 +6,19 @@ Both paths start from the CSV file and end with what training reads, written to 
 - fast-bert (data_cls.py, re-enacted): `InputExample`s made with a row-wise `DataFrame.apply`, then per text
   `tokenizer.tokenize` + `convert_tokens_to_ids`, every row padded to maxlen (ids, mask, segment ids), one
   `InputFeatures` object per row, four int64 tensors, `torch.save` to the cache folder.
-- bertlearn: `BertDataBunch.from_csv` (the fast tokenizer's Rust batch call, ids stored ragged as uint16 plus
-  offsets, an `.npz` cache); built twice, the second build finds the cache.
+- bertlearn: `BertDataBunch.from_csv` (tokie's flat batch call for ASCII texts where `bertlearn[fast]` is installed,
+  the fast tokenizer's Rust batch call for the rest; ids stored ragged as uint16 plus offsets, an `.npz` cache);
+  built twice, the second build finds the cache. Then the same with tokie turned off (`BERTLEARN_TOKIE=0`).
 Same tokenizer (the packaged MiniLM's), same rows. Each path runs in its own process so its peak RSS is its own.
-The "Rust tokenizer alone" row is the floor for any path that uses this tokenizer: `encode_batch_fast` on all
-texts, nothing else. Prints a table and the machine.
+The "alone" rows are floors: `encode_batch_fast` (tokenizers) and `encode_batch_flat` (tokie) on all texts,
+nothing else. Prints a table and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
 import os
 import resource
@@ -25,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,16 +94,29 @@ def child(path: str, rows: int, maxlen: int, workdir: Path) -> dict:
         t0 = time.perf_counter()
         backend.encode_batch_fast(texts)
         out.update(seconds=[time.perf_counter() - t0], mb=float("nan"), probe=[])
+    elif path == "tokie":
+        import tokie
+        texts = pd.read_csv(csv)["text"].astype(str).tolist()
+        definition = workdir / "tokenizer.json"
+        tok.backend_tokenizer.save(str(definition))
+        fast = tokie.Tokenizer.from_json(str(definition))
+        fast.no_padding()
+        fast.enable_truncation(maxlen)
+        t0 = time.perf_counter()
+        fast.encode_batch_flat(texts)
+        out.update(seconds=[time.perf_counter() - t0], mb=float("nan"), probe=[])
     else:
         seconds = []
         for _ in range(2):  # the first build tokenizes and writes the cache, the second reads it
             t0 = time.perf_counter()
             db = BertDataBunch.from_csv(workdir, tok, train_file="train.csv", val_file="val.csv", maxlen=maxlen,
-                                        label_file=None, cache_dir=workdir / "cache")
+                                        label_file=None, cache_dir=workdir / f"cache-{path}")
             seconds.append(time.perf_counter() - t0)
         ds = db.train_ds
         out.update(seconds=seconds, mb=(ds.ids.nbytes + ds.lengths.nbytes) / 2**20,
-                   probe=[ds.ids[i].tolist() for i in range(0, len(ds), 997)])
+                   probe=[ds.ids[i].tolist() for i in range(0, len(ds), 997)],
+                   digest=hashlib.sha256(ds.ids.values.astype(np.int64).tobytes()
+                                         + ds.ids.offsets.tobytes()).hexdigest())
     out["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -121,10 +138,14 @@ def main() -> None:
         df[["text", "label"]].to_csv(Path(tmp) / "train.csv", index=False)
         df[["text", "label"]].head(200).to_csv(Path(tmp) / "val.csv", index=False)
         results = {}
-        for path in ("fast-bert", "bertlearn", "rust"):
+        has_tokie = importlib.util.find_spec("tokie") is not None
+        paths = ["fast-bert", "bertlearn"] + (["bertlearn, no tokie", "rust", "tokie"] if has_tokie else ["rust"])
+        for path in paths:
+            env = {**os.environ, "TOKENIZERS_PARALLELISM": "true"}
+            if path == "bertlearn, no tokie":
+                env["BERTLEARN_TOKIE"] = "0"
             proc = subprocess.run([sys.executable, __file__, "--child", path, "--rows", str(args.rows),
-                                   "--maxlen", str(args.maxlen), "--workdir", tmp],
-                                  capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "true"})
+                                   "--maxlen", str(args.maxlen), "--workdir", tmp], capture_output=True, text=True, env=env)
             if proc.returncode:
                 sys.exit(f"{path} failed:\n{proc.stderr[-3000:]}")
             results[path] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -144,9 +165,18 @@ def main() -> None:
     row("fast-bert: examples, per-text tokenize loop, padded int64 tensors, torch.save", ref, fb)
     row("bertlearn: BertDataBunch.from_csv, first build (tokenize, write cache)", ours["seconds"][0], ours)
     row("bertlearn: BertDataBunch.from_csv, unchanged inputs (cache hit)", ours["seconds"][1], ours)
+    if "tokie" in results:
+        plain = results["bertlearn, no tokie"]
+        row("bertlearn: first build, tokie off (BERTLEARN_TOKIE=0)", plain["seconds"][0], plain)
+        row("bertlearn: rebuild, tokie off (BERTLEARN_TOKIE=0)", plain["seconds"][1], plain)
     row(f"floor: the Rust tokenizer alone (encode_batch_fast, {os.cpu_count()} cores)", rust["seconds"][0], rust,
         mb=False)
-    print(f"\nsame token ids (every 997th row): {fb['probe'] == ours['probe']}")
+    if "tokie" in results:
+        row(f"floor: tokie alone (encode_batch_flat, {os.cpu_count()} cores)", results["tokie"]["seconds"][0],
+            results["tokie"], mb=False)
+    print(f"\nsame token ids as fast-bert (every 997th row): {fb['probe'] == ours['probe']}")
+    if "tokie" in results:
+        print(f"same token ids with and without tokie (all rows, sha256): {plain['digest'] == ours['digest']}")
     print(f"machine: {describe()}")
 
 

@@ -28,6 +28,7 @@ from fastai.data.transforms import CategoryMap
 from fastcore.foundation import L
 from fastai.torch_core import to_device
 
+from .backends import TOKIE_MIN_TEXTS, BatchEncoder, batch_encoder, tokie_encoder
 from .errors import DataError
 from .model import load_tokenizer
 from .store import RaggedRows
@@ -123,13 +124,14 @@ class TextEncoder:
         # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
         ids, types, owners = [], [], []
-        backend = self._backend() if self.truncation == "head" and not self.long_text else None
+        backend = self._backend(len(texts)) if self.truncation == "head" and not self.long_text else None
         if backend is not None:
-            for start, encs in _encoded_chunks(backend, texts, texts_b):
-                ids.append(RaggedRows.from_lists([e.ids for e in encs], dtype, fill=self.pad_id))
+            for start, encoded in _encoded_chunks(backend, texts, texts_b):
+                rows = backend.rows(encoded, dtype, fill=self.pad_id)
+                ids.append(rows)
                 if self.with_token_types:
-                    types.append(RaggedRows.from_lists([e.type_ids for e in encs], np.uint8))
-                owners.append(np.arange(start, start + len(encs)))
+                    types.append(backend.type_rows(encoded))
+                owners.append(np.arange(start, start + len(rows)))
         else:  # cutting other than at the end, windows, or no Rust backend: the tokenizer's own call
             for start in range(0, len(texts), _TOKENIZE_CHUNK):
                 chunk_a = texts[start:start + _TOKENIZE_CHUNK]
@@ -148,42 +150,22 @@ class TextEncoder:
         out["type_ids"] = RaggedRows.concat(types, np.uint8) if self.with_token_types else None
         return out
 
-    def _backend(self) -> Any:
-        """A private copy of the Rust tokenizer set to cut at maxlen and never pad, or None when the tokenizer
-        has none. Calling it directly skips the Python work of `tokenizer(...)` (half the time: per-text
-        dicts, masks, padding) and gives the same ids, which `_backend_agrees` checks once per encoder."""
+    def _backend(self, n_texts: int = 0) -> BatchEncoder | None:
+        """The Rust backend to encode `n_texts` texts with (see `bertlearn.backends`), or None to call the
+        tokenizer itself: a private copy of the tokenizer's backend set to cut at maxlen and never pad, which
+        skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
+        large batches of single texts, tokie where it gives the same ids. Each is checked once per encoder."""
         if self.__dict__.get("_fast_maxlen") != self.maxlen:  # maxlen can be lowered after encoding starts
-            self._fast, self._fast_maxlen = None, self.maxlen
-            source = getattr(self.tokenizer, "backend_tokenizer", None)
-            if source is not None and hasattr(source, "to_str"):
-                from tokenizers import Tokenizer
-                try:
-                    backend = Tokenizer.from_str(source.to_str())
-                    backend.no_padding()
-                    backend.enable_truncation(self.maxlen, strategy="longest_first",
-                                              direction=getattr(self.tokenizer, "truncation_side", "right"))
-                    backend.encode_special_tokens = bool(getattr(self.tokenizer, "split_special_tokens", False))
-                except Exception as e:  # custom Python components do not serialize; the plain call still works
-                    _log.info("cannot copy the tokenizer's Rust backend (%s); using the slower call", e)
-                    return None
-                self._fast = backend if self._backend_agrees(backend) else None
-        return self._fast
-
-    def _backend_agrees(self, backend: Any) -> bool:
-        probe = ["Hello, World! The café's 3rd naïve résumé.", "  ", "a " * (self.maxlen + 5), "\u4e2d\u6587 test."]
-        pairs = [(a, b) for a, b in zip(probe, reversed(probe))]
-        inputs = pairs if self.pairs else probe
-        ref = self.tokenizer([x[0] for x in inputs] if self.pairs else inputs,
-                             [x[1] for x in inputs] if self.pairs else None, truncation=True, max_length=self.maxlen)
-        got = _encode_batch(backend, inputs)
-        same = [e.ids for e in got] == [list(r) for r in ref["input_ids"]]
-        if not same:
-            _log.info("the tokenizer's Rust backend alone gives other ids than calling %s; using the slower call",
-                      type(self.tokenizer).__name__)
-        return same
+            self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
+            self._fast_maxlen, self._tokie = self.maxlen, False
+        if self._fast is None or self.pairs or n_texts < TOKIE_MIN_TEXTS:
+            return self._fast
+        if self._tokie is False:  # not tried yet
+            self._tokie = tokie_encoder(self._fast, self.tokenizer, self.maxlen)
+        return self._tokie or self._fast
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_maxlen")}  # rebuilt on use
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_maxlen", "_tokie")}
 
     def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
         kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
@@ -241,19 +223,14 @@ class TextEncoder:
                               owner=enc["owner"], n_texts=len(texts), texts=np.asarray(shown, dtype=object))
 
 
-def _encode_batch(backend: Any, inputs: list) -> list:
-    # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which nothing here uses
-    fast = getattr(backend, "encode_batch_fast", None)
-    return fast(inputs) if fast is not None else backend.encode_batch(inputs)
-
-
-def _encoded_chunks(backend: Any, texts: list, texts_b: Sequence[str] | None) -> Iterator[tuple[int, list]]:
-    """(start, encodings) for each chunk of `_TOKENIZE_CHUNK` texts, in order. The Rust call for the next chunk
-    runs on a helper thread (it releases the GIL) while the caller turns this chunk into arrays, so the Python
-    half of tokenization overlaps the Rust half instead of following it."""
-    def chunk(start: int) -> list:
-        a = texts[start:start + _TOKENIZE_CHUNK]
-        return _encode_batch(backend, a if texts_b is None else list(zip(a, texts_b[start:start + _TOKENIZE_CHUNK])))
+def _encoded_chunks(backend: BatchEncoder, texts: list,
+                    texts_b: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+    """(start, `backend.encode` result) for each chunk of `_TOKENIZE_CHUNK` texts, in order. The Rust call for the
+    next chunk runs on a helper thread (it releases the GIL) while the caller turns this chunk into arrays, so the
+    Python half of tokenization overlaps the Rust half instead of following it."""
+    def chunk(start: int) -> Any:
+        stop = start + _TOKENIZE_CHUNK
+        return backend.encode(texts[start:stop], None if texts_b is None else texts_b[start:stop])
 
     starts = range(0, len(texts), _TOKENIZE_CHUNK)
     if len(starts) <= 1:

@@ -85,9 +85,11 @@ class TestFactories:
     def test_backend_that_disagrees_with_the_tokenizer_is_not_used(self, tiny_tokenizer, monkeypatch, caplog):
         import bertlearn.data as data
         from types import SimpleNamespace
-        monkeypatch.setattr(data, "_encode_batch", lambda backend, inputs: [SimpleNamespace(ids=[1])] * len(inputs))
+
+        from bertlearn.backends import BatchEncoder
+        monkeypatch.setattr(BatchEncoder, "encode", lambda self, a, b=None: [SimpleNamespace(ids=[1])] * len(a))
         enc = data.TextEncoder(tiny_tokenizer, 16, ["a", "b"])
-        with caplog.at_level(logging.INFO, logger="bertlearn.data"):
+        with caplog.at_level(logging.INFO, logger="bertlearn.backends"):
             got = enc.encode(["good movie", "bad"])
         assert enc._backend() is None and "using the slower call" in caplog.text
         assert got["ids"].tolist() == tiny_tokenizer(["good movie", "bad"])["input_ids"]
@@ -173,8 +175,10 @@ class TestEncoding:
         texts = make_texts(53, seed=5)["text"].tolist()
         texts_b = list(reversed(texts)) if pairs else None
         monkeypatch.setattr(data, "_TOKENIZE_CHUNK", 5)  # 11 chunks
-        threads, real = set(), data._encode_batch
-        monkeypatch.setattr(data, "_encode_batch", lambda b, x: threads.add(threading.current_thread().name) or real(b, x))
+        from bertlearn.backends import BatchEncoder
+        threads, real = set(), BatchEncoder.encode
+        monkeypatch.setattr(BatchEncoder, "encode",
+                            lambda self, a, b=None: threads.add(threading.current_thread().name) or real(self, a, b))
         enc = TextEncoder(tiny_tokenizer, 24, ["a", "b"], pairs=pairs).encode(texts, texts_b)
         ref = tiny_tokenizer(texts, texts_b, truncation=True, max_length=24)
         assert [enc["ids"][i, :enc["lengths"][i]].tolist() for i in range(len(texts))] == ref["input_ids"]
