@@ -77,6 +77,25 @@ def test_an_edited_tokenizer_is_a_new_key(tiny_model_dir):
     assert tokenizer_fingerprint(tok) != before
 
 
+def test_definition_unreadable_by_tokenizers_falls_back_to_json(tiny_model_dir, monkeypatch):
+    import tokenizers
+    from transformers import AutoTokenizer
+
+    import bertlearn.cache as cache
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    canonical = tokenizer_fingerprint(tok)
+
+    def unreadable(_):
+        raise ValueError("unknown component")
+
+    monkeypatch.setattr(tokenizers.Tokenizer, "from_str", unreadable)
+    cache._definition_hash.cache_clear()
+    fallback = tokenizer_fingerprint(tok)
+    tok(["good movie"], truncation=True, max_length=4, padding="max_length")
+    assert tokenizer_fingerprint(tok) == fallback != canonical  # still blind to call options
+    cache._definition_hash.cache_clear()
+
+
 def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
     import hashlib
     import bertlearn.cache as cache
