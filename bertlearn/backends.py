@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .store import RaggedRows, _offsets
+from .store import RaggedRows
 
 __all__ = ["BatchEncoder", "TokieBatchEncoder", "batch_encoder", "tokie_encoder", "TOKIE_MIN_TEXTS"]
 
@@ -105,8 +105,7 @@ class TokieBatchEncoder(BatchEncoder):
     def rows(self, encoded: Any, dtype: Any, *, fill: int = 0) -> RaggedRows:
         if not isinstance(encoded, _Routed):
             return super().rows(encoded, dtype, fill=fill)
-        values, lengths = encoded.flat
-        fast = RaggedRows(values.astype(dtype), _offsets(lengths), fill=fill)
+        fast = RaggedRows.from_flat(*encoded.flat, dtype, fill=fill)
         if encoded.fast is None:
             return fast
         both = RaggedRows.concat([fast, super().rows(encoded.slow, dtype, fill=fill)], dtype, fill=fill)
@@ -175,10 +174,10 @@ def tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int) -> TokieBa
             fast = tokie.Tokenizer.from_json(path)
         fast.no_padding()
         fast.enable_truncation(maxlen, direction=_side(tokenizer))
-        candidate = TokieBatchEncoder(encoder.backend, fast)
         if fast.get_vocab() != encoder.backend.get_vocab(with_added_tokens=True):
             _log.info("tokie not used for this tokenizer: it reads another vocabulary from it (ids with gaps?)")
             return None
+        candidate = TokieBatchEncoder(encoder.backend, fast)
         probe = _PROBE + ["word " * maxlen]
         got = candidate.rows(candidate.encode(probe), np.int64).tolist()
         ref = encoder.rows(encoder.encode(probe), np.int64).tolist()

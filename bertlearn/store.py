@@ -93,6 +93,11 @@ class RaggedRows(_Rows):
         return cls(values, offsets, fill=fill)
 
     @classmethod
+    def from_flat(cls, values: np.ndarray, lengths: np.ndarray, dtype: Any, *, fill: int = 0) -> "RaggedRows":
+        """Rows given as all entries back to back plus each row's length (what tokie's batch call returns)."""
+        return cls(np.asarray(values).astype(dtype, copy=False), _offsets(lengths), fill=fill)
+
+    @classmethod
     def from_padded(cls, matrix: np.ndarray, lengths: np.ndarray, *, fill: int = 0) -> "RaggedRows":
         """Rows of a padded (n, width) matrix, each cut to its length."""
         lengths = np.asarray(lengths, dtype=np.int64)

@@ -43,6 +43,12 @@ class TestRaggedRows:
         r = RaggedRows.from_lists(self.ROWS, np.uint16).clip(4)
         assert r.tolist() == [[101, 7, 8, 102], [101, 102], [101, 5, 6, 102], [101, 3, 102]]
 
+    def test_from_flat(self):
+        values, lengths = np.array(sum(self.ROWS, []), dtype=np.uint32), np.array([4, 2, 7, 3], dtype=np.uint64)
+        r = RaggedRows.from_flat(values, lengths, np.uint16, fill=9)
+        assert r.tolist() == self.ROWS and r.dtype == np.uint16 and r.fill == 9 and r.offsets.dtype == np.int64
+        assert RaggedRows.from_flat(np.zeros(0, np.uint32), np.zeros(0, np.uint64), np.uint16).shape == (0, 0)
+
     def test_from_padded_and_concat(self):
         m = np.array([[1, 2, 0], [3, 0, 0]])
         a = RaggedRows.from_padded(m, np.array([2, 1]))
