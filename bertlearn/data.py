@@ -154,13 +154,16 @@ class TextEncoder:
         """The Rust backend to encode `n_texts` texts with (see `bertlearn.backends`), or None to call the
         tokenizer itself: a private copy of the tokenizer's backend set to cut at maxlen and never pad, which
         skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
-        large batches of single texts, tokie where it gives the same ids. Each is checked once per encoder."""
+        single texts, from the first call of `TOKIE_MIN_TEXTS` texts on, tokie where it gives the same ids. Each
+        is checked once per encoder."""
         if self.__dict__.get("_fast_maxlen") != self.maxlen:  # maxlen can be lowered after encoding starts
             self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
             self._fast_maxlen, self._tokie = self.maxlen, False
-        if self._fast is None or self.pairs or n_texts < TOKIE_MIN_TEXTS:
+        if self._fast is None or self.pairs:
             return self._fast
-        if self._tokie is False:  # not tried yet
+        if self._tokie is False:  # not tried yet: worth its setup for a large call; then used for every call
+            if n_texts < TOKIE_MIN_TEXTS:
+                return self._fast
             self._tokie = tokie_encoder(self._fast, self.tokenizer, self.maxlen)
         return self._tokie or self._fast
 

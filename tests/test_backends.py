@@ -120,6 +120,7 @@ class TestTokie:
         texts = [f"Review {i}: {'très bien' if i % 3 == 0 else 'quite good'} {'!' * (i % 4)}" for i in range(23)]
         enc = TextEncoder(minilm, 12, ["a", "b"])
         assert type(enc._backend(7)) is BatchEncoder and isinstance(enc._backend(8), TokieBatchEncoder)
+        assert isinstance(enc._backend(1), TokieBatchEncoder)  # once set up, for small calls too
         got = enc.encode(texts)
         assert got["ids"].tolist() == reference(minilm, texts, 12) and got["ids"].dtype == np.uint16
         assert got["owner"].tolist() == list(range(23))
