@@ -100,6 +100,8 @@ class TokieBatchEncoder(BatchEncoder):
         if joined.isascii() and "\x7f" not in joined:
             return _Routed(self.tokie.encode_batch_flat(texts), None, None, None)
         safe = np.fromiter((t.isascii() and "\x7f" not in t for t in texts), dtype=bool, count=len(texts))
+        if not safe.any():  # a chunk of another script: nothing to split and put back together
+            return super().encode(texts)
         fast, rest = np.flatnonzero(safe), np.flatnonzero(~safe)
         flat = self.tokie.encode_batch_flat([texts[i] for i in fast])
         return _Routed(flat, fast, rest, super().encode([texts[i] for i in rest]))

@@ -63,7 +63,8 @@ class TestTokie:
         assert sorted(got.fast.tolist() + got.rest.tolist()) == list(range(len(texts)))
         assert [texts[i] for i in got.rest] == odd
         assert fast.rows(got, np.uint16).tolist() == reference(minilm, texts, 16)
-        assert ids(tokie_encoder(batch_encoder(minilm, 16), minilm, 16), odd[:1]) == reference(minilm, odd[:1], 16)
+        assert not isinstance(fast.encode(odd), type(got))  # no ASCII text: the backend's encodings as they are
+        assert ids(fast, odd) == reference(minilm, odd, 16)
 
     def test_left_truncation(self, minilm):
         tok = load_tokenizer(None)
