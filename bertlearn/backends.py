@@ -14,8 +14,8 @@ tokenizers library's batch call on 2 cores. tokie is used only where it was foun
 - each text is ASCII without DEL. tokie 0.1.4 differs from the tokenizers library on some other texts
   (rare scripts and symbols, DEL; found by fuzzing), and on vocabularies whose ids have gaps; on 290,000
   texts of the shared datasets and 270,000 fuzzed ASCII texts (cased and uncased, cut left and right at
-  3-128 tokens) it gave the tokenizers library's ids every time. Other texts, and sentence pairs, go to
-  the tokenizers backend, in the same call.
+  3-128 tokens) it gave the tokenizers library's ids every time (`bench/tokie_agreement.py`). Other texts,
+  and sentence pairs, go to the tokenizers backend, in the same call.
 
 `BERTLEARN_TOKIE=0` in the environment turns tokie off.
 """
