@@ -95,13 +95,9 @@ def child(path: str, rows: int, maxlen: int, workdir: Path) -> dict:
         backend.encode_batch_fast(texts)
         out.update(seconds=[time.perf_counter() - t0], mb=float("nan"), probe=[])
     elif path == "tokie":
-        import tokie
+        from bertlearn.backends import batch_encoder, tokie_encoder
         texts = pd.read_csv(csv)["text"].astype(str).tolist()
-        definition = workdir / "tokenizer.json"
-        tok.backend_tokenizer.save(str(definition))
-        fast = tokie.Tokenizer.from_json(str(definition))
-        fast.no_padding()
-        fast.enable_truncation(maxlen)
+        fast = tokie_encoder(batch_encoder(tok, maxlen), tok, maxlen).tokie  # as bertlearn sets it up
         t0 = time.perf_counter()
         fast.encode_batch_flat(texts)
         out.update(seconds=[time.perf_counter() - t0], mb=float("nan"), probe=[])

@@ -33,7 +33,8 @@ from .optim import adamw
 from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
 from .predict import resolve_device
 
-__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches", "masked_positions"]
+__all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
+           "masked_positions"]
 
 _log = logging.getLogger(__name__)
 
