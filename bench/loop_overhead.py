@@ -10,6 +10,12 @@ are milliseconds removed from the GPU step (for the graphed step, the loop and t
 left on the host). Both loops run in this process, interleaved epoch by epoch; the overhead is the median over
 pairs of (fit epoch - plain epoch) / steps. `--code PATH` imports bertlearn from another checkout (a git worktree
 of an older commit) to measure before and after a change on the same machine.
+
+A third learner trains with `CudaGraphCallback` whose capture is replaced by a stub that costs the host what a
+replay does (the input checks of `make_graphed_callables`, detached outputs, gradients handed to autograd) and
+no device work: its step time is the host time of a graphed step around its replays (data, fastai's loop, bf16
+autocast, loss, clipping, optimizer). On a GPU machine, set against the real graphed bert-base step
+(bench/train_throughput.py), it tells whether that step waits on the host or on the GPU.
 """
 
 from __future__ import annotations
@@ -23,6 +29,31 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def stub_capture(step, sample, allow_unused_input=False, pool=None):
+    """Stands in for `torch.cuda.make_graphed_callables`: the outputs of one eager pass, replayed for free."""
+    import torch
+
+    params = tuple(p for p in step.parameters() if p.requires_grad)
+    with torch.no_grad():
+        logits = step(*sample).detach()
+    grads = tuple(torch.zeros_like(p) for p in params)
+    surface = sample + params
+
+    class Replay(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *inputs):
+            for static, given in zip(surface, inputs):  # as make_graphed_callables does before a replay
+                if static.data_ptr() != given.data_ptr():
+                    static.copy_(given)
+            return logits.detach()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return (None,) * len(sample) + tuple(g.detach() for g in grads)
+
+    return lambda *inputs: Replay.apply(*inputs, *params)
 
 
 def main() -> None:
@@ -42,7 +73,7 @@ def main() -> None:
     from transformers import BertConfig, BertForSequenceClassification
 
     import bertlearn
-    from bertlearn import BertDataBunch, BertLearner
+    from bertlearn import BertDataBunch, BertLearner, graphs
     from machine import DATA_ROOT, bench_tokenizer, describe
     from train_throughput import plain_loop, sync
 
@@ -61,11 +92,18 @@ def main() -> None:
         learner = BertLearner.from_pretrained_model(db, tmp, None, device, None, output_dir=Path(tmp) / "out",
                                                     cuda_graphs=False)
         plain = BertForSequenceClassification.from_pretrained(tmp).to(device)
+        # the graphed step as the GPU runs it: bf16 where the hardware has it, replays stubbed (see above)
+        graphs.make_graphed_callables = stub_capture
+        graphs._on_cuda = lambda t: True
+        graphed = BertLearner.from_pretrained_model(db, tmp, None, device, None, output_dir=Path(tmp) / "out",
+                                                    is_fp16=True, cuda_graphs=False)
+        graphed.add_cb(graphs.CudaGraphCallback(True))
     n = len(db.train)
     plain_loop(plain, list(db.train)[:4], device, 5e-5, False)
-    plain_s, fit_s = [], []
-    with learner.no_bar(), learner.no_logging():
+    plain_s, fit_s, graphed_s = [], [], []
+    with learner.no_bar(), learner.no_logging(), graphed.no_bar(), graphed.no_logging():
         learner.fit(1, lr=5e-5, validate=False)
+        graphed.fit(1, lr=5e-5, validate=False)  # captures its buckets
         for _ in range(args.pairs):
             sync(device)
             t0 = time.perf_counter()
@@ -76,7 +114,13 @@ def main() -> None:
             learner.fit(1, lr=5e-5, validate=False)
             sync(device)
             fit_s.append(time.perf_counter() - t0)
-    plain_s, fit_s = np.array(plain_s), np.array(fit_s)
+            t0 = time.perf_counter()
+            graphed.fit(1, lr=5e-5, validate=False)
+            sync(device)
+            graphed_s.append(time.perf_counter() - t0)
+    cb = next(c for c in graphed.cbs if isinstance(c, graphs.CudaGraphCallback))
+    assert cb.captures > 0, "the graphed learner never replayed"
+    plain_s, fit_s, graphed_s = np.array(plain_s), np.array(fit_s), np.array(graphed_s)
     over = np.median(fit_s - plain_s) / n * 1e3
     print(f"\nbertlearn from {Path(bertlearn.__file__).parent}; {args.layers} layers at width 8, "
           f"{len(learner.opt.opt.param_groups)} optimizer groups, bs {args.bs}, {n} steps an epoch, "
@@ -87,6 +131,8 @@ def main() -> None:
           f"{np.median(plain_s) / n * 1e3:.2f} |")
     print(f"| bertlearn `fit` (fastai loop, one-cycle) | {fit_s.min() / n * 1e3:.2f} | "
           f"{np.median(fit_s) / n * 1e3:.2f} |")
+    print(f"| bertlearn `fit`, graphed step with replays stubbed ({cb.captures} buckets; bf16 where native): host time "
+          f"around the replays | {graphed_s.min() / n * 1e3:.2f} | {np.median(graphed_s) / n * 1e3:.2f} |")
     print(f"\nfastai's overhead: {over:.2f} ms per step (median over pairs of fit minus plain)")
     print(f"machine: {describe()}")
 

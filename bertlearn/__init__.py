@@ -10,8 +10,9 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     import fastai.layers  # noqa: F401
 
-from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback, EpochLoggerCallback,
-                        SkipValidationCallback, SparseProgressCallback, TensorBoardLogger, mixed_precision, native_bf16)
+from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, GradientClip, HFOutputCallback,
+                        EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
+                        mixed_precision, native_bf16)
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
@@ -42,7 +43,7 @@ __all__ = [
     "DEFAULT_MODEL", "bert_splitter", "compile_model", "default_model_path", "load_model", "load_tokenizer",
     "resolve_pretrained",
     "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-    "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16",
+    "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16", "GradientClip",
     "CudaGraphCallback", "InferenceGraphs", "inference_graphs", "graph_buckets", "GRAPH_MIN_STEPS",
     "BertLearnError", "DataError", "ModelError", "NotFittedError",
 ]

@@ -19,16 +19,16 @@ import torch
 from fastai.callback.core import Callback, event
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.schedule import ParamScheduler
-from fastai.callback.training import GradientAccumulation, GradientClip
+from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
 from .checkpoint import _lr_json, load_checkpoint
-from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, HFOutputCallback,
-                        EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
-                        mixed_precision)
+from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, GradientClip,
+                        HFOutputCallback, EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback,
+                        TensorBoardLogger, mixed_precision)
 from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, rank_world)

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import CancelBatchException
-from fastai.callback.training import GradientAccumulation, GradientClip
+from fastai.callback.training import GradientAccumulation
 from torch import nn
 
-from .callbacks import DeviceAvgLoss, mixed_precision
+from .callbacks import DeviceAvgLoss, GradientClip, mixed_precision
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
 from .errors import BertLearnError, DataError, ModelError
 from .learner import BertLearner, _atomic_dir

@@ -11,7 +11,7 @@ from fastai.callback.progress import CSVLogger
 from conftest import quiet_fit
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
-from bertlearn import BertLearner
+from bertlearn import BertLearner, GradientClip
 
 
 
@@ -72,6 +72,65 @@ def test_gradient_clip_bounds_the_gradient_norm(tiny_databunch, tiny_model_dir, 
     rec = RecordGradNorm()
     quiet_fit(learner, 1, lr=1e-4, cbs=[rec])
     assert rec.norms and max(rec.norms) <= 1e-3 * 1.001
+
+
+class TestGradientClip:
+    """bertlearn's GradientClip: fastai's, with the parameter list kept between steps."""
+
+    def test_a_learner_clips_with_it_and_fastai_sees_its_own_callback(self, tiny_learner):
+        from fastai.callback.training import GradientClip as FastaiGradientClip
+        cb = tiny_learner.gradient_clip  # the attribute fastai names after the class
+        assert type(cb) is GradientClip and isinstance(cb, FastaiGradientClip) and cb.max_norm == 1.0
+        assert cb.order == FastaiGradientClip.order  # after fp16's unscaling, as fastai orders it
+        tiny_learner.remove_cb(FastaiGradientClip)
+        assert not any(isinstance(c, FastaiGradientClip) for c in tiny_learner.cbs)
+
+    def test_clips_exactly_as_fastai_does(self, tiny_learner):
+        from fastai.callback.training import GradientClip as FastaiGradientClip
+        model = tiny_learner.model
+        tiny_learner.create_opt()
+        grads = {}
+        for kind in (FastaiGradientClip, GradientClip):
+            torch.manual_seed(0)
+            for p in model.parameters():
+                p.grad = torch.randn_like(p)
+            model.classifier.bias.grad = None  # a parameter without a gradient is left out of the norm
+            cb = kind(max_norm=0.5)
+            cb.learn = tiny_learner
+            cb.before_step()
+            grads[kind] = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+        for mine, theirs in zip(grads[GradientClip], grads[FastaiGradientClip]):
+            assert (mine is None and theirs is None) or torch.equal(mine, theirs)
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads[GradientClip]
+                                                      if g is not None]))
+        assert float(total) == pytest.approx(0.5, rel=1e-4)
+
+    def test_the_list_is_kept_until_the_model_or_the_optimizer_changes(self, tiny_learner, monkeypatch):
+        tiny_learner.create_opt()
+        cb = tiny_learner.gradient_clip
+        walks = []
+        real = type(tiny_learner.model).parameters
+        monkeypatch.setattr(type(tiny_learner.model), "parameters",
+                            lambda self, *a, **k: walks.append(1) or real(self, *a, **k))
+        first = cb._parameters()
+        assert cb._parameters() is first and len(walks) == 1
+        assert [id(p) for p in first] == [id(p) for p in real(tiny_learner.model)]
+        tiny_learner.create_opt()  # a new optimizer: parameters may have been replaced
+        before = len(walks)
+        assert cb._parameters() is not first and len(walks) == before + 1
+        import copy
+        tiny_learner.model = copy.deepcopy(tiny_learner.model)  # a new model object (as a DDP wrapper is)
+        before = len(walks)
+        new = cb._parameters()
+        assert len(walks) == before + 1 and {id(p) for p in new} == {id(p) for p in real(tiny_learner.model)}
+
+    def test_a_fit_and_an_export_with_the_kept_list(self, tiny_learner):
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        assert tiny_learner.gradient_clip._params is not None  # the fit clipped through the kept list
+        tiny_learner.export("learner.pkl")  # weak references do not pickle: they stay behind
+        from bertlearn import load_learner
+        loaded = load_learner(tiny_learner.path / "learner.pkl")
+        assert loaded.gradient_clip._params is None and loaded.gradient_clip.max_norm == 1.0
 
 
 def test_csv_logger_writes_one_row_per_epoch(tiny_learner):
