@@ -58,18 +58,33 @@ class BatchEncoder:
         self.backend = backend
 
     def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> Any:
-        """Encode single texts, or (texts[i], texts_b[i]) pairs."""
+        """Encode single texts, or (texts[i], texts_b[i]) pairs.
+
+        Args:
+            texts: the first (or only) texts.
+            texts_b: the second texts of sentence pairs, or None.
+        """
         inputs = list(texts) if texts_b is None else list(zip(texts, texts_b))
         # encode_batch_fast (tokenizers >= 0.21) skips character offsets, which nothing here uses
         fast = getattr(self.backend, "encode_batch_fast", None)
         return fast(inputs) if fast is not None else self.backend.encode_batch(inputs)
 
     def rows(self, encoded: Any, dtype: Any, *, fill: int = 0) -> RaggedRows:
-        """The token ids of `encode`'s result."""
+        """The token ids of `encode`'s result.
+
+        Args:
+            encoded: what `encode` returned.
+            dtype: the ids' numpy dtype.
+            fill: the id that pads rows into batches.
+        """
         return RaggedRows.from_lists([e.ids for e in encoded], dtype, fill=fill)
 
     def type_rows(self, encoded: Any) -> RaggedRows:
-        """The segment ids of `encode`'s result (sentence pairs)."""
+        """The segment ids of `encode`'s result (sentence pairs).
+
+        Args:
+            encoded: what `encode` returned for sentence pairs.
+        """
         return RaggedRows.from_lists([e.type_ids for e in encoded], np.uint8)
 
 
@@ -93,6 +108,12 @@ class TokieBatchEncoder(BatchEncoder):
         self.tokie = tokie_tokenizer
 
     def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> Any:
+        """Encode single texts, tokie's ASCII ones on the flat path and the rest with the tokenizers backend.
+
+        Args:
+            texts: the first (or only) texts.
+            texts_b: the second texts of sentence pairs (the tokenizers backend encodes pairs).
+        """
         if texts_b is not None:
             return super().encode(texts, texts_b)
         texts = texts if isinstance(texts, list) else list(texts)
@@ -107,6 +128,13 @@ class TokieBatchEncoder(BatchEncoder):
         return _Routed(flat, fast, rest, super().encode([texts[i] for i in rest]))
 
     def rows(self, encoded: Any, dtype: Any, *, fill: int = 0) -> RaggedRows:
+        """The token ids of `encode`'s result, in input order.
+
+        Args:
+            encoded: what `encode` returned.
+            dtype: the ids' numpy dtype.
+            fill: the id that pads rows into batches.
+        """
         if not isinstance(encoded, _Routed):
             return super().rows(encoded, dtype, fill=fill)
         fast = RaggedRows.from_flat(*encoded.flat, dtype, fill=fill)

@@ -31,7 +31,11 @@ _HASH_BLOCK = 8192
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """Name plus a hash of the tokenizer's whole definition (vocab, normalisation, special tokens)."""
+    """Name plus a hash of the tokenizer's whole definition (vocab, normalisation, special tokens).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+    """
     h = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -65,7 +69,13 @@ def _definition_hash(serialized: str) -> str:
 
 
 def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
-    """A hex key over the texts' content, the tokenizer fingerprint and the encoder settings."""
+    """A hex key over the texts' content, the tokenizer fingerprint and the encoder settings.
+
+    Args:
+        texts: the texts (or text pairs) to encode.
+        tokenizer: the tokenizer that encodes them.
+        settings: the encoder settings (maxlen, truncation...).
+    """
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fingerprint(tokenizer), **settings},
                         sort_keys=True, default=str).encode())
@@ -78,7 +88,13 @@ def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
 
 def load_cached(path: Path, key: str, *, pad_id: int = 0) -> dict | None:
     """The cached encoding at `path` (as `TextEncoder.encode` returns it) if it is whole and was made for `key`,
-    else None. `pad_id` fills the id rows when they are padded into batches."""
+    else None. `pad_id` fills the id rows when they are padded into batches.
+
+    Args:
+        path: the cache file.
+        key: what `cache_key` gave for these inputs.
+        pad_id: the padding id.
+    """
     if not path.is_file():
         return None
     try:
@@ -97,7 +113,13 @@ def load_cached(path: Path, key: str, *, pad_id: int = 0) -> dict | None:
 
 
 def save_cached(path: Path, key: str, enc: dict) -> None:
-    """Write `enc` to `path` atomically (temporary file, then rename); failures only log."""
+    """Write `enc` to `path` atomically (temporary file, then rename); failures only log.
+
+    Args:
+        path: the cache file.
+        key: what `cache_key` gave for these inputs.
+        enc: the encoding, as `TextEncoder.encode` returns it.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,11 @@ class HFOutputCallback(Callback):
 
 def native_bf16(device: torch.device | str) -> bool:
     """Whether `device` computes bfloat16 matrix products in hardware: a CUDA GPU with bf16 (Ampere and later)
-    or a CPU with AMX or AVX512-BF16 (Xeon Sapphire Rapids and later). Elsewhere bf16 is emulated and slower."""
+    or a CPU with AMX or AVX512-BF16 (Xeon Sapphire Rapids and later). Elsewhere bf16 is emulated and slower.
+
+    Args:
+        device: the device to train or predict on.
+    """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -92,7 +96,11 @@ class BF16Autocast(Callback):
 
 def mixed_precision(device: torch.device | str) -> Callback | None:
     """The mixed-precision callback for `device`: `BF16Autocast` where bf16 is native, fastai's fp16
-    `MixedPrecision` (with loss scaling) on older GPUs, None with a warning on CPUs without bf16 hardware."""
+    `MixedPrecision` (with loss scaling) on older GPUs, None with a warning on CPUs without bf16 hardware.
+
+    Args:
+        device: the device the learner trains on.
+    """
     device = torch.device(device)
     if native_bf16(device):
         return BF16Autocast(device.type)
@@ -169,6 +177,11 @@ class DeviceSmoothLoss(AvgSmoothLoss):
         self.total, self.n = None, 0
 
     def accumulate(self, learn: Any) -> None:
+        """Fold this batch's loss into the running average, on the loss's device (no host read).
+
+        Args:
+            learn: the learner, whose `loss` is this batch's.
+        """
         loss = learn.loss.detach().float().mean()
         self.count += 1
         # start from zero on the loss's device: `value` debiases assuming a zero start, like fastai's
@@ -192,6 +205,11 @@ class DeviceAvgLoss(AvgLoss):
         self._cached = None
 
     def accumulate(self, learn: Any) -> None:
+        """Add this batch's loss, weighted by its rows, on the loss's device (no host read).
+
+        Args:
+            learn: the learner, whose `loss` and `yb` are this batch's.
+        """
         bs = find_bs(learn.yb)
         self.total = learn.loss.detach().float().mean() * bs + self.total
         self.count += bs

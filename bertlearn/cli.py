@@ -365,7 +365,11 @@ def _senses(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the `bertlearn` command with `argv` (default: the process's arguments); return the exit code."""
+    """Run the `bertlearn` command with `argv` (default: the process's arguments); return the exit code.
+
+    Args:
+        argv: the arguments after `bertlearn` (default: `sys.argv[1:]`).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import BertLearnError

@@ -113,13 +113,23 @@ class TextEncoder:
 
     @classmethod
     def from_settings(cls, tokenizer: Any, settings: dict) -> "TextEncoder":
-        """Rebuild an encoder from `settings()` output."""
+        """Rebuild an encoder from `settings()` output.
+
+        Args:
+            tokenizer: the tokenizer the settings were saved with.
+            settings: what `settings()` returned.
+        """
         keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
         return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
 
     def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, Any]:
         """Tokenize into `ids` (a `RaggedRows`: each row as long as its text), `lengths`, optional `type_ids`
-        (RaggedRows) and `owner` (the text each row came from; rows and texts differ only with sliding windows)."""
+        (RaggedRows) and `owner` (the text each row came from; rows and texts differ only with sliding windows).
+
+        Args:
+            texts: the first (or only) texts.
+            texts_b: the second texts of sentence pairs, or None.
+        """
         texts = list(texts)
         # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
@@ -283,7 +293,11 @@ class EncodedDataset:
         return self.targets is not None
 
     def clip(self, maxlen: int) -> None:
-        """Cut rows to `maxlen` tokens in place, keeping each row's closing special token ([SEP], </s>)."""
+        """Cut rows to `maxlen` tokens in place, keeping each row's closing special token ([SEP], </s>).
+
+        Args:
+            maxlen: the longest row kept, in tokens.
+        """
         if int(self.lengths.max(initial=0)) <= maxlen:
             return
         if not isinstance(self.ids, RaggedRows):
@@ -332,6 +346,10 @@ class BertDataLoader(DataLoader):
         and each global batch is split evenly between the ranks, so a DDP step sees exactly the rows one process
         with the global batch size would (same seed, same order). Otherwise: rows `rank::world_size` of the
         longest-first order, gathered back by the metrics and by prediction.
+
+        Args:
+            rank: this process's rank.
+            world_size: the number of processes.
         """
         dl = self.new(rank=rank, world_size=world_size, keep_order=self.keep_order)
         dl.rng = self.rng  # the shared order follows this loader's (seeded) generator
@@ -387,7 +405,12 @@ class BertDataLoader(DataLoader):
         return list(zip(texts, targets))
 
     def create_item(self, s: int) -> int:
-        return s  # batches are cut from the id matrix in one go in create_batch
+        """The row index itself: batches are cut from the stored ids in one go in `create_batch`.
+
+        Args:
+            s: a row index.
+        """
+        return s
 
     def get_idxs(self) -> list[int]:
         lengths = self.dataset.lengths
@@ -428,6 +451,11 @@ class BertDataLoader(DataLoader):
         return np.concatenate(full + short)
 
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
+        """The batch's tensors (ids, attention mask, token types if any, targets), padded to its longest row.
+
+        Args:
+            b: the row indices of the batch.
+        """
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
         longest = int(lengths.max())
@@ -1046,7 +1074,13 @@ class BertDataBunch(DataLoaders):
         return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
 
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
-        """Show decoded texts and labels of a training batch."""
+        """Show decoded texts and labels of a training batch.
+
+        Args:
+            b: a batch to show (default: the first training batch).
+            max_n: how many rows.
+            **kwargs: passed to the training loader's `show_batch` (which takes none; kept for fastai's calls).
+        """
         self.train.show_batch(b, max_n=max_n, **kwargs)
 
 

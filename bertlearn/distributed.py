@@ -75,7 +75,11 @@ def _destroy_process_group() -> None:
 
 
 def shared_seed(local: int) -> int:
-    """Rank 0's `local` value on every rank (so all ranks draw the same data order)."""
+    """Rank 0's `local` value on every rank (so all ranks draw the same data order).
+
+    Args:
+        local: this rank's value.
+    """
     rank, world = rank_world()
     if world == 1:
         return local
@@ -85,7 +89,11 @@ def shared_seed(local: int) -> int:
 
 
 def gather_objects(obj: Any) -> list[Any]:
-    """`obj` from every rank, in rank order (CPU tensors of any shape are fine)."""
+    """`obj` from every rank, in rank order (CPU tensors of any shape are fine).
+
+    Args:
+        obj: this rank's object (picklable).
+    """
     rank, world = rank_world()
     if world == 1:
         return [obj]
@@ -95,7 +103,11 @@ def gather_objects(obj: Any) -> list[Any]:
 
 
 def all_sum(value: torch.Tensor | float) -> torch.Tensor:
-    """Sum of `value` over ranks (a float64 CPU tensor)."""
+    """Sum of `value` over ranks (a float64 CPU tensor).
+
+    Args:
+        value: this rank's share.
+    """
     t = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     if rank_world()[1] == 1:
         return t
@@ -109,7 +121,11 @@ def barrier() -> None:
 
 
 def main_process_only(method: Callable) -> Callable:
-    """Run a file-writing method on rank 0 only; other ranks wait for it and get the same return value."""
+    """Run a file-writing method on rank 0 only; other ranks wait for it and get the same return value.
+
+    Args:
+        method: the method to wrap.
+    """
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -48,7 +48,12 @@ EXAMPLE_SENSES: dict[str, dict[str, list[str]]] = {
 
 @dataclass
 class TokenVectors:
-    """Per-word contextual vectors of one text: `words[i]` is the text span whose vector is `vectors[i]`."""
+    """Per-word contextual vectors of one text: `words[i]` is the text span whose vector is `vectors[i]`.
+
+    Attributes:
+        words: the text's words (as the tokenizer splits them, within maxlen), each as it appears in the text.
+        vectors: (n_words, dim) each word's hidden state (its word pieces averaged).
+    """
 
     words: list[str]
     vectors: np.ndarray
@@ -74,7 +79,11 @@ class WordInContext:
 
 
 def cosine_similarity_matrix(vectors: np.ndarray) -> np.ndarray:
-    """Pairwise cosine similarities of the rows of `vectors`."""
+    """Pairwise cosine similarities of the rows of `vectors`.
+
+    Args:
+        vectors: (n, d) vectors, one per row.
+    """
     v = np.asarray(vectors, dtype=np.float64)
     v = v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
     return v @ v.T
@@ -292,7 +301,11 @@ def sense_separation(similarity: np.ndarray, senses: Sequence[str]) -> dict[str,
 
 
 def project_2d(vectors: np.ndarray) -> np.ndarray:
-    """Principal-component projection of the rows of `vectors` to 2-D (for plotting)."""
+    """Principal-component projection of the rows of `vectors` to 2-D (for plotting).
+
+    Args:
+        vectors: (n, d) vectors, one per row.
+    """
     v = np.asarray(vectors, dtype=np.float64)
     v = v - v.mean(0)
     _, _, vt = np.linalg.svd(v, full_matrices=False)

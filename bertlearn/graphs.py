@@ -249,7 +249,13 @@ class CudaGraphCallback(Callback):
                        ) -> "InferenceGraphs | None":
         """`InferenceGraphs` for the learner's own prediction (`predict_batch`...), or None where they do not apply
         (see `inference_graphs`). Kept while the parameters stay where they are (training updates them in place,
-        which the graphs read); rebuilt when they move."""
+        which the graphs read); rebuilt when they move.
+
+        Args:
+            model: the learner's model.
+            maxlen: the longest width.
+            amp_dtype: the autocast dtype prediction runs at (None: float32).
+        """
         signature = (amp_dtype, maxlen, tuple(p.data_ptr() for p in model.parameters()))
         if self._inference_signature != signature:
             self._inference = inference_graphs(model, maxlen, amp_dtype, self.enabled)

@@ -208,6 +208,14 @@ class MaskedLMModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits of the masked positions only (of every position without `positions`).
+
+        Args:
+            input_ids: (rows, width) token ids, some replaced by [MASK].
+            attention_mask: (rows, width) 1 for real tokens.
+            positions: the flat indices of the masked tokens (1-D), or (rows, width) labels with -100 where nothing is
+                scored; None: logits for every position.
+        """
         if positions is not None and positions.dim() == 2:  # labels with -100 where nothing is scored
             positions = masked_positions(positions)[0]
         self._positions = positions
@@ -217,6 +225,12 @@ class MaskedLMModel(nn.Module):
             self._positions = None
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+        """Save the wrapped Hugging Face masked-LM model (`AutoModelForMaskedLM.from_pretrained` reads it back).
+
+        Args:
+            path: the folder.
+            **kwargs: passed to the Hugging Face model's `save_pretrained`.
+        """
         self.hf.save_pretrained(path, **kwargs)
 
 
@@ -225,6 +239,12 @@ class MaskedLMLoss(nn.Module):
     (rows, width) labels with -100 where nothing is scored)."""
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean cross-entropy over the masked tokens, in float32.
+
+        Args:
+            logits: (n_masked, vocab) logits of the masked positions.
+            targets: their original ids (1-D), or (rows, width) labels with -100 elsewhere.
+        """
         if targets.dim() == 2:
             targets = masked_positions(targets)[1]
         return F.cross_entropy(logits.float(), targets)
@@ -348,6 +368,11 @@ class BertLMLearner(BertLearner):
         return path
 
     def _not_a_classifier(self, *args: Any, **kwargs: Any) -> Any:
+        """A classifier's method, which a masked-LM learner does not have: raises `BertLearnError` saying what to do.
+
+        Args:
+            *args, **kwargs: whatever the classifier's method takes; ignored.
+        """
         raise BertLearnError("a BertLMLearner trains a masked language model and does not classify; save_model() it "
                              "and start a classifier with BertLearner.from_pretrained_model(databunch, that_folder)")
 

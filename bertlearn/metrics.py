@@ -46,7 +46,10 @@ def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
         t, p, labels = _classes(y_pred, y_true)
         return float(fn(t, p, labels=labels, zero_division=0, **fixed))
     metric.__name__ = metric.__qualname__ = name
-    metric.__doc__ = f"{name.replace('_', ' ')} of the argmax class (sklearn `{fn.__name__}`, {fixed})."
+    metric.__doc__ = (f"{name.replace('_', ' ')} of the argmax class (sklearn `{fn.__name__}`, {fixed}).\n\n"
+                      "Args:\n    y_pred: (n, c) logits (or probabilities) of the whole set.\n"
+                      "    y_true: (n,) class indices.\n"
+                      "    **kwargs: options this metric does not take, ignored.")
     return metric
 
 
@@ -58,43 +61,88 @@ recall_macro = _single(skm.recall_score, "recall_macro", average="macro")
 
 
 def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """F1 of the argmax class with sklearn's `average` ('macro', 'micro', 'weighted')."""
+    """F1 of the argmax class with sklearn's `average` ('macro', 'micro', 'weighted').
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        average: sklearn's average: 'macro', 'micro' or 'weighted'.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, labels = _classes(y_pred, y_true)
     return float(skm.f1_score(t, p, labels=labels, average=average, zero_division=0))
 
 
 def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """Precision of the argmax class with sklearn's `average`."""
+    """Precision of the argmax class with sklearn's `average`.
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        average: sklearn's average: 'macro', 'micro' or 'weighted'.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, labels = _classes(y_pred, y_true)
     return float(skm.precision_score(t, p, labels=labels, average=average, zero_division=0))
 
 
 def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """Recall of the argmax class with sklearn's `average`."""
+    """Recall of the argmax class with sklearn's `average`.
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        average: sklearn's average: 'macro', 'micro' or 'weighted'.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, labels = _classes(y_pred, y_true)
     return float(skm.recall_score(t, p, labels=labels, average=average, zero_division=0))
 
 
 def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
-    """F1 of each class (array in label order) for single-label tasks."""
+    """F1 of each class (array in label order) for single-label tasks.
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, labels = _classes(y_pred, y_true)
     return skm.f1_score(t, p, labels=labels, average=None, zero_division=0)
 
 
 def matthews_corrcoef(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Matthews correlation of the argmax class."""
+    """Matthews correlation of the argmax class.
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, _ = _classes(y_pred, y_true)
     return float(skm.matthews_corrcoef(t, p))
 
 
 def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
-    """Confusion matrix (rows: true class, columns: predicted), in label order."""
+    """Confusion matrix (rows: true class, columns: predicted), in label order.
+
+    Args:
+        y_pred: (n, c) logits (or probabilities) of the whole set.
+        y_true: (n,) class indices.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, p, labels = _classes(y_pred, y_true)
     return skm.confusion_matrix(t, p, labels=labels)
 
 
 def roc_auc(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """ROC AUC of softmax probabilities: binary on class 1, else one-vs-rest macro. NaN if undefined."""
+    """ROC AUC of softmax probabilities: binary on class 1, else one-vs-rest macro. NaN if undefined.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n,) class indices.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     probs = _np(y_pred.float().softmax(dim=-1))
     t = _np(y_true).astype(int).reshape(-1)
     try:
@@ -133,25 +181,50 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh:
     """F-beta of thresholded sigmoid outputs (fast-bert's `fbeta`: beta 2, averaged over samples).
 
     Args:
-        beta: weight of recall; thresh: probability threshold (a float or one per label);
-        average: sklearn average ('samples', 'micro', 'macro').
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        beta: weight of recall.
+        thresh: probability threshold, a float or one per label.
+        average: sklearn's average: 'samples', 'micro' or 'macro'.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
     return float(skm.fbeta_score(_np(y_true).astype(int), _decisions(y_pred, thresh), beta=beta, average=average,
                                  zero_division=0))
 
 
 def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`."""
+    """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        thresh: probability threshold, a float or one per label.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="macro", zero_division=0))
 
 
 def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh`."""
+    """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh`.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        thresh: probability threshold, a float or one per label.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="micro", zero_division=0))
 
 
 def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> np.ndarray:
-    """F1 of each label (array in label order) at `thresh`."""
+    """F1 of each label (array in label order) at `thresh`.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        thresh: probability threshold, a float or one per label.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average=None, zero_division=0)
 
 
@@ -164,22 +237,48 @@ def _auc_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, average: str) ->
 
 
 def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Micro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out)."""
+    """Micro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out).
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return _auc_multilabel(y_pred, y_true, "micro")
 
 
 def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Macro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out)."""
+    """Macro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out).
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return _auc_multilabel(y_pred, y_true, "macro")
 
 
 def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Share of wrong (row, label) decisions at `thresh`."""
+    """Share of wrong (row, label) decisions at `thresh`.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        thresh: probability threshold, a float or one per label.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return float(skm.hamming_loss(_np(y_true).astype(int), _decisions(y_pred, thresh)))
 
 
 def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Share of rows whose whole label set is right at `thresh` (subset accuracy)."""
+    """Share of rows whose whole label set is right at `thresh` (subset accuracy).
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        thresh: probability threshold, a float or one per label.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     return float((_decisions(y_pred, thresh) == _np(y_true).astype(int)).all(axis=1).mean())
 
 
@@ -190,25 +289,49 @@ def _reg(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.nda
 
 
 def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Mean squared error."""
+    """Mean squared error.
+
+    Args:
+        y_pred: (n, 1) predictions of the whole set.
+        y_true: (n,) targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     p, t = _reg(y_pred, y_true)
     return float(np.mean((p - t) ** 2))
 
 
 def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Mean absolute error."""
+    """Mean absolute error.
+
+    Args:
+        y_pred: (n, 1) predictions of the whole set.
+        y_true: (n,) targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     p, t = _reg(y_pred, y_true)
     return float(np.mean(np.abs(p - t)))
 
 
 def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Pearson correlation of predictions and targets."""
+    """Pearson correlation of predictions and targets.
+
+    Args:
+        y_pred: (n, 1) predictions of the whole set.
+        y_true: (n,) targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     p, t = _reg(y_pred, y_true)
     return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
 
 
 def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Spearman rank correlation of predictions and targets."""
+    """Spearman rank correlation of predictions and targets.
+
+    Args:
+        y_pred: (n, 1) predictions of the whole set.
+        y_true: (n,) targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     p, t = _reg(y_pred, y_true)
     return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
 
@@ -229,6 +352,11 @@ class DeviceAccumMetric(Metric):
         self.preds, self.targs, self._cached = [], [], None
 
     def accumulate(self, learn: Any) -> None:
+        """Keep this batch's predictions and targets, on their device (fastai calls it after each batch).
+
+        Args:
+            learn: the learner, whose `pred` and `yb` are the batch's.
+        """
         self.preds.append(learn.pred.detach())
         self.targs.append(learn.yb[0].detach())
         self._cached = None

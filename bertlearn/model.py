@@ -34,7 +34,11 @@ def default_model_path() -> Path:
 
 
 def resolve_pretrained(name_or_path: str | Path | None) -> str:
-    """Map None / the default alias to the packaged model folder; return anything else as a string."""
+    """Map None / the default alias to the packaged model folder; return anything else as a string.
+
+    Args:
+        name_or_path: a hub name, a folder, None or "all-MiniLM-L6-v2".
+    """
     if name_or_path is None or (isinstance(name_or_path, str) and name_or_path.lower() in _DEFAULT_ALIASES):
         return str(default_model_path())
     return str(name_or_path)
@@ -141,7 +145,11 @@ def _layer_list(base: nn.Module) -> nn.ModuleList | None:
 
 def head_output_layer(model: nn.Module) -> nn.Linear | None:
     """The layer that produces the logits: the last `nn.Linear` (in module order) with `num_labels` outputs.
-    Found by shape, not by the architecture's attribute names (`classifier`, `classifier.out_proj`, ...)."""
+    Found by shape, not by the architecture's attribute names (`classifier`, `classifier.out_proj`, ...).
+
+    Args:
+        model: the Hugging Face sequence classifier.
+    """
     n = getattr(model.config, "num_labels", None)
     layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n]
     return layers[-1] if layers else None

@@ -28,7 +28,11 @@ __all__ = ["DecayGroupsOptimWrapper", "GroupHypers", "adamw", "decays", "merged_
 
 
 def decays(p: torch.Tensor) -> bool:
-    """Whether `p` gets weight decay: matrices do; biases and normalization weights (1-D) do not."""
+    """Whether `p` gets weight decay: matrices do; biases and normalization weights (1-D) do not.
+
+    Args:
+        p: a parameter.
+    """
     return p.ndim >= 2
 
 
@@ -113,7 +117,11 @@ class DecayGroupsOptimWrapper(OptimWrapper):
         Adam's update is elementwise and each parameter keeps its own state (moments, step count), so stepping
         the merged groups gives the same parameters, bit for bit, as stepping group by group. The groups are
         swapped back before this returns: `param_groups`, `state_dict` and fastai's schedules never see the
-        merged ones (step hooks registered on the PyTorch optimizer do)."""
+        merged ones (step hooks registered on the PyTorch optimizer do).
+
+        Args:
+            closure: re-evaluates the loss, as PyTorch optimizers take it (fastai passes none).
+        """
         opt = self.opt
         merged = merged_groups(opt.param_groups) if isinstance(opt, torch.optim.Adam) else None
         if merged is None:
@@ -155,7 +163,12 @@ class DecayGroupsOptimWrapper(OptimWrapper):
 
 def adamw(params: Any, **kwargs: Any) -> DecayGroupsOptimWrapper:
     """fastai `opt_func` for PyTorch's AdamW: one fused kernel per step (CUDA and CPU), no weight
-    decay on biases and LayerNorm weights (whatever fastai's `wd_bn_bias` says: the recipe BERT was trained with)."""
+    decay on biases and LayerNorm weights (whatever fastai's `wd_bn_bias` says: the recipe BERT was trained with).
+
+    Args:
+        params: fastai's parameter groups (one list per splitter group).
+        **kwargs: PyTorch AdamW options, under fastai's names where it has one (lr, mom, sqr_mom, wd, eps).
+    """
     groups = list(params)
     flat = [p for group in groups for p in (group if isinstance(group, (list, tuple)) else [group])]
     # the fused kernel exists for CUDA and CPU; on a CPU it is 4x faster than the multi-tensor one (15 vs 65 ms

@@ -26,7 +26,11 @@ SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folde
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """None: CUDA when available, else CPU; a CUDA request without CUDA warns and falls back to the CPU."""
+    """None: CUDA when available, else CPU; a CUDA request without CUDA warns and falls back to the CPU.
+
+    Args:
+        device: "cuda", "cpu", a `torch.device`, or None.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -39,7 +43,13 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
     """Final decisions: the top label (single-label), the labels whose probability passes their threshold
-    (multi-label), or the value (regression)."""
+    (multi-label), or the value (regression).
+
+    Args:
+        logits: (n, n_labels) model outputs.
+        encoder: the `TextEncoder` with the labels and task.
+        thresholds: multi-label decision thresholds (default 0.5).
+    """
     if encoder.regression:
         return logits[:, 0].tolist()
     if encoder.multi_label:
@@ -101,12 +111,22 @@ def amp_dtype_for(precision: str, device: torch.device | str) -> torch.dtype | N
 
 
 def input_names(ds: Any) -> list[str]:
-    """The model inputs a dataset's batches carry, in batch order."""
+    """The model inputs a dataset's batches carry, in batch order.
+
+    Args:
+        ds: an `EncodedDataset`.
+    """
     return ["input_ids", "attention_mask"] + (["token_type_ids"] if ds.type_ids is not None else [])
 
 
 def per_text_logits(out: list[torch.Tensor], dl: BertDataLoader, num_labels: int) -> torch.Tensor:
-    """Put per-batch outputs of a `shuffle=False` loader back in input order; average sliding windows per text."""
+    """Put per-batch outputs of a `shuffle=False` loader back in input order; average sliding windows per text.
+
+    Args:
+        out: the loader's per-batch outputs, in loader order.
+        dl: the loader (longest-first, not shuffled).
+        num_labels: outputs per row.
+    """
     ds = dl.dataset
     order = torch.as_tensor(dl.get_idxs(), dtype=torch.long)
     logits = torch.cat(out).cpu() if out else torch.zeros(0, num_labels)
@@ -163,11 +183,21 @@ class Predictor:
         return self.encoder.labels
 
     def loader(self, texts: Sequence[Any], device: torch.device | None = None) -> BertDataLoader:
-        """A longest-first loader over `texts`, tokenized like the training data."""
+        """A longest-first loader over `texts`, tokenized like the training data.
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs.
+            device: where batches go (default: the CPU).
+        """
         ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=self.bs, device=device)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        """Raw model outputs (n_texts, n_labels) on the CPU, in input order; subclasses implement it.
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
+        """
         raise NotImplementedError
 
     def predict_batch(self, texts: Sequence[Any]) -> list:
@@ -181,16 +211,31 @@ class Predictor:
                                 regression=enc.regression)
 
     def predict(self, text: Any) -> list[tuple[str, float]] | float:
-        """The `predict_batch` result for one text (or pair)."""
+        """The `predict_batch` result for one text (or pair).
+
+        Args:
+            text: one text, or a (text_a, text_b) pair.
+        """
         return self.predict_batch([text])[0]
 
     def predict_labels(self, texts: Sequence[Any]) -> list:
-        """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value."""
+        """Decisions per text: top label, labels over their saved thresholds (multi-label), or the value.
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs.
+        """
         return decide(self.predict_logits(texts), self.encoder, self.thresholds)
 
 
 def load_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None) -> dict:
-    """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies."""
+    """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies.
+
+    Args:
+        path: the model folder.
+        tokenizer: the model's tokenizer.
+        config: the model's config.
+        multi_label: overrides the saved task (fast-bert's predictor argument).
+    """
     settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
     if not settings:
         settings = {"maxlen": min(int(tokenizer.model_max_length), 512),

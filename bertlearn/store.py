@@ -87,26 +87,51 @@ class RaggedRows(_Rows):
 
     @classmethod
     def from_lists(cls, rows: Sequence[Sequence[int]], dtype: Any, *, fill: int = 0) -> "RaggedRows":
-        """Rows given as Python lists (what the fast tokenizer returns)."""
+        """Rows given as Python lists (what the fast tokenizer returns).
+
+        Args:
+            rows: one sequence of ints per row.
+            dtype: the numpy dtype to store.
+            fill: the value shorter rows are filled with when padded.
+        """
         offsets = _offsets(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))
         values = np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype, count=int(offsets[-1]))
         return cls(values, offsets, fill=fill)
 
     @classmethod
     def from_flat(cls, values: np.ndarray, lengths: np.ndarray, dtype: Any, *, fill: int = 0) -> "RaggedRows":
-        """Rows given as all entries back to back plus each row's length (what tokie's batch call returns)."""
+        """Rows given as all entries back to back plus each row's length (what tokie's batch call returns).
+
+        Args:
+            values: all rows' entries, back to back.
+            lengths: each row's length.
+            dtype: the numpy dtype to store.
+            fill: the value shorter rows are filled with when padded.
+        """
         return cls(np.asarray(values).astype(dtype, copy=False), _offsets(lengths), fill=fill)
 
     @classmethod
     def from_padded(cls, matrix: np.ndarray, lengths: np.ndarray, *, fill: int = 0) -> "RaggedRows":
-        """Rows of a padded (n, width) matrix, each cut to its length."""
+        """Rows of a padded (n, width) matrix, each cut to its length.
+
+        Args:
+            matrix: (n, width) rows, padded.
+            lengths: each row's length.
+            fill: the value shorter rows are filled with when padded.
+        """
         lengths = np.asarray(lengths, dtype=np.int64)
         keep = np.arange(matrix.shape[1])[None, :] < lengths[:, None]
         return cls(np.ascontiguousarray(matrix[keep]), _offsets(lengths), fill=fill)
 
     @classmethod
     def concat(cls, parts: Sequence["RaggedRows"], dtype: Any, *, fill: int = 0) -> "RaggedRows":
-        """One RaggedRows holding the rows of `parts` in order."""
+        """One RaggedRows holding the rows of `parts` in order.
+
+        Args:
+            parts: the RaggedRows to join.
+            dtype: the numpy dtype to store.
+            fill: the value shorter rows are filled with when padded.
+        """
         if not parts:
             return cls(np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64), fill=fill)
         offsets = _offsets(np.concatenate([p.lengths for p in parts]))
@@ -125,7 +150,11 @@ class RaggedRows(_Rows):
         return [self.values[a:b].tolist() for a, b in zip(self.offsets[:-1], self.offsets[1:])]
 
     def take(self, idx: np.ndarray) -> "RaggedRows":
-        """The rows `idx`, as a new RaggedRows."""
+        """The rows `idx`, as a new RaggedRows.
+
+        Args:
+            idx: row indices.
+        """
         idx = np.asarray(idx, dtype=np.int64)
         lengths = self.lengths[idx]
         offsets = _offsets(lengths)
@@ -134,7 +163,12 @@ class RaggedRows(_Rows):
         return RaggedRows(self.values[pos], offsets, fill=self.fill)
 
     def padded(self, idx: np.ndarray, width: int) -> np.ndarray:
-        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`."""
+        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`.
+
+        Args:
+            idx: row indices.
+            width: the matrix's width.
+        """
         idx = np.asarray(idx, dtype=np.int64)
         cols = np.arange(width)
         keep = cols[None, :] < np.minimum(self.lengths[idx], width)[:, None]
@@ -143,7 +177,11 @@ class RaggedRows(_Rows):
         return out
 
     def clip(self, maxlen: int) -> "RaggedRows":
-        """Rows cut to `maxlen` entries, each keeping its last entry (the closing [SEP] or </s>) at the end."""
+        """Rows cut to `maxlen` entries, each keeping its last entry (the closing [SEP] or </s>) at the end.
+
+        Args:
+            maxlen: the longest row kept.
+        """
         new = np.minimum(self.lengths, maxlen)
         offsets = _offsets(new)
         within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], new)
@@ -153,7 +191,11 @@ class RaggedRows(_Rows):
         return RaggedRows(self.values[src], offsets, fill=self.fill)
 
     def row(self, i: int) -> np.ndarray:
-        """Row `i`, unpadded (a view)."""
+        """Row `i`, unpadded (a view).
+
+        Args:
+            i: the row index.
+        """
         i = self._index(i)
         return self.values[self.offsets[i]:self.offsets[i + 1]]
 
@@ -206,12 +248,21 @@ class DiskRows(_Rows):
         return np.frombuffer(data, dtype=self.dtype)
 
     def row(self, i: int) -> np.ndarray:
-        """Row `i`, unpadded."""
+        """Row `i`, unpadded.
+
+        Args:
+            i: the row index.
+        """
         i = self._index(i)
         return self._read(self.offsets[i], self.offsets[i + 1]).copy()
 
     def padded(self, idx: np.ndarray, width: int) -> np.ndarray:
-        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`."""
+        """Rows `idx` as a (len(idx), width) matrix: longer rows cut, shorter ones filled with `fill`.
+
+        Args:
+            idx: row indices.
+            width: the matrix's width.
+        """
         out = np.full((len(idx), width), self.fill, dtype=self.dtype)
         for k, i in enumerate(np.asarray(idx, dtype=np.int64)):
             r = self.row(i)[:width]
@@ -233,7 +284,12 @@ class DiskRows(_Rows):
 
 
 def store_key(path: Path, parts: dict) -> str:
-    """Identify a store by the file (path, size, modification time) and every encoding setting."""
+    """Identify a store by the file (path, size, modification time) and every encoding setting.
+
+    Args:
+        path: the source CSV file.
+        parts: the encoding settings (tokenizer fingerprint, maxlen, columns...).
+    """
     st = path.stat()
     blob = json.dumps({"file": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns, **parts},
                       sort_keys=True, default=str)
