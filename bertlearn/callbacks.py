@@ -115,10 +115,11 @@ def mixed_precision(device: torch.device | str) -> Callback | None:
 class GradientClip(_FastaiGradientClip):
     """fastai's `GradientClip` (same order, same norm over the model's parameters) that keeps the parameter list.
 
-    fastai walks `model.parameters()` through every submodule each step: ~0.2 ms of Python for a bert-base-shaped
-    model (231 modules), about 5% of the host time around a graphed GPU step (`bench/loop_overhead.py`). The list
-    is kept while `learn.model` and `learn.opt` stay the same objects; a new model (a DDP wrapper) or a new
-    optimizer (as after `learn.opt = None`, which also drops fastai's hold on replaced parameters) rebuilds it.
+    fastai walks `model.parameters()` through every submodule each step: for a bert-base-shaped model (231
+    modules) keeping the list took the host time around a graphed GPU step from 3.98 to 3.65 ms on the 2-core CPU
+    of docs/benchmarks.md (`bench/loop_overhead.py`). The list is kept while `learn.model` and `learn.opt` stay
+    the same objects: a new model (a DDP wrapper) or a new optimizer (`create_opt()`, which fastai's own optimizer
+    also needs after parameters are replaced) rebuilds it.
 
     Args:
         max_norm: the largest total gradient norm.
