@@ -53,7 +53,7 @@ if want overhead; then
   # fastai's host time per step on this machine's CPU, next to the GPU (a bert-base-shaped model at width 8), and
   # the graphed step's host time around its replays (replays stubbed): set against train's graphed bert-base step,
   # the share of that step the GPU itself takes
-  timeout "${OVERHEAD_S:-60}" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
+  timeout "${OVERHEAD_S:-90}" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
   echo "loop_overhead exit $?"; cat "$OUT/loop_overhead.txt"; tail -3 "$OUT/loop_overhead.err"
 fi
 if want cli; then
