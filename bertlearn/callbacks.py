@@ -9,6 +9,8 @@ device and read them only when a person could see them (a bar refresh, the end o
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 import warnings
 import weakref
@@ -24,7 +26,7 @@ from fastai.learner import noop  # the very object `no_logging()` swaps in (not 
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
            "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast", "native_bf16",
-           "mixed_precision", "GradientClip"]
+           "mixed_precision", "GradientClip", "interactive_output"]
 
 
 class HFOutputCallback(Callback):
@@ -148,26 +150,92 @@ class GradientClip(_FastaiGradientClip):
         return {k: v for k, v in self.__dict__.items() if k not in ("_owners", "_params")}
 
 
+def interactive_output() -> bool:
+    """Whether progress bars can redraw in place: in a notebook, in PyCharm's console, or with stdout on a terminal.
+
+    fastprogress means to ask the same (`printing()`), but tests `stdout.isatty` without calling it, so its bars
+    also go to files and pipes, where each redraw is appended to one ever-growing line.
+    """
+    from fastprogress.fastprogress import IN_NOTEBOOK
+    if IN_NOTEBOOK or "PYCHARM_HOSTED" in os.environ:
+        return True
+    try:
+        return bool(sys.stdout.isatty())
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return False
+
+
+class _NoBar:
+    """Stands in for a progress bar where none is drawn."""
+
+    comment = ""
+
+    def update(self, val: int) -> None:
+        pass
+
+    def on_iter_end(self) -> None:
+        pass
+
+
 class SparseProgressCallback(ProgressCallback):
     """fastai's progress bars, reading the smoothed loss at most every `every` seconds instead of each batch.
 
+    Where output cannot redraw in place (a file, a pipe, a batch job's log), no bars are drawn: the epoch table
+    fastai prints under them comes out line by line, one row per epoch, as on a terminal.
+
     Args:
         every: seconds between loss readouts on the bar.
+        live: draw bars (True), print the epoch table only (False), or decide by the output (None:
+            `interactive_output()`).
     """
 
-    def __init__(self, every: float = 1.0):
-        self.every, self._last = every, 0.0
+    # class-level defaults also serve learners exported before these options existed
+    live: bool | None = None
+    _drawing = True
+
+    def __init__(self, every: float = 1.0, *, live: bool | None = None):
+        self.every, self._last, self.live = every, 0.0, live
 
     @property
     def name(self) -> str:
         return "progress"  # the name fastai's `no_bar` and `learn.progress` look for
 
+    def before_fit(self) -> None:
+        self._drawing = interactive_output() if self.live is None else bool(self.live)
+        if self._drawing:
+            return super().before_fit()
+        self._names: list[str] | None = None
+        # as fastai's before_fit, without the master bar
+        if self.learn.logger != noop:
+            self.old_logger, self.learn.logger = self.logger, self._write_stats
+            self._write_stats(self.recorder.metric_names)
+        else:
+            self.old_logger = noop
+
+    def _launch_pbar(self) -> None:
+        if self._drawing:
+            return super()._launch_pbar()
+        self.pbar = _NoBar()
+
     def after_batch(self) -> None:
+        if not self._drawing:
+            return
         self.pbar.update(self.iter + 1)
         now = time.monotonic()
         if hasattr(self, "smooth_loss") and now - self._last >= self.every:
             self._last = now
             self.pbar.comment = f"{float(self.smooth_loss):.4f}"
+
+    def _write_stats(self, log: list) -> None:
+        if self._drawing:
+            return super()._write_stats(log)
+        cells = [f"{v:.6f}" if isinstance(v, float) else str(v) for v in log]
+        if self._names is None:  # the header, laid out as fastprogress's console table
+            self._names = [c.ljust(8) for c in cells]
+            line = "  ".join(self._names)
+        else:
+            line = "".join(c.ljust(len(n) + 2) for c, n in zip(cells, self._names))
+        print(line.rstrip(), flush=True)
 
 
 class DeviceSmoothLoss(AvgSmoothLoss):

@@ -133,6 +133,57 @@ class TestGradientClip:
         assert loaded.gradient_clip._params is None and loaded.gradient_clip.max_norm == 1.0
 
 
+class TestProgressOutput:
+    """Bars where output redraws in place; one table row per epoch where it cannot (files, pipes, batch logs)."""
+
+    def test_interactive_output_asks_the_terminal(self, monkeypatch):
+        import io
+        import sys
+
+        from bertlearn.callbacks import interactive_output
+
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        monkeypatch.delenv("PYCHARM_HOSTED", raising=False)
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        assert interactive_output() is False  # fastprogress's own check says True here: it never calls isatty
+        monkeypatch.setattr(sys, "stdout", Terminal())
+        assert interactive_output() is True
+        monkeypatch.setattr(sys, "stdout", None)
+        assert interactive_output() is False
+        monkeypatch.setenv("PYCHARM_HOSTED", "1")
+        assert interactive_output() is True
+
+    def _fit_output(self, learner, capsys, live):
+        bar = learner.progress
+        bar.live = live
+        capsys.readouterr()
+        learner.fit(2, lr=1e-4)  # fastai's logger on: the epoch table is what is checked
+        return capsys.readouterr().out
+
+    def test_without_a_terminal_the_epoch_table_comes_line_by_line(self, tiny_learner, capsys):
+        out = self._fit_output(tiny_learner, capsys, live=None)  # pytest captures stdout: not a terminal
+        assert "\r" not in out and "\u2588" not in out  # no redraws, no bar characters
+        lines = out.splitlines()
+        assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "f1_macro", "time"]
+        assert [line.split()[0] for line in lines[1:]] == ["0", "1"]
+        assert lines[1].index(lines[1].split()[1]) == lines[0].index("train_loss")  # columns under their names
+        losses = [float(line.split()[1]) for line in lines[1:]]
+        assert losses == pytest.approx([v[0] for v in tiny_learner.recorder.values], abs=1e-6)
+
+    def test_live_bars_redraw(self, tiny_learner, capsys):
+        out = self._fit_output(tiny_learner, capsys, live=True)
+        assert "\r" in out and "Epoch 1/2" in out
+        assert "epoch" in out and "train_loss" in out
+
+    def test_validate_prints_nothing_without_a_terminal(self, tiny_learner, capsys):
+        capsys.readouterr()
+        tiny_learner.validate()
+        assert capsys.readouterr().out == ""
+
+
 def test_csv_logger_writes_one_row_per_epoch(tiny_learner):
     quiet_fit(tiny_learner, 2, lr=1e-4, cbs=[CSVLogger(fname="history.csv")])
     import pandas as pd

@@ -166,9 +166,10 @@ class TestPredict:
 class TestHotPath:
     """No host-device synchronisation per training batch (checked on CPU by counting the calls that sync on GPU)."""
 
-    def test_no_sync_calls_inside_training_batches(self, tiny_learner, sync_spy):
+    @pytest.mark.parametrize("live", [True, False], ids=["bars", "no-terminal"])
+    def test_no_sync_calls_inside_training_batches(self, tiny_learner, sync_spy, live):
         bar = next(cb for cb in tiny_learner.cbs if isinstance(cb, SparseProgressCallback))
-        bar.every = 1e9  # the bar's readout is the one deliberate, time-limited sync
+        bar.every, bar.live = 1e9, live  # the bar's readout is the one deliberate, time-limited sync
         # TensorBoard's training-loss point every `every` steps is the other one
         tb = TensorBoardLogger(tiny_learner.path / "tb", every=10**9)
         # with bf16 autocast too (what is_fp16=True adds where the hardware has bf16): no GradScaler, no reads
