@@ -1183,7 +1183,8 @@ def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndar
         extra = sorted(set(names[unknown]))[:10]
         raise DataError(f"label_col {series.name!r} in {source} has labels {extra} that are not among the known "
                         f"labels {labels[:20]}; add them to labels.csv or remove those rows")
-    return codes.to_numpy(dtype=np.int64)
+    # copy=True: pandas 3 hands out read-only views, which torch warns about when a batch or metric wraps them
+    return codes.to_numpy(dtype=np.int64, copy=True)
 
 
 def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
@@ -1235,7 +1236,7 @@ def _float_targets(series: pd.Series, source: str) -> np.ndarray:
         rows = (np.flatnonzero(bad)[:10] + 2).tolist()
         raise DataError(f"label_col {series.name!r} in {source} needs numbers for regression; CSV lines {rows} are "
                         f"missing or not numeric (e.g. {series[bad].iloc[0]!r})")
-    return values.to_numpy(dtype=np.float32)
+    return values.to_numpy(dtype=np.float32, copy=True)  # writable, as in _label_indices
 
 
 def _class_weights(value: Any, targets: np.ndarray, n_labels: int, arg: str, problem_type: str,

@@ -441,7 +441,7 @@ def evaluate(logits: torch.Tensor, targets: Any, problem_type: str, labels: Sequ
         labels: label names, in output order.
         thresholds: multi-label decision threshold(s) (default 0.5).
     """
-    y = torch.as_tensor(np.asarray(targets))
+    y = torch.as_tensor(np.require(targets, requirements="W"))  # a copy only of read-only input (pandas 3 views)
     if problem_type == "regression":
         return {"mse": mse(logits, y), "mae": mae(logits, y), "pearson": pearson(logits, y),
                 "spearman": spearman(logits, y)}

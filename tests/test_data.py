@@ -187,6 +187,18 @@ class TestEncoding:
         assert not any(t.name.startswith("bertlearn-tokenize") for t in threading.enumerate())  # pool shut down
 
 
+    @pytest.mark.parametrize("problem_type, column", [("single_label_classification", ["pos", "neg", "pos"]),
+                                                      ("single_label_classification", [1, 0, 1]),
+                                                      ("regression", np.array([0.5, 1.0, 2.0], dtype=np.float32))])
+    def test_targets_are_writable_arrays(self, tiny_tokenizer, problem_type, column):
+        # pandas 3 hands out read-only views of int64 and float32 columns; torch warns when it wraps those
+        from bertlearn.data import TextEncoder, targets_from_frame
+        labels = ["score"] if problem_type == "regression" else sorted({str(v) for v in column})
+        enc = TextEncoder(tiny_tokenizer, 24, labels, problem_type=problem_type)
+        targets = targets_from_frame(pd.DataFrame({"label": column}), "label", enc)
+        assert targets.flags.writeable and targets.dtype == (np.float32 if problem_type == "regression" else np.int64)
+
+
 class TestInputErrors:
     def test_missing_column_lists_columns_and_suggests(self, tiny_csv_dir, tiny_tokenizer):
         with pytest.raises(DataError) as e:

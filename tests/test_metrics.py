@@ -85,6 +85,16 @@ class TestSingleLabelSuite:
         assert np.isnan(M.roc_auc(logits, torch.tensor([1, 1, 1, 1])))
 
 
+    def test_evaluate_takes_read_only_targets_without_a_warning(self):
+        import warnings
+        target = TARGET.numpy().copy()
+        target.flags.writeable = False  # what pandas 3 gives for an int64 column
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            report = M.evaluate(LOGITS, target, "single_label_classification", ["a", "b", "c"])
+        assert report["accuracy"] == pytest.approx(0.6) and not target.flags.writeable
+
+
 class TestMultiLabelSuite:
     logits = torch.tensor([[3.0, -3.0, 3.0], [-3.0, 3.0, -3.0], [3.0, 3.0, -3.0]])
     target = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])  # decisions differ in 2 of 9
