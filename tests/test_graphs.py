@@ -151,17 +151,19 @@ class TestDispatch:
         learner.fit(2, lr=1e-3, cbs=sync_spy.window())
         assert len(fake_capture) >= 2 and sync_spy.calls == []
 
-    def test_validation_and_prediction_stay_eager(self, fake_capture, tiny_model_dir, tmp_path):
+    def test_validation_and_prediction_stay_eager(self, fake_capture, fake_forward_capture, tiny_model_dir,
+                                                  tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
         cb = CudaGraphCallback(True)
         learner.add_cb(cb)
         quiet_fit(learner, 1, lr=1e-3)
         n = cb.captures
         learner.validate(quiet=True)
-        learner.predict_batch(["a good film"] * 20)
-        assert cb.captures == n and "forward" not in learner.model.__dict__
+        assert fake_forward_capture == []
+        learner.predict_batch(["a good film"] * 20)  # the forward-only graphs, not the training step's
+        assert cb.captures == n and "forward" not in learner.model.__dict__ and len(fake_forward_capture) == 1
 
-    def test_export_after_a_graphed_fit(self, fake_capture, tiny_model_dir, tmp_path):
+    def test_export_after_a_graphed_fit(self, fake_capture, fake_forward_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
         learner.add_cb(CudaGraphCallback(True))
         quiet_fit(learner, 1, lr=1e-3)
