@@ -19,8 +19,11 @@ OUT="${OUT:-runs/device}"
 mkdir -p "$OUT"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-  "$PY" -c "import torch, transformers, fastai, bertlearn; print('torch', torch.__version__, 'transformers',
-transformers.__version__, 'fastai', fastai.__version__, 'bertlearn', bertlearn.__version__)"
+  "$PY" -c "import importlib.metadata as md, torch, transformers, fastai, bertlearn
+try: tokie = md.version('tokie')
+except md.PackageNotFoundError: tokie = 'missing (bench/device_prepare.sh fetches it)'
+print('torch', torch.__version__, 'transformers', transformers.__version__, 'fastai', fastai.__version__,
+      'bertlearn', bertlearn.__version__, 'tokie', tokie)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 steps="${1:-all}"  # one step, several joined by commas, or all
