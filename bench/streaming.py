@@ -3,9 +3,10 @@
     python bench/streaming.py [--rows 100000 1000000 2000000] [--model DIR] [--steps 30]
 
 For each size, a CSV is made by resampling sentiment140/train_100k.csv (with replacement), then a fresh
-child process per mode builds the BertDataBunch (`from_csv(on_disk=True)` or the in-memory `from_csv`), trains
-`--steps` steps and, for the on-disk mode, runs `bertlearn predict` over the whole file in chunks; each child
-reports its peak RSS (getrusage). `--model` (default: the packaged MiniLM) sets tokenizer and model.
+child process per mode builds the BertDataBunch (`from_csv(on_disk=True)` or the in-memory `from_csv`) and trains
+`--steps` steps; with `--predict`, for the on-disk mode, another fresh child runs `bertlearn predict` over the whole
+file in chunks, as a user would after training. Each child reports its peak RSS (getrusage). `--model` (default:
+the packaged MiniLM) sets tokenizer and model.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def peak_rss_mb() -> float:
 
 
 def child(args: argparse.Namespace) -> None:
+    folder = Path(args.folder)
+    if args.mode == "predict":
+        from bertlearn.cli import main
+        t0 = time.perf_counter()
+        main(["predict", "--model", str(folder / "model"), "--input", str(folder / "train.csv"), "--output",
+              str(folder / "pred.csv"), "--chunk-size", "20000", "--bs", "256"])
+        out = {"predict_s": time.perf_counter() - t0,
+               "predict_rows": sum(1 for _ in open(folder / "pred.csv", encoding="utf-8")) - 1,
+               "peak_rss_mb": peak_rss_mb()}
+        print("CHILD " + json.dumps(out), flush=True)
+        return
     from fastai.callback.core import CancelFitException, Callback
 
     from bertlearn import BertDataBunch, BertLearner
@@ -53,7 +65,6 @@ def child(args: argparse.Namespace) -> None:
             if self.training and self.train_iter >= args.steps:
                 raise CancelFitException()
 
-    folder = Path(args.folder)
     t0 = time.perf_counter()
     db = BertDataBunch.from_csv(folder, args.model, train_file="train.csv", val_file="val.csv", bs=32, maxlen=64,
                                 on_disk=args.mode == "disk", no_cache=args.mode != "disk", label_file=None)
@@ -67,28 +78,32 @@ def child(args: argparse.Namespace) -> None:
     out = {"mode": args.mode, "build_s": build, "rss_after_build_mb": rss_build, "train_s": train,
            "rss_after_train_mb": peak_rss_mb()}
     if args.mode == "disk" and args.predict:
-        from bertlearn.cli import main
-        saved = learner.save_model(folder / "model")
-        t0 = time.perf_counter()
-        main(["predict", "--model", str(saved), "--input", str(folder / "train.csv"), "--output",
-              str(folder / "pred.csv"), "--chunk-size", "20000", "--bs", "256"])
-        out["predict_s"] = time.perf_counter() - t0
-        out["predict_rows"] = sum(1 for _ in open(folder / "pred.csv", encoding="utf-8")) - 1
+        learner.save_model(folder / "model")  # for the predict child
     out["peak_rss_mb"] = peak_rss_mb()
     print("CHILD " + json.dumps(out), flush=True)
 
 
-def run(folder: Path, mode: str, model: str | None, steps: int, predict: bool) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--mode", mode, "--folder", str(folder), "--steps", str(steps)]
-    if model:
-        cmd += ["--model", model]
-    if predict:
-        cmd.append("--predict")
+def _child(*args: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", *args]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     line = next((l for l in out.stdout.splitlines() if l.startswith("CHILD ")), None)
     if line is None:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(line[6:])
+
+
+def run(folder: Path, mode: str, model: str | None, steps: int, predict: bool) -> dict:
+    """Build and train in one fresh process; with `predict` (on-disk mode), `bertlearn predict` in another.
+
+    Returns the first child's report, plus `predict_s`, `predict_rows` and `predict_peak_rss_mb` from the second.
+    """
+    args = ["--mode", mode, "--folder", str(folder), "--steps", str(steps)] + (["--model", model] if model else [])
+    out = _child(*args, *(["--predict"] if predict else []))
+    if predict and mode == "disk":
+        pred = _child("--mode", "predict", "--folder", str(folder))
+        out.update(predict_s=pred["predict_s"], predict_rows=pred["predict_rows"],
+                   predict_peak_rss_mb=pred["peak_rss_mb"])
+    return out
 
 
 def main() -> None:
@@ -120,7 +135,7 @@ def main() -> None:
     print(f"\n| rows | CSV MB | mode | build s | peak RSS after build MB | after {args.steps} train steps MB | "
           "predict whole file (s, peak RSS MB) |\n|---|---|---|---|---|---|---|")
     for n, size, r in rows_out:
-        pred = f"{r['predict_s']:.0f} s, {r['peak_rss_mb']:.0f}" if "predict_s" in r else "-"
+        pred = f"{r['predict_s']:.0f} s, {r['predict_peak_rss_mb']:.0f}" if "predict_s" in r else "-"
         print(f"| {n:,} | {size:.0f} | {r['mode']} | {r['build_s']:.1f} | {r['rss_after_build_mb']:.0f} | "
               f"{r['rss_after_train_mb']:.0f} | {pred} |")
     print(f"machine: {describe()}")
