@@ -14,13 +14,14 @@ import functools
 import hashlib
 import json
 import logging
-import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import atomic_file
 from .store import RaggedRows
 
 __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]
@@ -28,6 +29,7 @@ __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "
 CACHE_VERSION = 2  # 2: ragged rows (values + offsets) instead of a padded matrix
 _log = logging.getLogger(__name__)
 _HASH_BLOCK = 8192
+_unwritable: set[str] = set()  # cache folders already reported as unwritable
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -120,17 +122,15 @@ def save_cached(path: Path, key: str, enc: dict) -> None:
         key: what `cache_key` gave for these inputs.
         enc: the encoding, as `TextEncoder.encode` returns it.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
             arrays = {"ids": enc["ids"].values, "offsets": enc["ids"].offsets, "owner": enc["owner"]}
             if enc.get("type_ids") is not None:
                 arrays["type_ids"] = enc["type_ids"].values
             np.savez(f, key=np.asarray(key), **arrays)
-        os.replace(tmp, path)
-    except OSError as e:  # a read-only data folder must not stop training
-        _log.info("could not write the tokenization cache %s (%s); continuing without it", path, e)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except OSError as e:  # a read-only data folder must not stop training, but the user asked for a cache
+        if str(path.parent) not in _unwritable:  # said once per folder, not once per split
+            _unwritable.add(str(path.parent))
+            warnings.warn(f"could not write the tokenization cache in {str(path.parent)!r} ({type(e).__name__}: "
+                          f"{e.strerror or e}); training goes on without it, and the texts will be tokenized again "
+                          "next time (pass a writable cache_dir, or no_cache=True)", stacklevel=4)

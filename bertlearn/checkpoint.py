@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_dir
 from .errors import BertLearnError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FILES"]
@@ -41,10 +42,9 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
     """
     from safetensors.torch import save_file, save_model
 
-    from .learner import _atomic_dir
 
     folder = Path(folder)
-    with _atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp:
         save_model(getattr(learn.model, "module", learn.model), str(tmp / "model.safetensors"))  # DDP: the module
         # fastai's schedulers leave numpy scalars in param groups; plain numbers keep weights_only loading possible
         torch.save(_plain(learn.opt.state_dict()) if learn.opt is not None else {}, tmp / "optimizer.pt")

@@ -230,6 +230,7 @@ def _texts_of(df: Any, cols: list[str], source: str) -> list:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .atomic import atomic_file
     from .data import read_csv
     from .errors import DataError
     from .predict import decide
@@ -238,12 +239,11 @@ def _predict(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         read_csv(args.input, "--input")  # raises with the folder's listing
     enc = predictor.encoder
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(f".{args.output.name}.partial")
     n, t0, cols = 0, time.perf_counter(), None
     try:
         reader = pd.read_csv(args.input, sep=args.sep or ",", encoding="utf-8-sig", chunksize=max(1, args.chunk_size))
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        # written aside and renamed at the end: an interrupted run never leaves a truncated predictions file
+        with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             for i, chunk in enumerate(reader):
                 cols = cols or _text_cols(args, predictor, list(chunk.columns))
                 source = f"{args.input.name} (rows {n + 1}-{n + len(chunk)})"
@@ -262,11 +262,8 @@ def _predict(args: argparse.Namespace) -> int:
                 n += len(chunk)
                 rate = n / max(time.perf_counter() - t0, 1e-9)
                 print(f"\rpredicted {n:,} rows ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
-        tmp.replace(args.output)
     except pd.errors.EmptyDataError:
         raise DataError(f"--input {str(args.input)!r} is empty; it needs a header row and data rows") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     print(f"\nwrote {n:,} predictions to {args.output}", file=sys.stderr)
     return 0
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
 import warnings
 from functools import partial
 from pathlib import Path
@@ -25,6 +23,7 @@ from fastai.learner import load_learner as _fastai_load_learner
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
+from .atomic import atomic_dir, atomic_file
 from .checkpoint import _lr_json, load_checkpoint
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, GradientClip,
                         HFOutputCallback, EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback,
@@ -63,42 +62,6 @@ def _as_lr(lr: Any) -> float | slice:
 
 def _as_epochs(epochs: Any) -> int:
     return _positive_int(epochs, "epochs", BertLearnError)
-
-
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _atomic_dir(path: Path):
-    """Write into a sibling temporary folder, then swap it in, so an interrupted save keeps the old one."""
-
-    @contextlib.contextmanager
-    def ctx():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(f".{path.name}.*-*"):  # left by a process killed mid-save
-            if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            yield tmp
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-
-    return ctx()
 
 
 class BertLearner(Learner):
@@ -622,13 +585,8 @@ class BertLearner(Learner):
             **kwargs: passed to fastai's export (pickle_module, pickle_protocol).
         """
         target = Path(self.path) / fname
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            super().export(tmp.relative_to(self.path) if not Path(fname).is_absolute() else tmp, **kwargs)
-            os.replace(tmp, target)  # an interrupted export leaves the previous file whole
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(target) as tmp:  # an interrupted export leaves the previous file whole
+            super().export(tmp, **kwargs)  # fastai joins an absolute name onto learn.path as itself
         return target
 
     @main_process_only
@@ -667,7 +625,7 @@ class BertLearner(Learner):
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
         enc = self.dls.encoder
-        with _atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
             thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)

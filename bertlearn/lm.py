@@ -27,8 +27,10 @@ from torch import nn
 
 from .callbacks import DeviceAvgLoss, GradientClip, mixed_precision
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
+from .distributed import main_process_only
 from .errors import BertLearnError, DataError, ModelError
-from .learner import BertLearner, _atomic_dir
+from .atomic import atomic_dir
+from .learner import BertLearner
 from .optim import adamw
 from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
 from .predict import resolve_device
@@ -351,6 +353,7 @@ class BertLMLearner(BertLearner):
             learner.add_cb(amp)
         return learner
 
+    @main_process_only
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write the adapted model and tokenizer as a Hugging Face folder (default: `output_dir/model_out`).
 
@@ -361,7 +364,7 @@ class BertLMLearner(BertLearner):
             path: target folder.
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
-        with _atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp:
             self.model.hf.save_pretrained(tmp, safe_serialization=True)
             self.dls.encoder.tokenizer.save_pretrained(tmp)
         _log.info("masked-LM model saved to %s", path)

@@ -8,8 +8,10 @@ tokenizes and batches exactly as training did and offers the same `predict_*` me
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_dir
 from .data import TextEncoder
 from .errors import ModelError
 from .predict import SETTINGS_FILE, Predictor, input_names, load_settings, per_text_logits
@@ -57,9 +60,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     """
     path = Path(path)
     folder, fname = (path.parent, path.name) if path.suffix == ".onnx" else (path, ONNX_FILE)
-    folder.mkdir(parents=True, exist_ok=True)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if encoder.with_token_types else [])
-    import copy
     cpu_model = copy.deepcopy(model).float().cpu().eval()
     wrapper = _LogitsOnly(cpu_model).eval()
     # batch 2 and a length with padding: no axis is specialised to 1 and the padded-mask path is traced
@@ -69,24 +70,44 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     mask[0, :] = 1
     dummy = [ids, mask] + ([torch.zeros_like(ids)] if "token_type_ids" in names else [])
     batch, seq = torch.export.Dim("batch", min=1), torch.export.Dim("sequence", min=1, max=4096)
-    tmp = folder / f".{fname}.tmp-{os.getpid()}"
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # the exporter notes that each named axis is shared by all inputs, which is the intent
-            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
-            program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
-                                        dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
-                                        dynamo=True, verbose=False)
-        program.save(str(tmp))
-        os.replace(tmp, folder / fname)
-    finally:
-        tmp.unlink(missing_ok=True)
-    encoder.tokenizer.save_pretrained(folder)
-    model.config.save_pretrained(folder)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the exporter notes that each named axis is shared by all inputs, which is the intent
+        warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
+        program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
+                                    dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
+                                    dynamo=True, verbose=False)
     thresholds = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else list(thresholds)
     settings = {**encoder.settings(), "thresholds": thresholds, **(extra_settings or {}), "onnx_file": fname}
-    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    # the whole folder is written aside and swapped in, so a crash leaves the previous export (or none) whole;
+    # files of the folder the export does not write (a save_model folder can hold its ONNX export) are kept
+    with atomic_dir(folder) as tmp:
+        program.save(str(tmp / fname))
+        encoder.tokenizer.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        _keep_others(folder, tmp)
     return folder / fname
+
+
+def _keep_others(old: Path, new: Path) -> None:
+    """Link (or copy) into `new` every entry of the folder `old` that `new` does not hold."""
+    if not old.is_dir():
+        return
+    for entry in old.iterdir():
+        target = new / entry.name
+        if target.exists():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(src: Any, dst: Any) -> None:
+    try:
+        os.link(src, dst)  # same file system: no bytes copied
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 class OnnxPredictor(Predictor):

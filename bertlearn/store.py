@@ -17,7 +17,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_dir
 from .errors import DataError
 
 __all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
@@ -307,11 +307,8 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
         vocab_size: decides the id dtype (uint16 when it fits).
     """
     dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max else np.int32
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     n, t0, lengths, targets, has_types = 0, time.perf_counter(), [], [], False
-    try:
+    with atomic_dir(folder) as tmp:
         with open(tmp / "ids.bin", "wb") as ids_f, open(tmp / "type_ids.bin", "wb") as types_f:
             for chunk in chunks:
                 enc, y = encode(chunk)
@@ -337,10 +334,6 @@ def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tupl
         meta = {"format": _FORMAT, "n": n, "tokens": int(lengths.sum()), "dtype": np.dtype(dtype).name,
                 "type_ids": has_types}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 

@@ -54,6 +54,24 @@ def main() -> None:
                learner.validate(quiet=True)}
     (out / f"{tag}.json").write_text(json.dumps(results))
     learner.save_model(out / "model")
+    save_lm_model(out, train["text"].tolist()[:64], rank)
+
+
+def save_lm_model(out: Path, texts: list, rank: int) -> None:
+    """Save a masked-LM learner; each rank that writes weights leaves a mark, so the test sees who wrote."""
+    from bertlearn import BertLMDataBunch, BertLMLearner
+
+    lm = BertLMLearner.from_pretrained_model(BertLMDataBunch.from_raw_corpus(texts, None, bs=8, maxlen=32, seed=0),
+                                             None, output_dir=out / "lm", device="cpu")
+    write = lm.model.hf.save_pretrained
+
+    def marked(path, **kwargs):
+        (out / "lm_writers").mkdir(exist_ok=True)
+        (out / "lm_writers" / f"rank{rank}").touch()
+        return write(path, **kwargs)
+
+    lm.model.hf.save_pretrained = marked
+    lm.save_model(out / "lm_model")
 
 
 if __name__ == "__main__":

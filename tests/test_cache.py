@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,14 @@ def test_corrupt_cache_file_is_rebuilt(tiny_csv_dir, tiny_tokenizer, damage, cap
 
 def test_read_only_data_folder_still_works(tiny_csv_dir, tiny_tokenizer):
     (tiny_csv_dir / "cache").write_text("a file where the cache folder should be")
-    db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32)
     assert len(db.train.dataset) == 96
+    said = [str(w.message) for w in caught if "tokenization cache" in str(w.message)]
+    assert said == [f"could not write the tokenization cache in {str(tiny_csv_dir / 'cache')!r} (FileExistsError: "
+                    "File exists); training goes on without it, and the texts will be tokenized again next time "
+                    "(pass a writable cache_dir, or no_cache=True)"]  # once, for train and valid together
 
 
 def _build(args):

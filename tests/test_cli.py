@@ -51,7 +51,7 @@ def test_predict_writes_every_row_in_chunks(trained_dir, tmp_path, which, capsys
     assert pred["prediction"].tolist() == expected
     assert (pred["prob_negative"] + pred["prob_positive"]).round(4).eq(1).all()
     assert "wrote 25 predictions" in capsys.readouterr().err
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".pred.csv.*"))  # no temporary left beside the output
 
 
 def test_predict_precision_option(trained_dir, tmp_path):

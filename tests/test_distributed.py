@@ -57,6 +57,11 @@ def test_both_ranks_end_with_identical_weights_and_rank0_saved_them(runs):
     assert all(torch.equal(r0[k], saved[k]) for k in shared)
 
 
+def test_only_rank0_writes_the_masked_lm_model(runs):
+    assert sorted(p.name for p in (runs / "ddp" / "lm_writers").iterdir()) == ["rank0"]
+    assert (runs / "ddp" / "lm_model" / "model.safetensors").is_file()
+
+
 def test_metrics_are_gathered_so_every_rank_reports_the_whole_validation_set(runs):
     r0, r1 = _json(runs / "ddp" / "rank0.json"), _json(runs / "ddp" / "rank1.json")
     assert r0["world"] == 2

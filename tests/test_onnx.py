@@ -70,3 +70,28 @@ def test_missing_onnx_file_is_explained(tmp_path):
     with pytest.raises(ModelError, match=r"holds no model.onnx \(it holds \['config.json'\]\); pass the folder "
                                          r"written by learner.to_onnx\(path\)"):
         OnnxPredictor(tmp_path)
+
+
+def test_interrupted_export_keeps_the_previous_folder(trained_learner, tmp_path, monkeypatch):
+    folder = tmp_path / "onnx"
+    onnx_file = trained_learner.to_onnx(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(type(trained_learner.dls.encoder.tokenizer), "save_pretrained", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trained_learner.to_onnx(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the old export, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["onnx"]  # no temporary folder left
+    assert onnx_file.is_file()
+
+
+def test_export_into_a_save_model_folder_keeps_its_files(trained_learner, tmp_path):
+    folder = trained_learner.save_model(tmp_path / "model")
+    weights = (folder / "model.safetensors").read_bytes()
+    trained_learner.to_onnx(folder / "model.onnx")
+    assert (folder / "model.safetensors").read_bytes() == weights
+    texts = ["good fun", "the acting was poor"]
+    assert OnnxPredictor(folder).predict_labels(texts) == trained_learner.predict_labels(texts)

@@ -1,0 +1,84 @@
+"""Atomic writes: every file and folder bertlearn saves goes through here, so a crash or a kill mid-save leaves
+the previous version whole and never half a new one.
+
+A write goes to a temporary sibling named `.NAME.tmp-PID` and is renamed over the target at the end
+(`os.replace`, atomic on one file system). Temporaries left by a process that was killed are removed the next
+time the same target is written. A leaf module: it imports nothing else from bertlearn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_dir", "atomic_file"]
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    return True
+
+
+def _sweep(path: Path) -> None:
+    """Remove temporaries of `path` left by processes that no longer run."""
+    for stale in path.parent.glob(f".{path.name}.*-*"):
+        if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; when the block ends without an error it replaces `path`.
+
+    On an error the temporary folder is removed and `path` is left as it was.
+
+    Args:
+        path: the folder to (re)write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)  # a folder cannot be renamed over a non-empty one: move the old one aside first
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file name beside `path`; when the block ends without an error the file replaces `path`.
+
+    On an error the temporary file is removed and `path` is left as it was.
+
+    Args:
+        path: the file to (re)write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

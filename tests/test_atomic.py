@@ -1,0 +1,55 @@
+"""The one helper every save goes through: a write lands whole or not at all, and a killed writer's leftovers go."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bertlearn.atomic import atomic_dir, atomic_file
+
+
+def test_atomic_file_replaces_only_on_success(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+    with atomic_file(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # nothing visible until the block ends
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_atomic_dir_swaps_the_whole_folder(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+        (tmp / "b").write_text("1")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(target) as tmp:
+            (tmp / "a").write_text("2")
+            raise KeyboardInterrupt
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a": "1", "b": "1"}
+    with atomic_dir(target) as tmp:
+        (tmp / "c").write_text("3")
+    assert [p.name for p in target.iterdir()] == ["c"]  # the new folder replaces the old one, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited: its pid no longer runs
+    (tmp_path / f".model.tmp-{pid}").mkdir()
+    (tmp_path / f".f.txt.tmp-{pid}").write_text("half")
+    live = tmp_path / ".f.txt.tmp-1"  # pid 1 is alive: a write in progress elsewhere is left alone
+    live.write_text("busy")
+    with atomic_dir(tmp_path / "model"):
+        pass
+    with atomic_file(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".f.txt.tmp-1", "f.txt", "model"]
