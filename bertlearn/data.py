@@ -1188,16 +1188,31 @@ def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndar
 
 
 def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
-    if len(labels) != ldf.shape[1]:
-        raise DataError(f"labels has {len(labels)} names but label_col gives {ldf.shape[1]} columns in {source}")
-    values = ldf.to_numpy()
+    """The 0/1 label columns as (n, len(labels)) float32 rows, column j holding label `labels[j]`.
+
+    Columns are matched to labels by name, never by position: a labels.csv (or `labels=`) in another order than
+    the columns must not train output j on another label's column."""
+    names = [str(c) for c in ldf.columns]
+    if len(set(labels)) != len(labels):
+        raise DataError(f"labels contain duplicates: {sorted(l for l in set(labels) if labels.count(l) > 1)}")
+    if len(set(names)) != len(names):
+        raise DataError(f"label_col names the same column twice: {names}")
+    if set(names) != set(labels):
+        no_column = [l for l in labels if l not in names]
+        no_label = [c for c in names if c not in labels]
+        gaps = ([f"label{'s' if len(no_column) > 1 else ''} {no_column[:10]} without a column"] if no_column else []) \
+            + ([f"column{'s' if len(no_label) > 1 else ''} {no_label[:10]} without a label"] if no_label else [])
+        raise DataError(f"the labels {labels[:20]} (labels.csv or labels=) and the label_col columns {names[:20]} of "
+                        f"{source} name different labels ({' and '.join(gaps)}); columns are matched to labels by "
+                        "name, so list the same names, in any order")
+    values = ldf.iloc[:, [names.index(l) for l in labels]].to_numpy()
     try:
         arr = values.astype(np.float32)
         ok = np.isin(arr, (0.0, 1.0)).all()
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise DataError(f"multi-label columns {list(ldf.columns)[:10]} in {source} must hold only 0 and 1")
+        raise DataError(f"multi-label columns {names[:10]} in {source} must hold only 0 and 1")
     return arr
 
 

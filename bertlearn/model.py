@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,6 +16,8 @@ from .errors import ModelError
 
 __all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), "sentence-transformers/all-minilm-l6-v2"}
@@ -120,7 +124,54 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
     if finetuned_wgts_path is not None:
         _load_weights(model, Path(finetuned_wgts_path))
     fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    if not fresh_head and problem_type != "regression":
+        fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
     return model, fresh_head
+
+
+def _saved_labels(name: str) -> list[str] | None:
+    """The label names of the checkpoint's own classification head, or None when it names none (LABEL_0...)."""
+    from transformers import AutoConfig
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(id2label))]
+    return None if all(n == f"LABEL_{i}" for i, n in enumerate(names)) else names
+
+
+def _match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new_head: bool) -> bool:
+    """Make output j of a loaded, trained head mean `labels[j]`; return whether the output layer starts fresh.
+
+    Hugging Face loads a head's rows by position and renames them after `labels`, so a checkpoint trained on
+    [negative, positive] and data listing [positive, negative] would swap the two silently. The same names in
+    another order are reordered; other names raise `ModelError`, or with `new_head` start a new output layer."""
+    saved = _saved_labels(name)
+    if saved is None or saved == labels or len(saved) != len(labels):
+        return False
+    layer = head_output_layer(model)
+    if sorted(saved) == sorted(labels) and layer is not None:
+        order = torch.as_tensor([saved.index(l) for l in labels])
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight[order])
+            if layer.bias is not None:
+                layer.bias.copy_(layer.bias[order])
+        _log.info("%s: the head's outputs %s reordered to the data's labels %s", name, saved, labels)
+        return False
+    if not new_head or layer is None:
+        raise ModelError(f"pretrained_path {name!r} has a trained classification head for the labels {saved[:20]}, "
+                         f"but the data's labels are {labels[:20]}: loading it would give those outputs the data's "
+                         "names by position. Give the data the checkpoint's label names (labels.csv or labels=), or "
+                         "pass ignore_mismatched_sizes=True to start a new output layer")
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    with torch.no_grad():
+        layer.weight.normal_(0.0, std)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    warnings.warn(f"pretrained_path {name!r}: its head was trained for the labels {saved[:20]}, not the data's "
+                  f"{labels[:20]}; ignore_mismatched_sizes=True starts a new output layer", stacklevel=4)
+    return True
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:

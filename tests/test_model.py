@@ -77,6 +77,40 @@ class TestLoading:
         assert torch.all(model2.bert.embeddings.word_embeddings.weight == 0.5)
 
 
+class TestHeadLabels:
+    """A trained head's outputs keep their meaning when its checkpoint is loaded for data that lists the labels
+    in another order (Hugging Face itself loads the rows by position)."""
+
+    TEXTS = ["good fun", "the acting was poor", "a lovely film", "boring"]
+
+    def test_the_same_labels_in_another_order_are_reordered(self, trained_learner, tmp_path):
+        from bertlearn import BertDataBunch, BertLearner
+        folder = trained_learner.save_model(tmp_path / "m")
+        db = BertDataBunch.from_df(make_texts(32), make_texts(16, seed=3), str(folder), labels=["positive", "negative"],
+                                   bs=8, maxlen=64, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, output_dir=tmp_path / "o")
+        assert learner.model.config.id2label == {0: "positive", 1: "negative"} and not learner.fresh_head
+        for mine, theirs in zip(learner.predict_batch(self.TEXTS), trained_learner.predict_batch(self.TEXTS)):
+            assert dict(mine) == pytest.approx(dict(theirs), abs=1e-6)
+
+    def test_other_label_names_are_an_error_or_a_new_head(self, trained_learner, tmp_path):
+        from bertlearn import BertDataBunch, BertLearner
+        folder = trained_learner.save_model(tmp_path / "m")
+        df = make_texts(32).replace({"label": {"positive": "pos", "negative": "neg"}})
+        db = BertDataBunch.from_df(df, df, str(folder), bs=8, maxlen=64, device="cpu")
+        with pytest.raises(ModelError) as e:
+            BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, output_dir=tmp_path / "o")
+        assert str(e.value) == (
+            f"pretrained_path {str(folder)!r} has a trained classification head for the labels ['negative', "
+            "'positive'], but the data's labels are ['neg', 'pos']: loading it would give those outputs the data's "
+            "names by position. Give the data the checkpoint's label names (labels.csv or labels=), or pass "
+            "ignore_mismatched_sizes=True to start a new output layer")
+        with pytest.warns(UserWarning, match="ignore_mismatched_sizes=True starts a new output layer"):
+            learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, output_dir=tmp_path / "o",
+                                                        ignore_mismatched_sizes=True)
+        assert learner.fresh_head
+
+
 class TestSplitter:
     @pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta", "electra"])
     def test_groups_are_embeddings_layers_head_without_name_sniffing(self, kind):

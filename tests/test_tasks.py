@@ -104,6 +104,43 @@ class TestMultiLabel:
         assert db.multi_label and db.labels == ["complaint", "praise"]
         assert np.array_equal(db.train.dataset.targets, df[["complaint", "praise"]].to_numpy(np.float32))
 
+    def test_labels_file_in_another_order_is_matched_by_name(self, tmp_path, tiny_tokenizer, tiny_model_dir):
+        multilabel_df(400, 1).to_csv(tmp_path / "train.csv", index=False)
+        multilabel_df(100, 2).to_csv(tmp_path / "val.csv", index=False)
+        built = {}
+        for order in (["praise", "complaint"], ["complaint", "praise"]):
+            (tmp_path / "labels.csv").write_text("\n".join(order) + "\n")
+            built[order[0]] = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_col=["praise", "complaint"],
+                                            multi_label=True, bs=16, maxlen=32, no_cache=True)
+        df = multilabel_df(400, 1)
+        for db in built.values():  # output j trains on the column named labels[j], whatever the file's order
+            assert np.array_equal(db.train.dataset.targets, df[db.labels].to_numpy(np.float32))
+        reversed_db = built["complaint"]
+        assert reversed_db.labels == ["complaint", "praise"]
+        learner = learner_for(reversed_db, tiny_model_dir, tmp_path / "out")
+        with pytest.warns(UserWarning, match="is high for fine-tuning"):
+            quiet_fit(learner, 10, 2e-3)
+        top = [ranked[0][0] for ranked in learner.predict_batch(["a lovely film", "a boring film"])]
+        assert top == ["praise", "complaint"]
+
+    def test_a_label_without_a_column_is_an_error(self, tiny_tokenizer):
+        df = multilabel_df(20)
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, label_col=["praise", "complaint"], multi_label=True,
+                                  labels=["praise", "anger"])
+        assert str(e.value) == ("the labels ['praise', 'anger'] (labels.csv or labels=) and the label_col columns "
+                                "['praise', 'complaint'] of train_df name different labels (label ['anger'] without a "
+                                "column and column ['complaint'] without a label); columns are matched to labels by "
+                                "name, so list the same names, in any order")
+
+    def test_eval_targets_match_columns_by_name(self, tiny_tokenizer):
+        from bertlearn.data import TextEncoder, targets_from_frame
+        enc = TextEncoder(tiny_tokenizer, 32, ["praise", "complaint"], problem_type="multi_label_classification")
+        df = multilabel_df(30)
+        natural = targets_from_frame(df, ["praise", "complaint"], enc)
+        assert np.array_equal(natural, df[["praise", "complaint"]].to_numpy(np.float32))
+        assert np.array_equal(targets_from_frame(df, ["complaint", "praise"], enc), natural)  # `eval --label-col`
+
     def test_columns_must_be_zero_one(self, tiny_tokenizer):
         df = multilabel_df(20).assign(praise=2)
         with pytest.raises(DataError, match=r"multi-label columns \['praise', 'complaint'\] in train_df must hold only 0 and 1"):
