@@ -39,7 +39,7 @@ from .model import bert_splitter, compile_model, load_model, start_regression_he
 from .optim import adamw
 from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
-__all__ = ["BertLearner", "load_learner"]
+__all__ = ["BertLearner", "load_learner", "best_thresholds"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
@@ -552,8 +552,10 @@ class BertLearner(Learner):
     def tune_thresholds(self, grid: Sequence[float] | None = None) -> list[float]:
         """Pick, for each label, the probability threshold with the best F1 on the validation set.
 
-        The thresholds are stored in `self.thresholds`, used by `predict_labels`, and saved by
-        `save_model` / `export`.
+        Among thresholds with equal F1 the one nearest 0.5 wins. A label with no positive row in the validation
+        set has no F1 to tune on (it is 0 at every threshold), so it keeps 0.5 and a warning names it. The
+        thresholds are stored in `self.thresholds`, used by `predict_labels` and the metrics, and saved by
+        `save_model` / `export`. Score them on rows they were not tuned on.
 
         Args:
             grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
@@ -565,13 +567,13 @@ class BertLearner(Learner):
         ds = self.dls.valid.dataset
         targets = np.zeros((ds.n_texts, probs.shape[1]), dtype=np.float32)
         targets[ds.owner] = ds.targets  # windows of one text share its targets
-        t = targets[None, :, :] > 0.5
-        decisions = probs[None, :, :] > grid[:, None, None]  # (grid, n, labels)
-        tp = (decisions & t).sum(1)
-        fp = (decisions & ~t).sum(1)
-        fn = (~decisions & t).sum(1)
-        f1s = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-        self.thresholds = [round(float(x), 4) for x in grid[f1s.argmax(axis=0)]]
+        self.thresholds = best_thresholds(probs, targets > 0.5, grid)
+        absent = [l for l, n in zip(self.dls.labels, (targets > 0.5).sum(0)) if n == 0]
+        if absent:
+            one = len(absent) == 1
+            warnings.warn(f"tune_thresholds(): {'label' if one else f'{len(absent)} labels'} {absent[:20]} never "
+                          f"occur{'s' if one else ''} in the validation set, so there is nothing to tune "
+                          f"{'it' if one else 'them'} on; {'it keeps' if one else 'they keep'} 0.5", stacklevel=2)
         return self.thresholds
 
     # --- saving ---
@@ -634,6 +636,27 @@ class BertLearner(Learner):
             (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
         _log.info("model saved to %s", path)
         return path
+
+
+def best_thresholds(probs: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> list[float]:
+    """Per label, the threshold of `grid` with the best F1 of `probs > threshold` against `truth`; ties go to the
+    threshold nearest 0.5, and a label without positives in `truth` gets 0.5.
+
+    Args:
+        probs: (n, labels) probabilities.
+        truth: (n, labels) booleans.
+        grid: the candidate thresholds.
+    """
+    decisions = probs[None, :, :] > grid[:, None, None]  # (grid, n, labels)
+    tp = (decisions & truth).sum(1)
+    fp = (decisions & ~truth).sum(1)
+    fn = (~decisions & truth).sum(1)
+    f1s = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    best = f1s == f1s.max(axis=0, keepdims=True)
+    distance = np.where(best, np.abs(grid - 0.5)[:, None], np.inf)
+    chosen = grid[distance.argmin(axis=0)].astype(np.float64)
+    chosen[truth.sum(0) == 0] = 0.5
+    return [round(float(x), 4) for x in chosen]
 
 
 def _handles(cb: Callback, event_name: str) -> bool:

@@ -297,6 +297,29 @@ class TestLongTexts:
                                   truncation="tail")
 
 
+def test_best_thresholds_by_hand():
+    from bertlearn.learner import best_thresholds
+    grid = np.arange(0.05, 0.951, 0.05, dtype=np.float32)
+    probs = np.array([[0.9, 0.1, 0.6], [0.8, 0.2, 0.4], [0.3, 0.3, 0.35], [0.2, 0.4, 0.1]], dtype=np.float32)
+    truth = np.array([[1, 0, 1], [1, 0, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)
+    # label 0: F1 is 1 for every threshold in [0.30, 0.80): the tie goes to 0.5. Label 1 has no positive: 0.5,
+    # not the grid's lowest (F1 is 0 everywhere). Label 2: only 0.35 separates 0.4 from 0.35 (F1 1 vs 0.8 at 0.3)
+    assert best_thresholds(probs, truth, grid) == [0.5, 0.5, 0.35]
+
+
+def test_a_label_absent_from_validation_keeps_half_and_is_named(tiny_tokenizer, tiny_model_dir, tmp_path):
+    valid = multilabel_df(40, 2).assign(complaint=0)
+    db = BertDataBunch.from_df(multilabel_df(60, 1), valid, tiny_tokenizer, label_col=["praise", "complaint"],
+                               multi_label=True, bs=16, maxlen=32)
+    learner = learner_for(db, tiny_model_dir, tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        thresholds = learner.tune_thresholds()
+    assert thresholds[1] == 0.5
+    assert [str(w.message) for w in caught if "tune_thresholds" in str(w.message)] == [
+        "tune_thresholds(): label ['complaint'] never occurs in the validation set, so there is nothing to tune it on; "
+        "it keeps 0.5"]
+
+
 def test_tune_thresholds_needs_multi_label(tiny_learner):
     with pytest.raises(BertLearnError, match=r"tune_thresholds\(\) applies to multi-label tasks"):
         tiny_learner.tune_thresholds()
