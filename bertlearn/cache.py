@@ -1,8 +1,10 @@
 """On-disk cache of tokenized features, keyed by everything that changes them.
 
 The key hashes the texts themselves (so an edited CSV misses), the tokenizer's identity (its name and a
-hash of its full serialized definition: vocabulary, normaliser, special tokens), and the encoder's
-settings (maxlen, truncation, windows, pairs, labels, problem type). A cache file is an `.npz` (no
+hash of its full serialized definition: vocabulary, normaliser, special tokens), the encoder's settings
+(maxlen, truncation, windows, pairs, labels, problem type), what encoding reads off the tokenizer object at
+call time (`truncation_side`, `split_special_tokens`, `model_input_names`) and the tokenizers library's
+version: everything `TextEncoder.key_parts()` lists. A cache file is an `.npz` (no
 pickle) holding the key it was made for; it is written under a temporary name and renamed, so readers
 never see half a file and two processes building the same entry both leave a whole one. A file that
 cannot be read or does not match is rebuilt.

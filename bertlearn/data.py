@@ -111,6 +111,19 @@ class TextEncoder:
         return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": self.problem_type, "pairs": self.pairs,
                 "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride}
 
+    def key_parts(self) -> dict:
+        """Everything besides the texts and the tokenizer's definition that decides the ids, for cache keys: the
+        settings, and what encoding reads off the tokenizer object (which side it cuts, whether special tokens in
+        the text are split, which inputs the model takes) and the tokenizers library's version."""
+        import tokenizers
+        return {**self.settings(), **self._call_options(), "input_names": list(self.tokenizer.model_input_names),
+                "tokenizers": tokenizers.__version__}
+
+    def _call_options(self) -> dict:
+        tok = self.tokenizer
+        return {"truncation_side": getattr(tok, "truncation_side", "right"),
+                "split_special_tokens": bool(getattr(tok, "split_special_tokens", False))}
+
     @classmethod
     def from_settings(cls, tokenizer: Any, settings: dict) -> "TextEncoder":
         """Rebuild an encoder from `settings()` output.
@@ -166,9 +179,10 @@ class TextEncoder:
         skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
         single texts, from the first call of `TOKIE_MIN_TEXTS` texts on, tokie where it gives the same ids. Each
         is checked once per encoder."""
-        if self.__dict__.get("_fast_maxlen") != self.maxlen:  # maxlen can be lowered after encoding starts
+        made_for = (self.maxlen, *self._call_options().values())
+        if self.__dict__.get("_fast_for") != made_for:  # maxlen can be lowered, the tokenizer's options changed
             self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
-            self._fast_maxlen, self._tokie = self.maxlen, False
+            self._fast_for, self._tokie = made_for, False
         if self._fast is None or self.pairs:
             return self._fast
         if self._tokie is False:  # not tried yet: worth its setup for a large call; then used for every call
@@ -178,7 +192,7 @@ class TextEncoder:
         return self._tokie or self._fast
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_maxlen", "_tokie")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_for", "_tokie")}
 
     def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
         kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
@@ -223,7 +237,7 @@ class TextEncoder:
         enc = None
         if cache_dir is not None:
             from .cache import cache_key, load_cached, save_cached
-            key = cache_key(texts, self.tokenizer, self.settings())
+            key = cache_key(texts, self.tokenizer, self.key_parts())
             path = Path(cache_dir) / f"tok-{key}.npz"
             enc = load_cached(path, key, pad_id=self.pad_id)
         if enc is None:
@@ -853,7 +867,7 @@ class BertDataBunch(DataLoaders):
 
         datasets = []
         for path, name in zip(paths, (str(train_file), str(val_file))):
-            key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.settings(), "text_col": tcols,
+            key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.key_parts(), "text_col": tcols,
                                    "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
             folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"
             if launched_distributed():

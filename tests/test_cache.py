@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bertlearn import BertDataBunch
 from bertlearn.cache import cache_key, load_cached, tokenizer_fingerprint
@@ -95,6 +97,48 @@ def test_definition_unreadable_by_tokenizers_falls_back_to_json(tiny_model_dir, 
     tok(["good movie"], truncation=True, max_length=4, padding="max_length")
     assert tokenizer_fingerprint(tok) == fallback != canonical  # still blind to call options
     cache._definition_hash.cache_clear()
+
+
+# every setting the encoder reads, each changed to another value
+FLIPS = {
+    "maxlen": lambda enc: setattr(enc, "maxlen", enc.maxlen + 8),
+    "truncation": lambda enc: setattr(enc, "truncation", "tail"),
+    "long_text": lambda enc: setattr(enc, "long_text", "sliding_window"),
+    "stride": lambda enc: setattr(enc, "stride", enc.stride + 1),
+    "pairs": lambda enc: setattr(enc, "pairs", True),
+    "labels": lambda enc: setattr(enc, "labels", enc.labels[::-1]),
+    "problem_type": lambda enc: setattr(enc, "problem_type", "multi_label_classification"),
+    "truncation_side": lambda enc: setattr(enc.tokenizer, "truncation_side",
+                                           {"right": "left", "left": "right"}[enc.tokenizer.truncation_side]),
+    "split_special_tokens": lambda enc: setattr(enc.tokenizer, "split_special_tokens", True),
+    "model_input_names": lambda enc: setattr(enc.tokenizer, "model_input_names", ["input_ids", "attention_mask"]),
+    "vocabulary": lambda enc: enc.tokenizer.add_tokens(["brandnewword"]),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(flip=st.sampled_from(sorted(FLIPS)), maxlen=st.sampled_from([16, 32]), side=st.sampled_from(["right", "left"]))
+def test_flipping_any_encoder_setting_misses_the_cache(tiny_model_dir, flip, maxlen, side):
+    from transformers import AutoTokenizer
+
+    from bertlearn.data import TextEncoder
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.truncation_side = side
+    enc = TextEncoder(tok, maxlen, ["negative", "positive"])
+    texts = ["good fun", "the acting was poor"]
+    before = cache_key(texts, enc.tokenizer, enc.key_parts())
+    FLIPS[flip](enc)
+    assert cache_key(texts, enc.tokenizer, enc.key_parts()) != before, flip
+
+
+def test_truncation_side_gives_its_own_ids_through_the_cache(tiny_csv_dir, tiny_model_dir):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    right = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tok, maxlen=8).train.dataset.ids.tolist()
+    tok.truncation_side = "left"
+    left = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tok, maxlen=8).train.dataset.ids.tolist()
+    fresh = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tok, maxlen=8, no_cache=True).train.dataset.ids.tolist()
+    assert left == fresh and left != right  # the cached right-cut rows are not reused for a left cut
 
 
 def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):

@@ -122,6 +122,19 @@ def test_store_is_reused_until_the_file_changes(csv_dir, tiny_model_dir, monkeyp
     assert calls == [1] and len(db.train_ds) == 120
 
 
+def test_store_key_covers_the_tokenizers_truncation_side(csv_dir, tiny_model_dir):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    kw = dict(bs=16, maxlen=6, device="cpu", label_file=None)
+    right = BertDataBunch.from_csv(csv_dir, tok, on_disk=True, **kw).train_ds
+    tok.truncation_side = "left"
+    left = BertDataBunch.from_csv(csv_dir, tok, on_disk=True, **kw).train_ds
+    fresh = BertDataBunch.from_csv(csv_dir, tok, no_cache=True, **kw).train_ds
+    rows = np.arange(len(fresh))
+    np.testing.assert_array_equal(left.ids[rows, :6], fresh.ids[rows, :6])
+    assert not np.array_equal(left.ids[rows, :6], right.ids[rows, :6])  # the right-cut store was not reused
+
+
 def test_on_disk_errors_name_the_problem(csv_dir, tiny_model_dir):
     with pytest.raises(DataError, match="on_disk=True needs a val_file"):
         BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), val_file=None, on_disk=True)
