@@ -3,10 +3,17 @@
 A metric function takes the logits and targets of the whole validation set. `DeviceAccumMetric` keeps
 the per-batch tensors on the device during validation (fastai's `AvgMetric` copies each batch to the CPU,
 a host-device sync per batch) and hands the concatenated CPU tensors to the function once at the end.
+
+Every metric gives scikit-learn's (or SciPy's) value on the same decisions; where a docstring says otherwise it
+says how and why. fast-bert's metric names (`accuracy`, `accuracy_multilabel`, `accuracy_thresh`, `fbeta`,
+`roc_auc`, `F1`, `Hamming_loss`, `Exact_Match_Ratio`) take fast-bert's defaults and give its numbers, except
+`fbeta` on a row with no true and no predicted label (see there). tests/test_metrics.py checks all of it on random
+inputs.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,6 +26,7 @@ __all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision",
            "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
            "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
            "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
+           "F1", "Hamming_loss", "Exact_Match_Ratio",
            "mse", "mae", "pearson", "spearman",
            "DeviceAccumMetric", "to_fastai_metrics", "default_metrics", "evaluate"]
 
@@ -41,12 +49,20 @@ def _classes(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np
     return _np(y_true).astype(int).reshape(-1), _np(y_pred.argmax(dim=-1)).astype(int), list(range(y_pred.shape[-1]))
 
 
+# sklearn averages over the classes present in the targets or the predictions: a class the validation set lacks
+# and the model never predicts has no precision or recall to average (counting it as 0 would lower macro scores
+# for a class that was not there). zero_division=0 is sklearn's default value, without its warning.
+_AVERAGED = ("precision, recall and F1 average over the classes that occur in the targets or the predictions, as "
+             "sklearn does")
+
+
 def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
     def metric(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-        t, p, labels = _classes(y_pred, y_true)
-        return float(fn(t, p, labels=labels, zero_division=0, **fixed))
+        t, p, _ = _classes(y_pred, y_true)
+        return float(fn(t, p, zero_division=0, **fixed))
     metric.__name__ = metric.__qualname__ = name
-    metric.__doc__ = (f"{name.replace('_', ' ')} of the argmax class (sklearn `{fn.__name__}`, {fixed}).\n\n"
+    metric.__doc__ = (f"{name.replace('_', ' ')} of the argmax class: sklearn `{fn.__name__}(average="
+                      f"{fixed['average']!r}, zero_division=0)` ({_AVERAGED}).\n\n"
                       "Args:\n    y_pred: (n, c) logits (or probabilities) of the whole set.\n"
                       "    y_true: (n,) class indices.\n"
                       "    **kwargs: options this metric does not take, ignored.")
@@ -61,7 +77,8 @@ recall_macro = _single(skm.recall_score, "recall_macro", average="macro")
 
 
 def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """F1 of the argmax class with sklearn's `average` ('macro', 'micro', 'weighted').
+    """F1 of the argmax class: sklearn `f1_score(average=average, zero_division=0)` (the average runs over the
+    classes that occur in the targets or the predictions).
 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
@@ -69,12 +86,12 @@ def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwa
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
-    return float(skm.f1_score(t, p, labels=labels, average=average, zero_division=0))
+    t, p, _ = _classes(y_pred, y_true)
+    return float(skm.f1_score(t, p, average=average, zero_division=0))
 
 
 def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """Precision of the argmax class with sklearn's `average`.
+    """Precision of the argmax class: sklearn `precision_score(average=average, zero_division=0)`.
 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
@@ -82,12 +99,12 @@ def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro"
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
-    return float(skm.precision_score(t, p, labels=labels, average=average, zero_division=0))
+    t, p, _ = _classes(y_pred, y_true)
+    return float(skm.precision_score(t, p, average=average, zero_division=0))
 
 
 def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwargs: Any) -> float:
-    """Recall of the argmax class with sklearn's `average`.
+    """Recall of the argmax class: sklearn `recall_score(average=average, zero_division=0)`.
 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
@@ -95,12 +112,13 @@ def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", *
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
-    return float(skm.recall_score(t, p, labels=labels, average=average, zero_division=0))
+    t, p, _ = _classes(y_pred, y_true)
+    return float(skm.recall_score(t, p, average=average, zero_division=0))
 
 
 def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
-    """F1 of each class (array in label order) for single-label tasks.
+    """F1 of each class (array in label order) for single-label tasks: sklearn `f1_score(labels=range(c),
+    average=None, zero_division=0)`, so a class absent from targets and predictions shows 0.
 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
@@ -112,15 +130,19 @@ def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> n
 
 
 def matthews_corrcoef(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Matthews correlation of the argmax class.
+    """Matthews correlation of the argmax class: sklearn `matthews_corrcoef`'s value, computed from the confusion
+    matrix over all classes (sklearn's own call warns when a single class occurs); 0 where it is undefined.
 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, _ = _classes(y_pred, y_true)
-    return float(skm.matthews_corrcoef(t, p))
+    t, p, labels = _classes(y_pred, y_true)
+    cm = skm.confusion_matrix(t, p, labels=labels).astype(np.float64)
+    true_k, pred_k, right, n = cm.sum(1), cm.sum(0), np.trace(cm), cm.sum()
+    denominator = np.sqrt((n * n - pred_k @ pred_k) * (n * n - true_k @ true_k))
+    return float((right * n - true_k @ pred_k) / denominator) if denominator > 0 else 0.0
 
 
 def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> np.ndarray:
@@ -136,64 +158,101 @@ def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) 
 
 
 def roc_auc(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """ROC AUC of softmax probabilities: binary on class 1, else one-vs-rest macro. NaN if undefined.
+    """ROC AUC. Single-label (y_true of class indices): of softmax probabilities, binary on class 1, else sklearn's
+    one-vs-rest macro average. Multi-label (y_true of 0/1 rows like y_pred): fast-bert's `roc_auc`, the micro
+    average over every (row, label) score (sklearn `roc_auc_score(y_true.ravel(), y_pred.ravel())`). NaN where
+    the AUC is undefined (sklearn raises): a class without positives or negatives in y_true.
 
     Args:
         y_pred: (n, c) logits of the whole set.
-        y_true: (n,) class indices.
+        y_true: (n,) class indices, or (n, c) 0/1 targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    if y_true.dim() == 2 and tuple(y_true.shape) == tuple(y_pred.shape):
+        return roc_auc_micro(y_pred, y_true)
     probs = _np(y_pred.float().softmax(dim=-1))
     t = _np(y_true).astype(int).reshape(-1)
-    try:
-        if probs.shape[1] == 2:
-            return float(skm.roc_auc_score(t, probs[:, 1]))
-        return float(skm.roc_auc_score(t, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
-    except ValueError:  # a class absent from y_true
+    if len(np.unique(t)) < max(2, probs.shape[1]):  # a class without positives (or negatives): undefined
         return float("nan")
+    if probs.shape[1] == 2:
+        return float(skm.roc_auc_score(t, probs[:, 1]))
+    return float(skm.roc_auc_score(t, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
 
 
 # --- multi-label: y_pred (n, c) logits, y_true (n, c) 0/1 ---
 
-def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
-                        **kwargs: Any) -> torch.Tensor:
-    """Share of (row, label) decisions that are right, thresholding sigmoid outputs at `thresh`.
+def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, **kwargs: Any
+                        ) -> torch.Tensor:
+    """fast-bert's `accuracy_multilabel`: the share of rows whose highest-scored label is their first true label
+    (argmax of the 0/1 row; a row without true labels counts as label 0). It ignores every other label: for the
+    share of right (row, label) decisions use `accuracy_thresh`.
 
     Args:
         y_pred: (n, c) logits (or probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: decision threshold on probabilities.
+        sigmoid: apply a sigmoid to `y_pred` first (the argmax is the same either way).
+    """
+    probs = y_pred.sigmoid() if sigmoid else y_pred
+    return (probs.argmax(dim=-1) == y_true.argmax(dim=-1)).float().mean()
+
+
+def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
+                    **kwargs: Any) -> torch.Tensor:
+    """Share of (row, label) decisions that are right, thresholding sigmoid outputs at `thresh` (fast-bert's
+    `accuracy_thresh`; 1 - sklearn's `hamming_loss`).
+
+    Args:
+        y_pred: (n, c) logits (or probabilities with `sigmoid=False`).
+        y_true: (n, c) 0/1 targets.
+        thresh: decision threshold on probabilities, a float or one per label.
         sigmoid: apply a sigmoid to `y_pred` first.
     """
     probs = y_pred.sigmoid() if sigmoid else y_pred
+    thresh = torch.as_tensor(thresh, dtype=probs.dtype, device=probs.device)
     return ((probs > thresh) == y_true.bool()).float().mean()
-
-
-accuracy_thresh = accuracy_multilabel
 
 
 def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
     return (_np(y_pred.float().sigmoid()) > np.asarray(thresh)).astype(int)
 
 
-def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh: float = 0.5,
+_EMPTY_ROWS_SAID = False
+
+
+def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh: float = 0.3,
           average: str = "samples", **kwargs: Any) -> float:
-    """F-beta of thresholded sigmoid outputs (fast-bert's `fbeta`: beta 2, averaged over samples).
+    """F-beta of sigmoid outputs thresholded at `thresh`: fast-bert's `fbeta` (beta 2, threshold 0.3, averaged over
+    rows), computed as sklearn `fbeta_score(average=average)`.
+
+    With `average="samples"`, a row with no true label and no predicted label is a correct empty prediction and
+    scores 1 (sklearn's `zero_division=1`); fast-bert's formula scored it 0, so where such rows occur this
+    value is higher than fast-bert's, and a warning (once) says by how much. Elsewhere the two agree. Other
+    averages use `zero_division=0`, sklearn's default value.
 
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n, c) 0/1 targets.
         beta: weight of recall.
         thresh: probability threshold, a float or one per label.
-        average: sklearn's average: 'samples', 'micro' or 'macro'.
+        average: sklearn's average: 'samples', 'micro', 'macro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    return float(skm.fbeta_score(_np(y_true).astype(int), _decisions(y_pred, thresh), beta=beta, average=average,
-                                 zero_division=0))
+    global _EMPTY_ROWS_SAID
+    t, d = _np(y_true).astype(int), _decisions(y_pred, thresh)
+    samples = average == "samples"
+    value = float(skm.fbeta_score(t, d, beta=beta, average=average, zero_division=1 if samples else 0))
+    empty = int(((t.sum(1) == 0) & (d.sum(1) == 0)).sum()) if samples else 0
+    if empty and not _EMPTY_ROWS_SAID:
+        _EMPTY_ROWS_SAID = True
+        warnings.warn(f"fbeta: {empty} of {len(t)} rows have no true and no predicted label; they score 1 (a correct "
+                      f"empty prediction), where fast-bert's fbeta scored them 0, which would give "
+                      f"{value - empty / len(t):.4f} instead of {value:.4f}", stacklevel=2)
+    return value
 
 
 def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`.
+    """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`: sklearn `f1_score(average="macro",
+    zero_division=0)`, which averages over every label, so a label with no positive and no prediction counts 0.
 
     Args:
         y_pred: (n, c) logits of the whole set.
@@ -205,7 +264,8 @@ def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: floa
 
 
 def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh`.
+    """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh` (sklearn
+    `f1_score(average="micro")`).
 
     Args:
         y_pred: (n, c) logits of the whole set.
@@ -217,7 +277,7 @@ def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: floa
 
 
 def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> np.ndarray:
-    """F1 of each label (array in label order) at `thresh`.
+    """F1 of each label (array in label order) at `thresh` (sklearn `f1_score(average=None, zero_division=0)`).
 
     Args:
         y_pred: (n, c) logits of the whole set.
@@ -228,38 +288,41 @@ def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5
     return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average=None, zero_division=0)
 
 
-def _auc_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, average: str) -> float:
+def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Micro-averaged ROC AUC of sigmoid outputs over every (row, label) score: sklearn
+    `roc_auc_score(average="micro")`, which is fast-bert's `roc_auc`. NaN where undefined (sklearn raises): all
+    targets 0, or all 1.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
+    t, probs = _np(y_true).astype(int), _np(y_pred.float().sigmoid())
+    if len(np.unique(t)) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(t.ravel(), probs.ravel()))
+
+
+def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+    """Macro-averaged ROC AUC of sigmoid outputs: the mean of sklearn's per-label AUC over the labels that have
+    both positives and negatives in y_true. sklearn's `roc_auc_score(average="macro")` raises instead when a label
+    has one class only (common for rare labels in a validation set); NaN when no label has both.
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+    """
     t, probs = _np(y_true).astype(int), _np(y_pred.float().sigmoid())
     present = (t.sum(0) > 0) & (t.sum(0) < len(t))  # AUC is undefined for labels that never / always occur
     if not present.any():
         return float("nan")
-    return float(skm.roc_auc_score(t[:, present], probs[:, present], average=average))
-
-
-def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Micro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out).
-
-    Args:
-        y_pred: (n, c) logits of the whole set.
-        y_true: (n, c) 0/1 targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
-    """
-    return _auc_multilabel(y_pred, y_true, "micro")
-
-
-def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Macro-averaged ROC AUC of sigmoid outputs (labels with a single class in y_true left out).
-
-    Args:
-        y_pred: (n, c) logits of the whole set.
-        y_true: (n, c) 0/1 targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
-    """
-    return _auc_multilabel(y_pred, y_true, "macro")
+    return float(skm.roc_auc_score(t[:, present], probs[:, present], average="macro"))
 
 
 def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Share of wrong (row, label) decisions at `thresh`.
+    """Share of wrong (row, label) decisions at `thresh` (sklearn `hamming_loss`).
 
     Args:
         y_pred: (n, c) logits of the whole set.
@@ -271,7 +334,7 @@ def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5
 
 
 def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
-    """Share of rows whose whole label set is right at `thresh` (subset accuracy).
+    """Share of rows whose whole label set is right at `thresh` (subset accuracy: sklearn `accuracy_score`).
 
     Args:
         y_pred: (n, c) logits of the whole set.
@@ -282,6 +345,55 @@ def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5,
     return float((_decisions(y_pred, thresh) == _np(y_true).astype(int)).all(axis=1).mean())
 
 
+# --- fast-bert's multi-label names, with its signatures and defaults ---
+
+def F1(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.5, **kwargs: Any) -> float:  # noqa: N802
+    """fast-bert's `F1`: `fbeta` with beta 1 at `threshold`, averaged over rows (multi-label).
+
+    Args:
+        y_pred: (n, c) logits of the whole set.
+        y_true: (n, c) 0/1 targets.
+        threshold: probability threshold.
+        **kwargs: options this metric does not take, ignored.
+    """
+    return fbeta(y_pred, y_true, beta=1.0, thresh=threshold)
+
+
+def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
+                 sample_weight: Any = None, **kwargs: Any) -> float:
+    """fast-bert's `Hamming_loss`: sklearn `hamming_loss` of the outputs thresholded at `thresh`.
+
+    Args:
+        y_pred: (n, c) logits (probabilities with `sigmoid=False`).
+        y_true: (n, c) 0/1 targets.
+        sigmoid: apply a sigmoid first.
+        thresh: probability threshold.
+        sample_weight: per-row weights.
+        **kwargs: options this metric does not take, ignored.
+    """
+    probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
+    return float(skm.hamming_loss(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
+                                  sample_weight=sample_weight))
+
+
+def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
+                      normalize: bool = True, sample_weight: Any = None, **kwargs: Any) -> float:
+    """fast-bert's `Exact_Match_Ratio`: sklearn `accuracy_score` (subset accuracy) of the thresholded outputs.
+
+    Args:
+        y_pred: (n, c) logits (probabilities with `sigmoid=False`).
+        y_true: (n, c) 0/1 targets.
+        sigmoid: apply a sigmoid first.
+        thresh: probability threshold.
+        normalize: the share (True) or the count (False) of exactly right rows.
+        sample_weight: per-row weights.
+        **kwargs: options this metric does not take, ignored.
+    """
+    probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
+    return float(skm.accuracy_score(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
+                                    normalize=normalize, sample_weight=sample_weight))
+
+
 # --- regression: y_pred (n, 1), y_true (n,) ---
 
 def _reg(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +401,7 @@ def _reg(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.nda
 
 
 def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Mean squared error.
+    """Mean squared error (sklearn `mean_squared_error`).
 
     Args:
         y_pred: (n, 1) predictions of the whole set.
@@ -301,7 +413,7 @@ def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
 
 
 def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Mean absolute error.
+    """Mean absolute error (sklearn `mean_absolute_error`).
 
     Args:
         y_pred: (n, 1) predictions of the whole set.
@@ -313,7 +425,8 @@ def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
 
 
 def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Pearson correlation of predictions and targets.
+    """Pearson correlation of predictions and targets (SciPy `pearsonr`; NaN where either is constant, where SciPy
+    warns and gives NaN).
 
     Args:
         y_pred: (n, 1) predictions of the whole set.
@@ -321,11 +434,11 @@ def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
     p, t = _reg(y_pred, y_true)
-    return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
+    return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
 
 def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Spearman rank correlation of predictions and targets.
+    """Spearman rank correlation of predictions and targets (SciPy `spearmanr`; NaN where either is constant).
 
     Args:
         y_pred: (n, 1) predictions of the whole set.
@@ -333,7 +446,7 @@ def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
     p, t = _reg(y_pred, y_true)
-    return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 else float("nan")
+    return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
 
 class DeviceAccumMetric(Metric):
@@ -418,7 +531,7 @@ def default_metrics(problem_type: str | bool) -> list[Metric]:
             (True / False are read as multi-label / single-label).
     """
     if problem_type is True or problem_type == "multi_label_classification":
-        return [DeviceAccumMetric(accuracy_multilabel, "accuracy_thresh"), DeviceAccumMetric(f1_multilabel_macro),
+        return [DeviceAccumMetric(accuracy_thresh), DeviceAccumMetric(f1_multilabel_macro),
                 DeviceAccumMetric(f1_multilabel_micro)]
     if problem_type == "regression":
         return [DeviceAccumMetric(mse), DeviceAccumMetric(pearson), DeviceAccumMetric(spearman)]
@@ -447,8 +560,7 @@ def evaluate(logits: torch.Tensor, targets: Any, problem_type: str, labels: Sequ
                 "spearman": spearman(logits, y)}
     if problem_type == "multi_label_classification":
         thr = 0.5 if thresholds is None else thresholds
-        thr_t = torch.as_tensor(thr, dtype=torch.float)
-        out = {"accuracy_thresh": float(accuracy_multilabel(logits, y, thresh=thr_t)),
+        out = {"accuracy_thresh": float(accuracy_thresh(logits, y, thresh=thr)),
                "f1_micro": f1_multilabel_micro(logits, y, thresh=thr), "f1_macro": f1_multilabel_macro(logits, y, thresh=thr),
                "hamming_loss": hamming_loss(logits, y, thresh=thr), "exact_match": exact_match(logits, y, thresh=thr)}
         try:

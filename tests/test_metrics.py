@@ -15,9 +15,12 @@ def test_accuracy_on_logits():
     assert float(accuracy(logits, torch.tensor([0, 1, 1, 1]))) == 0.75
 
 
-def test_accuracy_multilabel_thresholds_sigmoid():
-    logits = torch.tensor([[2.0, -2.0], [-1.0, 1.0]])
-    assert float(accuracy_multilabel(logits, torch.tensor([[1.0, 0.0], [1.0, 1.0]]))) == 0.75
+def test_accuracy_multilabel_is_fast_berts_top_label_match():
+    logits = torch.tensor([[2.0, -2.0], [-1.0, 1.0], [-1.0, 1.0]])
+    # row 0: top label 0 = first true label 0; row 1: top 1, first true label 0; row 2: top 1 = first true 1.
+    # (The share of right (row, label) decisions at 0.5, accuracy_thresh, is 5/6 here.)
+    y = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    assert float(accuracy_multilabel(logits, y)) == pytest.approx(2 / 3)
 
 
 def test_to_fastai_metrics_accepts_every_form():
@@ -76,8 +79,30 @@ class TestSingleLabelSuite:
         assert M.precision_macro(LOGITS, TARGET) == pytest.approx((1 + 0.5 + 0) / 3)
         assert M.recall_macro(LOGITS, TARGET) == pytest.approx((1 + 0.5 + 0) / 3)
         assert M.confusion_matrix(LOGITS, TARGET).tolist() == [[2, 0, 0], [0, 1, 1], [0, 1, 0]]
-        assert -1 <= M.matthews_corrcoef(LOGITS, TARGET) <= 1
-        assert 0 <= M.roc_auc(LOGITS, TARGET) <= 1
+        # MCC from the confusion matrix C (Gorodkin): t = row sums, p = column sums, c = trace, s = n
+        # t = (2, 2, 1), p = (2, 2, 1), c = 3, s = 5: (c*s - t.p) / sqrt((s^2 - p.p)(s^2 - t.t)) = (15 - 9) / 16
+        assert M.matthews_corrcoef(LOGITS, TARGET) == pytest.approx(6 / 16)
+
+    def test_a_class_absent_from_targets_and_predictions_is_left_out_of_macro_averages(self):
+        logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+        target = torch.tensor([0, 1, 1, 1])  # class 2 neither occurs nor is predicted
+        # class 0: p = 1/2, r = 1 -> F1 2/3; class 1: p = 1, r = 2/3 -> F1 4/5; macro over the 2 classes present
+        assert M.f1_macro(logits, target) == pytest.approx((2 / 3 + 4 / 5) / 2)
+        assert M.precision_macro(logits, target) == pytest.approx((1 / 2 + 1) / 2)
+        assert M.recall_macro(logits, target) == pytest.approx((1 + 2 / 3) / 2)
+        assert M.f1_per_class(logits, target).tolist() == pytest.approx([2 / 3, 4 / 5, 0.0])  # all classes, by index
+
+    def test_multiclass_roc_auc_by_hand(self):
+        # one-vs-rest AUC of each class = share of (positive, negative) pairs ranked right, ties 1/2
+        logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [1.0, 2.0, 0.0], [0.0, 1.0, 2.0]])
+        target = torch.tensor([0, 1, 2, 0, 1])
+        probs = logits.softmax(-1).numpy()
+        aucs = []
+        for k in range(3):
+            pos, neg = probs[target.numpy() == k, k], probs[target.numpy() != k, k]
+            pairs = [(a > b) + 0.5 * (a == b) for a in pos for b in neg]
+            aucs.append(sum(pairs) / len(pairs))
+        assert M.roc_auc(logits, target) == pytest.approx(np.mean(aucs))
 
     def test_binary_roc_auc_and_undefined_auc(self):
         logits = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 3.0], [2.0, 0.0]])
@@ -108,13 +133,27 @@ class TestMultiLabelSuite:
         assert M.f1_multilabel_macro(self.logits, self.target) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
         assert M.f1_multilabel_micro(self.logits, self.target) == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))
         assert M.fbeta(self.logits, self.target, beta=1.0, average="micro") == pytest.approx(0.8)
-        assert 0 <= M.roc_auc_micro(self.logits, self.target) <= 1
-        assert 0 <= M.roc_auc_macro(self.logits, self.target) <= 1
+        # micro AUC over the 9 (row, label) scores: 5 positives score high x4, low x1; 4 negatives high x1, low x3.
+        # Of 5*4 pairs, 4*3 are ranked right and 4*1 + 1*3 tie (count 1/2): (12 + 3.5) / 20
+        assert M.roc_auc_micro(self.logits, self.target) == pytest.approx(15.5 / 20)
+        assert M.roc_auc(self.logits, self.target) == pytest.approx(15.5 / 20)  # fast-bert's roc_auc, not NaN
+        # per label: label 0 positives high, high vs a low negative -> 1; label 1: positive high vs negatives low,
+        # high -> (1 + 0.5) / 2; label 2: positives high, low vs a low negative -> (1 + 0.5) / 2
+        assert M.roc_auc_macro(self.logits, self.target) == pytest.approx((1 + 0.75 + 0.75) / 3)
+
+    def test_macro_auc_leaves_out_a_label_with_one_class(self):
+        target = self.target.clone()
+        target[:, 0] = 1  # label 0 now only positive: its AUC is undefined (sklearn raises), so it is left out
+        assert M.roc_auc_macro(self.logits, target) == pytest.approx((0.75 + 0.75) / 2)
 
     def test_per_label_thresholds(self):
-        # 0.9999 on label 1 (sigmoid(3) = 0.95) turns its false positive right and its true positive into a miss
-        assert M.hamming_loss(self.logits, self.target, thresh=[0.5, 0.9999, 0.5]) == pytest.approx(2 / 9)
-        assert M.exact_match(self.logits, self.target, thresh=[0.5, 0.99999, 0.5]) == pytest.approx(2 / 3)
+        # 0.99 on label 1 (sigmoid(3) = 0.953) turns its false positive (row 2) and its true positive (row 1)
+        # into a right negative and a miss: still 2 wrong; 0.99 on label 0 as well turns its 2 true positives
+        # into misses: 4 of 9 wrong
+        assert M.hamming_loss(self.logits, self.target, thresh=[0.99, 0.99, 0.5]) == pytest.approx(4 / 9)
+        # exact rows at [0.5, 0.99, 0.5]: row 0 right, row 1 (label 1 missed) wrong, row 2 right -> 2 of 3
+        assert M.exact_match(self.logits, self.target, thresh=[0.5, 0.99, 0.5]) == pytest.approx(2 / 3)
+        assert M.exact_match(self.logits, self.target) == pytest.approx(1 / 3)
 
 
 class TestRegressionSuite:
@@ -133,3 +172,155 @@ def test_every_single_label_metric_runs_inside_validate(tiny_learner):
     results = tiny_learner.validate(quiet=True)
     assert set(results) == {"loss"} | {f.__name__ for f in fns}
     assert results["confusion_matrix"].sum() == len(tiny_learner.dls.valid.dataset)
+
+
+# --- every metric against its reference on random inputs: sklearn / SciPy, and fast-bert's formulas ---
+
+import warnings  # noqa: E402
+
+import scipy.stats  # noqa: E402
+import sklearn.metrics as skm  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def single_label(draw):
+    n, c = draw(st.integers(2, 30)), draw(st.integers(2, 5))
+    logits = draw(st.lists(st.lists(st.integers(-4, 4), min_size=c, max_size=c), min_size=n, max_size=n))
+    # small integer logits: ties and classes absent from targets and predictions are frequent, as in real sets
+    y = draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n))
+    return torch.tensor(logits, dtype=torch.float32) / 2, torch.tensor(y)
+
+
+@st.composite
+def multi_label(draw, min_rows=2):
+    n, c = draw(st.integers(min_rows, 30)), draw(st.integers(2, 5))
+    logits = draw(st.lists(st.lists(st.integers(-4, 4), min_size=c, max_size=c), min_size=n, max_size=n))
+    y = draw(st.lists(st.lists(st.integers(0, 1), min_size=c, max_size=c), min_size=n, max_size=n))
+    return torch.tensor(logits, dtype=torch.float32) / 2, torch.tensor(y, dtype=torch.float32)
+
+
+def fast_bert_fbeta(logits, y, thresh=0.3, beta=2.0, eps=1e-9):
+    """fast-bert's fbeta, as its metrics.py computes it: per row, with eps in every denominator, then the mean."""
+    d = (logits.sigmoid().numpy() > thresh).astype(float)
+    t = y.numpy().astype(float)
+    tp = (d * t).sum(1)
+    p, r = tp / (d.sum(1) + eps), tp / (t.sum(1) + eps)
+    return float(np.mean((p * r) / (p * beta ** 2 + r + eps) * (1 + beta ** 2)))
+
+
+class TestAgainstReferences:
+    @settings(max_examples=150, deadline=None)
+    @given(case=single_label())
+    def test_single_label_metrics_equal_sklearn(self, case):
+        logits, y = case
+        t, p = y.numpy(), logits.argmax(-1).numpy()
+        c = logits.shape[1]
+        assert float(M.accuracy(logits, y)) == pytest.approx(skm.accuracy_score(t, p))
+        for avg in ("macro", "micro", "weighted"):
+            assert M.f1(logits, y, average=avg) == pytest.approx(skm.f1_score(t, p, average=avg, zero_division=0))
+            assert M.precision(logits, y, average=avg) == pytest.approx(
+                skm.precision_score(t, p, average=avg, zero_division=0))
+            assert M.recall(logits, y, average=avg) == pytest.approx(skm.recall_score(t, p, average=avg, zero_division=0))
+        assert M.f1_macro(logits, y) == pytest.approx(skm.f1_score(t, p, average="macro", zero_division=0))
+        assert M.f1_micro(logits, y) == pytest.approx(skm.f1_score(t, p, average="micro", zero_division=0))
+        assert M.f1_weighted(logits, y) == pytest.approx(skm.f1_score(t, p, average="weighted", zero_division=0))
+        assert M.precision_macro(logits, y) == pytest.approx(skm.precision_score(t, p, average="macro", zero_division=0))
+        assert M.recall_macro(logits, y) == pytest.approx(skm.recall_score(t, p, average="macro", zero_division=0))
+        assert M.f1_per_class(logits, y).tolist() == pytest.approx(
+            skm.f1_score(t, p, labels=list(range(c)), average=None, zero_division=0).tolist())
+        with warnings.catch_warnings():  # sklearn warns when a single class occurs (its value is still defined)
+            warnings.simplefilter("ignore")
+            assert M.matthews_corrcoef(logits, y) == pytest.approx(skm.matthews_corrcoef(t, p))
+        assert M.confusion_matrix(logits, y).tolist() == skm.confusion_matrix(t, p, labels=list(range(c))).tolist()
+        probs = logits.softmax(-1).numpy()
+        if len(np.unique(t)) < c:
+            assert np.isnan(M.roc_auc(logits, y))  # sklearn raises: a class without positives
+        elif c == 2:
+            assert M.roc_auc(logits, y) == pytest.approx(skm.roc_auc_score(t, probs[:, 1]))
+        else:
+            assert M.roc_auc(logits, y) == pytest.approx(skm.roc_auc_score(t, probs, multi_class="ovr", average="macro"))
+
+    @settings(max_examples=150, deadline=None)
+    @given(case=multi_label())
+    def test_multi_label_metrics_equal_sklearn(self, case):
+        logits, y = case
+        t, probs = y.numpy().astype(int), logits.sigmoid().numpy()
+        d = (probs > 0.5).astype(int)
+        assert float(M.accuracy_thresh(logits, y)) == pytest.approx(1 - skm.hamming_loss(t, d))
+        assert M.hamming_loss(logits, y) == pytest.approx(skm.hamming_loss(t, d))
+        assert M.exact_match(logits, y) == pytest.approx(skm.accuracy_score(t, d))
+        assert M.f1_multilabel_macro(logits, y) == pytest.approx(skm.f1_score(t, d, average="macro", zero_division=0))
+        assert M.f1_multilabel_micro(logits, y) == pytest.approx(skm.f1_score(t, d, average="micro", zero_division=0))
+        assert M.f1_per_label(logits, y).tolist() == pytest.approx(
+            skm.f1_score(t, d, average=None, zero_division=0).tolist())
+        d3 = (probs > 0.3).astype(int)
+        M._EMPTY_ROWS_SAID = True  # fbeta's warning about empty rows has its own test
+        assert M.fbeta(logits, y) == pytest.approx(skm.fbeta_score(t, d3, beta=2, average="samples", zero_division=1))
+        assert M.fbeta(logits, y, average="macro", thresh=0.5) == pytest.approx(
+            skm.fbeta_score(t, d, beta=2, average="macro", zero_division=0))
+        assert M.Hamming_loss(logits, y) == pytest.approx(skm.hamming_loss(t, d))
+        assert M.Exact_Match_Ratio(logits, y) == pytest.approx(skm.accuracy_score(t, d))
+        if len(np.unique(t)) == 2:
+            assert M.roc_auc_micro(logits, y) == pytest.approx(skm.roc_auc_score(t, probs, average="micro"))
+        else:
+            assert np.isnan(M.roc_auc_micro(logits, y))
+        both = [k for k in range(t.shape[1]) if 0 < t[:, k].sum() < len(t)]
+        expected = np.mean([skm.roc_auc_score(t[:, k], probs[:, k]) for k in both]) if both else float("nan")
+        assert M.roc_auc_macro(logits, y) == pytest.approx(expected, nan_ok=True)
+
+    @settings(max_examples=150, deadline=None)
+    @given(case=multi_label())
+    def test_fast_bert_names_give_fast_berts_numbers(self, case):
+        M._EMPTY_ROWS_SAID = True  # fbeta's warning about empty rows has its own test
+        logits, y = case
+        t, probs = y.numpy(), logits.sigmoid().numpy()
+        # accuracy_multilabel: argmax of the sigmoid against argmax of the 0/1 row
+        assert float(M.accuracy_multilabel(logits, y)) == pytest.approx(np.mean(probs.argmax(1) == t.argmax(1)))
+        # accuracy_thresh: the share of right (row, label) decisions at 0.5
+        assert float(M.accuracy_thresh(logits, y)) == pytest.approx(np.mean((probs > 0.5) == (t > 0.5)))
+        # roc_auc: fast-bert's micro ROC curve over the raveled scores
+        if len(np.unique(t)) == 2:
+            fpr, tpr, _ = skm.roc_curve(t.ravel(), logits.numpy().ravel())
+            assert M.roc_auc(logits, y) == pytest.approx(skm.auc(fpr, tpr))
+        # fbeta and F1: fast-bert's per-row formula, except on rows with no true and no predicted label
+        for value, thresh, beta in ((M.fbeta(logits, y), 0.3, 2.0), (M.F1(logits, y), 0.5, 1.0)):
+            empty = ((t.sum(1) == 0) & ((probs > thresh).sum(1) == 0)).sum()
+            assert value == pytest.approx(fast_bert_fbeta(logits, y, thresh, beta) + empty / len(t), abs=1e-6)
+
+    def test_fbeta_says_once_where_it_differs_from_fast_bert(self, monkeypatch):
+        monkeypatch.setattr(M, "_EMPTY_ROWS_SAID", False)
+        logits = torch.tensor([[3.0, -3.0], [-3.0, -3.0], [-3.0, 3.0], [-3.0, -3.0]])
+        y = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]])  # rows 1 and 3: correctly empty
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert M.fbeta(logits, y) == pytest.approx(1.0)
+            assert M.fbeta(logits, y) == pytest.approx(1.0)
+        assert fast_bert_fbeta(logits, y) == pytest.approx(0.5, abs=1e-6)
+        assert [str(w.message) for w in caught] == [
+            "fbeta: 2 of 4 rows have no true and no predicted label; they score 1 (a correct empty prediction), "
+            "where fast-bert's fbeta scored them 0, which would give 0.5000 instead of 1.0000"]
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20)), min_size=3, max_size=30))
+    def test_regression_metrics_equal_sklearn_and_scipy(self, pairs):
+        p = torch.tensor([[a / 4] for a, _ in pairs])
+        y = torch.tensor([b / 4 for _, b in pairs])
+        pn, yn = p.numpy().ravel(), y.numpy()
+        assert M.mse(p, y) == pytest.approx(skm.mean_squared_error(yn, pn))
+        assert M.mae(p, y) == pytest.approx(skm.mean_absolute_error(yn, pn))
+        if pn.std() > 0 and yn.std() > 0:
+            assert M.pearson(p, y) == pytest.approx(scipy.stats.pearsonr(pn, yn)[0])
+            assert M.spearman(p, y) == pytest.approx(scipy.stats.spearmanr(pn, yn)[0])
+        else:
+            assert np.isnan(M.pearson(p, y)) and np.isnan(M.spearman(p, y))
+
+    def test_every_public_metric_is_covered_here(self):
+        covered = {"accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
+                   "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
+                   "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
+                   "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match", "F1",
+                   "Hamming_loss", "Exact_Match_Ratio", "mse", "mae", "pearson", "spearman"}
+        functions = {n for n in M.__all__ if n[0].islower() or n in ("F1", "Hamming_loss", "Exact_Match_Ratio")}
+        assert functions - {"to_fastai_metrics", "default_metrics", "evaluate"} == covered
