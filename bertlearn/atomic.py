@@ -28,13 +28,17 @@ def _pid_alive(pid: str) -> bool:
 
 
 def _sweep(path: Path) -> None:
-    """Remove temporaries of `path` left by processes that no longer run."""
-    for stale in path.parent.glob(f".{path.name}.*-*"):
-        if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+    """Clean up after writers of `path` that no longer run: a previous version moved aside (`.NAME.old-PID`) by a
+    writer killed before it put the new one in place goes back to `path`; half-written temporaries go."""
+    for stale in sorted(path.parent.glob(f".{path.name}.*-*")):
+        if _pid_alive(stale.name.rsplit("-", 1)[-1]):
+            continue
+        if stale.name.startswith(f".{path.name}.old-") and not path.exists():
+            os.replace(stale, path)
+        elif stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -46,7 +50,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     Args:
         path: the folder to (re)write.
     """
-    path = Path(path)
+    path = Path(path).absolute()
+    if Path.cwd() == path or path in Path.cwd().parents:
+        raise OSError(f"cannot replace {str(path)!r} as a whole: it is (or holds) the working directory")
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -60,7 +66,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     if path.exists():
         os.replace(path, old)  # a folder cannot be renamed over a non-empty one: move the old one aside first
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # the previous version back in place
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

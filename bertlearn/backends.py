@@ -178,15 +178,27 @@ def batch_encoder(tokenizer: Any, maxlen: int, *, pairs: bool = False) -> BatchE
     return encoder
 
 
-def tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int) -> TokieBatchEncoder | None:
+def tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int, *,
+                  why_not: list[str] | None = None) -> TokieBatchEncoder | None:
     """`encoder` with tokie taking the single ASCII texts, or None where tokie is not installed, is turned off
-    (`BERTLEARN_TOKIE=0`), or is not known to give the same ids for this tokenizer (the reason is logged).
+    (`BERTLEARN_TOKIE=0`), or is not known to give the same ids for this tokenizer (the reason is logged, and
+    appended to `why_not` where tokie is installed and on).
 
     Args:
         encoder: the `BatchEncoder` of `tokenizer` (from `batch_encoder`).
         tokenizer: the Hugging Face tokenizer.
         maxlen: tokens per input, special tokens included.
+        why_not: a list that gets the reason when an installed tokie is not used for this tokenizer.
     """
+    found = _tokie_encoder(encoder, tokenizer, maxlen)
+    if isinstance(found, str):
+        if why_not is not None:
+            why_not.append(found)
+        return None
+    return found
+
+
+def _tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int) -> TokieBatchEncoder | str | None:
     if os.environ.get("BERTLEARN_TOKIE", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     try:
@@ -197,7 +209,7 @@ def tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int) -> TokieBa
     reason = _unsupported(json.loads(definition), tokenizer)
     if reason:
         _log.info("tokie not used for this tokenizer: %s", reason)
-        return None
+        return reason
     try:
         with tempfile.TemporaryDirectory(prefix="bertlearn-tokie-") as tmp:  # tokie reads definitions from files
             path = os.path.join(tmp, "tokenizer.json")
@@ -208,17 +220,17 @@ def tokie_encoder(encoder: BatchEncoder, tokenizer: Any, maxlen: int) -> TokieBa
         fast.enable_truncation(maxlen, direction=_side(tokenizer))
         if fast.get_vocab() != encoder.backend.get_vocab(with_added_tokens=True):
             _log.info("tokie not used for this tokenizer: it reads another vocabulary from it (ids with gaps?)")
-            return None
+            return "it reads another vocabulary from this tokenizer, whose ids may have gaps"
         candidate = TokieBatchEncoder(encoder.backend, fast)
         probe = _PROBE + ["word " * maxlen]
         got = candidate.rows(candidate.encode(probe), np.int64).tolist()
         ref = encoder.rows(encoder.encode(probe), np.int64).tolist()
     except Exception as e:  # a definition tokie cannot read, a truncation it refuses
         _log.info("tokie not used for this tokenizer: %s: %s", type(e).__name__, e)
-        return None
+        return f"{type(e).__name__}: {e}"
     if got != ref:
         _log.info("tokie not used for this tokenizer: it gives other ids on the probe texts")
-        return None
+        return "it gives other ids than the tokenizer on bertlearn's probe texts"
     return candidate
 
 

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import atomic_file
+from .errors import user_stacklevel
 from .store import RaggedRows
 
 __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]
@@ -135,4 +136,4 @@ def save_cached(path: Path, key: str, enc: dict) -> None:
             _unwritable.add(str(path.parent))
             warnings.warn(f"could not write the tokenization cache in {str(path.parent)!r} ({type(e).__name__}: "
                           f"{e.strerror or e}); training goes on without it, and the texts will be tokenized again "
-                          "next time (pass a writable cache_dir, or no_cache=True)", stacklevel=4)
+                          "next time (pass a writable cache_dir, or no_cache=True)", stacklevel=user_stacklevel())

@@ -9,6 +9,7 @@ device and read them only when a person could see them (a bar refresh, the end o
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -17,16 +18,20 @@ import weakref
 from typing import Any
 
 import torch
-from fastai.callback.core import Callback, CancelValidException
+from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip as _FastaiGradientClip
 from fastai.learner import AvgLoss, AvgSmoothLoss
 from fastai.torch_core import find_bs
 from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
 
+from .distributed import rank_world
+from .errors import user_stacklevel
+
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
            "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast", "native_bf16",
-           "mixed_precision", "GradientClip", "interactive_output"]
+           "mixed_precision", "GradientClip", "interactive_output", "log_except_console", "FitSummary",
+           "FitWatchdog", "fit_description"]
 
 
 class HFOutputCallback(Callback):
@@ -110,7 +115,7 @@ def mixed_precision(device: torch.device | str) -> Callback | None:
         from fastai.callback.fp16 import AMPMode, MixedPrecision
         return MixedPrecision(amp_mode=AMPMode.FP16)
     warnings.warn("is_fp16=True: this CPU has no bfloat16 hardware (AMX or AVX512-BF16), where mixed precision would "
-                  "be slower; training in float32", stacklevel=3)
+                  "be slower; training in float32", stacklevel=user_stacklevel())
     return None
 
 
@@ -301,6 +306,9 @@ class DeviceAvgLoss(AvgLoss):
 class EpochLoggerCallback(Callback):
     """Send each epoch's losses and metrics to a `logging.Logger` (fast-bert's `logger` argument).
 
+    The progress table already shows each epoch on the console, so the logger's console handlers (streams on
+    stdout or stderr) do not get the line again; its other handlers (files, sockets...) do.
+
     Args:
         logger: the logger; records go out at INFO level.
     """
@@ -317,7 +325,40 @@ class EpochLoggerCallback(Callback):
         names = [n for n in rec.metric_names[1:] if n != "time"]
         values = rec.values[-1]
         stats = ", ".join(f"{n}: {v:.4f}" if isinstance(v, float) else f"{n}: {v}" for n, v in zip(names, values))
-        self.py_logger.info("epoch %d: %s", self.epoch, stats)
+        table_shown = getattr(self.learn, "progress", None) is not None
+        log_except_console(self.py_logger, logging.INFO, "epoch %d: %s", self.epoch, stats, skip_console=table_shown)
+
+
+def _console(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and \
+        stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+def log_except_console(logger: logging.Logger, level: int, msg: str, *args: Any, skip_console: bool = True) -> None:
+    """`logger.log(level, msg, *args)`, handed to every handler that would get it except those writing to stdout or
+    stderr (where the caller already printed the same thing) when `skip_console`.
+
+    Args:
+        logger: the logger.
+        level: the record's level.
+        msg, *args: the message and its %-arguments.
+        skip_console: leave out console handlers; False logs as usual.
+    """
+    if not skip_console:
+        logger.log(level, msg, *args)
+        return
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, "(bertlearn)", 0, msg, args, None)
+    if not logger.filter(record):
+        return
+    node: logging.Logger | None = logger
+    while node is not None:  # what Logger.callHandlers walks, minus the console handlers
+        for handler in node.handlers:
+            if not _console(handler) and record.levelno >= handler.level:
+                handler.handle(record)
+        node = node.parent if node.propagate else None
 
 
 class SkipValidationCallback(Callback):
@@ -410,3 +451,192 @@ class TensorBoardLogger(Callback):
         if self.run and self._own and self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class FitSummary(Callback):
+    """Say, once at the start of each training fit, how it trains: device, precision, how each step runs (eager,
+    CUDA graphs with their buckets, or compiled) and how the texts were tokenized. Where the library picked another
+    path than the one a user could expect (graphs under "auto", tokie, a cache), the line says which and why.
+
+    Args:
+        out: a function taking the line (default: print to stdout, on the main process only).
+    """
+
+    order = 40  # before the Recorder and the progress bar print the table's header
+
+    def __init__(self, out: Any = None):
+        self.out = out
+
+    def before_fit(self) -> None:
+        if hasattr(self.learn, "lr_finder") or self.learn.logger is noop:
+            return  # lr_find's mock fit says nothing; validate() and get_preds() (run without logging) never train
+        from .distributed import is_main_process
+        line = f"bertlearn: {fit_description(self.learn)}"
+        if self.out is not None:
+            self.out(line)
+        elif is_main_process():
+            print(line, flush=True)
+
+
+def fit_description(learn: Any) -> str:
+    """One line on how `learn`'s next fit trains (see `FitSummary`).
+
+    Args:
+        learn: the learner, inside `before_fit`.
+    """
+    model = learn.model
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    where = str(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        where += f" ({torch.cuda.get_device_name(device)})"
+    amp = learn._amp_dtype() if hasattr(learn, "_amp_dtype") else None
+    precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with loss scaling"}.get(amp, "float32")
+    if getattr(model, "_compiled_call_impl", None) is not None:
+        steps = "compiled steps (torch.compile)"
+    else:
+        graphs = next((cb for cb in learn.cbs if type(cb).__name__ == "CudaGraphCallback"), None)
+        steps = "eager steps"
+        if graphs is not None:
+            graphed, why = graphs.plan()
+            steps = f"CUDA-graph steps ({why})" if graphed else f"eager steps (CUDA graphs: {why})"
+    dl = learn.dls.train
+    n_epoch = getattr(learn, "n_epoch", 1)
+    line = (f"training on {where}, {precision}, {steps}; {n_epoch} epoch{'s' if n_epoch != 1 else ''} of "
+            f"{len(dl)} batches of {dl.bs}")
+    how = getattr(dl.dataset, "encoded_by", None)
+    return f"{line}; texts {how}" if how else line
+
+
+HIGH_LR = 1e-4  # above this, a collapsed or diverged fine-tuning run is most likely the learning rate's doing
+
+
+class FitWatchdog(Callback):
+    """Stop a fit whose training loss is no longer finite, and say after an epoch when validation shows a model
+    that has collapsed: one class predicted for every text, or (multi-label) most texts with no label at all.
+
+    The loss is read at most every `every` seconds (the progress bar reads it as often), and at the end of each
+    epoch; the validation counts are kept on the device and read once per epoch, so nothing syncs per batch. A
+    non-finite loss ends the fit through fastai's cancel path, and the learner then raises `BertLearnError`.
+
+    Args:
+        every: seconds between loss checks during an epoch.
+    """
+
+    order = 55  # after the Recorder (50) has the epoch's values
+    _counts: Any = None
+
+    def __init__(self, every: float = 1.0):
+        self.every = every
+        self.diverged: str | None = None
+
+    def before_fit(self) -> None:
+        # active from the first training epoch on: validate() and get_preds() run before_fit but never train, and
+        # lr_find drives the loss up on purpose
+        self.diverged, self._last, self._active = None, time.monotonic(), False
+        self._said: set[str] = set()
+
+    def before_train(self) -> None:
+        self._active = not hasattr(self.learn, "lr_finder")
+
+    def after_batch(self) -> None:
+        if not self._active:
+            return
+        if self.training:
+            now = time.monotonic()
+            # in a distributed fit every rank must stop at the same step (a rank that stopped alone would leave the
+            # others waiting in their next all-reduce), so the ranks compare notes at the end of each epoch only
+            if now - self._last >= self.every and rank_world()[1] == 1:
+                self._last = now
+                self._check_loss()
+        elif self._counts is not None:
+            self._count()
+
+    def after_train(self) -> None:
+        if self._active:
+            self._check_loss()
+
+    def _check_loss(self) -> None:
+        loss = float(self.learn.smooth_loss)  # NaN and inf stay in the running average once they enter it
+        if rank_world()[1] > 1:
+            from .distributed import all_sum
+            if float(all_sum(0.0 if math.isfinite(loss) else 1.0)) == 0:
+                return
+            loss = loss if not math.isfinite(loss) else float("nan")  # another rank's loss went
+        elif math.isfinite(loss):
+            return
+        lrs = getattr(self.learn.recorder, "lrs", None) or [0.0]
+        self.diverged = (f"training stopped at step {self.train_iter} (epoch {self.epoch + 1} of {self.n_epoch}): the "
+                         f"training loss became {loss}. A learning rate too high for fine-tuning is the usual cause "
+                         f"(it peaked at {max(lrs):.3g} here; BERT models usually train at 1e-5 to 5e-5, and "
+                         "learner.lr_find() suggests one). The weights may hold NaN now: build the learner again (or "
+                         "load a checkpoint) before training on")
+        raise CancelFitException()
+
+    def before_validate(self) -> None:
+        self._counts = None
+        dls = self.learn.dls
+        if self._active and getattr(dls, "problem_type", None) in ("single_label_classification",
+                                                                   "multi_label_classification") and dls.c >= 2:
+            self._counts = torch.zeros(2, dls.c if dls.problem_type == "single_label_classification" else 2,
+                                       dtype=torch.long)
+            # made once per validation, on the host: a tensor built from Python numbers per batch on a GPU would be
+            # a blocking copy each batch
+            self._thresholds = torch.as_tensor(getattr(self.learn, "thresholds", 0.5), dtype=torch.float)
+
+    def _count(self) -> None:
+        pred, y = self.learn.pred, self.learn.yb[0]
+        if pred.ndim != 2 or pred.shape[-1] != self.dls.c:
+            return
+        device = pred.device
+        if self._counts.device != device:
+            self._counts, self._thresholds = self._counts.to(device), self._thresholds.to(device)
+        if self.dls.problem_type == "single_label_classification":
+            classes = torch.arange(self.dls.c, device=device)
+            # compare-and-sum, not bincount: bincount sizes its output from the data, a device sync on a GPU
+            self._counts[0] += (pred.argmax(-1)[:, None] == classes).sum(0)
+            self._counts[1] += (y.view(-1)[:, None] == classes).sum(0)
+        else:
+            predicted = (pred.float().sigmoid() > self._thresholds).any(-1)
+            labelled = (y > 0.5).any(-1)
+            self._counts[0, 0] += (~predicted).sum()  # rows given no label
+            self._counts[0, 1] += labelled.sum()  # rows that have one
+            self._counts[1, 0] += predicted.numel()
+
+    def after_epoch(self) -> None:
+        counts, self._counts = getattr(self, "_counts", None), None
+        if counts is None or self.diverged is not None:
+            return
+        from .distributed import all_sum, is_main_process
+        counts = all_sum(counts.cpu()).long()  # every rank's share of the validation set
+        if not is_main_process():
+            return
+        labels = list(self.dls.vocab) if hasattr(self.dls, "vocab") else []
+        if self.dls.problem_type == "single_label_classification":
+            predicted, true = counts[0], counts[1]
+            n = int(true.sum())
+            if n >= 2 and int((predicted > 0).sum()) == 1 and int((true > 0).sum()) >= 2 and "one" not in self._said:
+                self._said.add("one")
+                k = int(predicted.argmax())
+                name = labels[k] if k < len(labels) else k
+                peak = max(self.recorder.lrs or [0.0])
+                cause = (f"The usual cause is a learning rate too high for fine-tuning: it peaked at {peak:.3g}, and "
+                         "BERT models usually train at 1e-5 to 5e-5 (learner.lr_find() suggests one)"
+                         if peak > HIGH_LR else
+                         f"At a peak learning rate of {peak:.3g}, the usual cause is too little training yet: more "
+                         "epochs or more data (learner.lr_find() checks the rate)")
+                warnings.warn(f"epoch {self.epoch + 1}: the model predicts {name!r} for every one of the {n} "
+                              f"validation texts ({int(true[k]) / n:.0%} of which are {name!r}): it has collapsed onto "
+                              f"one class. {cause}", stacklevel=user_stacklevel())
+        else:
+            empty, labelled, n = int(counts[0, 0]), int(counts[0, 1]), int(counts[1, 0])
+            if n and empty > n / 2 and labelled > n / 2 and "none" not in self._said:
+                self._said.add("none")
+                thresholds = getattr(self.learn, "thresholds", 0.5)
+                thresholds = thresholds if isinstance(thresholds, (int, float)) else "tuned per label"
+                warnings.warn(
+                    f"epoch {self.epoch + 1}: {empty} of the {n} validation texts get no label at the thresholds in "
+                    f"use ({thresholds}), though {labelled} of them have at least one: the sigmoid outputs stay under "
+                    "the thresholds, as they do for rare labels under plain BCE. Remedies: learner.tune_thresholds() "
+                    "after the fit, pos_weight=\"balanced\" (weights each label's positives), more epochs",
+                    stacklevel=user_stacklevel())

@@ -298,7 +298,9 @@ def _eval(args: argparse.Namespace) -> int:
         else:
             print(f"{k:<{width}}   {v:.4f}" if isinstance(v, float) and not math.isnan(v) else f"{k:<{width}}   {v}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": len(df), **metrics}, indent=2))
+        from .atomic import atomic_file
+        with atomic_file(args.json) as tmp:
+            tmp.write_text(json.dumps({"rows": len(df), **metrics}, indent=2))
     return 0
 
 

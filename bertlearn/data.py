@@ -13,6 +13,7 @@ import difflib
 import random
 import logging
 import math
+import textwrap
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -28,13 +29,15 @@ from fastai.data.transforms import CategoryMap
 from fastcore.foundation import L
 from fastai.torch_core import to_device
 
-from .backends import TOKIE_MIN_TEXTS, BatchEncoder, batch_encoder, tokie_encoder
-from .errors import DataError
+from .backends import TOKIE_MIN_TEXTS, BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
+from .compat import note_no_effect
+from .distributed import multi_gpu_without_effect
+from .errors import DataError, user_stacklevel
 from .model import load_tokenizer
 from .store import RaggedRows
 
 __all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs", "targets_from_frame",
-           "read_csv"]
+           "read_csv", "display_frame"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +48,14 @@ _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Ru
 
 def _round_up(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
+
+
+def _no_effect(kwargs: dict) -> dict:
+    """fast-bert's data arguments without effect here, taken out of `kwargs` (see `bertlearn.compat`)."""
+    given = {k: kwargs.pop(k) for k in ("multi_gpu", "model_type", "backend", "custom_sampler") if k in kwargs}
+    if not multi_gpu_without_effect(given.get("multi_gpu")):
+        given.pop("multi_gpu", None)
+    return given
 
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
@@ -148,6 +159,7 @@ class TextEncoder:
         dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
         ids, types, owners = [], [], []
         backend = self._backend(len(texts)) if self.truncation == "head" and not self.long_text else None
+        self.encoded_by = self._described(backend)
         if backend is not None:
             for start, encoded in _encoded_chunks(backend, texts, texts_b):
                 rows = backend.rows(encoded, dtype, fill=self.pad_id)
@@ -188,11 +200,21 @@ class TextEncoder:
         if self._tokie is False:  # not tried yet: worth its setup for a large call; then used for every call
             if n_texts < TOKIE_MIN_TEXTS:
                 return self._fast
-            self._tokie = tokie_encoder(self._fast, self.tokenizer, self.maxlen)
+            why_not: list[str] = []
+            self._tokie = tokie_encoder(self._fast, self.tokenizer, self.maxlen, why_not=why_not)
+            self._tokie_why_not = why_not[0] if why_not else None
         return self._tokie or self._fast
 
+    def _described(self, backend: BatchEncoder | None) -> str:
+        """How `encode` tokenized, as the fit's summary line says it."""
+        if isinstance(backend, TokieBatchEncoder):
+            return "tokenized by tokie (non-ASCII texts and pairs by the tokenizers library)"
+        how = "tokenized by the tokenizers library" if backend is not None else "tokenized by the tokenizer's own call"
+        why_not = self.__dict__.get("_tokie_why_not")
+        return f"{how} (tokie is installed but not used: {why_not})" if why_not else how
+
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_for", "_tokie")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_for", "_tokie", "_tokie_why_not")}
 
     def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
         kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
@@ -240,14 +262,18 @@ class TextEncoder:
             key = cache_key(texts, self.tokenizer, self.key_parts())
             path = Path(cache_dir) / f"tok-{key}.npz"
             enc = load_cached(path, key, pad_id=self.pad_id)
+        encoded_by = "read from the tokenization cache"
         if enc is None:
             enc = self.encode([t[0] for t in texts], [t[1] for t in texts]) if self.pairs else self.encode(texts)
+            encoded_by = self.encoded_by
             if cache_dir is not None:
                 save_cached(path, key, enc)
         if targets is not None and len(enc["owner"]) != len(texts):
             targets = targets[enc["owner"]]  # each window carries its text's target
-        return EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"],
-                              owner=enc["owner"], n_texts=len(texts), texts=np.asarray(shown, dtype=object))
+        ds = EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"], owner=enc["owner"],
+                            n_texts=len(texts), texts=np.asarray(shown, dtype=object))
+        ds.encoded_by = encoded_by
+        return ds
 
 
 def _encoded_chunks(backend: BatchEncoder, texts: list,
@@ -286,6 +312,8 @@ class EncodedDataset:
         n_texts: how many texts the rows came from.
         texts: the original texts, kept for show_batch and interpretation.
     """
+
+    encoded_by: str | None = None  # how the ids were made, for the fit's summary line
 
     def __init__(self, ids: np.ndarray, lengths: np.ndarray, targets: np.ndarray | None, encoder: TextEncoder,
                  *, type_ids: np.ndarray | None = None, owner: np.ndarray | None = None, n_texts: int | None = None,
@@ -500,15 +528,21 @@ class BertDataLoader(DataLoader):
         self.after_iter()
 
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs) -> None:
-        """Print (or display in a notebook) decoded texts and labels of one batch.
+        """Print (or display in a notebook) the texts and labels of one batch: the original texts, wrapped, when
+        the batch is drawn here; the tokenizer's decoding of the ids when a batch `b` is given.
 
         Args:
             b: a batch from this loader; one is drawn when omitted.
             max_n: how many rows to show.
         """
-        if b is None:
-            b = self.one_batch()
-        _display(batch_to_frame(b, self.dataset.encoder, max_n=max_n))
+        ds = self.dataset
+        if b is None and ds.texts is not None and len(ds.texts) == ds.n_texts:
+            idx = next(iter(self._batches()), np.zeros(0, np.int64))[:max_n]
+            df = batch_to_frame(self.create_batch(idx), ds.encoder, max_n=max_n)
+            df["text"] = [str(t) for t in ds.texts[ds.owner[idx]]]  # a sliding window shows its whole text
+            display_frame(df)
+            return
+        display_frame(batch_to_frame(b if b is not None else self.one_batch(), ds.encoder, max_n=max_n))
 
 
     def show_results(self, b: tuple, out: Any, max_n: int = 9, **kwargs: Any) -> pd.DataFrame:
@@ -521,7 +555,7 @@ class BertDataLoader(DataLoader):
         """
         df = batch_to_frame(b, self.dataset.encoder, max_n=max_n)
         df["prediction"] = _decode_targets(torch.as_tensor(out)[:max_n].cpu(), self.dataset.encoder)
-        _display(df)
+        display_frame(df)
         return df
 
     def _pre_show_batch(self, b: tuple, max_n: int = 9) -> tuple:
@@ -538,7 +572,15 @@ class TextInputs(list):
     """Decoded input texts of a batch; the type fastai's `plot_top_losses` dispatches on for bertlearn data."""
 
 
-def _display(df: pd.DataFrame) -> None:
+def display_frame(df: pd.DataFrame, *, width: int = 100) -> None:
+    """Show a frame of texts: in a notebook as the DataFrame; elsewhere one block per row, the other columns on
+    its first line and the text wrapped to `width` characters below (a table of long texts would run to hundreds
+    of characters a line).
+
+    Args:
+        df: a frame with a "text" column.
+        width: line width of the wrapped texts.
+    """
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -547,8 +589,11 @@ def _display(df: pd.DataFrame) -> None:
             return
     except ImportError:
         pass
-    with pd.option_context("display.max_colwidth", 120, "display.width", 200):
-        print(df.to_string(index=False))
+    others = [c for c in df.columns if c != "text"]
+    for _, row in df.iterrows():
+        head = "   ".join(f"{c}: {row[c]}" for c in others)
+        print(head or "-")
+        print(textwrap.fill(str(row["text"]), width, initial_indent="    ", subsequent_indent="    "))
 
 
 def _decode_targets(y: torch.Tensor, encoder: TextEncoder) -> list:
@@ -602,7 +647,7 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
             raise DataError(f"{arg}: {str(path)!r} cannot be decoded as {encoding!r}; pass the file's encoding")
         # files from Windows tools (rt-polarity's originals among them) are cp1252; say so, do not fail
         warnings.warn(f"{path.name} is not valid UTF-8; reading it as cp1252 (pass encoding=... to choose)",
-                      stacklevel=4)
+                      stacklevel=user_stacklevel())
         df = pd.read_csv(path, **{**read_kwargs, "encoding": "cp1252"})
     except pd.errors.EmptyDataError:
         raise DataError(f"{arg}: {str(path)!r} is empty; it needs a header row and at least one data row") from None
@@ -712,16 +757,19 @@ class BertDataBunch(DataLoaders):
         label_col: label column name or position; for multi-label, a list of 0/1 columns.
         bs: batch size (alias `batch_size_per_gpu`).
         maxlen: maximum tokens per text, special tokens included (alias `max_seq_length`).
-        multi_gpu, model_type: accepted for fast-bert compatibility.
-        clear_cache: delete the tokenization cache in `data_dir/cache` first.
-        no_cache: do not read or write that cache. The cache key covers the texts' content, the tokenizer,
-            columns, maxlen, truncation and labels, so a changed input never reuses stale features.
+        multi_gpu, model_type: fast-bert's; accepted, no effect (named once in a `FastBertCompatWarning`).
+        clear_cache: first delete every tokenization cache file (`data_dir/cache/tok-*.npz`), those of other
+            settings and files too; with `on_disk=True`, rebuild the token stores of these files instead.
+        no_cache: neither read nor write `data_dir/cache`. This constructor caches by default (as fast-bert did):
+            the token ids of `train_file` and `val_file` (not `test_data`), one `.npz` each, keyed by the texts'
+            content, the tokenizer and every encoding setting (`TextEncoder.key_parts`), so a changed input never
+            reuses stale ids. The factories `from_csv` / `from_df` cache only when given `cache_dir`.
         multi_label: several labels per text.
         logger: a `logging.Logger` for progress messages.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
-        if not args or isinstance(args[0], DataLoader):
+        if (not args and "data_dir" not in kwargs) or (args and isinstance(args[0], DataLoader)):
             # fastai's own form (used by `new_empty`, `export`...): store the loaders
             super().__init__(*args, **kwargs)
             return
@@ -738,14 +786,19 @@ class BertDataBunch(DataLoaders):
                              logger: logging.Logger | None = None, clear_cache: bool = False,
                              no_cache: bool = False, *, batch_size_per_gpu: int | None = None,
                              max_seq_length: int | None = None, **kwargs: Any) -> "BertDataBunch":
-        for legacy in ("backend", "custom_sampler"):
-            kwargs.pop(legacy, None)
+        ignored = {"model_type": model_type, **{k: kwargs.pop(k) for k in ("backend", "custom_sampler") if k in kwargs}}
+        if multi_gpu_without_effect(multi_gpu):
+            ignored = {"multi_gpu": multi_gpu, **ignored}
+        note_no_effect("BertDataBunch", ignored)
         cache_dir = Path(data_dir) / "cache"
-        if clear_cache and cache_dir.is_dir():
-            for f in cache_dir.glob("tok-*.npz"):
-                f.unlink()
-        if not no_cache:
-            kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
+        if kwargs.get("on_disk"):  # the token store is the cache: from_csv handles both flags
+            kwargs.update(clear_cache=clear_cache, no_cache=no_cache)
+        else:
+            if clear_cache and cache_dir.is_dir():
+                for f in cache_dir.glob("tok-*.npz"):
+                    f.unlink()
+            if not no_cache:
+                kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
         return cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
                             label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
                             bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
@@ -811,8 +864,11 @@ class BertDataBunch(DataLoaders):
         from .distributed import barrier, init_distributed, is_main_process, launched_distributed
         from .store import build_store, load_store, store_key
 
-        for legacy in ("multi_gpu", "model_type", "backend", "custom_sampler", "no_cache", "clear_cache"):
-            kwargs.pop(legacy, None)
+        note_no_effect("BertDataBunch.from_csv", _no_effect(kwargs))
+        if kwargs.pop("no_cache", False):
+            raise DataError("on_disk=True streams the files through a token store in data_dir/cache, so no_cache=True "
+                            "cannot apply; leave no_cache out (clear_cache=True rebuilds the store)")
+        clear_cache = kwargs.pop("clear_cache", False)
         unsupported = sorted(k for k in kwargs if k in ("long_text", "stride", "valid_pct", "cache_dir"))
         if unsupported or kwargs:
             raise DataError(f"on_disk=True does not take {unsupported or sorted(kwargs)}; it streams train_file and "
@@ -875,7 +931,7 @@ class BertDataBunch(DataLoaders):
                 init_distributed()
                 if not is_main_process():
                     barrier()
-            stored = load_store(folder, pad_id=encoder.pad_id)
+            stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
             if stored is None:
                 t0 = time.perf_counter()
                 meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
@@ -887,6 +943,7 @@ class BertDataBunch(DataLoaders):
                 barrier()
             ids, lengths, targets, types = stored
             datasets.append(EncodedDataset(ids, lengths, targets, encoder, type_ids=types))
+            datasets[-1].encoded_by = f"read from the on-disk token store {str(folder)!r}"
 
         loaders = [BertDataLoader(datasets[0], bs=bs, shuffle=True), BertDataLoader(datasets[1], bs=val_bs)]
         if seed is not None:
@@ -945,8 +1002,12 @@ class BertDataBunch(DataLoaders):
             cache_dir: keep tokenized features in this folder, keyed by the texts' content, the tokenizer and
                 every encoding setting (see `bertlearn.cache`); None: tokenize every time.
         """
-        for legacy in ("multi_gpu", "model_type", "clear_cache", "no_cache", "backend", "custom_sampler"):
-            kwargs.pop(legacy, None)
+        note_no_effect("BertDataBunch.from_df", _no_effect(kwargs))
+        if kwargs.pop("no_cache", False):
+            cache_dir = None
+        if kwargs.pop("clear_cache", False) and cache_dir is not None:
+            for f in Path(cache_dir).glob("tok-*.npz"):
+                f.unlink()
         if kwargs:
             raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
         log = logger or _log
@@ -1115,7 +1176,7 @@ def _tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:
     limit = getattr(tok, "model_max_length", None)
     if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
         warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
-                      stacklevel=3)
+                      stacklevel=user_stacklevel())
         maxlen = limit
     return tok, maxlen
 
@@ -1208,9 +1269,11 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
     the columns must not train output j on another label's column."""
     names = [str(c) for c in ldf.columns]
     if len(set(labels)) != len(labels):
-        raise DataError(f"labels contain duplicates: {sorted(l for l in set(labels) if labels.count(l) > 1)}")
+        twice = sorted(l for l in set(labels) if labels.count(l) > 1)
+        raise DataError(f"the labels for {source} (labels.csv or labels=) list {twice} more than once; list each "
+                        "label once")
     if len(set(names)) != len(names):
-        raise DataError(f"label_col names the same column twice: {names}")
+        raise DataError(f"label_col names the same column twice for {source}: {names}; name each column once")
     if set(names) != set(labels):
         no_column = [l for l in labels if l not in names]
         no_label = [c for c in names if c not in labels]

@@ -20,12 +20,15 @@ import atexit
 import functools
 import gc
 import os
+import warnings
 from typing import Any, Callable
 
 import torch
 
+from .errors import user_stacklevel
+
 __all__ = ["rank_world", "launched_distributed", "is_main_process", "shared_seed", "gather_objects", "all_sum",
-           "barrier", "main_process_only", "distributed_trainer"]
+           "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -41,6 +44,24 @@ def launched_distributed() -> bool:
         if int(os.environ.get(var, "1")) > 1:
             return True
     return False
+
+
+def multi_gpu_without_effect(multi_gpu: Any) -> bool:
+    """Whether fast-bert's `multi_gpu=True` changes nothing in this process (one or no GPU, no launcher): the caller
+    names it as an argument without effect. With several GPUs and no launcher it warns how to use them instead.
+
+    Args:
+        multi_gpu: the value passed.
+    """
+    if not multi_gpu or launched_distributed():
+        return False  # under accelerate launch / torchrun every process trains with DDP: what multi_gpu asks for
+    n = torch.cuda.device_count()
+    if n > 1:
+        warnings.warn(f"multi_gpu=True: one process uses one GPU; to train on all {n} launch the script with "
+                      "`accelerate launch --multi_gpu script.py` or `torchrun --nproc_per_node N script.py` "
+                      "(DistributedDataParallel; see docs/distributed.md)", stacklevel=user_stacklevel())
+        return False
+    return True
 
 
 def is_main_process() -> bool:

@@ -101,12 +101,12 @@ def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any]:
         return getattr(model, "base_model", model), load_tokenizer(tokenizer)
     from transformers import AutoModel
 
-    from .model import _load_error
+    from .model import load_error, load_pretrained
     name = resolve_pretrained(model)
     try:
-        encoder = AutoModel.from_pretrained(name)
+        encoder, _ = load_pretrained(AutoModel, name, head="layers")
     except (OSError, ValueError) as e:
-        raise _load_error("model", name, e) from e
+        raise load_error("model", name, e) from e
     return encoder, load_tokenizer(tokenizer if tokenizer is not None else name)
 
 

@@ -1,6 +1,13 @@
-"""One exception hierarchy for everything bertlearn rejects, so callers can catch `BertLearnError`."""
+"""One exception hierarchy for everything bertlearn rejects, so callers can catch `BertLearnError`; and where its
+warnings point."""
 
-__all__ = ["BertLearnError", "DataError", "ModelError", "NotFittedError"]
+import inspect
+import os
+
+__all__ = ["BertLearnError", "DataError", "ModelError", "NotFittedError", "user_stacklevel"]
+
+# frames of these packages are not where a user's call is: a warning raised deep inside a fit points past them
+_LIBRARIES = tuple(os.sep + name + os.sep for name in ("bertlearn", "fastai", "fastcore", "torch", "transformers"))
 
 
 class BertLearnError(Exception):
@@ -17,3 +24,16 @@ class ModelError(BertLearnError, ValueError):
 
 class NotFittedError(BertLearnError, RuntimeError):
     """An operation that needs a trained or loaded model was called too early."""
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for `warnings.warn` that points at the first caller outside bertlearn, fastai, fastcore,
+    torch, transformers and `contextlib` (a warning from a callback would otherwise name a line in fastai's loop)."""
+    frame, level = inspect.currentframe().f_back, 1  # the frame that calls warnings.warn is level 1
+    while frame is not None and frame.f_back is not None and _in_library(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _in_library(filename: str) -> bool:
+    return any(lib in filename for lib in _LIBRARIES) or filename.endswith("contextlib.py")

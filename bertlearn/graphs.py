@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from fastai.callback.core import Callback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .errors import ModelError
+from .errors import ModelError, user_stacklevel
 
 __all__ = ["CudaGraphCallback", "InferenceGraphs", "inference_graphs", "capture_forward", "graph_buckets",
            "GRAPH_MIN_STEPS"]
@@ -123,6 +123,8 @@ class CudaGraphCallback(Callback):
         min_steps: the shortest fit "auto" graphs.
     """
 
+    _failed: tuple | None = None  # class default: learners exported before it existed still load
+
     def __init__(self, enabled: bool | str = "auto", *, buckets: tuple[int, ...] | None = None,
                  min_steps: int = GRAPH_MIN_STEPS):
         if enabled not in (True, "auto"):
@@ -140,12 +142,14 @@ class CudaGraphCallback(Callback):
         self._params: list[torch.Tensor] = []
         self._inference: InferenceGraphs | None = None
         self._inference_signature: Any = None
+        self._failed: tuple | None = None  # (parameter signature, error) of a capture that failed
 
     def __getstate__(self) -> dict:
         # `export` pickles the learner with its callbacks: graphs and the patched forward stay behind
         state = dict(self.__dict__)
         state.update(_graphs={}, _signature=None, _pool=None, _model=None, _orig_forward=None, _params=[],
-                     active=False, _graphed_batch=False, _quiet=None, _inference=None, _inference_signature=None)
+                     active=False, _graphed_batch=False, _quiet=None, _inference=None, _inference_signature=None,
+                     _failed=None)
         return state
 
     # --- deciding ---
@@ -173,34 +177,48 @@ class CudaGraphCallback(Callback):
                 return "fp16 mixed precision scales the loss and checks it on the host every step; bf16 needs neither"
         return None
 
-    def before_train(self) -> None:
-        # per training epoch, not per fit: fastai runs before_fit for validate()/get_preds() too, which stay eager
-        self._restore()
+    def plan(self) -> tuple[bool, str]:
+        """Whether this fit's training steps replay CUDA graphs, and why not (or which buckets): what the fit's
+        summary line says. Raises `ModelError` where `cuda_graphs=True` cannot be honoured."""
         reason = self.blocker()
         if reason is not None:
             if self.enabled is True:
                 raise ModelError(f"cuda_graphs=True: {reason}. Pass cuda_graphs='auto' (graphs where they apply) or "
                                  "False")
-            _log.debug("cuda_graphs='auto': training eagerly, %s", reason)
-            return
+            return False, reason
+        if self._failed is not None and self._failed[0] == self._param_signature():
+            return False, f"capturing failed earlier in this learner ({self._failed[1]})"
         steps = self.n_epoch * len(self.dls.train)
         if self.enabled == "auto" and steps < self.min_steps:
-            _log.debug("cuda_graphs='auto': %d steps is under %d, training eagerly", steps, self.min_steps)
-            return
-        model = self.learn.model
+            return False, f"{steps} steps is under the {self.min_steps} that pay for the captures"
         amp = self.learn._amp_dtype() if hasattr(self.learn, "_amp_dtype") else None
         if self.enabled == "auto" and amp is None:
             # a float32 step is bound by the GPU's arithmetic, not by kernel launches: padding to the bucket would
             # only add work (float32 prediction measured 0.85-0.99x with graphs on an H200; bf16 2.0-2.3x)
-            _log.debug("cuda_graphs='auto': float32 training stays eager (graphs pay in bf16; True forces them)")
+            return False, "float32 steps are bound by arithmetic, not launches (is_fp16=True or cuda_graphs=True)"
+        return True, f"buckets {', '.join(map(str, self.buckets or graph_buckets(self._maxlen())))}"
+
+    def _maxlen(self) -> int:
+        config = getattr(self.learn.model, "config", None)
+        return min(int(getattr(self.dls, "maxlen", 512)), int(getattr(config, "max_position_embeddings", 512) or 512))
+
+    def _param_signature(self) -> tuple:
+        return tuple((p.data_ptr(), p.requires_grad) for p in self.learn.model.parameters())
+
+    def before_train(self) -> None:
+        # per training epoch, not per fit: fastai runs before_fit for validate()/get_preds() too, which stay eager
+        self._restore()
+        graphed, why = self.plan()
+        if not graphed:
+            _log.debug("cuda_graphs=%r: training eagerly, %s", self.enabled, why)
             return
-        signature = (amp, self.dls.train.bs, tuple((p.data_ptr(), p.requires_grad) for p in model.parameters()))
+        model = self.learn.model
+        amp = self.learn._amp_dtype() if hasattr(self.learn, "_amp_dtype") else None
+        signature = (amp, self.dls.train.bs, self._param_signature())
         if signature != self._signature:
             # new parameters (load, freeze/unfreeze, another precision): graphs hold the old ones
             self._graphs, self._pool, self._signature = {}, None, signature
-        maxlen = min(int(getattr(self.dls, "maxlen", 512)),
-                     int(getattr(getattr(model, "config", None), "max_position_embeddings", 512) or 512))
-        self._buckets = tuple(self.buckets) if self.buckets else graph_buckets(maxlen)
+        self._buckets = tuple(self.buckets) if self.buckets else graph_buckets(self._maxlen())
         self._amp, self._bs = amp, self.dls.train.bs
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._model, self._orig_forward = model, model.forward
@@ -321,7 +339,9 @@ class CudaGraphCallback(Callback):
                 raise ModelError(f"cuda_graphs=True: capturing the {key[0]}-token training step failed "
                                  f"({type(e).__name__}: {e}); pass cuda_graphs=False") from e
             warnings.warn(f"cuda_graphs='auto': capturing the {key[0]}-token training step failed "
-                          f"({type(e).__name__}: {e}); this fit trains eagerly", stacklevel=2)
+                          f"({type(e).__name__}: {e}); this learner trains eagerly from here on (not retried each "
+                          "epoch)", stacklevel=user_stacklevel())
+            self._failed = (self._param_signature(), f"{type(e).__name__}: {e}")
             self.active = False
             return None
         self._graphs[key] = graphed
@@ -407,7 +427,7 @@ class InferenceGraphs:
             replay, out = capture_forward(lambda: _logits(self.model, static, self.amp_dtype), self._pool)
         except Exception as e:  # noqa: BLE001 - a kernel that cannot be captured: predict on, eagerly
             warnings.warn(f"cuda_graphs: capturing the {bucket}-token forward pass failed ({type(e).__name__}: {e}); "
-                          "predicting eagerly", stacklevel=3)
+                          "predicting eagerly", stacklevel=user_stacklevel())
             self._failed = True
             return None
         self._graphs[key] = (static, replay, out)

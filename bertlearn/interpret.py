@@ -13,11 +13,41 @@ from typing import Any
 import pandas as pd
 import torch
 from fastai.imports import dispatch
-from fastai.interpret import ClassificationInterpretation
+from fastai.interpret import ClassificationInterpretation as _FastaiClassificationInterpretation
 
-from .data import TextInputs, _display
+from .data import TextInputs, display_frame
 
 __all__ = ["ClassificationInterpretation", "plot_top_losses", "top_losses_frame"]
+
+
+class ClassificationInterpretation(_FastaiClassificationInterpretation):
+    """fastai's `ClassificationInterpretation` (build it with `from_learner(learner)`), with a confusion-matrix
+    figure whose axis labels fit inside it and a classification report without scikit-learn's warnings."""
+
+    def plot_confusion_matrix(self, *args: Any, **kwargs: Any) -> Any:
+        """fastai's plot, laid out after its axis labels are set (fastai lays out before, so a saved PNG cut off
+        "Predicted"); returns the figure.
+
+        Args:
+            *args, **kwargs: as for fastai's (normalize, title, cmap, norm_dec, plot_txt, figure options).
+        """
+        import matplotlib.pyplot as plt
+        super().plot_confusion_matrix(*args, **kwargs)
+        fig = plt.gcf()
+        fig.tight_layout()
+        return fig
+
+    def print_classification_report(self) -> None:
+        """scikit-learn's classification report of the set: precision, recall, F1 and support per label. A label
+        never predicted shows precision 0 (scikit-learn's value; it also warned, three times)."""
+        import sklearn.metrics as skm
+        from fastai.torch_core import flatten_check
+        _, targs, decoded = self.learn.get_preds(dl=self.dl, with_decoded=True, with_preds=True, with_targs=True,
+                                                 act=self.act)
+        d, t = flatten_check(decoded, targs)
+        names = [str(v) for v in self.vocab]
+        print(skm.classification_report(t, d, labels=list(self.vocab.o2i.values()), target_names=names,
+                                        zero_division=0))
 
 
 def top_losses_frame(x: TextInputs, samples: Any, outs: Any, raws: torch.Tensor, losses: torch.Tensor,
@@ -68,5 +98,5 @@ def plot_top_losses(x: TextInputs, y: object, samples: object, outs: object, raw
     ax.set_title("Top losses")
     fig.tight_layout()
     if show_df:
-        _display(df)
+        display_frame(df)
     return fig

@@ -6,9 +6,8 @@ import contextlib
 import json
 import logging
 import warnings
-from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import inspect
 
@@ -25,18 +24,20 @@ from fastcore.foundation import L
 
 from .atomic import atomic_dir, atomic_file
 from .checkpoint import _lr_json, load_checkpoint
-from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, GradientClip,
-                        HFOutputCallback, EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback,
-                        TensorBoardLogger, mixed_precision)
+from .compat import note_no_effect
+from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
+                        FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
+                        SparseProgressCallback, TensorBoardLogger, mixed_precision)
 from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
-                          main_process_only, rank_world)
-from .errors import BertLearnError, DataError, ModelError, NotFittedError
+                          main_process_only, multi_gpu_without_effect, rank_world)
+from .errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from .metrics import default_metrics, to_fastai_metrics
-from .model import bert_splitter, compile_model, load_model, start_regression_head_at_mean
-from .optim import adamw
+from .model import bert_splitter, compile_model, load_model, quiet_hub, start_regression_head_at_mean
+from .optim import opt_func_for
+from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
 
 __all__ = ["BertLearner", "load_learner", "best_thresholds"]
@@ -56,7 +57,7 @@ def _as_lr(lr: Any) -> float | slice:
         raise BertLearnError(f"lr={lr!r} must be positive; BERT fine-tuning usually uses 1e-5 to 5e-5")
     if value > _HIGH_LR:
         warnings.warn(f"lr={value:g} is high for fine-tuning a BERT model (usually 1e-5 to 5e-5); training often "
-                      "diverges above 1e-3. learner.lr_find() suggests a rate.", stacklevel=3)
+                      "diverges above 1e-3. learner.lr_find() suggests a rate.", stacklevel=user_stacklevel())
     return value
 
 
@@ -76,12 +77,19 @@ class BertLearner(Learner):
         py_logger: a `logging.Logger` that gets each epoch's metrics.
         fresh_head: whether the classification head is untrained (predict warns until a fit).
         default_lr, default_epochs: what `fit()` uses when called without them.
+        optimizer_type: "adamw" (PyTorch's fused AdamW) or "lamb" (fastai's Lamb); `fit(optimizer_type=)` switches.
+        adam_epsilon: the optimizer's epsilon.
+        warmup_steps: warm-up length in steps for every schedule `fit` runs (None: one-cycle's `pct_start`).
+        schedule_type: the schedule `fit` runs when not given one (None: one-cycle; see `fit`).
+        grad_accumulation_steps: batches per optimizer step (`warmup_steps` counts optimizer steps, as fast-bert's).
         **kwargs: passed to fastai's `Learner` (loss_func, metrics, cbs, path, wd, moms...).
     """
 
     def __init__(self, dls: BertDataBunch, model: torch.nn.Module, *, py_logger: logging.Logger | None = None,
-                 fresh_head: bool = False, default_lr: float = 2e-5, default_epochs: int = 3, **kwargs: Any):
-        kwargs.setdefault("opt_func", adamw)
+                 fresh_head: bool = False, default_lr: float = 2e-5, default_epochs: int = 3,
+                 optimizer_type: str = "adamw", adam_epsilon: float = 1e-8, warmup_steps: int | None = None,
+                 schedule_type: str | None = None, grad_accumulation_steps: int = 1, **kwargs: Any):
+        kwargs.setdefault("opt_func", opt_func_for(optimizer_type, adam_epsilon))
         kwargs.setdefault("splitter", bert_splitter)
         kwargs.setdefault("wd", 0.01)
         kwargs.setdefault("lr", default_lr)
@@ -92,6 +100,10 @@ class BertLearner(Learner):
         super().__init__(dls, model, **kwargs)
         self.py_logger, self.fresh_head = py_logger, fresh_head
         self.default_lr, self.default_epochs = default_lr, default_epochs
+        self.optimizer_type, self.adam_epsilon = optimizer_type, adam_epsilon
+        self.warmup_steps, self.schedule_type = _warmup_steps(warmup_steps), _schedule_type(schedule_type)
+        self.grad_accumulation_steps = int(grad_accumulation_steps or 1)
+        self.lr_find_results: dict | None = None  # the last lr_find's rates and losses, for plot()
         self.thresholds: list[float] | float = 0.5  # multi-label decision thresholds (see tune_thresholds)
         # fastai's defaults read the loss on the CPU every batch; swap in device-resident versions
         self.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
@@ -101,6 +113,7 @@ class BertLearner(Learner):
             self.add_cb(SparseProgressCallback())
         if py_logger is not None:
             self.add_cb(EpochLoggerCallback(py_logger))
+        self.add_cbs([FitSummary(), FitWatchdog()])
 
     def __call__(self, event_name: str | Sequence[str]) -> None:
         # fastai wraps each event name in an `L` and asks every callback, which looks the handler up through
@@ -141,7 +154,7 @@ class BertLearner(Learner):
         return {k: v for k, v in super().__getstate__().items() if k != "_event_handlers"}  # export pickles this
 
     @classmethod
-    def from_pretrained_model(cls, databunch: BertDataBunch, pretrained_path: str | Path | None = None,
+    def from_pretrained_model(cls, databunch: BertDataBunch | None = None, pretrained_path: str | Path | None = None,
                               metrics: Sequence[Any] | None = None, device: torch.device | str | None = None,
                               logger: logging.Logger | None = None, output_dir: str | Path | None = None,
                               is_fp16: bool = False, multi_gpu: bool = False, multi_label: bool | None = None, *,
@@ -150,10 +163,11 @@ class BertLearner(Learner):
                               freeze_transformer_layers: bool = False, weight: Sequence[float] | None = None,
                               pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
                               learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
-                              ignore_mismatched_sizes: bool = False, seed: int | None = None,
-                              log_dir: str | Path | None = None, gradient_checkpointing: bool = False,
-                              compile: bool | dict = False, cuda_graphs: bool | str = "auto",
-                              **kwargs: Any) -> "BertLearner":
+                              warmup_steps: int | None = None, schedule_type: str | None = None,
+                              logging_steps: int | None = None, ignore_mismatched_sizes: bool = False,
+                              seed: int | None = None, log_dir: str | Path | None = None,
+                              gradient_checkpointing: bool = False, compile: bool | dict = False,
+                              cuda_graphs: bool | str = "auto", **kwargs: Any) -> "BertLearner":
         """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
 
         Args:
@@ -197,25 +211,38 @@ class BertLearner(Learner):
                 checkpointing, fp16 loss scaling); True: always, raising `ModelError` where they cannot apply;
                 False: never. The learner's own predictions (`predict_batch`...) replay forward-pass graphs too
                 (bf16 only under "auto"; see `InferenceGraphs`).
-            **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level,
-                loss_scale, schedule_type) are accepted; anything else goes to fastai's `Learner`.
+            warmup_steps: fast-bert's warm-up, in steps, for every schedule `fit` runs: one-cycle's rising part,
+                or the linear warm-up of the "warmup_*" schedules (default: one-cycle's 25% of the fit).
+            schedule_type: the schedule `fit` runs when not given one (default: fastai's one-cycle).
+            logging_steps: steps between training-loss points in TensorBoard (with `log_dir` or a
+                `SummaryWriter` as logger; fast-bert also validated that often, which bertlearn does per epoch).
+            **kwargs: anything else goes to fastai's `Learner`. fast-bert options with no effect here
+                (`fp16_opt_level`, `loss_scale`, `model_type`) are accepted and named once in a
+                `FastBertCompatWarning`.
         """
+        if databunch is None and "dataBunch" in kwargs:
+            databunch = kwargs.pop("dataBunch")  # fast-bert's name for the first argument
+        if not isinstance(databunch, BertDataBunch):
+            raise DataError(f"from_pretrained_model needs a BertDataBunch as its first argument (databunch=, or "
+                            f"fast-bert's dataBunch=), got {type(databunch).__name__}; build one with "
+                            "BertDataBunch(data_dir, label_dir, tokenizer, ...) or BertDataBunch.from_df(...)")
         if isinstance(metrics, (str, Path)):
             # fast-bert's positional order is (databunch, pretrained_path, output_dir, metrics, device, logger)
             output_dir, metrics, device, logger = metrics, device, logger, output_dir
-        for legacy in ("warmup_steps", "logging_steps", "fp16_opt_level", "loss_scale", "schedule_type", "model_type"):
-            kwargs.pop(legacy, None)
+        ignored = {k: kwargs.pop(k) for k in ("fp16_opt_level", "loss_scale", "model_type") if k in kwargs}
+        tensorboard = log_dir is not None or (logger is not None and hasattr(logger, "add_scalar"))
+        if logging_steps and not tensorboard:
+            ignored["logging_steps"] = logging_steps
+        if multi_gpu_without_effect(multi_gpu):
+            ignored["multi_gpu"] = multi_gpu
+        note_no_effect("BertLearner.from_pretrained_model", ignored)
+        opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
         if multi_label is not None and bool(multi_label) != databunch.multi_label:
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
         if launched_distributed():
             # accelerate launch / torchrun: this process's device (cuda:LOCAL_RANK, or the CPU with gloo)
             device = init_distributed().device
-        elif multi_gpu and torch.cuda.device_count() > 1:
-            warnings.warn(f"multi_gpu=True: one process uses one GPU; to train on all {torch.cuda.device_count()} "
-                          "launch the script with `accelerate launch --multi_gpu script.py` or `torchrun "
-                          "--nproc_per_node N script.py` (DistributedDataParallel; see docs/distributed.md)",
-                          stacklevel=2)
         device = resolve_device(device)
         if cuda_graphs not in (True, False, "auto"):
             raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")
@@ -266,28 +293,24 @@ class BertLearner(Learner):
         cbs = list(callbacks or [])
         if cuda_graphs and device.type == "cuda":
             cbs.append(CudaGraphCallback(cuda_graphs))
+        every = {"every": int(logging_steps)} if logging_steps else {}
         if log_dir is not None:
-            cbs.append(TensorBoardLogger(log_dir))
+            cbs.append(TensorBoardLogger(log_dir, **every))
         if logger is not None and hasattr(logger, "add_scalar"):
-            cbs.append(TensorBoardLogger(writer=logger))
+            cbs.append(TensorBoardLogger(writer=logger, **every))
             logger = None
         if max_grad_norm:
             cbs.append(GradientClip(max_norm=max_grad_norm))
         if grad_accumulation_steps and grad_accumulation_steps > 1:
             # fastai counts samples, fast-bert counts batches
             cbs.append(GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs))
-        if optimizer_type == "lamb":
-            from fastai.optimizer import Lamb
-            opt_func = partial(Lamb, eps=adam_epsilon)
-        elif optimizer_type == "adamw":
-            opt_func = partial(adamw, eps=adam_epsilon)
-        else:
-            raise BertLearnError(f"optimizer_type={optimizer_type!r} is not one of 'adamw', 'lamb'")
         metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type)
         path = Path(output_dir) if output_dir is not None else Path(databunch.path)
-        learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func, metrics=metrics, cbs=cbs, path=path,
-                      py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
-                      default_epochs=int(epochs), **kwargs)
+        learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func,
+                      metrics=metrics, cbs=cbs, path=path, py_logger=logger, fresh_head=fresh_head,
+                      default_lr=float(learning_rate), default_epochs=int(epochs), optimizer_type=optimizer_type,
+                      adam_epsilon=adam_epsilon, warmup_steps=warmup_steps, schedule_type=schedule_type,
+                      grad_accumulation_steps=grad_accumulation_steps, **kwargs)
         amp = mixed_precision(device) if is_fp16 else None
         if amp is not None:
             learner.add_cb(amp)
@@ -307,9 +330,10 @@ class BertLearner(Learner):
 
     def fit(self, epochs: int | None = None, lr: float | str | slice | None = None, wd: float | None = None,
             cbs: Any = None, reset_opt: bool = False, start_epoch: int = 0, *, validate: bool = True,
-            return_results: bool = False, schedule_type: str | None = None, pct_start: float = 0.25,
-            checkpoint: bool = False, resume: bool = False, layer_decay: float | None = None, **kwargs: Any):
-        """Train for `epochs` with fastai's one-cycle schedule peaking at `lr`.
+            return_results: bool = False, schedule_type: str | None = None, optimizer_type: str | None = None,
+            pct_start: float | None = None, checkpoint: bool = False, resume: bool = False,
+            layer_decay: float | None = None, **kwargs: Any):
+        """Train for `epochs` with fastai's one-cycle schedule peaking at `lr` (or the schedule named).
 
         fastai's schedulers (`fit_one_cycle`, `lr_find`, `fine_tune`...) call this with their own
         `ParamScheduler`; those calls run exactly as fastai's `Learner.fit`.
@@ -321,14 +345,20 @@ class BertLearner(Learner):
             cbs: extra callbacks for this fit.
             validate: run validation after each epoch.
             return_results: also return per-epoch results.
-            schedule_type: "none" / "constant" for a flat rate; anything else is one-cycle.
-            pct_start: share of steps spent warming up.
+            schedule_type: None or "one_cycle": fastai's one-cycle; "none" / "constant": a flat rate; fast-bert's
+                "warmup_cosine", "warmup_linear", "warmup_constant", "warmup_cosine_hard_restarts": a linear
+                warm-up over the learner's `warmup_steps`, then that shape down to the end of the fit. Default:
+                the learner's `schedule_type`.
+            optimizer_type: "adamw" or "lamb": train this fit (and later ones) with that optimizer.
+            pct_start: one-cycle's share of steps spent warming up (default: `warmup_steps` over the fit's
+                steps when the learner has them, else 0.25).
             checkpoint: after each epoch, save weights, optimizer, RNG states and schedule position to
                 `output_dir/checkpoints/last` (atomically).
             resume: continue from that checkpoint (same `epochs` and `lr`), then keep checkpointing; without
                 a checkpoint, train from the start with a warning.
             layer_decay: layer-wise learning-rate decay: the head trains at `lr`, each group below it at
                 `layer_decay` times the rate of the group above (e.g. 0.9; see `layerwise_lrs`).
+            **kwargs: passed to fastai's `fit_one_cycle` (div, div_final, moms...).
 
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
@@ -339,17 +369,23 @@ class BertLearner(Learner):
             import fastai.distributed  # noqa: F401
             with self.distrib_ctx():
                 return self.fit(epochs, lr, wd, cbs, reset_opt, start_epoch, validate=validate,
-                                return_results=return_results, schedule_type=schedule_type, pct_start=pct_start,
-                                checkpoint=checkpoint, resume=resume, layer_decay=layer_decay, **kwargs)
+                                return_results=return_results, schedule_type=schedule_type,
+                                optimizer_type=optimizer_type, pct_start=pct_start, checkpoint=checkpoint,
+                                resume=resume, layer_decay=layer_decay, **kwargs)
         cbs = list(L(cbs))
         # fastai's CSVLogger (and anything else writing to learn.path) expects the folder to exist
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
-            return super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+            result = super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+            self._raise_if_diverged()
+            return result
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
         lr = _as_lr(lr if lr is not None else self.default_lr)
-        kwargs.pop("optimizer_type", None)
+        schedule_type = _schedule_type(schedule_type) if schedule_type is not None else self.schedule_type
+        if optimizer_type is not None and optimizer_type != self.optimizer_type:
+            self.opt_func = opt_func_for(optimizer_type, self.adam_epsilon)
+            self.optimizer_type, reset_opt = optimizer_type, True
         if layer_decay is not None:
             if isinstance(lr, slice):
                 raise BertLearnError(f"layer_decay={layer_decay} and lr={lr} both set per-group rates; pass a single "
@@ -374,14 +410,114 @@ class BertLearner(Learner):
                               stacklevel=2)
         if checkpoint or resume:
             cbs.append(CheckpointCallback(folder, lr))
-        if schedule_type in ("none", "constant"):
+        warmup = self._warmup_share(epochs, schedule_type)
+        one_cycle = schedule_type is None or schedule_type in ONE_CYCLE
+        if not one_cycle and (pct_start is not None or kwargs):
+            options = sorted({*kwargs, *(["pct_start"] if pct_start is not None else [])})
+            raise BertLearnError(f"{options} set fastai's one-cycle schedule, which schedule_type={schedule_type!r} "
+                                 "does not run; leave them out, or use schedule_type=None (one-cycle)")
+        if schedule_type in FLAT:
             super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
-        else:
+        elif one_cycle:
             self.fit_one_cycle(epochs, lr_max=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
-                               pct_start=pct_start, **kwargs)
+                               pct_start=pct_start if pct_start is not None else warmup if warmup is not None else 0.25,
+                               **kwargs)
+        else:
+            cbs.append(WarmupSchedule(schedule_type, warmup or 0.0))
+            super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+        self._raise_if_diverged()
         self.fresh_head = False
         result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
+
+    def _raise_if_diverged(self) -> None:
+        watchdog = next((cb for cb in self.cbs if isinstance(cb, FitWatchdog)), None)
+        if watchdog is not None and watchdog.diverged:
+            raise BertLearnError(watchdog.diverged)
+
+    def _warmup_share(self, epochs: int, schedule_type: str | None) -> float | None:
+        """`warmup_steps` as a share of this fit's steps (None without them); a warm-up longer than the fit spans
+        the whole fit, which is said."""
+        if self.warmup_steps is None or schedule_type in FLAT:
+            return None
+        # fast-bert counted warm-up in optimizer steps, which gradient accumulation makes rarer than batches
+        steps = epochs * len(self.dls.train) // max(self.grad_accumulation_steps, 1)
+        if self.warmup_steps > steps:
+            warnings.warn(f"warmup_steps={self.warmup_steps} is longer than this fit's {steps} optimizer steps "
+                          f"({epochs} epoch{'s' if epochs > 1 else ''} of {len(self.dls.train)} batches): the rate "
+                          "warms up over the whole fit and never decays", stacklevel=user_stacklevel())
+        return min(self.warmup_steps / max(steps, 1), 1.0)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True, suggest_funcs: Any = None, *, optimizer_type: str | None = None,
+                num_iter: int | None = None, **fast_bert: Any) -> Any:
+        """fastai's learning-rate finder (exponential sweep from `start_lr` to `end_lr`), also taking fast-bert's
+        arguments: `optimizer_type` sweeps with that optimizer, `num_iter` is `num_it`; `use_val_loss`,
+        `step_mode`, `smooth_f` and `diverge_th` have no effect here and are named once. The model and
+        optimizer are restored afterwards; `plot()` draws the curve again.
+
+        Args:
+            start_lr, end_lr: the sweep's first and last rate.
+            num_it: steps of the sweep (fast-bert: `num_iter`).
+            stop_div: stop once the loss exceeds 4x its minimum.
+            show_plot: draw the loss against the rate.
+            suggest_funcs: fastai's suggestion functions (default: `valley`).
+            optimizer_type: "adamw" or "lamb" for the sweep (default: the learner's).
+            num_iter: fast-bert's name for `num_it`.
+            **fast_bert: fast-bert's `use_val_loss`, `step_mode`, `smooth_f`, `diverge_th`.
+        """
+        from fastai.callback.schedule import valley
+        unknown = sorted(set(fast_bert) - {"use_val_loss", "step_mode", "smooth_f", "diverge_th"})
+        if unknown:
+            raise TypeError(f"lr_find() got unexpected arguments {unknown}; it takes fastai's start_lr, end_lr, num_it, "
+                            "stop_div, show_plot, suggest_funcs and fast-bert's optimizer_type, num_iter, use_val_loss, "
+                            "step_mode, smooth_f, diverge_th")
+        note_no_effect("BertLearner.lr_find", fast_bert)
+        if num_iter is not None:
+            num_it = num_iter
+        opt_func, opt = self.opt_func, self.opt
+        if optimizer_type is not None and optimizer_type != self.optimizer_type:
+            self.opt_func, self.opt = opt_func_for(optimizer_type, self.adam_epsilon), None
+        try:
+            found = super().lr_find(start_lr=float(start_lr), end_lr=float(end_lr), num_it=int(num_it),
+                                    stop_div=stop_div, show_plot=show_plot,
+                                    suggest_funcs=suggest_funcs if suggest_funcs is not None else (valley,))
+            self.lr_find_results = {"lrs": [float(v) for v in self.recorder.lrs],
+                                    "losses": [float(v) for v in self.recorder.losses], "suggestion": found}
+        finally:
+            if self.opt_func is not opt_func:  # the next fit builds its own optimizer again
+                self.opt_func, self.opt = opt_func, opt
+        return found
+
+    def plot(self, skip_start: int = 10, skip_end: int = 5, log_lr: bool = True, show_lr: float | None = None,
+             ax: Any = None) -> Any:
+        """fast-bert's `plot()`: the last `lr_find`'s loss against the learning rate; returns the matplotlib axes.
+
+        Args:
+            skip_start, skip_end: points left out at the start and the end of the sweep.
+            log_lr: a logarithmic rate axis.
+            show_lr: draw a vertical line at this rate (default: the suggested one).
+            ax: axes to draw on (default: a new figure).
+        """
+        if self.lr_find_results is None:
+            raise NotFittedError("plot() draws the learning-rate finder's curve: call learner.lr_find() first")
+        import matplotlib.pyplot as plt
+        lrs, losses = self.lr_find_results["lrs"], self.lr_find_results["losses"]
+        stop = max(len(lrs) - int(skip_end), 0)
+        lrs, losses = lrs[int(skip_start):stop], losses[int(skip_start):stop]
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.plot(lrs, losses)
+        if log_lr:
+            ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss (smoothed)")
+        suggestion = self.lr_find_results.get("suggestion")
+        line = show_lr if show_lr is not None else getattr(suggestion, "valley", None)
+        if line is not None:
+            ax.axvline(float(line), color="red", linestyle="--", label=f"lr {float(line):.2e}")
+            ax.legend()
+        return ax
 
     def embed(self, texts: Sequence[str] | str, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
               bs: int | None = None) -> Any:
@@ -476,7 +612,7 @@ class BertLearner(Learner):
             loss_only: return only the loss.
             return_preds: also return the logits, in dataset order.
         """
-        with (self.no_bar() if quiet else contextlib.nullcontext()):
+        with (self.no_bar() if quiet else contextlib.nullcontext()), self.keeping_history():
             values = super().validate(ds_idx=ds_idx, dl=dl, cbs=cbs)
         results = {"loss": float(values[0])}
         if not loss_only:
@@ -484,6 +620,30 @@ class BertLearner(Learner):
         if return_preds:
             return results, predict_logits(self.model, dl if dl is not None else self.dls[ds_idx])
         return results
+
+    def get_preds(self, *args: Any, **kwargs: Any) -> Any:
+        """fastai's `get_preds`, keeping the last fit's losses in `recorder` (fastai's resets them).
+
+        Args:
+            *args, **kwargs: as for fastai's `Learner.get_preds` (ds_idx, dl, with_input, with_decoded, ...).
+        """
+        with self.keeping_history():
+            return super().get_preds(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def keeping_history(self) -> Iterator["BertLearner"]:
+        """Inside the block, passes that are not training (validation, prediction) leave `recorder`'s losses,
+        rates and per-epoch values of the last fit as they were: fastai runs the Recorder's `before_fit` for them,
+        which empties its lists, so `recorder.plot_loss()` after `validate()` drew nothing."""
+        rec = getattr(self, "recorder", None)
+        kept = None if rec is None else {k: getattr(rec, k) for k in ("lrs", "iters", "losses", "values")
+                                         if hasattr(rec, k)}
+        try:
+            yield self
+        finally:
+            if kept:
+                for k, v in kept.items():
+                    setattr(rec, k, v)
 
     # --- prediction ---
 
@@ -502,7 +662,7 @@ class BertLearner(Learner):
         """
         if self.fresh_head:
             warnings.warn("predicting with a classification head that has not been trained yet; call fit() first",
-                          stacklevel=3)
+                          stacklevel=user_stacklevel())
         if texts is None:
             if self.dls.test is None:
                 raise NotFittedError("predict_batch() without texts predicts the databunch's test_data, but none was "
@@ -524,7 +684,7 @@ class BertLearner(Learner):
 
         Args:
             texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`.
-            verbose: accepted for fast-bert compatibility.
+            verbose: fast-bert's progress flag; prediction prints nothing here, so it has no effect.
             bs: batch size (default: the validation batch size).
         """
         enc = self.dls.encoder
@@ -554,8 +714,10 @@ class BertLearner(Learner):
 
         Among thresholds with equal F1 the one nearest 0.5 wins. A label with no positive row in the validation
         set has no F1 to tune on (it is 0 at every threshold), so it keeps 0.5 and a warning names it. The
-        thresholds are stored in `self.thresholds`, used by `predict_labels` and the metrics, and saved by
-        `save_model` / `export`. Score them on rows they were not tuned on.
+        thresholds are stored in `self.thresholds`, used by `predict_labels`, saved by `save_model` / `export`
+        (so the predictors, `bertlearn predict` and `bertlearn eval` use them) and by the fit's check for texts
+        left without a label; `validate()`'s default metrics keep scoring at 0.5 (pass `thresh=` to a metric to
+        score at them). Score them on rows they were not tuned on.
 
         Args:
             grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
@@ -627,7 +789,7 @@ class BertLearner(Learner):
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
         enc = self.dls.encoder
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
             thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)
@@ -657,6 +819,22 @@ def best_thresholds(probs: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> l
     chosen = grid[distance.argmin(axis=0)].astype(np.float64)
     chosen[truth.sum(0) == 0] = 0.5
     return [round(float(x), 4) for x in chosen]
+
+
+def _warmup_steps(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise BertLearnError(f"warmup_steps={value!r} must be a whole number of steps >= 0 (or None)")
+    return int(value)
+
+
+def _schedule_type(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in SCHEDULE_TYPES:
+        raise BertLearnError(f"schedule_type={value!r} is not one of {list(SCHEDULE_TYPES)} (None: one-cycle)")
+    return value
 
 
 def _handles(cb: Callback, event_name: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,16 +22,19 @@ import torch
 import torch.nn.functional as F
 from fastai.callback.core import CancelBatchException
 from fastai.callback.training import GradientAccumulation
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
 from torch import nn
 
 from .callbacks import DeviceAvgLoss, GradientClip, mixed_precision
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
-from .distributed import main_process_only
+from .distributed import main_process_only, multi_gpu_without_effect
 from .errors import BertLearnError, DataError, ModelError
-from .atomic import atomic_dir
+from .atomic import atomic_dir, atomic_file
+from .compat import note_no_effect
 from .learner import BertLearner
-from .optim import adamw
-from .model import _load_error, bert_splitter, load_tokenizer, resolve_pretrained
+from .optim import opt_func_for
+from .model import bert_splitter, load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
 from .predict import resolve_device
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
@@ -95,15 +97,46 @@ class MaskedLMDataLoader(BertDataLoader):
         return inputs, mask, positions, targets
 
 
+LM_FILES = ("lm_train.txt", "lm_val.txt")  # what from_raw_corpus(data_dir, ...) writes, as fast-bert did
+
+
 class BertLMDataBunch(BertDataBunch):
-    """fastai `DataLoaders` of unlabelled texts for masked-LM training. Build it with `from_raw_corpus`."""
+    """fastai `DataLoaders` of unlabelled texts for masked-LM training. Build it with `from_raw_corpus`.
+
+    fast-bert's `BertLMDataBunch(data_dir, tokenizer, batch_size_per_gpu=..., max_seq_length=..., ...)` works too:
+    it reads the `lm_train.txt` and `lm_val.txt` (one text a line) that `from_raw_corpus(data_dir, texts, ...)`
+    wrote there, and takes the rest of `from_raw_corpus`'s options.
+
+    Args:
+        *args, **kwargs: fastai's `(train_dl, valid_dl, path=, device=)`, which stores the loaders, or fast-bert's
+            `(data_dir, tokenizer, batch_size_per_gpu=..., max_seq_length=..., ...)`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if (not args and "data_dir" not in kwargs) or (args and isinstance(args[0], DataLoader)):
+            DataLoaders.__init__(self, *args, **kwargs)  # fastai's own form: store the loaders
+            return
+        built = type(self)._from_lm_files(*args, **kwargs)
+        self.__dict__.update(built.__dict__)
+
+    @classmethod
+    def _from_lm_files(cls, data_dir: str | Path, tokenizer: Any = None, **kwargs: Any) -> "BertLMDataBunch":
+        data_dir = Path(data_dir)
+        missing = [f for f in LM_FILES if not (data_dir / f).is_file()]
+        if missing:
+            raise DataError(f"BertLMDataBunch(data_dir={str(data_dir)!r}) reads {list(LM_FILES)}, which "
+                            f"from_raw_corpus(data_dir, texts, ...) writes; {missing} not found there. Build it with "
+                            "BertLMDataBunch.from_raw_corpus first")
+        train, valid = ([line for line in (data_dir / f).read_text(encoding="utf-8").split("\n") if line.strip()]
+                        for f in LM_FILES)
+        return cls.from_raw_corpus(train + valid, tokenizer, path=data_dir, _split=len(train), **kwargs)
 
     @property
     def n_inp(self) -> int:
         return 3  # input_ids, attention_mask, positions (the model scores only the masked positions)
 
     @classmethod
-    def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame, tokenizer: Any = None,
+    def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame | None = None, tokenizer: Any = None,
                         bs: int = 32, maxlen: int = 128, mlm_probability: float = 0.15, *, text_col: str = "text",
                         valid_pct: float = 0.1, seed: int | None = None, device: torch.device | str | None = None,
                         path: str | Path = ".", logger: logging.Logger | None = None,
@@ -112,7 +145,9 @@ class BertLMDataBunch(BertDataBunch):
 
         fast-bert's call `from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu=..., max_seq_length=...,
         test_size=..., multi_gpu=..., model_type=..., logger=..., clear_cache=..., no_cache=...)` works as well
-        (the options after the tokenizer by keyword).
+        (positionally, or all by keyword; the options after the tokenizer by keyword). Like fast-bert it then
+        writes the split to `data_dir/lm_train.txt` and `lm_val.txt` (one text a line, whitespace runs as one
+        space), which `BertLMDataBunch(data_dir, tokenizer, ...)` reads back.
 
         Args:
             corpus: a list of texts, a CSV file (with `text_col`), or a DataFrame.
@@ -127,14 +162,26 @@ class BertLMDataBunch(BertDataBunch):
             path: the folder things are saved relative to.
             logger: a `logging.Logger`.
         """
-        if isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
-            # fast-bert's order (data_dir, text_list, tokenizer, ...); its later options come as keywords
+        write_to = None
+        if "data_dir" in kwargs or "text_list" in kwargs:  # fast-bert's keywords: data_dir=, text_list=, tokenizer=
+            if "data_dir" not in kwargs or "text_list" not in kwargs or corpus is not None:
+                raise TypeError("from_raw_corpus(): fast-bert's form needs both data_dir= and text_list= (and no corpus)")
+            path, corpus = kwargs.pop("data_dir"), kwargs.pop("text_list")
+            write_to = Path(path)
+        elif isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
+            # fast-bert's positional order (data_dir, text_list, tokenizer, ...); its later options as keywords
             path, corpus, tokenizer, bs = corpus, tokenizer, bs, 32
+            write_to = Path(path)
         bs = kwargs.pop("batch_size_per_gpu", bs)
         maxlen = kwargs.pop("max_seq_length", maxlen)
         valid_pct = kwargs.pop("test_size", valid_pct)
-        for legacy in ("multi_gpu", "model_type", "clear_cache", "no_cache"):
-            kwargs.pop(legacy, None)
+        split = kwargs.pop("_split", None)  # BertLMDataBunch(data_dir): the first `split` texts are the training set
+        given = {k: kwargs.pop(k) for k in ("multi_gpu", "model_type", "clear_cache", "no_cache") if k in kwargs}
+        if not multi_gpu_without_effect(given.get("multi_gpu")):
+            given.pop("multi_gpu", None)
+        note_no_effect("BertLMDataBunch.from_raw_corpus", given,
+                       why={"clear_cache": "masked-LM data is tokenized afresh each time (no cache to clear)",
+                            "no_cache": "masked-LM data is tokenized afresh each time (nothing is cached)"})
         if kwargs:
             raise TypeError(f"from_raw_corpus() got unexpected arguments {sorted(kwargs)}")
         bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
@@ -157,11 +204,19 @@ class BertLMDataBunch(BertDataBunch):
         from transformers import DataCollatorForLanguageModeling
         collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=float(mlm_probability))
 
-        perm = np.random.default_rng(seed).permutation(len(texts))
-        n_valid = max(1, int(round(len(texts) * float(valid_pct))))
+        if split is not None:
+            train_texts, valid_texts = texts[:split], texts[split:]
+        else:
+            perm = np.random.default_rng(seed).permutation(len(texts))
+            n_valid = max(1, int(round(len(texts) * float(valid_pct))))
+            train_texts, valid_texts = [texts[i] for i in perm[n_valid:]], [texts[i] for i in perm[:n_valid]]
+        if write_to is not None:  # fast-bert wrote the split to data_dir; BertLMDataBunch(data_dir) reads it back
+            for name, part in zip(LM_FILES, (train_texts, valid_texts)):
+                with atomic_file(write_to / name) as tmp:
+                    tmp.write_text("\n".join(" ".join(t.split()) for t in part) + "\n", encoding="utf-8")
         encoder = TextEncoder(tok, maxlen, [])
-        train_ds = encoder.dataset([texts[i] for i in perm[n_valid:]])
-        valid_ds = encoder.dataset([texts[i] for i in perm[:n_valid]])
+        train_ds = encoder.dataset(train_texts)
+        valid_ds = encoder.dataset(valid_texts)
         (logger or _log).info("masked-LM data: %d train / %d valid texts, maxlen %d", len(train_ds), len(valid_ds),
                               maxlen)
         loaders = [MaskedLMDataLoader(train_ds, bs=bs, shuffle=True, collator=collator),
@@ -294,7 +349,7 @@ class BertLMLearner(BertLearner):
     """
 
     @classmethod
-    def from_pretrained_model(cls, databunch: BertLMDataBunch, pretrained_path: str | Path | None = None,
+    def from_pretrained_model(cls, databunch: BertLMDataBunch | None = None, pretrained_path: str | Path | None = None,
                               output_dir: str | Path | None = None, metrics: Any = None,
                               device: torch.device | str | None = None, logger: logging.Logger | None = None,
                               multi_gpu: bool = False, is_fp16: bool = False, *, grad_accumulation_steps: int = 1,
@@ -311,31 +366,38 @@ class BertLMLearner(BertLearner):
             metrics: extra fastai metrics (perplexity is always reported).
             device: torch device (None: CUDA when available).
             logger: a `logging.Logger` for per-epoch results.
-            multi_gpu: accepted for fast-bert compatibility.
+            multi_gpu: fast-bert's flag: under `accelerate launch` / `torchrun` every process trains with DDP; with
+                several GPUs in one process it warns how to launch; otherwise no effect (named once).
             is_fp16: mixed precision on CUDA.
             grad_accumulation_steps, max_grad_norm, adam_epsilon: as for `BertLearner.from_pretrained_model`.
             learning_rate, epochs: defaults of `fit()`.
             seed: seeds the new head's initialisation.
-            **kwargs: fast-bert options without effect here (warmup_steps, logging_steps, fp16_opt_level) are
-                accepted; the rest go to fastai's `Learner`.
+            **kwargs: fast-bert's `warmup_steps`, `schedule_type` and `optimizer_type` (as for
+                `BertLearner.from_pretrained_model`); its `logging_steps`, `fp16_opt_level`, `loss_scale` and
+                `model_type` have no effect and are named once; the rest go to fastai's `Learner`.
         """
+        if databunch is None and "dataBunch" in kwargs:
+            databunch = kwargs.pop("dataBunch")  # fast-bert's name for the first argument
         if not isinstance(databunch, BertLMDataBunch):
             raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
                             f"got {type(databunch).__name__}")
-        for legacy in ("warmup_steps", "logging_steps", "fp16_opt_level", "loss_scale", "model_type"):
-            kwargs.pop(legacy, None)
+        warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
+        ignored = {k: kwargs.pop(k) for k in ("logging_steps", "fp16_opt_level", "loss_scale", "model_type")
+                   if k in kwargs}
+        if multi_gpu_without_effect(multi_gpu):
+            ignored["multi_gpu"] = multi_gpu
+        note_no_effect("BertLMLearner.from_pretrained_model", ignored)
+        optimizer_type = kwargs.pop("optimizer_type", "adamw")
+        opt_func = opt_func_for(optimizer_type, adam_epsilon)
         from transformers import AutoModelForMaskedLM
         from fastai.torch_core import set_seed
         if seed is not None:
             set_seed(seed, reproducible=True)
         name = resolve_pretrained(pretrained_path)
         try:
-            hf, info = AutoModelForMaskedLM.from_pretrained(name, output_loading_info=True)
+            hf, info = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
         except (OSError, ValueError) as e:
-            raise _load_error("pretrained_path", name, e) from e
-        if info.get("missing_keys"):
-            _log.info("%s has no pretrained masked-LM head weights for %s; they start fresh", name,
-                      sorted(info["missing_keys"])[:4])
+            raise load_error("pretrained_path", name, e) from e
         device = resolve_device(device)
         model = MaskedLMModel(hf).to(device)
         databunch.device = device
@@ -345,9 +407,11 @@ class BertLMLearner(BertLearner):
         if grad_accumulation_steps and grad_accumulation_steps > 1:
             cbs.append(AccumulateBatches(n_acc=grad_accumulation_steps))
         path = Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm"
-        learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=partial(adamw, eps=adam_epsilon),
+        learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=opt_func,
                       metrics=[Perplexity(), *(metrics or [])], cbs=cbs, path=path, py_logger=logger,
-                      default_lr=float(learning_rate), default_epochs=int(epochs), splitter=bert_splitter, **kwargs)
+                      default_lr=float(learning_rate), default_epochs=int(epochs), splitter=bert_splitter,
+                      optimizer_type=optimizer_type, adam_epsilon=adam_epsilon, warmup_steps=warmup_steps,
+                      schedule_type=schedule_type, grad_accumulation_steps=grad_accumulation_steps, **kwargs)
         amp = mixed_precision(device) if is_fp16 else None
         if amp is not None:
             learner.add_cb(amp)
@@ -364,7 +428,7 @@ class BertLMLearner(BertLearner):
             path: target folder.
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path) as tmp, quiet_hub():
             self.model.hf.save_pretrained(tmp, safe_serialization=True)
             self.dls.encoder.tokenizer.save_pretrained(tmp)
         _log.info("masked-LM model saved to %s", path)

@@ -22,6 +22,8 @@ import sklearn.metrics as skm
 import torch
 from fastai.learner import Metric
 
+from .errors import user_stacklevel
+
 __all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
            "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
            "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
@@ -192,6 +194,9 @@ def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: boo
         y_true: (n, c) 0/1 targets.
         sigmoid: apply a sigmoid to `y_pred` first (the argmax is the same either way).
     """
+    if "thresh" in kwargs:
+        raise TypeError("accuracy_multilabel() is fast-bert's top-label match and takes no thresh; for the share of "
+                        "right decisions at a threshold use accuracy_thresh(y_pred, y_true, thresh=...)")
     probs = y_pred.sigmoid() if sigmoid else y_pred
     return (probs.argmax(dim=-1) == y_true.argmax(dim=-1)).float().mean()
 
@@ -219,8 +224,8 @@ def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
 _EMPTY_ROWS_SAID = False
 
 
-def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh: float = 0.3,
-          average: str = "samples", **kwargs: Any) -> float:
+def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta: float = 2.0, eps: float = 1e-9,
+          sigmoid: bool = True, *, average: str = "samples", **kwargs: Any) -> float:
     """F-beta of sigmoid outputs thresholded at `thresh`: fast-bert's `fbeta` (beta 2, threshold 0.3, averaged over
     rows), computed as sklearn `fbeta_score(average=average)`.
 
@@ -230,15 +235,18 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh:
     averages use `zero_division=0`, sklearn's default value.
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        beta: weight of recall.
         thresh: probability threshold, a float or one per label.
+        beta: weight of recall.
+        eps: fast-bert's guard against division by zero; the value here is exact, so it changes nothing.
+        sigmoid: apply a sigmoid to `y_pred` first.
         average: sklearn's average: 'samples', 'micro', 'macro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
     global _EMPTY_ROWS_SAID
-    t, d = _np(y_true).astype(int), _decisions(y_pred, thresh)
+    t = _np(y_true).astype(int)
+    d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh)).astype(int)
     samples = average == "samples"
     value = float(skm.fbeta_score(t, d, beta=beta, average=average, zero_division=1 if samples else 0))
     empty = int(((t.sum(1) == 0) & (d.sum(1) == 0)).sum()) if samples else 0
@@ -246,7 +254,7 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, beta: float = 2.0, thresh:
         _EMPTY_ROWS_SAID = True
         warnings.warn(f"fbeta: {empty} of {len(t)} rows have no true and no predicted label; they score 1 (a correct "
                       f"empty prediction), where fast-bert's fbeta scored them 0, which would give "
-                      f"{value - empty / len(t):.4f} instead of {value:.4f}", stacklevel=2)
+                      f"{value - empty / len(t):.4f} instead of {value:.4f}", stacklevel=user_stacklevel())
     return value
 
 
@@ -356,7 +364,7 @@ def F1(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.5, **kwa
         threshold: probability threshold.
         **kwargs: options this metric does not take, ignored.
     """
-    return fbeta(y_pred, y_true, beta=1.0, thresh=threshold)
+    return fbeta(y_pred, y_true, thresh=threshold, beta=1.0)
 
 
 def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
@@ -563,20 +571,14 @@ def evaluate(logits: torch.Tensor, targets: Any, problem_type: str, labels: Sequ
         out = {"accuracy_thresh": float(accuracy_thresh(logits, y, thresh=thr)),
                "f1_micro": f1_multilabel_micro(logits, y, thresh=thr), "f1_macro": f1_multilabel_macro(logits, y, thresh=thr),
                "hamming_loss": hamming_loss(logits, y, thresh=thr), "exact_match": exact_match(logits, y, thresh=thr)}
-        try:
-            out.update(roc_auc_micro=roc_auc_micro(logits, y), roc_auc_macro=roc_auc_macro(logits, y))
-        except ValueError:
-            pass  # a label with one class only in this data: AUC undefined
+        out.update(roc_auc_micro=roc_auc_micro(logits, y), roc_auc_macro=roc_auc_macro(logits, y))  # NaN if undefined
         out["f1_per_label"] = dict(zip(labels, (float(v) for v in f1_per_label(logits, y, thresh=thr))))
         return out
     out = {"accuracy": float(accuracy(logits, y)), "f1_macro": f1(logits, y, "macro"),
            "f1_micro": f1(logits, y, "micro"), "f1_weighted": f1(logits, y, "weighted"),
            "precision_macro": precision(logits, y, "macro"), "recall_macro": recall(logits, y, "macro"),
            "matthews_corrcoef": matthews_corrcoef(logits, y)}
-    try:
-        out["roc_auc"] = roc_auc(logits, y)
-    except ValueError:
-        pass
+    out["roc_auc"] = roc_auc(logits, y)  # NaN where a class is absent from the targets
     per = f1_per_class(logits, y)
     out["f1_per_label"] = dict(zip(labels, (float(v) for v in per)))
     return out

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from .errors import ModelError
+from .distributed import is_main_process
+from .errors import ModelError, user_stacklevel
 
 __all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
+           "load_pretrained", "load_error", "quiet_hub",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
 
 _log = logging.getLogger(__name__)
@@ -52,7 +55,14 @@ def _looks_local(name: str) -> bool:
     return os.path.isabs(name) or name.startswith((".", "~")) or os.path.exists(name) or name.count("/") > 1
 
 
-def _load_error(what: str, name: str, err: Exception) -> ModelError:
+def load_error(what: str, name: str, err: Exception) -> ModelError:
+    """The `ModelError` for a model or tokenizer that could not be loaded: what was tried, and the fix.
+
+    Args:
+        what: the argument, as the message names it.
+        name: the hub name or folder.
+        err: the loader's exception.
+    """
     if _looks_local(name):
         path = Path(name).expanduser()
         if not path.exists():
@@ -83,7 +93,7 @@ def load_tokenizer(tokenizer: Any = None) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name, use_fast=True)
     except (OSError, ValueError) as e:
-        raise _load_error("tokenizer", name, e) from e
+        raise load_error("tokenizer", name, e) from e
 
 
 def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], multi_label: bool = False,
@@ -110,23 +120,112 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
     if problem_type is None:
         problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)}, problem_type=problem_type,
-            output_loading_info=True, **kwargs)
+        model, info = load_pretrained(
+            AutoModelForSequenceClassification, name, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)}, problem_type=problem_type, **kwargs)
     except RuntimeError as e:
         if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
             raise ModelError(f"pretrained_path {name!r} has a classification head for a different number of labels than the data's "
                              f"{len(labels)}; pass ignore_mismatched_sizes=True to start a new head ({e})") from e
         raise
     except (OSError, ValueError) as e:
-        raise _load_error("pretrained_path", name, e) from e
+        raise load_error("pretrained_path", name, e) from e
     if finetuned_wgts_path is not None:
         _load_weights(model, Path(finetuned_wgts_path))
     fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     if not fresh_head and problem_type != "regression":
         fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
     return model, fresh_head
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[list[logging.LogRecord]]:
+    """Inside the block, Hugging Face's progress bars ("Loading weights", "Writing model shards") are off and the
+    weight-loading report it logs is held back: the block gets the held records (`load_pretrained` decides what
+    to show). Both are restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if "LOAD REPORT" in str(record.msg) or "seem corrupted" in str(record.msg):
+                held.append(record)
+                return False
+            return True
+
+    hold, loggers = _Hold(), [logging.getLogger(n) for n in ("transformers.modeling_utils",
+                                                             "transformers.utils.loading_report")]
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    for lg in loggers:
+        lg.addFilter(hold)
+    try:
+        yield held
+    finally:
+        for lg in loggers:
+            lg.removeFilter(hold)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_pretrained(auto_class: Any, name: str, *, head: str = "classification head", complete: bool = False,
+                    **kwargs: Any) -> tuple[nn.Module, dict]:
+    """`auto_class.from_pretrained(name, **kwargs)` without Hugging Face's progress bar, and with its loading report
+    only where something is wrong: a new head on a pretrained encoder (the usual start of fine-tuning) is said in
+    one line instead of a table of MISSING weights.
+
+    Args:
+        auto_class: e.g. `AutoModelForSequenceClassification`.
+        name: hub name or folder.
+        head: what the task's new layers are called in that line.
+        complete: the folder must hold every weight (a model to predict with, not to train): missing ones raise
+            `ModelError` instead of starting fresh.
+        **kwargs: passed to `from_pretrained`.
+
+    Returns:
+        The model and Hugging Face's loading info (missing, unexpected and mismatched keys).
+    """
+    with quiet_hub() as held:
+        model, info = auto_class.from_pretrained(name, output_loading_info=True, **kwargs)
+    missing = list(info.get("missing_keys") or [])
+    if complete and (missing or info.get("mismatched_keys")):
+        lacking = sorted(missing) or sorted(str(k[0]) for k in info["mismatched_keys"])
+        raise ModelError(f"{name!r} lacks trained weights for {lacking[:6]}: it is not a fine-tuned {head}, and "
+                         "predicting with random weights would give random answers. Point at a folder written by "
+                         "learner.save_model (or a fine-tuned hub model)")
+    if held and (info.get("mismatched_keys") or not _only_a_new_head(model, missing, info.get("unexpected_keys"))):
+        for record in held:  # something else than a new head: Hugging Face's own report, as it would have shown it
+            logging.getLogger(record.name).handle(record)
+    if missing and is_main_process():
+        outputs = getattr(model.config, "num_labels", None) if "classification" in head else None
+        print(f"bertlearn: new {head}{f' with {outputs} outputs' if outputs else ''} on the pretrained encoder of "
+              f"{_short(name)}; training sets its weights", flush=True)
+    return model, info
+
+
+def _only_a_new_head(model: nn.Module, missing: list[str], unexpected: Any) -> bool:
+    """Whether the checkpoint lacked only weights outside the encoder (the task head) and had extra weights only
+    outside it too (another task's head, or an optional pooler)."""
+    base = getattr(model, "base_model", model)
+    prefix = getattr(model, "base_model_prefix", "")
+    encoder_parts = {n for n, _ in base.named_children()}
+    in_encoder = {f"{prefix}.{n}" for n, _ in base.named_parameters()} | {n for n, _ in base.named_parameters()}
+
+    def part(key: str) -> str:
+        key = key[len(prefix) + 1:] if prefix and key.startswith(prefix + ".") else key
+        return key.split(".", 1)[0]
+
+    if any(k in in_encoder for k in missing):
+        return False
+    return all(part(k) not in encoder_parts or part(k) == "pooler" for k in (unexpected or []))
+
+
+def _short(name: str) -> str:
+    try:
+        return DEFAULT_MODEL if Path(name) == default_model_path() else name
+    except ModelError:
+        return name
 
 
 def _saved_labels(name: str) -> list[str] | None:
@@ -170,7 +269,7 @@ def _match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new
         if layer.bias is not None:
             layer.bias.zero_()
     warnings.warn(f"pretrained_path {name!r}: its head was trained for the labels {saved[:20]}, not the data's "
-                  f"{labels[:20]}; ignore_mismatched_sizes=True starts a new output layer", stacklevel=4)
+                  f"{labels[:20]}; ignore_mismatched_sizes=True starts a new output layer", stacklevel=user_stacklevel())
     return True
 
 

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, atomic_file
 from .data import TextEncoder
+from .model import quiet_hub
 from .errors import ModelError
 from .predict import SETTINGS_FILE, Predictor, input_names, load_settings, per_text_logits
 
@@ -78,15 +80,39 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
                                     dynamo=True, verbose=False)
     thresholds = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else list(thresholds)
     settings = {**encoder.settings(), "thresholds": thresholds, **(extra_settings or {}), "onnx_file": fname}
-    # the whole folder is written aside and swapped in, so a crash leaves the previous export (or none) whole;
-    # files of the folder the export does not write (a save_model folder can hold its ONNX export) are kept
-    with atomic_dir(folder) as tmp:
-        program.save(str(tmp / fname))
-        encoder.tokenizer.save_pretrained(tmp)
-        model.config.save_pretrained(tmp)
-        (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-        _keep_others(folder, tmp)
+    def write(into: Path) -> None:
+        program.save(str(into / fname))
+        encoder.tokenizer.save_pretrained(into)
+        model.config.save_pretrained(into)
+        (into / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+    with quiet_hub():
+        if _ours(folder):
+            # the whole folder is written aside and swapped in, so a crash leaves the previous export (or none)
+            # whole; files it does not write (a save_model folder can hold its ONNX export) are kept
+            with atomic_dir(folder) as tmp:
+                write(tmp)
+                _keep_others(folder, tmp)
+        else:
+            # a folder of the user's (`to_onnx("out/model.onnx")`): left as it is, each file written aside and
+            # renamed in, bertlearn.json last, so a folder holding it holds a complete export
+            with tempfile.TemporaryDirectory(dir=folder, prefix=".bertlearn-onnx-") as tmp:
+                write(Path(tmp))
+                files = sorted(Path(tmp).iterdir(), key=lambda f: f.name == SETTINGS_FILE)
+                for f in files:
+                    with atomic_file(folder / f.name) as target:
+                        os.replace(f, target)
     return folder / fname
+
+
+def _ours(folder: Path) -> bool:
+    """Whether `folder` is bertlearn's to replace as a whole: missing, empty, or holding a bertlearn save (its
+    bertlearn.json), and not the working directory."""
+    if not folder.exists():
+        return True
+    if Path.cwd() == folder.absolute() or folder.absolute() in Path.cwd().parents:
+        return False
+    return not any(folder.iterdir()) or (folder / SETTINGS_FILE).is_file()
 
 
 def _keep_others(old: Path, new: Path) -> None:

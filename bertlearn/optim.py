@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from fastai.optimizer import OptimWrapper, detuplify_pg, set_item_pg
 
-__all__ = ["DecayGroupsOptimWrapper", "GroupHypers", "adamw", "decays", "merged_groups"]
+from .errors import BertLearnError
+
+__all__ = ["DecayGroupsOptimWrapper", "GroupHypers", "adamw", "decays", "merged_groups", "opt_func_for", "OPTIMIZERS"]
 
 
 def decays(p: torch.Tensor) -> bool:
@@ -176,3 +178,22 @@ def adamw(params: Any, **kwargs: Any) -> DecayGroupsOptimWrapper:
     fused = bool(flat) and all(p.device.type in ("cuda", "cpu") for p in flat)
     return DecayGroupsOptimWrapper(groups, partial(torch.optim.AdamW, **({"fused": True} if fused else {"foreach": True})),
                                    **kwargs)
+
+
+OPTIMIZERS = ("adamw", "lamb")
+
+
+def opt_func_for(optimizer_type: str, eps: float = 1e-8) -> Any:
+    """The fastai `opt_func` for fast-bert's `optimizer_type`: "adamw" (`adamw`, PyTorch's fused AdamW) or "lamb"
+    (fastai's `Lamb`).
+
+    Args:
+        optimizer_type: "adamw" or "lamb".
+        eps: the optimizer's epsilon (fast-bert's `adam_epsilon`).
+    """
+    if optimizer_type == "adamw":
+        return partial(adamw, eps=eps)
+    if optimizer_type == "lamb":
+        from fastai.optimizer import Lamb
+        return partial(Lamb, eps=eps)
+    raise BertLearnError(f"optimizer_type={optimizer_type!r} is not one of {list(OPTIMIZERS)}")

@@ -13,20 +13,21 @@ import torch
 from torch import nn
 
 from .callbacks import native_bf16
+from .compat import note_no_effect
 from .data import BertDataLoader, TextEncoder, _as_texts
-from .errors import BertLearnError, ModelError
+from .errors import BertLearnError, ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
-from .model import compile_model
+from .model import compile_model, load_pretrained
 
 __all__ = ["Predictor", "BertClassificationPredictor", "predict_logits", "per_text_logits", "input_names",
-           "load_settings", "rank_predictions", "decide", "resolve_device", "amp_dtype_for", "PRECISIONS",
-           "SETTINGS_FILE"]
+           "load_settings", "check_fast_bert_predictor_args", "rank_predictions", "decide", "resolve_device",
+           "amp_dtype_for", "PRECISIONS", "SETTINGS_FILE"]
 
 SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folder: maxlen and task
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
-    """None: CUDA when available, else CPU; a CUDA request without CUDA warns and falls back to the CPU.
+    """None: CUDA when available, else CPU; a CUDA request without CUDA falls back to the CPU, saying so once.
 
     Args:
         device: "cuda", "cpu", a `torch.device`, or None.
@@ -35,10 +36,15 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        warnings.warn(f"device={str(device)!r} was asked for but CUDA is not available here; using the CPU",
-                      stacklevel=3)
+        if str(device) not in _FELL_BACK:  # said once per process: a script asks for its device many times
+            _FELL_BACK.add(str(device))
+            warnings.warn(f"device={str(device)!r} was asked for but CUDA is not available here; using the CPU "
+                          "(device=None picks the GPU where there is one)")
         return torch.device("cpu")
     return device
+
+
+_FELL_BACK: set[str] = set()
 
 
 def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
@@ -234,16 +240,59 @@ def load_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
         path: the model folder.
         tokenizer: the model's tokenizer.
         config: the model's config.
-        multi_label: overrides the saved task (fast-bert's predictor argument).
+        multi_label: fast-bert's predictor argument: must agree with the task recorded in `bertlearn.json` or
+            `config.problem_type` (the head was trained for a softmax or for sigmoids; reading it the other way
+            gives meaningless probabilities); where neither records it, it sets the task.
     """
     settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
     if not settings:
         settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
                     "labels": [config.id2label[i] for i in range(config.num_labels)],
                     "problem_type": config.problem_type or "single_label_classification"}
-    if multi_label is not None:
-        settings["problem_type"] = "multi_label_classification" if multi_label else settings["problem_type"]
+        if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
+            settings["problem_type"] = "multi_label_classification" if multi_label else "single_label_classification"
+    saved_multi = settings["problem_type"] == "multi_label_classification"
+    if multi_label is not None and bool(multi_label) != saved_multi:
+        raise ModelError(f"multi_label={multi_label} disagrees with the model in {str(path)!r}, which was trained as "
+                         f"{settings['problem_type'].replace('_', ' ')}; its outputs are read the way they were "
+                         f"trained: pass multi_label={saved_multi} or leave it out")
     return settings
+
+
+def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer: Any, *, label_path: Any = None,
+                                   do_lower_case: bool | None = None, **ignored: Any) -> None:
+    """Hold fast-bert's predictor arguments against the saved model: `label_path` (a labels.csv or its folder) must
+    name the model's labels, `do_lower_case` must match the saved tokenizer; the rest have no effect (named once).
+
+    Args:
+        path: the model folder.
+        labels: the model's labels, in output order.
+        tokenizer: the saved tokenizer.
+        label_path: fast-bert's labels.csv, or the folder holding it.
+        do_lower_case: fast-bert's casing flag.
+        **ignored: `model_type`, `use_fast_tokenizer`.
+    """
+    note_no_effect("BertClassificationPredictor", ignored)
+    if label_path is not None:
+        file = Path(label_path) / "labels.csv" if Path(label_path).is_dir() else Path(label_path)
+        if not file.is_file():
+            raise ModelError(f"label_path {str(label_path)!r} is neither a labels.csv file nor a folder holding one; "
+                             "leave it out: the labels are saved with the model")
+        listed = [l.strip() for l in file.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+        if sorted(listed) != sorted(labels):
+            raise ModelError(f"label_path {str(file)!r} lists the labels {listed[:20]}, but the model in "
+                             f"{str(path)!r} predicts {list(labels)[:20]}; leave label_path out (the labels are saved "
+                             "with the model) or point it at that model's labels")
+        if listed != list(labels):
+            warnings.warn(f"label_path {str(file)!r} lists the labels in another order than the model's outputs "
+                          f"{list(labels)[:20]}; every prediction names its label, so the file's order is not used",
+                          stacklevel=user_stacklevel())
+    if do_lower_case is not None:
+        lowers = tokenizer.tokenize("Paris") == tokenizer.tokenize("paris")
+        if bool(do_lower_case) != lowers:
+            warnings.warn(f"do_lower_case={do_lower_case}, but the tokenizer saved with the model "
+                          f"{'lower-cases' if lowers else 'keeps the case of'} its input, as in training; it is used "
+                          "as saved, so predictions match training", stacklevel=user_stacklevel())
 
 
 class BertClassificationPredictor(Predictor):
@@ -251,9 +300,11 @@ class BertClassificationPredictor(Predictor):
 
     Args:
         model_path: the saved folder (Hugging Face format plus `bertlearn.json`).
-        label_path, model_type, use_fast_tokenizer, do_lower_case: accepted for fast-bert compatibility;
-            labels, tokenizer and casing come from the saved folder, so they cannot disagree with training.
-        multi_label: override the saved task (None: use the saved one).
+        label_path: fast-bert's labels.csv (or its folder): checked against the saved labels, which are used.
+        multi_label: fast-bert's flag: must agree with the saved task (None: use the saved one).
+        model_type, use_fast_tokenizer: fast-bert's; no effect (the architecture comes from the saved config, the
+            tokenizer is always the fast one), named once when they ask for something.
+        do_lower_case: fast-bert's; the saved tokenizer's casing is used, with a warning if this disagrees.
         device: where to run (None: CUDA when available).
         bs: batch size for `predict_batch`.
         precision: "fp32", "bf16" (autocast: 2-3x faster where the device has bf16 hardware, i.e. Ampere+ GPUs and
@@ -291,13 +342,18 @@ class BertClassificationPredictor(Predictor):
         if cuda_graphs is True and compile:
             raise ModelError("cuda_graphs=True and compile=True: use one or the other")
         try:
-            self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(self.device)
+            self.model, _ = load_pretrained(AutoModelForSequenceClassification, str(path), complete=True,
+                                            use_safetensors=True)
+            self.model.to(self.device)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
         compile_model(self.model, compile)
         settings = load_settings(path, tokenizer, self.model.config, multi_label)
+        check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
+                                       do_lower_case=do_lower_case, model_type=model_type,
+                                       use_fast_tokenizer=use_fast_tokenizer)
         super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs,
                          settings=settings)
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":

@@ -87,7 +87,10 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         (c.data / "labels.csv").write_text("negative\nneutral\npositive\n"), c.bunch())),
     ("multi-label columns not 0/1", lambda c: (_edit(c, lambda d: d.assign(a=2, b=0)),
                                                _edit(c, lambda d: d.assign(a=0, b=1), "val.csv"),
-                                               c.bunch(label_col=["a", "b"], multi_label=True))),
+                                               c.bunch(label_col=["a", "b"], multi_label=True, label_file=None))),
+    ("labels.csv names labels the multi-label columns lack", lambda c: (
+        _edit(c, lambda d: d.assign(a=1, b=0)), _edit(c, lambda d: d.assign(a=0, b=1), "val.csv"),
+        c.bunch(label_col=["a", "b"], multi_label=True))),
     ("one side of a sentence pair missing", lambda c: (
         _edit(c, lambda d: _set(d.assign(text_b=d["text"]), 4, "text_b", None)),
         _edit(c, lambda d: d.assign(text_b=d["text"]), "val.csv"), c.bunch(text_col=["text", "text_b"]))),

@@ -53,3 +53,47 @@ def test_leftovers_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
     with atomic_file(tmp_path / "f.txt") as tmp:
         tmp.write_text("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".f.txt.tmp-1", "f.txt", "model"]
+
+
+def test_a_writer_killed_between_its_two_renames_loses_nothing(tmp_path):
+    """The old folder is moved aside before the new one takes its name: a kill in between leaves only the moved-aside
+    copy, which the next write (or read of the target through a new write) puts back instead of deleting."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    target = tmp_path / "model"
+    aside = tmp_path / f".model.old-{int(dead.stdout)}"
+    aside.mkdir()
+    (aside / "weights").write_text("previous")  # what the killed writer had moved aside
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target):
+            raise RuntimeError("this write fails too")
+    assert (target / "weights").read_text() == "previous"
+
+
+def test_a_failed_swap_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    import os
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("previous")
+    real = os.replace
+    calls = []
+
+    def second_rename_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("new")
+    monkeypatch.setattr(os, "replace", real)
+    assert (target / "weights").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_the_working_directory_is_never_swapped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="it is \\(or holds\\) the working directory"):
+        with atomic_dir("."):
+            pass

@@ -166,7 +166,9 @@ class TestProgressOutput:
     def test_without_a_terminal_the_epoch_table_comes_line_by_line(self, tiny_learner, capsys):
         out = self._fit_output(tiny_learner, capsys, live=None)  # pytest captures stdout: not a terminal
         assert "\r" not in out and "\u2588" not in out  # no redraws, no bar characters
-        lines = out.splitlines()
+        summary, *lines = out.splitlines()
+        assert summary.startswith("bertlearn: training on cpu, float32, eager steps; 2 epochs of 6 batches of 16; "
+                                  "texts ")
         assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "f1_macro", "time"]
         assert [line.split()[0] for line in lines[1:]] == ["0", "1"]
         assert lines[1].index(lines[1].split()[1]) == lines[0].index("train_loss")  # columns under their names

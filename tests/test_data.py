@@ -156,12 +156,22 @@ class TestBatching:
         (batch,) = list(dl)
         assert len(batch) == 2 and batch[0].shape[0] == 2
 
-    def test_show_batch_prints_decoded_text_and_label(self, tiny_databunch, capsys):
-        tiny_databunch.show_batch(max_n=3)
-        out = capsys.readouterr().out.splitlines()
-        assert out[0].split() == ["text", "label"] and len(out) == 4
-        assert out[1].split()[-1] in ("positive", "negative")
-        assert any(w in out[1] for w in ("movie", "film", "the", "plot", "acting"))
+    def test_show_batch_shows_the_original_texts_wrapped(self, tiny_tokenizer, capsys):
+        long = "Won't you SEE it? " + "A really good film, " * 12
+        df = pd.DataFrame({"text": [long, "It's BAD."] * 4, "label": ["positive", "negative"] * 4})
+        BertDataBunch.from_df(df, df, tiny_tokenizer, bs=8, maxlen=64).show_batch(max_n=3)
+        lines = capsys.readouterr().out.splitlines()
+        assert max(map(len, lines)) <= 100  # wrapped, not one 200-character table row
+        blocks = []  # each row: "label: ..." then its text, indented
+        for line in lines:
+            if line.startswith("label: "):
+                blocks.append([line[len("label: "):], []])
+            else:
+                blocks[-1][1].append(line.strip())
+        assert len(blocks) == 3
+        for label, text in blocks:
+            # the text as written (case, apostrophes), not the tokenizer's decoding ("won ' t you see it ?")
+            assert (" ".join(text), label) in {(long.strip(), "positive"), ("It's BAD.", "negative")}
 
 
 class TestEncoding:
@@ -351,3 +361,32 @@ class TestFuzz:
             return
         event("built")
         assert len(db.train.dataset) > 0 and len(list(db.train)) >= 1
+
+
+class TestFastBertArguments:
+    def test_arguments_without_effect_are_named_once(self, tiny_csv_dir, tiny_tokenizer, monkeypatch):
+        import warnings
+
+        import bertlearn.compat
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, maxlen=32, multi_gpu=True, model_type="bert",
+                              backend="nccl")
+        assert [str(w.message) for w in caught] == [
+            "BertDataBunch: fast-bert arguments without effect in bertlearn: multi_gpu=True: one process trains on "
+            "one device (for several GPUs, launch the script with `accelerate launch` or `torchrun`, which train with "
+            "DistributedDataParallel: docs/distributed.md); model_type='bert': the architecture comes from the "
+            "checkpoint's config.json, never from a name; backend='nccl': the distributed backend is the launcher's "
+            "(nccl on GPUs, gloo on CPUs)"]
+
+    def test_from_df_honours_no_cache_and_clear_cache(self, tiny_tokenizer, tmp_path):
+        df, valid = make_texts(40), make_texts(20, seed=2)
+        BertDataBunch.from_df(df, valid, tiny_tokenizer, maxlen=32, cache_dir=tmp_path, no_cache=True)
+        assert list(tmp_path.glob("tok-*.npz")) == []
+        BertDataBunch.from_df(df, valid, tiny_tokenizer, maxlen=32, cache_dir=tmp_path)
+        BertDataBunch.from_df(df, valid, tiny_tokenizer, maxlen=24, cache_dir=tmp_path)
+        assert len(list(tmp_path.glob("tok-*.npz"))) == 4
+        BertDataBunch.from_df(df, valid, tiny_tokenizer, maxlen=24, cache_dir=tmp_path, clear_cache=True)
+        assert len(list(tmp_path.glob("tok-*.npz"))) == 2  # the old entries deleted, this build's written

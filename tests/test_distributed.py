@@ -76,7 +76,11 @@ def test_loss_curve_matches_one_process_with_the_same_global_batch(runs):
         # order of float reductions differ (measured: valid loss within 0.005)
         assert d_valid == pytest.approx(s_valid, abs=0.015)
         assert d_train == pytest.approx(s_train, abs=0.02)
-    assert ddp["values"][-1][1] < ddp["values"][0][1] or ddp["values"][-1][2] >= ddp["values"][0][2]
+    # and the DDP run learned: its validation loss fell, and its accuracy is well above the majority class's share
+    import pandas as pd
+    valid = pd.read_csv(SHARED_DATA / "sst2" / "valid.csv").sample(n=96, random_state=0)  # the worker's rows
+    majority = valid["label"].value_counts(normalize=True).max()
+    assert ddp["values"][-1][1] < ddp["values"][0][1] and ddp["values"][-1][2] > majority + 0.15
 
 
 def test_predictions_are_gathered_in_input_order(runs):

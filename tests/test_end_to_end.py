@@ -1,21 +1,15 @@
-"""Real model, real data: the packaged all-MiniLM-L6-v2 on SST-2 and the fast-bert example on TREC-6.
+"""Real model, real data: the packaged all-MiniLM-L6-v2 on SST-2, AG News, MRPC, SICK, SMS spam.
 
 These read ../shared/data and skip cleanly without it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from bertlearn import BertClassificationPredictor, BertDataBunch, BertLearner
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -36,16 +30,6 @@ def test_minilm_learns_sst2(shared_data, tmp_path):
     assert [p for _, p in ours] == pytest.approx([p for _, p in theirs], abs=1e-5)
 
 
-def test_fast_bert_example_runs_unchanged(shared_data, tmp_path):
-    env = {**os.environ, "OUTPUT_DIR": str(tmp_path), "EPOCHS": "1", "DATA_PATH": str(shared_data / "trec6")}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "fast_bert_style.py")], env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "CUDA is not available here; using the CPU" in out.stderr or "cuda" in out.stderr.lower()
-    assert (tmp_path / "model_out" / "model.safetensors").is_file()
-    assert "'accuracy':" in out.stdout
-
-
 def _fit(db, tmp_path, epochs=1, lr=1e-4, **kwargs):
     learner = BertLearner.from_pretrained_model(db, None, None, "cpu", None, output_dir=tmp_path, **kwargs)
     with learner.no_bar():
@@ -62,19 +46,29 @@ def test_multi_label_ag_news_topics(shared_data, tmp_path):
     import torch
     from bertlearn.metrics import f1_multilabel_macro, roc_auc_macro
 
-    df = pd.read_csv(shared_data / "ag_news" / "test.csv").sample(n=1600, random_state=1)
+    import numpy as np
+    import sklearn.metrics as skm
+
+    df = pd.read_csv(shared_data / "ag_news" / "test.csv").sample(n=1800, random_state=1)
     topics = sorted(df["label"].unique())
     df = pd.concat([df[["text"]], pd.get_dummies(df["label"]).astype(int)[topics]], axis=1)
-    train, valid = df.iloc[:1200], df.iloc[1200:]
+    train, valid, test = df.iloc[:1200], df.iloc[1200:1500], df.iloc[1500:]
     db = BertDataBunch.from_df(train, valid, None, label_col=topics, multi_label=True, bs=16, maxlen=48, device="cpu")
     learner = _fit(db, tmp_path, epochs=2, lr=1e-4)
-    logits = learner.predict_logits(valid["text"].tolist())
-    y = torch.as_tensor(valid[topics].to_numpy("float32", copy=True))  # writable (pandas 3 views are not)
+    logits = learner.predict_logits(test["text"].tolist())
+    y = torch.as_tensor(test[topics].to_numpy("float32", copy=True))  # writable (pandas 3 views are not)
     assert roc_auc_macro(logits, y) > 0.85  # chance is 0.5
-    thresholds = learner.tune_thresholds()
-    assert len(thresholds) == 4
-    # thresholds chosen per label on this set can only raise its macro-F1 over the fixed 0.5 (a candidate)
-    assert f1_multilabel_macro(logits, y, thresh=thresholds) >= f1_multilabel_macro(logits, y) - 1e-9
+    thresholds = learner.tune_thresholds()  # tuned on the validation rows...
+    # ...as an independent search would pick them: per label, sklearn's F1 on the grid, ties nearest 0.5
+    probs = learner.predict_logits(valid["text"].tolist()).sigmoid().numpy()
+    truth = valid[topics].to_numpy()
+    grid = np.arange(0.05, 0.951, 0.05, dtype=np.float32)
+    for k, chosen in enumerate(thresholds):
+        f1s = [skm.f1_score(truth[:, k], probs[:, k] > t, zero_division=0) for t in grid]
+        best = [float(t) for t, f in zip(grid, f1s) if np.isclose(f, max(f1s))]
+        assert chosen == pytest.approx(min(best, key=lambda t: abs(t - 0.5)), abs=1e-4)
+    # ...and scored on the held-out test rows, which they were not tuned on
+    assert f1_multilabel_macro(logits, y, thresh=thresholds) > 0.75
     probs = dict(learner.predict_batch(["Stocks fell as oil prices rose and investors sold shares"])[0])
     assert max(probs, key=probs.get) == "Business"
 

@@ -192,6 +192,47 @@ class TestDispatch:
         quiet_fit(learner, 2, lr=1e-3)
         assert cb.captures == 0
 
+    def test_the_fits_summary_says_which_steps_ran(self, fake_capture, tiny_model_dir, tmp_path):
+        from bertlearn.callbacks import FitSummary
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        lines = []
+        learner.remove_cb(FitSummary)
+        learner.add_cbs([FitSummary(out=lines.append), CudaGraphCallback(True)])
+        learner.fit(1, lr=1e-3)
+        learner.remove_cb(CudaGraphCallback)
+        learner.add_cb(CudaGraphCallback("auto"))
+        learner.fit(1, lr=1e-3)
+        assert [line.split("; ")[0] for line in lines] == [
+            "bertlearn: training on cpu, float32, CUDA-graph steps (buckets 16, 32, 48, 64)",
+            "bertlearn: training on cpu, float32, eager steps (CUDA graphs: 7 steps is under the 300 that pay for the "
+            "captures)"]
+
+    def test_a_failed_capture_warns_once_and_is_not_retried(self, monkeypatch, tiny_model_dir, tmp_path):
+        from bertlearn import native_bf16
+        if not native_bf16("cpu"):
+            pytest.skip("this CPU has no bf16 hardware")
+        attempts = []
+
+        def failing(step, sample, allow_unused_input=False, pool=None):
+            attempts.append(sample[0].shape)
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+        monkeypatch.setattr(graphs, "_on_cuda", lambda t: True)
+        monkeypatch.setattr(graphs, "make_graphed_callables", failing)
+        learner = make_learner(tiny_model_dir, tmp_path, is_fp16=True, cuda_graphs=False)
+        cb = CudaGraphCallback("auto", min_steps=1)
+        learner.add_cb(cb)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_fit(learner, 3, lr=1e-3)
+            quiet_fit(learner, 1, lr=1e-3)
+        said = [str(w.message) for w in caught if "capturing" in str(w.message)]
+        assert len(attempts) == 1 and len(said) == 1  # one try in the learner's life, not one per epoch or fit
+        assert said[0].endswith("RuntimeError: operation not permitted when stream is capturing); this learner "
+                                "trains eagerly from here on (not retried each epoch)")
+        assert cb.plan() == (False, "capturing failed earlier in this learner (RuntimeError: operation not permitted "
+                                    "when stream is capturing)")
+
     def test_graphs_keep_across_fits_until_the_parameters_change(self, fake_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
         cb = CudaGraphCallback(True, buckets=(64,))

@@ -25,12 +25,19 @@ class TestConstruction:
         assert cfg.id2label == {0: "negative", 1: "positive"} and cfg.label2id == {"negative": 0, "positive": 1}
         assert cfg.problem_type == "single_label_classification"
 
-    def test_cuda_without_cuda_warns_and_uses_cpu(self, tiny_databunch, tiny_model_dir, monkeypatch):
+    def test_cuda_without_cuda_warns_once_and_uses_cpu(self, tiny_databunch, tiny_model_dir, monkeypatch):
+        import warnings
+        import bertlearn.predict
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        with pytest.warns(UserWarning, match="device='cuda' was asked for but CUDA is not available here; using the CPU"):
-            learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None,
-                                                        torch.device("cuda"), None)
-        assert next(learner.model.parameters()).device.type == "cpu"
+        monkeypatch.setattr(bertlearn.predict, "_FELL_BACK", set())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            learners = [BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None,
+                                                          torch.device("cuda"), None) for _ in range(2)]
+        assert [str(w.message) for w in caught if "CUDA" in str(w.message)] == [
+            "device='cuda' was asked for but CUDA is not available here; using the CPU (device=None picks the GPU "
+            "where there is one)"]  # once for the process, not once per call
+        assert all(next(lr.model.parameters()).device.type == "cpu" for lr in learners)
 
     def test_fast_bert_positional_order_with_output_dir_third(self, tiny_databunch, tiny_model_dir, tmp_path):
         metrics = [{"name": "accuracy", "function": accuracy}]
@@ -76,9 +83,17 @@ class TestFit:
         assert 0.6 < tiny_learner.recorder.values[0][0] < 0.8
 
     def test_lr_as_string_and_results(self, tiny_learner):
-        step, loss, results = quiet_fit(tiny_learner, 2, lr="5e-4", return_results=True)
+        from fastai.callback.core import Callback
+
+        class Losses(Callback):
+            def after_loss(self):
+                if self.training:
+                    seen.append(self.loss.item())
+
+        seen = []
+        step, loss, results = quiet_fit(tiny_learner, 2, lr="5e-4", return_results=True, cbs=[Losses()])
         assert [sorted(r) for r in results] == [["accuracy", "f1_macro", "train_loss", "valid_loss"]] * 2
-        assert loss == pytest.approx(loss) and loss > 0
+        assert step == len(seen) and loss == pytest.approx(np.mean(seen), rel=1e-5)  # the mean training loss
 
     def test_high_lr_warns(self, tiny_learner):
         with pytest.warns(UserWarning, match=r"lr=0.01 is high for fine-tuning a BERT model .*lr_find"):
@@ -426,3 +441,208 @@ def test_gradient_checkpointing_trains_to_the_same_weights(tiny_csv_dir, tiny_to
         weights.append(learner.model.state_dict())
     for name in weights[0]:
         torch.testing.assert_close(weights[0][name], weights[1][name], atol=1e-6, rtol=1e-5)
+
+
+class TestFastBertFlow:
+    """fast-bert's calls that have a meaning here do it; the ones that cannot are named once."""
+
+    def test_optimizer_type_in_fit_switches_the_optimizer(self, tiny_learner):
+        from bertlearn.optim import DecayGroupsOptimWrapper
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        assert isinstance(tiny_learner.opt, DecayGroupsOptimWrapper)  # AdamW
+        quiet_fit(tiny_learner, 1, lr=1e-4, optimizer_type="lamb")
+        assert tiny_learner.optimizer_type == "lamb" and "lamb_step" in [getattr(c, "func", c).__name__ for c in tiny_learner.opt.cbs]
+        with pytest.raises(BertLearnError, match=r"^optimizer_type='sgd' is not one of \['adamw', 'lamb'\]$"):
+            tiny_learner.fit(1, lr=1e-4, optimizer_type="sgd")
+
+    @pytest.mark.parametrize("schedule", ["warmup_cosine", "warmup_linear", "warmup_constant"])
+    def test_warmup_schedules_by_hand(self, tiny_databunch, tiny_model_dir, tmp_path, schedule):
+        import math
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, warmup_steps=3)
+        quiet_fit(learner, 2, lr=1e-3, schedule_type=schedule)
+        n = 2 * len(learner.dls.train)  # 12 steps; step i runs at position i / n of the fit
+        w = 3 / n
+        after = {"warmup_cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),
+                 "warmup_linear": lambda p: 1 - p, "warmup_constant": lambda p: 1.0}[schedule]
+        expected = [1e-3 * (i / n / w if i / n < w else after((i / n - w) / (1 - w))) for i in range(n)]
+        assert learner.recorder.lrs == pytest.approx(expected, abs=1e-12)
+
+    def test_warmup_steps_set_one_cycles_rise(self, tiny_databunch, tiny_model_dir, tmp_path):
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, warmup_steps=9)
+        quiet_fit(learner, 2, lr=1e-3)  # one-cycle over 12 steps, peaking where the warm-up ends
+        lrs = learner.recorder.lrs
+        assert max(range(len(lrs)), key=lrs.__getitem__) == 9 and lrs[9] == pytest.approx(1e-3)
+
+    def test_bad_schedule_and_warmup(self, tiny_learner, tiny_databunch, tiny_model_dir):
+        with pytest.raises(BertLearnError, match=r"^schedule_type='cosine' is not one of \['one_cycle', 'none', "
+                                                 r"'constant', 'warmup_linear', 'warmup_cosine', "
+                                                 r"'warmup_cosine_hard_restarts', 'warmup_constant'\] \(None: "
+                                                 r"one-cycle\)$"):
+            tiny_learner.fit(1, lr=1e-4, schedule_type="cosine")
+        with pytest.raises(BertLearnError, match=r"^warmup_steps=-5 must be a whole number of steps >= 0 \(or None\)$"):
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None, warmup_steps=-5)
+        with pytest.raises(BertLearnError, match=r"^\['div', 'pct_start'\] set fastai's one-cycle schedule, which "
+                                                 r"schedule_type='warmup_linear' does not run; leave them out, or use "
+                                                 r"schedule_type=None \(one-cycle\)$"):
+            tiny_learner.fit(1, lr=1e-4, schedule_type="warmup_linear", pct_start=0.1, div=10)
+
+    def test_warmup_counts_optimizer_steps_under_gradient_accumulation(self, tiny_databunch, tiny_model_dir, tmp_path):
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, warmup_steps=3, grad_accumulation_steps=2)
+        quiet_fit(learner, 2, lr=1e-3, schedule_type="warmup_constant")
+        # 12 batches are 6 optimizer steps: 3 warm-up steps are the first 6 batches (fast-bert's count)
+        assert learner.recorder.lrs[:7] == pytest.approx([1e-3 * i / 6 for i in range(6)] + [1e-3], abs=1e-12)
+
+    def test_lr_find_takes_fast_berts_arguments_and_plot_draws_it(self, tiny_learner):
+        from bertlearn.optim import DecayGroupsOptimWrapper
+        with pytest.raises(NotFittedError, match=r"^plot\(\) draws the learning-rate finder's curve: call "
+                                                 r"learner.lr_find\(\) first$"):
+            tiny_learner.plot()
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        import bertlearn.compat
+        bertlearn.compat._said.discard("step_mode")
+        with tiny_learner.no_bar(), pytest.warns(bertlearn.compat.FastBertCompatWarning,
+                                                 match=r"step_mode='linear': fastai's lr_find sweeps the rate "
+                                                       r"exponentially"):
+            found = tiny_learner.lr_find(start_lr=1e-5, optimizer_type="lamb", num_iter=20, show_plot=False,
+                                         step_mode="linear")
+        lrs = tiny_learner.lr_find_results["lrs"]
+        assert lrs[0] == pytest.approx(1e-5) and len(lrs) <= 20 and found.valley > 0
+        ax = tiny_learner.plot(skip_start=2, skip_end=1)
+        xs, ys = ax.lines[0].get_data()
+        assert list(xs) == lrs[2:-1] and list(ys) == tiny_learner.lr_find_results["losses"][2:-1]
+        assert ax.get_xscale() == "log" and ax.lines[1].get_xdata()[0] == pytest.approx(found.valley)
+        quiet_fit(tiny_learner, 1, lr=1e-4)  # the sweep's Lamb was for the sweep only
+        assert tiny_learner.optimizer_type == "adamw" and isinstance(tiny_learner.opt, DecayGroupsOptimWrapper)
+
+    def test_arguments_without_effect_are_named_once(self, tiny_databunch, tiny_model_dir, tmp_path, monkeypatch):
+        import warnings
+
+        import bertlearn.compat
+        from bertlearn.compat import FastBertCompatWarning
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                BertLearner.from_pretrained_model(dataBunch=tiny_databunch, pretrained_path=str(tiny_model_dir),
+                                                  device="cpu", output_dir=tmp_path, fp16_opt_level="O1",
+                                                  loss_scale=0, model_type="bert", logging_steps=50)
+        said = [str(w.message) for w in caught if w.category is FastBertCompatWarning]
+        assert said == [
+            "BertLearner.from_pretrained_model: fast-bert arguments without effect in bertlearn: fp16_opt_level='O1': "
+            "apex optimisation levels do not apply: is_fp16=True uses PyTorch's autocast (bf16, or fp16 with dynamic "
+            "loss scaling); model_type='bert': the architecture comes from the checkpoint's config.json, never from a "
+            "name; logging_steps=50: validation runs once per epoch (fast-bert validated every logging_steps steps), "
+            "and the training loss goes to TensorBoard every logging_steps steps only with log_dir= or a SummaryWriter "
+            "as logger"]  # loss_scale=0 asks for nothing; the second call says nothing again
+
+
+class TestHistory:
+    def test_validation_prediction_and_interpretation_keep_the_fits_losses(self, tiny_learner):
+        from bertlearn import ClassificationInterpretation
+        quiet_fit(tiny_learner, 2, lr=1e-4)
+        rec = tiny_learner.recorder
+        losses, values = list(rec.losses), list(rec.values)
+        assert len(losses) == 2 * len(tiny_learner.dls.train) and len(values) == 2
+        tiny_learner.validate(quiet=True)
+        with tiny_learner.no_bar():
+            tiny_learner.get_preds()
+            ClassificationInterpretation.from_learner(tiny_learner)
+        assert list(rec.losses) == losses and list(rec.values) == values
+        import matplotlib.pyplot as plt
+        plt.close("all")
+        rec.plot_loss(skip_start=0, with_valid=True)
+        assert list(plt.gca().lines[0].get_ydata()) == [float(v) for v in losses]  # the fit's losses, all of them
+        plt.close("all")
+
+
+class TestWatchdog:
+    @pytest.mark.parametrize("every", [1e9, 0.0], ids=["at-epoch-end", "mid-epoch"])
+    def test_a_nan_loss_stops_the_fit_with_an_error(self, tiny_learner, every):
+        from bertlearn.callbacks import FitWatchdog
+        next(cb for cb in tiny_learner.cbs if isinstance(cb, FitWatchdog)).every = every  # seconds between checks
+        with torch.no_grad():
+            tiny_learner.model.classifier.weight.fill_(float("nan"))
+        with pytest.raises(BertLearnError) as e:
+            quiet_fit(tiny_learner, 3, lr=2e-5)
+        step = len(tiny_learner.dls.train) if every else 1  # the end of epoch 1, or the first check in it
+        assert str(e.value).startswith(
+            f"training stopped at step {step} (epoch 1 of 3): the training loss became nan. A learning rate too high "
+            "for fine-tuning is the usual cause (it peaked at ")
+        assert "learner.lr_find() suggests one" in str(e.value)
+        assert tiny_learner.train_iter == step  # not the third epoch's end
+        assert "forward" not in tiny_learner.model.__dict__ and len(tiny_learner.recorder.values) == 0
+
+    def test_a_collapsed_classifier_is_named_after_the_epoch(self, tiny_learner):
+        with torch.no_grad():
+            tiny_learner.model.classifier.bias.copy_(torch.tensor([50.0, 0.0]))  # 'negative' for everything
+        with pytest.warns(UserWarning) as caught:
+            quiet_fit(tiny_learner, 2, lr=1e-7)
+        valid = tiny_learner.dls.valid.dataset
+        share = (valid.targets == 0).mean()
+        said = [str(w.message) for w in caught if "collapsed" in str(w.message)]
+        assert said == [f"epoch 1: the model predicts 'negative' for every one of the {len(valid)} validation texts "
+                        f"({share:.0%} of which are 'negative'): it has collapsed onto one class. At a peak learning "
+                        "rate of 1e-07, the usual cause is too little training yet: more epochs or more data "
+                        "(learner.lr_find() checks the rate)"]  # once per fit, not every epoch
+
+    def test_multi_label_rows_without_any_label_are_named(self, tiny_tokenizer, tiny_model_dir, tmp_path):
+        from bertlearn import BertDataBunch
+        from conftest import make_texts
+        df = make_texts(48).assign(pos=lambda d: (d.label == "positive").astype(int),
+                                   neg=lambda d: (d.label == "negative").astype(int))
+        db = BertDataBunch.from_df(df, df, tiny_tokenizer, label_col=["pos", "neg"], multi_label=True, bs=16)
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+        with torch.no_grad():
+            learner.model.classifier.bias.fill_(-50.0)  # every sigmoid near 0
+        with pytest.warns(UserWarning) as caught:
+            quiet_fit(learner, 1, lr=1e-7)
+        said = [str(w.message) for w in caught if "no label" in str(w.message)]
+        assert said == ["epoch 1: 48 of the 48 validation texts get no label at the thresholds in use (0.5), though 48 "
+                        "of them have at least one: the sigmoid outputs stay under the thresholds, as they do for rare "
+                        "labels under plain BCE. Remedies: learner.tune_thresholds() after the fit, "
+                        "pos_weight=\"balanced\" (weights each label's positives), more epochs"]
+
+    def test_a_healthy_fit_says_nothing(self, trained_learner):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            quiet_fit(trained_learner, 1, lr=1e-6, validate=True)
+
+
+class TestOutput:
+    """What a newcomer sees: the learner's creation and a short fit, as printed."""
+
+    def test_a_short_fit_prints_the_summary_and_one_row_per_epoch(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                                   capfd):
+        from bertlearn import BertDataBunch
+        from bertlearn.callbacks import SparseProgressCallback
+        logger = logging.getLogger("first-hour")
+        handler = logging.StreamHandler()  # a console logger, as fast-bert's examples set up
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        import warnings
+        try:
+            with warnings.catch_warnings(record=True) as caught:  # counted below, not printed
+                warnings.simplefilter("always")
+                db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, device="cpu")
+                learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", logger,
+                                                            output_dir=tiny_csv_dir / "out")
+                next(cb for cb in learner.cbs if isinstance(cb, SparseProgressCallback)).live = False
+                learner.fit(2, lr=5e-5)
+        finally:
+            logger.removeHandler(handler)
+        assert [str(w.message) for w in caught if "collapsed" not in str(w.message)] == []
+        out, err = capfd.readouterr()
+        lines = [line for line in (out + err).splitlines() if line.strip()]
+        assert "LOAD REPORT" not in out + err and "MISSING" not in out + err and "Loading weights" not in out + err
+        assert lines[0] == (f"bertlearn: new classification head with 2 outputs on the pretrained encoder of "
+                            f"{tiny_model_dir}; training sets its weights")
+        assert lines[1] == ("bertlearn: training on cpu, float32, eager steps; 2 epochs of 6 batches of 16; texts "
+                            "tokenized by the tokenizers library")
+        assert lines[2].split() == ["epoch", "train_loss", "valid_loss", "accuracy", "f1_macro", "time"]
+        assert [line.split()[0] for line in lines[3:5]] == ["0", "1"]
+        assert len(lines) == 5  # nothing else
+        assert len(set(lines)) == len(lines)  # no line twice (the logger's epoch lines stay off the console)

@@ -150,3 +150,35 @@ def test_gradient_accumulation_steps_every_n_batches(corpus, tiny_model_dir, tmp
     n = len(db.train)
     assert n >= 4 and events.count("batch") == n and events.count("step") == n // 2
     assert events[:4] == ["batch", "batch", "step", "batch"]
+
+
+def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch):
+    """fast-bert's README: from_raw_corpus(data_dir=, text_list=, tokenizer=) writes the split to data_dir, the
+    BertLMDataBunch(data_dir=...) constructor reads it back, and BertLMLearner takes dataBunch=."""
+    import warnings
+
+    import bertlearn.compat
+    monkeypatch.setattr(bertlearn.compat, "_said", set())
+    corpus = corpus[:-1] + ["a text  with\nits own line break"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = BertLMDataBunch.from_raw_corpus(data_dir=tmp_path, text_list=corpus, tokenizer=str(tiny_model_dir),
+                                                batch_size_per_gpu=8, max_seq_length=32, multi_gpu=False,
+                                                model_type="bert", logger=None)
+        again = BertLMDataBunch(data_dir=tmp_path, tokenizer=str(tiny_model_dir), batch_size_per_gpu=8,
+                                max_seq_length=32, multi_gpu=False, model_type="bert", logger=None)
+    train = (tmp_path / "lm_train.txt").read_text().splitlines()
+    valid = (tmp_path / "lm_val.txt").read_text().splitlines()
+    assert len(train) + len(valid) == len(corpus) and len(valid) == 20  # 10% held out, one text a line
+    assert "a text with its own line break" in train + valid
+    for a, b in ((first.train_ds, again.train_ds), (first.valid_ds, again.valid_ds)):
+        assert a.ids.tolist() == b.ids.tolist()  # the same texts, in the same order
+    said = [str(w.message) for w in caught if w.category is bertlearn.compat.FastBertCompatWarning]
+    assert said == ["BertLMDataBunch.from_raw_corpus: fast-bert argument without effect in bertlearn: "
+                    "model_type='bert': the architecture comes from the checkpoint's config.json, never from a name"]
+    learner = BertLMLearner.from_pretrained_model(dataBunch=again, pretrained_path=str(tiny_model_dir),
+                                                  output_dir=tmp_path / "lm", metrics=[], device="cpu", logger=None,
+                                                  multi_gpu=False, logging_steps=0, fp16_opt_level="O2")
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=6e-5, validate=True, schedule_type="warmup_cosine", optimizer_type="lamb")
+    assert learner.optimizer_type == "lamb" and learner.save_model().joinpath("model.safetensors").is_file()

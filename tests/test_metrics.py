@@ -176,6 +176,7 @@ def test_every_single_label_metric_runs_inside_validate(tiny_learner):
 
 # --- every metric against its reference on random inputs: sklearn / SciPy, and fast-bert's formulas ---
 
+import contextlib  # noqa: E402
 import warnings  # noqa: E402
 
 import scipy.stats  # noqa: E402
@@ -199,6 +200,16 @@ def multi_label(draw, min_rows=2):
     logits = draw(st.lists(st.lists(st.integers(-4, 4), min_size=c, max_size=c), min_size=n, max_size=n))
     y = draw(st.lists(st.lists(st.integers(0, 1), min_size=c, max_size=c), min_size=n, max_size=n))
     return torch.tensor(logits, dtype=torch.float32) / 2, torch.tensor(y, dtype=torch.float32)
+
+
+@contextlib.contextmanager
+def quiet_fbeta():
+    """fbeta's once-per-process warning about empty rows has its own test; keep it out of the others."""
+    said, M._EMPTY_ROWS_SAID = M._EMPTY_ROWS_SAID, True
+    try:
+        yield
+    finally:
+        M._EMPTY_ROWS_SAID = said
 
 
 def fast_bert_fbeta(logits, y, thresh=0.3, beta=2.0, eps=1e-9):
@@ -256,10 +267,11 @@ class TestAgainstReferences:
         assert M.f1_per_label(logits, y).tolist() == pytest.approx(
             skm.f1_score(t, d, average=None, zero_division=0).tolist())
         d3 = (probs > 0.3).astype(int)
-        M._EMPTY_ROWS_SAID = True  # fbeta's warning about empty rows has its own test
-        assert M.fbeta(logits, y) == pytest.approx(skm.fbeta_score(t, d3, beta=2, average="samples", zero_division=1))
-        assert M.fbeta(logits, y, average="macro", thresh=0.5) == pytest.approx(
-            skm.fbeta_score(t, d, beta=2, average="macro", zero_division=0))
+        with quiet_fbeta():
+            assert M.fbeta(logits, y) == pytest.approx(skm.fbeta_score(t, d3, beta=2, average="samples",
+                                                                       zero_division=1))
+            assert M.fbeta(logits, y, average="macro", thresh=0.5) == pytest.approx(
+                skm.fbeta_score(t, d, beta=2, average="macro", zero_division=0))
         assert M.Hamming_loss(logits, y) == pytest.approx(skm.hamming_loss(t, d))
         assert M.Exact_Match_Ratio(logits, y) == pytest.approx(skm.accuracy_score(t, d))
         if len(np.unique(t)) == 2:
@@ -273,7 +285,6 @@ class TestAgainstReferences:
     @settings(max_examples=150, deadline=None)
     @given(case=multi_label())
     def test_fast_bert_names_give_fast_berts_numbers(self, case):
-        M._EMPTY_ROWS_SAID = True  # fbeta's warning about empty rows has its own test
         logits, y = case
         t, probs = y.numpy(), logits.sigmoid().numpy()
         # accuracy_multilabel: argmax of the sigmoid against argmax of the 0/1 row
@@ -284,10 +295,18 @@ class TestAgainstReferences:
         if len(np.unique(t)) == 2:
             fpr, tpr, _ = skm.roc_curve(t.ravel(), logits.numpy().ravel())
             assert M.roc_auc(logits, y) == pytest.approx(skm.auc(fpr, tpr))
-        # fbeta and F1: fast-bert's per-row formula, except on rows with no true and no predicted label
-        for value, thresh, beta in ((M.fbeta(logits, y), 0.3, 2.0), (M.F1(logits, y), 0.5, 1.0)):
-            empty = ((t.sum(1) == 0) & ((probs > thresh).sum(1) == 0)).sum()
-            assert value == pytest.approx(fast_bert_fbeta(logits, y, thresh, beta) + empty / len(t), abs=1e-6)
+        # fbeta and F1: fast-bert's per-row formula, except on rows with no true and no predicted label; fbeta's
+        # arguments in fast-bert's order (thresh, beta); sigmoid=False takes probabilities
+        with quiet_fbeta():
+            pairs = ((M.fbeta(logits, y), 0.3, 2.0), (M.F1(logits, y), 0.5, 1.0), (M.fbeta(logits, y, 0.5, 1.0), 0.5, 1.0),
+                     (M.fbeta(logits.sigmoid(), y, 0.4, sigmoid=False), 0.4, 2.0))
+            for value, thresh, beta in pairs:
+                empty = ((t.sum(1) == 0) & ((probs > thresh).sum(1) == 0)).sum()
+                assert value == pytest.approx(fast_bert_fbeta(logits, y, thresh, beta) + empty / len(t), abs=1e-6)
+        with pytest.raises(TypeError, match=r"accuracy_multilabel\(\) is fast-bert's top-label match and takes no "
+                                            r"thresh; for the share of right decisions at a threshold use "
+                                            r"accuracy_thresh"):
+            M.accuracy_multilabel(logits, y, thresh=0.5)
 
     def test_fbeta_says_once_where_it_differs_from_fast_bert(self, monkeypatch):
         monkeypatch.setattr(M, "_EMPTY_ROWS_SAID", False)

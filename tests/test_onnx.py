@@ -97,3 +97,16 @@ def test_export_into_a_save_model_folder_keeps_its_files(trained_learner, tmp_pa
     assert (folder / "model.safetensors").read_bytes() == weights
     texts = ["good fun", "the acting was poor"]
     assert OnnxPredictor(folder).predict_labels(texts) == trained_learner.predict_labels(texts)
+
+
+def test_export_into_a_users_folder_leaves_the_folder_itself_alone(trained_learner, tmp_path, monkeypatch):
+    import os
+    (tmp_path / "notes.txt").write_text("mine")
+    before = os.stat(tmp_path).st_ino
+    monkeypatch.chdir(tmp_path)
+    onnx_file = trained_learner.to_onnx("model.onnx")  # a bare file name: the working directory gets the export
+    assert os.stat(tmp_path).st_ino == before and (tmp_path / "notes.txt").read_text() == "mine"
+    assert onnx_file == tmp_path / "model.onnx" or onnx_file.resolve() == (tmp_path / "model.onnx").resolve()
+    texts = ["good fun", "the acting was poor"]
+    assert OnnxPredictor(tmp_path).predict_labels(texts) == trained_learner.predict_labels(texts)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

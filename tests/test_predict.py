@@ -140,3 +140,66 @@ class TestPrecision:
         with pytest.raises(BertLearnError, match=r"precision='fp8' is not one of \['auto', 'fp32', 'bf16'\]; 'auto' uses "
                                                  r"bfloat16 where the hardware computes it, 'fp32' gives float32 results"):
             BertClassificationPredictor(path, device="cpu", precision="fp8")
+
+
+class TestFastBertArguments:
+    """fast-bert's predictor arguments are held against the saved model instead of being dropped."""
+
+    def test_multi_label_must_agree_with_the_saved_task(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        assert BertClassificationPredictor(path, multi_label=False).encoder.problem_type == "single_label_classification"
+        with pytest.raises(ModelError) as e:
+            BertClassificationPredictor(path, multi_label=True)
+        assert str(e.value) == (f"multi_label=True disagrees with the model in {str(path)!r}, which was trained as "
+                                "single label classification; its outputs are read the way they were trained: pass "
+                                "multi_label=False or leave it out")
+
+    def test_label_path_do_lower_case_and_model_type(self, trained_learner, tmp_path, monkeypatch):
+        import warnings
+
+        import bertlearn.compat
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        path = trained_learner.save_model(tmp_path / "m")
+        (tmp_path / "labels").mkdir()
+        (tmp_path / "labels" / "labels.csv").write_text("positive\nnegative\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = BertClassificationPredictor(path, label_path=tmp_path / "labels", model_type="xlnet",
+                                                    do_lower_case=False)
+        assert [str(w.message) for w in caught] == [
+            "BertClassificationPredictor: fast-bert argument without effect in bertlearn: model_type='xlnet': the "
+            "architecture comes from the checkpoint's config.json, never from a name",
+            f"label_path {str(tmp_path / 'labels' / 'labels.csv')!r} lists the labels in another order than the "
+            "model's outputs ['negative', 'positive']; every prediction names its label, so the file's order is not "
+            "used",
+            "do_lower_case=False, but the tokenizer saved with the model lower-cases its input, as in training; it is "
+            "used as saved, so predictions match training"]
+        assert predictor.labels == ["negative", "positive"]
+        (tmp_path / "labels" / "labels.csv").write_text("pos\nneg\n")
+        with pytest.raises(ModelError, match=r"lists the labels \['pos', 'neg'\], but the model in .* predicts "
+                                             r"\['negative', 'positive'\]; leave label_path out"):
+            BertClassificationPredictor(path, label_path=tmp_path / "labels" / "labels.csv")
+
+    def test_a_folder_without_a_trained_head_is_refused(self, tiny_model_dir, tmp_path):
+        import shutil
+        from safetensors.torch import load_file
+        folder = tmp_path / "encoder"
+        shutil.copytree(tiny_model_dir, folder)  # an encoder only: a pretraining checkpoint, not a classifier
+        weights = next(folder.glob("*.safetensors"))
+        if weights.name != "model.safetensors":
+            weights.rename(folder / "model.safetensors")
+        assert not any(k.startswith("classifier") for k in load_file(str(folder / "model.safetensors")))
+        with pytest.raises(ModelError, match=r"lacks trained weights for \['classifier.bias', 'classifier.weight'\]: it "
+                                             r"is not a fine-tuned classification head, and predicting with random "
+                                             r"weights would give random answers"):
+            BertClassificationPredictor(folder)
+
+    def test_multi_label_sets_the_task_where_nothing_records_it(self, trained_learner, tmp_path):
+        import json
+        path = trained_learner.save_model(tmp_path / "m")
+        (path / "bertlearn.json").unlink()  # a plain Hugging Face folder
+        config = json.loads((path / "config.json").read_text())
+        config.pop("problem_type", None)
+        (path / "config.json").write_text(json.dumps(config))
+        assert BertClassificationPredictor(path, multi_label=True).encoder.multi_label
+        assert not BertClassificationPredictor(path).encoder.multi_label

@@ -1,0 +1,73 @@
+"""fast-bert's learning-rate schedules, as fastai schedules: a linear warm-up, then cosine, linear or constant.
+
+`BertLearner.fit` runs fastai's one-cycle by default; `fit(..., schedule_type="warmup_cosine")` (fast-bert's
+default) and its siblings run the schedule fast-bert took from Hugging Face: the rate climbs linearly from 0 to
+`lr` over the warm-up steps, then follows the named shape to the end of the fit. `WarmupSchedule` sets it before
+each training batch from the batch's position in the fit (0 to 1), as fastai's `ParamScheduler` does, scaling
+each parameter group's own peak rate (a slice or `layer_decay` gives groups different peaks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from fastai.callback.core import Callback
+
+from .errors import BertLearnError
+
+__all__ = ["SCHEDULE_TYPES", "FLAT", "ONE_CYCLE", "warmup_schedule", "WarmupSchedule"]
+
+FLAT = ("none", "constant")
+ONE_CYCLE = ("one_cycle",)
+_AFTER_WARMUP: dict[str, Callable[[float], float]] = {
+    "warmup_linear": lambda progress: max(0.0, 1.0 - progress),
+    "warmup_cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+    # Hugging Face's hard-restart cosine with fast-bert's one cycle: the same curve as warmup_cosine
+    "warmup_cosine_hard_restarts": lambda progress: 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))),
+    "warmup_constant": lambda progress: 1.0,
+}
+SCHEDULE_TYPES = (*ONE_CYCLE, *FLAT, *_AFTER_WARMUP)
+
+
+def warmup_schedule(lr: Any, schedule_type: str, warmup: float) -> Callable[[float], Any]:
+    """The rate at each position `pos` (0 to 1) of a fit: linear from 0 to `lr` over the first `warmup` of the fit,
+    then `lr` times the schedule's shape over the rest.
+
+    Args:
+        lr: the peak rate (a float, or an array of per-group rates).
+        schedule_type: one of "warmup_linear", "warmup_cosine", "warmup_cosine_hard_restarts", "warmup_constant".
+        warmup: the share of the fit spent warming up, in [0, 1].
+    """
+    if schedule_type not in _AFTER_WARMUP:
+        raise BertLearnError(f"schedule_type={schedule_type!r} is not one of {list(SCHEDULE_TYPES)}")
+    shape = _AFTER_WARMUP[schedule_type]
+
+    def rate(pos: float) -> Any:
+        if pos < warmup:
+            return lr * (pos / warmup)
+        return lr * shape((pos - warmup) / (1.0 - warmup) if warmup < 1.0 else 1.0)
+
+    return rate
+
+
+class WarmupSchedule(Callback):
+    """Before each training batch, set every parameter group's rate to its peak (what `fit(lr=...)` gave it)
+    times the schedule's factor at the batch's position in the fit.
+
+    Args:
+        schedule_type: one of the "warmup_*" schedules.
+        warmup: the share of the fit spent warming up, in [0, 1].
+    """
+
+    order, run_valid = 60, False  # where fastai's ParamScheduler runs
+
+    def __init__(self, schedule_type: str, warmup: float):
+        self.factor = warmup_schedule(1.0, schedule_type, warmup)
+
+    def before_fit(self) -> None:
+        self.peaks = [h["lr"] for h in self.opt.hypers]
+
+    def before_batch(self) -> None:
+        factor = self.factor(self.pct_train)
+        self.opt.set_hyper("lr", [peak * factor for peak in self.peaks])
