@@ -95,7 +95,7 @@ def child(path: str, rows: int, maxlen: int, workdir: Path) -> dict:
         backend.encode_batch_fast(texts)
         out.update(seconds=[time.perf_counter() - t0], mb=float("nan"), probe=[])
     elif path == "tokie":
-        from bertlearn.backends import batch_encoder, tokie_encoder
+        from bertlearn.data.backends import batch_encoder, tokie_encoder
         texts = pd.read_csv(csv)["text"].astype(str).tolist()
         fast = tokie_encoder(batch_encoder(tok, maxlen), tok, maxlen).tokie  # as bertlearn sets it up
         t0 = time.perf_counter()

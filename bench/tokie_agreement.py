@@ -1,4 +1,4 @@
-"""Where tokie gives the tokenizers library's ids: the check behind bertlearn's use of tokie (bertlearn/backends.py).
+"""Where tokie gives the tokenizers library's ids: the check behind bertlearn's use of tokie (bertlearn/data/backends.py).
 
     python bench/tokie_agreement.py [--fuzz 100000]
 

@@ -129,7 +129,7 @@ def hf_trainer(model, ds, tok, device, lr: float, bs: int, bf16: bool, epochs: i
 
 def child(loop: str, args: argparse.Namespace) -> dict:
     from bertlearn import BertDataBunch, BertLearner, graph_buckets
-    from bertlearn.callbacks import native_bf16
+    from bertlearn.device import native_bf16
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = native_bf16(device)

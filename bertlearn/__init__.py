@@ -1,6 +1,6 @@
 """bertlearn: fine-tune BERT-family text classifiers with fastai and Hugging Face in three calls."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 import warnings as _warnings
 
@@ -12,7 +12,8 @@ with _warnings.catch_warnings():
 
 from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, GradientClip, HFOutputCallback,
                         EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
-                        mixed_precision, native_bf16)
+                        mixed_precision)
+from .device import amp_dtype_for, native_bf16, resolve_device
 from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
 from .errors import BertLearnError, DataError, ModelError, NotFittedError
@@ -26,9 +27,8 @@ from .optim import DecayGroupsOptimWrapper, adamw, merged_groups
 from .model import (DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer,
                     resolve_pretrained)
 from .onnx import OnnxPredictor, export_onnx
-from .store import RaggedRows
-from .predict import (BertClassificationPredictor, Predictor, amp_dtype_for, predict_logits, rank_predictions,
-                      resolve_device)
+from .data import RaggedRows
+from .predict import BertClassificationPredictor, Predictor, predict_logits, rank_predictions
 
 __all__ = [
     "__version__",

@@ -25,11 +25,12 @@ from fastai.learner import AvgLoss, AvgSmoothLoss
 from fastai.torch_core import find_bs
 from fastai.learner import noop  # the very object `no_logging()` swaps in (not fastcore.basics.noop)
 
+from .device import native_bf16
 from .distributed import rank_world
 from .errors import user_stacklevel
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-           "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast", "native_bf16",
+           "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast",
            "mixed_precision", "GradientClip", "interactive_output", "log_except_console", "FitSummary",
            "FitWatchdog", "fit_description"]
 
@@ -43,22 +44,6 @@ class HFOutputCallback(Callback):
         logits = getattr(self.pred, "logits", None)
         if logits is not None:
             self.learn.pred = logits
-
-
-def native_bf16(device: torch.device | str) -> bool:
-    """Whether `device` computes bfloat16 matrix products in hardware: a CUDA GPU with bf16 (Ampere and later)
-    or a CPU with AMX or AVX512-BF16 (Xeon Sapphire Rapids and later). Elsewhere bf16 is emulated and slower.
-
-    Args:
-        device: the device to train or predict on.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu
-        return any(getattr(cpu, f, lambda: False)() for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-    return False
 
 
 class BF16Autocast(Callback):

@@ -190,19 +190,17 @@ _GRAPHS = {"auto": "auto", "on": True, "off": False}
 def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "auto", compile: bool = False,
                     cuda_graphs: str = "auto") -> Any:
     from .errors import ModelError
-    from .onnx import ONNX_FILE, OnnxPredictor
-    from .predict import BertClassificationPredictor
+    from .predict import is_onnx_folder, load_predictor
 
     folder = path.parent if path.suffix == ".onnx" else path
     if not folder.is_dir():
         raise ModelError(f"--model {str(path)!r} is not a folder; pass the folder written by bertlearn train")
-    if path.suffix == ".onnx" or ((folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file()):
-        if compile:
-            warnings.warn("--compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
-                          stacklevel=2)
-        return OnnxPredictor(path, bs=bs)
-    return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision, compile=compile,
-                                       cuda_graphs=_GRAPHS[cuda_graphs])
+    if compile and is_onnx_folder(path):
+        warnings.warn("--compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
+                      stacklevel=2)
+        compile = False
+    return load_predictor(path, device=device, bs=bs, precision=precision, compile=compile,
+                          cuda_graphs=_GRAPHS[cuda_graphs])
 
 
 def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str]) -> Any:
@@ -222,8 +220,8 @@ def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str])
 
 
 def _texts_of(df: Any, cols: list[str], source: str) -> list:
-    from .data import _texts
-    texts, _ = _texts(df, cols if len(cols) > 1 else cols[0], source, dropna=False)
+    from .data import texts_from_frame
+    texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False)
     return texts
 
 

@@ -114,7 +114,7 @@ def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
     """Run where asked; a model loaded here goes to CUDA when available; a given model stays where it is."""
     from pathlib import Path
 
-    from .predict import resolve_device
+    from .device import resolve_device
     if device is not None or isinstance(model, (str, Path, type(None))):
         device = resolve_device(device)
         encoder.to(device)

@@ -25,6 +25,7 @@ from fastai.callback.core import Callback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import ModelError, user_stacklevel
+from .saved import MODEL_INPUTS
 
 __all__ = ["CudaGraphCallback", "InferenceGraphs", "inference_graphs", "capture_forward", "graph_buckets",
            "GRAPH_MIN_STEPS"]
@@ -41,7 +42,6 @@ _WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # device-side event, no host sync) and PyTorch warns once, hinting at broken capture. Capture and replays are right
 # (tests/test_graphs.py::TestOnGPU), so this one warning is muted inside captures and graphed backward passes only.
 _STREAM_MISMATCH = "The AccumulateGrad node's stream does not match"
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # the seams the CPU tests replace (no CUDA there): where tensors must live, and the captures (capture_forward below)
 make_graphed_callables: Callable[..., Any] = torch.cuda.make_graphed_callables
@@ -105,7 +105,7 @@ class _Step(torch.nn.Module):
         self.amp_dtype = amp_dtype
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return _logits(self._model_forward, dict(zip(_INPUTS, inputs)), self.amp_dtype)
+        return _logits(self._model_forward, dict(zip(MODEL_INPUTS, inputs)), self.amp_dtype)
 
 
 class CudaGraphCallback(Callback):
@@ -308,9 +308,9 @@ class CudaGraphCallback(Callback):
         if not (self.active and model is not None and model.training and torch.is_grad_enabled()):
             return None
         if kwargs:
-            if args or set(kwargs) - set(_INPUTS):
+            if args or set(kwargs) - set(MODEL_INPUTS):
                 return None
-            args = tuple(kwargs.get(name) for name in _INPUTS[:len(kwargs)])
+            args = tuple(kwargs.get(name) for name in MODEL_INPUTS[:len(kwargs)])
         if not 2 <= len(args) <= 3 or any(not isinstance(t, torch.Tensor) for t in args):
             return None
         ids = args[0]

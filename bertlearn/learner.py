@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ from .compat import note_no_effect
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
                         FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger, mixed_precision)
-from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, _class_weights, _positive_int
+from .data import MULTI, REGRESSION, SINGLE, BertDataBunch, class_weights, positive_int
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, multi_gpu_without_effect, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
@@ -38,7 +37,9 @@ from .metrics import default_metrics, to_fastai_metrics
 from .model import bert_splitter, compile_model, load_model, quiet_hub, start_regression_head_at_mean
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
-from .predict import SETTINGS_FILE, decide, predict_logits, rank_predictions, resolve_device
+from .device import resolve_device
+from .predict import decide, predict_logits, rank_predictions
+from .saved import MODEL_INPUTS, settings_for, write_settings
 
 __all__ = ["BertLearner", "load_learner", "best_thresholds"]
 
@@ -62,7 +63,7 @@ def _as_lr(lr: Any) -> float | slice:
 
 
 def _as_epochs(epochs: Any) -> int:
-    return _positive_int(epochs, "epochs", BertLearnError)
+    return positive_int(epochs, "epochs", BertLearnError)
 
 
 class BertLearner(Learner):
@@ -282,9 +283,9 @@ class BertLearner(Learner):
 
         loss_func = None
         targets = databunch.train.dataset.targets
-        weight = _class_weights(weight, targets, databunch.c, "weight", databunch.problem_type, SINGLE) \
+        weight = class_weights(weight, targets, databunch.c, "weight", databunch.problem_type, SINGLE) \
             if weight is not None else getattr(databunch, "weight", None)
-        pos_weight = _class_weights(pos_weight, targets, databunch.c, "pos_weight", databunch.problem_type, MULTI) \
+        pos_weight = class_weights(pos_weight, targets, databunch.c, "pos_weight", databunch.problem_type, MULTI) \
             if pos_weight is not None else getattr(databunch, "pos_weight", None)
         if weight is not None:
             loss_func = CrossEntropyLossFlat(weight=torch.as_tensor(weight, dtype=torch.float, device=device))
@@ -769,12 +770,7 @@ class BertLearner(Learner):
         """
         from .onnx import export_onnx
         return export_onnx(self.model, self.dls.encoder, Path(path) if path is not None else self.output_dir / "onnx",
-                           thresholds=self.thresholds, opset=opset,
-                           extra_settings={**self._columns(), "bertlearn_version": _version()})
-
-    def _columns(self) -> dict:
-        cols = getattr(self.dls, "columns", None) or {}
-        return {k: [str(c) for c in v] if isinstance(v, list) else v for k, v in cols.items()}
+                           thresholds=self.thresholds, opset=opset, columns=getattr(self.dls, "columns", None))
 
     @main_process_only
     def save_model(self, path: str | Path | None = None) -> Path:
@@ -792,10 +788,8 @@ class BertLearner(Learner):
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
-            thresholds = self.thresholds if isinstance(self.thresholds, (int, float)) else list(self.thresholds)
-            settings = {**enc.settings(), **self._columns(), "thresholds": thresholds, "bertlearn_version": _version(),
-                        "precision": "bf16" if self._amp_dtype() == torch.bfloat16 else "fp32"}
-            (tmp / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+            write_settings(tmp, settings_for(enc, thresholds=self.thresholds, columns=getattr(self.dls, "columns", None),
+                                             precision="bf16" if self._amp_dtype() == torch.bfloat16 else "fp32"))
         _log.info("model saved to %s", path)
         return path
 
@@ -844,16 +838,11 @@ def _handles(cb: Callback, event_name: str) -> bool:
 
 def _check_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
     """fastai calls `model(*xb)`: the batch's inputs must be the first parameters of `forward`, in order."""
-    wanted = ["input_ids", "attention_mask", "token_type_ids"][:dls.n_inp]
+    wanted = list(MODEL_INPUTS[:dls.n_inp])
     params = list(inspect.signature(model.forward).parameters)[:len(wanted)]
     if params != wanted:
         raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
                          "this architecture cannot be driven positionally by fastai")
-
-
-def _version() -> str:
-    from . import __version__
-    return __version__
 
 
 def load_learner(fname: str | Path, cpu: bool = True) -> BertLearner:

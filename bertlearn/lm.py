@@ -27,7 +27,7 @@ from fastai.data.load import DataLoader
 from torch import nn
 
 from .callbacks import DeviceAvgLoss, GradientClip, mixed_precision
-from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, _as_texts, _positive_int, read_csv
+from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, as_texts, positive_int, read_csv
 from .distributed import main_process_only, multi_gpu_without_effect
 from .errors import BertLearnError, DataError, ModelError
 from .atomic import atomic_dir, atomic_file
@@ -35,7 +35,7 @@ from .compat import note_no_effect
 from .learner import BertLearner
 from .optim import opt_func_for
 from .model import bert_splitter, load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
-from .predict import resolve_device
+from .device import resolve_device
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
            "masked_positions"]
@@ -184,7 +184,7 @@ class BertLMDataBunch(BertDataBunch):
                             "no_cache": "masked-LM data is tokenized afresh each time (nothing is cached)"})
         if kwargs:
             raise TypeError(f"from_raw_corpus() got unexpected arguments {sorted(kwargs)}")
-        bs, maxlen = _positive_int(bs, "bs"), _positive_int(maxlen, "maxlen")
+        bs, maxlen = positive_int(bs, "bs"), positive_int(maxlen, "maxlen")
         if not 0 < float(mlm_probability) < 1:
             raise DataError(f"mlm_probability={mlm_probability!r} must be between 0 and 1 (usually 0.15)")
         if not 0 < float(valid_pct) < 1:
@@ -195,7 +195,7 @@ class BertLMDataBunch(BertDataBunch):
             if text_col not in corpus.columns:
                 raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")
             corpus = corpus[text_col].dropna().astype(str).tolist()
-        texts = [t for t in _as_texts(corpus, "corpus") if t.strip()]
+        texts = [t for t in as_texts(corpus, "corpus") if t.strip()]
         if len(texts) < 2:
             raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
         tok = load_tokenizer(tokenizer)

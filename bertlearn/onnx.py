@@ -9,27 +9,24 @@ tokenizes and batches exactly as training did and offers the same `predict_*` me
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .atomic import atomic_dir, atomic_file
 from .data import TextEncoder
 from .model import quiet_hub
-from .errors import ModelError
-from .predict import SETTINGS_FILE, Predictor, input_names, load_settings, per_text_logits
+from .predict import OnnxPredictor
+from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, write_settings
 
 __all__ = ["export_onnx", "OnnxPredictor", "ONNX_FILE"]
 
-ONNX_FILE = "model.onnx"
 
 
 class _LogitsOnly(nn.Module):
@@ -46,7 +43,7 @@ class _LogitsOnly(nn.Module):
 
 
 def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thresholds: Any = None,
-                opset: int = 18, extra_settings: dict | None = None) -> Path:
+                opset: int = 18, columns: dict | None = None, extra_settings: dict | None = None) -> Path:
     """Export `model` to `path/model.onnx` with dynamic batch and sequence axes, plus tokenizer and settings.
 
     Args:
@@ -55,6 +52,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
         path: target folder (or a `.onnx` file name, whose folder gets the rest).
         thresholds: multi-label thresholds to store.
         opset: ONNX opset version.
+        columns: the text and label columns trained on (for `bertlearn predict` / `eval`).
         extra_settings: more keys for `bertlearn.json`.
 
     Returns:
@@ -62,7 +60,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     """
     path = Path(path)
     folder, fname = (path.parent, path.name) if path.suffix == ".onnx" else (path, ONNX_FILE)
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if encoder.with_token_types else [])
+    names = input_names(encoder.with_token_types)
     cpu_model = copy.deepcopy(model).float().cpu().eval()
     wrapper = _LogitsOnly(cpu_model).eval()
     # batch 2 and a length with padding: no axis is specialised to 1 and the padded-mask path is traced
@@ -78,13 +76,13 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
         program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
                                     dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
                                     dynamo=True, verbose=False)
-    thresholds = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else list(thresholds)
-    settings = {**encoder.settings(), "thresholds": thresholds, **(extra_settings or {}), "onnx_file": fname}
+    settings = {**settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname),
+                **(extra_settings or {})}
     def write(into: Path) -> None:
         program.save(str(into / fname))
         encoder.tokenizer.save_pretrained(into)
         model.config.save_pretrained(into)
-        (into / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        write_settings(into, settings)
 
     with quiet_hub():
         if _ours(folder):
@@ -134,62 +132,3 @@ def _link_or_copy(src: Any, dst: Any) -> None:
         os.link(src, dst)  # same file system: no bytes copied
     except OSError:
         shutil.copy2(src, dst)
-
-
-class OnnxPredictor(Predictor):
-    """Predict with a folder written by `learner.to_onnx`, on ONNX Runtime.
-
-    Args:
-        path: the folder (or its `.onnx` file).
-        providers: ONNX Runtime execution providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU).
-        bs: batch size.
-        intra_op_num_threads: CPU threads per operator (default: ONNX Runtime's choice, the physical cores).
-    """
-
-    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, bs: int = 64,
-                 intra_op_num_threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise ModelError("OnnxPredictor needs onnxruntime: pip install 'bertlearn[onnx]'") from e
-        from transformers import AutoConfig, AutoTokenizer
-
-        path = Path(path)
-        folder = path.parent if path.suffix == ".onnx" else path
-        settings_file = folder / SETTINGS_FILE
-        fname = path.name if path.suffix == ".onnx" else (
-            json.loads(settings_file.read_text()).get("onnx_file", ONNX_FILE) if settings_file.is_file() else ONNX_FILE)
-        if not (folder / fname).is_file():
-            held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-            raise ModelError(f"path {str(path)!r} holds no {fname} (it holds {held[:15]}); pass the folder written by "
-                             "learner.to_onnx(path)")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        config = AutoConfig.from_pretrained(folder)
-        settings = load_settings(folder, tokenizer, config)
-        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs,
-                         settings=settings)
-        options = ort.SessionOptions()
-        if intra_op_num_threads:
-            options.intra_op_num_threads = int(intra_op_num_threads)
-        available = ort.get_available_providers()
-        if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(folder / fname), sess_options=options, providers=list(providers))
-        self.num_labels = int(config.num_labels)
-        self._names = [i.name for i in self.session.get_inputs()]
-
-    def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
-        """Raw model outputs (n_texts, n_labels) in input order (sliding windows averaged).
-
-        Args:
-            texts: the texts, or (text_a, text_b) pairs for a pair model.
-        """
-        dl = self.loader(texts)
-        names = input_names(dl.dataset)
-        if names != self._names:
-            raise ModelError(f"the ONNX graph takes {self._names} but the tokenizer gives {names}; export again")
-        out = []
-        for b in dl:
-            feed = {n: np.ascontiguousarray(t.numpy()) for n, t in zip(names, b)}
-            out.append(torch.from_numpy(self.session.run(["logits"], feed)[0]).float())
-        return per_text_logits(out, dl, self.num_labels)

@@ -1,4 +1,6 @@
-"""Prediction: shared by `BertLearner` and `BertClassificationPredictor`, which loads a saved model without pickle."""
+"""Prediction: the loop shared by the learners and the predictors, and the predictors of saved folders: PyTorch
+(`BertClassificationPredictor`, safetensors and JSON, no pickle) and ONNX Runtime (`OnnxPredictor`);
+`load_predictor(path)` opens either."""
 
 from __future__ import annotations
 
@@ -12,39 +14,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .callbacks import native_bf16
 from .compat import note_no_effect
-from .data import BertDataLoader, TextEncoder, _as_texts
-from .errors import BertLearnError, ModelError, user_stacklevel
+from .device import amp_dtype_for, resolve_device
+from .data import BertDataLoader, TextEncoder, as_texts
+from .errors import ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
 from .model import compile_model, load_pretrained
+from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
 
-__all__ = ["Predictor", "BertClassificationPredictor", "predict_logits", "per_text_logits", "input_names",
-           "load_settings", "check_fast_bert_predictor_args", "rank_predictions", "decide", "resolve_device",
-           "amp_dtype_for", "PRECISIONS", "SETTINGS_FILE"]
-
-SETTINGS_FILE = "bertlearn.json"  # what save_model adds to a Hugging Face folder: maxlen and task
-
-
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """None: CUDA when available, else CPU; a CUDA request without CUDA falls back to the CPU, saying so once.
-
-    Args:
-        device: "cuda", "cpu", a `torch.device`, or None.
-    """
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        if str(device) not in _FELL_BACK:  # said once per process: a script asks for its device many times
-            _FELL_BACK.add(str(device))
-            warnings.warn(f"device={str(device)!r} was asked for but CUDA is not available here; using the CPU "
-                          "(device=None picks the GPU where there is one)")
-        return torch.device("cpu")
-    return device
+__all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
+           "predict_logits",
+           "per_text_logits", "check_fast_bert_predictor_args", "rank_predictions", "decide"]
 
 
-_FELL_BACK: set[str] = set()
+
 
 
 def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
@@ -83,7 +66,7 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    names = input_names(dl.dataset)
+    names = input_names(dl.dataset.type_ids is not None)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     out = []
     try:
@@ -95,34 +78,6 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     finally:
         model.train(was_training)
     return per_text_logits(out, dl, model.config.num_labels)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def amp_dtype_for(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The autocast dtype for a `precision` setting: "fp32" none, "bf16" bfloat16, "auto" bfloat16 where `device`
-    has bf16 hardware (see `native_bf16`), else none.
-
-    Args:
-        precision: "auto", "fp32" or "bf16".
-        device: where the model runs.
-    """
-    if precision not in PRECISIONS:
-        raise BertLearnError(f"precision={precision!r} is not one of {list(PRECISIONS)}; 'auto' uses bfloat16 where "
-                             "the hardware computes it, 'fp32' gives float32 results")
-    if precision == "fp32":
-        return None
-    return torch.bfloat16 if precision == "bf16" or native_bf16(device) else None
-
-
-def input_names(ds: Any) -> list[str]:
-    """The model inputs a dataset's batches carry, in batch order.
-
-    Args:
-        ds: an `EncodedDataset`.
-    """
-    return ["input_ids", "attention_mask"] + (["token_type_ids"] if ds.type_ids is not None else [])
 
 
 def per_text_logits(out: list[torch.Tensor], dl: BertDataLoader, num_labels: int) -> torch.Tensor:
@@ -195,7 +150,7 @@ class Predictor:
             texts: the texts, or (text_a, text_b) pairs.
             device: where batches go (default: the CPU).
         """
-        ds = self.encoder.dataset(_as_texts(texts, "texts", pairs=self.encoder.pairs))
+        ds = self.encoder.dataset(as_texts(texts, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=self.bs, device=device)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
@@ -231,32 +186,6 @@ class Predictor:
             texts: the texts, or (text_a, text_b) pairs.
         """
         return decide(self.predict_logits(texts), self.encoder, self.thresholds)
-
-
-def load_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None) -> dict:
-    """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies.
-
-    Args:
-        path: the model folder.
-        tokenizer: the model's tokenizer.
-        config: the model's config.
-        multi_label: fast-bert's predictor argument: must agree with the task recorded in `bertlearn.json` or
-            `config.problem_type` (the head was trained for a softmax or for sigmoids; reading it the other way
-            gives meaningless probabilities); where neither records it, it sets the task.
-    """
-    settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
-    if not settings:
-        settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
-                    "labels": [config.id2label[i] for i in range(config.num_labels)],
-                    "problem_type": config.problem_type or "single_label_classification"}
-        if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
-            settings["problem_type"] = "multi_label_classification" if multi_label else "single_label_classification"
-    saved_multi = settings["problem_type"] == "multi_label_classification"
-    if multi_label is not None and bool(multi_label) != saved_multi:
-        raise ModelError(f"multi_label={multi_label} disagrees with the model in {str(path)!r}, which was trained as "
-                         f"{settings['problem_type'].replace('_', ' ')}; its outputs are read the way they were "
-                         f"trained: pass multi_label={saved_multi} or leave it out")
-    return settings
 
 
 def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer: Any, *, label_path: Any = None,
@@ -350,7 +279,7 @@ class BertClassificationPredictor(Predictor):
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
         compile_model(self.model, compile)
-        settings = load_settings(path, tokenizer, self.model.config, multi_label)
+        settings = read_settings(path, tokenizer, self.model.config, multi_label)
         check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
                                        do_lower_case=do_lower_case, model_type=model_type,
                                        use_fast_tokenizer=use_fast_tokenizer)
@@ -369,3 +298,99 @@ class BertClassificationPredictor(Predictor):
         """
         return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype,
                               graphs=self.graphs)
+
+
+class OnnxPredictor(Predictor):
+    """Predict with a folder written by `learner.to_onnx`, on ONNX Runtime.
+
+    Args:
+        path: the folder (or its `.onnx` file).
+        providers: ONNX Runtime execution providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU).
+        bs: batch size.
+        intra_op_num_threads: CPU threads per operator (default: ONNX Runtime's choice, the physical cores).
+    """
+
+    def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, bs: int = 64,
+                 intra_op_num_threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ModelError("OnnxPredictor needs onnxruntime: pip install 'bertlearn[onnx]'") from e
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = Path(path)
+        folder = path.parent if path.suffix == ".onnx" else path
+        settings_file = folder / SETTINGS_FILE
+        fname = path.name if path.suffix == ".onnx" else (
+            json.loads(settings_file.read_text()).get("onnx_file", ONNX_FILE) if settings_file.is_file() else ONNX_FILE)
+        if not (folder / fname).is_file():
+            held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+            raise ModelError(f"path {str(path)!r} holds no {fname} (it holds {held[:15]}); pass the folder written by "
+                             "learner.to_onnx(path)")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
+        settings = read_settings(folder, tokenizer, config)
+        super().__init__(TextEncoder.from_settings(tokenizer, settings), settings.get("thresholds"), bs=bs,
+                         settings=settings)
+        options = ort.SessionOptions()
+        if intra_op_num_threads:
+            options.intra_op_num_threads = int(intra_op_num_threads)
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(folder / fname), sess_options=options, providers=list(providers))
+        self.num_labels = int(config.num_labels)
+        self._names = [i.name for i in self.session.get_inputs()]
+
+    def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
+        """Raw model outputs (n_texts, n_labels) in input order (sliding windows averaged).
+
+        Args:
+            texts: the texts, or (text_a, text_b) pairs for a pair model.
+        """
+        dl = self.loader(texts)
+        names = input_names(dl.dataset.type_ids is not None)
+        if names != self._names:
+            raise ModelError(f"the ONNX graph takes {self._names} but the tokenizer gives {names}; export again")
+        out = []
+        for b in dl:
+            feed = {n: np.ascontiguousarray(t.numpy()) for n, t in zip(names, b)}
+            out.append(torch.from_numpy(self.session.run(["logits"], feed)[0]).float())
+        return per_text_logits(out, dl, self.num_labels)
+
+
+def load_predictor(path: str | Path, *, device: torch.device | str | None = None, bs: int = 64,
+                   precision: str = "auto", compile: bool | dict = False, cuda_graphs: bool | str = "auto") -> Predictor:
+    """The predictor for a saved folder: `OnnxPredictor` for a `to_onnx` folder (or a `.onnx` file),
+    `BertClassificationPredictor` for a `save_model` folder (one holding both is read with PyTorch).
+
+    Args:
+        path: the folder, or its `.onnx` file.
+        device: where a PyTorch model runs (None: CUDA when available).
+        bs: batch size.
+        precision, compile, cuda_graphs: PyTorch predictor options (see `BertClassificationPredictor`).
+    """
+    path = Path(path)
+    folder = path.parent if path.suffix == ".onnx" else path
+    if not folder.is_dir():
+        raise ModelError(f"model path {str(path)!r} is not a folder; pass the folder written by save_model or "
+                         "to_onnx (or bertlearn train)")
+    if is_onnx_folder(path):
+        if compile:
+            warnings.warn("compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
+                          stacklevel=user_stacklevel())
+        return OnnxPredictor(path, bs=bs)
+    return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision, compile=compile,
+                                       cuda_graphs=cuda_graphs)
+
+
+def is_onnx_folder(path: str | Path) -> bool:
+    """Whether `load_predictor` reads `path` with ONNX Runtime: a `.onnx` file, or a folder holding an ONNX graph
+    and no PyTorch weights.
+
+    Args:
+        path: a folder or a `.onnx` file.
+    """
+    path = Path(path)
+    folder = path.parent if path.suffix == ".onnx" else path
+    return path.suffix == ".onnx" or ((folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file())

@@ -23,10 +23,10 @@ def test_public_functions_and_methods_document_their_arguments():
 
     events = set(dir(event))
     missing = []
-    for info in pkgutil.iter_modules(bertlearn.__path__):
-        if info.name == "__main__":
+    for info in pkgutil.walk_packages(bertlearn.__path__, prefix="bertlearn."):
+        if info.name == "bertlearn.__main__":
             continue  # importing it runs the command line
-        mod = importlib.import_module(f"bertlearn.{info.name}")
+        mod = importlib.import_module(info.name)
         for name in getattr(mod, "__all__", []):
             obj = getattr(mod, name)
             if not (inspect.isclass(obj) or inspect.isfunction(obj)) or not obj.__module__.startswith("bertlearn"):
@@ -46,9 +46,9 @@ def test_public_functions_and_methods_document_their_arguments():
                 except ValueError:  # an exception class
                     params = []
                 if not doc:
-                    missing.append(f"bertlearn.{info.name}.{qual}: no docstring")
+                    missing.append(f"{info.name}.{qual}: no docstring")
                 elif params and not inspect.isclass(fn) and "Args:" not in doc and "Attributes:" not in doc:
-                    missing.append(f"bertlearn.{info.name}.{qual}: no Args: section for {params}")
+                    missing.append(f"{info.name}.{qual}: no Args: section for {params}")
     assert not missing, "\n".join(missing)
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bertlearn.data as data
+import bertlearn.data.encode as data
 from bertlearn import TextEncoder, load_tokenizer
-from bertlearn.backends import BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
+from bertlearn.data.backends import BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
 
 tokie = pytest.importorskip("tokie")
 
@@ -101,7 +101,7 @@ class TestTokie:
                 tok.add_tokens(["bertlearnword"])
             else:
                 tok.split_special_tokens = True
-        with caplog.at_level(logging.INFO, logger="bertlearn.backends"):
+        with caplog.at_level(logging.INFO, logger="bertlearn.data.backends"):
             _, fast = encoders(tok, 32)
         assert fast is None
         assert f"tokie not used for this tokenizer: {reason}" in caplog.text
@@ -110,7 +110,7 @@ class TestTokie:
         real = TokieBatchEncoder.rows
         monkeypatch.setattr(TokieBatchEncoder, "rows", lambda self, enc, dtype, fill=0: real(self, enc, dtype).take(
             np.arange(len(enc.flat[1]))[::-1]))
-        with caplog.at_level(logging.INFO, logger="bertlearn.backends"):
+        with caplog.at_level(logging.INFO, logger="bertlearn.data.backends"):
             assert encoders(minilm, 32)[1] is None
         assert "tokie not used for this tokenizer: it gives other ids on the probe texts" in caplog.text
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bertlearn import BertDataBunch
-from bertlearn.cache import cache_key, load_cached, tokenizer_fingerprint
+from bertlearn.data.cache import cache_key, load_cached, tokenizer_fingerprint
 
 from conftest import make_texts
 
@@ -84,7 +84,7 @@ def test_definition_unreadable_by_tokenizers_falls_back_to_json(tiny_model_dir, 
     import tokenizers
     from transformers import AutoTokenizer
 
-    import bertlearn.cache as cache
+    import bertlearn.data.cache as cache
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     canonical = tokenizer_fingerprint(tok)
 
@@ -145,7 +145,7 @@ def test_truncation_side_gives_its_own_ids_through_the_cache(tiny_csv_dir, tiny_
 
 def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
     import hashlib
-    import bertlearn.cache as cache
+    import bertlearn.data.cache as cache
     settings = {"maxlen": 16}
     texts = [f"text {i}" for i in range(50)] + [("a pair", "its second text")]
     monkeypatch.setattr(cache, "_HASH_BLOCK", 7)  # blocks do not change the key

@@ -75,7 +75,7 @@ class TestFactories:
         assert np.array_equal(a.valid.dataset.targets, b.valid.dataset.targets)
 
     def test_ids_are_stored_ragged(self, tiny_tokenizer):
-        from bertlearn.store import RaggedRows
+        from bertlearn.data.store import RaggedRows
         df = make_texts(50)
         df.loc[0, "text"] = " ".join(["good"] * 200)  # one long text must not widen every row
         ds = BertDataBunch.from_df(df, df, tiny_tokenizer, bs=4, maxlen=128).train.dataset
@@ -83,13 +83,13 @@ class TestFactories:
         assert ds.lengths.max() == 128 and len(ds.ids.values) == ds.lengths.sum() < 50 * 128 / 2
 
     def test_backend_that_disagrees_with_the_tokenizer_is_not_used(self, tiny_tokenizer, monkeypatch, caplog):
-        import bertlearn.data as data
+        import bertlearn.data.encode as data
         from types import SimpleNamespace
 
-        from bertlearn.backends import BatchEncoder
+        from bertlearn.data.backends import BatchEncoder
         monkeypatch.setattr(BatchEncoder, "encode", lambda self, a, b=None: [SimpleNamespace(ids=[1])] * len(a))
         enc = data.TextEncoder(tiny_tokenizer, 16, ["a", "b"])
-        with caplog.at_level(logging.INFO, logger="bertlearn.backends"):
+        with caplog.at_level(logging.INFO, logger="bertlearn.data.backends"):
             got = enc.encode(["good movie", "bad"])
         assert enc._backend() is None and "using the slower call" in caplog.text
         assert got["ids"].tolist() == tiny_tokenizer(["good movie", "bad"])["input_ids"]
@@ -180,12 +180,12 @@ class TestEncoding:
                                                                                  pairs):
         import threading
 
-        import bertlearn.data as data
+        import bertlearn.data.encode as data
         from bertlearn.data import TextEncoder
         texts = make_texts(53, seed=5)["text"].tolist()
         texts_b = list(reversed(texts)) if pairs else None
         monkeypatch.setattr(data, "_TOKENIZE_CHUNK", 5)  # 11 chunks
-        from bertlearn.backends import BatchEncoder
+        from bertlearn.data.backends import BatchEncoder
         threads, real = set(), BatchEncoder.encode
         monkeypatch.setattr(BatchEncoder, "encode",
                             lambda self, a, b=None: threads.add(threading.current_thread().name) or real(self, a, b))

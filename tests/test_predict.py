@@ -108,7 +108,7 @@ class TestPrecision:
         import bertlearn.callbacks as callbacks
         from bertlearn import BF16Autocast, BertLearner
         monkeypatch.setattr(callbacks, "native_bf16", lambda device: True)  # as on a CPU with AMX
-        monkeypatch.setattr("bertlearn.predict.native_bf16", lambda device: True)
+        monkeypatch.setattr("bertlearn.device.native_bf16", lambda device: True)
         learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
                                                     output_dir=tmp_path, is_fp16=True)
         assert any(isinstance(cb, BF16Autocast) for cb in learner.cbs)
@@ -120,7 +120,7 @@ class TestPrecision:
         predictor = BertClassificationPredictor(path, device="cpu")
         assert predictor.amp_dtype == torch.bfloat16
         torch.testing.assert_close(predictor.predict_logits(TEXTS), learner.predict_logits(TEXTS), atol=1e-5, rtol=1e-5)
-        monkeypatch.setattr("bertlearn.predict.native_bf16", lambda device: False)  # a machine without bf16 hardware
+        monkeypatch.setattr("bertlearn.device.native_bf16", lambda device: False)  # a machine without bf16 hardware
         assert BertClassificationPredictor(path, device="cpu").amp_dtype is None
 
     def test_cpu_without_bf16_hardware_trains_in_fp32_with_a_warning(self, tiny_databunch, tiny_model_dir, tmp_path,

@@ -11,7 +11,7 @@ import torch
 from conftest import make_texts
 
 from bertlearn import BertDataBunch, BertLearner, DataError
-from bertlearn.store import DiskRows, RaggedRows
+from bertlearn.data.store import DiskRows, RaggedRows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_on_disk_matches_in_memory_batches_and_training(csv_dir, tiny_model_dir,
 def test_store_is_reused_until_the_file_changes(csv_dir, tiny_model_dir, monkeypatch):
     kw = dict(bs=16, maxlen=40, device="cpu", on_disk=True, label_file=None)
     BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
-    import bertlearn.store as store
+    import bertlearn.data.bunch as store  # where the factory looks build_store up
     calls = []
     real = store.build_store
     monkeypatch.setattr(store, "build_store", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic import atomic_file
-from .errors import user_stacklevel
+from ..atomic import atomic_file
+from ..errors import user_stacklevel
 from .store import RaggedRows
 
 __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]

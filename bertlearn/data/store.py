@@ -24,8 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_dir
-from .errors import DataError
+from ..atomic import atomic_dir
+from ..errors import DataError
 
 __all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
 

@@ -1,0 +1,456 @@
+"""BertDataBunch: CSV files or DataFrames plus a tokenizer become fastai `DataLoaders`.
+
+The factories read (`data.frames`), encode (`data.encode`) and assemble the loaders (`data.loader`) through one
+assembly step; files larger than memory stream through an on-disk token store (`data.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+from ..compat import note_no_effect
+from ..device import resolve_device
+from ..distributed import barrier, init_distributed, is_main_process, launched_distributed, multi_gpu_without_effect
+from ..errors import DataError
+from .cache import tokenizer_fingerprint
+from .encode import TextEncoder, tokenizer_within
+from .frames import (MULTI, SINGLE, as_texts, class_weights, labels_and_targets, positive_int, read_csv,
+                     read_label_file, resolve_columns, single_labels, targets_from_frame, task_options,
+                     texts_from_frame)
+from .loader import BertDataLoader, EncodedDataset
+from .store import build_store, load_store, store_key
+
+__all__ = ["BertDataBunch"]
+
+_log = logging.getLogger(__name__)
+
+
+class BertDataBunch(DataLoaders):
+    """fastai `DataLoaders` of tokenized texts for a BERT-family classifier.
+
+    Two ways in. The fast-bert call `BertDataBunch(data_dir, label_dir, tokenizer, train_file='train.csv',
+    val_file='val.csv', ...)` reads the CSV files (see `from_csv`); the factories `from_csv` and `from_df`
+    are the documented API, and fastai's internal form `BertDataBunch(train_dl, valid_dl, path=, device=)`
+    only stores loaders.
+
+    Args:
+        data_dir: folder holding `train_file` and `val_file` (fast-bert form).
+        label_dir: folder holding `label_file` (`labels.csv`, one label per line, no header; optional).
+        tokenizer: a tokenizer object, or a hub name / local path to load one from; None for the
+            packaged default model's tokenizer.
+        train_file, val_file: CSV file names inside `data_dir`.
+        test_data: texts (a list) or a CSV file name in `data_dir` to predict on later.
+        label_file: the label list file name inside `label_dir`.
+        text_col: text column name or integer position.
+        label_col: label column name or position; for multi-label, a list of 0/1 columns.
+        bs: batch size (alias `batch_size_per_gpu`).
+        maxlen: maximum tokens per text, special tokens included (alias `max_seq_length`).
+        multi_gpu, model_type: fast-bert's; accepted, no effect (named once in a `FastBertCompatWarning`).
+        clear_cache: first delete every tokenization cache file (`data_dir/cache/tok-*.npz`), those of other
+            settings and files too; with `on_disk=True`, rebuild the token stores of these files instead.
+        no_cache: neither read nor write `data_dir/cache`. This constructor caches by default (as fast-bert did):
+            the token ids of `train_file` and `val_file` (not `test_data`), one `.npz` each, keyed by the texts'
+            content, the tokenizer and every encoding setting (`TextEncoder.key_parts`), so a changed input never
+            reuses stale ids. The factories `from_csv` / `from_df` cache only when given `cache_dir`.
+        multi_label: several labels per text.
+        logger: a `logging.Logger` for progress messages.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if (not args and "data_dir" not in kwargs) or (args and isinstance(args[0], DataLoader)):
+            # fastai's own form (used by `new_empty`, `export`...): store the loaders
+            super().__init__(*args, **kwargs)
+            return
+        # fast-bert's form: do the work through the factory, then adopt what it built
+        built = type(self)._from_fast_bert_args(*args, **kwargs)
+        self.__dict__.update(built.__dict__)
+
+    @classmethod
+    def _from_fast_bert_args(cls, data_dir: str | Path, label_dir: str | Path | None = None, tokenizer: Any = None,
+                             train_file: str = "train.csv", val_file: str | None = "val.csv",
+                             test_data: Sequence[str] | str | None = None, label_file: str = "labels.csv",
+                             text_col: Any = "text", label_col: Any = "label", bs: int = 32, maxlen: int = 512,
+                             multi_gpu: bool = False, multi_label: bool = False, model_type: str | None = None,
+                             logger: logging.Logger | None = None, clear_cache: bool = False,
+                             no_cache: bool = False, *, batch_size_per_gpu: int | None = None,
+                             max_seq_length: int | None = None, **kwargs: Any) -> "BertDataBunch":
+        ignored = {"model_type": model_type, **{k: kwargs.pop(k) for k in ("backend", "custom_sampler") if k in kwargs}}
+        if multi_gpu_without_effect(multi_gpu):
+            ignored = {"multi_gpu": multi_gpu, **ignored}
+        note_no_effect("BertDataBunch", ignored)
+        cache_dir = Path(data_dir) / "cache"
+        if kwargs.get("on_disk"):  # the token store is the cache: from_csv handles both flags
+            kwargs.update(clear_cache=clear_cache, no_cache=no_cache)
+        else:
+            if clear_cache and cache_dir.is_dir():
+                for f in cache_dir.glob("tok-*.npz"):
+                    f.unlink()
+            if not no_cache:
+                kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
+        return cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
+                            label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
+                            bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
+                            maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                            multi_label=multi_label, logger=logger, **kwargs)
+
+    @classmethod
+    def from_csv(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.csv",
+                 val_file: str | None = "val.csv", test_data: Sequence[str] | str | None = None,
+                 label_dir: str | Path | None = None, label_file: str = "labels.csv", sep: str | None = None,
+                 encoding: str | None = None, on_disk: bool = False, chunksize: int = 50_000,
+                 **kwargs: Any) -> "BertDataBunch":
+        """Read `train_file` / `val_file` (and `labels.csv` when present) from `data_dir`, then call `from_df`.
+
+        With `on_disk=True` the files are never loaded whole: they are read `chunksize` rows at a time,
+        tokenized into a token store under `data_dir/cache/` (reused while the file and settings are unchanged)
+        and batches read their rows from disk, so files larger than memory train (see `bertlearn.store`).
+
+        Args:
+            data_dir: folder of the CSV files.
+            tokenizer: tokenizer object, name or path (None: the packaged default).
+            train_file, val_file: CSV names; with `val_file=None`, `valid_pct` of train is held out.
+            test_data: texts or a CSV file name (its `text_col` is used) for later prediction.
+            label_dir, label_file: where the optional label list lives (default: `data_dir`).
+            sep, encoding: CSV separator and encoding (default ',' and UTF-8, with cp1252 fallback).
+            on_disk: stream the CSV files through an on-disk token store instead of reading them into memory.
+            chunksize: rows per chunk with `on_disk`.
+            **kwargs: everything `from_df` takes.
+        """
+        data_dir = Path(data_dir)
+        if not data_dir.is_dir():
+            raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
+        if on_disk:
+            labels = kwargs.pop("labels", None)
+            if labels is None and label_file:
+                labels = read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+            return cls._from_csv_on_disk(data_dir, tokenizer, train_file=train_file, val_file=val_file,
+                                         labels=labels, sep=sep, encoding=encoding, chunksize=chunksize,
+                                         test_data=test_data, **kwargs)
+        train_df = read_csv(data_dir / train_file, "train_file", sep=sep, encoding=encoding)
+        valid_df = None if val_file is None else read_csv(data_dir / val_file, "val_file", sep=sep, encoding=encoding)
+        labels = kwargs.pop("labels", None)
+        if labels is None and label_file:
+            labels = read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+        if isinstance(test_data, (str, Path)):
+            test_data = _test_texts(data_dir / test_data, kwargs.get("text_col", "text"), sep=sep, encoding=encoding,
+                                    dropna=kwargs.get("dropna", False))
+        return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
+                           sources=(str(train_file), str(val_file)), **kwargs)
+
+    @classmethod
+    def _from_csv_on_disk(cls, data_dir: Path, tokenizer: Any, *, train_file: str, val_file: str | None,
+                          labels: Sequence[str] | None, sep: str | None, encoding: str | None, chunksize: int,
+                          text_col: Any = "text", label_col: Any = "label", bs: int = 32, val_bs: int | None = None,
+                          maxlen: int = 512, multi_label: bool = False, regression: bool = False,
+                          label_delim: str | None = None, truncation: str = "head", seed: int | None = None,
+                          device: torch.device | str | None = None, dropna: bool = False, weight: Any = None,
+                          pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
+                          **kwargs: Any) -> "BertDataBunch":
+        note_no_effect("BertDataBunch.from_csv", _no_effect(kwargs))
+        if kwargs.pop("no_cache", False):
+            raise DataError("on_disk=True streams the files through a token store in data_dir/cache, so no_cache=True "
+                            "cannot apply; leave no_cache out (clear_cache=True rebuilds the store)")
+        clear_cache = kwargs.pop("clear_cache", False)
+        unsupported = sorted(k for k in kwargs if k in ("long_text", "stride", "valid_pct", "cache_dir"))
+        if unsupported or kwargs:
+            raise DataError(f"on_disk=True does not take {unsupported or sorted(kwargs)}; it streams train_file and "
+                            "val_file as they are (no sliding windows, no random validation split)")
+        if val_file is None:
+            raise DataError("on_disk=True needs a val_file: a random split would need the whole file in memory")
+        log = logger or _log
+        chunksize = positive_int(chunksize, "chunksize")
+        bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
+                                                                      label_delim)
+        tok, maxlen = tokenizer_within(tokenizer, maxlen)
+        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
+        paths = [data_dir / train_file, data_dir / val_file]
+        for path, arg in zip(paths, ("train_file", "val_file")):
+            if not path.is_file():
+                read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
+        heads = [pd.read_csv(path, nrows=5, **read) for path in paths]
+        tcols = resolve_columns(heads[0], text_col, "text_col", str(train_file))
+        lcols = resolve_columns(heads[0], label_col, "label_col", str(train_file))
+        for head, name in zip(heads[1:], (str(val_file),)):
+            resolve_columns(head, tcols, "text_col", name)
+            resolve_columns(head, lcols, "label_col", name)
+        if len(tcols) > 2:
+            raise DataError(f"text_col={text_col!r} names {len(tcols)} columns; give one, or two for sentence pairs")
+        if (not multi_label or label_delim is not None) and len(lcols) != 1:
+            raise DataError(f"label_col={label_col!r} names {len(lcols)} columns; this task needs one label column")
+
+        def label_chunks(path: Path):
+            return pd.read_csv(path, usecols=lcols, chunksize=chunksize, **read)
+
+        if multi_label and label_delim is None:
+            labels = list(labels) if labels is not None else [str(c) for c in lcols]
+        elif multi_label:
+            if labels is None:
+                seen = pd.Series(sorted({l.strip() for ch in label_chunks(paths[0]) for v in ch[lcols[0]].dropna()
+                                         for l in str(v).split(label_delim) if l.strip()}))
+                labels = sorted(seen.tolist())
+        elif regression:
+            labels = [str(lcols[0])]
+        elif labels is None:
+            uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks(paths[0])])
+            labels = single_labels(pd.Series(uniques.unique()), None, str(train_file))
+        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
+                              truncation=truncation)
+
+        def encode(chunk: pd.DataFrame, source: str) -> tuple[dict, np.ndarray]:
+            texts, keep = texts_from_frame(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=dropna)
+            ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
+            y = targets_from_frame(ldf, lcols, encoder, label_delim=label_delim, source=source)
+            enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
+            return enc, y
+
+        datasets = []
+        for path, name in zip(paths, (str(train_file), str(val_file))):
+            key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.key_parts(), "text_col": tcols,
+                                   "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
+            folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"
+            if launched_distributed():
+                # one process builds the store (rank 0), the others wait and then read it
+                init_distributed()
+                if not is_main_process():
+                    barrier()
+            stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
+            if stored is None:
+                t0 = time.perf_counter()
+                meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
+                                   lambda ch, name=name: encode(ch, f"{name} (rows from {ch.index[0] + 1})"),
+                                   len(tok))
+                log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
+                stored = load_store(folder, pad_id=encoder.pad_id)
+            if launched_distributed() and is_main_process():
+                barrier()
+            ids, lengths, targets, types = stored
+            datasets.append(EncodedDataset(ids, lengths, targets, encoder, type_ids=types))
+            datasets[-1].encoded_by = f"read from the on-disk token store {str(folder)!r}"
+
+        if isinstance(test_data, (str, Path)):
+            test_data = _test_texts(data_dir / test_data, tcols if len(tcols) == 2 else tcols[0], sep=sep,
+                                    encoding=encoding, dropna=dropna)
+        return cls._assemble(datasets[0], datasets[1], bs=bs, val_bs=val_bs, seed=seed, test_data=test_data,
+                             device=device, path=data_dir, columns={"text_col": tcols, "label_col": lcols,
+                                                                    "label_delim": label_delim},
+                             weight=weight, pos_weight=pos_weight)
+
+    @classmethod
+    def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,
+                text_col: Any = "text", label_col: Any = "label", labels: Sequence[str] | None = None,
+                bs: int = 32, val_bs: int | None = None, maxlen: int = 512, multi_label: bool = False,
+                regression: bool = False, label_delim: str | None = None, truncation: str = "head",
+                long_text: str | None = None, stride: int | None = None,
+                weight: Sequence[float] | str | None = None, pos_weight: Sequence[float] | str | None = None,
+                test_data: Sequence[Any] | None = None, valid_pct: float = 0.2, seed: int | None = None,
+                dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
+                logger: logging.Logger | None = None, cache_dir: str | Path | None = None,
+                sources: tuple[str, str] = ("train_df", "valid_df"), **kwargs: Any) -> "BertDataBunch":
+        """Tokenize DataFrames into a `BertDataBunch`.
+
+        Args:
+            train_df, valid_df: the data; with `valid_df=None`, a `valid_pct` random share of train is held out.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            text_col: text column name or position; a list of two for sentence pairs (e.g. ['text_a', 'text_b']).
+            label_col: label column name or position; for multi-label a list of 0/1 columns, or one column of
+                `label_delim`-separated labels.
+            labels: label names in output order; default: sorted labels of the training data.
+            bs: training batch size; val_bs: validation batch size (default 2 * bs).
+            maxlen: maximum tokens per model input, special tokens included.
+            multi_label: several labels per text (sigmoid outputs, BCE loss).
+            regression: a float target (one output, MSE loss).
+            label_delim: separator of several labels in one column (implies multi_label).
+            truncation: "head", "tail" or "head+tail": which tokens of a too-long text are kept.
+            long_text: "sliding_window" to split long texts into overlapping windows (see `TextEncoder`).
+            stride: overlap of sliding windows in tokens.
+            weight: per-class loss weights (single-label), or "balanced" for inverse class frequency.
+            pos_weight: per-label positive weights (multi-label), or "balanced" for negatives / positives.
+            test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).
+            valid_pct: the held-out share when `valid_df` is None.
+            seed: seeds that split and the training order, for repeatable runs.
+            dropna: drop rows with empty texts instead of raising.
+            device: where batches go (default: CUDA when available).
+            path: the folder things are saved relative to.
+            logger: a `logging.Logger` for progress messages.
+            cache_dir: keep tokenized features in this folder, keyed by the texts' content, the tokenizer and
+                every encoding setting (see `bertlearn.cache`); None: tokenize every time.
+        """
+        note_no_effect("BertDataBunch.from_df", _no_effect(kwargs))
+        if kwargs.pop("no_cache", False):
+            cache_dir = None
+        if kwargs.pop("clear_cache", False) and cache_dir is not None:
+            for f in Path(cache_dir).glob("tok-*.npz"):
+                f.unlink()
+        if kwargs:
+            raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
+        log = logger or _log
+        bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
+                                                                      label_delim)
+        if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
+            raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
+                            f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
+        if valid_df is None:
+            if not 0 < valid_pct < 1:
+                raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None")
+            perm = np.random.default_rng(seed).permutation(len(train_df))
+            n_valid = max(1, int(round(len(train_df) * valid_pct)))
+            train_df, valid_df = train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]]
+            sources = (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)")
+
+        tok, maxlen = tokenizer_within(tokenizer, maxlen)
+
+        text_cols = [resolve_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
+        if len(text_cols[0]) > 2:
+            raise DataError(f"text_col={text_col!r} names {len(text_cols[0])} columns; give one text column, or two "
+                            "for sentence pairs")
+        pairs = len(text_cols[0]) == 2
+        label_cols = [resolve_columns(df, label_col, "label_col", src) for df, src in zip((train_df, valid_df), sources)]
+        if (not multi_label or label_delim is not None) and len(label_cols[0]) != 1:
+            raise DataError(f"label_col={label_col!r} names {len(label_cols[0])} columns; this task needs one label "
+                            "column (pass multi_label=True for 0/1 label columns)")
+
+        t0 = time.perf_counter()
+        parts = []
+        for df, tcols, lcols, src in zip((train_df, valid_df), text_cols, label_cols, sources):
+            texts, keep = texts_from_frame(df, tcols, src, dropna=dropna)
+            parts.append((texts, df.loc[keep, lcols] if not keep.all() else df[lcols], src))
+        labels, targets = labels_and_targets([(ldf, src) for _, ldf, src in parts], problem_type, labels=labels,
+                                             label_delim=label_delim)
+
+        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=pairs, truncation=truncation,
+                              long_text=long_text, stride=stride)
+        train_ds = encoder.dataset(parts[0][0], targets[0], cache_dir=cache_dir)
+        valid_ds = encoder.dataset(parts[1][0], targets[1], cache_dir=cache_dir)
+        log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", train_ds.n_texts, valid_ds.n_texts,
+                 time.perf_counter() - t0, maxlen)
+        truncated = float((train_ds.lengths >= maxlen).mean())
+        if truncated > 0.05 and not encoder.long_text:
+            log.info("%.0f%% of training texts are cut at maxlen=%d (truncation=%r)", 100 * truncated, maxlen,
+                     truncation)
+
+        return cls._assemble(train_ds, valid_ds, bs=bs, val_bs=val_bs, seed=seed, test_data=test_data, device=device,
+                             path=path, columns={"text_col": text_cols[0], "label_col": label_cols[0],
+                                                 "label_delim": label_delim}, weight=weight, pos_weight=pos_weight)
+
+    @classmethod
+    def _assemble(cls, train_ds: EncodedDataset, valid_ds: EncodedDataset, *, bs: int, val_bs: int, seed: int | None,
+                  test_data: Sequence[Any] | None, device: torch.device | str | None, path: str | Path,
+                  columns: dict, weight: Any, pos_weight: Any) -> "BertDataBunch":
+        """The loaders over encoded datasets, as every factory ends: length-grouped training batches (seeded),
+        longest-first validation, the test texts, the device, the columns to save beside a model, class weights."""
+        encoder = train_ds.encoder
+        loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True), BertDataLoader(valid_ds, bs=val_bs)]
+        if seed is not None:
+            loaders[0].rng = random.Random(seed)  # the training order then repeats run to run
+        if test_data is not None:
+            loaders.append(BertDataLoader(encoder.dataset(as_texts(test_data, "test_data", pairs=encoder.pairs)),
+                                          bs=val_bs))
+        dls = cls(*loaders, path=path, device=resolve_device(device))
+        # saved beside the model, so `bertlearn predict/eval` find the same columns in new files
+        dls.columns = columns
+        problem_type, n = encoder.problem_type, len(encoder.labels)
+        dls.weight = class_weights(weight, train_ds.targets, n, "weight", problem_type, SINGLE)
+        dls.pos_weight = class_weights(pos_weight, train_ds.targets, n, "pos_weight", problem_type, MULTI)
+        return dls
+
+    # --- what fastai and fast-bert users read off a databunch ---
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.train.dataset.encoder
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.encoder.tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        return self.encoder.labels
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.encoder.labels
+
+    @property
+    def c(self) -> int:
+        return len(self.encoder.labels)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.encoder.multi_label
+
+    @property
+    def problem_type(self) -> str:
+        return self.encoder.problem_type
+
+    @property
+    def maxlen(self) -> int:
+        return self.encoder.maxlen
+
+    @property
+    def n_inp(self) -> int:
+        return 3 if self.encoder.with_token_types else 2  # input_ids, attention_mask[, token_type_ids]
+
+    @property
+    def test(self) -> BertDataLoader | None:
+        """The loader over `test_data`, when one was given."""
+        return self.loaders[2] if len(self.loaders) > 2 else None
+
+    @property
+    def bs(self) -> int:
+        return self.train.bs
+
+    def test_dl(self, test_items: Sequence[Any], bs: int | None = None, *, with_labels: bool = False,
+                **kwargs: Any) -> BertDataLoader:
+        """A loader over new texts (or (a, b) pairs), tokenized like the training data.
+
+        Args:
+            test_items: the texts; with `with_labels`, `(text, target)` items as a loader's `items` gives them.
+            bs: batch size (default: the validation batch size).
+            with_labels: items carry encoded targets; the loader then keeps the items' order in one batch
+                when they fit (fastai's `Interpretation` matches its rows to its losses by position).
+        """
+        if with_labels:
+            items = list(test_items)
+            texts = as_texts([t for t, _ in items], "texts", pairs=self.encoder.pairs)
+            targets = np.stack([np.asarray(y) for _, y in items]) if items else None
+            ds = self.encoder.dataset(texts, targets)
+            return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
+        ds = self.encoder.dataset(as_texts(test_items, "texts", pairs=self.encoder.pairs))
+        return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
+
+    def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
+        """Show decoded texts and labels of a training batch.
+
+        Args:
+            b: a batch to show (default: the first training batch).
+            max_n: how many rows.
+            **kwargs: passed to the training loader's `show_batch` (which takes none; kept for fastai's calls).
+        """
+        self.train.show_batch(b, max_n=max_n, **kwargs)
+
+
+def _no_effect(kwargs: dict) -> dict:
+    """fast-bert's data arguments without effect here, taken out of `kwargs` (see `bertlearn.compat`)."""
+    given = {k: kwargs.pop(k) for k in ("multi_gpu", "model_type", "backend", "custom_sampler") if k in kwargs}
+    if not multi_gpu_without_effect(given.get("multi_gpu")):
+        given.pop("multi_gpu", None)
+    return given
+
+
+def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None, dropna: bool) -> list[Any]:
+    """The texts (or pairs) of a test CSV's `text_col`."""
+    df = read_csv(path, "test_data", sep=sep, encoding=encoding)
+    cols = resolve_columns(df, text_col, "text_col", path.name)
+    texts, _ = texts_from_frame(df, cols if len(cols) == 2 else cols[0], path.name, dropna=dropna)
+    return texts

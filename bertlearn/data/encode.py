@@ -1,0 +1,277 @@
+"""Encoding: how raw texts become token ids, once, in batched Rust calls, stored ragged (no padding kept).
+
+`TextEncoder` is saved with a model (its `settings()` go to bertlearn.json) so that prediction encodes exactly as
+training did; `key_parts()` is everything that decides the ids, what the caches key on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import DataError, user_stacklevel
+from ..model import load_tokenizer
+from .backends import TOKIE_MIN_TEXTS, BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
+from .frames import PROBLEM_TYPES, MULTI, REGRESSION, SINGLE
+from .loader import EncodedDataset
+from .store import RaggedRows
+
+__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within"]
+
+_TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+class TextEncoder:
+    """How raw texts become model inputs; saved with the model so prediction encodes exactly like training.
+
+    Args:
+        tokenizer: a Hugging Face (fast) tokenizer.
+        maxlen: tokens per model input, special tokens included.
+        labels: label names in output order (for regression: the target's name).
+        problem_type: "single_label_classification", "multi_label_classification" or "regression".
+        pairs: inputs are (text_a, text_b) pairs, encoded with token_type_ids where the model has them.
+        truncation: which tokens of a long text to keep: "head" (first), "tail" (last) or "head+tail"
+            (the first quarter and the last three quarters of the budget, as in Sun et al. 2019).
+        long_text: "sliding_window" splits long texts into overlapping windows instead of cutting them;
+            predictions average the windows' logits.
+        stride: tokens shared by consecutive windows (default maxlen // 4).
+    """
+
+    def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, problem_type: str = SINGLE,
+                 pairs: bool = False, truncation: str = "head", long_text: str | None = None,
+                 stride: int | None = None):
+        if problem_type not in PROBLEM_TYPES:
+            raise DataError(f"problem_type={problem_type!r} is not one of {list(PROBLEM_TYPES)}")
+        if truncation not in TRUNCATIONS:
+            raise DataError(f"truncation={truncation!r} is not one of {list(TRUNCATIONS)}")
+        if long_text not in (None, "truncate", "sliding_window"):
+            raise DataError(f"long_text={long_text!r} is not one of [None, 'truncate', 'sliding_window']")
+        if pairs and (truncation != "head" or long_text == "sliding_window"):
+            raise DataError(f"truncation={truncation!r} / long_text={long_text!r} apply to single texts; sentence "
+                            "pairs are cut longest-first: leave truncation='head' and long_text=None")
+        self.tokenizer, self.maxlen = tokenizer, int(maxlen)
+        self.labels, self.problem_type, self.pairs = [str(l) for l in labels], problem_type, bool(pairs)
+        self.truncation = truncation
+        self.long_text = "sliding_window" if long_text == "sliding_window" else None
+        self.stride = int(stride) if stride is not None else max(1, self.maxlen // 4)
+        if self.long_text and not 0 < self.stride < self.maxlen - 3:
+            raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI
+
+    @property
+    def regression(self) -> bool:
+        return self.problem_type == REGRESSION
+
+    @property
+    def with_token_types(self) -> bool:
+        # only pairs need segment ids; models without them (RoBERTa, DistilBERT) do not list them as inputs
+        return self.pairs and "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+
+    def settings(self) -> dict:
+        """What `save_model` writes to bertlearn.json to rebuild this encoder."""
+        return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": self.problem_type, "pairs": self.pairs,
+                "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride}
+
+    def key_parts(self) -> dict:
+        """Everything besides the texts and the tokenizer's definition that decides the ids, for cache keys: the
+        settings, and what encoding reads off the tokenizer object (which side it cuts, whether special tokens in
+        the text are split, which inputs the model takes) and the tokenizers library's version."""
+        import tokenizers
+        return {**self.settings(), **self._call_options(), "input_names": list(self.tokenizer.model_input_names),
+                "tokenizers": tokenizers.__version__}
+
+    def _call_options(self) -> dict:
+        tok = self.tokenizer
+        return {"truncation_side": getattr(tok, "truncation_side", "right"),
+                "split_special_tokens": bool(getattr(tok, "split_special_tokens", False))}
+
+    @classmethod
+    def from_settings(cls, tokenizer: Any, settings: dict) -> "TextEncoder":
+        """Rebuild an encoder from `settings()` output.
+
+        Args:
+            tokenizer: the tokenizer the settings were saved with.
+            settings: what `settings()` returned.
+        """
+        keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
+        return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
+
+    def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, Any]:
+        """Tokenize into `ids` (a `RaggedRows`: each row as long as its text), `lengths`, optional `type_ids`
+        (RaggedRows) and `owner` (the text each row came from; rows and texts differ only with sliding windows).
+
+        Args:
+            texts: the first (or only) texts.
+            texts_b: the second texts of sentence pairs, or None.
+        """
+        texts = list(texts)
+        # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
+        dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
+        ids, types, owners = [], [], []
+        backend = self._backend(len(texts)) if self.truncation == "head" and not self.long_text else None
+        self.encoded_by = self._described(backend)
+        if backend is not None:
+            for start, encoded in _encoded_chunks(backend, texts, texts_b):
+                rows = backend.rows(encoded, dtype, fill=self.pad_id)
+                ids.append(rows)
+                if self.with_token_types:
+                    types.append(backend.type_rows(encoded))
+                owners.append(np.arange(start, start + len(rows)))
+        else:  # cutting other than at the end, windows, or no Rust backend: the tokenizer's own call
+            for start in range(0, len(texts), _TOKENIZE_CHUNK):
+                chunk_a = texts[start:start + _TOKENIZE_CHUNK]
+                chunk_b = None if texts_b is None else list(texts_b[start:start + _TOKENIZE_CHUNK])
+                enc = self._encode_cut(chunk_a) if self.truncation != "head" and not self.long_text else \
+                    self._encode_fast(chunk_a, chunk_b)
+                lengths = enc["attention_mask"].sum(axis=1)
+                ids.append(RaggedRows.from_padded(enc["input_ids"].astype(dtype), lengths, fill=self.pad_id))
+                if self.with_token_types:
+                    types.append(RaggedRows.from_padded(enc["token_type_ids"].astype(np.uint8), lengths))
+                owner = enc.get("overflow_to_sample_mapping")
+                owners.append(start + (np.asarray(owner) if owner is not None else np.arange(len(chunk_a))))
+        out = {"ids": RaggedRows.concat(ids, dtype, fill=self.pad_id),
+               "owner": np.concatenate(owners).astype(np.int64) if owners else np.zeros(0, np.int64)}
+        out["lengths"] = out["ids"].lengths  # int32, shared with the rows (no second copy)
+        out["type_ids"] = RaggedRows.concat(types, np.uint8) if self.with_token_types else None
+        return out
+
+    def _backend(self, n_texts: int = 0) -> BatchEncoder | None:
+        """The Rust backend to encode `n_texts` texts with (see `bertlearn.backends`), or None to call the
+        tokenizer itself: a private copy of the tokenizer's backend set to cut at maxlen and never pad, which
+        skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
+        single texts, from the first call of `TOKIE_MIN_TEXTS` texts on, tokie where it gives the same ids. Each
+        is checked once per encoder."""
+        made_for = (self.maxlen, *self._call_options().values())
+        if self.__dict__.get("_fast_for") != made_for:  # maxlen can be lowered, the tokenizer's options changed
+            self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
+            self._fast_for, self._tokie = made_for, False
+        if self._fast is None or self.pairs:
+            return self._fast
+        if self._tokie is False:  # not tried yet: worth its setup for a large call; then used for every call
+            if n_texts < TOKIE_MIN_TEXTS:
+                return self._fast
+            why_not: list[str] = []
+            self._tokie = tokie_encoder(self._fast, self.tokenizer, self.maxlen, why_not=why_not)
+            self._tokie_why_not = why_not[0] if why_not else None
+        return self._tokie or self._fast
+
+    def _described(self, backend: BatchEncoder | None) -> str:
+        """How `encode` tokenized, as the fit's summary line says it."""
+        if isinstance(backend, TokieBatchEncoder):
+            return "tokenized by tokie (non-ASCII texts and pairs by the tokenizers library)"
+        how = "tokenized by the tokenizers library" if backend is not None else "tokenized by the tokenizer's own call"
+        why_not = self.__dict__.get("_tokie_why_not")
+        return f"{how} (tokie is installed but not used: {why_not})" if why_not else how
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_for", "_tokie", "_tokie_why_not")}
+
+    def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
+        kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
+                      return_attention_mask=True, return_token_type_ids=self.with_token_types)
+        if self.long_text:
+            kwargs.update(return_overflowing_tokens=True, stride=self.stride)
+        return dict(self.tokenizer(texts, texts_b, **kwargs))
+
+    def _encode_cut(self, texts: list[str]) -> dict:
+        """'tail' and 'head+tail': tokenize whole texts in one batched call, then keep the chosen ends."""
+        budget = self.maxlen - self.tokenizer.num_special_tokens_to_add(pair=False)
+        head = 0 if self.truncation == "tail" else budget // 4
+        enc = self.tokenizer(texts, truncation=False, return_attention_mask=False, return_token_type_ids=False,
+                             return_special_tokens_mask=True, verbose=False)
+        rows = []
+        for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+            # the special tokens around the text ([CLS] ... [SEP], <s> ... </s>) stay; the text between is cut
+            lead = next((i for i, s in enumerate(special) if not s), len(ids))
+            trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+            body = ids[lead:len(ids) - trail]
+            if len(body) > budget:
+                body = body[:head] + body[len(body) - (budget - head):]
+            rows.append(ids[:lead] + body + ids[len(ids) - trail:])
+        width = max((len(r) for r in rows), default=1)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def dataset(self, texts: Sequence[Any], targets: np.ndarray | None = None, *,
+                cache_dir: str | Path | None = None) -> "EncodedDataset":
+        """Encode `texts` (strings, or (a, b) pairs) and their already-numeric `targets` into a dataset.
+
+        Args:
+            texts: the texts or pairs.
+            targets: numeric targets, one per text.
+            cache_dir: folder of the tokenization cache (None: no cache).
+        """
+        texts = list(texts)
+        shown = [f"{x} [SEP] {y}" for x, y in texts] if self.pairs else texts
+        enc = None
+        if cache_dir is not None:
+            from .cache import cache_key, load_cached, save_cached
+            key = cache_key(texts, self.tokenizer, self.key_parts())
+            path = Path(cache_dir) / f"tok-{key}.npz"
+            enc = load_cached(path, key, pad_id=self.pad_id)
+        encoded_by = "read from the tokenization cache"
+        if enc is None:
+            enc = self.encode([t[0] for t in texts], [t[1] for t in texts]) if self.pairs else self.encode(texts)
+            encoded_by = self.encoded_by
+            if cache_dir is not None:
+                save_cached(path, key, enc)
+        if targets is not None and len(enc["owner"]) != len(texts):
+            targets = targets[enc["owner"]]  # each window carries its text's target
+        ds = EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"], owner=enc["owner"],
+                            n_texts=len(texts), texts=np.asarray(shown, dtype=object))
+        ds.encoded_by = encoded_by
+        return ds
+
+
+def _encoded_chunks(backend: BatchEncoder, texts: list,
+                    texts_b: Sequence[str] | None) -> Iterator[tuple[int, Any]]:
+    """(start, `backend.encode` result) for each chunk of `_TOKENIZE_CHUNK` texts, in order. The Rust call for the
+    next chunk runs on a helper thread (it releases the GIL) while the caller turns this chunk into arrays, so the
+    Python half of tokenization overlaps the Rust half instead of following it."""
+    def chunk(start: int) -> Any:
+        stop = start + _TOKENIZE_CHUNK
+        return backend.encode(texts[start:stop], None if texts_b is None else texts_b[start:stop])
+
+    starts = range(0, len(texts), _TOKENIZE_CHUNK)
+    if len(starts) <= 1:
+        yield from ((start, chunk(start)) for start in starts)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-tokenize") as pool:
+        pending = pool.submit(chunk, starts[0])
+        for k, start in enumerate(starts):
+            encs = pending.result()
+            if k + 1 < len(starts):
+                pending = pool.submit(chunk, starts[k + 1])
+            yield start, encs
+
+
+def tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:
+    """The loaded tokenizer, and `maxlen` cut to its `model_max_length` (with a warning) when above it.
+
+    Args:
+        tokenizer: a tokenizer, a hub name or folder, or None for the packaged default's.
+        maxlen: the tokens per input asked for.
+    """
+    tok = load_tokenizer(tokenizer)
+    limit = getattr(tok, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 100_000 and maxlen > limit:
+        warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
+                      stacklevel=user_stacklevel())
+        maxlen = limit
+    return tok, maxlen

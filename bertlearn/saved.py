@@ -1,0 +1,93 @@
+"""The saved-model format: what `save_model` and `to_onnx` add to a Hugging Face folder, and the inputs a model
+takes. One place writes it and one reads it back; a new saved setting is a key here and in the task that uses it.
+
+`bertlearn.json` holds the encoder's settings (maxlen, labels, task, pairs, truncation, windows), the columns
+trained on, multi-label thresholds, the training precision and bertlearn's version; an ONNX folder adds
+`onnx_file`. A plain Hugging Face folder without it is read from its config and tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+from .version import __version__
+
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "MODEL_INPUTS", "input_names", "settings_for", "write_settings",
+           "read_settings"]
+
+SETTINGS_FILE = "bertlearn.json"
+ONNX_FILE = "model.onnx"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order batches carry them in
+
+
+def input_names(token_types: bool) -> list[str]:
+    """The model inputs a batch carries, in batch order.
+
+    Args:
+        token_types: the batches carry segment ids (sentence pairs on a model that takes them).
+    """
+    return list(MODEL_INPUTS[:3 if token_types else 2])
+
+
+def settings_for(encoder: Any, *, thresholds: Any = None, columns: dict | None = None, precision: str | None = None,
+                 onnx_file: str | None = None) -> dict:
+    """What `bertlearn.json` holds for a model trained with `encoder`.
+
+    Args:
+        encoder: the `TextEncoder` of the training data.
+        thresholds: multi-label decision thresholds (a float or one per label).
+        columns: the text and label columns trained on, for `bertlearn predict` / `eval`.
+        precision: "bf16" or "fp32", what training ran at (predictors follow it by default).
+        onnx_file: the graph's file name, in an ONNX folder.
+    """
+    settings = {**encoder.settings(), **{k: [str(c) for c in v] if isinstance(v, list) else v
+                                         for k, v in (columns or {}).items()}}
+    settings["thresholds"] = thresholds if thresholds is None or isinstance(thresholds, (int, float)) else \
+        [float(t) for t in thresholds]
+    if precision is not None:
+        settings["precision"] = precision
+    if onnx_file is not None:
+        settings["onnx_file"] = onnx_file
+    settings["bertlearn_version"] = __version__
+    return settings
+
+
+def write_settings(folder: Path, settings: dict) -> None:
+    """Write `settings` as `folder/bertlearn.json` (inside a save's temporary folder: the save is atomic).
+
+    Args:
+        folder: the folder being written.
+        settings: what `settings_for` gave.
+    """
+    (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+
+def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None) -> dict:
+    """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies.
+
+    Args:
+        path: the model folder.
+        tokenizer: the model's tokenizer.
+        config: the model's config.
+        multi_label: fast-bert's predictor argument: must agree with the task recorded in `bertlearn.json` or
+            `config.problem_type` (the head was trained for a softmax or for sigmoids; reading it the other way
+            gives meaningless probabilities); where neither records it, it sets the task.
+    """
+    settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
+    if not settings:
+        settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
+                    "labels": [config.id2label[i] for i in range(config.num_labels)],
+                    "problem_type": config.problem_type or "single_label_classification"}
+        if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
+            settings["problem_type"] = "multi_label_classification" if multi_label else "single_label_classification"
+    saved_multi = settings["problem_type"] == "multi_label_classification"
+    if multi_label is not None and bool(multi_label) != saved_multi:
+        raise ModelError(f"multi_label={multi_label} disagrees with the model in {str(path)!r}, which was trained as "
+                         f"{settings['problem_type'].replace('_', ' ')}; its outputs are read the way they were "
+                         f"trained: pass multi_label={saved_multi} or leave it out")
+    return settings
+
+
