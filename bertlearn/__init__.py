@@ -1,7 +1,13 @@
-"""bertlearn: fine-tune BERT-family text classifiers with fastai and Hugging Face in three calls."""
+"""bertlearn: fine-tune BERT-family models with fastai and Hugging Face in three calls.
+
+The names below are the curated API, in the order a run meets them: data, learners (the core and one per task),
+the model, predictions, and what surrounds them. Building blocks for advanced use (`RaggedRows`, `adamw`,
+`DeviceSmoothLoss`...) import from here too but are not listed in `__all__`; `ADVANCED` says where each lives.
+"""
 
 from .version import __version__
 
+import importlib as _importlib
 import warnings as _warnings
 
 with _warnings.catch_warnings():
@@ -10,40 +16,57 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     import fastai.layers  # noqa: F401
 
-from .callbacks import (BF16Autocast, DeviceAvgLoss, DeviceSmoothLoss, GradientClip, HFOutputCallback,
-                        EpochLoggerCallback, SkipValidationCallback, SparseProgressCallback, TensorBoardLogger,
-                        mixed_precision)
-from .device import amp_dtype_for, native_bf16, resolve_device
-from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder
+from .errors import BertLearnError, DataError, ModelError, NotFittedError, NotForThisTaskError
+from .compat import FastBertCompatWarning
+from .device import resolve_device
+from .data import BertDataBunch, BertDataLoader, TextEncoder
+from .model import DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer
+from .learner import TaskLearner, load_learner
+from .tasks import BertLearner, BertLMDataBunch, BertLMLearner
+from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from .metrics import accuracy, accuracy_multilabel, default_metrics
+from .callbacks import EpochLoggerCallback, GradientClip, SkipValidationCallback, TensorBoardLogger, mixed_precision
+from .graphs import CudaGraphCallback, inference_graphs
+from .predict import (BertClassificationPredictor, OnnxPredictor, Predictor, load_predictor, predict_logits,
+                      rank_predictions)
+from .onnx import export_onnx
 from .embed import TokenVectors, WordInContext, cosine_similarity_matrix, embed, word_in_context
-from .errors import BertLearnError, DataError, ModelError, NotFittedError
-from .graphs import GRAPH_MIN_STEPS, CudaGraphCallback, InferenceGraphs, graph_buckets, inference_graphs
 from .interpret import ClassificationInterpretation, plot_top_losses, top_losses_frame
-from .lm import BertLMDataBunch, BertLMLearner
-from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat, PlainTensorLoss
-from .learner import BertLearner, load_learner
-from .metrics import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
-from .optim import DecayGroupsOptimWrapper, adamw, merged_groups
-from .model import (DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer,
-                    resolve_pretrained)
-from .onnx import OnnxPredictor, export_onnx
-from .data import RaggedRows
-from .predict import BertClassificationPredictor, Predictor, predict_logits, rank_predictions
 
 __all__ = [
     "__version__",
-    "BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "RaggedRows",
-    "BertLearner", "load_learner", "adamw", "DecayGroupsOptimWrapper", "merged_groups", "BertLMDataBunch", "BertLMLearner",
+    "BertDataBunch", "BertDataLoader", "TextEncoder",
+    "TaskLearner", "BertLearner", "BertLMDataBunch", "BertLMLearner", "load_learner",
+    "DEFAULT_MODEL", "load_model", "load_tokenizer", "default_model_path", "compile_model", "bert_splitter",
+    "BertClassificationPredictor", "Predictor", "OnnxPredictor", "load_predictor", "predict_logits",
+    "rank_predictions", "export_onnx",
+    "accuracy", "accuracy_multilabel", "default_metrics",
+    "CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat",
+    "EpochLoggerCallback", "TensorBoardLogger", "GradientClip", "SkipValidationCallback", "mixed_precision",
+    "CudaGraphCallback", "inference_graphs",
     "embed", "word_in_context", "cosine_similarity_matrix", "TokenVectors", "WordInContext",
     "ClassificationInterpretation", "plot_top_losses", "top_losses_frame",
-    "BertClassificationPredictor", "Predictor", "OnnxPredictor", "export_onnx", "predict_logits", "rank_predictions", "resolve_device",
-    "amp_dtype_for",
-    "CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss",
-    "accuracy", "accuracy_multilabel", "DeviceAccumMetric", "default_metrics", "to_fastai_metrics",
-    "DEFAULT_MODEL", "bert_splitter", "compile_model", "default_model_path", "load_model", "load_tokenizer",
-    "resolve_pretrained",
-    "HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
-    "SkipValidationCallback", "TensorBoardLogger", "BF16Autocast", "mixed_precision", "native_bf16", "GradientClip",
-    "CudaGraphCallback", "InferenceGraphs", "inference_graphs", "graph_buckets", "GRAPH_MIN_STEPS",
-    "BertLearnError", "DataError", "ModelError", "NotFittedError",
+    "resolve_device",
+    "BertLearnError", "DataError", "ModelError", "NotFittedError", "NotForThisTaskError", "FastBertCompatWarning",
 ]
+
+# building blocks importable from the top level (as before the re-layout) without crowding it: name -> module
+ADVANCED = {
+    "EncodedDataset": "data", "RaggedRows": "data",
+    "adamw": "optim", "DecayGroupsOptimWrapper": "optim", "merged_groups": "optim",
+    "amp_dtype_for": "device", "native_bf16": "device", "resolve_pretrained": "model",
+    "PlainTensorLoss": "losses", "DeviceAccumMetric": "metrics", "to_fastai_metrics": "metrics",
+    "HFOutputCallback": "callbacks", "SparseProgressCallback": "callbacks", "DeviceSmoothLoss": "callbacks",
+    "DeviceAvgLoss": "callbacks", "BF16Autocast": "callbacks",
+    "InferenceGraphs": "graphs", "graph_buckets": "graphs", "GRAPH_MIN_STEPS": "graphs",
+}
+
+
+def __getattr__(name: str):
+    if name in ADVANCED:
+        return getattr(_importlib.import_module(f".{ADVANCED[name]}", __name__), name)
+    raise AttributeError(f"module 'bertlearn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(ADVANCED))

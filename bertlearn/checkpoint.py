@@ -19,12 +19,17 @@ import torch
 from .atomic import atomic_dir
 from .errors import BertLearnError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FILES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
 
 
-def _lr_json(lr: Any) -> Any:
+def lr_json(lr: Any) -> Any:
+    """A fit's learning rate as JSON: a number, a list (per group), or a slice's ends; what a checkpoint records.
+
+    Args:
+        lr: a float, a slice, or one rate per parameter group.
+    """
     if isinstance(lr, slice):
         return {"slice": [lr.start, lr.stop]}
     if isinstance(lr, (list, tuple)) or getattr(lr, "ndim", 0):
@@ -53,7 +58,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(tmp / "rng.safetensors"))
         np_state = np.random.get_state()
-        state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": _lr_json(lr),
+        state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                  "train_dl_rng": _jsonable(learn.dls.train.rng.getstate())}

@@ -57,7 +57,7 @@ _EXAMPLES_EVAL = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `bertlearn` command (subcommands train, predict, eval)."""
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="bertlearn", description="Fine-tune and use BERT-family text classifiers "
                                      "(fastai training loop around Hugging Face models).")
@@ -152,7 +152,7 @@ def _one_or_list(cols: Sequence[str]) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from .data import BertDataBunch
     from .errors import DataError
-    from .learner import BertLearner
+    from .tasks import BertLearner
 
     data = args.data
     if not data.is_dir():

@@ -137,9 +137,9 @@ def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) ->
     output-capturing hooks (local functions) on the model, after which a learner holding it no longer pickles
     (`learner.export()` fails).
     """
-    from .model import _layer_list
+    from .model import layer_list
 
-    layers = _layer_list(getattr(encoder, "base_model", encoder))
+    layers = layer_list(getattr(encoder, "base_model", encoder))
     if layers is None:
         raise BertLearnError(f"{type(encoder).__name__} has no list of transformer blocks to read hidden states from")
     captured: list[torch.Tensor] = []

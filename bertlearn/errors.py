@@ -4,7 +4,7 @@ warnings point."""
 import inspect
 import os
 
-__all__ = ["BertLearnError", "DataError", "ModelError", "NotFittedError", "user_stacklevel"]
+__all__ = ["BertLearnError", "DataError", "ModelError", "NotFittedError", "NotForThisTaskError", "user_stacklevel"]
 
 # frames of these packages are not where a user's call is: a warning raised deep inside a fit points past them
 _LIBRARIES = tuple(os.sep + name + os.sep for name in ("bertlearn", "fastai", "fastcore", "torch", "transformers"))
@@ -24,6 +24,11 @@ class ModelError(BertLearnError, ValueError):
 
 class NotFittedError(BertLearnError, RuntimeError):
     """An operation that needs a trained or loaded model was called too early."""
+
+
+class NotForThisTaskError(BertLearnError, AttributeError):
+    """A method of another task's learner was called on this one (`predict_batch` on a masked-LM learner); an
+    `AttributeError` too, so `hasattr` says False."""
 
 
 def user_stacklevel() -> int:

@@ -16,7 +16,7 @@ from torch import nn
 from .distributed import is_main_process
 from .errors import ModelError, user_stacklevel
 
-__all__ = ["DEFAULT_MODEL", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
+__all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
            "load_pretrained", "load_error", "quiet_hub",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
 
@@ -287,8 +287,12 @@ def _load_weights(model: nn.Module, path: Path) -> None:
                          f"parameter names (e.g. {next(iter(state), '')!r})")
 
 
-def _layer_list(base: nn.Module) -> nn.ModuleList | None:
-    # the repeated transformer blocks are the module list holding the most parameters
+def layer_list(base: nn.Module) -> nn.ModuleList | None:
+    """The encoder's repeated transformer blocks: the `nn.ModuleList` holding the most parameters (no names sniffed).
+
+    Args:
+        base: the encoder (`model.base_model`).
+    """
     lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()), default=None)
 
@@ -336,7 +340,7 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
         model: a Hugging Face model with a `base_model`.
     """
     base = getattr(model, "base_model", model)
-    layers = _layer_list(base)
+    layers = layer_list(base)
     if layers is None:
         return [list(model.parameters())]
     layer_of = {id(p): i for i, block in enumerate(layers) for p in block.parameters()}

@@ -28,7 +28,6 @@ from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, write_se
 __all__ = ["export_onnx", "OnnxPredictor", "ONNX_FILE"]
 
 
-
 class _LogitsOnly(nn.Module):
     """The classifier with keyword inputs and a plain logits output, the graph ONNX gets."""
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import bertlearn
 
 OUT = Path(__file__).resolve().parent / "api.md"
-MODULE_ORDER = ["data", "learner", "model", "metrics", "predict", "onnx", "interpret", "callbacks", "errors"]
+MODULE_ORDER = ["data", "learner", "tasks.classification", "tasks.lm", "model", "metrics", "predict", "onnx", "embed",
+                "interpret", "callbacks", "graphs", "losses", "optim", "device", "compat", "errors"]
 
 
 def _signature(obj) -> str:
@@ -46,17 +47,22 @@ def _public_methods(cls) -> list[tuple[str, object]]:
 def render() -> str:
     import bertlearn.metrics
     groups: dict[str, list[str]] = {}
-    names = list(bertlearn.__all__) + [n for n in bertlearn.metrics.__all__ if n not in bertlearn.__all__]
+    names = list(bertlearn.__all__) + list(bertlearn.ADVANCED)
+    names += [n for n in bertlearn.metrics.__all__ if n not in names]
     for name in names:
         obj = getattr(bertlearn, name, None) or getattr(bertlearn.metrics, name)
         if not (inspect.isclass(obj) or inspect.isfunction(obj)):
             continue
         module = getattr(obj, "__module__", "")
-        groups.setdefault(module.split(".")[-1] if module.startswith("bertlearn") else "re-exported", []).append(name)
+        module = module.removeprefix("bertlearn.").removeprefix("data.") if module.startswith("bertlearn") else ""
+        module = "data" if getattr(obj, "__module__", "").startswith("bertlearn.data") else module
+        groups.setdefault(module or "re-exported", []).append(name)
     lines = ["# API reference", "", "Generated from the docstrings by `python docs/gen_api.py`; do not edit by hand.",
-             "Everything below is importable from `bertlearn` directly, except the metric functions that only",
-             "`bertlearn.metrics` exports (`from bertlearn.metrics import f1_macro`). The command line is described",
-             "by `bertlearn --help` and `bertlearn <train|predict|eval> --help`.", ""]
+             "Everything below is importable from `bertlearn` directly (`bertlearn.__all__` is the curated list;",
+             "the building blocks in `bertlearn.ADVANCED` import from the top level too), except the metric",
+             "functions that only `bertlearn.metrics` exports (`from bertlearn.metrics import f1_macro`).",
+             "Sections are named for the module that defines each name. The command line is described by",
+             "`bertlearn --help` and `bertlearn <train|predict|eval> --help`.", ""]
     for module in MODULE_ORDER + sorted(set(groups) - set(MODULE_ORDER)):
         if module not in groups:
             continue

@@ -648,3 +648,20 @@ class TestOutput:
         assert [line.split()[0] for line in lines[3:5]] == ["0", "1"]
         assert len(lines) == 5  # nothing else
         assert len(set(lines)) == len(lines)  # no line twice (the logger's epoch lines stay off the console)
+
+
+def test_export_from_before_the_relayout_loads_predicts_and_trains(tmp_path):
+    """An export written by bertlearn 0.1.0 at 699b797 (classes then in bertlearn.learner, bertlearn.store...)
+    loads through load_learner, gives the logits it gave then, and keeps training and saving."""
+    import json
+    from pathlib import Path
+
+    from bertlearn import BertLearner, load_learner
+    fixture = Path(__file__).parent / "data"
+    expected = json.loads((fixture / "export-0.1.0-699b797.json").read_text())
+    learner = load_learner(fixture / "export-0.1.0-699b797.pkl")
+    assert type(learner) is BertLearner and type(learner).__module__ == "bertlearn.tasks.classification"
+    np.testing.assert_allclose(learner.predict_logits(expected["texts"]), expected["logits"], atol=1e-5)
+    learner.path = tmp_path
+    learner.fit(1, 1e-4)
+    assert (learner.save_model(tmp_path / "model") / "config.json").is_file()

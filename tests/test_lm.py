@@ -8,7 +8,7 @@ import torch
 from conftest import make_texts
 
 from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError
-from bertlearn.lm import BertLMDataBunch, BertLMLearner, MaskedLMModel
+from bertlearn.tasks.lm import BertLMDataBunch, BertLMLearner, MaskedLMModel
 
 
 @pytest.fixture

@@ -298,7 +298,7 @@ class TestLongTexts:
 
 
 def test_best_thresholds_by_hand():
-    from bertlearn.learner import best_thresholds
+    from bertlearn.tasks.classification import best_thresholds
     grid = np.arange(0.05, 0.951, 0.05, dtype=np.float32)
     probs = np.array([[0.9, 0.1, 0.6], [0.8, 0.2, 0.4], [0.3, 0.3, 0.35], [0.2, 0.4, 0.1]], dtype=np.float32)
     truth = np.array([[1, 0, 1], [1, 0, 1], [0, 0, 0], [0, 0, 0]], dtype=bool)

@@ -7,13 +7,13 @@ the tokenizer `backends`); `store` keeps ids ragged, in memory or on disk, and `
 
 from .bunch import BertDataBunch
 from .encode import TRUNCATIONS, TextEncoder, tokenizer_within
-from .frames import (MULTI, PROBLEM_TYPES, REGRESSION, SINGLE, as_texts, class_weights, positive_int, read_csv,
-                     read_label_file, resolve_columns, targets_from_frame, texts_from_frame)
+from .frames import (MULTI, PROBLEM_TYPES, REGRESSION, SINGLE, as_texts, check_column_counts, class_weights,
+                     positive_int, read_csv, read_label_file, resolve_columns, targets_from_frame, texts_from_frame)
 from .loader import (MEGA_BATCH, PAD_MULTIPLE, BertDataLoader, EncodedDataset, TextInputs, batch_to_frame,
                      display_frame)
 from .store import DiskRows, RaggedRows
 
 __all__ = ["BertDataBunch", "BertDataLoader", "EncodedDataset", "TextEncoder", "TextInputs", "RaggedRows",
            "DiskRows", "read_csv", "read_label_file", "resolve_columns", "texts_from_frame", "targets_from_frame",
-           "as_texts", "positive_int", "class_weights", "display_frame", "batch_to_frame", "tokenizer_within",
+           "check_column_counts", "as_texts", "positive_int", "class_weights", "display_frame", "batch_to_frame", "tokenizer_within",
            "SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "TRUNCATIONS", "PAD_MULTIPLE", "MEGA_BATCH"]

@@ -24,8 +24,8 @@ from ..distributed import barrier, init_distributed, is_main_process, launched_d
 from ..errors import DataError
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
-from .frames import (MULTI, SINGLE, as_texts, class_weights, labels_and_targets, positive_int, read_csv,
-                     read_label_file, resolve_columns, single_labels, targets_from_frame, task_options,
+from .frames import (MULTI, SINGLE, as_texts, check_column_counts, class_weights, labels_and_targets, positive_int,
+                     read_csv, read_label_file, resolve_columns, single_labels, targets_from_frame, task_options,
                      texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset
 from .store import build_store, load_store, store_key
@@ -113,7 +113,7 @@ class BertDataBunch(DataLoaders):
 
         With `on_disk=True` the files are never loaded whole: they are read `chunksize` rows at a time,
         tokenized into a token store under `data_dir/cache/` (reused while the file and settings are unchanged)
-        and batches read their rows from disk, so files larger than memory train (see `bertlearn.store`).
+        and batches read their rows from disk, so files larger than memory train (see `bertlearn.data.store`).
 
         Args:
             data_dir: folder of the CSV files.
@@ -157,86 +157,23 @@ class BertDataBunch(DataLoaders):
                           pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
                           **kwargs: Any) -> "BertDataBunch":
         note_no_effect("BertDataBunch.from_csv", _no_effect(kwargs))
-        if kwargs.pop("no_cache", False):
-            raise DataError("on_disk=True streams the files through a token store in data_dir/cache, so no_cache=True "
-                            "cannot apply; leave no_cache out (clear_cache=True rebuilds the store)")
-        clear_cache = kwargs.pop("clear_cache", False)
-        unsupported = sorted(k for k in kwargs if k in ("long_text", "stride", "valid_pct", "cache_dir"))
-        if unsupported or kwargs:
-            raise DataError(f"on_disk=True does not take {unsupported or sorted(kwargs)}; it streams train_file and "
-                            "val_file as they are (no sliding windows, no random validation split)")
-        if val_file is None:
-            raise DataError("on_disk=True needs a val_file: a random split would need the whole file in memory")
-        log = logger or _log
+        clear_cache = _on_disk_options(kwargs, val_file)
         chunksize = positive_int(chunksize, "chunksize")
         bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
                                                                       label_delim)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
         read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
         paths = [data_dir / train_file, data_dir / val_file]
-        for path, arg in zip(paths, ("train_file", "val_file")):
-            if not path.is_file():
-                read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
-        heads = [pd.read_csv(path, nrows=5, **read) for path in paths]
-        tcols = resolve_columns(heads[0], text_col, "text_col", str(train_file))
-        lcols = resolve_columns(heads[0], label_col, "label_col", str(train_file))
-        for head, name in zip(heads[1:], (str(val_file),)):
-            resolve_columns(head, tcols, "text_col", name)
-            resolve_columns(head, lcols, "label_col", name)
-        if len(tcols) > 2:
-            raise DataError(f"text_col={text_col!r} names {len(tcols)} columns; give one, or two for sentence pairs")
-        if (not multi_label or label_delim is not None) and len(lcols) != 1:
-            raise DataError(f"label_col={label_col!r} names {len(lcols)} columns; this task needs one label column")
-
-        def label_chunks(path: Path):
-            return pd.read_csv(path, usecols=lcols, chunksize=chunksize, **read)
-
-        if multi_label and label_delim is None:
-            labels = list(labels) if labels is not None else [str(c) for c in lcols]
-        elif multi_label:
-            if labels is None:
-                seen = pd.Series(sorted({l.strip() for ch in label_chunks(paths[0]) for v in ch[lcols[0]].dropna()
-                                         for l in str(v).split(label_delim) if l.strip()}))
-                labels = sorted(seen.tolist())
-        elif regression:
-            labels = [str(lcols[0])]
-        elif labels is None:
-            uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks(paths[0])])
-            labels = single_labels(pd.Series(uniques.unique()), None, str(train_file))
+        tcols, lcols = _streamed_columns(paths, (str(train_file), str(val_file)), text_col, label_col, read,
+                                         multi_label=multi_label, label_delim=label_delim, sep=sep, encoding=encoding)
+        labels = _streamed_labels(labels, paths[0], lcols, read, chunksize=chunksize, multi_label=multi_label,
+                                  regression=regression, label_delim=label_delim, source=str(train_file))
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
                               truncation=truncation)
-
-        def encode(chunk: pd.DataFrame, source: str) -> tuple[dict, np.ndarray]:
-            texts, keep = texts_from_frame(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=dropna)
-            ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
-            y = targets_from_frame(ldf, lcols, encoder, label_delim=label_delim, source=source)
-            enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
-            return enc, y
-
-        datasets = []
-        for path, name in zip(paths, (str(train_file), str(val_file))):
-            key = store_key(path, {"tok": tokenizer_fingerprint(tok), **encoder.key_parts(), "text_col": tcols,
-                                   "label_col": lcols, "label_delim": label_delim, "dropna": dropna})
-            folder = data_dir / "cache" / f"store-{Path(name).stem}-{key}"
-            if launched_distributed():
-                # one process builds the store (rank 0), the others wait and then read it
-                init_distributed()
-                if not is_main_process():
-                    barrier()
-            stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
-            if stored is None:
-                t0 = time.perf_counter()
-                meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read),
-                                   lambda ch, name=name: encode(ch, f"{name} (rows from {ch.index[0] + 1})"),
-                                   len(tok))
-                log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
-                stored = load_store(folder, pad_id=encoder.pad_id)
-            if launched_distributed() and is_main_process():
-                barrier()
-            ids, lengths, targets, types = stored
-            datasets.append(EncodedDataset(ids, lengths, targets, encoder, type_ids=types))
-            datasets[-1].encoded_by = f"read from the on-disk token store {str(folder)!r}"
-
+        rows = dict(tcols=tcols, lcols=lcols, label_delim=label_delim, dropna=dropna)
+        datasets = [_stored_dataset(path, name, encoder, rows, read, cache=data_dir / "cache", chunksize=chunksize,
+                                    clear_cache=clear_cache, log=logger or _log)
+                    for path, name in zip(paths, (str(train_file), str(val_file)))]
         if isinstance(test_data, (str, Path)):
             test_data = _test_texts(data_dir / test_data, tcols if len(tcols) == 2 else tcols[0], sep=sep,
                                     encoding=encoding, dropna=dropna)
@@ -283,42 +220,21 @@ class BertDataBunch(DataLoaders):
             path: the folder things are saved relative to.
             logger: a `logging.Logger` for progress messages.
             cache_dir: keep tokenized features in this folder, keyed by the texts' content, the tokenizer and
-                every encoding setting (see `bertlearn.cache`); None: tokenize every time.
+                every encoding setting (see `bertlearn.data.cache`); None: tokenize every time.
         """
         note_no_effect("BertDataBunch.from_df", _no_effect(kwargs))
-        if kwargs.pop("no_cache", False):
-            cache_dir = None
-        if kwargs.pop("clear_cache", False) and cache_dir is not None:
-            for f in Path(cache_dir).glob("tok-*.npz"):
-                f.unlink()
+        cache_dir = _cache_options(kwargs, cache_dir)
         if kwargs:
             raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
-        log = logger or _log
         bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
                                                                       label_delim)
-        if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
-            raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
-                            f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
-        if valid_df is None:
-            if not 0 < valid_pct < 1:
-                raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None")
-            perm = np.random.default_rng(seed).permutation(len(train_df))
-            n_valid = max(1, int(round(len(train_df) * valid_pct)))
-            train_df, valid_df = train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]]
-            sources = (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)")
-
+        train_df, valid_df, sources = _split_frames(train_df, valid_df, valid_pct=valid_pct, seed=seed,
+                                                    sources=sources)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-
         text_cols = [resolve_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
-        if len(text_cols[0]) > 2:
-            raise DataError(f"text_col={text_col!r} names {len(text_cols[0])} columns; give one text column, or two "
-                            "for sentence pairs")
-        pairs = len(text_cols[0]) == 2
         label_cols = [resolve_columns(df, label_col, "label_col", src) for df, src in zip((train_df, valid_df), sources)]
-        if (not multi_label or label_delim is not None) and len(label_cols[0]) != 1:
-            raise DataError(f"label_col={label_col!r} names {len(label_cols[0])} columns; this task needs one label "
-                            "column (pass multi_label=True for 0/1 label columns)")
-
+        check_column_counts(text_cols[0], label_cols[0], text_col, label_col, multi_label=multi_label,
+                            label_delim=label_delim)
         t0 = time.perf_counter()
         parts = []
         for df, tcols, lcols, src in zip((train_df, valid_df), text_cols, label_cols, sources):
@@ -326,18 +242,11 @@ class BertDataBunch(DataLoaders):
             parts.append((texts, df.loc[keep, lcols] if not keep.all() else df[lcols], src))
         labels, targets = labels_and_targets([(ldf, src) for _, ldf, src in parts], problem_type, labels=labels,
                                              label_delim=label_delim)
-
-        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=pairs, truncation=truncation,
-                              long_text=long_text, stride=stride)
+        encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(text_cols[0]) == 2,
+                              truncation=truncation, long_text=long_text, stride=stride)
         train_ds = encoder.dataset(parts[0][0], targets[0], cache_dir=cache_dir)
         valid_ds = encoder.dataset(parts[1][0], targets[1], cache_dir=cache_dir)
-        log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", train_ds.n_texts, valid_ds.n_texts,
-                 time.perf_counter() - t0, maxlen)
-        truncated = float((train_ds.lengths >= maxlen).mean())
-        if truncated > 0.05 and not encoder.long_text:
-            log.info("%.0f%% of training texts are cut at maxlen=%d (truncation=%r)", 100 * truncated, maxlen,
-                     truncation)
-
+        _log_encoding(logger or _log, train_ds, valid_ds, time.perf_counter() - t0)
         return cls._assemble(train_ds, valid_ds, bs=bs, val_bs=val_bs, seed=seed, test_data=test_data, device=device,
                              path=path, columns={"text_col": text_cols[0], "label_col": label_cols[0],
                                                  "label_delim": label_delim}, weight=weight, pos_weight=pos_weight)
@@ -446,6 +355,128 @@ def _no_effect(kwargs: dict) -> dict:
     if not multi_gpu_without_effect(given.get("multi_gpu")):
         given.pop("multi_gpu", None)
     return given
+
+
+def _on_disk_options(kwargs: dict, val_file: str | None) -> bool:
+    """Check what `from_csv(on_disk=True)` was given besides its own arguments; return `clear_cache`."""
+    if kwargs.pop("no_cache", False):
+        raise DataError("on_disk=True streams the files through a token store in data_dir/cache, so no_cache=True "
+                        "cannot apply; leave no_cache out (clear_cache=True rebuilds the store)")
+    clear_cache = kwargs.pop("clear_cache", False)
+    unsupported = sorted(k for k in kwargs if k in ("long_text", "stride", "valid_pct", "cache_dir"))
+    if unsupported or kwargs:
+        raise DataError(f"on_disk=True does not take {unsupported or sorted(kwargs)}; it streams train_file and "
+                        "val_file as they are (no sliding windows, no random validation split)")
+    if val_file is None:
+        raise DataError("on_disk=True needs a val_file: a random split would need the whole file in memory")
+    return clear_cache
+
+
+def _cache_options(kwargs: dict, cache_dir: str | Path | None) -> str | Path | None:
+    """Apply fast-bert's `no_cache` / `clear_cache` to `cache_dir`; return the cache folder to use (or None)."""
+    if kwargs.pop("no_cache", False):
+        cache_dir = None
+    if kwargs.pop("clear_cache", False) and cache_dir is not None:
+        for f in Path(cache_dir).glob("tok-*.npz"):
+            f.unlink()
+    return cache_dir
+
+
+def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: float, seed: int | None,
+                  sources: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
+    """Check the training frame; without `valid_df`, hold out a seeded `valid_pct` share of it."""
+    if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
+        raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
+                        f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
+    if valid_df is not None:
+        return train_df, valid_df, sources
+    if not 0 < valid_pct < 1:
+        raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None")
+    perm = np.random.default_rng(seed).permutation(len(train_df))
+    n_valid = max(1, int(round(len(train_df) * valid_pct)))
+    return (train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]],
+            (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)"))
+
+
+def _log_encoding(log: logging.Logger, train_ds: EncodedDataset, valid_ds: EncodedDataset, secs: float) -> None:
+    encoder = train_ds.encoder
+    log.info("tokenized %d train and %d valid texts in %.1fs (maxlen %d)", train_ds.n_texts, valid_ds.n_texts, secs,
+             encoder.maxlen)
+    truncated = float((train_ds.lengths >= encoder.maxlen).mean())
+    if truncated > 0.05 and not encoder.long_text:
+        log.info("%.0f%% of training texts are cut at maxlen=%d (truncation=%r)", 100 * truncated, encoder.maxlen,
+                 encoder.truncation)
+
+
+def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, label_col: Any, read: dict, *,
+                      multi_label: bool, label_delim: str | None, sep: str | None,
+                      encoding: str | None) -> tuple[list, list]:
+    """The text and label columns of streamed CSV files, resolved on their first rows."""
+    for path, arg in zip(paths, ("train_file", "val_file")):
+        if not path.is_file():
+            read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
+    heads = [pd.read_csv(path, nrows=5, **read) for path in paths]
+    tcols = resolve_columns(heads[0], text_col, "text_col", names[0])
+    lcols = resolve_columns(heads[0], label_col, "label_col", names[0])
+    resolve_columns(heads[1], tcols, "text_col", names[1])
+    resolve_columns(heads[1], lcols, "label_col", names[1])
+    check_column_counts(tcols, lcols, text_col, label_col, multi_label=multi_label, label_delim=label_delim)
+    return tcols, lcols
+
+
+def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read: dict, *, chunksize: int,
+                     multi_label: bool, regression: bool, label_delim: str | None, source: str) -> list[str]:
+    """The label names: given, the 0/1 columns' names, or read from the training file a chunk at a time."""
+    def label_chunks():
+        return pd.read_csv(path, usecols=lcols, chunksize=chunksize, **read)
+
+    if multi_label and label_delim is None:
+        return list(labels) if labels is not None else [str(c) for c in lcols]
+    if multi_label:
+        return list(labels) if labels is not None else sorted(
+            {l.strip() for ch in label_chunks() for v in ch[lcols[0]].dropna() for l in str(v).split(label_delim)
+             if l.strip()})
+    if regression:
+        return [str(lcols[0])]
+    if labels is not None:
+        return list(labels)
+    uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks()])
+    return single_labels(pd.Series(uniques.unique()), None, source)
+
+
+def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, read: dict, *, cache: Path,
+                    chunksize: int, clear_cache: bool, log: logging.Logger) -> EncodedDataset:
+    """A dataset whose rows live in the on-disk token store of `path` (built first when missing or stale)."""
+    tcols, lcols = rows["tcols"], rows["lcols"]
+    key = store_key(path, {"tok": tokenizer_fingerprint(encoder.tokenizer), **encoder.key_parts(), "text_col": tcols,
+                           "label_col": lcols, "label_delim": rows["label_delim"], "dropna": rows["dropna"]})
+    folder = cache / f"store-{Path(name).stem}-{key}"
+
+    def encode(chunk: pd.DataFrame) -> tuple[dict, np.ndarray]:
+        source = f"{name} (rows from {chunk.index[0] + 1})"
+        texts, keep = texts_from_frame(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=rows["dropna"])
+        ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
+        y = targets_from_frame(ldf, lcols, encoder, label_delim=rows["label_delim"], source=source)
+        enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
+        return enc, y
+
+    if launched_distributed():
+        # one process builds the store (rank 0), the others wait and then read it
+        init_distributed()
+        if not is_main_process():
+            barrier()
+    stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
+    if stored is None:
+        t0 = time.perf_counter()
+        meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read), encode, len(encoder.tokenizer))
+        log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
+        stored = load_store(folder, pad_id=encoder.pad_id)
+    if launched_distributed() and is_main_process():
+        barrier()
+    ids, lengths, targets, types = stored
+    dataset = EncodedDataset(ids, lengths, targets, encoder, type_ids=types)
+    dataset.encoded_by = f"read from the on-disk token store {str(folder)!r}"
+    return dataset
 
 
 def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None, dropna: bool) -> list[Any]:

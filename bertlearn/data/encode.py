@@ -149,7 +149,7 @@ class TextEncoder:
         return out
 
     def _backend(self, n_texts: int = 0) -> BatchEncoder | None:
-        """The Rust backend to encode `n_texts` texts with (see `bertlearn.backends`), or None to call the
+        """The Rust backend to encode `n_texts` texts with (see `bertlearn.data.backends`), or None to call the
         tokenizer itself: a private copy of the tokenizer's backend set to cut at maxlen and never pad, which
         skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
         single texts, from the first call of `TOKIE_MIN_TEXTS` texts on, tokie where it gives the same ids. Each

@@ -19,7 +19,7 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns", "check_column_counts",
            "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts"]
 
@@ -94,6 +94,23 @@ def resolve_columns(df: pd.DataFrame, col: Any, arg: str, source: str) -> list[s
     if not cols:
         raise DataError(f"{arg} is an empty list; give a column name or position")
     return [_column(df, c, arg, source) for c in cols]
+
+
+def check_column_counts(text_cols: list, label_cols: list, text_col: Any, label_col: Any, *, multi_label: bool,
+                        label_delim: str | None) -> None:
+    """One text column (two for sentence pairs) and one label column unless the labels are 0/1 columns.
+
+    Args:
+        text_cols, label_cols: the resolved column names.
+        text_col, label_col: what the caller passed (named in the error).
+        multi_label, label_delim: the task; 0/1 label columns are multi-label without a delimiter.
+    """
+    if len(text_cols) > 2:
+        raise DataError(f"text_col={text_col!r} names {len(text_cols)} columns; give one text column, or two "
+                        "for sentence pairs")
+    if (not multi_label or label_delim is not None) and len(label_cols) != 1:
+        raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns; this task needs one label "
+                        "column (pass multi_label=True for 0/1 label columns)")
 
 
 def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool) -> tuple[list[Any], np.ndarray]:

@@ -138,7 +138,7 @@ class BertDataLoader(DataLoader):
     def _batches(self) -> list[np.ndarray]:
         """The index arrays of this epoch's batches, in order (for this rank when sharded)."""
         if self.world_size > 1 and self.shuffle:
-            from .distributed import shared_seed
+            from ..distributed import shared_seed
             seed = shared_seed(self.rng.getrandbits(64))
             order = self._length_grouped_order(self.dataset.lengths, np.random.default_rng(seed),
                                                bs=self.bs * self.world_size)

