@@ -15,6 +15,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 # tokie (bertlearn[fast]) for the GPU machine's python3.12
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 -d .whl 'tokie>=0.1.4' 2>&1 | grep -v WARNING || true
+# seqeval (token classification scores) publishes only a source archive: build its pure-Python wheel here
+"${PY:-.venv/bin/python}" -m pip wheel -q --no-deps "seqeval>=1.2" -w .whl 2>&1 | grep -v WARNING || true
 grep -qx '/.devdata/' .gitignore .git/info/exclude 2>/dev/null || echo '/.devdata/' >> .git/info/exclude
 mkdir -p .devdata/sst2 .devdata/sentiment140 .devdata/tokenizer
 cp "$DATA/sst2/train.csv" "$DATA/sst2/valid.csv" .devdata/sst2/

@@ -19,10 +19,10 @@ with _warnings.catch_warnings():
 from .errors import BertLearnError, DataError, ModelError, NotFittedError, NotForThisTaskError
 from .compat import FastBertCompatWarning
 from .device import resolve_device
-from .data import BertDataBunch, BertDataLoader, TextEncoder
+from .data import BertDataBunch, BertDataLoader, BertNERDataBunch, TextEncoder
 from .model import DEFAULT_MODEL, bert_splitter, compile_model, default_model_path, load_model, load_tokenizer
 from .learner import TaskLearner, load_learner
-from .tasks import BertLearner, BertLMDataBunch, BertLMLearner
+from .tasks import BertLearner, BertLMDataBunch, BertLMLearner, BertNERLearner, BertNERPredictor, OnnxNERPredictor
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from .metrics import accuracy, accuracy_multilabel, default_metrics
 from .callbacks import EpochLoggerCallback, GradientClip, SkipValidationCallback, TensorBoardLogger, mixed_precision
@@ -35,10 +35,11 @@ from .interpret import ClassificationInterpretation, plot_top_losses, top_losses
 
 __all__ = [
     "__version__",
-    "BertDataBunch", "BertDataLoader", "TextEncoder",
-    "TaskLearner", "BertLearner", "BertLMDataBunch", "BertLMLearner", "load_learner",
+    "BertDataBunch", "BertDataLoader", "TextEncoder", "BertNERDataBunch",
+    "TaskLearner", "BertLearner", "BertLMDataBunch", "BertLMLearner", "BertNERLearner", "load_learner",
     "DEFAULT_MODEL", "load_model", "load_tokenizer", "default_model_path", "compile_model", "bert_splitter",
-    "BertClassificationPredictor", "Predictor", "OnnxPredictor", "load_predictor", "predict_logits",
+    "BertClassificationPredictor", "Predictor", "OnnxPredictor", "BertNERPredictor", "OnnxNERPredictor",
+    "load_predictor", "predict_logits",
     "rank_predictions", "export_onnx",
     "accuracy", "accuracy_multilabel", "default_metrics",
     "CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat",
@@ -52,7 +53,8 @@ __all__ = [
 
 # building blocks importable from the top level (as before the re-layout) without crowding it: name -> module
 ADVANCED = {
-    "EncodedDataset": "data", "RaggedRows": "data",
+    "EncodedDataset": "data", "RaggedRows": "data", "TagEncoder": "data", "TaggedDataset": "data",
+    "TaggedDataLoader": "data", "EntityMetric": "tasks",
     "adamw": "optim", "DecayGroupsOptimWrapper": "optim", "merged_groups": "optim",
     "amp_dtype_for": "device", "native_bf16": "device", "resolve_pretrained": "model",
     "PlainTensorLoss": "losses", "DeviceAccumMetric": "metrics", "to_fastai_metrics": "metrics",

@@ -29,6 +29,10 @@ _EXAMPLES_TRAIN = """examples:
 
   # a hub model (online) or a local folder instead of the packaged all-MiniLM-L6-v2
   bertlearn train --data data/ --model bert-base-uncased --out runs/bert
+
+  # named entities (token classification) from CoNLL files (word and tag per line) or doccano JSONL
+  bertlearn train --data wnut17/ --train-file train.conll --val-file dev.conll --lr 1e-4 --out runs/ner
+  bertlearn train --task ner --data data/ --train-file annotations.jsonl --out runs/ner
 """
 
 _EXAMPLES_PREDICT = """examples:
@@ -37,6 +41,13 @@ _EXAMPLES_PREDICT = """examples:
 
 The output holds the input's columns plus `prediction` and one `prob_<label>` column per label
 (regression: `prediction` only). Rows are read and written in chunks, so files larger than memory work.
+
+A token-classification (NER) model takes a CoNLL file (one word a line; tag columns may be there) and writes it
+back with the predicted tag appended to each word's line (conlleval's input); a CSV with a text column, to which
+it adds an `entities` column (JSON: entity_group, word, start, end, score per entity); or JSONL with a "text" key,
+written back as one {"text", "entities"} object a line:
+  bertlearn predict --model runs/ner --input test.conll --output test.pred.conll
+  bertlearn predict --model runs/ner --input tweets.csv --output tweets.entities.csv
 """
 
 _EXAMPLES_SENSES = """examples:
@@ -52,6 +63,7 @@ static input-embedding vector (identical in every sentence, so it cannot tell se
 _EXAMPLES_EVAL = """examples:
   bertlearn eval --model runs/model --input test.csv --text-col text --label-col label
   bertlearn eval --model runs/model --input test.csv --json metrics.json
+  bertlearn eval --model runs/ner --input test.conll     # NER: entity precision/recall/F1, per type (seqeval)
 """
 
 
@@ -98,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--on-disk", action="store_true", help="stream the CSV files through an on-disk token store "
                    "(files larger than memory; needs --val-file or val.csv)")
     t.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk with --on-disk")
+    t.add_argument("--task", choices=["classification", "ner"], default=None,
+                   help="default: ner for .conll/.txt/.iob/.bio/.jsonl training files, else classification")
+    t.add_argument("--label-file", default=None, help="NER: the tag list in --data, one per line (default: the "
+                   "training file's tags)")
+    t.add_argument("--tag-scheme", choices=["auto", "IOB1", "IOB2", "BIOES", "BILOU"], default="auto",
+                   help="NER: the tag scheme (default: detected from the training file)")
+    t.add_argument("--label-all-tokens", action="store_true", help="NER: every sub-word of a word carries its tag "
+                   "in the loss, not only the first")
+    t.add_argument("--train-size", type=float, default=0.8, help="NER from one JSONL file: the share trained on")
     t.add_argument("--tune-thresholds", action="store_true", help="multi-label: pick per-label thresholds on "
                    "the validation set before saving")
 
@@ -149,6 +170,9 @@ def _one_or_list(cols: Sequence[str]) -> Any:
     return cols[0] if len(cols) == 1 else list(cols)
 
 
+_NER_SUFFIXES = (".conll", ".txt", ".iob", ".bio", ".jsonl")
+
+
 def _train(args: argparse.Namespace) -> int:
     from .data import BertDataBunch
     from .errors import DataError
@@ -157,6 +181,9 @@ def _train(args: argparse.Namespace) -> int:
     data = args.data
     if not data.is_dir():
         raise DataError(f"--data {str(data)!r} is not a folder")
+    task = args.task or ("ner" if Path(args.train_file).suffix.lower() in _NER_SUFFIXES else "classification")
+    if task == "ner":
+        return _train_ner(args, chosen=args.task is None)
     val_file = args.val_file or ("val.csv" if (data / "val.csv").is_file() else None)
     kwargs = dict(text_col=_one_or_list(args.text_col), label_col=_one_or_list(args.label_col), bs=args.bs,
                   maxlen=args.maxlen, multi_label=args.multi_label, regression=args.regression,
@@ -185,6 +212,124 @@ def _train(args: argparse.Namespace) -> int:
 
 
 _GRAPHS = {"auto": "auto", "on": True, "off": False}
+
+
+def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
+    from .data import BertNERDataBunch
+    from .tasks import BertNERLearner
+
+    data, train_file = args.data, args.train_file
+    jsonl = Path(train_file).suffix.lower() == ".jsonl"
+    unused = {"--text-col": args.text_col != ["text"], "--label-col": args.label_col != ["label"],
+              "--multi-label": args.multi_label, "--label-delim": args.label_delim is not None,
+              "--regression": args.regression, "--truncation": args.truncation != "head", "--sep": args.sep is not None,
+              "--on-disk": args.on_disk, "--tune-thresholds": args.tune_thresholds,
+              "--val-file": jsonl and args.val_file is not None, "--label-file": jsonl and args.label_file is not None,
+              "--tag-scheme": jsonl and args.tag_scheme != "auto"}
+    if any(unused.values()):
+        warnings.warn(f"{', '.join(k for k, v in unused.items() if v)}: no effect on token classification"
+                      f"{' from JSONL (it splits off validation with --train-size and tags IOB2)' if jsonl else ''}",
+                      stacklevel=2)
+    common = dict(bs=args.bs, maxlen=args.maxlen, seed=args.seed, device=args.device)
+    if jsonl:
+        databunch = BertNERDataBunch.from_jsonl(data, train_file, args.model, train_size=args.train_size,
+                                                random_state=args.seed, label_all_tokens=args.label_all_tokens,
+                                                **{k: v for k, v in common.items() if k != "seed"})
+    else:
+        val_file = args.val_file or next((f for f in ("val.txt", "dev.conll", "valid.conll", "val.conll", "dev.txt")
+                                          if (data / f).is_file()), "val.txt")
+        databunch = BertNERDataBunch.from_conll(data, args.model, train_file=train_file, val_file=val_file,
+                                                label_file=args.label_file, tag_scheme=args.tag_scheme,
+                                                label_all_tokens=args.label_all_tokens, **common)
+    print(f"data: token classification{' (from the file suffix; --task classification to override)' if chosen else ''}"
+          f", {databunch.train_ds.n_texts} train / {databunch.valid_ds.n_texts} valid sentences, {databunch.c} tags "
+          f"({databunch.scheme}), entity types {databunch.entity_types[:10]}", file=sys.stderr)
+    learner = BertNERLearner.from_pretrained_model(databunch, args.model, args.out, args.device, is_fp16=args.fp16,
+                                                   seed=args.seed, compile=args.compile,
+                                                   cuda_graphs=_GRAPHS[args.cuda_graphs])
+    t0 = time.perf_counter()
+    learner.fit(args.epochs, lr=args.lr)
+    results = learner.validate(quiet=True)
+    print(f"trained in {time.perf_counter() - t0:.0f}s; validation: " +
+          ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float) and "_" not in k))
+    out = learner.save_model(args.out)
+    print(f"model saved to {out}")
+    if args.onnx:
+        print(f"ONNX model saved to {learner.to_onnx(args.out / 'onnx')}")
+    return 0
+
+
+def _is_tagger(predictor: Any) -> bool:
+    return getattr(predictor.encoder, "problem_type", None) == "token_classification"
+
+
+def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
+    import pandas as pd
+
+    from .atomic import atomic_file
+    from .data import read_conll, read_csv
+
+    suffix = args.input.suffix.lower()
+    if suffix == ".jsonl":
+        from .errors import DataError
+        key, texts = (args.text_col[0] if args.text_col else "text"), []
+        for n, line in enumerate(args.input.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    texts.append(str(json.loads(line)[key]))
+                except (ValueError, KeyError, TypeError):
+                    raise DataError(f"{args.input}, line {n}: not a JSON object with a {key!r} string; each line "
+                                    f'holds one, like {{"{key}": "..."}} (--text-col names another key)') from None
+        with atomic_file(args.output) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for text, ents in zip(texts, predictor.predict_batch(texts)):
+                fh.write(json.dumps({"text": text, "entities": ents}) + "\n")
+        print(f"wrote the entities of {len(texts):,} texts to {args.output}", file=sys.stderr)
+        return 0
+    if suffix == ".csv":
+        df = read_csv(args.input, "--input", sep=args.sep)
+        cols = _text_cols(args, predictor, list(df.columns))
+        texts = _texts_of(df, cols[:1], str(args.input))
+        out = df.copy()
+        out["entities"] = [json.dumps(ents) for ents in predictor.predict_batch(texts)]
+        with atomic_file(args.output) as tmp:
+            out.to_csv(tmp, index=False)
+        print(f"wrote the entities of {len(df):,} texts to {args.output}", file=sys.stderr)
+        return 0
+    sents = read_conll(args.input, tagged=False)
+    tags = iter([t for sent in predictor.predict_tokens(sents.words) for t in sent])
+    with atomic_file(args.output) as tmp, open(args.input, encoding="utf-8") as src, \
+            open(tmp, "w", encoding="utf-8") as dst:
+        for line in src:
+            body = line.rstrip("\n")
+            if body.strip() and not body.strip().startswith("-DOCSTART-"):
+                sep = "\t" if "\t" in body else " "
+                body = f"{body.rstrip()}{sep}{next(tags)}"
+            dst.write(body + "\n")
+    print(f"wrote {sum(len(s) for s in sents.words):,} tagged words ({len(sents):,} sentences) to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
+    from .data import read_conll, read_jsonl
+    from .tasks.token_classification import entity_report, entity_scores
+
+    read = read_jsonl if args.input.suffix.lower() == ".jsonl" else read_conll
+    sents = read(args.input)
+    pred = predictor.predict_tokens(sents.words)
+    scores = entity_scores(sents.tags, pred)
+    report = entity_report(sents.tags, pred)
+    print(f"{len(sents):,} sentences, {sum(len(s) for s in sents.words):,} words of {args.input}")
+    for k, v in scores.items():
+        print(f"{k:<10} {v:.4f}")
+    print(report.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.json:
+        from .atomic import atomic_file
+        per_type = {kind: {c: float(row[c]) for c in ("precision", "recall", "f1", "support")}
+                    for kind, row in report.iterrows()}
+        with atomic_file(args.json) as tmp:
+            tmp.write_text(json.dumps({"sentences": len(sents), **scores, "per_type": per_type}, indent=2))
+    return 0
 
 
 def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "auto", compile: bool = False,
@@ -236,6 +381,8 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args.model, args.device, args.bs, args.precision, args.compile, args.cuda_graphs)
     if not args.input.is_file():
         read_csv(args.input, "--input")  # raises with the folder's listing
+    if _is_tagger(predictor):
+        return _predict_ner(args, predictor)
     enc = predictor.encoder
     n, t0, cols = 0, time.perf_counter(), None
     try:
@@ -271,6 +418,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .metrics import evaluate
 
     predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"))
+    if _is_tagger(predictor):
+        return _eval_ner(args, predictor)
     df = read_csv(args.input, "--input", sep=args.sep)
     enc = predictor.encoder
     cols = _text_cols(args, predictor, list(df.columns))

@@ -298,6 +298,8 @@ class CudaGraphCallback(Callback):
             if step is None:
                 return orig(*args, **kwargs)
         logits = step(*inputs)
+        if logits.ndim == 3:  # a token classifier scores every position: the padded ones go again
+            logits = logits[:, :width]
         self._graphed_batch = True
         # the replay writes its logits into the same buffer every step: callbacks that keep predictions get a copy
         return SequenceClassifierOutput(logits=logits.clone())

@@ -574,7 +574,7 @@ def note_fast_bert_options(where: str, kwargs: dict, *, multi_gpu: Any = False, 
         logging_steps: fast-bert's logging interval (it sets TensorBoard's where there is TensorBoard).
         tensorboard: whether the learner logs to TensorBoard.
     """
-    ignored = {k: kwargs.pop(k) for k in ("fp16_opt_level", "loss_scale", "model_type") if k in kwargs}
+    ignored = {k: kwargs.pop(k) for k in ("fp16_opt_level", "loss_scale", "model_type", "save_steps") if k in kwargs}
     if logging_steps and not tensorboard:
         ignored["logging_steps"] = logging_steps
     if multi_gpu_without_effect(multi_gpu):

@@ -17,7 +17,7 @@ from .distributed import is_main_process
 from .errors import ModelError, user_stacklevel
 
 __all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
-           "load_pretrained", "load_error", "quiet_hub",
+           "load_pretrained", "load_error", "quiet_hub", "load_encoder_weights",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
 
 _log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
     except (OSError, ValueError) as e:
         raise load_error("pretrained_path", name, e) from e
     if finetuned_wgts_path is not None:
-        _load_weights(model, Path(finetuned_wgts_path))
+        load_encoder_weights(model, Path(finetuned_wgts_path))
     fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     if not fresh_head and problem_type != "regression":
         fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
@@ -273,7 +273,14 @@ def _match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new
     return True
 
 
-def _load_weights(model: nn.Module, path: Path) -> None:
+def load_encoder_weights(model: nn.Module, path: Path) -> None:
+    """Load further-pretrained weights (`finetuned_wgts_path`: a safetensors or torch state dict, e.g. from
+    `BertLMLearner`) into `model` by parameter name; the head's weights may be absent.
+
+    Args:
+        model: the model to load into.
+        path: the state dict file.
+    """
     if not path.is_file():
         raise ModelError(f"finetuned_wgts_path {str(path)!r} is not a file")
     if path.suffix == ".safetensors":

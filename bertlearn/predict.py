@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import warnings
 from pathlib import Path
@@ -362,7 +363,8 @@ class OnnxPredictor(Predictor):
 def load_predictor(path: str | Path, *, device: torch.device | str | None = None, bs: int = 64,
                    precision: str = "auto", compile: bool | dict = False, cuda_graphs: bool | str = "auto") -> Predictor:
     """The predictor for a saved folder: `OnnxPredictor` for a `to_onnx` folder (or a `.onnx` file),
-    `BertClassificationPredictor` for a `save_model` folder (one holding both is read with PyTorch).
+    `BertClassificationPredictor` for a `save_model` folder (one holding both is read with PyTorch); a token
+    classifier's folders (the task recorded in bertlearn.json) open as `BertNERPredictor` / `OnnxNERPredictor`.
 
     Args:
         path: the folder, or its `.onnx` file.
@@ -375,6 +377,20 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
     if not folder.is_dir():
         raise ModelError(f"model path {str(path)!r} is not a folder; pass the folder written by save_model or "
                          "to_onnx (or bertlearn train)")
+    task = _saved_task(folder)
+    if task in _TASK_PREDICTORS:
+        # a task module's predictors, imported by name: the core does not import the tasks (tests/test_layout.py)
+        module, torch_cls, onnx_cls = _TASK_PREDICTORS[task]
+        classes = importlib.import_module(module)
+        if is_onnx_folder(path):
+            if compile:
+                warnings.warn("compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
+                              stacklevel=user_stacklevel())
+            return getattr(classes, onnx_cls)(path, bs=bs)
+        if cuda_graphs is True:
+            warnings.warn(f"cuda_graphs=True: the {task} predictor runs eagerly (its inference graphs are not built "
+                          "yet)", stacklevel=user_stacklevel())
+        return getattr(classes, torch_cls)(folder, device=device, bs=bs, precision=precision, compile=compile)
     if is_onnx_folder(path):
         if compile:
             warnings.warn("compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
@@ -382,6 +398,22 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
         return OnnxPredictor(path, bs=bs)
     return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision, compile=compile,
                                        cuda_graphs=cuda_graphs)
+
+
+# saved tasks whose predictors live in a task module: task -> (module, PyTorch predictor, ONNX predictor)
+_TASK_PREDICTORS = {"token_classification": ("bertlearn.tasks.token_classification", "BertNERPredictor",
+                                             "OnnxNERPredictor")}
+
+
+def _saved_task(folder: Path) -> str | None:
+    file = folder / SETTINGS_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text()).get("problem_type")
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{str(file)!r} is not readable JSON ({e}); save the model again (save_model / to_onnx write "
+                         "it)") from e
 
 
 def is_onnx_folder(path: str | Path) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import bertlearn
 
 OUT = Path(__file__).resolve().parent / "api.md"
-MODULE_ORDER = ["data", "learner", "tasks.classification", "tasks.lm", "model", "metrics", "predict", "onnx", "embed",
+MODULE_ORDER = ["data", "learner", "tasks.classification", "tasks.lm", "tasks.token_classification", "model", "metrics", "predict", "onnx", "embed",
                 "interpret", "callbacks", "graphs", "losses", "optim", "device", "compat", "errors"]
 
 

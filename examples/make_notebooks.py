@@ -163,6 +163,43 @@ NOTEBOOKS = {
                  'print(f"contextual vectors separate the senses of {separated}/{len(results)} words; "\n'
                  '      f"static vectors separate 0/{len(results)}")'),
     ],
+    "ner": [
+        ("md", "# Named entities (token classification) on WNUT-17\n\nWNUT-17 tags emerging entities (people, "
+               "locations, corporations, products, creative works, groups) in tweets and forum posts, one word and "
+               "its tag per line (CoNLL). `BertNERDataBunch` reads the files as fast-bert's did; a word's first "
+               "sub-word carries its tag; `validate()` scores entities with seqeval (conlleval-compatible); "
+               "`predict` returns entities with character offsets, like the Hugging Face pipeline."),
+        ("code", SETUP.replace("from bertlearn import BertDataBunch, BertLearner",
+                               "from bertlearn import BertNERDataBunch, BertNERLearner, BertNERPredictor\n"
+                               "from bertlearn.data import TaggedSentences, read_conll")),
+        ("code", 'full = read_conll(DATA / "wnut17" / "train.conll")\n'
+                 'train = TaggedSentences(full.words[:ROWS], full.tags[:ROWS], source="train.conll")\n'
+                 'dev = read_conll(DATA / "wnut17" / "dev.conll")\n'
+                 'databunch = BertNERDataBunch.from_sentences(train, dev, None, bs=32, maxlen=128, seed=0)\n'
+                 'print(databunch.labels, databunch.scheme)\n'
+                 'databunch.show_batch(max_n=4)'),
+        ("md", "The constructor reads the folder directly, as fast-bert's did: `BertNERDataBunch(DATA / 'wnut17', "
+               "None, train_file='train.conll', val_file='dev.conll', label_file=None, batch_size_per_gpu=32, "
+               "max_seq_length=128)`; here a subset keeps the notebook small."),
+        ("code", 'learner = BertNERLearner.from_pretrained_model(databunch, None, output_dir="runs/ner", seed=0)\n'
+                 'learner.fit(3, lr=1e-4)\n'
+                 'results = learner.validate()\n'
+                 '{k: round(v, 3) for k, v in results.items() if "_" not in k}'),
+        ("code", 'learner.report().round(3)'),
+        ("code", 'learner.confusions()'),
+        ("code", 'learner.predict("Going to see Star Wars with Chris at the Apple store in London tomorrow")'),
+        ("code", 'learner.predict_tokens([["Chris", "works", "at", "Google", "in", "London"]])'),
+        ("code", 'path = learner.save_model()\n'
+                 'from transformers import pipeline\n'
+                 'tagger = pipeline("token-classification", model=str(path), aggregation_strategy="first")\n'
+                 'text = "Chris flew to London to see the new iPhone"\n'
+                 'print(tagger(text))\n'
+                 'print(BertNERPredictor(path).predict(text))'),
+        ("code", 'test = read_conll(DATA / "wnut17" / "test.conll")\n'
+                 'from bertlearn.tasks.token_classification import entity_scores\n'
+                 'scores = entity_scores(test.tags, learner.predict_tokens(test.words))\n'
+                 'print(f"WNUT-17 test entity F1 after {ROWS} training sentences: {scores[\'f1\']:.3f}")'),
+    ],
 }
 
 

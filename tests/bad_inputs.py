@@ -118,7 +118,33 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         (c.learner().save_model(c.root / "m") / "model.safetensors").unlink(),
         __import__("bertlearn").BertClassificationPredictor(c.root / "m"))),
     ("resume from a corrupt checkpoint", lambda c: _corrupt_resume(c)),
+    ("NER: a CoNLL line without a tag", lambda c: _ner(c, "Jane\tB-PER\nDoe\n")),
+    ("NER: a tag outside the label file", lambda c: _ner(c, "Jane\tB-PER\nParis\tB-LOC\n", labels="O\nB-PER\n")),
+    ("NER: an empty CoNLL file", lambda c: _ner(c, "-DOCSTART- O\n\n")),
+    ("NER: tag_scheme='IOB2' broken (I- after another type)", lambda c: _ner(c, "Jane\tB-PER\nParis\tI-LOC\n",
+                                                                            tag_scheme="IOB2")),
+    ("NER: a JSONL span outside the text", lambda c: _ner_jsonl(c, '{"text": "Jane", "labels": [[0, 9, "PER"]]}')),
+    ("NER: overlapping JSONL spans", lambda c: _ner_jsonl(
+        c, '{"text": "Jane Doe", "labels": [[0, 4, "PER"], [2, 8, "PER"]]}')),
+    ("NER: a BertNERDataBunch given to BertLearner", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
+        _ner(c, "Jane\tB-PER\nruns\tO\n"), str(c.model_dir), device="cpu")),
 ]
+
+
+def _ner(c: Ctx, train: str, *, labels: str | None = None, **kwargs):
+    from bertlearn import BertNERDataBunch
+    (c.data / "train.txt").write_text(train)
+    (c.data / "val.txt").write_text("Jane\tB-PER\nruns\tO\n")
+    if labels is not None:
+        (c.data / "labels.txt").write_text(labels)
+    return BertNERDataBunch(c.data, c.tokenizer, label_file="labels.txt" if labels is not None else None,
+                            bs=4, maxlen=32, device="cpu", **kwargs)
+
+
+def _ner_jsonl(c: Ctx, line: str):
+    from bertlearn import BertNERDataBunch
+    (c.data / "d.jsonl").write_text(line + "\n")
+    return BertNERDataBunch.from_jsonl(c.data, "d.jsonl", c.tokenizer)
 
 
 def _short_model(c: Ctx):

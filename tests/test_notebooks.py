@@ -20,6 +20,7 @@ EXPECTED = {
     "pairs": (r"MRPC test accuracy ([\d.]+) \(majority class ([\d.]+)\)", None),
     "interpretation": (r"TREC-6 test accuracy: ([\d.]+)", 0.80),
     "polysemy": (r"contextual vectors separate the senses of (\d+)/3 words", 3),
+    "ner": (r"WNUT-17 test entity F1 after \d+ training sentences: ([\d.]+)", 0.25),
 }
 
 

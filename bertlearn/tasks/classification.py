@@ -19,7 +19,7 @@ from fastai.callback.training import GradientAccumulation
 from fastai.torch_core import set_seed
 
 from ..atomic import atomic_dir
-from ..data import MULTI, REGRESSION, SINGLE, BertDataBunch, class_weights
+from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from ..graphs import CudaGraphCallback
@@ -120,7 +120,7 @@ class BertLearner(TaskLearner):
             logging_steps: steps between training-loss points in TensorBoard (with `log_dir` or a
                 `SummaryWriter` as logger; fast-bert also validated that often, which bertlearn does per epoch).
             **kwargs: anything else goes to fastai's `Learner`. fast-bert options with no effect here
-                (`fp16_opt_level`, `loss_scale`, `model_type`) are accepted and named once in a
+                (`fp16_opt_level`, `loss_scale`, `model_type`, `save_steps`) are accepted and named once in a
                 `FastBertCompatWarning`.
         """
         if databunch is None and "dataBunch" in kwargs:
@@ -129,6 +129,9 @@ class BertLearner(TaskLearner):
             raise DataError(f"from_pretrained_model needs a BertDataBunch as its first argument (databunch=, or "
                             f"fast-bert's dataBunch=), got {type(databunch).__name__}; build one with "
                             "BertDataBunch(data_dir, label_dir, tokenizer, ...) or BertDataBunch.from_df(...)")
+        if databunch.problem_type == TOKEN_CLASSIFICATION:
+            raise DataError("this BertNERDataBunch holds tagged words: train it with BertNERLearner."
+                            "from_pretrained_model(databunch, ...); BertLearner classifies whole texts")
         if isinstance(metrics, (str, Path)):
             # fast-bert's positional order is (databunch, pretrained_path, output_dir, metrics, device, logger)
             output_dir, metrics, device, logger = metrics, device, logger, output_dir

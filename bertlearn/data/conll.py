@@ -1,0 +1,353 @@
+"""Tagged sentences for token classification: reading CoNLL files, doccano JSONL and frames; tag schemes.
+
+A sentence is a list of words with one tag each. CoNLL files hold one word a line, the tag in the last column (POS
+and chunk columns between are ignored), sentences split by blank or whitespace-only lines, `-DOCSTART-` lines
+skipped. Tag schemes: IOB1 (CoNLL-2003's original files: I- may open an entity, B- only splits two neighbours of
+one type), IOB2 (BIO), BIOES and BILOU; `detect_scheme` reads which one a file uses. Every error names the file and
+line (JSONL: the line of the object).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from ..errors import DataError
+
+__all__ = ["TaggedSentences", "read_conll", "read_jsonl", "sentences_from_df", "read_tag_file", "SCHEMES",
+           "detect_scheme", "check_scheme", "labels_for", "to_bio", "to_seqeval", "entity_type", "split_words"]
+
+SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
+_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
+# words of raw text, as a doccano span is cut into them: runs of word characters, or one other non-space character
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+@dataclass
+class TaggedSentences:
+    """Sentences of words with a tag each, and where each came from (for error messages).
+
+    Args:
+        words: one list of words per sentence.
+        tags: one list of tags per sentence (same lengths), or None for untagged text.
+        source: the file (or "the DataFrame") they were read from.
+        lines: the line of each sentence's first word (1-based), or its row in a frame.
+        spans: per sentence, each word's (start, end) character offsets into `texts` (JSONL input), else None.
+        texts: the raw texts the words were cut from (JSONL input), else None.
+        line_per_word: each word has its own line (CoNLL), so word j of a sentence is on line `lines[i] + j`.
+        unit: what `lines` count: "line" (files) or "row" (a frame's index labels).
+    """
+
+    words: list[list[str]]
+    tags: list[list[str]] | None
+    source: str = "the data"
+    lines: list[int] = field(default_factory=list)
+    spans: list[list[tuple[int, int]]] | None = None
+    texts: list[str] | None = None
+    line_per_word: bool = False
+    unit: str = "line"
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def where(self, i: int, j: int = 0) -> str:
+        """'file, line N' of word `j` of sentence `i` (the object's line for JSONL, the row for a frame).
+
+        Args:
+            i: the sentence.
+            j: the word within it.
+        """
+        if not self.lines:
+            return f"{self.source}, sentence {i + 1}"
+        if self.unit == "row":
+            return f"{self.source}, row {self.lines[i]!r}"
+        return f"{self.source}, line {self.lines[i] + (j if self.line_per_word else 0)}"
+
+
+def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | None = None,
+               tagged: bool = True) -> TaggedSentences:
+    """Read a CoNLL-style file: one word per line with its tag in the last column.
+
+    Args:
+        path: the file.
+        encoding: its text encoding.
+        delimiter: the column separator (default: any run of whitespace, as conlleval splits; tabs or spaces).
+        tagged: each line must hold a tag; False reads only the words (first column) of untagged text.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} does not exist; pass the CoNLL file (one word and its tag per line)")
+    words, tags, lines = [], [], []
+    cur_w: list[str] = []
+    cur_t: list[str] = []
+    start = 0
+    with open(path, encoding=encoding) as f:
+        for n, line in enumerate(f, 1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("-DOCSTART-"):
+                if cur_w:
+                    words.append(cur_w), tags.append(cur_t), lines.append(start)
+                    cur_w, cur_t = [], []
+                continue
+            cols = stripped.split(delimiter) if delimiter else stripped.split()
+            if len(cols) < 2 and tagged:
+                raise DataError(f"{path}, line {n}: {stripped!r} has no tag; each line holds a word and its tag in "
+                                "the last column (separated by whitespace), and sentences end with a blank line")
+            if not cur_w:
+                start = n
+            cur_w.append(cols[0])
+            cur_t.append(cols[-1])
+    if cur_w:
+        words.append(cur_w), tags.append(cur_t), lines.append(start)
+    if not words:
+        raise DataError(f"{path} holds no sentences (it is empty, or only blank and -DOCSTART- lines); a CoNLL file "
+                        "has one word and its tag per line")
+    return TaggedSentences(words, tags if tagged else None, source=str(path), lines=lines, line_per_word=True)
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """The words of a raw text with their character offsets: runs of letters and digits, and each other non-space
+    character on its own (how JSONL spans are cut into tagged words).
+
+    Args:
+        text: the text.
+    """
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "labels",
+               encoding: str = "utf-8") -> TaggedSentences:
+    """Read doccano's JSONL export: one object a line with the text and its entities as `[start, end, label]`
+    character spans. The text is cut into words (`split_words`); a word inside a span gets B-label (the first) or
+    I-label (IOB2).
+
+    Args:
+        path: the file.
+        text_key: the key of the text (doccano: "text"; older exports: "data").
+        labels_key: the key of the spans (doccano: "labels"; newer exports: "label").
+        encoding: its text encoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{str(path)!r} does not exist; pass the JSONL file (one JSON object a line)")
+    words, tags, lines, spans, texts = [], [], [], [], []
+    with open(path, encoding=encoding) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: not a JSON object ({e.msg}); each line holds one object like "
+                                '{"text": "...", "labels": [[0, 5, "PER"]]}') from None
+            text = obj.get(text_key) if isinstance(obj, dict) else None
+            if not isinstance(text, str):
+                raise DataError(f"{where}: no {text_key!r} string in {str(obj)[:80]!r}; pass text_key= if the text "
+                                "is under another key")
+            ents = obj.get(labels_key, obj.get("label", [])) if labels_key == "labels" else obj.get(labels_key, [])
+            w, t, s = _tag_spans(text, ents or [], where)
+            if not w:
+                continue  # a text without words (empty or only spaces) has nothing to tag
+            words.append([x for x, _, _ in w]), tags.append(t), lines.append(n), spans.append(s), texts.append(text)
+    if not words:
+        raise DataError(f"{path} holds no texts to tag; each line holds one object like "
+                        '{"text": "...", "labels": [[0, 5, "PER"]]}')
+    return TaggedSentences(words, tags, source=str(path), lines=lines, spans=spans, texts=texts)
+
+
+def _tag_spans(text: str, ents: Sequence[Any], where: str) -> tuple[list, list[str], list[tuple[int, int]]]:
+    checked = []
+    for e in ents:
+        if not (isinstance(e, (list, tuple)) and len(e) == 3 and all(isinstance(v, int) for v in e[:2])):
+            raise DataError(f"{where}: entity {e!r} is not [start, end, label] with integer character offsets")
+        s, t, label = int(e[0]), int(e[1]), str(e[2])
+        if not 0 <= s < t <= len(text):
+            raise DataError(f"{where}: entity {list(e)!r} lies outside the text ({len(text)} characters); spans are "
+                            "[start, end) character offsets with 0 <= start < end <= len(text)")
+        checked.append((s, t, label))
+    checked.sort()
+    for (s1, t1, l1), (s2, t2, l2) in zip(checked, checked[1:]):
+        if s2 < t1:
+            raise DataError(f"{where}: entities [{s1}, {t1}, {l1!r}] and [{s2}, {t2}, {l2!r}] overlap; a word has one "
+                            "tag, so spans must not overlap")
+    words = split_words(text)
+    tags = ["O"] * len(words)
+    for s, t, label in checked:
+        inside = [i for i, (_, ws, we) in enumerate(words) if ws < t and we > s]
+        if not inside:
+            raise DataError(f"{where}: entity [{s}, {t}, {label!r}] ({text[s:t]!r}) covers no word")
+        cut = [words[i][0] for i in inside if words[i][1] < s or words[i][2] > t]
+        if cut:
+            raise DataError(f"{where}: entity [{s}, {t}, {label!r}] ({text[s:t]!r}) cuts the word {cut[0]!r}; a word "
+                            "takes one tag, so spans start and end at word boundaries (runs of letters and digits, "
+                            "or single other characters): move the span's ends")
+        for k, i in enumerate(inside):
+            if tags[i] != "O":
+                raise DataError(f"{where}: entities share the word {words[i][0]!r}; spans must not cut a word in two")
+            tags[i] = ("B-" if k == 0 else "I-") + label
+    return words, tags, [(s, e) for _, s, e in words]
+
+
+def sentences_from_df(df: pd.DataFrame, words_col: Any = "tokens", tags_col: Any = "tags", *,
+                      source: str = "the DataFrame") -> TaggedSentences:
+    """Sentences from a frame with one row per sentence: a column of word lists and a column of tag lists.
+
+    Args:
+        df: the frame.
+        words_col: the words column (lists of strings).
+        tags_col: the tags column (lists of strings, as long as the words), or None for untagged sentences.
+        source: how messages name the frame.
+    """
+    for arg, col in [("words_col", words_col)] + ([("tags_col", tags_col)] if tags_col is not None else []):
+        if col not in df.columns:
+            raise DataError(f"{source} has no column {col!r} ({arg}); it has {list(df.columns)[:20]}: pass "
+                            f"{arg}= the column holding the {'word' if arg == 'words_col' else 'tag'} lists")
+    words, tags = [], [] if tags_col is not None else None
+    tag_rows = df[tags_col].tolist() if tags_col is not None else [None] * len(df)
+    for i, w, t in zip(df.index, df[words_col].tolist(), tag_rows):
+        w = w.split() if isinstance(w, str) else list(w)
+        if tags is not None:
+            t = t.split() if isinstance(t, str) else list(t)
+            if len(t) != len(w):
+                raise DataError(f"{source}, row {i!r}: {len(w)} words but {len(t)} tags; each word needs one tag")
+            tags.append([str(x) for x in t])
+        words.append([str(x) for x in w])
+    return TaggedSentences(words, tags, source=source, lines=list(df.index), unit="row")
+
+
+def read_tag_file(path: str | Path) -> list[str]:
+    """Tag names from fast-bert's `labels.txt`: one per line (blank lines skipped).
+
+    Args:
+        path: the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"label_file {str(path)!r} does not exist; pass label_file=None to take the tags from the "
+                        "training file")
+    tags = [l.strip() for l in path.read_text().splitlines() if l.strip()]
+    if not tags:
+        raise DataError(f"label_file {str(path)!r} is empty; it lists one tag per line (O, B-PER, I-PER...)")
+    return tags
+
+
+def entity_type(tag: str) -> str | None:
+    """The entity type of a tag ('B-PER' -> 'PER'), None for O.
+
+    Args:
+        tag: the tag.
+    """
+    return None if tag == "O" else (tag[2:] if len(tag) > 2 and tag[1] in "-_" else tag)
+
+
+def _prefix(tag: str) -> str:
+    return "O" if tag == "O" else (tag[0] if len(tag) > 2 and tag[1] in "-_" else "")
+
+
+def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
+    """The tag scheme of tagged sentences: BIOES (E-/S- tags), BILOU (L-/U-), IOB1 (an I- tag opens an entity
+    somewhere, after O, at a sentence start or after another type, and B- never does: in IOB1 it only splits two
+    neighbours of one type), else IOB2. Data where both I- and B- open entities is IOB2 with errors, which
+    `check_scheme` then names.
+
+    Args:
+        tags: the sentences' tags.
+    """
+    prefixes = {_prefix(t) for sent in tags for t in sent}
+    if prefixes & {"E", "S"}:
+        return "BIOES"
+    if prefixes & {"L", "U"}:
+        return "BILOU"
+    i_opens = b_opens = False
+    for sent in tags:
+        prev = "O"
+        for t in sent:
+            opens = prev == "O" or entity_type(prev) != entity_type(t)
+            i_opens |= _prefix(t) == "I" and opens
+            b_opens |= _prefix(t) == "B" and opens
+            prev = t
+    return "IOB1" if i_opens and not b_opens else "IOB2"
+
+
+def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] | None = None) -> None:
+    """Refuse tags outside `labels` or outside the scheme, and breaks of a strict scheme (IOB2, BIOES, BILOU: an
+    entity continued without being opened, or continued as another type), naming the file and line.
+
+    Args:
+        sents: the sentences.
+        scheme: one of SCHEMES.
+        labels: the allowed tags (None: any).
+    """
+    if scheme not in SCHEMES:
+        raise DataError(f"tag_scheme={scheme!r} is not one of {list(SCHEMES)} (or 'auto' to detect it)")
+    allowed = set(labels) if labels is not None else None
+    inside = {"IOB1": "I", "IOB2": "I", "BIOES": "IE", "BILOU": "IL"}[scheme]
+    opening = {"IOB1": "BI", "IOB2": "B", "BIOES": "BS", "BILOU": "BU"}[scheme]
+    open_after = {"IOB1": "", "IOB2": "", "BIOES": "ES", "BILOU": "LU"}[scheme]  # prefixes that close an entity
+    closing = {"BIOES": "E", "BILOU": "L"}.get(scheme)
+    for i, sent in enumerate(sents.tags or []):
+        prev = "O"
+        for j, t in enumerate([*sent, "O"] if closing else sent):
+            if closing and _prefix(prev) in ("B", "I") and not (_prefix(t) in ("I", closing) and
+                                                                 entity_type(t) == entity_type(prev)):
+                raise DataError(f"{sents.where(i, j - 1)}: {prev!r} is not closed (the next tag is "
+                                f"{t if j < len(sent) else 'the sentence end'!r}); in {scheme} a B- entity continues "
+                                f"with I- and ends with {closing}-, and a one-word entity is "
+                                f"{'S' if scheme == 'BIOES' else 'U'}-")
+            if j == len(sent):
+                break
+            if allowed is not None and t not in allowed:
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} is not in the label file (which has "
+                                f"{sorted(allowed)[:20]}); add it there, or fix the tag")
+            p = _prefix(t)
+            if p not in ("O", *_PREFIXES[scheme]):
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} does not belong to the {scheme} scheme (prefixes "
+                                f"{'/'.join(_PREFIXES[scheme])}-, or O); pass tag_scheme= for the scheme the data uses")
+            if scheme != "IOB1" and p in inside:
+                pp = _prefix(prev)
+                if prev == "O" or pp in open_after or entity_type(prev) != entity_type(t):
+                    raise DataError(f"{sents.where(i, j)}: {t!r} follows {prev!r}, which breaks the {scheme} scheme "
+                                    f"(an entity opens with {'/'.join(opening)}- and continues with the same type); "
+                                    "fix the tag, or pass tag_scheme='IOB1' if I- may open an entity in this data")
+            prev = t
+
+
+def labels_for(tags: Sequence[Sequence[str]]) -> list[str]:
+    """The tag set of tagged sentences in a stable order: O first, then by entity type, B/I/E/S/L/U within one.
+
+    Args:
+        tags: the sentences' tags.
+    """
+    found = {t for sent in tags for t in sent}
+    order = "BIESLU"
+    return sorted(found, key=lambda t: (t != "O", entity_type(t) or "", order.find(_prefix(t)), t))
+
+
+def to_bio(tag: str) -> str:
+    """The tag in B-/I- form for grouping words into entities: S-/U- open (B-), E-/L- continue (I-).
+
+    Args:
+        tag: a tag of any scheme.
+    """
+    p = _prefix(tag)
+    if p in ("S", "U"):
+        return "B-" + tag[2:]
+    if p in ("E", "L"):
+        return "I-" + tag[2:]
+    return tag
+
+
+def to_seqeval(tag: str) -> str:
+    """The tag as seqeval's conlleval-compatible scoring reads it: BILOU's L-/U- become E-/S-.
+
+    Args:
+        tag: a tag of any scheme.
+    """
+    p = _prefix(tag)
+    return ("E-" if p == "L" else "S-") + tag[2:] if p in ("L", "U") else tag

@@ -1,0 +1,561 @@
+"""Token-classification data: tagged sentences become fastai batches of sub-word ids with a tag per sub-word.
+
+`TagEncoder` cuts each sentence's words into sub-words (one batched call of the fast tokenizer with
+`is_split_into_words`); a word's first piece carries its tag and the others are left out of the loss (-100), unless
+`label_all_tokens`. A sentence longer than `maxlen` is split, at word boundaries, into windows that each fit: no word
+is ever dropped, and every word's first piece lies in exactly one window, so each word gets one prediction. A word the
+tokenizer turns into nothing (a lone control or zero-width character) is encoded as the unknown token, for the same
+reason. Rows are stored ragged and batched by the classifier's length-grouping loader; tags pad with -100.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.transforms import CategoryMap
+from seqeval.metrics.sequence_labeling import get_entities
+
+from ..compat import note_no_effect
+from ..device import resolve_device
+from ..distributed import multi_gpu_without_effect
+from ..errors import DataError, user_stacklevel
+from .bunch import BertDataBunch
+from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
+                    read_jsonl, read_tag_file, sentences_from_df, to_seqeval)
+from .encode import tokenizer_within
+from .frames import positive_int
+from .loader import BertDataLoader, EncodedDataset, display_frame
+from .store import RaggedRows
+
+__all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "TagEncoder", "TaggedDataset", "TaggedDataLoader",
+           "BertNERDataBunch"]
+
+_log = logging.getLogger(__name__)
+
+TOKEN_CLASSIFICATION = "token_classification"
+IGNORE_INDEX = -100  # PyTorch's cross-entropy default: positions with this target add nothing to the loss
+
+
+class TagEncoder:
+    """How words become model inputs and tags become targets; saved with the model so prediction encodes alike.
+
+    Args:
+        tokenizer: a Hugging Face fast tokenizer.
+        maxlen: tokens per model input, special tokens included.
+        labels: the tags, in output order.
+        scheme: the tag scheme ("IOB1", "IOB2", "BIOES", "BILOU").
+        label_all_tokens: every piece of a word carries its tag (B- turned into I- after the first piece), not only
+            the first; predictions and scores still read each word's first piece.
+    """
+
+    problem_type = TOKEN_CLASSIFICATION
+    pairs = multi_label = regression = with_token_types = False
+
+    def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, scheme: str = "IOB2",
+                 label_all_tokens: bool = False):
+        if scheme not in SCHEMES:
+            raise DataError(f"tag_scheme={scheme!r} is not one of {list(SCHEMES)} (or 'auto' to detect it)")
+        if not getattr(tokenizer, "is_fast", False):
+            raise DataError(f"token classification needs a fast tokenizer (word ids and character offsets); "
+                            f"{type(tokenizer).__name__} is not one: load it with AutoTokenizer(..., use_fast=True)")
+        self.tokenizer, self.maxlen, self.labels = tokenizer, int(maxlen), [str(l) for l in labels]
+        self.scheme, self.label_all_tokens = scheme, bool(label_all_tokens)
+        self.prefix, self.suffix = _special_tokens(tokenizer)
+        self.lead, self.n_special = len(self.prefix), len(self.prefix) + len(self.suffix)
+        if self.maxlen - self.n_special < 1:
+            raise DataError(f"maxlen={maxlen} leaves no room for words beside the {self.n_special} special tokens; "
+                            f"pass maxlen >= {self.n_special + 1} (e.g. 128)")
+
+    @property
+    def pad_id(self) -> int:
+        """The id padding is filled with (0 where the tokenizer has no pad token)."""
+        pad = self.tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    @property
+    def budget(self) -> int:
+        """Sub-words per window, special tokens left out."""
+        return self.maxlen - self.n_special
+
+    def settings(self) -> dict:
+        """What `save_model` writes to bertlearn.json to rebuild this encoder."""
+        return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": TOKEN_CLASSIFICATION,
+                "tag_scheme": self.scheme, "label_all_tokens": self.label_all_tokens}
+
+    @classmethod
+    def from_settings(cls, tokenizer: Any, settings: dict) -> "TagEncoder":
+        """Rebuild an encoder from `settings()` output.
+
+        Args:
+            tokenizer: the tokenizer the settings were saved with.
+            settings: what `settings()` returned.
+        """
+        return cls(tokenizer, settings["maxlen"], settings["labels"], scheme=settings.get("tag_scheme", "IOB2"),
+                   label_all_tokens=settings.get("label_all_tokens", False))
+
+    def pieces(self, words: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+        """Each word's sub-word ids, per sentence (a word the tokenizer drops becomes the unknown token).
+
+        Args:
+            words: one list of words per sentence.
+        """
+        tok = self.tokenizer
+        try:
+            enc = tok([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
+        except Exception as e:  # noqa: BLE001 - e.g. byte-level BPE tokenizers loaded without add_prefix_space
+            raise DataError(f"the tokenizer could not encode pre-split words ({type(e).__name__}: {e}); for "
+                            "byte-level BPE models (RoBERTa, GPT-2 style) load the tokenizer with "
+                            "add_prefix_space=True") from e
+        unk = tok.unk_token_id if tok.unk_token_id is not None else self.pad_id
+        out, empty = [], []
+        for i, sent in enumerate(words):
+            per_word: list[list[int]] = [[] for _ in sent]
+            for tid, wid in zip(enc["input_ids"][i], enc.word_ids(i)):
+                if wid is not None:
+                    per_word[wid].append(tid)
+            empty += [sent[j] for j, p in enumerate(per_word) if not p]
+            out.append([p if p else [unk] for p in per_word])
+        if empty:
+            warnings.warn(f"{len(empty)} word{'s' if len(empty) > 1 else ''} (e.g. {empty[0]!r}) became no sub-word at "
+                          f"all (the tokenizer drops them); each is encoded as the unknown token "
+                          f"{tok.unk_token!r} so that it keeps its tag and gets a prediction", stacklevel=user_stacklevel())
+        return out
+
+    def windows(self, n_pieces: Sequence[int]) -> list[tuple[int, int]]:
+        """Split a sentence's words into windows of at most `budget` sub-words: (first word, end word) pairs. A
+        word longer than a whole window gets a window of its own, its pieces cut to fit (its first piece stays).
+
+        Args:
+            n_pieces: the number of sub-words of each word.
+        """
+        out, start, used = [], 0, 0
+        for j, n in enumerate(n_pieces):
+            n = min(n, self.budget)
+            if used + n > self.budget and j > start:
+                out.append((start, j))
+                start, used = j, 0
+            used += n
+        out.append((start, len(n_pieces)))
+        return out
+
+    def dataset(self, words: Sequence[Sequence[str]], tags: Sequence[Sequence[int]] | None = None, *,
+                texts: Sequence[str] | None = None, spans: Sequence[Any] | None = None) -> "TaggedDataset":
+        """Encode sentences (and their tag ids) into a `TaggedDataset`, one row per window.
+
+        Args:
+            words: one list of words per sentence.
+            tags: one list of tag ids per sentence, or None.
+            texts: the raw texts the words were cut from, kept for showing entities.
+            spans: each word's character offsets into its text.
+        """
+        return self.dataset_from_pieces(self.pieces(words), words, tags, texts=texts, spans=spans)
+
+    def dataset_from_pieces(self, pieces: Sequence[Sequence[Sequence[int]]], words: Sequence[Sequence[str]],
+                            tags: Sequence[Sequence[int]] | None = None, *, texts: Sequence[str] | None = None,
+                            spans: Sequence[Any] | None = None) -> "TaggedDataset":
+        """A `TaggedDataset` of sentences already cut into sub-word ids (raw texts are, at prediction).
+
+        Args:
+            pieces: per sentence, each word's sub-word ids.
+            words: per sentence, its words (for showing).
+            tags: one list of tag ids per sentence, or None.
+            texts, spans: raw texts and word offsets, kept for showing entities.
+        """
+        rows, targets, word_pos, owner, first_word = [], [], [], [], []
+        lead = self.lead
+        long = [words[i][j] for i, ws in enumerate(pieces) for j, p in enumerate(ws) if len(p) > self.budget]
+        if long:
+            warnings.warn(f"{len(long)} word{'s' if len(long) > 1 else ''} (e.g. {long[0][:40]!r}) have more sub-words "
+                          f"than the {self.budget} a window holds at maxlen={self.maxlen}; each gets a window of its "
+                          "own, cut to fit (its first piece, which carries its tag and prediction, stays)",
+                          stacklevel=user_stacklevel())
+        for i, per_word in enumerate(pieces):
+            for start, end in self.windows([len(p) for p in per_word]):
+                ids, labels, positions = [], [], []
+                for j in range(start, end):
+                    piece = list(per_word[j][:self.budget])
+                    positions.append(lead + len(ids))
+                    ids.extend(piece)
+                    if tags is not None:
+                        labels.append(int(tags[i][j]))
+                        labels.extend([self._continued(int(tags[i][j]))] * (len(piece) - 1))
+                rows.append(self.prefix + ids + self.suffix)
+                if tags is not None:
+                    row = [IGNORE_INDEX] * len(rows[-1])
+                    row[lead:lead + len(labels)] = labels
+                    targets.append(row)
+                word_pos.append(positions)
+                owner.append(i)
+                first_word.append(start)
+        ids = RaggedRows.from_lists(rows, np.int32, fill=self.pad_id)
+        return TaggedDataset(
+            ids, ids.lengths.astype(np.int32),
+            RaggedRows.from_lists(targets, np.int16, fill=IGNORE_INDEX) if tags is not None else None, self,
+            word_pos=RaggedRows.from_lists(word_pos, np.int32), owner=np.asarray(owner, dtype=np.int64),
+            first_word=np.asarray(first_word, dtype=np.int64), words=[list(w) for w in words],
+            word_tags=[list(map(int, t)) for t in tags] if tags is not None else None,
+            texts=list(texts) if texts is not None else None, spans=list(spans) if spans is not None else None)
+
+    def _continued(self, tag: int) -> int:
+        # label_all_tokens: the pieces after a word's first carry its tag, an opening B- as I- (where the tag set has it)
+        if not self.label_all_tokens:
+            return IGNORE_INDEX
+        name = self.labels[tag]
+        if name.startswith(("B-", "S-", "U-")) and "I-" + name[2:] in self.labels:
+            return self.labels.index("I-" + name[2:])
+        return tag
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    # the ids the tokenizer puts before and after a text ([CLS] ... [SEP]; <s> ... </s>), read off one encoding
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for k in range(len(full) - len(plain) + 1):
+        if full[k:k + len(plain)] == plain:
+            return list(full[:k]), list(full[k + len(plain):])
+    raise DataError(f"could not tell which special tokens {type(tokenizer).__name__} adds around a text (its "
+                    "encoding of 'a' with special tokens does not contain the one without); token classification "
+                    "needs a tokenizer that wraps a text in fixed special tokens, as BERT-style tokenizers do")
+
+
+class TaggedDataset(EncodedDataset):
+    """Windows of tagged sentences as ragged id rows, with each row's targets and where its words' first pieces lie.
+
+    Args:
+        ids, lengths, encoder: as for `EncodedDataset`.
+        targets: a `RaggedRows` of each row's per-token tag ids (-100: left out of the loss), or None.
+        word_pos: per row, the position of each of its words' first piece.
+        owner: per row, the sentence it came from.
+        first_word: per row, the index of its first word within the sentence.
+        words: the sentences' words.
+        word_tags: the sentences' tag ids, or None.
+        texts, spans: raw texts and word offsets (JSONL input), else None.
+    """
+
+    def __init__(self, ids: Any, lengths: np.ndarray, targets: RaggedRows | None, encoder: TagEncoder, *,
+                 word_pos: RaggedRows, owner: np.ndarray, first_word: np.ndarray, words: list[list[str]],
+                 word_tags: list[list[int]] | None, texts: list[str] | None = None, spans: list | None = None):
+        super().__init__(ids, lengths, targets, encoder, owner=owner, n_texts=len(words), texts=texts)
+        self.word_pos, self.first_word, self.words, self.word_tags = word_pos, first_word, words, word_tags
+        self.spans = spans
+
+    def clip(self, maxlen: int) -> None:
+        """Refuse rows longer than the model takes: cutting them would drop words.
+
+        Args:
+            maxlen: the longest row the model takes.
+        """
+        if int(self.lengths.max(initial=0)) > maxlen:
+            raise DataError(f"these sentences were cut into windows of up to {int(self.lengths.max())} tokens but the "
+                            f"model takes {maxlen}; build the BertNERDataBunch with maxlen<={maxlen}")
+
+    def new_empty(self) -> "TaggedDataset":
+        """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
+        return self.encoder.dataset([], [] if self.targets is not None else None)
+
+    def word_tags_of(self, rows: np.ndarray, token_tags: np.ndarray) -> list[list[int]]:
+        """Per sentence, one tag id per word, read at each word's first piece from per-row token tags.
+
+        Args:
+            rows: the row index of each line of `token_tags`.
+            token_tags: (len(rows), width) tag ids per token.
+        """
+        out: list[list[int]] = [[0] * len(w) for w in self.words]
+        for line, r in enumerate(rows):
+            pos = np.asarray(self.word_pos[int(r)], dtype=np.int64)
+            start = int(self.first_word[r])
+            out[int(self.owner[r])][start:start + len(pos)] = token_tags[line, pos].tolist()
+        return out
+
+
+class TaggedDataLoader(BertDataLoader):
+    """The classifier's loader (length grouping, per-batch padding, pinned copies) for `TaggedDataset`s: batches
+    are `(input_ids, attention_mask, tags)`, the tags padded with -100. `current_rows` holds the dataset rows of the
+    batch last made, which the entity metrics read."""
+
+    current_rows: np.ndarray | None = None
+
+    @property
+    def _n_inp(self) -> int:
+        return 2
+
+    @property
+    def vocab(self) -> CategoryMap:
+        return CategoryMap(self.dataset.encoder.labels, sort=False)
+
+    def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
+        """The batch's tensors (ids, attention mask, tags), padded to its longest row.
+
+        Args:
+            b: the row indices of the batch.
+        """
+        ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
+        self.current_rows = idx
+        lengths = ds.lengths[idx]
+        width = int(lengths.max())
+        if self.device is not None and self.device.type == "cuda":
+            width = min(-(-width // 8) * 8, max(width, ds.encoder.maxlen))
+        batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
+                 torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
+        if ds.targets is not None:
+            batch.append(torch.from_numpy(ds.targets[idx, :width].astype(np.int64)))
+        if self.device is not None and self.device.type == "cuda":
+            batch = [t.pin_memory() for t in batch]
+        return tuple(batch)
+
+    def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
+        """Print (or display in a notebook) the sentences of one batch, each tagged word as `word/TAG`.
+
+        Args:
+            b: ignored when given (a batch holds sub-words; the sentences show their words).
+            max_n: how many rows.
+        """
+        display_frame(self.frame(max_n=max_n))
+
+    def frame(self, max_n: int = 9) -> pd.DataFrame:
+        """The first batch's windows as a frame: the words with their tags, and how many entities each holds.
+
+        Args:
+            max_n: how many rows.
+        """
+        ds = self.dataset
+        idx = next(iter(self._batches()), np.zeros(0, np.int64))[:max_n]
+        labels = ds.encoder.labels
+        texts, counts = [], []
+        for r in idx:
+            i, start = int(ds.owner[r]), int(ds.first_word[r])
+            words = ds.words[i][start:start + len(ds.word_pos[int(r)])]
+            tags = [labels[t] for t in ds.word_tags[i][start:start + len(words)]] if ds.word_tags else ["O"] * len(words)
+            texts.append(" ".join(w if t == "O" else f"{w}/{t}" for w, t in zip(words, tags)))
+            counts.append(len(get_entities([to_seqeval(t) for t in tags])))
+        return pd.DataFrame({"text": texts, "entities": counts})
+
+
+class BertNERDataBunch(BertDataBunch):
+    """fastai `DataLoaders` of tagged sentences for token classification (NER).
+
+    fast-bert's call `BertNERDataBunch(data_dir, tokenizer, train_file="train.txt", val_file="val.txt",
+    test_file=None, label_file="labels.txt", batch_size_per_gpu=16, max_seq_length=512, ...)` reads CoNLL files
+    (see `from_conll`); `from_jsonl` reads doccano exports, `from_df` frames of word and tag lists.
+
+    Args:
+        data_dir: folder holding the files.
+        tokenizer: a tokenizer object, a hub name or folder, or None for the packaged default model's.
+        train_file, val_file: CoNLL files in `data_dir`.
+        test_file: a CoNLL file of sentences to predict later (its tags are ignored), or None.
+        label_file: the tag list (one per line) in `data_dir`, or None to take the tags of the training file.
+        batch_size_per_gpu / bs: batch size; max_seq_length / maxlen: tokens per model input.
+        multi_gpu, backend, model_type, use_fast_tokenizer, custom_sampler: fast-bert's; accepted, no effect (named
+            once in a `FastBertCompatWarning`).
+        logger: a `logging.Logger` for progress messages.
+        clear_cache, no_cache: fast-bert's cache flags; tagged data is not cached (encoding wnut17 takes ~1 s), so
+            they have no effect.
+        **kwargs: what `from_conll` takes (tag_scheme, label_all_tokens, seed, device...).
+    """
+
+    @classmethod
+    def _from_fast_bert_args(cls, data_dir: str | Path, tokenizer: Any = None, train_file: str = "train.txt",
+                             val_file: str = "val.txt", test_file: str | None = None,
+                             label_file: str | None = "labels.txt", batch_size_per_gpu: int = 16,
+                             max_seq_length: int = 512, multi_gpu: bool = False, backend: str | None = None,
+                             model_type: str | None = None, logger: logging.Logger | None = None,
+                             clear_cache: bool = False, no_cache: bool = False, use_fast_tokenizer: bool = True,
+                             custom_sampler: Any = None, *, bs: int | None = None, maxlen: int | None = None,
+                             **kwargs: Any) -> "BertNERDataBunch":
+        ignored = {"backend": backend, "model_type": model_type, "custom_sampler": custom_sampler,
+                   "clear_cache": clear_cache or None, "no_cache": no_cache or None,
+                   "use_fast_tokenizer": None if use_fast_tokenizer else False}
+        if multi_gpu_without_effect(multi_gpu):
+            ignored["multi_gpu"] = multi_gpu
+        note_no_effect("BertNERDataBunch", ignored)
+        return cls.from_conll(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_file=test_file,
+                              label_file=label_file, bs=bs if bs is not None else batch_size_per_gpu,
+                              maxlen=maxlen if maxlen is not None else max_seq_length, logger=logger, **kwargs)
+
+    @classmethod
+    def from_conll(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.txt",
+                   val_file: str = "val.txt", test_file: str | None = None, label_file: str | None = None,
+                   tag_scheme: str = "auto", label_all_tokens: bool = False, bs: int = 16, val_bs: int | None = None,
+                   maxlen: int = 512, seed: int | None = None, device: torch.device | str | None = None,
+                   logger: logging.Logger | None = None, encoding: str = "utf-8") -> "BertNERDataBunch":
+        """Read CoNLL-style files (a word and its tag per line, tag in the last column) into a `BertNERDataBunch`.
+
+        Args:
+            data_dir: the folder holding the files.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            train_file, val_file: file names in `data_dir`.
+            test_file: sentences to predict later (`learner.predict_tokens()` without sentences), or None.
+            label_file: the tag list in `data_dir` (one per line); None: the tags of the training file.
+            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU", or "auto" to detect it from the training file.
+            label_all_tokens: every piece of a word carries its tag in the loss (see `TagEncoder`).
+            bs: training batch size; val_bs: validation batch size (default 2 * bs).
+            maxlen: tokens per model input (longer sentences are split into windows at word boundaries).
+            seed: seeds the training order.
+            device: where batches go (default: CUDA when available).
+            logger: a `logging.Logger` for progress messages.
+            encoding: the files' text encoding.
+        """
+        data_dir = Path(data_dir)
+        train, valid = read_conll(data_dir / train_file, encoding=encoding), read_conll(data_dir / val_file,
+                                                                                         encoding=encoding)
+        test = read_conll(data_dir / test_file, encoding=encoding, tagged=False) if test_file else None
+        labels = read_tag_file(data_dir / label_file) if label_file else None
+        return cls.from_sentences(train, valid, tokenizer, test=test, labels=labels, tag_scheme=tag_scheme,
+                                  label_all_tokens=label_all_tokens, bs=bs, val_bs=val_bs, maxlen=maxlen, seed=seed,
+                                  device=device, path=data_dir, logger=logger)
+
+    @classmethod
+    def from_jsonl(cls, data_dir: str | Path, file_name: str, tokenizer: Any = None, *, train_size: float = 0.8,
+                   random_state: int | None = None, test_file_name: str | None = None,
+                   batch_size_per_gpu: int | None = None, max_seq_length: int | None = None, bs: int = 16,
+                   maxlen: int = 512, text_key: str = "text", labels_key: str = "labels",
+                   logger: logging.Logger | None = None, **kwargs: Any) -> "BertNERDataBunch":
+        """Read doccano's JSONL export (one object a line: `text` and `labels` as `[start, end, label]` character
+        spans), cut the texts into words (`split_words`), tag them IOB2 and split off a validation share, as
+        fast-bert's `from_jsonl` (which wrote the split to train.txt/val.txt; this one keeps it in memory).
+
+        Args:
+            data_dir: the folder holding the file.
+            file_name: the JSONL file.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            train_size: the share of texts trained on; the rest validates.
+            random_state: seeds that split (and the training order).
+            test_file_name: a JSONL file of texts to predict later, or None.
+            batch_size_per_gpu / bs, max_seq_length / maxlen: batch size and tokens per model input.
+            text_key, labels_key: the keys of the text and the spans.
+            logger: a `logging.Logger` for progress messages.
+            **kwargs: what `from_sentences` takes (label_all_tokens, device...).
+        """
+        ignored = {k: kwargs.pop(k) for k in ("multi_gpu", "backend", "model_type", "clear_cache", "no_cache",
+                                              "use_fast_tokenizer") if k in kwargs}
+        note_no_effect("BertNERDataBunch.from_jsonl", {k: v for k, v in ignored.items() if v})
+        data_dir = Path(data_dir)
+        sents = read_jsonl(data_dir / file_name, text_key=text_key, labels_key=labels_key)
+        if not 0 < train_size < 1:
+            raise DataError(f"train_size={train_size!r} must be between 0 and 1 (the share of texts trained on)")
+        order = np.random.default_rng(random_state).permutation(len(sents))
+        cut = int(round(len(sents) * train_size))
+        if cut == 0 or cut == len(sents):
+            raise DataError(f"train_size={train_size} of {len(sents)} texts leaves an empty training or validation "
+                            "set; give more texts or another train_size")
+        train, valid = _subset(sents, order[:cut]), _subset(sents, order[cut:])
+        test = read_jsonl(data_dir / test_file_name, text_key=text_key, labels_key=labels_key) \
+            if test_file_name else None
+        return cls.from_sentences(train, valid, tokenizer, test=test, tag_scheme="IOB2",
+                                  bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
+                                  maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                                  seed=kwargs.pop("seed", random_state), path=data_dir, logger=logger, **kwargs)
+
+    @classmethod
+    def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,
+                words_col: Any = "tokens", tags_col: Any = "tags", valid_pct: float = 0.2,
+                seed: int | None = None, path: str | Path = ".", **kwargs: Any) -> "BertNERDataBunch":
+        """Frames with one sentence a row: a column of word lists and a column of tag lists (as Hugging Face
+        datasets hold CoNLL-2003 and WNUT-17, tags as names).
+
+        Args:
+            train_df, valid_df: the data; with `valid_df=None`, a `valid_pct` random share of train is held out.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            words_col, tags_col: the columns of word lists and tag lists.
+            valid_pct: the held-out share when `valid_df` is None.
+            seed: seeds that split and the training order.
+            path: the folder things are saved relative to.
+            **kwargs: what `from_sentences` takes (labels, tag_scheme, bs, maxlen, test...).
+        """
+        if valid_df is None:
+            order = np.random.default_rng(seed).permutation(len(train_df))
+            cut = len(train_df) - max(1, int(round(len(train_df) * valid_pct)))
+            train_df, valid_df = train_df.iloc[order[:cut]], train_df.iloc[order[cut:]]
+        train = sentences_from_df(train_df, words_col, tags_col, source="train_df")
+        valid = sentences_from_df(valid_df, words_col, tags_col, source="valid_df")
+        return cls.from_sentences(train, valid, tokenizer, seed=seed, path=path, **kwargs)
+
+    @classmethod
+    def from_sentences(cls, train: TaggedSentences, valid: TaggedSentences, tokenizer: Any = None, *,
+                       test: TaggedSentences | Sequence[Sequence[str]] | None = None,
+                       labels: Sequence[str] | None = None, tag_scheme: str = "auto", label_all_tokens: bool = False,
+                       bs: int = 16, val_bs: int | None = None, maxlen: int = 512, seed: int | None = None,
+                       device: torch.device | str | None = None, path: str | Path = ".",
+                       logger: logging.Logger | None = None) -> "BertNERDataBunch":
+        """The databunch of tagged sentences, as every factory ends: check tags and scheme, encode, assemble.
+
+        Args:
+            train, valid: the tagged sentences.
+            tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
+            test: sentences (word lists) to predict later, or None.
+            labels: the tag set in output order (default: O, then each type's tags, from train and valid).
+            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU" or "auto".
+            label_all_tokens: every piece of a word carries its tag in the loss.
+            bs, val_bs, maxlen, seed, device, path, logger: as for `from_conll`.
+        """
+        bs = positive_int(bs, "bs", DataError)
+        val_bs = positive_int(val_bs, "val_bs", DataError) if val_bs is not None else 2 * bs
+        maxlen = positive_int(maxlen, "maxlen", DataError)
+        for sents in (train, valid):
+            if sents.tags is None:
+                raise DataError(f"{sents.source} has no tags; training and validation sentences need one per word")
+        scheme = detect_scheme(train.tags) if tag_scheme == "auto" else tag_scheme
+        if labels is None:
+            labels = labels_for(train.tags + valid.tags)
+        for sents in (train, valid):
+            check_scheme(sents, scheme, labels=labels)
+        t0 = time.perf_counter()
+        tok, maxlen = tokenizer_within(tokenizer, maxlen)
+        encoder = TagEncoder(tok, maxlen, labels, scheme=scheme, label_all_tokens=label_all_tokens)
+        index = {l: i for i, l in enumerate(encoder.labels)}
+        train_ds, valid_ds = ([encoder.dataset(s.words, [[index[t] for t in ts] for ts in s.tags], texts=s.texts,
+                                               spans=s.spans) for s in (train, valid)])
+        (logger or _log).info("tagged data: %d + %d sentences (%d + %d windows), %d tags, scheme %s, %.1f s",
+                              train_ds.n_texts, valid_ds.n_texts, len(train_ds), len(valid_ds), len(labels), scheme,
+                              time.perf_counter() - t0)
+        loaders = [TaggedDataLoader(train_ds, bs=bs, shuffle=True), TaggedDataLoader(valid_ds, bs=val_bs)]
+        if seed is not None:
+            loaders[0].rng = random.Random(seed)
+        if test is not None:
+            words = test.words if isinstance(test, TaggedSentences) else [list(s) for s in test]
+            loaders.append(TaggedDataLoader(encoder.dataset(words), bs=val_bs))
+        dls = cls(*loaders, path=path, device=resolve_device(device))
+        dls.columns, dls.weight, dls.pos_weight = None, None, None
+        return dls
+
+    @property
+    def scheme(self) -> str:
+        """The tag scheme: "IOB1", "IOB2", "BIOES" or "BILOU"."""
+        return self.encoder.scheme
+
+    @property
+    def entity_types(self) -> list[str]:
+        """The entity types the tags name, in tag order."""
+        return list(dict.fromkeys(t for t in map(entity_type, self.labels) if t is not None))
+
+    @property
+    def n_inp(self) -> int:
+        return 2
+
+    def test_dl(self, test_items: Sequence[Sequence[str]], bs: int | None = None, **kwargs: Any) -> TaggedDataLoader:
+        """A loader over new sentences (lists of words), encoded like the training data.
+
+        Args:
+            test_items: one list of words per sentence.
+            bs: batch size (default: the validation batch size).
+            **kwargs: fastai's loader options, which a tagged loader does not take: named in a TypeError.
+        """
+        if kwargs:
+            raise TypeError(f"BertNERDataBunch.test_dl() got unexpected arguments {sorted(kwargs)}; it takes the "
+                            "sentences (lists of words) and bs")
+        return TaggedDataLoader(self.encoder.dataset([list(s) for s in test_items]), bs=bs or self.valid.bs,
+                                device=self.device)
+
+
+def _subset(sents: TaggedSentences, idx: np.ndarray) -> TaggedSentences:
+    pick = lambda xs: [xs[i] for i in idx] if xs is not None else None  # noqa: E731
+    return TaggedSentences(pick(sents.words), pick(sents.tags), source=sents.source, lines=pick(sents.lines) or [],
+                           spans=pick(sents.spans), texts=pick(sents.texts), line_per_word=sents.line_per_word, unit=sents.unit)

@@ -1,0 +1,620 @@
+"""Token classification (NER): reading tagged data, encoding sub-words, entity metrics, predictions with offsets."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bertlearn import (BertNERDataBunch, BertNERLearner, BertNERPredictor, DataError, NotFittedError,
+                       load_predictor)
+from bertlearn.data.conll import (check_scheme, detect_scheme, labels_for, read_conll, read_jsonl, sentences_from_df,
+                                  split_words)
+from bertlearn.data.tagged import IGNORE_INDEX, TagEncoder
+from bertlearn.tasks.token_classification import entity_report, entity_scores, group_entities, text_words
+
+from conftest import FILLER, POSITIVE, quiet_fit
+from test_graphs import fake_capture  # noqa: F401  (a fixture)
+
+NAMES = ["bob", "ann", "kim", "lee", "sue"]  # not in the tiny vocabulary: each is cut into letter pieces
+
+
+def make_tagged(n: int, seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
+    """Synthetic IOB2 sentences: names (one or two words) are PER, positive words are POS, the rest O."""
+    rng = random.Random(seed)
+    words, tags = [], []
+    for _ in range(n):
+        w, t = [], []
+        for _ in range(rng.randint(3, 14)):
+            r = rng.random()
+            if r < 0.15 and not (t and t[-1].endswith("PER")):  # two names in a row are one person
+                w.append(rng.choice(NAMES)), t.append("B-PER")
+                if rng.random() < 0.4:
+                    w.append(rng.choice(NAMES)), t.append("I-PER")
+            elif r < 0.25:
+                w.append(rng.choice(POSITIVE)), t.append("B-POS")
+            else:
+                w.append(rng.choice(FILLER)), t.append("O")
+        words.append(w), tags.append(t)
+    return words, tags
+
+
+def write_conll(path, words, tags, *, sep="\t", blank="\n") -> None:
+    with open(path, "w") as f:
+        for ws, ts in zip(words, tags):
+            for w, t in zip(ws, ts):
+                f.write(f"{w}{sep}{t}\n")
+            f.write(blank)
+
+
+@pytest.fixture
+def ner_dir(tmp_path):
+    write_conll(tmp_path / "train.txt", *make_tagged(240, seed=1))
+    write_conll(tmp_path / "val.txt", *make_tagged(48, seed=2))
+    (tmp_path / "labels.txt").write_text("O\nB-PER\nI-PER\nB-POS\nI-POS\n")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def ner_learner(tiny_model_dir, tmp_path_factory):
+    """A tiny BERT trained on the synthetic names until it tags them (shared: tests must not train it further)."""
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("ner")
+    write_conll(d / "train.txt", *make_tagged(480, seed=3))
+    write_conll(d / "val.txt", *make_tagged(64, seed=4))
+    db = BertNERDataBunch(d, str(tiny_model_dir), train_file="train.txt", val_file="val.txt", label_file=None,
+                          bs=16, maxlen=64, device="cpu", seed=0)
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), d / "out", "cpu", None, seed=0)
+    quiet_fit(learner, 15, lr=5e-3)
+    return learner
+
+
+# --- reading ---
+
+def test_conll_reads_last_column_skips_docstart_and_whitespace_only_separators(tmp_path):
+    f = tmp_path / "a.conll"
+    f.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n \t \nPeter NNP B-NP B-PER\n"
+                 "Blackburn NNP I-NP I-PER\n\t\n\n")
+    s = read_conll(f)
+    assert s.words == [["EU", "rejects"], ["Peter", "Blackburn"]]
+    assert s.tags == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    assert s.lines == [3, 6]
+
+
+def test_conll_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "bad.conll"
+    f.write_text("Peter\tB-PER\nBlackburn\n")
+    with pytest.raises(DataError, match=r"bad.conll, line 2: 'Blackburn' has no tag"):
+        read_conll(f)
+    (tmp_path / "empty.conll").write_text("\n-DOCSTART- O\n\n")
+    with pytest.raises(DataError, match=r"empty.conll holds no sentences"):
+        read_conll(tmp_path / "empty.conll")
+
+
+@pytest.mark.parametrize("tags, scheme", [
+    ([["B-PER", "I-PER", "O", "B-LOC"]], "IOB2"),
+    ([["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]], "IOB1"),
+    ([["O", "I-PER", "B-PER", "I-LOC", "I-LOC"]], "IOB1"),
+    ([["O", "B-PER", "I-LOC"]], "IOB2"),  # B- opens an entity, so I- opening one is an error, not IOB1
+    ([["B-PER", "E-PER", "S-LOC"]], "BIOES"),
+    ([["B-PER", "L-PER", "U-LOC"]], "BILOU"),
+])
+def test_scheme_detection(tags, scheme):
+    assert detect_scheme(tags) == scheme
+
+
+def test_strict_scheme_and_label_file_errors_name_the_line(tmp_path):
+    f = tmp_path / "t.conll"
+    f.write_text("a\tO\nb\tB-PER\nc\tI-LOC\n")
+    s = read_conll(f)
+    with pytest.raises(DataError, match=r"t.conll, line 3: 'I-LOC' follows 'B-PER', which breaks the IOB2 scheme"):
+        check_scheme(s, "IOB2")
+    check_scheme(s, "IOB1")  # there, I-LOC opens an entity
+    with pytest.raises(DataError, match=r"t.conll, line 2: tag 'B-PER' is not in the label file"):
+        check_scheme(s, "IOB1", labels=["O", "B-LOC", "I-LOC"])
+    f.write_text("a\tO\nb\tE-PER\n")
+    with pytest.raises(DataError, match=r"line 2: 'E-PER' follows 'O', which breaks the BIOES scheme"):
+        check_scheme(read_conll(f), "BIOES")
+
+
+def test_jsonl_spans_become_iob2_words(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"text": "Jane Doe visited New York.", "labels": [[0, 8, "PER"], [17, 25, "LOC"]]}) + "\n")
+    s = read_jsonl(f)
+    assert s.words == [["Jane", "Doe", "visited", "New", "York", "."]]
+    assert s.tags == [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]]
+    assert s.spans[0][3] == (17, 20)
+    assert split_words("it's 5%") == [("it", 0, 2), ("'", 2, 3), ("s", 3, 4), ("5", 5, 6), ("%", 6, 7)]
+
+
+@pytest.mark.parametrize("line, message", [
+    ({"text": "abc", "labels": [[0, 9, "X"]]}, r"d.jsonl, line 1: entity \[0, 9, 'X'\] lies outside the text \(3 "),
+    ({"text": "ab cd", "labels": [[0, 2, "X"], [1, 5, "Y"]]}, r"line 1: entities \[0, 2, 'X'\] and \[1, 5, 'Y'\] "
+                                                             r"overlap"),
+    ({"labels": []}, r"line 1: no 'text' string"),
+])
+def test_jsonl_errors(tmp_path, line, message):
+    (tmp_path / "d.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_jsonl(tmp_path / "d.jsonl")
+
+
+def test_df_rows_need_one_tag_per_word():
+    df = pd.DataFrame({"tokens": [["a", "b"], ["c"]], "tags": [["O", "B-X"], ["O", "O"]]})
+    with pytest.raises(DataError, match=r"train_df, row 1: 1 words but 2 tags"):
+        sentences_from_df(df, source="train_df")
+
+
+def test_labels_are_ordered_o_then_type_then_prefix():
+    assert labels_for([["I-PER", "B-LOC", "O", "B-PER", "E-LOC"]]) == ["O", "B-LOC", "E-LOC", "B-PER", "I-PER"]
+
+
+# --- encoding ---
+
+def test_first_piece_carries_the_tag_and_later_pieces_are_left_out(tiny_tokenizer):
+    enc = TagEncoder(tiny_tokenizer, 64, ["O", "B-PER", "I-PER"])
+    ds = enc.dataset([["the", "bob", "ann"]], [[0, 1, 2]])
+    ids = list(ds.ids[0])
+    tokens = tiny_tokenizer.convert_ids_to_tokens(ids)
+    assert tokens == ["[CLS]", "the", "b", "##o", "##b", "a", "##n", "##n", "[SEP]"]
+    assert list(ds.targets[0]) == [IGNORE_INDEX, 0, 1, IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX,
+                                   IGNORE_INDEX]
+    assert list(ds.word_pos[0]) == [1, 2, 5]
+    every = TagEncoder(tiny_tokenizer, 64, ["O", "B-PER", "I-PER"], label_all_tokens=True).dataset(
+        [["the", "bob", "ann"]], [[0, 1, 2]])
+    assert list(every.targets[0]) == [IGNORE_INDEX, 0, 1, 2, 2, 2, 2, 2, IGNORE_INDEX]  # B- continues as I-
+
+
+def test_long_sentences_are_windowed_and_no_word_is_dropped(tiny_tokenizer):
+    enc = TagEncoder(tiny_tokenizer, 10, ["O", "B-PER"])  # 8 pieces a window
+    words = ["the", "bob", "movie", "ann", "kim", "was", "lee", "sue", "it", "good"]  # 1+3+1+3+3+1+3+3+1+1 = 20
+    ds = enc.dataset([words, ["a"]], [[0] * 10, [0]])
+    assert ds.lengths.max() <= 10
+    assert list(ds.owner) == [0, 0, 0, 1]
+    covered = [ds.first_word[r] + k for r in range(3) for k in range(len(ds.word_pos[r]))]
+    assert covered == list(range(10))
+    one = TagEncoder(tiny_tokenizer, 4, ["O"]).dataset([["bob", "the"]], [[0, 0]])  # a word longer than a window
+    assert [len(one.word_pos[r]) for r in range(len(one))] == [1, 1] and one.lengths.max() <= 4
+
+
+def test_batches_pad_tags_with_ignore_index(ner_dir, tiny_model_dir):
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    ids, mask, tags = db.one_batch()
+    assert ids.shape == tags.shape and (tags[mask == 0] == IGNORE_INDEX).all()
+    assert db.labels == ["O", "B-PER", "I-PER", "B-POS", "I-POS"] and db.scheme == "IOB2"
+    assert db.entity_types == ["PER", "POS"]
+
+
+def test_fast_bert_constructor_and_label_file_checks(ner_dir, tiny_model_dir):
+    (ner_dir / "labels.txt").write_text("O\nB-PER\nI-PER\n")
+    with pytest.raises(DataError, match=r"train.txt, line \d+: tag 'B-POS' is not in the label file"):
+        BertNERDataBunch(ner_dir, str(tiny_model_dir), batch_size_per_gpu=8, max_seq_length=64)
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), label_file=None, batch_size_per_gpu=8, max_seq_length=48,
+                          device="cpu")
+    assert db.bs == 8 and db.maxlen == 48
+
+
+def test_from_jsonl_splits_and_tags(tmp_path, tiny_model_dir):
+    rng = random.Random(0)
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for _ in range(20):
+            name = rng.choice(NAMES)
+            text = f"the movie {name} was good"
+            f.write(json.dumps({"text": text, "labels": [[10, 10 + len(name), "PER"]]}) + "\n")
+    db = BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), train_size=0.75, random_state=0,
+                                     bs=4, maxlen=32, device="cpu")
+    assert (db.train_ds.n_texts, db.valid_ds.n_texts) == (15, 5)
+    assert db.labels == ["O", "B-PER"]
+
+
+# --- scores ---
+
+def test_entity_scores_equal_seqeval_and_conlleval_reads_iob1():
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "B-ORG"]]
+    s = entity_scores(gold, pred)
+    assert s == {"precision": precision_score(gold, pred), "recall": recall_score(gold, pred),
+                 "f1": f1_score(gold, pred), "accuracy": 5 / 6}
+    assert s["precision"] == pytest.approx(2 / 3) and s["recall"] == pytest.approx(2 / 3)
+    # IOB1: I- opens an entity, B- splits two neighbours of one type: 3 true entities, all found
+    assert entity_scores([["I-PER", "I-PER", "B-PER", "O", "I-LOC"]],
+                         [["I-PER", "I-PER", "B-PER", "O", "I-LOC"]])["f1"] == 1.0
+    report = entity_report(gold, pred)
+    assert report.loc["LOC", "recall"] == 0.0 and report.loc["PER", "f1"] == 1.0 and report.loc["ORG", "support"] == 1
+
+
+def test_grouping_follows_the_scheme(tiny_tokenizer):
+    words = text_words(tiny_tokenizer, ["bob ann the kim"])[0]
+    assert [(w["start"], w["end"]) for w in words] == [(0, 3), (4, 7), (8, 11), (12, 15)]
+    labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
+
+    def probs(tags):
+        p = np.full((len(tags), len(labels)), 0.05, np.float32)
+        for i, t in enumerate(tags):
+            p[i, labels.index(t)] = 0.8
+        return p
+
+    got = group_entities(words, probs(["B-PER", "I-PER", "O", "I-PER"]), labels, tiny_tokenizer)
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in got] == [
+        ("PER", "bob ann", 0, 7), ("PER", "kim", 12, 15)]
+    got = group_entities(words, probs(["S-PER", "B-PER", "O", "S-PER"]), labels, tiny_tokenizer)
+    assert [(e["word"], e["start"]) for e in got] == [("bob", 0), ("ann", 4), ("kim", 12)]
+    got = group_entities(words, probs(["B-PER", "E-PER", "O", "O"]), labels, tiny_tokenizer)
+    assert [(e["word"], e["score"]) for e in got] == [("bob ann", pytest.approx(0.8))]
+
+
+# --- the learner ---
+
+def test_fit_learns_and_validate_equals_seqeval_on_predicted_words(ner_learner):
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    res = ner_learner.validate(quiet=True)
+    ds = ner_learner.dls.valid.dataset
+    gold = [[ner_learner.dls.labels[t] for t in s] for s in ds.word_tags]
+    pred = ner_learner.predict_tokens(ds.words)
+    assert res["f1"] == pytest.approx(f1_score(gold, pred), abs=1e-12)
+    assert res["precision"] == pytest.approx(precision_score(gold, pred), abs=1e-12)
+    assert res["recall"] == pytest.approx(recall_score(gold, pred), abs=1e-12)
+    assert res["f1"] > 0.8, res
+    assert {"PER_f1", "POS_f1", "PER_precision", "POS_recall"} <= set(res)
+    conf = ner_learner.confusions()
+    assert int(conf.values.sum()) == sum(len(s) for s in ds.words)
+
+
+def test_windows_score_like_whole_sentences(ner_learner, tiny_tokenizer):
+    words = make_tagged(30, seed=9)[0]
+    whole = ner_learner.predict_tokens(words)
+    enc = ner_learner.dls.encoder
+    small = TagEncoder(tiny_tokenizer, 12, enc.labels)
+    ds = small.dataset(words)
+    assert len(ds) > len(words)  # some sentences were windowed
+    saved, ner_learner.dls.train_ds.encoder = ner_learner.dls.train_ds.encoder, small
+    try:
+        windowed = ner_learner.predict_tokens(words)
+    finally:
+        ner_learner.dls.train_ds.encoder = saved
+    assert [len(w) for w in windowed] == [len(w) for w in words]
+    same = np.mean([a == b for x, y in zip(whole, windowed) for a, b in zip(x, y)])
+    assert same > 0.8
+
+
+def test_entities_match_the_pipeline_on_the_saved_folder(ner_learner, tmp_path):
+    from transformers import pipeline
+    path = ner_learner.save_model(tmp_path / "m")
+    texts = ["the movie bob ann was good", "kim is fun and lee was great", "it was the plot", "sue",
+             "bob, ann! the café € was good.", "  lee\tand  kim  "]
+    ours = ner_learner.predict_batch(texts)
+    pipe = pipeline("token-classification", model=str(path), aggregation_strategy="first", device="cpu")
+    theirs = [pipe(t) for t in texts]
+    assert any(ours), "the trained model found no entity at all"
+    for a, b in zip(ours, theirs):
+        assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in a] == \
+            [(e["entity_group"], e["word"], e["start"], e["end"]) for e in b]
+        assert [e["score"] for e in a] == pytest.approx([float(e["score"]) for e in b], abs=1e-5)
+    assert texts[0][ours[0][0]["start"]:ours[0][0]["end"]] == ours[0][0]["word"]
+    predictor = load_predictor(path)
+    assert isinstance(predictor, BertNERPredictor)
+    again = predictor.predict_batch(texts)
+    assert [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in x] for x in again] == \
+        [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in x] for x in ours]
+    assert [e["score"] for x in again for e in x] == pytest.approx([e["score"] for x in ours for e in x], abs=1e-6)
+    assert predictor.predict_tokens([["bob", "was", "good"]]) == ner_learner.predict_tokens([["bob", "was", "good"]])
+
+
+def test_onnx_predictor_matches_pytorch(ner_learner, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from bertlearn import OnnxNERPredictor
+    folder = ner_learner.to_onnx(tmp_path / "onnx").parent
+    onnx = load_predictor(folder)
+    assert isinstance(onnx, OnnxNERPredictor)
+    texts = ["the movie bob ann was good", "kim is fun"]
+    a, b = onnx.predict_batch(texts), ner_learner.predict_batch(texts)
+    assert [[(e["entity_group"], e["start"], e["end"]) for e in x] for x in a] == \
+        [[(e["entity_group"], e["start"], e["end"]) for e in x] for x in b]
+    assert [e["score"] for x in a for e in x] == pytest.approx([e["score"] for x in b for e in x], abs=1e-4)
+
+
+def test_per_word_output_and_argument_errors(ner_learner):
+    words = ner_learner.predict("bob was good", group=False, exclude_entities=[])
+    assert [(w["word"], w["start"], w["end"]) for w in words] == [("bob", 0, 3), ("was", 4, 7), ("good", 8, 12)]
+    assert words[0]["entity"] in ner_learner.dls.labels
+    with pytest.raises(DataError, match=r"predict_batch\(texts\) takes a list of texts"):
+        ner_learner.predict_batch("bob")
+    with pytest.raises(DataError, match=r"predict_tokens\(sentences\) takes lists of words"):
+        ner_learner.predict_tokens(["bob", "was"])
+
+
+def test_classifier_learner_refuses_tagged_data(ner_dir, tiny_model_dir):
+    from bertlearn import BertLearner
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    with pytest.raises(DataError, match=r"this BertNERDataBunch holds tagged words: train it with BertNERLearner"):
+        BertLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu")
+
+
+@pytest.mark.slow
+def test_wnut17_reads_as_published(shared_data):
+    train = read_conll(shared_data / "wnut17" / "train.conll")
+    dev = read_conll(shared_data / "wnut17" / "dev.conll")
+    test = read_conll(shared_data / "wnut17" / "test.conll")
+    assert (len(train), len(dev), len(test)) == (3394, 1009, 1287)
+    assert detect_scheme(train.tags) == "IOB2"
+    assert {t[2:] for s in train.tags for t in s if t != "O"} == {"corporation", "creative-work", "group",
+                                                                  "location", "person", "product"}
+
+
+@pytest.mark.slow
+def test_entity_metrics_gather_every_rank_under_ddp(shared_data, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    worker = str(Path(__file__).resolve().parent / "ner_distributed_worker.py")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(port), worker, str(tmp_path), str(shared_data / "wnut17")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got["world"] == 2
+        for k in ("precision", "recall", "f1", "accuracy"):
+            assert got["validate"][k] == pytest.approx(got["own"][k], abs=1e-9), (rank, k, got)
+
+
+# --- the command line ---
+
+def test_cli_trains_predicts_and_evaluates_ner(tmp_path, tiny_model_dir, capsys):
+    from seqeval.metrics import f1_score
+
+    from bertlearn.cli import main
+    write_conll(tmp_path / "train.conll", *make_tagged(240, seed=1))
+    test_words, test_tags = make_tagged(20, seed=7)
+    write_conll(tmp_path / "dev.conll", test_words, test_tags)
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(tmp_path), "--train-file", "train.conll", "--val-file", "dev.conll",
+                 "--model", str(tiny_model_dir), "--epochs", "2", "--lr", "5e-3", "--bs", "16", "--maxlen", "64",
+                 "--out", str(out), "--seed", "0", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "data: token classification (from the file suffix; --task classification to override), 240 train / 20 " \
+           "valid sentences, 4 tags (IOB2), entity types ['PER', 'POS']" in err
+    assert json.loads((out / "bertlearn.json").read_text())["problem_type"] == "token_classification"
+    # predict: the input's lines come back with the predicted tag appended
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "dev.conll"), "--output",
+                 str(tmp_path / "pred.conll"), "--device", "cpu"]) == 0
+    lines = [l.split("\t") for l in (tmp_path / "pred.conll").read_text().splitlines()]
+    words = [l for l in lines if l != [""]]
+    assert len(words) == sum(map(len, test_words)) and all(len(l) == 3 for l in words)
+    pred = [[l.split("\t")[2] for l in block.splitlines()]
+            for block in (tmp_path / "pred.conll").read_text().split("\n\n") if block.strip()]
+    assert [len(p) for p in pred] == [len(w) for w in test_words]
+    # eval: the same scores as seqeval on the predicted file
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "dev.conll"), "--device", "cpu", "--json",
+                 str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["f1"] == pytest.approx(f1_score(test_tags, pred), abs=1e-12)
+    assert set(metrics["per_type"]) >= {"PER", "POS"}
+    pd.DataFrame({"text": ["bob was good", "the movie"]}).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "t.csv"), "--output",
+                 str(tmp_path / "t.out.csv"), "--device", "cpu"]) == 0
+    got = pd.read_csv(tmp_path / "t.out.csv")
+    assert all(isinstance(json.loads(x), list) for x in got["entities"])
+
+
+# --- CUDA graphs: the graphed step slices the padded positions off the per-token logits ---
+
+def _graph_learners(tiny_model_dir, tmp_path, device, is_fp16):
+    from test_graphs import no_dropout
+    write_conll(tmp_path / "train.txt", *make_tagged(100, seed=1))
+    write_conll(tmp_path / "val.txt", *make_tagged(32, seed=2))
+    out = []
+    for name in ("e", "g"):
+        db = BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, bs=16, maxlen=64, device=device, seed=0)
+        learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path / name, device,
+                                                       is_fp16=is_fp16, seed=0, cuda_graphs=False)
+        no_dropout(learner.model)
+        out.append(learner)
+    return out
+
+
+def test_graphed_ner_fit_matches_eager(fake_capture, tiny_model_dir, tmp_path):
+    from bertlearn import CudaGraphCallback
+    eager, graphed = _graph_learners(tiny_model_dir, tmp_path, "cpu", False)
+    quiet_fit(eager, 2, lr=1e-3)
+    cb = CudaGraphCallback(True)
+    graphed.add_cb(cb)
+    quiet_fit(graphed, 2, lr=1e-3)
+    np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
+                               [float(x) for x in eager.recorder.losses], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(graphed.recorder.values[-1], eager.recorder.values[-1], rtol=1e-4, atol=1e-5)
+    assert cb.captures >= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("is_fp16", [False, True])
+def test_graphed_ner_fit_matches_eager_on_gpu(tiny_model_dir, tmp_path, is_fp16):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from bertlearn import CudaGraphCallback
+    eager, graphed = _graph_learners(tiny_model_dir, tmp_path, "cuda", is_fp16)
+    quiet_fit(eager, 2, lr=1e-3)
+    cb = CudaGraphCallback(True)
+    graphed.add_cb(cb)
+    quiet_fit(graphed, 2, lr=1e-3)
+    tol = dict(atol=3e-2) if is_fp16 else dict(rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose([float(x) for x in graphed.recorder.losses],
+                               [float(x) for x in eager.recorder.losses], **tol)
+    assert cb.captures >= 2
+
+
+def test_export_and_load_learner_keep_predictions(ner_learner, tmp_path):
+    from bertlearn import load_learner
+    ner_learner.validate(quiet=True)  # the metrics now hold predictions: export must not pickle them
+    ner_learner.path = tmp_path
+    f = ner_learner.export("ner.pkl")
+    assert f.stat().st_size < 5_000_000
+    again = load_learner(f)
+    assert isinstance(again, BertNERLearner)
+    words = [["bob", "ann", "was", "good"], ["the", "kim"]]
+    assert again.predict_tokens(words) == ner_learner.predict_tokens(words)
+
+
+
+# --- review follow-ups: schemes, frames, windows, fallbacks ---
+
+def test_entity_scores_on_iob1_bioes_and_bilou_count_entities_as_conlleval():
+    # IOB1: gold has 3 entities (I-PER I-PER | B-PER | I-LOC); the prediction merges the two persons into one
+    # (wrong), finds LOC and adds an ORG: 1 of 3 predicted entities right, 1 of 3 true entities found
+    gold = [["I-PER", "I-PER", "B-PER", "O", "I-LOC", "O"]]
+    pred = [["I-PER", "I-PER", "I-PER", "O", "I-LOC", "I-ORG"]]
+    s = entity_scores(gold, pred)
+    assert s["precision"] == pytest.approx(1 / 3) and s["recall"] == pytest.approx(1 / 3)  # PER PER merged: 1 of 3
+    # BIOES and BILOU: the same entities written two ways score the same
+    bioes = [["B-PER", "E-PER", "S-LOC", "O"]]
+    bilou = [["B-PER", "L-PER", "U-LOC", "O"]]
+    assert entity_scores(bioes, bioes)["f1"] == 1.0 and entity_scores(bilou, bilou)["f1"] == 1.0
+    half = entity_scores(bilou, [["B-PER", "L-PER", "O", "O"]])
+    assert (half["precision"], half["recall"]) == (1.0, 0.5)
+
+
+def test_strict_bioes_and_bilou_need_closed_entities(tmp_path):
+    f = tmp_path / "t.conll"
+    f.write_text("a\tB-PER\nb\tO\n")
+    with pytest.raises(DataError, match=r"t.conll, line 1: 'B-PER' is not closed \(the next tag is 'O'\); in BIOES"):
+        check_scheme(read_conll(f), "BIOES")
+    f.write_text("a\tB-PER\nb\tI-PER\n")
+    with pytest.raises(DataError, match=r"line 2: 'I-PER' is not closed \(the next tag is 'the sentence end'\); in "
+                                        r"BILOU a B- entity continues with I- and ends with L-"):
+        check_scheme(read_conll(f), "BILOU")
+    f.write_text("a\tB-PER\nb\tL-PER\nc\tU-LOC\n")
+    check_scheme(read_conll(f), "BILOU")
+
+
+def test_auto_detection_refuses_iob2_data_with_a_broken_entity(tmp_path, tiny_model_dir):
+    (tmp_path / "train.txt").write_text("bob\tB-PER\nann\tI-PER\n\nthe\tO\nkim\tI-PER\n")
+    (tmp_path / "val.txt").write_text("bob\tB-PER\n")
+    with pytest.raises(DataError, match=r"train.txt, line 5: 'I-PER' follows 'O', which breaks the IOB2 scheme .* "
+                                        r"pass tag_scheme='IOB1'"):
+        BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, maxlen=32)
+    db = BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, maxlen=32, tag_scheme="IOB1", device="cpu")
+    assert db.scheme == "IOB1"
+
+
+def test_window_targets_hold_every_word_tag_exactly_once(tiny_tokenizer):
+    words, tags = make_tagged(40, seed=11)
+    labels = ["O", "B-PER", "I-PER", "B-POS"]
+    ids = [[labels.index(t) for t in ts] for ts in tags]
+    ds = TagEncoder(tiny_tokenizer, 12, labels).dataset(words, ids)
+    assert len(ds) > len(words)
+    got = [[None] * len(w) for w in words]
+    for r in range(len(ds)):
+        row = np.asarray(ds.targets[r])
+        labelled = np.flatnonzero(row != IGNORE_INDEX)
+        assert list(labelled) == list(ds.word_pos[r])  # only first pieces carry a tag
+        for k, pos in enumerate(ds.word_pos[r]):
+            j = int(ds.first_word[r]) + k
+            assert got[ds.owner[r]][j] is None
+            got[ds.owner[r]][j] = int(row[pos])
+    assert got == ids
+
+
+def test_from_df_and_row_errors_name_the_frames_index(tiny_model_dir):
+    w, t = make_tagged(30, seed=5)
+    df = pd.DataFrame({"tokens": w, "tags": t}, index=range(100, 130))
+    db = BertNERDataBunch.from_df(df, None, str(tiny_model_dir), valid_pct=0.2, seed=0, bs=8, maxlen=32, device="cpu")
+    assert (db.train_ds.n_texts, db.valid_ds.n_texts) == (24, 6)
+    bad = df.copy()
+    bad.at[117, "tags"] = ["O"]
+    with pytest.raises(DataError, match=r"train_df, row 117: \d+ words but 1 tags"):
+        BertNERDataBunch.from_df(bad, df, str(tiny_model_dir))
+    with pytest.raises(DataError, match=r"train_df has no column 'words' \(words_col\).*pass words_col="):
+        BertNERDataBunch.from_df(df, df, str(tiny_model_dir), words_col="words")
+
+
+def test_jsonl_span_cutting_a_word_is_refused(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "New Yorker", "labels": [[0, 8, "LOC"]]}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl, line 1: entity \[0, 8, 'LOC'\] \('New York'\) cuts the word "
+                                        r"'Yorker'"):
+        read_jsonl(tmp_path / "d.jsonl")
+
+
+def test_show_batch_counts_entities_by_the_scheme(tmp_path, tiny_model_dir):
+    (tmp_path / "train.txt").write_text("bob\tI-PER\nann\tI-PER\nkim\tB-PER\nthe\tO\n")
+    (tmp_path / "val.txt").write_text("bob\tI-PER\n")
+    db = BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, maxlen=32, device="cpu")
+    frame = db.train.frame()
+    assert frame["text"].tolist() == ["bob/I-PER ann/I-PER kim/B-PER the"] and frame["entities"].tolist() == [2]
+
+
+def test_test_file_is_read_untagged_and_predicted_by_default(ner_dir, tiny_model_dir):
+    (ner_dir / "test.txt").write_text("bob\nwas\ngood\n\nthe\tX\tO\n")
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), test_file="test.txt", bs=8, maxlen=64, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "o", "cpu")
+    with pytest.warns(UserWarning, match="not been trained yet"):
+        tags = learner.predict_tokens()
+    assert [len(t) for t in tags] == [3, 1]
+    db2 = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    learner2 = BertNERLearner.from_pretrained_model(db2, str(tiny_model_dir), ner_dir / "o2", "cpu")
+    with pytest.raises(NotFittedError, match=r"predict_tokens\(\) without sentences tags the databunch's test_file"):
+        learner2.predict_tokens()
+    with pytest.raises(TypeError, match=r"test_dl\(\) got unexpected arguments \['with_labels'\]"):
+        db2.test_dl([["bob"]], with_labels=True)
+
+
+def test_report_confusions_and_results_without_the_default_metrics(ner_dir, tiny_model_dir):
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "o", "cpu", metrics=[],
+                                                   seed=0)
+    quiet_fit(learner, 1, lr=1e-3)
+    report = learner.report()
+    assert {"PER", "POS", "micro avg"} <= set(report.index)
+    assert int(learner.confusions().values.sum()) == sum(len(s) for s in db.valid_ds.words)
+    shown = learner.show_results(2)
+    assert list(shown.columns) == ["true", "predicted"] and len(shown) == 2
+
+
+def test_generators_and_slow_tokenizers(ner_learner, tiny_model_dir):
+    words = [["bob", "was", "good"], ["the"]]
+    assert ner_learner.predict_tokens(w for w in words) == ner_learner.predict_tokens(words)
+    class PythonTokenizer:  # transformers 5's classes are all fast; a tokenizer without word ids is refused
+        is_fast = False
+
+    with pytest.raises(DataError, match=r"token classification needs a fast tokenizer .* PythonTokenizer is not one"):
+        TagEncoder(PythonTokenizer(), 32, ["O"])
+
+
+def test_checkpoint_and_resume(ner_dir, tiny_model_dir):
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu", seed=0)
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "ck", "cpu", seed=0)
+    quiet_fit(learner, 2, lr=1e-3, checkpoint=True)
+    assert (ner_dir / "ck" / "checkpoints" / "last" / "state.json").is_file()
+    again = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "ck", "cpu", seed=1)
+    quiet_fit(again, 2, lr=1e-3, resume=True)  # both epochs done: nothing left to train, the weights are restored
+    for a, b in zip(learner.model.parameters(), again.model.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
+    from bertlearn.cli import main
+    rng = random.Random(1)
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for _ in range(40):
+            name = rng.choice(NAMES)
+            f.write(json.dumps({"text": f"the movie {name} was good", "labels": [[10, 10 + len(name), "PER"]]}) + "\n")
+    out = tmp_path / "m"
+    with pytest.warns(UserWarning, match=r"--tag-scheme: no effect on token classification from JSONL"):
+        assert main(["train", "--data", str(tmp_path), "--train-file", "d.jsonl", "--model", str(tiny_model_dir),
+                     "--epochs", "1", "--bs", "8", "--maxlen", "32", "--out", str(out), "--device", "cpu",
+                     "--tag-scheme", "IOB2"]) == 0
+    (tmp_path / "new.jsonl").write_text(json.dumps({"text": "bob was good"}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.jsonl"), "--output",
+                 str(tmp_path / "p.jsonl"), "--device", "cpu"]) == 0
+    got = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [g["text"] for g in got] == ["bob was good", "x"] and all(isinstance(g["entities"], list) for g in got)
