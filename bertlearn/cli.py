@@ -60,6 +60,18 @@ Prints the cosine similarities of the word's contextual vectors across the sente
 static input-embedding vector (identical in every sentence, so it cannot tell senses apart).
 """
 
+_EXAMPLES_SERVE = """examples:
+  bertlearn serve runs/model                          # http://127.0.0.1:8000: a page to try it; /docs: the API
+  bertlearn serve runs/model --onnx --port 9000       # the ONNX export beside it, on ONNX Runtime
+  bertlearn serve runs/ner --host 0.0.0.0 --max-batch-size 128 --max-wait-ms 10
+
+  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["a lovely film"]}'
+  # {"predictions": [[{"label": "positive", "score": 0.97}, {"label": "negative", "score": 0.03}]]}
+  # a pair model takes {"pairs": [["text a", "text b"]]}; GET /health, GET /info
+
+Needs pip install 'bertlearn[serve]' (FastAPI, uvicorn). SIGTERM or Ctrl-C: requests in flight are answered first.
+"""
+
 _EXAMPLES_EVAL = """examples:
   bertlearn eval --model runs/model --input test.csv --text-col text --label-col label
   bertlearn eval --model runs/model --input test.csv --json metrics.json
@@ -152,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sep", default=None)
     e.add_argument("--device", default=None)
     e.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+
+    s = sub.add_parser("serve", help="serve a saved model over HTTP, batching concurrent requests",
+                       epilog=_EXAMPLES_SERVE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("model", type=Path, help="folder written by train / save_model / to_onnx (any task)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-batch-size", type=int, default=64, help="texts predicted together at most")
+    s.add_argument("--max-wait-ms", type=float, default=0.0, help="extra wait for more requests before a batch runs "
+                   "(default 0: a batch takes every request that queued while the last one ran)")
+    s.add_argument("--onnx", action="store_true", help="serve MODEL/onnx (the ONNX export beside a PyTorch model)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    s.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    s.add_argument("--max-texts", type=int, default=256, help="texts (or pairs) per request")
+    s.add_argument("--max-chars", type=int, default=20_000, help="characters per text")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
     w = sub.add_parser("senses", help="contextual vectors of one word across sentences (polysemy)",
                        epilog=_EXAMPLES_SENSES, formatter_class=fmt)
@@ -510,6 +538,20 @@ def _senses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .errors import ModelError
+    from .serve import ServeLimits, serve
+
+    path = args.model / "onnx" if args.onnx else args.model
+    if not path.is_dir():
+        raise ModelError(f"{str(path)!r} is not a folder; pass the folder written by bertlearn train / save_model"
+                         + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else ""))
+    serve(path, host=args.host, port=args.port, log_level=args.log_level, device=args.device,
+          max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, precision=args.precision,
+          limits=ServeLimits(args.max_body_bytes, args.max_texts, args.max_chars))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `bertlearn` command with `argv` (default: the process's arguments); return the exit code.
 
@@ -521,7 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import BertLearnError
 
     try:
-        return {"train": _train, "predict": _predict, "eval": _eval, "senses": _senses}[args.command](args)
+        return {"train": _train, "predict": _predict, "eval": _eval, "senses": _senses,
+                "serve": _serve}[args.command](args)
     except BertLearnError as e:
         print(f"bertlearn {args.command}: error: {e}", file=sys.stderr)
         return 1

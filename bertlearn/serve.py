@@ -1,0 +1,355 @@
+"""`bertlearn serve`: any saved model folder behind an HTTP API that batches concurrent requests.
+
+FastAPI on uvicorn (`pip install 'bertlearn[serve]'`). The model is opened with `load_predictor` (PyTorch or ONNX,
+classifier or token classifier) and warmed up before `/health` says ready. Requests that arrive together are
+predicted as one batch: a single worker takes the first waiting request, gathers others until `max_batch_size`
+texts (every request that queued while the last batch ran joins; `max_wait_ms` can add a wait for more), and runs
+the predictor in a worker thread, so the event loop keeps accepting. A failure
+inside a batch fails that batch's requests only. Bodies, texts per request and characters per text are bounded; bad
+requests get a 4xx with a JSON message naming the field. uvicorn handles SIGTERM: it stops accepting, answers every
+request in flight, then exits.
+
+Endpoints: `POST /predict` (`{"texts": [...]}`, or `{"pairs": [[a, b], ...]}` for a pair model), `GET /health`,
+`GET /info`, `GET /` (a page to try the model), and FastAPI's `/docs` and `/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import BertLearnError, ModelError
+
+try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, so Request must be a module global
+    from fastapi import Request
+except ImportError:  # create_app says what to install
+    Request = None  # type: ignore[assignment,misc]
+
+__all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for"]
+
+_log = logging.getLogger("bertlearn.serve")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may hold.
+
+    Args:
+        max_body_bytes: the largest request body.
+        max_texts: texts (or pairs) per request.
+        max_chars: characters per text.
+    """
+
+    max_body_bytes: int = 1_000_000
+    max_texts: int = 256
+    max_chars: int = 20_000
+
+
+class RequestError(BertLearnError):
+    """A request the server refuses: its HTTP status, the field it names and why."""
+
+    def __init__(self, status: int, field: str, message: str):
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+class Batcher:
+    """Gathers the items of concurrent requests into batches for one predict function run off the event loop.
+
+    Args:
+        predict: takes a list of items, returns one result per item, in order.
+        max_batch_size: items per batch (a larger request is predicted alone).
+        max_wait_ms: how long the first request of a batch waits for others beyond those already queued (0: take
+            what is queued and go).
+    """
+
+    def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64, max_wait_ms: float = 0.0):
+        self.predict, self.max_batch_size, self.max_wait = predict, int(max_batch_size), float(max_wait_ms) / 1000
+        self.queue: asyncio.Queue | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-predict")
+        self.batches = self.items = 0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Start the worker on the running event loop."""
+        self.queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self) -> None:
+        """Stop the worker (after the server has answered what it accepted)."""
+        if self._task is not None:
+            self._task.cancel()
+        self.executor.shutdown(wait=False)
+
+    async def submit(self, items: list) -> list:
+        """Queue one request's items; returns their results when their batch has run.
+
+        Args:
+            items: the request's texts (or pairs).
+        """
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((items, future))
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size, deadline = len(batch[0][0]), loop.time() + self.max_wait
+            # everything that queued while the last batch ran joins at once: under load batches fill by themselves,
+            # and a lone request waits for nobody
+            while size < self.max_batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                size += len(batch[-1][0])
+            while size < self.max_batch_size:
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    nxt = await asyncio.wait_for(self.queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(nxt)
+                size += len(nxt[0])
+            items = [x for its, _ in batch for x in its]
+            try:
+                results = await loop.run_in_executor(self.executor, self.predict, items)
+            except Exception as e:  # noqa: BLE001 - one batch's failure goes to its requests only
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            self.batches, self.items = self.batches + 1, self.items + len(items)
+            start = 0
+            for its, future in batch:
+                if not future.done():
+                    future.set_result(results[start:start + len(its)])
+                start += len(its)
+
+
+def predictions_for(predictor: Any) -> Callable[[list], list]:
+    """The JSON-ready prediction function of a predictor: per item, `[{"label", "score"}, ...]` highest first
+    (classifiers; multi-label: every label's sigmoid and `"predicted"`, whether it passes the saved threshold),
+    `{"score": value}` (regression) or the entities (NER).
+
+    Args:
+        predictor: what `load_predictor` returned.
+    """
+    enc = predictor.encoder
+    if getattr(enc, "problem_type", None) == "token_classification":
+        return lambda items: predictor.predict_batch(items)
+    if getattr(enc, "regression", False):
+        return lambda items: [{"score": float(v)} for v in predictor.predict_batch(items)]
+    if getattr(enc, "multi_label", False):
+        # each label's sigmoid, and whether it passes its threshold (tuned ones where the folder saved them)
+        cut = predictor.thresholds if predictor.thresholds is not None else 0.5
+        cuts = dict(zip(predictor.labels, cut)) if isinstance(cut, (list, tuple)) else {}
+        return lambda items: [[{"label": l, "score": float(p), "predicted": bool(p > cuts.get(l, cut))}
+                               for l, p in ranked] for ranked in predictor.predict_batch(items)]
+    return lambda items: [[{"label": l, "score": float(p)} for l, p in ranked]
+                          for ranked in predictor.predict_batch(items)]
+
+
+def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
+    if len(body) > limits.max_body_bytes:
+        raise RequestError(413, "body", f"the body has {len(body):,} bytes; at most {limits.max_body_bytes:,} "
+                                        "(bertlearn serve --max-body-bytes)")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RequestError(400, "body", f"the body is not JSON ({e}); send {{\"texts\": [\"...\"]}}") from None
+    key = "pairs" if pairs else "texts"
+    if not isinstance(data, dict):
+        raise RequestError(422, "body", f"the body is a JSON {type(data).__name__}; send an object {{\"{key}\": [...]}}")
+    if key not in data:
+        other = "texts" if pairs else "pairs"
+        hint = f" (this model takes {key}, not {other})" if other in data else ""
+        raise RequestError(422, key, f"the body has no {key!r} field{hint}; it has {sorted(data)[:10]}")
+    items = data[key]
+    if not isinstance(items, list) or not items:
+        raise RequestError(422, key, f"{key!r} must be a non-empty list, got {json.dumps(items)[:60]}")
+    if len(items) > limits.max_texts:
+        raise RequestError(413, key, f"{key!r} has {len(items)} items; at most {limits.max_texts} a request "
+                                     "(bertlearn serve --max-texts)")
+    for i, item in enumerate(items):
+        texts = item if pairs else [item]
+        if pairs and not (isinstance(item, list) and len(item) == 2):
+            raise RequestError(422, f"{key}[{i}]", f"{key}[{i}] must be a list of two texts, got "
+                                                   f"{json.dumps(item)[:60]}")
+        for j, t in enumerate(texts):
+            where = f"{key}[{i}]" + (f"[{j}]" if pairs else "")
+            if not isinstance(t, str):
+                raise RequestError(422, where, f"{where} must be a string, got {json.dumps(t)[:60]}")
+            if not t.strip():
+                raise RequestError(422, where, f"{where} is empty; send text to predict")
+            if len(t) > limits.max_chars:
+                raise RequestError(413, where, f"{where} has {len(t):,} characters; at most {limits.max_chars:,} "
+                                               "(bertlearn serve --max-chars)")
+    return [tuple(x) for x in items] if pairs else items
+
+
+def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_size: int = 64,
+               max_wait_ms: float = 0.0, limits: ServeLimits | None = None, precision: str = "auto") -> Any:
+    """The FastAPI application serving `model_dir` (loaded and warmed up at startup).
+
+    Args:
+        model_dir: a folder written by `save_model` or `to_onnx` (any task).
+        device: where a PyTorch model runs (None: CUDA when available).
+        max_batch_size: texts per batch.
+        max_wait_ms: how long a batch waits for requests beyond those queued while the last one ran (0: none).
+        limits: body, texts and characters per request.
+        precision: a PyTorch predictor's precision ("auto", "fp32", "bf16").
+    """
+    try:
+        from contextlib import asynccontextmanager
+
+        from fastapi import FastAPI
+        from fastapi.responses import HTMLResponse, JSONResponse
+    except ImportError as e:
+        raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
+    from .predict import load_predictor
+    from .version import __version__
+
+    limits = limits or ServeLimits()
+    state: dict[str, Any] = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: Any):
+        t0 = time.perf_counter()
+        predictor = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: load_predictor(model_dir, device=device, bs=max_batch_size, precision=precision))
+        enc = predictor.encoder
+        state.update(predictor=predictor, pairs=bool(getattr(enc, "pairs", False)),
+                     task=getattr(enc, "problem_type", "single_label_classification"))
+        batcher = Batcher(predictions_for(predictor), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+        batcher.start()
+        state["batcher"] = batcher
+        warm = [("warm up", "warm up")] if state["pairs"] else ["warm up"]
+        await batcher.submit(warm)  # the first call pays one-time costs; /health waits for it
+        state["ready"] = True
+        _log.info("serving %s (%s) after %.1f s", model_dir, state["task"], time.perf_counter() - t0)
+        yield
+        state["ready"] = False
+        await batcher.stop()
+
+    app = FastAPI(title="bertlearn serve", version=__version__, lifespan=lifespan,
+                  description=f"Predictions of the model in {model_dir}")
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Any:
+        """Predict the texts (or pairs) of the body: `{"texts": [...]}` or `{"pairs": [[a, b], ...]}`."""
+        if not state["ready"]:
+            return JSONResponse({"error": "the model is still loading", "field": None}, status_code=503)
+        try:
+            items = _items(await request.body(), limits, state["pairs"])
+            results = await state["batcher"].submit(items)
+        except RequestError as e:
+            return JSONResponse({"error": str(e), "field": e.field}, status_code=e.status)
+        except BertLearnError as e:  # the predictor refused the input (its message names the problem)
+            return JSONResponse({"error": str(e), "field": "texts"}, status_code=422)
+        except Exception as e:  # noqa: BLE001 - a failed batch answers its requests and the server goes on
+            _log.exception("batch failed")
+            return JSONResponse({"error": f"prediction failed: {type(e).__name__}: {e}", "field": None},
+                                status_code=500)
+        return {"predictions": results}
+
+    @app.get("/health")
+    async def health() -> Any:
+        """Ready (200) once the model is loaded and warmed up; 503 before."""
+        if state["ready"]:
+            return {"status": "ready"}
+        return JSONResponse({"status": "loading"}, status_code=503)
+
+    @app.get("/info")
+    async def info() -> Any:
+        """The model's task, labels, max length, precision and the versions serving it."""
+        import torch
+        import transformers
+        p = state.get("predictor")
+        settings = getattr(p, "settings", {}) or {}
+        return {"model": str(model_dir), "task": state.get("task"), "labels": list(p.labels) if p else None,
+                "maxlen": getattr(getattr(p, "encoder", None), "maxlen", None), "pairs": state.get("pairs"),
+                "precision": str(getattr(p, "amp_dtype", None) or settings.get("precision", "fp32")),
+                "runtime": "onnxruntime" if hasattr(p, "session") else "pytorch",
+                "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "limits": limits.__dict__,
+                "versions": {"bertlearn": __version__, "torch": torch.__version__,
+                             "transformers": transformers.__version__}}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> Any:
+        """A page to try the model: a text box, the labels with score bars (entities marked for NER)."""
+        return HTMLResponse(_PAGE)
+
+    return app
+
+
+def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          graceful_s: float = 30.0, **options: Any) -> None:
+    """Run the server until SIGINT/SIGTERM (in-flight requests are answered first).
+
+    Args:
+        model_dir: the saved folder.
+        host, port: where to listen.
+        log_level: uvicorn's log level (one access line per request at "info").
+        graceful_s: how long shutdown waits for requests in flight.
+        **options: what `create_app` takes.
+    """
+    try:
+        import uvicorn
+    except ImportError as e:
+        raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s")
+    uvicorn.run(create_app(model_dir, **options), host=host, port=port, log_level=log_level, access_log=True,
+                timeout_graceful_shutdown=graceful_s)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bertlearn serve</title>
+<style>
+body{font:15px system-ui,sans-serif;max-width:760px;margin:2em auto;color:#222}
+textarea{width:100%;height:7em;font:inherit}
+button{margin-top:.5em;padding:.4em 1.2em;font:inherit}
+.row{display:flex;align-items:center;margin:.25em 0}.name{width:12em}
+.bar{height:1em;background:#4a7;margin-right:.5em}.score{font-variant-numeric:tabular-nums}
+mark{background:#fd6;padding:0 .15em;border-radius:3px}mark small{color:#555;margin-left:.2em}
+#info{color:#666;font-size:13px}#error{color:#b00}
+</style></head><body>
+<h1>bertlearn serve</h1><div id="info"></div>
+<textarea id="text" placeholder="Type a text"></textarea><br>
+<button id="go">Predict</button><div id="error"></div><div id="out"></div>
+<script>
+const $ = id => document.getElementById(id);
+let info = {};
+fetch("/info").then(r => r.json()).then(j => { info = j;
+  $("info").textContent = `${j.task} · ${(j.labels || []).length} labels · maxlen ${j.maxlen} · ${j.runtime}`; });
+function esc(s) { return s.replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
+$("go").onclick = async () => {
+  $("error").textContent = ""; $("out").innerHTML = "";
+  const text = $("text").value;
+  const body = info.pairs ? {pairs: [text.split("\\n").slice(0, 2)]} : {texts: [text]};
+  const r = await fetch("/predict", {method: "POST", headers: {"Content-Type": "application/json"},
+                                     body: JSON.stringify(body)});
+  const j = await r.json();
+  if (!r.ok) { $("error").textContent = j.error; return; }
+  const p = j.predictions[0];
+  if (info.task === "token_classification") {
+    let html = "", at = 0;
+    for (const e of p) { html += esc(text.slice(at, e.start)) +
+      `<mark class="entity">${esc(text.slice(e.start, e.end))}<small>${esc(e.entity_group)}</small></mark>`; at = e.end; }
+    $("out").innerHTML = `<p id="entities">${html + esc(text.slice(at))}</p>`;
+  } else if (!Array.isArray(p)) {
+    $("out").innerHTML = `<div class="row"><span class="name">score</span><span class="score">${p.score.toFixed(4)}</span></div>`;
+  } else {
+    $("out").innerHTML = p.map(x => `<div class="row label"><span class="name">${esc(x.label)}</span>` +
+      `<span class="bar" style="width:${Math.round(x.score * 300)}px"></span>` +
+      `<span class="score">${x.score.toFixed(4)}</span></div>`).join("");
+  }
+};
+</script></body></html>
+"""

@@ -1,0 +1,295 @@
+"""`bertlearn serve`: the real server in a subprocess on a free port, spoken to over HTTP (httpx)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from bertlearn import BertClassificationPredictor  # noqa: E402
+from bertlearn.serve import Batcher, ServeLimits  # noqa: E402
+
+TEXTS = ["a lovely film", "an awful boring movie", "the plot was fine", "terrible acting", "great fun", "dull"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m bertlearn serve ...` on a free port; waits until /health is ready."""
+
+    def __init__(self, model: Path, *extra: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        # the log goes to a file: a pipe nobody reads fills up (one access line per request) and blocks the server
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, "-m", "bertlearn", "serve", str(model), "--port",
+                                      str(self.port), "--device", "cpu", *extra], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the server exited: {self.output()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise AssertionError("the server did not get ready in 120 s")
+
+    def post(self, body, **kwargs):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return httpx.post(self.url + "/predict", content=data, headers={"content-type": "application/json"},
+                          timeout=60, **kwargs)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained_learner, tmp_path_factory):
+    return trained_learner.save_model(tmp_path_factory.mktemp("serve") / "model")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    s = Server(model_dir, "--max-texts", "50", "--max-chars", "500", "--max-body-bytes", "20000")
+    yield s
+    s.stop()
+
+
+def _offline(model_dir, texts):
+    return [[{"label": l, "score": p} for l, p in ranked]
+            for ranked in BertClassificationPredictor(model_dir, device="cpu").predict_batch(texts)]
+
+
+def test_predictions_equal_the_offline_predictor(server, model_dir):
+    r = server.post({"texts": TEXTS})
+    assert r.status_code == 200
+    got = r.json()["predictions"]
+    want = _offline(model_dir, TEXTS)
+    assert [[x["label"] for x in p] for p in got] == [[x["label"] for x in p] for p in want]
+    assert [x["score"] for p in got for x in p] == pytest.approx([x["score"] for p in want for x in p], abs=1e-6)
+    info = httpx.get(server.url + "/info").json()
+    assert info["task"] == "single_label_classification" and info["labels"] == ["negative", "positive"]
+    assert httpx.get(server.url + "/openapi.json").json()["paths"]["/predict"]
+    assert "<textarea" in httpx.get(server.url + "/").text
+
+
+def test_64_concurrent_clients_are_batched_and_all_answered(server, model_dir):
+    want = dict(zip(TEXTS, _offline(model_dir, TEXTS)))
+
+    def client(i: int) -> list:
+        out = []
+        with httpx.Client(timeout=60) as c:
+            for k in range(20):
+                texts = [TEXTS[(i + k) % len(TEXTS)], TEXTS[(i * 7 + k) % len(TEXTS)]]
+                r = c.post(server.url + "/predict", json={"texts": texts})
+                out.append((texts, r.status_code, r.json()))
+        return out
+
+    with ThreadPoolExecutor(64) as pool:
+        results = [x for chunk in pool.map(client, range(64)) for x in chunk]
+    assert len(results) == 64 * 20
+    for texts, status, body in results:
+        assert status == 200
+        for text, pred in zip(texts, body["predictions"]):
+            assert [x["label"] for x in pred] == [x["label"] for x in want[text]]
+            assert pred[0]["score"] == pytest.approx(want[text][0]["score"], abs=1e-5)
+
+
+@pytest.mark.parametrize("body, status, field, message", [
+    (b"{not json", 400, "body", "the body is not JSON"),
+    ([1, 2], 422, "body", "the body is a JSON list"),
+    ({"text": ["a"]}, 422, "texts", "the body has no 'texts' field"),
+    ({"pairs": [["a", "b"]]}, 422, "texts", "this model takes texts, not pairs"),
+    ({"texts": []}, 422, "texts", "'texts' must be a non-empty list"),
+    ({"texts": "a lovely film"}, 422, "texts", "'texts' must be a non-empty list"),
+    ({"texts": ["good", 3]}, 422, "texts[1]", "texts[1] must be a string, got 3"),
+    ({"texts": ["good", "  "]}, 422, "texts[1]", "texts[1] is empty"),
+    ({"texts": ["good"] * 51}, 413, "texts", "'texts' has 51 items; at most 50"),
+    ({"texts": ["x" * 501]}, 413, "texts[0]", "texts[0] has 501 characters; at most 500"),
+    ({"texts": ["x" * 450] * 49}, 413, "body", "bytes; at most 20,000"),
+])
+def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server, body, status, field, message):
+    r = server.post(body)
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field and message in r.json()["error"]
+    assert httpx.get(server.url + "/health").json() == {"status": "ready"}
+    assert server.post({"texts": ["good"]}).status_code == 200
+
+
+def test_a_failing_batch_fails_only_its_requests():
+    import asyncio
+
+    def predict(items):
+        if "boom" in items:
+            raise RuntimeError("boom")
+        return [len(x) for x in items]
+
+    async def main():
+        b = Batcher(predict, max_batch_size=4, max_wait_ms=20)
+        b.start()
+        first = asyncio.gather(b.submit(["ab", "boom"]), b.submit(["c"]), return_exceptions=True)
+        res = await first
+        later = await b.submit(["abcd"])
+        await b.stop()
+        return res, later
+
+    (bad, also_bad), later = asyncio.run(main())
+    assert isinstance(bad, RuntimeError) and isinstance(also_bad, RuntimeError)  # the same batch
+    assert later == [4]
+
+
+def test_sigterm_answers_every_accepted_request(model_dir):
+    server = Server(model_dir, "--max-wait-ms", "50")
+    results, errors = [], []
+
+    def client(i: int) -> None:
+        try:
+            r = server.post({"texts": TEXTS * 4})
+            results.append(r.status_code)
+        except httpx.ConnectError:
+            errors.append("refused")  # not accepted: the server had stopped listening
+        except httpx.HTTPError as e:  # accepted, then dropped: what must not happen
+            errors.append(f"dropped: {type(e).__name__}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(60)
+    log = server.stop()
+    # uvicorn shuts down gracefully, then re-raises the signal (the exit status a supervisor expects)
+    assert server.proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in log, log[-2000:]
+    assert not [e for e in errors if e.startswith("dropped")], (errors, log[-2000:])
+    assert results and all(s == 200 for s in results)
+    assert '"POST /predict HTTP/1.1" 200' in log  # one access-log line per request
+
+
+@pytest.fixture(scope="module")
+def ner_server(tmp_path_factory, tiny_model_dir):
+    from test_token_classification import make_tagged, write_conll
+
+    from bertlearn import BertNERDataBunch, BertNERLearner
+    d = tmp_path_factory.mktemp("ner-serve")
+    write_conll(d / "train.txt", *make_tagged(240, seed=1))
+    write_conll(d / "val.txt", *make_tagged(20, seed=2))
+    db = BertNERDataBunch(d, str(tiny_model_dir), label_file=None, bs=16, maxlen=64, device="cpu", seed=0)
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), d / "o", "cpu", seed=0)
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(10, lr=5e-3)
+    path = learner.save_model(d / "ner")
+    server = Server(path)
+    server.path = path
+    yield server
+    server.stop()
+
+
+def test_ner_folder_serves_entities(ner_server):
+    from bertlearn import BertNERPredictor
+    texts = ["the movie bob ann was good", "kim is fun"]
+    got = ner_server.post({"texts": texts}).json()["predictions"]
+    want = BertNERPredictor(ner_server.path, device="cpu").predict_batch(texts)
+    assert any(got), "the tiny NER model found no entity"
+    assert [[(e["entity_group"], e["start"], e["end"]) for e in x] for x in got] == \
+        [[(e["entity_group"], e["start"], e["end"]) for e in x] for x in want]
+    assert [e["score"] for x in got for e in x] == pytest.approx([e["score"] for x in want for e in x], abs=1e-6)
+    assert httpx.get(ner_server.url + "/info").json()["task"] == "token_classification"
+
+
+def test_the_page_marks_entities_in_a_real_browser(ner_server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bertlearn import BertNERPredictor
+    text = "the movie bob ann was good"
+    want = BertNERPredictor(ner_server.path, device="cpu").predict(text)
+    browser = _browser()
+    try:
+        browser.get(ner_server.url + "/")
+        WebDriverWait(browser, 20).until(lambda b: "token_classification" in b.find_element(By.ID, "info").text)
+        browser.find_element(By.ID, "text").send_keys(text)
+        browser.find_element(By.ID, "go").click()
+        WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.ID, "entities"))
+        shown = browser.execute_script("return Array.from(document.querySelectorAll('#entities mark.entity'))"
+                                       ".map(m => [m.querySelector('small').textContent, m.firstChild.textContent])")
+        assert [k for k, _ in shown] == [e["entity_group"] for e in want]
+        assert [w for _, w in shown] == [text[e["start"]:e["end"]] for e in want]
+        assert browser.find_element(By.ID, "entities").text.replace("\n", " ").startswith("the movie")
+    finally:
+        browser.quit()
+
+
+def test_limits_default_and_missing_folder(tmp_path):
+    assert ServeLimits() == ServeLimits(1_000_000, 256, 20_000)
+    from bertlearn.cli import main
+    assert main(["serve", str(tmp_path / "nowhere")]) == 1
+
+
+def _browser():
+    import shutil
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,700"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_the_page_predicts_in_a_real_browser(server, model_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser = _browser()
+    try:
+        browser.get(server.url + "/")
+        WebDriverWait(browser, 20).until(lambda b: "labels" in b.find_element(By.ID, "info").text)
+        browser.find_element(By.ID, "text").send_keys("a lovely film")
+        browser.find_element(By.ID, "go").click()
+        rows = WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#out .label"))
+        shown = [(r.find_element(By.CLASS_NAME, "name").text, float(r.find_element(By.CLASS_NAME, "score").text))
+                 for r in rows]
+        want = _offline(model_dir, ["a lovely film"])[0]
+        assert [l for l, _ in shown] == [x["label"] for x in want]
+        assert [s for _, s in shown] == pytest.approx([x["score"] for x in want], abs=1e-4)
+        shot = os.environ.get("BERTLEARN_SCREENSHOT")  # docs/serve_page.png is made this way
+        browser.save_screenshot(shot or str(tmp_path / "page.png"))
+    finally:
+        browser.quit()
