@@ -67,18 +67,22 @@ class Batcher:
         max_batch_size: items per batch (a larger request is predicted alone).
         max_wait_ms: how long the first request of a batch waits for others beyond those already queued (0: take
             what is queued and go).
+        max_queue: requests waiting at most; beyond, `submit` raises `RequestError` (503).
     """
 
-    def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64, max_wait_ms: float = 0.0):
+    def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64, max_wait_ms: float = 0.0,
+                 max_queue: int = 4096):
         self.predict, self.max_batch_size, self.max_wait = predict, int(max_batch_size), float(max_wait_ms) / 1000
+        self.max_queue = int(max_queue)
         self.queue: asyncio.Queue | None = None
+        self._held: tuple | None = None  # a request that did not fit the last batch: the next one starts with it
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-predict")
         self.batches = self.items = 0
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         """Start the worker on the running event loop."""
-        self.queue = asyncio.Queue()
+        self.queue = asyncio.Queue(maxsize=self.max_queue)
         self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
@@ -94,20 +98,22 @@ class Batcher:
             items: the request's texts (or pairs).
         """
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((items, future))
+        try:
+            self.queue.put_nowait((items, future))
+        except asyncio.QueueFull:
+            raise RequestError(503, "body", f"the server has {self.max_queue} requests waiting; retry later") from None
         return await future
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            size, deadline = len(batch[0][0]), loop.time() + self.max_wait
-            # everything that queued while the last batch ran joins at once: under load batches fill by themselves,
-            # and a lone request waits for nobody
-            while size < self.max_batch_size and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            first, self._held = (self._held, None) if self._held is not None else (await self.queue.get(), None)
+            batch, size, deadline = [first], len(first[0]), loop.time() + self.max_wait
+            # everything that queued while the last batch ran joins at once (under load batches fill by themselves,
+            # a lone request waits for nobody), as long as it fits; one that does not starts the next batch
+            while not self.queue.empty() and self._take(batch, self.queue.get_nowait(), size):
                 size += len(batch[-1][0])
-            while size < self.max_batch_size:
+            while self._held is None and size < self.max_batch_size:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
@@ -115,22 +121,38 @@ class Batcher:
                     nxt = await asyncio.wait_for(self.queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
-                batch.append(nxt)
+                if not self._take(batch, nxt, size):
+                    break
                 size += len(nxt[0])
-            items = [x for its, _ in batch for x in its]
-            try:
-                results = await loop.run_in_executor(self.executor, self.predict, items)
-            except Exception as e:  # noqa: BLE001 - one batch's failure goes to its requests only
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(e)
-                continue
-            self.batches, self.items = self.batches + 1, self.items + len(items)
-            start = 0
-            for its, future in batch:
-                if not future.done():
-                    future.set_result(results[start:start + len(its)])
-                start += len(its)
+            await self._run(loop, batch)
+
+    def _take(self, batch: list, request: tuple, size: int) -> bool:
+        if size + len(request[0]) > self.max_batch_size:
+            self._held = request
+            return False
+        batch.append(request)
+        return True
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        live = [(its, f) for its, f in batch if not f.done()]  # a client that went away is not predicted for
+        if not live:
+            return
+        items = [x for its, _ in live for x in its]
+        try:
+            results = await loop.run_in_executor(self.executor, self.predict, items)
+        except Exception as e:  # noqa: BLE001 - a batch's failure must reach only the request that caused it
+            if len(live) == 1:
+                live[0][1].set_exception(e)
+            else:
+                for request in live:  # each alone: the others get their answers
+                    await self._run(loop, [request])
+            return
+        self.batches, self.items = self.batches + 1, self.items + len(items)
+        start = 0
+        for its, future in live:
+            if not future.done():
+                future.set_result(results[start:start + len(its)])
+            start += len(its)
 
 
 def predictions_for(predictor: Any) -> Callable[[list], list]:
@@ -156,13 +178,30 @@ def predictions_for(predictor: Any) -> Callable[[list], list]:
                           for ranked in predictor.predict_batch(items)]
 
 
+async def _body(request: Any, limit: int) -> bytes:
+    # read no more than the limit (plus one chunk) of a body, whatever Content-Length says, so a huge or chunked
+    # upload is refused before it fills memory
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "body", f"the body has {int(declared):,} bytes; at most {limit:,} "
+                                        "(bertlearn serve --max-body-bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, "body", f"the body has over {limit:,} bytes; at most {limit:,} "
+                                            "(bertlearn serve --max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, "body", f"the body has {len(body):,} bytes; at most {limits.max_body_bytes:,} "
                                         "(bertlearn serve --max-body-bytes)")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise RequestError(400, "body", f"the body is not JSON ({e}); send {{\"texts\": [\"...\"]}}") from None
     key = "pairs" if pairs else "texts"
     if not isinstance(data, dict):
@@ -186,6 +225,11 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
             where = f"{key}[{i}]" + (f"[{j}]" if pairs else "")
             if not isinstance(t, str):
                 raise RequestError(422, where, f"{where} must be a string, got {json.dumps(t)[:60]}")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RequestError(422, where, f"{where} holds a lone surrogate (an escaped half of a UTF-16 pair); "
+                                               "send valid Unicode text") from None
             if not t.strip():
                 raise RequestError(422, where, f"{where} is empty; send text to predict")
             if len(t) > limits.max_chars:
@@ -195,7 +239,8 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
 
 
 def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_size: int = 64,
-               max_wait_ms: float = 0.0, limits: ServeLimits | None = None, precision: str = "auto") -> Any:
+               max_wait_ms: float = 0.0, limits: ServeLimits | None = None, precision: str = "auto",
+               predictor: Any = None) -> Any:
     """The FastAPI application serving `model_dir` (loaded and warmed up at startup).
 
     Args:
@@ -205,6 +250,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         max_wait_ms: how long a batch waits for requests beyond those queued while the last one ran (0: none).
         limits: body, texts and characters per request.
         precision: a PyTorch predictor's precision ("auto", "fp32", "bf16").
+        predictor: the folder's predictor, loaded already (`serve` loads it first, so a bad folder fails with its
+            message before the server starts); None: loaded at startup.
     """
     try:
         from contextlib import asynccontextmanager
@@ -218,11 +265,12 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
 
     limits = limits or ServeLimits()
     state: dict[str, Any] = {"ready": False}
+    preloaded = predictor
 
     @asynccontextmanager
     async def lifespan(app: Any):
         t0 = time.perf_counter()
-        predictor = await asyncio.get_running_loop().run_in_executor(
+        predictor = preloaded if preloaded is not None else await asyncio.get_running_loop().run_in_executor(
             None, lambda: load_predictor(model_dir, device=device, bs=max_batch_size, precision=precision))
         enc = predictor.encoder
         state.update(predictor=predictor, pairs=bool(getattr(enc, "pairs", False)),
@@ -247,7 +295,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         if not state["ready"]:
             return JSONResponse({"error": "the model is still loading", "field": None}, status_code=503)
         try:
-            items = _items(await request.body(), limits, state["pairs"])
+            items = _items(await _body(request, limits.max_body_bytes), limits, state["pairs"])
             results = await state["batcher"].submit(items)
         except RequestError as e:
             return JSONResponse({"error": str(e), "field": e.field}, status_code=e.status)
@@ -272,12 +320,14 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         import torch
         import transformers
         p = state.get("predictor")
-        settings = getattr(p, "settings", {}) or {}
+        amp = getattr(p, "amp_dtype", None)
+        batcher = state.get("batcher")
         return {"model": str(model_dir), "task": state.get("task"), "labels": list(p.labels) if p else None,
                 "maxlen": getattr(getattr(p, "encoder", None), "maxlen", None), "pairs": state.get("pairs"),
-                "precision": str(getattr(p, "amp_dtype", None) or settings.get("precision", "fp32")),
+                "precision": {None: "fp32"}.get(amp, str(amp).replace("torch.bfloat16", "bf16")),
                 "runtime": "onnxruntime" if hasattr(p, "session") else "pytorch",
                 "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "limits": limits.__dict__,
+                "served": {"batches": batcher.batches, "texts": batcher.items} if batcher else None,
                 "versions": {"bertlearn": __version__, "torch": torch.__version__,
                              "transformers": transformers.__version__}}
 
@@ -305,7 +355,10 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, l
     except ImportError as e:
         raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s")
-    uvicorn.run(create_app(model_dir, **options), host=host, port=port, log_level=log_level, access_log=True,
+    from .predict import load_predictor
+    predictor = load_predictor(model_dir, device=options.get("device"), bs=options.get("max_batch_size", 64),
+                               precision=options.get("precision", "auto"))
+    uvicorn.run(create_app(model_dir, predictor=predictor, **options), host=host, port=port, log_level=log_level, access_log=True,
                 timeout_graceful_shutdown=graceful_s)
 
 
@@ -332,17 +385,30 @@ function esc(s) { return s.replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", 
 $("go").onclick = async () => {
   $("error").textContent = ""; $("out").innerHTML = "";
   const text = $("text").value;
-  const body = info.pairs ? {pairs: [text.split("\\n").slice(0, 2)]} : {texts: [text]};
-  const r = await fetch("/predict", {method: "POST", headers: {"Content-Type": "application/json"},
-                                     body: JSON.stringify(body)});
-  const j = await r.json();
+  let body = {texts: [text]};
+  if (info.pairs) {
+    const lines = text.split("\\n");
+    if (lines.length !== 2) { $("error").textContent = "a pair model: the first line is text a, the second text b"; return; }
+    body = {pairs: [lines]};
+  }
+  let r, j;
+  try {
+    r = await fetch("/predict", {method: "POST", headers: {"Content-Type": "application/json"},
+                                 body: JSON.stringify(body)});
+    j = await r.json();
+  } catch (err) { $("error").textContent = `no answer from the server (${err})`; return; }
   if (!r.ok) { $("error").textContent = j.error; return; }
   const p = j.predictions[0];
   if (info.task === "token_classification") {
+    const cp = Array.from(text);  // entity offsets count code points, as Python does; JS strings count UTF-16 units
+    const part = (a, b) => esc(cp.slice(a, b).join(""));
     let html = "", at = 0;
-    for (const e of p) { html += esc(text.slice(at, e.start)) +
-      `<mark class="entity">${esc(text.slice(e.start, e.end))}<small>${esc(e.entity_group)}</small></mark>`; at = e.end; }
-    $("out").innerHTML = `<p id="entities">${html + esc(text.slice(at))}</p>`;
+    for (const e of p) {
+      if (e.start < at) continue;
+      html += part(at, e.start) + `<mark class="entity">${part(e.start, e.end)}<small>${esc(e.entity_group)}</small></mark>`;
+      at = e.end;
+    }
+    $("out").innerHTML = `<p id="entities">${html + part(at, cp.length)}</p>`;
   } else if (!Array.isArray(p)) {
     $("out").innerHTML = `<div class="row"><span class="name">score</span><span class="score">${p.score.toFixed(4)}</span></div>`;
   } else {

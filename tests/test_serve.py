@@ -118,9 +118,13 @@ def test_64_concurrent_clients_are_batched_and_all_answered(server, model_dir):
                 out.append((texts, r.status_code, r.json()))
         return out
 
+    before = httpx.get(server.url + "/info").json()["served"]
     with ThreadPoolExecutor(64) as pool:
         results = [x for chunk in pool.map(client, range(64)) for x in chunk]
     assert len(results) == 64 * 20
+    after = httpx.get(server.url + "/info").json()["served"]
+    assert after["texts"] - before["texts"] == 64 * 20 * 2
+    assert after["batches"] - before["batches"] < 64 * 20  # requests that arrived together shared batches
     for texts, status, body in results:
         assert status == 200
         for text, pred in zip(texts, body["predictions"]):
@@ -140,6 +144,11 @@ def test_64_concurrent_clients_are_batched_and_all_answered(server, model_dir):
     ({"texts": ["good"] * 51}, 413, "texts", "'texts' has 51 items; at most 50"),
     ({"texts": ["x" * 501]}, 413, "texts[0]", "texts[0] has 501 characters; at most 500"),
     ({"texts": ["x" * 450] * 49}, 413, "body", "bytes; at most 20,000"),
+    ('{"texts": ["\\ud800"]}', 422, "texts[0]", "texts[0] holds a lone surrogate"),
+    ("[" * 5000 + "]" * 5000, 400, "body", "the body is not JSON"),
+    ({"texts": [True]}, 422, "texts[0]", "texts[0] must be a string, got true"),
+    ({"texts": [None, "a"]}, 422, "texts[0]", "texts[0] must be a string, got null"),
+    ({"texts": None}, 422, "texts", "'texts' must be a non-empty list, got null"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server, body, status, field, message):
     r = server.post(body)
@@ -149,10 +158,12 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server,
     assert server.post({"texts": ["good"]}).status_code == 200
 
 
-def test_a_failing_batch_fails_only_its_requests():
+def test_a_failing_request_fails_alone_and_batches_stay_within_the_size():
     import asyncio
+    sizes = []
 
     def predict(items):
+        sizes.append(len(items))
         if "boom" in items:
             raise RuntimeError("boom")
         return [len(x) for x in items]
@@ -160,19 +171,21 @@ def test_a_failing_batch_fails_only_its_requests():
     async def main():
         b = Batcher(predict, max_batch_size=4, max_wait_ms=20)
         b.start()
-        first = asyncio.gather(b.submit(["ab", "boom"]), b.submit(["c"]), return_exceptions=True)
-        res = await first
-        later = await b.submit(["abcd"])
+        res = await asyncio.gather(b.submit(["ab", "boom"]), b.submit(["c"]), return_exceptions=True)
+        later = await asyncio.gather(*(b.submit(["xy", "z"]) for _ in range(5)))
         await b.stop()
         return res, later
 
-    (bad, also_bad), later = asyncio.run(main())
-    assert isinstance(bad, RuntimeError) and isinstance(also_bad, RuntimeError)  # the same batch
-    assert later == [4]
+    (bad, good), later = asyncio.run(main())
+    assert isinstance(bad, RuntimeError) and good == [1]  # batched together, then each alone: only "boom" fails
+    assert sizes[:3] == [3, 2, 1]
+    assert later == [[2, 1]] * 5 and max(sizes[3:]) <= 4  # 2-text requests, two to a batch
 
 
 def test_sigterm_answers_every_accepted_request(model_dir):
-    server = Server(model_dir, "--max-wait-ms", "50")
+    # batches of 4 texts: each 24-text request is predicted alone in 6 passes, so the 40 requests take a while and
+    # most are still queued or running when the signal comes
+    server = Server(model_dir, "--max-batch-size", "4")
     results, errors = [], []
 
     def client(i: int) -> None:
@@ -187,16 +200,21 @@ def test_sigterm_answers_every_accepted_request(model_dir):
     threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    deadline = time.time() + 30
+    while '"POST /predict HTTP/1.1" 200' not in server.output() and time.time() < deadline:
+        time.sleep(0.01)  # the signal comes once the first request is answered: the others are accepted by then
+    answered_before = server.output().count('"POST /predict HTTP/1.1" 200')
     server.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(60)
     log = server.stop()
+    assert len(results) + len(errors) == 40, "a client got no outcome at all"
+    assert answered_before < len(results), "no request was in flight when the signal came: the test proved nothing"
     # uvicorn shuts down gracefully, then re-raises the signal (the exit status a supervisor expects)
     assert server.proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in log, log[-2000:]
     assert not [e for e in errors if e.startswith("dropped")], (errors, log[-2000:])
     assert results and all(s == 200 for s in results)
-    assert '"POST /predict HTTP/1.1" 200' in log  # one access-log line per request
+    assert log.count('"POST /predict HTTP/1.1" 200') == len(results)  # one access-log line per request
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +311,52 @@ def test_the_page_predicts_in_a_real_browser(server, model_dir, tmp_path):
         browser.save_screenshot(shot or str(tmp_path / "page.png"))
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("kind", ["multi_label", "regression", "pairs", "onnx"])
+def test_every_kind_of_folder_serves_what_the_offline_predictor_gives(kind, tmp_path, tiny_model_dir, trained_learner):
+    import pandas as pd
+    from conftest import make_texts
+
+    from bertlearn import BertDataBunch, BertLearner, load_predictor
+    df = make_texts(64, seed=3)
+    texts = TEXTS[:3]
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime")
+        folder = trained_learner.to_onnx(tmp_path / "onnx").parent
+    else:
+        if kind == "multi_label":
+            df = df.assign(pos=(df["label"] == "positive").astype(int), neg=(df["label"] == "negative").astype(int))
+            db = BertDataBunch.from_df(df, df, str(tiny_model_dir), label_col=["pos", "neg"], multi_label=True,
+                                       maxlen=32, device="cpu")
+        elif kind == "regression":
+            db = BertDataBunch.from_df(df.assign(score=df["text"].str.len() / 100.0), df.assign(score=0.5),
+                                       str(tiny_model_dir), label_col="score", regression=True, maxlen=32,
+                                       device="cpu")
+        else:
+            pairs = pd.DataFrame({"a": df["text"], "b": df["text"].str[::-1], "label": df["label"]})
+            db = BertDataBunch.from_df(pairs, pairs, str(tiny_model_dir), text_col=["a", "b"], maxlen=32,
+                                       device="cpu")
+            texts = [(t, t[::-1]) for t in texts]
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu", output_dir=tmp_path,
+                                                    seed=0)
+        if kind == "multi_label":
+            learner.thresholds = [0.3, 0.7]  # saved with the model: the server decides with them
+        folder = learner.save_model(tmp_path / "m")
+    server = Server(folder)
+    try:
+        key = "pairs" if kind == "pairs" else "texts"
+        got = server.post({key: [list(t) if kind == "pairs" else t for t in texts]}).json()["predictions"]
+        offline = load_predictor(folder, device="cpu").predict_batch(texts)
+        if kind == "regression":
+            assert [g["score"] for g in got] == pytest.approx([float(v) for v in offline], abs=1e-6)
+        else:
+            assert [[x["label"] for x in g] for g in got] == [[l for l, _ in o] for o in offline]
+            assert [x["score"] for g in got for x in g] == pytest.approx([p for o in offline for _, p in o], abs=1e-5)
+        if kind == "multi_label":
+            cut = {"pos": 0.3, "neg": 0.7}
+            assert all(x["predicted"] == (x["score"] > cut[x["label"]]) for g in got for x in g)
+        if kind == "onnx":
+            assert httpx.get(server.url + "/info").json()["runtime"] == "onnxruntime"
+    finally:
+        server.stop()
