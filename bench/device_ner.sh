@@ -3,13 +3,8 @@
 # the NER GPU tests, WNUT-17 with MiniLM in bf16 (default cuda_graphs="auto": 321 steps, so graphed), and the NER
 # speed table; each under its own time limit, tables in $OUT.
 set -uo pipefail
-PY="${PY:-python3}"
-[[ -n "${SKIP_INSTALL:-}" ]] || \
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH="/tmp/site:$PWD" BERTLEARN_DATA="$PWD/.nerdata" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-OUT="${OUT:-runs/device}"
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/env.txt"
+export BERTLEARN_DATA="$PWD/.nerdata"
+source "$(dirname "$0")/device_env.sh"
 "$PY" - <<'PY'
 import torch
 from safetensors.torch import load_file, save_file

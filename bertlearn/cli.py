@@ -292,8 +292,6 @@ def _is_tagger(predictor: Any) -> bool:
 
 
 def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
-    import pandas as pd
-
     from .atomic import atomic_file
     from .data import read_conll, read_csv
 

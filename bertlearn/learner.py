@@ -23,8 +23,10 @@ import torch
 from fastai.callback.core import Callback, event
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.schedule import ParamScheduler
+from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
+from fastai.torch_core import set_seed
 from fastcore.foundation import L
 
 from .atomic import atomic_file
@@ -44,7 +46,7 @@ from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
-           "training_callbacks", "note_fast_bert_options"]
+           "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
@@ -580,6 +582,45 @@ def note_fast_bert_options(where: str, kwargs: dict, *, multi_gpu: Any = False, 
     if multi_gpu_without_effect(multi_gpu):
         ignored["multi_gpu"] = multi_gpu
     note_no_effect(where, ignored)
+
+
+def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None, optimizer_type: str = "adamw",
+                  adam_epsilon: float = 1e-8, multi_gpu: Any = False, logging_steps: Any = None,
+                  tensorboard: bool = False, cuda_graphs: Any = False, compile: Any = False,
+                  seed: int | None = None) -> tuple[Any, torch.device]:
+    """The steps every task's `from_pretrained_model` takes before it loads weights, so that a wrong option fails
+    fast and the head starts from the seed. Returns the optimizer function and the device to train on.
+
+    Args:
+        where: the factory, as messages name it.
+        kwargs: the factory's extra keyword arguments (edited: fast-bert's options without effect are removed).
+        device: what the user asked for (None: CUDA when available).
+        optimizer_type: "adamw" or "lamb".
+        adam_epsilon: the optimizer's epsilon.
+        multi_gpu, logging_steps, tensorboard: see `note_fast_bert_options`.
+        cuda_graphs, compile: see `check_graph_options`.
+        seed: seed Python, numpy and torch (reproducibly) before the head is initialised.
+    """
+    note_fast_bert_options(where, kwargs, multi_gpu=multi_gpu, logging_steps=logging_steps, tensorboard=tensorboard)
+    opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
+    device = learning_device(device)
+    check_graph_options(cuda_graphs, device, compile)
+    if seed is not None:
+        set_seed(seed, reproducible=True)
+    return opt_func, device
+
+
+def sample_accumulation(grad_accumulation_steps: int | None, bs: int) -> GradientAccumulation | None:
+    """fastai's gradient accumulation for fast-bert's `grad_accumulation_steps` (fastai counts samples, fast-bert
+    batches), or None for a step every batch.
+
+    Args:
+        grad_accumulation_steps: batches per optimizer step.
+        bs: the training batch size.
+    """
+    if grad_accumulation_steps and grad_accumulation_steps > 1:
+        return GradientAccumulation(n_acc=grad_accumulation_steps * bs)
+    return None
 
 
 def learning_device(device: torch.device | str | None) -> torch.device:

@@ -17,7 +17,7 @@ from .distributed import is_main_process
 from .errors import ModelError, user_stacklevel
 
 __all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
-           "load_pretrained", "load_error", "quiet_hub", "load_encoder_weights",
+           "load_pretrained", "load_labelled_head", "load_error", "quiet_hub", "load_encoder_weights",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
 
 _log = logging.getLogger(__name__)
@@ -119,23 +119,45 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
     labels = [str(l) for l in labels]
     if problem_type is None:
         problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+    model, info = load_labelled_head(AutoModelForSequenceClassification, name, labels, head="classification head",
+                                     finetuned_wgts_path=finetuned_wgts_path, problem_type=problem_type, **kwargs)
+    fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    if not fresh_head and problem_type != "regression":
+        fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
+    return model, fresh_head
+
+
+def load_labelled_head(auto_class: Any, name: str, labels: Sequence[str], *, head: str, units: str = "labels",
+                       finetuned_wgts_path: str | Path | None = None, **kwargs: Any) -> tuple[nn.Module, dict]:
+    """`load_pretrained` for a task head with one output per label, named by `labels`; a checkpoint whose head has
+    another size, or a path that does not load, raises a `ModelError` saying what to do.
+
+    Args:
+        auto_class: e.g. `AutoModelForTokenClassification`.
+        name: hub name or folder (already resolved).
+        labels: label names, in output order (written to `config.id2label` / `label2id`).
+        head: what the head is called in messages ("classification head").
+        units: what the labels are called in messages ("labels", "tags").
+        finetuned_wgts_path: optional state dict of further-trained encoder weights.
+        **kwargs: passed to `from_pretrained` (e.g. `ignore_mismatched_sizes=True`).
+
+    Returns:
+        The model and Hugging Face's loading info.
+    """
     try:
-        model, info = load_pretrained(
-            AutoModelForSequenceClassification, name, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)}, problem_type=problem_type, **kwargs)
+        model, info = load_pretrained(auto_class, name, head=head, num_labels=len(labels),
+                                      id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                                      **kwargs)
     except RuntimeError as e:
         if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
-            raise ModelError(f"pretrained_path {name!r} has a classification head for a different number of labels than the data's "
+            raise ModelError(f"pretrained_path {name!r} has a {head} for a different number of {units} than the data's "
                              f"{len(labels)}; pass ignore_mismatched_sizes=True to start a new head ({e})") from e
         raise
     except (OSError, ValueError) as e:
         raise load_error("pretrained_path", name, e) from e
     if finetuned_wgts_path is not None:
         load_encoder_weights(model, Path(finetuned_wgts_path))
-    fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
-    if not fresh_head and problem_type != "regression":
-        fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
-    return model, fresh_head
+    return model, info
 
 
 @contextlib.contextmanager

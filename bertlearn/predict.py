@@ -364,7 +364,8 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
                    precision: str = "auto", compile: bool | dict = False, cuda_graphs: bool | str = "auto") -> Predictor:
     """The predictor for a saved folder: `OnnxPredictor` for a `to_onnx` folder (or a `.onnx` file),
     `BertClassificationPredictor` for a `save_model` folder (one holding both is read with PyTorch); a token
-    classifier's folders (the task recorded in bertlearn.json) open as `BertNERPredictor` / `OnnxNERPredictor`.
+    classifier's folders (the task recorded in bertlearn.json, or a plain Hugging Face folder saved from a
+    `...ForTokenClassification` model) open as `BertNERPredictor` / `OnnxNERPredictor`.
 
     Args:
         path: the folder, or its `.onnx` file.
@@ -407,13 +408,21 @@ _TASK_PREDICTORS = {"token_classification": ("bertlearn.tasks.token_classificati
 
 def _saved_task(folder: Path) -> str | None:
     file = folder / SETTINGS_FILE
-    if not file.is_file():
-        return None
     try:
-        return json.loads(file.read_text()).get("problem_type")
+        task = json.loads(file.read_text()).get("problem_type") if file.is_file() else None
     except (OSError, ValueError) as e:
         raise ModelError(f"{str(file)!r} is not readable JSON ({e}); save the model again (save_model / to_onnx write "
                          "it)") from e
+    if task is None and (folder / "config.json").is_file():
+        # a plain Hugging Face folder records its task in the head class it was saved from (what pipeline() reads)
+        from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+        try:
+            heads = json.loads((folder / "config.json").read_text()).get("architectures") or []
+        except (OSError, ValueError):
+            return None  # the loader says what is wrong with the config
+        if set(heads) & set(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.values()):
+            task = "token_classification"
+    return task
 
 
 def is_onnx_folder(path: str | Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -303,6 +304,26 @@ def test_entities_match_the_pipeline_on_the_saved_folder(ner_learner, tmp_path):
         [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in x] for x in ours]
     assert [e["score"] for x in again for e in x] == pytest.approx([e["score"] for x in ours for e in x], abs=1e-6)
     assert predictor.predict_tokens([["bob", "was", "good"]]) == ner_learner.predict_tokens([["bob", "was", "good"]])
+
+
+def test_plain_hugging_face_folder_opens_as_a_tagger_and_says_its_scheme_guess(ner_learner, tmp_path):
+    path = ner_learner.save_model(tmp_path / "m")
+    reference = load_predictor(path).predict_batch(["bob was good", "kim and ann"])
+    (path / "bertlearn.json").unlink()  # what model.save_pretrained alone writes
+    with pytest.warns(UserWarning) as caught:
+        plain = load_predictor(path)
+    assert isinstance(plain, BertNERPredictor)
+    said = [str(w.message) for w in caught if "tag scheme" in str(w.message)]
+    assert said == [f"{str(path)!r} does not record its tag scheme: its tags are read as IOB2 (as "
+                    "pipeline('token-classification') reads them); for a model trained on IOB1, BIOES or BILOU tags, "
+                    'write {"tag_scheme": "IOB1"} (or "BIOES", "BILOU") to bertlearn.json in that folder']
+    assert plain.predict_batch(["bob was good", "kim and ann"]) == reference
+    # the fix the warning names: the scheme alone is enough, and nothing is said any more
+    (path / "bertlearn.json").write_text('{"tag_scheme": "IOB1"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        told = load_predictor(path)
+    assert told.settings["tag_scheme"] == "IOB1" and told.settings["labels"] == ner_learner.dls.labels
 
 
 def test_onnx_predictor_matches_pytorch(ner_learner, tmp_path):

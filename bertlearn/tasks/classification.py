@@ -15,20 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from fastai.callback.core import Callback
-from fastai.callback.training import GradientAccumulation
-from fastai.torch_core import set_seed
 
 from ..atomic import atomic_dir
 from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from ..graphs import CudaGraphCallback
-from ..learner import (TaskLearner, check_graph_options, learning_device, note_fast_bert_options, prepare_model,
-                       training_callbacks)
+from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..metrics import default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
-from ..optim import opt_func_for
 from ..predict import decide, predict_logits, rank_predictions
 from ..saved import MODEL_INPUTS, settings_for, write_settings
 
@@ -138,25 +134,19 @@ class BertLearner(TaskLearner):
         if multi_label is not None and bool(multi_label) != databunch.multi_label:
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
-        note_fast_bert_options("BertLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
-                               logging_steps=logging_steps,
-                               tensorboard=log_dir is not None or hasattr(logger, "add_scalar"))
-        opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
-        device = learning_device(device)
-        check_graph_options(cuda_graphs, device, compile)
-        if seed is not None:
-            set_seed(seed, reproducible=True)
+        opt_func, device = factory_setup("BertLearner.from_pretrained_model", kwargs, device=device,
+                                         optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                                         multi_gpu=multi_gpu, logging_steps=logging_steps,
+                                         tensorboard=log_dir is not None or hasattr(logger, "add_scalar"),
+                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed)
 
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
         loss_func = classification_loss(databunch, device=device, weight=weight, pos_weight=pos_weight)
-        accumulation = None
-        if grad_accumulation_steps and grad_accumulation_steps > 1:  # fastai counts samples, fast-bert batches
-            accumulation = GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs)
         cbs, logger = training_callbacks(callbacks, device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
-                                         accumulation=accumulation)
+                                         accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func,
                       metrics=to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type),
                       cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),

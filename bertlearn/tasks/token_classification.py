@@ -24,9 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.callback.core import Callback
-from fastai.callback.training import GradientAccumulation
 from fastai.learner import Metric
-from fastai.torch_core import set_seed
 
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
@@ -34,11 +32,9 @@ from ..data.conll import entity_type, to_bio, to_seqeval
 from ..device import amp_dtype_for, resolve_device
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
-from ..learner import (TaskLearner, check_graph_options, learning_device, note_fast_bert_options, prepare_model,
-                       training_callbacks)
+from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
-from ..model import compile_model, load_encoder_weights, load_error, load_pretrained, quiet_hub, resolve_pretrained
-from ..optim import opt_func_for
+from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
 from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, write_settings
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
@@ -483,22 +479,17 @@ class BertNERLearner(NERTagger, TaskLearner):
         if not isinstance(databunch, BertNERDataBunch):
             raise DataError(f"BertNERLearner.from_pretrained_model needs a BertNERDataBunch as its first argument, got "
                             f"{type(databunch).__name__}; build one with BertNERDataBunch(data_dir, tokenizer, ...)")
-        note_fast_bert_options("BertNERLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
-                               logging_steps=logging_steps,
-                               tensorboard=log_dir is not None or hasattr(logger, "add_scalar"))
-        opt_func = opt_func_for(optimizer_type, adam_epsilon)
-        device = learning_device(device)
-        check_graph_options(cuda_graphs, device, compile)
-        if seed is not None:
-            set_seed(seed, reproducible=True)
+        opt_func, device = factory_setup("BertNERLearner.from_pretrained_model", kwargs, device=device,
+                                         optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                                         multi_gpu=multi_gpu, logging_steps=logging_steps,
+                                         tensorboard=log_dir is not None or hasattr(logger, "add_scalar"),
+                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed)
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
-        accumulation = GradientAccumulation(n_acc=grad_accumulation_steps * databunch.bs) \
-            if grad_accumulation_steps and grad_accumulation_steps > 1 else None
         cbs, logger = training_callbacks(callbacks, device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
-                                         accumulation=accumulation)
+                                         accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=tag_loss(), opt_func=opt_func,
                       metrics=list(metrics) if metrics else entity_metrics(),
                       cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),
@@ -523,21 +514,10 @@ class BertNERLearner(NERTagger, TaskLearner):
         """
         from transformers import AutoModelForTokenClassification
         name, labels = resolve_pretrained(pretrained_path), databunch.labels
-        try:
-            model, info = load_pretrained(AutoModelForTokenClassification, name, head="token-classification head",
-                                          num_labels=len(labels), id2label=dict(enumerate(labels)),
-                                          label2id={l: i for i, l in enumerate(labels)},
-                                          ignore_mismatched_sizes=ignore_mismatched_sizes)
-        except RuntimeError as e:
-            if "size mismatch" in str(e) or "ignore_mismatched_sizes" in str(e):
-                raise ModelError(f"pretrained_path {name!r} has a token-classification head for another number of tags "
-                                 f"than the data's {len(labels)}; pass ignore_mismatched_sizes=True to start a new "
-                                 f"head ({e})") from e
-            raise
-        except (OSError, ValueError) as e:
-            raise load_error("pretrained_path", name, e) from e
-        if finetuned_wgts_path is not None:
-            load_encoder_weights(model, Path(finetuned_wgts_path))
+        model, info = load_labelled_head(AutoModelForTokenClassification, name, labels,
+                                         head="token-classification head", units="tags",
+                                         finetuned_wgts_path=finetuned_wgts_path,
+                                         ignore_mismatched_sizes=ignore_mismatched_sizes)
         fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
         if not fresh:
             saved = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -686,17 +666,26 @@ class BertNERLearner(NERTagger, TaskLearner):
 
 def _tag_settings(folder: Path, tokenizer: Any, config: Any) -> dict:
     import json
-    file = folder / SETTINGS_FILE
-    if file.is_file():
-        settings = json.loads(file.read_text())
-        if settings.get("problem_type") != "token_classification":
-            raise ModelError(f"{str(folder)!r} holds a {settings.get('problem_type', 'classification')} model, not a "
-                             "token classifier; open it with load_predictor(path) or BertClassificationPredictor")
-        return settings
-    labels = [config.id2label[i] for i in range(config.num_labels)]
+
     from ..data.conll import detect_scheme
-    return {"maxlen": min(int(tokenizer.model_max_length), 512), "labels": labels,
-            "tag_scheme": detect_scheme([labels]) if any(l[:2] in ("E-", "S-", "L-", "U-") for l in labels) else "IOB2"}
+    file = folder / SETTINGS_FILE
+    saved = json.loads(file.read_text()) if file.is_file() else {}
+    if saved.get("problem_type", "token_classification") != "token_classification":
+        raise ModelError(f"{str(folder)!r} holds a {saved['problem_type']} model, not a token classifier; open it "
+                         "with load_predictor(path) or BertClassificationPredictor")
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    settings = {"maxlen": min(int(tokenizer.model_max_length), 512), "labels": labels, **saved}
+    if "tag_scheme" not in settings:
+        closing = any(l[:2] in ("E-", "S-", "L-", "U-") for l in labels)
+        settings["tag_scheme"] = detect_scheme([labels]) if closing else "IOB2"
+        # a plain Hugging Face folder does not record how its tags open and close entities: IOB1 and IOB2 use the
+        # same tag names, and reading one as the other splits or merges entities, so the guess is said
+        how = "from its end and single tags" if closing else "as pipeline('token-classification') reads them"
+        warnings.warn(f"{str(folder)!r} does not record its tag scheme: its tags are read as "
+                      f"{settings['tag_scheme']} ({how}); for a model trained on IOB1, BIOES or BILOU tags, write "
+                      f'{{"tag_scheme": "IOB1"}} (or "BIOES", "BILOU") to {SETTINGS_FILE} in that folder',
+                      stacklevel=user_stacklevel())
+    return settings
 
 
 class BertNERPredictor(NERTagger):
