@@ -34,9 +34,14 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/train_throughput.py
 	$(PY) bench/predict_throughput.py
 	$(PY) bench/tokenize_throughput.py
+	$(PY) bench/scaling.py train
+	$(PY) bench/scaling.py predict
+	$(PY) bench/scaling.py rows
+	$(PY) bench/scaling.py cores
 	$(PY) bench/accuracy.py --task trec6 --epochs 3
 
 clean:

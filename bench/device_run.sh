@@ -2,48 +2,42 @@
 # Run ON the GPU machine (prepare with bench/device_prepare.sh; carry .whl and .devdata). Installs the carried
 # wheels, then runs the GPU tests and the GPU benchmarks, each under its own time limit, so one lease call
 # (10 minutes at most) brings back whatever finished; the tables land in $OUT.
-#   bash bench/device_run.sh [tests|train|predict|tokenize|overhead|cli|all, or several: predict,cli]   (all: ~10 minutes,
-#   over one call's limit: split it, e.g. "tests,train" then "predict,tokenize,cli")
-# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, TOKENIZE_S, OVERHEAD_S, CLI_S (time limits), ROWS, EPOCHS, LOOPS (train),
-# PREDICT_BS (the predictors' batch size).
+#   bash bench/device_run.sh [all|tests|train|predict|cli|tokenize|overhead|scaling, or several: predict,cli]
+# "all" is every row docs/benchmarks.md quotes for the GPU: tests, train, predict, cli (~8.5 minutes with the
+# default limits, inside one call's 10); tokenize, overhead and scaling (the curves of bench/scaling.py on the GPU
+# and the tokenization-against-cores curve on its 16 cores, ~8 minutes) are a second call.
+# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, CLI_S, TOKENIZE_S, OVERHEAD_S, SCALING_S (time
+# limits), ROWS, EPOCHS, PAIRS, LOOPS (train), PREDICT_BS (the predictors' batch size).
 set -uo pipefail
-PY="${PY:-python3}"
-# SKIP_INSTALL=1 for a dry run where fastai is installed already (here, with PY=.venv/bin/python)
-[[ -n "${SKIP_INSTALL:-}" ]] || \
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 # TOKENIZERS_PARALLELISM stays unset, as users have it: the predictors tokenize a whole call in one parallel batch
 # (the fifth session's GPU prediction rows ran with it forced off, single-threaded); the train bench and the tests
 # set it themselves
-export PYTHONPATH="/tmp/site:$PWD" BERTLEARN_DATA="$PWD/.devdata" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-OUT="${OUT:-runs/device}"
-mkdir -p "$OUT"
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-  "$PY" -c "import importlib.metadata as md, torch, transformers, fastai, bertlearn
-try: tokie = md.version('tokie')
-except md.PackageNotFoundError: tokie = 'missing (bench/device_prepare.sh fetches it)'
-print('torch', torch.__version__, 'transformers', transformers.__version__, 'fastai', fastai.__version__,
-      'bertlearn', bertlearn.__version__, 'tokie', tokie)"
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+export BERTLEARN_DATA="$PWD/.devdata"
+source "$(dirname "$0")/device_env.sh"
 steps="${1:-all}"  # one step, several joined by commas, or all
-want() { [[ "$steps" == all || ",$steps," == *",$1,"* ]]; }
+[[ "$steps" == all ]] && steps="tests,train,predict,cli"
+want() { [[ ",$steps," == *",$1,"* ]]; }
 if want tests; then
-  timeout "${TESTS_S:-110}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
+  timeout "${TESTS_S:-90}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
     2>&1 | tee "$OUT/tests.txt" | tail -15
 fi
 if want train; then
-  # issue 8's speed point: random bert-base, SST-2, bs 64, maxlen 128; the graphed and eager fits first (each
-  # also times the plain bf16 loop, interleaved), then the peers
-  timeout "${TRAIN_S:-330}" "$PY" bench/train_throughput.py --model bert-base --bs 64 --maxlen 128 \
-    --rows "${ROWS:-6400}" --epochs "${EPOCHS:-2}" --workdir /tmp/train_throughput \
-    --loops "${LOOPS:-bertlearn fit is_fp16 graphs,bertlearn fit is_fp16,fast-bert style,HF Trainer,plain loop bf16}" \
+  # issue 8's speed point: random bert-base, SST-2, bs 64, maxlen 128, 3 epochs of 100 steps: the 300 steps at which
+  # cuda_graphs="auto" graphs a bf16 fit, so the default rows are what a user gets; every side at its defaults,
+  # then at its best, then the forced graphs (each fit row also times interleaved plain-loop pairs)
+  timeout "${TRAIN_S:-250}" "$PY" bench/train_throughput.py --model bert-base --bs 64 --maxlen 128 \
+    --rows "${ROWS:-6400}" --epochs "${EPOCHS:-3}" --pairs "${PAIRS:-2}" --workdir /tmp/train_throughput \
+    --json "$OUT/train_throughput.json" \
+    --loops "${LOOPS:-bertlearn fit defaults,bertlearn fit is_fp16,HF Trainer defaults,HF Trainer best,fast-bert defaults,fast-bert half precision,plain loop bf16,bertlearn fit is_fp16 graphs forced}" \
     > "$OUT/train_throughput.txt" 2> "$OUT/train_throughput.err"
   echo "train_throughput exit $?"; cat "$OUT/train_throughput.txt"; tail -5 "$OUT/train_throughput.err"
 fi
 if want predict; then
-  timeout "${PREDICT_S:-120}" "$PY" bench/predict_throughput.py --model bert-base --n 10000 --no-compile --no-onnx \
-    --pipeline-bs 32,64,128 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" 2> "$OUT/predict_throughput.err"
+  # the pipeline swept to batch size 512 in float32 and bf16; the predictors at their defaults (bf16 replays graphs)
+  # and with graphs forced
+  timeout "${PREDICT_S:-100}" "$PY" bench/predict_throughput.py --model bert-base --n 10000 --repeats 3 --no-compile \
+    --no-onnx --pipeline-bs 32,64,128,256,512 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" \
+    2> "$OUT/predict_throughput.err"
   echo "predict_throughput exit $?"; cat "$OUT/predict_throughput.txt"; tail -3 "$OUT/predict_throughput.err"
 fi
 if want tokenize; then
@@ -69,8 +63,17 @@ torch.manual_seed(0)
 BertForSequenceClassification(BertConfig()).bert.save_pretrained("/tmp/bert-base-random")
 AutoTokenizer.from_pretrained(".devdata/tokenizer").save_pretrained("/tmp/bert-base-random")
 PY
-  timeout "${CLI_S:-120}" "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv --val-file valid.csv \
+  timeout "${CLI_S:-90}" "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv --val-file valid.csv \
     --model /tmp/bert-base-random --epochs 1 --bs 64 --maxlen 128 --fp16 --seed 0 --out /tmp/cli_out \
     > "$OUT/cli_train.txt" 2>&1
   echo "cli exit $?"; grep -v "Loading weights\|Writing model" "$OUT/cli_train.txt" | tail -6
+fi
+if want scaling; then
+  # the curves on the GPU (random bert-base: the packaged MiniLM does not travel) and tokenization on 16 cores;
+  # matplotlib may be missing there: the JSON comes back and `bench/scaling.py CMD --replot --out DIR` draws it here
+  timeout "${SCALING_S:-240}" "$PY" bench/scaling.py predict --model bert-base --speeches .devdata/political_data.csv \
+    --n 256 --out "$OUT" > "$OUT/scaling_predict.txt" 2>&1
+  echo "scaling predict exit $?"; tail -25 "$OUT/scaling_predict.txt"
+  timeout "${SCALING_S:-240}" "$PY" bench/scaling.py cores --repeats 2 --out "$OUT" > "$OUT/scaling_cores.txt" 2>&1
+  echo "scaling cores exit $?"; tail -12 "$OUT/scaling_cores.txt"
 fi

@@ -1,16 +1,20 @@
 """Prediction throughput: transformers.pipeline vs bertlearn's PyTorch and ONNX Runtime predictors, one run.
 
-    python bench/predict_throughput.py [--n 10000] [--data sentiment140|sst2] [--model minilm|bert-base]
-        [--pipeline-bs 1,8,32,64] [--no-compile] [--no-onnx]
+    python bench/predict_throughput.py [--n 4000] [--repeats 3] [--data sentiment140|sst2] [--model minilm|bert-base]
+        [--pipeline-bs 1,8,32,64,128,256,512] [--no-compile] [--no-onnx]
 
 Same model, same texts, same machine: the packaged all-MiniLM-L6-v2 fine-tuned for one epoch on 2,000
-Sentiment140 tweets (so its outputs mean something when precisions are compared), saved once. The pipeline
-runs at batch_size 1 (on 1,000 texts), 8, 32 and 64, and the best is the reference; bertlearn's predictors batch
-by sorted length, in float32 and in bf16 autocast (`precision="bf16"`, native on GPUs and AMX CPUs); the pipeline
-also runs in bfloat16 at batch_size 32, as the same-precision peer. The predictors run once more with
-`compile=True` (torch.compile) and, on a GPU, with `cuda_graphs=True` (one graph per width bucket): the first
-call's extra time (compilation, captures) is reported.
-Prints a markdown table (texts/s, ratio to the best pipeline, agreement with float32) and the machine.
+Sentiment140 tweets (so its outputs mean something when precisions are compared), saved once.
+Every side is measured the same way: one untimed warm-up call on 64 texts (lazy inits, thread pools; its seconds
+are the "first call" column, where compilation and most captures land), then `--repeats` timed calls on all texts;
+the median rate is reported with the slowest and fastest call as the spread.
+The pipeline runs in float32 and in bfloat16, each at batch sizes 1 (on 1,000 texts), 8, 32, ... up to 512,
+stopping once a size is slower than the best before it (its throughput has stopped rising); the best of each
+precision is a reference, so every predictor is stated against the best float32 and the best bf16 pipeline.
+bertlearn's predictors batch by sorted length, in float32 and in bf16 autocast (`precision="bf16"`, native on GPUs and
+AMX CPUs), with the defaults (on a GPU, bf16 replays inference graphs: `cuda_graphs="auto"`), again with
+`compile=True` (torch.compile) and, on a GPU, with `cuda_graphs=True` forced for float32 too.
+Prints a markdown table (texts/s, ratios to the best pipelines, agreement with float32) and the machine.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -42,24 +47,44 @@ def texts_for(name: str, n: int) -> list[str]:
     return df["text"].sample(n=n, random_state=0).astype(str).tolist()
 
 
-def timed(fn, texts: list[str]) -> tuple[float, object, float]:
-    """texts/s over `texts`, the outputs, and the seconds of the warm-up call (lazy inits, compilation)."""
+def timed(fn, texts: list[str], repeats: int) -> tuple[float, float, float, object, float]:
+    """The median texts/s of `repeats` calls on `texts` after one warm-up call on 64 of them, the slowest and fastest
+    call's rates, the last call's outputs, and the warm-up's seconds."""
     t0 = time.perf_counter()
-    fn(texts[:64])  # warm-up: allocations, thread pools, lazy inits
+    fn(texts[:64])  # warm-up: allocations, thread pools, lazy inits, compilation
     warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = fn(texts)
-    return len(texts) / (time.perf_counter() - t0), out, warm
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn(texts)
+        rates.append(len(texts) / (time.perf_counter() - t0))
+    return float(np.median(rates)), min(rates), max(rates), out, warm
+
+
+def pipeline_sweep(clf, texts: list[str], sizes: list[int], repeats: int, label: str) -> list[tuple]:
+    """The pipeline at growing batch sizes until one is slower than the best before it."""
+    rows, best = [], 0.0
+    for bs in sizes:
+        sub = texts if bs > 1 else texts[: min(len(texts), 1000)]  # batch 1 is slow: a subset gives its rate
+        rate, lo, hi, _, warm = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub,
+                                      repeats)
+        rows.append((f"transformers.pipeline ({label}, batch_size={bs})", rate, lo, hi, None, warm))
+        if rate < best:
+            break
+        best = rate
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--n", type=int, default=4_000)
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per side (the median is reported)")
     ap.add_argument("--data", default="sentiment140", choices=["sentiment140", "sst2"])
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--model", default="minilm", choices=["minilm", "bert-base"],
                     help="the packaged MiniLM, or a random bert-base-uncased-shaped encoder (the GPU speed point)")
-    ap.add_argument("--pipeline-bs", default="1,8,32,64", help="the pipeline's batch sizes (comma-separated)")
+    ap.add_argument("--pipeline-bs", default="1,8,32,64,128,256,512",
+                    help="the pipeline's batch sizes, in growing order (the sweep stops when one is slower)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compile=True rows")
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime row")
     args = ap.parse_args()
@@ -83,65 +108,54 @@ def main() -> None:
             export_onnx(learner.model, db.encoder, Path(tmp) / "onnx")
 
         from transformers import pipeline
-        rows = []
-        clf = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1)
-        for bs in (int(b) for b in args.pipeline_bs.split(",")):
-            sub = texts if bs > 1 else texts[: min(len(texts), 1000)]  # batch 1 is slow: a subset gives its rate
-            rate, _, warm = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub)
-            rows.append((f"transformers.pipeline (batch_size={bs})", rate, None, warm))
-        # the pipeline in bf16 too, so the bf16 predictor has a same-precision peer
-        clf16 = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1,
-                         dtype=torch.bfloat16)
-        rate, _, warm = timed(lambda t: clf16(t, batch_size=32, truncation=True, max_length=128), texts)
-        rows.append(("transformers.pipeline (batch_size=32, dtype=bfloat16)", rate, None, warm))
+        rows, sizes = [], [int(b) for b in args.pipeline_bs.split(",")]
+        for label, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            clf = pipeline("text-classification", model=str(folder), device=0 if device == "cuda" else -1, dtype=dtype)
+            rows += pipeline_sweep(clf, texts, sizes, args.repeats, label)
+            del clf
         ref = None
-        variants = [("", {"compile": False, "cuda_graphs": False})]
+        variants = [(" (defaults)", {})]
         if device == "cuda":
-            variants.append((", cuda_graphs=True", {"cuda_graphs": True}))
+            variants.append((", cuda_graphs=True forced", {"cuda_graphs": True}))
         if not args.no_compile:
             variants.append((", compile=True", {"compile": True, "cuda_graphs": False}))
         for suffix, options in variants:
             for precision in ("fp32", "bf16"):
                 pred = BertClassificationPredictor(folder, device=device, bs=args.bs, precision=precision, **options)
-                rate, got, warm = timed(pred.predict_logits, texts)
-                if pred.graphs is not None:
-                    # the timed call above captured the buckets the warm-up did not meet: time a second call too
-                    t0 = time.perf_counter()
-                    pred.predict_logits(texts)
-                    steady = len(texts) / (time.perf_counter() - t0)
-                    warm += len(texts) / rate - len(texts) / steady  # the captures' share of the first call
-                    rate = steady
+                rate, lo, hi, got, warm = timed(pred.predict_logits, texts, args.repeats)
                 ref = got if ref is None else ref
-                rows.append((f"BertClassificationPredictor (PyTorch, bs={args.bs}, precision={precision!r}{suffix})",
-                             rate, got, warm))
+                graphed = ", graphs replayed" if pred.graphs is not None and suffix == " (defaults)" else ""
+                rows.append((f"BertClassificationPredictor (PyTorch, bs={args.bs}, precision={precision!r}{suffix}"
+                             f"{graphed})", rate, lo, hi, got, warm))
         if with_onnx:
             onnx_pred = OnnxPredictor(Path(tmp) / "onnx", bs=args.bs)
-            rate, got, warm = timed(onnx_pred.predict_logits, texts)
-            rows.append((f"OnnxPredictor (ONNX Runtime fp32, bs={args.bs})", rate, got, warm))
+            rate, lo, hi, got, warm = timed(onnx_pred.predict_logits, texts, args.repeats)
+            rows.append((f"OnnxPredictor (ONNX Runtime fp32, bs={args.bs})", rate, lo, hi, got, warm))
 
-    best_pipe = max(r for name, r, _, _ in rows if name.startswith("transformers") and "bfloat16" not in name)
+    best = {label: max((r for n, r, *_ in rows if n.startswith(f"transformers.pipeline ({label},")), default=None)
+            for label in ("float32", "bfloat16")}
     name = "all-MiniLM-L6-v2" if args.model == "minilm" else "random bert-base"
-    print(f"\n{len(texts):,} {args.data} texts, {name} fine-tuned 1 epoch, maxlen 128, device {device}\n")
-    print("| predictor | texts/s | vs best pipeline | same label as fp32 | max prob. difference vs fp32 | "
-          "first call s |")
-    print("|---|---|---|---|---|---|")
+    print(f"\n{len(texts):,} {args.data} texts, {name} fine-tuned 1 epoch, maxlen 128, device {device}; every side: "
+          f"one warm-up call on 64 texts, then the median of {args.repeats} calls [slowest-fastest]\n")
+    print("| predictor | texts/s | vs best float32 pipeline | vs best bf16 pipeline | same label as fp32 | "
+          "max prob. difference vs fp32 | first call s |")
+    print("|---|---|---|---|---|---|---|")
     p_ref = ref.softmax(-1)
-    for name, rate, got, warm in rows:
+    for name, rate, lo, hi, got, warm in rows:
         same = f"{float((got.argmax(-1) == ref.argmax(-1)).float().mean()):.2%}" if got is not None else "-"
         diff = f"{float((got.softmax(-1) - p_ref).abs().max()):.1e}" if got is not None else "-"
-        print(f"| {name} | {rate:,.0f} | {rate / best_pipe:.2f}x | {same} | {diff} | {warm:.1f} |")
-    first = dict((n, w) for n, _, _, w in rows)
-    for name, r_e, _, _ in rows:
-        twin = name.replace(")", ", compile=True)")
-        if twin in first:
-            r_c = next(r for n, r, _, _ in rows if n == twin)
-            cost, saved = first[twin] - first[name], 1 / r_e - 1 / r_c
+        vs = [f"{rate / b:.2f}x" if b else "" for b in best.values()]
+        print(f"| {name} | {rate:,.0f} [{lo:,.0f}-{hi:,.0f}] | {' | '.join(vs)} | {same} | {diff} | {warm:.1f} |")
+    first = {n: w for n, _, _, _, _, w in rows}
+    rate = {n: r for n, r, *_ in rows}
+    for precision in ("fp32", "bf16"):
+        eager = next((n for n in rate if f"precision={precision!r} (defaults)" in n), None)
+        compiled = next((n for n in rate if f"precision={precision!r}, compile=True" in n), None)
+        if eager and compiled:
+            cost, saved = first[compiled] - first[eager], 1 / rate[eager] - 1 / rate[compiled]
             even = f"pays back after {cost / saved:,.0f} texts" if saved > 0 else "never pays back"
-            print(f"\n{twin}: {r_c / r_e:.2f}x eager, one-time compilation {cost:.0f} s, {even}")
-    rate = dict((n, r) for n, r, _, _ in rows)
-    bf16_pred = next(r for n, r in rate.items() if "precision='bf16'" in n)
-    print(f"\nbf16 predictor vs bf16 pipeline: {bf16_pred / rate['transformers.pipeline (batch_size=32, dtype=bfloat16)']:.2f}x"
-          " (the reference above is the pipeline's best at its default float32)")
+            print(f"\n{compiled}: {rate[compiled] / rate[eager]:.2f}x the default, one-time compilation {cost:.0f} s, "
+                  f"{even}")
     print(f"machine: {describe()}")
 
 

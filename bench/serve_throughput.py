@@ -1,18 +1,28 @@
-"""Serving throughput: `bertlearn serve` against a naive server that calls `transformers.pipeline` once per request,
-on the same saved model, at 1, 8, 32 and 64 concurrent clients; and the offline predictor on the same texts.
+"""Serving throughput: `bertlearn serve` against a LitServe server around the same predictor and a naive server that
+calls `transformers.pipeline` once per request, on the same saved model, at 1, 8, 32 and 64 concurrent clients; and
+the offline predictor on the same texts.
 
     python bench/serve_throughput.py [--model runs/demo/model_out] [--requests 20] [--clients 1,8,32,64]
+        [--servers "bertlearn serve,litserve,naive pipeline server"] [--client httpx|wrk] [--seconds 10]
 
-Each client sends one text per request (SST-2 validation sentences), one request after another. Both servers run in
-their own process with uvicorn, one worker, on this machine (so the clients share its cores with the server, as a
-load test on one box does); each level gets an untimed round of one request per client first. Prints texts/s and
-p50/p99 latency per level, the offline `predict_batch` texts/s, and the machine.
+Each client sends one text per request (SST-2 validation sentences), one request after another: a Python thread
+with httpx (`--requests` each), or a wrk connection (`--client wrk`, `--seconds` per level; wrk is C, so the load
+generator takes far less of the CPU it shares with the server). Every server runs in
+its own process(es), one inference worker, on this machine (so the clients share its cores with the server, as a
+load test on one box does); each level gets an untimed round of one request per client first. LitServe (the
+`litserve` package, installed with `bertlearn[bench]`) is the alternative stack issue 22 asked to measure: a
+`LitAPI` around the same `load_predictor` and `predictions_for` as `bertlearn serve`, batching up to 64 requests
+with no extra wait (`batch_timeout=0`, as `--max-wait-ms 0`), its HTTP server in a separate process from its
+inference worker (LitServe's design). Prints texts/s and p50/p99 latency per level, the offline `predict_batch`
+texts/s, and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -50,6 +60,37 @@ NAIVE = textwrap.dedent('''
 ''')
 
 
+LITSERVE = textwrap.dedent('''
+    import sys
+    import litserve as ls
+    from bertlearn import load_predictor
+    from bertlearn.serve import predictions_for
+
+    class Api(ls.LitAPI):
+        def setup(self, device):
+            self.predict_items = predictions_for(load_predictor(sys.argv[1], device="cpu"))
+            self.predict_items(["a warm-up text"])
+
+        def decode_request(self, request):
+            return request["texts"]
+
+        def predict(self, batch):  # one list of texts per request: predicted together, split back
+            flat = self.predict_items([t for texts in batch for t in texts])
+            out, i = [], 0
+            for texts in batch:
+                out.append(flat[i:i + len(texts)])
+                i += len(texts)
+            return out
+
+        def encode_response(self, output):
+            return {"predictions": output}
+
+    if __name__ == "__main__":
+        server = ls.LitServer(Api(max_batch_size=64, batch_timeout=0.0), accelerator="cpu", workers_per_device=1)
+        server.run(host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", generate_client_file=False)
+''')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,7 +99,9 @@ def free_port() -> int:
 
 def start(cmd: list[str], port: int) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(os.devnull, "w"))
+    # its own session, so stopping it stops every process it started (LitServe runs its workers in children)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(os.devnull, "w"),
+                            start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -103,12 +146,55 @@ def load(url: str, texts: list[str], clients: int, requests: int) -> tuple[float
     return clients * requests / secs, statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format("RESULT %%d %%d %%d %%f %%f\\n", summary.requests, summary.duration, bad,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def load_wrk(url: str, texts: list[str], clients: int, seconds: float) -> tuple[float, float, float]:
+    """texts/s, p50 and p99 latency (ms) of `clients` wrk connections, each sending one-text requests back to back
+    for `seconds` (after an untimed second at the same concurrency). wrk is C: its clients take a sliver of the
+    CPU that Python client threads take, which matters when clients and server share two cores."""
+    bodies = ",".join("[==[" + json.dumps({"texts": [t]}) + "]==]" for t in texts)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % bodies)
+    threads = str(min(clients, 2))
+
+    def run(secs: float) -> list[str]:
+        proc = subprocess.run(["wrk", "-t", threads, "-c", str(clients), "-d", f"{secs}s", "--timeout", "60s", "-s",
+                               f.name, url], capture_output=True, text=True, check=True)
+        return next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
+
+    run(1)  # warm-up: connections opened, every worker busy once
+    requests, micros, bad, p50, p99 = run(seconds)
+    if int(bad):
+        sys.exit(f"{bad} of {requests} requests failed at {clients} clients")
+    return int(requests) / (int(micros) / 1e6), float(p50) / 1000, float(p99) / 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None, help="a saved classifier folder (default: train one)")
     ap.add_argument("--requests", type=int, default=20, help="requests per client per level")
     ap.add_argument("--clients", default="1,8,32,64")
     ap.add_argument("--max-wait-ms", default="0", help="bertlearn serve's --max-wait-ms")
+    ap.add_argument("--servers", default="bertlearn serve,litserve,naive pipeline server")
+    ap.add_argument("--client", default="httpx", choices=["httpx", "wrk"],
+                    help="the load generator: Python threads with httpx, or wrk (C; apt-get install wrk)")
+    ap.add_argument("--seconds", type=float, default=10, help="wrk: seconds per level")
     args = ap.parse_args()
     texts = pd.read_csv(DATA_ROOT / "sst2" / "valid.csv")["text"].tolist()
     model = args.model
@@ -131,26 +217,37 @@ def main() -> None:
     offline_rate = len(texts) / (time.perf_counter() - t0)
     levels = [int(c) for c in args.clients.split(",")]
     rows = {}
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(NAIVE)
-    for name, cmd in (("bertlearn serve", [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", "cpu",
-                                           "--log-level", "warning", "--max-wait-ms", args.max_wait_ms, "--port"]),
-                      ("naive pipeline server", [sys.executable, f.name, str(model)])):
+    scripts = {}
+    for name, code in (("naive", NAIVE), ("litserve", LITSERVE)):
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(code)
+        scripts[name] = f.name
+    commands = {"bertlearn serve": [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", "cpu",
+                                    "--log-level", "warning", "--max-wait-ms", args.max_wait_ms, "--port"],
+                "litserve": [sys.executable, scripts["litserve"], str(model)],
+                "naive pipeline server": [sys.executable, scripts["naive"], str(model)]}
+    for name in args.servers.split(","):
         port = free_port()
-        proc = start(cmd + [str(port)], port)
+        proc = start(commands[name] + [str(port)], port)
         try:
-            rows[name] = {c: load(f"http://127.0.0.1:{port}/predict", texts, c, args.requests) for c in levels}
+            url = f"http://127.0.0.1:{port}/predict"
+            rows[name] = {c: load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
+                          load(url, texts, c, args.requests) for c in levels}
         finally:
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
-    print(f"\n{args.requests} one-text requests per client, SST-2 validation sentences, model {model}, "
+    how = f"wrk, {args.seconds:g} s per level" if args.client == "wrk" else f"httpx threads, {args.requests} requests per client"
+    print(f"\nclients: {how}; one-text requests, SST-2 validation sentences, model {model}, "
           f"bertlearn serve --max-wait-ms {args.max_wait_ms}\n")
-    print("| clients | " + " | ".join(f"{n}: texts/s, p50 / p99 ms" for n in rows) + " | bertlearn / naive |")
-    print("|---|" + "---|" * (len(rows) + 1))
+    others = [n for n in rows if n != "bertlearn serve"]
+    print("| clients | " + " | ".join(f"{n}: texts/s, p50 / p99 ms" for n in rows) + " | "
+          + " | ".join(f"bertlearn / {n}" for n in others) + " |")
+    print("|---|" + "---|" * (len(rows) + len(others)))
     for c in levels:
-        ours, naive = rows["bertlearn serve"][c], rows["naive pipeline server"][c]
+        ours = rows["bertlearn serve"][c]
         cells = " | ".join(f"{r[c][0]:,.1f}, {r[c][1]:,.0f} / {r[c][2]:,.0f}" for r in rows.values())
-        print(f"| {c} | {cells} | {ours[0] / naive[0]:.2f}x |")
+        ratios = " | ".join(f"{ours[0] / rows[n][c][0]:.2f}x" for n in others)
+        print(f"| {c} | {cells} | {ratios} |")
     best = max(r[0] for r in rows["bertlearn serve"].values())
     print(f"\noffline predict_batch on all {len(texts)} texts: {offline_rate:,.1f} texts/s; bertlearn serve's best "
           f"level: {best:,.1f} texts/s ({best / offline_rate:.2f}x offline)")

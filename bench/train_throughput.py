@@ -1,20 +1,34 @@
 """Training throughput: bertlearn's `fit` against the peers on the same SST-2 rows, in one run.
 
     python bench/train_throughput.py [--rows 1024] [--epochs 4] [--bs 32] [--maxlen 128] [--model minilm|bert-base]
+        [--loops ...] [--pairs 4]
 
-Loops (each in its own process, so peak memory is its own; one warm-up pass, then timed epochs):
-- fast-bert style: float32, eager attention, every row padded to maxlen, random order, AdamW + linear warmup.
-- HF Trainer: length-grouped sampling (`train_sampling_strategy="group_by_length"`, transformers 5), dynamic padding (DataCollatorWithPadding), bf16 where the hardware has it.
-- plain PyTorch loops over bertlearn's own batches (length-grouped, padded per batch): float32, and bf16 autocast
-  where the hardware has it; fused AdamW, OneCycleLR, gradient clipping.
-- bertlearn `fit` (fastai loop, one-cycle), float32 and `is_fp16=True` (bf16 where native), eager, with
-  `compile=True` (torch.compile) and, on a GPU, with `cuda_graphs=True` (a graph per length bucket; "graphs x8":
-  buckets every 8 tokens up to 64, to weigh padding against captures); the first epoch's extra time
-  (compilation, capture) is reported with the break-even point.
-Model: the packaged all-MiniLM-L6-v2, or a randomly initialised bert-base-uncased config (`--model bert-base`,
-the speed point on a GPU). Prints a table (samples/s, ratios, peak memory, MFU on a GPU) and the machine.
-Asserts, against the plain loop at the same precision timed interleaved in one process (the median over pairs
-of one plain epoch and one fit epoch): on a CPU, fit >= 0.95x; on a GPU, the graphed fit >= 2x.
+Every loop runs in its own process (so peak memory is its own) and is measured the same way: the model is loaded and
+the data built, untimed; then ONE training call of `--epochs` epochs is timed from the call to its last step, with a
+clock at every epoch boundary. Two numbers per loop, the same statistic for every side:
+- end to end: samples of all epochs / seconds of the whole call: first-epoch costs (CUDA-graph capture, compilation,
+  the Trainer's setup inside `train()`, allocator warm-up) included, as a user pays them;
+- steady state: samples of one epoch / the median epoch time of epochs 2..N (the first epoch is every loop's
+  warm-up), with the fastest and slowest of those epochs as the spread.
+Loops, each side at its defaults and at its best:
+- fast-bert defaults: float32, eager attention, every row padded to maxlen, random order, AdamW + linear schedule,
+  `loss.item()` every step (its `learner_cls.fit` without apex); fast-bert half precision: the same with fp16
+  autocast and loss scaling on a GPU (what apex O1 did), bf16 autocast on a CPU with bf16 (apex needs CUDA).
+- HF Trainer defaults: `TrainingArguments` defaults (float32, random order, dynamic padding through the tokenizer's
+  collator, logging every 500 steps with its NaN filter); HF Trainer best: bf16 where the hardware has it,
+  `train_sampling_strategy="group_by_length"`, `logging_nan_inf_filter=False` (no host sync per step).
+- plain loops (the hand-written reference, not a peer): bertlearn's batches (length-grouped, padded per batch),
+  fused AdamW, OneCycleLR, clipping; float32 and bf16 autocast.
+- bertlearn fit defaults: `from_pretrained_model` and `fit` with no options (float32, `cuda_graphs="auto"`); fit
+  is_fp16: `is_fp16=True` (bf16 autocast; on a GPU "auto" graphs fits of >= GRAPH_MIN_STEPS steps); compiled:
+  `compile=True`; "graphs forced": `cuda_graphs=True` whatever the fit's length ("x8": buckets every 8 tokens up to
+  64); forced settings are labelled so.
+Nobody validates (`fit(validate=False)`; the Trainer's default evaluates never) and every progress bar is off.
+The fit rows then time `--pairs` interleaved pairs (one plain-loop epoch, one `fit(1)` epoch, same process, same
+precision): the median pair ratio is fastai's overhead, asserted on a CPU (>= 0.95x) and, for the graphed rows, on
+a GPU (>= 2x the plain eager loop).
+Model: the packaged all-MiniLM-L6-v2, or a randomly initialised bert-base-uncased config (`--model bert-base`, the
+speed point on a GPU). Prints a table (samples/s, ratios, peak memory, MFU on a GPU) and the machine.
 """
 
 from __future__ import annotations
@@ -38,9 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import DATA_ROOT, bench_tokenizer, describe, model_folder  # noqa: E402
 
 DATA = DATA_ROOT / "sst2" / "train.csv"
-LOOPS = ["fast-bert style", "HF Trainer", "plain loop fp32", "plain loop bf16", "bertlearn fit fp32",
-         "bertlearn fit is_fp16", "bertlearn fit fp32 compiled", "bertlearn fit is_fp16 compiled",
-         "bertlearn fit fp32 graphs", "bertlearn fit is_fp16 graphs", "bertlearn fit is_fp16 graphs x8"]
+DEFAULT_LOOPS = ["fast-bert defaults", "HF Trainer defaults", "bertlearn fit defaults"]
+BEST_LOOPS = ["fast-bert half precision", "HF Trainer best", "plain loop fp32", "plain loop bf16",
+              "bertlearn fit is_fp16", "bertlearn fit is_fp16 compiled", "bertlearn fit fp32 compiled",
+              "bertlearn fit is_fp16 graphs forced", "bertlearn fit is_fp16 graphs x8 forced"]
+LOOPS = DEFAULT_LOOPS + BEST_LOOPS
 # "graphs x8": graph_buckets plus every 8 tokens below 64 (where it steps by 16). On SST-2 the default buckets pad
 # batches 57% over per-batch padding, these 23%, for more captures: whether that pays is a GPU measurement
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
@@ -57,23 +73,44 @@ def build_model(folder: Path, labels: list[str], attn: str | None = None):
     return AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(labels), **extra)
 
 
-def plain_loop(model, batches, device, lr: float, bf16: bool) -> torch.Tensor:
+class EpochClock:
+    """Wall-clock seconds at every epoch boundary of one training call (the device synchronised first)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.marks = device, []
+
+    def mark(self) -> None:
+        sync(self.device)
+        self.marks.append(time.perf_counter())
+
+    def epochs(self) -> list[float]:
+        return list(np.diff(self.marks))
+
+
+class PlainLoop:
     """forward, loss, backward, clip, AdamW step, one-cycle LR: the hand-written reference."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(len(batches), 8), pct_start=0.25)
-    model.train()
-    loss = torch.zeros((), device=device)
-    for ids, mask, y in batches:
-        ids, mask, y = (t.to(device, non_blocking=True) for t in (ids, mask, y))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-    return loss.detach()
+
+    def __init__(self, model, device, lr: float, bf16: bool, total_steps: int):
+        self.model, self.device, self.bf16 = model, device, bf16
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=max(total_steps, 8),
+                                                         pct_start=0.25)
+
+    def epoch(self, batches) -> torch.Tensor:
+        self.model.train()
+        loss = torch.zeros((), device=self.device)
+        for ids, mask, y in batches:
+            ids, mask, y = (t.to(self.device, non_blocking=True) for t in (ids, mask, y))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            if self.sched.last_epoch + 1 < self.sched.total_steps:  # the pairs run past the planned steps
+                self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+        return loss.detach()
 
 
 def fast_bert_batches(ds, bs: int, maxlen: int, seed: int = 0):
@@ -85,46 +122,62 @@ def fast_bert_batches(ds, bs: int, maxlen: int, seed: int = 0):
             for b in np.array_split(order, math.ceil(len(ds) / bs))]
 
 
-def fast_bert_loop(model, batches, device, lr: float) -> torch.Tensor:
-    """fast-bert's step (learner_cls.fit without apex): fp32, AdamW, linear warmup, clipping, loss.item() logging."""
+def fast_bert_train(model, epochs_of_batches, device, lr: float, half: str | None, clock: EpochClock) -> float:
+    """fast-bert's step (learner_cls.fit): AdamW, linear schedule, clipping, `loss.item()` logging every step; with
+    `half` ("fp16": autocast and a GradScaler, what apex O1 did; "bf16": bf16 autocast) mixed precision."""
     from transformers import get_linear_schedule_with_warmup
     opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-8)
-    sched = get_linear_schedule_with_warmup(opt, 0, len(batches))
+    sched = get_linear_schedule_with_warmup(opt, 0, sum(map(len, epochs_of_batches)))
+    scaler = torch.amp.GradScaler(device.type, enabled=half == "fp16")
+    dtype = torch.float16 if half == "fp16" else torch.bfloat16
     model.train()
-    tr_loss = 0.0
-    for ids, mask, y in batches:
-        ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-        loss = model(input_ids=ids, attention_mask=mask, labels=y).loss
-        loss.backward()
-        tr_loss += loss.item()  # fast-bert accumulates the loss on the host every step
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        model.zero_grad()
-    return torch.tensor(tr_loss / len(batches))
+    tr_loss, steps = 0.0, 0
+    clock.mark()
+    for batches in epochs_of_batches:
+        for ids, mask, y in batches:
+            ids, mask, y = ids.to(device), mask.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=half is not None):
+                loss = model(input_ids=ids, attention_mask=mask, labels=y).loss
+            scaler.scale(loss).backward()
+            tr_loss += loss.item()  # fast-bert accumulates the loss on the host every step
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            model.zero_grad()
+            steps += 1
+        clock.mark()
+    return tr_loss / steps
 
 
-def hf_trainer(model, ds, tok, device, lr: float, bs: int, bf16: bool, epochs: int, workdir: Path) -> float:
-    """HF Trainer with group_by_length and dynamic padding; returns seconds for the timed epochs."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+def hf_trainer(model, ds, tok, device, lr: float, bs: int, epochs: int, workdir: Path, *, best: bool,
+               clock: EpochClock) -> None:
+    """The Hugging Face Trainer on the same rows: at its defaults, or at its best (bf16 where native, length
+    grouping, no per-step NaN filter); its own tokenizer collator pads each batch."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from bertlearn.device import native_bf16
 
     class Rows(torch.utils.data.Dataset):
         def __len__(self):
             return len(ds)
 
         def __getitem__(self, i):
-            return {"input_ids": ds.ids[i].astype(np.int64).tolist(), "labels": int(ds.targets[i])}
+            return {"input_ids": ds.ids[i, :ds.lengths[i]].astype(np.int64).tolist(), "labels": int(ds.targets[i])}
 
+    class Clock(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kw):
+            clock.mark()
+
+    best_args = dict(bf16=native_bf16(device), train_sampling_strategy="group_by_length",
+                     logging_nan_inf_filter=False) if best else {}
     args = TrainingArguments(output_dir=str(workdir / "hf"), per_device_train_batch_size=bs, learning_rate=lr,
-                             num_train_epochs=epochs, train_sampling_strategy="group_by_length", bf16=bf16, use_cpu=device.type == "cpu",
-                             save_strategy="no", report_to=[], logging_strategy="no", dataloader_num_workers=0,
-                             lr_scheduler_type="linear", weight_decay=0.01, max_grad_norm=1.0, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=Rows(), data_collator=DataCollatorWithPadding(tok))
-    sync(device)
-    t0 = time.perf_counter()
+                             num_train_epochs=epochs, use_cpu=device.type == "cpu", report_to=[], disable_tqdm=True,
+                             save_strategy="no", **best_args)
+    trainer = Trainer(model=model, args=args, train_dataset=Rows(), processing_class=tok, callbacks=[Clock()])
+    clock.mark()  # the call: the Trainer's setup inside train() counts, as fit's does
     trainer.train()
-    sync(device)
-    return time.perf_counter() - t0
 
 
 def child(loop: str, args: argparse.Namespace) -> dict:
@@ -133,101 +186,91 @@ def child(loop: str, args: argparse.Namespace) -> dict:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bf16 = native_bf16(device)
-    df = pd.read_csv(DATA).sample(n=args.rows, random_state=0)
+    # --data: a CSV of its own (text, label), all its rows (bench/scaling.py's passages); else the SST-2 sample
+    df = pd.read_csv(args.data) if args.data else pd.read_csv(DATA).sample(n=args.rows, random_state=0)
     tok = bench_tokenizer()
     db = BertDataBunch.from_df(df, df.head(64), tok, bs=args.bs, maxlen=args.maxlen, device=device, seed=0)
     ds = db.train.dataset
-    n, lr = len(ds), args.lr
+    n, lr, epochs = len(ds), args.lr, args.epochs
     folder = model_folder(args.model, Path(args.workdir))
     params = sum(p.numel() for p in build_model(folder, db.labels).parameters())
-    warm = db.train.new(shuffle=True)
-    warm_batches = list(warm)[:4]
-    timed = []
-    first_epoch = None
+    clock = EpochClock(device)
+    out: dict = {"loop": loop}
     if loop.startswith("bertlearn fit"):
-        graphed = " graphs" in loop
-        if graphed and device.type != "cuda":
+        forced = loop.endswith(" forced")
+        if forced and device.type != "cuda":
             return {"loop": loop, "skipped": "no CUDA GPU"}
-        pristine = []
-        if device.type == "cuda":
-            # the plain loop once more, before any fastai object exists in this process: on the H200 the interleaved
-            # plain loop ran 19-27% slower than the same loop in its own process; this tells whether the learner's
-            # presence (graph pools, allocator state, Python heap) or the process explains it
-            plain_model = build_model(folder, db.labels).to(device)
-            plain_loop(plain_model, warm_batches, device, lr, bf16 and "is_fp16" in loop)
-            for _ in range(2):
-                sync(device)
-                t0 = time.perf_counter()
-                plain_loop(plain_model, db.train, device, lr, bf16 and "is_fp16" in loop)
-                sync(device)
-                pristine.append(time.perf_counter() - t0)
-            del plain_model
+        fp16 = "is_fp16" in loop
         learner = BertLearner.from_pretrained_model(db, str(folder), None, device, None, output_dir=args.workdir,
-                                                    is_fp16="is_fp16" in loop, compile=loop.endswith("compiled"),
-                                                    cuda_graphs=graphed)
-        if loop.endswith(" x8"):
+                                                    is_fp16=fp16, compile=" compiled" in loop,
+                                                    cuda_graphs=True if forced else "auto")
+        if " x8 " in loop:
             cb = next(c for c in learner.cbs if type(c).__name__ == "CudaGraphCallback")
             cb.buckets = tuple(b for b in sorted({*range(8, 64, 8), *graph_buckets(args.maxlen)}) if b <= args.maxlen)
-        # the plain loop at the same precision runs interleaved in this process: the overhead ratio is not
-        # blurred by process-to-process differences
-        use_bf16 = any(type(cb).__name__ == "BF16Autocast" for cb in learner.cbs)
-        plain_model, plain_timed = build_model(folder, db.labels).to(device), []
-        plain_loop(plain_model, warm_batches, device, lr, use_bf16)
+        from fastai.callback.core import Callback
+
+        class Clock(Callback):
+            order = 100
+
+            def after_epoch(self):
+                clock.mark()
+
         with learner.no_bar(), learner.no_logging():
-            sync(device)
-            t0 = time.perf_counter()
-            learner.fit(1, lr=lr, validate=False)  # warm-up; with compile=True, the compilation
-            sync(device)
-            first_epoch = time.perf_counter() - t0
-            for _ in range(args.epochs):
+            clock.mark()  # the call: capture and compilation happen inside it
+            learner.fit(epochs, lr=lr, validate=False, cbs=[Clock()])
+            graphs = next((cb for cb in learner.cbs if type(cb).__name__ == "CudaGraphCallback"), None)
+            out["captures"] = graphs.captures if graphs is not None else None
+            out["loss"] = float(learner.recorder.losses[-1])
+            out.update(clock_result(clock, n, epochs))
+            # fastai's overhead: the plain loop at the same precision, interleaved in this process, so the ratio
+            # is not blurred by process-to-process differences
+            use_bf16 = any(type(cb).__name__ == "BF16Autocast" for cb in learner.cbs)
+            plain = PlainLoop(build_model(folder, db.labels).to(device), device, lr, use_bf16,
+                              (args.pairs + 1) * len(db.train))
+            plain.epoch(list(db.train)[:4])
+            plain_s, fit_s = [], []
+            for _ in range(args.pairs):
                 sync(device)
                 t0 = time.perf_counter()
-                plain_loop(plain_model, db.train, device, lr, use_bf16)  # draws its batches as fit does
+                plain.epoch(db.train)  # draws its batches as fit does
                 sync(device)
-                plain_timed.append(time.perf_counter() - t0)
+                plain_s.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 learner.fit(1, lr=lr, validate=False)
                 sync(device)
-                timed.append(time.perf_counter() - t0)
-        loss = float(learner.recorder.losses[-1])
-        graphs = next((cb for cb in learner.cbs if type(cb).__name__ == "CudaGraphCallback"), None)
-        captures = graphs.captures if graphs is not None else None
-    elif loop == "HF Trainer":
-        model = build_model(folder, db.labels).to(device)
-        hf_trainer(model, ds.__class__(ds.ids[:4 * args.bs], ds.lengths[:4 * args.bs], ds.targets[:4 * args.bs],
-                                       ds.encoder), tok, device, lr, args.bs, bf16, 1, Path(args.workdir))
-        timed.append(hf_trainer(model, ds, tok, device, lr, args.bs, bf16, args.epochs, Path(args.workdir)) / args.epochs)
-        loss = float("nan")
+                fit_s.append(time.perf_counter() - t0)
+        if plain_s:
+            # the median of per-pair ratios: each fit epoch against the plain epoch just before it, so a slow phase
+            # of this shared machine hits both sides of a pair
+            out["vs_plain_same_process"] = float(np.median(np.array(plain_s) / np.array(fit_s)))
+            out["plain_samples_per_s"] = n / float(np.median(plain_s))
+    elif loop.startswith("HF Trainer"):
+        hf_trainer(build_model(folder, db.labels).to(device), ds, tok, device, lr, args.bs, epochs,
+                   Path(args.workdir), best=loop.endswith("best"), clock=clock)
+        out.update(clock_result(clock, n, epochs))
+    elif loop.startswith("fast-bert"):
+        half = None
+        if loop.endswith("half precision"):
+            half = "fp16" if device.type == "cuda" else "bf16" if bf16 else None
+            if half is None:
+                return {"loop": loop, "skipped": "no half precision on this CPU (apex O1 needed CUDA)"}
+        out["half"] = half
+        model = build_model(folder, db.labels, "eager").to(device)
+        batches = [fast_bert_batches(ds, args.bs, args.maxlen, seed=e) for e in range(epochs)]
+        out["loss"] = fast_bert_train(model, batches, device, lr, half, clock)
+        out.update(clock_result(clock, n, epochs))
     else:
-        attn = "eager" if loop == "fast-bert style" else None
-        model = build_model(folder, db.labels, attn).to(device)
-        if loop == "fast-bert style":
-            batches = fast_bert_batches(ds, args.bs, args.maxlen)
-            fast_bert_loop(model, batches[:4], device, lr)
-            run = lambda: fast_bert_loop(model, batches, device, lr)  # noqa: E731
-        else:
-            use_bf16 = loop.endswith("bf16")
-            if use_bf16 and not bf16:
-                return {"loop": loop, "skipped": "no bf16 hardware"}
-            plain_loop(model, warm_batches, device, lr, use_bf16)
-            run = lambda: plain_loop(model, db.train, device, lr, use_bf16)  # noqa: E731  (fit's own loader)
-        for _ in range(args.epochs if loop != "fast-bert style" else 1):
-            sync(device)
-            t0 = time.perf_counter()
-            loss = float(run())
-            sync(device)
-            timed.append(time.perf_counter() - t0)
-    out = {"loop": loop, "samples_per_s": n / min(timed), "seconds": min(timed), "loss": loss,
-           "tokens": int(ds.lengths.sum()), "params": params}
-    if loop.startswith("bertlearn"):
-        # the median of per-pair ratios: each fit epoch against the plain epoch just before it, so a slow phase
-        # of this shared machine hits both sides of a pair (the best-epoch ratio swung 0.91-1.01 between runs)
-        out["vs_plain_same_process"] = float(np.median(np.array(plain_timed) / np.array(timed)))
-        out["plain_samples_per_s"] = n / min(plain_timed)  # the interleaved plain loop at the same precision
-        out["first_epoch_s"] = first_epoch
-        out["captures"] = captures
-        if pristine:
-            out["plain_before_learner_samples_per_s"] = n / min(pristine)
+        use_bf16 = loop.endswith("bf16")
+        if use_bf16 and not bf16:
+            return {"loop": loop, "skipped": "no bf16 hardware"}
+        plain = PlainLoop(build_model(folder, db.labels).to(device), device, lr, use_bf16, epochs * len(db.train))
+        clock.mark()
+        for _ in range(epochs):
+            loss = plain.epoch(db.train)  # fit's own loader: the same batches fit draws
+            clock.mark()
+        out["loss"] = float(loss)
+        out.update(clock_result(clock, n, epochs))
+    out.update(rows=n, tokens=int(ds.lengths.sum()), params=params)
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -235,18 +278,35 @@ def child(loop: str, args: argparse.Namespace) -> dict:
     return out
 
 
+def clock_result(clock: EpochClock, n: int, epochs: int) -> dict:
+    """End-to-end and steady-state throughput from one call's marks: the call, then every epoch's end (so the first
+    epoch holds whatever setup the call does: the Trainer's, fit's callbacks, captures, compilation)."""
+    times = clock.epochs()
+    assert len(times) == epochs, f"{len(times)} epoch marks for {epochs} epochs"
+    steady = times[1:] or times
+    return {"epoch_s": times, "total_s": float(sum(times)), "end_to_end": epochs * n / float(sum(times)),
+            "steady": n / float(np.median(steady)), "steady_lo": n / max(steady), "steady_hi": n / min(steady),
+            "first_epoch_s": times[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1024)
     ap.add_argument("--bs", type=int, default=32)
     ap.add_argument("--maxlen", type=int, default=128)
-    ap.add_argument("--epochs", type=int, default=4, help="timed epochs per loop (best is kept)")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs of the one timed call (the first is the warm-up "
+                                                          "of the steady-state column)")
+    ap.add_argument("--pairs", type=int, default=4, help="interleaved plain/fit epoch pairs for the fit rows")
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--model", default="minilm", choices=["minilm", "bert-base"])
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default="runs/train_throughput")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--data", default=None, help="train on this CSV (text, label; all rows) instead of SST-2's")
     args = ap.parse_args()
+    if args.epochs < 2:
+        ap.error("--epochs must be at least 2: the first epoch is the warm-up of the steady-state column")
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args)))
         return
@@ -255,9 +315,11 @@ def main() -> None:
     model_folder(args.model, Path(args.workdir))  # once, before the loops read it
     results = {}
     for loop in args.loops.split(","):
+        if loop not in LOOPS:
+            ap.error(f"--loops: {loop!r} is not one of {LOOPS}")
         cmd = [sys.executable, __file__, "--child", loop, "--rows", str(args.rows), "--bs", str(args.bs), "--maxlen",
-               str(args.maxlen), "--epochs", str(args.epochs), "--lr", str(args.lr), "--model", args.model,
-               "--workdir", args.workdir]
+               str(args.maxlen), "--epochs", str(args.epochs), "--pairs", str(args.pairs), "--lr", str(args.lr),
+               "--model", args.model, "--workdir", args.workdir] + (["--data", args.data] if args.data else [])
         t0 = time.perf_counter()
         # each loop gets a fresh compiler cache: compile=True pays the cold compilation a first run pays
         with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
@@ -272,78 +334,70 @@ def main() -> None:
         results[loop] = json.loads(line[7:])
         # each result as it comes, so a run stopped by a time limit still shows the loops that finished
         print(f"{loop}: {time.perf_counter() - t0:.0f} s {line[7:]}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "machine": describe(), "results": results},
+                                              indent=1))
+    report(results, args)
 
+
+def report(results: dict, args: argparse.Namespace) -> None:
     ran = {k: v for k, v in results.items() if "skipped" not in v}
+    if not ran:
+        print("no loop ran")
+        return
     first = next(iter(ran.values()))
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     peak = next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
-    ref = ran.get("fast-bert style", {}).get("samples_per_s")
+    refs = {name: ran.get(name, {}).get("end_to_end") for name in ("fast-bert defaults", "HF Trainer defaults",
+                                                                    "HF Trainer best")}
     print(f"\nSST-2 train sample: {args.rows} rows, bs {args.bs}, maxlen {args.maxlen}, model {args.model}, "
-          f"{first['tokens'] / args.rows:.1f} tokens/row; best of {args.epochs} timed epochs (fast-bert style: 1)\n")
-    hf = ran.get("HF Trainer", {}).get("samples_per_s")
-    print("| loop | samples/s | vs fast-bert style | vs HF Trainer | vs plain loop, same precision | peak memory MB | "
-          "MFU | first epoch s |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{first['tokens'] / args.rows:.1f} tokens/row; one call of {args.epochs} epochs per loop, each in its own "
+          "process.\nEnd to end: all samples / the whole call (first-epoch costs included). Steady: the median of "
+          f"epochs 2-{args.epochs} [slowest-fastest]. Ratios are end to end.\n")
+    print("| loop | end to end samples/s | steady samples/s | vs fast-bert defaults | vs HF Trainer defaults | "
+          "vs HF Trainer best | first epoch s | peak memory MB | MFU (steady) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for loop, r in results.items():
         if "skipped" in r:
-            print(f"| {loop} | skipped: {r['skipped']} | | | | | | |")
+            print(f"| {loop} | skipped: {r['skipped']} | | | | | | | |")
             continue
-        bf16_loop = loop.endswith("bf16") or "is_fp16" in loop or loop == "HF Trainer"
-        twin = "plain loop bf16" if bf16_loop else "plain loop fp32"
-        vs_plain = f"{r['samples_per_s'] / ran[twin]['samples_per_s']:.2f}x" if twin in ran and "plain" not in loop else ""
-        if "vs_plain_same_process" in r:
-            vs_plain = (f"{r['vs_plain_same_process']:.2f}x (median of {args.epochs} interleaved pairs; plain "
-                        f"{r['plain_samples_per_s']:,.0f}/s)")
+        ratios = [f"{r['end_to_end'] / v:.2f}x" if v else "" for v in refs.values()]
         mfu = ""
         if peak:  # training FLOPs ~ 6 x parameters x tokens (forward 2, backward 4)
-            mfu = f"{6 * r['params'] * r['tokens'] / r['seconds'] / (peak * 1e12):.1%}"
-        vs_fb = f"{r['samples_per_s'] / ref:.1f}x" if ref else ""
-        first = f"{r['first_epoch_s']:.1f}" if r.get("first_epoch_s") else ""
-        vs_hf = f"{r['samples_per_s'] / hf:.2f}x" if hf else ""
-        print(f"| {loop} | {r['samples_per_s']:.1f} | {vs_fb} | {vs_hf} | {vs_plain} | {r['peak_mb']:.0f} | {mfu} | "
-              f"{first} |")
-    for eager in ("bertlearn fit fp32", "bertlearn fit is_fp16"):
-        e, g = ran.get(eager), ran.get(eager + " graphs")
-        if e and g:
-            # the graphed loop's whole first-epoch surplus: the captures plus the warm-up any first epoch has (the
-            # eager loop's own surplus is mostly one-off CUDA set-up that the graphed child pays as well), so an
-            # upper bound on the capture cost
-            cost = g["first_epoch_s"] - g["seconds"]
-            saved = 1 / e["samples_per_s"] - 1 / g["samples_per_s"]
-            even = f"pays back after {cost / saved:,.0f} samples" if saved > 0 else "never pays back"
-            print(f"\n{eager} graphs: {g['samples_per_s'] / e['samples_per_s']:.2f}x the eager fit, "
-                  f"{g['captures']} buckets captured, one-time cost at most {cost:.1f} s, {even}")
-        c = ran.get(eager + " compiled")
-        if e and c:
-            # one-time cost: the compiled loop's first-epoch surplus over its steady epoch, less the eager one's
-            cost = (c["first_epoch_s"] - c["seconds"]) - (e["first_epoch_s"] - e["seconds"])
-            saved = 1 / e["samples_per_s"] - 1 / c["samples_per_s"]  # seconds saved per sample
-            even = f"pays back after {cost / saved:,.0f} samples" if saved > 0 else "never pays back"
-            print(f"\n{eager} compiled: {c['samples_per_s'] / e['samples_per_s']:.2f}x the eager fit, one-time "
-                  f"compilation {cost:.0f} s, {even}")
-    fine, coarse = ran.get("bertlearn fit is_fp16 graphs x8"), ran.get("bertlearn fit is_fp16 graphs")
-    if fine and coarse:
-        print(f"\nbuckets every 8 tokens to 64: {fine['samples_per_s'] / coarse['samples_per_s']:.2f}x the default "
-              f"buckets' fit, {fine['captures']} captures against {coarse['captures']}, first epoch "
-              f"{fine['first_epoch_s']:.1f} s against {coarse['first_epoch_s']:.1f} s")
+            mfu = f"{6 * r['params'] * r['tokens'] * r['steady'] / args.rows / (peak * 1e12):.1%}"
+        label = loop + (f" ({r['half']})" if r.get("half") else "")
+        print(f"| {label} | {r['end_to_end']:,.1f} | {r['steady']:,.1f} [{r['steady_lo']:,.1f}-{r['steady_hi']:,.1f}] | "
+              f"{' | '.join(ratios)} | {r['first_epoch_s']:.1f} | {r['peak_mb']:,.0f} | {mfu} |")
+    print()
     for loop, r in ran.items():
-        if r.get("plain_before_learner_samples_per_s"):
-            alone = ran.get("plain loop bf16" if "is_fp16" in loop else "plain loop fp32", {}).get("samples_per_s")
-            print(f"\n{loop}: the plain loop in this process ran {r['plain_before_learner_samples_per_s']:,.0f}/s before "
-                  f"the learner existed, {r['plain_samples_per_s']:,.0f}/s interleaved with fit"
-                  + (f", {alone:,.0f}/s in its own process" if alone else ""))
+        if "vs_plain_same_process" in r:
+            print(f"{loop}: {r['vs_plain_same_process']:.2f}x the plain loop at the same precision (median of "
+                  f"{args.pairs} interleaved epoch pairs in its process; plain {r['plain_samples_per_s']:,.1f}/s)"
+                  + (f", {r['captures']} graph buckets captured" if r.get("captures") else ""))
+    for base in ("bertlearn fit defaults", "bertlearn fit is_fp16"):
+        e = ran.get(base)
+        for variant in (" compiled", " graphs forced") if base.endswith("is_fp16") else (" compiled",):
+            name = base.replace(" defaults", " fp32") + variant
+            c = ran.get(name)
+            if e and c:
+                # one-time cost: the variant's first-epoch surplus over its steady epoch, less the eager one's
+                cost = (c["first_epoch_s"] - args.rows / c["steady"]) - (e["first_epoch_s"] - args.rows / e["steady"])
+                saved = 1 / e["steady"] - 1 / c["steady"]
+                even = f"pays back after {cost / saved:,.0f} samples" if saved > 0 else "never pays back"
+                print(f"{name}: {c['steady'] / e['steady']:.2f}x the eager fit in steady state, one-time cost "
+                      f"{cost:.1f} s, {even}")
     print(f"\nmachine: {describe()}")
     if gpu is None:
         # CPU: the step is compute-bound, and fastai's loop must cost under 5% of it (issue 8's CPU target)
-        for fit in ("bertlearn fit fp32", "bertlearn fit is_fp16"):
+        for fit in ("bertlearn fit defaults", "bertlearn fit is_fp16"):
             if fit in ran and "vs_plain_same_process" in ran[fit]:
                 ratio = ran[fit]["vs_plain_same_process"]
                 assert ratio >= 0.95, f"{fit} runs at {ratio:.2f}x the plain loop (fastai's overhead must stay under 5%)"
     else:
-        # GPU: the eager step is host-bound (fastai's Python shows: 0.89-0.97x measured); the graphed fit is the
-        # speed path and must stay far ahead of the plain eager loop (4.0-4.2x measured on an H200)
-        for fit in ("bertlearn fit fp32 graphs", "bertlearn fit is_fp16 graphs"):
-            if fit in ran:
+        # GPU: the eager step is host-bound; the graphed fit is the speed path and must stay far ahead of the plain
+        # eager loop (4.0-4.3x measured on an H200)
+        for fit in ("bertlearn fit is_fp16 graphs forced",):
+            if fit in ran and "vs_plain_same_process" in ran[fit]:
                 ratio = ran[fit]["vs_plain_same_process"]
                 assert ratio >= 2.0, f"{fit} runs at only {ratio:.2f}x the plain eager loop"
 
