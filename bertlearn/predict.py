@@ -237,8 +237,9 @@ class BertClassificationPredictor(Predictor):
         do_lower_case: fast-bert's; the saved tokenizer's casing is used, with a warning if this disagrees.
         device: where to run (None: CUDA when available).
         bs: batch size for `predict_batch`.
-        precision: "fp32", "bf16" (autocast: 2-3x faster where the device has bf16 hardware, i.e. Ampere+ GPUs and
-            CPUs with AMX or AVX512-BF16; probabilities within about 1e-2 of float32), or "auto": what training
+        precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
+            or AVX512-BF16: 2.7x float32 on a 2-core CPU; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
+            probabilities within about 1e-2 of float32), or "auto": what training
             used (`is_fp16=True` trains in bf16) where this device has bf16 hardware, else fp32.
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
             the first batch pays a one-time compilation (10-30 s on a CPU), later batches run faster; worth it

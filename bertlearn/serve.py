@@ -264,7 +264,9 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     from .version import __version__
 
     limits = limits or ServeLimits()
-    state: dict[str, Any] = {"ready": False}
+    # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
+    # quiet spell)
+    state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
     preloaded = predictor
 
     @asynccontextmanager
@@ -292,6 +294,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     @app.post("/predict")
     async def predict(request: Request) -> Any:
         """Predict the texts (or pairs) of the body: `{"texts": [...]}` or `{"pairs": [[a, b], ...]}`."""
+        state["last_arrival"] = time.monotonic()
         if not state["ready"]:
             return JSONResponse({"error": "the model is still loading", "field": None}, status_code=503)
         try:
@@ -309,7 +312,9 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
 
     @app.get("/health")
     async def health() -> Any:
-        """Ready (200) once the model is loaded and warmed up; 503 before."""
+        """Ready (200) once the model is loaded and warmed up; 503 before, and while draining for shutdown."""
+        if state["draining"]:  # a load balancer stops sending here; requests that still come are answered
+            return JSONResponse({"status": "draining"}, status_code=503)
         if state["ready"]:
             return {"status": "ready"}
         return JSONResponse({"status": "loading"}, status_code=503)
@@ -336,18 +341,56 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         """A page to try the model: a text box, the labels with score bars (entities marked for NER)."""
         return HTMLResponse(_PAGE)
 
+    app.state.serve = state  # what `serve`'s drain reads and sets
     return app
 
 
+def _draining_server(config: Any, *, drain_s: float, graceful_s: float) -> Any:
+    """A uvicorn server whose first SIGTERM/SIGINT starts a drain instead of closing the listening socket at once.
+
+    Closing it resets the connections the kernel has queued but the server has not accepted yet: clients whose
+    requests were sent would see them dropped. So /health turns 503 ("draining", for load balancers), requests go on
+    being answered, and uvicorn's own graceful shutdown starts once no request has arrived for `drain_s` (or after
+    `graceful_s`); a second signal shuts down at once, as uvicorn does.
+    """
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        drain_started: float | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.drain_started is None and not self.should_exit:
+                self.drain_started = time.monotonic()
+                self.config.app.state.serve["draining"] = True
+                self._captured_signals.append(sig)  # uvicorn re-raises it after the shutdown: the exit status
+                _log.info("draining: answering requests until none arrives for %.1f s", drain_s)
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if await super().on_tick(counter):
+                return True
+            if self.drain_started is not None:
+                now, state = time.monotonic(), self.config.app.state.serve
+                quiet = now - max(state["last_arrival"], self.drain_started)
+                if quiet >= drain_s or now - self.drain_started >= graceful_s:
+                    self.should_exit = True
+            return self.should_exit
+
+    return DrainingServer(config)
+
+
 def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-          graceful_s: float = 30.0, **options: Any) -> None:
-    """Run the server until SIGINT/SIGTERM (in-flight requests are answered first).
+          graceful_s: float = 30.0, drain_s: float = 0.5, **options: Any) -> None:
+    """Run the server until SIGINT/SIGTERM: the signal starts a drain (/health 503, requests still answered) that
+    ends once none has arrived for `drain_s`; then requests in flight are answered and the server exits.
 
     Args:
         model_dir: the saved folder.
         host, port: where to listen.
         log_level: uvicorn's log level (one access line per request at "info").
-        graceful_s: how long shutdown waits for requests in flight.
+        graceful_s: how long the drain, then the shutdown, wait for requests.
+        drain_s: the quiet spell (no request arriving) that ends the drain.
         **options: what `create_app` takes.
     """
     try:
@@ -358,8 +401,9 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, l
     from .predict import load_predictor
     predictor = load_predictor(model_dir, device=options.get("device"), bs=options.get("max_batch_size", 64),
                                precision=options.get("precision", "auto"))
-    uvicorn.run(create_app(model_dir, predictor=predictor, **options), host=host, port=port, log_level=log_level, access_log=True,
-                timeout_graceful_shutdown=graceful_s)
+    config = uvicorn.Config(create_app(model_dir, predictor=predictor, **options), host=host, port=port,
+                            log_level=log_level, access_log=True, timeout_graceful_shutdown=graceful_s)
+    _draining_server(config, drain_s=drain_s, graceful_s=graceful_s).run()
 
 
 _PAGE = """<!doctype html>

@@ -217,6 +217,24 @@ def test_sigterm_answers_every_accepted_request(model_dir):
     assert log.count('"POST /predict HTTP/1.1" 200') == len(results)  # one access-log line per request
 
 
+def test_sigterm_starts_a_drain_that_answers_late_requests(model_dir):
+    # closing the listening socket at the signal would reset connections the kernel had queued (requests sent, never
+    # accepted: seen as dropped); the drain keeps answering until a quiet spell, with /health 503 for balancers
+    server = Server(model_dir, "--drain-ms", "1500")
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    health = httpx.get(server.url + "/health", timeout=10)
+    assert (health.status_code, health.json()) == (503, {"status": "draining"})
+    t0 = time.time()
+    late = server.post({"texts": TEXTS[:2]})
+    assert late.status_code == 200 and len(late.json()["predictions"]) == 2
+    server.proc.wait(30)  # it exits on its own once no request has come for 1.5 s
+    assert time.time() - t0 >= 1.2
+    log = server.stop()
+    assert "draining: answering requests until none arrives for 1.5 s" in log
+    assert server.proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in log
+
+
 @pytest.fixture(scope="module")
 def ner_server(tmp_path_factory, tiny_model_dir):
     from test_token_classification import make_tagged, write_conll
