@@ -621,22 +621,16 @@ TRAIN_SIDES = {"bertlearn fit defaults": "bertlearn fit (defaults, fp32)",
 def train_point(loop: str, csv: Path, length: int, bs: int, epochs: int, workdir: Path) -> dict:
     """One loop on one passages file, in a fresh process: bench/train_throughput.py's own child, so every loop is
     run and timed exactly as in its table (one call of `epochs` epochs, clocked at every epoch's end)."""
-    cmd = [sys.executable, str(Path(__file__).with_name("train_throughput.py")), "--child", loop, "--data", str(csv),
-           "--bs", str(bs), "--maxlen", str(length), "--epochs", str(epochs), "--pairs", "0",
-           "--workdir", str(workdir)]
-    with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"{loop} at L={length}, bs={bs} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[7:])
+    from train_throughput import run_loop
+    result, error = run_loop(loop, ["--data", str(csv), "--bs", str(bs), "--maxlen", str(length), "--epochs",
+                                    str(epochs), "--pairs", "0", "--workdir", str(workdir)])
+    if result is None:
+        raise RuntimeError(f"{loop} at L={length}, bs={bs} failed ({error})")
+    return result
 
 
 def measure_train(args: argparse.Namespace) -> dict:
     import torch
-    from transformers import AutoTokenizer
-    from bertlearn.model import default_model_path
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # the same tokens per epoch at every L (n = tokens / L passages), so every point trains for a similar time
     counts = {L: max(args.bs_max, args.tokens // L) for L in args.lengths}
@@ -646,7 +640,7 @@ def measure_train(args: argparse.Namespace) -> dict:
     result = {**stamp(), "settings": settings, "points": []}
     table = speeches(args.speeches)
     texts = table["text"].astype(str).tolist()
-    tok = AutoTokenizer.from_pretrained(default_model_path()) if args.speeches is None else bench_tokenizer()
+    tok = bench_tokenizer()  # the packaged MiniLM's, which the loops train with
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="scaling-train-") as tmp:
         files = {}

@@ -323,27 +323,36 @@ def main() -> None:
     for loop in args.loops.split(","):
         if loop not in LOOPS:
             ap.error(f"--loops: {loop!r} is not one of {LOOPS}")
-        cmd = [sys.executable, __file__, "--child", loop, "--rows", str(args.rows), "--bs", str(args.bs), "--maxlen",
-               str(args.maxlen), "--epochs", str(args.epochs), "--pairs", str(args.pairs), "--lr", str(args.lr),
-               "--model", args.model, "--workdir", args.workdir] + (["--data", args.data] if args.data else [])
+        options = ["--rows", str(args.rows), "--bs", str(args.bs), "--maxlen", str(args.maxlen), "--epochs",
+                   str(args.epochs), "--pairs", str(args.pairs), "--lr", str(args.lr), "--model", args.model,
+                   "--workdir", args.workdir] + (["--data", args.data] if args.data else [])
         t0 = time.perf_counter()
-        # each loop gets a fresh compiler cache: compile=True pays the cold compilation a first run pays
-        with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
-            env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode or line is None:
+        result, error = run_loop(loop, options)
+        if result is None:
             # one broken loop must not cost the others' numbers (a GPU lease may allow a single run)
-            print(f"{loop} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
-            results[loop] = {"loop": loop, "skipped": f"failed (exit {proc.returncode}), see stderr"}
+            print(f"{loop} failed:\n{error}", file=sys.stderr)
+            results[loop] = {"loop": loop, "skipped": f"failed ({error.split(':')[0]}), see stderr"}
             continue
-        results[loop] = json.loads(line[7:])
+        results[loop] = result
         # each result as it comes, so a run stopped by a time limit still shows the loops that finished
-        print(f"{loop}: {time.perf_counter() - t0:.0f} s {line[7:]}", file=sys.stderr)
+        print(f"{loop}: {time.perf_counter() - t0:.0f} s {json.dumps(result)}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "machine": describe(), "results": results},
                                               indent=1))
     report(results, args)
+
+
+def run_loop(loop: str, options: list[str]) -> tuple[dict | None, str]:
+    """One loop in a fresh process (this script's child, given `options`): its result, or None and the end of its
+    stderr. Each child gets a fresh compiler cache, so compile=True pays the cold compilation a first run pays."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", loop, *options]
+    with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        return None, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
+    return json.loads(line[7:]), ""
 
 
 def report(results: dict, args: argparse.Namespace) -> None:

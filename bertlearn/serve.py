@@ -357,12 +357,12 @@ def _draining_server(config: Any, *, drain_s: float, graceful_s: float) -> Any:
 
     class DrainingServer(uvicorn.Server):
         drain_started: float | None = None
+        drain_signal: int | None = None
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if self.drain_started is None and not self.should_exit:
-                self.drain_started = time.monotonic()
+                self.drain_started, self.drain_signal = time.monotonic(), sig
                 self.config.app.state.serve["draining"] = True
-                self._captured_signals.append(sig)  # uvicorn re-raises it after the shutdown: the exit status
                 _log.info("draining: answering requests until none arrives for %.1f s", drain_s)
                 return
             super().handle_exit(sig, frame)
@@ -370,11 +370,14 @@ def _draining_server(config: Any, *, drain_s: float, graceful_s: float) -> Any:
         async def on_tick(self, counter: int) -> bool:
             if await super().on_tick(counter):
                 return True
-            if self.drain_started is not None:
+            if self.drain_started is not None and not self.should_exit:
                 now, state = time.monotonic(), self.config.app.state.serve
                 quiet = now - max(state["last_arrival"], self.drain_started)
                 if quiet >= drain_s or now - self.drain_started >= graceful_s:
-                    self.should_exit = True
+                    if quiet < drain_s:  # requests still coming: they meet a closed port from here on
+                        _log.warning("drain ended after %.0f s with requests still arriving", graceful_s)
+                    # uvicorn's own exit path now: it records the signal and re-raises it after the shutdown
+                    super().handle_exit(self.drain_signal, None)
             return self.should_exit
 
     return DrainingServer(config)
