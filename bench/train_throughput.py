@@ -310,6 +310,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="runs/train_throughput")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--data", default=None, help="train on this CSV (text, label; all rows) instead of SST-2's")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="stop after this many seconds: the loop then running is stopped, it and the loops after it "
+                         "are reported as not run, and the table and JSON still come out (a GPU lease's time limit)")
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be at least 2: the first epoch is the warm-up of the steady-state column")
@@ -319,15 +322,24 @@ def main() -> None:
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     model_folder(args.model, Path(args.workdir))  # once, before the loops read it
-    results = {}
-    for loop in args.loops.split(","):
+    results, start = {}, time.perf_counter()
+    loops = args.loops.split(",")
+    for loop in loops:
         if loop not in LOOPS:
             ap.error(f"--loops: {loop!r} is not one of {LOOPS}")
+    for loop in loops:
+        left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - start)
+        if left is not None and left <= 0:
+            results[loop] = {"loop": loop, "skipped": f"not started: --budget-s {args.budget_s:g} spent"}
+            continue
         options = ["--rows", str(args.rows), "--bs", str(args.bs), "--maxlen", str(args.maxlen), "--epochs",
                    str(args.epochs), "--pairs", str(args.pairs), "--lr", str(args.lr), "--model", args.model,
                    "--workdir", args.workdir] + (["--data", args.data] if args.data else [])
         t0 = time.perf_counter()
-        result, error = run_loop(loop, options)
+        result, error = run_loop(loop, options, timeout=left)
+        if result is None and error == "timeout":
+            results[loop] = {"loop": loop, "skipped": f"stopped at --budget-s {args.budget_s:g}"}
+            continue
         if result is None:
             # one broken loop must not cost the others' numbers (a GPU lease may allow a single run)
             print(f"{loop} failed:\n{error}", file=sys.stderr)
@@ -342,13 +354,17 @@ def main() -> None:
     report(results, args)
 
 
-def run_loop(loop: str, options: list[str]) -> tuple[dict | None, str]:
+def run_loop(loop: str, options: list[str], timeout: float | None = None) -> tuple[dict | None, str]:
     """One loop in a fresh process (this script's child, given `options`): its result, or None and the end of its
-    stderr. Each child gets a fresh compiler cache, so compile=True pays the cold compilation a first run pays."""
+    stderr ("timeout" when it ran past `timeout` seconds and was killed). Each child gets a fresh compiler cache, so
+    compile=True pays the cold compilation a first run pays."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", loop, *options]
     with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "timeout"
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         return None, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
