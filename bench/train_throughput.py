@@ -44,9 +44,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
+START = time.perf_counter()  # --budget-s counts from here: torch's import below is inside it
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import DATA_ROOT, bench_tokenizer, describe, model_folder  # noqa: E402
@@ -311,8 +313,9 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--data", default=None, help="train on this CSV (text, label; all rows) instead of SST-2's")
     ap.add_argument("--budget-s", type=float, default=None,
-                    help="stop after this many seconds: the loop then running is stopped, it and the loops after it "
-                         "are reported as not run, and the table and JSON still come out (a GPU lease's time limit)")
+                    help="seconds from this script's start (a GPU lease's time limit): a loop is started only with at "
+                         "least 30 s left and stopped at the budget; the rest are reported as not run and the table "
+                         "and JSON still come out")
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be at least 2: the first epoch is the warm-up of the steady-state column")
@@ -320,17 +323,24 @@ def main() -> None:
         print("RESULT " + json.dumps(child(args.child, args)))
         return
 
-    Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    model_folder(args.model, Path(args.workdir))  # once, before the loops read it
-    results, start = {}, time.perf_counter()
     loops = args.loops.split(",")
     for loop in loops:
         if loop not in LOOPS:
             ap.error(f"--loops: {loop!r} is not one of {LOOPS}")
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    model_folder(args.model, Path(args.workdir))  # once, before the loops read it (inside the budget)
+    machine, results = describe(), {}
+
+    def save() -> None:  # after every loop, so a run stopped from outside still leaves the loops that finished
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "machine": machine, "results": results},
+                                                  indent=1))
+
     for loop in loops:
-        left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - start)
-        if left is not None and left <= 0:
+        left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - START)
+        if left is not None and left < 30:  # no loop of this script finishes in less, even on a GPU
             results[loop] = {"loop": loop, "skipped": f"not started: --budget-s {args.budget_s:g} spent"}
+            save()
             continue
         options = ["--rows", str(args.rows), "--bs", str(args.bs), "--maxlen", str(args.maxlen), "--epochs",
                    str(args.epochs), "--pairs", str(args.pairs), "--lr", str(args.lr), "--model", args.model,
@@ -339,18 +349,18 @@ def main() -> None:
         result, error = run_loop(loop, options, timeout=left)
         if result is None and error == "timeout":
             results[loop] = {"loop": loop, "skipped": f"stopped at --budget-s {args.budget_s:g}"}
+            save()
             continue
         if result is None:
             # one broken loop must not cost the others' numbers (a GPU lease may allow a single run)
             print(f"{loop} failed:\n{error}", file=sys.stderr)
             results[loop] = {"loop": loop, "skipped": f"failed ({error.split(':')[0]}), see stderr"}
+            save()
             continue
         results[loop] = result
+        save()
         # each result as it comes, so a run stopped by a time limit still shows the loops that finished
         print(f"{loop}: {time.perf_counter() - t0:.0f} s {json.dumps(result)}", file=sys.stderr)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "machine": describe(), "results": results},
-                                              indent=1))
     report(results, args)
 
 

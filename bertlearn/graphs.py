@@ -1,7 +1,8 @@
 """CUDA graphs for the training step: one captured forward + backward pass per static sequence-length bucket.
 
-An eager BERT step on a fast GPU is host-bound: about 800 kernel launches a step, each queued by Python,
-take longer than the GPU needs to run them (docs/benchmarks.md has the numbers). A CUDA graph replays a
+An eager BERT step on a fast GPU is host-bound: about 1,500 kernel launches a bert-base training step, each
+queued by Python, take longer than the GPU needs to run them (docs/benchmarks.md has the numbers, measured on an
+H200 with the earlier bench method and marked stale until re-measured). A CUDA graph replays a
 whole captured pass with one launch. Graphs need static shapes, so each training batch is padded (on the
 GPU, with masked tokens, which leave a sequence classifier's logits unchanged) up to the next of a handful
 of bucket widths, and each bucket is captured once, the first time it is seen (a quarter to a third of a
@@ -32,9 +33,9 @@ __all__ = ["CudaGraphCallback", "InferenceGraphs", "inference_graphs", "capture_
 
 _log = logging.getLogger(__name__)
 
-# with cuda_graphs="auto", a fit of fewer steps stays eager. On an H200, capturing 4 buckets cost 1.0-1.3 s and a
-# bert-base step got ~25 ms shorter, so graphs paid back after ~50 steps; 300 leaves room for GPUs whose eager step
-# is less host-bound
+# with cuda_graphs="auto", a fit of fewer steps stays eager. On an H200 (commit 96d63c9, earlier bench method, stale
+# until re-measured), capturing 4 buckets cost at most 0.8 s and graphs paid back after ~32 steps of bs 64; 300
+# leaves room for GPUs whose eager step is less host-bound
 GRAPH_MIN_STEPS = 300
 _WIDTHS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 # make_graphed_callables warms up on a side stream of its own, and the captured autograd graph keeps the parameters'
@@ -76,7 +77,8 @@ def inference_graphs(model: torch.nn.Module, maxlen: int, amp_dtype: torch.dtype
                      cuda_graphs: bool | str) -> "InferenceGraphs | None":
     """`InferenceGraphs` for `model` where the `cuda_graphs` setting applies them, else None: never off CUDA or for
     a compiled model; under "auto" only in bf16 (float32 inference is bound by the GPU's arithmetic, where padding
-    to the bucket only adds work: on an H200, 0.99x with graphs in float32, 4.7x in bf16), capturing a shape on its
+    to the bucket only adds work: on an H200, 0.99x with graphs in float32, 4.7x in bf16; commit 96d63c9, earlier
+    bench method, stale until re-measured), capturing a shape on its
     second use; with True in any precision, at once.
 
     Args:
@@ -194,7 +196,8 @@ class CudaGraphCallback(Callback):
         amp = self.learn._amp_dtype() if hasattr(self.learn, "_amp_dtype") else None
         if self.enabled == "auto" and amp is None:
             # a float32 step is bound by the GPU's arithmetic, not by kernel launches: padding to the bucket would
-            # only add work (float32 prediction measured 0.85-0.99x with graphs on an H200; bf16 2.0-2.3x)
+            # only add work (float32 prediction measured 0.85-0.99x with graphs on an H200; bf16 up to 4.7x; stale,
+            # see docs/benchmarks.md)
             return False, "float32 steps are bound by arithmetic, not launches (is_fp16=True or cuda_graphs=True)"
         return True, f"buckets {', '.join(map(str, self.buckets or graph_buckets(self._maxlen())))}"
 

@@ -238,7 +238,7 @@ class BertClassificationPredictor(Predictor):
         device: where to run (None: CUDA when available).
         bs: batch size for `predict_batch`.
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
-            or AVX512-BF16: 2.7x float32 on a 2-core CPU; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
+            or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
             probabilities within about 1e-2 of float32), or "auto": what training
             used (`is_fp16=True` trains in bf16) where this device has bf16 hardware, else fp32.
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
