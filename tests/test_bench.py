@@ -1,0 +1,50 @@
+"""The bench scripts' time budgets: a lent GPU gives one short call, so the device scripts must return inside it
+with what finished, and say what they skipped (the measurements themselves are the benchmarks' business)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "bench").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_device_script_parses(script):
+    run = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("script", ["device_run.sh", "device_ner.sh"])
+def test_a_budget_that_is_not_whole_seconds_is_refused_before_anything_runs(script, tmp_path):
+    env = {**os.environ, "ALL_S": "5m", "OUT": str(tmp_path)}
+    run = subprocess.run(["bash", f"bench/{script}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "ALL_S=5m: pass whole seconds, e.g. ALL_S=330"
+    assert not (tmp_path / "env.txt").exists()  # refused before the install and the environment report
+
+
+def test_a_spent_budget_skips_every_step_and_says_so(tmp_path):
+    env = {**os.environ, "ALL_S": "0", "SKIP_INSTALL": "1", "PY": sys.executable, "OUT": str(tmp_path)}
+    run = subprocess.run(["bash", "bench/device_run.sh", "all"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    skipped = [line.split(":")[0] for line in run.stderr.splitlines() if "s left of ALL_S=0" in line]
+    assert skipped == ["tests", "cli", "predict", "train"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["env.txt"]  # no step wrote anything
+
+
+def test_train_bench_reports_loops_it_had_no_time_for(tmp_path):
+    out = tmp_path / "train.json"
+    run = subprocess.run([sys.executable, "bench/train_throughput.py", "--loops", "plain loop fp32,HF Trainer best",
+                          "--budget-s", "0", "--workdir", str(tmp_path), "--json", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())["results"]
+    assert {k: v["skipped"] for k, v in results.items()} == {
+        "plain loop fp32": "not started: --budget-s 0 spent", "HF Trainer best": "not started: --budget-s 0 spent"}
+    assert "no loop ran" in run.stdout
