@@ -3,13 +3,13 @@
 # environment, makes $OUT and writes the machine and versions to $OUT/env.txt. The caller exports BERTLEARN_DATA.
 PY="${PY:-python3}"
 [[ -n "${SKIP_INSTALL:-}" ]] || \
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
+  timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 OUT="${OUT:-runs/device}"
 mkdir -p "$OUT"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-  "$PY" -c "import importlib.metadata as md, torch, transformers, fastai, bertlearn
+  timeout 60 "$PY" -c "import importlib.metadata as md, torch, transformers, fastai, bertlearn
 try: tokie = md.version('tokie')
 except md.PackageNotFoundError: tokie = 'missing (bench/device_prepare.sh fetches it)'
 print('torch', torch.__version__, 'transformers', transformers.__version__, 'fastai', fastai.__version__,

@@ -6,11 +6,13 @@
 # (the cheap steps first; the training table is the longest and degrades loop by loop).
 # Time: ALL_S (default 330) bounds the whole call from its start, the wheel install included. Each step runs under
 # the smaller of its own limit and what is left of ALL_S (a step with under 15 s left is skipped and says so);
-# train_throughput.py stops starting loops 20 s before the step's end and still writes its table and JSON; every
-# bench writes its rows as it measures them. So a lease call with timeout_s = ALL_S + 30 returns within it with
-# whatever finished, and a 15-minute device budget keeps room for one more call of about 5 minutes: if the
-# training table came back incomplete, `ALL_S=300 bash bench/device_run.sh train` (the whole table from one run,
-# so its ratios compare sides measured together); else `ALL_S=300 bash bench/device_run.sh scaling`.
+# train_throughput.py starts a loop only with 30 s of its budget left (the step's limit less 20 s, so none starts
+# in the step's last 50 s) and still writes its table and JSON; every bench writes its rows as it measures them.
+# Every step prints the seconds it took, to calibrate these limits. So a lease call with timeout_s = ALL_S + 30
+# returns within it with whatever finished. A second call gets ALL_S = the budget_left_s that `status` reports
+# less 90 (machine start, idle time and transfers count too): if the training table came back incomplete,
+# `ALL_S=... bash bench/device_run.sh train` (the whole table from one run, so its ratios compare sides measured
+# together); else `ALL_S=... bash bench/device_run.sh scaling`.
 # Step limits (seconds): TESTS_S 40, CLI_S 50, PREDICT_S 70, TRAIN_S 300 (what is left in "all": about 150);
 # TOKENIZE_S 120, OVERHEAD_S 90; the scaling curves SCALING_PREDICT_S 110, SCALING_TRAIN_S 130, SCALING_CORES_S 50.
 # None of these has been timed on a GPU yet: they are estimates from the fifth and eleventh sessions' runs.
@@ -21,15 +23,27 @@ set -uo pipefail
 SECONDS=0
 ALL_S="${ALL_S:-330}"
 [[ "$ALL_S" =~ ^[0-9]+$ ]] || { echo "ALL_S=$ALL_S: pass whole seconds, e.g. ALL_S=330" >&2; exit 2; }
+ALL_S=$(( 10#$ALL_S ))  # 0330 is 330 seconds, not octal
+for v in TESTS_S CLI_S PREDICT_S TRAIN_S TOKENIZE_S OVERHEAD_S SCALING_PREDICT_S SCALING_TRAIN_S SCALING_CORES_S; do
+  [[ -z "${!v:-}" || "${!v}" =~ ^[0-9]+$ ]] || { echo "$v=${!v}: pass whole seconds" >&2; exit 2; }
+done
+steps="${1:-all}"  # one step, several joined by commas, or all
+[[ "$steps" == all ]] && steps="tests,cli,predict,train"
+for step in ${steps//,/ }; do
+  case "$step" in tests|cli|predict|train|tokenize|overhead|scaling) ;;
+    *) echo "step $step: not one of all, tests, cli, predict, train, tokenize, overhead, scaling" >&2; exit 2 ;;
+  esac
+done
 # TOKENIZERS_PARALLELISM stays unset, as users have it: the predictors tokenize a whole call in one parallel batch
 # (the fifth session's GPU prediction rows ran with it forced off, single-threaded); the train bench and the tests
 # set it themselves
 export BERTLEARN_DATA="$PWD/.devdata"
 source "$(dirname "$0")/device_env.sh"
 MODEL="${MODEL:-bert-base}"
-steps="${1:-all}"  # one step, several joined by commas, or all
-[[ "$steps" == all ]] && steps="tests,cli,predict,train"
-want() { [[ ",$steps," == *",$1,"* ]]; }
+want() { [[ ",$steps," == *",$1,"* ]] && t0=$SECONDS; }
+took() { echo "$1: took $(( SECONDS - t0 )) s of its $2 s"; }
+# enough NAME SECONDS NEEDED: fails with a message when a step's SECONDS are under what it needs to run at all
+enough() { (( $2 >= $3 )) || { echo "$1: skipped, $2 s left: it needs at least $3" >&2; return 1; }; }
 # limit NAME WANTED: prints the seconds step NAME may take (WANTED, or less when ALL_S is nearly spent); fails
 # with a message when under 15 s are left
 limit() {
@@ -41,6 +55,7 @@ limit() {
 if want tests && s=$(limit tests "${TESTS_S:-40}"); then
   timeout "$s" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
     2>&1 | tee "$OUT/tests.txt" | tail -15
+  took tests "$s"
 fi
 if want cli && s=$(limit cli "${CLI_S:-50}"); then
   # the main job on the GPU: `bertlearn train` on all of SST-2 (1,053 steps: cuda_graphs="auto" switches graphs on),
@@ -56,9 +71,14 @@ torch.manual_seed(0)
 BertForSequenceClassification(BertConfig()).bert.save_pretrained("/tmp/bert-base-random")
 AutoTokenizer.from_pretrained(".devdata/tokenizer").save_pretrained("/tmp/bert-base-random")
 PY
+    rc=$?
     cli_model=(--model /tmp/bert-base-random)
+  else
+    rc=0
   fi
-  if (( end - SECONDS < 5 )); then
+  if (( rc )); then
+    echo "cli: saving the random bert-base failed or ran out of time (exit $rc)"
+  elif (( end - SECONDS < 5 )); then
     echo "cli: no time left after saving the model"
   else
     timeout $(( end - SECONDS )) "$PY" -m bertlearn train --data .devdata/sst2 --train-file train.csv \
@@ -66,6 +86,7 @@ PY
       --out /tmp/cli_out > "$OUT/cli_train.txt" 2>&1
     echo "cli exit $?"; grep -v "Loading weights\|Writing model" "$OUT/cli_train.txt" | tail -6
   fi
+  took cli "$s"
 fi
 if want predict && s=$(limit predict "${PREDICT_S:-70}"); then
   # the pipeline swept to batch size 512 in float32 and bf16; the predictors at their defaults (bf16 replays graphs)
@@ -74,8 +95,9 @@ if want predict && s=$(limit predict "${PREDICT_S:-70}"); then
     --no-onnx --pipeline-bs 32,64,128,256,512 --bs "${PREDICT_BS:-64}" > "$OUT/predict_throughput.txt" \
     2> "$OUT/predict_throughput.err"
   echo "predict_throughput exit $?"; cat "$OUT/predict_throughput.txt"; tail -3 "$OUT/predict_throughput.err"
+  took predict "$s"
 fi
-if want train && s=$(limit train "${TRAIN_S:-300}"); then
+if want train && s=$(limit train "${TRAIN_S:-300}") && enough train "$s" 50; then
   # issue 8's speed point: random bert-base, SST-2, bs 64, maxlen 128, 3 epochs of 100 steps: the 300 steps at which
   # cuda_graphs="auto" graphs a bf16 fit, so the default rows are what a user gets. Every side at its defaults,
   # then at its best, then the plain bf16 loop (own process) and the forced graphs. The fit rows' interleaved
@@ -87,12 +109,14 @@ if want train && s=$(limit train "${TRAIN_S:-300}"); then
     --loops "${LOOPS:-bertlearn fit defaults,bertlearn fit is_fp16,HF Trainer defaults,HF Trainer best,plain loop bf16,fast-bert defaults,fast-bert half precision,bertlearn fit is_fp16 graphs forced}" \
     > "$OUT/train_throughput.txt" 2> "$OUT/train_throughput.err"
   echo "train_throughput exit $?"; cat "$OUT/train_throughput.txt"; tail -5 "$OUT/train_throughput.err"
+  took train "$s"
 fi
 if want tokenize && s=$(limit tokenize "${TOKENIZE_S:-120}"); then
   # issue 8's tokenization target (>= 20x fast-bert building the Sentiment140 100k data) with this machine's cores
   timeout "$s" "$PY" bench/tokenize_throughput.py > "$OUT/tokenize_throughput.txt" \
     2> "$OUT/tokenize_throughput.err"
   echo "tokenize_throughput exit $?"; cat "$OUT/tokenize_throughput.txt"; tail -3 "$OUT/tokenize_throughput.err"
+  took tokenize "$s"
 fi
 if want overhead && s=$(limit overhead "${OVERHEAD_S:-90}"); then
   # fastai's host time per step on this machine's CPU, next to the GPU (a bert-base-shaped model at width 8), and
@@ -100,6 +124,7 @@ if want overhead && s=$(limit overhead "${OVERHEAD_S:-90}"); then
   # the share of that step the GPU itself takes
   timeout "$s" "$PY" bench/loop_overhead.py > "$OUT/loop_overhead.txt" 2> "$OUT/loop_overhead.err"
   echo "loop_overhead exit $?"; cat "$OUT/loop_overhead.txt"; tail -3 "$OUT/loop_overhead.err"
+  took overhead "$s"
 fi
 if want scaling; then
   # the curves on the GPU (random bert-base: the packaged MiniLM does not travel) and tokenization on 16 cores;

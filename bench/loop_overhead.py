@@ -5,7 +5,7 @@ kernels cost next to nothing, so what is left is the host time of the loop aroun
 
 The model has bert-base's structure (12 layers, 199 parameter tensors, 14 splitter groups = 28 optimizer groups)
 at width 8, so its forward, backward and optimizer step are mostly launches and Python. On a GPU the real
-bert-base step is host-bound in the same way (issue 8: ~800 kernel launches a step), so milliseconds removed here
+bert-base step is host-bound in the same way (about 1,500 kernel launches a step on an H200, fifth session), so milliseconds removed here
 are milliseconds removed from the GPU step (for the graphed step, the loop and the eager optimizer are what is
 left on the host). Both loops run in this process, interleaved epoch by epoch; the overhead is the median over
 pairs of (fit epoch - plain epoch) / steps. `--code PATH` imports bertlearn from another checkout (a git worktree

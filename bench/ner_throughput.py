@@ -37,8 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+START = time.perf_counter()  # --budget-s counts from here: torch's import below is inside it
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import DATA_ROOT, describe  # noqa: E402
@@ -187,16 +189,17 @@ def train_child(loop: str, args: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------- prediction
 
-def timed(fn, texts: list[str], repeats: int = 3) -> dict:
-    """One untimed warm-up call on 64 texts, then the median of `repeats` calls on all: texts/s [slowest-fastest]."""
+def timed(fn, texts: list[str], repeats: int = 3) -> tuple[dict, object]:
+    """One untimed warm-up call on 64 texts, then the median of `repeats` calls on all: texts/s [slowest-fastest],
+    and the last call's output (so agreement checks need no extra, untimed full call that would warm one side)."""
     fn(texts[:64])
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn(texts)
+        out = fn(texts)
         sync_all()
         rates.append(len(texts) / (time.perf_counter() - t0))
-    return {"rate": float(np.median(rates)), "lo": min(rates), "hi": max(rates)}
+    return {"rate": float(np.median(rates)), "lo": min(rates), "hi": max(rates)}, out
 
 
 def sync_all() -> None:
@@ -214,11 +217,16 @@ def forward_only(model, encoder, texts: list[str], bs: int, amp_dtype, device):
                                      [[w["tokens"][0] for w in ws] for ws in words])
     batches = [(b[0].to(device), b[1].to(device)) for b in TaggedDataLoader(ds, bs=bs, device=device)]
 
-    def run(_texts):
+    def run(some: list[str]) -> None:
+        # the warm-up's 64 texts run batches covering 64 rows, as the other sides' warm-ups do
+        rows = 0
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                                     enabled=amp_dtype is not None):
             for ids, mask in batches:
+                if rows >= len(some):
+                    break
                 model(input_ids=ids, attention_mask=mask).logits.float()
+                rows += len(ids)
     return run
 
 
@@ -237,59 +245,63 @@ def predict_child(args: argparse.Namespace) -> dict:
     test = read_conll(WNUT / "test.conll")
     texts = [" ".join(w) for w in test.words[:args.texts]]
     precisions = ["fp32"] + (["bf16"] if native_bf16(device) else [])
-    rows, agree = [], {}
+    result = {"rows": [], "texts": len(texts), "agree_with_fp32": {}, "same_as_pipeline": None}
+    rows = result["rows"]
+    partial = Path(args.json + ".predict-partial") if args.json else None
+    key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
+
+    def add(row: dict) -> None:  # each row as it is measured: a run stopped by its budget keeps them
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+        if partial:
+            partial.write_text(json.dumps(result))
+
     reference = None
     for precision in precisions:
         pred = BertNERPredictor(path, device, precision=precision)
-        got = pred.predict_batch(texts)
-        reference = reference or got
-        key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
-        agree[precision] = sum(key(a) == key(b) for a, b in zip(got, reference))
-        rows.append({"side": f"BertNERPredictor, precision={precision!r}", "precision": precision,
-                     **timed(pred.predict_batch, texts)})
-        print(rows[-1], file=sys.stderr, flush=True)
-        amp = torch.bfloat16 if precision == "bf16" else None
-        for bs in args.ceiling_bs:
-            rows.append({"side": f"model forward alone, {precision}, sorted batches of {bs}", "precision": precision,
-                         "ceiling": True, **timed(forward_only(pred.model, pred.encoder, texts, bs, amp, device), texts)})
-            print(rows[-1], file=sys.stderr, flush=True)
+        r, got = timed(pred.predict_batch, texts)
+        reference = reference or got  # fp32 runs first
+        result["agree_with_fp32"][precision] = sum(key(a) == key(b) for a, b in zip(got, reference))
+        add({"side": f"BertNERPredictor, precision={precision!r}", "precision": precision, **r})
+        kinds = [("bf16 autocast" if precision == "bf16" else "fp32", pred.model,
+                  torch.bfloat16 if precision == "bf16" else None)]
         if precision == "bf16":  # bf16 weights, as the pipeline loads them (no autocast, LayerNorm in bf16 too)
             import copy
-            half = copy.deepcopy(pred.model).to(torch.bfloat16)
+            kinds.append(("bfloat16 weights", copy.deepcopy(pred.model).to(torch.bfloat16), None))
+        for kind, model, amp in kinds:
             for bs in args.ceiling_bs:
-                rows.append({"side": f"model forward alone, bfloat16 weights, sorted batches of {bs}",
-                             "precision": precision, "ceiling": True,
-                             **timed(forward_only(half, pred.encoder, texts, bs, None, device), texts)})
-                print(rows[-1], file=sys.stderr, flush=True)
-            del half
-        del pred
-    same_as_pipeline = None
+                r, _ = timed(forward_only(model, pred.encoder, texts, bs, amp, device), texts)
+                add({"side": f"model forward alone, {kind}, sorted batches of {bs}", "precision": precision,
+                     "ceiling": kind, **r})
+        del pred, kinds
     for precision in precisions:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         pipe = pipeline("token-classification", model=str(path), aggregation_strategy="first", device=device,
                         dtype=dtype)
-        if precision == "fp32":
-            key = lambda ents: [(e["entity_group"], e["start"], e["end"]) for e in ents]  # noqa: E731
-            same_as_pipeline = sum(key(a) == key(b) for a, b in zip(reference, pipe(texts, batch_size=32)))
         best = 0.0
         for bs in args.pipeline_bs:
-            r = timed(lambda t, bs=bs: pipe(t, batch_size=bs), texts)
-            rows.append({"side": f"pipeline, {'bfloat16' if precision == 'bf16' else 'float32'} weights, "
-                                 f"batch_size={bs}", "precision": precision, "pipeline": True, **r})
-            print(rows[-1], file=sys.stderr, flush=True)
+            r, got = timed(lambda t, bs=bs: pipe(t, batch_size=bs), texts)
+            if precision == "fp32" and result["same_as_pipeline"] is None:
+                result["same_as_pipeline"] = sum(key(a) == key(b) for a, b in zip(reference, got))
+            add({"side": f"pipeline, {'bfloat16' if precision == 'bf16' else 'float32'} weights, batch_size={bs}",
+                 "precision": precision, "pipeline": True, **r})
             if r["rate"] < best:
                 break  # its throughput has stopped rising
             best = r["rate"]
-    return {"rows": rows, "texts": len(texts), "agree_with_fp32": agree, "same_as_pipeline": same_as_pipeline}
+    return result
 
 
 # ---------------------------------------------------------------- parent
 
-def run_child(kind: str, options: list[str]) -> tuple[dict | None, str]:
+def run_child(kind: str, options: list[str], timeout: float | None = None) -> tuple[dict | None, str]:
+    """One part in a fresh process: its result, or None and the end of its stderr ("timeout" when killed)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, *options]
     with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TORCHINDUCTOR_CACHE_DIR": cache}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, "timeout"
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         return None, f"exit {proc.returncode}: {proc.stderr[-3000:]}"
@@ -328,6 +340,8 @@ def report_predict(pred: dict) -> None:
     m, rows = pred["texts"], pred["rows"]
     best = {p: max((r["rate"] for r in rows if r.get("pipeline") and r["precision"] == p), default=None)
             for p in ("fp32", "bf16")}
+    if pred.get("incomplete"):
+        print(f"\nPREDICTION INCOMPLETE: {pred['incomplete']}")
     print(f"\nPrediction: {m} WNUT-17 test sentences as raw text, entities with character offsets (aggregation "
           "'first'); every side one warm-up call on 64 texts, then the median of 3 calls [slowest-fastest]. "
           f"bertlearn's float32 entities equal the float32 pipeline's for {pred['same_as_pipeline']} of {m} texts; "
@@ -339,11 +353,12 @@ def report_predict(pred: dict) -> None:
     for p in ("fp32", "bf16"):
         ours = next((r["rate"] for r in rows if r["side"].startswith("BertNERPredictor") and r["precision"] == p),
                     None)
-        ceiling = max((r["rate"] for r in rows if r.get("ceiling") and r["precision"] == p), default=None)
-        if ours and best[p] and ceiling:
-            print(f"{p}: the predictor is {ours / best[p]:.2f}x the best pipeline at the same precision; the model's "
-                  f"forward alone, at its best batch size, is {ceiling / best[p]:.2f}x it (the ceiling at this "
-                  "precision)")
+        if ours and best[p]:
+            print(f"{p}: the predictor is {ours / best[p]:.2f}x the best pipeline at the same precision")
+        for kind in dict.fromkeys(r["ceiling"] for r in rows if r.get("ceiling") and r["precision"] == p):
+            ceiling = max(r["rate"] for r in rows if r.get("ceiling") == kind and r["precision"] == p)
+            if best[p]:
+                print(f"  the model's forward alone ({kind}), at its best batch size: {ceiling / best[p]:.2f}x it")
 
 
 def main() -> None:
@@ -364,6 +379,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
     ap.add_argument("--workdir", default="runs/ner_throughput")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="seconds from this script's start (a GPU lease's limit): a part starts only with 30 s left "
+                         "and is stopped at the budget; the tables still come out with what finished")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.epochs < 2:
@@ -384,20 +402,35 @@ def main() -> None:
             Path(args.json).write_text(json.dumps({"args": vars(args), "machine": machine, "train": results,
                                                    "predict": pred}, indent=1))
 
+    def left() -> float | None:
+        return None if args.budget_s is None else args.budget_s - (time.perf_counter() - START)
+
     for loop in loops:
         t0 = time.perf_counter()
-        result, error = run_child(loop, options)
-        if result is None:  # one broken loop must not cost the others' numbers
+        if left() is not None and left() < 30:
+            results[loop] = {"loop": loop, "skipped": f"not started: under 30 s of --budget-s {args.budget_s:g} left"}
+            save()
+            continue
+        result, error = run_child(loop, options, timeout=left())
+        if error == "timeout":
+            result = {"loop": loop, "skipped": f"stopped at --budget-s {args.budget_s:g}"}
+        elif result is None:  # one broken loop must not cost the others' numbers
             print(f"{loop} failed:\n{error}", file=sys.stderr)
             result = {"loop": loop, "skipped": f"failed ({error.split(':')[0]}), see stderr"}
         results[loop] = result
         save()
         print(f"{loop}: {time.perf_counter() - t0:.0f} s {json.dumps(result)}", file=sys.stderr, flush=True)
-    if not args.no_predict:
-        pred, error = run_child("predict", options)
+    if not args.no_predict and (left() is None or left() >= 30):
+        pred, error = run_child("predict", options, timeout=left())
+        partial = Path(args.json + ".predict-partial") if args.json else None
+        if pred is None and partial is not None and partial.is_file():
+            pred = json.loads(partial.read_text())  # the rows measured before the stop
+            pred["incomplete"] = f"stopped ({error.split(':')[0]}); the rows measured before it"
         if pred is None:
             print(f"prediction failed:\n{error}", file=sys.stderr)
         save()
+    elif not args.no_predict:
+        print(f"prediction not started: under 30 s of --budget-s {args.budget_s:g} left")
     ratios = report_train(results, args)
     if pred:
         report_predict(pred)

@@ -136,9 +136,12 @@ AUTOSAVE: tuple[Path, str] | None = None  # set by main: where each point is sav
 
 
 def checkpoint(result: dict) -> None:
-    """Save the JSON so far (marked incomplete), so a run stopped by a time limit keeps the points it measured."""
+    """Save the points so far to scaling_<name>.partial.json (the finished JSON beside it is left alone until the
+    run ends), so a run stopped by a time limit keeps what it measured."""
     if AUTOSAVE is not None:
-        save(*AUTOSAVE, {**result, "complete": False})
+        out, name = AUTOSAVE
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"scaling_{name}.partial.json").write_text(json.dumps({**result, "complete": False}, indent=1))
 
 
 def figure(panels: int, title: str, result: dict):
@@ -675,6 +678,7 @@ def measure_train(args: argparse.Namespace) -> dict:
                         print(f"FAILED train {panel} {loop} L={L} bs={bs}: {e}", flush=True)
                         result.setdefault("failed", []).append({"panel": panel, "loop": loop, "length": L, "bs": bs,
                                                                 "error": str(e)[-500:]})
+                        checkpoint(result)
                         continue
                     if "skipped" in r:
                         print(f"{loop}: skipped ({r['skipped']})")
@@ -807,13 +811,17 @@ def main() -> None:
     args = parse()
     measure, report, plot = SUBCOMMANDS[args.command]
     data = args.out / f"scaling_{args.command}.json"
+    partial = args.out / f"scaling_{args.command}.partial.json"
     if args.replot:
+        # a run stopped by its time limit left only the partial file (its points so far)
+        data = data if data.is_file() or not partial.is_file() else partial
         result = json.loads(data.read_text())
     else:
         global AUTOSAVE
         AUTOSAVE = (args.out, args.command)
         result = measure(args)
         save(args.out, args.command, {**result, "complete": True})
+        partial.unlink(missing_ok=True)
         print(f"wrote {data}")
     report(result)
     if result.get("complete") is False:

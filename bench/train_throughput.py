@@ -328,7 +328,8 @@ def main() -> None:
         if loop not in LOOPS:
             ap.error(f"--loops: {loop!r} is not one of {LOOPS}")
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    model_folder(args.model, Path(args.workdir))  # once, before the loops read it (inside the budget)
+    if args.budget_s is None or args.budget_s - (time.perf_counter() - START) >= 30:
+        model_folder(args.model, Path(args.workdir))  # once, before the loops read it (inside the budget)
     machine, results = describe(), {}
 
     def save() -> None:  # after every loop, so a run stopped from outside still leaves the loops that finished
@@ -339,7 +340,7 @@ def main() -> None:
     for loop in loops:
         left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - START)
         if left is not None and left < 30:  # no loop of this script finishes in less, even on a GPU
-            results[loop] = {"loop": loop, "skipped": f"not started: --budget-s {args.budget_s:g} spent"}
+            results[loop] = {"loop": loop, "skipped": f"not started: under 30 s of --budget-s {args.budget_s:g} left"}
             save()
             continue
         options = ["--rows", str(args.rows), "--bs", str(args.bs), "--maxlen", str(args.maxlen), "--epochs",
@@ -384,7 +385,7 @@ def run_loop(loop: str, options: list[str], timeout: float | None = None) -> tup
 def report(results: dict, args: argparse.Namespace) -> None:
     ran = {k: v for k, v in results.items() if "skipped" not in v}
     if not ran:
-        print("no loop ran")
+        print("no loop ran: " + "; ".join(f"{k}: {v['skipped']}" for k, v in results.items()))
         return
     first = next(iter(ran.values()))
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

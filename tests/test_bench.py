@@ -28,6 +28,16 @@ def test_a_budget_that_is_not_whole_seconds_is_refused_before_anything_runs(scri
     assert not (tmp_path / "env.txt").exists()  # refused before the install and the environment report
 
 
+def test_an_unknown_step_is_refused_before_anything_runs(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    run = subprocess.run(["bash", "bench/device_run.sh", "predict,preditc"], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("step preditc: not one of all, tests, cli, predict, train, tokenize, overhead, "
+                                  "scaling")
+    assert not (tmp_path / "env.txt").exists()
+
+
 def test_a_spent_budget_skips_every_step_and_says_so(tmp_path):
     env = {**os.environ, "ALL_S": "0", "SKIP_INSTALL": "1", "PY": sys.executable, "OUT": str(tmp_path)}
     run = subprocess.run(["bash", "bench/device_run.sh", "all"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -45,6 +55,6 @@ def test_train_bench_reports_loops_it_had_no_time_for(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     results = json.loads(out.read_text())["results"]
-    assert {k: v["skipped"] for k, v in results.items()} == {
-        "plain loop fp32": "not started: --budget-s 0 spent", "HF Trainer best": "not started: --budget-s 0 spent"}
-    assert "no loop ran" in run.stdout
+    why = "not started: under 30 s of --budget-s 0 left"
+    assert {k: v["skipped"] for k, v in results.items()} == {"plain loop fp32": why, "HF Trainer best": why}
+    assert run.stdout.strip() == f"no loop ran: plain loop fp32: {why}; HF Trainer best: {why}"
