@@ -10,7 +10,14 @@ import torch
 
 from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["resolve_device", "native_bf16", "amp_dtype_for", "PRECISIONS"]
+__all__ = ["resolve_device", "native_bf16", "amp_dtype_for", "batch_overhead_for", "PRECISIONS",
+           "CPU_BATCH_OVERHEAD"]
+
+# A prediction batch's fixed cost on a CPU, in tokens of model work: what cutting a call's longest-first rows into
+# more, narrower batches must save in padding to pay (bertlearn.data.padding_aware_cuts). On the 2-core AMD EPYC
+# of docs/benchmarks.md a MiniLM batch costs 3-5 ms beyond its tokens, 30-110 tokens' worth; 128 left a one-call
+# sorted run unchanged and made calls of 32-64 tweets 1.2-1.6x faster
+CPU_BATCH_OVERHEAD = 128
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -67,3 +74,15 @@ def amp_dtype_for(precision: str, device: torch.device | str) -> torch.dtype | N
     if precision == "fp32":
         return None
     return torch.bfloat16 if precision == "bf16" or native_bf16(device) else None
+
+
+def batch_overhead_for(device: torch.device | str | None) -> int | None:
+    """The fixed cost of a prediction batch on `device`, in tokens (`CPU_BATCH_OVERHEAD` on a CPU), or None where
+    every `bs` rows stay one batch: on CUDA a batch's kernel launches cost far more, and the prediction graphs
+    replay fixed batch shapes (cutting batches there is not measured). A loader's device None is the CPU.
+
+    Args:
+        device: where the batches run.
+    """
+    kind = torch.device(device).type if device is not None else "cpu"
+    return CPU_BATCH_OVERHEAD if kind == "cpu" else None

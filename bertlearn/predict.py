@@ -152,7 +152,7 @@ class Predictor:
             device: where batches go (default: the CPU).
         """
         ds = self.encoder.dataset(as_texts(texts, "texts", pairs=self.encoder.pairs))
-        return BertDataLoader(ds, bs=self.bs, device=device)
+        return BertDataLoader(ds, bs=self.bs, device=device, batch_overhead="auto")
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order; subclasses implement it.

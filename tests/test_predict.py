@@ -203,3 +203,63 @@ class TestFastBertArguments:
         (path / "config.json").write_text(json.dumps(config))
         assert BertClassificationPredictor(path, multi_label=True).encoder.multi_label
         assert not BertClassificationPredictor(path).encoder.multi_label
+
+
+class TestPaddingAwareBatches:
+    """On a CPU a prediction call's longest-first rows are cut where padding costs more than a new batch."""
+
+    @staticmethod
+    def brute_force(lengths, bs, overhead):
+        # every partition of the sorted rows into runs of at most bs: the cheapest cost, computed independently
+        best = None
+        n = len(lengths)
+        for mask in range(2 ** max(n - 1, 0)):
+            cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+            runs = list(zip(cuts[:-1], cuts[1:]))
+            if any(b - a > bs for a, b in runs):
+                continue
+            cost = sum(overhead + (b - a) * lengths[a] for a, b in runs)
+            best = cost if best is None else min(best, cost)
+        return best
+
+    def test_cuts_are_the_cheapest_partition(self):
+        import numpy as np
+
+        from bertlearn.data import padding_aware_cuts
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            lengths = np.sort(rng.integers(2, 80, size=rng.integers(1, 11)))[::-1]
+            bs, overhead = int(rng.integers(1, 6)), int(rng.integers(0, 200))
+            cuts = padding_aware_cuts(lengths, bs, overhead)
+            assert cuts[0] == 0 and cuts[-1] == len(lengths) and all(np.diff(cuts) >= 1)
+            assert all(np.diff(cuts) <= bs)
+            cost = sum(overhead + (b - a) * lengths[a] for a, b in zip(cuts[:-1], cuts[1:]))
+            assert cost == self.brute_force(lengths, bs, overhead)
+
+    def test_hand_example_and_equal_lengths(self):
+        import numpy as np
+
+        from bertlearn.data import padding_aware_cuts
+        # 60 60 | 20 18 | 10 9 8 5 costs 3 x 10 + 120 + 40 + 40 = 230; one batch of 8 would cost 10 + 480
+        assert padding_aware_cuts(np.array([60, 58, 20, 18, 10, 9, 8, 5]), 64, 10).tolist() == [0, 2, 4, 8]
+        # a large sorted call of equal lengths keeps the usual batches of bs, full ones first
+        assert padding_aware_cuts(np.full(200, 20), 64, 128).tolist() == [0, 64, 128, 192, 200]
+        assert padding_aware_cuts(np.zeros(0, np.int64), 64, 128).tolist() == [0]
+
+    def test_cpu_predictions_are_cut_and_unchanged(self, trained_learner, tmp_path):
+        import numpy as np
+
+        from bertlearn.device import CPU_BATCH_OVERHEAD, batch_overhead_for
+        assert batch_overhead_for("cpu") == batch_overhead_for(None) == CPU_BATCH_OVERHEAD == 128
+        assert batch_overhead_for("cuda") is None  # unmeasured on GPUs: every bs rows, as before
+        path = trained_learner.save_model(tmp_path / "m")
+        predictor = BertClassificationPredictor(path, device="cpu", bs=64)
+        texts = [" ".join(["word"] * n) for n in (50, 48, 3, 2, 2, 1)] * 3
+        dl = predictor.loader(texts)
+        widths = [int(b[0].shape[1]) for b in dl]
+        assert len(widths) == len(dl) > 1 and widths == sorted(widths, reverse=True)  # narrower batches
+        assert sum(len(b[0]) for b in dl) == len(texts)
+        cut = predictor.predict_logits(texts)
+        predictor.loader = lambda t, device=None: type(dl)(dl.dataset.encoder.dataset(t), bs=64)  # every 64 rows
+        assert len(predictor.loader(texts)) == 1
+        np.testing.assert_allclose(cut.numpy(), predictor.predict_logits(texts).numpy(), atol=1e-5)

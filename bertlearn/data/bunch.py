@@ -336,7 +336,8 @@ class BertDataBunch(DataLoaders):
             ds = self.encoder.dataset(texts, targets)
             return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
         ds = self.encoder.dataset(as_texts(test_items, "texts", pairs=self.encoder.pairs))
-        return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device)
+        return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device,
+                              batch_overhead="auto")
 
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
         """Show decoded texts and labels of a training batch.

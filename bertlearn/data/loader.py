@@ -19,6 +19,7 @@ from fastai.data.transforms import CategoryMap
 from fastai.torch_core import to_device
 from fastcore.foundation import L
 
+from ..device import batch_overhead_for
 from ..errors import DataError
 from .store import RaggedRows
 
@@ -26,10 +27,41 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
 __all__ = ["EncodedDataset", "BertDataLoader", "TextInputs", "display_frame", "batch_to_frame", "decode_targets",
-           "PAD_MULTIPLE", "MEGA_BATCH"]
+           "PAD_MULTIPLE", "MEGA_BATCH", "padding_aware_cuts"]
 
 PAD_MULTIPLE = 8  # GPU tensor cores and SDPA kernels like sequence lengths that are multiples of 8
 MEGA_BATCH = 50  # batches per length-sorted mega-batch, as in fastai's SortedDL
+
+
+def padding_aware_cuts(lengths: np.ndarray, bs: int, overhead: int) -> np.ndarray:
+    """Where to cut longest-first rows into batches of at most `bs` so that padded tokens plus `overhead` tokens
+    per batch are fewest: the batch widths follow the lengths instead of every `bs` rows taking the longest one's.
+
+    A batch of rows i..j-1 costs `overhead + (j - i) * lengths[i]` (rows sorted longest first, so row i sets the
+    width); the cheapest partition is found exactly (dynamic programming, O(rows x bs)). Where neighbouring rows
+    have equal lengths, as in a large sorted call, this gives the usual batches of `bs`.
+
+    Args:
+        lengths: the rows' token counts, longest first.
+        bs: the most rows a batch may hold.
+        overhead: a batch's fixed cost in tokens (launches, Python): the larger, the fewer and fuller the batches.
+
+    Returns:
+        The start index of every batch, then len(lengths).
+    """
+    n = len(lengths)
+    width = np.asarray(lengths, dtype=np.float64)
+    cost = np.zeros(n + 1)
+    back = np.zeros(n + 1, dtype=np.int64)
+    for j in range(1, n + 1):
+        starts = np.arange(max(0, j - bs), j)
+        total = cost[starts] + overhead + (j - starts) * width[starts]
+        k = len(total) - 1 - int(np.argmin(total[::-1]))  # of equal costs the last start: full batches come first
+        cost[j], back[j] = total[k], starts[k]
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(int(back[cuts[-1]]))
+    return np.array(cuts[::-1], dtype=np.int64)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -109,13 +141,19 @@ class BertDataLoader(DataLoader):
         shuffle: length-grouped random order (training) instead of longest-first order.
         drop_last: drop the last incomplete batch.
         device: where batches go; CUDA batches are pinned and copied without blocking the host.
+        keep_order: batches in row order (no sorting).
+        rank, world_size: this loader's share of a distributed run (see `shard`).
+        batch_overhead: longest-first batches only: cut them by `padding_aware_cuts` with this fixed cost per batch
+            in tokens; "auto": `bertlearn.device.batch_overhead_for` the loader's device when it batches (prediction
+            on a CPU: cut; on CUDA: every `bs` rows); None: every `bs` rows.
     """
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
                  device: torch.device | None = None, *, keep_order: bool = False, rank: int = 0, world_size: int = 1,
-                 **kwargs):
+                 batch_overhead: int | str | None = None, **kwargs):
         kwargs.pop("num_workers", None)  # batching is a numpy slice: worker processes would only add IPC
         self.keep_order, self.rank, self.world_size = keep_order, int(rank), int(world_size)
+        self.batch_overhead = batch_overhead
         super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, num_workers=0,
                          **kwargs)
 
@@ -151,10 +189,22 @@ class BertDataLoader(DataLoader):
                 out.append(np.array_split(rows, self.world_size)[self.rank])
             return out
         order = np.asarray(self.get_idxs(), dtype=np.int64)
+        overhead = self._overhead()
+        if overhead is not None:
+            cuts = padding_aware_cuts(self.dataset.lengths[order], self.bs, overhead)
+            return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
         stop = len(order) - (len(order) % self.bs if self.drop_last and self.world_size == 1 else 0)
         return [order[i:i + self.bs] for i in range(0, stop, self.bs)]
 
+    def _overhead(self) -> int | None:
+        # only a single process's longest-first pass is cut: training, kept order and shards batch every bs rows
+        if self.batch_overhead is None or self.shuffle or self.keep_order or self.drop_last or self.world_size > 1:
+            return None
+        return batch_overhead_for(self.device) if self.batch_overhead == "auto" else int(self.batch_overhead)
+
     def __len__(self) -> int:
+        if self._overhead() is not None:
+            return len(self._batches())
         if self.world_size > 1:
             if self.shuffle:
                 step = self.bs * self.world_size

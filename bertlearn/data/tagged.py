@@ -552,7 +552,7 @@ class BertNERDataBunch(BertDataBunch):
             raise TypeError(f"BertNERDataBunch.test_dl() got unexpected arguments {sorted(kwargs)}; it takes the "
                             "sentences (lists of words) and bs")
         return TaggedDataLoader(self.encoder.dataset([list(s) for s in test_items]), bs=bs or self.valid.bs,
-                                device=self.device)
+                                device=self.device, batch_overhead="auto")
 
 
 def _subset(sents: TaggedSentences, idx: np.ndarray) -> TaggedSentences:

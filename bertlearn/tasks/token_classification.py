@@ -308,7 +308,7 @@ class NERTagger:
     def _first_piece_probs(self, ds: TaggedDataset) -> list[np.ndarray]:
         # per sentence, the probabilities at each word's first piece; a batch's other positions are dropped as soon
         # as it is read, so memory holds words, not tokens
-        dl = TaggedDataLoader(ds, bs=self.bs, device=getattr(self, "device", None))
+        dl = TaggedDataLoader(ds, bs=self.bs, device=getattr(self, "device", None), batch_overhead="auto")
         out = [np.zeros((len(w), len(self.labels)), np.float32) for w in ds.words]
         for rows, logits in self.tag_logits(dl):
             for line, r in enumerate(rows):
