@@ -16,7 +16,7 @@ __all__ = ["resolve_device", "native_bf16", "amp_dtype_for", "batch_overhead_for
 # A prediction batch's fixed cost on a CPU, in tokens of model work: what cutting a call's longest-first rows into
 # more, narrower batches must save in padding to pay (bertlearn.data.padding_aware_cuts). On the 2-core AMD EPYC
 # of docs/benchmarks.md a MiniLM batch costs 3-5 ms beyond its tokens, 30-110 tokens' worth; 128 left a one-call
-# sorted run unchanged and made calls of 32-64 tweets 1.2-1.6x faster
+# sorted run unchanged and made calls of 32-64 tweets 1.2-1.7x faster (bench/batch_cuts.py)
 CPU_BATCH_OVERHEAD = 128
 
 

@@ -132,7 +132,8 @@ class Predictor:
     Args:
         encoder: the `TextEncoder` that tokenizes like training did.
         thresholds: multi-label decision thresholds (None: 0.5).
-        bs: batch size.
+        bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
         settings: everything `bertlearn.json` held (columns used in training, versions...).
     """
 
@@ -236,7 +237,8 @@ class BertClassificationPredictor(Predictor):
             tokenizer is always the fast one), named once when they ask for something.
         do_lower_case: fast-bert's; the saved tokenizer's casing is used, with a warning if this disagrees.
         device: where to run (None: CUDA when available).
-        bs: batch size for `predict_batch`.
+        bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
             or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
             probabilities within about 1e-2 of float32), or "auto": what training
@@ -351,6 +353,8 @@ class OnnxPredictor(Predictor):
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
         dl = self.loader(texts)
+        if self.session.get_providers()[0] != "CPUExecutionProvider":
+            dl.batch_overhead = None  # the padding-aware cuts are a CPU measurement: a GPU provider gets every bs rows
         names = input_names(dl.dataset.type_ids is not None)
         if names != self._names:
             raise ModelError(f"the ONNX graph takes {self._names} but the tokenizer gives {names}; export again")

@@ -287,7 +287,8 @@ class NERTagger:
 
     Args:
         encoder: the `TagEncoder` the model was trained with.
-        bs: batch size.
+        bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
     """
 
     def __init__(self, encoder: TagEncoder, *, bs: int = 64):
@@ -695,7 +696,8 @@ class BertNERPredictor(NERTagger):
     Args:
         model_path: the folder.
         device: where to run (None: CUDA when available).
-        bs: batch size.
+        bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
         precision: "fp32", "bf16" or "auto" (what training used, where this device has bf16 hardware).
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`).
     """
@@ -731,7 +733,8 @@ class OnnxNERPredictor(NERTagger):
     Args:
         path: the folder (or its `.onnx` file).
         providers: ONNX Runtime execution providers (default: CUDA when available, else CPU).
-        bs: batch size.
+        bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
     """
 
     def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, bs: int = 64):
@@ -755,6 +758,8 @@ class OnnxNERPredictor(NERTagger):
         self.settings = settings
 
     def tag_logits(self, dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if self.session.get_providers()[0] != "CPUExecutionProvider":
+            dl.batch_overhead = None  # the padding-aware cuts are a CPU measurement: a GPU provider gets every bs rows
         for b in dl:
             feed = {"input_ids": b[0].numpy(), "attention_mask": b[1].numpy()}
             yield dl.current_rows, self.session.run(["logits"], feed)[0].astype(np.float32)
