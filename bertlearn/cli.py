@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, type=Path, help="CSV with the text column(s)")
     p.add_argument("--output", required=True, type=Path, help="CSV to write")
     p.add_argument("--text-col", nargs="+", default=None, help="text column(s) (default: the model's own, else text)")
-    p.add_argument("--bs", type=int, default=64)
+    p.add_argument("--bs", type=int, default=64,
+                   help="the most texts a batch holds (on a CPU, longest-first batches are cut by padding)")
     p.add_argument("--chunk-size", type=int, default=10_000, help="rows read, predicted and written at a time")
     p.add_argument("--sep", default=None)
     p.add_argument("--device", default=None)

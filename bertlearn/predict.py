@@ -133,9 +133,14 @@ class Predictor:
         encoder: the `TextEncoder` that tokenizes like training did.
         thresholds: multi-label decision thresholds (None: 0.5).
         bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
-            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
+            the predictor to keep every `bs` texts together).
         settings: everything `bertlearn.json` held (columns used in training, versions...).
     """
+
+    # on a CPU a call's longest-first texts are cut into narrower batches where padding would cost more than a batch
+    # ("auto": bertlearn.device.batch_overhead_for); None keeps every bs texts in one batch
+    batch_overhead: int | str | None = "auto"
 
     def __init__(self, encoder: TextEncoder, thresholds: Any = None, *, bs: int = 64, settings: dict | None = None):
         self.encoder, self.thresholds, self.bs = encoder, thresholds, bs
@@ -153,7 +158,7 @@ class Predictor:
             device: where batches go (default: the CPU).
         """
         ds = self.encoder.dataset(as_texts(texts, "texts", pairs=self.encoder.pairs))
-        return BertDataLoader(ds, bs=self.bs, device=device, batch_overhead="auto")
+        return BertDataLoader(ds, bs=self.bs, device=device, batch_overhead=self.batch_overhead)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order; subclasses implement it.
@@ -238,7 +243,8 @@ class BertClassificationPredictor(Predictor):
         do_lower_case: fast-bert's; the saved tokenizer's casing is used, with a warning if this disagrees.
         device: where to run (None: CUDA when available).
         bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
-            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
+            the predictor to keep every `bs` texts together).
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
             or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
             probabilities within about 1e-2 of float32), or "auto": what training
@@ -310,7 +316,7 @@ class OnnxPredictor(Predictor):
     Args:
         path: the folder (or its `.onnx` file).
         providers: ONNX Runtime execution providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU).
-        bs: batch size.
+        bs: batch size (the most texts a batch holds: on a CPU, prediction cuts longest-first batches by padding).
         intra_op_num_threads: CPU threads per operator (default: ONNX Runtime's choice, the physical cores).
     """
 
@@ -375,7 +381,7 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
     Args:
         path: the folder, or its `.onnx` file.
         device: where a PyTorch model runs (None: CUDA when available).
-        bs: batch size.
+        bs: batch size (the most texts a batch holds: on a CPU, prediction cuts longest-first batches by padding).
         precision, compile, cuda_graphs: PyTorch predictor options (see `BertClassificationPredictor`).
     """
     path = Path(path)

@@ -240,7 +240,7 @@ class TestPaddingAwareBatches:
         import numpy as np
 
         from bertlearn.data import padding_aware_cuts
-        # 60 60 | 20 18 | 10 9 8 5 costs 3 x 10 + 120 + 40 + 40 = 230; one batch of 8 would cost 10 + 480
+        # 60 58 | 20 18 | 10 9 8 5 costs 3 x 10 + 120 + 40 + 40 = 230; one batch of 8 would cost 10 + 480
         assert padding_aware_cuts(np.array([60, 58, 20, 18, 10, 9, 8, 5]), 64, 10).tolist() == [0, 2, 4, 8]
         # a large sorted call of equal lengths keeps the usual batches of bs, full ones first
         assert padding_aware_cuts(np.full(200, 20), 64, 128).tolist() == [0, 64, 128, 192, 200]
@@ -263,3 +263,18 @@ class TestPaddingAwareBatches:
         predictor.loader = lambda t, device=None: type(dl)(dl.dataset.encoder.dataset(t), bs=64)  # every 64 rows
         assert len(predictor.loader(texts)) == 1
         np.testing.assert_allclose(cut.numpy(), predictor.predict_logits(texts).numpy(), atol=1e-5)
+
+    def test_loader_cuts_only_longest_first_cpu_passes_and_keeps_the_setting(self, trained_learner):
+        import torch
+
+        from bertlearn import DataError
+        dl = trained_learner.dls.test_dl([" ".join(["word"] * n) for n in (50, 48, 3, 2, 2, 1)], bs=64)
+        assert dl.batch_overhead == "auto" and len(dl) == 2  # 52 50 | 5 4 4 3 tokens on the CPU
+        assert len(dl.new(bs=64)) == 2  # fastai's copies keep the setting
+        assert len(dl.new(batch_overhead=None)) == 1
+        dl.device = torch.device("cuda")  # only the length is asked: no GPU needed
+        assert len(dl) == 1  # CUDA keeps every bs rows (unmeasured there)
+        shuffled = dl.new(shuffle=True, device=None)
+        assert len(shuffled) == 1  # training order is never cut
+        with pytest.raises(DataError, match=r"batch_overhead='none': pass a whole number of tokens >= 0, 'auto'"):
+            type(dl)(dl.dataset, bs=64, batch_overhead="none")

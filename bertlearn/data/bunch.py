@@ -263,7 +263,7 @@ class BertDataBunch(DataLoaders):
             loaders[0].rng = random.Random(seed)  # the training order then repeats run to run
         if test_data is not None:
             loaders.append(BertDataLoader(encoder.dataset(as_texts(test_data, "test_data", pairs=encoder.pairs)),
-                                          bs=val_bs))
+                                          bs=val_bs, batch_overhead="auto"))
         dls = cls(*loaders, path=path, device=resolve_device(device))
         # saved beside the model, so `bertlearn predict/eval` find the same columns in new files
         dls.columns = columns
@@ -325,7 +325,8 @@ class BertDataBunch(DataLoaders):
 
         Args:
             test_items: the texts; with `with_labels`, `(text, target)` items as a loader's `items` gives them.
-            bs: batch size (default: the validation batch size).
+            bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
+                batches are cut by padding).
             with_labels: items carry encoded targets; the loader then keeps the items' order in one batch
                 when they fit (fastai's `Interpretation` matches its rows to its losses by position).
         """

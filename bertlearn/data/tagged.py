@@ -521,7 +521,7 @@ class BertNERDataBunch(BertDataBunch):
             loaders[0].rng = random.Random(seed)
         if test is not None:
             words = test.words if isinstance(test, TaggedSentences) else [list(s) for s in test]
-            loaders.append(TaggedDataLoader(encoder.dataset(words), bs=val_bs))
+            loaders.append(TaggedDataLoader(encoder.dataset(words), bs=val_bs, batch_overhead="auto"))
         dls = cls(*loaders, path=path, device=resolve_device(device))
         dls.columns, dls.weight, dls.pos_weight = None, None, None
         return dls
@@ -545,7 +545,8 @@ class BertNERDataBunch(BertDataBunch):
 
         Args:
             test_items: one list of words per sentence.
-            bs: batch size (default: the validation batch size).
+            bs: the most sentences a batch holds (default: the validation batch size; on a CPU, longest-first
+                batches are cut by padding).
             **kwargs: fastai's loader options, which a tagged loader does not take: named in a TypeError.
         """
         if kwargs:

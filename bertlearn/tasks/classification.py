@@ -208,7 +208,8 @@ class BertLearner(TaskLearner):
 
         Args:
             texts: texts, or (text_a, text_b) pairs for a pair model; None: the databunch's `test_data`.
-            bs: batch size (default: the validation batch size).
+            bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
+                batches are cut by padding).
         """
         if self.fresh_head:
             warnings.warn("predicting with a classification head that has not been trained yet; call fit() first",
@@ -235,7 +236,8 @@ class BertLearner(TaskLearner):
         Args:
             texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`.
             verbose: fast-bert's progress flag; prediction prints nothing here, so it has no effect.
-            bs: batch size (default: the validation batch size).
+            bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
+                batches are cut by padding).
         """
         enc = self.dls.encoder
         return rank_predictions(self.predict_logits(texts, bs), enc.labels, multi_label=enc.multi_label,
@@ -255,7 +257,7 @@ class BertLearner(TaskLearner):
 
         Args:
             texts: texts or pairs; None: the databunch's `test_data`.
-            bs: batch size.
+            bs: the most texts a batch holds (on a CPU, longest-first batches are cut by padding).
         """
         return decide(self.predict_logits(texts, bs), self.dls.encoder, self.thresholds)
 

@@ -288,8 +288,13 @@ class NERTagger:
     Args:
         encoder: the `TagEncoder` the model was trained with.
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
-            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
+            the predictor to keep every `bs` sentences together).
     """
+
+    # on a CPU a call's longest-first sentences are cut into narrower batches where padding would cost more than a
+    # batch ("auto": bertlearn.device.batch_overhead_for); None keeps every bs sentences in one batch
+    batch_overhead: int | str | None = "auto"
 
     def __init__(self, encoder: TagEncoder, *, bs: int = 64):
         self.encoder, self.bs = encoder, int(bs)
@@ -309,7 +314,7 @@ class NERTagger:
     def _first_piece_probs(self, ds: TaggedDataset) -> list[np.ndarray]:
         # per sentence, the probabilities at each word's first piece; a batch's other positions are dropped as soon
         # as it is read, so memory holds words, not tokens
-        dl = TaggedDataLoader(ds, bs=self.bs, device=getattr(self, "device", None), batch_overhead="auto")
+        dl = TaggedDataLoader(ds, bs=self.bs, device=getattr(self, "device", None), batch_overhead=self.batch_overhead)
         out = [np.zeros((len(w), len(self.labels)), np.float32) for w in ds.words]
         for rows, logits in self.tag_logits(dl):
             for line, r in enumerate(rows):
@@ -697,7 +702,8 @@ class BertNERPredictor(NERTagger):
         model_path: the folder.
         device: where to run (None: CUDA when available).
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
-            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
+            the predictor to keep every `bs` sentences together).
         precision: "fp32", "bf16" or "auto" (what training used, where this device has bf16 hardware).
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`).
     """
@@ -734,7 +740,8 @@ class OnnxNERPredictor(NERTagger):
         path: the folder (or its `.onnx` file).
         providers: ONNX Runtime execution providers (default: CUDA when available, else CPU).
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
-            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`).
+            padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
+            the predictor to keep every `bs` sentences together).
     """
 
     def __init__(self, path: str | Path, *, providers: Sequence[str] | None = None, bs: int = 64):
