@@ -1,6 +1,22 @@
 # Sourced by the scripts run ON the GPU machine (bench/device_run.sh, bench/device_ner.sh): installs the wheels
 # carried in .whl (SKIP_INSTALL=1 for a dry run where everything is installed, e.g. PY=.venv/bin/python), sets the
-# environment, makes $OUT and writes the machine and versions to $OUT/env.txt. The caller exports BERTLEARN_DATA.
+# environment, makes $OUT and writes the machine and versions to $OUT/env.txt. The caller exports BERTLEARN_DATA,
+# sets SECONDS=0 at its start and names its step limits in STEP_LIMITS.
+# The call's time budget: ALL_S (default 330) whole seconds from the caller's start, checked with the step limits
+# before the install; `limit NAME WANTED` prints the seconds step NAME may take (WANTED, or less when ALL_S is nearly
+# spent) and fails with a message when under 15 s are left.
+ALL_S="${ALL_S:-330}"
+[[ "$ALL_S" =~ ^[0-9]+$ ]] || { echo "ALL_S=$ALL_S: pass whole seconds, e.g. ALL_S=330" >&2; exit 2; }
+ALL_S=$(( 10#$ALL_S ))  # 0330 is 330 seconds, not octal
+for v in ${STEP_LIMITS:-}; do
+  [[ -z "${!v:-}" || "${!v}" =~ ^[0-9]+$ ]] || { echo "$v=${!v}: pass whole seconds" >&2; exit 2; }
+done
+limit() {
+  local left=$(( ALL_S - SECONDS )) s="$2"
+  (( left < s )) && s=$left
+  if (( s < 15 )); then echo "$1: skipped, ${left} s left of ALL_S=$ALL_S" >&2; return 1; fi
+  echo "$s"
+}
 PY="${PY:-python3}"
 [[ -n "${SKIP_INSTALL:-}" ]] || \
   timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1

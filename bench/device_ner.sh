@@ -9,20 +9,9 @@
 # timeout_s = ALL_S + 30. The limits are estimates, not yet timed on a GPU; every step prints the seconds it took.
 set -uo pipefail
 SECONDS=0
-ALL_S="${ALL_S:-330}"
-[[ "$ALL_S" =~ ^[0-9]+$ ]] || { echo "ALL_S=$ALL_S: pass whole seconds, e.g. ALL_S=330" >&2; exit 2; }
-ALL_S=$(( 10#$ALL_S ))
-for v in TESTS_S SPEED_S WNUT_S; do
-  [[ -z "${!v:-}" || "${!v}" =~ ^[0-9]+$ ]] || { echo "$v=${!v}: pass whole seconds" >&2; exit 2; }
-done
+STEP_LIMITS="TESTS_S SPEED_S WNUT_S"
 export BERTLEARN_DATA="$PWD/.nerdata"
-source "$(dirname "$0")/device_env.sh"
-limit() {
-  local left=$(( ALL_S - SECONDS )) s="$2"
-  (( left < s )) && s=$left
-  if (( s < 15 )); then echo "$1: skipped, ${left} s left of ALL_S=$ALL_S" >&2; return 1; fi
-  echo "$s"
-}
+source "$(dirname "$0")/device_env.sh"  # checks ALL_S and the step limits, defines limit()
 # MiniLM back to float32 (what every step trains and predicts with); nothing runs without it
 timeout 60 "$PY" - <<'PY' || { echo "casting .nerdata/minilm16 to float32 failed or ran out of time" >&2; exit 1; }
 import torch

@@ -21,12 +21,7 @@
 # SKIP_INSTALL=1 PY=.venv/bin/python OUT=runs/device-dry MODEL=minilm ROWS=256 EPOCHS=2 PREDICT_N=200).
 set -uo pipefail
 SECONDS=0
-ALL_S="${ALL_S:-330}"
-[[ "$ALL_S" =~ ^[0-9]+$ ]] || { echo "ALL_S=$ALL_S: pass whole seconds, e.g. ALL_S=330" >&2; exit 2; }
-ALL_S=$(( 10#$ALL_S ))  # 0330 is 330 seconds, not octal
-for v in TESTS_S CLI_S PREDICT_S TRAIN_S TOKENIZE_S OVERHEAD_S SCALING_PREDICT_S SCALING_TRAIN_S SCALING_CORES_S; do
-  [[ -z "${!v:-}" || "${!v}" =~ ^[0-9]+$ ]] || { echo "$v=${!v}: pass whole seconds" >&2; exit 2; }
-done
+STEP_LIMITS="TESTS_S CLI_S PREDICT_S TRAIN_S TOKENIZE_S OVERHEAD_S SCALING_PREDICT_S SCALING_TRAIN_S SCALING_CORES_S"
 steps="${1:-all}"  # one step, several joined by commas, or all
 [[ "$steps" == all ]] && steps="tests,cli,predict,train"
 for step in ${steps//,/ }; do
@@ -38,20 +33,12 @@ done
 # (the fifth session's GPU prediction rows ran with it forced off, single-threaded); the train bench and the tests
 # set it themselves
 export BERTLEARN_DATA="$PWD/.devdata"
-source "$(dirname "$0")/device_env.sh"
+source "$(dirname "$0")/device_env.sh"  # checks ALL_S and the step limits, defines limit()
 MODEL="${MODEL:-bert-base}"
 want() { [[ ",$steps," == *",$1,"* ]] && t0=$SECONDS; }
 took() { echo "$1: took $(( SECONDS - t0 )) s of its $2 s"; }
 # enough NAME SECONDS NEEDED: fails with a message when a step's SECONDS are under what it needs to run at all
 enough() { (( $2 >= $3 )) || { echo "$1: skipped, $2 s left: it needs at least $3" >&2; return 1; }; }
-# limit NAME WANTED: prints the seconds step NAME may take (WANTED, or less when ALL_S is nearly spent); fails
-# with a message when under 15 s are left
-limit() {
-  local left=$(( ALL_S - SECONDS )) s="$2"
-  (( left < s )) && s=$left
-  if (( s < 15 )); then echo "$1: skipped, ${left} s left of ALL_S=$ALL_S" >&2; return 1; fi
-  echo "$s"
-}
 if want tests && s=$(limit tests "${TESTS_S:-40}"); then
   timeout "$s" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py tests/test_data.py \
     2>&1 | tee "$OUT/tests.txt" | tail -15

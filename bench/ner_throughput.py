@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import DATA_ROOT, describe  # noqa: E402
-from train_throughput import EpochClock, clock_result, peak_mb, sync  # noqa: E402
+from train_throughput import EpochClock, PlainLoop, clock_result, peak_mb, sync  # noqa: E402
 
 WNUT = DATA_ROOT / "wnut17"
 LOOPS = ["bertlearn fit defaults", "HF Trainer defaults", "bertlearn fit is_fp16", "HF Trainer best", "plain loop fp32",
@@ -70,32 +70,6 @@ def fresh_model(db, model: str | None, attn: str | None = None):
     return AutoModelForTokenClassification.from_pretrained(resolve_pretrained(model), num_labels=len(labels),
                                                            id2label=dict(enumerate(labels)),
                                                            label2id={l: i for i, l in enumerate(labels)}, **extra)
-
-
-class PlainLoop:
-    """forward, token cross-entropy (-100 ignored), backward, clip, fused AdamW, one-cycle LR."""
-
-    def __init__(self, model, device, lr: float, bf16: bool, total_steps: int):
-        self.model, self.device, self.bf16 = model, device, bf16
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr, total_steps=max(total_steps, 8),
-                                                         pct_start=0.25)
-
-    def epoch(self, batches) -> torch.Tensor:
-        self.model.train()
-        loss = torch.zeros((), device=self.device)
-        for ids, mask, y in batches:
-            ids, mask, y = (t.to(self.device, non_blocking=True) for t in (ids, mask, y))
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.opt.step()
-            if self.sched.last_epoch + 1 < self.sched.total_steps:  # the pairs run past the planned steps
-                self.sched.step()
-            self.opt.zero_grad(set_to_none=True)
-        return loss.detach()
 
 
 def hf_trainer(model, ds, tok, device, args: argparse.Namespace, *, best: bool, clock: EpochClock) -> None:

@@ -127,9 +127,9 @@ def stamp() -> dict:
             "commit": commit}
 
 
-def save(out: Path, name: str, result: dict) -> None:
+def save(out: Path, name: str, result: dict, suffix: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"scaling_{name}.json").write_text(json.dumps(result, indent=1))
+    (out / f"scaling_{name}{suffix}.json").write_text(json.dumps(result, indent=1))
 
 
 AUTOSAVE: tuple[Path, str] | None = None  # set by main: where each point is saved as it is measured
@@ -139,9 +139,7 @@ def checkpoint(result: dict) -> None:
     """Save the points so far to scaling_<name>.partial.json (the finished JSON beside it is left alone until the
     run ends), so a run stopped by a time limit keeps what it measured."""
     if AUTOSAVE is not None:
-        out, name = AUTOSAVE
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"scaling_{name}.partial.json").write_text(json.dumps({**result, "complete": False}, indent=1))
+        save(*AUTOSAVE, {**result, "complete": False}, suffix=".partial")
 
 
 def figure(panels: int, title: str, result: dict):

@@ -90,7 +90,9 @@ class EpochClock:
 
 
 class PlainLoop:
-    """forward, loss, backward, clip, AdamW step, one-cycle LR: the hand-written reference."""
+    """forward, loss, backward, clip, AdamW step, one-cycle LR: the hand-written reference. The loss is cross-entropy
+    over the flattened logits, so the same loop trains a sequence classifier (one target a row) and a token
+    classifier (one a token, -100 ignored: bench/ner_throughput.py)."""
 
     def __init__(self, model, device, lr: float, bf16: bool, total_steps: int):
         self.model, self.device, self.bf16 = model, device, bf16
@@ -105,7 +107,7 @@ class PlainLoop:
             ids, mask, y = (t.to(self.device, non_blocking=True) for t in (ids, mask, y))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), y)
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, -2), y.flatten(), ignore_index=-100)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
