@@ -5,6 +5,10 @@ the offline predictor on the same texts.
     python bench/serve_throughput.py [--model runs/demo/model_out] [--requests 20] [--clients 1,8,32,64]
         [--servers "bertlearn serve,litserve,naive pipeline server"] [--client httpx|wrk] [--seconds 10]
 
+A server name may carry its batching wait after a colon: "bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
+serve" takes `--max-wait-ms`, default auto, the server's default), "litserve:5" (LitServe's `batch_timeout` of
+5 ms; plain "litserve": 0). Ratios compare the first server listed with every other.
+
 Each client sends one text per request (SST-2 validation sentences), one request after another: a Python thread
 with httpx (`--requests` each), or a wrk connection (`--client wrk`, `--seconds` per level; wrk is C, so the load
 generator takes far less of the CPU it shares with the server). Every server runs in
@@ -12,8 +16,8 @@ its own process(es), one inference worker, on this machine (so the clients share
 load test on one box does); each level gets an untimed round of one request per client first. LitServe (the
 `litserve` package, installed with `bertlearn[bench]`) is the alternative stack issue 22 asked to measure: a
 `LitAPI` around the same `load_predictor` and `predictions_for` as `bertlearn serve`, batching up to 64 requests
-with no extra wait (`batch_timeout=0`, as `--max-wait-ms 0`), its HTTP server in a separate process from its
-inference worker (LitServe's design). Prints texts/s and p50/p99 latency per level, the offline `predict_batch`
+(`batch_timeout` 0 unless the name says otherwise), its HTTP server in a separate process from its inference worker
+(LitServe's design). Prints texts/s and p50/p99 latency per level, the offline `predict_batch`
 texts/s, and the machine.
 """
 
@@ -86,7 +90,8 @@ LITSERVE = textwrap.dedent('''
             return {"predictions": output}
 
     if __name__ == "__main__":
-        server = ls.LitServer(Api(max_batch_size=64, batch_timeout=0.0), accelerator="cpu", workers_per_device=1)
+        server = ls.LitServer(Api(max_batch_size=64, batch_timeout=float(sys.argv[3]) / 1000), accelerator="cpu",
+                              workers_per_device=1)
         server.run(host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", generate_client_file=False)
 ''')
 
@@ -190,7 +195,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None, help="a saved classifier folder (default: train one)")
     ap.add_argument("--requests", type=int, default=20, help="requests per client per level")
     ap.add_argument("--clients", default="1,8,32,64")
-    ap.add_argument("--max-wait-ms", default="0", help="bertlearn serve's --max-wait-ms")
+    ap.add_argument("--max-wait-ms", default="auto", help="bertlearn serve's --max-wait-ms (a name's :ms wins)")
     ap.add_argument("--servers", default="bertlearn serve,litserve,naive pipeline server")
     ap.add_argument("--client", default="httpx", choices=["httpx", "wrk"],
                     help="the load generator: Python threads with httpx, or wrk (C; apt-get install wrk)")
@@ -222,13 +227,21 @@ def main() -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(code)
         scripts[name] = f.name
-    commands = {"bertlearn serve": [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", "cpu",
-                                    "--log-level", "warning", "--max-wait-ms", args.max_wait_ms, "--port"],
-                "litserve": [sys.executable, scripts["litserve"], str(model)],
-                "naive pipeline server": [sys.executable, scripts["naive"], str(model)]}
-    for name in args.servers.split(","):
+    def command(name: str, port: int) -> list[str]:
+        base, _, wait = name.partition(":")
+        if base == "bertlearn serve":
+            return [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", "cpu", "--log-level",
+                    "warning", "--max-wait-ms", wait or args.max_wait_ms, "--port", str(port)]
+        if base == "litserve":
+            return [sys.executable, scripts["litserve"], str(model), str(port), wait or "0"]
+        if base == "naive pipeline server":
+            return [sys.executable, scripts["naive"], str(model), str(port)]
+        sys.exit(f"--servers: unknown server {name!r}; use bertlearn serve[:ms], litserve[:ms], naive pipeline server")
+
+    names = args.servers.split(",")
+    for name in names:
         port = free_port()
-        proc = start(commands[name] + [str(port)], port)
+        proc = start(command(name, port), port)
         try:
             url = f"http://127.0.0.1:{port}/predict"
             rows[name] = {c: load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
@@ -238,19 +251,21 @@ def main() -> None:
             proc.wait(60)
     how = f"wrk, {args.seconds:g} s per level" if args.client == "wrk" else f"httpx threads, {args.requests} requests per client"
     print(f"\nclients: {how}; one-text requests, SST-2 validation sentences, model {model}, "
-          f"bertlearn serve --max-wait-ms {args.max_wait_ms}\n")
-    others = [n for n in rows if n != "bertlearn serve"]
+          f"bertlearn serve --max-wait-ms {args.max_wait_ms} (unless its name says)\n")
+    ours_name = names[0]
+    others = [n for n in rows if n != ours_name]
     print("| clients | " + " | ".join(f"{n}: texts/s, p50 / p99 ms" for n in rows) + " | "
-          + " | ".join(f"bertlearn / {n}" for n in others) + " |")
+          + " | ".join(f"{ours_name} / {n}" for n in others) + " |")
     print("|---|" + "---|" * (len(rows) + len(others)))
     for c in levels:
-        ours = rows["bertlearn serve"][c]
+        ours = rows[ours_name][c]
         cells = " | ".join(f"{r[c][0]:,.1f}, {r[c][1]:,.0f} / {r[c][2]:,.0f}" for r in rows.values())
         ratios = " | ".join(f"{ours[0] / rows[n][c][0]:.2f}x" for n in others)
         print(f"| {c} | {cells} | {ratios} |")
-    best = max(r[0] for r in rows["bertlearn serve"].values())
-    print(f"\noffline predict_batch on all {len(texts)} texts: {offline_rate:,.1f} texts/s; bertlearn serve's best "
-          f"level: {best:,.1f} texts/s ({best / offline_rate:.2f}x offline)")
+    print(f"\noffline predict_batch on all {len(texts)} texts: {offline_rate:,.1f} texts/s")
+    for name in (n for n in rows if n.startswith("bertlearn serve")):
+        best = max(r[0] for r in rows[name].values())
+        print(f"{name}'s best level: {best:,.1f} texts/s ({best / offline_rate:.2f}x offline)")
     print(f"machine: {describe()}")
 
 

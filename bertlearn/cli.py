@@ -172,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--max-batch-size", type=int, default=64, help="texts predicted together at most")
-    s.add_argument("--max-wait-ms", type=float, default=0.0, help="extra wait for more requests before a batch runs "
-                   "(default 0: a batch takes every request that queued while the last one ran)")
+    s.add_argument("--max-wait-ms", type=_max_wait_ms, default="auto",
+                   help="how long a batch waits for more requests: auto (the default: under load, a few ms for as "
+                   "many texts as the last batch held; a lone client waits for nobody), or a fixed number of ms "
+                   "(0: a batch takes what queued while the last one ran)")
     s.add_argument("--onnx", action="store_true", help="serve MODEL/onnx (the ONNX export beside a PyTorch model)")
     s.add_argument("--device", default=None)
     s.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -195,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--plot", type=Path, default=None, help="save a 2-D projection of the vectors as PNG")
     w.add_argument("--device", default=None)
     return parser
+
+
+def _max_wait_ms(value: str) -> float | str:
+    from .errors import BertLearnError
+    from .serve import check_max_wait_ms
+    try:
+        return check_max_wait_ms(value)
+    except BertLearnError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _one_or_list(cols: Sequence[str]) -> Any:

@@ -3,7 +3,8 @@
 FastAPI on uvicorn (`pip install 'bertlearn[serve]'`). The model is opened with `load_predictor` (PyTorch or ONNX,
 classifier or token classifier) and warmed up before `/health` says ready. Requests that arrive together are
 predicted as one batch: a single worker takes the first waiting request, gathers others until `max_batch_size`
-texts (every request that queued while the last batch ran joins; `max_wait_ms` can add a wait for more), and runs
+texts (every request that queued while the last batch ran joins; under load the batch waits briefly for as many as
+the last one held, `max_wait_ms="auto"`, or a fixed time, a number), and runs
 the predictor in a worker thread, so the event loop keeps accepting. A failure
 inside a batch fails that batch's requests only. Bodies, texts per request and characters per text are bounded; bad
 requests get a 4xx with a JSON message naming the field. uvicorn handles SIGTERM: it stops accepting, answers every
@@ -31,7 +32,7 @@ try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, 
 except ImportError:  # create_app says what to install
     Request = None  # type: ignore[assignment,misc]
 
-__all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for"]
+__all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for", "check_max_wait_ms"]
 
 _log = logging.getLogger("bertlearn.serve")
 
@@ -51,6 +52,26 @@ class ServeLimits:
     max_chars: int = 20_000
 
 
+def check_max_wait_ms(value: float | str) -> float | str:
+    """`max_wait_ms` as the server takes it: "auto" or a number of milliseconds >= 0; anything else raises
+    `ModelError` naming the value.
+
+    Args:
+        value: what the caller passed (the CLI passes a string).
+    """
+    if value == "auto":
+        return value
+    try:
+        ms = float(value)
+    except (TypeError, ValueError):
+        ms = float("nan")
+    if not ms >= 0 or ms == float("inf"):
+        raise ModelError(f"max_wait_ms={value!r}: expected \"auto\" or a number of milliseconds >= 0 (0: a batch "
+                          "takes what is queued and goes; auto: it waits, briefly, for as many texts as the last "
+                          "batch held)")
+    return ms
+
+
 class RequestError(BertLearnError):
     """A request the server refuses: its HTTP status, the field it names and why."""
 
@@ -62,22 +83,39 @@ class RequestError(BertLearnError):
 class Batcher:
     """Gathers the items of concurrent requests into batches for one predict function run off the event loop.
 
+    With `max_wait_ms="auto"` a batch that starts right after the last one (the server is busy) waits until it
+    holds as many items as the server held when the last one ended (its items and those queued behind it), for
+    at most `AUTO_WAIT_SHARE` of the last one's run time and `AUTO_WAIT_MAX_MS`. Why: clients answered together
+    send their next requests together, but those arrive over a few milliseconds after their answers go out; a
+    batch that takes only what is queued at that moment takes the others' requests and leaves its own clients'
+    to the next, so under steady load two half-size batches alternate, each costing more per text (padding and a
+    fixed cost per pass). A lone client (one item in the server) and a server that was idle wait for nobody.
+
     Args:
         predict: takes a list of items, returns one result per item, in order.
         max_batch_size: items per batch (a larger request is predicted alone).
-        max_wait_ms: how long the first request of a batch waits for others beyond those already queued (0: take
-            what is queued and go).
+        max_wait_ms: "auto" (above), or how long the first request of every batch waits for others beyond those
+            already queued (0: take what is queued and go).
         max_queue: requests waiting at most; beyond, `submit` raises `RequestError` (503).
     """
 
-    def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64, max_wait_ms: float = 0.0,
-                 max_queue: int = 4096):
-        self.predict, self.max_batch_size, self.max_wait = predict, int(max_batch_size), float(max_wait_ms) / 1000
+    AUTO_WAIT_SHARE = 0.25
+    AUTO_WAIT_MAX_MS = 20.0
+
+    def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64,
+                 max_wait_ms: float | str = "auto", max_queue: int = 4096):
+        self.predict, self.max_batch_size = predict, int(max_batch_size)
+        self.auto = check_max_wait_ms(max_wait_ms) == "auto"
+        self.max_wait = 0.0 if self.auto else float(max_wait_ms) / 1000
         self.max_queue = int(max_queue)
         self.queue: asyncio.Queue | None = None
         self._held: tuple | None = None  # a request that did not fit the last batch: the next one starts with it
+        # texts queued now; the last batch's texts plus those waiting when it ended, its run time and when it ended
+        # (what "auto" waits by)
+        self._queued, self._last_items, self._last_run, self._last_end = 0, 0, 0.0, float("-inf")
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-predict")
         self.batches = self.items = 0
+        self.waited = 0.0  # seconds batches spent waiting for more requests (what the waits cost in latency)
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -100,6 +138,7 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait((items, future))
+            self._queued += len(items)
         except asyncio.QueueFull:
             raise RequestError(503, "body", f"the server has {self.max_queue} requests waiting; retry later") from None
         return await future
@@ -107,24 +146,41 @@ class Batcher:
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first, self._held = (self._held, None) if self._held is not None else (await self.queue.get(), None)
-            batch, size, deadline = [first], len(first[0]), loop.time() + self.max_wait
+            first, self._held = (self._held, None) if self._held is not None else (self._out(await self.queue.get()), None)
+            target, wait = self._goal(loop.time())
+            batch, size, deadline = [first], len(first[0]), loop.time() + wait
             # everything that queued while the last batch ran joins at once (under load batches fill by themselves,
             # a lone request waits for nobody), as long as it fits; one that does not starts the next batch
-            while not self.queue.empty() and self._take(batch, self.queue.get_nowait(), size):
+            while not self.queue.empty() and self._take(batch, self._out(self.queue.get_nowait()), size):
                 size += len(batch[-1][0])
-            while self._held is None and size < self.max_batch_size:
+            while self._held is None and size < target:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
+                waiting_since = loop.time()
                 try:
-                    nxt = await asyncio.wait_for(self.queue.get(), timeout)
+                    nxt = self._out(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
+                finally:
+                    self.waited += loop.time() - waiting_since
                 if not self._take(batch, nxt, size):
                     break
                 size += len(nxt[0])
             await self._run(loop, batch)
+
+    def _goal(self, now: float) -> tuple[int, float]:
+        """The items the next batch waits for, and for how long (seconds)."""
+        if not self.auto:
+            return self.max_batch_size, self.max_wait
+        if now - self._last_end > max(self._last_run, self.AUTO_WAIT_MAX_MS / 1000):
+            return 1, 0.0  # idle for longer than a batch takes: nobody is about to send
+        wait = min(self.AUTO_WAIT_SHARE * self._last_run, self.AUTO_WAIT_MAX_MS / 1000)
+        return min(self.max_batch_size, self._last_items), wait
+
+    def _out(self, request: tuple) -> tuple:
+        self._queued -= len(request[0])
+        return request
 
     def _take(self, batch: list, request: tuple, size: int) -> bool:
         if size + len(request[0]) > self.max_batch_size:
@@ -138,6 +194,7 @@ class Batcher:
         if not live:
             return
         items = [x for its, _ in live for x in its]
+        started = loop.time()
         try:
             results = await loop.run_in_executor(self.executor, self.predict, items)
         except Exception as e:  # noqa: BLE001 - a batch's failure must reach only the request that caused it
@@ -148,6 +205,10 @@ class Batcher:
                     await self._run(loop, [request])
             return
         self.batches, self.items = self.batches + 1, self.items + len(items)
+        self._last_end = loop.time()
+        # the texts in the server when this batch ended, its own included: its clients are about to send again
+        self._last_items = len(items) + self._queued + (len(self._held[0]) if self._held is not None else 0)
+        self._last_run = self._last_end - started
         start = 0
         for its, future in live:
             if not future.done():
@@ -239,7 +300,7 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
 
 
 def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_size: int = 64,
-               max_wait_ms: float = 0.0, limits: ServeLimits | None = None, precision: str = "auto",
+               max_wait_ms: float | str = "auto", limits: ServeLimits | None = None, precision: str = "auto",
                predictor: Any = None) -> Any:
     """The FastAPI application serving `model_dir` (loaded and warmed up at startup).
 
@@ -247,7 +308,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         model_dir: a folder written by `save_model` or `to_onnx` (any task).
         device: where a PyTorch model runs (None: CUDA when available).
         max_batch_size: texts per batch.
-        max_wait_ms: how long a batch waits for requests beyond those queued while the last one ran (0: none).
+        max_wait_ms: "auto": under load a batch waits briefly for as many texts as the last one held (see
+            `Batcher`); a number: how long every batch waits for requests beyond those queued (0: none).
         limits: body, texts and characters per request.
         precision: a PyTorch predictor's precision ("auto", "fp32", "bf16").
         predictor: the folder's predictor, loaded already (`serve` loads it first, so a bad folder fails with its
@@ -264,6 +326,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     from .version import __version__
 
     limits = limits or ServeLimits()
+    max_wait_ms = check_max_wait_ms(max_wait_ms)  # refused here, before the model loads
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
     state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
@@ -332,7 +395,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
                 "precision": {None: "fp32"}.get(amp, str(amp).replace("torch.bfloat16", "bf16")),
                 "runtime": "onnxruntime" if hasattr(p, "session") else "pytorch",
                 "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "limits": limits.__dict__,
-                "served": {"batches": batcher.batches, "texts": batcher.items} if batcher else None,
+                "served": {"batches": batcher.batches, "texts": batcher.items,
+                           "waited_ms": round(batcher.waited * 1000, 1)} if batcher else None,
                 "versions": {"bertlearn": __version__, "torch": torch.__version__,
                              "transformers": transformers.__version__}}
 

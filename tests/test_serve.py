@@ -182,6 +182,90 @@ def test_a_failing_request_fails_alone_and_batches_stay_within_the_size():
     assert later == [[2, 1]] * 5 and max(sizes[3:]) <= 4  # 2-text requests, two to a batch
 
 
+def _closed_loop(max_wait_ms, *, clients=8, rounds=10, run_s=0.06):
+    """`clients` coroutines sending one item after another, each back 1-3 ms after its answer (answers go out one
+    by one, then clients send again), to a Batcher whose predict takes `run_s`; returns the batch sizes."""
+    import asyncio
+    sizes = []
+
+    def predict(items):
+        sizes.append(len(items))
+        time.sleep(run_s)
+        return list(items)
+
+    async def main():
+        b = Batcher(predict, max_batch_size=64, max_wait_ms=max_wait_ms)
+        b.start()
+
+        async def client(i):
+            for k in range(rounds):
+                assert await b.submit([(i, k)]) == [(i, k)]
+                await asyncio.sleep(0.001 * (1 + i % 3))
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        await b.stop()
+
+    asyncio.run(main())
+    assert sum(sizes) == clients * rounds
+    return sizes
+
+
+def test_auto_wait_keeps_the_batches_of_clients_answered_together_whole():
+    # without a wait, the first client back takes a batch with the few behind it and the rest wait for the next:
+    # two part batches alternate under a steady load (what bench/serve_throughput.py saw: 16 texts a batch at 32
+    # clients); "auto" waits, a few ms, for as many as the server held when the last batch ended
+    import statistics
+    assert statistics.median(_closed_loop(0)) < 8
+    assert statistics.median(_closed_loop("auto")) == 8
+
+
+def test_auto_wait_never_holds_a_lone_client_or_an_idle_server():
+    import asyncio
+    sizes = []
+
+    def predict(items):
+        sizes.append(len(items))
+        time.sleep(0.06)
+        return list(items)
+
+    async def main():
+        b = Batcher(predict, max_batch_size=64)  # "auto" is the default
+        b.start()
+        for k in range(4):  # one client: every batch holds its one request, and none waits
+            await b.submit([k])
+        lone = b.waited
+        await asyncio.gather(*(b.submit([k]) for k in range(8)))  # 8 together: one batch, no wait
+        await b.submit(["alone"])  # right after: the batch waits (for the other 7) until its bound, then goes
+        bounded = b.waited
+        await asyncio.sleep(0.2)  # idle for longer than a batch takes
+        await b.submit(["after a pause"])
+        await b.stop()
+        return lone, bounded, b.waited
+
+    lone, bounded, last = asyncio.run(main())
+    assert sizes == [1, 1, 1, 1, 8, 1, 1]
+    assert lone == 0.0
+    # a quarter of the last batch's run (>= 60 ms), capped at 20 ms
+    assert 0.014 <= bounded <= 0.021 + 0.05, bounded
+    assert last == bounded
+
+
+@pytest.mark.parametrize("value", ["abc", -1, float("nan"), float("inf"), None])
+def test_a_bad_max_wait_is_refused_naming_it(value):
+    from bertlearn.errors import ModelError
+    with pytest.raises(ModelError, match=r"max_wait_ms=.*: expected \"auto\" or a number of milliseconds >= 0"):
+        Batcher(lambda items: items, max_wait_ms=value)
+
+
+def test_the_cli_refuses_a_bad_max_wait_before_loading(tmp_path, capsys):
+    from bertlearn.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(tmp_path / "nowhere"), "--max-wait-ms", "soon"])
+    assert e.value.code == 2
+    assert ("argument --max-wait-ms: max_wait_ms='soon': expected \"auto\" or a number of milliseconds >= 0"
+            in capsys.readouterr().err)
+
+
 def test_sigterm_answers_every_accepted_request(model_dir):
     # batches of 4 texts: each 24-text request is predicted alone in 6 passes, so the 40 requests take a while and
     # most are still queued or running when the signal comes
