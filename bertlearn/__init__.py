@@ -57,7 +57,7 @@ ADVANCED = {
     "TaggedDataLoader": "data", "EntityMetric": "tasks",
     "adamw": "optim", "DecayGroupsOptimWrapper": "optim", "merged_groups": "optim",
     "amp_dtype_for": "device", "native_bf16": "device", "batch_overhead_for": "device", "resolve_pretrained": "model",
-    "padding_aware_cuts": "data",
+    "padding_aware_cuts": "data", "UnpaddedLinear": "unpadded", "unpad_linears": "unpadded",
     "PlainTensorLoss": "losses", "DeviceAccumMetric": "metrics", "to_fastai_metrics": "metrics",
     "HFOutputCallback": "callbacks", "SparseProgressCallback": "callbacks", "DeviceSmoothLoss": "callbacks",
     "DeviceAvgLoss": "callbacks", "BF16Autocast": "callbacks",

@@ -22,6 +22,7 @@ from .errors import ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
 from .model import compile_model, load_pretrained
 from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
+from .unpadded import skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
            "predict_logits",
@@ -29,6 +30,10 @@ __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_pr
 
 
 
+
+
+# the probe batch's long text: enough tokens that the short one's row is mostly padding
+_PROBE = "a probe text long enough that the other one in its batch is mostly padding, whatever the tokenizer"
 
 
 def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
@@ -51,7 +56,7 @@ def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[floa
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None,
-                   graphs: InferenceGraphs | None = None) -> torch.Tensor:
+                   graphs: InferenceGraphs | None = None, skip_padding: bool = False) -> torch.Tensor:
     """Logits for every text of `dl.dataset`, in input order, as a float32 CPU tensor.
 
     The loader runs longest-first (less padding); logits stay on the device until the end and are put
@@ -63,6 +68,7 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
         dl: a `BertDataLoader` with `shuffle=False`.
         amp_dtype: run under autocast with this dtype, e.g. torch.bfloat16 (see `amp_dtype_for`).
         graphs: `InferenceGraphs` of `model` (CUDA): batches they take run as graph replays.
+        skip_padding: `UnpaddedLinear` layers (see `unpad_linears`) skip each batch's padded rows (CPU batches).
     """
     was_training = model.training
     model.eval()
@@ -75,7 +81,10 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
             for b in dl:
                 inputs = dict(zip(names, (t.to(device, non_blocking=True) for t in b[:len(names)])))
                 logits = graphs(inputs, dl.bs) if graphs is not None else None
-                out.append(logits if logits is not None else model(**inputs).logits.float())
+                if logits is None:
+                    with skipping_padded_rows(inputs["attention_mask"] if skip_padding else None):
+                        logits = model(**inputs).logits.float()
+                out.append(logits)
     finally:
         model.train(was_training)
     return per_text_logits(out, dl, model.config.num_labels)
@@ -141,6 +150,10 @@ class Predictor:
     # on a CPU a call's longest-first texts are cut into narrower batches where padding would cost more than a batch
     # ("auto": bertlearn.device.batch_overhead_for); None keeps every bs texts in one batch
     batch_overhead: int | str | None = "auto"
+    # on a CPU the linear layers skip the padded rows of a batch with much padding (bertlearn.unpadded), where a
+    # probe at load time found the model's outputs unchanged by it (`padding_skippable`); False runs them all
+    skip_padding: bool = True
+    padding_skippable: bool = False
 
     def __init__(self, encoder: TextEncoder, thresholds: Any = None, *, bs: int = 64, settings: dict | None = None):
         self.encoder, self.thresholds, self.bs = encoder, thresholds, bs
@@ -159,6 +172,21 @@ class Predictor:
         """
         ds = self.encoder.dataset(as_texts(texts, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=self.bs, device=device, batch_overhead=self.batch_overhead)
+
+    def probe_padding(self, model: nn.Module, device: torch.device) -> bool:
+        """Whether `model` may skip padded rows (`unpad_linears` on a padded probe batch): on a CPU only.
+
+        Args:
+            model: the predictor's model, eager (not compiled), in eval mode.
+            device: where it runs.
+        """
+        if device.type != "cpu":
+            return False  # finding the rows reads the mask on the host: a sync per batch on a GPU
+        probe = [("a", "b"), (_PROBE, _PROBE)] if self.encoder.pairs else ["a", _PROBE]
+        ds = self.encoder.dataset(as_texts(probe, "texts", pairs=self.encoder.pairs))
+        batch = next(iter(BertDataLoader(ds, bs=len(ds), batch_overhead=None)))
+        inputs = dict(zip(input_names(ds.type_ids is not None), batch))
+        return unpad_linears(model, lambda: model(**inputs).logits, inputs["attention_mask"])
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order; subclasses implement it.
@@ -244,7 +272,9 @@ class BertClassificationPredictor(Predictor):
         device: where to run (None: CUDA when available).
         bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
             padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
-            the predictor to keep every `bs` texts together).
+            the predictor to keep every `bs` texts together; and the linear layers skip the padded rows of a batch
+            that is at least 10% padding, where a probe at load time found the outputs unchanged by it:
+            `bertlearn.unpadded`; set `skip_padding = False` to run them).
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
             or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
             probabilities within about 1e-2 of float32), or "auto": what training
@@ -288,7 +318,7 @@ class BertClassificationPredictor(Predictor):
         except (OSError, ValueError) as e:
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
-        compile_model(self.model, compile)
+        compiled = compile_model(self.model, compile)
         settings = read_settings(path, tokenizer, self.model.config, multi_label)
         check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
                                        do_lower_case=do_lower_case, model_type=model_type,
@@ -299,6 +329,7 @@ class BertClassificationPredictor(Predictor):
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs)
+        self.padding_skippable = not compiled and self.probe_padding(self.model, self.device)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
@@ -307,7 +338,7 @@ class BertClassificationPredictor(Predictor):
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
         return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype,
-                              graphs=self.graphs)
+                              graphs=self.graphs, skip_padding=self.skip_padding and self.padding_skippable)
 
 
 class OnnxPredictor(Predictor):

@@ -182,8 +182,14 @@ class TestArchitectures:
         texts = list(zip(valid["text"], valid["other"])) if pairs else valid["text"].tolist()
         expected = learner.predict_logits(texts).softmax(-1)
         out = learner.save_model(tmp_path / "saved")
-        served = BertClassificationPredictor(out).predict_logits(texts).softmax(-1)
+        predictor = BertClassificationPredictor(out)
+        assert predictor.padding_skippable  # on a CPU its linear layers skip padding: the probe found no change
+        served = predictor.predict_logits(texts).softmax(-1)
         torch.testing.assert_close(served, expected, atol=1e-5, rtol=1e-4)
+        long = (texts[3][0] + " ") * 6 if pairs else (texts[3] + " ") * 6
+        mixed = texts[:3] + [(long, texts[3][1]) if pairs else long]  # one batch, mostly padding
+        torch.testing.assert_close(predictor.predict_logits(mixed).softmax(-1),
+                                   learner.predict_logits(mixed).softmax(-1), atol=1e-5, rtol=1e-4)
         if not pairs:
             clf = pipeline("text-classification", model=str(out), device=-1, top_k=None)
             scores = {d["label"]: d["score"] for d in clf([texts[0]])[0]}

@@ -1,0 +1,118 @@
+"""Linear layers that skip the padded rows of a batch: on a CPU, where a batch of mixed lengths spends its matrix
+products on padding as much as on text.
+
+A prediction batch is padded to its longest row; a transformer's linear layers (three quarters of a small BERT's
+time on a CPU) multiply every position, padding included. Inside `skipping_padded_rows(attention_mask)`, an
+`UnpaddedLinear` multiplies only the rows the mask marks real and gives zeros for the others. That leaves the real
+positions' outputs unchanged wherever positions meet only in attention that masks padded keys (BERT, RoBERTa,
+ELECTRA, DeBERTa...); a model that mixes positions otherwise (convolutions, Fourier mixing, pooling over the
+sequence) would change, so `unpad_linears` first compares the two on a padded probe batch and leaves a model that
+differs as it was, with a warning. Outside the context manager, or for inputs of another shape, the layer is a
+plain `nn.Linear`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UnpaddedLinear", "MIN_PADDED_SHARE", "skipping_padded_rows", "unpad_linears"]
+
+# a batch with less padding than this runs dense: gathering and scattering rows costs more than the padding
+# (bench/batch_cuts.py: a large sorted call, ~4% padding, was 5% slower with every batch unpadded)
+MIN_PADDED_SHARE = 0.1
+
+_local = threading.local()  # per thread: the batch's (shape, real rows, padded rows), or None
+
+
+class UnpaddedLinear(nn.Linear):
+    """An `nn.Linear` that, inside `skipping_padded_rows(mask)`, multiplies only the real rows of a (batch, length,
+    features) input shaped like the mask; padded rows come out zero. Same parameters and state dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x @ weight.T + bias`, on the real rows only where this thread is inside `skipping_padded_rows`.
+
+        Args:
+            x: (..., in_features) inputs.
+        """
+        rows = getattr(_local, "rows", None)
+        if rows is None or x.dim() != 3 or tuple(x.shape[:2]) != rows[0]:
+            return F.linear(x, self.weight, self.bias)
+        (b, n), keep, drop = rows
+        y = F.linear(x.reshape(b * n, x.shape[-1]).index_select(0, keep), self.weight, self.bias)
+        out = y.new_empty(b * n, y.shape[-1])
+        out.index_copy_(0, keep, y)
+        out.index_fill_(0, drop, 0)  # zeros, not garbage: later layers (layer norm, masked attention) stay finite
+        return out.view(b, n, y.shape[-1])
+
+
+@contextlib.contextmanager
+def skipping_padded_rows(attention_mask: torch.Tensor | None) -> Iterator[bool]:
+    """Within the block, this thread's `UnpaddedLinear` layers skip the rows `attention_mask` marks padding, when
+    at least `MIN_PADDED_SHARE` of the batch is padding. Yields whether they do. For CPU tensors: finding the rows
+    reads the mask on the host (a device sync per batch on a GPU).
+
+    Args:
+        attention_mask: (batch, length), 1 for real tokens; None: nothing is skipped.
+    """
+    previous = getattr(_local, "rows", None)
+    rows = None
+    if attention_mask is not None and attention_mask.dim() == 2:
+        real = attention_mask.reshape(-1) != 0
+        keep = real.nonzero().squeeze(1)
+        if len(keep) and real.numel() - len(keep) >= MIN_PADDED_SHARE * real.numel():
+            rows = (tuple(attention_mask.shape), keep, (~real).nonzero().squeeze(1))
+    _local.rows = rows
+    try:
+        yield rows is not None
+    finally:
+        _local.rows = previous
+
+
+def _swap(model: nn.Module, old: type, new: type) -> int:
+    n = 0
+    for m in model.modules():
+        if type(m) is old:
+            m.__class__ = new
+            n += 1
+    return n
+
+
+def unpad_linears(model: nn.Module, run: Callable[[], torch.Tensor], attention_mask: torch.Tensor, *,
+                  atol: float = 1e-4) -> bool:
+    """Turn `model`'s `nn.Linear` layers into `UnpaddedLinear` (in place: same parameters and state dict) if the
+    model's outputs stay the same when padded rows are skipped; otherwise leave it as it was and warn once.
+
+    Args:
+        model: the model, in eval mode, on the CPU.
+        run: runs the model on a probe batch with padding and returns its outputs; called once dense and once
+            inside `skipping_padded_rows(attention_mask)`.
+        attention_mask: the probe batch's mask: at least `MIN_PADDED_SHARE` of it padding.
+        atol: the largest difference allowed (float32 sums in another order differ by ~1e-6).
+
+    Returns whether the layers skip padded rows from now on.
+    """
+    if not _swap(model, nn.Linear, UnpaddedLinear):
+        return False
+    with torch.inference_mode():
+        dense = run()
+        with skipping_padded_rows(attention_mask) as skipping:
+            skipped = run()
+    if not skipping:
+        _swap(model, UnpaddedLinear, nn.Linear)
+        raise ValueError(f"the probe batch is {1 - attention_mask.float().mean().item():.0%} padding; it needs at "
+                         f"least {MIN_PADDED_SHARE:.0%} to test anything")
+    if dense.shape == skipped.shape and torch.allclose(dense.float(), skipped.float(), rtol=1e-4, atol=atol):
+        return True
+    _swap(model, UnpaddedLinear, nn.Linear)
+    diff = (dense.float() - skipped.float()).abs().max().item() if dense.shape == skipped.shape else float("nan")
+    warnings.warn(f"{type(model).__name__}'s outputs change (by up to {diff:.3g}) when its linear layers skip padded "
+                  "positions (it mixes positions outside masked attention): its predictions run on padded batches",
+                  stacklevel=3)
+    return False

@@ -1,0 +1,132 @@
+"""Linear layers that skip padded rows (bertlearn.unpadded) and the predictors that use them on a CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import bertlearn.predict as predict_module
+from bertlearn import BertClassificationPredictor
+from bertlearn.unpadded import MIN_PADDED_SHARE, UnpaddedLinear, skipping_padded_rows, unpad_linears
+
+
+def _mask(lengths, width):
+    return (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+
+
+def test_real_rows_equal_a_plain_linear_and_padded_rows_are_zero():
+    torch.manual_seed(0)
+    plain = nn.Linear(8, 5)
+    layer = copy.deepcopy(plain)
+    layer.__class__ = UnpaddedLinear
+    x = torch.randn(3, 6, 8)
+    mask = _mask([6, 2, 4], 6)  # 6 of 18 positions padding
+    with skipping_padded_rows(mask) as skipping:
+        y = layer(x)
+    assert skipping
+    real = mask.bool()
+    torch.testing.assert_close(y[real], plain(x)[real], rtol=0, atol=1e-6)
+    assert torch.equal(y[~real], torch.zeros(int((~real).sum()), 5))
+    assert torch.equal(layer(x), plain(x))  # outside the block: a plain linear layer
+
+
+def test_rows_are_skipped_only_with_enough_padding_and_a_matching_shape():
+    layer = nn.Linear(4, 4)
+    layer.__class__ = UnpaddedLinear
+    calls = []
+    real_linear = torch.nn.functional.linear
+
+    def spy(x, w, b=None):
+        calls.append(x.shape[:-1].numel())
+        return real_linear(x, w, b)
+
+    width = 10
+    little = _mask([10] * 9 + [10 - int(MIN_PADDED_SHARE * 100) + 1], width)  # just under the share: dense
+    enough = _mask([10] * 9 + [10 - int(MIN_PADDED_SHARE * 100)], width)  # exactly the share: skipped
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "linear", spy)
+        with skipping_padded_rows(little) as on:
+            layer(torch.randn(10, width, 4))
+        assert not on and calls[-1] == 100
+        with skipping_padded_rows(enough) as on:
+            layer(torch.randn(10, width, 4))
+            layer(torch.randn(10, width + 1, 4))  # another shape (a pooled or internally padded input): dense
+            layer(torch.randn(10, 4))
+        assert on and calls[-3:] == [90, 110, 10]
+        with skipping_padded_rows(None) as on:
+            layer(torch.randn(10, width, 4))
+        assert not on and calls[-1] == 100
+
+
+class _PoolsPadding(nn.Module):
+    """Averages every position, padding included: positions meet outside masked attention."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.mix, self.out = nn.Embedding(10, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, input_ids, attention_mask):
+        return self.out(self.mix(self.emb(input_ids)).mean(1))
+
+
+def test_a_model_whose_outputs_change_is_left_dense_with_a_warning():
+    torch.manual_seed(0)
+    model = _PoolsPadding().eval()
+    ids, mask = torch.tensor([[1, 2, 3, 4], [5, 0, 0, 0]]), _mask([4, 1], 4)
+    with pytest.warns(UserWarning, match=r"_PoolsPadding's outputs change \(by up to [0-9.e-]+\) when its linear "
+                                         r"layers skip padded positions .*: its predictions run on padded batches"):
+        assert unpad_linears(model, lambda: model(ids, mask), mask) is False
+    assert [type(m) for m in model.modules() if isinstance(m, nn.Linear)] == [nn.Linear, nn.Linear]
+
+
+def test_a_probe_without_padding_tests_nothing_and_is_refused():
+    model = _PoolsPadding().eval()
+    ids, mask = torch.tensor([[1, 2], [3, 4]]), _mask([2, 2], 2)
+    with pytest.raises(ValueError, match="the probe batch is 0% padding; it needs at least 10% to test anything"):
+        unpad_linears(model, lambda: model(ids, mask), mask)
+    assert all(type(m) is not UnpaddedLinear for m in model.modules())
+
+
+@pytest.fixture
+def skips(monkeypatch):
+    """Whether each batch of the prediction calls skipped its padded rows."""
+    seen = []
+    real = predict_module.skipping_padded_rows
+
+    @contextlib.contextmanager
+    def counting(mask):
+        with real(mask) as on:
+            seen.append(on)
+            yield on
+
+    monkeypatch.setattr(predict_module, "skipping_padded_rows", counting)
+    return seen
+
+
+def test_the_predictor_skips_padding_on_a_cpu_and_predicts_the_same(trained_learner, tmp_path, skips):
+    folder = trained_learner.save_model(tmp_path / "saved")
+    predictor = BertClassificationPredictor(folder, device="cpu")
+    assert predictor.padding_skippable
+    linears = [m for m in predictor.model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is UnpaddedLinear for m in linears)
+    texts = ["good", "a truly wonderful , moving and beautifully acted film with a great cast and story",
+             "bad", "terrible", "an awful , boring and far too long movie that nobody should ever watch", "fine"]
+    skipped = predictor.predict_logits(texts)
+    assert any(skips), "no batch skipped its padding: the comparison below tests nothing"
+    predictor.skip_padding = False
+    skips.clear()
+    dense = predictor.predict_logits(texts)
+    assert not any(skips)
+    torch.testing.assert_close(skipped, dense, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(skipped, trained_learner.predict_logits(texts), rtol=1e-5, atol=1e-6)
+    # the model stays a plain Hugging Face model where it matters: same state dict, copies and pickles
+    assert set(predictor.model.state_dict()) == set(trained_learner.model.state_dict())
+    clone = pickle.loads(pickle.dumps(predictor.model))
+    from bertlearn.saved import input_names
+    inputs = dict(zip(input_names(False), next(iter(predictor.loader(texts)))))
+    torch.testing.assert_close(clone(**inputs).logits, predictor.model(**inputs).logits)
