@@ -150,8 +150,9 @@ class Predictor:
     # on a CPU a call's longest-first texts are cut into narrower batches where padding would cost more than a batch
     # ("auto": bertlearn.device.batch_overhead_for); None keeps every bs texts in one batch
     batch_overhead: int | str | None = "auto"
-    # on a CPU the linear layers skip the padded rows of a batch with much padding (bertlearn.unpadded), where a
-    # probe at load time found the model's outputs unchanged by it (`padding_skippable`); False runs them all
+    # on a CPU, in float32, the linear layers skip the padded rows of a batch with much padding (bertlearn.unpadded),
+    # where a probe at load time found the model's outputs unchanged by it (`padding_skippable`); False runs them
+    # all. Not in bf16: there the gathers cost what the padding did (bench/batch_cuts.py, docs/benchmarks.md)
     skip_padding: bool = True
     padding_skippable: bool = False
 
@@ -272,8 +273,8 @@ class BertClassificationPredictor(Predictor):
         device: where to run (None: CUDA when available).
         bs: the most texts in a batch (on a CPU a call's longest-first texts are cut into narrower batches where
             padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
-            the predictor to keep every `bs` texts together; and the linear layers skip the padded rows of a batch
-            that is at least 10% padding, where a probe at load time found the outputs unchanged by it:
+            the predictor to keep every `bs` texts together; and in float32 the linear layers skip the padded rows
+            of a batch that is at least 10% padding, where a probe at load time found the outputs unchanged by it:
             `bertlearn.unpadded`; set `skip_padding = False` to run them).
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
             or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
@@ -338,7 +339,8 @@ class BertClassificationPredictor(Predictor):
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
         return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype,
-                              graphs=self.graphs, skip_padding=self.skip_padding and self.padding_skippable)
+                              graphs=self.graphs, skip_padding=self.skip_padding and self.padding_skippable
+                              and self.amp_dtype is None)
 
 
 class OnnxPredictor(Predictor):

@@ -130,3 +130,15 @@ def test_the_predictor_skips_padding_on_a_cpu_and_predicts_the_same(trained_lear
     from bertlearn.saved import input_names
     inputs = dict(zip(input_names(False), next(iter(predictor.loader(texts)))))
     torch.testing.assert_close(clone(**inputs).logits, predictor.model(**inputs).logits)
+
+
+def test_bf16_predictions_run_dense(trained_learner, tmp_path, skips):
+    # measured: in bf16 the row gathers cost what the padding did (docs/benchmarks.md), so they are not done
+    from bertlearn.device import native_bf16
+    if not native_bf16("cpu"):
+        pytest.skip("no bf16 hardware on this CPU")
+    predictor = BertClassificationPredictor(trained_learner.save_model(tmp_path / "saved"), device="cpu",
+                                            precision="bf16")
+    assert predictor.padding_skippable and predictor.amp_dtype == torch.bfloat16
+    predictor.predict_logits(["good", "a truly wonderful , moving and beautifully acted film with a great cast"])
+    assert skips and not any(skips)
