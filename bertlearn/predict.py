@@ -22,7 +22,7 @@ from .errors import ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
 from .model import compile_model, load_pretrained
 from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
-from .unpadded import skipping_padded_rows, unpad_linears
+from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
            "predict_logits",
@@ -30,10 +30,6 @@ __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_pr
 
 
 
-
-
-# the probe batch's long text: enough tokens that the short one's row is mostly padding
-_PROBE = "a probe text long enough that the other one in its batch is mostly padding, whatever the tokenizer"
 
 
 def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[float] | float | None = None) -> list:
@@ -183,7 +179,7 @@ class Predictor:
         """
         if device.type != "cpu":
             return False  # finding the rows reads the mask on the host: a sync per batch on a GPU
-        probe = [("a", "b"), (_PROBE, _PROBE)] if self.encoder.pairs else ["a", _PROBE]
+        probe = [("a", "b"), (PROBE_TEXT, PROBE_TEXT)] if self.encoder.pairs else ["a", PROBE_TEXT]
         ds = self.encoder.dataset(as_texts(probe, "texts", pairs=self.encoder.pairs))
         batch = next(iter(BertDataLoader(ds, bs=len(ds), batch_overhead=None)))
         inputs = dict(zip(input_names(ds.type_ids is not None), batch))

@@ -639,3 +639,33 @@ def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
                  str(tmp_path / "p.jsonl"), "--device", "cpu"]) == 0
     got = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [g["text"] for g in got] == ["bob was good", "x"] and all(isinstance(g["entities"], list) for g in got)
+
+
+def test_the_saved_predictor_skips_padding_on_a_cpu_and_tags_alike(ner_learner, tmp_path, monkeypatch):
+    import contextlib
+
+    import bertlearn.tasks.token_classification as tc
+    seen = []
+    real = tc.skipping_padded_rows
+
+    @contextlib.contextmanager
+    def counting(mask):
+        with real(mask) as on:
+            seen.append(on)
+            yield on
+
+    monkeypatch.setattr(tc, "skipping_padded_rows", counting)
+    predictor = BertNERPredictor(ner_learner.save_model(tmp_path / "m"), device="cpu")
+    assert predictor.padding_skippable  # the probe compared the real positions' logits, dense and skipped
+    texts = ["Anna", "a wonderful film with Anna Smith and John in it , a great one , truly great and good"]
+    words = [t.split() for t in texts]
+    got, tags = predictor.predict_batch(texts), predictor.predict_tokens(words)
+    assert any(seen), "no batch skipped its padding: the comparisons below test nothing"
+    predictor.skip_padding = False
+    seen.clear()
+    dense = predictor.predict_batch(texts)
+    assert not any(seen)
+    assert tags == predictor.predict_tokens(words) == ner_learner.predict_tokens(words)
+    for a, b in zip(got, dense):
+        assert [{**e, "score": pytest.approx(e["score"], abs=1e-6)} for e in a] == b
+    assert any(got), "the tagger found no entity: the comparison of entities tests little"

@@ -36,6 +36,7 @@ from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumula
 from ..losses import CrossEntropyLossFlat
 from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
 from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, write_settings
+from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
            "entity_metrics", "entity_scores", "entity_report", "tag_loss", "group_entities", "text_words"]
@@ -295,6 +296,10 @@ class NERTagger:
     # on a CPU a call's longest-first sentences are cut into narrower batches where padding would cost more than a
     # batch ("auto": bertlearn.device.batch_overhead_for); None keeps every bs sentences in one batch
     batch_overhead: int | str | None = "auto"
+    # on a CPU, in float32, a saved folder's linear layers skip the padded rows of a batch with much padding
+    # (bertlearn.unpadded), where a probe at load time found the outputs unchanged (`padding_skippable`)
+    skip_padding: bool = True
+    padding_skippable: bool = False
 
     def __init__(self, encoder: TagEncoder, *, bs: int = 64):
         self.encoder, self.bs = encoder, int(bs)
@@ -390,7 +395,7 @@ def _check_sentences(sentences: Any) -> list[list[str]]:
 _FLUSH = 32  # batches whose logits stay on the device before they are copied back together
 
 
-def _torch_run(model: torch.nn.Module, amp_dtype: torch.dtype | None) -> TagLogits:
+def _torch_run(model: torch.nn.Module, amp_dtype: torch.dtype | None, skip_padding: bool = False) -> TagLogits:
     def run(dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         was_training = model.training
         model.eval()
@@ -405,8 +410,10 @@ def _torch_run(model: torch.nn.Module, amp_dtype: torch.dtype | None) -> TagLogi
                 with torch.inference_mode(), amp:
                     kept = []
                     for b in itertools.islice(batches, _FLUSH):
-                        logits = model(input_ids=b[0].to(device, non_blocking=True),
-                                       attention_mask=b[1].to(device, non_blocking=True)).logits.float()
+                        mask = b[1].to(device, non_blocking=True)
+                        with skipping_padded_rows(mask if skip_padding else None):
+                            logits = model(input_ids=b[0].to(device, non_blocking=True),
+                                           attention_mask=mask).logits.float()
                         kept.append((dl.current_rows, logits))
                     kept = [(rows, logits.cpu().numpy()) for rows, logits in kept]
                 if not kept:
@@ -703,7 +710,9 @@ class BertNERPredictor(NERTagger):
         device: where to run (None: CUDA when available).
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
             padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
-            the predictor to keep every `bs` sentences together).
+            the predictor to keep every `bs` sentences together; and in float32 the linear layers skip the padded
+            rows of a batch that is at least 10% padding, where a probe at load time found the outputs unchanged
+            by it: `bertlearn.unpadded`; set `skip_padding = False` to run them).
         precision: "fp32", "bf16" or "auto" (what training used, where this device has bf16 hardware).
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`).
     """
@@ -720,17 +729,25 @@ class BertNERPredictor(NERTagger):
         self.model, _ = load_pretrained(AutoModelForTokenClassification, str(path), complete=True,
                                         head="token-classification head")
         self.model.to(self.device).eval()
-        compile_model(self.model, compile)
+        compiled = compile_model(self.model, compile)
         settings = _tag_settings(path, tokenizer, self.model.config)
         super().__init__(TagEncoder.from_settings(tokenizer, settings), bs=bs)
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.settings = settings
+        self.padding_skippable = not compiled and self.device.type == "cpu" and self._probe_padding()
+
+    def _probe_padding(self) -> bool:
+        ds = self.encoder.dataset([["a"], PROBE_TEXT.split()])
+        ids, mask = next(iter(TaggedDataLoader(ds, bs=2, batch_overhead=None)))[:2]
+        return unpad_linears(self.model, lambda: self.model(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+                             mask)
 
     def tag_logits(self, dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         dl.device = self.device
-        yield from _torch_run(self.model, self.amp_dtype)(dl)
+        skip = self.skip_padding and self.padding_skippable and self.amp_dtype is None
+        yield from _torch_run(self.model, self.amp_dtype, skip)(dl)
 
 
 class OnnxNERPredictor(NERTagger):
