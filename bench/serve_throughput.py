@@ -238,14 +238,29 @@ def main() -> None:
             return [sys.executable, scripts["naive"], str(model), str(port)]
         sys.exit(f"--servers: unknown server {name!r}; use bertlearn serve[:ms], litserve[:ms], naive pipeline server")
 
+    def served(port: int) -> dict | None:
+        # bertlearn serve counts its batches and texts (/info); the other servers have no such endpoint
+        try:
+            r = httpx.get(f"http://127.0.0.1:{port}/info", timeout=5)
+            return r.json().get("served") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
     names = args.servers.split(",")
+    batch_sizes: dict = {}
     for name in names:
         port = free_port()
         proc = start(command(name, port), port)
         try:
             url = f"http://127.0.0.1:{port}/predict"
-            rows[name] = {c: load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
-                          load(url, texts, c, args.requests) for c in levels}
+            rows[name], per_batch = {}, batch_sizes.setdefault(name, {})
+            for c in levels:
+                before = served(port)
+                rows[name][c] = (load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
+                                 load(url, texts, c, args.requests))
+                after = served(port)
+                if before and after and after["batches"] > before["batches"]:
+                    per_batch[c] = (after["texts"] - before["texts"]) / (after["batches"] - before["batches"])
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
@@ -262,6 +277,10 @@ def main() -> None:
         cells = " | ".join(f"{r[c][0]:,.1f}, {r[c][1]:,.0f} / {r[c][2]:,.0f}" for r in rows.values())
         ratios = " | ".join(f"{ours[0] / rows[n][c][0]:.2f}x" for n in others)
         print(f"| {c} | {cells} | {ratios} |")
+    for name, per_batch in batch_sizes.items():
+        if per_batch:
+            print(f"{name}: texts per batch (the level's timed run and its warm-up second): "
+                  + ", ".join(f"{c} clients {v:.1f}" for c, v in per_batch.items()))
     print(f"\noffline predict_batch on all {len(texts)} texts: {offline_rate:,.1f} texts/s")
     for name in (n for n in rows if n.startswith("bertlearn serve")):
         best = max(r[0] for r in rows[name].values())

@@ -326,7 +326,9 @@ class BertClassificationPredictor(Predictor):
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs)
-        self.padding_skippable = not compiled and self.probe_padding(self.model, self.device)
+        # probed (and the layers swapped) only where skipping is on: `BertClassificationPredictor.skip_padding = False`
+        # before loading keeps every nn.Linear as it is
+        self.padding_skippable = self.skip_padding and not compiled and self.probe_padding(self.model, self.device)
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).

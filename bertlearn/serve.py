@@ -83,13 +83,15 @@ class RequestError(BertLearnError):
 class Batcher:
     """Gathers the items of concurrent requests into batches for one predict function run off the event loop.
 
-    With `max_wait_ms="auto"` a batch that starts right after the last one (the server is busy) waits until it
-    holds as many items as the server held when the last one ended (its items and those queued behind it), for
-    at most `AUTO_WAIT_SHARE` of the last one's run time and `AUTO_WAIT_MAX_MS`. Why: clients answered together
+    With `max_wait_ms="auto"` a batch that starts right after the last one (within its run time or 20 ms: the
+    server is busy) waits until it holds as many requests as the server held when the last one ended (its
+    requests and those queued behind it) or `max_batch_size` items, for at most `AUTO_WAIT_SHARE` of the last
+    one's run time and `AUTO_WAIT_MAX_MS`. Why: clients answered together
     send their next requests together, but those arrive over a few milliseconds after their answers go out; a
     batch that takes only what is queued at that moment takes the others' requests and leaves its own clients'
     to the next, so under steady load two half-size batches alternate, each costing more per text (padding and a
-    fixed cost per pass). A lone client (one item in the server) and a server that was idle wait for nobody.
+    fixed cost per pass). A lone client (one request in the server, however many texts) and a server that was
+    idle wait for nobody.
 
     Args:
         predict: takes a list of items, returns one result per item, in order.
@@ -110,9 +112,9 @@ class Batcher:
         self.max_queue = int(max_queue)
         self.queue: asyncio.Queue | None = None
         self._held: tuple | None = None  # a request that did not fit the last batch: the next one starts with it
-        # texts queued now; the last batch's texts plus those waiting when it ended, its run time and when it ended
-        # (what "auto" waits by)
-        self._queued, self._last_items, self._last_run, self._last_end = 0, 0, 0.0, float("-inf")
+        # the last batch's requests plus those waiting when it ended, its run time and when it ended (what "auto"
+        # waits by)
+        self._last_requests, self._last_run, self._last_end = 0, 0.0, float("-inf")
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertlearn-predict")
         self.batches = self.items = 0
         self.waited = 0.0  # seconds batches spent waiting for more requests (what the waits cost in latency)
@@ -138,7 +140,6 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait((items, future))
-            self._queued += len(items)
         except asyncio.QueueFull:
             raise RequestError(503, "body", f"the server has {self.max_queue} requests waiting; retry later") from None
         return await future
@@ -146,20 +147,20 @@ class Batcher:
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first, self._held = (self._held, None) if self._held is not None else (self._out(await self.queue.get()), None)
-            target, wait = self._goal(loop.time())
+            first, self._held = (self._held, None) if self._held is not None else (await self.queue.get(), None)
+            target, wait = self._goal(loop.time())  # requests to wait for, and how long
             batch, size, deadline = [first], len(first[0]), loop.time() + wait
             # everything that queued while the last batch ran joins at once (under load batches fill by themselves,
             # a lone request waits for nobody), as long as it fits; one that does not starts the next batch
-            while not self.queue.empty() and self._take(batch, self._out(self.queue.get_nowait()), size):
+            while not self.queue.empty() and self._take(batch, self.queue.get_nowait(), size):
                 size += len(batch[-1][0])
-            while self._held is None and size < target:
+            while self._held is None and size < self.max_batch_size and len(batch) < target:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 waiting_since = loop.time()
                 try:
-                    nxt = self._out(await asyncio.wait_for(self.queue.get(), timeout))
+                    nxt = await asyncio.wait_for(self.queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
                 finally:
@@ -169,18 +170,14 @@ class Batcher:
                 size += len(nxt[0])
             await self._run(loop, batch)
 
-    def _goal(self, now: float) -> tuple[int, float]:
-        """The items the next batch waits for, and for how long (seconds)."""
+    def _goal(self, now: float) -> tuple[float, float]:
+        """The requests the next batch waits for (up to `max_batch_size` texts), and for how long (seconds)."""
         if not self.auto:
-            return self.max_batch_size, self.max_wait
+            return float("inf"), self.max_wait
         if now - self._last_end > max(self._last_run, self.AUTO_WAIT_MAX_MS / 1000):
-            return 1, 0.0  # idle for longer than a batch takes: nobody is about to send
+            return 1, 0.0  # idle for longer than a batch takes (and 20 ms): nobody is about to send
         wait = min(self.AUTO_WAIT_SHARE * self._last_run, self.AUTO_WAIT_MAX_MS / 1000)
-        return min(self.max_batch_size, self._last_items), wait
-
-    def _out(self, request: tuple) -> tuple:
-        self._queued -= len(request[0])
-        return request
+        return self._last_requests, wait
 
     def _take(self, batch: list, request: tuple, size: int) -> bool:
         if size + len(request[0]) > self.max_batch_size:
@@ -199,15 +196,16 @@ class Batcher:
             results = await loop.run_in_executor(self.executor, self.predict, items)
         except Exception as e:  # noqa: BLE001 - a batch's failure must reach only the request that caused it
             if len(live) == 1:
-                live[0][1].set_exception(e)
+                if not live[0][1].done():  # its client may have gone away meanwhile
+                    live[0][1].set_exception(e)
             else:
                 for request in live:  # each alone: the others get their answers
                     await self._run(loop, [request])
             return
         self.batches, self.items = self.batches + 1, self.items + len(items)
         self._last_end = loop.time()
-        # the texts in the server when this batch ended, its own included: its clients are about to send again
-        self._last_items = len(items) + self._queued + (len(self._held[0]) if self._held is not None else 0)
+        # the requests in the server when this batch ended, its own included: its clients are about to send again
+        self._last_requests = len(live) + self.queue.qsize() + (self._held is not None)
         self._last_run = self._last_end - started
         start = 0
         for its, future in live:
@@ -326,7 +324,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     from .version import __version__
 
     limits = limits or ServeLimits()
-    max_wait_ms = check_max_wait_ms(max_wait_ms)  # refused here, before the model loads
+    max_wait_ms = check_max_wait_ms(max_wait_ms)  # refused before the app starts (and loads the model)
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
     state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
@@ -464,6 +462,8 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, l
         import uvicorn
     except ImportError as e:
         raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
+    if "max_wait_ms" in options:
+        options["max_wait_ms"] = check_max_wait_ms(options["max_wait_ms"])  # before the model loads
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s")
     from .predict import load_predictor
     predictor = load_predictor(model_dir, device=options.get("device"), bs=options.get("max_batch_size", 64),

@@ -8,12 +8,15 @@ positions' outputs unchanged wherever positions meet only in attention that mask
 ELECTRA, DeBERTa...); a model that mixes positions otherwise (convolutions, Fourier mixing, pooling over the
 sequence) would change, so `unpad_linears` first compares the two on a padded probe batch and leaves a model that
 differs as it was, with a warning. Outside the context manager, or for inputs of another shape, the layer is a
-plain `nn.Linear`.
+plain `nn.Linear`. Code that matches `type(m) is nn.Linear` (`torch.ao.quantization.quantize_dynamic`) no longer
+sees these layers: `restore_linears(model)` gives them back, or set `skip_padding = False` on the predictor class
+before loading.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import threading
 import warnings
 from typing import Callable, Iterator
@@ -22,21 +25,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UnpaddedLinear", "MIN_PADDED_SHARE", "PROBE_TEXT", "skipping_padded_rows", "unpad_linears"]
+from .errors import user_stacklevel
 
-# a batch with less padding than this runs dense: gathering and scattering rows costs more than the padding
-# (bench/batch_cuts.py: a large sorted call, ~4% padding, was 5% slower with every batch unpadded)
+__all__ = ["UnpaddedLinear", "MIN_PADDED_SHARE", "PROBE_TEXT", "skipping_padded_rows", "unpad_linears",
+           "restore_linears"]
+
+# a batch with less padding than this runs dense: there the row gathers cost about what the padding does (with it,
+# bench/batch_cuts.py measures one large sorted call, a few % padding, unchanged: docs/benchmarks.md)
 MIN_PADDED_SHARE = 0.1
 
 # a probe batch's long text: beside a one-word text, enough tokens that the short row is mostly padding
 PROBE_TEXT = "a probe text long enough that the other one in its batch is mostly padding, whatever the tokenizer"
 
-_local = threading.local()  # per thread: the batch's (shape, real rows, padded rows), or None
+_local = threading.local()  # per thread: the batch's (shape, real rows, padded rows) or None; layers that skipped
 
 
 class UnpaddedLinear(nn.Linear):
     """An `nn.Linear` that, inside `skipping_padded_rows(mask)`, multiplies only the real rows of a (batch, length,
-    features) input shaped like the mask; padded rows come out zero. Same parameters and state dict."""
+    features) input shaped like the mask; padded rows come out zero. Same parameters and state dict; it pickles
+    and copies as a plain `nn.Linear`. A square batch (batch size = length) runs dense: a (length, batch,
+    features) layout, as XLNet's, would look the same."""
+
+    def __reduce_ex__(self, protocol: int) -> tuple:
+        # a pickle or a deepcopy is a plain nn.Linear (outside the context manager the two compute the same), so
+        # loading one needs no bertlearn; copyreg's reconstructor makes the object, nn.Module.__setstate__ fills it
+        return copyreg._reconstructor, (nn.Linear, object, None), self.__getstate__()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x @ weight.T + bias`, on the real rows only where this thread is inside `skipping_padded_rows`.
@@ -48,6 +61,7 @@ class UnpaddedLinear(nn.Linear):
         if rows is None or x.dim() != 3 or tuple(x.shape[:2]) != rows[0]:
             return F.linear(x, self.weight, self.bias)
         (b, n), keep, drop = rows
+        _local.skipped = getattr(_local, "skipped", 0) + 1
         y = F.linear(x.reshape(b * n, x.shape[-1]).index_select(0, keep), self.weight, self.bias)
         out = y.new_empty(b * n, y.shape[-1])
         out.index_copy_(0, keep, y)
@@ -66,7 +80,8 @@ def skipping_padded_rows(attention_mask: torch.Tensor | None) -> Iterator[bool]:
     """
     previous = getattr(_local, "rows", None)
     rows = None
-    if attention_mask is not None and attention_mask.dim() == 2:
+    # a square batch runs dense: a layer whose input is (length, batch, features) could not be told apart
+    if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[0] != attention_mask.shape[1]:
         real = attention_mask.reshape(-1) != 0
         keep = real.nonzero().squeeze(1)
         if len(keep) and real.numel() - len(keep) >= MIN_PADDED_SHARE * real.numel():
@@ -107,20 +122,33 @@ def unpad_linears(model: nn.Module, run: Callable[[], torch.Tensor], attention_m
         return False
     with torch.inference_mode():
         dense = run()
-        with skipping_padded_rows(attention_mask) as skipping:
+        _local.skipped = 0
+        with skipping_padded_rows(attention_mask):
             skipped = run()
-    if not skipping:  # nothing was skipped, so the comparison proved nothing (a max length of a few tokens)
-        _swap(model, UnpaddedLinear, nn.Linear)
-        warnings.warn(f"the probe batch is {1 - attention_mask.float().mean().item():.0%} padding, under the "
-                      f"{MIN_PADDED_SHARE:.0%} at which rows are skipped, so it cannot test whether "
-                      f"{type(model).__name__} may skip padded rows: its predictions run on padded batches",
-                      stacklevel=3)
+        layers, _local.skipped = _local.skipped, 0
+    name = type(model).__name__
+    if not layers:  # no layer skipped a row, so the comparison proves nothing
+        restore_linears(model)
+        share = 1 - attention_mask.float().mean().item()
+        why = (f"the probe batch is {share:.0%} padding, under the {MIN_PADDED_SHARE:.0%} at which rows are skipped"
+               if share < MIN_PADDED_SHARE else "no linear layer of it takes (batch, length, features) inputs")
+        warnings.warn(f"{why}, so whether {name} may skip padded rows is untested: its predictions run on padded "
+                      "batches", stacklevel=user_stacklevel())
         return False
     if dense.shape == skipped.shape and torch.allclose(dense.float(), skipped.float(), rtol=1e-4, atol=atol):
         return True
-    _swap(model, UnpaddedLinear, nn.Linear)
+    restore_linears(model)
     diff = (dense.float() - skipped.float()).abs().max().item() if dense.shape == skipped.shape else float("nan")
-    warnings.warn(f"{type(model).__name__}'s outputs change (by up to {diff:.3g}) when its linear layers skip padded "
-                  "positions (it mixes positions outside masked attention): its predictions run on padded batches",
-                  stacklevel=3)
+    warnings.warn(f"{name}'s outputs change (by up to {diff:.3g}) when its linear layers skip padded positions: its "
+                  "predictions run on padded batches", stacklevel=user_stacklevel())
     return False
+
+
+def restore_linears(model: nn.Module) -> int:
+    """Turn `model`'s `UnpaddedLinear` layers back into plain `nn.Linear` (for code that matches the exact type,
+    such as `torch.ao.quantization.quantize_dynamic`); returns how many.
+
+    Args:
+        model: a model `unpad_linears` changed (a predictor's `.model`).
+    """
+    return _swap(model, UnpaddedLinear, nn.Linear)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -187,9 +189,23 @@ class TestArchitectures:
         served = predictor.predict_logits(texts).softmax(-1)
         torch.testing.assert_close(served, expected, atol=1e-5, rtol=1e-4)
         long = (texts[3][0] + " ") * 6 if pairs else (texts[3] + " ") * 6
-        mixed = texts[:3] + [(long, texts[3][1]) if pairs else long]  # one batch, mostly padding
-        torch.testing.assert_close(predictor.predict_logits(mixed).softmax(-1),
-                                   learner.predict_logits(mixed).softmax(-1), atol=1e-5, rtol=1e-4)
+        short = [("good", "fine"), ("bad", "dull"), ("ok", "so")] if pairs else ["good", "bad", "ok"]
+        mixed = short + [(long, texts[3][1]) if pairs else long]  # one batch, mostly padding
+        import bertlearn.predict as predict_module
+        real, seen = predict_module.skipping_padded_rows, []
+
+        @contextlib.contextmanager
+        def counting(mask):
+            with real(mask) as on:
+                seen.append(on)
+                yield on
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(predict_module, "skipping_padded_rows", counting)
+            mp.setattr(predictor, "batch_overhead", None)  # no padding-aware cut: the four texts in one batch
+            skipped = predictor.predict_logits(mixed).softmax(-1)
+        assert seen == [True], seen  # the comparison below is of a batch whose padding was skipped
+        torch.testing.assert_close(skipped, learner.predict_logits(mixed).softmax(-1), atol=1e-5, rtol=1e-4)
         if not pairs:
             clf = pipeline("text-classification", model=str(out), device=-1, top_k=None)
             scores = {d["label"]: d["score"] for d in clf([texts[0]])[0]}

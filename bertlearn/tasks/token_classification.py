@@ -736,7 +736,8 @@ class BertNERPredictor(NERTagger):
             precision = "fp32"
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.settings = settings
-        self.padding_skippable = not compiled and self.device.type == "cpu" and self._probe_padding()
+        self.padding_skippable = (self.skip_padding and not compiled and self.device.type == "cpu"
+                                  and self._probe_padding())
 
     def _probe_padding(self) -> bool:
         ds = self.encoder.dataset([["a"], PROBE_TEXT.split()])
