@@ -5,7 +5,9 @@ the offline predictor on the same texts.
     python bench/serve_throughput.py [--model runs/demo/model_out] [--requests 20] [--clients 1,8,32,64]
         [--servers "bertlearn serve,litserve,naive pipeline server"] [--client httpx|wrk] [--seconds 10]
 
-A server name may carry its batching wait after a colon: "bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
+`--server-cpus 0-1 --client-cpus 2-7` pins every server (and the offline predictor, with that many torch threads)
+and the load generator to separate cores with `taskset`, for a machine with cores to spare: on a 2-core box they
+share them, which is what the tables here measured. A server name may carry its batching wait after a colon: "bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
 serve" takes `--max-wait-ms`, default auto, the server's default), "litserve:5" (LitServe's `batch_timeout` of
 5 ms; plain "litserve": 0). Ratios compare the first server listed with every other.
 
@@ -102,7 +104,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PIN: dict[str, list[str]] = {"server": [], "client": []}  # taskset prefixes (--server-cpus, --client-cpus)
+
+
+def cpu_list(spec: str) -> set[int]:
+    """The CPUs of a taskset-style list such as "0-1,4"."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def start(cmd: list[str], port: int) -> subprocess.Popen:
+    cmd = PIN["server"] + cmd
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     # its own session, so stopping it stops every process it started (LitServe runs its workers in children)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(os.devnull, "w"),
@@ -179,7 +194,7 @@ def load_wrk(url: str, texts: list[str], clients: int, seconds: float) -> tuple[
     threads = str(min(clients, 2))
 
     def run(secs: float) -> list[str]:
-        proc = subprocess.run(["wrk", "-t", threads, "-c", str(clients), "-d", f"{secs}s", "--timeout", "60s", "-s",
+        proc = subprocess.run([*PIN["client"], "wrk", "-t", threads, "-c", str(clients), "-d", f"{secs}s", "--timeout", "60s", "-s",
                                f.name, url], capture_output=True, text=True, check=True)
         return next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
 
@@ -200,7 +215,17 @@ def main() -> None:
     ap.add_argument("--client", default="httpx", choices=["httpx", "wrk"],
                     help="the load generator: Python threads with httpx, or wrk (C; apt-get install wrk)")
     ap.add_argument("--seconds", type=float, default=10, help="wrk: seconds per level")
+    ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the servers and the offline predictor")
+    ap.add_argument("--client-cpus", default=None, help="taskset CPU list for the load generator")
     args = ap.parse_args()
+    everywhere = os.sched_getaffinity(0)
+    if args.server_cpus:
+        import torch
+        PIN["server"] = ["taskset", "-c", args.server_cpus]
+        os.sched_setaffinity(0, cpu_list(args.server_cpus))  # the offline predictor runs on the servers' cores
+        torch.set_num_threads(len(cpu_list(args.server_cpus)))
+    if args.client_cpus:
+        PIN["client"] = ["taskset", "-c", args.client_cpus]
     texts = pd.read_csv(DATA_ROOT / "sst2" / "valid.csv")["text"].tolist()
     model = args.model
     if model is None and Path("runs/serve_bench/model_out/config.json").is_file():
@@ -220,6 +245,7 @@ def main() -> None:
     t0 = time.perf_counter()
     offline.predict_batch(texts)
     offline_rate = len(texts) / (time.perf_counter() - t0)
+    os.sched_setaffinity(0, everywhere)  # the bench itself (and an unpinned wrk) may run anywhere again
     levels = [int(c) for c in args.clients.split(",")]
     rows = {}
     scripts = {}
@@ -285,7 +311,8 @@ def main() -> None:
     for name in (n for n in rows if n.startswith("bertlearn serve")):
         best = max(r[0] for r in rows[name].values())
         print(f"{name}'s best level: {best:,.1f} texts/s ({best / offline_rate:.2f}x offline)")
-    print(f"machine: {describe()}")
+    pins = f"; servers on CPUs {args.server_cpus or 'any'}, clients on {args.client_cpus or 'any'}"
+    print(f"machine: {describe()}{pins}")
 
 
 if __name__ == "__main__":
