@@ -326,9 +326,10 @@ class BertClassificationPredictor(Predictor):
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs)
-        # probed (and the layers swapped) only where skipping is on: `BertClassificationPredictor.skip_padding = False`
-        # before loading keeps every nn.Linear as it is
-        self.padding_skippable = self.skip_padding and not compiled and self.probe_padding(self.model, self.device)
+        # probed (and the layers swapped) only where skipping is on and in float32 (in bf16 it gains nothing):
+        # `BertClassificationPredictor.skip_padding = False` before loading keeps every nn.Linear as it is
+        self.padding_skippable = (self.skip_padding and not compiled and self.amp_dtype is None
+                                  and self.probe_padding(self.model, self.device))
 
     def predict_logits(self, texts: Sequence[Any]) -> torch.Tensor:
         """Raw model outputs (n_texts, n_labels) on the CPU, in input order (sliding windows averaged).
@@ -337,8 +338,7 @@ class BertClassificationPredictor(Predictor):
             texts: the texts, or (text_a, text_b) pairs for a pair model.
         """
         return predict_logits(self.model, self.loader(texts, self.device), amp_dtype=self.amp_dtype,
-                              graphs=self.graphs, skip_padding=self.skip_padding and self.padding_skippable
-                              and self.amp_dtype is None)
+                              graphs=self.graphs, skip_padding=self.skip_padding and self.padding_skippable)
 
 
 class OnnxPredictor(Predictor):

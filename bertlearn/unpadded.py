@@ -44,7 +44,7 @@ class UnpaddedLinear(nn.Linear):
     """An `nn.Linear` that, inside `skipping_padded_rows(mask)`, multiplies only the real rows of a (batch, length,
     features) input shaped like the mask; padded rows come out zero. Same parameters and state dict; it pickles
     and copies as a plain `nn.Linear`. A square batch (batch size = length) runs dense: a (length, batch,
-    features) layout, as XLNet's, would look the same."""
+    features) layout, as XLNet's, would look the same; so does a batch of one."""
 
     def __reduce_ex__(self, protocol: int) -> tuple:
         # a pickle or a deepcopy is a plain nn.Linear (outside the context manager the two compute the same), so
@@ -80,8 +80,11 @@ def skipping_padded_rows(attention_mask: torch.Tensor | None) -> Iterator[bool]:
     """
     previous = getattr(_local, "rows", None)
     rows = None
-    # a square batch runs dense: a layer whose input is (length, batch, features) could not be told apart
-    if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[0] != attention_mask.shape[1]:
+    # a square batch runs dense: a layer whose input is (length, batch, features) could not be told apart; so does a
+    # batch of one (bertlearn's loaders never pad it), whose shape a model's own (1, n, d) tensors could share, as
+    # DeBERTa-v2's relative position embeddings do at n = twice its buckets
+    if (attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[0] > 1
+            and attention_mask.shape[0] != attention_mask.shape[1]):
         real = attention_mask.reshape(-1) != 0
         keep = real.nonzero().squeeze(1)
         if len(keep) and real.numel() - len(keep) >= MIN_PADDED_SHARE * real.numel():
@@ -120,12 +123,17 @@ def unpad_linears(model: nn.Module, run: Callable[[], torch.Tensor], attention_m
     """
     if not _swap(model, nn.Linear, UnpaddedLinear):
         return False
-    with torch.inference_mode():
-        dense = run()
-        _local.skipped = 0
-        with skipping_padded_rows(attention_mask):
-            skipped = run()
-        layers, _local.skipped = _local.skipped, 0
+    try:
+        with torch.inference_mode():
+            dense = run()
+            _local.skipped = 0
+            with skipping_padded_rows(attention_mask):
+                skipped = run()
+    except BaseException:
+        restore_linears(model)  # a probe that fails leaves the model as it was
+        raise
+    finally:
+        layers, _local.skipped = getattr(_local, "skipped", 0), 0
     name = type(model).__name__
     if not layers:  # no layer skipped a row, so the comparison proves nothing
         restore_linears(model)

@@ -252,10 +252,11 @@ def test_auto_wait_never_holds_a_lone_client_or_an_idle_server():
 
 def test_auto_wait_counts_requests_not_texts_and_a_gone_client_does_not_stop_the_batcher():
     import asyncio
-    sizes = []
+    sizes, predicted = [], []
 
     def predict(items):
         sizes.append(len(items))
+        predicted.append(list(items))
         time.sleep(0.05)
         if "boom" in items:
             raise RuntimeError("boom")
@@ -276,6 +277,7 @@ def test_auto_wait_counts_requests_not_texts_and_a_gone_client_does_not_stop_the
 
     lone, after = asyncio.run(main())
     assert sizes[:4] == [5, 3, 5, 3] and lone == 0.0
+    assert predicted[4] == ["boom"], predicted  # the failing batch ran, its client gone
     assert after == ["still served"]
 
 

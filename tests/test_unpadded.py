@@ -117,9 +117,23 @@ def test_layers_in_another_layout_are_not_probed_vacuously_and_square_batches_ru
                                          r"_LengthFirst may skip padded rows is untested"):
         assert unpad_linears(model, lambda: model(ids, mask), mask) is False
     assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear))
-    # a (length, batch) input of a square batch looks like (batch, length): such batches are never skipped
+    # a (length, batch) input of a square batch looks like (batch, length): such batches are never skipped; nor is
+    # a batch of one, whose shape a model's own (1, n, d) tensors may share
     with skipping_padded_rows(_mask([4, 1, 2, 3], 4)) as on:
         assert not on
+    with skipping_padded_rows(_mask([2], 6)) as on:
+        assert not on
+
+
+def test_a_probe_that_fails_leaves_the_model_as_it_was():
+    model = _PoolsPadding().eval()
+
+    def run():
+        raise RuntimeError("the probe could not run")
+
+    with pytest.raises(RuntimeError, match="the probe could not run"):
+        unpad_linears(model, run, _mask([4, 1], 4))
+    assert all(type(m) is nn.Linear for m in model.modules() if isinstance(m, nn.Linear))
 
 
 def test_a_tiny_xlnet_is_left_dense():
@@ -204,6 +218,7 @@ def test_bf16_predictions_run_dense(trained_learner, tmp_path, skips):
         pytest.skip("no bf16 hardware on this CPU")
     predictor = BertClassificationPredictor(trained_learner.save_model(tmp_path / "saved"), device="cpu",
                                             precision="bf16")
-    assert predictor.padding_skippable and predictor.amp_dtype == torch.bfloat16
+    assert not predictor.padding_skippable and predictor.amp_dtype == torch.bfloat16
+    assert not any(type(m) is UnpaddedLinear for m in predictor.model.modules())  # not even swapped
     predictor.predict_logits(["good", "a truly wonderful , moving and beautifully acted film with a great cast"])
     assert skips and not any(skips)

@@ -737,7 +737,7 @@ class BertNERPredictor(NERTagger):
         self.amp_dtype = amp_dtype_for(precision, self.device)
         self.settings = settings
         self.padding_skippable = (self.skip_padding and not compiled and self.device.type == "cpu"
-                                  and self._probe_padding())
+                                  and self.amp_dtype is None and self._probe_padding())
 
     def _probe_padding(self) -> bool:
         ds = self.encoder.dataset([["a"], PROBE_TEXT.split()])
@@ -747,7 +747,7 @@ class BertNERPredictor(NERTagger):
 
     def tag_logits(self, dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         dl.device = self.device
-        skip = self.skip_padding and self.padding_skippable and self.amp_dtype is None
+        skip = self.skip_padding and self.padding_skippable
         yield from _torch_run(self.model, self.amp_dtype, skip)(dl)
 
 
