@@ -214,3 +214,19 @@ def sync_spy(monkeypatch):
 
     spy.window = lambda: [Start(), Stop()]
     return spy
+
+
+def spy_skips(monkeypatch, module) -> list:
+    """Record, per batch, whether `module`'s prediction loop skipped padded rows (its `skipping_padded_rows`)."""
+    import contextlib
+    seen = []
+    real = module.skipping_padded_rows
+
+    @contextlib.contextmanager
+    def counting(mask):
+        with real(mask) as on:
+            seen.append(on)
+            yield on
+
+    monkeypatch.setattr(module, "skipping_padded_rows", counting)
+    return seen

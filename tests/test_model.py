@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from conftest import ARCHITECTURES, build_tiny_architecture, make_texts
+from conftest import ARCHITECTURES, build_tiny_architecture, make_texts, spy_skips
 
 from bertlearn import (DEFAULT_MODEL, ModelError, bert_splitter, compile_model, default_model_path, load_model,
                        load_tokenizer)
@@ -192,16 +190,8 @@ class TestArchitectures:
         short = [("good", "fine"), ("bad", "dull"), ("ok", "so")] if pairs else ["good", "bad", "ok"]
         mixed = short + [(long, texts[3][1]) if pairs else long]  # one batch, mostly padding
         import bertlearn.predict as predict_module
-        real, seen = predict_module.skipping_padded_rows, []
-
-        @contextlib.contextmanager
-        def counting(mask):
-            with real(mask) as on:
-                seen.append(on)
-                yield on
-
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(predict_module, "skipping_padded_rows", counting)
+            seen = spy_skips(mp, predict_module)
             mp.setattr(predictor, "batch_overhead", None)  # no padding-aware cut: the four texts in one batch
             skipped = predictor.predict_logits(mixed).softmax(-1)
         assert seen == [True], seen  # the comparison below is of a batch whose padding was skipped

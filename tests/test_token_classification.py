@@ -642,19 +642,9 @@ def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
 
 
 def test_the_saved_predictor_skips_padding_on_a_cpu_and_tags_alike(ner_learner, tmp_path, monkeypatch):
-    import contextlib
-
     import bertlearn.tasks.token_classification as tc
-    seen = []
-    real = tc.skipping_padded_rows
-
-    @contextlib.contextmanager
-    def counting(mask):
-        with real(mask) as on:
-            seen.append(on)
-            yield on
-
-    monkeypatch.setattr(tc, "skipping_padded_rows", counting)
+    from conftest import spy_skips
+    seen = spy_skips(monkeypatch, tc)
     predictor = BertNERPredictor(ner_learner.save_model(tmp_path / "m"), device="cpu")
     assert predictor.padding_skippable  # the probe compared the real positions' logits, dense and skipped
     texts = ["Anna", "a wonderful film with Anna Smith and John in it , a great one , truly great and good"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import pickle
 
@@ -14,6 +13,7 @@ import bertlearn.predict as predict_module
 from bertlearn import BertClassificationPredictor
 from bertlearn.unpadded import (MIN_PADDED_SHARE, UnpaddedLinear, restore_linears, skipping_padded_rows,
                                 unpad_linears)
+from conftest import spy_skips
 
 
 def _mask(lengths, width):
@@ -174,17 +174,7 @@ def test_skip_padding_off_before_loading_keeps_every_linear(trained_learner, tmp
 @pytest.fixture
 def skips(monkeypatch):
     """Whether each batch of the prediction calls skipped its padded rows."""
-    seen = []
-    real = predict_module.skipping_padded_rows
-
-    @contextlib.contextmanager
-    def counting(mask):
-        with real(mask) as on:
-            seen.append(on)
-            yield on
-
-    monkeypatch.setattr(predict_module, "skipping_padded_rows", counting)
-    return seen
+    return spy_skips(monkeypatch, predict_module)
 
 
 def test_the_predictor_skips_padding_on_a_cpu_and_predicts_the_same(trained_learner, tmp_path, skips):
