@@ -1,4 +1,4 @@
-# Sourced by the scripts run ON the GPU machine (bench/device_run.sh, bench/device_ner.sh): installs the wheels
+# Sourced by the scripts run ON the GPU machine (bench/device_run.sh, bench/device_ner.sh, bench/device_serve.sh): installs the wheels
 # carried in .whl (SKIP_INSTALL=1 for a dry run where everything is installed, e.g. PY=.venv/bin/python), sets the
 # environment, makes $OUT and writes the machine and versions to $OUT/env.txt. The caller exports BERTLEARN_DATA,
 # sets SECONDS=0 at its start and names its step limits in STEP_LIMITS.
@@ -18,6 +18,20 @@ limit() {
   echo "$s"
 }
 PY="${PY:-python3}"
+# minilm32: .nerdata/minilm16 (bench/device_prepare_ner.sh: the packaged MiniLM in float16, to fit a call's 64 MiB)
+# back to float32 in /tmp/minilm, with its config and tokenizer
+minilm32() {
+  timeout 60 "$PY" - <<'PY' || { echo "casting .nerdata/minilm16 to float32 failed or ran out of time" >&2; return 1; }
+import os, shutil
+from safetensors.torch import load_file, save_file
+os.makedirs("/tmp/minilm", exist_ok=True)
+for f in os.listdir(".nerdata/minilm16"):
+    if f != "model.safetensors":
+        shutil.copy(f".nerdata/minilm16/{f}", "/tmp/minilm/")
+save_file({k: v.float() for k, v in load_file(".nerdata/minilm16/model.safetensors").items()},
+          "/tmp/minilm/model.safetensors")
+PY
+}
 [[ -n "${SKIP_INSTALL:-}" ]] || \
   timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1

@@ -12,18 +12,7 @@ SECONDS=0
 STEP_LIMITS="TESTS_S SPEED_S WNUT_S"
 export BERTLEARN_DATA="$PWD/.nerdata"
 source "$(dirname "$0")/device_env.sh"  # checks ALL_S and the step limits, defines limit()
-# MiniLM back to float32 (what every step trains and predicts with); nothing runs without it
-timeout 60 "$PY" - <<'PY' || { echo "casting .nerdata/minilm16 to float32 failed or ran out of time" >&2; exit 1; }
-import torch
-from safetensors.torch import load_file, save_file
-import shutil, os
-os.makedirs("/tmp/minilm", exist_ok=True)
-for f in os.listdir(".nerdata/minilm16"):
-    if f != "model.safetensors":
-        shutil.copy(f".nerdata/minilm16/{f}", "/tmp/minilm/")
-save_file({k: v.float() for k, v in load_file(".nerdata/minilm16/model.safetensors").items()},
-          "/tmp/minilm/model.safetensors")
-PY
+minilm32 || exit 1  # MiniLM back to float32 in /tmp/minilm (what every step trains and predicts with)
 if t0=$SECONDS && s=$(limit tests "${TESTS_S:-45}"); then
   timeout "$s" "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_token_classification.py \
     tests/test_graphs.py 2>&1 | tee "$OUT/ner_tests.txt" | tail -4

@@ -5,6 +5,11 @@ the offline predictor on the same texts.
     python bench/serve_throughput.py [--model runs/demo/model_out] [--requests 20] [--clients 1,8,32,64]
         [--servers "bertlearn serve,litserve,naive pipeline server"] [--client httpx|wrk] [--seconds 10]
 
+`--device cuda` runs every server and the offline predictor on the GPU (default: cpu). A bertlearn serve name may
+carry a precision after an @: "bertlearn serve@fp32" (plain: the server's default, auto: bf16 on a GPU that has
+it); the offline predictor is measured once per precision the bertlearn serve names use, and each is compared with
+its own.
+
 `--server-cpus 0-1 --client-cpus 2-7` pins every server (and the offline predictor, with that many torch threads)
 and the load generator to separate cores with `taskset`, for a machine with cores to spare: on a 2-core box they
 share them, which is what the tables here measured. A server name may carry its batching wait after a colon: "bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
@@ -50,7 +55,7 @@ NAIVE = textwrap.dedent('''
     import uvicorn
     from fastapi import FastAPI
     from transformers import pipeline
-    pipe = pipeline("text-classification", model=sys.argv[1], device="cpu", top_k=None)
+    pipe = pipeline("text-classification", model=sys.argv[1], device=sys.argv[3], top_k=None)
     app = FastAPI()
 
     @app.post("/predict")
@@ -74,7 +79,7 @@ LITSERVE = textwrap.dedent('''
 
     class Api(ls.LitAPI):
         def setup(self, device):
-            self.predict_items = predictions_for(load_predictor(sys.argv[1], device="cpu"))
+            self.predict_items = predictions_for(load_predictor(sys.argv[1], device=sys.argv[4]))
             self.predict_items(["a warm-up text"])
 
         def decode_request(self, request):
@@ -92,7 +97,7 @@ LITSERVE = textwrap.dedent('''
             return {"predictions": output}
 
     if __name__ == "__main__":
-        server = ls.LitServer(Api(max_batch_size=64, batch_timeout=float(sys.argv[3]) / 1000), accelerator="cpu",
+        server = ls.LitServer(Api(max_batch_size=64, batch_timeout=float(sys.argv[3]) / 1000), accelerator=sys.argv[4],
                               workers_per_device=1)
         server.run(host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", generate_client_file=False)
 ''')
@@ -191,10 +196,12 @@ def load_wrk(url: str, texts: list[str], clients: int, seconds: float) -> tuple[
     bodies = ",".join("[==[" + json.dumps({"texts": [t]}) + "]==]" for t in texts)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT % bodies)
-    threads = str(min(clients, 2))
+    # wrk threads: two (the load generator shares a 2-core box), or one per two of the cores it is pinned to
+    cores = len(cpu_list(PIN["client"][-1])) if PIN["client"] else 4
+    threads = str(min(clients, max(2, cores // 2)))
 
     def run(secs: float) -> list[str]:
-        proc = subprocess.run([*PIN["client"], "wrk", "-t", threads, "-c", str(clients), "-d", f"{secs}s", "--timeout", "60s", "-s",
+        proc = subprocess.run([*PIN["client"], "wrk", "-t", threads, "-c", str(clients), "-d", f"{secs:g}s", "--timeout", "60s", "-s",
                                f.name, url], capture_output=True, text=True, check=True)
         return next(l for l in proc.stdout.splitlines() if l.startswith("RESULT ")).split()[1:]
 
@@ -203,6 +210,11 @@ def load_wrk(url: str, texts: list[str], clients: int, seconds: float) -> tuple[
     if int(bad):
         sys.exit(f"{bad} of {requests} requests failed at {clients} clients")
     return int(requests) / (int(micros) / 1e6), float(p50) / 1000, float(p99) / 1000
+
+
+def precision_of(name: str) -> str:
+    """The precision a server name asks for after an @ ("bertlearn serve@fp32"); auto without one."""
+    return name.partition("@")[2] or "auto"
 
 
 def main() -> None:
@@ -215,6 +227,11 @@ def main() -> None:
     ap.add_argument("--client", default="httpx", choices=["httpx", "wrk"],
                     help="the load generator: Python threads with httpx, or wrk (C; apt-get install wrk)")
     ap.add_argument("--seconds", type=float, default=10, help="wrk: seconds per level")
+    ap.add_argument("--device", default="cpu", help="where the servers and the offline predictor run (cpu, cuda)")
+    ap.add_argument("--base", default=None, help="the pretrained folder the quick model starts from (default: the "
+                                                 "packaged MiniLM)")
+    ap.add_argument("--train-only", action="store_true", help="train and save the quick model (runs/serve_bench), "
+                                                             "then stop")
     ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the servers and the offline predictor")
     ap.add_argument("--client-cpus", default=None, help="taskset CPU list for the load generator")
     args = ap.parse_args()
@@ -233,18 +250,25 @@ def main() -> None:
     if model is None:  # a quick MiniLM sentiment model, so the bench needs nothing but the data
         from bertlearn import BertDataBunch, BertLearner
         train = pd.read_csv(DATA_ROOT / "sst2" / "train.csv").sample(n=2000, random_state=0)
-        db = BertDataBunch.from_df(train, train.head(200), None, bs=32, maxlen=64, seed=0, device="cpu")
-        learner = BertLearner.from_pretrained_model(db, None, device="cpu", seed=0,
+        db = BertDataBunch.from_df(train, train.head(200), args.base, bs=32, maxlen=64, seed=0, device=args.device)
+        learner = BertLearner.from_pretrained_model(db, args.base, device=args.device, seed=0,
                                                     output_dir="runs/serve_bench")
         with learner.no_bar(), learner.no_logging():
             learner.fit(1, lr=1e-4)
         model = learner.save_model()
+    if args.train_only:
+        print(f"model: {model}")
+        return
     from bertlearn import load_predictor
-    offline = load_predictor(model, device="cpu")
-    offline.predict_batch(texts[:64])
-    t0 = time.perf_counter()
-    offline.predict_batch(texts)
-    offline_rate = len(texts) / (time.perf_counter() - t0)
+    names = args.servers.split(",")
+    offline_rate: dict[str, float] = {}  # per precision of the bertlearn serve names
+    for precision in dict.fromkeys(precision_of(n) for n in names if n.startswith("bertlearn serve")):
+        offline = load_predictor(model, device=args.device, precision=precision)
+        offline.predict_batch(texts[:64])
+        t0 = time.perf_counter()
+        offline.predict_batch(texts)
+        offline_rate[precision] = len(texts) / (time.perf_counter() - t0)
+        del offline
     os.sched_setaffinity(0, everywhere)  # the bench itself (and an unpinned wrk) may run anywhere again
     levels = [int(c) for c in args.clients.split(",")]
     rows = {}
@@ -254,15 +278,17 @@ def main() -> None:
             f.write(code)
         scripts[name] = f.name
     def command(name: str, port: int) -> list[str]:
-        base, _, wait = name.partition(":")
+        base, _, wait = name.split("@")[0].partition(":")
         if base == "bertlearn serve":
-            return [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", "cpu", "--log-level",
-                    "warning", "--max-wait-ms", wait or args.max_wait_ms, "--port", str(port)]
-        if base == "litserve":
-            return [sys.executable, scripts["litserve"], str(model), str(port), wait or "0"]
-        if base == "naive pipeline server":
-            return [sys.executable, scripts["naive"], str(model), str(port)]
-        sys.exit(f"--servers: unknown server {name!r}; use bertlearn serve[:ms], litserve[:ms], naive pipeline server")
+            return [sys.executable, "-m", "bertlearn", "serve", str(model), "--device", args.device, "--log-level",
+                    "warning", "--max-wait-ms", wait or args.max_wait_ms, "--precision", precision_of(name),
+                    "--port", str(port)]
+        if base == "litserve" and "@" not in name:
+            return [sys.executable, scripts["litserve"], str(model), str(port), wait or "0", args.device]
+        if base == "naive pipeline server" and "@" not in name:
+            return [sys.executable, scripts["naive"], str(model), str(port), args.device]
+        sys.exit(f"--servers: unknown server {name!r}; use bertlearn serve[:ms][@precision], litserve[:ms], "
+                 "naive pipeline server")
 
     def served(port: int) -> dict | None:
         # bertlearn serve counts its batches and texts (/info); the other servers have no such endpoint
@@ -272,7 +298,6 @@ def main() -> None:
         except (httpx.HTTPError, ValueError):
             return None
 
-    names = args.servers.split(",")
     batch_sizes: dict = {}
     for name in names:
         port = free_port()
@@ -307,11 +332,13 @@ def main() -> None:
         if per_batch:
             print(f"{name}: texts per batch (the level's timed run and its warm-up second): "
                   + ", ".join(f"{c} clients {v:.1f}" for c, v in per_batch.items()))
-    print(f"\noffline predict_batch on all {len(texts)} texts: {offline_rate:,.1f} texts/s")
+    for precision, rate in offline_rate.items():
+        print(f"\noffline predict_batch on all {len(texts)} texts, precision {precision}: {rate:,.1f} texts/s")
     for name in (n for n in rows if n.startswith("bertlearn serve")):
         best = max(r[0] for r in rows[name].values())
-        print(f"{name}'s best level: {best:,.1f} texts/s ({best / offline_rate:.2f}x offline)")
-    pins = f"; servers on CPUs {args.server_cpus or 'any'}, clients on {args.client_cpus or 'any'}"
+        print(f"{name}'s best level: {best:,.1f} texts/s ({best / offline_rate[precision_of(name)]:.2f}x offline "
+              f"at precision {precision_of(name)})")
+    pins = f"; device {args.device}; servers on CPUs {args.server_cpus or 'any'}, clients on {args.client_cpus or 'any'}"
     print(f"machine: {describe()}{pins}")
 
 
