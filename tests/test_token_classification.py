@@ -659,3 +659,58 @@ def test_the_saved_predictor_skips_padding_on_a_cpu_and_tags_alike(ner_learner, 
     for a, b in zip(got, dense):
         assert [{**e, "score": pytest.approx(e["score"], abs=1e-6)} for e in a] == b
     assert any(got), "the tagger found no entity: the comparison of entities tests little"
+
+
+# --- a third review: grouping as scoring counts, underscore tags, decomposed accents ---
+
+def test_grouping_counts_the_entities_scoring_counts(tiny_tokenizer):
+    from seqeval.metrics.sequence_labeling import get_entities
+    words = text_words(tiny_tokenizer, ["bob ann the kim bob ann"])[0]
+    labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
+
+    def spans(tags):
+        p = np.full((len(tags), len(labels)), 0.01, np.float32)
+        for i, t in enumerate(tags):
+            p[i, labels.index(t)] = 0.9
+        return [(e["entity_group"], e["start"], e["end"]) for e in group_entities(words, p, labels, tiny_tokenizer)]
+
+    # ill-formed runs an imperfect model produces: an entity ends after E- and S-, as conlleval (seqeval) counts
+    assert spans(["S-PER", "I-PER", "E-PER", "O", "O", "O"]) == [("PER", 0, 3), ("PER", 4, 11)]
+    assert spans(["B-PER", "E-PER", "E-PER", "O", "O", "O"]) == [("PER", 0, 7), ("PER", 8, 11)]
+    assert spans(["B-PER", "I-LOC", "E-LOC", "O", "S-LOC", "I-LOC"]) == [
+        ("PER", 0, 3), ("LOC", 4, 11), ("LOC", 16, 19), ("LOC", 20, 23)]
+    ends = [(w["start"], w["end"]) for w in words]
+    rng = random.Random(0)
+    for _ in range(300):  # any tag sequence: the same chunks scoring counts
+        tags = [rng.choice(labels) for _ in words]
+        assert spans(tags) == [(k, ends[a][0], ends[b][1]) for k, a, b in get_entities(tags)], tags
+
+
+def test_underscore_tags_score_and_group_as_dashed_ones(tiny_tokenizer):
+    gold = [["B_PER", "I_PER", "O", "B_LOC"], ["B_LOC", "O", "O", "O"]]
+    pred = [["B_PER", "I_PER", "O", "O"], ["B_LOC", "O", "B_PER", "O"]]
+    dashed = [[t.replace("_", "-") for t in s] for s in gold], [[t.replace("_", "-") for t in s] for s in pred]
+    # PER: 1 right of 2 predicted, 1 true; LOC: 1 right of 1 predicted, 2 true
+    assert entity_scores(gold, pred) == entity_scores(*dashed)
+    report = entity_report(gold, pred)
+    assert sorted(k for k in report.index if k.isupper()) == ["LOC", "PER"]
+    assert report.loc["PER", "precision"] == 0.5 and report.loc["LOC", "recall"] == 0.5
+    words = text_words(tiny_tokenizer, ["bob ann the kim"])[0]
+    labels = ["O", "B_PER", "I_PER"]
+    p = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]], np.float32)
+    assert [(e["entity_group"], e["word"]) for e in group_entities(words, p, labels, tiny_tokenizer)] == [
+        ("PER", "bob ann"), ("PER", "kim")]
+
+
+def test_decomposed_accents_keep_their_words():
+    import unicodedata
+
+    from bertlearn import load_tokenizer
+    tok = load_tokenizer(None)  # the packaged MiniLM's: uncased, strips accents
+    text = unicodedata.normalize("NFD", "visit São Paulo with José")
+    assert len(text) == 27  # "S a \u0303 o" and "J o s e \u0301"
+    words = text_words(tok, [text])[0]
+    # one word per word, each span covering its accents: the pipeline's length test would glue "sao" to "visit"
+    assert [(w["tokens"], text[w["start"]:w["end"]]) for w in words] == [
+        (["visit"], "visit"), (["sao"], "Sa\u0303o"), (["paulo"], "Paulo"), (["with"], "with"),
+        (["jose"], "Jose\u0301")]

@@ -330,7 +330,7 @@ def labels_for(tags: Sequence[Sequence[str]]) -> list[str]:
 
 
 def to_bio(tag: str) -> str:
-    """The tag in B-/I- form for grouping words into entities: S-/U- open (B-), E-/L- continue (I-).
+    """The tag in B-/I- form: S-/U- open (B-), E-/L- continue (I-), and "B_PER" is "B-PER".
 
     Args:
         tag: a tag of any scheme.
@@ -340,14 +340,17 @@ def to_bio(tag: str) -> str:
         return "B-" + tag[2:]
     if p in ("E", "L"):
         return "I-" + tag[2:]
-    return tag
+    return p + "-" + tag[2:] if p in ("B", "I") else tag
 
 
 def to_seqeval(tag: str) -> str:
-    """The tag as seqeval's conlleval-compatible scoring reads it: BILOU's L-/U- become E-/S-.
+    """The tag as seqeval's conlleval-compatible scoring reads it: BILOU's L-/U- become E-/S-, and an underscore
+    after the prefix a dash ("B_PER" is "B-PER": seqeval splits the type at a dash, and would score "_PER").
 
     Args:
         tag: a tag of any scheme.
     """
     p = _prefix(tag)
-    return ("E-" if p == "L" else "S-") + tag[2:] if p in ("L", "U") else tag
+    if p in ("", "O"):
+        return tag
+    return {"L": "E", "U": "S"}.get(p, p) + "-" + tag[2:]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ from fastai.learner import Metric
 
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
-from ..data.conll import entity_type, to_bio, to_seqeval
+from ..data.conll import entity_type, to_seqeval
 from ..device import amp_dtype_for, resolve_device
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
@@ -194,11 +195,14 @@ def entity_metrics() -> list[EntityMetric]:
 # --- from token scores to entities ---
 
 def _is_subword(tokenizer: Any, token: str, text: str, start: int, end: int) -> bool:
-    # the pipeline's rule: word-aware tokenizers (a continuing-subword prefix such as WordPiece's ##) mark later
-    # pieces; others fall back to "no space before it"
+    # word-aware tokenizers (a continuing-subword prefix such as WordPiece's ##) mark later pieces with it. The
+    # pipeline tests len(token) != len(text[start:end]) instead, which normalization breaks: an uncased tokenizer
+    # strips the accent of a decomposed "Sa\u0303o" (4 characters) to "sao" (3), and the pipeline then glues the
+    # word to the one before it. Others fall back, as the pipeline does, to "no space before it"
     model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    if getattr(model, "continuing_subword_prefix", None):
-        return len(token) != len(text[start:end])
+    prefix = getattr(model, "continuing_subword_prefix", None)
+    if prefix:
+        return token.startswith(prefix)
     if id(tokenizer) not in _GUESSED:
         _GUESSED.add(id(tokenizer))
         warnings.warn(f"{type(tokenizer).__name__} marks no sub-words (no continuing-subword prefix such as '##'): "
@@ -236,6 +240,9 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
                 w["end"] = e
             else:
                 words.append({"ids": [tid], "tokens": [tok], "start": s, "end": e})
+        for w in words:  # a combining mark the normalizer dropped (a decomposed "Jose\u0301") still ends the word
+            while w["end"] < len(text) and unicodedata.combining(text[w["end"]]):
+                w["end"] += 1
         out.append(words)
     return out
 
@@ -261,24 +268,16 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
                        "end": int(w["end"]), "index": k})
     if not group:
         return [t for t in tagged if t["entity"] not in exclude]
-    out, run = [], []
+    from seqeval.metrics.sequence_labeling import get_entities
 
-    def close() -> None:
-        if run:
-            kind = to_bio(run[0]["entity"]).split("-", 1)[-1]
-            out.append({"entity_group": kind, "score": float(np.mean([t["score"] for t in run])),
-                        "word": tokenizer.convert_tokens_to_string([t["word"] for t in run]),
-                        "start": run[0]["start"], "end": run[-1]["end"]})
-
-    for t in tagged:
-        tag = to_bio(t["entity"])
-        bi, kind = (tag[0], tag[2:]) if tag[:2] in ("B-", "I-") else ("I", tag)
-        if run and bi != "B" and kind == to_bio(run[-1]["entity"]).split("-", 1)[-1]:
-            run.append(t)
-        else:
-            close()
-            run = [t]
-    close()
+    # the entities are the chunks that scoring counts (seqeval's conlleval rules, on the tags as scoring reads
+    # them), so `predict` and `validate`/`bertlearn eval` agree even on ill-formed tag runs such as S-PER I-PER
+    out = []
+    for kind, first, last in get_entities([to_seqeval(t["entity"]) for t in tagged]):
+        run = tagged[first:last + 1]
+        out.append({"entity_group": kind, "score": float(np.mean([t["score"] for t in run])),
+                    "word": tokenizer.convert_tokens_to_string([t["word"] for t in run]),
+                    "start": run[0]["start"], "end": run[-1]["end"]})
     return [e for e in out if e["entity_group"] not in exclude]
 
 
