@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from .errors import BertLearnError, ModelError
 
 try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, so Request must be a module global
@@ -32,7 +34,7 @@ try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, 
 except ImportError:  # create_app says what to install
     Request = None  # type: ignore[assignment,misc]
 
-__all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for", "check_max_wait_ms"]
+__all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for", "check_max_wait_ms", "check_positive"]
 
 _log = logging.getLogger("bertlearn.serve")
 
@@ -50,6 +52,22 @@ class ServeLimits:
     max_body_bytes: int = 1_000_000
     max_texts: int = 256
     max_chars: int = 20_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_texts", "max_chars"):
+            check_positive(name, getattr(self, name))
+
+
+def check_positive(name: str, value: Any) -> int:
+    """`value` as a whole number >= 1 (a batch size or a limit); anything else raises `ModelError` naming the option.
+
+    Args:
+        name: the option (`max_batch_size`, `max_texts`...); the message names its CLI flag too.
+        value: what the caller passed.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelError(f"{name}={value!r}: expected a whole number >= 1 (bertlearn serve --{name.replace('_', '-')})")
+    return value
 
 
 def check_max_wait_ms(value: float | str) -> float | str:
@@ -106,7 +124,7 @@ class Batcher:
 
     def __init__(self, predict: Callable[[list], list], *, max_batch_size: int = 64,
                  max_wait_ms: float | str = "auto", max_queue: int = 4096):
-        self.predict, self.max_batch_size = predict, int(max_batch_size)
+        self.predict, self.max_batch_size = predict, check_positive("max_batch_size", max_batch_size)
         self.auto = check_max_wait_ms(max_wait_ms) == "auto"
         self.max_wait = 0.0 if self.auto else float(max_wait_ms) / 1000
         self.max_queue = int(max_queue)
@@ -229,9 +247,11 @@ def predictions_for(predictor: Any) -> Callable[[list], list]:
         return lambda items: [{"score": float(v)} for v in predictor.predict_batch(items)]
     if getattr(enc, "multi_label", False):
         # each label's sigmoid, and whether it passes its threshold (tuned ones where the folder saved them)
-        cut = predictor.thresholds if predictor.thresholds is not None else 0.5
-        cuts = dict(zip(predictor.labels, cut)) if isinstance(cut, (list, tuple)) else {}
-        return lambda items: [[{"label": l, "score": float(p), "predicted": bool(p > cuts.get(l, cut))}
+        # compared in float32, as `decide` (predict_labels) compares: a sigmoid that rounds to the threshold itself
+        # is not over it, though the threshold as a Python float may be a hair above
+        cut = np.asarray(predictor.thresholds if predictor.thresholds is not None else 0.5, dtype=np.float32)
+        cuts = dict(zip(predictor.labels, np.broadcast_to(cut, (len(predictor.labels),))))
+        return lambda items: [[{"label": l, "score": float(p), "predicted": bool(np.float32(p) > cuts[l])}
                                for l, p in ranked] for ranked in predictor.predict_batch(items)]
     return lambda items: [[{"label": l, "score": float(p)} for l, p in ranked]
                           for ranked in predictor.predict_batch(items)]
@@ -258,11 +278,12 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, "body", f"the body has {len(body):,} bytes; at most {limits.max_body_bytes:,} "
                                         "(bertlearn serve --max-body-bytes)")
+    key = "pairs" if pairs else "texts"
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise RequestError(400, "body", f"the body is not JSON ({e}); send {{\"texts\": [\"...\"]}}") from None
-    key = "pairs" if pairs else "texts"
+        example = '{"pairs": [["...", "..."]]}' if pairs else '{"texts": ["..."]}'
+        raise RequestError(400, "body", f"the body is not JSON ({e}); send {example}") from None
     if not isinstance(data, dict):
         raise RequestError(422, "body", f"the body is a JSON {type(data).__name__}; send an object {{\"{key}\": [...]}}")
     if key not in data:
@@ -325,6 +346,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
 
     limits = limits or ServeLimits()
     max_wait_ms = check_max_wait_ms(max_wait_ms)  # refused before the app starts (and loads the model)
+    check_positive("max_batch_size", max_batch_size)
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
     state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
@@ -364,7 +386,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         except RequestError as e:
             return JSONResponse({"error": str(e), "field": e.field}, status_code=e.status)
         except BertLearnError as e:  # the predictor refused the input (its message names the problem)
-            return JSONResponse({"error": str(e), "field": "texts"}, status_code=422)
+            return JSONResponse({"error": str(e), "field": "pairs" if state["pairs"] else "texts"}, status_code=422)
         except Exception as e:  # noqa: BLE001 - a failed batch answers its requests and the server goes on
             _log.exception("batch failed")
             return JSONResponse({"error": f"prediction failed: {type(e).__name__}: {e}", "field": None},
@@ -462,8 +484,9 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, l
         import uvicorn
     except ImportError as e:
         raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
-    if "max_wait_ms" in options:
-        options["max_wait_ms"] = check_max_wait_ms(options["max_wait_ms"])  # before the model loads
+    if "max_wait_ms" in options:  # refused before the model loads
+        options["max_wait_ms"] = check_max_wait_ms(options["max_wait_ms"])
+    check_positive("max_batch_size", options.get("max_batch_size", 64))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s")
     from .predict import load_predictor
     predictor = load_predictor(model_dir, device=options.get("device"), bs=options.get("max_batch_size", 64),

@@ -486,10 +486,80 @@ def test_every_kind_of_folder_serves_what_the_offline_predictor_gives(kind, tmp_
         else:
             assert [[x["label"] for x in g] for g in got] == [[l for l, _ in o] for o in offline]
             assert [x["score"] for g in got for x in g] == pytest.approx([p for o in offline for _, p in o], abs=1e-5)
-        if kind == "multi_label":
-            cut = {"pos": 0.3, "neg": 0.7}
-            assert all(x["predicted"] == (x["score"] > cut[x["label"]]) for g in got for x in g)
+        if kind == "multi_label":  # the flags are predict_labels' decisions with the saved thresholds
+            decided = load_predictor(folder, device="cpu").predict_labels(texts)
+            assert [{x["label"] for x in g if x["predicted"]} for g in got] == [set(d) for d in decided]
         if kind == "onnx":
             assert httpx.get(server.url + "/info").json()["runtime"] == "onnxruntime"
     finally:
         server.stop()
+
+
+def test_bad_batch_sizes_and_limits_are_refused_naming_the_option(tmp_path, capsys):
+    from bertlearn.cli import main
+    from bertlearn.errors import ModelError
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ModelError, match=r"^max_batch_size=.*: expected a whole number >= 1 \(bertlearn serve "
+                                             r"--max-batch-size\)$"):
+            Batcher(lambda items: items, max_batch_size=bad)
+    with pytest.raises(ModelError, match=r"^max_texts=0: expected a whole number >= 1 \(bertlearn serve --max-texts\)$"):
+        ServeLimits(max_texts=0)
+    # the CLI refuses it before loading the (here empty) folder, instead of a traceback from the warm-up batch
+    assert main(["serve", str(tmp_path), "--max-batch-size", "0"]) == 1
+    assert capsys.readouterr().err == ("bertlearn serve: error: max_batch_size=0: expected a whole number >= 1 "
+                                       "(bertlearn serve --max-batch-size)\n")
+
+
+class _FakeEncoder:
+    problem_type, pairs, multi_label, regression = "single_label_classification", True, False, False
+
+
+class _FakePairPredictor:
+    """A pair model's predictor whose predictions refuse one input (as a predictor's own checks do)."""
+    encoder, labels, thresholds = _FakeEncoder(), ["no", "yes"], None
+
+    def predict_batch(self, items):
+        from bertlearn.errors import DataError
+        if ("bad", "pair") in items:
+            raise DataError("pair 0 is refused by the predictor")
+        return [[("yes", 0.75), ("no", 0.25)] for _ in items]
+
+
+def test_a_pair_model_names_pairs_in_its_errors(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    with TestClient(create_app(tmp_path, predictor=_FakePairPredictor())) as client:
+        r = client.post("/predict", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["field"] == "body"
+        assert r.json()["error"].endswith('; send {"pairs": [["...", "..."]]}')
+        r = client.post("/predict", json={"pairs": [["bad", "pair"]]})
+        assert r.status_code == 422 and r.json() == {"error": "pair 0 is refused by the predictor", "field": "pairs"}
+        assert client.post("/predict", json={"pairs": [["a", "b"]]}).json() == {
+            "predictions": [[{"label": "yes", "score": 0.75}, {"label": "no", "score": 0.25}]]}
+
+
+def test_multi_label_predicted_flag_decides_in_float32_as_predict_labels():
+    import numpy as np
+    import torch
+
+    from bertlearn.predict import decide
+    from bertlearn.serve import predictions_for
+    # a logit whose float32 sigmoid is float32(0.3) itself: not over a 0.3 threshold in float32, but the float64 of
+    # that sigmoid (0.30000001192...) is over the Python float 0.3
+    logits = torch.tensor([[-0.8472978472709656, 2.0]])
+    probs = logits.sigmoid()
+    assert probs[0, 0].item() == float(np.float32(0.3)) > 0.3
+
+    class Encoder:
+        problem_type, multi_label, regression, labels = "multi_label_classification", True, False, ["a", "b"]
+
+    class Predictor:
+        encoder, labels, thresholds = Encoder(), ["a", "b"], [0.3, 0.7]
+
+        def predict_batch(self, items):
+            return [sorted(zip(self.labels, probs[0].tolist()), key=lambda x: -x[1])]
+
+    got = predictions_for(Predictor())(["text"])[0]
+    assert decide(logits, Encoder(), [0.3, 0.7]) == [["b"]]  # what predict_labels says
+    assert {x["label"]: x["predicted"] for x in got} == {"a": False, "b": True}
