@@ -19,7 +19,7 @@ def test_every_device_script_parses(script):
     assert run.returncode == 0, run.stderr
 
 
-@pytest.mark.parametrize("script", ["device_run.sh", "device_ner.sh"])
+@pytest.mark.parametrize("script", ["device_run.sh", "device_ner.sh", "device_serve.sh"])
 def test_a_budget_that_is_not_whole_seconds_is_refused_before_anything_runs(script, tmp_path):
     env = {**os.environ, "ALL_S": "5m", "OUT": str(tmp_path)}
     run = subprocess.run(["bash", f"bench/{script}"], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -35,6 +35,15 @@ def test_an_unknown_step_is_refused_before_anything_runs(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == ("step preditc: not one of all, tests, cli, predict, train, tokenize, overhead, "
                                   "scaling")
+    assert not (tmp_path / "env.txt").exists()
+
+
+def test_an_unknown_serve_step_is_refused_before_anything_runs(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    run = subprocess.run(["bash", "bench/device_serve.sh", "cpu,gpus"], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "step gpus: not one of cpu, gpu"
     assert not (tmp_path / "env.txt").exists()
 
 
