@@ -168,6 +168,9 @@ def test_first_piece_carries_the_tag_and_later_pieces_are_left_out(tiny_tokenize
     every = TagEncoder(tiny_tokenizer, 64, ["O", "B-PER", "I-PER"], label_all_tokens=True).dataset(
         [["the", "bob", "ann"]], [[0, 1, 2]])
     assert list(every.targets[0]) == [IGNORE_INDEX, 0, 1, 2, 2, 2, 2, 2, IGNORE_INDEX]  # B- continues as I-
+    underscored = TagEncoder(tiny_tokenizer, 64, ["O", "B_PER", "I_PER"], label_all_tokens=True).dataset(
+        [["the", "bob", "ann"]], [[0, 1, 2]])
+    assert list(underscored.targets[0]) == list(every.targets[0])  # B_PER continues as I_PER
 
 
 def test_long_sentences_are_windowed_and_no_word_is_dropped(tiny_tokenizer):

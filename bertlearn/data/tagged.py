@@ -209,8 +209,9 @@ class TagEncoder:
         if not self.label_all_tokens:
             return IGNORE_INDEX
         name = self.labels[tag]
-        if name.startswith(("B-", "S-", "U-")) and "I-" + name[2:] in self.labels:
-            return self.labels.index("I-" + name[2:])
+        inside = "I" + name[1:]  # the tag's own separator: B-PER continues as I-PER, B_PER as I_PER
+        if name[:1] in ("B", "S", "U") and name[1:2] in ("-", "_") and inside in self.labels:
+            return self.labels.index(inside)
         return tag
 
 
