@@ -232,7 +232,7 @@ def predict_child(args: argparse.Namespace) -> dict:
 
     reference = None
     for precision in precisions:
-        pred = BertNERPredictor(path, device, precision=precision)
+        pred = BertNERPredictor(path, device=device, precision=precision)
         r, got = timed(pred.predict_batch, texts)
         reference = reference or got  # fp32 runs first
         result["agree_with_fp32"][precision] = sum(key(a) == key(b) for a, b in zip(got, reference))

@@ -84,17 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = argparse.ArgumentParser(prog="bertlearn", description="Fine-tune and use BERT-family text classifiers "
-                                     "(fastai training loop around Hugging Face models).")
+                                     "and token classifiers (NER), and serve them (fastai training loop around Hugging "
+                                     "Face models).")
     parser.add_argument("--version", action="version", version=f"bertlearn {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,eval,senses}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,predict,eval,serve,senses}")
     fmt = argparse.RawDescriptionHelpFormatter
 
-    t = sub.add_parser("train", help="fine-tune a model on CSV files and save it", epilog=_EXAMPLES_TRAIN,
-                       formatter_class=fmt)
-    t.add_argument("--data", required=True, type=Path, help="folder holding the CSV files")
-    t.add_argument("--train-file", default="train.csv", help="training CSV inside --data (default: train.csv)")
+    t = sub.add_parser("train", help="fine-tune a model on CSV files (or CoNLL / JSONL files for NER) and save it",
+                       epilog=_EXAMPLES_TRAIN, formatter_class=fmt)
+    t.add_argument("--data", required=True, type=Path, help="folder holding the data files")
+    t.add_argument("--train-file", default="train.csv", help="training file inside --data (default: train.csv; "
+                   "NER: a .conll/.txt/.iob/.bio or .jsonl file)")
     t.add_argument("--val-file", default=None,
-                   help="validation CSV inside --data (default: val.csv if present, else 20%% of train)")
+                   help="validation file inside --data (default: val.csv if present, else 20%% of train; NER from "
+                   "CoNLL files: the first of val.txt, dev.conll, valid.conll, val.conll, dev.txt, valid.txt there; "
+                   "NER from one JSONL file: --train-size)")
     t.add_argument("--text-col", nargs="+", default=["text"], help="text column; two columns for sentence pairs")
     t.add_argument("--label-col", nargs="+", default=["label"], help="label column; several 0/1 columns with "
                    "--multi-label")
@@ -134,11 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tune-thresholds", action="store_true", help="multi-label: pick per-label thresholds on "
                    "the validation set before saving")
 
-    p = sub.add_parser("predict", help="predict a CSV with a saved model, writing a CSV", epilog=_EXAMPLES_PREDICT,
-                       formatter_class=fmt)
+    p = sub.add_parser("predict", help="predict a file with a saved model (CSV; NER: also CoNLL or JSONL)",
+                       epilog=_EXAMPLES_PREDICT, formatter_class=fmt)
     p.add_argument("--model", required=True, type=Path, help="folder written by train / save_model / to_onnx")
-    p.add_argument("--input", required=True, type=Path, help="CSV with the text column(s)")
-    p.add_argument("--output", required=True, type=Path, help="CSV to write")
+    p.add_argument("--input", required=True, type=Path, help="CSV with the text column(s); NER: a CoNLL file of "
+                   "words, or CSV / JSONL of texts")
+    p.add_argument("--output", required=True, type=Path, help="file to write (NER: CoNLL for a CoNLL input)")
     p.add_argument("--text-col", nargs="+", default=None, help="text column(s) (default: the model's own, else text)")
     p.add_argument("--bs", type=int, default=64,
                    help="the most texts a batch holds (on a CPU, longest-first batches are cut by padding)")
@@ -153,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA GPUs: replay the forward pass as CUDA graphs, one per batch width; auto: in bf16, a "
                    "width is captured on its second use")
 
-    e = sub.add_parser("eval", help="metrics of a saved model on a labelled CSV", epilog=_EXAMPLES_EVAL,
-                       formatter_class=fmt)
-    e.add_argument("--model", required=True, type=Path)
-    e.add_argument("--input", required=True, type=Path)
+    e = sub.add_parser("eval", help="metrics of a saved model on a labelled CSV (NER: a CoNLL or JSONL file)",
+                       epilog=_EXAMPLES_EVAL, formatter_class=fmt)
+    e.add_argument("--model", required=True, type=Path, help="folder written by train / save_model / to_onnx")
+    e.add_argument("--input", required=True, type=Path, help="labelled CSV; NER: a tagged CoNLL file or doccano "
+                   "JSONL")
     e.add_argument("--text-col", nargs="+", default=None)
     e.add_argument("--label-col", nargs="+", default=None, help="label column(s) (default: the model's own, else "
                    "label)")
@@ -226,6 +232,11 @@ def _train(args: argparse.Namespace) -> int:
     task = args.task or ("ner" if Path(args.train_file).suffix.lower() in _NER_SUFFIXES else "classification")
     if task == "ner":
         return _train_ner(args, chosen=args.task is None)
+    if not (data / args.train_file).is_file():  # a NER folder trained without --train-file: say which file to name
+        ner = sorted(p.name for p in data.iterdir() if p.name.startswith("train") and p.suffix.lower() in _NER_SUFFIXES)
+        if ner:
+            raise DataError(f"--train-file {args.train_file!r} is not in {str(data)!r}, which holds {ner}; for token "
+                            f"classification (NER) pass --train-file {ner[0]} (the suffix chooses the task)")
     val_file = args.val_file or ("val.csv" if (data / "val.csv").is_file() else None)
     kwargs = dict(text_col=_one_or_list(args.text_col), label_col=_one_or_list(args.label_col), bs=args.bs,
                   maxlen=args.maxlen, multi_label=args.multi_label, regression=args.regression,
@@ -258,6 +269,7 @@ _GRAPHS = {"auto": "auto", "on": True, "off": False}
 
 def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
     from .data import BertNERDataBunch
+    from .errors import DataError
     from .tasks import BertNERLearner
 
     data, train_file = args.data, args.train_file
@@ -278,8 +290,11 @@ def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
                                                 random_state=args.seed, label_all_tokens=args.label_all_tokens,
                                                 **{k: v for k, v in common.items() if k != "seed"})
     else:
-        val_file = args.val_file or next((f for f in ("val.txt", "dev.conll", "valid.conll", "val.conll", "dev.txt")
-                                          if (data / f).is_file()), "val.txt")
+        looked = ("val.txt", "dev.conll", "valid.conll", "val.conll", "dev.txt", "valid.txt")
+        val_file = args.val_file or next((f for f in looked if (data / f).is_file()), None)
+        if val_file is None:
+            raise DataError(f"no validation file in {str(data)!r}: looked for {', '.join(looked)}; pass --val-file "
+                            "(token classification validates on its own file)")
         databunch = BertNERDataBunch.from_conll(data, args.model, train_file=train_file, val_file=val_file,
                                                 label_file=args.label_file, tag_scheme=args.tag_scheme,
                                                 label_all_tokens=args.label_all_tokens, **common)
@@ -352,8 +367,13 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
 
 def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
     from .data import read_conll, read_jsonl
+    from .errors import DataError
     from .tasks.token_classification import entity_report, entity_scores
 
+    if args.input.suffix.lower() in (".csv", ".tsv"):
+        raise DataError(f"--input {str(args.input)!r}: {str(args.model)!r} is a token classifier (NER), scored on "
+                        "tagged words: a CoNLL file (a word and its tag per line) or doccano JSONL (text and "
+                        "[start, end, label] spans), not a CSV")
     read = read_jsonl if args.input.suffix.lower() == ".jsonl" else read_conll
     sents = read(args.input)
     pred = predictor.predict_tokens(sents.words)
@@ -365,8 +385,8 @@ def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
     print(report.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.json:
         from .atomic import atomic_file
-        per_type = {kind: {c: float(row[c]) for c in ("precision", "recall", "f1", "support")}
-                    for kind, row in report.iterrows()}
+        per_type = {kind: {"precision": float(row["precision"]), "recall": float(row["recall"]),
+                           "f1": float(row["f1"]), "support": int(row["support"])} for kind, row in report.iterrows()}
         with atomic_file(args.json) as tmp:
             tmp.write_text(json.dumps({"sentences": len(sents), **scores, "per_type": per_type}, indent=2))
     return 0

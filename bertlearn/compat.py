@@ -46,6 +46,8 @@ NO_EFFECT: dict[str, tuple[Callable[[Any], bool], str]] = {
     "smooth_f": (_given, "fastai's lr_find smooths with the recorder's beta (0.98)"),
     "step_mode": (lambda v: v not in (None, "exp"), "fastai's lr_find sweeps the rate exponentially"),
     "diverge_th": (_given, "fastai's lr_find stops once the loss exceeds 4x its minimum (stop_div=True)"),
+    "save_steps": (bool, "checkpoints are written per epoch: fit(..., checkpoint=True) (resume with "
+                         "fit(..., resume=True)), where fast-bert saved every save_steps steps"),
 }
 
 _said: set[Any] = set()  # argument names (and (where, name) for call-specific reasons) already named

@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from .errors import BertLearnError, user_stacklevel
+from .errors import BertLearnError, ModelError, user_stacklevel
 
 __all__ = ["resolve_device", "native_bf16", "amp_dtype_for", "batch_overhead_for", "PRECISIONS",
            "CPU_BATCH_OVERHEAD"]
@@ -28,7 +28,11 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelError(f"device={device!r} is not a device torch knows; pass \"cuda\" (or \"cuda:1\"), \"cpu\", "
+                         "\"mps\", a torch.device, or None for the GPU where there is one") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         if str(device) not in _FELL_BACK:  # said once per process: a script asks for its device many times
             _FELL_BACK.add(str(device))

@@ -221,25 +221,32 @@ class Predictor:
 
 
 def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer: Any, *, label_path: Any = None,
-                                   do_lower_case: bool | None = None, **ignored: Any) -> None:
-    """Hold fast-bert's predictor arguments against the saved model: `label_path` (a labels.csv or its folder) must
+                                   do_lower_case: bool | None = None, where: str = "BertClassificationPredictor",
+                                   label_file: str = "labels.csv", implicit: Sequence[str] = (),
+                                   **ignored: Any) -> None:
+    """Hold fast-bert's predictor arguments against the saved model: `label_path` (a labels file or its folder) must
     name the model's labels, `do_lower_case` must match the saved tokenizer; the rest have no effect (named once).
 
     Args:
         path: the model folder.
         labels: the model's labels, in output order.
         tokenizer: the saved tokenizer.
-        label_path: fast-bert's labels.csv, or the folder holding it.
+        label_path: fast-bert's labels file, or the folder holding it.
         do_lower_case: fast-bert's casing flag.
+        where: the predictor's name, for the messages.
+        label_file: the labels file's name in a folder (fast-bert's: labels.csv; labels.txt for NER).
+        implicit: labels the file may leave out (fast-bert's NER added "O" itself).
         **ignored: `model_type`, `use_fast_tokenizer`.
     """
-    note_no_effect("BertClassificationPredictor", ignored)
+    note_no_effect(where, ignored)
     if label_path is not None:
-        file = Path(label_path) / "labels.csv" if Path(label_path).is_dir() else Path(label_path)
+        file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
         if not file.is_file():
-            raise ModelError(f"label_path {str(label_path)!r} is neither a labels.csv file nor a folder holding one; "
-                             "leave it out: the labels are saved with the model")
+            raise ModelError(f"label_path {str(label_path)!r} is neither a {label_file} file nor a folder holding one; "
+                             f"leave it out: the labels are saved with the model (the device is {where}'s "
+                             "device= argument)")
         listed = [l.strip() for l in file.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+        listed = [l for l in implicit if l in labels and l not in listed] + listed  # first, as fast-bert put "O"
         if sorted(listed) != sorted(labels):
             raise ModelError(f"label_path {str(file)!r} lists the labels {listed[:20]}, but the model in "
                              f"{str(path)!r} predicts {list(labels)[:20]}; leave label_path out (the labels are saved "

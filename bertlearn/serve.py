@@ -290,6 +290,10 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
         other = "texts" if pairs else "pairs"
         hint = f" (this model takes {key}, not {other})" if other in data else ""
         raise RequestError(422, key, f"the body has no {key!r} field{hint}; it has {sorted(data)[:10]}")
+    extra = sorted(k for k in data if k != key)
+    if extra:  # said, not dropped: a client that sends an option the server does not take expects it to count
+        raise RequestError(422, extra[0], f"the body has the field {extra[0]!r}, which the server does not take; send "
+                                          f"only {key!r} (options such as NER grouping are set when the server starts)")
     items = data[key]
     if not isinstance(items, list) or not items:
         raise RequestError(422, key, f"{key!r} must be a non-empty list, got {json.dumps(items)[:60]}")

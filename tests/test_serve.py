@@ -149,6 +149,7 @@ def test_64_concurrent_clients_are_batched_and_all_answered(server, model_dir):
     ({"texts": [True]}, 422, "texts[0]", "texts[0] must be a string, got true"),
     ({"texts": [None, "a"]}, 422, "texts[0]", "texts[0] must be a string, got null"),
     ({"texts": None}, 422, "texts", "'texts' must be a non-empty list, got null"),
+    ({"texts": ["a"], "group": False}, 422, "group", "the body has the field 'group', which the server does not take"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server, body, status, field, message):
     r = server.post(body)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bertlearn import (BertNERDataBunch, BertNERLearner, BertNERPredictor, DataError, NotFittedError,
+from bertlearn import (BertNERDataBunch, BertNERLearner, BertNERPredictor, DataError, ModelError, NotFittedError,
                        load_predictor)
 from bertlearn.data.conll import (check_scheme, detect_scheme, labels_for, read_conll, read_jsonl, sentences_from_df,
                                   split_words)
@@ -430,6 +430,24 @@ def test_cli_trains_predicts_and_evaluates_ner(tmp_path, tiny_model_dir, capsys)
                  str(tmp_path / "t.out.csv"), "--device", "cpu"]) == 0
     got = pd.read_csv(tmp_path / "t.out.csv")
     assert all(isinstance(json.loads(x), list) for x in got["entities"])
+    assert isinstance(metrics["per_type"]["PER"]["support"], int)
+    # what a newcomer gets wrong: a CSV to eval, a NER folder without --train-file, no validation file
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "t.csv"), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == (
+        f"bertlearn eval: error: --input '{tmp_path / 't.csv'}': '{out}' is a token classifier (NER), scored on tagged "
+        "words: a CoNLL file (a word and its tag per line) or doccano JSONL (text and [start, end, label] spans), not "
+        "a CSV\n")
+    (tmp_path / "t.csv").unlink()
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "m2")]) == 1
+    assert capsys.readouterr().err == (
+        f"bertlearn train: error: --train-file 'train.csv' is not in '{tmp_path}', which holds ['train.conll']; for "
+        "token classification (NER) pass --train-file train.conll (the suffix chooses the task)\n")
+    (tmp_path / "dev.conll").unlink()
+    assert main(["train", "--data", str(tmp_path), "--train-file", "train.conll", "--out", str(tmp_path / "m2")]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"bertlearn train: error: no validation file in '{tmp_path}': looked for val.txt, dev.conll, valid.conll, "
+        "val.conll, dev.txt, valid.txt; pass --val-file (token classification validates on its own file)\n")
 
 
 # --- CUDA graphs: the graphed step slices the padded positions off the per-token logits ---
@@ -717,3 +735,53 @@ def test_decomposed_accents_keep_their_words():
     assert [(w["tokens"], text[w["start"]:w["end"]]) for w in words] == [
         (["visit"], "visit"), (["sao"], "Sa\u0303o"), (["paulo"], "Paulo"), (["with"], "with"),
         (["jose"], "Jose\u0301")]
+
+
+# --- a fast-bert migrant's NER code, pasted ---
+
+def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir, tmp_path, monkeypatch):
+    import bertlearn.compat
+    from bertlearn.compat import FastBertCompatWarning
+    monkeypatch.setattr(bertlearn.compat, "_said", set())  # each argument is named once per process
+    (ner_dir / "labels.txt").write_text("B-PER\nI-PER\nB-POS\nI-POS\n")  # no O: fast-bert's reader added it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        databunch = BertNERDataBunch(ner_dir, str(tiny_model_dir), train_file="train.txt", val_file="val.txt",
+                                     label_file="labels.txt", batch_size_per_gpu=16, max_seq_length=64,
+                                     multi_gpu=False, clear_cache=True)
+        BertNERLearner.from_pretrained_model(databunch, str(tiny_model_dir), output_dir=tmp_path / "o",
+                                             device="cpu", logger=None, is_fp16=False, save_steps=500)
+    assert databunch.labels == ["O", "B-PER", "I-PER", "B-POS", "I-POS"]
+    said = " | ".join(str(w.message) for w in caught if issubclass(w.category, FastBertCompatWarning))
+    assert "clear_cache=True: tagged data is encoded in memory each time (no cache to clear)" in said
+    assert "save_steps=500: checkpoints are written per epoch: fit(..., checkpoint=True)" in said
+    with pytest.raises(DataError, match=r"^train_file=None, val_file=None: BertNERDataBunch trains on a training "
+                                        r"and a validation file in data_dir; to predict with a saved model, use "
+                                        r"BertNERPredictor\(model_dir\)"):
+        BertNERDataBunch(ner_dir, str(tiny_model_dir), train_file=None, val_file=None)
+    # the trained learner's entities: exclusion by fast-bert's opening tag, by type, and none at all
+    text = "ann kim liked the great film with bob"
+    every = ner_learner.predict(text, exclude_entities=None)
+    kinds = [e["entity_group"] for e in every]
+    assert "PER" in kinds and "O" not in kinds  # O words form no entity, excluded or not
+    assert ner_learner.predict(text, exclude_entities=["O", "B-PER"]) == [e for e in every if e["entity_group"] != "PER"]
+    assert ner_learner.predict(text, exclude_entities=["PER"]) == [e for e in every if e["entity_group"] != "PER"]
+    words = ner_learner.predict(text, group=False, exclude_entities=None)
+    assert len(words) == len(text.split()) and {w["entity"] for w in words} <= set(ner_learner.dls.labels)
+    assert [w for w in ner_learner.predict(text, group=False, exclude_entities=["PER", "O"])] == [
+        w for w in words if w["entity"] not in ("O", "B-PER", "I-PER")]
+    # fast-bert's predictor signature: label_path checked against the saved tags ("O" may be left out of it)
+    folder = ner_learner.save_model(tmp_path / "model_out")
+    (tmp_path / "labels.txt").write_text("\n".join(t for t in ner_learner.dls.labels if t != "O") + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the file's order is the model's: nothing to say but model_type
+        warnings.filterwarnings("ignore", category=FastBertCompatWarning)
+        predictor = BertNERPredictor(folder, tmp_path, "bert", True, None, "cpu")
+    assert predictor.predict(text) == ner_learner.predict(text)
+    (tmp_path / "labels.txt").write_text("B-LOC\nI-LOC\n")
+    with pytest.raises(ModelError, match=r"lists the labels \['O', 'B-LOC', 'I-LOC'\], but the model in"):
+        BertNERPredictor(folder, label_path=tmp_path, device="cpu")
+    with pytest.raises(ModelError, match=r"^label_path 'cpu' is neither a labels.txt file nor a folder holding one; "
+                                         r"leave it out: the labels are saved with the model \(the device is "
+                                         r"BertNERPredictor's device= argument\)$"):
+        BertNERPredictor(folder, "cpu")

@@ -222,7 +222,8 @@ def sentences_from_df(df: pd.DataFrame, words_col: Any = "tokens", tags_col: Any
 
 
 def read_tag_file(path: str | Path) -> list[str]:
-    """Tag names from fast-bert's `labels.txt`: one per line (blank lines skipped).
+    """Tag names from fast-bert's `labels.txt`: one per line (blank lines skipped), with "O" first where the file
+    leaves it out (as fast-bert's reader, Hugging Face's `get_labels`, adds it).
 
     Args:
         path: the file.
@@ -234,7 +235,7 @@ def read_tag_file(path: str | Path) -> list[str]:
     tags = [l.strip() for l in path.read_text().splitlines() if l.strip()]
     if not tags:
         raise DataError(f"label_file {str(path)!r} is empty; it lists one tag per line (O, B-PER, I-PER...)")
-    return tags
+    return tags if "O" in tags else ["O", *tags]
 
 
 def entity_type(tag: str) -> str | None:

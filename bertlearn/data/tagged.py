@@ -376,7 +376,13 @@ class BertNERDataBunch(BertDataBunch):
                    "use_fast_tokenizer": None if use_fast_tokenizer else False}
         if multi_gpu_without_effect(multi_gpu):
             ignored["multi_gpu"] = multi_gpu
-        note_no_effect("BertNERDataBunch", ignored)
+        note_no_effect("BertNERDataBunch", ignored,
+                       why={"clear_cache": "tagged data is encoded in memory each time (no cache to clear)",
+                            "no_cache": "tagged data is encoded in memory each time (nothing is cached)"})
+        if train_file is None or val_file is None:
+            raise DataError(f"train_file={train_file!r}, val_file={val_file!r}: BertNERDataBunch trains on a training "
+                            "and a validation file in data_dir; to predict with a saved model, use "
+                            "BertNERPredictor(model_dir) (fast-bert's predictor built an empty databunch here)")
         return cls.from_conll(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_file=test_file,
                               label_file=label_file, bs=bs if bs is not None else batch_size_per_gpu,
                               maxlen=maxlen if maxlen is not None else max_seq_length, logger=logger, **kwargs)

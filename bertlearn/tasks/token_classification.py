@@ -36,6 +36,7 @@ from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
 from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
+from ..predict import check_fast_bert_predictor_args
 from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, write_settings
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
@@ -84,7 +85,8 @@ def entity_report(gold: list[list[str]], pred: list[list[str]]) -> pd.DataFrame:
     from seqeval.metrics import classification_report
     gold, pred = [[to_seqeval(t) for t in s] for s in gold], [[to_seqeval(t) for t in s] for s in pred]
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
-    return pd.DataFrame(report).T.rename(columns={"f1-score": "f1"})
+    table = pd.DataFrame(report).T.rename(columns={"f1-score": "f1"})
+    return table.astype({"support": int})  # a count (seqeval's dict makes the column float)
 
 
 class TagCollector:
@@ -248,7 +250,7 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
 
 
 def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], tokenizer: Any, *,
-                   group: bool = True, exclude: Sequence[str] = ("O",)) -> list[dict]:
+                   group: bool = True, exclude: Sequence[str] | None = ("O",)) -> list[dict]:
     """Entities from one text's words and their first pieces' probabilities (aggregation "first").
 
     Args:
@@ -258,7 +260,8 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
         tokenizer: the tokenizer (it joins tokens back into words).
         group: join the words of one entity (`{'entity_group', 'score', 'word', 'start', 'end'}`); False: one
             `{'entity', 'score', 'word', 'start', 'end', 'index'}` per word.
-        exclude: tags (or, grouped, entity types) left out.
+        exclude: tags or entity types left out (None: none); grouped, an entity whose type or first word's tag is
+            listed (fast-bert left out a group by its first tag: "B-PER" drops the persons that open with it).
     """
     tagged = []
     for k, (w, p) in enumerate(zip(words, probs)):
@@ -266,8 +269,9 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
         tagged.append({"entity": labels[best], "score": float(p[best]),
                        "word": tokenizer.convert_tokens_to_string(w["tokens"]), "start": int(w["start"]),
                        "end": int(w["end"]), "index": k})
+    exclude = {exclude} if isinstance(exclude, str) else set(exclude or ())
     if not group:
-        return [t for t in tagged if t["entity"] not in exclude]
+        return [t for t in tagged if t["entity"] not in exclude and entity_type(t["entity"]) not in exclude]
     from seqeval.metrics.sequence_labeling import get_entities
 
     # the entities are the chunks that scoring counts (seqeval's conlleval rules, on the tags as scoring reads
@@ -275,10 +279,12 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
     out = []
     for kind, first, last in get_entities([to_seqeval(t["entity"]) for t in tagged]):
         run = tagged[first:last + 1]
+        if kind in exclude or run[0]["entity"] in exclude:
+            continue
         out.append({"entity_group": kind, "score": float(np.mean([t["score"] for t in run])),
                     "word": tokenizer.convert_tokens_to_string([t["word"] for t in run]),
                     "start": run[0]["start"], "end": run[-1]["end"]})
-    return [e for e in out if e["entity_group"] not in exclude]
+    return out
 
 
 class NERTagger:
@@ -338,14 +344,15 @@ class NERTagger:
         return [[self.labels[int(k)] for k in p.argmax(-1)] for p in probs]
 
     def predict_batch(self, texts: Sequence[str], *, group: bool = True,
-                      exclude_entities: Sequence[str] = ("O",)) -> list[list[dict]]:
+                      exclude_entities: Sequence[str] | None = ("O",)) -> list[list[dict]]:
         """Per text, its entities `{'entity_group', 'word', 'start', 'end', 'score'}` with character offsets (as
         the token-classification pipeline with aggregation "first" gives them).
 
         Args:
             texts: raw texts.
             group: join each entity's words (fast-bert's `group`); False: one dict per word with its tag.
-            exclude_entities: tags or entity types left out (fast-bert's; default: O).
+            exclude_entities: tags or entity types left out (fast-bert's; default: O; None: none); grouped, an
+                entity whose type or first word's tag is listed.
         """
         texts = _check_texts(texts)
         words = text_words(self.encoder.tokenizer, texts)
@@ -355,7 +362,7 @@ class NERTagger:
         return [group_entities(ws, p, self.labels, self.encoder.tokenizer, group=group, exclude=exclude_entities)
                 for ws, p in zip(words, probs)]
 
-    def predict(self, text: str, group: bool = True, exclude_entities: Sequence[str] = ("O",)) -> list[dict]:
+    def predict(self, text: str, group: bool = True, exclude_entities: Sequence[str] | None = ("O",)) -> list[dict]:
         """The entities of one text (see `predict_batch`).
 
         Args:
@@ -560,7 +567,7 @@ class BertNERLearner(NERTagger, TaskLearner):
             sentences = self.dls.test.dataset.words
         return NERTagger.predict_tokens(self, sentences)
 
-    def predict(self, text: str, group: bool = True, exclude_entities: Sequence[str] = ("O",)) -> list[dict]:
+    def predict(self, text: str, group: bool = True, exclude_entities: Sequence[str] | None = ("O",)) -> list[dict]:
         """The entities of one text (see `predict_batch`); fastai's `Learner.predict` does not apply here.
 
         Args:
@@ -706,6 +713,11 @@ class BertNERPredictor(NERTagger):
 
     Args:
         model_path: the folder.
+        label_path: fast-bert's labels.txt (or its folder): checked against the saved tags, which are used ("O" may
+            be left out of it, as fast-bert added it).
+        model_type, use_fast_tokenizer: fast-bert's; no effect (the architecture comes from the saved config, the
+            tokenizer is always the fast one), named once when they ask for something.
+        do_lower_case: fast-bert's; the saved tokenizer's casing is used, with a warning if this disagrees.
         device: where to run (None: CUDA when available).
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
             padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
@@ -716,8 +728,10 @@ class BertNERPredictor(NERTagger):
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`).
     """
 
-    def __init__(self, model_path: str | Path, device: torch.device | str | None = None, *, bs: int = 64,
-                 precision: str = "auto", compile: bool | dict = False):
+    def __init__(self, model_path: str | Path, label_path: str | Path | None = None, model_type: str | None = None,
+                 use_fast_tokenizer: bool = True, do_lower_case: bool | None = None,
+                 device: torch.device | str | None = None, *, bs: int = 64, precision: str = "auto",
+                 compile: bool | dict = False):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
         path = Path(model_path)
         if not (path / "config.json").is_file():
@@ -730,6 +744,9 @@ class BertNERPredictor(NERTagger):
         self.model.to(self.device).eval()
         compiled = compile_model(self.model, compile)
         settings = _tag_settings(path, tokenizer, self.model.config)
+        check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
+                                       do_lower_case=do_lower_case, where="BertNERPredictor", label_file="labels.txt",
+                                       implicit=("O",), model_type=model_type, use_fast_tokenizer=use_fast_tokenizer)
         super().__init__(TagEncoder.from_settings(tokenizer, settings), bs=bs)
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"
