@@ -2,7 +2,8 @@
 # Run HERE before a device call that measures `bertlearn serve` (after bench/device_prepare.sh and
 # bench/device_prepare_ner.sh: the serve step takes SST-2 from .devdata and MiniLM from .nerdata). Adds to .whl the
 # serve stack the GPU machine's image lacks (FastAPI and its needs, uvicorn, httptools; the image has uvloop,
-# anyio, h11, httpx), at the versions this venv runs, and puts wrk (the load generator) with its LuaJIT library into
+# anyio, h11, httpx), at the versions this venv runs (with annotated-doc, click and typing-extensions, which the image
+# has at versions not known here), and fails if one did not come, and puts wrk (the load generator) with its LuaJIT library into
 # the git-excluded .wrk/. Then: carry [".whl", ".nerdata", ".devdata/sst2", ".wrk"], `bash bench/device_serve.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ PY="${PY:-.venv/bin/python}"
 pins=$("$PY" - <<'PY'
 import importlib.metadata as md
 names = ["fastapi", "starlette", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
-         "opentelemetry-api", "uvicorn", "httptools"]
+         "opentelemetry-api", "annotated-doc", "typing-extensions", "uvicorn", "click", "httptools"]
 print(" ".join(f"{n}=={md.version(n)}" for n in names))
 PY
 )
@@ -18,6 +19,10 @@ PY
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform any -d .whl $pins 2>&1 | grep -v WARNING || true
+for pin in $pins; do  # a wheel missing here is a failed device call later: say it now
+  name=${pin%%==*}; version=${pin#*==}
+  ls .whl | grep -qi "^${name//-/_}-${version}-" || { echo "no wheel of $pin in .whl (pip download failed)" >&2; exit 1; }
+done
 grep -qx '/.wrk/' .git/info/exclude 2>/dev/null || echo '/.wrk/' >> .git/info/exclude
 wrk_bin=$(command -v wrk) || { echo "wrk is not installed here: apt-get install -y wrk" >&2; exit 1; }
 mkdir -p .wrk/lib

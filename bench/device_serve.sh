@@ -22,7 +22,10 @@ for step in ${steps//,/ }; do
   case "$step" in cpu|gpu) ;; *) echo "step $step: not one of cpu, gpu" >&2; exit 2 ;; esac
 done
 export BERTLEARN_DATA="$PWD/.devdata"
+ALL_S="${ALL_S:-300}"
 source "$(dirname "$0")/device_env.sh"  # checks ALL_S and the step limits, defines limit() and minilm32
+timeout 60 "$PY" -c "import fastapi, uvicorn, httptools, httpx" \
+  || { echo "the serve stack does not import here: bench/device_prepare_serve.sh fetches it into .whl" >&2; exit 1; }
 minilm32 || exit 1
 export PATH="$PWD/.wrk:$PATH"
 if [[ $(wrk --version 2>&1) == wrk\ * ]]; then  # (not a pipe: it exits 1 after printing its version)

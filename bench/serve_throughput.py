@@ -6,8 +6,8 @@ the offline predictor on the same texts.
         [--servers "bertlearn serve,litserve,naive pipeline server"] [--client httpx|wrk] [--seconds 10]
 
 `--device cuda` runs every server and the offline predictor on the GPU (default: cpu). A bertlearn serve name may
-carry a precision after an @: "bertlearn serve@fp32" (plain: the server's default, auto: bf16 on a GPU that has
-it); the offline predictor is measured once per precision the bertlearn serve names use, and each is compared with
+carry a precision after an @: "bertlearn serve@bf16" (plain: the server's default, auto: the folder's training
+precision where the hardware has bf16); the offline predictor is measured once per precision the bertlearn serve names use, and each is compared with
 its own.
 
 `--server-cpus 0-1 --client-cpus 2-7` pins every server (and the offline predictor, with that many torch threads)
@@ -124,13 +124,15 @@ def cpu_list(spec: str) -> set[int]:
 def start(cmd: list[str], port: int) -> subprocess.Popen:
     cmd = PIN["server"] + cmd
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    # its own session, so stopping it stops every process it started (LitServe runs its workers in children)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(os.devnull, "w"),
-                            start_new_session=True)
+    # its own session, so stopping it stops every process it started (LitServe runs its workers in children); its
+    # messages go to a file, shown if it fails to start (a pipe nobody reads would block it)
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"server exited with code {proc.returncode} (run its command alone to see why)")
+            sys.exit(f"server exited with code {proc.returncode}: {' '.join(cmd)}\n"
+                     + Path(log.name).read_text()[-3000:])
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
                 return proc
@@ -218,6 +220,8 @@ def precision_of(name: str) -> str:
 
 
 def main() -> None:
+    # `timeout` stops the bench with SIGTERM: exit through the finally blocks, which stop the running server
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None, help="a saved classifier folder (default: train one)")
     ap.add_argument("--requests", type=int, default=20, help="requests per client per level")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -239,12 +240,15 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
         **ignored: `model_type`, `use_fast_tokenizer`.
     """
     note_no_effect(where, ignored)
+    if isinstance(label_path, torch.device) or (isinstance(label_path, str) and not Path(label_path).exists()
+                                                and re.fullmatch(r"cpu|mps|cuda(:\d+)?", label_path)):
+        raise ModelError(f"label_path={label_path!r} is a device: {where}'s second argument is fast-bert's "
+                         f"label_path; pass the device by name, {where}(model_path, device={str(label_path)!r})")
     if label_path is not None:
         file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
         if not file.is_file():
             raise ModelError(f"label_path {str(label_path)!r} is neither a {label_file} file nor a folder holding one; "
-                             f"leave it out: the labels are saved with the model (the device is {where}'s "
-                             "device= argument)")
+                             "leave it out: the labels are saved with the model")
         listed = [l.strip() for l in file.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
         listed = [l for l in implicit if l in labels and l not in listed] + listed  # first, as fast-bert put "O"
         if sorted(listed) != sorted(labels):

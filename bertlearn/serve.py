@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,9 +66,13 @@ def check_positive(name: str, value: Any) -> int:
         name: the option (`max_batch_size`, `max_texts`...); the message names its CLI flag too.
         value: what the caller passed.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    try:
+        whole = None if isinstance(value, bool) else operator.index(value)  # int, numpy integers; not 2.5 or True
+    except TypeError:
+        whole = None
+    if whole is None or whole < 1:
         raise ModelError(f"{name}={value!r}: expected a whole number >= 1 (bertlearn serve --{name.replace('_', '-')})")
-    return value
+    return whole
 
 
 def check_max_wait_ms(value: float | str) -> float | str:
@@ -293,7 +298,7 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
     extra = sorted(k for k in data if k != key)
     if extra:  # said, not dropped: a client that sends an option the server does not take expects it to count
         raise RequestError(422, extra[0], f"the body has the field {extra[0]!r}, which the server does not take; send "
-                                          f"only {key!r} (options such as NER grouping are set when the server starts)")
+                                          f"only {key!r} (a NER server always groups entities and leaves out O)")
     items = data[key]
     if not isinstance(items, list) or not items:
         raise RequestError(422, key, f"{key!r} must be a non-empty list, got {json.dumps(items)[:60]}")

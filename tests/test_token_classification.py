@@ -723,6 +723,19 @@ def test_underscore_tags_score_and_group_as_dashed_ones(tiny_tokenizer):
         ("PER", "bob ann"), ("PER", "kim")]
 
 
+def test_tags_without_a_prefix_are_types_of_their_own(tiny_tokenizer):
+    # a Hugging Face folder's labels may carry no scheme (a POS model, LABEL_n): each is one type, and neighbouring
+    # words of a type run together, as the pipeline groups them (seqeval alone would read "PER" as type "ER")
+    words = text_words(tiny_tokenizer, ["bob ann the kim bob ann"])[0]
+    labels = ["O", "PER", "NOUN", "LABEL_1", "X", "N_A"]
+    tags = ["PER", "PER", "NOUN", "LABEL_1", "X", "N_A"]
+    p = np.array([[0.9 if labels[j] == t else 0.02 for j in range(len(labels))] for t in tags], np.float32)
+    assert [(e["entity_group"], e["word"]) for e in group_entities(words, p, labels, tiny_tokenizer)] == [
+        ("PER", "bob ann"), ("NOUN", "the"), ("LABEL_1", "kim"), ("X", "bob"), ("N_A", "ann")]
+    report = entity_report([tags], [tags])
+    assert sorted(k for k in report.index if "avg" not in k) == ["LABEL_1", "NOUN", "N_A", "PER", "X"]
+
+
 def test_decomposed_accents_keep_their_words():
     import unicodedata
 
@@ -735,6 +748,16 @@ def test_decomposed_accents_keep_their_words():
     assert [(w["tokens"], text[w["start"]:w["end"]]) for w in words] == [
         (["visit"], "visit"), (["sao"], "Sa\u0303o"), (["paulo"], "Paulo"), (["with"], "with"),
         (["jose"], "Jose\u0301")]
+
+
+
+def test_a_combining_mark_extends_a_word_only_up_to_the_next(tmp_path):
+    from transformers import BertTokenizerFast
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "ok", "(", ")", "x", "##x"]))
+    cased = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False, strip_accents=False)
+    text = "ok (\u0301x)"  # the mark stays with "x" (an unknown word from 4 to 6), right after "("
+    assert [(w["start"], w["end"]) for w in text_words(cased, [text])[0]] == [(0, 2), (3, 4), (4, 6), (6, 7)]
 
 
 # --- a fast-bert migrant's NER code, pasted ---
@@ -777,11 +800,12 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
         warnings.simplefilter("error", UserWarning)  # the file's order is the model's: nothing to say but model_type
         warnings.filterwarnings("ignore", category=FastBertCompatWarning)
         predictor = BertNERPredictor(folder, tmp_path, "bert", True, None, "cpu")
-    assert predictor.predict(text) == ner_learner.predict(text)
+    assert predictor.device == torch.device("cpu") and predictor.predict(text) == ner_learner.predict(text)
     (tmp_path / "labels.txt").write_text("B-LOC\nI-LOC\n")
     with pytest.raises(ModelError, match=r"lists the labels \['O', 'B-LOC', 'I-LOC'\], but the model in"):
         BertNERPredictor(folder, label_path=tmp_path, device="cpu")
-    with pytest.raises(ModelError, match=r"^label_path 'cpu' is neither a labels.txt file nor a folder holding one; "
-                                         r"leave it out: the labels are saved with the model \(the device is "
-                                         r"BertNERPredictor's device= argument\)$"):
-        BertNERPredictor(folder, "cpu")
+    for device in ("cpu", torch.device("cpu")):  # a bertlearn caller's old order (device second) is named
+        with pytest.raises(ModelError, match=r"^label_path=.*cpu.* is a device: BertNERPredictor's second argument is "
+                                             r"fast-bert's label_path; pass the device by name, "
+                                             r"BertNERPredictor\(model_path, device='cpu'\)$"):
+            BertNERPredictor(folder, device)

@@ -244,11 +244,12 @@ def entity_type(tag: str) -> str | None:
     Args:
         tag: the tag.
     """
-    return None if tag == "O" else (tag[2:] if len(tag) > 2 and tag[1] in "-_" else tag)
+    return None if tag == "O" else (tag[2:] if _prefix(tag) else tag)
 
 
 def _prefix(tag: str) -> str:
-    return "O" if tag == "O" else (tag[0] if len(tag) > 2 and tag[1] in "-_" else "")
+    # a scheme letter before "-" or "_"; "" for a tag without one (a POS tag, LABEL_1, "N_A"): a type of its own
+    return "O" if tag == "O" else (tag[0] if len(tag) > 2 and tag[0] in "BIESLU" and tag[1] in "-_" else "")
 
 
 def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
@@ -331,7 +332,8 @@ def labels_for(tags: Sequence[Sequence[str]]) -> list[str]:
 
 
 def to_bio(tag: str) -> str:
-    """The tag in B-/I- form: S-/U- open (B-), E-/L- continue (I-), and "B_PER" is "B-PER".
+    """The tag in B-/I- form: S-/U- open (B-), E-/L- continue (I-), "B_PER" is "B-PER", a tag without a prefix is
+    I- of its own type.
 
     Args:
         tag: a tag of any scheme.
@@ -341,17 +343,22 @@ def to_bio(tag: str) -> str:
         return "B-" + tag[2:]
     if p in ("E", "L"):
         return "I-" + tag[2:]
-    return p + "-" + tag[2:] if p in ("B", "I") else tag
+    if p in ("B", "I"):
+        return p + "-" + tag[2:]
+    return tag if p == "O" else "I-" + tag  # no prefix: words of one type run together, as the pipeline groups them
 
 
 def to_seqeval(tag: str) -> str:
-    """The tag as seqeval's conlleval-compatible scoring reads it: BILOU's L-/U- become E-/S-, and an underscore
-    after the prefix a dash ("B_PER" is "B-PER": seqeval splits the type at a dash, and would score "_PER").
+    """The tag as seqeval's conlleval-compatible scoring reads it: BILOU's L-/U- become E-/S-, an underscore
+    after the prefix a dash ("B_PER" is "B-PER": seqeval splits the type at a dash, and would score "_PER"), and a
+    tag without a prefix ("PER", "NOUN", "LABEL_1") is I- of its own type, as the pipeline reads it.
 
     Args:
         tag: a tag of any scheme.
     """
     p = _prefix(tag)
-    if p in ("", "O"):
+    if p == "O":
         return tag
+    if p == "":  # a tag without a prefix is one type (seqeval would read its first letter as a prefix: "ER")
+        return "I-" + tag
     return {"L": "E", "U": "S"}.get(p, p) + "-" + tag[2:]

@@ -242,8 +242,9 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
                 w["end"] = e
             else:
                 words.append({"ids": [tid], "tokens": [tok], "start": s, "end": e})
-        for w in words:  # a combining mark the normalizer dropped (a decomposed "Jose\u0301") still ends the word
-            while w["end"] < len(text) and unicodedata.combining(text[w["end"]]):
+        # a combining mark the normalizer dropped (a decomposed "Jose\u0301") still ends its word, up to the next
+        for w, nxt in zip(words, [*(v["start"] for v in words[1:]), len(text)]):
+            while w["end"] < nxt and unicodedata.combining(text[w["end"]]):
                 w["end"] += 1
         out.append(words)
     return out
