@@ -804,6 +804,9 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
     (tmp_path / "labels.txt").write_text("B-LOC\nI-LOC\n")
     with pytest.raises(ModelError, match=r"lists the labels \['O', 'B-LOC', 'I-LOC'\], but the model in"):
         BertNERPredictor(folder, label_path=tmp_path, device="cpu")
+    with pytest.raises(DataError, match=r"^predict\(text\) takes one text, got list \['ann', 'kim'\]: pre-split words "
+                                        r"go to predict_tokens\(\[words\]\), several texts to predict_batch\(texts\)$"):
+        predictor.predict(["ann", "kim"])
     for device in ("cpu", torch.device("cpu")):  # a bertlearn caller's old order (device second) is named
         with pytest.raises(ModelError, match=r"^label_path=.*cpu.* is a device: BertNERPredictor's second argument is "
                                              r"fast-bert's label_path; pass the device by name, "

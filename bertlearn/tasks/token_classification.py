@@ -371,6 +371,9 @@ class NERTagger:
             group: join each entity's words; False: one dict per word.
             exclude_entities: tags or entity types left out.
         """
+        if not isinstance(text, str):
+            raise DataError(f"predict(text) takes one text, got {type(text).__name__} {str(text)[:60]}: pre-split "
+                            "words go to predict_tokens([words]), several texts to predict_batch(texts)")
         return self.predict_batch([text], group=group, exclude_entities=exclude_entities)[0]
 
 
