@@ -21,7 +21,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   --platform any -d .whl $pins 2>&1 | grep -v WARNING || true
 for pin in $pins; do  # a wheel missing here is a failed device call later: say it now
   name=${pin%%==*}; version=${pin#*==}
-  ls .whl | grep -qi "^${name//-/_}-${version}-" || { echo "no wheel of $pin in .whl (pip download failed)" >&2; exit 1; }
+  compgen -G ".whl/${name//-/_}-${version}-*" > /dev/null \
+    || { echo "no wheel of $pin in .whl (pip download failed)" >&2; exit 1; }
 done
 grep -qx '/.wrk/' .git/info/exclude 2>/dev/null || echo '/.wrk/' >> .git/info/exclude
 wrk_bin=$(command -v wrk) || { echo "wrk is not installed here: apt-get install -y wrk" >&2; exit 1; }

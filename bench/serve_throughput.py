@@ -31,6 +31,7 @@ texts/s, and the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -128,19 +129,34 @@ def start(cmd: list[str], port: int) -> subprocess.Popen:
     # messages go to a file, shown if it fails to start (a pipe nobody reads would block it)
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with code {proc.returncode}: {' '.join(cmd)}\n"
-                     + Path(log.name).read_text()[-3000:])
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    sys.exit("server did not start")
+    proc.log = log.name  # type: ignore[attr-defined]  (removed by stop())
+    try:  # a SIGTERM while the model loads (the bench's SystemExit) must not leave the server running
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"server exited with code {proc.returncode}: {' '.join(cmd)}\n"
+                         + Path(log.name).read_text()[-3000:])
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    return proc
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        sys.exit("server did not start in 180 s")
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server and every process it started (its session), and remove its log."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    Path(proc.log).unlink(missing_ok=True)
 
 
 def load(url: str, texts: list[str], clients: int, requests: int) -> tuple[float, float, float]:
@@ -214,6 +230,28 @@ def load_wrk(url: str, texts: list[str], clients: int, seconds: float) -> tuple[
     return int(requests) / (int(micros) / 1e6), float(p50) / 1000, float(p99) / 1000
 
 
+def tiny_model(base: str | None) -> Path:
+    """A saved classifier folder around an untrained 2-layer, 32-wide BERT with `base`'s tokenizer (None: the
+    packaged MiniLM's): predictions cost almost nothing, so a server's texts/s is its HTTP work's."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertlearn import BertDataBunch, BertLearner, load_tokenizer
+    out = Path("runs/serve_bench_tiny")
+    if (out / "model_out" / "config.json").is_file():
+        return out / "model_out"
+    tok = load_tokenizer(base)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37)
+    BertForSequenceClassification(config).bert.save_pretrained(out / "encoder")
+    tok.save_pretrained(out / "encoder")
+    train = pd.read_csv(DATA_ROOT / "sst2" / "train.csv").head(64)
+    db = BertDataBunch.from_df(train, train, str(out / "encoder"), bs=32, maxlen=64, seed=0, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(out / "encoder"), device="cpu", seed=0, output_dir=out)
+    return learner.save_model()
+
+
 def precision_of(name: str) -> str:
     """The precision a server name asks for after an @ ("bertlearn serve@fp32"); auto without one."""
     return name.partition("@")[2] or "auto"
@@ -234,6 +272,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="where the servers and the offline predictor run (cpu, cuda)")
     ap.add_argument("--base", default=None, help="the pretrained folder the quick model starts from (default: the "
                                                  "packaged MiniLM)")
+    ap.add_argument("--tiny-model", action="store_true", help="serve an untrained 2-layer, 32-wide BERT with the "
+                    "base model's tokenizer (runs/serve_bench_tiny): the HTTP work's ceiling, not a model's speed")
     ap.add_argument("--train-only", action="store_true", help="train and save the quick model (runs/serve_bench), "
                                                              "then stop")
     ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the servers and the offline predictor")
@@ -249,6 +289,8 @@ def main() -> None:
         PIN["client"] = ["taskset", "-c", args.client_cpus]
     texts = pd.read_csv(DATA_ROOT / "sst2" / "valid.csv")["text"].tolist()
     model = args.model
+    if args.tiny_model:  # the HTTP work's ceiling: a model whose forward pass costs almost nothing
+        model = tiny_model(args.base)
     if model is None and Path("runs/serve_bench/model_out/config.json").is_file():
         model = Path("runs/serve_bench/model_out")  # the model an earlier run trained
     if model is None:  # a quick MiniLM sentiment model, so the bench needs nothing but the data
@@ -317,8 +359,7 @@ def main() -> None:
                 if before and after and after["batches"] > before["batches"]:
                     per_batch[c] = (after["texts"] - before["texts"]) / (after["batches"] - before["batches"])
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(60)
+            stop(proc)
     how = f"wrk, {args.seconds:g} s per level" if args.client == "wrk" else f"httpx threads, {args.requests} requests per client"
     print(f"\nclients: {how}; one-text requests, SST-2 validation sentences, model {model}, "
           f"bertlearn serve --max-wait-ms {args.max_wait_ms} (unless its name says)\n")

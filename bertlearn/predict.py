@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,7 +26,8 @@ from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
            "predict_logits",
-           "per_text_logits", "check_fast_bert_predictor_args", "rank_predictions", "decide"]
+           "per_text_logits", "check_fast_bert_predictor_args", "refuse_device_as_label_path", "rank_predictions",
+           "decide"]
 
 
 
@@ -240,10 +240,7 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
         **ignored: `model_type`, `use_fast_tokenizer`.
     """
     note_no_effect(where, ignored)
-    if isinstance(label_path, torch.device) or (isinstance(label_path, str) and not Path(label_path).exists()
-                                                and re.fullmatch(r"cpu|mps|cuda(:\d+)?", label_path)):
-        raise ModelError(f"label_path={label_path!r} is a device: {where}'s second argument is fast-bert's "
-                         f"label_path; pass the device by name, {where}(model_path, device={str(label_path)!r})")
+    refuse_device_as_label_path(label_path, where)
     if label_path is not None:
         file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
         if not file.is_file():
@@ -265,6 +262,25 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
             warnings.warn(f"do_lower_case={do_lower_case}, but the tokenizer saved with the model "
                           f"{'lower-cases' if lowers else 'keeps the case of'} its input, as in training; it is used "
                           "as saved, so predictions match training", stacklevel=user_stacklevel())
+
+
+def refuse_device_as_label_path(label_path: Any, where: str) -> None:
+    """Raise `ModelError` when `label_path` (fast-bert's second argument) is a device: a caller who meant
+    `Predictor(path, "cuda")` is told to pass `device=`.
+
+    Args:
+        label_path: what came second.
+        where: the predictor's name, for the message.
+    """
+    if label_path is None or isinstance(label_path, Path) or (isinstance(label_path, str) and Path(label_path).exists()):
+        return
+    try:
+        torch.device(label_path)  # "cpu", "cuda:1", "mps", 0, a torch.device
+    except (RuntimeError, TypeError, ValueError):
+        return
+    shown = str(label_path) if isinstance(label_path, torch.device) else label_path
+    raise ModelError(f"label_path={label_path!r} is a device: {where}'s second argument is fast-bert's label_path; "
+                     f"pass the device as a keyword, {where}(model_path, device={shown!r})")
 
 
 class BertClassificationPredictor(Predictor):
@@ -302,6 +318,7 @@ class BertClassificationPredictor(Predictor):
                  compile: bool | dict = False, cuda_graphs: bool | str = "auto"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        refuse_device_as_label_path(label_path, "BertClassificationPredictor")
         path = Path(model_path)
         if not path.is_dir():
             raise ModelError(f"model_path {str(path)!r} is not a directory; pass the folder written by save_model")

@@ -55,8 +55,8 @@ class ServeLimits:
     max_chars: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_texts", "max_chars"):
-            check_positive(name, getattr(self, name))
+        for name in ("max_body_bytes", "max_texts", "max_chars"):  # kept as plain ints (/info puts them in JSON)
+            object.__setattr__(self, name, check_positive(name, getattr(self, name)))
 
 
 def check_positive(name: str, value: Any) -> int:
@@ -298,7 +298,7 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
     extra = sorted(k for k in data if k != key)
     if extra:  # said, not dropped: a client that sends an option the server does not take expects it to count
         raise RequestError(422, extra[0], f"the body has the field {extra[0]!r}, which the server does not take; send "
-                                          f"only {key!r} (a NER server always groups entities and leaves out O)")
+                                          f"only {key!r}")
     items = data[key]
     if not isinstance(items, list) or not items:
         raise RequestError(422, key, f"{key!r} must be a non-empty list, got {json.dumps(items)[:60]}")
@@ -355,7 +355,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
 
     limits = limits or ServeLimits()
     max_wait_ms = check_max_wait_ms(max_wait_ms)  # refused before the app starts (and loads the model)
-    check_positive("max_batch_size", max_batch_size)
+    max_batch_size = check_positive("max_batch_size", max_batch_size)
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
     state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
@@ -495,7 +495,7 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, l
         raise ModelError("bertlearn serve needs FastAPI and uvicorn: pip install 'bertlearn[serve]'") from e
     if "max_wait_ms" in options:  # refused before the model loads
         options["max_wait_ms"] = check_max_wait_ms(options["max_wait_ms"])
-    check_positive("max_batch_size", options.get("max_batch_size", 64))
+    options["max_batch_size"] = check_positive("max_batch_size", options.get("max_batch_size", 64))
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s")
     from .predict import load_predictor
     predictor = load_predictor(model_dir, device=options.get("device"), bs=options.get("max_batch_size", 64),

@@ -505,6 +505,10 @@ def test_bad_batch_sizes_and_limits_are_refused_naming_the_option(tmp_path, caps
             Batcher(lambda items: items, max_batch_size=bad)
     with pytest.raises(ModelError, match=r"^max_texts=0: expected a whole number >= 1 \(bertlearn serve --max-texts\)$"):
         ServeLimits(max_texts=0)
+    import numpy as np
+    limits = ServeLimits(max_texts=np.int64(3))  # numpy integers are taken, and kept as ints (/info sends them as JSON)
+    assert type(limits.max_texts) is int and json.dumps(limits.__dict__)
+    assert type(Batcher(lambda items: items, max_batch_size=np.int32(8)).max_batch_size) is int
     # the CLI refuses it before loading the (here empty) folder, instead of a traceback from the warm-up batch
     assert main(["serve", str(tmp_path), "--max-batch-size", "0"]) == 1
     assert capsys.readouterr().err == ("bertlearn serve: error: max_batch_size=0: expected a whole number >= 1 "

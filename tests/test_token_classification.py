@@ -807,8 +807,9 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
     with pytest.raises(DataError, match=r"^predict\(text\) takes one text, got list \['ann', 'kim'\]: pre-split words "
                                         r"go to predict_tokens\(\[words\]\), several texts to predict_batch\(texts\)$"):
         predictor.predict(["ann", "kim"])
-    for device in ("cpu", torch.device("cpu")):  # a bertlearn caller's old order (device second) is named
-        with pytest.raises(ModelError, match=r"^label_path=.*cpu.* is a device: BertNERPredictor's second argument is "
-                                             r"fast-bert's label_path; pass the device by name, "
-                                             r"BertNERPredictor\(model_path, device='cpu'\)$"):
-            BertNERPredictor(folder, device)
+    for device, shown in (("cpu", "'cpu'"), (torch.device("cpu"), "'cpu'"), ("cuda:1", "'cuda:1'"), (0, "0")):
+        # a bertlearn caller's old order (device second) is named, before anything loads
+        with pytest.raises(ModelError, match=r"^label_path=.* is a device: BertNERPredictor's second argument is "
+                                             r"fast-bert's label_path; pass the device as a keyword, "
+                                             rf"BertNERPredictor\(model_path, device={shown}\)$"):
+            BertNERPredictor(tmp_path / "nowhere", device)

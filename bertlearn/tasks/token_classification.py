@@ -36,7 +36,7 @@ from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
 from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
-from ..predict import check_fast_bert_predictor_args
+from ..predict import check_fast_bert_predictor_args, refuse_device_as_label_path
 from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, write_settings
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
@@ -737,6 +737,7 @@ class BertNERPredictor(NERTagger):
                  device: torch.device | str | None = None, *, bs: int = 64, precision: str = "auto",
                  compile: bool | dict = False):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
+        refuse_device_as_label_path(label_path, "BertNERPredictor")
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise ModelError(f"model_path {str(path)!r} holds no config.json; pass the folder written by "
