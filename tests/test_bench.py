@@ -43,7 +43,7 @@ def test_an_unknown_serve_step_is_refused_before_anything_runs(tmp_path):
     run = subprocess.run(["bash", "bench/device_serve.sh", "cpu,gpus"], cwd=ROOT, env=env, capture_output=True,
                          text=True)
     assert run.returncode == 2
-    assert run.stderr.strip() == "step gpus: not one of cpu, gpu"
+    assert run.stderr.strip() == "step gpus: not one of cpu, gpu, http"
     assert not (tmp_path / "env.txt").exists()
 
 
