@@ -41,13 +41,14 @@ class Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         # the log goes to a file: a pipe nobody reads fills up (one access line per request) and blocks the server
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        self.final: str | None = None  # the log once stopped
         self.proc = subprocess.Popen([sys.executable, "-m", "bertlearn", "serve", str(model), "--port",
                                       str(self.port), "--device", "cpu", *extra], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited: {self.output()[-3000:]}")
+                raise AssertionError(f"the server exited: {self.stop()[-3000:]}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return
@@ -63,9 +64,10 @@ class Server:
                           timeout=60, **kwargs)
 
     def output(self) -> str:
-        return Path(self.log.name).read_text()
+        return self.final if self.final is not None else Path(self.log.name).read_text()
 
     def stop(self) -> str:
+        """SIGTERM, then its whole log (the file is removed: every test server would leave one in /tmp)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -73,7 +75,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return self.output()
+        if self.final is None:
+            self.final = Path(self.log.name).read_text()
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
+        return self.final
 
 
 @pytest.fixture(scope="module")
