@@ -240,7 +240,6 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
         **ignored: `model_type`, `use_fast_tokenizer`.
     """
     note_no_effect(where, ignored)
-    refuse_device_as_label_path(label_path, where)
     if label_path is not None:
         file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
         if not file.is_file():

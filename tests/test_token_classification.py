@@ -44,6 +44,13 @@ def make_tagged(n: int, seed: int = 0) -> tuple[list[list[str]], list[list[str]]
     return words, tags
 
 
+def tag_probs(tags, labels, *, hit=0.9, miss=0.01) -> np.ndarray:
+    """Per word, probabilities that pick its tag (`hit`) over every other label (`miss`)."""
+    p = np.full((len(tags), len(labels)), miss, np.float32)
+    p[np.arange(len(tags)), [labels.index(t) for t in tags]] = hit
+    return p
+
+
 def write_conll(path, words, tags, *, sep="\t", blank="\n") -> None:
     with open(path, "w") as f:
         for ws, ts in zip(words, tags):
@@ -238,10 +245,7 @@ def test_grouping_follows_the_scheme(tiny_tokenizer):
     labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
 
     def probs(tags):
-        p = np.full((len(tags), len(labels)), 0.05, np.float32)
-        for i, t in enumerate(tags):
-            p[i, labels.index(t)] = 0.8
-        return p
+        return tag_probs(tags, labels, hit=0.8, miss=0.05)
 
     got = group_entities(words, probs(["B-PER", "I-PER", "O", "I-PER"]), labels, tiny_tokenizer)
     assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in got] == [
@@ -690,10 +694,8 @@ def test_grouping_counts_the_entities_scoring_counts(tiny_tokenizer):
     labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"]
 
     def spans(tags):
-        p = np.full((len(tags), len(labels)), 0.01, np.float32)
-        for i, t in enumerate(tags):
-            p[i, labels.index(t)] = 0.9
-        return [(e["entity_group"], e["start"], e["end"]) for e in group_entities(words, p, labels, tiny_tokenizer)]
+        return [(e["entity_group"], e["start"], e["end"])
+                for e in group_entities(words, tag_probs(tags, labels), labels, tiny_tokenizer)]
 
     # ill-formed runs an imperfect model produces: an entity ends after E- and S-, as conlleval (seqeval) counts
     assert spans(["S-PER", "I-PER", "E-PER", "O", "O", "O"]) == [("PER", 0, 3), ("PER", 4, 11)]
@@ -718,7 +720,7 @@ def test_underscore_tags_score_and_group_as_dashed_ones(tiny_tokenizer):
     assert report.loc["PER", "precision"] == 0.5 and report.loc["LOC", "recall"] == 0.5
     words = text_words(tiny_tokenizer, ["bob ann the kim"])[0]
     labels = ["O", "B_PER", "I_PER"]
-    p = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]], np.float32)
+    p = tag_probs(["B_PER", "I_PER", "O", "I_PER"], labels)
     assert [(e["entity_group"], e["word"]) for e in group_entities(words, p, labels, tiny_tokenizer)] == [
         ("PER", "bob ann"), ("PER", "kim")]
 
@@ -729,7 +731,7 @@ def test_tags_without_a_prefix_are_types_of_their_own(tiny_tokenizer):
     words = text_words(tiny_tokenizer, ["bob ann the kim bob ann"])[0]
     labels = ["O", "PER", "NOUN", "LABEL_1", "X", "N_A"]
     tags = ["PER", "PER", "NOUN", "LABEL_1", "X", "N_A"]
-    p = np.array([[0.9 if labels[j] == t else 0.02 for j in range(len(labels))] for t in tags], np.float32)
+    p = tag_probs(tags, labels)
     assert [(e["entity_group"], e["word"]) for e in group_entities(words, p, labels, tiny_tokenizer)] == [
         ("PER", "bob ann"), ("NOUN", "the"), ("LABEL_1", "kim"), ("X", "bob"), ("N_A", "ann")]
     report = entity_report([tags], [tags])

@@ -20,7 +20,8 @@ import pandas as pd
 from ..errors import DataError
 
 __all__ = ["TaggedSentences", "read_conll", "read_jsonl", "sentences_from_df", "read_tag_file", "SCHEMES",
-           "detect_scheme", "check_scheme", "labels_for", "to_bio", "to_seqeval", "entity_type", "split_words"]
+           "detect_scheme", "check_scheme", "labels_for", "to_bio", "to_seqeval", "entity_type", "tag_prefix",
+           "split_words"]
 
 SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
 _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
@@ -244,11 +245,16 @@ def entity_type(tag: str) -> str | None:
     Args:
         tag: the tag.
     """
-    return None if tag == "O" else (tag[2:] if _prefix(tag) else tag)
+    return None if tag == "O" else (tag[2:] if tag_prefix(tag) else tag)
 
 
-def _prefix(tag: str) -> str:
-    # a scheme letter before "-" or "_"; "" for a tag without one (a POS tag, LABEL_1, "N_A"): a type of its own
+def tag_prefix(tag: str) -> str:
+    """The scheme letter of a tag (B, I, E, S, L or U before "-" or "_"), "O" for O, "" for a tag without one (a POS
+    tag, LABEL_1, "N_A"): a type of its own.
+
+    Args:
+        tag: the tag.
+    """
     return "O" if tag == "O" else (tag[0] if len(tag) > 2 and tag[0] in "BIESLU" and tag[1] in "-_" else "")
 
 
@@ -261,7 +267,7 @@ def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
     Args:
         tags: the sentences' tags.
     """
-    prefixes = {_prefix(t) for sent in tags for t in sent}
+    prefixes = {tag_prefix(t) for sent in tags for t in sent}
     if prefixes & {"E", "S"}:
         return "BIOES"
     if prefixes & {"L", "U"}:
@@ -271,8 +277,8 @@ def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
         prev = "O"
         for t in sent:
             opens = prev == "O" or entity_type(prev) != entity_type(t)
-            i_opens |= _prefix(t) == "I" and opens
-            b_opens |= _prefix(t) == "B" and opens
+            i_opens |= tag_prefix(t) == "I" and opens
+            b_opens |= tag_prefix(t) == "B" and opens
             prev = t
     return "IOB1" if i_opens and not b_opens else "IOB2"
 
@@ -296,7 +302,7 @@ def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] |
     for i, sent in enumerate(sents.tags or []):
         prev = "O"
         for j, t in enumerate([*sent, "O"] if closing else sent):
-            if closing and _prefix(prev) in ("B", "I") and not (_prefix(t) in ("I", closing) and
+            if closing and tag_prefix(prev) in ("B", "I") and not (tag_prefix(t) in ("I", closing) and
                                                                  entity_type(t) == entity_type(prev)):
                 raise DataError(f"{sents.where(i, j - 1)}: {prev!r} is not closed (the next tag is "
                                 f"{t if j < len(sent) else 'the sentence end'!r}); in {scheme} a B- entity continues "
@@ -307,12 +313,12 @@ def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] |
             if allowed is not None and t not in allowed:
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} is not in the label file (which has "
                                 f"{sorted(allowed)[:20]}); add it there, or fix the tag")
-            p = _prefix(t)
+            p = tag_prefix(t)
             if p not in ("O", *_PREFIXES[scheme]):
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} does not belong to the {scheme} scheme (prefixes "
                                 f"{'/'.join(_PREFIXES[scheme])}-, or O); pass tag_scheme= for the scheme the data uses")
             if scheme != "IOB1" and p in inside:
-                pp = _prefix(prev)
+                pp = tag_prefix(prev)
                 if prev == "O" or pp in open_after or entity_type(prev) != entity_type(t):
                     raise DataError(f"{sents.where(i, j)}: {t!r} follows {prev!r}, which breaks the {scheme} scheme "
                                     f"(an entity opens with {'/'.join(opening)}- and continues with the same type); "
@@ -328,7 +334,7 @@ def labels_for(tags: Sequence[Sequence[str]]) -> list[str]:
     """
     found = {t for sent in tags for t in sent}
     order = "BIESLU"
-    return sorted(found, key=lambda t: (t != "O", entity_type(t) or "", order.find(_prefix(t)), t))
+    return sorted(found, key=lambda t: (t != "O", entity_type(t) or "", order.find(tag_prefix(t)), t))
 
 
 def to_bio(tag: str) -> str:
@@ -338,7 +344,7 @@ def to_bio(tag: str) -> str:
     Args:
         tag: a tag of any scheme.
     """
-    p = _prefix(tag)
+    p = tag_prefix(tag)
     if p in ("S", "U"):
         return "B-" + tag[2:]
     if p in ("E", "L"):
@@ -356,7 +362,7 @@ def to_seqeval(tag: str) -> str:
     Args:
         tag: a tag of any scheme.
     """
-    p = _prefix(tag)
+    p = tag_prefix(tag)
     if p == "O":
         return tag
     if p == "":  # a tag without a prefix is one type (seqeval would read its first letter as a prefix: "ER")

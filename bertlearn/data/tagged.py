@@ -29,7 +29,7 @@ from ..distributed import multi_gpu_without_effect
 from ..errors import DataError, user_stacklevel
 from .bunch import BertDataBunch
 from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
-                    read_jsonl, read_tag_file, sentences_from_df, to_seqeval)
+                    read_jsonl, read_tag_file, sentences_from_df, tag_prefix, to_seqeval)
 from .encode import tokenizer_within
 from .frames import positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
@@ -210,7 +210,7 @@ class TagEncoder:
             return IGNORE_INDEX
         name = self.labels[tag]
         inside = "I" + name[1:]  # the tag's own separator: B-PER continues as I-PER, B_PER as I_PER
-        if name[:1] in ("B", "S", "U") and name[1:2] in ("-", "_") and inside in self.labels:
+        if tag_prefix(name) in ("B", "S", "U") and inside in self.labels:
             return self.labels.index(inside)
         return tag
 

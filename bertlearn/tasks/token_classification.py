@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.learner import Metric
+from seqeval.metrics.sequence_labeling import get_entities
 
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
@@ -273,8 +274,6 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
     exclude = {exclude} if isinstance(exclude, str) else set(exclude or ())
     if not group:
         return [t for t in tagged if t["entity"] not in exclude and entity_type(t["entity"]) not in exclude]
-    from seqeval.metrics.sequence_labeling import get_entities
-
     # the entities are the chunks that scoring counts (seqeval's conlleval rules, on the tags as scoring reads
     # them), so `predict` and `validate`/`bertlearn eval` agree even on ill-formed tag runs such as S-PER I-PER
     out = []
