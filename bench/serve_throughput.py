@@ -7,12 +7,13 @@ the offline predictor on the same texts.
 
 `--device cuda` runs every server and the offline predictor on the GPU (default: cpu). A bertlearn serve name may
 carry a precision after an @: "bertlearn serve@bf16" (plain: the server's default, auto: the folder's training
-precision where the hardware has bf16); the offline predictor is measured once per precision the bertlearn serve names use, and each is compared with
-its own.
+precision where the hardware has bf16); the offline predictor is measured once per precision the bertlearn serve
+names use, and each is compared with its own.
 
 `--server-cpus 0-1 --client-cpus 2-7` pins every server (and the offline predictor, with that many torch threads)
 and the load generator to separate cores with `taskset`, for a machine with cores to spare: on a 2-core box they
-share them, which is what the tables here measured. A server name may carry its batching wait after a colon: "bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
+share them, which is what the tables here measured. A server name may carry its batching wait after a colon:
+"bertlearn serve:0" (`--max-wait-ms 0`; plain "bertlearn
 serve" takes `--max-wait-ms`, default auto, the server's default), "litserve:5" (LitServe's `batch_timeout` of
 5 ms; plain "litserve": 0). Ratios compare the first server listed with every other.
 
