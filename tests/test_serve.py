@@ -574,3 +574,128 @@ def test_multi_label_predicted_flag_decides_in_float32_as_predict_labels():
     got = predictions_for(Predictor())(["text"])[0]
     assert decide(logits, Encoder(), [0.3, 0.7]) == [["b"]]  # what predict_labels says
     assert {x["label"]: x["predicted"] for x in got} == {"a": False, "b": True}
+
+
+class _FakeTextEncoder:
+    problem_type, pairs, multi_label, regression = "single_label_classification", False, False, False
+
+
+class _FakeTextPredictor:
+    """A classifier's predictor: a NaN score for "nan", a refusal for "refused", a crash for "crash"."""
+    encoder, labels, thresholds = _FakeTextEncoder(), ["no", "sí"], None
+
+    def predict_batch(self, items):
+        from bertlearn.errors import DataError
+        if "refused" in items:
+            raise DataError("text 0 is refused by the predictor")
+        if "crash" in items:
+            raise RuntimeError("the model broke")
+        return [[("sí", float("nan") if t == "nan" else 0.75), ("no", 0.25)] for t in items]
+
+
+def _asgi_post(app, messages, headers=(), path="/predict", root_path=""):
+    """What the app sends for one POST, its body given as ASGI messages (the server started and stopped around it)."""
+    import asyncio
+    sent, pending = [], list(messages)
+
+    async def receive():
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": root_path,
+                     "query_string": b"", "headers": [(k.encode(), v.encode()) for k, v in headers],
+                     "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5000)}
+            await app(scope, receive, send)
+    asyncio.run(main())
+    return sent
+
+
+def _answer(sent) -> tuple[int, dict, bytes]:
+    start, = [m for m in sent if m["type"] == "http.response.start"]
+    return (start["status"], {k.decode(): v.decode() for k, v in start["headers"]},
+            b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"texts": ["good", "nan"]}', b'{"texts": ["caf\\u00e9"]}', b"{not json", b'{"texts": []}',
+    b'{"texts": ["good"], "extra": 1}', b'{"texts": ["refused"]}', b'{"texts": ["crash"]}', b'{"texts": ["x"]}' * 500,
+])
+def test_predict_answers_the_same_bytes_past_the_middleware_as_through_it(tmp_path, body):
+    from bertlearn.serve import create_app
+    got = {}
+    for fast in (True, False):
+        app = create_app(tmp_path, predictor=_FakeTextPredictor(), fast_path=fast,
+                         limits=ServeLimits(max_body_bytes=4000))
+        got[fast] = _answer(_asgi_post(app, [{"type": "http.request", "body": body}],
+                                       [("content-type", "application/json"), ("content-length", str(len(body)))]))
+    assert got[True] == got[False]
+    status, headers, content = got[True]
+    assert headers == {"content-type": "application/json", "content-length": str(len(content))}
+    if body == b'{"texts": ["good", "nan"]}':  # the bytes FastAPI's own encoder wrote: UTF-8, compact, NaN as null
+        assert content == ('{"predictions":[[{"label":"sí","score":0.75},{"label":"no","score":0.25}],'
+                           '[{"label":"sí","score":null},{"label":"no","score":0.25}]]}').encode()
+    want = {b'{"texts": ["good", "nan"]}': (200, {"predictions": [[{"label": "sí", "score": 0.75},
+                                                                   {"label": "no", "score": 0.25}],
+                                                                  [{"label": "sí", "score": None},  # JSON has no NaN
+                                                                   {"label": "no", "score": 0.25}]]}),
+            b'{"texts": ["caf\\u00e9"]}': (200, {"predictions": [[{"label": "sí", "score": 0.75},
+                                                                    {"label": "no", "score": 0.25}]]}),
+            b'{"texts": ["refused"]}': (422, {"error": "text 0 is refused by the predictor", "field": "texts"}),
+            b'{"texts": ["crash"]}': (500, {"error": "prediction failed: RuntimeError: the model broke",
+                                           "field": None}),
+            b"{not json": (400, {"error": "the body is not JSON (Expecting property name enclosed in double quotes: "
+                                          'line 1 column 2 (char 1)); send {"texts": ["..."]}', "field": "body"}),
+            b'{"texts": []}': (422, {"error": "'texts' must be a non-empty list, got []", "field": "texts"}),
+            b'{"texts": ["good"], "extra": 1}': (422, {"error": "the body has the field 'extra', which the server "
+                                                               "does not take; send only 'texts'", "field": "extra"}),
+            b'{"texts": ["x"]}' * 500: (413, {"error": "the body has 8,000 bytes; at most 4,000 (bertlearn serve "
+                                                       "--max-body-bytes)", "field": "body"})}
+    assert (status, json.loads(content)) == want[body]
+
+
+def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_client_unanswered(tmp_path, caplog):
+    from bertlearn.serve import create_app
+    app = create_app(tmp_path, predictor=_FakeTextPredictor(), limits=ServeLimits(max_body_bytes=100))
+    # no Content-Length (chunked): refused once the chunks pass the limit, the rest never read
+    chunks = [{"type": "http.request", "body": b'{"texts": ["' + b"x" * 60, "more_body": True}] * 3
+    status, _, content = _answer(_asgi_post(app, chunks))
+    assert status == 413 and json.loads(content) == {
+        "error": "the body has over 100 bytes; at most 100 (bertlearn serve --max-body-bytes)", "field": "body"}
+    # a Content-Length over the limit is refused before any chunk is read
+    sent = _asgi_post(app, [], [("content-length", "101")])
+    assert _answer(sent)[0] == 413 and "the body has 101 bytes; at most 100" in _answer(sent)[2].decode()
+    # the body in two chunks is read whole
+    halves = [{"type": "http.request", "body": b'{"texts": ["go', "more_body": True},
+              {"type": "http.request", "body": b'od"]}'}]
+    assert json.loads(_answer(_asgi_post(app, halves))[2])["predictions"][0][0] == {"label": "sí", "score": 0.75}
+    # a client that leaves mid-body: nothing sent, nothing logged as a failure
+    with caplog.at_level("INFO", logger="bertlearn.serve"):
+        assert _asgi_post(app, [{"type": "http.request", "body": b'{"te', "more_body": True}]) == []
+    assert "failed" not in caplog.text
+
+
+def test_added_middleware_sees_predict_and_the_slower_path_is_said_once(tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    app = create_app(tmp_path, predictor=_FakeTextPredictor())
+
+    @app.middleware("http")
+    async def tag(request, call_next):
+        response = await call_next(request)
+        response.headers["x-seen"] = "yes"
+        return response
+
+    with caplog.at_level("INFO", logger="bertlearn.serve"), TestClient(app) as client:
+        for _ in range(2):
+            r = client.post("/predict", json={"texts": ["good"]})
+            assert r.status_code == 200 and r.headers["x-seen"] == "yes"
+            assert r.json()["predictions"][0][0] == {"label": "sí", "score": 0.75}
+    said = [r.getMessage() for r in caplog.records if "goes through FastAPI" in r.getMessage()]
+    assert said == ["POST /predict goes through FastAPI's middleware and routing (middleware was added): slower "
+                    "per request"]
