@@ -271,7 +271,7 @@ class _ClientGone(Exception):
 async def _body(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
     # read no more than the limit (plus one chunk) of a body, whatever Content-Length says, so a huge or chunked
     # upload is refused before it fills memory
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "body", f"the body has {int(declared):,} bytes; at most {limit:,} "
                                         "(bertlearn serve --max-body-bytes)")
     parts, size = [], 0
@@ -306,12 +306,50 @@ async def _request_chunks(request: Any) -> AsyncIterator[bytes]:
 
 
 def _json_bytes(payload: Any) -> bytes:
-    """`payload` as compact UTF-8 JSON, a score that is not a finite number as null (JSON has no NaN), as FastAPI's
-    own encoder writes it."""
+    """`payload` as compact UTF-8 JSON, as FastAPI's own encoder writes it: a number that is not finite as null (JSON
+    has no NaN), text that is not valid Unicode (a lone surrogate) as \\u escapes."""
     try:
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        return _json_bytes(_finite(payload))
+        text = json.dumps(_finite(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(_finite(payload), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _encoded(status: int, payload: Any) -> tuple[int, bytes]:
+    """An answer's status and body; a payload that cannot be written as JSON (a custom predictor's numpy values)
+    becomes a JSON 500 naming why, not a bare 'Internal Server Error'."""
+    try:
+        return status, _json_bytes(payload)
+    except (TypeError, ValueError, RecursionError) as e:
+        _log.exception("the answer could not be written as JSON")
+        return 500, _json_bytes({"error": f"the prediction could not be written as JSON: {type(e).__name__}: {e}",
+                                 "field": None})
+
+
+def _route_path(scope: dict) -> str:
+    """The path the app routes by: without the root path (`uvicorn --root-path`, a mount) that servers put in
+    front of it, as Starlette routes."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
+
+
+def _why_not_direct(app: Any, default_handlers: dict) -> str | None:
+    """Why POST /predict must go through FastAPI's stack in `app` (None: nothing there would act on it)."""
+    if app.user_middleware:
+        return "middleware was added"
+    if "build_middleware_stack" in vars(app):  # an instrumentor (OpenTelemetry's instrument_app) replaced the stack
+        return "the middleware stack was replaced"
+    if dict(app.exception_handlers) != default_handlers:
+        return "exception handlers were added"
+    telemetry = getattr(app, "_native_telemetry", None)  # FastAPI >= 0.160 traces requests itself when OTel is set
+    if telemetry is not None and telemetry.enabled():
+        return "FastAPI's OpenTelemetry telemetry is on"
+    return None
 
 
 def _finite(x: Any) -> Any:
@@ -388,8 +426,9 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         predictor: the folder's predictor, loaded already (`serve` loads it first, so a bad folder fails with its
             message before the server starts); None: loaded at startup.
         fast_path: POST /predict skips FastAPI's middleware and routing (the same answers; about 1.4x the
-            requests/s where the model costs nothing); False: it goes through them, for FastAPI's telemetry or
-            exception handlers added to the app. Middleware added to the app turns it off by itself (said once).
+            requests/s where the model costs nothing); False: it goes through them. The server turns it off by
+            itself at startup, and says so, where they would act on /predict: middleware or exception handlers
+            added to the app, an instrumented stack, FastAPI's OpenTelemetry telemetry on.
     """
     try:
         from contextlib import asynccontextmanager
@@ -406,7 +445,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     max_batch_size = check_positive("max_batch_size", max_batch_size)
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
-    state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic()}
+    # "direct": POST /predict skips FastAPI's stack (decided at startup)
+    state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic(), "direct": False}
     preloaded = predictor
 
     @asynccontextmanager
@@ -423,6 +463,11 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         warm = [("warm up", "warm up")] if state["pairs"] else ["warm up"]
         await batcher.submit(warm)  # the first call pays one-time costs; /health waits for it
         state["ready"] = True
+        slow = _why_not_direct(app, default_handlers) if fast_path else None
+        state["direct"] = fast_path and slow is None
+        if slow:
+            _log.info("POST /predict goes through FastAPI's middleware and routing (%s): slower per request "
+                      "where the model is fast", slow)
         _log.info("serving %s (%s) after %.1f s", model_dir, state["task"], time.perf_counter() - t0)
         yield
         state["ready"] = False
@@ -451,35 +496,33 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         answered = await answer(_asgi_chunks(receive), declared)
         if answered is None:
             return
-        body = _json_bytes(answered[1])
-        await send({"type": "http.response.start", "status": answered[0],
+        status, body = _encoded(*answered)
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
 
     class ServeApp(FastAPI):
         """FastAPI, but POST /predict goes straight to its handler, past the middleware and the routing: /predict
         uses none of them, and they held a server whose model costs nothing to 0.7x the requests/s on one core.
-        Middleware added to the app, or a root path, turns this off (said once)."""
+        Decided at startup (`_why_not_direct`, said once when off)."""
 
         async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-            if scope["type"] == "http" and scope["path"] == "/predict" and scope["method"] == "POST" and fast_path:
-                if not self.user_middleware and not scope.get("root_path"):
-                    return await predict_asgi(scope, receive, send)
-                if not state.get("said_slow_path"):
-                    state["said_slow_path"] = True
-                    _log.info("POST /predict goes through FastAPI's middleware and routing (%s): slower per request",
-                              "middleware was added" if self.user_middleware else "served under a root path")
+            if (state["direct"] and scope["type"] == "http" and scope["method"] == "POST"
+                    and _route_path(scope) == "/predict"):
+                return await predict_asgi(scope, receive, send)
             await super().__call__(scope, receive, send)
 
     app = ServeApp(title="bertlearn serve", version=__version__, lifespan=lifespan,
                    description=f"Predictions of the model in {model_dir}")
+    default_handlers = dict(app.exception_handlers)  # FastAPI's own; one added later turns the direct path off
 
     @app.post("/predict")
     async def predict(request: Request) -> Any:
         """Predict the texts (or pairs) of the body: `{"texts": [...]}` or `{"pairs": [[a, b], ...]}`."""
         answered = await answer(_request_chunks(request), request.headers.get("content-length"))
-        status, payload = answered if answered is not None else (400, {"error": "the client went away", "field": None})
-        return Response(_json_bytes(payload), status_code=status, media_type="application/json")
+        status, body = _encoded(*answered) if answered is not None else (
+            400, _json_bytes({"error": "the client went away", "field": None}))
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.get("/health")
     async def health() -> Any:

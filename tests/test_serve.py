@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -621,24 +622,43 @@ def _answer(sent) -> tuple[int, dict, bytes]:
             b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
 
+def _through_fastapi(monkeypatch) -> list:
+    """The paths of the HTTP requests that reach FastAPI's own `__call__` (its middleware and routing)."""
+    from fastapi import FastAPI
+    seen, original = [], FastAPI.__call__
+
+    async def spy(self, scope, receive, send):
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await original(self, scope, receive, send)
+    monkeypatch.setattr(FastAPI, "__call__", spy)
+    return seen
+
+
 @pytest.mark.parametrize("body", [
     b'{"texts": ["good", "nan"]}', b'{"texts": ["caf\\u00e9"]}', b"{not json", b'{"texts": []}',
     b'{"texts": ["good"], "extra": 1}', b'{"texts": ["refused"]}', b'{"texts": ["crash"]}', b'{"texts": ["x"]}' * 500,
+    b'{"texts": ["a"], "\\ud800": 1}',
 ])
-def test_predict_answers_the_same_bytes_past_the_middleware_as_through_it(tmp_path, body):
+def test_predict_answers_the_same_bytes_past_the_middleware_as_through_it(tmp_path, body, monkeypatch):
     from bertlearn.serve import create_app
+    seen = _through_fastapi(monkeypatch)
     got = {}
     for fast in (True, False):
         app = create_app(tmp_path, predictor=_FakeTextPredictor(), fast_path=fast,
                          limits=ServeLimits(max_body_bytes=4000))
         got[fast] = _answer(_asgi_post(app, [{"type": "http.request", "body": body}],
                                        [("content-type", "application/json"), ("content-length", str(len(body)))]))
+    assert seen == ["/predict"]  # only the fast_path=False request went through FastAPI's stack
     assert got[True] == got[False]
     status, headers, content = got[True]
     assert headers == {"content-type": "application/json", "content-length": str(len(content))}
     if body == b'{"texts": ["good", "nan"]}':  # the bytes FastAPI's own encoder wrote: UTF-8, compact, NaN as null
         assert content == ('{"predictions":[[{"label":"sí","score":0.75},{"label":"no","score":0.25}],'
                            '[{"label":"sí","score":null},{"label":"no","score":0.25}]]}').encode()
+    if body == b'{"texts": ["a"], "\\ud800": 1}':  # a field name that is no valid Unicode: echoed as a \u escape
+        assert content == (b'{"error":"the body has the field \'\\\\ud800\', which the server does not take; send '
+                           b'only \'texts\'","field":"\\ud800"}')
     want = {b'{"texts": ["good", "nan"]}': (200, {"predictions": [[{"label": "sí", "score": 0.75},
                                                                    {"label": "no", "score": 0.25}],
                                                                   [{"label": "sí", "score": None},  # JSON has no NaN
@@ -654,12 +674,64 @@ def test_predict_answers_the_same_bytes_past_the_middleware_as_through_it(tmp_pa
             b'{"texts": ["good"], "extra": 1}': (422, {"error": "the body has the field 'extra', which the server "
                                                                "does not take; send only 'texts'", "field": "extra"}),
             b'{"texts": ["x"]}' * 500: (413, {"error": "the body has 8,000 bytes; at most 4,000 (bertlearn serve "
-                                                       "--max-body-bytes)", "field": "body"})}
+                                                       "--max-body-bytes)", "field": "body"}),
+            b'{"texts": ["a"], "\\ud800": 1}': (422, {"error": "the body has the field '\\ud800', which the server "
+                                                              "does not take; send only 'texts'", "field": "\ud800"})}
     assert (status, json.loads(content)) == want[body]
 
 
-def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_client_unanswered(tmp_path, caplog):
+class _FakeNEREncoder:
+    problem_type, pairs, multi_label, regression = "token_classification", False, False, False
+
+
+class _FakeNERPredictor:
+    """A token classifier's predictor that returns `self.entities` for every text, whatever they hold."""
+    encoder, labels, thresholds = _FakeNEREncoder(), ["O", "B-LOC", "I-LOC"], None
+
+    def __init__(self, entities):
+        self.entities = entities
+
+    def predict_batch(self, items):
+        return [self.entities for _ in items]
+
+
+def test_predict_past_the_middleware_writes_what_fastapis_own_encoder_writes(tmp_path, monkeypatch, caplog):
+    import numpy as np
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
     from bertlearn.serve import create_app
+    entities = [{"entity_group": "LOC", "word": "São Paulo 😀", "start": 0, "end": 9, "score": 0.5},
+                {"entity_group": "LOC", "word": "x", "start": (1, 2), "end": 10, "score": float("nan")},
+                {"entity_group": "LOC", "word": "y", "start": 11, "end": 12, "score": float("-inf")},
+                {"entity_group": "LOC", "word": "z", "start": 13, "end": 14, "score": float("inf")}]
+    plain = FastAPI()  # the endpoint as bertlearn serve's was before: it returns the dict, FastAPI encodes it
+
+    @plain.post("/predict")
+    def predict() -> Any:
+        return {"predictions": [entities]}
+
+    with TestClient(plain) as client:
+        fastapi_bytes = client.post("/predict").content
+    seen = _through_fastapi(monkeypatch)
+    app = create_app(tmp_path, predictor=_FakeNERPredictor(entities))
+    status, _, content = _answer(_asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["a"]}'}]))
+    assert status == 200 and content == fastapi_bytes and seen == []
+    assert "São Paulo 😀".encode() in content and b'"score":null' in content
+    # a custom predictor's numpy value cannot be written: a JSON 500 that says so, not a bare "Internal Server Error"
+    app = create_app(tmp_path, predictor=_FakeNERPredictor([{"score": np.float32(0.5)}]))
+    with caplog.at_level("ERROR", logger="bertlearn.serve"):
+        status, headers, content = _answer(_asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["a"]}'}]))
+    assert (status, headers["content-type"], json.loads(content)) == (500, "application/json", {
+        "error": "the prediction could not be written as JSON: TypeError: Object of type float32 is not JSON "
+                 "serializable", "field": None})
+    assert "the answer could not be written as JSON" in caplog.text
+
+
+def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_client_unanswered(tmp_path, caplog,
+                                                                                                  monkeypatch):
+    from bertlearn.serve import create_app
+    seen = _through_fastapi(monkeypatch)
     app = create_app(tmp_path, predictor=_FakeTextPredictor(), limits=ServeLimits(max_body_bytes=100))
     # no Content-Length (chunked): refused once the chunks pass the limit, the rest never read
     chunks = [{"type": "http.request", "body": b'{"texts": ["' + b"x" * 60, "more_body": True}] * 3
@@ -673,29 +745,48 @@ def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_cli
     halves = [{"type": "http.request", "body": b'{"texts": ["go', "more_body": True},
               {"type": "http.request", "body": b'od"]}'}]
     assert json.loads(_answer(_asgi_post(app, halves))[2])["predictions"][0][0] == {"label": "sí", "score": 0.75}
+    # under a root path (uvicorn --root-path, a mount: the path keeps the prefix) /predict is still found directly
+    under = _asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["good"]}'}], path="/api/predict",
+                       root_path="/api")
+    assert json.loads(_answer(under)[2])["predictions"][0][0] == {"label": "sí", "score": 0.75}
     # a client that leaves mid-body: nothing sent, nothing logged as a failure
     with caplog.at_level("INFO", logger="bertlearn.serve"):
         assert _asgi_post(app, [{"type": "http.request", "body": b'{"te', "more_body": True}]) == []
     assert "failed" not in caplog.text
+    assert seen == []  # every request above went the direct way
 
 
-def test_added_middleware_sees_predict_and_the_slower_path_is_said_once(tmp_path, caplog):
+@pytest.mark.parametrize("change, reason", [
+    ("middleware", "middleware was added"),
+    ("handler", "exception handlers were added"),
+    ("instrumented", "the middleware stack was replaced"),
+    ("telemetry", "FastAPI's OpenTelemetry telemetry is on"),
+])
+def test_what_would_act_on_predict_sends_it_through_fastapi_said_once(tmp_path, caplog, monkeypatch, change, reason):
     from fastapi.testclient import TestClient
 
     from bertlearn.serve import create_app
     app = create_app(tmp_path, predictor=_FakeTextPredictor())
-
-    @app.middleware("http")
-    async def tag(request, call_next):
-        response = await call_next(request)
-        response.headers["x-seen"] = "yes"
-        return response
-
+    if change == "middleware":
+        @app.middleware("http")
+        async def tag(request, call_next):
+            response = await call_next(request)
+            response.headers["x-seen"] = "yes"
+            return response
+    elif change == "handler":
+        app.add_exception_handler(KeyError, lambda request, exc: None)
+    elif change == "instrumented":  # what OpenTelemetry's instrument_app does: the stack built by another function
+        build = app.build_middleware_stack
+        app.build_middleware_stack = lambda: build()
+    else:  # a tracer or meter provider set globally (opentelemetry-instrument): FastAPI traces every request
+        monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)
+    seen = _through_fastapi(monkeypatch)
     with caplog.at_level("INFO", logger="bertlearn.serve"), TestClient(app) as client:
         for _ in range(2):
             r = client.post("/predict", json={"texts": ["good"]})
-            assert r.status_code == 200 and r.headers["x-seen"] == "yes"
-            assert r.json()["predictions"][0][0] == {"label": "sí", "score": 0.75}
+            assert r.status_code == 200 and r.json()["predictions"][0][0] == {"label": "sí", "score": 0.75}
+            assert r.headers.get("x-seen") == ("yes" if change == "middleware" else None)
+    assert seen == ["/predict", "/predict"]
     said = [r.getMessage() for r in caplog.records if "goes through FastAPI" in r.getMessage()]
-    assert said == ["POST /predict goes through FastAPI's middleware and routing (middleware was added): slower "
-                    "per request"]
+    assert said == [f"POST /predict goes through FastAPI's middleware and routing ({reason}): slower per request "
+                    "where the model is fast"]
