@@ -360,12 +360,13 @@ class CheckpointCallback(Callback):
     Args:
         folder: the checkpoint folder (`BertLearner.fit(checkpoint=True)` uses `output_dir/checkpoints/last`).
         lr: the fit's learning rate, recorded so a resume can check it continues the same schedule.
+        fit: the fit's other settings (schedule, weight decay, optimizer...), recorded for the same check.
     """
 
     order = 60  # after the Recorder has closed the epoch
 
-    def __init__(self, folder: Any, lr: Any = None):
-        self.folder, self.lr = folder, lr
+    def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None):
+        self.folder, self.lr, self.fit = folder, lr, fit
 
     def after_epoch(self) -> None:
         from .checkpoint import save_checkpoint
@@ -373,7 +374,8 @@ class CheckpointCallback(Callback):
         if not is_main_process():  # one writer; the others wait so no rank runs ahead of a half-written checkpoint
             barrier()
             return
-        save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr)
+        save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr,
+                        fit=self.fit)
         barrier()
 
 

@@ -19,7 +19,8 @@ import torch
 from .atomic import atomic_dir
 from .errors import BertLearnError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "lr_json", "CHECKPOINT_FILES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "lr_json",
+           "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
 
@@ -37,13 +38,29 @@ def lr_json(lr: Any) -> Any:
     return None if lr is None else float(lr)
 
 
-def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch: int, lr: Any = None) -> Path:
+def identity(learn: Any) -> dict:
+    """What a checkpoint must match to be resumed into `learn`: its labels (in order: the head's rows), task and
+    model class, and its training batches (count and size).
+
+    Args:
+        learn: the `BertLearner`.
+    """
+    enc = getattr(learn.dls, "encoder", None)
+    model = getattr(learn.model, "module", learn.model)
+    return {"labels": [str(l) for l in getattr(enc, "labels", None) or []],
+            "problem_type": getattr(enc, "problem_type", None), "model": type(model).__name__,
+            "train_batches": len(learn.dls.train), "bs": int(learn.dls.train.bs)}
+
+
+def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch: int, lr: Any = None,
+                    fit: dict | None = None) -> Path:
     """Write a complete checkpoint of `learn` into `folder` atomically.
 
     Args:
         learn: the `BertLearner`.
         folder: the checkpoint folder.
         epochs_done: epochs finished so far; n_epoch: epochs of the whole fit; lr: the fit's learning rate.
+        fit: the fit's other settings (schedule, weight decay, optimizer...), which a resume must repeat.
     """
     from safetensors.torch import save_file, save_model
 
@@ -58,7 +75,8 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(tmp / "rng.safetensors"))
         np_state = np.random.get_state()
-        state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr),
+        state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
+                 "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                  "train_dl_rng": _jsonable(learn.dls.train.rng.getstate())}
@@ -82,8 +100,53 @@ def _tupled(state: Any) -> Any:
     return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
 
 
+def read_checkpoint_state(folder: str | Path) -> dict:
+    """A checkpoint's `state.json` (epochs done, the fit's settings, what it belongs to), read before anything is
+    restored, so a resume can refuse a checkpoint without touching the learner.
+
+    Args:
+        folder: a folder written by `save_checkpoint`.
+    """
+    folder = Path(folder)
+    missing = [f for f in CHECKPOINT_FILES if not (folder / f).is_file()]
+    if missing:
+        raise BertLearnError(f"checkpoint {str(folder)!r} is incomplete (missing {missing}); delete it to start over")
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
+                             "over") from e
+
+
+def check_weights(model: Any, file: str | Path) -> None:
+    """Raise unless every tensor in the safetensors `file` has its name and shape in `model` and every tensor of
+    `model` is in it (or shares storage with one that is: tied weights), before any is copied: torch's own
+    loading copies the tensors that fit before it raises on the others, leaving a half-restored model.
+
+    Args:
+        model: the module to load into.
+        file: a safetensors file written by `save_model`.
+    """
+    from safetensors import safe_open
+    own = model.state_dict()
+    with safe_open(str(file), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    stored = {own[k].data_ptr() for k in shapes if k in own}
+    unknown = [k for k in shapes if k not in own]
+    wrong = [f"{k}: {list(shapes[k])} in the checkpoint, {list(own[k].shape)} here" for k in shapes
+             if k in own and tuple(own[k].shape) != shapes[k]]
+    absent = [k for k, t in own.items() if k not in shapes and t.data_ptr() not in stored]
+    if unknown or wrong or absent:
+        what = wrong[:3] + [f"{k} only in the checkpoint" for k in unknown[:3]] + [f"{k} not in the checkpoint"
+                                                                                    for k in absent[:3]]
+        raise BertLearnError(f"checkpoint {str(Path(file).parent)!r} holds another model's weights "
+                             f"({len(wrong) + len(unknown) + len(absent)} tensors differ: {'; '.join(what)}); resume "
+                             "with the model and labels that wrote it, or delete the folder to start over")
+
+
 def load_checkpoint(learn: Any, folder: str | Path) -> dict:
-    """Restore weights, optimizer state and RNG states from `folder`; return its `state.json`.
+    """Restore weights, optimizer state and RNG states from `folder`; return its `state.json`. The weights are
+    checked against the model before any is copied (`check_weights`).
 
     Args:
         learn: the `BertLearner` to restore into (same architecture and labels).
@@ -93,12 +156,14 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     from safetensors.torch import load_file, load_model
 
     folder = Path(folder)
-    missing = [f for f in CHECKPOINT_FILES if not (folder / f).is_file()]
-    if missing:
-        raise BertLearnError(f"checkpoint {str(folder)!r} is incomplete (missing {missing}); delete it to start over")
+    state = read_checkpoint_state(folder)
+    model = getattr(learn.model, "module", learn.model)
     try:
-        state = json.loads((folder / "state.json").read_text())
-        model = getattr(learn.model, "module", learn.model)
+        check_weights(model, folder / "model.safetensors")
+    except (OSError, SafetensorError) as e:
+        raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
+                             "over") from e
+    try:
         load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
         opt_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         rng = load_file(str(folder / "rng.safetensors"))

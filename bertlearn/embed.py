@@ -8,8 +8,11 @@ back); `word_in_context` returns one word's contextual vector in each sentence n
 
 from __future__ import annotations
 
+import json
 import re
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -110,6 +113,62 @@ def _resolve(model: Any, tokenizer: Any) -> tuple[nn.Module, Any]:
     return encoder, load_tokenizer(tokenizer if tokenizer is not None else name)
 
 
+def _tokenizer_limit(tokenizer: Any) -> int | None:
+    """The longest input the tokenizer says its model takes (None where it gives the 'no limit' sentinel)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 1_000_000 else None
+
+
+def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
+    """What a sentence-transformers model says about its sentence vectors: "pooling" ("mean", "cls", or None for a
+    mode `embed` does not have, with "modes"), "normalize" and "maxlen"; empty for any other model (a learner, a
+    model object, a plain checkpoint).
+    """
+    from .model import resolve_pretrained
+    if not (model is None or isinstance(model, (str, Path))):
+        return {}
+    name = resolve_pretrained(model)
+    modules = _read_json(name, "modules.json")
+    if modules is None:
+        return {}
+    try:
+        out: dict[str, Any] = {"normalize": any(m.get("type", "").endswith(".Normalize") for m in modules)}
+        pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
+        config = _read_json(name, f"{pooling.get('path', '')}/config.json".lstrip("/")) if pooling else None
+        if config is not None:
+            modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+            known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+            out["pooling"], out["modes"] = (known.get(modes[0]) if len(modes) == 1 else None), modes
+        maxlen = (_read_json(name, "sentence_bert_config.json") or {}).get("max_seq_length")
+        if isinstance(maxlen, int) and maxlen > 0:
+            out["maxlen"] = maxlen
+    except (AttributeError, TypeError) as e:
+        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers files (modules.json, the Pooling "
+                             f"config) are not what sentence-transformers writes ({e}); pass pooling=, normalize= "
+                             "and maxlen= yourself") from e
+    return out
+
+
+def _read_json(name: str, path: str) -> Any:
+    """A JSON file of a model folder or hub repo (None where it has none)."""
+    local = Path(name) / path
+    if Path(name).is_dir():
+        file = local if local.is_file() else None
+    else:
+        from transformers.utils import cached_file
+        try:
+            file = cached_file(name, path, _raise_exceptions_for_missing_entries=False,
+                               _raise_exceptions_for_connection_errors=False)
+        except (OSError, ValueError):
+            file = None
+    if file is None:
+        return None
+    try:
+        return json.loads(Path(file).read_text())
+    except (OSError, ValueError) as e:
+        raise BertLearnError(f"{name}: {path} cannot be read ({e})") from e
+
+
 def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
     """Run where asked; a model loaded here goes to CUDA when available; a given model stays where it is."""
     from pathlib import Path
@@ -168,6 +227,12 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
     if not getattr(tokenizer, "is_fast", False):
         raise BertLearnError("embed needs a fast (Rust) tokenizer for word alignment; load it with use_fast=True")
     enc = tokenizer(texts, truncation=True, max_length=maxlen, return_offsets_mapping=True)
+    cut = [i for i, e in enumerate(enc.encodings) if e.overflowing]
+    if cut:  # said, not hidden: a vector of a text's start is not the text's vector
+        warnings.warn(f"embed: {len(cut)} of {len(texts)} texts are longer than maxlen={maxlen} tokens (text "
+                      f"{cut[0]} the first) and were cut to their first {maxlen}; their vectors describe only that "
+                      f"part. Split long texts, or pass a larger maxlen (up to "
+                      f"{_tokenizer_limit(tokenizer) or 'the model limit'})", stacklevel=3)
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")  # longest first, as in prediction: little padding per batch
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -193,9 +258,9 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
     return out, enc  # type: ignore[return-value]
 
 
-def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
-          tokenizer: Any = None, bs: int = 64, maxlen: int = 512, device: torch.device | str | None = None
-          ) -> np.ndarray | list[TokenVectors]:
+def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequence[int] = -1,
+          pooling: str | None = None, tokenizer: Any = None, bs: int = 64, maxlen: int | None = None,
+          device: torch.device | str | None = None, normalize: bool | None = None) -> np.ndarray | list[TokenVectors]:
     """Contextual vectors of `texts` from an encoder's hidden states.
 
     Args:
@@ -204,29 +269,43 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
             `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer).
         layer: which hidden state: 0 is the embedding output, -1 the last layer; a list averages those layers.
         pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
-            sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged).
+            sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged). None: what a
+            sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
         tokenizer: the tokenizer, when `model` is a model object (default: the model's own).
         bs: texts per forward pass (sorted by length first, so batches carry little padding).
-        maxlen: tokens kept per text.
+        maxlen: tokens kept per text (a longer text is cut, with a warning). None: a sentence-transformers
+            folder's `max_seq_length` (the packaged MiniLM: 256), else the tokenizer's limit (512 at most).
         device: where to run (default: the model's device, or CUDA when available for a loaded one).
+        normalize: scale each sentence vector to length 1. None: as a sentence-transformers folder does (its
+            Normalize module; the packaged MiniLM does), else no. With the defaults, the packaged model's vectors
+            are sentence-transformers' own `encode`.
 
     Returns:
         An (n_texts, dim) float32 array for "cls" / "mean"; for "tokens" a list of `TokenVectors`.
     """
+    folder = _sentence_transformers_settings(model)
+    if pooling is None and "pooling" in folder and folder["pooling"] is None:
+        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers Pooling uses {folder['modes']}; embed "
+                             "pools by 'cls' or 'mean' only: pass pooling= to choose one knowingly, or use "
+                             "sentence-transformers for this model")
+    pooling = folder.get("pooling") or "cls" if pooling is None else pooling
     if pooling not in POOLINGS:
         raise BertLearnError(f"pooling={pooling!r} is not one of {list(POOLINGS)}")
+    normalize = folder.get("normalize", False) if normalize is None else bool(normalize)
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
     encoder, tok = _resolve(model, tokenizer)
+    maxlen = maxlen if maxlen is not None else folder.get("maxlen") or min(_tokenizer_limit(tok) or 512, 512)
     device = _place(encoder, model, device)
     states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)
-    if pooling == "cls":
-        return np.stack([s[0] for s in states]).astype(np.float32)
-    if pooling == "mean":
-        return np.stack([s.mean(0) for s in states]).astype(np.float32)
+    if pooling in ("cls", "mean"):
+        vectors = np.stack([s[0] if pooling == "cls" else s.mean(0) for s in states]).astype(np.float32)
+        if normalize:  # as sentence-transformers' Normalize: v / max(|v|, 1e-12)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
     out = []
     for i, (text, s) in enumerate(zip(texts, states)):
         word_ids = enc.word_ids(i)

@@ -11,6 +11,7 @@ functions here. Tasks live in `bertlearn.tasks`: sequence classification (`BertL
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import pickle
 import types
@@ -33,7 +34,8 @@ from .atomic import atomic_file
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
                         FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
                         SparseProgressCallback, TensorBoardLogger, mixed_precision)
-from .checkpoint import lr_json, load_checkpoint
+from .checkpoint import identity as checkpoint_identity
+from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
 from .compat import note_no_effect
 from .data import positive_int
 from .device import resolve_device
@@ -259,12 +261,17 @@ class TaskLearner(Learner):
         if not validate:
             cbs.append(SkipValidationCallback())
         folder = self.output_dir / "checkpoints" / "last"
+        settings = self._fit_settings(schedule_type, pct_start, kwargs, wd)
         if resume:
-            start_epoch = self._resume_from(folder, epochs, lr)
+            start_epoch = self._resume_from(folder, epochs, lr, settings)
             if start_epoch >= epochs:
+                self.fresh_head = False  # the finished fit's weights are loaded
+                warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has finished all {epochs} epochs of "
+                              "this fit, so nothing was trained; its weights are loaded. To train again, delete the "
+                              "folder or fit without resume", stacklevel=user_stacklevel())
                 return (0, float("nan"), []) if return_results else (0, float("nan"))
         if checkpoint or resume:
-            cbs.append(CheckpointCallback(folder, lr))
+            cbs.append(CheckpointCallback(folder, lr, settings))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
                            pct_start=pct_start, one_cycle_options=kwargs)
         self._raise_if_diverged()
@@ -288,19 +295,52 @@ class TaskLearner(Learner):
                                  "lr with layer_decay, or a slice without it")
         return self.layerwise_lrs(lr, layer_decay)
 
-    def _resume_from(self, folder: Path, epochs: int, lr: Any) -> int:
-        # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0
+    def _fit_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any) -> dict:
+        # what a resume must repeat besides epochs and lr, as JSON (a checkpoint records it)
+        settings = {"schedule_type": schedule_type, "pct_start": pct_start, "one_cycle_options": one_cycle,
+                    "wd": self.wd if wd is None else wd, "optimizer_type": self.optimizer_type,
+                    "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
+        return json.loads(json.dumps(settings, default=float))
+
+    def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict) -> int:
+        # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0; every
+        # check runs before anything is restored, so a refused resume leaves the learner as it was
         if not (folder / "state.json").is_file():
             warnings.warn(f"resume=True but there is no checkpoint in {str(folder)!r}; training from the start",
                           stacklevel=user_stacklevel())
             return 0
-        state = load_checkpoint(self, folder)
+        state = read_checkpoint_state(folder)
         if state["n_epoch"] != epochs or state["lr"] != lr_json(lr):
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to fit({state['n_epoch']}, "
                                  f"lr={state['lr']}), not fit({epochs}, lr={lr_json(lr)}); resume with the same "
                                  "epochs and lr so the schedule continues where it stopped")
+        self._check_resume(folder, state, settings)
+        load_checkpoint(self, folder)
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         return state["epochs_done"]
+
+    def _check_resume(self, folder: Path, state: dict, settings: dict) -> None:
+        # the checkpoint must belong to this learner's labels, model and data, and to a fit with these settings
+        saved, now = state.get("identity"), checkpoint_identity(self)
+        if saved is None:
+            warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} was written by a bertlearn that did not "
+                          "record its labels, data and fit settings; resuming without checking them",
+                          stacklevel=user_stacklevel())
+            return
+        if (saved["labels"], saved["problem_type"]) != (now["labels"], now["problem_type"]):
+            raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} was trained for "
+                                 f"{saved['problem_type']} on labels {saved['labels']}; this learner has "
+                                 f"{now['problem_type']} on {now['labels']}, so its head's rows would answer with "
+                                 "the wrong labels. Resume with the same labels in the same order, or delete the "
+                                 "folder to start over")
+        then = {**{k: saved[k] for k in ("model", "train_batches", "bs")}, **state.get("fit", {})}
+        current = {**{k: now[k] for k in ("model", "train_batches", "bs")}, **settings}
+        diffs = [f"{k}: {then.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in current
+                 if then.get(k) != current.get(k)]
+        if diffs:
+            raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to another run "
+                                 f"({'; '.join(diffs)}); resume with the same model, data and fit settings so the "
+                                 "schedule continues where it stopped, or delete the folder to start over")
 
     def _run_schedule(self, schedule_type: str | None, epochs: int, lr: Any, *, pct_start: float | None,
                       one_cycle_options: dict, **fit_args: Any) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from .atomic import atomic_dir, atomic_file
 from .data import TextEncoder
+from .errors import ModelError
 from .model import quiet_hub
 from .predict import OnnxPredictor
 from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, write_settings
@@ -59,6 +60,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     """
     path = Path(path)
     folder, fname = (path.parent, path.name) if path.suffix == ".onnx" else (path, ONNX_FILE)
+    kept = _check_saved_weights(model, folder)
     names = input_names(encoder.with_token_types)
     cpu_model = copy.deepcopy(model).float().cpu().eval()
     wrapper = _LogitsOnly(cpu_model).eval()
@@ -75,7 +77,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
         program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
                                     dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
                                     dynamo=True, verbose=False)
-    settings = {**settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname),
+    settings = {**kept, **settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname),
                 **(extra_settings or {})}
     def write(into: Path) -> None:
         program.save(str(into / fname))
@@ -100,6 +102,35 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
                     with atomic_file(folder / f.name) as target:
                         os.replace(f, target)
     return folder / fname
+
+
+def _check_saved_weights(model: nn.Module, folder: Path) -> dict:
+    """Refuse to export beside PyTorch weights of another state of the model; return the saved settings to keep.
+
+    A `save_model` folder can hold its own ONNX export, but `load_predictor`, `bertlearn predict` and `serve`
+    read its `model.safetensors` first: if the model trained since that save, the folder would serve the old
+    weights under the new export's settings, with nothing to tell. The PyTorch predictor's precision, which the
+    export does not set, is kept.
+    """
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return {}
+    from safetensors.torch import load_file
+    saved = load_file(str(weights))
+    own = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    differ = [k for k, v in saved.items() if k not in own or own[k].shape != v.shape or not torch.equal(own[k],
+                                                                                                        v.float())]
+    if differ:
+        raise ModelError(f"to_onnx({str(folder)!r}): the folder holds model.safetensors from an earlier save_model "
+                         f"whose weights differ from this model's ({len(differ)} tensors, e.g. {differ[0]}), and "
+                         "load_predictor, bertlearn predict and serve read those first. Call save_model on the folder "
+                         "first, or export elsewhere (to_onnx() writes output_dir/onnx)")
+    try:
+        import json
+        old = json.loads((folder / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"precision": old["precision"]} if "precision" in old else {}
 
 
 def _ours(folder: Path) -> bool:

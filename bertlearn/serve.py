@@ -306,16 +306,21 @@ async def _request_chunks(request: Any) -> AsyncIterator[bytes]:
 
 
 def _json_bytes(payload: Any) -> bytes:
-    """`payload` as compact UTF-8 JSON, as FastAPI's own encoder writes it: a number that is not finite as null (JSON
-    has no NaN), text that is not valid Unicode (a lone surrogate) as \\u escapes."""
+    """`payload` as compact UTF-8 JSON, the bytes FastAPI's own encoder (pydantic's) writes for it: a number that is
+    not finite as null (JSON has no NaN). Text that is not valid Unicode (a lone surrogate, which FastAPI answers
+    with a text/plain 500) is written with every non-ASCII character as a \\u escape."""
     try:
-        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:
-        text = json.dumps(_finite(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
+        return _to_json(payload)
+    except ValueError:  # pydantic's serialization error, or json's for a lone surrogate (UnicodeEncodeError)
         return json.dumps(_finite(payload), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _to_json(payload: Any) -> bytes:
+    try:
+        from pydantic_core import to_json  # what FastAPI encodes with (pydantic 2); 6x json.dumps on a prediction
+    except ImportError:  # pydantic 1
+        return json.dumps(_finite(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return to_json(payload, inf_nan_mode="null")
 
 
 def _encoded(status: int, payload: Any) -> tuple[int, bytes]:
@@ -330,26 +335,58 @@ def _encoded(status: int, payload: Any) -> tuple[int, bytes]:
 
 
 def _route_path(scope: dict) -> str:
-    """The path the app routes by: without the root path (`uvicorn --root-path`, a mount) that servers put in
-    front of it, as Starlette routes."""
+    """The path the app routes by, without the root path (`uvicorn --root-path`, a mount) that servers put in front
+    of it: Starlette's rule (`get_route_path`)."""
     path, root = scope["path"], scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
-        return path[len(root):]
-    return path
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root):] if path[len(root)] == "/" else path
+
+
+# where FastAPI's and Starlette's request handling live; an instrumentation library that patches the classes
+# (Sentry's Starlette integration replaces Starlette.__call__) moves one of them elsewhere
+_STACK_METHODS = {("fastapi.applications", "FastAPI"): ("__call__", "build_middleware_stack"),
+                  ("starlette.applications", "Starlette"): ("__call__", "build_middleware_stack")}
 
 
 def _why_not_direct(app: Any, default_handlers: dict) -> str | None:
-    """Why POST /predict must go through FastAPI's stack in `app` (None: nothing there would act on it)."""
+    """Why POST /predict must go through FastAPI's stack in `app` (None: nothing there would act on it).
+
+    Args:
+        app: the served app.
+        default_handlers: its exception handlers when it was made (FastAPI's own).
+    """
     if app.user_middleware:
         return "middleware was added"
     if "build_middleware_stack" in vars(app):  # an instrumentor (OpenTelemetry's instrument_app) replaced the stack
         return "the middleware stack was replaced"
+    for cls in type(app).__mro__[1:]:
+        for name in _STACK_METHODS.get((cls.__module__, cls.__name__), ()):
+            if _patched(cls, name):
+                return f"{cls.__name__}.{name} was patched"
     if dict(app.exception_handlers) != default_handlers:
         return "exception handlers were added"
-    telemetry = getattr(app, "_native_telemetry", None)  # FastAPI >= 0.160 traces requests itself when OTel is set
-    if telemetry is not None and telemetry.enabled():
+    if _telemetry_on(app):
         return "FastAPI's OpenTelemetry telemetry is on"
     return None
+
+
+def _patched(cls: type, name: str) -> bool:
+    """Whether `cls.name` is no longer the function its module defined (replaced, or wrapped with functools.wraps)."""
+    fn = vars(cls).get(name)
+    if fn is None:
+        return False
+    return (getattr(fn, "__module__", None) != cls.__module__ or getattr(fn, "__qualname__", None) !=
+            f"{cls.__name__}.{name}" or hasattr(fn, "__wrapped__"))
+
+
+def _telemetry_on(app: Any) -> bool:
+    """Whether FastAPI traces, meters or logs each request itself (FastAPI >= 0.150, once an OpenTelemetry tracer,
+    meter or logger provider is set, as `opentelemetry-instrument` does)."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    return telemetry is not None and bool(telemetry.enabled())
 
 
 def _finite(x: Any) -> Any:
@@ -428,7 +465,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         fast_path: POST /predict skips FastAPI's middleware and routing (the same answers; about 1.4x the
             requests/s where the model costs nothing); False: it goes through them. The server turns it off by
             itself at startup, and says so, where they would act on /predict: middleware or exception handlers
-            added to the app, an instrumented stack, FastAPI's OpenTelemetry telemetry on.
+            added to the app, an instrumented or patched stack, FastAPI's OpenTelemetry telemetry on (also
+            looked at once a second while serving).
     """
     try:
         from contextlib import asynccontextmanager
@@ -446,11 +484,12 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
     # "draining": set by `serve` on SIGTERM; "last_arrival": when the latest /predict came (the drain ends after a
     # quiet spell)
     # "direct": POST /predict skips FastAPI's stack (decided at startup)
-    state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic(), "direct": False}
+    state: dict[str, Any] = {"ready": False, "draining": False, "last_arrival": time.monotonic(), "direct": False,
+                             "telemetry_seen": time.monotonic()}
     preloaded = predictor
 
     @asynccontextmanager
-    async def lifespan(app: Any):
+    async def lifespan(_: Any):  # Starlette passes the app it was given (a parent app, where one forwards it)
         t0 = time.perf_counter()
         predictor = preloaded if preloaded is not None else await asyncio.get_running_loop().run_in_executor(
             None, lambda: load_predictor(model_dir, device=device, bs=max_batch_size, precision=precision))
@@ -508,9 +547,23 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
 
         async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
             if (state["direct"] and scope["type"] == "http" and scope["method"] == "POST"
-                    and _route_path(scope) == "/predict"):
+                    and _route_path(scope) == "/predict" and not self._telemetry_came()):
                 return await predict_asgi(scope, receive, send)
             await super().__call__(scope, receive, send)
+
+        def _telemetry_came(self) -> bool:
+            """Whether FastAPI's telemetry was switched on since startup (looked at once a second: FastAPI looks
+            at every request, which costs about as much as 3% of a one-text request)."""
+            now = time.monotonic()
+            if now - state["telemetry_seen"] < 1.0:
+                return False
+            state["telemetry_seen"] = now
+            if _telemetry_on(self):
+                state["direct"] = False
+                _log.info("POST /predict goes through FastAPI's middleware and routing (FastAPI's OpenTelemetry "
+                          "telemetry is on): slower per request where the model is fast")
+                return True
+            return False
 
     app = ServeApp(title="bertlearn serve", version=__version__, lifespan=lifespan,
                    description=f"Predictions of the model in {model_dir}")

@@ -97,3 +97,65 @@ def test_hidden_states_match_transformers_and_the_learner_still_exports(trained_
             expected.append(torch.stack([hs[0], hs[1], hs[2]]).mean(0)[0].mean(0).numpy())
     np.testing.assert_allclose(ours, np.stack(expected), atol=1e-5)
     trained_learner.export(tmp_path / "after_embed.pkl")  # no permanent hooks left on the model
+
+
+def test_the_packaged_model_embeds_as_sentence_transformers_does_by_default():
+    from transformers import AutoModel, AutoTokenizer
+
+    from bertlearn.model import default_model_path
+    texts = ["I ate an apple", "Apple released a phone", "the river bank was muddy"]
+    ours = embed(texts, device="cpu")
+    # by hand from the folder's own files: mean over the tokens of the last hidden state, then length 1
+    path = str(default_model_path())
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            h = model(**tok(text, return_tensors="pt")).last_hidden_state[0].mean(0).numpy()
+            np.testing.assert_allclose(ours[i], h / np.linalg.norm(h), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+    st = pytest.importorskip("sentence_transformers")
+    np.testing.assert_allclose(ours, st.SentenceTransformer(path, device="cpu").encode(texts), atol=1e-6)
+    # what was asked is what is done: cls, not normalised
+    cls = embed(texts, pooling="cls", normalize=False, device="cpu")
+    with torch.no_grad():
+        first = model(**tok(texts[0], return_tensors="pt")).last_hidden_state[0, 0].numpy()
+    np.testing.assert_allclose(cls[0], first, atol=1e-5)
+
+
+def test_a_text_cut_to_maxlen_is_said(tiny_model_dir, recwarn):
+    texts = ["good movie", "a really bad film was it the plot was dull", "fine"]
+    short = embed(texts, str(tiny_model_dir), maxlen=6, pooling="mean", device="cpu")
+    said = [str(w.message) for w in recwarn.list if "longer than maxlen" in str(w.message)]
+    assert said == ["embed: 1 of 3 texts are longer than maxlen=6 tokens (text 1 the first) and were cut to their "
+                    "first 6; their vectors describe only that part. Split long texts, or pass a larger maxlen (up "
+                    "to 512)"]
+    # the cut text's vector is that of its first 6 tokens (4 words and the two specials here)
+    start = embed(["a really bad film"], str(tiny_model_dir), pooling="mean", device="cpu")
+    np.testing.assert_allclose(short[1], start[0], atol=1e-5)
+    recwarn.clear()
+    embed(texts, str(tiny_model_dir), pooling="mean", device="cpu")
+    assert not [w for w in recwarn.list if "longer than maxlen" in str(w.message)]
+
+
+def test_a_sentence_transformers_folder_pooling_another_way_is_refused_until_pooling_is_given(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+    folder = tmp_path / "st"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": False,
+                                                                  "pooling_mode_max_tokens": True}))
+    with pytest.raises(BertLearnError, match=r"^model='.*st': its sentence-transformers Pooling uses "
+                                             r"\['pooling_mode_max_tokens'\]; embed pools by 'cls' or 'mean' only: "
+                                             r"pass pooling= to choose one knowingly, or use sentence-transformers "
+                                             r"for this model$"):
+        embed(["good"], str(folder), device="cpu")
+    np.testing.assert_allclose(embed(["good"], str(folder), pooling="mean", device="cpu"),
+                               embed(["good"], str(tiny_model_dir), pooling="mean", device="cpu"), atol=1e-6)
+    # a folder that pools by [CLS] (no Normalize module): cls, not normalised, by default
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    np.testing.assert_allclose(embed(["good"], str(folder), device="cpu"),
+                               embed(["good"], str(tiny_model_dir), pooling="cls", device="cpu"), atol=1e-6)

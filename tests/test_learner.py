@@ -402,6 +402,85 @@ class TestCheckpoints:
             tiny_learner.fit(1, lr=1e-4, resume=True)
 
 
+class TestResumeRefusesAnotherRun:
+    """A resume whose checkpoint belongs to other labels, another model, other data or other fit settings is refused
+    before anything is restored: weights, optimizer and RNG stay as they were."""
+
+    @staticmethod
+    def make(tiny_csv_dir, tiny_tokenizer, model_dir, out, *, labels=None, bs=16):
+        from bertlearn import BertDataBunch
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu",
+                                    **({"labels": labels} if labels else {}))
+        return BertLearner.from_pretrained_model(db, str(model_dir), None, "cpu", None, output_dir=out, seed=3)
+
+    @staticmethod
+    def untouched(learner, before_weights, before_rng):
+        assert all(torch.equal(v, before_weights[k]) for k, v in learner.model.state_dict().items())
+        assert learner.opt is None and torch.equal(torch.get_rng_state(), before_rng)
+
+    def refused(self, learner, match, *args, **kwargs):
+        weights = {k: v.clone() for k, v in learner.model.state_dict().items()}
+        rng = torch.get_rng_state()
+        with pytest.raises(BertLearnError, match=match):
+            quiet_fit(learner, *args, resume=True, **kwargs)
+        self.untouched(learner, weights, rng)
+
+    def test_labels_in_another_order(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        quiet_fit(self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 2, lr=1e-3, checkpoint=True)
+        swapped = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path, labels=["positive", "negative"])
+        self.refused(swapped, r"^resume=True: the checkpoint in '.*last' was trained for single_label_classification "
+                              r"on labels \['negative', 'positive'\]; this learner has single_label_classification on "
+                              r"\['positive', 'negative'\], so its head's rows would answer with the wrong labels\. "
+                              r"Resume with the same labels in the same order, or delete the folder to start over$",
+                     2, lr=1e-3)
+
+    def test_other_fit_settings_or_data(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        quiet_fit(self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 2, lr=1e-3, checkpoint=True)
+        again = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        self.refused(again, r"belongs to another run \(wd: 0\.01 in the checkpoint, 0\.5 now\); resume with the same "
+                            r"model, data and fit settings", 2, lr=1e-3, wd=0.5)
+        self.refused(again, r"\(schedule_type: None in the checkpoint, 'warmup_linear' now\)", 2, lr=1e-3,
+                     schedule_type="warmup_linear")
+        self.refused(again, r"\(pct_start: None in the checkpoint, 0\.9 now\)", 2, lr=1e-3, pct_start=0.9)
+        other_bs = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path, bs=8)
+        self.refused(other_bs, r"\(train_batches: 6 in the checkpoint, 12 now; bs: 16 in the checkpoint, 8 now\)",
+                     2, lr=1e-3)
+        quiet_fit(again, 2, lr=1e-3, resume=True)  # the same run resumes (here: finished, so it says so)
+
+    def test_another_model_is_refused_before_any_weight_is_copied(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                                   tmp_path):
+        from transformers import BertConfig, BertModel
+        quiet_fit(self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 1, lr=1e-3, checkpoint=True)
+        config = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                            num_attention_heads=4, intermediate_size=37)
+        BertModel(config).save_pretrained(tmp_path / "one_layer")  # the same labels, one layer fewer
+        other = self.make(tiny_csv_dir, tiny_tokenizer, tmp_path / "one_layer", tmp_path)
+        # 16 tensors of the second layer, and the word embeddings (the tiny model has one row more than the tokenizer)
+        self.refused(other, r"^checkpoint '.*last' holds another model's weights \(17 tensors differ: "
+                            r"bert\.embeddings\.word_embeddings\.weight: \[81, 32\] in the checkpoint, \[80, 32\] here; "
+                            r"bert\.encoder\.layer\.1\.attention\.output\.LayerNorm\.bias only in the checkpoint; .*\); "
+                            r"resume with the model and labels that wrote it, or delete the folder to start over$",
+                     1, lr=1e-3)
+
+    def test_a_finished_checkpoint_says_nothing_was_trained(self, tiny_learner):
+        quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
+        with pytest.warns(UserWarning, match=r"resume=True: the checkpoint in '.*last' has finished all 1 epochs of "
+                                             r"this fit, so nothing was trained; its weights are loaded"):
+            assert quiet_fit(tiny_learner, 1, lr=1e-4, resume=True)[0] == 0
+
+    def test_a_checkpoint_from_before_the_checks_resumes_saying_so(self, tiny_learner):
+        import json
+        quiet_fit(tiny_learner, 2, lr=1e-4, checkpoint=True)
+        state_file = tiny_learner.output_dir / "checkpoints" / "last" / "state.json"
+        state = json.loads(state_file.read_text())
+        state["epochs_done"] = 1
+        del state["identity"], state["fit"]
+        state_file.write_text(json.dumps(state))
+        with pytest.warns(UserWarning, match="was written by a bertlearn that did not record its labels, data and "
+                                             "fit settings; resuming without checking them"):
+            quiet_fit(tiny_learner, 2, lr=1e-4, resume=True)
+
+
 def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokenizer, tmp_path):
     from transformers import BertConfig, BertModel
 

@@ -110,3 +110,28 @@ def test_export_into_a_users_folder_leaves_the_folder_itself_alone(trained_learn
     texts = ["good fun", "the acting was poor"]
     assert OnnxPredictor(tmp_path).predict_labels(texts) == trained_learner.predict_labels(texts)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_export_beside_weights_of_another_state_is_refused_and_a_saved_precision_kept(tiny_learner, tmp_path):
+    import json
+
+    from bertlearn.errors import ModelError
+    from conftest import quiet_fit
+    folder = tiny_learner.save_model(tmp_path / "model")
+    saved = json.loads((folder / "bertlearn.json").read_text())
+    tiny_learner.to_onnx(folder)  # the same weights: the folder holds both, its PyTorch settings kept
+    after = json.loads((folder / "bertlearn.json").read_text())
+    assert after.get("precision") == saved.get("precision") and "precision" in saved
+    weights = (folder / "model.safetensors").read_bytes()
+    quiet_fit(tiny_learner, 1, lr=1e-3)  # trained since the save: an export there would sit beside stale weights
+    with pytest.raises(ModelError, match=r"^to_onnx\('.*model'\): the folder holds model\.safetensors from an earlier "
+                                         r"save_model whose weights differ from this model's \(\d+ tensors, e\.g\. "
+                                         r".*\), and load_predictor, bertlearn predict and serve read those first\. "
+                                         r"Call save_model on the folder first, or export elsewhere \(to_onnx\(\) "
+                                         r"writes output_dir/onnx\)$"):
+        tiny_learner.to_onnx(folder)
+    assert (folder / "model.safetensors").read_bytes() == weights
+    tiny_learner.save_model(folder)
+    tiny_learner.to_onnx(folder)  # after saving again, the export is the saved model's
+    texts = ["good fun", "the acting was poor"]
+    assert OnnxPredictor(folder).predict_labels(texts) == tiny_learner.predict_labels(texts)

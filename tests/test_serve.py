@@ -623,15 +623,15 @@ def _answer(sent) -> tuple[int, dict, bytes]:
 
 
 def _through_fastapi(monkeypatch) -> list:
-    """The paths of the HTTP requests that reach FastAPI's own `__call__` (its middleware and routing)."""
-    from fastapi import FastAPI
-    seen, original = [], FastAPI.__call__
+    """The paths of the HTTP requests that FastAPI's routing hands to a route (a spy on `APIRoute.handle`: one on
+    `FastAPI.__call__` would itself be a patch the server sees, and turn its direct path off)."""
+    from fastapi.routing import APIRoute
+    seen, original = [], APIRoute.handle
 
     async def spy(self, scope, receive, send):
-        if scope["type"] == "http":
-            seen.append(scope["path"])
+        seen.append(scope["path"])
         await original(self, scope, receive, send)
-    monkeypatch.setattr(FastAPI, "__call__", spy)
+    monkeypatch.setattr(APIRoute, "handle", spy)
     return seen
 
 
@@ -702,6 +702,8 @@ def test_predict_past_the_middleware_writes_what_fastapis_own_encoder_writes(tmp
 
     from bertlearn.serve import create_app
     entities = [{"entity_group": "LOC", "word": "São Paulo 😀", "start": 0, "end": 9, "score": 0.5},
+                {"entity_group": "LOC", "word": "a", "start": 1, "end": 2, "score": 1.5e-05},  # pydantic: 0.000015
+                {"entity_group": "LOC", "word": "b", "start": 3, "end": 4, "score": 3e-08},  # pydantic: 3e-8
                 {"entity_group": "LOC", "word": "x", "start": (1, 2), "end": 10, "score": float("nan")},
                 {"entity_group": "LOC", "word": "y", "start": 11, "end": 12, "score": float("-inf")},
                 {"entity_group": "LOC", "word": "z", "start": 13, "end": 14, "score": float("inf")}]
@@ -717,7 +719,7 @@ def test_predict_past_the_middleware_writes_what_fastapis_own_encoder_writes(tmp
     app = create_app(tmp_path, predictor=_FakeNERPredictor(entities))
     status, _, content = _answer(_asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["a"]}'}]))
     assert status == 200 and content == fastapi_bytes and seen == []
-    assert "São Paulo 😀".encode() in content and b'"score":null' in content
+    assert "São Paulo 😀".encode() in content and b'"score":null' in content and b'"score":0.000015' in content
     # a custom predictor's numpy value cannot be written: a JSON 500 that says so, not a bare "Internal Server Error"
     app = create_app(tmp_path, predictor=_FakeNERPredictor([{"score": np.float32(0.5)}]))
     with caplog.at_level("ERROR", logger="bertlearn.serve"):
@@ -749,6 +751,11 @@ def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_cli
     under = _asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["good"]}'}], path="/api/predict",
                        root_path="/api")
     assert json.loads(_answer(under)[2])["predictions"][0][0] == {"label": "sí", "score": 0.75}
+    assert seen == []
+    # a path that is the root path itself routes as "" for Starlette: FastAPI's own answer (a redirect), not /predict
+    itself = _asgi_post(app, [{"type": "http.request", "body": b'{"texts": ["good"]}'}], path="/predict",
+                        root_path="/predict")
+    assert _answer(itself)[0] == 307  # FastAPI redirects "" to "/"
     # a client that leaves mid-body: nothing sent, nothing logged as a failure
     with caplog.at_level("INFO", logger="bertlearn.serve"):
         assert _asgi_post(app, [{"type": "http.request", "body": b'{"te', "more_body": True}]) == []
@@ -756,10 +763,23 @@ def test_predict_past_the_middleware_bounds_a_chunked_body_and_leaves_a_gone_cli
     assert seen == []  # every request above went the direct way
 
 
+def test_a_server_started_as_usual_answers_predict_past_the_middleware(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    seen = _through_fastapi(monkeypatch)
+    with TestClient(create_app(tmp_path, predictor=_FakeTextPredictor())) as client:
+        assert client.post("/predict", json={"texts": ["good"]}).json()["predictions"][0][0] == {"label": "sí",
+                                                                                                 "score": 0.75}
+        assert client.get("/health").json() == {"status": "ready"}
+    assert seen == ["/health"]
+
+
 @pytest.mark.parametrize("change, reason", [
     ("middleware", "middleware was added"),
     ("handler", "exception handlers were added"),
     ("instrumented", "the middleware stack was replaced"),
+    ("patched", "Starlette.__call__ was patched"),
     ("telemetry", "FastAPI's OpenTelemetry telemetry is on"),
 ])
 def test_what_would_act_on_predict_sends_it_through_fastapi_said_once(tmp_path, caplog, monkeypatch, change, reason):
@@ -778,6 +798,13 @@ def test_what_would_act_on_predict_sends_it_through_fastapi_said_once(tmp_path, 
     elif change == "instrumented":  # what OpenTelemetry's instrument_app does: the stack built by another function
         build = app.build_middleware_stack
         app.build_middleware_stack = lambda: build()
+    elif change == "patched":  # what Sentry's Starlette integration does: Starlette.__call__ replaced for every app
+        from starlette.applications import Starlette
+        original = Starlette.__call__
+
+        async def patched_call(self, scope, receive, send):
+            await original(self, scope, receive, send)
+        monkeypatch.setattr(Starlette, "__call__", patched_call)
     else:  # a tracer or meter provider set globally (opentelemetry-instrument): FastAPI traces every request
         monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)
     seen = _through_fastapi(monkeypatch)
@@ -790,3 +817,44 @@ def test_what_would_act_on_predict_sends_it_through_fastapi_said_once(tmp_path, 
     said = [r.getMessage() for r in caplog.records if "goes through FastAPI" in r.getMessage()]
     assert said == [f"POST /predict goes through FastAPI's middleware and routing ({reason}): slower per request "
                     "where the model is fast"]
+
+
+def test_telemetry_switched_on_after_startup_sends_predict_through_fastapi_said_once(tmp_path, caplog, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    app = create_app(tmp_path, predictor=_FakeTextPredictor())
+    seen = _through_fastapi(monkeypatch)
+    with caplog.at_level("INFO", logger="bertlearn.serve"), TestClient(app) as client:
+        assert client.post("/predict", json={"texts": ["good"]}).status_code == 200
+        assert seen == []
+        monkeypatch.setattr(app._native_telemetry, "enabled", lambda: True)  # a provider set while serving
+        app.state.serve["telemetry_seen"] = float("-inf")  # the once-a-second look is due
+        for _ in range(2):
+            assert client.post("/predict", json={"texts": ["good"]}).status_code == 200
+    assert seen == ["/predict", "/predict"]
+    said = [r.getMessage() for r in caplog.records if "goes through FastAPI" in r.getMessage()]
+    assert said == ["POST /predict goes through FastAPI's middleware and routing (FastAPI's OpenTelemetry telemetry "
+                    "is on): slower per request where the model is fast"]
+
+
+def test_a_mounted_server_whose_lifespan_is_forwarded_judges_its_own_middleware(tmp_path, monkeypatch):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from starlette.routing import Mount
+
+    from bertlearn.serve import create_app
+    app = create_app(tmp_path, predictor=_FakeTextPredictor())
+
+    @app.middleware("http")
+    async def tag(request, call_next):
+        response = await call_next(request)
+        response.headers["x-seen"] = "yes"
+        return response
+
+    # a mounted app's lifespan does not run by itself; the usual recipe forwards it, passing the parent app
+    parent = FastAPI(routes=[Mount("/api", app)], lifespan=lambda parent: app.router.lifespan_context(parent))
+    with TestClient(parent) as client:
+        r = client.post("/api/predict", json={"texts": ["good"]})
+    assert r.status_code == 200 and r.headers.get("x-seen") == "yes"
+    assert not app.state.serve["direct"]
