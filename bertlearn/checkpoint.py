@@ -85,10 +85,13 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
 
 
 def _plain(obj: Any) -> Any:
+    from fastcore.foundation import L
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, L):  # fastai's own optimizers (lamb, ranger...) keep their hyper-parameters in an L
+        return [_plain(v) for v in obj]
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
@@ -173,7 +176,10 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     if learn.opt is None:
         learn.create_opt()
     if opt_state:
+        kind = type(getattr(learn.opt, "hypers", None))
         learn.opt.load_state_dict(opt_state)
+        if kind.__name__ == "L" and isinstance(learn.opt.hypers, list):  # saved as a list (see _plain): as it was
+            learn.opt.hypers = kind(learn.opt.hypers)
     torch.set_rng_state(rng["torch"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
     if cuda and torch.cuda.is_available():

@@ -70,7 +70,8 @@ class WordInContext:
         word: the word asked for.
         sentences: the sentences, in order.
         contextual: (n_sentences, dim) hidden states of the word (its word pieces averaged).
-        static: (dim,) the input-embedding vector of the word (pieces averaged): the same in every sentence.
+        static: (dim,) the input-embedding vector of the word as the sentences hold it (its pieces averaged, then
+            over the sentences, which differ only where a tokenizer keeps case): one vector for all sentences.
         spans: (start, end) character span of the word in each sentence.
     """
 
@@ -350,15 +351,17 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
     encoder, tok = _resolve(model, tokenizer)
     device = _place(encoder, model, device)
     states, enc = _hidden(encoder, tok, sentences, layer, bs, 512, device)
-    vectors = []
+    vectors, pieces = [], []
     for i, ((start, end), s) in enumerate(zip(spans, states)):
         pos = [p for p, (a, b) in enumerate(enc["offset_mapping"][i]) if b > a and a < end and b > start]
         if not pos:
             raise DataError(f"word {word!r} in sentence {i} was cut off at the model's maximum length")
         vectors.append(s[pos].mean(0))
-    pieces = tok(word.strip(), add_special_tokens=False)["input_ids"]
+        pieces.append([enc["input_ids"][i][p] for p in pos])
+    # the input embeddings of the pieces the sentences hold: tokenizing the word alone gives other pieces where the
+    # tokenizer marks a word's start (RoBERTa's "Ġmovie" in a sentence, "movie" alone) or keeps case
     table = encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
-    static = table[pieces].mean(0)
+    static = np.mean([table[ids].mean(0) for ids in pieces], axis=0)
     return WordInContext(word, sentences, np.stack(vectors).astype(np.float32), static.astype(np.float32), spans)
 
 

@@ -263,7 +263,8 @@ class TaskLearner(Learner):
         folder = self.output_dir / "checkpoints" / "last"
         settings = self._fit_settings(schedule_type, pct_start, kwargs, wd)
         if resume:
-            start_epoch = self._resume_from(folder, epochs, lr, settings)
+            start_epoch = self._resume_from(folder, epochs, lr, settings, new_opt=reset_opt)
+            reset_opt = reset_opt and not start_epoch  # fastai would rebuild the optimizer, dropping what was restored
             if start_epoch >= epochs:
                 self.fresh_head = False  # the finished fit's weights are loaded
                 warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has finished all {epochs} epochs of "
@@ -302,7 +303,7 @@ class TaskLearner(Learner):
                     "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
         return json.loads(json.dumps(settings, default=float))
 
-    def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict) -> int:
+    def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict, *, new_opt: bool = False) -> int:
         # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0; every
         # check runs before anything is restored, so a refused resume leaves the learner as it was
         if not (folder / "state.json").is_file():
@@ -315,6 +316,8 @@ class TaskLearner(Learner):
                                  f"lr={state['lr']}), not fit({epochs}, lr={lr_json(lr)}); resume with the same "
                                  "epochs and lr so the schedule continues where it stopped")
         self._check_resume(folder, state, settings)
+        if new_opt:  # this fit's optimizer (another type than the learner's last), built before its state is restored
+            self.create_opt()
         load_checkpoint(self, folder)
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         return state["epochs_done"]

@@ -77,6 +77,11 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
         program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
                                     dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
                                     dynamo=True, verbose=False)
+    written = dict(getattr(getattr(program, "model", None), "opset_imports", None) or {}).get("")
+    if written is not None and written != opset:  # torch converts down where it can, and keeps its own where not
+        raise ModelError(f"opset={opset}: torch {torch.__version__}'s ONNX exporter could not write this model in "
+                         f"opset {opset} and kept opset {written}; pass opset={written} or later (ONNX Runtime 1.14+ "
+                         "runs 18), or convert the file with onnx.version_converter yourself")
     settings = {**kept, **settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname),
                 **(extra_settings or {})}
     def write(into: Path) -> None:

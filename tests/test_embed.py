@@ -159,3 +159,17 @@ def test_a_sentence_transformers_folder_pooling_another_way_is_refused_until_poo
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     np.testing.assert_allclose(embed(["good"], str(folder), device="cpu"),
                                embed(["good"], str(tiny_model_dir), pooling="cls", device="cpu"), atol=1e-6)
+
+
+def test_the_static_vector_is_that_of_the_pieces_the_sentences_hold(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture("roberta", tmp_path / "roberta")  # byte-level BPE: "Ġmovie" inside a sentence
+    wic = word_in_context("movie", ["the movie was good", "a very dull movie"], str(folder), device="cpu")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    inside, alone = tok(" movie", add_special_tokens=False)["input_ids"], tok("movie", add_special_tokens=False)[
+        "input_ids"]
+    assert inside != alone  # the word starts with its space marker inside a sentence
+    table = AutoModel.from_pretrained(str(folder)).get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_allclose(wic.static, table[inside].mean(0), atol=1e-6)

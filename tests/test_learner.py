@@ -462,6 +462,27 @@ class TestResumeRefusesAnotherRun:
                             r"resume with the model and labels that wrote it, or delete the folder to start over$",
                      1, lr=1e-3)
 
+    def test_a_lamb_run_resumes_to_the_uninterrupted_weights(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                             tmp_path):
+        from fastai.callback.core import CancelFitException, Callback
+
+        class StopAfter(Callback):
+            order = 100  # after the checkpoint is written
+            def after_epoch(self):
+                if self.epoch == 0:
+                    raise CancelFitException()
+
+        whole = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "whole")
+        quiet_fit(whole, 2, lr=1e-3, optimizer_type="lamb")
+        cut = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "cut")
+        quiet_fit(cut, 2, lr=1e-3, optimizer_type="lamb", checkpoint=True, cbs=[StopAfter()])
+        resumed = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "cut")
+        # fastai's own optimizer (hypers in an L); and another type than the learner's default, which fastai's fit
+        # rebuilt after the state was restored
+        quiet_fit(resumed, 2, lr=1e-3, optimizer_type="lamb", resume=True)
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+
     def test_a_finished_checkpoint_says_nothing_was_trained(self, tiny_learner):
         quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
         with pytest.warns(UserWarning, match=r"resume=True: the checkpoint in '.*last' has finished all 1 epochs of "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import make_texts
 
@@ -135,3 +137,16 @@ def test_export_beside_weights_of_another_state_is_refused_and_a_saved_precision
     tiny_learner.to_onnx(folder)  # after saving again, the export is the saved model's
     texts = ["good fun", "the acting was poor"]
     assert OnnxPredictor(folder).predict_labels(texts) == tiny_learner.predict_labels(texts)
+
+
+def test_an_opset_the_exporter_cannot_write_is_refused_not_replaced(tiny_learner, tmp_path):
+    import onnx
+    import torch
+
+    from bertlearn.errors import ModelError
+    with pytest.raises(ModelError, match=rf"^opset=14: torch {re.escape(torch.__version__)}'s ONNX exporter could "
+                                         r"not write this model in opset 14 and kept opset 18; pass opset=18 or later"):
+        tiny_learner.to_onnx(tmp_path / "old", opset=14)
+    assert not (tmp_path / "old").exists()
+    path = tiny_learner.to_onnx(tmp_path / "new", opset=20)
+    assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == 20
