@@ -369,13 +369,14 @@ class CheckpointCallback(Callback):
         self.folder, self.lr, self.fit = folder, lr, fit
 
     def after_epoch(self) -> None:
-        from .checkpoint import save_checkpoint
-        from .distributed import barrier, is_main_process
+        from .checkpoint import rng_states, save_checkpoint
+        from .distributed import barrier, gather_objects, is_main_process
+        ranks = gather_objects(rng_states())  # every rank's own (dropout) RNG: each resumes its own stream
         if not is_main_process():  # one writer; the others wait so no rank runs ahead of a half-written checkpoint
             barrier()
             return
         save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr,
-                        fit=self.fit)
+                        fit=self.fit, rank_rngs=ranks)
         barrier()
 
 

@@ -9,6 +9,7 @@ swapped in whole, so a kill at any moment leaves the previous complete checkpoin
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ import torch
 from .atomic import atomic_dir
 from .errors import BertLearnError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "lr_json",
-           "CHECKPOINT_FILES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "rng_states",
+           "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
 
@@ -40,20 +41,34 @@ def lr_json(lr: Any) -> Any:
 
 def identity(learn: Any) -> dict:
     """What a checkpoint must match to be resumed into `learn`: its labels (in order: the head's rows), task and
-    model class, and its training batches (count and size).
+    model class, its training rows and batch size, and the number of processes.
 
     Args:
         learn: the `BertLearner`.
     """
+    from .distributed import rank_world
     enc = getattr(learn.dls, "encoder", None)
     model = getattr(learn.model, "module", learn.model)
+    train = learn.dls.train
+    try:  # rows, not batches: under DDP the loader is sharded during the fit and whole before it
+        rows = len(train.dataset)
+    except (AttributeError, TypeError):  # a stream without a length
+        rows = None
     return {"labels": [str(l) for l in getattr(enc, "labels", None) or []],
             "problem_type": getattr(enc, "problem_type", None), "model": type(model).__name__,
-            "train_batches": len(learn.dls.train), "bs": int(learn.dls.train.bs)}
+            "train_rows": rows, "bs": int(train.bs), "processes": rank_world()[1]}
+
+
+def rng_states() -> dict[str, torch.Tensor]:
+    """This process's torch RNG states (CPU, and each CUDA device's): what a checkpoint restores per rank."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return rng
 
 
 def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch: int, lr: Any = None,
-                    fit: dict | None = None) -> Path:
+                    fit: dict | None = None, rank_rngs: list[dict] | None = None) -> Path:
     """Write a complete checkpoint of `learn` into `folder` atomically.
 
     Args:
@@ -61,6 +76,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         folder: the checkpoint folder.
         epochs_done: epochs finished so far; n_epoch: epochs of the whole fit; lr: the fit's learning rate.
         fit: the fit's other settings (schedule, weight decay, optimizer...), which a resume must repeat.
+        rank_rngs: every process's `rng_states()`, in rank order (DDP; None: this process's alone).
     """
     from safetensors.torch import save_file, save_model
 
@@ -70,9 +86,10 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         save_model(getattr(learn.model, "module", learn.model), str(tmp / "model.safetensors"))  # DDP: the module
         # fastai's schedulers leave numpy scalars in param groups; plain numbers keep weights_only loading possible
         torch.save(_plain(learn.opt.state_dict()) if learn.opt is not None else {}, tmp / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        ranks = rank_rngs or [rng_states()]
+        rng = {k: v.clone() for k, v in ranks[0].items()}  # rank 0's under the plain names, as one process writes
+        if len(ranks) > 1:
+            rng.update({f"rank{r}.{k}": v for r, states in enumerate(ranks) for k, v in states.items()})
         save_file(rng, str(tmp / "rng.safetensors"))
         np_state = np.random.get_state()
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
@@ -127,7 +144,7 @@ def check_weights(model: Any, file: str | Path) -> None:
     loading copies the tensors that fit before it raises on the others, leaving a half-restored model.
 
     Args:
-        model: the module to load into.
+        model: the module to load into (unwrapped: a DDP module's own `.module`).
         file: a safetensors file written by `save_model`.
     """
     from safetensors import safe_open
@@ -166,11 +183,12 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     except (OSError, SafetensorError) as e:
         raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
                              "over") from e
-    try:
-        load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
+    try:  # everything read before anything is restored: a file that fails leaves the learner as it was
         opt_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         rng = load_file(str(folder / "rng.safetensors"))
-    except (OSError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as e:
+        load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError,
+            json.JSONDecodeError) as e:
         raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
                              "over") from e
     if learn.opt is None:
@@ -180,8 +198,12 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
         learn.opt.load_state_dict(opt_state)
         if kind.__name__ == "L" and isinstance(learn.opt.hypers, list):  # saved as a list (see _plain): as it was
             learn.opt.hypers = kind(learn.opt.hypers)
+    from .distributed import rank_world
+    rank = rank_world()[0]
+    if f"rank{rank}.torch" in rng:  # a DDP checkpoint: this rank's own states
+        rng = {k.partition(".")[2]: v for k, v in rng.items() if k.startswith(f"rank{rank}.")}
     torch.set_rng_state(rng["torch"])
-    cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
+    cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda")), key=lambda k: int(k[4:]))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     random.setstate(_tupled(state["python_rng"]))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BertLearnError, DataError
+from .errors import BertLearnError, DataError, user_stacklevel
 
 __all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix", "sense_separation",
            "project_2d", "EXAMPLE_SENSES"]
@@ -134,6 +134,10 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
         return {}
     try:
         out: dict[str, Any] = {"normalize": any(m.get("type", "").endswith(".Normalize") for m in modules)}
+        others = [m.get("type") for m in modules
+                  if not m.get("type", "").endswith((".Transformer", ".Pooling", ".Normalize"))]
+        if others:  # a Dense projection (LaBSE), a CNN...: vectors embed cannot give
+            out["others"] = others
         pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
         config = _read_json(name, f"{pooling.get('path', '')}/config.json".lstrip("/")) if pooling else None
         if config is not None:
@@ -156,12 +160,19 @@ def _read_json(name: str, path: str) -> Any:
     if Path(name).is_dir():
         file = local if local.is_file() else None
     else:
+        from huggingface_hub import try_to_load_from_cache
         from transformers.utils import cached_file
-        try:
-            file = cached_file(name, path, _raise_exceptions_for_missing_entries=False,
-                               _raise_exceptions_for_connection_errors=False)
-        except (OSError, ValueError):
-            file = None
+        file = try_to_load_from_cache(name, path)
+        if not isinstance(file, str):  # not cached: the hub says whether it exists (a cached miss is not a str)
+            try:
+                file = None if file is not None else cached_file(name, path,
+                                                                 _raise_exceptions_for_missing_entries=False)
+            except (OSError, ValueError) as e:  # offline and not cached: whether it is there cannot be told
+                warnings.warn(f"embed: could not look for {path} of {name!r} ({type(e).__name__}), so whether it "
+                              "is a sentence-transformers model (mean pooling, normalised) is unknown; the "
+                              "defaults stay 'cls', not normalised. Pass pooling=, normalize= and maxlen= to "
+                              "choose", stacklevel=user_stacklevel())
+                file = None
     if file is None:
         return None
     try:
@@ -223,17 +234,19 @@ def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) ->
 
 @torch.inference_mode()
 def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs: int, maxlen: int,
-            device: torch.device) -> tuple[list[np.ndarray], list[Any]]:
+            device: torch.device, *, caller: str = "embed") -> tuple[list[np.ndarray], list[Any]]:
     """Per text: (n_tokens, dim) hidden states (mean of the chosen layers) and the tokenizer's encoding."""
     if not getattr(tokenizer, "is_fast", False):
         raise BertLearnError("embed needs a fast (Rust) tokenizer for word alignment; load it with use_fast=True")
     enc = tokenizer(texts, truncation=True, max_length=maxlen, return_offsets_mapping=True)
     cut = [i for i, e in enumerate(enc.encodings) if e.overflowing]
     if cut:  # said, not hidden: a vector of a text's start is not the text's vector
-        warnings.warn(f"embed: {len(cut)} of {len(texts)} texts are longer than maxlen={maxlen} tokens (text "
+        limit = _tokenizer_limit(tokenizer)
+        larger = (f", or pass a larger maxlen (up to {limit})" if caller == "embed" and limit and maxlen < limit
+                  else "")
+        warnings.warn(f"{caller}: {len(cut)} of {len(texts)} texts are longer than maxlen={maxlen} tokens (text "
                       f"{cut[0]} the first) and were cut to their first {maxlen}; their vectors describe only that "
-                      f"part. Split long texts, or pass a larger maxlen (up to "
-                      f"{_tokenizer_limit(tokenizer) or 'the model limit'})", stacklevel=3)
+                      f"part. Split long texts{larger}", stacklevel=user_stacklevel())
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")  # longest first, as in prediction: little padding per batch
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -285,6 +298,10 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
         An (n_texts, dim) float32 array for "cls" / "mean"; for "tokens" a list of `TokenVectors`.
     """
     folder = _sentence_transformers_settings(model)
+    if pooling is None and folder.get("others"):
+        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers modules include {folder['others']}, "
+                             "which embed does not run, so its vectors would not be the model's: pass pooling= to "
+                             "take the encoder's own states knowingly, or use sentence-transformers for this model")
     if pooling is None and "pooling" in folder and folder["pooling"] is None:
         raise BertLearnError(f"model={str(model)!r}: its sentence-transformers Pooling uses {folder['modes']}; embed "
                              "pools by 'cls' or 'mean' only: pass pooling= to choose one knowingly, or use "
@@ -292,6 +309,9 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     pooling = folder.get("pooling") or "cls" if pooling is None else pooling
     if pooling not in POOLINGS:
         raise BertLearnError(f"pooling={pooling!r} is not one of {list(POOLINGS)}")
+    if normalize and pooling == "tokens":
+        raise BertLearnError("normalize=True scales sentence vectors (pooling 'cls' or 'mean'); pooling='tokens' "
+                             "returns one vector per word: normalise those yourself, or leave normalize out")
     normalize = folder.get("normalize", False) if normalize is None else bool(normalize)
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
@@ -350,7 +370,8 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
                         "every sentence must contain it as a whole word")
     encoder, tok = _resolve(model, tokenizer)
     device = _place(encoder, model, device)
-    states, enc = _hidden(encoder, tok, sentences, layer, bs, 512, device)
+    states, enc = _hidden(encoder, tok, sentences, layer, bs, min(_tokenizer_limit(tok) or 512, 512), device,
+                          caller="word_in_context")
     vectors, pieces = [], []
     for i, ((start, end), s) in enumerate(zip(spans, states)):
         pos = [p for p, (a, b) in enumerate(enc["offset_mapping"][i]) if b > a and a < end and b > start]

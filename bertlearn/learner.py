@@ -336,10 +336,11 @@ class TaskLearner(Learner):
                                  f"{now['problem_type']} on {now['labels']}, so its head's rows would answer with "
                                  "the wrong labels. Resume with the same labels in the same order, or delete the "
                                  "folder to start over")
-        then = {**{k: saved[k] for k in ("model", "train_batches", "bs")}, **state.get("fit", {})}
-        current = {**{k: now[k] for k in ("model", "train_batches", "bs")}, **settings}
-        diffs = [f"{k}: {then.get(k)!r} in the checkpoint, {current.get(k)!r} now" for k in current
-                 if then.get(k) != current.get(k)]
+        keys = ("model", "processes", "train_rows", "bs")
+        then = {**{k: saved[k] for k in keys if k in saved}, **state.get("fit", {})}
+        current = {**{k: now[k] for k in keys}, **settings}
+        diffs = [f"{k}: {then[k]!r} in the checkpoint, {current[k]!r} now" for k in current
+                 if k in then and then[k] != current[k]]
         if diffs:
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to another run "
                                  f"({'; '.join(diffs)}); resume with the same model, data and fit settings so the "

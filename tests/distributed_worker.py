@@ -41,6 +41,24 @@ def main() -> None:
     else:
         db = BertDataBunch.from_df(train, valid, None, bs=bs, maxlen=48, seed=0)
     learner = BertLearner.from_pretrained_model(db, None, None, None, None, output_dir=out, seed=0)
+    if len(sys.argv) > 4 and sys.argv[4] == "resume":  # interrupted after epoch 1, resumed by a new learner
+        from fastai.callback.core import Callback, CancelFitException
+
+        class StopAfterFirst(Callback):
+            order = 100  # after the checkpoint is written
+
+            def after_epoch(self):
+                if self.epoch == 0:
+                    raise CancelFitException()
+
+        with learner.no_bar():
+            learner.fit(2, lr=1e-4, checkpoint=True, cbs=[StopAfterFirst()])
+        learner = BertLearner.from_pretrained_model(db, None, None, None, None, output_dir=out, seed=0)
+        with learner.no_bar():
+            learner.fit(2, lr=1e-4, resume=True)
+        rank = rank_world()[0]
+        save_file({k: v.contiguous() for k, v in learner.model.state_dict().items()}, str(out / f"rank{rank}.safetensors"))
+        return
     with learner.no_bar():
         learner.fit(2, lr=1e-4)
     rank, world = rank_world()

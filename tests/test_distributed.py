@@ -104,3 +104,16 @@ def test_on_disk_data_under_ddp(shared_data, tmp_path):
     assert len(stores) == 2  # train and val, built once each
     r0, r1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
+
+
+def test_an_interrupted_ddp_run_resumes_to_the_uninterrupted_weights(runs, shared_data, tmp_path):
+    """Two ranks checkpoint, stop after epoch 1, and two new learners resume: the batches per rank are counted
+    before the fit shards the loader, so the checkpoint is the same run's."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(_free_port()), str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path),
+                          str(shared_data / "sst2"), "16", "resume"], env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    whole, resumed = load_file(runs / "ddp" / "rank0.safetensors"), load_file(tmp_path / "rank0.safetensors")
+    assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) < 1e-5

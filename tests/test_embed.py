@@ -126,6 +126,7 @@ def test_a_text_cut_to_maxlen_is_said(tiny_model_dir, recwarn):
     texts = ["good movie", "a really bad film was it the plot was dull", "fine"]
     short = embed(texts, str(tiny_model_dir), maxlen=6, pooling="mean", device="cpu")
     said = [str(w.message) for w in recwarn.list if "longer than maxlen" in str(w.message)]
+    assert [w.filename for w in recwarn.list if "longer than maxlen" in str(w.message)] == [__file__]  # the caller's
     assert said == ["embed: 1 of 3 texts are longer than maxlen=6 tokens (text 1 the first) and were cut to their "
                     "first 6; their vectors describe only that part. Split long texts, or pass a larger maxlen (up "
                     "to 512)"]
@@ -155,6 +156,21 @@ def test_a_sentence_transformers_folder_pooling_another_way_is_refused_until_poo
         embed(["good"], str(folder), device="cpu")
     np.testing.assert_allclose(embed(["good"], str(folder), pooling="mean", device="cpu"),
                                embed(["good"], str(tiny_model_dir), pooling="mean", device="cpu"), atol=1e-6)
+    # a module embed does not run (a Dense projection, as LaBSE has): refused until pooling= is given
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(BertLearnError, match=r"its sentence-transformers modules include "
+                                             r"\['sentence_transformers\.models\.Dense'\], which embed does not run"):
+        embed(["good"], str(folder), device="cpu")
+    with pytest.raises(BertLearnError, match=r"^normalize=True scales sentence vectors \(pooling 'cls' or 'mean'\); "
+                                             r"pooling='tokens' returns one vector per word"):
+        embed(["good"], str(folder), pooling="tokens", normalize=True, device="cpu")
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
     # a folder that pools by [CLS] (no Normalize module): cls, not normalised, by default
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
     np.testing.assert_allclose(embed(["good"], str(folder), device="cpu"),
