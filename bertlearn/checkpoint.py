@@ -204,8 +204,8 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
         rng = {k.partition(".")[2]: v for k, v in rng.items() if k.startswith(f"rank{rank}.")}
     torch.set_rng_state(rng["torch"])
     cuda = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda")), key=lambda k: int(k[4:]))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+    if cuda and torch.cuda.is_available():  # the devices this process has (a checkpoint may come from more)
+        torch.cuda.set_rng_state_all(cuda[:torch.cuda.device_count()])
     random.setstate(_tupled(state["python_rng"]))
     kind, keys, *rest = state["numpy_rng"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))

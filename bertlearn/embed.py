@@ -141,8 +141,12 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
         pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
         config = _read_json(name, f"{pooling.get('path', '')}/config.json".lstrip("/")) if pooling else None
         if config is not None:
-            modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
-            known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+            if isinstance(config.get("pooling_mode"), str):  # sentence-transformers >= 6 writes the mode by name
+                modes = [config["pooling_mode"]]
+                known = {"mean": "mean", "cls": "cls"}
+            else:
+                modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+                known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
             out["pooling"], out["modes"] = (known.get(modes[0]) if len(modes) == 1 else None), modes
         maxlen = (_read_json(name, "sentence_bert_config.json") or {}).get("max_seq_length")
         if isinstance(maxlen, int) and maxlen > 0:
@@ -154,25 +158,36 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
     return out
 
 
+def _hub_file(name: str, path: str) -> str | None:
+    """A hub repo's file from the cache or the hub; None where the repo has none (or `name` is no hub name); a
+    warning where it cannot be told (offline, not cached)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    try:
+        cached = try_to_load_from_cache(name, path)
+    except ValueError:  # not a hub name (a missing folder): loading the model says what is wrong
+        return None
+    if isinstance(cached, str) or cached is not None:  # the file, or a miss the cache remembers
+        return cached if isinstance(cached, str) else None
+    try:
+        return hf_hub_download(name, path)
+    except LocalEntryNotFoundError as e:  # offline and not cached: whether it is there cannot be told
+        warnings.warn(f"embed: could not look for {path} of {name!r} ({type(e).__name__}), so whether it is a "
+                      "sentence-transformers model (mean pooling, normalised) is unknown; the defaults stay "
+                      "'cls', not normalised. Pass pooling=, normalize= and maxlen= to choose",
+                      stacklevel=user_stacklevel())
+        return None
+    except (EntryNotFoundError, OSError, ValueError):  # no such file, or no such repo (loading says so)
+        return None
+
+
 def _read_json(name: str, path: str) -> Any:
     """A JSON file of a model folder or hub repo (None where it has none)."""
     local = Path(name) / path
     if Path(name).is_dir():
         file = local if local.is_file() else None
     else:
-        from huggingface_hub import try_to_load_from_cache
-        from transformers.utils import cached_file
-        file = try_to_load_from_cache(name, path)
-        if not isinstance(file, str):  # not cached: the hub says whether it exists (a cached miss is not a str)
-            try:
-                file = None if file is not None else cached_file(name, path,
-                                                                 _raise_exceptions_for_missing_entries=False)
-            except (OSError, ValueError) as e:  # offline and not cached: whether it is there cannot be told
-                warnings.warn(f"embed: could not look for {path} of {name!r} ({type(e).__name__}), so whether it "
-                              "is a sentence-transformers model (mean pooling, normalised) is unknown; the "
-                              "defaults stay 'cls', not normalised. Pass pooling=, normalize= and maxlen= to "
-                              "choose", stacklevel=user_stacklevel())
-                file = None
+        file = _hub_file(name, path)
     if file is None:
         return None
     try:

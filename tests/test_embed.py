@@ -189,3 +189,29 @@ def test_the_static_vector_is_that_of_the_pieces_the_sentences_hold(tmp_path):
     assert inside != alone  # the word starts with its space marker inside a sentence
     table = AutoModel.from_pretrained(str(folder)).get_input_embeddings().weight.detach().numpy()
     np.testing.assert_allclose(wic.static, table[inside].mean(0), atol=1e-6)
+
+
+def test_a_missing_folder_and_an_unreachable_hub_name_fail_clearly(tiny_model_dir, tmp_path, recwarn):
+    import json
+    import shutil
+
+    from bertlearn import ModelError
+    with pytest.raises(ModelError, match="does not exist"):  # the model loader's message, not the hub client's
+        embed(["good"], str(tmp_path / "does" / "not" / "exist"), device="cpu")
+    with pytest.raises(ModelError):  # offline (the tests' HF_HUB_OFFLINE) and not cached: said before it fails
+        embed(["good"], "someone/never-cached-model", device="cpu")
+    said = [str(w.message) for w in recwarn.list if "could not look for" in str(w.message)]
+    assert said == ["embed: could not look for modules.json of 'someone/never-cached-model' (LocalEntryNotFoundError), "
+                    "so whether it is a sentence-transformers model (mean pooling, normalised) is unknown; the "
+                    "defaults stay 'cls', not normalised. Pass pooling=, normalize= and maxlen= to choose"]
+    # sentence-transformers >= 6 names the mode ({"pooling_mode": "mean"}) instead of one flag per mode
+    folder = tmp_path / "st6"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "mean"}))
+    np.testing.assert_allclose(embed(["good movie"], str(folder), device="cpu"),
+                               embed(["good movie"], str(tiny_model_dir), pooling="mean", device="cpu"), atol=1e-6)
