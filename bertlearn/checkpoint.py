@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fastcore.foundation import L
 
 from .atomic import atomic_dir
 from .errors import BertLearnError
@@ -102,7 +103,6 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
 
 
 def _plain(obj: Any) -> Any:
-    from fastcore.foundation import L
     if isinstance(obj, dict):
         return {k: _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -194,10 +194,10 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     if learn.opt is None:
         learn.create_opt()
     if opt_state:
-        kind = type(getattr(learn.opt, "hypers", None))
+        was_l = isinstance(getattr(learn.opt, "hypers", None), L)
         learn.opt.load_state_dict(opt_state)
-        if kind.__name__ == "L" and isinstance(learn.opt.hypers, list):  # saved as a list (see _plain): as it was
-            learn.opt.hypers = kind(learn.opt.hypers)
+        if was_l and isinstance(learn.opt.hypers, list):  # saved as a list (see _plain): as it was
+            learn.opt.hypers = L(learn.opt.hypers)
     from .distributed import rank_world
     rank = rank_world()[0]
     if f"rank{rank}.torch" in rng:  # a DDP checkpoint: this rank's own states

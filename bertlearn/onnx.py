@@ -9,6 +9,7 @@ tokenizes and batches exactly as training did and offers the same `predict_*` me
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -131,7 +132,6 @@ def _check_saved_weights(model: nn.Module, folder: Path) -> dict:
                          "load_predictor, bertlearn predict and serve read those first. Call save_model on the folder "
                          "first, or export elsewhere (to_onnx() writes output_dir/onnx)")
     try:
-        import json
         old = json.loads((folder / SETTINGS_FILE).read_text())
     except (OSError, ValueError):
         return {}

@@ -36,6 +36,10 @@ try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, 
     from fastapi import Request
 except ImportError:  # create_app says what to install
     Request = None  # type: ignore[assignment,misc]
+try:  # what FastAPI encodes with (pydantic 2); 6x json.dumps on a prediction
+    from pydantic_core import to_json as _to_json
+except ImportError:  # pydantic 1: json.dumps
+    _to_json = None
 
 __all__ = ["ServeLimits", "Batcher", "create_app", "serve", "predictions_for", "check_max_wait_ms", "check_positive"]
 
@@ -310,17 +314,15 @@ def _json_bytes(payload: Any) -> bytes:
     not finite as null (JSON has no NaN). Text that is not valid Unicode (a lone surrogate, which FastAPI answers
     with a text/plain 500) is written with every non-ASCII character as a \\u escape."""
     try:
-        return _to_json(payload)
+        if _to_json is not None:
+            return _to_json(payload, inf_nan_mode="null")
+        return _dumps(_finite(payload), ascii_only=False)  # pydantic 1
     except ValueError:  # pydantic's serialization error, or json's for a lone surrogate (UnicodeEncodeError)
-        return json.dumps(_finite(payload), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+        return _dumps(_finite(payload), ascii_only=True)
 
 
-def _to_json(payload: Any) -> bytes:
-    try:
-        from pydantic_core import to_json  # what FastAPI encodes with (pydantic 2); 6x json.dumps on a prediction
-    except ImportError:  # pydantic 1
-        return json.dumps(_finite(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    return to_json(payload, inf_nan_mode="null")
+def _dumps(payload: Any, *, ascii_only: bool) -> bytes:
+    return json.dumps(payload, ensure_ascii=ascii_only, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _encoded(status: int, payload: Any) -> tuple[int, bytes]:
