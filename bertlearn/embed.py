@@ -217,11 +217,13 @@ def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
 
 
 def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-    """The input of the first transformer block and the output of every block, like `output_hidden_states`.
+    """The hidden states as the model carries them: the input of each transformer block, then the encoder's output.
 
-    Hooks are added for this call only: `output_hidden_states=True` makes transformers install permanent
-    output-capturing hooks (local functions) on the model, after which a learner holding it no longer pickles
-    (`learner.export()` fails).
+    The input of block i+1, not the output of block i: DeBERTa-v2 adds a convolution to the first block's output
+    and ModernBERT normalises the last one, outside the blocks; the last state is the encoder's own
+    `last_hidden_state`, what sentence-transformers pools. Hooks are added for this call only:
+    `output_hidden_states=True` makes transformers install permanent output-capturing hooks (local functions) on
+    the model, after which a learner holding it no longer pickles (`learner.export()` fails).
     """
     from .model import layer_list
 
@@ -230,21 +232,17 @@ def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) ->
         raise BertLearnError(f"{type(encoder).__name__} has no list of transformer blocks to read hidden states from")
     captured: list[torch.Tensor] = []
 
-    def before_first(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not captured:  # ALBERT calls its one shared block repeatedly
-            captured.append(args[0] if args else kwargs["hidden_states"])
+    def before_each(module: nn.Module, args: tuple, kwargs: dict) -> None:  # ALBERT calls its one block n times
+        captured.append(args[0] if args else kwargs["hidden_states"])
 
-    def after_each(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
-        captured.append(out[0] if isinstance(out, (tuple, list)) else out)
-
-    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
-    handles += [block.register_forward_hook(after_each, with_kwargs=True) for block in layers]
+    handles = [block.register_forward_pre_hook(before_each, with_kwargs=True) for block in layers]
     try:
-        encoder(input_ids=ids, attention_mask=mask)
+        out = encoder(input_ids=ids, attention_mask=mask)
     finally:
         for h in handles:
             h.remove()
-    return captured
+    last = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return captured + [last]
 
 
 @torch.inference_mode()
@@ -296,7 +294,8 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
         texts: a text or a list of texts.
         model: hub name, local folder, None for the packaged all-MiniLM-L6-v2, a Hugging Face model (then pass
             `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer).
-        layer: which hidden state: 0 is the embedding output, -1 the last layer; a list averages those layers.
+        layer: which hidden state: 0 is the embedding output, i the input of block i+1 as the model carries it,
+            -1 the encoder's output (`last_hidden_state`, after any final norm); a list averages those layers.
         pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
             sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged). None: what a
             sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
