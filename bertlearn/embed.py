@@ -197,15 +197,39 @@ def _read_json(name: str, path: str) -> Any:
 
 
 def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
-    """Run where asked; a model loaded here goes to CUDA when available; a given model stays where it is."""
+    """Run where asked; a model loaded here goes to CUDA when available; a given model runs where it is."""
     from pathlib import Path
 
     from .device import resolve_device
-    if device is not None or isinstance(model, (str, Path, type(None))):
+    if isinstance(model, (str, Path, type(None))):
         device = resolve_device(device)
         encoder.to(device)
         return device
-    return next(encoder.parameters()).device
+    here = next(encoder.parameters()).device
+    if device is not None and resolve_device(device) != here:  # moving the encoder alone would split the model
+        raise BertLearnError(f"device={str(device)!r}: the model given is on {here}, and embed runs a model it was "
+                             f"given where it is; move it first (model.to({str(device)!r}), for a learner "
+                             f"learner.model.to(...)), or leave device out")
+    return here
+
+
+def _limit(encoder: nn.Module, tokenizer: Any) -> int:
+    """The longest input the model takes: its position table's size, and the tokenizer's limit, 512 at most."""
+    max_pos = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+    return min(_tokenizer_limit(tokenizer) or 512, 512, max_pos if isinstance(max_pos, int) and max_pos > 0 else 512)
+
+
+def _check_sizes(encoder: nn.Module, bs: Any, maxlen: Any) -> None:
+    """bs and maxlen as the forward pass can take them, refused with the fix before any work."""
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise BertLearnError(f"bs={bs!r}: texts per forward pass must be a whole number >= 1 (e.g. bs=64)")
+    max_pos = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
+    if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 2:
+        raise BertLearnError(f"maxlen={maxlen!r}: tokens kept per text must be a whole number >= 2 (e.g. 256)")
+    if isinstance(max_pos, int) and maxlen > max_pos:
+        raise BertLearnError(f"maxlen={maxlen}: the model's position table has {max_pos} places "
+                             f"(max_position_embeddings), so no input can be longer; pass maxlen<={max_pos}, or "
+                             "leave it out for the model's limit")
 
 
 def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
@@ -301,9 +325,11 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
             sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
         tokenizer: the tokenizer, when `model` is a model object (default: the model's own).
         bs: texts per forward pass (sorted by length first, so batches carry little padding).
-        maxlen: tokens kept per text (a longer text is cut, with a warning). None: a sentence-transformers
-            folder's `max_seq_length` (the packaged MiniLM: 256), else the tokenizer's limit (512 at most).
-        device: where to run (default: the model's device, or CUDA when available for a loaded one).
+        maxlen: tokens kept per text (a longer text is cut, with a warning), at most the model's
+            `max_position_embeddings`. None: a sentence-transformers folder's `max_seq_length` (the packaged
+            MiniLM: 256), else the model's and the tokenizer's limit (512 at most).
+        device: where to run a model loaded here (default: CUDA when available). A model object or learner runs
+            where it is; a device other than its own is refused, since moving the encoder alone would split it.
         normalize: scale each sentence vector to length 1. None: as a sentence-transformers folder does (its
             Normalize module; the packaged MiniLM does), else no. With the defaults, the packaged model's vectors
             are sentence-transformers' own `encode`.
@@ -333,7 +359,8 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     if bad:
         raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
     encoder, tok = _resolve(model, tokenizer)
-    maxlen = maxlen if maxlen is not None else folder.get("maxlen") or min(_tokenizer_limit(tok) or 512, 512)
+    maxlen = maxlen if maxlen is not None else min(folder.get("maxlen") or 512, _limit(encoder, tok))
+    _check_sizes(encoder, bs, maxlen)
     device = _place(encoder, model, device)
     states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)
     if pooling in ("cls", "mean"):
@@ -383,8 +410,9 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
         raise DataError(f"word {word!r} does not occur in sentences {missing[:10]} (e.g. {sentences[missing[0]]!r}); "
                         "every sentence must contain it as a whole word")
     encoder, tok = _resolve(model, tokenizer)
+    _check_sizes(encoder, bs, _limit(encoder, tok))
     device = _place(encoder, model, device)
-    states, enc = _hidden(encoder, tok, sentences, layer, bs, min(_tokenizer_limit(tok) or 512, 512), device,
+    states, enc = _hidden(encoder, tok, sentences, layer, bs, _limit(encoder, tok), device,
                           caller="word_in_context")
     vectors, pieces = [], []
     for i, ((start, end), s) in enumerate(zip(spans, states)):

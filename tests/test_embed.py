@@ -243,3 +243,29 @@ def test_layers_are_the_states_the_model_carries_on_and_minus_one_is_its_output(
     for layer in (-1, 2):
         np.testing.assert_allclose(embed(texts, model, tokenizer=tiny_tokenizer, layer=layer, pooling="mean"),
                                    output, atol=1e-5)
+
+
+def test_sizes_and_devices_embed_cannot_use_are_refused_with_the_fix(tiny_model_dir, tiny_tokenizer, trained_learner):
+    # before: bs=0 crashed in range(), maxlen past the position table in the embedding lookup, and device= moved a
+    # given model's encoder alone, leaving its head behind
+    with pytest.raises(BertLearnError, match=r"^bs=0: texts per forward pass must be a whole number >= 1 "
+                                             r"\(e.g. bs=64\)$"):
+        embed(["good"], str(tiny_model_dir), bs=0, device="cpu")
+    with pytest.raises(BertLearnError, match=r"^bs=0: "):
+        trained_learner.embed(["good"], bs=0)
+    with pytest.raises(BertLearnError, match=r"^maxlen=600: the model's position table has 512 places "
+                                             r"\(max_position_embeddings\), so no input can be longer; pass "
+                                             r"maxlen<=512, or leave it out for the model's limit$"):
+        embed(["good"], str(tiny_model_dir), maxlen=600, device="cpu")
+    from transformers import AutoConfig, AutoModel
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    with pytest.raises(BertLearnError, match=r"^device='cpu': the model given is on meta, and embed runs a model it "
+                                             r"was given where it is; move it first \(model.to\('cpu'\), for a "
+                                             r"learner learner.model.to\(...\)\), or leave device out$"):
+        embed(["good"], model, tokenizer=tiny_tokenizer, device="cpu")
+    assert next(model.parameters()).device.type == "meta"  # not moved
+    # the learner's own device is accepted
+    np.testing.assert_allclose(embed(["good"], trained_learner, device="cpu", pooling="mean"),
+                               trained_learner.embed(["good"], pooling="mean"))

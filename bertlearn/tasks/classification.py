@@ -189,7 +189,7 @@ class BertLearner(TaskLearner):
             bs: batch size (default: the validation batch size).
         """
         from ..embed import embed
-        return embed(texts, self, layer=layer, pooling=pooling, bs=bs or self.dls.valid.bs,
+        return embed(texts, self, layer=layer, pooling=pooling, bs=self.dls.valid.bs if bs is None else bs,
                      maxlen=self.dls.encoder.maxlen)
 
     def interpret(self, ds_idx: int = 1, dl: Any = None) -> Any:
