@@ -578,6 +578,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not path.is_dir():
         raise ModelError(f"{str(path)!r} is not a folder; pass the folder written by bertlearn train / save_model"
                          + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else ""))
+    if args.onnx:
+        from .saved import check_same_weights
+        check_same_weights(args.model, path)
     serve(path, host=args.host, port=args.port, log_level=args.log_level, device=args.device,
           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, precision=args.precision,
           limits=ServeLimits(args.max_body_bytes, args.max_texts, args.max_chars), drain_s=args.drain_ms / 1000)

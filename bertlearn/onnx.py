@@ -25,7 +25,7 @@ from .data import TextEncoder
 from .errors import ModelError
 from .model import quiet_hub
 from .predict import OnnxPredictor
-from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, write_settings
+from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, weights_digest, write_settings
 
 __all__ = ["export_onnx", "OnnxPredictor", "ONNX_FILE"]
 
@@ -83,7 +83,8 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
         raise ModelError(f"opset={opset}: torch {torch.__version__}'s ONNX exporter could not write this model in "
                          f"opset {opset} and kept opset {written}; pass opset={written} or later (ONNX Runtime 1.14+ "
                          "runs 18), or convert the file with onnx.version_converter yourself")
-    settings = {**kept, **settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname),
+    settings = {**kept, **settings_for(encoder, thresholds=thresholds, columns=columns, onnx_file=fname,
+                                       weights=weights_digest(cpu_model)),
                 **(extra_settings or {})}
     def write(into: Path) -> None:
         program.save(str(into / fname))

@@ -2,12 +2,13 @@
 takes. One place writes it and one reads it back; a new saved setting is a key here and in the task that uses it.
 
 `bertlearn.json` holds the encoder's settings (maxlen, labels, task, pairs, truncation, windows), the columns
-trained on, multi-label thresholds, the training precision and bertlearn's version; an ONNX folder adds
-`onnx_file`. A plain Hugging Face folder without it is read from its config and tokenizer.
+trained on, multi-label thresholds, the training precision, a digest of the weights and bertlearn's version; an
+ONNX folder adds `onnx_file`. A plain Hugging Face folder without it is read from its config and tokenizer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,13 @@ from typing import Any
 from .errors import ModelError
 from .version import __version__
 
-__all__ = ["SETTINGS_FILE", "ONNX_FILE", "MODEL_INPUTS", "input_names", "settings_for", "write_settings",
-           "read_settings"]
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "MODEL_INPUTS", "WEIGHTS_KEY", "input_names", "weights_digest",
+           "settings_for", "write_settings", "read_settings", "check_same_weights"]
 
 SETTINGS_FILE = "bertlearn.json"
 ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order batches carry them in
+WEIGHTS_KEY = "weights_sha256"
 
 
 def input_names(token_types: bool) -> list[str]:
@@ -32,8 +34,22 @@ def input_names(token_types: bool) -> list[str]:
     return list(MODEL_INPUTS[:3 if token_types else 2])
 
 
+def weights_digest(model: Any) -> str:
+    """SHA-256 of the model's weights as float32, by name: equal for a model, its save and its ONNX export, so a
+    folder can tell whether the export beside it holds the same state of the model.
+
+    Args:
+        model: the PyTorch model (any device or precision).
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def settings_for(encoder: Any, *, thresholds: Any = None, columns: dict | None = None, precision: str | None = None,
-                 onnx_file: str | None = None) -> dict:
+                 onnx_file: str | None = None, weights: str | None = None) -> dict:
     """What `bertlearn.json` holds for a model trained with `encoder`.
 
     Args:
@@ -42,6 +58,7 @@ def settings_for(encoder: Any, *, thresholds: Any = None, columns: dict | None =
         columns: the text and label columns trained on, for `bertlearn predict` / `eval`.
         precision: "bf16" or "fp32", what training ran at (predictors follow it by default).
         onnx_file: the graph's file name, in an ONNX folder.
+        weights: the model's `weights_digest`.
     """
     settings = {**encoder.settings(), **{k: [str(c) for c in v] if isinstance(v, list) else v
                                          for k, v in (columns or {}).items()}}
@@ -51,6 +68,8 @@ def settings_for(encoder: Any, *, thresholds: Any = None, columns: dict | None =
         settings["precision"] = precision
     if onnx_file is not None:
         settings["onnx_file"] = onnx_file
+    if weights is not None:
+        settings[WEIGHTS_KEY] = weights
     settings["bertlearn_version"] = __version__
     return settings
 
@@ -91,3 +110,27 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
     return settings
 
 
+
+
+def check_same_weights(saved: Path, export: Path) -> None:
+    """Refuse an ONNX export whose weights are not those of the save it sits beside (`bertlearn serve P --onnx`
+    serves P/onnx as P's model): an export made after more training, or a save made after the export, would answer
+    with another model than P's, with nothing to tell. Folders written before the digest existed pass unchecked.
+
+    Args:
+        saved: the `save_model` folder.
+        export: the ONNX export that stands for it.
+    """
+    def digest(folder: Path) -> str | None:
+        try:
+            return json.loads((folder / SETTINGS_FILE).read_text()).get(WEIGHTS_KEY)
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    ours, theirs = digest(Path(saved)), digest(Path(export))
+    if ours is not None and theirs is not None and ours != theirs:
+        raise ModelError(f"{str(export)!r} holds other weights than {str(saved)!r} (weights_sha256 {theirs[:12]}... "
+                         f"against {ours[:12]}... in their bertlearn.json): one was written after the model trained "
+                         f"further. Export the saved model again (learner.to_onnx({str(export)!r}) after "
+                         f"save_model({str(saved)!r}), or bertlearn train --onnx), or serve {str(saved)!r} without "
+                         "--onnx")

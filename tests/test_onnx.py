@@ -150,3 +150,41 @@ def test_an_opset_the_exporter_cannot_write_is_refused_not_replaced(tiny_learner
     assert not (tmp_path / "old").exists()
     path = tiny_learner.to_onnx(tmp_path / "new", opset=20)
     assert {o.domain: o.version for o in onnx.load(str(path)).opset_import}[""] == 20
+
+
+def test_serve_onnx_refuses_an_export_of_other_weights_than_the_save_beside_it(tiny_learner, tmp_path, monkeypatch,
+                                                                               capsys):
+    # `bertlearn serve P --onnx` serves P/onnx as P's model; before the digest, an export made after more training
+    # (or a save made after the export) was served with nothing to tell
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file
+
+    import bertlearn.serve
+    from bertlearn.cli import main
+    from conftest import quiet_fit
+    served = []
+    monkeypatch.setattr(bertlearn.serve, "serve", lambda path, **kw: served.append(path))
+    folder = tiny_learner.save_model(tmp_path / "model")
+    tiny_learner.to_onnx(folder / "onnx")
+    # the digest by hand: SHA-256 over the saved tensors as float32, sorted by name, each after its name and shape
+    digest = hashlib.sha256()
+    for name, tensor in sorted(load_file(str(folder / "model.safetensors")).items()):
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.float().numpy().tobytes())
+    for f in (folder, folder / "onnx"):
+        assert json.loads((f / "bertlearn.json").read_text())["weights_sha256"] == digest.hexdigest()
+    assert main(["serve", str(folder), "--onnx"]) == 0 and served == [folder / "onnx"]
+
+    quiet_fit(tiny_learner, 1, lr=1e-3)
+    tiny_learner.to_onnx(folder / "onnx")  # exported after more training, beside the older save
+    assert main(["serve", str(folder), "--onnx"]) != 0 and len(served) == 1
+    err = capsys.readouterr().err
+    assert (f"'{folder / 'onnx'}' holds other weights than '{folder}' (weights_sha256 " in err
+            and "one was written after the model trained further. Export the saved model again (learner.to_onnx("
+                f"'{folder / 'onnx'}') after save_model('{folder}'), or bertlearn train --onnx), or serve '{folder}' "
+                "without --onnx" in err)
+    tiny_learner.save_model(folder)  # saving again drops the old onnx/ (the folder is replaced whole)
+    tiny_learner.to_onnx(folder / "onnx")
+    assert main(["serve", str(folder), "--onnx"]) == 0 and len(served) == 2

@@ -339,6 +339,9 @@ def test_onnx_predictor_matches_pytorch(ner_learner, tmp_path):
     folder = ner_learner.to_onnx(tmp_path / "onnx").parent
     onnx = load_predictor(folder)
     assert isinstance(onnx, OnnxNERPredictor)
+    saved = ner_learner.save_model(tmp_path / "m")  # the same weights: the same digest (serve --onnx pairs them)
+    assert json.loads((saved / "bertlearn.json").read_text())["weights_sha256"] == \
+        json.loads((folder / "bertlearn.json").read_text())["weights_sha256"]
     texts = ["the movie bob ann was good", "kim is fun"]
     a, b = onnx.predict_batch(texts), ner_learner.predict_batch(texts)
     assert [[(e["entity_group"], e["start"], e["end"]) for e in x] for x in a] == \

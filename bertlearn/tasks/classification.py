@@ -26,7 +26,7 @@ from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..metrics import default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
 from ..predict import decide, predict_logits, rank_predictions
-from ..saved import MODEL_INPUTS, settings_for, write_settings
+from ..saved import MODEL_INPUTS, settings_for, weights_digest, write_settings
 
 __all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss"]
 
@@ -333,7 +333,8 @@ class BertLearner(TaskLearner):
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
             write_settings(tmp, settings_for(enc, thresholds=self.thresholds, columns=getattr(self.dls, "columns", None),
-                                             precision="bf16" if self._amp_dtype() == torch.bfloat16 else "fp32"))
+                                             precision="bf16" if self._amp_dtype() == torch.bfloat16 else "fp32",
+                                             weights=weights_digest(self.model)))
         _log.info("model saved to %s", path)
         return path
 

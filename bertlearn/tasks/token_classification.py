@@ -38,7 +38,7 @@ from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumula
 from ..losses import CrossEntropyLossFlat
 from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
 from ..predict import check_fast_bert_predictor_args, refuse_device_as_label_path
-from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, write_settings
+from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, weights_digest, write_settings
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
@@ -666,7 +666,7 @@ class BertNERLearner(NERTagger, TaskLearner):
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.encoder.tokenizer.save_pretrained(tmp)
             write_settings(tmp, settings_for(self.encoder, precision="bf16" if self._amp_dtype() == torch.bfloat16
-                                             else "fp32"))
+                                             else "fp32", weights=weights_digest(self.model)))
         _log.info("model saved to %s", path)
         return path
 
