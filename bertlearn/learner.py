@@ -11,6 +11,7 @@ functions here. Tasks live in `bertlearn.tasks`: sequence classification (`BertL
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import pickle
@@ -256,14 +257,21 @@ class TaskLearner(Learner):
             return result
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
         schedule_type = _schedule_type(schedule_type) if schedule_type is not None else self.schedule_type
+        if schedule_type not in (None, *ONE_CYCLE) and (pct_start is not None or kwargs):
+            # refused before anything changes (the optimizer, a resume's restore)
+            options = sorted({*kwargs, *(["pct_start"] if pct_start is not None else [])})
+            raise BertLearnError(f"{options} set fastai's one-cycle schedule, which schedule_type={schedule_type!r} "
+                                 "does not run; leave them out, or use schedule_type=None (one-cycle)")
         reset_opt = self._use_optimizer(optimizer_type) or reset_opt
         lr = self._group_rates(_as_lr(lr if lr is not None else self.default_lr), layer_decay)
         if not validate:
             cbs.append(SkipValidationCallback())
         folder = self.output_dir / "checkpoints" / "last"
-        settings = self._fit_settings(schedule_type, pct_start, kwargs, wd)
+        warmup = self._warmup_share(epochs, schedule_type)
+        settings = self._fit_settings(schedule_type, pct_start, kwargs, wd, warmup)
         if resume:
-            start_epoch = self._resume_from(folder, epochs, lr, settings, new_opt=reset_opt)
+            start_epoch = self._resume_from(folder, epochs, lr, settings, new_opt=reset_opt,
+                                            given=self._given_settings(schedule_type, pct_start, kwargs, wd))
             reset_opt = reset_opt and not start_epoch  # fastai would rebuild the optimizer, dropping what was restored
             if start_epoch >= epochs:
                 self.fresh_head = False  # the finished fit's weights are loaded
@@ -274,7 +282,7 @@ class TaskLearner(Learner):
         if checkpoint or resume:
             cbs.append(CheckpointCallback(folder, lr, settings))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
-                           pct_start=pct_start, one_cycle_options=kwargs)
+                           pct_start=pct_start, one_cycle_options=kwargs, warmup=warmup)
         self._raise_if_diverged()
         self.fresh_head = False
         result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
@@ -296,14 +304,35 @@ class TaskLearner(Learner):
                                  "lr with layer_decay, or a slice without it")
         return self.layerwise_lrs(lr, layer_decay)
 
-    def _fit_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any) -> dict:
-        # what a resume must repeat besides epochs and lr, as JSON (a checkpoint records it)
-        settings = {"schedule_type": schedule_type, "pct_start": pct_start, "one_cycle_options": one_cycle,
-                    "wd": self.wd if wd is None else wd, "optimizer_type": self.optimizer_type,
-                    "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
+    def _fit_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any,
+                      warmup: float | None) -> dict:
+        # what a resume must repeat besides epochs and lr, as the values the fit runs with (a checkpoint records
+        # them as JSON): pct_start=0.25 given and pct_start left to its default of 0.25 are the same run
+        if schedule_type is None or schedule_type in ONE_CYCLE:
+            schedule = "one_cycle"
+            share = pct_start if pct_start is not None else warmup if warmup is not None else 0.25
+            defaults = {k: p.default for k, p in inspect.signature(Learner.fit_one_cycle).parameters.items()
+                        if k in ("div", "div_final")}
+            options = {**defaults, **one_cycle, "moms": one_cycle.get("moms") or self.moms}
+        else:
+            schedule = "constant" if schedule_type in FLAT else schedule_type
+            share, options = (None if schedule_type in FLAT else warmup or 0.0), one_cycle
+        settings = {"values": "effective", "schedule_type": schedule, "pct_start": share,
+                    "one_cycle_options": options, **self._given_settings(schedule_type, pct_start, one_cycle, wd,
+                                                                          only_shared=True)}
         return json.loads(json.dumps(settings, default=float))
 
-    def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict, *, new_opt: bool = False) -> int:
+    def _given_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any, *,
+                        only_shared: bool = False) -> dict:
+        # the settings as given, which checkpoints recorded before they recorded the effective values
+        shared = {"wd": self.wd if wd is None else wd, "optimizer_type": self.optimizer_type,
+                  "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
+        settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
+                                               "one_cycle_options": one_cycle, **shared}
+        return json.loads(json.dumps(settings, default=float))
+
+    def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict, *, given: dict,
+                     new_opt: bool = False) -> int:
         # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0; every
         # check runs before anything is restored, so a refused resume leaves the learner as it was
         if not (folder / "state.json").is_file():
@@ -315,7 +344,7 @@ class TaskLearner(Learner):
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to fit({state['n_epoch']}, "
                                  f"lr={state['lr']}), not fit({epochs}, lr={lr_json(lr)}); resume with the same "
                                  "epochs and lr so the schedule continues where it stopped")
-        self._check_resume(folder, state, settings)
+        self._check_resume(folder, state, settings if state.get("fit", {}).get("values") == "effective" else given)
         if new_opt:  # this fit's optimizer (another type than the learner's last), built before its state is restored
             self.create_opt()
         load_checkpoint(self, folder)
@@ -347,18 +376,13 @@ class TaskLearner(Learner):
                                  "schedule continues where it stopped, or delete the folder to start over")
 
     def _run_schedule(self, schedule_type: str | None, epochs: int, lr: Any, *, pct_start: float | None,
-                      one_cycle_options: dict, **fit_args: Any) -> None:
+                      one_cycle_options: dict, warmup: float | None, **fit_args: Any) -> None:
         # fastai's one-cycle, a flat rate, or one of fast-bert's warm-up schedules, all through fastai's fit
-        warmup = self._warmup_share(epochs, schedule_type)
         if schedule_type is None or schedule_type in ONE_CYCLE:
             if pct_start is None:
                 pct_start = warmup if warmup is not None else 0.25
             self.fit_one_cycle(epochs, lr_max=lr, pct_start=pct_start, **fit_args, **one_cycle_options)
             return
-        if pct_start is not None or one_cycle_options:
-            options = sorted({*one_cycle_options, *(["pct_start"] if pct_start is not None else [])})
-            raise BertLearnError(f"{options} set fastai's one-cycle schedule, which schedule_type={schedule_type!r} "
-                                 "does not run; leave them out, or use schedule_type=None (one-cycle)")
         if schedule_type not in FLAT:
             fit_args["cbs"] = [*fit_args["cbs"], WarmupSchedule(schedule_type, warmup or 0.0)]
         super().fit(epochs, lr=lr, **fit_args)

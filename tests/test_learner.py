@@ -439,13 +439,41 @@ class TestResumeRefusesAnotherRun:
         again = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
         self.refused(again, r"belongs to another run \(wd: 0\.01 in the checkpoint, 0\.5 now\); resume with the same "
                             r"model, data and fit settings", 2, lr=1e-3, wd=0.5)
-        self.refused(again, r"\(schedule_type: None in the checkpoint, 'warmup_linear' now\)", 2, lr=1e-3,
+        self.refused(again, r"\(schedule_type: 'one_cycle' in the checkpoint, 'warmup_linear' now; pct_start: 0\.25 in "
+                            r"the checkpoint, 0\.0 now; one_cycle_options: \{'div': 25\.0, 'div_final': 100000\.0, "
+                            r"'moms': \[0\.95, 0\.85, 0\.95\]\} in the checkpoint, \{\} now\)", 2, lr=1e-3,
                      schedule_type="warmup_linear")
-        self.refused(again, r"\(pct_start: None in the checkpoint, 0\.9 now\)", 2, lr=1e-3, pct_start=0.9)
+        self.refused(again, r"\(pct_start: 0\.25 in the checkpoint, 0\.9 now\)", 2, lr=1e-3, pct_start=0.9)
+        self.refused(again, r"\(one_cycle_options: \{'div': 25\.0, 'div_final': 100000\.0, 'moms': \[0\.95, 0\.85, "
+                            r"0\.95\]\} in the checkpoint, \{'div': 10\.0, 'div_final': 100000\.0, 'moms': \[0\.95, "
+                            r"0\.85, 0\.95\]\} now\)", 2, lr=1e-3, div=10.0)
+        with pytest.raises(BertLearnError, match=r"^\['pct_start'\] set fastai's one-cycle schedule, which "
+                                                 r"schedule_type='constant' does not run"):
+            quiet_fit(again, 2, lr=1e-3, resume=True, schedule_type="constant", pct_start=0.3)
+        assert again.opt is None  # refused before the resume restored anything
         other_bs = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path, bs=8)
         self.refused(other_bs, r"\(bs: 16 in the checkpoint, 8 now\)",
                      2, lr=1e-3)
-        quiet_fit(again, 2, lr=1e-3, resume=True)  # the same run resumes (here: finished, so it says so)
+        with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+            quiet_fit(again, 2, lr=1e-3, resume=True)  # the same run resumes (here: finished, so it says so)
+        # the defaults given by value are the same run (before, pct_start=0.25 against None was refused)
+        with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+            quiet_fit(again, 2, lr=1e-3, resume=True, schedule_type="one_cycle", pct_start=0.25, div=25.0,
+                      div_final=1e5, moms=(0.95, 0.85, 0.95))
+
+    def test_a_checkpoint_that_recorded_the_settings_as_given_is_checked_as_given(self, tiny_csv_dir, tiny_tokenizer,
+                                                                                tiny_model_dir, tmp_path):
+        import json
+        quiet_fit(self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 2, lr=1e-3, checkpoint=True)
+        state_file = tmp_path / "checkpoints" / "last" / "state.json"
+        state = json.loads(state_file.read_text())
+        state["fit"] = {"schedule_type": None, "pct_start": None, "one_cycle_options": {}, "wd": 0.01,
+                        "optimizer_type": "adamw", "frozen_groups": 0}  # as the previous release wrote it
+        state_file.write_text(json.dumps(state))
+        again = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        self.refused(again, r"\(pct_start: None in the checkpoint, 0\.9 now\)", 2, lr=1e-3, pct_start=0.9)
+        with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+            quiet_fit(again, 2, lr=1e-3, resume=True)
 
     def test_another_model_is_refused_before_any_weight_is_copied(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
                                                                    tmp_path):
