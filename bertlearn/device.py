@@ -10,7 +10,7 @@ import torch
 
 from .errors import BertLearnError, ModelError, user_stacklevel
 
-__all__ = ["resolve_device", "native_bf16", "amp_dtype_for", "batch_overhead_for", "PRECISIONS",
+__all__ = ["resolve_device", "same_device", "native_bf16", "amp_dtype_for", "batch_overhead_for", "PRECISIONS",
            "CPU_BATCH_OVERHEAD"]
 
 # A prediction batch's fixed cost on a CPU, in tokens of model work: what cutting a call's longest-first rows into
@@ -43,6 +43,16 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 
 _FELL_BACK: set[str] = set()
+
+
+def same_device(asked: torch.device, here: torch.device) -> bool:
+    """Whether a tensor on `here` is where `asked` points: "cuda" (no index) means any GPU, "cuda:1" that one.
+
+    Args:
+        asked: the device asked for.
+        here: the device something is on.
+    """
+    return asked.type == here.type and (asked.index is None or here.index is None or asked.index == here.index)
 
 
 def native_bf16(device: torch.device | str) -> bool:

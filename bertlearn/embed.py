@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import BertLearnError, DataError, user_stacklevel
+from .model import position_limit
 
 __all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix", "sense_separation",
            "project_2d", "EXAMPLE_SENSES"]
@@ -200,13 +201,13 @@ def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
     """Run where asked; a model loaded here goes to CUDA when available; a given model runs where it is."""
     from pathlib import Path
 
-    from .device import resolve_device
+    from .device import resolve_device, same_device
     if isinstance(model, (str, Path, type(None))):
         device = resolve_device(device)
         encoder.to(device)
         return device
     here = next(encoder.parameters()).device
-    if device is not None and resolve_device(device) != here:  # moving the encoder alone would split the model
+    if device is not None and not same_device(resolve_device(device), here):  # moving the encoder would split it
         raise BertLearnError(f"device={str(device)!r}: the model given is on {here}, and embed runs a model it was "
                              f"given where it is; move it first (model.to({str(device)!r}), for a learner "
                              f"learner.model.to(...)), or leave device out")
@@ -214,22 +215,35 @@ def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
 
 
 def _limit(encoder: nn.Module, tokenizer: Any) -> int:
-    """The longest input the model takes: its position table's size, and the tokenizer's limit, 512 at most."""
-    max_pos = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
-    return min(_tokenizer_limit(tokenizer) or 512, 512, max_pos if isinstance(max_pos, int) and max_pos > 0 else 512)
+    """The longest input embed gives the model by default: what its positions and its tokenizer take, 512 at most."""
+    return min(_tokenizer_limit(tokenizer) or 512, 512, position_limit(encoder) or 512)
+
+
+def _folder_maxlen(folder: dict, encoder: nn.Module, model: Any) -> int | None:
+    """A sentence-transformers folder's `max_seq_length` (None without one), cut to what the model's positions
+    take, which is said: sentence-transformers itself would fail on a longer input."""
+    maxlen, limit = folder.get("maxlen"), position_limit(encoder)
+    if maxlen is None or limit is None or maxlen <= limit:
+        return maxlen
+    warnings.warn(f"embed: {str(model)!r} says max_seq_length={maxlen} (sentence_bert_config.json), but the model "
+                  f"takes at most {limit} tokens in one input; keeping {limit} (pass maxlen= to choose)",
+                  stacklevel=user_stacklevel())
+    return limit
 
 
 def _check_sizes(encoder: nn.Module, bs: Any, maxlen: Any) -> None:
-    """bs and maxlen as the forward pass can take them, refused with the fix before any work."""
+    """bs and maxlen as the forward pass can take them, refused with the fix before the texts are encoded."""
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
         raise BertLearnError(f"bs={bs!r}: texts per forward pass must be a whole number >= 1 (e.g. bs=64)")
-    max_pos = getattr(getattr(encoder, "config", None), "max_position_embeddings", None)
     if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 2:
         raise BertLearnError(f"maxlen={maxlen!r}: tokens kept per text must be a whole number >= 2 (e.g. 256)")
-    if isinstance(max_pos, int) and maxlen > max_pos:
-        raise BertLearnError(f"maxlen={maxlen}: the model's position table has {max_pos} places "
-                             f"(max_position_embeddings), so no input can be longer; pass maxlen<={max_pos}, or "
-                             "leave it out for the model's limit")
+    limit = position_limit(encoder)
+    if limit is not None and maxlen > limit:
+        max_pos = encoder.config.max_position_embeddings
+        held = "" if limit == max_pos else f", of which its position table holds {limit} tokens"
+        raise BertLearnError(f"maxlen={maxlen}: the model takes at most {limit} tokens in one input (its config's "
+                             f"max_position_embeddings={max_pos}{held}); pass maxlen<={limit}, or leave it out for "
+                             "the model's limit")
 
 
 def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
@@ -278,7 +292,9 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
     enc = tokenizer(texts, truncation=True, max_length=maxlen, return_offsets_mapping=True)
     cut = [i for i, e in enumerate(enc.encodings) if e.overflowing]
     if cut:  # said, not hidden: a vector of a text's start is not the text's vector
-        limit = _tokenizer_limit(tokenizer)
+        # what the model's positions take: the tokenizer's model_max_length can be more (or the no-limit sentinel)
+        limits = [x for x in (_tokenizer_limit(tokenizer), position_limit(encoder)) if x is not None]
+        limit = min(limits) if limits else None
         larger = (f", or pass a larger maxlen (up to {limit})" if caller == "embed" and limit and maxlen < limit
                   else "")
         warnings.warn(f"{caller}: {len(cut)} of {len(texts)} texts are longer than maxlen={maxlen} tokens (text "
@@ -325,9 +341,10 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
             sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
         tokenizer: the tokenizer, when `model` is a model object (default: the model's own).
         bs: texts per forward pass (sorted by length first, so batches carry little padding).
-        maxlen: tokens kept per text (a longer text is cut, with a warning), at most the model's
-            `max_position_embeddings`. None: a sentence-transformers folder's `max_seq_length` (the packaged
-            MiniLM: 256), else the model's and the tokenizer's limit (512 at most).
+        maxlen: tokens kept per text (a longer text is cut, with a warning), at most what the model's positions
+            take (`max_position_embeddings`, less the places a RoBERTa-family table keeps below its first
+            position). None: a sentence-transformers folder's `max_seq_length` (the packaged MiniLM: 256), else
+            the model's and the tokenizer's limit (512 at most).
         device: where to run a model loaded here (default: CUDA when available). A model object or learner runs
             where it is; a device other than its own is refused, since moving the encoder alone would split it.
         normalize: scale each sentence vector to length 1. None: as a sentence-transformers folder does (its
@@ -359,7 +376,7 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     if bad:
         raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
     encoder, tok = _resolve(model, tokenizer)
-    maxlen = maxlen if maxlen is not None else min(folder.get("maxlen") or 512, _limit(encoder, tok))
+    maxlen = maxlen if maxlen is not None else _folder_maxlen(folder, encoder, model) or _limit(encoder, tok)
     _check_sizes(encoder, bs, maxlen)
     device = _place(encoder, model, device)
     states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)

@@ -26,6 +26,7 @@ from fastai.callback.core import Callback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import ModelError, user_stacklevel
+from .model import position_limit
 from .saved import MODEL_INPUTS
 
 __all__ = ["CudaGraphCallback", "InferenceGraphs", "inference_graphs", "capture_forward", "graph_buckets",
@@ -202,8 +203,7 @@ class CudaGraphCallback(Callback):
         return True, f"buckets {', '.join(map(str, self.buckets or graph_buckets(self._maxlen())))}"
 
     def _maxlen(self) -> int:
-        config = getattr(self.learn.model, "config", None)
-        return min(int(getattr(self.dls, "maxlen", 512)), int(getattr(config, "max_position_embeddings", 512) or 512))
+        return min(int(getattr(self.dls, "maxlen", 512)), position_limit(self.learn.model) or 512)
 
     def _param_signature(self) -> tuple:
         return tuple((p.data_ptr(), p.requires_grad) for p in self.learn.model.parameters())

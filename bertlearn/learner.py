@@ -44,7 +44,7 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           main_process_only, multi_gpu_without_effect)
 from .errors import BertLearnError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
-from .model import bert_splitter, compile_model
+from .model import bert_splitter, compile_model, position_limit
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
@@ -68,6 +68,18 @@ def _as_lr(lr: Any) -> float | slice:
         warnings.warn(f"lr={value:g} is high for fine-tuning a BERT model (usually 1e-5 to 5e-5); training often "
                       "diverges above 1e-3. learner.lr_find() suggests a rate.", stacklevel=user_stacklevel())
     return value
+
+
+def _json_value(value: Any) -> Any:
+    # a fit setting as JSON: arrays, tensors and fastcore's L as lists, numbers as floats, anything else by repr
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (tuple, list, set, L)):
+        return list(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _as_epochs(epochs: Any) -> int:
@@ -310,17 +322,21 @@ class TaskLearner(Learner):
         # them as JSON): pct_start=0.25 given and pct_start left to its default of 0.25 are the same run
         if schedule_type is None or schedule_type in ONE_CYCLE:
             schedule = "one_cycle"
-            share = pct_start if pct_start is not None else warmup if warmup is not None else 0.25
-            defaults = {k: p.default for k, p in inspect.signature(Learner.fit_one_cycle).parameters.items()
-                        if k in ("div", "div_final")}
-            options = {**defaults, **one_cycle, "moms": one_cycle.get("moms") or self.moms}
+            fastai = {k: p.default for k, p in inspect.signature(Learner.fit_one_cycle).parameters.items()}
+            share = pct_start if pct_start is not None else warmup if warmup is not None else fastai["pct_start"]
+            # fastai reads moms=None as the learner's moms; any sequence (tuple, array, tensor, L) is kept as floats
+            moms = one_cycle.get("moms")
+            options = {"div": fastai["div"], "div_final": fastai["div_final"], **one_cycle,
+                       "moms": [float(m) for m in (self.moms if moms is None else moms)]}
         else:
             schedule = "constant" if schedule_type in FLAT else schedule_type
             share, options = (None if schedule_type in FLAT else warmup or 0.0), one_cycle
+        # warmup_steps is recorded beside the share it gives, so a changed warm-up is named as such
         settings = {"values": "effective", "schedule_type": schedule, "pct_start": share,
+                    "warmup_steps": self.warmup_steps if warmup is not None and pct_start is None else None,
                     "one_cycle_options": options, **self._given_settings(schedule_type, pct_start, one_cycle, wd,
                                                                           only_shared=True)}
-        return json.loads(json.dumps(settings, default=float))
+        return json.loads(json.dumps(settings, default=_json_value))
 
     def _given_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any, *,
                         only_shared: bool = False) -> dict:
@@ -329,7 +345,7 @@ class TaskLearner(Learner):
                   "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
         settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
                                                "one_cycle_options": one_cycle, **shared}
-        return json.loads(json.dumps(settings, default=float))
+        return json.loads(json.dumps(settings, default=_json_value))
 
     def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict, *, given: dict,
                      new_opt: bool = False) -> int:
@@ -370,6 +386,9 @@ class TaskLearner(Learner):
         current = {**{k: now[k] for k in keys}, **settings}
         diffs = [f"{k}: {then[k]!r} in the checkpoint, {current[k]!r} now" for k in current
                  if k in then and then[k] != current[k]]
+        if "pct_start" in [d.split(":")[0] for d in diffs] and current.get("warmup_steps") is not None:
+            diffs.append("pct_start is the share of optimizer steps warmup_steps gives, which the number of steps "
+                         "per epoch and grad_accumulation_steps change")
         if diffs:
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to another run "
                                  f"({'; '.join(diffs)}); resume with the same model, data and fit settings so the "
@@ -379,9 +398,10 @@ class TaskLearner(Learner):
                       one_cycle_options: dict, warmup: float | None, **fit_args: Any) -> None:
         # fastai's one-cycle, a flat rate, or one of fast-bert's warm-up schedules, all through fastai's fit
         if schedule_type is None or schedule_type in ONE_CYCLE:
-            if pct_start is None:
-                pct_start = warmup if warmup is not None else 0.25
-            self.fit_one_cycle(epochs, lr_max=lr, pct_start=pct_start, **fit_args, **one_cycle_options)
+            if pct_start is None and warmup is not None:
+                pct_start = warmup
+            share = {} if pct_start is None else {"pct_start": pct_start}  # else fastai's default
+            self.fit_one_cycle(epochs, lr_max=lr, **share, **fit_args, **one_cycle_options)
             return
         if schedule_type not in FLAT:
             fit_args["cbs"] = [*fit_args["cbs"], WarmupSchedule(schedule_type, warmup or 0.0)]
@@ -734,14 +754,16 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
         gradient_checkpointing: recompute activations in the backward pass.
         compile: `torch.compile` options (see `compile_model`).
     """
-    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if isinstance(max_pos, int) and databunch.maxlen > max_pos:
-        warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}; cutting "
-                      f"texts to {max_pos} tokens (build the BertDataBunch with maxlen<={max_pos} to choose how)",
-                      stacklevel=user_stacklevel())
+    limit = position_limit(model)
+    if limit is not None and databunch.maxlen > limit:
+        max_pos = model.config.max_position_embeddings
+        held = "" if limit == max_pos else f", of which its position table holds {limit} tokens"
+        warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}{held}; "
+                      f"cutting texts to {limit} tokens (build the {type(databunch).__name__} with maxlen<={limit} "
+                      "to choose how)", stacklevel=user_stacklevel())
         for dl in databunch.loaders:
-            dl.dataset.clip(max_pos)
-        databunch.encoder.maxlen = max_pos  # texts encoded later (prediction) follow the same limit
+            dl.dataset.clip(limit)
+        databunch.encoder.maxlen = limit  # texts encoded later (prediction) follow the same limit
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"gradient_checkpointing=True: {type(model).__name__} does not support it")

@@ -18,7 +18,8 @@ from .errors import ModelError, user_stacklevel
 
 __all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
            "load_pretrained", "load_labelled_head", "load_error", "quiet_hub", "load_encoder_weights",
-           "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model"]
+           "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model",
+           "position_limit"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +50,25 @@ def resolve_pretrained(name_or_path: str | Path | None) -> str:
     if name_or_path is None or (isinstance(name_or_path, str) and name_or_path.lower() in _DEFAULT_ALIASES):
         return str(default_model_path())
     return str(name_or_path)
+
+
+def position_limit(model: nn.Module) -> int | None:
+    """The most tokens `model` takes in one input: its config's `max_position_embeddings`, less the places its
+    position table keeps below the first position (RoBERTa-family models count positions from padding_idx + 1, so
+    514 places hold 512 tokens); None where the config gives no limit.
+
+    Args:
+        model: a Hugging Face model (or a task's wrapper with its `config`).
+    """
+    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(max_pos, bool) or not isinstance(max_pos, int) or max_pos <= 0:
+        return None
+    # the table is found by what it is, not by the architecture's name: an Embedding whose padding row sits
+    # below the positions it hands out
+    table = next((m.position_embeddings for m in model.modules()
+                  if isinstance(getattr(m, "position_embeddings", None), nn.Embedding)), None)
+    below = table.padding_idx + 1 if table is not None and table.padding_idx is not None else 0
+    return max_pos - below
 
 
 def _looks_local(name: str) -> bool:

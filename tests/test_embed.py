@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -253,9 +255,9 @@ def test_sizes_and_devices_embed_cannot_use_are_refused_with_the_fix(tiny_model_
         embed(["good"], str(tiny_model_dir), bs=0, device="cpu")
     with pytest.raises(BertLearnError, match=r"^bs=0: "):
         trained_learner.embed(["good"], bs=0)
-    with pytest.raises(BertLearnError, match=r"^maxlen=600: the model's position table has 512 places "
-                                             r"\(max_position_embeddings\), so no input can be longer; pass "
-                                             r"maxlen<=512, or leave it out for the model's limit$"):
+    with pytest.raises(BertLearnError, match=r"^maxlen=600: the model takes at most 512 tokens in one input \(its "
+                                             r"config's max_position_embeddings=512\); pass maxlen<=512, or leave "
+                                             r"it out for the model's limit$"):
         embed(["good"], str(tiny_model_dir), maxlen=600, device="cpu")
     from transformers import AutoConfig, AutoModel
     config = AutoConfig.from_pretrained(tiny_model_dir)
@@ -269,3 +271,78 @@ def test_sizes_and_devices_embed_cannot_use_are_refused_with_the_fix(tiny_model_
     # the learner's own device is accepted
     np.testing.assert_allclose(embed(["good"], trained_learner, device="cpu", pooling="mean"),
                                trained_learner.embed(["good"], pooling="mean"))
+
+
+def test_a_roberta_position_table_holds_two_tokens_fewer_than_its_places(tmp_path):
+    # RoBERTa counts positions from padding_idx + 1: a table of 66 places holds 64 tokens. Before, the default
+    # maxlen of such a model was 66 (a long text crashed in the embedding lookup) and maxlen=514 passed the check
+    # on a 514-place table
+    import transformers as T
+
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture("roberta", tmp_path / "roberta")
+    with pytest.raises(BertLearnError, match=r"^maxlen=513: the model takes at most 512 tokens in one input \(its "
+                                             r"config's max_position_embeddings=514, of which its position table "
+                                             r"holds 512 tokens\); pass maxlen<=512, "):
+        embed(["good"], str(folder), maxlen=513, device="cpu")
+    config = T.AutoConfig.from_pretrained(folder)
+    config.max_position_embeddings = 66
+    torch.manual_seed(0)
+    model = T.AutoModel.from_config(config).eval()
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    text = " ".join(["good movie"] * 60)
+    with pytest.warns(UserWarning, match="cut"):
+        ours = embed([text], model, tokenizer=tok, pooling="cls")
+    with torch.no_grad():
+        theirs = model(**tok(text, truncation=True, max_length=64, return_tensors="pt")).last_hidden_state[0, 0]
+    np.testing.assert_allclose(ours[0], theirs.numpy(), atol=1e-5)
+    with pytest.warns(UserWarning, match=r"Split long texts, or pass a larger maxlen \(up to 64\)$"):  # not 512
+        embed([text], model, tokenizer=tok, pooling="cls", maxlen=10)
+
+
+def test_a_sentence_transformers_length_is_kept_up_to_what_the_positions_take(tmp_path, tiny_tokenizer):
+    # before, a folder's max_seq_length over 512 was cut to 512 without a word (a long-context model's own setting)
+    import json
+
+    import transformers as T
+    config = T.BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                          intermediate_size=37, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    model = T.BertModel(config).eval()
+    for name, st_maxlen in (("long", 700), ("too-long", 2048)):
+        folder = tmp_path / name
+        model.save_pretrained(folder)
+        tiny_tokenizer.save_pretrained(folder)
+        (folder / "modules.json").write_text(json.dumps([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": st_maxlen}))
+    text = " ".join(["good"] * 1100)
+    for name, kept in (("long", 700), ("too-long", 1024)):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ours = embed([text], str(tmp_path / name), device="cpu")
+        with torch.no_grad():
+            theirs = model(**tiny_tokenizer(text, truncation=True, max_length=kept, return_tensors="pt"))
+        np.testing.assert_allclose(ours[0], theirs.last_hidden_state[0].mean(0).numpy(), atol=1e-5)
+        told = [str(w.message) for w in said if "max_seq_length" in str(w.message)]
+        assert told == ([] if name == "long" else [
+            f"embed: {str(tmp_path / name)!r} says max_seq_length=2048 (sentence_bert_config.json), but the model "
+            "takes at most 1024 tokens in one input; keeping 1024 (pass maxlen= to choose)"])
+
+
+def test_device_cuda_is_whichever_gpu_a_given_model_is_on(monkeypatch):
+    # before, device="cuda" was refused for a model on cuda:0 (torch.device("cuda") != torch.device("cuda:0"));
+    # no GPU here, so the model's device is stood in for and resolve_device lets "cuda" through
+    import types
+
+    import bertlearn.device
+    from bertlearn.embed import _place
+    monkeypatch.setattr(bertlearn.device, "resolve_device", torch.device)
+    on_gpu0 = types.SimpleNamespace(parameters=lambda: iter([types.SimpleNamespace(device=torch.device("cuda:0"))]))
+    assert _place(on_gpu0, object(), "cuda") == torch.device("cuda:0")
+    assert _place(on_gpu0, object(), "cuda:0") == torch.device("cuda:0")
+    with pytest.raises(BertLearnError, match=r"^device='cuda:1': the model given is on cuda:0, "):
+        _place(on_gpu0, object(), "cuda:1")

@@ -460,6 +460,28 @@ class TestResumeRefusesAnotherRun:
         with pytest.warns(UserWarning, match="has finished all 2 epochs"):
             quiet_fit(again, 2, lr=1e-3, resume=True, schedule_type="one_cycle", pct_start=0.25, div=25.0,
                       div_final=1e5, moms=(0.95, 0.85, 0.95))
+        # momenta as an array or a tensor are the same run (before, recording them raised a TypeError in every fit)
+        for moms in (np.array([0.95, 0.85, 0.95]), torch.tensor([0.95, 0.85, 0.95], dtype=torch.float64)):
+            with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+                quiet_fit(again, 2, lr=1e-3, resume=True, moms=moms)
+        again.moms = np.array([0.95, 0.85, 0.95])
+        with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+            quiet_fit(again, 2, lr=1e-3, resume=True)
+
+    def test_another_warm_up_is_named(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        first = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        first.warmup_steps = 2
+        quiet_fit(first, 2, lr=1e-3, checkpoint=True)
+        steps = 2 * len(first.dls.train)
+        again = self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        again.warmup_steps = 4
+        # before, only "pct_start" was named, a setting this run was never given
+        self.refused(again, rf"\(pct_start: {2 / steps!r} in the checkpoint, {4 / steps!r} now; warmup_steps: 2 in "
+                            r"the checkpoint, 4 now; pct_start is the share of optimizer steps warmup_steps gives, "
+                            r"which the number of steps per epoch and grad_accumulation_steps change\)", 2, lr=1e-3)
+        again.warmup_steps = 2
+        with pytest.warns(UserWarning, match="has finished all 2 epochs"):
+            quiet_fit(again, 2, lr=1e-3, resume=True)
 
     def test_a_checkpoint_that_recorded_the_settings_as_given_is_checked_as_given(self, tiny_csv_dir, tiny_tokenizer,
                                                                                 tiny_model_dir, tmp_path):
@@ -564,6 +586,29 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
     assert (long[:, 15] == tiny_tokenizer.sep_token_id).all() and (long[:, 0] == tiny_tokenizer.cls_token_id).all()
     for ids, mask, _ in db.train:
         assert ids.shape[1] <= 16
+    quiet_fit(learner, 1, lr=1e-4)
+    assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
+
+
+def test_a_roberta_position_table_is_clipped_to_the_tokens_it_holds(tmp_path):
+    # RoBERTa counts positions from padding_idx + 1, so 18 places hold 16 tokens; before, maxlen was cut to 18
+    # and a long text crashed in the position lookup
+    import transformers as T
+
+    from bertlearn import BertDataBunch
+    from conftest import build_tiny_architecture, make_texts
+    folder = build_tiny_architecture("roberta", tmp_path / "roberta")
+    config = T.AutoConfig.from_pretrained(folder)
+    config.max_position_embeddings = 18
+    T.AutoModel.from_config(config).save_pretrained(tmp_path / "short")
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    df = make_texts(40)
+    db = BertDataBunch.from_df(df, df, tok, maxlen=64, bs=8, device="cpu")
+    with pytest.warns(UserWarning, match=r"^maxlen=64 exceeds the model's max_position_embeddings=18, of which its "
+                                         r"position table holds 16 tokens; cutting texts to 16 tokens \(build the "
+                                         r"BertDataBunch with maxlen<=16 to choose how\)$"):
+        learner = BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
+    assert db.train.dataset.lengths.max() == 16
     quiet_fit(learner, 1, lr=1e-4)
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
 
