@@ -44,7 +44,7 @@ def weights_digest(model: Any) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy())  # hashed in place, no copy
     return digest.hexdigest()
 
 
@@ -110,12 +110,11 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
     return settings
 
 
-
-
 def check_same_weights(saved: Path, export: Path) -> None:
     """Refuse an ONNX export whose weights are not those of the save it sits beside (`bertlearn serve P --onnx`
-    serves P/onnx as P's model): an export made after more training, or a save made after the export, would answer
-    with another model than P's, with nothing to tell. Folders written before the digest existed pass unchecked.
+    serves P/onnx as P's model): an export made after the learner trained further (save_model replaces P whole, so
+    the export is the later one), or copied in from another run, would answer with another model than P's, with
+    nothing to tell. Folders written before the digest existed pass unchecked.
 
     Args:
         saved: the `save_model` folder.
@@ -130,7 +129,7 @@ def check_same_weights(saved: Path, export: Path) -> None:
     ours, theirs = digest(Path(saved)), digest(Path(export))
     if ours is not None and theirs is not None and ours != theirs:
         raise ModelError(f"{str(export)!r} holds other weights than {str(saved)!r} (weights_sha256 {theirs[:12]}... "
-                         f"against {ours[:12]}... in their bertlearn.json): one was written after the model trained "
-                         f"further. Export the saved model again (learner.to_onnx({str(export)!r}) after "
+                         f"against {ours[:12]}... in their bertlearn.json): the export was made after the model "
+                         f"trained further, or comes from another run. Export the saved model again (learner.to_onnx({str(export)!r}) after "
                          f"save_model({str(saved)!r}), or bertlearn train --onnx), or serve {str(saved)!r} without "
                          "--onnx")

@@ -182,7 +182,8 @@ def test_serve_onnx_refuses_an_export_of_other_weights_than_the_save_beside_it(t
     assert main(["serve", str(folder), "--onnx"]) != 0 and len(served) == 1
     err = capsys.readouterr().err
     assert (f"'{folder / 'onnx'}' holds other weights than '{folder}' (weights_sha256 " in err
-            and "one was written after the model trained further. Export the saved model again (learner.to_onnx("
+            and "the export was made after the model trained further, or comes from another run. Export the saved "
+                "model again (learner.to_onnx("
                 f"'{folder / 'onnx'}') after save_model('{folder}'), or bertlearn train --onnx), or serve '{folder}' "
                 "without --onnx" in err)
     tiny_learner.save_model(folder)  # saving again drops the old onnx/ (the folder is replaced whole)
