@@ -818,3 +818,59 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
                                              r"fast-bert's label_path; pass the device as a keyword, "
                                              rf"BertNERPredictor\(model_path, device={shown}\)$"):
             BertNERPredictor(tmp_path / "nowhere", device)
+
+
+@pytest.mark.parametrize("kind", ["roberta", "albert"])
+def test_raw_text_is_tagged_from_the_pieces_its_words_were_trained_on(kind, tmp_path):
+    # before: a RoBERTa tokenizer loaded without add_prefix_space trained on "word" where a text has "Ġword"; and a
+    # bare space mark ("Ġ", "▁") before a word with no marked piece became a word of its own in predict, so
+    # predict and predict_tokens tagged one sentence as different words from different pieces
+    import transformers as T
+
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture(kind, tmp_path / kind)
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    words, tags = make_tagged(24, seed=6)
+    df = pd.DataFrame({"tokens": words, "tags": tags})
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        db = BertNERDataBunch.from_df(df, df, tok, bs=8, maxlen=256, device="cpu")
+    copied = [str(w.message) for w in said if "add_prefix_space=False" in str(w.message)]
+    if kind == "roberta":
+        assert copied == ["RobertaTokenizer was loaded with add_prefix_space=False, which encodes pre-split words "
+                          "without the space mark their words carry in a text; token classification uses a copy "
+                          "with add_prefix_space=True (saved with the model; your tokenizer object is unchanged). "
+                          "Load it with add_prefix_space=True to say so yourself"]
+        assert tok.add_prefix_space is False and db.tokenizer.add_prefix_space is True
+    else:
+        assert copied == [] and db.tokenizer is tok
+    ds = db.train_ds
+    assert list(ds.owner) == list(range(len(words))) and not ds.first_word.any()  # one whole sentence a row
+    for i, sentence in enumerate(words):  # a training row holds the pieces its words have in the text
+        in_text = text_words(db.tokenizer, [" ".join(sentence)])[0]
+        assert list(ds.ids[i])[1:-1] == [p for w in in_text for p in w["ids"]]
+    learner = BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "out", "cpu", None, seed=0)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(learner.model.classifier.weight, std=5.0)  # tags that differ from word to word
+    texts = [" ".join(s) for s in words[:8]]
+    per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
+    assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == words[:8]
+    assert [[d["entity"] for d in ws] for ws in per_word] == learner.predict_tokens(words[:8])
+    assert len({d["entity"] for ws in per_word for d in ws}) > 1
+
+
+def test_an_entity_word_is_its_pieces_decoded_once(tmp_path):
+    # before, the entity's words were decoded, then decoded again as if they were tokens (as the pipeline does):
+    # byte-level BPE read "é" back through its byte table and answered "cafÃ©"
+    import transformers as T
+
+    from bertlearn.data.tagged import tokenizer_for_words
+    from conftest import build_tiny_architecture
+    tok = T.AutoTokenizer.from_pretrained(build_tiny_architecture("roberta", tmp_path / "roberta"),
+                                          add_prefix_space=True)
+    assert tokenizer_for_words(tok) is tok
+    text = "we met at café olé today"
+    words = text_words(tok, [text])[0]
+    labels = ["O", "B-LOC", "I-LOC"]
+    [entity] = group_entities(words, tag_probs(["O", "O", "O", "B-LOC", "I-LOC", "O"], labels), labels, tok)
+    assert (entity["word"], text[entity["start"]:entity["end"]]) == (" café olé", "café olé")

@@ -35,13 +35,56 @@ from .frames import positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
 
-__all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "TagEncoder", "TaggedDataset", "TaggedDataLoader",
-           "BertNERDataBunch"]
+__all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "tokenizer_for_words", "TagEncoder", "TaggedDataset",
+           "TaggedDataLoader", "BertNERDataBunch"]
 
 _log = logging.getLogger(__name__)
 
 TOKEN_CLASSIFICATION = "token_classification"
 IGNORE_INDEX = -100  # PyTorch's cross-entropy default: positions with this target add nothing to the loss
+
+
+def _splits_like_text(tokenizer: Any) -> bool:
+    # the pieces of a word after the first, encoded from pre-split words and from the words in a text
+    split = tokenizer([["the", "word"]], is_split_into_words=True, add_special_tokens=False)
+    raw = tokenizer(["the word"], add_special_tokens=False)
+    return ([i for i, w in zip(split["input_ids"][0], split.word_ids(0)) if w == 1] ==
+            [i for i, w in zip(raw["input_ids"][0], raw.word_ids(0)) if w == 1])
+
+
+def tokenizer_for_words(tokenizer: Any) -> Any:
+    """`tokenizer`, or a copy that encodes pre-split words as it encodes them in a text. A byte-level BPE tokenizer
+    (RoBERTa, GPT-2 style) loaded without `add_prefix_space` encodes pre-split words without the space mark their
+    words carry in a text ("word" against "Ġword"): a model trained on such words would tag raw texts from pieces
+    it never saw. The copy has `add_prefix_space=True` (as Hugging Face's token-classification examples load it);
+    the caller's tokenizer is left as it was, and the change is said.
+
+    Args:
+        tokenizer: a fast tokenizer.
+    """
+    try:
+        if _splits_like_text(tokenizer):
+            return tokenizer
+    except Exception as e:  # noqa: BLE001 - older transformers refused pre-split words without add_prefix_space
+        failed = f"{type(e).__name__}: {e}"
+    else:
+        failed = None
+    if getattr(tokenizer, "add_prefix_space", None) is False:
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:  # reloaded as transformers builds it with the option
+            tokenizer.save_pretrained(folder)
+            fixed = type(tokenizer).from_pretrained(folder, add_prefix_space=True)
+        if _splits_like_text(fixed):
+            warnings.warn(f"{type(tokenizer).__name__} was loaded with add_prefix_space=False, which encodes "
+                          "pre-split words without the space mark their words carry in a text; token classification "
+                          "uses a copy with add_prefix_space=True (saved with the model; your tokenizer object is "
+                          "unchanged). Load it with add_prefix_space=True to say so yourself",
+                          stacklevel=user_stacklevel())
+            return fixed
+    raise DataError(f"{type(tokenizer).__name__} encodes pre-split words unlike the same words in a text"
+                    f"{f' ({failed})' if failed else ''}, so a model trained on tagged words would tag raw texts from "
+                    "other pieces; for byte-level BPE models (RoBERTa, GPT-2 style) load the tokenizer with "
+                    "add_prefix_space=True")
 
 
 class TagEncoder:
@@ -66,6 +109,7 @@ class TagEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise DataError(f"token classification needs a fast tokenizer (word ids and character offsets); "
                             f"{type(tokenizer).__name__} is not one: load it with AutoTokenizer(..., use_fast=True)")
+        tokenizer = tokenizer_for_words(tokenizer)
         self.tokenizer, self.maxlen, self.labels = tokenizer, int(maxlen), [str(l) for l in labels]
         self.scheme, self.label_all_tokens = scheme, bool(label_all_tokens)
         self.prefix, self.suffix = _special_tokens(tokenizer)
@@ -108,12 +152,7 @@ class TagEncoder:
             words: one list of words per sentence.
         """
         tok = self.tokenizer
-        try:
-            enc = tok([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
-        except Exception as e:  # noqa: BLE001 - e.g. byte-level BPE tokenizers loaded without add_prefix_space
-            raise DataError(f"the tokenizer could not encode pre-split words ({type(e).__name__}: {e}); for "
-                            "byte-level BPE models (RoBERTa, GPT-2 style) load the tokenizer with "
-                            "add_prefix_space=True") from e
+        enc = tok([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
         unk = tok.unk_token_id if tok.unk_token_id is not None else self.pad_id
         out, empty = [], []
         for i, sent in enumerate(words):

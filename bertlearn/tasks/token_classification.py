@@ -228,13 +228,24 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
     """
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     unk = tokenizer.unk_token_id
+    bare: dict[int, bool] = {}  # per token id: a space mark alone (decodes to nothing but space)
     out = []
     for i, text in enumerate(texts):
         ids, offsets = enc["input_ids"][i], enc["offset_mapping"][i]
         tokens = tokenizer.convert_ids_to_tokens(ids)
         words: list[dict] = []
+        mark = None  # a bare space mark waiting for the word it opens
         for tid, tok, (s, e) in zip(ids, tokens, offsets):
-            sub = _is_subword(tokenizer, tok, text, s, e) and tid != unk
+            if tid not in bare:
+                bare[tid] = tid != unk and not tokenizer.convert_tokens_to_string([tok]).strip()
+            if bare[tid]:
+                # SentencePiece's "▁" or byte-level BPE's "Ġ" alone: the space mark of a word whose first letters
+                # have no piece with the mark, so it is the first piece of the next word, as in the pieces of
+                # pre-split words (the pipeline makes it a word of its own). Of several in a row (a run of
+                # spaces), the last opens the word; marks with no word after them are no word
+                mark = (tid, tok)
+                continue
+            sub = mark is None and _is_subword(tokenizer, tok, text, s, e) and tid != unk
             if tid == unk:
                 tok = text[s:e]
             if words and sub:
@@ -242,7 +253,10 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
                 w["ids"].append(tid), w["tokens"].append(tok)
                 w["end"] = e
             else:
-                words.append({"ids": [tid], "tokens": [tok], "start": s, "end": e})
+                lead = [] if mark is None else [mark]
+                words.append({"ids": [m[0] for m in lead] + [tid], "tokens": [m[1] for m in lead] + [tok],
+                              "start": s, "end": e})
+            mark = None
         # a combining mark the normalizer dropped (a decomposed "Jose\u0301") still ends its word, up to the next
         for w, nxt in zip(words, [*(v["start"] for v in words[1:]), len(text)]):
             while w["end"] < nxt and unicodedata.combining(text[w["end"]]):
@@ -281,8 +295,10 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
         run = tagged[first:last + 1]
         if kind in exclude or run[0]["entity"] in exclude:
             continue
+        # the run's tokens decoded once: the pipeline decodes the decoded words again, which garbles byte-level
+        # BPE's non-ASCII words ("café" read back through the byte table)
         out.append({"entity_group": kind, "score": float(np.mean([t["score"] for t in run])),
-                    "word": tokenizer.convert_tokens_to_string([t["word"] for t in run]),
+                    "word": tokenizer.convert_tokens_to_string([p for w in words[first:last + 1] for p in w["tokens"]]),
                     "start": run[0]["start"], "end": run[-1]["end"]})
     return out
 
