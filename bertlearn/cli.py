@@ -328,7 +328,8 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     if suffix == ".jsonl":
         from .errors import DataError
         key, texts = (args.text_col[0] if args.text_col else "text"), []
-        for n, line in enumerate(args.input.read_text(encoding="utf-8").splitlines(), 1):
+        # JSONL lines end at "\n" alone: str.splitlines would also cut a text at U+2028 or U+0085 inside it
+        for n, line in enumerate(args.input.read_text(encoding="utf-8-sig").split("\n"), 1):
             if line.strip():
                 try:
                     texts.append(str(json.loads(line)[key]))
@@ -520,7 +521,7 @@ def _senses(args: argparse.Namespace) -> int:
     if args.file is not None:
         if not args.file.is_file():
             raise DataError(f"--file {str(args.file)!r} not found")
-        lines = [l for l in args.file.read_text(encoding="utf-8").splitlines() if l.strip()]
+        lines = [l.rstrip("\r") for l in args.file.read_text(encoding="utf-8-sig").split("\n") if l.strip()]
         pairs = [l.split("\t", 1) if "\t" in l else (None, l) for l in lines]
     elif args.sentence:
         pairs = [(None, s) for s in args.sentence]

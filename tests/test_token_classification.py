@@ -13,8 +13,8 @@ import torch
 
 from bertlearn import (BertNERDataBunch, BertNERLearner, BertNERPredictor, DataError, ModelError, NotFittedError,
                        load_predictor)
-from bertlearn.data.conll import (check_scheme, detect_scheme, labels_for, read_conll, read_jsonl, sentences_from_df,
-                                  split_words)
+from bertlearn.data.conll import (check_scheme, detect_scheme, labels_for, read_conll, read_jsonl, read_tag_file,
+                                  sentences_from_df, split_words)
 from bertlearn.data.tagged import IGNORE_INDEX, TagEncoder
 from bertlearn.tasks.token_classification import entity_report, entity_scores, group_entities, text_words
 
@@ -93,6 +93,19 @@ def test_conll_reads_last_column_skips_docstart_and_whitespace_only_separators(t
     assert s.lines == [3, 6]
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    # before, Windows tools' BOM stuck to the first line: "\ufeff-DOCSTART-" was read as a word tagged O, and a
+    # label file's first tag was "\ufeffO"
+    f = tmp_path / "a.conll"
+    f.write_bytes("-DOCSTART- O\n\nEU B-ORG\nrejects O\n".encode("utf-8-sig"))
+    assert read_conll(f).words == [["EU", "rejects"]]
+    (tmp_path / "d.jsonl").write_bytes((json.dumps({"text": "Jane", "labels": [[0, 4, "PER"]]}) + "\n").encode(
+        "utf-8-sig"))
+    assert read_jsonl(tmp_path / "d.jsonl").tags == [["B-PER"]]
+    (tmp_path / "labels.txt").write_bytes("O\nB-ORG\nI-ORG\n".encode("utf-8-sig"))
+    assert read_tag_file(tmp_path / "labels.txt") == ["O", "B-ORG", "I-ORG"]
+
+
 def test_conll_errors_name_file_and_line(tmp_path):
     f = tmp_path / "bad.conll"
     f.write_text("Peter\tB-PER\nBlackburn\n")
@@ -137,6 +150,12 @@ def test_jsonl_spans_become_iob2_words(tmp_path):
     assert s.tags == [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]]
     assert s.spans[0][3] == (17, 20)
     assert split_words("it's 5%") == [("it", 0, 2), ("'", 2, 3), ("s", 3, 4), ("5", 5, 6), ("%", 6, 7)]
+    # combining marks stay in their word (before, a decomposed accent or a Devanagari vowel sign cut it)
+    assert split_words("Jose\u0301 in हिन्दी!\u0301") == [("Jose\u0301", 0, 5), ("in", 6, 8), ("हिन्दी", 9, 15),
+                                                         ("!\u0301", 15, 17)]
+    f.write_text(json.dumps({"text": "Jose\u0301 Ruiz left", "labels": [[0, 4, "PER"]]}) + "\n")
+    with pytest.raises(DataError, match=r"entity \[0, 4, 'PER'\] \('Jose'\) cuts the word 'Jose\u0301'"):
+        read_jsonl(f)  # a span that leaves the accent out is found, not tagged on a cut word
 
 
 @pytest.mark.parametrize("line, message", [
@@ -662,11 +681,14 @@ def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
         assert main(["train", "--data", str(tmp_path), "--train-file", "d.jsonl", "--model", str(tiny_model_dir),
                      "--epochs", "1", "--bs", "8", "--maxlen", "32", "--out", str(out), "--device", "cpu",
                      "--tag-scheme", "IOB2"]) == 0
-    (tmp_path / "new.jsonl").write_text(json.dumps({"text": "bob was good"}) + "\n" + json.dumps({"text": "x"}) + "\n")
+    # a text may hold U+2028 / U+0085, which json.dumps leaves as they are (before, str.splitlines cut the line there)
+    (tmp_path / "new.jsonl").write_text(json.dumps({"text": "bob was good"}) + "\n" +
+                                        json.dumps({"text": "x\u2028y\x85z"}, ensure_ascii=False) + "\r\n")
     assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.jsonl"), "--output",
                  str(tmp_path / "p.jsonl"), "--device", "cpu"]) == 0
-    got = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [g["text"] for g in got] == ["bob was good", "x"] and all(isinstance(g["entities"], list) for g in got)
+    got = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().split("\n") if l]
+    assert [g["text"] for g in got] == ["bob was good", "x\u2028y\x85z"]
+    assert all(isinstance(g["entities"], list) for g in got)
 
 
 def test_the_saved_predictor_skips_padding_on_a_cpu_and_tags_alike(ner_learner, tmp_path, monkeypatch):

@@ -10,12 +10,12 @@ line (JSONL: the line of the object).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
+import regex
 
 from ..errors import DataError
 
@@ -25,8 +25,16 @@ __all__ = ["TaggedSentences", "read_conll", "read_jsonl", "sentences_from_df", "
 
 SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
 _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
-# words of raw text, as a doccano span is cut into them: runs of word characters, or one other non-space character
-_WORD = re.compile(r"\w+|[^\w\s]")
+# words of raw text, as a doccano span is cut into them: runs of word characters, or one other non-space character,
+# each with the combining marks that follow it. The regex module's \w holds marks (Python's re would cut a
+# decomposed "Jose\u0301" or Devanagari "हिन्दी" at every mark)
+_WORD = regex.compile(r"\w+|[^\w\s]\p{M}*")
+
+
+def _without_bom(encoding: str) -> str:
+    # files saved by Windows tools open with a byte-order mark, which would stick to the first word (and hide a
+    # first -DOCSTART- line); utf-8-sig reads files with and without one alike
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
 @dataclass
@@ -87,7 +95,7 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
     cur_w: list[str] = []
     cur_t: list[str] = []
     start = 0
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=_without_bom(encoding)) as f:
         for n, line in enumerate(f, 1):
             stripped = line.strip()
             if not stripped or stripped.startswith("-DOCSTART-"):
@@ -112,8 +120,8 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of a raw text with their character offsets: runs of letters and digits, and each other non-space
-    character on its own (how JSONL spans are cut into tagged words).
+    """The words of a raw text with their character offsets: runs of letters, digits and combining marks, and each
+    other non-space character on its own (how JSONL spans are cut into tagged words).
 
     Args:
         text: the text.
@@ -137,7 +145,7 @@ def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "l
     if not path.is_file():
         raise DataError(f"{str(path)!r} does not exist; pass the JSONL file (one JSON object a line)")
     words, tags, lines, spans, texts = [], [], [], [], []
-    with open(path, encoding=encoding) as f:
+    with open(path, encoding=_without_bom(encoding)) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -233,7 +241,7 @@ def read_tag_file(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"label_file {str(path)!r} does not exist; pass label_file=None to take the tags from the "
                         "training file")
-    tags = [l.strip() for l in path.read_text().splitlines() if l.strip()]
+    tags = [l.strip() for l in path.read_text(encoding="utf-8-sig").split("\n") if l.strip()]
     if not tags:
         raise DataError(f"label_file {str(path)!r} is empty; it lists one tag per line (O, B-PER, I-PER...)")
     return tags if "O" in tags else ["O", *tags]
