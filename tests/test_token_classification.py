@@ -896,3 +896,25 @@ def test_an_entity_word_is_its_pieces_decoded_once(tmp_path):
     labels = ["O", "B-LOC", "I-LOC"]
     [entity] = group_entities(words, tag_probs(["O", "O", "O", "B-LOC", "I-LOC", "O"], labels), labels, tok)
     assert (entity["word"], text[entity["start"]:entity["end"]]) == (" café olé", "café olé")
+
+
+def test_sentences_a_validation_pass_did_not_reach_are_left_out_of_the_scores(tiny_tokenizer):
+    # before, their words were read as tag 0 ("O"): every entity in them became a miss, and recall fell silently
+    from bertlearn.tasks.token_classification import TagCollector
+    labels = ["O", "B-PER", "I-PER"]
+    words = [["bob", "was", "here"], ["ann", "lee", "left"], ["kim", "is", "good"]]
+    tags = [[1, 0, 0], [1, 2, 0], [1, 0, 0]]
+    ds = TagEncoder(tiny_tokenizer, 64, labels).dataset(words, tags)
+    collector = TagCollector()
+    collector.dataset = ds
+    collector.rows = [np.array([0, 2])]  # sentence 1 never predicted
+    rows = [np.asarray(ds.targets[r]) for r in (0, 2)]
+    perfect = np.zeros((2, max(map(len, rows))), np.int64)
+    for line, r in enumerate(rows):
+        perfect[line, :len(r)] = r.clip(0)
+    collector.preds = [torch.as_tensor(perfect, dtype=torch.int16)]
+    with pytest.warns(UserWarning, match=r"^entity scores: 1 of 3 validation sentences were not predicted \(the pass "
+                                         r"stopped early, e.g. ShortEpochCallback\); the scores count the 2 that were$"):
+        gold, pred = collector.tags()
+    assert gold == pred == [["B-PER", "O", "O"], ["B-PER", "O", "O"]]
+    assert collector.scores()["f1"] == 1.0

@@ -302,13 +302,14 @@ class TaggedDataset(EncodedDataset):
         return self.encoder.dataset([], [] if self.targets is not None else None)
 
     def word_tags_of(self, rows: np.ndarray, token_tags: np.ndarray) -> list[list[int]]:
-        """Per sentence, one tag id per word, read at each word's first piece from per-row token tags.
+        """Per sentence, one tag id per word, read at each word's first piece from per-row token tags; -1 for a word
+        no row of `rows` holds.
 
         Args:
             rows: the row index of each line of `token_tags`.
             token_tags: (len(rows), width) tag ids per token.
         """
-        out: list[list[int]] = [[0] * len(w) for w in self.words]
+        out: list[list[int]] = [[-1] * len(w) for w in self.words]
         for line, r in enumerate(rows):
             pos = np.asarray(self.word_pos[int(r)], dtype=np.int64)
             start = int(self.first_word[r])

@@ -135,7 +135,13 @@ class TagCollector:
                 rows = np.concatenate([r for r, _ in parts])
                 preds = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for _, p in parts])
             ds, labels = self.dataset, self.dataset.encoder.labels
-            self._tags = (_names(ds.word_tags, labels), _names(ds.word_tags_of(rows, preds), labels))
+            pred = ds.word_tags_of(rows, preds)
+            seen = [i for i, p in enumerate(pred) if -1 not in p]
+            if len(seen) < len(pred):  # a word left unread would count as predicted O and pull recall down
+                warnings.warn(f"entity scores: {len(pred) - len(seen)} of {len(pred)} validation sentences were not "
+                              f"predicted (the pass stopped early, e.g. ShortEpochCallback); the scores count the "
+                              f"{len(seen)} that were", stacklevel=user_stacklevel())
+            self._tags = (_names([ds.word_tags[i] for i in seen], labels), _names([pred[i] for i in seen], labels))
         return self._tags
 
     def scores(self) -> dict[str, float] | None:
