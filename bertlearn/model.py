@@ -63,12 +63,14 @@ def position_limit(model: nn.Module) -> int | None:
     max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if isinstance(max_pos, bool) or not isinstance(max_pos, int) or max_pos <= 0:
         return None
-    # the table is found by what it is, not by the architecture's name: an Embedding whose padding row sits
-    # below the positions it hands out
-    table = next((m.position_embeddings for m in model.modules()
-                  if isinstance(getattr(m, "position_embeddings", None), nn.Embedding)), None)
-    below = table.padding_idx + 1 if table is not None and table.padding_idx is not None else 0
-    return max_pos - below
+    # found by what the embeddings are, not by the architecture's name: a position table (an Embedding, or a
+    # quantized one as I-BERT's) whose padding row is the one its owner counts positions from (RoBERTa's
+    # create_position_ids_from_input_ids); a padding row alone (LXMERT's) still starts positions at 0
+    owner = next((m for m in model.modules() if isinstance(getattr(m, "position_embeddings", None), nn.Module)
+                  and hasattr(m.position_embeddings, "weight")), None)
+    pad = getattr(owner, "padding_idx", None)
+    counts_from_pad = isinstance(pad, int) and getattr(owner.position_embeddings, "padding_idx", None) == pad
+    return max_pos - (pad + 1 if counts_from_pad else 0)
 
 
 def _looks_local(name: str) -> bool:

@@ -262,3 +262,24 @@ class TestCompile:
         exported = load_learner(learner.export("export.pkl"))  # the compiled function is not pickled
         assert getattr(exported.model, "_compiled_call_impl", None) is None
         torch.testing.assert_close(exported.predict_logits(texts), eager[2], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind, places, tokens", [
+    ("bert", 512, 512), ("distilbert", 512, 512), ("electra", 512, 512), ("deberta-v2", 512, 512),
+    ("roberta", 514, 512), ("xlm-roberta", 514, 512), ("mpnet", 514, 512), ("ibert", 514, 512),  # from padding_idx+1
+    ("lxmert", 512, 512),  # a padding row in its table, but positions count from 0
+])
+def test_position_limit_is_the_tokens_a_position_table_holds(kind, places, tokens):
+    # before, I-BERT's quantized table was not seen (514, and an IndexError at 513) and LXMERT lost a place
+    import transformers as T
+
+    from bertlearn.model import position_limit
+    size = dict(vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=37)
+    if kind == "distilbert":
+        config = T.DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=4, hidden_dim=37)
+    elif kind == "lxmert":
+        config = T.LxmertConfig(**size, l_layers=1, x_layers=1, r_layers=1)
+    else:
+        config = T.CONFIG_MAPPING[kind](**size, num_hidden_layers=1, max_position_embeddings=places)
+    model = T.LxmertModel(config) if kind == "lxmert" else T.AutoModel.from_config(config)
+    assert (config.max_position_embeddings, position_limit(model)) == (places, tokens)
