@@ -353,7 +353,8 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
         return 0
     sents = read_conll(args.input, tagged=False)
     tags = iter([t for sent in predictor.predict_tokens(sents.words) for t in sent])
-    with atomic_file(args.output) as tmp, open(args.input, encoding="utf-8") as src, \
+    # read as read_conll reads it (a byte-order mark dropped), so each word line meets its own tag
+    with atomic_file(args.output) as tmp, open(args.input, encoding="utf-8-sig") as src, \
             open(tmp, "w", encoding="utf-8") as dst:
         for line in src:
             body = line.rstrip("\n")

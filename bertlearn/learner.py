@@ -386,7 +386,8 @@ class TaskLearner(Learner):
         current = {**{k: now[k] for k in keys}, **settings}
         diffs = [f"{k}: {then[k]!r} in the checkpoint, {current[k]!r} now" for k in current
                  if k in then and then[k] != current[k]]
-        if "pct_start" in [d.split(":")[0] for d in diffs] and current.get("warmup_steps") is not None:
+        if "pct_start" in [d.split(":")[0] for d in diffs] and "warmup_steps" in then and \
+                current.get("warmup_steps") is not None:
             diffs.append("pct_start is the share of optimizer steps warmup_steps gives, which the number of steps "
                          "per epoch and grad_accumulation_steps change")
         if diffs:

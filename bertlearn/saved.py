@@ -130,6 +130,6 @@ def check_same_weights(saved: Path, export: Path) -> None:
     if ours is not None and theirs is not None and ours != theirs:
         raise ModelError(f"{str(export)!r} holds other weights than {str(saved)!r} (weights_sha256 {theirs[:12]}... "
                          f"against {ours[:12]}... in their bertlearn.json): the export was made after the model "
-                         f"trained further, or comes from another run. Export the saved model again (learner.to_onnx({str(export)!r}) after "
-                         f"save_model({str(saved)!r}), or bertlearn train --onnx), or serve {str(saved)!r} without "
-                         "--onnx")
+                         "trained further, or comes from another run. Export the saved model again "
+                         f"(learner.to_onnx({str(export)!r}) after save_model({str(saved)!r}), or bertlearn train "
+                         f"--onnx), or serve {str(saved)!r} without --onnx")

@@ -153,6 +153,7 @@ def test_jsonl_spans_become_iob2_words(tmp_path):
     # combining marks stay in their word (before, a decomposed accent or a Devanagari vowel sign cut it)
     assert split_words("Jose\u0301 in हिन्दी!\u0301") == [("Jose\u0301", 0, 5), ("in", 6, 8), ("हिन्दी", 9, 15),
                                                          ("!\u0301", 15, 17)]
+    assert split_words("x² CO₂") == [("x²", 0, 2), ("CO₂", 3, 6)]  # other numbers stay in their word, as with re
     f.write_text(json.dumps({"text": "Jose\u0301 Ruiz left", "labels": [[0, 4, "PER"]]}) + "\n")
     with pytest.raises(DataError, match=r"entity \[0, 4, 'PER'\] \('Jose'\) cuts the word 'Jose\u0301'"):
         read_jsonl(f)  # a span that leaves the accent out is found, not tagged on a cut word
@@ -445,6 +446,12 @@ def test_cli_trains_predicts_and_evaluates_ner(tmp_path, tiny_model_dir, capsys)
     pred = [[l.split("\t")[2] for l in block.splitlines()]
             for block in (tmp_path / "pred.conll").read_text().split("\n\n") if block.strip()]
     assert [len(p) for p in pred] == [len(w) for w in test_words]
+    # a byte-order mark and a -DOCSTART- line (before, the mark hid it from the writer: tags shifted, then a crash)
+    (tmp_path / "bom.conll").write_bytes(b"\xef\xbb\xbf-DOCSTART- O\n\n" + (tmp_path / "dev.conll").read_bytes())
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "bom.conll"), "--output",
+                 str(tmp_path / "bom_pred.conll"), "--device", "cpu"]) == 0
+    assert (tmp_path / "bom_pred.conll").read_text().split("\n")[2:] == \
+        (tmp_path / "pred.conll").read_text().split("\n")
     # eval: the same scores as seqeval on the predicted file
     assert main(["eval", "--model", str(out), "--input", str(tmp_path / "dev.conll"), "--device", "cpu", "--json",
                  str(tmp_path / "m.json")]) == 0
@@ -874,11 +881,13 @@ def test_raw_text_is_tagged_from_the_pieces_its_words_were_trained_on(kind, tmp_
     learner = BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "out", "cpu", None, seed=0)
     torch.manual_seed(0)
     torch.nn.init.normal_(learner.model.classifier.weight, std=5.0)  # tags that differ from word to word
-    texts = [" ".join(s) for s in words[:8]]
-    per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
-    assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == words[:8]
-    assert [[d["entity"] for d in ws] for ws in per_word] == learner.predict_tokens(words[:8])
-    assert len({d["entity"] for ws in per_word for d in ws}) > 1
+    # words apart by a space, a run of spaces, a newline, a tab, and text that starts with spaces
+    for join in (" ", "  ", "\n", " \n\t", "\t"):
+        texts = [("  " if join == "\t" else "") + join.join(s) for s in words[:8]]
+        per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
+        assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == words[:8]
+        assert [[d["entity"] for d in ws] for ws in per_word] == learner.predict_tokens(words[:8])
+        assert len({d["entity"] for ws in per_word for d in ws}) > 1
 
 
 def test_an_entity_word_is_its_pieces_decoded_once(tmp_path):
@@ -918,3 +927,39 @@ def test_sentences_a_validation_pass_did_not_reach_are_left_out_of_the_scores(ti
         gold, pred = collector.tags()
     assert gold == pred == [["B-PER", "O", "O"], ["B-PER", "O", "O"]]
     assert collector.scores()["f1"] == 1.0
+    # none whole (a long sentence's windows cut by the pass's end): NaN scores, not seqeval's TypeError
+    long = TagEncoder(tiny_tokenizer, 8, labels).dataset([["bob"] * 6], [[1] * 6])
+    assert len(long) > 1
+    collector.reset()
+    collector.dataset, collector.rows = long, [np.array([0])]
+    collector.preds = [torch.as_tensor(np.asarray(long.targets[0]).clip(0)[None], dtype=torch.int16)]
+    with pytest.warns(UserWarning, match=r"^entity scores: 1 of 1 validation sentences were not predicted .* the "
+                                         r"scores count the 0 that were \(NaN\)$"):
+        assert all(np.isnan(v) for v in collector.scores().values())
+
+
+def test_a_generic_byte_level_tokenizer_gets_its_space_mark_and_a_saved_model_keeps_its_own(tmp_path):
+    # a tokenizer.json alone (as ModernBERT ships) loads as a generic class whose add_prefix_space= does not reach
+    # the pre-tokenizer: the copy sets it there (before, such tokenizers were refused); and a model saved with a
+    # tokenizer that encodes words without the mark is read with that tokenizer, the pieces it was trained on
+    import transformers as T
+
+    from bertlearn.data.tagged import tokenizer_for_words
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture("roberta", tmp_path / "roberta")
+    generic = T.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<pad>",
+                                        unk_token="<unk>")
+    split = generic([["the", "movie"]], is_split_into_words=True, add_special_tokens=False)
+    assert generic.convert_ids_to_tokens(split["input_ids"][0])[-1] == "movie"  # no mark: unlike "the movie"
+    with pytest.warns(UserWarning, match="uses a copy with add_prefix_space=True"):
+        fixed = tokenizer_for_words(generic)
+    assert generic.backend_tokenizer.pre_tokenizer.add_prefix_space is False  # the caller's is untouched
+    fixed.save_pretrained(tmp_path / "saved")
+    reloaded = T.AutoTokenizer.from_pretrained(tmp_path / "saved")
+    for tok in (fixed, reloaded):
+        split = tok([["the", "movie"]], is_split_into_words=True, add_special_tokens=False)
+        assert tok.convert_ids_to_tokens(split["input_ids"][0]) == ["Ġthe", "Ġmovie"]
+    old = T.AutoTokenizer.from_pretrained(folder)  # as a model saved before the copy existed holds it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TagEncoder.from_settings(old, {"maxlen": 32, "labels": ["O", "B-PER"]}).tokenizer is old

@@ -28,13 +28,13 @@ _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
 # words of raw text, as a doccano span is cut into them: runs of word characters, or one other non-space character,
 # each with the combining marks that follow it. The regex module's \w holds marks (Python's re would cut a
 # decomposed "Jose\u0301" or Devanagari "हिन्दी" at every mark)
-_WORD = regex.compile(r"\w+|[^\w\s]\p{M}*")
+_WORD = regex.compile(r"[\w\p{No}]+|[^\w\p{No}\s]\p{M}*")  # \p{No}: "x²", "CO₂", which re's \w held too
 
 
-def _without_bom(encoding: str) -> str:
+def _without_bom(encoding: str | None) -> str:
     # files saved by Windows tools open with a byte-order mark, which would stick to the first word (and hide a
     # first -DOCSTART- line); utf-8-sig reads files with and without one alike
-    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return "utf-8-sig" if encoding is None or encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
 
 
 @dataclass

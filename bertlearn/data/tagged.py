@@ -46,7 +46,10 @@ IGNORE_INDEX = -100  # PyTorch's cross-entropy default: positions with this targ
 
 def _splits_like_text(tokenizer: Any) -> bool:
     # the pieces of a word after the first, encoded from pre-split words and from the words in a text
-    split = tokenizer([["the", "word"]], is_split_into_words=True, add_special_tokens=False)
+    try:
+        split = tokenizer([["the", "word"]], is_split_into_words=True, add_special_tokens=False)
+    except Exception:  # noqa: BLE001 - transformers < 5 refused pre-split words without add_prefix_space
+        return False
     raw = tokenizer(["the word"], add_special_tokens=False)
     return ([i for i, w in zip(split["input_ids"][0], split.word_ids(0)) if w == 1] ==
             [i for i, w in zip(raw["input_ids"][0], raw.word_ids(0)) if w == 1])
@@ -55,36 +58,52 @@ def _splits_like_text(tokenizer: Any) -> bool:
 def tokenizer_for_words(tokenizer: Any) -> Any:
     """`tokenizer`, or a copy that encodes pre-split words as it encodes them in a text. A byte-level BPE tokenizer
     (RoBERTa, GPT-2 style) loaded without `add_prefix_space` encodes pre-split words without the space mark their
-    words carry in a text ("word" against "Ġword"): a model trained on such words would tag raw texts from pieces
-    it never saw. The copy has `add_prefix_space=True` (as Hugging Face's token-classification examples load it);
-    the caller's tokenizer is left as it was, and the change is said.
+    words carry in a text ("word" against "Ġword"): a model would fine-tune on pieces unlike those it was pretrained
+    on. The copy adds the mark (`add_prefix_space=True`, as Hugging Face's token-classification examples load it)
+    and is saved with the model; the caller's tokenizer is left as it was, and the change is said. Where no copy can
+    be made to, that is said, and training goes on with the tokenizer's own pieces (predictions read raw texts as
+    the same pre-split words, so they stay consistent with training).
 
     Args:
         tokenizer: a fast tokenizer.
     """
-    try:
-        if _splits_like_text(tokenizer):
-            return tokenizer
-    except Exception as e:  # noqa: BLE001 - older transformers refused pre-split words without add_prefix_space
-        failed = f"{type(e).__name__}: {e}"
-    else:
-        failed = None
-    if getattr(tokenizer, "add_prefix_space", None) is False:
-        import tempfile
-        with tempfile.TemporaryDirectory() as folder:  # reloaded as transformers builds it with the option
+    if _splits_like_text(tokenizer):
+        return tokenizer
+    name = type(tokenizer).__name__
+    fixed = _with_prefix_space(tokenizer)
+    if fixed is not None:
+        warnings.warn(f"{name} was loaded with add_prefix_space=False, which encodes pre-split words without the "
+                      "space mark their words carry in a text; token classification uses a copy with "
+                      "add_prefix_space=True (saved with the model; your tokenizer object is unchanged). Load it "
+                      "with add_prefix_space=True to say so yourself", stacklevel=user_stacklevel())
+        return fixed
+    warnings.warn(f"{name} encodes pre-split words unlike the same words in a text, and no copy of it could be made "
+                  "that does not (its pre-tokenizer has no add_prefix_space to set): the model fine-tunes on other "
+                  "pieces than those of running text it was pretrained on. Predictions read texts as the same "
+                  "pre-split words, so they match training; a tokenizer that encodes words as text may score better",
+                  stacklevel=user_stacklevel())
+    return tokenizer
+
+
+def _with_prefix_space(tokenizer: Any) -> Any:
+    # a copy of `tokenizer` with add_prefix_space=True that encodes pre-split words as text, or None
+    import copy
+    import tempfile
+    if getattr(tokenizer, "add_prefix_space", None) is False:  # classes that build their pre-tokenizer from it
+        with tempfile.TemporaryDirectory() as folder:
             tokenizer.save_pretrained(folder)
             fixed = type(tokenizer).from_pretrained(folder, add_prefix_space=True)
         if _splits_like_text(fixed):
-            warnings.warn(f"{type(tokenizer).__name__} was loaded with add_prefix_space=False, which encodes "
-                          "pre-split words without the space mark their words carry in a text; token classification "
-                          "uses a copy with add_prefix_space=True (saved with the model; your tokenizer object is "
-                          "unchanged). Load it with add_prefix_space=True to say so yourself",
-                          stacklevel=user_stacklevel())
             return fixed
-    raise DataError(f"{type(tokenizer).__name__} encodes pre-split words unlike the same words in a text"
-                    f"{f' ({failed})' if failed else ''}, so a model trained on tagged words would tag raw texts from "
-                    "other pieces; for byte-level BPE models (RoBERTa, GPT-2 style) load the tokenizer with "
-                    "add_prefix_space=True")
+    # a generic tokenizer (tokenizer.json alone) keeps the pre-tokenizer it was saved with: set the option there
+    fixed = copy.deepcopy(tokenizer)
+    pre = getattr(getattr(fixed, "backend_tokenizer", None), "pre_tokenizer", None)
+    if pre is None or not hasattr(pre, "add_prefix_space"):
+        return None
+    pre.add_prefix_space = True
+    if hasattr(fixed, "add_prefix_space"):
+        fixed.add_prefix_space = True
+    return fixed if _splits_like_text(fixed) else None
 
 
 class TagEncoder:
@@ -109,7 +128,6 @@ class TagEncoder:
         if not getattr(tokenizer, "is_fast", False):
             raise DataError(f"token classification needs a fast tokenizer (word ids and character offsets); "
                             f"{type(tokenizer).__name__} is not one: load it with AutoTokenizer(..., use_fast=True)")
-        tokenizer = tokenizer_for_words(tokenizer)
         self.tokenizer, self.maxlen, self.labels = tokenizer, int(maxlen), [str(l) for l in labels]
         self.scheme, self.label_all_tokens = scheme, bool(label_all_tokens)
         self.prefix, self.suffix = _special_tokens(tokenizer)
@@ -556,7 +574,9 @@ class BertNERDataBunch(BertDataBunch):
             check_scheme(sents, scheme, labels=labels)
         t0 = time.perf_counter()
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-        encoder = TagEncoder(tok, maxlen, labels, scheme=scheme, label_all_tokens=label_all_tokens)
+        # new training only: a saved model keeps the tokenizer it was trained with, whatever its pieces
+        encoder = TagEncoder(tokenizer_for_words(tok), maxlen, labels, scheme=scheme,
+                             label_all_tokens=label_all_tokens)
         index = {l: i for i, l in enumerate(encoder.labels)}
         train_ds, valid_ds = ([encoder.dataset(s.words, [[index[t] for t in ts] for ts in s.tags], texts=s.texts,
                                                spans=s.spans) for s in (train, valid)])

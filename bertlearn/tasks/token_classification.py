@@ -140,14 +140,16 @@ class TagCollector:
             if len(seen) < len(pred):  # a word left unread would count as predicted O and pull recall down
                 warnings.warn(f"entity scores: {len(pred) - len(seen)} of {len(pred)} validation sentences were not "
                               f"predicted (the pass stopped early, e.g. ShortEpochCallback); the scores count the "
-                              f"{len(seen)} that were", stacklevel=user_stacklevel())
+                              f"{len(seen)} that were{' (NaN)' if not seen else ''}", stacklevel=user_stacklevel())
             self._tags = (_names([ds.word_tags[i] for i in seen], labels), _names([pred[i] for i in seen], labels))
         return self._tags
 
     def scores(self) -> dict[str, float] | None:
         """`entity_scores` of the collected tags."""
         if self._scores is None and self.tags() is not None:
-            self._scores = entity_scores(*self.tags())
+            # no sentence whole (a pass stopped in the first batch of long, windowed texts): nothing to score
+            self._scores = entity_scores(*self.tags()) if self.tags()[0] else \
+                dict.fromkeys(("precision", "recall", "f1", "accuracy"), float("nan"))
         return self._scores
 
 
@@ -203,13 +205,18 @@ def entity_metrics() -> list[EntityMetric]:
 
 # --- from token scores to entities ---
 
+def _subword_prefix(tokenizer: Any) -> str | None:
+    # WordPiece's "##": the tokenizer marks a word's later pieces, so a word's pieces in a text are its pieces alone
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    return getattr(model, "continuing_subword_prefix", None) or None
+
+
 def _is_subword(tokenizer: Any, token: str, text: str, start: int, end: int) -> bool:
     # word-aware tokenizers (a continuing-subword prefix such as WordPiece's ##) mark later pieces with it. The
     # pipeline tests len(token) != len(text[start:end]) instead, which normalization breaks: an uncased tokenizer
     # strips the accent of a decomposed "Sa\u0303o" (4 characters) to "sao" (3), and the pipeline then glues the
     # word to the one before it. Others fall back, as the pipeline does, to "no space before it"
-    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    prefix = getattr(model, "continuing_subword_prefix", None)
+    prefix = _subword_prefix(tokenizer)
     if prefix:
         return token.startswith(prefix)
     if id(tokenizer) not in _GUESSED:
@@ -218,7 +225,7 @@ def _is_subword(tokenizer: Any, token: str, text: str, start: int, end: int) -> 
                       "words of raw text are guessed as the pipeline does, a token not preceded by a space "
                       "continuing the word before it, which joins punctuation to its word; predict_tokens on "
                       "pre-split words has no such guess", stacklevel=user_stacklevel())
-    return start > 0 and " " not in text[start - 1:start + 1]
+    return start > 0 and not text[start - 1].isspace()
 
 
 _GUESSED: set[int] = set()  # tokenizers whose word guessing was said
@@ -226,7 +233,9 @@ _GUESSED: set[int] = set()  # tokenizers whose word guessing was said
 
 def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
     """The words of raw texts as token classification reads them: per text, per word, its pieces' ids, tokens and
-    character span.
+    character span. Words are found in the text's tokens; their pieces are those of the words encoded as pre-split
+    words, as training encoded them (for a tokenizer without a sub-word prefix they differ from the text's: a space
+    mark of its own, "Ġ" or "▁", before a word, a newline or a run of spaces before it).
 
     Args:
         tokenizer: a fast tokenizer.
@@ -234,24 +243,23 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
     """
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     unk = tokenizer.unk_token_id
-    bare: dict[int, bool] = {}  # per token id: a space mark alone (decodes to nothing but space)
+    # WordPiece's unknown token stands for a whole word; SentencePiece's and BPE's for a character inside one
+    whole_unk = _subword_prefix(tokenizer) is not None
+    space: dict[int, bool] = {}  # per token id: decodes to nothing but white space ("Ġ", "▁", "Ċ", "ĠĠ")
     out = []
     for i, text in enumerate(texts):
         ids, offsets = enc["input_ids"][i], enc["offset_mapping"][i]
         tokens = tokenizer.convert_ids_to_tokens(ids)
         words: list[dict] = []
-        mark = None  # a bare space mark waiting for the word it opens
+        after_space = True
         for tid, tok, (s, e) in zip(ids, tokens, offsets):
-            if tid not in bare:
-                bare[tid] = tid != unk and not tokenizer.convert_tokens_to_string([tok]).strip()
-            if bare[tid]:
-                # SentencePiece's "▁" or byte-level BPE's "Ġ" alone: the space mark of a word whose first letters
-                # have no piece with the mark, so it is the first piece of the next word, as in the pieces of
-                # pre-split words (the pipeline makes it a word of its own). Of several in a row (a run of
-                # spaces), the last opens the word; marks with no word after them are no word
-                mark = (tid, tok)
+            if tid not in space:
+                space[tid] = tid != unk and not tokenizer.convert_tokens_to_string([tok]).strip()
+            if space[tid]:  # part of no word (pre-split words hold no white space); the next token opens one
+                after_space = True
                 continue
-            sub = mark is None and _is_subword(tokenizer, tok, text, s, e) and tid != unk
+            sub = not after_space and not (whole_unk and tid == unk) and _is_subword(tokenizer, tok, text, s, e)
+            after_space = False
             if tid == unk:
                 tok = text[s:e]
             if words and sub:
@@ -259,16 +267,34 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
                 w["ids"].append(tid), w["tokens"].append(tok)
                 w["end"] = e
             else:
-                lead = [] if mark is None else [mark]
-                words.append({"ids": [m[0] for m in lead] + [tid], "tokens": [m[1] for m in lead] + [tok],
-                              "start": s, "end": e})
-            mark = None
+                words.append({"ids": [tid], "tokens": [tok], "start": s, "end": e})
         # a combining mark the normalizer dropped (a decomposed "Jose\u0301") still ends its word, up to the next
         for w, nxt in zip(words, [*(v["start"] for v in words[1:]), len(text)]):
             while w["end"] < nxt and unicodedata.combining(text[w["end"]]):
                 w["end"] += 1
         out.append(words)
+    if _subword_prefix(tokenizer) is None:
+        _as_split_words(tokenizer, texts, out)
     return out
+
+
+def _as_split_words(tokenizer: Any, texts: Sequence[str], words: list[list[dict]]) -> None:
+    # each word's ids and tokens become those of the word encoded alone, as pre-split words are in training
+    which = [i for i, ws in enumerate(words) if ws]
+    if not which:
+        return
+    enc = tokenizer([[texts[i][w["start"]:w["end"]] for w in words[i]] for i in which], is_split_into_words=True,
+                    add_special_tokens=False)
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id or 0
+    for row, i in enumerate(which):
+        per_word: list[list[int]] = [[] for _ in words[i]]
+        for tid, wid in zip(enc["input_ids"][row], enc.word_ids(row)):
+            if wid is not None:
+                per_word[wid].append(tid)
+        for w, ids in zip(words[i], per_word):
+            w["ids"] = ids or [unk]  # a word the tokenizer drops alone: the unknown token, as in training
+            if unk not in w["ids"]:  # else the text's tokens stay, which spell the unknown part with its letters
+                w["tokens"] = tokenizer.convert_ids_to_tokens(w["ids"])
 
 
 def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], tokenizer: Any, *,
