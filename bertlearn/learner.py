@@ -567,6 +567,9 @@ class TaskLearner(Learner):
         """
         with (self.no_bar() if quiet else contextlib.nullcontext()), self.keeping_history():
             values = super().validate(ds_idx=ds_idx, dl=dl, cbs=cbs)
+        if values is None or not len(values):  # fastai records nothing for a pass a callback cancelled
+            raise BertLearnError("validate: the pass was cancelled before it recorded a loss (a callback such as "
+                                 "ShortEpochCallback stopped it); validate without that callback")
         results = {"loss": float(values[0])}
         if not loss_only:
             results.update({m.name: v for m, v in zip(self.metrics, values[1:])})

@@ -849,7 +849,7 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
             BertNERPredictor(tmp_path / "nowhere", device)
 
 
-@pytest.mark.parametrize("kind", ["roberta", "albert"])
+@pytest.mark.parametrize("kind", ["roberta", "albert", "deberta-v2"])
 def test_raw_text_is_tagged_from_the_pieces_its_words_were_trained_on(kind, tmp_path):
     # before: a RoBERTa tokenizer loaded without add_prefix_space trained on "word" where a text has "Ġword"; and a
     # bare space mark ("Ġ", "▁") before a word with no marked piece became a word of its own in predict, so
@@ -888,6 +888,12 @@ def test_raw_text_is_tagged_from_the_pieces_its_words_were_trained_on(kind, tmp_
         assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == words[:8]
         assert [[d["entity"] for d in ws] for ws in per_word] == learner.predict_tokens(words[:8])
         assert len({d["entity"] for ws in per_word for d in ws}) > 1
+    # characters of several pieces (an emoji's or a CJK character's bytes, a ligature) are one word, and so are
+    # the pieces DeBERTa's offsets start at the space before
+    texts = ["bob 😀 ann", "東京 bob was good", "ﬁne bob", "good the movie was"]
+    per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
+    assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == [t.split() for t in texts]
+    assert [[d["entity"] for d in ws] for ws in per_word] == learner.predict_tokens([t.split() for t in texts])
 
 
 def test_an_entity_word_is_its_pieces_decoded_once(tmp_path):
@@ -959,7 +965,21 @@ def test_a_generic_byte_level_tokenizer_gets_its_space_mark_and_a_saved_model_ke
     for tok in (fixed, reloaded):
         split = tok([["the", "movie"]], is_split_into_words=True, add_special_tokens=False)
         assert tok.convert_ids_to_tokens(split["input_ids"][0]) == ["Ġthe", "Ġmovie"]
+        # offsets trimmed as the mark was added (RoBERTa's post-processor too): the first word keeps its letters
+        raw = tok("the movie", add_special_tokens=False, return_offsets_mapping=True)
+        assert [("the movie")[a:b] for a, b in raw["offset_mapping"]] == ["the", "movie"]
     old = T.AutoTokenizer.from_pretrained(folder)  # as a model saved before the copy existed holds it
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert TagEncoder.from_settings(old, {"maxlen": 32, "labels": ["O", "B-PER"]}).tokenizer is old
+
+
+def test_a_cancelled_validation_says_so(ner_learner):
+    # before, fastai's empty record raised an IndexError from inside validate
+    from fastai.callback.training import ShortEpochCallback
+
+    from bertlearn import BertLearnError
+    with pytest.raises(BertLearnError, match=r"^validate: the pass was cancelled before it recorded a loss \(a callback "
+                                             r"such as ShortEpochCallback stopped it\); validate without that callback$"):
+        ner_learner.validate(cbs=[ShortEpochCallback(pct=0.01, short_valid=True)], quiet=True)
+    assert ner_learner.validate(quiet=True)["f1"] > 0.5  # the learner is as it was

@@ -101,6 +101,9 @@ def _with_prefix_space(tokenizer: Any) -> Any:
     if pre is None or not hasattr(pre, "add_prefix_space"):
         return None
     pre.add_prefix_space = True
+    post = fixed.backend_tokenizer.post_processor  # RoBERTa's trims offsets by it: the first word would lose a letter
+    if post is not None and hasattr(post, "add_prefix_space"):
+        post.add_prefix_space = True
     if hasattr(fixed, "add_prefix_space"):
         fixed.add_prefix_space = True
     return fixed if _splits_like_text(fixed) else None

@@ -258,7 +258,12 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
             if space[tid]:  # part of no word (pre-split words hold no white space); the next token opens one
                 after_space = True
                 continue
-            sub = not after_space and not (whole_unk and tid == unk) and _is_subword(tokenizer, tok, text, s, e)
+            while s < e and text[s].isspace():  # offsets that take in the space before the piece (Metaspace)
+                s += 1
+            # pieces of one character (an emoji's or a CJK character's bytes, a ligature) share its offsets
+            same_char = bool(words) and not whole_unk and s < words[-1]["end"]
+            sub = same_char or (not after_space and not (whole_unk and tid == unk)
+                                and _is_subword(tokenizer, tok, text, s, e))
             after_space = False
             if tid == unk:
                 tok = text[s:e]
@@ -649,11 +654,13 @@ class BertNERLearner(NERTagger, TaskLearner):
             ds = (dl if dl is not None else self.dls[ds_idx]).dataset
             both = (_names(ds.word_tags, self.labels), self.predict_tokens(ds.words))
         if both is not None and not loss_only:
-            report = entity_report(*both)
+            # no sentence whole (the pass stopped early, which the collector said): no type can be scored
+            report = entity_report(*both) if both[0] else pd.DataFrame()
             for kind in self.dls.entity_types:
                 row = report.loc[kind] if kind in report.index else None
                 for col in ("precision", "recall", "f1"):
-                    results[f"{kind}_{col}"] = float(row[col]) if row is not None else 0.0
+                    results[f"{kind}_{col}"] = float(row[col]) if row is not None else \
+                        (0.0 if both[0] else float("nan"))
         return (results, both) if return_preds else results
 
     def _validated_tags(self) -> tuple[list[list[str]], list[list[str]]] | None:
