@@ -20,7 +20,7 @@ from .device import amp_dtype_for, resolve_device
 from .data import BertDataLoader, TextEncoder, as_texts
 from .errors import ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
-from .model import compile_model, load_pretrained
+from .model import compile_model, load_pretrained, position_limit
 from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
 from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
@@ -343,7 +343,7 @@ class BertClassificationPredictor(Predictor):
             raise ModelError(f"model_path {str(path)!r} could not be loaded: {e}") from e
         self.model.eval()
         compiled = compile_model(self.model, compile)
-        settings = read_settings(path, tokenizer, self.model.config, multi_label)
+        settings = read_settings(path, tokenizer, self.model.config, multi_label, limit=position_limit(self.model))
         check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
                                        do_lower_case=do_lower_case, model_type=model_type,
                                        use_fast_tokenizer=use_fast_tokenizer)

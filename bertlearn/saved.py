@@ -17,7 +17,7 @@ from .errors import ModelError
 from .version import __version__
 
 __all__ = ["SETTINGS_FILE", "ONNX_FILE", "MODEL_INPUTS", "WEIGHTS_KEY", "input_names", "weights_digest",
-           "settings_for", "write_settings", "read_settings", "check_same_weights"]
+           "settings_for", "write_settings", "plain_maxlen", "read_settings", "check_same_weights"]
 
 SETTINGS_FILE = "bertlearn.json"
 ONNX_FILE = "model.onnx"
@@ -84,7 +84,19 @@ def write_settings(folder: Path, settings: dict) -> None:
     (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
 
-def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None) -> dict:
+def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:
+    """Tokens per input for a plain Hugging Face folder: the tokenizer's limit, the model's, 512 at most (a
+    tokenizer can claim more than the model's position table holds, and a longer input fails in its lookup).
+
+    Args:
+        tokenizer: the folder's tokenizer.
+        limit: the model's limit (None: unknown, as for an ONNX graph).
+    """
+    return min(int(tokenizer.model_max_length), 512, limit or 512)
+
+
+def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None, *,
+                  limit: int | None = None) -> dict:
     """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies.
 
     Args:
@@ -94,10 +106,12 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
         multi_label: fast-bert's predictor argument: must agree with the task recorded in `bertlearn.json` or
             `config.problem_type` (the head was trained for a softmax or for sigmoids; reading it the other way
             gives meaningless probabilities); where neither records it, it sets the task.
+        limit: the most tokens the model takes in one input (`bertlearn.model.position_limit`), which caps the
+            tokenizer's limit for a folder without `bertlearn.json`.
     """
     settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
     if not settings:
-        settings = {"maxlen": min(int(tokenizer.model_max_length), 512),
+        settings = {"maxlen": plain_maxlen(tokenizer, limit),
                     "labels": [config.id2label[i] for i in range(config.num_labels)],
                     "problem_type": config.problem_type or "single_label_classification"}
         if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it

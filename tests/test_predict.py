@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -278,3 +279,30 @@ class TestPaddingAwareBatches:
         assert len(shuffled) == 1  # training order is never cut
         with pytest.raises(DataError, match=r"batch_overhead='none': pass a whole number of tokens >= 0, 'auto'"):
             type(dl)(dl.dataset, bs=64, batch_overhead="none")
+
+
+def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer, tmp_path):
+    # a Hugging Face folder without bertlearn.json: before, the tokenizer's 512 was used, and a text longer than the
+    # model's 16 positions failed inside the model (a RuntimeError at its position table) in both predictors
+    import transformers as T
+
+    from bertlearn import BertNERPredictor
+    size = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=16)
+    assert tiny_tokenizer.model_max_length == 512
+    long = " ".join(["good"] * 40)
+    for head, predictor_type in ((T.BertForSequenceClassification, BertClassificationPredictor),
+                                 (T.BertForTokenClassification, BertNERPredictor)):
+        folder = tmp_path / head.__name__
+        labels = ["negative", "positive"] if predictor_type is BertClassificationPredictor else ["O", "B-PER"]
+        torch.manual_seed(0)
+        head(T.BertConfig(**size, num_labels=2, id2label=dict(enumerate(labels)))).save_pretrained(folder)
+        tiny_tokenizer.save_pretrained(folder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the plain folder's scheme guess, and the cut text: said elsewhere
+            predictor = predictor_type(folder, device="cpu")
+            assert predictor.encoder.maxlen == 16
+            if predictor_type is BertClassificationPredictor:
+                assert len(predictor.predict_batch([long])[0]) == 2
+            else:
+                assert len(predictor.predict(long, group=False, exclude_entities=None)) == 40

@@ -36,9 +36,9 @@ from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
-from ..model import compile_model, load_labelled_head, load_pretrained, quiet_hub, resolve_pretrained
+from ..model import compile_model, load_labelled_head, load_pretrained, position_limit, quiet_hub, resolve_pretrained
 from ..predict import check_fast_bert_predictor_args, refuse_device_as_label_path
-from ..saved import ONNX_FILE, SETTINGS_FILE, settings_for, weights_digest, write_settings
+from ..saved import ONNX_FILE, SETTINGS_FILE, plain_maxlen, settings_for, weights_digest, write_settings
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
@@ -741,7 +741,7 @@ class BertNERLearner(NERTagger, TaskLearner):
 
 # --- predictors of saved folders ---
 
-def _tag_settings(folder: Path, tokenizer: Any, config: Any) -> dict:
+def _tag_settings(folder: Path, tokenizer: Any, config: Any, *, limit: int | None = None) -> dict:
     import json
 
     from ..data.conll import detect_scheme
@@ -751,7 +751,7 @@ def _tag_settings(folder: Path, tokenizer: Any, config: Any) -> dict:
         raise ModelError(f"{str(folder)!r} holds a {saved['problem_type']} model, not a token classifier; open it "
                          "with load_predictor(path) or BertClassificationPredictor")
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    settings = {"maxlen": min(int(tokenizer.model_max_length), 512), "labels": labels, **saved}
+    settings = {"maxlen": plain_maxlen(tokenizer, limit), "labels": labels, **saved}
     if "tag_scheme" not in settings:
         closing = any(l[:2] in ("E-", "S-", "L-", "U-") for l in labels)
         settings["tag_scheme"] = detect_scheme([labels]) if closing else "IOB2"
@@ -802,7 +802,7 @@ class BertNERPredictor(NERTagger):
                                         head="token-classification head")
         self.model.to(self.device).eval()
         compiled = compile_model(self.model, compile)
-        settings = _tag_settings(path, tokenizer, self.model.config)
+        settings = _tag_settings(path, tokenizer, self.model.config, limit=position_limit(self.model))
         check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
                                        do_lower_case=do_lower_case, where="BertNERPredictor", label_file="labels.txt",
                                        implicit=("O",), model_type=model_type, use_fast_tokenizer=use_fast_tokenizer)
