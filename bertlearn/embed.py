@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .errors import BertLearnError, DataError, user_stacklevel
-from .model import position_limit
+from .model import position_limit, position_limit_source
+from .saved import plain_maxlen
 
 __all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix", "sense_separation",
            "project_2d", "EXAMPLE_SENSES"]
@@ -216,7 +217,7 @@ def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
 
 def _limit(encoder: nn.Module, tokenizer: Any) -> int:
     """The longest input embed gives the model by default: what its positions and its tokenizer take, 512 at most."""
-    return min(_tokenizer_limit(tokenizer) or 512, 512, position_limit(encoder) or 512)
+    return plain_maxlen(tokenizer, position_limit(encoder))
 
 
 def _folder_maxlen(folder: dict, encoder: nn.Module, model: Any) -> int | None:
@@ -239,11 +240,9 @@ def _check_sizes(encoder: nn.Module, bs: Any, maxlen: Any) -> None:
         raise BertLearnError(f"maxlen={maxlen!r}: tokens kept per text must be a whole number >= 2 (e.g. 256)")
     limit = position_limit(encoder)
     if limit is not None and maxlen > limit:
-        max_pos = encoder.config.max_position_embeddings
-        held = "" if limit == max_pos else f", of which its position table holds {limit} tokens"
         raise BertLearnError(f"maxlen={maxlen}: the model takes at most {limit} tokens in one input (its config's "
-                             f"max_position_embeddings={max_pos}{held}); pass maxlen<={limit}, or leave it out for "
-                             "the model's limit")
+                             f"{position_limit_source(encoder)}); pass maxlen<={limit}, or leave it out for the "
+                             "model's limit")
 
 
 def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:

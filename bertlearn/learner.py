@@ -44,7 +44,7 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           main_process_only, multi_gpu_without_effect)
 from .errors import BertLearnError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
-from .model import bert_splitter, compile_model, position_limit
+from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
@@ -760,9 +760,7 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
     """
     limit = position_limit(model)
     if limit is not None and databunch.maxlen > limit:
-        max_pos = model.config.max_position_embeddings
-        held = "" if limit == max_pos else f", of which its position table holds {limit} tokens"
-        warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's max_position_embeddings={max_pos}{held}; "
+        warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}; "
                       f"cutting texts to {limit} tokens (build the {type(databunch).__name__} with maxlen<={limit} "
                       "to choose how)", stacklevel=user_stacklevel())
         for dl in databunch.loaders:

@@ -19,7 +19,7 @@ from .errors import ModelError, user_stacklevel
 __all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
            "load_pretrained", "load_labelled_head", "load_error", "quiet_hub", "load_encoder_weights",
            "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model",
-           "position_limit"]
+           "position_limit", "position_limit_source"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +71,18 @@ def position_limit(model: nn.Module) -> int | None:
     pad = getattr(owner, "padding_idx", None)
     counts_from_pad = isinstance(pad, int) and getattr(owner.position_embeddings, "padding_idx", None) == pad
     return max_pos - (pad + 1 if counts_from_pad else 0)
+
+
+def position_limit_source(model: nn.Module) -> str:
+    """Where `position_limit(model)` comes from, for messages: "max_position_embeddings=514, of which its position
+    table holds 512 tokens" (the second part only where the two differ).
+
+    Args:
+        model: a Hugging Face model with a `config`.
+    """
+    max_pos, limit = model.config.max_position_embeddings, position_limit(model)
+    return f"max_position_embeddings={max_pos}" + ("" if limit == max_pos else
+                                                   f", of which its position table holds {limit} tokens")
 
 
 def _looks_local(name: str) -> bool:

@@ -92,7 +92,11 @@ def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:
         tokenizer: the folder's tokenizer.
         limit: the model's limit (None: unknown, as for an ONNX graph).
     """
-    return min(int(tokenizer.model_max_length), 512, limit or 512)
+    try:
+        claimed = int(tokenizer.model_max_length)  # a huge sentinel where the tokenizer sets none
+    except (AttributeError, TypeError, ValueError):
+        claimed = 512
+    return min(claimed if claimed > 0 else 512, 512, limit or 512)
 
 
 def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None, *,

@@ -35,8 +35,8 @@ from .frames import positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
 
-__all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "tokenizer_for_words", "TagEncoder", "TaggedDataset",
-           "TaggedDataLoader", "BertNERDataBunch"]
+__all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "word_pieces", "tokenizer_for_words", "TagEncoder",
+           "TaggedDataset", "TaggedDataLoader", "BertNERDataBunch"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +53,25 @@ def _splits_like_text(tokenizer: Any) -> bool:
     raw = tokenizer(["the word"], add_special_tokens=False)
     return ([i for i, w in zip(split["input_ids"][0], split.word_ids(0)) if w == 1] ==
             [i for i, w in zip(raw["input_ids"][0], raw.word_ids(0)) if w == 1])
+
+
+def word_pieces(tokenizer: Any, words: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+    """Each word's sub-word ids, per sentence, as the tokenizer encodes pre-split words (an empty list for a word it
+    drops).
+
+    Args:
+        tokenizer: a fast tokenizer.
+        words: one list of words per sentence.
+    """
+    enc = tokenizer([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
+    out = []
+    for i, sent in enumerate(words):
+        per_word: list[list[int]] = [[] for _ in sent]
+        for tid, wid in zip(enc["input_ids"][i], enc.word_ids(i)):
+            if wid is not None:
+                per_word[wid].append(tid)
+        out.append(per_word)
+    return out
 
 
 def tokenizer_for_words(tokenizer: Any) -> Any:
@@ -173,16 +192,10 @@ class TagEncoder:
             words: one list of words per sentence.
         """
         tok = self.tokenizer
-        enc = tok([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
+        out = word_pieces(tok, words)
+        empty = [w for sent, ps in zip(words, out) for w, p in zip(sent, ps) if not p]
         unk = tok.unk_token_id if tok.unk_token_id is not None else self.pad_id
-        out, empty = [], []
-        for i, sent in enumerate(words):
-            per_word: list[list[int]] = [[] for _ in sent]
-            for tid, wid in zip(enc["input_ids"][i], enc.word_ids(i)):
-                if wid is not None:
-                    per_word[wid].append(tid)
-            empty += [sent[j] for j, p in enumerate(per_word) if not p]
-            out.append([p if p else [unk] for p in per_word])
+        out = [[p if p else [unk] for p in ps] for ps in out]
         if empty:
             warnings.warn(f"{len(empty)} word{'s' if len(empty) > 1 else ''} (e.g. {empty[0]!r}) became no sub-word at "
                           f"all (the tokenizer drops them); each is encoded as the unknown token "

@@ -30,6 +30,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
+from ..data.tagged import word_pieces
 from ..data.conll import entity_type, to_seqeval
 from ..device import amp_dtype_for, resolve_device
 from ..distributed import main_process_only, rank_world
@@ -244,7 +245,7 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     unk = tokenizer.unk_token_id
     # WordPiece's unknown token stands for a whole word; SentencePiece's and BPE's for a character inside one
-    whole_unk = _subword_prefix(tokenizer) is not None
+    whole_unk = _subword_prefix(tokenizer) is not None  # and a word's pieces in a text are its pieces alone
     space: dict[int, bool] = {}  # per token id: decodes to nothing but white space ("Ġ", "▁", "Ċ", "ĠĠ")
     out = []
     for i, text in enumerate(texts):
@@ -278,7 +279,7 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
             while w["end"] < nxt and unicodedata.combining(text[w["end"]]):
                 w["end"] += 1
         out.append(words)
-    if _subword_prefix(tokenizer) is None:
+    if not whole_unk:
         _as_split_words(tokenizer, texts, out)
     return out
 
@@ -288,14 +289,9 @@ def _as_split_words(tokenizer: Any, texts: Sequence[str], words: list[list[dict]
     which = [i for i, ws in enumerate(words) if ws]
     if not which:
         return
-    enc = tokenizer([[texts[i][w["start"]:w["end"]] for w in words[i]] for i in which], is_split_into_words=True,
-                    add_special_tokens=False)
+    pieces = word_pieces(tokenizer, [[texts[i][w["start"]:w["end"]] for w in words[i]] for i in which])
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id or 0
-    for row, i in enumerate(which):
-        per_word: list[list[int]] = [[] for _ in words[i]]
-        for tid, wid in zip(enc["input_ids"][row], enc.word_ids(row)):
-            if wid is not None:
-                per_word[wid].append(tid)
+    for i, per_word in zip(which, pieces):
         for w, ids in zip(words[i], per_word):
             w["ids"] = ids or [unk]  # a word the tokenizer drops alone: the unknown token, as in training
             if unk not in w["ids"]:  # else the text's tokens stay, which spell the unknown part with its letters
