@@ -62,11 +62,14 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
 
     Args:
         model: a Hugging Face sequence classifier.
-        dl: a `BertDataLoader` with `shuffle=False`.
+        dl: a `BertDataLoader` (a shuffled one is read in a fixed order instead, every row once).
         amp_dtype: run under autocast with this dtype, e.g. torch.bfloat16 (see `amp_dtype_for`).
         graphs: `InferenceGraphs` of `model` (CUDA): batches they take run as graph replays.
         skip_padding: `UnpaddedLinear` layers (see `unpad_linears`) skip each batch's padded rows (CPU batches).
     """
+    if getattr(dl, "shuffle", False) or getattr(dl, "drop_last", False):
+        # a training loader draws another order each pass (and may drop rows): the outputs could not be put back
+        dl = dl.new(shuffle=False, drop_last=False)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -747,6 +747,25 @@ class TestHistory:
         plt.close("all")
 
 
+class TestValidationPredictions:
+    def test_preds_of_the_shuffled_training_loader_are_in_dataset_order(self, trained_learner):
+        # the training loader draws a new length-grouped order each pass: the logits were put back by another one
+        texts = list(trained_learner.dls.train.dataset.texts)
+        results, logits = trained_learner.validate(ds_idx=0, quiet=True, return_preds=True)
+        assert trained_learner.dls.train.shuffle
+        assert torch.allclose(logits, trained_learner.predict_logits(texts), atol=1e-5)
+        targets = torch.as_tensor(trained_learner.dls.train.dataset.targets)
+        assert float((logits.argmax(1) == targets).float().mean()) == pytest.approx(results["accuracy"], abs=1e-6)
+
+    def test_preds_are_in_the_precision_the_metrics_were_computed_in(self, trained_learner, monkeypatch):
+        import bertlearn.tasks.classification as classification
+        seen = []
+        monkeypatch.setattr(classification, "predict_logits", lambda m, dl, **kw: seen.append(kw) or torch.zeros(1))
+        monkeypatch.setattr(type(trained_learner), "_amp_dtype", lambda self: torch.bfloat16)
+        trained_learner.validation_predictions(trained_learner.dls.valid)
+        assert seen == [{"amp_dtype": torch.bfloat16}]
+
+
 class TestWatchdog:
     @pytest.mark.parametrize("every", [1e9, 0.0], ids=["at-epoch-end", "mid-epoch"])
     def test_a_nan_loss_stops_the_fit_with_an_error(self, tiny_learner, every):

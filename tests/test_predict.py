@@ -8,7 +8,9 @@ import warnings
 import pytest
 import torch
 
-from bertlearn import BertClassificationPredictor, ModelError, load_learner
+from conftest import make_texts
+
+from bertlearn import BertClassificationPredictor, DataError, ModelError, load_learner
 
 TEXTS = ["the movie was great fun", "awful and boring film", "good", "the plot was dull but the acting was lovely",
          "it is a very poor film"]
@@ -306,3 +308,16 @@ def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer
                 assert len(predictor.predict_batch([long])[0]) == 2
             else:
                 assert len(predictor.predict(long, group=False, exclude_entities=None)) == 40
+
+
+def test_a_dataframe_given_as_texts_is_refused_not_read_as_its_column_names(trained_learner):
+    # list(df) is its column names: predict_batch(df) answered for the texts "text" and "label"
+    df = make_texts(9, seed=3)
+    message = "texts: got a DataFrame with columns ['text', 'label']; pass its texts, e.g. df['text']"
+    for call in (trained_learner.predict_batch, trained_learner.predict_labels, trained_learner.predict_logits):
+        with pytest.raises(DataError) as e:
+            call(df)
+        assert str(e.value) == message
+    with pytest.raises(DataError, match=r"^texts: got a dict with keys \['text'\]; pass its texts"):
+        trained_learner.predict_batch({"text": ["good film"]})
+    assert len(trained_learner.predict_batch(df["text"])) == 9

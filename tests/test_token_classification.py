@@ -310,6 +310,13 @@ def test_windows_score_like_whole_sentences(ner_learner, tiny_tokenizer):
     assert same > 0.8
 
 
+def test_a_dataframe_given_as_texts_is_refused_not_read_as_its_column_names(ner_learner):
+    frame = pd.DataFrame({"text": ["bob was good"], "id": [1]})
+    with pytest.raises(DataError) as e:
+        ner_learner.predict_batch(frame)
+    assert str(e.value) == "texts: got a DataFrame with columns ['text', 'id']; pass its texts, e.g. df['text']"
+
+
 def test_entities_match_the_pipeline_on_the_saved_folder(ner_learner, tmp_path):
     from transformers import pipeline
     path = ner_learner.save_model(tmp_path / "m")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
 
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns", "check_column_counts",
            "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
-           "task_options", "positive_int", "as_texts"]
+           "task_options", "positive_int", "as_texts", "refuse_table"]
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
@@ -215,6 +215,23 @@ def positive_int(value: Any, arg: str, error: type[Exception] = DataError) -> in
     return int(value)
 
 
+def refuse_table(texts: Any, arg: str, *, pairs: bool = False) -> None:
+    """Raise a `DataError` for a DataFrame or dict given as texts: iterating one gives its column names, so it
+    would be read as the texts "text" and "label".
+
+    Args:
+        texts: what the user gave.
+        arg: the argument's name, as the message says it.
+        pairs: the model takes sentence pairs.
+    """
+    if isinstance(texts, (pd.DataFrame, dict)):
+        frame = isinstance(texts, pd.DataFrame)
+        names = list(texts.columns if frame else texts.keys())[:10]
+        pick = "df[['text_a', 'text_b']].itertuples(index=False)" if pairs else "df['text']"
+        raise DataError(f"{arg}: got a {'DataFrame with columns' if frame else 'dict with keys'} {names}; pass "
+                        f"its texts, e.g. {pick}")
+
+
 def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
     """`texts` as a list of strings (or of (a, b) pairs), a single text wrapped; anything else a `DataError`.
 
@@ -223,6 +240,7 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
         arg: the argument's name, as the message says it.
         pairs: the model takes sentence pairs.
     """
+    refuse_table(texts, arg, pairs=pairs)
     if pairs:
         texts = [texts] if isinstance(texts, tuple) and len(texts) == 2 and isinstance(texts[0], str) else list(texts)
         bad = [i for i, t in enumerate(texts) if not (isinstance(t, (tuple, list)) and len(t) == 2

@@ -296,7 +296,8 @@ class BertLearner(TaskLearner):
         Args:
             dl: the loader validated.
         """
-        return predict_logits(self.model, dl)
+        # the precision validate's metrics were computed in, so the returned logits are the ones they scored
+        return predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
 
     @main_process_only
     def to_onnx(self, path: str | Path | None = None, *, opset: int = 18) -> Path:

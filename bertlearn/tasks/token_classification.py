@@ -32,6 +32,7 @@ from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
 from ..data.tagged import word_pieces
 from ..data.conll import entity_type, to_seqeval
+from ..data.frames import refuse_table
 from ..device import amp_dtype_for, resolve_device
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
@@ -434,6 +435,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def _check_texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
         raise DataError("predict_batch(texts) takes a list of texts; for one text call predict(text)")
+    refuse_table(texts, "texts")
     texts = list(texts)
     bad = [(i, t) for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
