@@ -437,6 +437,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .atomic import atomic_file
     from .data import read_csv
+    from .data.frames import CSV_CELLS
     from .errors import DataError
     from .predict import decide
 
@@ -448,7 +449,8 @@ def _predict(args: argparse.Namespace) -> int:
     enc = predictor.encoder
     n, t0, cols = 0, time.perf_counter(), None
     try:
-        reader = pd.read_csv(args.input, sep=args.sep or ",", encoding="utf-8-sig", chunksize=max(1, args.chunk_size))
+        reader = pd.read_csv(args.input, sep=args.sep or ",", encoding="utf-8-sig", chunksize=max(1, args.chunk_size),
+                             **CSV_CELLS)
         # written aside and renamed at the end: an interrupted run never leaves a truncated predictions file
         with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             for i, chunk in enumerate(reader):

@@ -10,12 +10,14 @@ silences them). It imports only the leaf `errors` from bertlearn.
 
 from __future__ import annotations
 
+import functools
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
-from .errors import user_stacklevel
+from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect"]
+__all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "FAST_BERT_LEARNER_ORDER", "fast_bert_positions"]
 
 
 class FastBertCompatWarning(UserWarning):
@@ -73,3 +75,45 @@ def note_no_effect(where: str, given: dict[str, Any], *, why: dict[str, str] | N
         warnings.warn(f"{where}: fast-bert argument{'s' if len(new) > 1 else ''} without effect in bertlearn: "
                       f"{reasons}", FastBertCompatWarning, stacklevel=user_stacklevel())
     return new
+
+
+# fast-bert's `BertLearner.from_pretrained_model` after (dataBunch, pretrained_path, output_dir, metrics, device, logger)
+FAST_BERT_LEARNER_ORDER = ("finetuned_wgts_path", "multi_gpu", "is_fp16", "loss_scale", "warmup_steps",
+                           "fp16_opt_level", "grad_accumulation_steps", "multi_label", "max_grad_norm", "adam_epsilon",
+                           "logging_steps", "freeze_transformer_layers", "pos_weight", "weight", "callbacks",
+                           "learning_rate", "optimizer_type", "epochs")
+
+
+def fast_bert_positions(own: tuple[str, ...], fast_bert: tuple[str, ...], *, lead: int = 6,
+                        fast_bert_at: int = 2) -> Callable:
+    """Decorate a factory so the arguments given by position after its first `lead` land where the caller's order
+    puts them: fast-bert's `fast_bert` names when the argument at `fast_bert_at` is a path (fast-bert's output_dir
+    comes before metrics), else the factory's own `own`. Without it, fast-bert's seventh argument
+    (finetuned_wgts_path) was taken for is_fp16: the weights were never loaded and training ran in bf16.
+
+    Args:
+        own: the factory's own names for the places after `lead`, in order.
+        fast_bert: fast-bert's names for them, in order.
+        lead: how many leading places the factory reads itself (and reorders for fast-bert).
+        fast_bert_at: the place whose path value marks a fast-bert call.
+    """
+    def decorate(factory: Callable) -> Callable:
+        @functools.wraps(factory)
+        def call(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            if len(args) <= lead:
+                return factory(cls, *args, **kwargs)
+            fast = isinstance(args[fast_bert_at], (str, Path))
+            names = fast_bert if fast else own
+            extra = args[lead:]
+            if len(extra) > len(names):
+                raise BertLearnError(f"{factory.__qualname__} takes at most {lead + len(names)} arguments by position "
+                                     f"({'fast-bert' if fast else 'its own'} order), got {len(args)}; pass the "
+                                     "others by name")
+            named = dict(zip(names, extra))
+            twice = [k for k in named if k in kwargs]
+            if twice:
+                raise BertLearnError(f"{factory.__qualname__}: {twice} given both by position "
+                                     f"({'fast-bert' if fast else 'its own'} order) and by name; give each once")
+            return factory(cls, *args[:lead], **named, **kwargs)
+        return call
+    return decorate

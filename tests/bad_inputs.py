@@ -97,11 +97,12 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("regression target not numeric", lambda c: (_edit(c, lambda d: d.assign(score="high")),
                                                  _edit(c, lambda d: d.assign(score=1.0), "val.csv"),
                                                  c.bunch(label_col="score", regression=True))),
+    ("label_file misspelt", lambda c: c.bunch(label_file="lables.csv")),
     ("bs=0", lambda c: c.bunch(bs=0)),
     ("maxlen above the tokenizer's limit (clipped)", lambda c: c.bunch(maxlen=100_000)),
     ("Windows-1252 bytes (read as cp1252)", lambda c: (
         (c.data / "train.csv").write_bytes(("text,label\n" + "caf\xe9 good film,positive\nbad \u2026 movie,negative\n" * 3)
-                                           .encode("cp1252")), c.bunch(label_file="none.csv"))),
+                                           .encode("cp1252")), c.bunch(label_file=None))),
     ("maxlen above the model's max_position_embeddings (clipped)", lambda c: _short_model(c)),
     ("lr=0", lambda c: c.learner().fit(1, lr=0)),
     ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),

@@ -283,6 +283,79 @@ class TestMessyInput:
                                             r"lines \[2, 3, .*\]\); is it the right column\?"):
             BertDataBunch.from_df(df, df, tiny_tokenizer)
 
+    def test_a_csv_is_read_as_written(self, tmp_path, tiny_tokenizer):
+        # pandas' guesses made labels "01" and "1" one class, "007" the label "7", and "NA"/"None" missing values
+        texts = make_texts(8)["text"].tolist()
+        rows = pd.DataFrame({"text": texts[:7] + ["NA"], "label": ["01", "1", "007", "NA", "None", "10", "2", "1"]})
+        rows.to_csv(tmp_path / "train.csv", index=False)
+        rows.to_csv(tmp_path / "val.csv", index=False)
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
+        assert db.labels == ["007", "01", "1", "10", "2", "NA", "None"]  # not all numbers: sorted as text
+        assert [db.labels[i] for i in db.train.dataset.targets] == rows["label"].tolist()
+        assert list(db.train.dataset.texts)[-1] == "NA"
+        rows.assign(label=["2", "10", "1", "2", "10", "1", "2", "1"]).to_csv(tmp_path / "train.csv", index=False)
+        rows.assign(label="1").to_csv(tmp_path / "val.csv", index=False)
+        assert BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4).labels == ["1", "2", "10"]  # numeric order
+
+    def test_numbers_written_in_a_csv_text_column(self, tmp_path, tiny_tokenizer):
+        df = make_texts(10)
+        df.assign(text=range(10)).to_csv(tmp_path / "train.csv", index=False)
+        df.to_csv(tmp_path / "val.csv", index=False)
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tmp_path, tmp_path, tiny_tokenizer)
+        assert str(e.value) == ("text_col 'text' in train.csv holds only numbers (e.g. '0' at CSV line 2; lines "
+                                "[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]); is it the right column? Texts must be strings")
+        df.assign(text=["5"] + df["text"].tolist()[1:]).to_csv(tmp_path / "train.csv", index=False)
+        assert BertDataBunch(tmp_path, tmp_path, tiny_tokenizer).train.dataset.texts[0] == "5"  # one number: a text
+
+    def test_error_lines_are_the_csv_lines_after_a_split(self, tmp_path, tiny_tokenizer):
+        df = make_texts(40)
+        df.loc[30, "label"] = None
+        df.to_csv(tmp_path / "train.csv", index=False)
+        with pytest.raises(DataError, match=r"has 1 missing labels \(CSV lines \[32\]\)"):
+            BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, val_file=None, valid_pct=0.25, seed=0)
+
+    @pytest.mark.parametrize("labels", [None, ["a", "b"]], ids=["labels-read", "labels-given"])
+    @pytest.mark.parametrize("part", ["train", "valid"])
+    def test_a_missing_delimited_label_is_refused_in_every_part(self, tiny_tokenizer, labels, part):
+        # with labels.csv (or in the validation part) an empty cell became a row of no labels
+        train = pd.DataFrame({"text": make_texts(4)["text"], "tags": ["a|b", "a", "b", "a"]})
+        valid = train.copy()
+        (train if part == "train" else valid).loc[1, "tags"] = None
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(train, valid, tiny_tokenizer, label_col="tags", label_delim="|", multi_label=True,
+                                  labels=labels)
+        assert str(e.value) == f"label_col 'tags' in {part}_df has missing labels (CSV lines [3])"
+
+    def test_a_delimited_label_listed_twice_is_refused(self, tiny_tokenizer):
+        train = pd.DataFrame({"text": make_texts(4)["text"], "tags": ["p|n", "x", "p", "n"]})
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(train, train, tiny_tokenizer, label_col="tags", label_delim="|", multi_label=True,
+                                  labels=["p", "n", "x", "p"])
+        assert str(e.value) == ("the labels for train_df (labels.csv or labels=) list ['p'] more than once; list each "
+                                "label once")
+
+    def test_the_text_column_cannot_be_the_label_column(self, tiny_csv_dir, tiny_tokenizer):
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, text_col="label", label_col="label",
+                          label_file=None)
+        assert str(e.value) == ("text_col='label' and label_col='label' both name ['label']; the texts and the labels "
+                                "must be different columns")
+
+    def test_a_label_file_asked_for_but_absent_is_refused(self, tiny_csv_dir, tiny_tokenizer):
+        # a typo in label_dir or label_file dropped the label order asked for without a word
+        (tiny_csv_dir / "labels.csv").write_text("positive\nnegative\n")
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir / "nolabels", tiny_tokenizer)
+        assert str(e.value) == (f"label_file '{tiny_csv_dir / 'nolabels' / 'labels.csv'}' not found (folder "
+                                f"'{tiny_csv_dir / 'nolabels'}' does not exist); fix label_dir/label_file, or pass "
+                                "label_file=None to take the labels from the training data")
+        with pytest.raises(DataError, match=r"label_file '.*labelz.csv' not found \(files there: \['labels.csv', "):
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, label_file="labelz.csv")
+        assert BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer).labels == ["positive", "negative"]
+        (tiny_csv_dir / "labels.csv").unlink()  # the default name, absent from an existing folder: optional
+        assert BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer).labels == ["negative", "positive"]
+
     def test_labels_csv_with_a_label_absent_from_training(self, tiny_csv_dir, tiny_tokenizer):
         (tiny_csv_dir / "labels.csv").write_text("negative\nneutral\npositive\n")
         with pytest.raises(DataError, match=r"include \['neutral'\], which never occur in train.csv; .* remove it"):

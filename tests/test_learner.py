@@ -45,6 +45,26 @@ class TestConstruction:
                                                     "cpu", logging.getLogger("x"))
         assert learner.output_dir == tmp_path / "o" and [m.name for m in learner.metrics] == ["accuracy"]
 
+    def test_fast_bert_positional_order_past_the_logger(self, tiny_databunch, tiny_model_dir, tmp_path):
+        # fast-bert's 7th place is finetuned_wgts_path: it was read as is_fp16 (weights not loaded, bf16 on)
+        from safetensors.torch import save_file
+        from bertlearn import load_model
+        model, _ = load_model(str(tiny_model_dir), labels=["a", "b"])
+        save_file({k: torch.full_like(v, 0.5) for k, v in model.state_dict().items() if "word_embeddings" in k},
+                  tmp_path / "w.safetensors")
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), str(tmp_path / "o"), [],
+                                                    "cpu", None, str(tmp_path / "w.safetensors"), False, False, 0, 40)
+        assert torch.all(learner.model.bert.embeddings.word_embeddings.weight == 0.5)
+        assert learner._amp_dtype() is None and learner.warmup_steps == 40
+        own = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), [], "cpu", None, tmp_path / "p",
+                                                False, False, False)  # its own order: is_fp16, multi_gpu, multi_label
+        assert own.output_dir == tmp_path / "p" and own._amp_dtype() is None
+        with pytest.raises(BertLearnError) as e:
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), str(tmp_path / "o"), [], "cpu",
+                                              None, None, False, False, is_fp16=True)
+        assert str(e.value) == ("BertLearner.from_pretrained_model: ['is_fp16'] given both by position (fast-bert "
+                                "order) and by name; give each once")
+
     def test_fast_bert_keyword_options_are_accepted(self, tiny_databunch, tiny_model_dir, tmp_path):
         learner = BertLearner.from_pretrained_model(
             tiny_databunch, pretrained_path=str(tiny_model_dir), metrics=[], device="cpu", logger=None,

@@ -170,3 +170,44 @@ def test_peak_memory_stays_flat_as_the_file_grows(shared_data, tiny_model_dir, t
     for key in ("peak_rss_mb", "predict_peak_rss_mb"):  # training process, prediction process
         growth = large[key] - small[key]
         assert growth < 40, f"{key} grew {growth:.0f} MB for {file_growth:.0f} MB more CSV: {results}"
+
+
+def test_store_is_rebuilt_for_other_bytes_with_the_same_size_and_time(csv_dir, tiny_model_dir):
+    # a copy that keeps size and modification time (cp -p, rsync) reused the old store's targets
+    import os
+    kw = dict(bs=16, maxlen=40, device="cpu", on_disk=True, label_file=None)
+    first = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    path = csv_dir / "train.csv"
+    st = path.stat()
+    text = path.read_text()
+    swapped = text.replace("positive", "POSITIVE").replace("negative", "positive").replace("POSITIVE", "negative")
+    assert len(swapped) == len(text)
+    path.write_text(swapped)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    fresh = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **{**kw, "on_disk": False})
+    np.testing.assert_array_equal(again.train_ds.targets, fresh.train_ds.targets)
+    np.testing.assert_array_equal(again.train_ds.targets, 1 - first.train_ds.targets)
+
+
+def test_store_key_covers_how_the_file_is_read(tmp_path, tiny_model_dir):
+    # a UTF-8 file read once as latin-1 ("cafÃ©") kept that store for encoding="utf-8"
+    df = make_texts(20, seed=1).assign(text=lambda d: "café " + d["text"])
+    for name in ("train.csv", "val.csv"):
+        df.to_csv(tmp_path / name, index=False)
+    kw = dict(bs=16, maxlen=40, device="cpu", label_file=None)
+    latin = BertDataBunch.from_csv(tmp_path, str(tiny_model_dir), encoding="latin-1", on_disk=True, **kw).train_ds
+    utf8 = BertDataBunch.from_csv(tmp_path, str(tiny_model_dir), encoding="utf-8", on_disk=True, **kw).train_ds
+    fresh = BertDataBunch.from_csv(tmp_path, str(tiny_model_dir), no_cache=True, **kw).train_ds
+    rows, w = np.arange(20), int(fresh.lengths.max())
+    np.testing.assert_array_equal(utf8.ids[rows, :w], fresh.ids[rows, :w])
+    assert not np.array_equal(latin.lengths, fresh.lengths)
+
+
+def test_on_disk_errors_name_the_csv_line_not_the_chunks_row(csv_dir, tiny_model_dir):
+    df = make_texts(200, seed=1)
+    df.loc[4, "text"] = None  # CSV line 6, in the third chunk of two rows
+    df.to_csv(csv_dir / "train.csv", index=False)
+    with pytest.raises(DataError, match=r"has 1 empty or missing texts \(CSV lines \[6\]\)"):
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), bs=16, device="cpu", on_disk=True, chunksize=2,
+                               label_file=None)

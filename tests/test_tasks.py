@@ -14,7 +14,7 @@ from bertlearn import (BertClassificationPredictor, BertDataBunch, BertLearner, 
                        load_learner)
 from bertlearn.predict import predict_logits
 
-from conftest import FILLER, NEGATIVE, POSITIVE
+from conftest import FILLER, NEGATIVE, POSITIVE, make_texts
 
 
 def quiet_fit(learner, epochs=1, lr=1e-3):
@@ -131,7 +131,15 @@ class TestMultiLabel:
         assert str(e.value) == ("the labels ['praise', 'anger'] (labels.csv or labels=) and the label_col columns "
                                 "['praise', 'complaint'] of train_df name different labels (label ['anger'] without a "
                                 "column and column ['complaint'] without a label); columns are matched to labels by "
-                                "name, so list the same names, in any order")
+                                "name, so list the same names, in any order.")
+
+    def test_one_label_column_for_multi_label_names_label_delim(self, tiny_tokenizer):
+        # fast-bert one-hot encoded a single label column; here that column is read with label_delim
+        df = make_texts(20)
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, multi_label=True, labels=["negative", "positive"])
+        assert str(e.value).endswith("in any order. A single column holding several labels per row takes "
+                                     "label_delim= (e.g. '|').")
 
     def test_eval_targets_match_columns_by_name(self, tiny_tokenizer):
         from bertlearn.data import TextEncoder, targets_from_frame

@@ -24,9 +24,9 @@ from ..distributed import barrier, init_distributed, is_main_process, launched_d
 from ..errors import DataError
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
-from .frames import (MULTI, SINGLE, as_texts, check_column_counts, class_weights, labels_and_targets, positive_int,
-                     read_csv, read_label_file, resolve_columns, single_labels, targets_from_frame, task_options,
-                     texts_from_frame)
+from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, labels_and_targets,
+                     positive_int, read_csv, read_label_file, resolve_columns, single_labels, targets_from_frame,
+                     task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset
 from .store import build_store, load_store, store_key
 
@@ -131,16 +131,16 @@ class BertDataBunch(DataLoaders):
             raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
         if on_disk:
             labels = kwargs.pop("labels", None)
-            if labels is None and label_file:
-                labels = read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+            if labels is None:
+                labels = _label_list(data_dir, label_dir, label_file)
             return cls._from_csv_on_disk(data_dir, tokenizer, train_file=train_file, val_file=val_file,
                                          labels=labels, sep=sep, encoding=encoding, chunksize=chunksize,
                                          test_data=test_data, **kwargs)
         train_df = read_csv(data_dir / train_file, "train_file", sep=sep, encoding=encoding)
         valid_df = None if val_file is None else read_csv(data_dir / val_file, "val_file", sep=sep, encoding=encoding)
         labels = kwargs.pop("labels", None)
-        if labels is None and label_file:
-            labels = read_label_file(Path(label_dir if label_dir is not None else data_dir) / label_file)
+        if labels is None:
+            labels = _label_list(data_dir, label_dir, label_file)
         if isinstance(test_data, (str, Path)):
             test_data = _test_texts(data_dir / test_data, kwargs.get("text_col", "text"), sep=sep, encoding=encoding,
                                     dropna=kwargs.get("dropna", False))
@@ -162,7 +162,7 @@ class BertDataBunch(DataLoaders):
         bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
                                                                       label_delim)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
+        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", **CSV_CELLS)
         paths = [data_dir / train_file, data_dir / val_file]
         tcols, lcols = _streamed_columns(paths, (str(train_file), str(val_file)), text_col, label_col, read,
                                          multi_label=multi_label, label_delim=label_delim, sep=sep, encoding=encoding)
@@ -384,6 +384,22 @@ def _cache_options(kwargs: dict, cache_dir: str | Path | None) -> str | Path | N
     return cache_dir
 
 
+def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | None) -> list[str] | None:
+    """The labels of `label_dir/label_file` (default folder: `data_dir`); None where the default labels.csv is
+    absent from an existing folder (the labels then come from the training data). A file named otherwise, or a
+    folder that does not exist, is a `DataError`: a typo there dropped the label order asked for without a word."""
+    if not label_file:
+        return None
+    folder = Path(label_dir) if label_dir is not None else Path(data_dir)
+    path = folder / label_file
+    if not path.is_file() and (label_file != "labels.csv" or not folder.is_dir()):
+        where = f"files there: {sorted(p.name for p in folder.iterdir())[:20]}" if folder.is_dir() else \
+            f"folder {str(folder)!r} does not exist"
+        raise DataError(f"label_file {str(path)!r} not found ({where}); fix label_dir/label_file, or pass "
+                        "label_file=None to take the labels from the training data")
+    return read_label_file(path)
+
+
 def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: float, seed: int | None,
                   sources: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
     """Check the training frame; without `valid_df`, hold out a seeded `valid_pct` share of it."""
@@ -451,7 +467,8 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     """A dataset whose rows live in the on-disk token store of `path` (built first when missing or stale)."""
     tcols, lcols = rows["tcols"], rows["lcols"]
     key = store_key(path, {"tok": tokenizer_fingerprint(encoder.tokenizer), **encoder.key_parts(), "text_col": tcols,
-                           "label_col": lcols, "label_delim": rows["label_delim"], "dropna": rows["dropna"]})
+                           "label_col": lcols, "label_delim": rows["label_delim"], "dropna": rows["dropna"],
+                           "read": read})
     folder = cache / f"store-{Path(name).stem}-{key}"
 
     def encode(chunk: pd.DataFrame) -> tuple[dict, np.ndarray]:

@@ -21,10 +21,14 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
 
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns", "check_column_counts",
            "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
-           "task_options", "positive_int", "as_texts", "refuse_table"]
+           "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS"]
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
+
+# how every CSV is read: cells as written, only an empty cell missing. pandas' guesses turned labels "01" and "1"
+# into one class (and "007" into "7"), and texts or labels "NA", "None", "null", "nan" into missing values
+CSV_CELLS = dict(dtype=str, keep_default_na=False, na_values=[""])
 
 
 def read_csv(path: str | Path, arg: str = "input", *, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
@@ -45,7 +49,7 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
         hint = f"; files there: {sorted(p.name for p in where.iterdir())[:20]}" if where else \
             f"; directory {str(path.parent)!r} does not exist either"
         raise DataError(f"{arg}: file {str(path)!r} not found{hint}")
-    read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig")
+    read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", **CSV_CELLS)
     try:
         df = pd.read_csv(path, **read_kwargs)
     except UnicodeDecodeError:
@@ -111,6 +115,29 @@ def check_column_counts(text_cols: list, label_cols: list, text_col: Any, label_
     if (not multi_label or label_delim is not None) and len(label_cols) != 1:
         raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns; this task needs one label "
                         "column (pass multi_label=True for 0/1 label columns)")
+    both = [c for c in text_cols if c in label_cols]
+    if both:
+        # the model would read its answers: it trains to a perfect score that means nothing
+        raise DataError(f"text_col={text_col!r} and label_col={label_col!r} both name {both}; the texts and the "
+                        "labels must be different columns")
+
+
+def _csv_lines(index: pd.Index, mask: np.ndarray) -> list[int]:
+    # the CSV lines of the marked rows (1-based, after the header): a frame read from a CSV keeps its row numbers
+    # as its index through chunks and splits, where positions would count from the chunk or the shuffled part
+    if pd.api.types.is_integer_dtype(index.dtype):
+        return (np.asarray(index[mask][:10], dtype=np.int64) + 2).tolist()
+    return (np.flatnonzero(mask)[:10] + 2).tolist()
+
+
+def _all_numbers(s: pd.Series) -> np.ndarray:
+    # a CSV column read as written whose every cell is a number is not a text column (a label or id column named
+    # by mistake): mark its cells; a sample decides first so a real text column costs nothing
+    cells = s.dropna()
+    if not len(cells) or pd.to_numeric(cells.head(256), errors="coerce").isna().any():
+        return np.zeros(len(s), dtype=bool)
+    numbers = pd.to_numeric(s, errors="coerce").notna().to_numpy()
+    return numbers if numbers.sum() == len(cells) else np.zeros(len(s), dtype=bool)
 
 
 def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool) -> tuple[list[Any], np.ndarray]:
@@ -126,18 +153,20 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
     keep = np.ones(len(df), dtype=bool)
     for col in cols:
         s = df[col]
-        # a string column (pandas' default for text read from a CSV) cannot hold numbers: skip the per-row check
-        numeric = np.zeros(len(s), dtype=bool) if isinstance(s.dtype, pd.StringDtype) else \
+        # a string column (how bertlearn reads a CSV) holds numbers only as text: refused when every cell is one
+        as_text = isinstance(s.dtype, pd.StringDtype)
+        numeric = _all_numbers(s) if as_text else \
             s.map(lambda v: not isinstance(v, str) and not pd.isna(v)).to_numpy()
         if numeric.any():
-            rows = (np.flatnonzero(numeric)[:10] + 2).tolist()
+            rows = _csv_lines(s.index, numeric)
             example = s[numeric].iloc[0]
             example = example.item() if isinstance(example, np.generic) else example
-            raise DataError(f"text_col {col!r} in {source} holds non-text values (e.g. {example!r} at CSV "
-                            f"line {rows[0]}; lines {rows}); is it the right column? Texts must be strings")
+            raise DataError(f"text_col {col!r} in {source} holds {'only numbers' if as_text else 'non-text values'} "
+                            f"(e.g. {example!r} at CSV line {rows[0]}; lines {rows}); is it the right column? "
+                            "Texts must be strings")
         bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
         if bad.any() and not dropna:
-            rows = (np.flatnonzero(bad)[:10] + 2).tolist()  # +2: 1-based, after the header line
+            rows = _csv_lines(s.index, bad)
             raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
                             f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); fix them or pass dropna=True")
         keep &= ~bad
@@ -277,7 +306,7 @@ def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source:
     """
     missing = train_labels.isna().to_numpy()
     if missing.any():
-        rows = (np.flatnonzero(missing)[:10] + 2).tolist()
+        rows = _csv_lines(train_labels.index, missing)
         raise DataError(f"label_col {train_labels.name!r} in {source} has {int(missing.sum())} missing labels "
                         f"(CSV lines {rows}); fill or drop those rows")
     if labels is not None:
@@ -292,8 +321,8 @@ def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source:
         return labels
     values = pd.unique(train_labels)
     try:
-        values = sorted(values)  # numeric labels sort as numbers (2 before 10)
-    except TypeError:
+        values = sorted(values, key=float)  # numbers, also as a CSV writes them, in numeric order (2 before 10)
+    except (TypeError, ValueError):
         values = sorted(values, key=str)
     names = list(dict.fromkeys(_label_name(v) for v in values))
     if len(names) < 2:
@@ -303,9 +332,7 @@ def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source:
 
 
 def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndarray:
-    if series.isna().any():
-        rows = (np.flatnonzero(series.isna().to_numpy())[:10] + 2).tolist()
-        raise DataError(f"label_col {series.name!r} in {source} has missing labels (CSV lines {rows})")
+    _refuse_missing(series, source)
     index = {l: i for i, l in enumerate(labels)}
     # once per distinct value, then a dictionary lookup per row (100k rows: 0.1 s less than naming every row)
     names = series.map({v: _label_name(v) for v in pd.unique(series)})
@@ -325,10 +352,7 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
     Columns are matched to labels by name, never by position: a labels.csv (or `labels=`) in another order than
     the columns must not train output j on another label's column."""
     names = [str(c) for c in ldf.columns]
-    if len(set(labels)) != len(labels):
-        twice = sorted(l for l in set(labels) if labels.count(l) > 1)
-        raise DataError(f"the labels for {source} (labels.csv or labels=) list {twice} more than once; list each "
-                        "label once")
+    _refuse_repeats(labels, source)
     if len(set(names)) != len(names):
         raise DataError(f"label_col names the same column twice for {source}: {names}; name each column once")
     if set(names) != set(labels):
@@ -336,9 +360,11 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
         no_label = [c for c in names if c not in labels]
         gaps = ([f"label{'s' if len(no_column) > 1 else ''} {no_column[:10]} without a column"] if no_column else []) \
             + ([f"column{'s' if len(no_label) > 1 else ''} {no_label[:10]} without a label"] if no_label else [])
+        one = " A single column holding several labels per row takes label_delim= (e.g. '|')." \
+            if len(names) == 1 else ""
         raise DataError(f"the labels {labels[:20]} (labels.csv or labels=) and the label_col columns {names[:20]} of "
                         f"{source} name different labels ({' and '.join(gaps)}); columns are matched to labels by "
-                        "name, so list the same names, in any order")
+                        f"name, so list the same names, in any order.{one}")
     values = ldf.iloc[:, [names.index(l) for l in labels]].to_numpy()
     try:
         arr = values.astype(np.float32)
@@ -350,10 +376,22 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
     return arr
 
 
-def _delimited_labels(series: pd.Series, delim: str, source: str) -> list[str]:
+def _refuse_missing(series: pd.Series, source: str) -> None:
     if series.isna().any():
-        rows = (np.flatnonzero(series.isna().to_numpy())[:10] + 2).tolist()
+        rows = _csv_lines(series.index, series.isna().to_numpy())
         raise DataError(f"label_col {series.name!r} in {source} has missing labels (CSV lines {rows})")
+
+
+def _refuse_repeats(labels: list[str], source: str) -> None:
+    # a label listed twice keeps one output row of the head, and its other row is never a positive target
+    if len(set(labels)) != len(labels):
+        twice = sorted(l for l in set(labels) if labels.count(l) > 1)
+        raise DataError(f"the labels for {source} (labels.csv or labels=) list {twice} more than once; list each "
+                        "label once")
+
+
+def _delimited_labels(series: pd.Series, delim: str, source: str) -> list[str]:
+    _refuse_missing(series, source)
     names = sorted({p.strip() for v in series.astype(str) for p in v.split(delim) if p.strip()})
     if len(names) < 2:
         raise DataError(f"label_col {series.name!r} in {source} has fewer than two labels {names} with "
@@ -362,10 +400,13 @@ def _delimited_labels(series: pd.Series, delim: str, source: str) -> list[str]:
 
 
 def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, source: str) -> np.ndarray:
+    # every part, given labels or not: an empty cell became a row of no labels where labels.csv was given
+    _refuse_missing(series, source)
+    _refuse_repeats(labels, source)
     index = {l: i for i, l in enumerate(labels)}
     out = np.zeros((len(series), len(labels)), dtype=np.float32)
     unknown = set()
-    for row, value in enumerate(series.fillna("").astype(str)):
+    for row, value in enumerate(series.astype(str)):
         for part in value.split(delim):
             part = part.strip()
             if part in index:
@@ -382,7 +423,7 @@ def _float_targets(series: pd.Series, source: str) -> np.ndarray:
     values = pd.to_numeric(series, errors="coerce")
     bad = values.isna().to_numpy()
     if bad.any():
-        rows = (np.flatnonzero(bad)[:10] + 2).tolist()
+        rows = _csv_lines(series.index, bad)
         raise DataError(f"label_col {series.name!r} in {source} needs numbers for regression; CSV lines {rows} are "
                         f"missing or not numeric (e.g. {series[bad].iloc[0]!r})")
     return values.to_numpy(dtype=np.float32, copy=True)  # writable, as in _label_indices

@@ -17,6 +17,7 @@ import torch
 from fastai.callback.core import Callback
 
 from ..atomic import atomic_dir
+from ..compat import FAST_BERT_LEARNER_ORDER, fast_bert_positions
 from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
 from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
@@ -53,6 +54,7 @@ class BertLearner(TaskLearner):
         self.thresholds: list[float] | float = 0.5  # multi-label decision thresholds (see tune_thresholds)
 
     @classmethod
+    @fast_bert_positions(("is_fp16", "multi_gpu", "multi_label"), FAST_BERT_LEARNER_ORDER)
     def from_pretrained_model(cls, databunch: BertDataBunch | None = None, pretrained_path: str | Path | None = None,
                               metrics: Sequence[Any] | None = None, device: torch.device | str | None = None,
                               logger: logging.Logger | None = None, output_dir: str | Path | None = None,
