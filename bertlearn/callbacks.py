@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
+from fastai.callback.training import GradientAccumulation
 from fastai.callback.training import GradientClip as _FastaiGradientClip
 from fastai.learner import AvgLoss, AvgSmoothLoss
 from fastai.torch_core import find_bs
@@ -32,7 +33,7 @@ from .errors import user_stacklevel
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
            "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast",
            "mixed_precision", "GradientClip", "interactive_output", "log_except_console", "FitSummary",
-           "FitWatchdog", "fit_description"]
+           "FitWatchdog", "fit_description", "StepAccumulation"]
 
 
 class HFOutputCallback(Callback):
@@ -351,6 +352,22 @@ class SkipValidationCallback(Callback):
 
     def before_validate(self) -> None:
         raise CancelValidException()
+
+
+class StepAccumulation(GradientAccumulation):
+    """fastai's `GradientAccumulation` (one optimizer step per `n_acc` samples) whose count carries into a resumed
+    fit. The count runs across epochs, so an epoch can end with gradients part-way accumulated: the checkpoint
+    records them (`bertlearn.checkpoint`) and the resumed fit starts from that count, as the uninterrupted fit
+    goes on; fastai's restarts from zero, so the resumed weights drifted from the uninterrupted fit's.
+
+    Args:
+        n_acc: samples per optimizer step.
+    """
+
+    resume_count = 0  # set by load_checkpoint, taken by the next fit
+
+    def before_fit(self) -> None:
+        self.count, self.resume_count = self.resume_count, 0
 
 
 class CheckpointCallback(Callback):

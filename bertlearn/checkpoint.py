@@ -1,13 +1,15 @@
 """Training checkpoints: what `fit(checkpoint=True)` writes each epoch and `fit(resume=True)` reads back.
 
 A checkpoint folder holds `model.safetensors` (weights), `optimizer.pt` (optimizer state, read back with
-`weights_only=True`), `rng.safetensors` (torch RNG states) and `state.json` (epochs done, schedule, Python
-and numpy RNG states). Nothing in it needs pickle to load. The folder is written under a temporary name and
+`weights_only=True`), `rng.safetensors` (torch RNG states), `state.json` (epochs done, schedule, Python
+and numpy RNG states) and, when an epoch ended part-way through a step of gradient accumulation,
+`accumulated.safetensors` (the gradients summed so far, which the resumed fit goes on adding to). Nothing in it needs pickle to load. The folder is written under a temporary name and
 swapped in whole, so a kill at any moment leaves the previous complete checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import random
@@ -21,10 +23,11 @@ from fastcore.foundation import L
 from .atomic import atomic_dir
 from .errors import BertLearnError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "rng_states",
-           "lr_json", "CHECKPOINT_FILES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "data_digest",
+           "rng_states", "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
+ACCUMULATED_FILE = "accumulated.safetensors"  # gradients part-way accumulated at the epoch's end, when there are any
 
 
 def lr_json(lr: Any) -> Any:
@@ -57,7 +60,28 @@ def identity(learn: Any) -> dict:
         rows = None
     return {"labels": [str(l) for l in getattr(enc, "labels", None) or []],
             "problem_type": getattr(enc, "problem_type", None), "model": type(model).__name__,
-            "train_rows": rows, "bs": int(train.bs), "processes": rank_world()[1]}
+            "train_rows": rows, "train_data": data_digest(getattr(train, "dataset", None)), "bs": int(train.bs),
+            "processes": rank_world()[1]}
+
+
+def data_digest(dataset: Any) -> str | None:
+    """A digest of a training set's token ids and targets (None for data that holds no id rows, e.g. a stream):
+    the same count of other rows (another `valid_pct` split, an edited file) is another run.
+
+    Args:
+        dataset: the training loader's dataset (an `EncodedDataset` or a subclass).
+    """
+    parts = [getattr(dataset, "ids", None), getattr(dataset, "targets", None)]
+    if not hasattr(parts[0], "digest"):
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if hasattr(part, "digest"):
+            h.update(part.digest().encode())
+        elif part is not None:
+            h.update(np.ascontiguousarray(part).tobytes())
+            h.update(str(np.asarray(part).dtype).encode())
+    return h.hexdigest()
 
 
 def rng_states() -> dict[str, torch.Tensor]:
@@ -92,14 +116,26 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         if len(ranks) > 1:
             rng.update({f"rank{r}.{k}": v for r, states in enumerate(ranks) for k, v in states.items()})
         save_file(rng, str(tmp / "rng.safetensors"))
+        acc = _accumulation(learn)
+        accumulated = int(getattr(acc, "count", 0) or 0)
+        if accumulated:  # the epoch ended part-way through an accumulated step: its gradients go on in the resume
+            named = getattr(learn.model, "module", learn.model).named_parameters()
+            save_file({n: p.grad.detach().contiguous() for n, p in named if p.grad is not None},
+                      str(tmp / ACCUMULATED_FILE))
         np_state = np.random.get_state()
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
+                 "accumulated": accumulated,
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                  "train_dl_rng": _jsonable(learn.dls.train.rng.getstate())}
         (tmp / "state.json").write_text(json.dumps(state))  # written last: its presence marks a whole checkpoint
     return folder
+
+
+def _accumulation(learn: Any) -> Any:
+    from fastai.callback.training import GradientAccumulation
+    return next((cb for cb in learn.cbs if isinstance(cb, GradientAccumulation)), None)
 
 
 def _plain(obj: Any) -> Any:
@@ -186,11 +222,19 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     try:  # everything read before anything is restored: a file that fails leaves the learner as it was
         opt_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         rng = load_file(str(folder / "rng.safetensors"))
+        accumulated = int(state.get("accumulated", 0))
+        grads = load_file(str(folder / ACCUMULATED_FILE)) if accumulated else {}
         load_model(model, str(folder / "model.safetensors"), device=str(next(model.parameters()).device))
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError,
             json.JSONDecodeError) as e:
         raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
                              "over") from e
+    for name, p in model.named_parameters():
+        if name in grads:
+            p.grad = grads[name].to(p.device)
+    acc = _accumulation(learn)
+    if acc is not None:
+        acc.resume_count = accumulated  # StepAccumulation starts the resumed fit from it
     if learn.opt is None:
         learn.create_opt()
     if opt_state:

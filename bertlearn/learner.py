@@ -34,7 +34,7 @@ from fastcore.foundation import L
 from .atomic import atomic_file
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
                         FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
-                        SparseProgressCallback, TensorBoardLogger, mixed_precision)
+                        SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
 from .checkpoint import identity as checkpoint_identity
 from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
 from .compat import note_no_effect
@@ -381,6 +381,12 @@ class TaskLearner(Learner):
                                  f"{now['problem_type']} on {now['labels']}, so its head's rows would answer with "
                                  "the wrong labels. Resume with the same labels in the same order, or delete the "
                                  "folder to start over")
+        if saved.get("train_data") not in (None, now["train_data"]) and saved.get("train_rows") == now["train_rows"]:
+            raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} was trained on other rows than this "
+                                 f"learner's {now['train_rows']} training rows (the same count, other texts or "
+                                 "labels: an edited file, or a valid_pct split drawn again: without the databunch's seed= it "
+                                 "follows numpy's global random state); resume with the same training data (pass "
+                                 "seed= to the databunch), or delete the folder to start over")
         keys = ("model", "processes", "train_rows", "bs")
         then = {**{k: saved[k] for k in keys if k in saved}, **state.get("fit", {})}
         current = {**{k: now[k] for k in keys}, **settings}
@@ -711,7 +717,7 @@ def sample_accumulation(grad_accumulation_steps: int | None, bs: int) -> Gradien
         bs: the training batch size.
     """
     if grad_accumulation_steps and grad_accumulation_steps > 1:
-        return GradientAccumulation(n_acc=grad_accumulation_steps * bs)
+        return StepAccumulation(n_acc=grad_accumulation_steps * bs)
     return None
 
 

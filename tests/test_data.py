@@ -209,6 +209,24 @@ class TestEncoding:
         assert targets.flags.writeable and targets.dtype == (np.float32 if problem_type == "regression" else np.int64)
 
 
+def test_ids_past_the_vocabularys_length_are_stored_whole():
+    # a vocabulary with gaps: 6 tokens, one of them at id 70000, which uint16 (chosen by len(tokenizer)) wrapped to 4464
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    from bertlearn.data import TextEncoder
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "good": 4, "rare": 70000}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2),
+                                                                                                ("[SEP]", 3)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                  sep_token="[SEP]")
+    for truncation in ("head", "tail"):
+        enc = TextEncoder(tok, 16, ["a", "b"], truncation=truncation)
+        assert enc.id_dtype == np.int32
+        assert enc.encode(["good rare"])["ids"].tolist() == [[2, 4, 70000, 3]]
+
+
 class TestInputErrors:
     def test_missing_column_lists_columns_and_suggests(self, tiny_csv_dir, tiny_tokenizer):
         with pytest.raises(DataError) as e:

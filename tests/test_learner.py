@@ -378,16 +378,20 @@ class TestCheckpoints:
         assert torch.equal(weights["classifier.weight"], tiny_learner.model.classifier.weight.detach())
         torch.load(folder / "optimizer.pt", weights_only=True)
 
+    @pytest.mark.parametrize("bs,accumulate", [(16, 1), (20, 2)], ids=["every-batch", "accumulated-across-epochs"])
     def test_resume_after_an_interruption_matches_an_uninterrupted_fit(self, tiny_csv_dir, tiny_tokenizer,
-                                                                       tiny_model_dir, tmp_path):
+                                                                       tiny_model_dir, tmp_path, bs, accumulate):
+        # bs 20: 5 batches an epoch, so with 2 batches a step the first epoch ends half-way through a step, whose
+        # gradients (and fastai's count) the resumed fit dropped
         from fastai.callback.core import CancelFitException
         from fastai.callback.core import Callback
 
         from bertlearn import BertDataBunch
 
         def make(out):
-            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
-            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3)
+            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu")
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3,
+                                                     grad_accumulation_steps=accumulate)
 
         class StopAfter(Callback):
             order = 100  # after the checkpoint is written
@@ -453,6 +457,29 @@ class TestResumeRefusesAnotherRun:
                               r"\['positive', 'negative'\], so its head's rows would answer with the wrong labels\. "
                               r"Resume with the same labels in the same order, or delete the folder to start over$",
                      2, lr=1e-3)
+
+    def test_another_split_of_the_same_rows(self, tiny_csv_dir, tiny_model_dir, tmp_path):
+        # a valid_pct split drew OS entropy every run, and the checkpoint compared only the row count: the resumed
+        # fit trained on rows the first run had validated on
+        from bertlearn import BertDataBunch
+
+        def make(**seed):
+            db = BertDataBunch.from_csv(tiny_csv_dir, str(tiny_model_dir), val_file=None, valid_pct=0.25, bs=16,
+                                        maxlen=64, device="cpu", **seed)
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+
+        np.random.seed(5)
+        first = make()
+        quiet_fit(first, 2, lr=1e-3, checkpoint=True)
+        np.random.seed(5)  # numpy's global state draws the split when the databunch has no seed
+        assert make().dls.train.dataset.texts.tolist() == first.dls.train.dataset.texts.tolist()
+        other = make(seed=1)
+        assert len(other.dls.train.dataset) == len(first.dls.train.dataset)
+        self.refused(other, r"^resume=True: the checkpoint in '.*last' was trained on other rows than this learner's "
+                            r"72 training rows \(the same count, other texts or labels: an edited file, or a valid_pct "
+                            r"split drawn again: without the databunch's seed= it follows numpy's global random "
+                            r"state\); resume with the same training data \(pass seed= to the databunch\), or delete "
+                            r"the folder to start over$", 2, lr=1e-3)
 
     def test_other_fit_settings_or_data(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
         quiet_fit(self.make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 2, lr=1e-3, checkpoint=True)

@@ -182,3 +182,21 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
     with learner.no_bar(), learner.no_logging():
         learner.fit(1, lr=6e-5, validate=True, schedule_type="warmup_cosine", optimizer_type="lamb")
     assert learner.optimizer_type == "lamb" and learner.save_model().joinpath("model.safetensors").is_file()
+
+
+def test_a_batch_without_masked_tokens_leaves_the_loss_the_mean_over_the_others(tiny_model_dir, tmp_path):
+    # three-word lines in batches of two: some validation batches mask nothing, and their NaN made the loss NaN
+    import torch.nn.functional as F
+    corpus = [f"{w} {w} {w}" for w in ("good", "bad", "film", "plot", "fun") for _ in range(8)]
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=1, maxlen=8, seed=0, device="cpu",
+                                         valid_pct=0.25)
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    total, count, empty = 0.0, 0, 0
+    learner.model.eval()
+    with torch.no_grad():
+        for xb, yb in ((b[:-1], b[-1]) for b in learner.dls.valid):
+            logits = learner.model(*xb)
+            total += float(F.cross_entropy(logits.float(), yb, reduction="sum")) if len(yb) else 0.0
+            count, empty = count + len(yb), empty + (len(yb) == 0)
+    assert empty > 0 and count > 0
+    assert learner.validate(quiet=True)["loss"] == pytest.approx(total / count, rel=1e-5)

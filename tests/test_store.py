@@ -211,3 +211,14 @@ def test_on_disk_errors_name_the_csv_line_not_the_chunks_row(csv_dir, tiny_model
     with pytest.raises(DataError, match=r"has 1 empty or missing texts \(CSV lines \[6\]\)"):
         BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), bs=16, device="cpu", on_disk=True, chunksize=2,
                                label_file=None)
+
+
+def test_a_stores_digest_is_the_in_memory_rows_digest(csv_dir, tiny_model_dir):
+    # what a checkpoint records of its training data: the same rows on disk or in memory resume into each other
+    from bertlearn.checkpoint import data_digest
+    kw = dict(bs=16, maxlen=40, device="cpu", seed=0, label_file=None)
+    mem = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw).train_ds
+    disk = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=37, **kw).train_ds
+    assert disk.ids.digest() == mem.ids.digest() and data_digest(disk) == data_digest(mem)
+    mem.targets[0] = 1 - mem.targets[0]
+    assert data_digest(disk) != data_digest(mem)

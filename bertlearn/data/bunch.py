@@ -24,9 +24,9 @@ from ..distributed import barrier, init_distributed, is_main_process, launched_d
 from ..errors import DataError
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
-from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, labels_and_targets,
-                     positive_int, read_csv, read_label_file, resolve_columns, single_labels, targets_from_frame,
-                     task_options, texts_from_frame)
+from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, holdout_order,
+                     labels_and_targets, positive_int, read_csv, read_label_file, resolve_columns, single_labels,
+                     targets_from_frame, task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset
 from .store import build_store, load_store, store_key
 
@@ -410,7 +410,7 @@ def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: fl
         return train_df, valid_df, sources
     if not 0 < valid_pct < 1:
         raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None")
-    perm = np.random.default_rng(seed).permutation(len(train_df))
+    perm = holdout_order(len(train_df), seed)
     n_valid = max(1, int(round(len(train_df) * valid_pct)))
     return (train_df.iloc[perm[n_valid:]], train_df.iloc[perm[:n_valid]],
             (f"{sources[0]} (train part)", f"{sources[0]} (valid_pct part)"))
@@ -487,7 +487,7 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
     if stored is None:
         t0 = time.perf_counter()
-        meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read), encode, len(encoder.tokenizer))
+        meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read), encode, encoder.id_dtype)
         log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
         stored = load_store(folder, pad_id=encoder.pad_id)
     if launched_distributed() and is_main_process():

@@ -84,10 +84,15 @@ def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fingerprint(tokenizer), **settings},
                         sort_keys=True, default=str).encode())
-    # each text (pairs joined by \x1f) followed by \x1e; hashed a block at a time, not two calls per text
+    # each text (pairs joined by \x1f) followed by \x1e, a block at a time, then every part's length (int64): a
+    # text holding \x1e or \x1f would otherwise hash as two texts (["the\x1ebad"] as ["the", "bad"]), their ids
+    parts: list[int] = []
     for start in range(0, len(texts), _HASH_BLOCK):
-        block = [t if isinstance(t, str) else "\x1f".join(t) for t in texts[start:start + _HASH_BLOCK]]
+        items = texts[start:start + _HASH_BLOCK]
+        block = [t if isinstance(t, str) else "\x1f".join(t) for t in items]
         h.update(("\x1e".join(block) + "\x1e").encode("utf-8", "surrogatepass"))
+        parts.extend(len(p) for t in items for p in ((t,) if isinstance(t, str) else t))
+    h.update(np.asarray(parts, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
 
 

@@ -109,6 +109,20 @@ class TextEncoder:
         keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
         return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
 
+    @property
+    def id_dtype(self) -> np.dtype:
+        """How token ids are stored: uint16 when every id fits (BERT, RoBERTa...: half the memory), else int32.
+        Decided by the highest id, not the vocabulary's size: a vocabulary with gaps gives ids past its length,
+        which wrapped around in uint16."""
+        if getattr(self, "_id_dtype", None) is None:
+            top = len(self.tokenizer) - 1
+            try:
+                top = max(top, max(self.tokenizer.get_vocab().values(), default=0))
+            except (AttributeError, NotImplementedError, TypeError):
+                pass  # a tokenizer without get_vocab: its length is all there is to go by
+            self._id_dtype = np.dtype(np.uint16 if top <= np.iinfo(np.uint16).max else np.int32)
+        return self._id_dtype
+
     def encode(self, texts: Sequence[str], texts_b: Sequence[str] | None = None) -> dict[str, Any]:
         """Tokenize into `ids` (a `RaggedRows`: each row as long as its text), `lengths`, optional `type_ids`
         (RaggedRows) and `owner` (the text each row came from; rows and texts differ only with sliding windows).
@@ -118,8 +132,7 @@ class TextEncoder:
             texts_b: the second texts of sentence pairs, or None.
         """
         texts = list(texts)
-        # uint16 halves the memory of the ids for every vocabulary that fits (BERT, RoBERTa...)
-        dtype = np.uint16 if len(self.tokenizer) <= np.iinfo(np.uint16).max else np.int32
+        dtype = self.id_dtype
         ids, types, owners = [], [], []
         backend = self._backend(len(texts)) if self.truncation == "head" and not self.long_text else None
         self.encoded_by = self._described(backend)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
 
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns", "check_column_counts",
            "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
-           "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS"]
+           "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
+           "holdout_order"]
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
@@ -225,6 +226,17 @@ def task_options(bs: Any, val_bs: Any, maxlen: Any, multi_label: bool, regressio
     if multi_label and regression:
         raise DataError("multi_label=True and regression=True exclude each other; choose one")
     return bs, val_bs, maxlen, multi_label, MULTI if multi_label else REGRESSION if regression else SINGLE
+
+
+def holdout_order(n: int, seed: int | None) -> np.ndarray:
+    """A permutation of `n` rows for a held-out split: drawn from `seed`, else from numpy's global random state, so
+    `np.random.seed` / fastai's `set_seed` repeat it (a generator without a seed draws from the OS every run).
+
+    Args:
+        n: how many rows.
+        seed: the split's seed, or None.
+    """
+    return np.random.default_rng(seed).permutation(n) if seed is not None else np.random.permutation(n)
 
 
 def positive_int(value: Any, arg: str, error: type[Exception] = DataError) -> int:

@@ -145,6 +145,13 @@ class RaggedRows(_Rows):
     def nbytes(self) -> int:
         return self.values.nbytes + self.offsets.nbytes
 
+    def digest(self) -> str:
+        """A digest of the rows (values as int64, and where each row ends): equal rows, equal digest."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(self.offsets.tobytes())
+        h.update(np.ascontiguousarray(self.values, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
     def tolist(self) -> list[list[int]]:
         """Every row as a Python list."""
         return [self.values[a:b].tolist() for a, b in zip(self.offsets[:-1], self.offsets[1:])]
@@ -237,6 +244,18 @@ class DiskRows(_Rows):
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": None}  # file descriptors do not travel (pickle, fork)
 
+    def digest(self) -> str:
+        """A digest of the rows, as `RaggedRows.digest` gives for the same rows (the file is read once, in blocks,
+        and the digest kept)."""
+        if getattr(self, "_digest", None) is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(self.offsets.tobytes())
+            step = 1 << 22
+            for start in range(0, int(self.offsets[-1]), step):
+                h.update(self._read(start, min(start + step, int(self.offsets[-1]))).astype(np.int64).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
     def _file(self) -> int:
         if self._fd is None or self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
@@ -303,16 +322,15 @@ def store_key(path: Path, parts: dict) -> str:
 
 
 def build_store(folder: Path, chunks: Any, encode: Callable[[pd.DataFrame], tuple[dict, np.ndarray | None]],
-                vocab_size: int, *, log: Any = None) -> dict:
+                dtype: Any, *, log: Any = None) -> dict:
     """Tokenize `chunks` (an iterator of DataFrames) into `folder`; returns the store's metadata.
 
     Args:
         folder: the store folder (written to a temporary sibling first, then renamed).
         chunks: DataFrames of consecutive rows.
         encode: chunk -> (the `TextEncoder.encode` result, with `RaggedRows` ids, and the chunk's targets or None).
-        vocab_size: decides the id dtype (uint16 when it fits).
+        dtype: how the ids are stored (`TextEncoder.id_dtype`).
     """
-    dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max else np.int32
     n, t0, lengths, targets, has_types = 0, time.perf_counter(), [], [], False
     with atomic_dir(folder) as tmp:
         with open(tmp / "ids.bin", "wb") as ids_f, open(tmp / "type_ids.bin", "wb") as types_f:

@@ -31,7 +31,7 @@ from .bunch import BertDataBunch
 from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
                     read_jsonl, read_tag_file, sentences_from_df, tag_prefix, to_seqeval)
 from .encode import tokenizer_within
-from .frames import positive_int
+from .frames import holdout_order, positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
 
@@ -522,7 +522,7 @@ class BertNERDataBunch(BertDataBunch):
         sents = read_jsonl(data_dir / file_name, text_key=text_key, labels_key=labels_key)
         if not 0 < train_size < 1:
             raise DataError(f"train_size={train_size!r} must be between 0 and 1 (the share of texts trained on)")
-        order = np.random.default_rng(random_state).permutation(len(sents))
+        order = holdout_order(len(sents), random_state)
         cut = int(round(len(sents) * train_size))
         if cut == 0 or cut == len(sents):
             raise DataError(f"train_size={train_size} of {len(sents)} texts leaves an empty training or validation "
@@ -552,7 +552,7 @@ class BertNERDataBunch(BertDataBunch):
             **kwargs: what `from_sentences` takes (labels, tag_scheme, bs, maxlen, test...).
         """
         if valid_df is None:
-            order = np.random.default_rng(seed).permutation(len(train_df))
+            order = holdout_order(len(train_df), seed)
             cut = len(train_df) - max(1, int(round(len(train_df) * valid_pct)))
             train_df, valid_df = train_df.iloc[order[:cut]], train_df.iloc[order[cut:]]
         train = sentences_from_df(train_df, words_col, tags_col, source="train_df")

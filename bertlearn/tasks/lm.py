@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import CancelBatchException
-from fastai.callback.training import GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
@@ -30,8 +29,9 @@ from fastai.torch_core import set_seed
 
 from ..atomic import atomic_dir, atomic_file
 from ..compat import note_no_effect
-from ..callbacks import DeviceAvgLoss
+from ..callbacks import DeviceAvgLoss, StepAccumulation
 from ..data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, as_texts, positive_int, read_csv
+from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
 from ..errors import DataError, ModelError
@@ -240,7 +240,7 @@ def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
                   seed: int | None) -> tuple[list[str], list[str]]:
     if split is not None:
         return texts[:split], texts[split:]
-    perm = np.random.default_rng(seed).permutation(len(texts))
+    perm = holdout_order(len(texts), seed)
     n_valid = max(1, int(round(len(texts) * valid_pct)))
     return [texts[i] for i in perm[n_valid:]], [texts[i] for i in perm[:n_valid]]
 
@@ -326,13 +326,15 @@ class MaskedLMLoss(nn.Module):
         """
         if targets.dim() == 2:
             targets = masked_positions(targets)[1]
-        return F.cross_entropy(logits.float(), targets)
+        # a batch can hold no masked token (short lines): the mean over nothing is NaN, which made the epoch's
+        # validation loss NaN and stopped training as "diverged"; the sum over nothing is 0, weighted by 0 rows
+        return F.cross_entropy(logits.float(), targets, reduction="sum") / max(targets.numel(), 1)
 
 
-class AccumulateBatches(GradientAccumulation):
-    """fastai's `GradientAccumulation` counting batches: one optimizer step every `n_acc` batches, each batch's
-    loss weighted 1 / n_acc. fastai's counts the rows of the targets, and a masked-LM batch's targets are its
-    masked tokens, not its rows.
+class AccumulateBatches(StepAccumulation):
+    """fastai's `GradientAccumulation` (resumable, as `StepAccumulation`) counting batches: one optimizer step every
+    `n_acc` batches, each batch's loss weighted 1 / n_acc. fastai's counts the rows of the targets, and a masked-LM
+    batch's targets are its masked tokens, not its rows.
 
     Args:
         n_acc: batches per optimizer step.
