@@ -812,6 +812,10 @@ def training_callbacks(callbacks: Sequence[Callback] | None, *, device: torch.de
     if logger is not None and hasattr(logger, "add_scalar"):
         cbs.append(TensorBoardLogger(writer=logger, **every))
         logger = None
+    if logger is not None and not all(hasattr(logger, a) for a in ("info", "isEnabledFor")):
+        # said now, not by an AttributeError inside fastai at the end of the first epoch
+        raise BertLearnError(f"logger={logger!r} is not a logger; pass a logging.Logger (e.g. logging.getLogger("
+                             "'bertlearn')), a TensorBoard SummaryWriter, or None")
     if max_grad_norm:
         cbs.append(GradientClip(max_norm=max_grad_norm))
     if accumulation is not None:

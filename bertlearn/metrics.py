@@ -22,7 +22,7 @@ import sklearn.metrics as skm
 import torch
 from fastai.learner import Metric
 
-from .errors import user_stacklevel
+from .errors import BertLearnError, user_stacklevel
 
 __all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
            "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
@@ -516,18 +516,27 @@ def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
         metrics: items of the form `{'name': str, 'function': f}`, functions `f(y_pred, y_true)`,
             or fastai `Metric` instances (kept as they are).
     """
+    if isinstance(metrics, (dict, str)) or callable(metrics):
+        # iterating one dict gives its keys ('name', 'function'), which the item check could only call strings
+        raise BertLearnError(f"metrics={metrics!r} is one metric; pass a list of them, e.g. metrics=[{{'name': "
+                             "'accuracy', 'function': accuracy}] (fast-bert's form), [accuracy] or None for the "
+                             "task's defaults")
     out = []
     for m in metrics or []:
         if isinstance(m, dict):
             if "function" not in m or not callable(m["function"]):
-                raise TypeError(f"metric dict {m!r} needs a callable under 'function' (and a 'name')")
+                raise BertLearnError(f"metric dict {m!r} needs a callable under 'function' (and a 'name')")
             out.append(DeviceAccumMetric(m["function"], m.get("name")))
         elif isinstance(m, Metric):
             out.append(m)
         elif callable(m):
             out.append(DeviceAccumMetric(m))
+        elif isinstance(m, str) and callable(globals().get(m)) and m in __all__:
+            raise BertLearnError(f"metrics item {m!r} is a name; pass the function: from bertlearn.metrics import "
+                                 f"{m}, then metrics=[{{'name': '{m}', 'function': {m}}}] or [{m}]")
         else:
-            raise TypeError(f"metrics items must be dicts, functions or fastai Metrics; got {type(m).__name__}")
+            raise BertLearnError(f"metrics items must be dicts {{'name': ..., 'function': f}}, functions or fastai "
+                                 f"Metrics; got {type(m).__name__} {m!r}")
     return out
 
 

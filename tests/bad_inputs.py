@@ -104,6 +104,11 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         (c.data / "train.csv").write_bytes(("text,label\n" + "caf\xe9 good film,positive\nbad \u2026 movie,negative\n" * 3)
                                            .encode("cp1252")), c.bunch(label_file=None))),
     ("maxlen above the model's max_position_embeddings (clipped)", lambda c: _short_model(c)),
+    ("logger given as a string", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
+        c.bunch(), str(c.model_dir), None, "cpu", "mylog")),
+    ("one metric dict instead of a list", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
+        c.bunch(), str(c.model_dir), {"name": "accuracy", "function": len}, "cpu", None)),
+    ("text_col and label_col the same column", lambda c: c.bunch(text_col="label")),
     ("lr=0", lambda c: c.learner().fit(1, lr=0)),
     ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),
     ("lr=1e-2 (trains, with a warning)", lambda c: _fit_quiet(c.learner(), 1, "1e-2")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -293,6 +294,10 @@ class TestInputErrors:
         assert len(db.train.dataset) == 10
 
 
+def _short_text(values):
+    return [v if len(v) <= 40 else v[:37] + "..." for v in map(str, values)]
+
+
 class TestMessyInput:
     def test_numbers_in_the_text_column(self, tiny_tokenizer):
         df = make_texts(10)
@@ -352,6 +357,31 @@ class TestMessyInput:
                                   labels=["p", "n", "x", "p"])
         assert str(e.value) == ("the labels for train_df (labels.csv or labels=) list ['p'] more than once; list each "
                                 "label once")
+
+    @pytest.mark.parametrize("column", ["review", "score"])
+    def test_a_label_column_with_a_class_per_row_is_refused(self, tiny_tokenizer, column):
+        # label_col naming the texts (or numbers to regress) made a class per row, then an error listing reviews
+        df = make_texts(150, seed=4).assign(text=lambda d: [f"{t} {i}" for i, t in enumerate(d["text"])],
+                                            score=[i / 7 for i in range(150)]).assign(review=lambda d: d["text"])
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, label_col=column)
+        first = _short_text(df[column].iloc[:3])
+        fix = "Is it the text column? name the column of labels as label_col=" if column == "review" else \
+            "Are they numbers to predict? pass regression=True"
+        assert str(e.value) == (f"label_col '{column}' in train_df has 150 distinct values in 150 rows (e.g. {first}): "
+                                f"a class per row. {fix}")
+
+    def test_a_tokenizer_that_knows_little_of_the_text_is_named(self, tiny_model_dir):
+        # a cased tokenizer over the uncased vocabulary: "Good" is [UNK], and training went on without a word
+        from transformers import AutoTokenizer
+        cased = AutoTokenizer.from_pretrained(tiny_model_dir, do_lower_case=False)
+        df = make_texts(40).assign(text=lambda d: d["text"].str.title())
+        with pytest.warns(UserWarning, match=r"^\d+% of the training tokens are '\[UNK\]': the tokenizer does not know "
+                                             r"much of this text"):
+            BertDataBunch.from_df(df, df, cased)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            BertDataBunch.from_df(make_texts(40), make_texts(40), cased)
 
     def test_the_text_column_cannot_be_the_label_column(self, tiny_csv_dir, tiny_tokenizer):
         with pytest.raises(DataError) as e:

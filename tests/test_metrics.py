@@ -7,7 +7,7 @@ import pytest
 import torch
 from fastai.metrics import F1Score
 
-from bertlearn import DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
+from bertlearn import BertLearnError, DeviceAccumMetric, accuracy, accuracy_multilabel, default_metrics, to_fastai_metrics
 
 
 def test_accuracy_on_logits():
@@ -27,10 +27,20 @@ def test_to_fastai_metrics_accepts_every_form():
     f1 = F1Score()
     out = to_fastai_metrics([{"name": "acc", "function": accuracy}, accuracy, f1])
     assert [m.name for m in out] == ["acc", "accuracy", "f1_score"] and out[2] is f1
-    with pytest.raises(TypeError, match="needs a callable under 'function'"):
+    with pytest.raises(BertLearnError, match="needs a callable under 'function'"):
         to_fastai_metrics([{"name": "x"}])
-    with pytest.raises(TypeError, match="must be dicts, functions or fastai Metrics; got int"):
+    with pytest.raises(BertLearnError, match=r"must be dicts \{'name': ..., 'function': f\}, functions or fastai "
+                                             r"Metrics; got int 3$"):
         to_fastai_metrics([3])
+    with pytest.raises(BertLearnError) as e:  # one dict, not a list: its keys were read as the metrics
+        to_fastai_metrics({"name": "acc", "function": accuracy})
+    assert str(e.value).startswith("metrics={'name': 'acc', 'function': <function accuracy") and str(e.value).endswith(
+        "is one metric; pass a list of them, e.g. metrics=[{'name': 'accuracy', 'function': accuracy}] (fast-bert's "
+        "form), [accuracy] or None for the task's defaults")
+    with pytest.raises(BertLearnError) as e:
+        to_fastai_metrics(["accuracy"])
+    assert str(e.value) == ("metrics item 'accuracy' is a name; pass the function: from bertlearn.metrics import "
+                            "accuracy, then metrics=[{'name': 'accuracy', 'function': accuracy}] or [accuracy]")
 
 
 def test_device_metric_scores_the_whole_set_once():

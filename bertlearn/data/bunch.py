@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +22,7 @@ from fastai.data.load import DataLoader
 from ..compat import note_no_effect
 from ..device import resolve_device
 from ..distributed import barrier, init_distributed, is_main_process, launched_distributed, multi_gpu_without_effect
-from ..errors import DataError
+from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, holdout_order,
@@ -424,6 +425,30 @@ def _log_encoding(log: logging.Logger, train_ds: EncodedDataset, valid_ds: Encod
     if truncated > 0.05 and not encoder.long_text:
         log.info("%.0f%% of training texts are cut at maxlen=%d (truncation=%r)", 100 * truncated, encoder.maxlen,
                  encoder.truncation)
+    _warn_unknown_tokens(train_ds)
+
+
+def _warn_unknown_tokens(ds: EncodedDataset, share: float = 0.05) -> float:
+    """Warn when more than `share` of a dataset's tokens are the tokenizer's unknown token: the model would train on
+    [UNK] in place of those words (a cased tokenizer over an uncased vocabulary, another script...). Returns the
+    share found (in-memory rows; NaN for rows on disk, which are not read for it).
+
+    Args:
+        ds: the encoded training set.
+        share: the share of tokens above which to warn.
+    """
+    tok = ds.encoder.tokenizer
+    unk = getattr(tok, "unk_token_id", None)
+    values = getattr(ds.ids, "values", None)
+    if unk is None or values is None or not len(values):
+        return float("nan")
+    found = float(np.count_nonzero(values == unk)) / len(values)
+    if found > share:
+        warnings.warn(f"{found:.0%} of the training tokens are {tok.unk_token!r}: the tokenizer does not know much of "
+                      f"this text, and the model sees {tok.unk_token!r} in place of those words. A tokenizer loaded "
+                      "with do_lower_case=False for an uncased model, or a vocabulary without this text's script? "
+                      "Use the model's own tokenizer", stacklevel=user_stacklevel())
+    return found
 
 
 def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, label_col: Any, read: dict, *,

@@ -307,6 +307,23 @@ def _label_name(v: Any) -> str:
     return str(v).strip()
 
 
+def _short(values: Sequence[Any], width: int = 40) -> list[str]:
+    # labels as an error shows them: a text column named as label_col made messages of whole reviews
+    return [v if len(v) <= width else v[:width - 3] + "..." for v in map(str, values)]
+
+
+def _refuse_text_as_labels(series: pd.Series, source: str) -> None:
+    # nearly every row its own class: the text (or a number to regress) was named as the labels, and a classifier
+    # with a class per row learns nothing; real tasks with that many classes have several rows per class
+    distinct = series.nunique()
+    if distinct > 100 and distinct > 0.9 * len(series):
+        numbers = pd.to_numeric(series, errors="coerce").notna().all()
+        raise DataError(f"label_col {series.name!r} in {source} has {distinct} distinct values in {len(series)} rows "
+                        f"(e.g. {_short(series.iloc[:3])}): a class per row. "
+                        + ("Are they numbers to predict? pass regression=True" if numbers else
+                           "Is it the text column? name the column of labels as label_col="))
+
+
 def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source: str) -> list[str]:
     """The class names of a single-label task: `labels` checked against the training labels, or their sorted values
     (numbers in numeric order).
@@ -352,8 +369,8 @@ def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndar
     unknown = codes.isna().to_numpy()
     if unknown.any():
         extra = sorted(set(names[unknown]))[:10]
-        raise DataError(f"label_col {series.name!r} in {source} has labels {extra} that are not among the known "
-                        f"labels {labels[:20]}; add them to labels.csv or remove those rows")
+        raise DataError(f"label_col {series.name!r} in {source} has labels {_short(extra)} that are not among the "
+                        f"known labels {_short(labels[:20])}; add them to labels.csv or remove those rows")
     # copy=True: pandas 3 hands out read-only views, which torch warns about when a batch or metric wraps them
     return codes.to_numpy(dtype=np.int64, copy=True)
 
@@ -426,8 +443,8 @@ def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, sourc
             elif part:
                 unknown.add(part)
     if unknown:
-        raise DataError(f"label_col {series.name!r} in {source} has labels {sorted(unknown)[:10]} that are not among "
-                        f"the known labels {labels[:20]}; add them to labels.csv or remove those rows")
+        raise DataError(f"label_col {series.name!r} in {source} has labels {_short(sorted(unknown)[:10])} that are not "
+                        f"among the known labels {_short(labels[:20])}; add them to labels.csv or remove those rows")
     return out
 
 
@@ -494,5 +511,6 @@ def labels_and_targets(parts: Sequence[tuple[pd.DataFrame, str]], problem_type: 
         return labels, [_multi_hot(ldf, labels, src) for ldf, src in parts]
     if problem_type == REGRESSION:
         return [str(first.columns[0])], [_float_targets(ldf.iloc[:, 0], src) for ldf, src in parts]
+    _refuse_text_as_labels(first.iloc[:, 0], source)
     labels = single_labels(first.iloc[:, 0], labels, source)
     return labels, [_label_indices(ldf.iloc[:, 0], labels, src) for ldf, src in parts]
