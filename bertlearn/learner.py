@@ -11,6 +11,7 @@ functions here. Tasks live in `bertlearn.tasks`: sequence classification (`BertL
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import json
 import logging
@@ -37,7 +38,7 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
                         SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
 from .checkpoint import identity as checkpoint_identity
 from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
-from .compat import note_no_effect
+from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
 from .data import positive_int
 from .device import resolve_device
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
@@ -680,6 +681,15 @@ def note_fast_bert_options(where: str, kwargs: dict, *, multi_gpu: Any = False, 
     if multi_gpu_without_effect(multi_gpu):
         ignored["multi_gpu"] = multi_gpu
     note_no_effect(where, ignored)
+    fastai = set(inspect.signature(Learner.__init__).parameters) - {"self", "dls", "model"}
+    unknown = [k for k in kwargs if k not in fastai]
+    if unknown:  # said here, not by a TypeError from deep inside fastai's Learner
+        near = [m for k in unknown for m in difflib.get_close_matches(k, sorted(fastai | set(FAST_BERT_LEARNER_ORDER)),
+                                                                       n=1)]
+        raise BertLearnError(f"{where}: unknown argument{'s' if len(unknown) > 1 else ''} {unknown}"
+                             + (f" (did you mean {near}?)" if near else "")
+                             + f"; help({where}) lists its options, and the rest go to fastai's Learner "
+                             f"({sorted(fastai)})")
 
 
 def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None, optimizer_type: str = "adamw",

@@ -327,8 +327,12 @@ class BertClassificationPredictor(Predictor):
         needed = ["config.json", "model.safetensors"]
         missing = [f for f in needed if not (path / f).is_file()]
         if missing:
+            # save_model's default folder is output_dir/model_out: point at a saved model one level down
+            inside = sorted(str(p.parent) for p in path.glob("*/config.json") if (p.parent / needed[1]).is_file())
+            hint = f" It contains a saved model in {inside[:3]}: pass that folder." if inside else \
+                " Save it again with learner.save_model(path)"
             raise ModelError(f"model_path {str(path)!r} lacks {missing}; it holds {sorted(p.name for p in path.iterdir())}."
-                             " Save it again with learner.save_model(path)")
+                             + hint)
         self.device = resolve_device(device)
         if cuda_graphs not in (True, False, "auto"):
             raise ModelError(f"cuda_graphs={cuda_graphs!r} is not one of True, False, 'auto'")

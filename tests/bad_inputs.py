@@ -109,6 +109,7 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("one metric dict instead of a list", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
         c.bunch(), str(c.model_dir), {"name": "accuracy", "function": len}, "cpu", None)),
     ("text_col and label_col the same column", lambda c: c.bunch(text_col="label")),
+    ("a misspelt learner option", lambda c: c.learner(lerning_rate=1e-4)),
     ("lr=0", lambda c: c.learner().fit(1, lr=0)),
     ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),
     ("lr=1e-2 (trains, with a warning)", lambda c: _fit_quiet(c.learner(), 1, "1e-2")),

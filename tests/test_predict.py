@@ -45,6 +45,9 @@ class TestSaveModel:
         assert predictor.labels == ["negative", "positive"]
         assert top(predictor.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))
         assert predictor.predict(TEXTS[0])[0][0] == "positive"
+        with pytest.raises(ModelError) as e:  # the folder above the saved model (save_model's output_dir/model_out)
+            BertClassificationPredictor(tmp_path, device="cpu")
+        assert str(e.value).endswith(f"It contains a saved model in ['{path}']: pass that folder.")
 
     def test_transformers_pipeline_and_automodel_load_it(self, trained_learner, tmp_path):
         from transformers import AutoModelForSequenceClassification, pipeline

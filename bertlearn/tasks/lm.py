@@ -410,9 +410,9 @@ class BertLMLearner(TaskLearner):
             raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
                             f"got {type(databunch).__name__}")
         warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
+        optimizer_type = kwargs.pop("optimizer_type", "adamw")
         note_fast_bert_options("BertLMLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
                                logging_steps=kwargs.pop("logging_steps", None))
-        optimizer_type = kwargs.pop("optimizer_type", "adamw")
         opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
         device = learning_device(device)
         if seed is not None:
