@@ -319,6 +319,10 @@ class TestMessyInput:
         rows.assign(label=["2", "10", "1", "2", "10", "1", "2", "1"]).to_csv(tmp_path / "train.csv", index=False)
         rows.assign(label="1").to_csv(tmp_path / "val.csv", index=False)
         assert BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4).labels == ["1", "2", "10"]  # numeric order
+        # a whole-number column written as floats (it held a NaN once) names the same labels as its integers
+        rows.assign(label=["2.0", "10.0", "1.0", "2", "10", "1", "2", "1"]).to_csv(tmp_path / "train.csv", index=False)
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
+        assert db.labels == ["1", "2", "10"] and db.train.dataset.targets.tolist() == [1, 2, 0, 1, 2, 0, 1, 0]
 
     def test_numbers_written_in_a_csv_text_column(self, tmp_path, tiny_tokenizer):
         df = make_texts(10)

@@ -141,6 +141,17 @@ class TestMultiLabel:
         assert str(e.value).endswith("in any order. A single column holding several labels per row takes "
                                      "label_delim= (e.g. '|').")
 
+    def test_boolean_columns_written_by_pandas_are_read_as_0_and_1(self, tiny_tokenizer, tmp_path):
+        # CSV cells are read as written: pandas writes a bool column as True / False
+        df = multilabel_df(20)
+        flags = df.assign(praise=df["praise"].astype(bool), complaint=df["complaint"].astype(bool))
+        for name in ("train.csv", "val.csv"):
+            flags.to_csv(tmp_path / name, index=False)
+        assert "True" in (tmp_path / "train.csv").read_text()
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_col=["praise", "complaint"], multi_label=True,
+                           label_file=None)
+        np.testing.assert_array_equal(db.train_ds.targets, df[["praise", "complaint"]].to_numpy(dtype=np.float32))
+
     def test_eval_targets_match_columns_by_name(self, tiny_tokenizer):
         from bertlearn.data import TextEncoder, targets_from_frame
         enc = TextEncoder(tiny_tokenizer, 32, ["praise", "complaint"], problem_type="multi_label_classification")

@@ -7,6 +7,7 @@ they decide how a label column becomes targets (class indices, multi-hot rows, f
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -30,6 +31,8 @@ PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
 # how every CSV is read: cells as written, only an empty cell missing. pandas' guesses turned labels "01" and "1"
 # into one class (and "007" into "7"), and texts or labels "NA", "None", "null", "nan" into missing values
 CSV_CELLS = dict(dtype=str, keep_default_na=False, na_values=[""])
+_BOOL_CELLS = {"true": 1.0, "false": 0.0}  # how pandas writes a bool column, read back as 0/1 label columns
+_WHOLE_FLOAT = re.compile(r"-?\d+\.0+")  # "1.0": a whole-number label column written after it held a NaN
 
 
 def read_csv(path: str | Path, arg: str = "input", *, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
@@ -301,10 +304,12 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
 
 
 def _label_name(v: Any) -> str:
-    # 1.0 and 1 from a CSV column are the same label; keep '1' rather than '1.0'
+    # 1.0 and 1 from a CSV column are the same label (a column of whole numbers is written "1.0" once it held a
+    # NaN); keep '1' rather than '1.0'. Only that form: "01" and "1" stay two labels, as written
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
-    return str(v).strip()
+    text = str(v).strip()
+    return text.split(".")[0] if _WHOLE_FLOAT.fullmatch(text) else text
 
 
 def _short(values: Sequence[Any], width: int = 40) -> list[str]:
@@ -400,6 +405,13 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
         ok = np.isin(arr, (0.0, 1.0)).all()
     except (TypeError, ValueError):
         ok = False
+    if not ok and values.dtype == object:  # a CSV's cells as written: pandas writes booleans as True / False
+        try:
+            arr = np.vectorize(lambda v: _BOOL_CELLS.get(v.strip().lower(), v) if isinstance(v, str) else v,
+                               otypes=[object])(values).astype(np.float32)
+            ok = np.isin(arr, (0.0, 1.0)).all()
+        except (TypeError, ValueError):
+            ok = False
     if not ok:
         raise DataError(f"multi-label columns {names[:10]} in {source} must hold only 0 and 1")
     return arr
