@@ -365,9 +365,22 @@ class StepAccumulation(GradientAccumulation):
     """
 
     resume_count = 0  # set by load_checkpoint, taken by the next fit
+    resume_grads: dict = {}  # the checkpoint's accumulated gradients (unscaled), by parameter name
 
     def before_fit(self) -> None:
         self.count, self.resume_count = self.resume_count, 0
+
+    def before_train(self) -> None:
+        # here, not in before_fit: fp16's loss scaler is made in MixedPrecision.before_fit, which runs after this
+        # callback's; the restored gradients take the new scale, as the resumed steps' own gradients will
+        if not self.resume_grads:
+            return
+        grads, self.resume_grads = self.resume_grads, {}
+        scaler = getattr(self.learn, "scaler", None)
+        scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        for name, p in getattr(self.model, "module", self.model).named_parameters():
+            if name in grads:
+                p.grad = (grads[name].to(p.device) * scale).to(p.dtype)
 
 
 class CheckpointCallback(Callback):

@@ -3,8 +3,9 @@
 A checkpoint folder holds `model.safetensors` (weights), `optimizer.pt` (optimizer state, read back with
 `weights_only=True`), `rng.safetensors` (torch RNG states), `state.json` (epochs done, schedule, Python
 and numpy RNG states) and, when an epoch ended part-way through a step of gradient accumulation,
-`accumulated.safetensors` (the gradients summed so far, which the resumed fit goes on adding to). Nothing in it needs pickle to load. The folder is written under a temporary name and
-swapped in whole, so a kill at any moment leaves the previous complete checkpoint.
+`accumulated.safetensors` (the gradients summed so far, unscaled, which the resumed fit goes on adding to).
+Nothing in it needs pickle to load. The folder is written under a temporary name and swapped in whole, so a kill
+at any moment leaves the previous complete checkpoint.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         accumulated = int(getattr(acc, "count", 0) or 0)
         if accumulated:  # the epoch ended part-way through an accumulated step: its gradients go on in the resume
             named = getattr(learn.model, "module", learn.model).named_parameters()
-            save_file({n: p.grad.detach().contiguous() for n, p in named if p.grad is not None},
+            scaler = getattr(learn, "scaler", None)  # fp16: gradients carry the loss scale, which a resume resets
+            scale = float(scaler.get_scale()) if scaler is not None else 1.0
+            save_file({n: (p.grad.detach().float() / scale).contiguous() for n, p in named if p.grad is not None},
                       str(tmp / ACCUMULATED_FILE))
         np_state = np.random.get_state()
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
@@ -134,8 +137,9 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
 
 
 def _accumulation(learn: Any) -> Any:
-    from fastai.callback.training import GradientAccumulation
-    return next((cb for cb in learn.cbs if isinstance(cb, GradientAccumulation)), None)
+    # callbacks.StepAccumulation (known by its resume_count; callbacks imports this module): fastai's own
+    # GradientAccumulation restarts its count at every fit, so with it a resume starts a step afresh
+    return next((cb for cb in learn.cbs if hasattr(cb, "resume_count") and hasattr(cb, "n_acc")), None)
 
 
 def _plain(obj: Any) -> Any:
@@ -229,12 +233,11 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
             json.JSONDecodeError) as e:
         raise BertLearnError(f"checkpoint {str(folder)!r} cannot be read ({type(e).__name__}: {e}); delete it to start "
                              "over") from e
-    for name, p in model.named_parameters():
-        if name in grads:
-            p.grad = grads[name].to(p.device)
+    for p in model.parameters():  # an interrupted fit's gradients must not flow into the resumed first step
+        p.grad = None
     acc = _accumulation(learn)
-    if acc is not None:
-        acc.resume_count = accumulated  # StepAccumulation starts the resumed fit from it
+    if acc is not None:  # StepAccumulation takes them up when the resumed fit starts training (see there)
+        acc.resume_count, acc.resume_grads = accumulated, grads
     if learn.opt is None:
         learn.create_opt()
     if opt_state:

@@ -428,7 +428,7 @@ def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str])
 
 def _texts_of(df: Any, cols: list[str], source: str) -> list:
     from .data import texts_from_frame
-    texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False)
+    texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False, numbers=True)
     return texts
 
 

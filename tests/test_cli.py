@@ -54,6 +54,17 @@ def test_predict_writes_every_row_in_chunks(trained_dir, tmp_path, which, capsys
     assert not list(tmp_path.glob(".pred.csv.*"))  # no temporary left beside the output
 
 
+def test_predict_reads_a_chunk_of_numbers_as_texts(trained_dir, tmp_path):
+    # a chunk whose texts are all numbers was refused as "the wrong column", so the result hung on --chunk-size
+    data, out = trained_dir
+    pd.DataFrame({"text": ["good movie", "42", "bad film"]}).to_csv(tmp_path / "new.csv", index=False)
+    for size in ("1", "100"):
+        assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), "--output",
+                     str(tmp_path / f"pred{size}.csv"), "--chunk-size", size]) == 0
+    assert pd.read_csv(tmp_path / "pred1.csv").equals(pd.read_csv(tmp_path / "pred100.csv"))
+    assert pd.read_csv(tmp_path / "pred1.csv")["text"].astype(str).tolist() == ["good movie", "42", "bad film"]
+
+
 def test_predict_precision_option(trained_dir, tmp_path):
     data, out = trained_dir
     make_texts(25, seed=9)[["text"]].to_csv(tmp_path / "new.csv", index=False)

@@ -409,6 +409,34 @@ class TestCheckpoints:
         assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
         assert len([v for v in resumed.recorder.values if v]) == 1  # only epoch 3 ran (skipped ones are empty)
 
+    @pytest.mark.parametrize("bs,accumulate", [(16, 1), (16, 2), (20, 2)])
+    def test_resume_in_the_same_learner_after_a_stop_mid_epoch(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                              tmp_path, bs, accumulate):
+        # a Ctrl-C in a notebook, then fit(resume=True) on the same learner: the stopped step's gradients were
+        # still on the parameters and went into the resumed first step
+        from fastai.callback.core import Callback, CancelFitException
+
+        from bertlearn import BertDataBunch
+
+        def make(out):
+            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu")
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3,
+                                                     grad_accumulation_steps=accumulate)
+
+        class StopMidEpoch(Callback):
+            def after_backward(self):
+                if self.epoch == 1 and self.iter == 2:
+                    raise CancelFitException()
+
+        whole = make(tmp_path / "whole")
+        quiet_fit(whole, 3, lr=1e-3)
+        learner = make(tmp_path / "resumed")
+        quiet_fit(learner, 3, lr=1e-3, checkpoint=True, cbs=[StopMidEpoch()])
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in learner.model.parameters())
+        quiet_fit(learner, 3, lr=1e-3, resume=True)
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(learner.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+
     def test_resume_with_another_schedule_is_refused(self, tiny_learner):
         quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
         with pytest.raises(BertLearnError, match=r"belongs to fit\(1, lr=0.0001\), not fit\(2, lr=0.0001\)"):

@@ -144,7 +144,8 @@ def _all_numbers(s: pd.Series) -> np.ndarray:
     return numbers if numbers.sum() == len(cells) else np.zeros(len(s), dtype=bool)
 
 
-def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool) -> tuple[list[Any], np.ndarray]:
+def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool,
+                     numbers: bool = False) -> tuple[list[Any], np.ndarray]:
     """The text column(s) as strings (pairs as tuples), and a mask of the rows kept.
 
     Args:
@@ -152,6 +153,8 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         cols: one text column, or two for sentence pairs.
         source: the file or frame, as error messages name it.
         dropna: drop rows with an empty or missing text (else they are a `DataError` naming the lines).
+        numbers: accept a column whose every cell is a number written as text (prediction reads whatever it is
+            given, a chunk at a time; training refuses it as the wrong column).
     """
     cols = [cols] if isinstance(cols, str) else list(cols)
     keep = np.ones(len(df), dtype=bool)
@@ -159,8 +162,11 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         s = df[col]
         # a string column (how bertlearn reads a CSV) holds numbers only as text: refused when every cell is one
         as_text = isinstance(s.dtype, pd.StringDtype)
-        numeric = _all_numbers(s) if as_text else \
+        numeric = np.zeros(len(s), dtype=bool) if as_text else \
             s.map(lambda v: not isinstance(v, str) and not pd.isna(v)).to_numpy()
+        as_text = as_text or not numeric.any()  # pandas 2 reads strings into an object column
+        if as_text and not numbers:
+            numeric = _all_numbers(s)
         if numeric.any():
             rows = _csv_lines(s.index, numeric)
             example = s[numeric].iloc[0]

@@ -39,6 +39,9 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
+_DIGEST_BLOCK = 1 << 22  # entries hashed at a time: a block's int64 copy, not the whole set's
+
+
 class _Rows:
     """Indexing shared by `RaggedRows` and `DiskRows`; they provide `lengths`, `row`, `padded` and `_slice`."""
 
@@ -146,11 +149,15 @@ class RaggedRows(_Rows):
         return self.values.nbytes + self.offsets.nbytes
 
     def digest(self) -> str:
-        """A digest of the rows (values as int64, and where each row ends): equal rows, equal digest."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(self.offsets.tobytes())
-        h.update(np.ascontiguousarray(self.values, dtype=np.int64).tobytes())
-        return h.hexdigest()
+        """A digest of the rows (values as int64, and where each row ends): equal rows, equal digest. Computed
+        once (rows are not changed in place: `clip` makes new ones), a block at a time."""
+        if getattr(self, "_digest", None) is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(self.offsets.tobytes())
+            for start in range(0, len(self.values), _DIGEST_BLOCK):
+                h.update(self.values[start:start + _DIGEST_BLOCK].astype(np.int64).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
 
     def tolist(self) -> list[list[int]]:
         """Every row as a Python list."""
@@ -250,9 +257,9 @@ class DiskRows(_Rows):
         if getattr(self, "_digest", None) is None:
             h = hashlib.blake2b(digest_size=16)
             h.update(self.offsets.tobytes())
-            step = 1 << 22
-            for start in range(0, int(self.offsets[-1]), step):
-                h.update(self._read(start, min(start + step, int(self.offsets[-1]))).astype(np.int64).tobytes())
+            end = int(self.offsets[-1])
+            for start in range(0, end, _DIGEST_BLOCK):
+                h.update(self._read(start, min(start + _DIGEST_BLOCK, end)).astype(np.int64).tobytes())
             self._digest = h.hexdigest()
         return self._digest
 
