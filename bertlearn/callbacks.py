@@ -368,6 +368,10 @@ class StepAccumulation(GradientAccumulation):
     resume_grads: dict = {}  # the checkpoint's accumulated gradients (unscaled), by parameter name
 
     def before_fit(self) -> None:
+        # a step part-way accumulated when the last fit ended is dropped, as fastai's count is: its gradients went
+        # into the next fit's first step (and moved parameters frozen in between); a resume's come in before_train
+        for p in self.model.parameters():
+            p.grad = None
         self.count, self.resume_count = self.resume_count, 0
 
     def before_train(self) -> None:

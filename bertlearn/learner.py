@@ -261,6 +261,10 @@ class TaskLearner(Learner):
                                 optimizer_type=optimizer_type, pct_start=pct_start, checkpoint=checkpoint,
                                 resume=resume, layer_decay=layer_decay, **kwargs)
         cbs = list(L(cbs))
+        # gradients a stopped fit (or a step part-way accumulated) left on the parameters would go into this fit's
+        # first step, frozen parameters included; a resume restores its own (StepAccumulation)
+        for p in self.model.parameters():
+            p.grad = None
         # fastai's CSVLogger (and anything else writing to learn.path) expects the folder to exist
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
@@ -411,8 +415,9 @@ class TaskLearner(Learner):
             share = {} if pct_start is None else {"pct_start": pct_start}  # else fastai's default
             self.fit_one_cycle(epochs, lr_max=lr, **share, **fit_args, **one_cycle_options)
             return
-        if schedule_type not in FLAT:
-            fit_args["cbs"] = [*fit_args["cbs"], WarmupSchedule(schedule_type, warmup or 0.0)]
+        # a flat rate is the constant shape without warm-up; both start from a fresh momentum
+        shape, share = ("warmup_constant", 0.0) if schedule_type in FLAT else (schedule_type, warmup or 0.0)
+        fit_args["cbs"] = [*fit_args["cbs"], WarmupSchedule(shape, share, self.grad_accumulation_steps or 1)]
         super().fit(epochs, lr=lr, **fit_args)
 
     def _raise_if_diverged(self) -> None:
@@ -427,11 +432,16 @@ class TaskLearner(Learner):
             return None
         # fast-bert counted warm-up in optimizer steps, which gradient accumulation makes rarer than batches
         steps = epochs * len(self.dls.train) // max(self.grad_accumulation_steps, 1)
-        if self.warmup_steps > steps:
+        share = self.warmup_steps / max(steps, 1)
+        if share > 1:
+            # one-cycle's rising part can at most fill the fit; fast-bert's (transformers') warm-up rises
+            # step / warmup_steps, so a longer one never reaches the peak
+            how = "warms up over the whole fit to its peak and never decays" if schedule_type in (None, *ONE_CYCLE) \
+                else f"rises to {1 / share:.0%} of lr by the fit's end, as in transformers' schedules, and never decays"
             warnings.warn(f"warmup_steps={self.warmup_steps} is longer than this fit's {steps} optimizer steps "
                           f"({epochs} epoch{'s' if epochs > 1 else ''} of {len(self.dls.train)} batches): the rate "
-                          "warms up over the whole fit and never decays", stacklevel=user_stacklevel())
-        return min(self.warmup_steps / max(steps, 1), 1.0)
+                          f"{how}", stacklevel=user_stacklevel())
+        return min(share, 1.0) if schedule_type in (None, *ONE_CYCLE) else share
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Any = None, *, optimizer_type: str | None = None,

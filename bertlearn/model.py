@@ -396,7 +396,8 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     """Parameter groups for discriminative learning rates and freezing: embeddings, each layer, head.
 
     Works on any `PreTrainedModel` by structure (its `base_model` and the module list of its blocks),
-    never by name: everything of the encoder registered before the blocks is the embedding group;
+    never by name: everything of the encoder registered before the blocks is the embedding group, and so is
+    every embedding table registered after them (DeBERTa-v2/v3's relative positions, which every block reads);
     the blocks come one group each; the rest (pooler, final norm, classifier) is the head group.
 
     Args:
@@ -408,13 +409,14 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
         return [list(model.parameters())]
     layer_of = {id(p): i for i, block in enumerate(layers) for p in block.parameters()}
     in_base = {id(p) for p in base.parameters()}
+    tables = {id(p) for m in base.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     embeddings, blocks, head = [], [[] for _ in layers], []
     seen_block = False
     for p in model.parameters():
         if id(p) in layer_of:
             blocks[layer_of[id(p)]].append(p)
             seen_block = True
-        elif id(p) in in_base and not seen_block:
+        elif id(p) in in_base and (not seen_block or id(p) in tables):
             embeddings.append(p)
         else:
             head.append(p)

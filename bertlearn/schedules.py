@@ -16,7 +16,7 @@ from fastai.callback.core import Callback
 
 from .errors import BertLearnError
 
-__all__ = ["SCHEDULE_TYPES", "FLAT", "ONE_CYCLE", "warmup_schedule", "WarmupSchedule"]
+__all__ = ["SCHEDULE_TYPES", "FLAT", "ONE_CYCLE", "warmup_schedule", "WarmupSchedule", "fresh_momentum"]
 
 FLAT = ("none", "constant")
 ONE_CYCLE = ("one_cycle",)
@@ -37,7 +37,7 @@ def warmup_schedule(lr: Any, schedule_type: str, warmup: float) -> Callable[[flo
     Args:
         lr: the peak rate (a float, or an array of per-group rates).
         schedule_type: one of "warmup_linear", "warmup_cosine", "warmup_cosine_hard_restarts", "warmup_constant".
-        warmup: the share of the fit spent warming up, in [0, 1].
+        warmup: the share of the fit spent warming up (above 1: a warm-up longer than the fit).
     """
     if schedule_type not in _AFTER_WARMUP:
         raise BertLearnError(f"schedule_type={schedule_type!r} is not one of {list(SCHEDULE_TYPES)}")
@@ -53,21 +53,45 @@ def warmup_schedule(lr: Any, schedule_type: str, warmup: float) -> Callable[[flo
 
 class WarmupSchedule(Callback):
     """Before each training batch, set every parameter group's rate to its peak (what `fit(lr=...)` gave it)
-    times the schedule's factor at the batch's position in the fit.
+    times the schedule's factor at the fit's position in optimizer steps, as transformers' schedules count: with
+    gradient accumulation the batches of one step share the rate of that step (counted by batches, the rate of
+    step k was that of step k + (n-1)/n, and the peak was never applied). The optimizer's momentum starts at its
+    default, not where an earlier one-cycle fit left it.
 
     Args:
         schedule_type: one of the "warmup_*" schedules.
-        warmup: the share of the fit spent warming up, in [0, 1].
+        warmup: the share of the fit spent warming up (above 1: a warm-up longer than the fit, which the rate
+            climbs without reaching its peak, as in transformers).
+        accumulate: batches per optimizer step.
     """
 
     order, run_valid = 60, False  # where fastai's ParamScheduler runs
 
-    def __init__(self, schedule_type: str, warmup: float):
+    def __init__(self, schedule_type: str, warmup: float, accumulate: int = 1):
         self.factor = warmup_schedule(1.0, schedule_type, warmup)
+        self.accumulate = max(int(accumulate), 1)
 
     def before_fit(self) -> None:
         self.peaks = [h["lr"] for h in self.opt.hypers]
+        self.steps = max(self.n_epoch * len(self.dls.train) // self.accumulate, 1)
+        if "mom" in self.opt.hypers[0]:
+            self.opt.set_hyper("mom", fresh_momentum(self.learn.opt_func))
 
     def before_batch(self) -> None:
-        factor = self.factor(self.pct_train)
+        factor = self.factor(min(int(self.train_iter) // self.accumulate / self.steps, 1.0))
         self.opt.set_hyper("lr", [peak * factor for peak in self.peaks])
+
+
+def fresh_momentum(opt_func: Any) -> float:
+    """The momentum (Adam's beta1) a new optimizer from `opt_func` starts with: its `mom` default, else PyTorch
+    AdamW's 0.9.
+
+    Args:
+        opt_func: a fastai `opt_func`.
+    """
+    import inspect
+    try:
+        default = inspect.signature(opt_func).parameters["mom"].default
+    except (KeyError, TypeError, ValueError):
+        return 0.9
+    return 0.9 if default is inspect.Parameter.empty else float(default)

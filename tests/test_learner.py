@@ -9,7 +9,7 @@ import pytest
 import torch
 from fastai.learner import Learner
 from fastai.metrics import accuracy as fastai_accuracy
-from conftest import quiet_fit
+from conftest import make_texts, quiet_fit
 from transformers import PreTrainedModel
 
 from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
@@ -83,6 +83,22 @@ class TestConstruction:
         assert sum(len(g) for g in groups) == n_params
         assert any(p is tiny_learner.model.classifier.weight for p in groups[-1])
         assert tiny_learner.model.bert.embeddings.word_embeddings.weight is groups[0][0]
+
+
+    def test_deberta_relative_positions_are_an_embedding_not_the_head(self):
+        # DeBERTa-v3 keeps its only position table (encoder.rel_embeddings) after the blocks: it was in the head
+        # group, so freeze() ("train the head") retrained the positions and layer_decay gave them the head's rate
+        from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+        from bertlearn.model import bert_splitter
+        config = DebertaV2Config(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=37, relative_attention=True, position_biased_input=False,
+                                 max_relative_positions=16, pos_att_type=["p2c", "c2p"], num_labels=2)
+        model = DebertaV2ForSequenceClassification(config)
+        groups = bert_splitter(model)
+        table = model.deberta.encoder.rel_embeddings.weight
+        assert any(p is table for p in groups[0]) and not any(p is table for g in groups[1:] for p in g)
+        assert sum(len(g) for g in groups) == sum(1 for _ in model.parameters())
+        assert any(p is model.classifier.weight for p in groups[-1])
 
 
 class TestFit:
@@ -752,12 +768,59 @@ class TestFastBertFlow:
                                                  r"schedule_type=None \(one-cycle\)$"):
             tiny_learner.fit(1, lr=1e-4, schedule_type="warmup_linear", pct_start=0.1, div=10)
 
-    def test_warmup_counts_optimizer_steps_under_gradient_accumulation(self, tiny_databunch, tiny_model_dir, tmp_path):
+    @pytest.mark.parametrize("schedule", ["warmup_constant", "warmup_linear", "warmup_cosine"])
+    def test_warmup_counts_optimizer_steps_under_gradient_accumulation(self, tiny_databunch, tiny_model_dir, tmp_path,
+                                                                       schedule):
+        # 12 batches are 6 optimizer steps, and step k runs at transformers' rate for step k (the rate of its last
+        # batch); counted by batches, each step ran half a step late and the peak was never applied
+        from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
+                                  get_linear_schedule_with_warmup)
         learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
                                                     output_dir=tmp_path, warmup_steps=3, grad_accumulation_steps=2)
-        quiet_fit(learner, 2, lr=1e-3, schedule_type="warmup_constant")
-        # 12 batches are 6 optimizer steps: 3 warm-up steps are the first 6 batches (fast-bert's count)
-        assert learner.recorder.lrs[:7] == pytest.approx([1e-3 * i / 6 for i in range(6)] + [1e-3], abs=1e-12)
+        quiet_fit(learner, 2, lr=1e-3, schedule_type=schedule)
+        make = {"warmup_constant": lambda o: get_constant_schedule_with_warmup(o, 3),
+                "warmup_linear": lambda o: get_linear_schedule_with_warmup(o, 3, 6),
+                "warmup_cosine": lambda o: get_cosine_schedule_with_warmup(o, 3, 6)}[schedule]
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        sched, expected = make(opt), []
+        for _ in range(6):
+            expected.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert learner.recorder.lrs[1::2] == pytest.approx(expected, abs=1e-12)  # each step's last batch
+        assert learner.recorder.lrs[0::2] == learner.recorder.lrs[1::2]
+
+    def test_a_warmup_longer_than_the_fit_never_reaches_the_peak(self, tiny_databunch, tiny_model_dir, tmp_path):
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, warmup_steps=20)
+        with pytest.warns(UserWarning, match=r"^warmup_steps=20 is longer than this fit's 12 optimizer steps \(2 "
+                                             r"epochs of 6 batches\): the rate rises to 60% of lr by the fit's end, "
+                                             r"as in transformers' schedules, and never decays$"):
+            quiet_fit(learner, 2, lr=1e-3, schedule_type="warmup_linear")
+        assert learner.recorder.lrs == pytest.approx([1e-3 * k / 20 for k in range(12)], abs=1e-12)
+
+    def test_fast_bert_schedules_start_from_a_fresh_momentum(self, tiny_learner):
+        # one-cycle leaves Adam's beta1 where its last batch put it; warmup_* and flat fits ran with it
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        assert tiny_learner.opt.hypers[0]["mom"] != 0.9
+        for schedule in ("warmup_linear", "none"):
+            quiet_fit(tiny_learner, 1, lr=1e-4, schedule_type=schedule)
+            assert [h["mom"] for h in tiny_learner.opt.hypers] == [0.9] * len(tiny_learner.opt.hypers)
+
+    def test_frozen_parameters_stay_put_after_a_fit_that_ended_mid_accumulation(self, tiny_databunch, tiny_model_dir,
+                                                                                 tmp_path):
+        # 6 batches a fit of 2 batches a step end on a whole step; 5 (bs 20) leave one batch's gradients behind,
+        # which the next fit's first step applied to the parameters frozen in between
+        from bertlearn import BertDataBunch
+        db = BertDataBunch.from_df(make_texts(100, seed=1), make_texts(20, seed=2), tiny_databunch.encoder.tokenizer,
+                                   bs=20, maxlen=64, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                    grad_accumulation_steps=2)
+        quiet_fit(learner, 1, lr=1e-4)
+        learner.freeze()
+        frozen = {n: p.detach().clone() for n, p in learner.model.named_parameters() if not p.requires_grad}
+        quiet_fit(learner, 1, lr=1e-4)
+        assert frozen and all(torch.equal(p, frozen[n]) for n, p in learner.model.named_parameters() if n in frozen)
 
     def test_lr_find_takes_fast_berts_arguments_and_plot_draws_it(self, tiny_learner):
         from bertlearn.optim import DecayGroupsOptimWrapper
