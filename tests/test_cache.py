@@ -152,13 +152,19 @@ def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
     key = cache_key(texts, tiny_tokenizer, settings)
     monkeypatch.setattr(cache, "_HASH_BLOCK", 8192)
     assert cache_key(texts, tiny_tokenizer, settings) == key
-    # what is hashed: each text (a pair joined by \x1f) followed by \x1e, after the settings, then the lengths
+    # what is hashed: each text (a pair joined by \x1f) followed by \x1e, after the settings
     h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "tok": tokenizer_fingerprint(tiny_tokenizer),
                                    **settings}, sort_keys=True, default=str).encode())
     for t in texts:
         h.update((t if isinstance(t, str) else "\x1f".join(t)).encode() + b"\x1e")
-    h.update(np.array([6] * 10 + [7] * 40 + [6, 15], dtype=np.int64).tobytes())
     assert h.hexdigest()[:32] == key
+    # ... and every part's length after them, where a text holds a separator
+    odd = ["a\x1eb", "c"]
+    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "tok": tokenizer_fingerprint(tiny_tokenizer),
+                                   **settings}, sort_keys=True, default=str).encode())
+    h.update("a\x1eb\x1ec\x1e".encode())
+    h.update(np.array([3, 1], dtype=np.int64).tobytes())
+    assert cache_key(odd, tiny_tokenizer, settings) == h.hexdigest()[:32]
     assert cache_key(["ab", "c"], tiny_tokenizer, settings) != cache_key(["a", "bc"], tiny_tokenizer, settings)
     # a text holding the separators is not the texts they separate (it got their ids)
     assert cache_key(["the\x1ebad"], tiny_tokenizer, settings) != cache_key(["the", "bad"], tiny_tokenizer, settings)

@@ -84,15 +84,21 @@ def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fingerprint(tokenizer), **settings},
                         sort_keys=True, default=str).encode())
-    # each text (pairs joined by \x1f) followed by \x1e, a block at a time, then every part's length (int64): a
-    # text holding \x1e or \x1f would otherwise hash as two texts (["the\x1ebad"] as ["the", "bad"]), their ids
-    parts: list[int] = []
+    # each text (pairs joined by \x1f) followed by \x1e, a block at a time; where a text itself holds \x1e or \x1f
+    # (the separators counted do not match), every part's length (int64) after them: such a text would otherwise
+    # hash as two texts (["the\x1ebad"] as ["the", "bad"]) and get their ids
+    ambiguous = False
     for start in range(0, len(texts), _HASH_BLOCK):
         items = texts[start:start + _HASH_BLOCK]
         block = [t if isinstance(t, str) else "\x1f".join(t) for t in items]
-        h.update(("\x1e".join(block) + "\x1e").encode("utf-8", "surrogatepass"))
-        parts.extend(len(p) for t in items for p in ((t,) if isinstance(t, str) else t))
-    h.update(np.asarray(parts, dtype=np.int64).tobytes())
+        joined = "\x1e".join(block) + "\x1e"
+        units = joined.count("\x1f")  # pairs' joins, counted by a loop only where there are any
+        ambiguous = ambiguous or joined.count("\x1e") != len(block) or \
+            (units > 0 and units != sum(len(t) - 1 for t in items if not isinstance(t, str)))
+        h.update(joined.encode("utf-8", "surrogatepass"))
+    if ambiguous:
+        parts = [len(p) for t in texts for p in ((t,) if isinstance(t, str) else t)]
+        h.update(np.asarray(parts, dtype=np.int64).tobytes())
     return h.hexdigest()[:32]
 
 
