@@ -133,6 +133,8 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("NER: a JSONL span outside the text", lambda c: _ner_jsonl(c, '{"text": "Jane", "labels": [[0, 9, "PER"]]}')),
     ("NER: overlapping JSONL spans", lambda c: _ner_jsonl(
         c, '{"text": "Jane Doe", "labels": [[0, 4, "PER"], [2, 8, "PER"]]}')),
+    ("NER: a label folder in BertNERDataBunch's second place", lambda c: __import__("bertlearn").BertNERDataBunch(
+        c.data, c.data, c.tokenizer, train_file="train.txt")),
     ("NER: a BertNERDataBunch given to BertLearner", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
         _ner(c, "Jane\tB-PER\nruns\tO\n"), str(c.model_dir), device="cpu")),
 ]

@@ -324,3 +324,10 @@ def test_a_dataframe_given_as_texts_is_refused_not_read_as_its_column_names(trai
     with pytest.raises(DataError, match=r"^texts: got a dict with keys \['text'\]; pass its texts"):
         trained_learner.predict_batch({"text": ["good film"]})
     assert len(trained_learner.predict_batch(df["text"])) == 9
+
+
+def test_a_list_given_to_predict_names_predict_batch(trained_learner):
+    with pytest.raises(DataError) as e:
+        trained_learner.predict(["good film", "bad film"])
+    assert str(e.value) == ("texts: items [0] are not strings (got list); pass a list of texts; predict() takes one "
+                            "text, predict_batch() a list of them")

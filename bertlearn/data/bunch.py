@@ -6,6 +6,7 @@ assembly step; files larger than memory stream through an on-disk token store (`
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import time
@@ -73,7 +74,16 @@ class BertDataBunch(DataLoaders):
             super().__init__(*args, **kwargs)
             return
         # fast-bert's form: do the work through the factory, then adopt what it built
-        built = type(self)._from_fast_bert_args(*args, **kwargs)
+        factory = type(self)._from_fast_bert_args
+        try:
+            inspect.signature(factory).bind(*args, **kwargs)
+        except TypeError as e:  # said with the order, not as Python's "got multiple values for argument"
+            order = [n for n, p in inspect.signature(factory).parameters.items()
+                     if p.kind == p.POSITIONAL_OR_KEYWORD][:4]
+            hint = "" if "label_dir" in order else " (no label_dir here: the tag list is label_file= in data_dir)"
+            raise DataError(f"{type(self).__name__}({', '.join(order)}, ...): {e}; check the order of the "
+                            f"arguments given by position{hint}") from None
+        built = factory(*args, **kwargs)
         self.__dict__.update(built.__dict__)
 
     @classmethod

@@ -318,8 +318,10 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     if bad:
+        nested = isinstance(texts[bad[0]], (list, tuple))
         raise DataError(f"{arg}: items {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__}); "
-                        "pass a list of texts")
+                        "pass a list of texts" + ("; predict() takes one text, predict_batch() a list of them"
+                                                  if nested else ""))
     return texts
 
 
