@@ -257,6 +257,18 @@ def _train(args: argparse.Namespace) -> int:
     results = learner.validate(quiet=True)
     print(f"trained in {time.perf_counter() - t0:.0f}s; validation: " +
           ", ".join(f"{k} {v:.4f}" for k, v in results.items() if isinstance(v, float)))
+    if args.tune_thresholds and databunch.multi_label:
+        # validate's metrics decide at 0.5; the saved thresholds are what predict and eval decide with
+        import numpy as np
+
+        from .metrics import evaluate
+        ds = databunch.valid_ds
+        targets = np.zeros((ds.n_texts, databunch.c), dtype=np.float32)
+        targets[ds.owner] = ds.targets  # per text, as the logits are
+        tuned = evaluate(learner.validation_predictions(databunch.valid), targets, databunch.problem_type,
+                         databunch.labels, thresholds=learner.thresholds)
+        print("validation at the tuned thresholds (what predict and eval use): " +
+              ", ".join(f"{k} {v:.4f}" for k, v in tuned.items() if isinstance(v, float)))
     out = learner.save_model(args.out)
     print(f"model saved to {out}")
     if args.onnx:

@@ -8,6 +8,7 @@ bertlearn's loaders decode to `TextInputs`, which the method registered here dra
 from __future__ import annotations
 
 import textwrap
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -15,14 +16,45 @@ import torch
 from fastai.imports import dispatch
 from fastai.interpret import ClassificationInterpretation as _FastaiClassificationInterpretation
 
-from .data import TextInputs, display_frame
+from .data import MULTI, REGRESSION, TextInputs, display_frame
+from .errors import NotForThisTaskError, user_stacklevel
 
 __all__ = ["ClassificationInterpretation", "plot_top_losses", "top_losses_frame"]
 
 
 class ClassificationInterpretation(_FastaiClassificationInterpretation):
     """fastai's `ClassificationInterpretation` (build it with `from_learner(learner)`), with a confusion-matrix
-    figure whose axis labels fit inside it and a classification report without scikit-learn's warnings."""
+    figure whose axis labels fit inside it and a classification report without scikit-learn's warnings.
+
+    Single-label classification only: fastai's confusion matrix reads a multi-label row's 0/1 values as the
+    label indices 0 and 1 (a matrix and report that look right and mean nothing), and a regression has no
+    classes, so both are refused. With sliding windows the rows are windows, as validate's metrics are, which
+    is said."""
+
+    @classmethod
+    def from_learner(cls, learn: Any, ds_idx: int = 1, dl: Any = None, act: Any = None) -> Any:
+        """fastai's `from_learner`, after checking the task (see the class).
+
+        Args:
+            learn: the learner; ds_idx: which loader of its databunch (1: validation); dl: another loader.
+            act: the activation (default: the loss function's).
+        """
+        data = (dl if dl is not None else learn.dls[ds_idx]).dataset
+        problem = getattr(getattr(data, "encoder", None), "problem_type", None)
+        if problem in (MULTI, REGRESSION):
+            what = "multi-label" if problem == MULTI else "regression"
+            fix = ("sklearn.metrics.multilabel_confusion_matrix(y_true, learner.predict_labels(texts)) per label, "
+                   "or bertlearn.metrics.evaluate" if problem == MULTI else "bertlearn.metrics.evaluate (MSE, "
+                   "Pearson, Spearman) or learner.validate()")
+            raise NotForThisTaskError(f"interpret() builds fastai's single-label confusion matrix, which a "
+                                      f"{what} task does not have (it would read the targets as class indices); "
+                                      f"use {fix}")
+        if len(data) != getattr(data, "n_texts", len(data)):
+            warnings.warn(f"interpret(): the {len(data)} rows here are sliding windows of {data.n_texts} texts; the "
+                          "confusion matrix, report and top losses count windows (as validate's metrics do), "
+                          "not texts; bertlearn eval and predict_labels decide per text",
+                          stacklevel=user_stacklevel())
+        return super().from_learner(learn, ds_idx=ds_idx, dl=dl, act=act)
 
     def plot_confusion_matrix(self, *args: Any, **kwargs: Any) -> Any:
         """fastai's plot, laid out after its axis labels are set (fastai lays out before, so a saved PNG cut off

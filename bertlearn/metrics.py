@@ -218,7 +218,9 @@ def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 
 
 
 def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
-    return (_np(y_pred.float().sigmoid()) > np.asarray(thresh)).astype(int)
+    # float32 thresholds, as accuracy_thresh and the predictors compare: a float64 0.05 against float32(0.05)
+    # decided a tie the other way
+    return (_np(y_pred.float().sigmoid()) > np.asarray(thresh, dtype=np.float32)).astype(int)
 
 
 _EMPTY_ROWS_SAID = False

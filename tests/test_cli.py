@@ -166,3 +166,24 @@ def test_senses_without_sentences_for_an_unknown_word(capsys):
     assert main(["senses", "zebra"]) == 1
     assert "no sentences for 'zebra': pass -s SENTENCE (repeat) or --file; built-in examples exist for " \
            "['apple', 'bank', 'bat']" in capsys.readouterr().err
+
+
+def test_train_with_tuned_thresholds_prints_what_eval_scores(tiny_model_dir, tmp_path, capsys):
+    # the summary decided at 0.5 right after tuning, so it contradicted `bertlearn eval` on the same file
+    for name, seed in (("train.csv", 5), ("val.csv", 6)):
+        df = make_texts(160 if name == "train.csv" else 48, seed=seed)
+        df.assign(good=(df["label"] == "positive").astype(int),
+                  fun=df["text"].str.contains("fun").astype(int))[["text", "good", "fun"]].to_csv(tmp_path / name,
+                                                                                                   index=False)
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--epochs", "2", "--lr", "1e-3",
+                 "--bs", "16", "--maxlen", "48", "--out", str(out), "--seed", "0", "--device", "cpu",
+                 "--label-col", "good", "fun", "--multi-label", "--tune-thresholds"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("validation at the tuned thresholds"))
+    printed = dict(kv.rsplit(" ", 1) for kv in line.split(": ", 1)[1].split(", "))
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "val.csv"), "--json",
+                 str(tmp_path / "m.json")]) == 0
+    scored = json.loads((tmp_path / "m.json").read_text())
+    scored = scored.get("metrics", scored)
+    for name in ("f1_micro", "f1_macro", "accuracy_thresh"):
+        assert float(printed[name]) == pytest.approx(scored[name], abs=1e-4)

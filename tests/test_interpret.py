@@ -150,3 +150,39 @@ def test_confusion_matrix_figure_holds_its_axis_labels(trained_learner):
         box = label.get_window_extent(renderer)
         assert label.get_text() in ("Predicted", "Actual")
         assert box.x0 >= figure_box.x0 and box.y0 >= figure_box.y0 and box.x1 <= figure_box.x1
+
+
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_interpretation_refuses_tasks_without_a_single_label_confusion_matrix(tiny_model_dir, tmp_path, task):
+    # fastai read a multi-label row's 0/1 targets as class indices 0 and 1: a matrix that looked right, meant nothing
+    import pandas as pd
+    from conftest import make_texts
+    from bertlearn import BertDataBunch, BertLearner, NotForThisTaskError
+    df = make_texts(32)
+    if task == "multi_label":
+        df = df.assign(good=(df["label"] == "positive").astype(int), bad=(df["label"] == "negative").astype(int))
+        db = BertDataBunch.from_df(df, df, str(tiny_model_dir), label_col=["good", "bad"], multi_label=True, bs=16,
+                                   maxlen=32, device="cpu")
+    else:
+        db = BertDataBunch.from_df(df.assign(score=np.arange(32) / 7), df.assign(score=np.arange(32) / 7),
+                                   str(tiny_model_dir), label_col="score", regression=True, bs=16, maxlen=32,
+                                   device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    with pytest.raises(NotForThisTaskError, match=r"^interpret\(\) builds fastai's single-label confusion matrix, "
+                                                  r"which a (multi-label|regression) task does not have"):
+        learner.interpret()
+
+
+def test_interpretation_over_sliding_windows_says_it_counts_windows(tiny_model_dir, tmp_path):
+    from conftest import make_texts
+    from bertlearn import BertDataBunch, BertLearner
+    df = make_texts(24)
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), bs=16, maxlen=12, long_text="sliding_window",
+                               stride=4, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    windows = len(db.valid.dataset)
+    assert windows > 24
+    with learner.no_bar(), pytest.warns(UserWarning, match=rf"^interpret\(\): the {windows} rows here are sliding "
+                                                           r"windows of 24 texts; the confusion matrix"):
+        interp = learner.interpret()
+    assert interp.confusion_matrix().sum() == windows
