@@ -43,9 +43,9 @@ class ClassificationInterpretation(_FastaiClassificationInterpretation):
         problem = getattr(getattr(data, "encoder", None), "problem_type", None)
         if problem in (MULTI, REGRESSION):
             what = "multi-label" if problem == MULTI else "regression"
-            fix = ("sklearn.metrics.multilabel_confusion_matrix(y_true, learner.predict_labels(texts)) per label, "
-                   "or bertlearn.metrics.evaluate" if problem == MULTI else "bertlearn.metrics.evaluate (MSE, "
-                   "Pearson, Spearman) or learner.validate()")
+            fix = ("per label sklearn.metrics.multilabel_confusion_matrix(targets, learner.predict_logits(texts)"
+                   ".sigmoid().numpy() > learner.thresholds), or bertlearn.metrics.evaluate" if problem == MULTI else
+                   "bertlearn.metrics.evaluate (MSE, Pearson, Spearman) or learner.validate()")
             raise NotForThisTaskError(f"interpret() builds fastai's single-label confusion matrix, which a "
                                       f"{what} task does not have (it would read the targets as class indices); "
                                       f"use {fix}")

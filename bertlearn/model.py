@@ -397,7 +397,8 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
 
     Works on any `PreTrainedModel` by structure (its `base_model` and the module list of its blocks),
     never by name: everything of the encoder registered before the blocks is the embedding group, and so is
-    every embedding table registered after them (DeBERTa-v2/v3's relative positions, which every block reads);
+    whatever a module holding an embedding table keeps outside the blocks (DeBERTa-v2/v3's encoder: the relative
+    position table every block reads and its LayerNorm);
     the blocks come one group each; the rest (pooler, final norm, classifier) is the head group.
 
     Args:
@@ -409,7 +410,13 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
         return [list(model.parameters())]
     layer_of = {id(p): i for i, block in enumerate(layers) for p in block.parameters()}
     in_base = {id(p) for p in base.parameters()}
-    tables = {id(p) for m in base.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    # an embedding table registered after the blocks (DeBERTa's relative positions, which every block reads) goes
+    # with the embeddings, and with it what its module keeps outside the blocks (the LayerNorm over it)
+    order = {id(p): i for i, p in enumerate(model.parameters())}
+    first = min((order[i] for i in layer_of if i in order), default=0)
+    owners = [m for m in base.modules() if any(isinstance(c, nn.Embedding) and order.get(id(c.weight), -1) > first
+                                               for c in m.children())]
+    tables = {id(p) for m in owners for p in m.parameters() if id(p) not in layer_of}
     embeddings, blocks, head = [], [[] for _ in layers], []
     seen_block = False
     for p in model.parameters():

@@ -78,7 +78,10 @@ class WarmupSchedule(Callback):
             self.opt.set_hyper("mom", fresh_momentum(self.learn.opt_func))
 
     def before_batch(self) -> None:
-        factor = self.factor(min(int(self.train_iter) // self.accumulate / self.steps, 1.0))
+        # counted from the epoch, not train_iter: fastai restarts train_iter at 0 in every fit, and a resumed fit's
+        # skipped epochs run no batches, so the warm-up began again
+        done = (int(self.epoch) * int(self.n_iter) + int(self.iter)) // self.accumulate
+        factor = self.factor(min(done / self.steps, 1.0))
         self.opt.set_hyper("lr", [peak * factor for peak in self.peaks])
 
 

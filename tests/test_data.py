@@ -324,6 +324,25 @@ class TestMessyInput:
         db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, bs=4)
         assert db.labels == ["1", "2", "10"] and db.train.dataset.targets.tolist() == [1, 2, 0, 1, 2, 0, 1, 0]
 
+    def test_a_large_csv_is_read_as_written_in_every_row(self, tmp_path):
+        # pandas guesses a column's type per 262k-row chunk: "01" and "1" became 1 in the numeric chunk only
+        from bertlearn.data import read_csv
+        n = 300_000
+        pd.DataFrame({"text": ["t"] * n, "label": (["01", "1"] * n)[:n - 1] + ["abc"]}).to_csv(tmp_path / "big.csv",
+                                                                                              index=False)
+        labels = read_csv(tmp_path / "big.csv")["label"]
+        assert labels.iloc[:2].tolist() == ["01", "1"] and labels.iloc[-1] == "abc"
+        assert set(labels.iloc[:-1]) == {"01", "1"}
+
+    def test_rows_with_a_field_more_than_the_header(self, tmp_path, tiny_tokenizer):
+        # pandas makes the extra first field the index; the columns read again as written were put back by it
+        df = make_texts(24).assign(label=lambda d: (d["label"] == "positive").astype(int))
+        for name in ("train.csv", "val.csv"):
+            (tmp_path / name).write_text("text,label\n" + "".join(f"{i},{t},{l}\n" for i, (t, l) in
+                                                                   enumerate(zip(df["text"], df["label"]))))
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_file=None)
+        assert [db.labels[i] for i in db.train.dataset.targets] == df["label"].astype(str).tolist()
+
     def test_numbers_written_in_a_csv_text_column(self, tmp_path, tiny_tokenizer):
         df = make_texts(10)
         df.assign(text=range(10)).to_csv(tmp_path / "train.csv", index=False)

@@ -92,11 +92,13 @@ class TestConstruction:
         from bertlearn.model import bert_splitter
         config = DebertaV2Config(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                  intermediate_size=37, relative_attention=True, position_biased_input=False,
-                                 max_relative_positions=16, pos_att_type=["p2c", "c2p"], num_labels=2)
+                                 max_relative_positions=16, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+                                 num_labels=2)
         model = DebertaV2ForSequenceClassification(config)
         groups = bert_splitter(model)
-        table = model.deberta.encoder.rel_embeddings.weight
-        assert any(p is table for p in groups[0]) and not any(p is table for g in groups[1:] for p in g)
+        encoder = model.deberta.encoder
+        for table in (encoder.rel_embeddings.weight, encoder.LayerNorm.weight, encoder.LayerNorm.bias):
+            assert any(p is table for p in groups[0]) and not any(p is table for g in groups[1:] for p in g)
         assert sum(len(g) for g in groups) == sum(1 for _ in model.parameters())
         assert any(p is model.classifier.weight for p in groups[-1])
 
@@ -394,9 +396,12 @@ class TestCheckpoints:
         assert torch.equal(weights["classifier.weight"], tiny_learner.model.classifier.weight.detach())
         torch.load(folder / "optimizer.pt", weights_only=True)
 
-    @pytest.mark.parametrize("bs,accumulate", [(16, 1), (20, 2)], ids=["every-batch", "accumulated-across-epochs"])
+    @pytest.mark.parametrize("bs,accumulate,schedule", [(16, 1, None), (20, 2, None), (16, 1, "warmup_linear"),
+                                                         (20, 2, "warmup_cosine")],
+                             ids=["every-batch", "accumulated-across-epochs", "warmup", "warmup-accumulated"])
     def test_resume_after_an_interruption_matches_an_uninterrupted_fit(self, tiny_csv_dir, tiny_tokenizer,
-                                                                       tiny_model_dir, tmp_path, bs, accumulate):
+                                                                       tiny_model_dir, tmp_path, bs, accumulate,
+                                                                       schedule):
         # bs 20: 5 batches an epoch, so with 2 batches a step the first epoch ends half-way through a step, whose
         # gradients (and fastai's count) the resumed fit dropped
         from fastai.callback.core import CancelFitException
@@ -407,7 +412,8 @@ class TestCheckpoints:
         def make(out):
             db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu")
             return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3,
-                                                     grad_accumulation_steps=accumulate)
+                                                     grad_accumulation_steps=accumulate, warmup_steps=4,
+                                                     schedule_type=schedule)
 
         class StopAfter(Callback):
             order = 100  # after the checkpoint is written
@@ -422,6 +428,8 @@ class TestCheckpoints:
         resumed = make(tmp_path / "resumed")  # a fresh process would start like this
         quiet_fit(resumed, 3, lr=1e-3, resume=True)
         texts = ["good fun", "the acting was poor"]
+        # a resumed warmup_* fit restarted its warm-up (fastai's train_iter starts at 0 in every fit)
+        assert resumed.recorder.lrs == pytest.approx(whole.recorder.lrs[-len(resumed.recorder.lrs):], abs=1e-12)
         assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
         assert len([v for v in resumed.recorder.values if v]) == 1  # only epoch 3 ran (skipped ones are empty)
 

@@ -55,13 +55,17 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
             f"; directory {str(path.parent)!r} does not exist either"
         raise DataError(f"{arg}: file {str(path)!r} not found{hint}")
     # pandas' own reading of text columns is 3x faster than dtype=str (13 against 40 ms for 100k rows): read so,
-    # then read again as written only the columns it took for numbers or booleans
-    read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", **CSV_MISSING)
+    # and again as written only where it took a column for numbers or booleans
+    # low_memory=False: pandas guesses per 262k-row chunk otherwise, and a column numeric in one chunk only comes
+    # back as an object column of ints and strings
+    read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", low_memory=False, **CSV_MISSING)
     try:
         df = pd.read_csv(path, **read_kwargs)
-        guessed = [i for i, c in enumerate(df.columns) if not pd.api.types.is_string_dtype(df[c].dtype)]
-        if guessed:
-            df = _as_written(df, pd.read_csv(path, usecols=guessed, **{**read_kwargs, **CSV_CELLS}), guessed)
+        guessed = [i for i, c in enumerate(df.columns) if pd.api.types.infer_dtype(df.iloc[:, i], skipna=True)
+                   not in ("string", "empty")]
+        if guessed:  # the whole file, not those columns: with a field more than the header in the rows, pandas
+            # takes the first as the index, and columns picked by position would be other columns
+            df = pd.read_csv(path, **{**read_kwargs, **CSV_CELLS})
     except UnicodeDecodeError:
         if encoding is not None:
             raise DataError(f"{arg}: {str(path)!r} cannot be decoded as {encoding!r}; pass the file's encoding")
@@ -79,14 +83,6 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
         raise DataError(f"{arg}: {str(path)!r} has one column {str(df.columns[0])!r} containing tabs; "
                         "it looks tab-separated: pass sep='\\t'")
     return df
-
-
-def _as_written(df: pd.DataFrame, exact: pd.DataFrame, positions: list[int]) -> pd.DataFrame:
-    # the columns at `positions` replaced by the same columns read as strings (`exact` holds only those)
-    out = df.copy(deep=False)
-    for j, i in enumerate(positions):
-        out.isetitem(i, exact.iloc[:, j])
-    return out
 
 
 def _column(df: pd.DataFrame, col: Any, arg: str, source: str) -> str:
