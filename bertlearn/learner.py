@@ -305,6 +305,12 @@ class TaskLearner(Learner):
         result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
 
+    def create_opt(self) -> None:
+        """fastai's `create_opt`, recording on the new optimizer each group's momentum as it starts (its own default,
+        e.g. a custom `opt_func`'s beta1), which fast-bert's warmup_* and flat schedules start every fit from."""
+        super().create_opt()
+        self.opt.start_moms = [h.get("mom") for h in self.opt.hypers]
+
     def _use_optimizer(self, optimizer_type: str | None) -> bool:
         # a different optimizer from this fit on; True when the optimizer has to be rebuilt
         if optimizer_type is None or optimizer_type == self.optimizer_type:
@@ -691,7 +697,15 @@ def note_fast_bert_options(where: str, kwargs: dict, *, multi_gpu: Any = False, 
     if multi_gpu_without_effect(multi_gpu):
         ignored["multi_gpu"] = multi_gpu
     note_no_effect(where, ignored)
-    fastai = set(inspect.signature(Learner.__init__).parameters) - {"self", "dls", "model"}
+    # fastai's Learner options the factory sets itself (a TypeError about 'multiple values' before)
+    if "loss_func" in kwargs:
+        raise BertLearnError(f"{where}: loss_func={kwargs['loss_func']!r}: the task sets the loss that its "
+                             "predictions and metrics decode (BertLearner: pass weight= or pos_weight= to weight "
+                             "the classes); to train with another, set learner.loss_func after the factory")
+    if "path" in kwargs:
+        raise BertLearnError(f"{where}: path={kwargs['path']!r}: the learner's folder is output_dir; pass "
+                             f"output_dir={kwargs['path']!r}")
+    fastai = set(inspect.signature(Learner.__init__).parameters) - {"self", "dls", "model", "loss_func", "path"}
     unknown = [k for k in kwargs if k not in fastai]
     if unknown:  # said here, not by a TypeError from deep inside fastai's Learner
         near = [m for k in unknown for m in difflib.get_close_matches(k, sorted(fastai | set(FAST_BERT_LEARNER_ORDER)),
@@ -707,7 +721,8 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
                   tensorboard: bool = False, cuda_graphs: Any = False, compile: Any = False,
                   seed: int | None = None) -> tuple[Any, torch.device]:
     """The steps every task's `from_pretrained_model` takes before it loads weights, so that a wrong option fails
-    fast and the head starts from the seed. Returns the optimizer function and the device to train on.
+    fast and the head starts from the seed. Returns the optimizer function (fastai's `opt_func=` when given,
+    else `optimizer_type`'s) and the device to train on.
 
     Args:
         where: the factory, as messages name it.
@@ -721,6 +736,7 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
     """
     note_fast_bert_options(where, kwargs, multi_gpu=multi_gpu, logging_steps=logging_steps, tensorboard=tensorboard)
     opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
+    opt_func = kwargs.pop("opt_func", None) or opt_func  # fastai's option: the user's optimizer instead
     device = learning_device(device)
     check_graph_options(cuda_graphs, device, compile)
     if seed is not None:
@@ -823,7 +839,7 @@ def training_callbacks(callbacks: Sequence[Callback] | None, *, device: torch.de
         max_grad_norm: gradient clipping norm (None: no clipping).
         accumulation: the task's gradient-accumulation callback, or None.
     """
-    cbs = list(callbacks or [])
+    cbs = list(L(callbacks))
     if cuda_graphs and device.type == "cuda":
         cbs.append(CudaGraphCallback(cuda_graphs))
     every = {"every": int(logging_steps)} if logging_steps else {}

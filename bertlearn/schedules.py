@@ -75,7 +75,12 @@ class WarmupSchedule(Callback):
         self.peaks = [h["lr"] for h in self.opt.hypers]
         self.steps = max(self.n_epoch * len(self.dls.train) // self.accumulate, 1)
         if "mom" in self.opt.hypers[0]:
-            self.opt.set_hyper("mom", fresh_momentum(self.learn.opt_func))
+            # what the optimizer started with (recorded by TaskLearner.create_opt); a plain fastai Learner's from
+            # its opt_func's signature
+            moms = getattr(self.opt, "start_moms", None)
+            if not moms or None in moms or len(moms) != len(self.opt.hypers):
+                moms = fresh_momentum(self.learn.opt_func)
+            self.opt.set_hyper("mom", moms)
 
     def before_batch(self) -> None:
         # counted from the epoch, not train_iter: fastai restarts train_iter at 0 in every fit, and a resumed fit's

@@ -110,6 +110,7 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         c.bunch(), str(c.model_dir), {"name": "accuracy", "function": len}, "cpu", None)),
     ("text_col and label_col the same column", lambda c: c.bunch(text_col="label")),
     ("a misspelt learner option", lambda c: c.learner(lerning_rate=1e-4)),
+    ("fastai's loss_func given to the factory", lambda c: c.learner(loss_func=__import__("torch").nn.L1Loss())),
     ("lr=0", lambda c: c.learner().fit(1, lr=0)),
     ("lr='fast'", lambda c: c.learner().fit(1, lr="fast")),
     ("lr=1e-2 (trains, with a warning)", lambda c: _fit_quiet(c.learner(), 1, "1e-2")),

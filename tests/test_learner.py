@@ -815,6 +815,43 @@ class TestFastBertFlow:
             quiet_fit(tiny_learner, 1, lr=1e-4, schedule_type=schedule)
             assert [h["mom"] for h in tiny_learner.opt.hypers] == [0.9] * len(tiny_learner.opt.hypers)
 
+    def test_fast_bert_schedules_start_from_a_custom_optimizers_own_momentum(self, tiny_databunch, tiny_model_dir,
+                                                                              tmp_path):
+        # an opt_func whose signature has no `mom` default (PyTorch's AdamW through fastai's wrapper, beta1 0.8)
+        # was reset to AdamW's usual 0.9
+        from functools import partial
+        from fastai.optimizer import OptimWrapper
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path,
+                                                    opt_func=partial(OptimWrapper, opt=torch.optim.AdamW,
+                                                                     betas=(0.8, 0.999)))
+        quiet_fit(learner, 1, lr=1e-4)
+        assert learner.opt.hypers[0]["mom"] != 0.8
+        quiet_fit(learner, 1, lr=1e-4, schedule_type="warmup_cosine")
+        assert [h["mom"] for h in learner.opt.hypers] == [0.8] * len(learner.opt.hypers)
+        assert [g["betas"][0] for g in learner.opt.opt.param_groups] == [0.8] * len(learner.opt.opt.param_groups)
+
+    def test_fastai_cbs_and_opt_func_go_to_the_learner(self, tiny_databunch, tiny_model_dir, tmp_path):
+        # fastai's own names for callbacks and the optimizer (Python's "multiple values for keyword argument" before)
+        from functools import partial
+        from fastai.callback.core import Callback
+        from fastai.optimizer import OptimWrapper
+
+        class Count(Callback):
+            batches = 0
+
+            def after_batch(self):
+                Count.batches += self.training
+
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path, cbs=Count(),
+                                                    opt_func=partial(OptimWrapper, opt=torch.optim.SGD))
+        quiet_fit(learner, 1, lr=1e-4)
+        assert Count.batches == len(tiny_databunch.train) and isinstance(learner.opt.opt, torch.optim.SGD)
+        with pytest.raises(BertLearnError, match=r"^BertLearner.from_pretrained_model: path='x': the learner's folder "
+                                                 r"is output_dir; pass output_dir='x'$"):
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None, path="x")
+
     def test_frozen_parameters_stay_put_after_a_fit_that_ended_mid_accumulation(self, tiny_databunch, tiny_model_dir,
                                                                                  tmp_path):
         # 6 batches a fit of 2 batches a step end on a whole step; 5 (bs 20) leave one batch's gradients behind,

@@ -200,3 +200,16 @@ def test_a_batch_without_masked_tokens_leaves_the_loss_the_mean_over_the_others(
             count, empty = count + len(yb), empty + (len(yb) == 0)
     assert empty > 0 and count > 0
     assert learner.validate(quiet=True)["loss"] == pytest.approx(total / count, rel=1e-5)
+
+
+def test_fastai_opt_func_and_splitter_go_to_the_learner(corpus, tiny_model_dir, tmp_path):
+    # the factory passed its own (Python's "multiple values for keyword argument" before)
+    from functools import partial
+    from fastai.optimizer import OptimWrapper
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0,
+                                                  opt_func=partial(OptimWrapper, opt=torch.optim.SGD),
+                                                  splitter=lambda m: [list(m.parameters())])
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=1e-4)
+    assert isinstance(learner.opt.opt, torch.optim.SGD) and len(learner.opt.param_lists) == 1

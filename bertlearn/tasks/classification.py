@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from fastai.callback.core import Callback
+from fastcore.foundation import L
 
 from ..atomic import atomic_dir
 from ..compat import FAST_BERT_LEARNER_ORDER, fast_bert_positions
@@ -93,7 +94,7 @@ class BertLearner(TaskLearner):
             freeze_transformer_layers: train only the head until `unfreeze()`.
             weight: per-class loss weights (single-label) or "balanced"; pos_weight: per-label positive weights
                 (multi-label) or "balanced". Default: what the databunch was given.
-            callbacks: extra fastai callbacks.
+            callbacks: extra fastai callbacks (fastai's `cbs=` is taken too).
             learning_rate, epochs: defaults for `fit()` called without them.
             optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
             ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
@@ -117,9 +118,10 @@ class BertLearner(TaskLearner):
             schedule_type: the schedule `fit` runs when not given one (default: fastai's one-cycle).
             logging_steps: steps between training-loss points in TensorBoard (with `log_dir` or a
                 `SummaryWriter` as logger; fast-bert also validated that often, which bertlearn does per epoch).
-            **kwargs: anything else goes to fastai's `Learner`. fast-bert options with no effect here
-                (`fp16_opt_level`, `loss_scale`, `model_type`, `save_steps`) are accepted and named once in a
-                `FastBertCompatWarning`.
+            **kwargs: anything else goes to fastai's `Learner` (`opt_func=` replaces `optimizer_type`'s
+                optimizer; `loss_func` and `path` are refused: the task sets the loss, `output_dir` the folder).
+                fast-bert options with no effect here (`fp16_opt_level`, `loss_scale`, `model_type`, `save_steps`)
+                are accepted and named once in a `FastBertCompatWarning`.
         """
         if databunch is None and "dataBunch" in kwargs:
             databunch = kwargs.pop("dataBunch")  # fast-bert's name for the first argument
@@ -146,7 +148,7 @@ class BertLearner(TaskLearner):
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
         loss_func = classification_loss(databunch, device=device, weight=weight, pos_weight=pos_weight)
-        cbs, logger = training_callbacks(callbacks, device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
+        cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func,

@@ -36,7 +36,7 @@ from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
 from ..errors import DataError, ModelError
 from ..learner import TaskLearner, learning_device, note_fast_bert_options, prepare_model, training_callbacks
-from ..model import bert_splitter, load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
+from ..model import load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
 from ..optim import opt_func_for
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
@@ -414,6 +414,7 @@ class BertLMLearner(TaskLearner):
         note_fast_bert_options("BertLMLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
                                logging_steps=kwargs.pop("logging_steps", None))
         opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
+        opt_func = kwargs.pop("opt_func", None) or opt_func  # fastai's option: the user's optimizer instead
         device = learning_device(device)
         if seed is not None:
             set_seed(seed, reproducible=True)
@@ -427,7 +428,7 @@ class BertLMLearner(TaskLearner):
                       metrics=[Perplexity(), *(metrics or [])], cbs=cbs,
                       path=Path(output_dir) if output_dir is not None else Path(databunch.path) / "lm",
                       py_logger=logger, default_lr=float(learning_rate), default_epochs=int(epochs),
-                      splitter=bert_splitter, optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                      optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                       warmup_steps=warmup_steps, schedule_type=schedule_type,
                       grad_accumulation_steps=grad_accumulation_steps, **kwargs)
         return learner.finish_setup(is_fp16=is_fp16)

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback
 from fastai.learner import Metric
+from fastcore.foundation import L
 from seqeval.metrics.sequence_labeling import get_entities
 
 from ..atomic import atomic_dir
@@ -545,7 +546,8 @@ class BertNERLearner(NERTagger, TaskLearner):
             learning_rate, epochs, optimizer_type, warmup_steps, schedule_type, logging_steps,
             ignore_mismatched_sizes, seed, log_dir, gradient_checkpointing, compile, cuda_graphs: as for
                 `BertLearner.from_pretrained_model`.
-            **kwargs: anything else goes to fastai's `Learner`; fast-bert options without effect are named once.
+            **kwargs: anything else goes to fastai's `Learner` (as for `BertLearner.from_pretrained_model`);
+                fast-bert options without effect are named once.
         """
         if databunch is None and "dataBunch" in kwargs:
             databunch = kwargs.pop("dataBunch")
@@ -560,7 +562,7 @@ class BertNERLearner(NERTagger, TaskLearner):
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
-        cbs, logger = training_callbacks(callbacks, device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
+        cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=tag_loss(), opt_func=opt_func,
