@@ -440,7 +440,9 @@ def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str])
 
 def _texts_of(df: Any, cols: list[str], source: str) -> list:
     from .data import texts_from_frame
-    texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False, numbers=True)
+    texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False, numbers=True,
+                                empty_fix="fill or remove those rows (the predictions file has a row for every "
+                                          "input row)")
     return texts
 
 

@@ -65,6 +65,17 @@ def test_predict_reads_a_chunk_of_numbers_as_texts(trained_dir, tmp_path):
     assert pd.read_csv(tmp_path / "pred1.csv")["text"].astype(str).tolist() == ["good movie", "42", "bad film"]
 
 
+def test_predict_names_empty_texts_with_a_fix_the_command_has(trained_dir, tmp_path, capsys):
+    # the message said "pass dropna=True", an option bertlearn predict does not have
+    data, out = trained_dir
+    pd.DataFrame({"text": ["good movie", "", "bad film"]}).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), "--output",
+                 str(tmp_path / "pred.csv")]) != 0
+    err = capsys.readouterr().err
+    assert "text_col 'text' in new.csv (rows 1-3) has 1 empty or missing texts (CSV lines [3]); fill or remove " \
+           "those rows (the predictions file has a row for every input row)" in err and "dropna" not in err
+
+
 def test_predict_precision_option(trained_dir, tmp_path):
     data, out = trained_dir
     make_texts(25, seed=9)[["text"]].to_csv(tmp_path / "new.csv", index=False)

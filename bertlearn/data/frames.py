@@ -155,7 +155,8 @@ def _all_numbers(s: pd.Series) -> np.ndarray:
 
 
 def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool,
-                     numbers: bool = False) -> tuple[list[Any], np.ndarray]:
+                     numbers: bool = False, empty_fix: str = "fix them or pass dropna=True"
+                     ) -> tuple[list[Any], np.ndarray]:
     """The text column(s) as strings (pairs as tuples), and a mask of the rows kept.
 
     Args:
@@ -165,6 +166,7 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         dropna: drop rows with an empty or missing text (else they are a `DataError` naming the lines).
         numbers: accept a column whose every cell is a number written as text (prediction reads whatever it is
             given, a chunk at a time; training refuses it as the wrong column).
+        empty_fix: what the error about empty texts tells the caller to do (the CLI has no `dropna`).
     """
     cols = [cols] if isinstance(cols, str) else list(cols)
     keep = np.ones(len(df), dtype=bool)
@@ -188,7 +190,7 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         if bad.any() and not dropna:
             rows = _csv_lines(s.index, bad)
             raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
-                            f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); fix them or pass dropna=True")
+                            f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); {empty_fix}")
         keep &= ~bad
     columns = [df[c][keep].astype(str).tolist() for c in cols]
     return (columns[0] if len(cols) == 1 else list(zip(*columns))), keep
