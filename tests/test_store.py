@@ -222,3 +222,21 @@ def test_a_stores_digest_is_the_in_memory_rows_digest(csv_dir, tiny_model_dir):
     assert disk.ids.digest() == mem.ids.digest() and data_digest(disk) == data_digest(mem)
     mem.targets[0] = 1 - mem.targets[0]
     assert data_digest(disk) != data_digest(mem)
+
+
+def test_numbers_in_the_text_column_are_judged_over_the_whole_file(csv_dir, tiny_model_dir):
+    # a chunk of numbers only was refused as "the wrong column" while the whole file (and the in-memory path) passed
+    df = make_texts(40, seed=3)
+    df.loc[:9, "text"] = [str(i) for i in range(10)]
+    df.to_csv(csv_dir / "train.csv", index=False)
+    kw = dict(bs=16, device="cpu", label_file=None)
+    memory = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw)
+    for chunksize in (5, 100):
+        disk = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=chunksize, **kw)
+        np.testing.assert_array_equal(disk.train_ds.lengths, memory.train_ds.lengths)
+    df.assign(text=[str(i) for i in range(40)]).to_csv(csv_dir / "train.csv", index=False)
+    for chunksize in (5, 100):
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=chunksize, **kw)
+        assert str(e.value).startswith("text_col 'text' in train.csv (rows from 1) holds only numbers (e.g. '0' at "
+                                       "CSV line 2; lines [2, 3, 4,")

@@ -27,8 +27,8 @@ from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, holdout_order,
-                     labels_and_targets, positive_int, read_csv, read_label_file, resolve_columns, single_labels,
-                     targets_from_frame, task_options, texts_from_frame)
+                     labels_and_targets, positive_int, read_csv, read_label_file, refuse_number_columns, resolve_columns,
+                     single_labels, targets_from_frame, task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset
 from .store import build_store, load_store, store_key
 
@@ -508,7 +508,9 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
 
     def encode(chunk: pd.DataFrame) -> tuple[dict, np.ndarray]:
         source = f"{name} (rows from {chunk.index[0] + 1})"
-        texts, keep = texts_from_frame(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=rows["dropna"])
+        # numbers=True: refuse_number_columns decided over the whole file, not a chunk at a time
+        texts, keep = texts_from_frame(chunk, tcols if len(tcols) == 2 else tcols[0], source, dropna=rows["dropna"],
+                                       numbers=True)
         ldf = chunk.loc[keep, lcols] if not keep.all() else chunk[lcols]
         y = targets_from_frame(ldf, lcols, encoder, label_delim=rows["label_delim"], source=source)
         enc = encoder.encode([t[0] for t in texts], [t[1] for t in texts]) if encoder.pairs else encoder.encode(texts)
@@ -522,6 +524,7 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
     if stored is None:
         t0 = time.perf_counter()
+        refuse_number_columns(pd.read_csv(path, usecols=tcols, chunksize=chunksize, **read), tcols, name)
         meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read), encode, encoder.id_dtype)
         log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
         stored = load_store(folder, pad_id=encoder.pad_id)

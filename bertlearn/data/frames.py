@@ -10,7 +10,7 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,8 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns", "check_column_counts",
-           "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns",
+           "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
            "holdout_order"]
 
@@ -194,6 +194,34 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         keep &= ~bad
     columns = [df[c][keep].astype(str).tolist() for c in cols]
     return (columns[0] if len(cols) == 1 else list(zip(*columns))), keep
+
+
+def refuse_number_columns(chunks: Iterable[pd.DataFrame], cols: Sequence[str], source: str) -> None:
+    """Refuse, as `texts_from_frame` does for a whole frame, a text column whose every cell in a file read in
+    chunks is a number; reads until each column shows a word (usually in the first rows), so the answer does
+    not depend on the chunk size.
+
+    Args:
+        chunks: the file's chunks (read as written, `CSV_CELLS`).
+        cols: the text column(s).
+        source: the file, as error messages name it.
+    """
+    pending, first = set(cols), {}
+    for chunk in chunks:
+        for col in list(pending):
+            cells = chunk[col].dropna()
+            if not len(cells):
+                continue
+            if pd.to_numeric(cells.head(256), errors="coerce").isna().any() or \
+                    pd.to_numeric(cells, errors="coerce").isna().any():
+                pending.discard(col)
+            else:
+                first.setdefault(col, chunk)
+        if not pending:
+            return
+    for col in cols:
+        if col in pending and col in first:
+            texts_from_frame(first[col], col, f"{source} (rows from {first[col].index[0] + 1})", dropna=True)
 
 
 def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *, label_delim: str | None = None,
