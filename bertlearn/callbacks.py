@@ -29,6 +29,7 @@ from fastai.learner import noop  # the very object `no_logging()` swaps in (not 
 from .device import native_bf16
 from .distributed import rank_world
 from .errors import user_stacklevel
+from .losses import loss_denominator
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
            "SkipValidationCallback", "CheckpointCallback", "TensorBoardLogger", "BF16Autocast",
@@ -265,14 +266,23 @@ class DeviceAvgLoss(AvgLoss):
         self._cached = None
 
     def accumulate(self, learn: Any) -> None:
-        """Add this batch's loss, weighted by its rows, on the loss's device (no host read).
+        """Add this batch's loss, weighted by its rows (a cross-entropy's by the weights of the targets it counted:
+        see `loss_denominator`), on the loss's device (no host read).
 
         Args:
             learn: the learner, whose `loss` and `yb` are this batch's.
         """
-        bs = find_bs(learn.yb)
-        self.total = learn.loss.detach().float().mean() * bs + self.total
-        self.count += bs
+        n = loss_denominator(learn.loss_func, learn.yb[0]) if len(learn.yb) == 1 else None
+        if n is None:
+            bs = find_bs(learn.yb)
+            self.total = learn.loss.detach().float().mean() * bs + self.total
+            self.count += bs
+        else:
+            # a weighted (or ignore_index) cross-entropy's batch mean divides by its targets' weights, not its rows:
+            # weighting the batch means by rows was not the set's loss (and a batch with nothing counted is NaN)
+            loss = learn.loss.detach().float()
+            self.total = torch.where(n > 0, loss * n, torch.zeros_like(loss)) + self.total
+            self.count = n.float() + self.count
         self._cached = None
 
     def _sums(self) -> tuple[Any, Any]:
@@ -280,7 +290,7 @@ class DeviceAvgLoss(AvgLoss):
         if rank_world()[1] == 1:
             return self.total, self.count
         if self._cached is None:
-            self._cached = (all_sum(self.total), int(all_sum(self.count)))
+            self._cached = (all_sum(self.total), all_sum(self.count))
         return self._cached
 
     @property

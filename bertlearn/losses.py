@@ -18,7 +18,7 @@ from fastai.losses import BCEWithLogitsLossFlat as _BCEWithLogitsLossFlat
 from fastai.losses import CrossEntropyLossFlat as _CrossEntropyLossFlat
 from torch import nn
 
-__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss"]
+__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss", "loss_denominator"]
 
 
 def _plain(x: Any) -> Any:
@@ -63,3 +63,24 @@ def MSELossFlat(*args: Any, axis: int = -1, floatify: bool = True, **kwargs: Any
         *args, axis, floatify, **kwargs: as for fastai's `MSELossFlat` (reduction...).
     """
     return PlainTensorLoss(nn.MSELoss, *args, axis=axis, floatify=floatify, is_2d=False, **kwargs)
+
+
+def loss_denominator(loss_func: Any, target: Any) -> torch.Tensor | None:
+    """What `loss_func`'s mean divided `target`'s losses by, where that is not the row count: for a cross-entropy
+    the summed class `weight`s of the targets it counted (those not `ignore_index`), else their number; None for
+    other losses (and soft targets), whose mean is over rows. A set's mean loss is then sum(loss x denominator) /
+    sum(denominators), as PyTorch computes it over the whole set.
+
+    Args:
+        loss_func: the learner's loss (fastai's flattened losses keep the PyTorch loss in `func`).
+        target: one batch's target.
+    """
+    func = getattr(loss_func, "func", loss_func)
+    if not isinstance(func, nn.CrossEntropyLoss) or func.reduction != "mean" or not isinstance(target, torch.Tensor) \
+            or target.is_floating_point():
+        return None
+    t = _plain(target).reshape(-1)
+    counted = t != func.ignore_index
+    if func.weight is None:
+        return counted.sum()
+    return (func.weight.to(t.device)[t.clamp(min=0)] * counted).sum()

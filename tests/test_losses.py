@@ -66,3 +66,31 @@ def test_learner_losses_are_plain_tensors(tiny_learner):
 
     quiet_fit(tiny_learner, 1, lr=1e-3, cbs=[Spy()])
     assert seen and set(seen) == {(torch.Tensor, torch.Tensor)}
+
+
+def _whole_set_loss(learner, loss):
+    # the validation set's loss as PyTorch computes it over all of it at once, batch by batch only for memory
+    learner.model.eval()
+    logits, targets = [], []
+    with torch.no_grad():
+        for *xb, yb in learner.dls.valid:
+            out = learner.model(*xb)
+            logits.append(out.logits.float().reshape(-1, out.logits.shape[-1]))
+            targets.append(yb.reshape(-1))
+    return float(loss(torch.cat(logits), torch.cat(targets)))
+
+
+def test_a_weighted_validation_loss_is_the_whole_sets(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+    # the mean of per-batch weighted means, weighted by rows, was not the set's weighted cross-entropy
+    from bertlearn import BertDataBunch, BertLearner
+    tiny_databunch = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, bs=4, maxlen=64, device="cpu")
+    assert len(tiny_databunch.valid) > 1
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, weight=[1.0, 4.0], seed=0)
+    quiet_fit(learner, 1, lr=1e-3)
+    expected = _whole_set_loss(learner, torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 4.0])))
+    assert learner.validate(quiet=True)["loss"] == pytest.approx(expected, rel=1e-5)
+    plain = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                              output_dir=tmp_path, seed=0)
+    assert plain.validate(quiet=True)["loss"] == pytest.approx(_whole_set_loss(plain, torch.nn.CrossEntropyLoss()),
+                                                               rel=1e-5)

@@ -293,6 +293,20 @@ def test_fit_learns_and_validate_equals_seqeval_on_predicted_words(ner_learner):
     assert int(conf.values.sum()) == sum(len(s) for s in ds.words)
 
 
+def test_validation_loss_is_the_mean_over_every_tagged_piece(ner_learner):
+    # batch means weighted by sentences were not the set's per-piece cross-entropy
+    ner_learner.model.eval()
+    logits, tags = [], []
+    with torch.no_grad():
+        for *xb, yb in ner_learner.dls.valid:
+            out = ner_learner.model(*xb).logits
+            logits.append(out.reshape(-1, out.shape[-1]))
+            tags.append(yb.reshape(-1))
+    assert len(tags) > 1
+    expected = torch.nn.functional.cross_entropy(torch.cat(logits), torch.cat(tags), ignore_index=-100)
+    assert ner_learner.validate(quiet=True)["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_windows_score_like_whole_sentences(ner_learner, tiny_tokenizer):
     words = make_tagged(30, seed=9)[0]
     whole = ner_learner.predict_tokens(words)
