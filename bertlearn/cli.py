@@ -226,9 +226,12 @@ def _train(args: argparse.Namespace) -> int:
     from .errors import DataError
     from .tasks import BertLearner
 
+    from .saved import check_replaceable
+
     data = args.data
     if not data.is_dir():
         raise DataError(f"--data {str(data)!r} is not a folder")
+    check_replaceable(args.out, "--out")  # before training, not after it: the save replaces the folder
     task = args.task or ("ner" if Path(args.train_file).suffix.lower() in _NER_SUFFIXES else "classification")
     if task == "ner":
         return _train_ner(args, chosen=args.task is None)

@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ModelError
 from .version import __version__
 
-__all__ = ["SETTINGS_FILE", "ONNX_FILE", "MODEL_INPUTS", "WEIGHTS_KEY", "input_names", "weights_digest",
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "MODEL_INPUTS", "WEIGHTS_KEY", "input_names", "weights_digest",
            "settings_for", "write_settings", "plain_maxlen", "read_settings", "check_same_weights"]
 
 SETTINGS_FILE = "bertlearn.json"
@@ -120,6 +120,15 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
                     "problem_type": config.problem_type or "single_label_classification"}
         if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
             settings["problem_type"] = "multi_label_classification" if multi_label else "single_label_classification"
+        elif not config.problem_type and config.num_labels == 1:
+            # transformers trains one output without a problem_type as regression (a reranker's, an STS score); a
+            # softmax over one output is 1.0 for every text
+            settings["problem_type"] = "regression"
+        if settings["problem_type"] == "single_label_classification" and config.num_labels == 1:
+            raise ModelError(f"multi_label=False: the model in {str(path)!r} has one output, and a single-label "
+                             "classifier's softmax over one output is 1.0 for every text; leave multi_label out (one "
+                             "output is read as a regression score, as transformers trains it) or pass "
+                             "multi_label=True (one label, its sigmoid)")
     saved_multi = settings["problem_type"] == "multi_label_classification"
     if multi_label is not None and bool(multi_label) != saved_multi:
         raise ModelError(f"multi_label={multi_label} disagrees with the model in {str(path)!r}, which was trained as "
@@ -151,3 +160,22 @@ def check_same_weights(saved: Path, export: Path) -> None:
                          "trained further, or comes from another run. Export the saved model again "
                          f"(learner.to_onnx({str(export)!r}) after save_model({str(saved)!r}), or bertlearn train "
                          f"--onnx), or serve {str(saved)!r} without --onnx")
+
+
+def check_replaceable(folder: str | Path, where: str) -> None:
+    """Refuse to replace a folder that holds files no model save wrote: saving replaces the folder as a whole, so
+    a run folder's notes or TensorBoard logs would be deleted. Missing, empty, bertlearn's own saves (their
+    bertlearn.json) and Hugging Face model folders (their config.json) may be replaced.
+
+    Args:
+        folder: the folder a save would replace.
+        where: the call, as the message names it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / SETTINGS_FILE).is_file() or (folder / "config.json").is_file():
+        return
+    entries = sorted(e.name for e in folder.iterdir())
+    if entries:
+        raise ModelError(f"{where}: {str(folder)!r} holds {entries[:5]}{'...' if len(entries) > 5 else ''}, which "
+                         "no model save wrote, and saving replaces the folder as a whole (deleting them); save to a "
+                         f"new or empty folder, e.g. {str(folder / 'model')!r}")

@@ -147,6 +147,11 @@ def test_errors_exit_1_with_the_message_and_no_traceback(trained_dir, tmp_path, 
     assert code == 1 and f"--data '{tmp_path / 'nope'}' is not a folder" in capsys.readouterr().err
     code = main(["eval", "--model", str(tmp_path / "nope"), "--input", str(data / "val.csv")])
     assert code == 1 and "is not a folder; pass the folder written by bertlearn train" in capsys.readouterr().err
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "notes.txt").write_text("keep")  # refused before training, not deleted after it
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "runs")])
+    assert code == 1 and f"--out: '{tmp_path / 'runs'}' holds ['notes.txt'], which no model save wrote" in \
+        capsys.readouterr().err and (tmp_path / "runs" / "notes.txt").read_text() == "keep"
 
 
 def test_usage_errors_exit_2():

@@ -34,10 +34,26 @@ class TestSaveModel:
         assert trained_learner.save_model() == trained_learner.output_dir / "model_out"
 
     def test_overwrite_replaces_previous_save(self, trained_learner, tmp_path):
-        (tmp_path / "m").mkdir()
+        trained_learner.save_model(tmp_path / "m")
         (tmp_path / "m" / "stale.txt").write_text("old")
         path = trained_learner.save_model(tmp_path / "m")
         assert not (path / "stale.txt").exists() and (path / "config.json").exists()
+
+    def test_a_folder_of_other_files_is_not_replaced(self, trained_learner, tmp_path):
+        # saving replaces the folder as a whole: a run folder's notes and logs were deleted without a word
+        runs = tmp_path / "runs"
+        (runs / "tb").mkdir(parents=True)
+        (runs / "notes.txt").write_text("keep me")
+        with pytest.raises(ModelError) as e:
+            trained_learner.save_model(runs)
+        assert str(e.value) == (f"save_model: {str(runs)!r} holds ['notes.txt', 'tb'], which no model save wrote, and "
+                                "saving replaces the folder as a whole (deleting them); save to a new or empty folder, "
+                                f"e.g. {str(runs / 'model')!r}")
+        assert (runs / "notes.txt").read_text() == "keep me" and (runs / "tb").is_dir()
+        plain = tmp_path / "hf"  # a Hugging Face model folder is a model save to replace
+        trained_learner.model.config.save_pretrained(plain)
+        (plain / "README.md").write_text("card")
+        assert (trained_learner.save_model(plain) / "model.safetensors").is_file()
 
     def test_predictor_gives_learner_predictions(self, trained_learner, tmp_path):
         path = trained_learner.save_model(tmp_path / "m")
@@ -331,3 +347,26 @@ def test_a_list_given_to_predict_names_predict_batch(trained_learner):
         trained_learner.predict(["good film", "bad film"])
     assert str(e.value) == ("texts: items [0] are not strings (got list); pass a list of texts; predict() takes one "
                             "text, predict_batch() a list of them")
+
+
+def test_a_plain_folder_with_one_output_is_a_regression(tiny_tokenizer, tmp_path):
+    # no problem_type and one output: transformers trains it as regression; read as single-label, a softmax over one
+    # output gave probability 1.0 for every text
+    import transformers as T
+    torch.manual_seed(0)
+    model = T.BertForSequenceClassification(T.BertConfig(vocab_size=max(tiny_tokenizer.get_vocab().values()) + 1,
+                                                         hidden_size=32,
+                                                         num_hidden_layers=1, num_attention_heads=4,
+                                                         intermediate_size=37, num_labels=1))
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    model.eval()
+    texts = ["good film", "bad movie and a dull plot"]
+    with torch.no_grad():
+        expected = [float(model(**tiny_tokenizer(t, return_tensors="pt")).logits[0, 0]) for t in texts]
+    predictor = BertClassificationPredictor(tmp_path, device="cpu")
+    assert predictor.encoder.problem_type == "regression"
+    assert predictor.predict_batch(texts) == pytest.approx(expected, abs=1e-5) and len(set(expected)) == 2
+    with pytest.raises(ModelError) as e:
+        BertClassificationPredictor(tmp_path, device="cpu", multi_label=False)
+    assert str(e.value).startswith(f"multi_label=False: the model in {str(tmp_path)!r} has one output")

@@ -28,7 +28,7 @@ from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..metrics import default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
 from ..predict import decide, predict_logits, rank_predictions
-from ..saved import MODEL_INPUTS, settings_for, weights_digest, write_settings
+from ..saved import MODEL_INPUTS, check_replaceable, settings_for, weights_digest, write_settings
 
 __all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss"]
 
@@ -334,6 +334,7 @@ class BertLearner(TaskLearner):
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
         enc = self.dls.encoder
+        check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             enc.tokenizer.save_pretrained(tmp)
