@@ -240,3 +240,32 @@ def test_numbers_in_the_text_column_are_judged_over_the_whole_file(csv_dir, tiny
             BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=chunksize, **kw)
         assert str(e.value).startswith("text_col 'text' in train.csv (rows from 1) holds only numbers (e.g. '0' at "
                                        "CSV line 2; lines [2, 3, 4,")
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("negative\npositive\nneutral\n", r"^labels \(3 given, e\.g\. from labels\.csv\) include \['neutral'\], which never "
+                                      r"occur in train\.csv; a class without training examples cannot be learned: "
+                                      r"remove it$"),
+    ("negative\npositive\nnegative\n", r"^labels contain duplicates: \['negative'\]$")])
+def test_a_label_file_is_checked_on_disk_as_in_memory(csv_dir, tiny_model_dir, labels, message):
+    # on disk the given labels went unchecked: a class never trained, or a duplicate that took the rows of the first
+    (csv_dir / "labels.csv").write_text(labels)
+    for on_disk in (False, True):
+        with pytest.raises(DataError, match=message):
+            BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), bs=16, device="cpu", on_disk=on_disk)
+
+
+def test_on_disk_reading_errors_say_the_fix(csv_dir, tiny_model_dir):
+    kw = dict(bs=16, device="cpu", on_disk=True, label_file=None)
+    (csv_dir / "train.csv").write_bytes("text,label\n".encode() + "caf\xe9 good film,positive\nbad film,negative\n"
+                                        .encode("cp1252") * 4)
+    with pytest.raises(DataError) as e:
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)
+    assert str(e.value) == (f"{str(csv_dir / 'train.csv')!r} cannot be decoded as 'UTF-8'; pass encoding='cp1252' if "
+                            "it comes from a Windows tool (what the in-memory path falls back to), or the file's "
+                            "encoding=")
+    assert BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), encoding="cp1252", **kw).labels == ["negative",
+                                                                                                   "positive"]
+    (csv_dir / "train.csv").write_text("text,label\ngood film,positive\nbad, film,negative\n")
+    with pytest.raises(DataError, match=r"train\.csv' is not a valid CSV \(.*\); check sep= and quoting$"):
+        BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)

@@ -12,7 +12,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -461,6 +461,27 @@ def _warn_unknown_tokens(ds: EncodedDataset, share: float = 0.05) -> float:
     return found
 
 
+def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]:
+    """A CSV read in chunks (`chunksize=`) or its first rows (`nrows=`, one frame), pandas' decoding and parsing
+    errors said as `DataError`s with the fix (they came out raw, where the in-memory path names them)."""
+    try:
+        reader = pd.read_csv(path, **read, **kwargs)
+        if "chunksize" in kwargs:
+            yield from reader
+        else:
+            yield reader
+    except UnicodeDecodeError:
+        # read in chunks, the file cannot be tried whole as UTF-8 and read again as cp1252 the way read_csv does
+        given = read["encoding"] != "utf-8-sig"
+        raise DataError(f"{str(path)!r} cannot be decoded as {read['encoding'] if given else 'UTF-8'!r}; pass "
+                        + ("the file's encoding=" if given else "encoding='cp1252' if it comes from a Windows tool "
+                           "(what the in-memory path falls back to), or the file's encoding=")) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{str(path)!r} is empty; it needs a header row and at least one data row") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"{str(path)!r} is not a valid CSV ({str(e).strip()}); check sep= and quoting") from None
+
+
 def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, label_col: Any, read: dict, *,
                       multi_label: bool, label_delim: str | None, sep: str | None,
                       encoding: str | None) -> tuple[list, list]:
@@ -468,7 +489,7 @@ def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, 
     for path, arg in zip(paths, ("train_file", "val_file")):
         if not path.is_file():
             read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
-    heads = [pd.read_csv(path, nrows=5, **read) for path in paths]
+    heads = [next(_csv_chunks(path, read, nrows=5)) for path in paths]
     tcols = resolve_columns(heads[0], text_col, "text_col", names[0])
     lcols = resolve_columns(heads[0], label_col, "label_col", names[0])
     resolve_columns(heads[1], tcols, "text_col", names[1])
@@ -481,7 +502,7 @@ def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read
                      multi_label: bool, regression: bool, label_delim: str | None, source: str) -> list[str]:
     """The label names: given, the 0/1 columns' names, or read from the training file a chunk at a time."""
     def label_chunks():
-        return pd.read_csv(path, usecols=lcols, chunksize=chunksize, **read)
+        return _csv_chunks(path, read, usecols=lcols, chunksize=chunksize)
 
     if multi_label and label_delim is None:
         return list(labels) if labels is not None else [str(c) for c in lcols]
@@ -491,10 +512,10 @@ def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read
              if l.strip()})
     if regression:
         return [str(lcols[0])]
-    if labels is not None:
-        return list(labels)
+    # given labels are checked against the file as in memory (a duplicate, or one never in the file, was a dead
+    # output: a duplicate's rows went to its second copy)
     uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks()])
-    return single_labels(pd.Series(uniques.unique()), None, source)
+    return single_labels(pd.Series(uniques.unique(), name=lcols[0]), labels, source)
 
 
 def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, read: dict, *, cache: Path,
@@ -524,8 +545,8 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     stored = None if clear_cache and is_main_process() else load_store(folder, pad_id=encoder.pad_id)
     if stored is None:
         t0 = time.perf_counter()
-        refuse_number_columns(pd.read_csv(path, usecols=tcols, chunksize=chunksize, **read), tcols, name)
-        meta = build_store(folder, pd.read_csv(path, chunksize=chunksize, **read), encode, encoder.id_dtype)
+        refuse_number_columns(_csv_chunks(path, read, usecols=tcols, chunksize=chunksize), tcols, name)
+        meta = build_store(folder, _csv_chunks(path, read, chunksize=chunksize), encode, encoder.id_dtype)
         log.info("tokenized %d rows of %s to %s in %.1fs", meta["n"], name, folder, time.perf_counter() - t0)
         stored = load_store(folder, pad_id=encoder.pad_id)
     if launched_distributed() and is_main_process():

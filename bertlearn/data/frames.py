@@ -76,7 +76,8 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
     except pd.errors.EmptyDataError:
         raise DataError(f"{arg}: {str(path)!r} is empty; it needs a header row and at least one data row") from None
     except pd.errors.ParserError as e:
-        raise DataError(f"{arg}: {str(path)!r} is not a valid CSV ({e}); check sep= and quoting") from None
+        raise DataError(f"{arg}: {str(path)!r} is not a valid CSV ({str(e).strip()}); check sep= and "
+                        "quoting") from None
     if len(df) == 0:
         raise DataError(f"{arg}: {str(path)!r} has a header ({list(df.columns)}) but no data rows")
     if sep is None and len(df.columns) == 1 and "\t" in str(df.columns[0]):
