@@ -25,7 +25,7 @@ from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
 from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
-           "predict_logits",
+           "onnx_file_name", "predict_logits",
            "per_text_logits", "check_fast_bert_predictor_args", "refuse_device_as_label_path", "rank_predictions",
            "decide"]
 
@@ -395,9 +395,7 @@ class OnnxPredictor(Predictor):
 
         path = Path(path)
         folder = path.parent if path.suffix == ".onnx" else path
-        settings_file = folder / SETTINGS_FILE
-        fname = path.name if path.suffix == ".onnx" else (
-            json.loads(settings_file.read_text()).get("onnx_file", ONNX_FILE) if settings_file.is_file() else ONNX_FILE)
+        fname = path.name if path.suffix == ".onnx" else onnx_file_name(folder)
         if not (folder / fname).is_file():
             held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
             raise ModelError(f"path {str(path)!r} holds no {fname} (it holds {held[:15]}); pass the folder written by "
@@ -501,13 +499,28 @@ def _saved_task(folder: Path) -> str | None:
     return task
 
 
+def onnx_file_name(folder: str | Path) -> str:
+    """The ONNX graph's file name in an export folder: what `to_onnx(path)` recorded in bertlearn.json (a path
+    ending in another name than model.onnx), else model.onnx.
+
+    Args:
+        folder: the export folder.
+    """
+    settings = Path(folder) / SETTINGS_FILE
+    try:
+        return str(json.loads(settings.read_text()).get("onnx_file", ONNX_FILE)) if settings.is_file() else ONNX_FILE
+    except (OSError, ValueError):
+        return ONNX_FILE
+
+
 def is_onnx_folder(path: str | Path) -> bool:
     """Whether `load_predictor` reads `path` with ONNX Runtime: a `.onnx` file, or a folder holding an ONNX graph
-    and no PyTorch weights.
+    (under the name its bertlearn.json records) and no PyTorch weights.
 
     Args:
         path: a folder or a `.onnx` file.
     """
     path = Path(path)
-    folder = path.parent if path.suffix == ".onnx" else path
-    return path.suffix == ".onnx" or ((folder / ONNX_FILE).is_file() and not (folder / "model.safetensors").is_file())
+    if path.suffix == ".onnx":
+        return True
+    return (path / onnx_file_name(path)).is_file() and not (path / "model.safetensors").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 from conftest import make_texts
 
@@ -189,3 +190,19 @@ def test_serve_onnx_refuses_an_export_of_other_weights_than_the_save_beside_it(t
     tiny_learner.save_model(folder)  # saving again drops the old onnx/ (the folder is replaced whole)
     tiny_learner.to_onnx(folder / "onnx")
     assert main(["serve", str(folder), "--onnx"]) == 0 and len(served) == 2
+
+
+def test_an_export_under_its_own_file_name_opens_as_an_onnx_folder(trained_learner, tmp_path):
+    # to_onnx("exports/sentiment.onnx") records the name, but load_predictor and bertlearn predict looked only for
+    # model.onnx and asked for a save_model folder
+    from bertlearn import load_predictor
+    from bertlearn.cli import main
+    trained_learner.to_onnx(tmp_path / "exports" / "sentiment.onnx")
+    texts = ["good fun", "the acting was poor"]
+    predictor = load_predictor(tmp_path / "exports")
+    assert isinstance(predictor, OnnxPredictor) and predictor.predict_labels(texts) == \
+        trained_learner.predict_labels(texts)
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", "--model", str(tmp_path / "exports"), "--input", str(tmp_path / "new.csv"), "--output",
+                 str(tmp_path / "pred.csv")]) == 0
+    assert pd.read_csv(tmp_path / "pred.csv")["prediction"].tolist() == trained_learner.predict_labels(texts)
