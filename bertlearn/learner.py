@@ -593,6 +593,9 @@ class TaskLearner(Learner):
         if values is None or not len(values):  # fastai records nothing for a pass a callback cancelled
             raise BertLearnError("validate: the pass was cancelled before it recorded a loss (a callback such as "
                                  "ShortEpochCallback stopped it); validate without that callback")
+        if values[0] is None:  # the loss averaged over nothing: no row, masked token or tagged word was scored
+            raise BertLearnError("validate: the loader scored nothing (no rows, or no masked token / tagged word in "
+                                 "them), so there is no loss or metric; validate on a loader with data to score")
         results = {"loss": float(values[0])}
         if not loss_only:
             results.update({m.name: v for m, v in zip(self.metrics, values[1:])})

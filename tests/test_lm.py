@@ -213,3 +213,133 @@ def test_fastai_opt_func_and_splitter_go_to_the_learner(corpus, tiny_model_dir, 
     with learner.no_bar(), learner.no_logging():
         learner.fit(1, lr=1e-4)
     assert isinstance(learner.opt.opt, torch.optim.SGD) and len(learner.opt.param_lists) == 1
+
+
+def test_a_classifier_from_the_adapted_folder_keeps_the_pretrained_pooler(tiny_model_dir, tmp_path, corpus):
+    """*ForMaskedLM builds BERT without its pooler, so the adapted folder had none and a classifier started from it
+    classified through a random pooler, where one started from the original model kept the pretrained one."""
+    import logging
+
+    from transformers import AutoModel, AutoModelForMaskedLM, DistilBertConfig, DistilBertModel
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu")
+    lm = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path / "lm", device="cpu", seed=0)
+    with lm.no_bar(), lm.no_logging():
+        lm.fit(1, lr=1e-3)
+    path = lm.save_model()
+    reports = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            reports.append(record.getMessage())
+
+    hold = Hold()
+    logging.getLogger("transformers").addHandler(hold)
+    try:
+        cls_db = BertDataBunch.from_df(make_texts(32, seed=1), make_texts(16, seed=2), str(path), bs=16, maxlen=32,
+                                       device="cpu")
+        classifier = BertLearner.from_pretrained_model(cls_db, str(path), None, "cpu", None, output_dir=tmp_path / "c")
+    finally:
+        logging.getLogger("transformers").removeHandler(hold)
+    original = AutoModel.from_pretrained(tiny_model_dir)
+    pooler, adapted = classifier.model.bert.pooler.dense, lm.model.hf.bert.encoder.layer[1].output.dense
+    assert torch.equal(pooler.weight, original.pooler.dense.weight)
+    assert torch.equal(pooler.bias, original.pooler.dense.bias)
+    assert torch.equal(classifier.model.bert.encoder.layer[1].output.dense.weight, adapted.weight)
+    assert not torch.equal(adapted.weight, original.encoder.layer[1].output.dense.weight)  # the LM did train
+    assert [r for r in reports if "MISSING" in r] == []
+    # the folder is still a masked-LM model: every weight it needs is there, the pooler is the only extra
+    _, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+    assert info["missing_keys"] == set() and info["mismatched_keys"] == set()
+    assert info["unexpected_keys"] == {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+    # adapting the adapted folder again carries the same pooler on
+    again = BertLMLearner.load_head(str(path))
+    assert sorted(again.carried) == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    assert torch.equal(again.carried["bert.pooler.dense.weight"], original.pooler.dense.weight)
+    # an architecture without a pooler carries nothing
+    distil = tmp_path / "distil"
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=original.config.vocab_size, dim=32, n_layers=1, n_heads=4,
+                                     hidden_dim=37)).save_pretrained(distil)
+    assert BertLMLearner.load_head(str(distil)).carried == {}
+
+
+def test_fast_bert_positional_order_maps_every_place(tiny_model_dir, tmp_path, corpus, tiny_tokenizer):
+    """fast-bert's from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu, max_seq_length, multi_gpu,
+    test_size, model_type, logger, clear_cache, no_cache): its fourth place was taken for maxlen, bs stayed 32."""
+    import logging
+    import warnings
+    db = BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, device="cpu")
+    assert (db.bs, db.maxlen, len(db.valid_ds)) == (8, 128, 20)
+    said = []
+
+    class Hold(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    logger = logging.getLogger("test_fast_bert_positional_order")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(Hold())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # model_type='bert' is named once as without effect
+        db = BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, 24, False, 0.25, "bert", logger,
+                                             False, False, device="cpu")
+    assert (db.bs, db.maxlen, len(db.train_ds), len(db.valid_ds)) == (8, 24, 150, 50)
+    assert said == ["masked-LM data: 150 train / 50 valid texts, maxlen 24"]
+    assert len((tmp_path / "lm_val.txt").read_text().splitlines()) == 50
+    with pytest.raises(BertLearnError, match=r"^from_raw_corpus: batch_size_per_gpu=8 given by position \(fast-bert "
+                                             r"order\) and bs=16 by name \(the same setting\); give it once$"):
+        BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, bs=16)
+    with pytest.raises(BertLearnError, match=r"^from_raw_corpus: max_seq_length=24 given by position \(fast-bert "
+                                             r"order\) and max_seq_length=64 by name; give it once$"):
+        BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, 24, max_seq_length=64)
+    with pytest.raises(BertLearnError, match=r"^from_raw_corpus: bs=8 given by position \(its own order\) and "
+                                             r"batch_size_per_gpu=16 by name \(the same setting\); give it once$"):
+        BertLMDataBunch.from_raw_corpus(corpus, tiny_tokenizer, 8, batch_size_per_gpu=16)
+    with pytest.raises(BertLearnError, match=r"^from_raw_corpus takes at most 11 arguments by position \(fast-bert "
+                                             r"order: data_dir, text_list, tokenizer, batch_size_per_gpu, "
+                                             r"max_seq_length, multi_gpu, test_size, model_type, logger, clear_cache, "
+                                             r"no_cache\), got 12; pass the others by name$"):
+        BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, 24, False, 0.25, "bert", None, False,
+                                        False, "cpu")
+
+
+def test_a_validation_set_without_a_masked_token_is_refused(tiny_model_dir, tmp_path):
+    """With no masked token to score, valid_loss and perplexity were None every epoch and validate() failed."""
+    texts = ["good", "bad film", "fun", "dull plot", "great acting", "poor", "lovely movie", "awful", "fine",
+             "boring film"] * 2
+    with pytest.raises(DataError, match=r"^valid_pct=0\.1: the masks drawn for the 2 validation texts \(3 tokens that "
+                                        r"can be masked, mlm_probability=0\.15\) mask no token, so validation would "
+                                        r"have no loss; give more or longer validation texts, or a larger valid share "
+                                        r"\(valid_pct / test_size\)$"):
+        BertLMDataBunch.from_raw_corpus(texts, str(tiny_model_dir), bs=4, maxlen=16, seed=1, device="cpu")
+    db = BertLMDataBunch.from_raw_corpus(texts * 4, str(tiny_model_dir), bs=4, maxlen=16, seed=1, valid_pct=0.5,
+                                         device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    assert learner.validate(quiet=True)["loss"] > 0
+
+
+def test_validate_on_a_loader_that_scores_nothing_says_so(tiny_model_dir, tmp_path, monkeypatch):
+    # a loss averaged over nothing is None: validate() failed with float()'s TypeError
+    import bertlearn.tasks.lm as lm
+    monkeypatch.setattr(lm, "_refuse_unmasked_validation", lambda *args: None)
+    texts = ["good", "bad film", "fun", "dull plot", "great acting", "poor", "lovely movie", "awful", "fine",
+             "boring film"] * 2
+    db = BertLMDataBunch.from_raw_corpus(texts, str(tiny_model_dir), bs=4, maxlen=16, seed=1, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    with pytest.raises(BertLearnError, match=r"^validate: the loader scored nothing \(no rows, or no masked token / "
+                                             r"tagged word in them\), so there is no loss or metric; validate on a "
+                                             r"loader with data to score$"):
+        learner.validate(quiet=True)
+
+
+def test_a_txt_corpus_is_read_one_text_a_line(tiny_model_dir, tmp_path, tiny_tokenizer):
+    """fast-bert's lm_train.txt is one text a line without a header; it was read as a CSV whose first text was the
+    column name."""
+    lines = ["the movie was good", "it was a fun film, really", "", "   ", "the plot was dull"] * 4
+    (tmp_path / "corpus.txt").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+    db = BertLMDataBunch.from_raw_corpus(tmp_path / "corpus.txt", tiny_tokenizer, maxlen=32, seed=0, device="cpu")
+    read = [ds.ids[i, :ds.lengths[i]].tolist() for ds in (db.train_ds, db.valid_ds) for i in range(len(ds))]
+    expected = tiny_tokenizer([t for t in lines if t.strip()])["input_ids"]
+    assert sorted(read) == sorted(expected) and len(read) == 12
+    with pytest.raises(DataError, match=r"^corpus: file '.*missing\.txt' not found$"):
+        BertLMDataBunch.from_raw_corpus(tmp_path / "missing.txt", tiny_tokenizer)

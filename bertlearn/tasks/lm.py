@@ -11,8 +11,10 @@ head: hidden size x 30k) runs only on the masked positions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,10 +36,11 @@ from ..data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, a
 from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
-from ..errors import DataError, ModelError
+from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
 from ..learner import TaskLearner, learning_device, note_fast_bert_options, prepare_model, training_callbacks
 from ..model import load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
 from ..optim import opt_func_for
+from ..saved import check_replaceable
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
            "masked_positions"]
@@ -101,6 +104,37 @@ class MaskedLMDataLoader(BertDataLoader):
 
 LM_FILES = ("lm_train.txt", "lm_val.txt")  # what from_raw_corpus(data_dir, ...) writes, as fast-bert did
 
+# fast-bert's `BertLMDataBunch.from_raw_corpus` arguments, in its order, and bertlearn's own order
+FAST_BERT_LM_ORDER = ("data_dir", "text_list", "tokenizer", "batch_size_per_gpu", "max_seq_length", "multi_gpu",
+                      "test_size", "model_type", "logger", "clear_cache", "no_cache")
+LM_OWN_ORDER = ("corpus", "tokenizer", "bs", "maxlen", "mlm_probability")
+LM_ALIASES = {"batch_size_per_gpu": "bs", "max_seq_length": "maxlen", "test_size": "valid_pct"}  # fast-bert's: own
+
+
+def _lm_positions(factory: Any) -> Any:
+    """Name `from_raw_corpus`'s positional arguments by the caller's order: fast-bert's (a folder, then a list of
+    texts) or bertlearn's own; refuse a value given twice, by position and by name or under both of its names.
+    Without it fast-bert's `(data_dir, text_list, tokenizer, 16)` set maxlen=16 and left the batch size at 32."""
+    @functools.wraps(factory)
+    def call(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        fast = bool(args) and isinstance(args[0], (str, Path)) and (
+            (len(args) > 1 and isinstance(args[1], (list, tuple, pd.Series))) or "text_list" in kwargs)
+        order = FAST_BERT_LM_ORDER if fast else LM_OWN_ORDER
+        if len(args) > len(order):
+            raise BertLearnError(f"from_raw_corpus takes at most {len(order)} arguments by position "
+                                 f"({'fast-bert' if fast else 'its own'} order: {', '.join(order)}), got {len(args)}; "
+                                 "pass the others by name")
+        named = dict(zip(order, args))
+        same = {**LM_ALIASES, **{own: theirs for theirs, own in LM_ALIASES.items()}}
+        for k, v in [*named.items(), *kwargs.items()]:
+            for other in (k, same.get(k)):
+                if other in kwargs and (k in named or other != k):
+                    how = f"by position ({'fast-bert' if fast else 'its own'} order)" if k in named else "by name"
+                    raise BertLearnError(f"from_raw_corpus: {k}={v!r} given {how} and {other}={kwargs[other]!r} by "
+                                         f"name{'' if other == k else ' (the same setting)'}; give it once")
+        return factory(cls, **named, **kwargs) if fast else factory(cls, *args, **kwargs)
+    return call
+
 
 class BertLMDataBunch(BertDataBunch):
     """fastai `DataLoaders` of unlabelled texts for masked-LM training. Build it with `from_raw_corpus`.
@@ -129,8 +163,7 @@ class BertLMDataBunch(BertDataBunch):
             raise DataError(f"BertLMDataBunch(data_dir={str(data_dir)!r}) reads {list(LM_FILES)}, which "
                             f"from_raw_corpus(data_dir, texts, ...) writes; {missing} not found there. Build it with "
                             "BertLMDataBunch.from_raw_corpus first")
-        train, valid = ([line for line in (data_dir / f).read_text(encoding="utf-8").split("\n") if line.strip()]
-                        for f in LM_FILES)
+        train, valid = (_read_lines(data_dir / f, "data_dir") for f in LM_FILES)
         return cls.from_raw_corpus(train + valid, tokenizer, path=data_dir, _split=len(train), **kwargs)
 
     @property
@@ -138,6 +171,7 @@ class BertLMDataBunch(BertDataBunch):
         return 3  # input_ids, attention_mask, positions (the model scores only the masked positions)
 
     @classmethod
+    @_lm_positions
     def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame | None = None, tokenizer: Any = None,
                         bs: int = 32, maxlen: int = 128, mlm_probability: float = 0.15, *, text_col: str = "text",
                         valid_pct: float = 0.1, seed: int | None = None, device: torch.device | str | None = None,
@@ -145,14 +179,16 @@ class BertLMDataBunch(BertDataBunch):
                         **kwargs: Any) -> "BertLMDataBunch":
         """Tokenize raw texts for masked-LM training; a `valid_pct` share is held out for validation.
 
-        fast-bert's call `from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu=..., max_seq_length=...,
-        test_size=..., multi_gpu=..., model_type=..., logger=..., clear_cache=..., no_cache=...)` works as well
-        (positionally, or all by keyword; the options after the tokenizer by keyword). Like fast-bert it then
+        fast-bert's call `from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu=32, max_seq_length=512,
+        multi_gpu=True, test_size=0.1, model_type='bert', logger=None, clear_cache=False, no_cache=False)` works as
+        well, by position in that order (a folder, then a list of texts, marks it) or by keyword; a setting given
+        twice (by position and by name, or as `bs` and `batch_size_per_gpu`) is refused. Like fast-bert it then
         writes the split to `data_dir/lm_train.txt` and `lm_val.txt` (one text a line, whitespace runs as one
         space), which `BertLMDataBunch(data_dir, tokenizer, ...)` reads back.
 
         Args:
-            corpus: a list of texts, a CSV file (with `text_col`), or a DataFrame.
+            corpus: a list of texts, a .txt file (one text a line, no header, blank lines skipped: fast-bert's
+                lm_train.txt), a CSV file (with `text_col`), or a DataFrame.
             tokenizer: tokenizer object, hub name, local path; None for the packaged default model's.
             bs: batch size (alias `batch_size_per_gpu`).
             maxlen: tokens per text, special tokens included (alias `max_seq_length`); longer texts are cut.
@@ -192,6 +228,8 @@ class BertLMDataBunch(BertDataBunch):
                               maxlen)
         loaders = [MaskedLMDataLoader(train_ds, bs=bs, shuffle=True, collator=collator),
                    MaskedLMDataLoader(valid_ds, bs=2 * bs, collator=collator, seed=0 if seed is None else seed)]
+        _refuse_unmasked_validation(loaders[1], float(mlm_probability),
+                                    "lm_val.txt" if split is not None else f"valid_pct={valid_pct!r}")
         if seed is not None:
             loaders[0].rng = random.Random(seed)
         dls = cls(*loaders, path=path, device=resolve_device(device))
@@ -200,16 +238,13 @@ class BertLMDataBunch(BertDataBunch):
 
 
 def _fast_bert_form(corpus: Any, tokenizer: Any, bs: Any, path: Any, kwargs: dict) -> tuple:
-    """fast-bert's `from_raw_corpus(data_dir, text_list, tokenizer, ...)`, positional or by keyword, as
-    (corpus, tokenizer, bs, path, folder to write the split to or None); bertlearn's own form as given."""
+    """fast-bert's `from_raw_corpus(data_dir=, text_list=, tokenizer=, ...)` (`_lm_positions` names its positional
+    form so) as (corpus, tokenizer, bs, path, folder to write the split to or None); bertlearn's own form as given."""
     if "data_dir" in kwargs or "text_list" in kwargs:  # fast-bert's keywords: data_dir=, text_list=, tokenizer=
         if "data_dir" not in kwargs or "text_list" not in kwargs or corpus is not None:
             raise TypeError("from_raw_corpus(): fast-bert's form needs both data_dir= and text_list= (and no corpus)")
         path, corpus = kwargs.pop("data_dir"), kwargs.pop("text_list")
         return corpus, tokenizer, bs, path, Path(path)
-    if isinstance(corpus, (str, Path)) and isinstance(tokenizer, (list, tuple, pd.Series)):
-        # fast-bert's positional order (data_dir, text_list, tokenizer, ...); its later options as keywords
-        return tokenizer, bs, 32, corpus, Path(corpus)
     return corpus, tokenizer, bs, path, None
 
 
@@ -223,8 +258,10 @@ def _note_unused_options(kwargs: dict) -> None:
 
 
 def _corpus_texts(corpus: Any, text_col: str) -> list[str]:
-    """The non-empty texts of a list, a CSV file's `text_col` or a DataFrame's."""
-    if isinstance(corpus, (str, Path)):
+    """The non-empty texts of a list, a .txt file's lines, a CSV file's `text_col` or a DataFrame's."""
+    if isinstance(corpus, (str, Path)) and Path(corpus).suffix.lower() == ".txt":
+        corpus = _read_lines(Path(corpus), "corpus")
+    elif isinstance(corpus, (str, Path)):
         corpus = read_csv(Path(corpus), "corpus")
     if isinstance(corpus, pd.DataFrame):
         if text_col not in corpus.columns:
@@ -234,6 +271,32 @@ def _corpus_texts(corpus: Any, text_col: str) -> list[str]:
     if len(texts) < 2:
         raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
     return texts
+
+
+def _read_lines(path: Path, arg: str) -> list[str]:
+    """The non-blank lines of a text file (fast-bert's lm_train.txt: one text a line, no header), UTF-8 with a cp1252
+    fallback as for CSV files."""
+    if not path.is_file():
+        raise DataError(f"{arg}: file {str(path)!r} not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # universal newlines: \r\n and \r end lines too
+    except UnicodeDecodeError:
+        warnings.warn(f"{path.name} is not valid UTF-8; reading it as cp1252", stacklevel=user_stacklevel())
+        text = path.read_text(encoding="cp1252")
+    return [line for line in text.split("\n") if line.strip()]
+
+
+def _refuse_unmasked_validation(dl: MaskedLMDataLoader, mlm_probability: float, held_out: str) -> None:
+    """Refuse a validation set whose fixed masks mask no token: with nothing to score, its loss and perplexity were
+    None every epoch and `validate()` failed on them."""
+    tokens = 0
+    for ids, mask, positions, _ in dl:  # the masks are seeded: these are the ones every epoch will see
+        if len(positions):
+            return  # usually at the first batch
+        tokens += int(((mask == 1) & ~torch.isin(ids, dl._special)).sum())
+    raise DataError(f"{held_out}: the masks drawn for the {len(dl.dataset)} validation texts ({tokens} tokens that "
+                    f"can be masked, mlm_probability={mlm_probability}) mask no token, so validation would have no "
+                    "loss; give more or longer validation texts, or a larger valid share (valid_pct / test_size)")
 
 
 def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
@@ -257,15 +320,19 @@ class MaskedLMModel(nn.Module):
     `forward(input_ids, attention_mask, positions)` returns (n_masked, vocab) logits for the flat token indices
     `positions` (1-D, as `MaskedLMDataLoader` makes them), or, given a (rows, width) `labels` tensor instead, for
     its entries other than -100 in row-major order. The plain Hugging Face model is `.hf`; `save_pretrained`
-    saves it.
+    saves it with `carried`.
 
     Args:
         hf: the masked-LM model.
+        carried: weights of the checkpoint that `hf` does not use but its task models do (BERT's pooler), keyed as
+            they load them (`bert.pooler.dense.weight`); saved beside `hf`'s own, unchanged.
     """
 
-    def __init__(self, hf: nn.Module):
+    def __init__(self, hf: nn.Module, carried: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.hf = hf
+        # a plain dict, not buffers: they are not trained, and the learner's checkpoints hold the trained state only
+        self.carried = dict(carried or {})
         self._positions: torch.Tensor | None = None
         # a pre-hook on the output projection (found through the HF API, whatever the architecture calls it)
         # drops the unmasked rows just before the hidden-size x vocabulary matmul
@@ -304,13 +371,47 @@ class MaskedLMModel(nn.Module):
             self._positions = None
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
-        """Save the wrapped Hugging Face masked-LM model (`AutoModelForMaskedLM.from_pretrained` reads it back).
+        """Save the wrapped Hugging Face masked-LM model and the `carried` weights (`AutoModelForMaskedLM` reads it
+        back; a `*ForSequenceClassification` finds the pooler it started from).
 
         Args:
             path: the folder.
             **kwargs: passed to the Hugging Face model's `save_pretrained`.
         """
+        if self.carried and "state_dict" not in kwargs:
+            kwargs["state_dict"] = {**self.hf.state_dict(), **self.carried}
         self.hf.save_pretrained(path, **kwargs)
+
+
+def _unused_base_weights(hf: nn.Module, name: str, unexpected: Any) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights of the architecture's base model that `hf` builds without (BERT's pooler: its
+    *ForMaskedLM leaves it out, its *ForSequenceClassification classifies through it), keyed as the task models load
+    them; {} where the architecture has none or the checkpoint lacks them. Without them the adapted folder had no
+    pooler, and a classifier started from it a random one where one from the original kept the pretrained.
+
+    Args:
+        hf: the loaded masked-LM model.
+        name: the checkpoint (hub name or folder).
+        unexpected: the checkpoint keys `hf` did not use (from Hugging Face's loading info).
+    """
+    from transformers import AutoModel
+    prefix = hf.base_model_prefix
+    try:
+        with torch.device("meta"):  # the architecture's base model, for its names only: no memory, no weights read
+            names = list(AutoModel.from_config(hf.config).state_dict())
+    except (ValueError, NotImplementedError, RuntimeError):
+        return {}  # no base model class for this config: the masked-LM model still trains, and saves as it always did
+    own = set(hf.base_model.state_dict())
+    given = {k[len(prefix) + 1:] if prefix and k.startswith(prefix + ".") else k for k in unexpected}
+    wanted = [k for k in names if k not in own and k in given]
+    if not wanted:
+        return {}
+    with quiet_hub():  # the checkpoint has them: read them through the base model, whatever its file layout
+        base, info = AutoModel.from_pretrained(name, output_loading_info=True)
+    state, missing = base.state_dict(), set(info.get("missing_keys") or ())
+    dtype = next(hf.base_model.parameters()).dtype
+    return {f"{prefix}.{k}" if prefix else k: state[k].detach().to(dtype=dtype, device="cpu").clone()
+            for k in wanted if k not in missing}
 
 
 class MaskedLMLoss(nn.Module):
@@ -436,7 +537,8 @@ class BertLMLearner(TaskLearner):
     @classmethod
     def load_head(cls, pretrained_path: str | Path | None) -> "MaskedLMModel":
         """`AutoModelForMaskedLM` weights (the checkpoint's MLM head where it has one, else a new head tied to the
-        input embeddings), wrapped so the vocabulary projection runs on the masked positions only.
+        input embeddings), wrapped so the vocabulary projection runs on the masked positions only; the checkpoint's
+        pooler, which the masked-LM model is built without, is carried for `save_model`.
 
         Args:
             pretrained_path: hub name, local folder, or None for the packaged default.
@@ -444,24 +546,26 @@ class BertLMLearner(TaskLearner):
         from transformers import AutoModelForMaskedLM
         name = resolve_pretrained(pretrained_path)
         try:
-            hf, _ = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
+            hf, info = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
+            carried = _unused_base_weights(hf, name, info.get("unexpected_keys") or ())
         except (OSError, ValueError) as e:
             raise load_error("pretrained_path", name, e) from e
-        return MaskedLMModel(hf)
+        return MaskedLMModel(hf, carried)
 
     @main_process_only
     def save_model(self, path: str | Path | None = None) -> Path:
         """Write the adapted model and tokenizer as a Hugging Face folder (default: `output_dir/model_out`).
 
         `BertLearner.from_pretrained_model(databunch, path)` starts a classifier from it (a new head on the
-        adapted encoder).
+        adapted encoder and the pooler of the checkpoint the LM started from, where the architecture has one).
 
         Args:
             path: target folder.
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
+        check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
-            self.model.hf.save_pretrained(tmp, safe_serialization=True)
+            self.model.save_pretrained(tmp, safe_serialization=True)
             self.dls.encoder.tokenizer.save_pretrained(tmp)
         _log.info("masked-LM model saved to %s", path)
         return path
