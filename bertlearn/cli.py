@@ -595,10 +595,20 @@ def _serve(args: argparse.Namespace) -> int:
     from .errors import ModelError
     from .serve import ServeLimits, serve
 
+    from .predict import is_onnx_folder
+
     path = args.model / "onnx" if args.onnx else args.model
     if not path.is_dir():
+        hint = ""
+        if args.onnx and args.model.is_dir() and is_onnx_folder(args.model):
+            hint = f"; {str(args.model)!r} is itself an ONNX export: serve it without --onnx"
+        elif args.onnx and is_onnx_folder(args.model.parent / "onnx"):
+            # to_onnx() and save_model() by default write output_dir/onnx and output_dir/model_out, side by side
+            hint = (f"; an export sits beside it in {str(args.model.parent / 'onnx')!r}: serve that folder (without "
+                    f"--onnx), or export into the model's folder with learner.to_onnx({str(path)!r})")
         raise ModelError(f"{str(path)!r} is not a folder; pass the folder written by bertlearn train / save_model"
-                         + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else ""))
+                         + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else "")
+                         + hint)
     if args.onnx:
         from .saved import check_same_weights
         check_same_weights(args.model, path)

@@ -114,10 +114,12 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
             tokenizer's limit for a folder without `bertlearn.json`.
     """
     settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
-    if not settings:
-        settings = {"maxlen": plain_maxlen(tokenizer, limit),
-                    "labels": [config.id2label[i] for i in range(config.num_labels)],
-                    "problem_type": config.problem_type or "single_label_classification"}
+    # a plain Hugging Face folder: what its config implies, under what a hand-written bertlearn.json says
+    # ({"pairs": true} for a cross-encoder's folder)
+    settings.setdefault("maxlen", plain_maxlen(tokenizer, limit))
+    settings.setdefault("labels", [config.id2label[i] for i in range(config.num_labels)])
+    if "problem_type" not in settings:
+        settings["problem_type"] = config.problem_type or "single_label_classification"
         if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
             settings["problem_type"] = "multi_label_classification" if multi_label else "single_label_classification"
         elif not config.problem_type and config.num_labels == 1:

@@ -370,3 +370,29 @@ def test_a_plain_folder_with_one_output_is_a_regression(tiny_tokenizer, tmp_path
     with pytest.raises(ModelError) as e:
         BertClassificationPredictor(tmp_path, device="cpu", multi_label=False)
     assert str(e.value).startswith(f"multi_label=False: the model in {str(tmp_path)!r} has one output")
+
+
+def test_a_plain_pair_folder_reads_pairs_from_a_hand_written_settings_file(tiny_tokenizer, tmp_path):
+    # a cross-encoder's plain folder had no way to take pairs, and a pair given to a single-text model was told
+    # "pass a list of texts; predict() takes one text"
+    import transformers as T
+    torch.manual_seed(0)
+    model = T.BertForSequenceClassification(T.BertConfig(vocab_size=max(tiny_tokenizer.get_vocab().values()) + 1,
+                                                         hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                                         intermediate_size=37, num_labels=2)).eval()
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    pairs = [("good film", "a fun movie"), ("bad plot", "great acting")]
+    with pytest.raises(DataError) as e:
+        BertClassificationPredictor(tmp_path, device="cpu").predict_batch(pairs)
+    assert str(e.value) == ("texts: items [0, 1] are (text_a, text_b) pairs, and this model takes single texts; pass "
+                            "one text per item (to predict pairs, train on them with text_col=[a, b]; for a plain "
+                            'Hugging Face folder of a pair model, write {"pairs": true} to its bertlearn.json)')
+    (tmp_path / "bertlearn.json").write_text('{"pairs": true}')
+    predictor = BertClassificationPredictor(tmp_path, device="cpu")
+    with torch.no_grad():
+        expected = [torch.softmax(model(**tiny_tokenizer(a, b, return_tensors="pt")).logits[0], -1).tolist()
+                    for a, b in pairs]
+    got = predictor.predict_batch(pairs)
+    assert [dict(row) for row in got] == [pytest.approx({"LABEL_0": p[0], "LABEL_1": p[1]}, abs=1e-5)
+                                          for p in expected]

@@ -418,6 +418,21 @@ def test_limits_default_and_missing_folder(tmp_path):
     assert main(["serve", str(tmp_path / "nowhere")]) == 1
 
 
+def test_serve_onnx_points_to_the_export_beside_the_save(trained_learner, tmp_path, capsys):
+    # save_model() and to_onnx() write output_dir/model_out and output_dir/onnx: --onnx looked in model_out/onnx only
+    # and the message suggested the export the user had made
+    from bertlearn.cli import main
+    saved = trained_learner.save_model(tmp_path / "model_out")
+    trained_learner.to_onnx(tmp_path / "onnx")
+    assert main(["serve", str(saved), "--onnx"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"; an export sits beside it in {str(tmp_path / 'onnx')!r}: serve that folder (without --onnx), or export "
+        f"into the model's folder with learner.to_onnx({str(saved / 'onnx')!r})")
+    assert main(["serve", str(tmp_path / "onnx"), "--onnx"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"; {str(tmp_path / 'onnx')!r} is itself an ONNX export: serve it without --onnx")
+
+
 def _browser():
     import shutil
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -344,6 +344,12 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
         return [texts]
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    # tuples only: predict(["a", "b"]) (a list meant for predict_batch) is said below
+    if bad and all(isinstance(texts[i], tuple) and len(texts[i]) == 2 and
+                   all(isinstance(s, str) for s in texts[i]) for i in bad):
+        raise DataError(f"{arg}: items {bad[:10]} are (text_a, text_b) pairs, and this model takes single texts; "
+                        "pass one text per item (to predict pairs, train on them with text_col=[a, b]; for a plain "
+                        'Hugging Face folder of a pair model, write {"pairs": true} to its bertlearn.json)')
     if bad:
         nested = isinstance(texts[bad[0]], (list, tuple))
         raise DataError(f"{arg}: items {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__}); "
