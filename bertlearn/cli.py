@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: ner for .conll/.txt/.iob/.bio/.jsonl training files, else classification")
     t.add_argument("--label-file", default=None, help="NER: the tag list in --data, one per line (default: the "
                    "training file's tags)")
-    t.add_argument("--tag-scheme", choices=["auto", "IOB1", "IOB2", "BIOES", "BILOU"], default="auto",
+    t.add_argument("--tag-scheme", choices=["auto", "IOB1", "IOB2", "BIOES", "BILOU", "IO"], default="auto",
                    help="NER: the tag scheme (default: detected from the training file)")
     t.add_argument("--label-all-tokens", action="store_true", help="NER: every sub-word of a word carries its tag "
                    "in the loss, not only the first")
@@ -384,6 +384,7 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
 
 def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
     from .data import read_conll, read_jsonl
+    from .data.conll import entity_type
     from .errors import DataError
     from .tasks.token_classification import entity_report, entity_scores
 
@@ -393,6 +394,14 @@ def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
                         "[start, end, label] spans), not a CSV")
     read = read_jsonl if args.input.suffix.lower() == ".jsonl" else read_conll
     sents = read(args.input)
+    # entity types the model never predicts score zero whatever it does: a file of another tag set, said up front
+    model_types = {entity_type(t) for t in predictor.encoder.labels} - {None}
+    data_types = {entity_type(t) for s in sents.tags for t in s} - {None}
+    if data_types and not data_types & model_types:
+        warnings.warn(f"--input {str(args.input)!r}: its entity types {sorted(data_types)[:20]} share none with those "
+                      f"{str(args.model)!r} predicts, {sorted(model_types)[:20]}: every entity counts as missed and "
+                      "every predicted one as wrong, so the scores are near zero whatever the model does; score it on "
+                      "a file tagged with its types", stacklevel=2)
     pred = predictor.predict_tokens(sents.words)
     scores = entity_scores(sents.tags, pred)
     report = entity_report(sents.tags, pred)

@@ -17,9 +17,9 @@ from .distributed import is_main_process
 from .errors import ModelError, user_stacklevel
 
 __all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
-           "load_pretrained", "load_labelled_head", "load_error", "quiet_hub", "load_encoder_weights",
-           "bert_splitter", "head_output_layer", "start_regression_head_at_mean", "compile_model",
-           "position_limit", "position_limit_source"]
+           "load_pretrained", "load_labelled_head", "match_head_to_labels", "load_error", "quiet_hub",
+           "load_encoder_weights", "bert_splitter", "head_output_layer", "start_regression_head_at_mean",
+           "compile_model", "position_limit", "position_limit_source"]
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def load_model(pretrained_path: str | Path | None, *, labels: Sequence[str], mul
                                      finetuned_wgts_path=finetuned_wgts_path, problem_type=problem_type, **kwargs)
     fresh_head = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     if not fresh_head and problem_type != "regression":
-        fresh_head = _match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
+        fresh_head = match_head_to_labels(model, name, labels, new_head=bool(kwargs.get("ignore_mismatched_sizes")))
     return model, fresh_head
 
 
@@ -296,12 +296,23 @@ def _saved_labels(name: str) -> list[str] | None:
     return None if all(n == f"LABEL_{i}" for i, n in enumerate(names)) else names
 
 
-def _match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new_head: bool) -> bool:
+def match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new_head: bool,
+                         head: str = "classification head", units: str = "labels",
+                         fix: str = "Give the data the checkpoint's label names (labels.csv or labels=)") -> bool:
     """Make output j of a loaded, trained head mean `labels[j]`; return whether the output layer starts fresh.
 
     Hugging Face loads a head's rows by position and renames them after `labels`, so a checkpoint trained on
     [negative, positive] and data listing [positive, negative] would swap the two silently. The same names in
-    another order are reordered; other names raise `ModelError`, or with `new_head` start a new output layer."""
+    another order are reordered; other names raise `ModelError`, or with `new_head` start a new output layer.
+
+    Args:
+        model: the loaded model (its config already names the outputs after `labels`).
+        name: the checkpoint's hub name or folder.
+        labels: the data's label names, in output order.
+        new_head: start a new output layer where the names differ (`ignore_mismatched_sizes=True`).
+        head, units: what the head and its labels are called in messages ("token-classification head", "tags").
+        fix: the message's first way out, naming how the data takes the checkpoint's names.
+    """
     saved = _saved_labels(name)
     if saved is None or saved == labels or len(saved) != len(labels):
         return False
@@ -315,17 +326,17 @@ def _match_head_to_labels(model: nn.Module, name: str, labels: list[str], *, new
         _log.info("%s: the head's outputs %s reordered to the data's labels %s", name, saved, labels)
         return False
     if not new_head or layer is None:
-        raise ModelError(f"pretrained_path {name!r} has a trained classification head for the labels {saved[:20]}, "
-                         f"but the data's labels are {labels[:20]}: loading it would give those outputs the data's "
-                         "names by position. Give the data the checkpoint's label names (labels.csv or labels=), or "
-                         "pass ignore_mismatched_sizes=True to start a new output layer")
+        raise ModelError(f"pretrained_path {name!r} has a trained {head} for the {units} {saved[:20]}, "
+                         f"but the data's {units} are {labels[:20]}: loading it would give those outputs the data's "
+                         f"names by position. {fix}, or pass ignore_mismatched_sizes=True to start a new output layer")
     std = float(getattr(model.config, "initializer_range", 0.02))
     with torch.no_grad():
         layer.weight.normal_(0.0, std)
         if layer.bias is not None:
             layer.bias.zero_()
-    warnings.warn(f"pretrained_path {name!r}: its head was trained for the labels {saved[:20]}, not the data's "
-                  f"{labels[:20]}; ignore_mismatched_sizes=True starts a new output layer", stacklevel=user_stacklevel())
+    warnings.warn(f"pretrained_path {name!r}: its head was trained for the {units} {saved[:20]}, not the data's "
+                  f"{labels[:20]}; ignore_mismatched_sizes=True starts a new output layer",
+                  stacklevel=user_stacklevel())
     return True
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import warnings
 
 import numpy as np
@@ -1004,3 +1005,184 @@ def test_a_cancelled_validation_says_so(ner_learner):
                                              r"such as ShortEpochCallback stopped it\); validate without that callback$"):
         ner_learner.validate(cbs=[ShortEpochCallback(pct=0.01, short_valid=True)], quiet=True)
     assert ner_learner.validate(quiet=True)["f1"] > 0.5  # the learner is as it was
+
+
+# --- a fourth review: a checkpoint's tag order, doccano's entities, all-O data, IO tags, raw text, tabs ---
+
+def _io_to_iob2(tags: list[list[str]]) -> list[list[str]]:
+    """IO tags as IOB2: a run of one type is one entity, opened by B-."""
+    return [[t if t == "O" else ("I-" if j and s[j - 1] == t else "B-") + t for j, t in enumerate(s)] for s in tags]
+
+
+def test_a_checkpoint_listing_its_tags_in_another_order_tags_as_it_was_saved(ner_learner, tmp_path):
+    # before, from_pretrained named the checkpoint's outputs after the data's tags by position: its B-PER output
+    # was read as the data's second tag, B-POS
+    folder = ner_learner.save_model(tmp_path / "m")
+    assert ner_learner.labels == ["O", "B-PER", "I-PER", "B-POS"]
+    words, tags = make_tagged(24, seed=8)
+    df = pd.DataFrame({"tokens": words, "tags": tags})
+    reordered = ["O", "B-POS", "I-PER", "B-PER"]
+    db = BertNERDataBunch.from_df(df, df, str(folder), labels=reordered, bs=8, maxlen=64, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "o", "cpu", None)
+    assert learner.labels == reordered and learner.fresh_head is False
+    saved = BertNERPredictor(folder, device="cpu").predict_tokens(words)
+    assert {t for s in saved for t in s} == {"O", "B-PER", "I-PER", "B-POS"}
+    assert learner.predict_tokens(words) == saved
+
+
+def test_a_checkpoint_with_other_tags_of_the_same_count_is_refused_or_gets_a_new_output_layer(ner_learner, tmp_path):
+    # before, the same number of other tags loaded silently, the outputs renamed by position
+    folder = ner_learner.save_model(tmp_path / "m")
+    df = pd.DataFrame({"tokens": [["bob", "ann", "was", "good"]] * 4,
+                       "tags": [["B-NAME", "I-NAME", "O", "B-POS"]] * 4})
+    db = BertNERDataBunch.from_df(df, df, str(folder), bs=4, maxlen=32, device="cpu")
+    assert db.labels == ["O", "B-NAME", "I-NAME", "B-POS"]
+    with pytest.raises(ModelError, match=(
+            rf"^pretrained_path '{re.escape(str(folder))}' has a trained token-classification head for the tags "
+            r"\['O', 'B-PER', 'I-PER', 'B-POS'\], but the data's tags are \['O', 'B-NAME', 'I-NAME', 'B-POS'\]: "
+            r"loading it would give those outputs the data's names by position\. Give the data the checkpoint's "
+            r"tags \(a label_file= listing them, or labels=\), or pass ignore_mismatched_sizes=True to start a new "
+            r"output layer$")):
+        BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "o", "cpu", None)
+    with pytest.warns(UserWarning, match=(
+            rf"^pretrained_path '{re.escape(str(folder))}': its head was trained for the tags "
+            r"\['O', 'B-PER', 'I-PER', 'B-POS'\], not the data's \['O', 'B-NAME', 'I-NAME', 'B-POS'\]; "
+            r"ignore_mismatched_sizes=True starts a new output layer$")):
+        learner = BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "o", "cpu", None,
+                                                       ignore_mismatched_sizes=True)
+    assert learner.fresh_head is True and learner.model.classifier.bias.abs().sum().item() == 0.0
+
+
+def test_doccano_entity_objects_are_read_and_a_file_without_spans_is_refused(tmp_path):
+    # doccano's export with relations: before, the "entities" key was not looked at and every word was tagged O
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"id": 1, "text": "Jane Doe visited Paris", "relations": [], "entities": [
+        {"id": 1, "label": "PER", "start_offset": 0, "end_offset": 8},
+        {"id": 2, "label": "LOC", "start_offset": 17, "end_offset": 22}]}) + "\n")
+    s = read_jsonl(f)
+    assert s.words == [["Jane", "Doe", "visited", "Paris"]] and s.tags == [["B-PER", "I-PER", "O", "B-LOC"]]
+    f.write_text(json.dumps({"id": 1, "text": "Jane Doe", "spans": [[0, 8, "PER"]]}) + "\n" +
+                 json.dumps({"id": 2, "text": "Paris", "meta": {}}) + "\n")
+    with pytest.raises(DataError, match=(
+            rf"^{re.escape(str(f))}: no line has a 'labels' or 'label' or 'entities' key, so every word would be "
+            r"tagged O; its objects have the keys \['id', 'text', 'spans', 'meta'\]: pass labels_key= the key of the "
+            r'entity spans \(\[start, end, label\] lists, or \{"start_offset", "end_offset", "label"\} objects\)$')):
+        read_jsonl(f)
+    assert read_jsonl(f, labels_key="spans").tags == [["B-PER", "I-PER"], ["O"]]
+    assert read_jsonl(f, tagged=False).tags is None  # texts to predict need no spans
+
+
+def test_data_tagged_only_o_is_refused(tiny_model_dir):
+    # before, it trained a head of one output whose every prediction was right: accuracy 1.0
+    df = pd.DataFrame({"tokens": [["bob", "was"], ["the", "movie"]] * 4, "tags": [["O", "O"], ["O", "O"]] * 4})
+    with pytest.raises(DataError, match=(
+            r"^train_df and valid_df: every word is tagged O, so there are no entities to learn; tag each entity's "
+            r"words \(B-PER on the first, I-PER on the rest\), or read the tags from where they are \(CoNLL: the last "
+            r"column; tags_col=, labels_key=\)$")):
+        BertNERDataBunch.from_df(df, df, str(tiny_model_dir), maxlen=32, device="cpu")
+
+
+def test_io_tags_are_read_scored_as_seqeval_reads_their_iob2_and_saved(tiny_model_dir, tmp_path):
+    # IO data (types without a prefix) was refused with a hint no tag_scheme= could follow
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    rng = random.Random(3)
+    words, tags = make_tagged(40, seed=9)
+    tags = [[t[2:] if t != "O" else "O" for t in s] for s in tags]
+    df = pd.DataFrame({"tokens": words, "tags": tags})
+    db = BertNERDataBunch.from_df(df, df, str(tiny_model_dir), bs=8, maxlen=64, device="cpu", seed=0)
+    assert db.scheme == "IO" and db.labels == ["O", "PER", "POS"] and db.entity_types == ["PER", "POS"]
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path / "o", "cpu", None, seed=0)
+    quiet_fit(learner, 2, lr=5e-3)
+    results, (gold, pred) = learner.validate(quiet=True, return_preds=True)
+    assert gold == [["I-" + t if t != "O" else t for t in s] for s in tags]  # seqeval's reading of a bare type
+    io_pred = [[t[2:] if t != "O" else t for t in s] for s in pred]
+    g2, p2 = _io_to_iob2(tags), _io_to_iob2(io_pred)
+    assert (results["precision"], results["recall"], results["f1"]) == (
+        precision_score(g2, p2, zero_division=0), recall_score(g2, p2, zero_division=0),
+        f1_score(g2, p2, zero_division=0))
+    report = classification_report(g2, p2, output_dict=True, zero_division=0)
+    assert [results[f"{k}_f1"] for k in ("PER", "POS")] == [report[k]["f1-score"] for k in ("PER", "POS")]
+    assert entity_scores([["PER", "PER", "O", "POS"]], [["PER", "O", "O", "POS"]])["f1"] == 0.5
+    folder = learner.save_model(tmp_path / "m")
+    assert json.loads((folder / "bertlearn.json").read_text())["tag_scheme"] == "IO"
+    sample = [rng.choice(words) for _ in range(8)]
+    assert BertNERPredictor(folder, device="cpu").predict_tokens(sample) == learner.predict_tokens(sample)
+
+
+@pytest.mark.parametrize("tags, message", [
+    ([["0", "3", "4"], ["0", "1"]], r"^train_df, row 0: tag '0' is a number: the tags are numbers; map them to their "
+                                    r"names \(a Hugging Face dataset's features\['ner_tags'\]\.feature\.names lists "
+                                    r"them in id order\)$"),
+    ([["O", "B-PER", "LOC"], ["O", "O"]], r"^train_df, row 0: tag 'LOC' has no prefix, which the IOB2 scheme needs "
+                                          r"\(B/I-, or O\); tags that all lack one \(PER, LOC, O: the IO scheme\) are "
+                                          r"read with tag_scheme='auto' or 'IO': give every tag its prefix \(B- on "
+                                          r"each entity's first word\), or none$"),
+])
+def test_numbers_and_tags_mixing_prefixes_say_what_is_wrong(tiny_model_dir, tags, message):
+    words = [["bob", "ann", "kim"], ["the", "movie"]]
+    df = pd.DataFrame({"tokens": words, "tags": [[int(t) if t.isdigit() else t for t in s] for s in tags]})
+    with pytest.raises(DataError, match=message):
+        BertNERDataBunch.from_df(df, df, str(tiny_model_dir), maxlen=32, device="cpu")
+
+
+def test_cli_predict_says_raw_sentences_are_not_conll(ner_learner, tmp_path):
+    # before, each line of raw text was read as one word of a single sentence, without a word said
+    from bertlearn.cli import main
+    folder = ner_learner.save_model(tmp_path / "m")
+    raw = tmp_path / "raw.txt"
+    raw.write_text("bob and ann was good .\nthe movie was fun\n")
+    with pytest.warns(UserWarning, match=(
+            rf"^{re.escape(str(raw))} is read as CoNLL \(one word a line, in the first column\), but it has no blank "
+            r"line between sentences and its lines hold 4 to 6 fields, where a CoNLL file has the same columns on "
+            r"every line: it looks like raw text, one sentence a line, of which only each line's first word would be "
+            r'read\. Give raw text as JSONL \(\{"text": "\.\.\."\} a line\) or as a CSV with a text column \(or to '
+            r"predict_batch\(texts\)\)$")):
+        assert main(["predict", "--model", str(folder), "--input", str(raw), "--output", str(tmp_path / "o.txt"),
+                     "--device", "cpu"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one sentence of CoNLL, or columns alike on every line, say nothing
+        read_conll(_write(tmp_path / "a.conll", "bob B-PER\nwas O\n"))
+        read_conll(_write(tmp_path / "b.conll", "bob\nwas good\n\nkim\n"), tagged=False)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_tab_separated_words_keep_their_spaces(tmp_path, tiny_model_dir):
+    # before, "New York" was cut at its space to "New", and from_conll could not pass delimiter=
+    train = "New York\tB-LOC\nis\tO\nbig\tO\n\nbob\tB-PER\n"
+    (tmp_path / "train.txt").write_text(train)
+    (tmp_path / "val.txt").write_text("bob\tB-PER\nann\tO\n")
+    with pytest.warns(UserWarning, match=(
+            rf"^{re.escape(str(tmp_path / 'train.txt'))}: every word line holds a tab, so its columns are split at "
+            r"tabs alone and a word or tag may hold a space \(line 1: 'New York'\); pass delimiter= to split "
+            r"otherwise$")):
+        db = BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, maxlen=32, device="cpu")
+    assert db.train_ds.words == [["New York", "is", "big"], ["bob"]]
+    (tmp_path / "train.txt").write_text(train.replace("\t", "|"))
+    (tmp_path / "val.txt").write_text("bob|B-PER\nann|O\n")
+    db = BertNERDataBunch(tmp_path, str(tiny_model_dir), label_file=None, maxlen=32, device="cpu", delimiter="|")
+    assert db.train_ds.words == [["New York", "is", "big"], ["bob"]] and db.labels == ["O", "B-LOC", "B-PER"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a tab-separated file whose fields hold no space reads as before, unsaid
+        assert read_conll(_write(tmp_path / "c.conll", "bob\tX\tB-PER\nwas\tY\tO\n")).words == [["bob", "was"]]
+
+
+def test_cli_eval_says_when_the_files_entity_types_are_none_of_the_models(ner_learner, tmp_path, capsys):
+    # before, a file of other entity types scored near zero without a word
+    from bertlearn.cli import main
+    folder = ner_learner.save_model(tmp_path / "m")
+    gold = tmp_path / "g.conll"
+    gold.write_text("bob\tB-person\nwas\tO\ngood\tB-opinion\n")
+    with pytest.warns(UserWarning, match=(
+            rf"^--input '{re.escape(str(gold))}': its entity types \['opinion', 'person'\] share none with those "
+            rf"'{re.escape(str(folder))}' "
+            r"predicts, \['PER', 'POS'\]: every entity counts as missed and every predicted one as wrong, so the "
+            r"scores are near zero whatever the model does; score it on a file tagged with its types$")):
+        assert main(["eval", "--model", str(folder), "--input", str(gold), "--device", "cpu"]) == 0
+    gold.write_text("bob\tB-PER\nwas\tO\ngood\tB-opinion\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one type in common: the scores mean something
+        assert main(["eval", "--model", str(folder), "--input", str(gold), "--device", "cpu"]) == 0

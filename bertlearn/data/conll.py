@@ -3,13 +3,15 @@
 A sentence is a list of words with one tag each. CoNLL files hold one word a line, the tag in the last column (POS
 and chunk columns between are ignored), sentences split by blank or whitespace-only lines, `-DOCSTART-` lines
 skipped. Tag schemes: IOB1 (CoNLL-2003's original files: I- may open an entity, B- only splits two neighbours of
-one type), IOB2 (BIO), BIOES and BILOU; `detect_scheme` reads which one a file uses. Every error names the file and
+one type), IOB2 (BIO), BIOES, BILOU and IO (types without a prefix: a run of one type is one entity, as scoring and
+grouping read a tag without a prefix); `detect_scheme` reads which one a file uses. Every error names the file and
 line (JSONL: the line of the object).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,14 +19,15 @@ from typing import Any, Sequence
 import pandas as pd
 import regex
 
-from ..errors import DataError
+from ..errors import DataError, user_stacklevel
 
 __all__ = ["TaggedSentences", "read_conll", "read_jsonl", "sentences_from_df", "read_tag_file", "SCHEMES",
            "detect_scheme", "check_scheme", "labels_for", "to_bio", "to_seqeval", "entity_type", "tag_prefix",
            "split_words"]
 
-SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
-_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU"}
+SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU", "IO")
+# IO tags are entity types without a prefix (PER, LOC, O): a run of words of one type is one entity
+_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES", "BILOU": "BILU", "IO": ""}
 # words of raw text, as a doccano span is cut into them: runs of word characters, or one other non-space character,
 # each with the combining marks that follow it. The regex module's \w holds marks (Python's re would cut a
 # decomposed "Jose\u0301" or Devanagari "हिन्दी" at every mark)
@@ -85,37 +88,57 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
     Args:
         path: the file.
         encoding: its text encoding.
-        delimiter: the column separator (default: any run of whitespace, as conlleval splits; tabs or spaces).
+        delimiter: the column separator (default: a tab where every word line holds one, so that a word may hold a
+            space, which is said once; else any run of whitespace, as conlleval splits).
         tagged: each line must hold a tag; False reads only the words (first column) of untagged text.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{str(path)!r} does not exist; pass the CoNLL file (one word and its tag per line)")
+    with open(path, encoding=_without_bom(encoding)) as f:
+        body = [(n, line.strip()) for n, line in enumerate(f, 1)]
+    content = [b for _, b in body if b and not b.startswith("-DOCSTART-")]
+    tabbed = delimiter is None and bool(content) and all("\t" in b for b in content)
+    split = (lambda b: [c.strip() for c in b.split(delimiter or "\t")]) if delimiter or tabbed else str.split
     words, tags, lines = [], [], []
     cur_w: list[str] = []
     cur_t: list[str] = []
-    start = 0
-    with open(path, encoding=_without_bom(encoding)) as f:
-        for n, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("-DOCSTART-"):
-                if cur_w:
-                    words.append(cur_w), tags.append(cur_t), lines.append(start)
-                    cur_w, cur_t = [], []
-                continue
-            cols = stripped.split(delimiter) if delimiter else stripped.split()
-            if len(cols) < 2 and tagged:
-                raise DataError(f"{path}, line {n}: {stripped!r} has no tag; each line holds a word and its tag in "
-                                "the last column (separated by whitespace), and sentences end with a blank line")
-            if not cur_w:
-                start = n
-            cur_w.append(cols[0])
-            cur_t.append(cols[-1])
+    start, fields, spaced = 0, set(), None
+    for n, stripped in body:
+        if not stripped or stripped.startswith("-DOCSTART-"):
+            if cur_w:
+                words.append(cur_w), tags.append(cur_t), lines.append(start)
+                cur_w, cur_t = [], []
+            continue
+        cols = split(stripped)
+        fields.add(len(cols))
+        if len(cols) < 2 and tagged:
+            raise DataError(f"{path}, line {n}: {stripped!r} has no tag; each line holds a word and its tag in "
+                            "the last column (separated by whitespace), and sentences end with a blank line")
+        if tabbed and spaced is None:
+            spaced = next(((n, c) for c in cols if len(c.split()) > 1), None)
+        if not cur_w:
+            start = n
+        cur_w.append(cols[0])
+        cur_t.append(cols[-1])
     if cur_w:
         words.append(cur_w), tags.append(cur_t), lines.append(start)
     if not words:
         raise DataError(f"{path} holds no sentences (it is empty, or only blank and -DOCSTART- lines); a CoNLL file "
                         "has one word and its tag per line")
+    if spaced is not None:  # only where it changes what is read: a plain tab-separated file reads as it always did
+        warnings.warn(f"{path}: every word line holds a tab, so its columns are split at tabs alone and a word or tag "
+                      f"may hold a space (line {spaced[0]}: {spaced[1]!r}); pass delimiter= to split "
+                      "otherwise", stacklevel=user_stacklevel())
+    # CoNLL's columns are the same on every line; raw text, one sentence a line, has as many fields as words and,
+    # with no blank line, would be read as one sentence whose words are each line's first
+    if len(words) == 1 and len(words[0]) > 1 and len(fields) > 1:
+        warnings.warn(f"{path} is read as CoNLL (one word a line, in the first column), but it has no blank line "
+                      f"between sentences and its lines hold {min(fields)} to {max(fields)} fields, where a CoNLL "
+                      "file has the same columns on every line: it looks like raw text, one sentence a line, of "
+                      "which only each line's first word would be read. Give raw text as JSONL "
+                      '({"text": "..."} a line) or as a CSV with a text column (or to predict_batch(texts))',
+                      stacklevel=user_stacklevel())
     return TaggedSentences(words, tags if tagged else None, source=str(path), lines=lines, line_per_word=True)
 
 
@@ -130,21 +153,27 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
 
 
 def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "labels",
-               encoding: str = "utf-8") -> TaggedSentences:
+               encoding: str = "utf-8", tagged: bool = True) -> TaggedSentences:
     """Read doccano's JSONL export: one object a line with the text and its entities as `[start, end, label]`
-    character spans. The text is cut into words (`split_words`); a word inside a span gets B-label (the first) or
-    I-label (IOB2).
+    character spans (or, as doccano's export with relations writes them, `{"start_offset", "end_offset", "label"}`
+    objects). The text is cut into words (`split_words`); a word inside a span gets B-label (the first) or I-label
+    (IOB2).
 
     Args:
         path: the file.
         text_key: the key of the text (doccano: "text"; older exports: "data").
-        labels_key: the key of the spans (doccano: "labels"; newer exports: "label").
+        labels_key: the key of the spans (doccano: "labels"; newer exports: "label"; with relations: "entities",
+            each read by default).
         encoding: its text encoding.
+        tagged: some line must hold the spans' key (a file without it would be tagged O throughout); False reads
+            only the texts of untagged text.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{str(path)!r} does not exist; pass the JSONL file (one JSON object a line)")
     words, tags, lines, spans, texts = [], [], [], [], []
+    keys = ("labels", "label", "entities") if labels_key == "labels" else (labels_key,)
+    seen: dict[str, None] = {}  # the objects' keys, in order, for the message of a file without spans
     with open(path, encoding=_without_bom(encoding)) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -159,7 +188,8 @@ def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "l
             if not isinstance(text, str):
                 raise DataError(f"{where}: no {text_key!r} string in {str(obj)[:80]!r}; pass text_key= if the text "
                                 "is under another key")
-            ents = obj.get(labels_key, obj.get("label", [])) if labels_key == "labels" else obj.get(labels_key, [])
+            seen.update(dict.fromkeys(map(str, obj)))
+            ents = next((obj[k] for k in keys if k in obj), None) if tagged else None
             w, t, s = _tag_spans(text, ents or [], where)
             if not w:
                 continue  # a text without words (empty or only spaces) has nothing to tag
@@ -167,14 +197,22 @@ def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "l
     if not words:
         raise DataError(f"{path} holds no texts to tag; each line holds one object like "
                         '{"text": "...", "labels": [[0, 5, "PER"]]}')
-    return TaggedSentences(words, tags, source=str(path), lines=lines, spans=spans, texts=texts)
+    if tagged and not any(k in seen for k in keys):
+        named = " or ".join(repr(k) for k in keys)
+        raise DataError(f"{path}: no line has a {named} key, so every word would be tagged O; its objects have the "
+                        f"keys {list(seen)[:20]}: pass labels_key= the key of the entity spans ([start, end, label] "
+                        'lists, or {"start_offset", "end_offset", "label"} objects)')
+    return TaggedSentences(words, tags if tagged else None, source=str(path), lines=lines, spans=spans, texts=texts)
 
 
 def _tag_spans(text: str, ents: Sequence[Any], where: str) -> tuple[list, list[str], list[tuple[int, int]]]:
     checked = []
     for e in ents:
+        if isinstance(e, dict) and {"start_offset", "end_offset", "label"} <= e.keys():  # doccano with relations
+            e = [e["start_offset"], e["end_offset"], e["label"]]
         if not (isinstance(e, (list, tuple)) and len(e) == 3 and all(isinstance(v, int) for v in e[:2])):
-            raise DataError(f"{where}: entity {e!r} is not [start, end, label] with integer character offsets")
+            raise DataError(f"{where}: entity {e!r} is not [start, end, label] with integer character offsets (nor "
+                            '{"start_offset": ..., "end_offset": ..., "label": ...})')
         s, t, label = int(e[0]), int(e[1]), str(e[2])
         if not 0 <= s < t <= len(text):
             raise DataError(f"{where}: entity {list(e)!r} lies outside the text ({len(text)} characters); spans are "
@@ -267,15 +305,17 @@ def tag_prefix(tag: str) -> str:
 
 
 def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
-    """The tag scheme of tagged sentences: BIOES (E-/S- tags), BILOU (L-/U-), IOB1 (an I- tag opens an entity
-    somewhere, after O, at a sentence start or after another type, and B- never does: in IOB1 it only splits two
-    neighbours of one type), else IOB2. Data where both I- and B- open entities is IOB2 with errors, which
-    `check_scheme` then names.
+    """The tag scheme of tagged sentences: IO (no tag has a prefix), BIOES (E-/S- tags), BILOU (L-/U-), IOB1 (an I-
+    tag opens an entity somewhere, after O, at a sentence start or after another type, and B- never does: in IOB1 it
+    only splits two neighbours of one type), else IOB2. Data where both I- and B- open entities is IOB2 with errors,
+    which `check_scheme` then names, as it names a tag without a prefix among tags with one.
 
     Args:
         tags: the sentences' tags.
     """
     prefixes = {tag_prefix(t) for sent in tags for t in sent}
+    if "" in prefixes and prefixes <= {"", "O"}:
+        return "IO"
     if prefixes & {"E", "S"}:
         return "BIOES"
     if prefixes & {"L", "U"}:
@@ -303,9 +343,9 @@ def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] |
     if scheme not in SCHEMES:
         raise DataError(f"tag_scheme={scheme!r} is not one of {list(SCHEMES)} (or 'auto' to detect it)")
     allowed = set(labels) if labels is not None else None
-    inside = {"IOB1": "I", "IOB2": "I", "BIOES": "IE", "BILOU": "IL"}[scheme]
-    opening = {"IOB1": "BI", "IOB2": "B", "BIOES": "BS", "BILOU": "BU"}[scheme]
-    open_after = {"IOB1": "", "IOB2": "", "BIOES": "ES", "BILOU": "LU"}[scheme]  # prefixes that close an entity
+    inside = {"IOB1": "I", "IOB2": "I", "BIOES": "IE", "BILOU": "IL", "IO": ""}[scheme]
+    opening = {"IOB1": "BI", "IOB2": "B", "BIOES": "BS", "BILOU": "BU", "IO": ""}[scheme]
+    open_after = {"IOB1": "", "IOB2": "", "BIOES": "ES", "BILOU": "LU", "IO": ""}[scheme]  # prefixes that close one
     closing = {"BIOES": "E", "BILOU": "L"}.get(scheme)
     for i, sent in enumerate(sents.tags or []):
         prev = "O"
@@ -322,10 +362,23 @@ def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] |
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} is not in the label file (which has "
                                 f"{sorted(allowed)[:20]}); add it there, or fix the tag")
             p = tag_prefix(t)
-            if p not in ("O", *_PREFIXES[scheme]):
+            if t.lstrip("-").isdigit():
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} is a number: the tags are numbers; map them to their "
+                                "names (a Hugging Face dataset's features['ner_tags'].feature.names lists them in id "
+                                "order)")
+            if scheme == "IO" and p != "O" and p:
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} has a {p}- prefix, but the data's tags are read as IO "
+                                "(entity types without a prefix: PER, LOC, O); give every tag its prefix (B- on "
+                                "each entity's first word), or none")
+            if scheme != "IO" and not p:
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} has no prefix, which the {scheme} scheme needs "
+                                f"({'/'.join(_PREFIXES[scheme])}-, or O); tags that all lack one (PER, LOC, O: the IO "
+                                "scheme) are read with tag_scheme='auto' or 'IO': give every tag its prefix (B- on "
+                                "each entity's first word), or none")
+            if p not in ("O", "", *_PREFIXES[scheme]):
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} does not belong to the {scheme} scheme (prefixes "
                                 f"{'/'.join(_PREFIXES[scheme])}-, or O); pass tag_scheme= for the scheme the data uses")
-            if scheme != "IOB1" and p in inside:
+            if scheme not in ("IOB1", "IO") and p in inside:
                 pp = tag_prefix(prev)
                 if prev == "O" or pp in open_after or entity_type(prev) != entity_type(t):
                     raise DataError(f"{sents.where(i, j)}: {t!r} follows {prev!r}, which breaks the {scheme} scheme "

@@ -135,7 +135,7 @@ class TagEncoder:
         tokenizer: a Hugging Face fast tokenizer.
         maxlen: tokens per model input, special tokens included.
         labels: the tags, in output order.
-        scheme: the tag scheme ("IOB1", "IOB2", "BIOES", "BILOU").
+        scheme: the tag scheme ("IOB1", "IOB2", "BIOES", "BILOU", "IO").
         label_all_tokens: every piece of a word carries its tag (B- turned into I- after the first piece), not only
             the first; predictions and scores still read each word's first piece.
     """
@@ -433,7 +433,7 @@ class BertNERDataBunch(BertDataBunch):
         logger: a `logging.Logger` for progress messages.
         clear_cache, no_cache: fast-bert's cache flags; tagged data is not cached (encoding wnut17 takes ~1 s), so
             they have no effect.
-        **kwargs: what `from_conll` takes (tag_scheme, label_all_tokens, seed, device...).
+        **kwargs: what `from_conll` takes (tag_scheme, delimiter, label_all_tokens, seed, device...).
     """
 
     @classmethod
@@ -466,7 +466,8 @@ class BertNERDataBunch(BertDataBunch):
                    val_file: str = "val.txt", test_file: str | None = None, label_file: str | None = None,
                    tag_scheme: str = "auto", label_all_tokens: bool = False, bs: int = 16, val_bs: int | None = None,
                    maxlen: int = 512, seed: int | None = None, device: torch.device | str | None = None,
-                   logger: logging.Logger | None = None, encoding: str = "utf-8") -> "BertNERDataBunch":
+                   logger: logging.Logger | None = None, encoding: str = "utf-8",
+                   delimiter: str | None = None) -> "BertNERDataBunch":
         """Read CoNLL-style files (a word and its tag per line, tag in the last column) into a `BertNERDataBunch`.
 
         Args:
@@ -475,7 +476,8 @@ class BertNERDataBunch(BertDataBunch):
             train_file, val_file: file names in `data_dir`.
             test_file: sentences to predict later (`learner.predict_tokens()` without sentences), or None.
             label_file: the tag list in `data_dir` (one per line); None: the tags of the training file.
-            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU", or "auto" to detect it from the training file.
+            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU", "IO" (types without a prefix), or "auto" to detect it from
+                the training file.
             label_all_tokens: every piece of a word carries its tag in the loss (see `TagEncoder`).
             bs: training batch size; val_bs: validation batch size (default 2 * bs).
             maxlen: tokens per model input (longer sentences are split into windows at word boundaries).
@@ -483,11 +485,14 @@ class BertNERDataBunch(BertDataBunch):
             device: where batches go (default: CUDA when available).
             logger: a `logging.Logger` for progress messages.
             encoding: the files' text encoding.
+            delimiter: the files' column separator (default: a tab in a file where every word line holds one, so that
+                a word may hold a space; else any run of whitespace).
         """
         data_dir = Path(data_dir)
-        train, valid = read_conll(data_dir / train_file, encoding=encoding), read_conll(data_dir / val_file,
-                                                                                         encoding=encoding)
-        test = read_conll(data_dir / test_file, encoding=encoding, tagged=False) if test_file else None
+        train, valid = (read_conll(data_dir / f, encoding=encoding, delimiter=delimiter)
+                        for f in (train_file, val_file))
+        test = read_conll(data_dir / test_file, encoding=encoding, delimiter=delimiter, tagged=False) \
+            if test_file else None
         labels = read_tag_file(data_dir / label_file) if label_file else None
         return cls.from_sentences(train, valid, tokenizer, test=test, labels=labels, tag_scheme=tag_scheme,
                                   label_all_tokens=label_all_tokens, bs=bs, val_bs=val_bs, maxlen=maxlen, seed=seed,
@@ -528,7 +533,7 @@ class BertNERDataBunch(BertDataBunch):
             raise DataError(f"train_size={train_size} of {len(sents)} texts leaves an empty training or validation "
                             "set; give more texts or another train_size")
         train, valid = _subset(sents, order[:cut]), _subset(sents, order[cut:])
-        test = read_jsonl(data_dir / test_file_name, text_key=text_key, labels_key=labels_key) \
+        test = read_jsonl(data_dir / test_file_name, text_key=text_key, labels_key=labels_key, tagged=False) \
             if test_file_name else None
         return cls.from_sentences(train, valid, tokenizer, test=test, tag_scheme="IOB2",
                                   bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
@@ -573,7 +578,7 @@ class BertNERDataBunch(BertDataBunch):
             tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
             test: sentences (word lists) to predict later, or None.
             labels: the tag set in output order (default: O, then each type's tags, from train and valid).
-            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU" or "auto".
+            tag_scheme: "IOB1", "IOB2", "BIOES", "BILOU", "IO" or "auto".
             label_all_tokens: every piece of a word carries its tag in the loss.
             bs, val_bs, maxlen, seed, device, path, logger: as for `from_conll`.
         """
@@ -588,6 +593,11 @@ class BertNERDataBunch(BertDataBunch):
             labels = labels_for(train.tags + valid.tags)
         for sents in (train, valid):
             check_scheme(sents, scheme, labels=labels)
+        if set(labels) <= {"O"}:  # a 1-output head, whose every prediction is right: accuracy 1.0 with nothing learnt
+            sources = " and ".join(dict.fromkeys((train.source, valid.source)))
+            raise DataError(f"{sources}: every word is tagged O, so there are no entities to learn; tag each entity's "
+                            "words (B-PER on the first, I-PER on the rest), or read the tags from where they are "
+                            "(CoNLL: the last column; tags_col=, labels_key=)")
         t0 = time.perf_counter()
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
         # new training only: a saved model keeps the tokenizer it was trained with, whatever its pieces
@@ -611,7 +621,7 @@ class BertNERDataBunch(BertDataBunch):
 
     @property
     def scheme(self) -> str:
-        """The tag scheme: "IOB1", "IOB2", "BIOES" or "BILOU"."""
+        """The tag scheme: "IOB1", "IOB2", "BIOES", "BILOU" or "IO"."""
         return self.encoder.scheme
 
     @property

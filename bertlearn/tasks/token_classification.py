@@ -39,9 +39,11 @@ from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
-from ..model import compile_model, load_labelled_head, load_pretrained, position_limit, quiet_hub, resolve_pretrained
-from ..predict import check_fast_bert_predictor_args, refuse_device_as_label_path
-from ..saved import ONNX_FILE, SETTINGS_FILE, plain_maxlen, settings_for, weights_digest, write_settings
+from ..model import (compile_model, load_labelled_head, load_pretrained, match_head_to_labels, position_limit,
+                     quiet_hub, resolve_pretrained)
+from ..predict import check_fast_bert_predictor_args, onnx_file_name, refuse_device_as_label_path
+from ..saved import (SETTINGS_FILE, check_replaceable, plain_maxlen, settings_for, weights_digest,
+                     write_settings)
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
@@ -595,10 +597,12 @@ class BertNERLearner(NERTagger, TaskLearner):
                                          ignore_mismatched_sizes=ignore_mismatched_sizes)
         fresh = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
         if not fresh:
-            saved = [model.config.id2label[i] for i in range(model.config.num_labels)]
-            if saved != list(labels):
-                raise ModelError(f"pretrained_path {name!r} was trained on the tags {saved}, not the data's {list(labels)}; "
-                                 "pass ignore_mismatched_sizes=True for a new head, or the same label file")
+            # from_pretrained names the outputs after the data's tags by position: a checkpoint listing the same tags
+            # in another order would have its outputs relabelled, so its rows are put in the data's order instead
+            fresh = match_head_to_labels(model, name, list(labels), new_head=ignore_mismatched_sizes,
+                                         head="token-classification head", units="tags",
+                                         fix="Give the data the checkpoint's tags (a label_file= listing them, or "
+                                             "labels=)")
         return model, fresh
 
     # --- prediction ---
@@ -717,6 +721,7 @@ class BertNERLearner(NERTagger, TaskLearner):
             path: target folder (default: `output_dir/model_out`).
         """
         path = Path(path) if path is not None else self.output_dir / "model_out"
+        check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.encoder.tokenizer.save_pretrained(tmp)
@@ -845,7 +850,7 @@ class OnnxNERPredictor(NERTagger):
         from transformers import AutoConfig, AutoTokenizer
         path = Path(path)
         folder = path.parent if path.suffix == ".onnx" else path
-        fname = path.name if path.suffix == ".onnx" else ONNX_FILE
+        fname = path.name if path.suffix == ".onnx" else onnx_file_name(folder)
         if not (folder / fname).is_file():
             raise ModelError(f"path {str(path)!r} holds no {fname}; pass the folder written by learner.to_onnx(path)")
         tokenizer = AutoTokenizer.from_pretrained(folder)
