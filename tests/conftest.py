@@ -146,7 +146,9 @@ def build_tiny_architecture(kind: str, folder: Path) -> Path:
         pieces = [tuple(p) for p in json.loads(sp.to_str())["model"]["vocab"]]
         tok = (T.AlbertTokenizer if kind == "albert" else T.DebertaV2Tokenizer)(vocab=pieces, pad_token="<pad>")
     tok.model_max_length = 512
-    size = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id)
+    # the highest id, not len(tok): "a" is a word and a letter in the hand-written vocabulary, so its ids have a gap
+    # and a text with the last letters' pieces ran past an embedding of len(tok) rows
+    size = dict(vocab_size=max(len(tok), max(tok.get_vocab().values()) + 1), pad_token_id=tok.pad_token_id)
     if kind == "distilbert":
         size.update(dim=32, n_layers=2, n_heads=4, hidden_dim=37)
     else:
