@@ -450,11 +450,12 @@ def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str])
     return cols
 
 
-def _texts_of(df: Any, cols: list[str], source: str) -> list:
+def _texts_of(df: Any, cols: list[str], source: str,
+              empty_fix: str = "fill or remove those rows (the predictions file has a row for every input row)"
+              ) -> list:
     from .data import texts_from_frame
     texts, _ = texts_from_frame(df, cols if len(cols) > 1 else cols[0], source, dropna=False, numbers=True,
-                                empty_fix="fill or remove those rows (the predictions file has a row for every "
-                                          "input row)")
+                                empty_fix=empty_fix)
     return texts
 
 
@@ -523,7 +524,7 @@ def _eval(args: argparse.Namespace) -> int:
             label_col = label_col[0]
     label_delim = args.label_delim if args.label_delim is not None else predictor.settings.get("label_delim")
     targets = targets_from_frame(df, label_col, enc, label_delim=label_delim, source=str(args.input))
-    logits = predictor.predict_logits(_texts_of(df, cols, str(args.input)))
+    logits = predictor.predict_logits(_texts_of(df, cols, str(args.input), "fill or remove those rows"))
     metrics = evaluate(logits, targets, enc.problem_type, enc.labels, thresholds=predictor.thresholds)
     print(f"{len(df):,} rows of {args.input}")
     width = max(len(k) for k in metrics)

@@ -54,7 +54,10 @@ class ClassificationInterpretation(_FastaiClassificationInterpretation):
                           "confusion matrix, report and top losses count windows (as validate's metrics do), "
                           "not texts; bertlearn eval and predict_labels decide per text",
                           stacklevel=user_stacklevel())
-        return super().from_learner(learn, ds_idx=ds_idx, dl=dl, act=act)
+        with warnings.catch_warnings():
+            # said just above in interpret()'s own words; get_preds' would be the same fact again
+            warnings.filterwarnings("ignore", message=r"get_preds: the \d+ rows of this loader are sliding windows")
+            return super().from_learner(learn, ds_idx=ds_idx, dl=dl, act=act)
 
     def plot_confusion_matrix(self, *args: Any, **kwargs: Any) -> Any:
         """fastai's plot, laid out after its axis labels are set (fastai lays out before, so a saved PNG cut off
@@ -74,8 +77,10 @@ class ClassificationInterpretation(_FastaiClassificationInterpretation):
         never predicted shows precision 0 (scikit-learn's value; it also warned, three times)."""
         import sklearn.metrics as skm
         from fastai.torch_core import flatten_check
-        _, targs, decoded = self.learn.get_preds(dl=self.dl, with_decoded=True, with_preds=True, with_targs=True,
-                                                 act=self.act)
+        with warnings.catch_warnings():  # interpret() said that the rows are windows
+            warnings.filterwarnings("ignore", message=r"get_preds: the \d+ rows of this loader are sliding windows")
+            _, targs, decoded = self.learn.get_preds(dl=self.dl, with_decoded=True, with_preds=True,
+                                                     with_targs=True, act=self.act)
         d, t = flatten_check(decoded, targs)
         names = [str(v) for v in self.vocab]
         print(skm.classification_report(t, d, labels=list(self.vocab.o2i.values()), target_names=names,

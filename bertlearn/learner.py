@@ -43,8 +43,9 @@ from .data import positive_int
 from .device import resolve_device
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
                           main_process_only, multi_gpu_without_effect)
-from .errors import BertLearnError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
+from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
+from .metrics import to_fastai_metrics
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
@@ -141,6 +142,19 @@ class TaskLearner(Learner):
         if py_logger is not None:
             self.add_cb(EpochLoggerCallback(py_logger))
         self.add_cbs([FitSummary(), FitWatchdog()])
+
+    @property
+    def metrics(self) -> L:
+        """The fastai metrics validation reports."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, v: Any) -> None:
+        # fastai wraps a plain function in AvgMetric, a mean of per-batch values: right for accuracy, not for F1, AUC
+        # or MCC (NaN where a batch holds one class), so `learn.metrics = [f1_macro]` (or the constructor's
+        # metrics=) reported numbers that were no score at all; functions are scored over the whole set, as
+        # from_pretrained_model(metrics=) always did
+        self._metrics = L(to_fastai_metrics(list(L(v)) if v is not None else None))
 
     def __call__(self, event_name: str | Sequence[str]) -> None:
         # fastai wraps each event name in an `L` and asks every callback, which looks the handler up through
@@ -618,6 +632,17 @@ class TaskLearner(Learner):
         Args:
             *args, **kwargs: as for fastai's `Learner.get_preds` (ds_idx, dl, with_input, with_decoded, ...).
         """
+        names = ("ds_idx", "dl")
+        given = {**dict(zip(names, args)), **{k: kwargs[k] for k in names if k in kwargs}}
+        dl = given.get("dl") if given.get("dl") is not None else self.dls[given.get("ds_idx", 1)]
+        data = getattr(dl, "dataset", None)
+        n_texts = getattr(data, "n_texts", None)
+        if n_texts is not None and n_texts != len(data):
+            # fastai's inference recipe (get_preds(dl=dls.test_dl(texts)), zipped with the texts) gave one row per
+            # window, and zip paired texts with other texts' predictions
+            warnings.warn(f"get_preds: the {len(data)} rows of this loader are sliding windows of {n_texts} texts, "
+                          "one prediction row each, not one per text; learner.predict_logits(texts) gives one row per "
+                          "text (its windows' logits averaged)", stacklevel=user_stacklevel())
         with self.keeping_history():
             return super().get_preds(*args, **kwargs)
 
@@ -804,6 +829,18 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
         compile: `torch.compile` options (see `compile_model`).
     """
     limit = position_limit(model)
+    enc = databunch.encoder
+    keeps_other = (getattr(enc, "truncation", "head") != "head" or getattr(enc, "long_text", None)
+                   or getattr(enc.tokenizer, "truncation_side", "right") == "left")
+    if limit is not None and databunch.maxlen > limit and keeps_other:
+        # cutting the encoded rows keeps their first tokens: a tail cut, a left-truncating tokenizer or windows
+        # stepped for the longer maxlen would train on other tokens than prediction (encoding at the limit) reads
+        what = (f"long_text={enc.long_text!r}" if getattr(enc, "long_text", None) else
+                f"truncation={enc.truncation!r}" if getattr(enc, "truncation", "head") != "head" else
+                "the tokenizer's truncation_side='left'")
+        raise DataError(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}, and cutting "
+                        f"the encoded rows to {limit} tokens keeps their first tokens, which {what} does not; build "
+                        f"the {type(databunch).__name__} with maxlen<={limit}")
     if limit is not None and databunch.maxlen > limit:
         warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}; "
                       f"cutting texts to {limit} tokens (build the {type(databunch).__name__} with maxlen<={limit} "

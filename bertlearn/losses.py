@@ -83,4 +83,5 @@ def loss_denominator(loss_func: Any, target: Any) -> torch.Tensor | None:
     counted = t != func.ignore_index
     if func.weight is None:
         return counted.sum()
-    return (func.weight.to(t.device)[t.clamp(min=0)] * counted).sum()
+    # ignored targets index row 0, then count nothing: ignore_index may be any number, past the classes too
+    return (func.weight.to(t.device)[t.masked_fill(~counted, 0)] * counted).sum()

@@ -109,7 +109,8 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
         config: the model's config.
         multi_label: fast-bert's predictor argument: must agree with the task recorded in `bertlearn.json` or
             `config.problem_type` (the head was trained for a softmax or for sigmoids; reading it the other way
-            gives meaningless probabilities); where neither records it, it sets the task.
+            gives meaningless probabilities); where neither records it, it sets the task (False on a head of one
+            output is refused: a softmax over one output is always 1).
         limit: the most tokens the model takes in one input (`bertlearn.model.position_limit`), which caps the
             tokenizer's limit for a folder without `bertlearn.json`.
     """
@@ -127,7 +128,9 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
             # softmax over one output is 1.0 for every text
             settings["problem_type"] = "regression"
         if settings["problem_type"] == "single_label_classification" and config.num_labels == 1:
-            raise ModelError(f"multi_label=False: the model in {str(path)!r} has one output, and a single-label "
+            asked = "multi_label=False" if multi_label is not None else \
+                f"config.json's problem_type={config.problem_type!r}"
+            raise ModelError(f"{asked}: the model in {str(path)!r} has one output, and a single-label "
                              "classifier's softmax over one output is 1.0 for every text; leave multi_label out (one "
                              "output is read as a regression score, as transformers trains it) or pass "
                              "multi_label=True (one label, its sigmoid)")

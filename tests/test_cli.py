@@ -74,6 +74,11 @@ def test_predict_names_empty_texts_with_a_fix_the_command_has(trained_dir, tmp_p
     err = capsys.readouterr().err
     assert "text_col 'text' in new.csv (rows 1-3) has 1 empty or missing texts (CSV lines [3]); fill or remove " \
            "those rows (the predictions file has a row for every input row)" in err and "dropna" not in err
+    pd.DataFrame({"text": ["good movie", "", "bad film"], "label": ["positive", "negative", "negative"]}).to_csv(
+        tmp_path / "gold.csv", index=False)
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "gold.csv")]) != 0
+    assert capsys.readouterr().err.strip().endswith("has 1 empty or missing texts (CSV lines [3]); fill or remove "
+                                                    "those rows")
 
 
 def test_predict_precision_option(trained_dir, tmp_path):

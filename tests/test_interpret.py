@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")  # headless: what CI and servers have
@@ -186,3 +188,41 @@ def test_interpretation_over_sliding_windows_says_it_counts_windows(tiny_model_d
                                                            r"windows of 24 texts; the confusion matrix"):
         interp = learner.interpret()
     assert interp.confusion_matrix().sum() == windows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once by interpret(), not again by get_preds
+        interp.print_classification_report()
+    with pytest.warns(UserWarning, match=r"^get_preds: the \d+ rows of this loader are sliding windows of 24 texts, "
+                                         r"one prediction row each, not one per text; learner\.predict_logits\(texts\) "
+                                         r"gives one row per text \(its windows' logits averaged\)$"):
+        preds, _ = learner.get_preds(dl=db.test_dl(df["text"].tolist()))
+    assert len(preds) == windows
+
+
+def test_top_losses_over_sliding_windows_show_their_own_rows(tiny_model_dir, tmp_path):
+    # fastai's Interpretation re-encodes dl.items: a window decoded to text ("##zz ...") encoded again was another
+    # row, a full one split in two, and the rows after it showed other rows' texts and probabilities
+    from fastai.interpret import ClassificationInterpretation
+
+    from bertlearn import BertDataBunch, BertLearner
+    from conftest import make_texts
+    df = make_texts(24)
+    df["text"] = df["text"].str.replace(" ", "zzy ", regex=False)  # words of several pieces: windows open mid-word
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), bs=16, maxlen=12, long_text="sliding_window",
+                               stride=4, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    ds = db.valid.dataset
+    assert any(db.encoder.tokenizer.convert_ids_to_tokens(int(ds.ids[i, 1])).startswith("##") for i in range(len(ds)))
+    with learner.no_bar(), pytest.warns(UserWarning, match=rf"^get_preds: the {len(ds)} rows of this loader are "
+                                                           r"sliding windows of 24 texts, one prediction row each"):
+        interp = ClassificationInterpretation.from_learner(learner)
+    losses, idx = interp.top_losses(None)
+    inputs, preds, targets, _, row_losses = interp[idx]
+    assert len(inputs[0]) == len(idx) == len(ds)
+    for k, i in enumerate(idx.tolist()):
+        n = int(ds.lengths[i])
+        assert inputs[0][k, :n].tolist() == ds.ids[i, :n].tolist() and int(inputs[1][k].sum()) == n
+    learner.model.eval()
+    with torch.no_grad():
+        logits = learner.model(*inputs).logits
+    again = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    assert torch.allclose(again, row_losses, atol=1e-5)

@@ -689,6 +689,27 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
 
 
+@pytest.mark.parametrize("option", [{"truncation": "tail"}, {"long_text": "sliding_window", "stride": 4}])
+def test_a_cut_that_would_not_keep_tail_or_windows_is_refused(tiny_tokenizer, tmp_path, option):
+    # cutting the encoded rows keeps their first tokens: training read the middle of a text where prediction read
+    # its tail, and windows stepped for maxlen 64 left tokens unseen
+    from transformers import BertConfig, BertModel
+
+    from bertlearn import BertDataBunch
+    from conftest import make_texts
+    BertModel(BertConfig(vocab_size=max(tiny_tokenizer.get_vocab().values()) + 1, hidden_size=32,
+                         num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
+                         max_position_embeddings=16)).save_pretrained(tmp_path / "short")
+    df = make_texts(40)
+    db = BertDataBunch.from_df(df, df, tiny_tokenizer, maxlen=64, bs=8, device="cpu", **option)
+    what = "truncation='tail'" if "truncation" in option else "long_text='sliding_window'"
+    with pytest.raises(DataError) as e:
+        BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
+    assert str(e.value) == (f"maxlen=64 exceeds the model's max_position_embeddings=16, and cutting the encoded rows "
+                            f"to 16 tokens keeps their first tokens, which {what} does not; build the BertDataBunch "
+                            "with maxlen<=16")
+
+
 def test_a_roberta_position_table_is_clipped_to_the_tokens_it_holds(tmp_path):
     # RoBERTa counts positions from padding_idx + 1, so 18 places hold 16 tokens; before, maxlen was cut to 18
     # and a long text crashed in the position lookup

@@ -312,6 +312,13 @@ def test_a_validation_set_without_a_masked_token_is_refused(tiny_model_dir, tmp_
                                         r"have no loss; give more or longer validation texts, or a larger valid share "
                                         r"\(valid_pct / test_size\)$"):
         BertLMDataBunch.from_raw_corpus(texts, str(tiny_model_dir), bs=4, maxlen=16, seed=1, device="cpu")
+    # read back from lm_train.txt / lm_val.txt the split is the files': valid_pct cannot help there
+    (tmp_path / "lm_train.txt").write_text("\n".join(texts * 2))
+    (tmp_path / "lm_val.txt").write_text("good\n")
+    with pytest.raises(DataError, match=r"^lm_val\.txt: the masks drawn for the 1 validation texts .* mask no token, so "
+                                        r"validation would have no loss; add texts to lm_val\.txt \(or build the "
+                                        r"split again with from_raw_corpus and a larger valid_pct\)$"):
+        BertLMDataBunch(tmp_path, str(tiny_model_dir), bs=4, maxlen=16, seed=1, device="cpu")
     db = BertLMDataBunch.from_raw_corpus(texts * 4, str(tiny_model_dir), bs=4, maxlen=16, seed=1, valid_pct=0.5,
                                          device="cpu")
     learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)

@@ -94,3 +94,15 @@ def test_a_weighted_validation_loss_is_the_whole_sets(tiny_csv_dir, tiny_tokeniz
                                               output_dir=tmp_path, seed=0)
     assert plain.validate(quiet=True)["loss"] == pytest.approx(_whole_set_loss(plain, torch.nn.CrossEntropyLoss()),
                                                                rel=1e-5)
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 2, 7])
+def test_loss_denominator_is_what_pytorchs_weighted_mean_divides_by(ignore_index):
+    from bertlearn.losses import loss_denominator
+    weight, target = torch.tensor([1.0, 4.0]), torch.tensor([0, 1, ignore_index, 1])
+    logits = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    loss = CrossEntropyLossFlat(weight=weight, ignore_index=ignore_index)
+    total = torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                                              reduction="sum")
+    assert float(loss_denominator(loss, target)) == 9.0  # 1 + 4 + 4, the ignored row counting nothing
+    assert float(loss(logits, target)) == pytest.approx(float(total) / 9.0, rel=1e-6)

@@ -353,3 +353,36 @@ class TestAgainstReferences:
                    "Hamming_loss", "Exact_Match_Ratio", "mse", "mae", "pearson", "spearman"}
         functions = {n for n in M.__all__ if n[0].islower() or n in ("F1", "Hamming_loss", "Exact_Match_Ratio")}
         assert functions - {"to_fastai_metrics", "default_metrics", "evaluate"} == covered
+
+
+def test_metrics_set_the_fastai_way_score_the_whole_set(tiny_model_dir, tmp_path):
+    # learn.metrics = [f1_macro, roc_auc] went through fastai's AvgMetric: a mean of per-batch F1s and AUCs (NaN
+    # where a batch held one class) where from_pretrained_model(metrics=) scored the whole set
+    import sklearn.metrics as skm
+    from conftest import make_texts
+
+    from bertlearn import BertDataBunch, BertLearner
+    from bertlearn import metrics as bm
+
+    def three_classes(n, seed):
+        df = make_texts(n, seed=seed)
+        df["label"] = np.random.default_rng(seed).choice(["a", "b", "c"], size=n, p=[0.6, 0.3, 0.1])
+        return df
+
+    db = BertDataBunch.from_df(three_classes(120, 1), three_classes(80, 2), str(tiny_model_dir), bs=8, maxlen=64,
+                               device="cpu", seed=0)
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                seed=0)
+    with torch.no_grad():
+        learner.model.classifier.weight.normal_(0, 2.0, generator=torch.Generator().manual_seed(0))
+    learner.metrics = [bm.f1_macro, bm.roc_auc]
+    got = learner.validate(quiet=True)
+    learner.model.eval()
+    probs, targets = [], []
+    with torch.no_grad():
+        for *xb, yb in db.valid:
+            probs.append(torch.softmax(learner.model(*xb).logits, -1))
+            targets.append(yb)
+    p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
+    assert got["f1_macro"] == pytest.approx(skm.f1_score(t, p.argmax(1), average="macro"), abs=1e-6)
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(t, p, multi_class="ovr"), abs=1e-6)

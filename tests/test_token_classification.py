@@ -1114,9 +1114,14 @@ def test_io_tags_are_read_scored_as_seqeval_reads_their_iob2_and_saved(tiny_mode
                                     r"names \(a Hugging Face dataset's features\['ner_tags'\]\.feature\.names lists "
                                     r"them in id order\)$"),
     ([["O", "B-PER", "LOC"], ["O", "O"]], r"^train_df, row 0: tag 'LOC' has no prefix, which the IOB2 scheme needs "
-                                          r"\(B/I-, or O\); tags that all lack one \(PER, LOC, O: the IO scheme\) are "
-                                          r"read with tag_scheme='auto' or 'IO': give every tag its prefix \(B- on "
-                                          r"each entity's first word\), or none$"),
+                                          r"\(B/I-, or O\); the tag is each line's last column \(is it a POS or chunk "
+                                          r"column\?\); tags that all lack one, with O outside entities \(PER, LOC, O: "
+                                          r"the IO scheme\), are read with tag_scheme='auto' or 'IO': give every tag "
+                                          r"its prefix \(B- on each entity's first word\), or none$"),
+    # lower-case prefixes and a POS column were read as IO: "o" an entity type, B and I two types
+    ([["b-per", "i-per", "o"], ["o", "o"]], r"^train_df, row 0: tag 'b-per' has its prefix in lower case; tags are "
+                                            r"read as written: write the prefixes and O in capitals \('B-per', O\)$"),
+    ([["NNP", "VBZ", "DT"], ["DT", "NN"]], r"^train_df, row 0: tag 'NNP' has no prefix, which the IOB2 scheme needs"),
 ])
 def test_numbers_and_tags_mixing_prefixes_say_what_is_wrong(tiny_model_dir, tags, message):
     words = [["bob", "ann", "kim"], ["the", "movie"]]

@@ -29,7 +29,7 @@ from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, holdout_order,
                      labels_and_targets, positive_int, read_csv, read_label_file, refuse_number_columns, resolve_columns,
                      single_labels, targets_from_frame, task_options, texts_from_frame)
-from .loader import BertDataLoader, EncodedDataset
+from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
 __all__ = ["BertDataBunch"]
@@ -343,6 +343,11 @@ class BertDataBunch(DataLoaders):
         """
         if with_labels:
             items = list(test_items)
+            stored = [t for t, _ in items if isinstance(t, StoredRow)]
+            if items and len(stored) == len(items) and len({id(t.dataset) for t in stored}) == 1:
+                # a loader's own rows (windows, rows on disk): as stored, not their decoded text encoded again
+                ds = stored[0].dataset.rows([t.row for t in stored])
+                return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
             texts = as_texts([t for t, _ in items], "texts", pairs=self.encoder.pairs)
             targets = np.stack([np.asarray(y) for _, y in items]) if items else None
             ds = self.encoder.dataset(texts, targets)

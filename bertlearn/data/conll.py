@@ -11,6 +11,7 @@ line (JSONL: the line of the object).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +295,9 @@ def entity_type(tag: str) -> str | None:
     return None if tag == "O" else (tag[2:] if tag_prefix(tag) else tag)
 
 
+_LOWER_PREFIX = re.compile(r"^(?:[bieslu][-_].|o$)")  # "b-per", "o": a scheme written in lower case
+
+
 def tag_prefix(tag: str) -> str:
     """The scheme letter of a tag (B, I, E, S, L or U before "-" or "_"), "O" for O, "" for a tag without one (a POS
     tag, LABEL_1, "N_A"): a type of its own.
@@ -314,7 +318,9 @@ def detect_scheme(tags: Sequence[Sequence[str]]) -> str:
         tags: the sentences' tags.
     """
     prefixes = {tag_prefix(t) for sent in tags for t in sent}
-    if "" in prefixes and prefixes <= {"", "O"}:
+    # IO only with O among the tags and no prefix written in lower case: a POS column read as the tags, or "b-per"
+    # tags, would otherwise train as entity types of their own ("o" an entity, B and I two types)
+    if "" in prefixes and prefixes == {"", "O"} and not any(_LOWER_PREFIX.match(t) for sent in tags for t in sent):
         return "IO"
     if prefixes & {"E", "S"}:
         return "BIOES"
@@ -370,11 +376,16 @@ def check_scheme(sents: TaggedSentences, scheme: str, *, labels: Sequence[str] |
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} has a {p}- prefix, but the data's tags are read as IO "
                                 "(entity types without a prefix: PER, LOC, O); give every tag its prefix (B- on "
                                 "each entity's first word), or none")
+            if scheme != "IO" and not p and _LOWER_PREFIX.match(t):
+                raise DataError(f"{sents.where(i, j)}: tag {t!r} has its prefix in lower case; tags are read as "
+                                f"written: write the prefixes and O in capitals ({t[0].upper() + t[1:]!r}"
+                                f"{', O' if t != 'o' else ''})")
             if scheme != "IO" and not p:
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} has no prefix, which the {scheme} scheme needs "
-                                f"({'/'.join(_PREFIXES[scheme])}-, or O); tags that all lack one (PER, LOC, O: the IO "
-                                "scheme) are read with tag_scheme='auto' or 'IO': give every tag its prefix (B- on "
-                                "each entity's first word), or none")
+                                f"({'/'.join(_PREFIXES[scheme])}-, or O); the tag is each line's last column (is it a "
+                                "POS or chunk column?); tags that all lack one, with O outside entities (PER, LOC, O: "
+                                "the IO scheme), are read with tag_scheme='auto' or 'IO': give every tag its prefix "
+                                "(B- on each entity's first word), or none")
             if p not in ("O", "", *_PREFIXES[scheme]):
                 raise DataError(f"{sents.where(i, j)}: tag {t!r} does not belong to the {scheme} scheme (prefixes "
                                 f"{'/'.join(_PREFIXES[scheme])}-, or O); pass tag_scheme= for the scheme the data uses")

@@ -26,7 +26,7 @@ from .store import RaggedRows
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["EncodedDataset", "BertDataLoader", "TextInputs", "display_frame", "batch_to_frame", "decode_targets",
+__all__ = ["EncodedDataset", "BertDataLoader", "StoredRow", "TextInputs", "display_frame", "batch_to_frame", "decode_targets",
            "PAD_MULTIPLE", "MEGA_BATCH", "padding_aware_cuts"]
 
 PAD_MULTIPLE = 8  # GPU tensor cores and SDPA kernels like sequence lengths that are multiples of 8
@@ -122,6 +122,23 @@ class EncodedDataset:
             self.type_ids = self.type_ids.clip(maxlen)
         self.lengths = np.minimum(self.lengths, maxlen).astype(self.lengths.dtype)
 
+    def rows(self, idx: Any) -> "EncodedDataset":
+        """A dataset of rows `idx` of this one, as stored (ids, token types, targets), one text a row.
+
+        Args:
+            idx: the row indices.
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths = self.lengths[idx]
+
+        def take(rows: Any, fill: int) -> RaggedRows:
+            return RaggedRows.from_lists([np.asarray(rows[i, :n]) for i, n in zip(idx.tolist(), lengths.tolist())],
+                                         rows.dtype, fill=fill)
+
+        return EncodedDataset(take(self.ids, self.encoder.pad_id), lengths.copy(),
+                              None if self.targets is None else self.targets[idx], self.encoder,
+                              type_ids=None if self.type_ids is None else take(self.type_ids, 0))
+
     def new_empty(self) -> "EncodedDataset":
         """An empty dataset with the same encoder: what `learner.export` keeps of the data."""
         targets = None if self.targets is None else self.targets[:0]
@@ -130,6 +147,24 @@ class EncodedDataset:
         types = None if self.type_ids is None else RaggedRows(np.zeros(0, dtype=np.uint8), empty)
         return EncodedDataset(ids, self.lengths[:0], targets, self.encoder, type_ids=types, owner=self.owner[:0],
                               n_texts=0)
+
+
+class StoredRow(str):
+    """A row's text as a loader's `items` shows it (a sliding window decoded, or a row stored on disk), which
+    remembers the row: `test_dl(items, with_labels=True)` (fastai's `Interpretation`) takes those rows as stored.
+    Encoded again, a decoded window is not the same row ("##s" becomes "#", "#", "s"; a full window splits in
+    two), and every later row of fastai's top losses showed another row's text.
+
+    Args:
+        text: the text shown.
+        dataset: the dataset holding the row.
+        row: its index there.
+    """
+
+    def __new__(cls, text: str, dataset: "EncodedDataset", row: int) -> "StoredRow":
+        obj = super().__new__(cls, text)
+        obj.dataset, obj.row = dataset, int(row)
+        return obj
 
 
 class BertDataLoader(DataLoader):
@@ -244,10 +279,12 @@ class BertDataLoader(DataLoader):
     @property
     def items(self) -> list[tuple]:
         """One `(text, target)` per row, what `dls.test_dl(items, with_labels=True)` re-encodes (fastai's
-        `Interpretation` does this). Rows cut from a longer text by a sliding window show that window."""
+        `Interpretation` does this). Rows cut from a longer text by a sliding window (or stored on disk without
+        their texts) show the row decoded, as a `StoredRow` that `test_dl` takes as stored."""
         ds = self.dataset
         texts = ds.texts if ds.texts is not None and len(ds.texts) == len(ds) else \
-            [self.dataset.encoder.tokenizer.decode(ds.ids[i, :ds.lengths[i]].tolist(), skip_special_tokens=True)
+            [StoredRow(self.dataset.encoder.tokenizer.decode(ds.ids[i, :ds.lengths[i]].tolist(),
+                                                             skip_special_tokens=True), ds, i)
              for i in range(len(ds))]
         if ds.encoder.pairs and ds.texts is not None and len(ds.texts) == len(ds):
             texts = [tuple(t.split(" [SEP] ", 1)) for t in texts]

@@ -294,9 +294,13 @@ def _refuse_unmasked_validation(dl: MaskedLMDataLoader, mlm_probability: float, 
         if len(positions):
             return  # usually at the first batch
         tokens += int(((mask == 1) & ~torch.isin(ids, dl._special)).sum())
+    # read back from lm_val.txt, the split is the files': valid_pct has no say there
+    fix = ("add texts to lm_val.txt (or build the split again with from_raw_corpus and a larger valid_pct)"
+           if held_out == "lm_val.txt" else "give more or longer validation texts, or a larger valid share "
+           "(valid_pct / test_size)")
     raise DataError(f"{held_out}: the masks drawn for the {len(dl.dataset)} validation texts ({tokens} tokens that "
                     f"can be masked, mlm_probability={mlm_probability}) mask no token, so validation would have no "
-                    "loss; give more or longer validation texts, or a larger valid share (valid_pct / test_size)")
+                    f"loss; {fix}")
 
 
 def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
