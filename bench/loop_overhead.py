@@ -75,7 +75,7 @@ def main() -> None:
     import bertlearn
     from bertlearn import BertDataBunch, BertLearner, graphs
     from machine import DATA_ROOT, bench_tokenizer, describe
-    from train_throughput import plain_loop, sync
+    from train_throughput import PlainLoop, sync
 
     transformers.logging.set_verbosity_error()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -99,7 +99,8 @@ def main() -> None:
                                                     is_fp16=True, cuda_graphs=False)
         graphed.add_cb(graphs.CudaGraphCallback(True))
     n = len(db.train)
-    plain_loop(plain, list(db.train)[:4], device, 5e-5, False)
+    loop = PlainLoop(plain, device, 5e-5, False, total_steps=n * (args.pairs + 1))
+    loop.epoch(list(db.train)[:4])
     plain_s, fit_s, graphed_s = [], [], []
     with learner.no_bar(), learner.no_logging(), graphed.no_bar(), graphed.no_logging():
         learner.fit(1, lr=5e-5, validate=False)
@@ -107,7 +108,7 @@ def main() -> None:
         for _ in range(args.pairs):
             sync(device)
             t0 = time.perf_counter()
-            plain_loop(plain, db.train, device, 5e-5, False)
+            loop.epoch(db.train)
             sync(device)
             plain_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()

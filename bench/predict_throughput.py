@@ -63,17 +63,19 @@ def timed(fn, texts: list[str], repeats: int) -> tuple[float, float, float, obje
 
 
 def pipeline_sweep(clf, texts: list[str], sizes: list[int], repeats: int, label: str) -> list[tuple]:
-    """The pipeline at growing batch sizes until one is slower than the best before it."""
-    rows, best = [], 0.0
+    """The pipeline at growing batch sizes until one is slower than the best before it beyond that size's spread
+    (its median under the best size's slowest call): a dip within the noise does not end the sweep."""
+    rows, best, best_lo = [], 0.0, 0.0
     for bs in sizes:
         sub = texts if bs > 1 else texts[: min(len(texts), 1000)]  # batch 1 is slow: a subset gives its rate
         rate, lo, hi, _, warm = timed(lambda t, bs=bs: clf(t, batch_size=bs, truncation=True, max_length=128), sub,
                                       repeats)
         rows.append((f"transformers.pipeline ({label}, batch_size={bs})", rate, lo, hi, None, warm))
         print(f"{rows[-1][0]}: {rate:,.0f} texts/s", file=sys.stderr, flush=True)  # a time limit keeps what ran
-        if rate < best:
+        if rate < best_lo:
             break
-        best = rate
+        if rate > best:
+            best, best_lo = rate, lo
     return rows
 
 

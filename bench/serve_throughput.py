@@ -279,6 +279,8 @@ def main() -> None:
                                                              "then stop")
     ap.add_argument("--server-cpus", default=None, help="taskset CPU list for the servers and the offline predictor")
     ap.add_argument("--client-cpus", default=None, help="taskset CPU list for the load generator")
+    ap.add_argument("--rounds", type=int, default=1, help="run every server this many times, the order reversed "
+                    "every other round (ABBA: no server always first), and report each level's median")
     args = ap.parse_args()
     everywhere = os.sched_getaffinity(0)
     if args.server_cpus:
@@ -312,9 +314,12 @@ def main() -> None:
     for precision in dict.fromkeys(precision_of(n) for n in names if n.startswith("bertlearn serve")):
         offline = load_predictor(model, device=args.device, precision=precision)
         offline.predict_batch(texts[:64])
-        t0 = time.perf_counter()
-        offline.predict_batch(texts)
-        offline_rate[precision] = len(texts) / (time.perf_counter() - t0)
+        rates = []
+        for _ in range(3):  # the median of 3 calls, the statistic docs/benchmarks.md's method gives every side
+            t0 = time.perf_counter()
+            offline.predict_batch(texts)
+            rates.append(len(texts) / (time.perf_counter() - t0))
+        offline_rate[precision] = statistics.median(rates)
         del offline
     os.sched_setaffinity(0, everywhere)  # the bench itself (and an unpinned wrk) may run anywhere again
     levels = [int(c) for c in args.clients.split(",")]
@@ -346,21 +351,32 @@ def main() -> None:
             return None
 
     batch_sizes: dict = {}
-    for name in names:
-        port = free_port()
-        proc = start(command(name, port), port)
-        try:
-            url = f"http://127.0.0.1:{port}/predict"
-            rows[name], per_batch = {}, batch_sizes.setdefault(name, {})
-            for c in levels:
-                before = served(port)
-                rows[name][c] = (load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
-                                 load(url, texts, c, args.requests))
-                after = served(port)
-                if before and after and after["batches"] > before["batches"]:
-                    per_batch[c] = (after["texts"] - before["texts"]) / (after["batches"] - before["batches"])
-        finally:
-            stop(proc)
+    runs: dict = {name: {c: [] for c in levels} for name in names}
+    for r in range(max(1, args.rounds)):
+        # the servers in turn, the order reversed every other round: the first server of a run always met a
+        # fresher machine (the doc blamed the order for a few percent at one client)
+        for name in (names if r % 2 == 0 else names[::-1]):
+            port = free_port()
+            proc = start(command(name, port), port)
+            try:
+                url = f"http://127.0.0.1:{port}/predict"
+                per_batch = batch_sizes.setdefault(name, {})
+                for c in levels:
+                    before = served(port)
+                    runs[name][c].append(load_wrk(url, texts, c, args.seconds) if args.client == "wrk" else
+                                         load(url, texts, c, args.requests))
+                    after = served(port)
+                    if before and after and after["batches"] > before["batches"]:
+                        per_batch[c] = (after["texts"] - before["texts"]) / (after["batches"] - before["batches"])
+            finally:
+                stop(proc)
+    # each level's median over the rounds (texts/s, p50, p99 each the median of its own)
+    rows = {name: {c: tuple(float(statistics.median(v[i] for v in per)) for i in range(3)) for c, per in lv.items()}
+            for name, lv in runs.items()}
+    if args.rounds > 1:
+        for name, lv in runs.items():
+            print(f"{name}: texts/s per round (order reversed every other round): "
+                  + "; ".join(f"{c} clients " + ", ".join(f"{v[0]:,.1f}" for v in per) for c, per in lv.items()))
     how = f"wrk, {args.seconds:g} s per level" if args.client == "wrk" else f"httpx threads, {args.requests} requests per client"
     print(f"\nclients: {how}; one-text requests, SST-2 validation sentences, model {model}, "
           f"bertlearn serve --max-wait-ms {args.max_wait_ms} (unless its name says)\n")

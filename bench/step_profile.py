@@ -2,7 +2,7 @@
 
     python bench/step_profile.py [--rows 1024] [--bs 32] [--steps 12] [--bf16] [--model minilm|bert-base]
 
-The loop is `train_throughput.plain_loop` (the reference `fit` is timed against) over bertlearn's own
+The loop is `train_throughput.PlainLoop` (the reference `fit` is timed against) over bertlearn's own
 length-grouped batches of SST-2 rows, so the table is the arithmetic any loop over these batches pays: matrix
 products, dropout masks, the optimizer, the embedding gradient. Prints the operators' shares of the profiled
 steps (self time) grouped into a few kinds, the top operators, and the machine. The profiler adds its own
@@ -42,7 +42,7 @@ def main() -> None:
 
     from bertlearn import BertDataBunch
     from machine import DATA_ROOT, bench_tokenizer, describe, model_folder
-    from train_throughput import build_model, plain_loop
+    from train_throughput import PlainLoop, build_model
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     df = pd.read_csv(DATA_ROOT / "sst2" / "train.csv").sample(n=args.rows, random_state=0)
@@ -50,10 +50,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(model_folder(args.model, Path(tmp)), db.labels).to(device)
     batches = list(db.train)[:args.steps]
-    plain_loop(model, batches[:4], device, 2e-5, args.bf16)  # warm-up: first-call allocations stay out
+    loop = PlainLoop(model, device, 2e-5, args.bf16, total_steps=len(batches) + 4)
+    loop.epoch(batches[:4])  # warm-up: first-call allocations stay out
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
-        plain_loop(model, batches, device, 2e-5, args.bf16)
+        loop.epoch(batches)
     events = prof.key_averages()
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     total = sum(getattr(e, attr) for e in events) or 1

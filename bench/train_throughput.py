@@ -11,9 +11,10 @@ clock at every epoch boundary. Two numbers per loop, the same statistic for ever
 - steady state: samples of one epoch / the median epoch time of epochs 2..N (the first epoch is every loop's
   warm-up), with the fastest and slowest of those epochs as the spread.
 Loops, each side at its defaults and at its best:
-- fast-bert defaults: float32, eager attention, every row padded to maxlen, random order, AdamW + linear schedule,
-  `loss.item()` every step (its `learner_cls.fit` without apex); fast-bert half precision: the same with fp16
-  autocast and loss scaling on a GPU (what apex O1 did), bf16 autocast on a CPU with bf16 (apex needs CUDA).
+- fast-bert defaults: eager attention, every row padded to maxlen, random order, AdamW + linear schedule,
+  `loss.item()` every step (its `learner_cls.fit`), with its default `is_fp16=True`: fp16 autocast and loss scaling
+  on a GPU, float32 on a CPU (its CUDA autocast does nothing there); fast-bert half precision: the same, with bf16
+  autocast on a CPU with bf16 (on a GPU it equals the defaults).
 - HF Trainer defaults: `TrainingArguments` defaults (float32, random order, dynamic padding through the tokenizer's
   collator, logging every 500 steps with its NaN filter); HF Trainer best: bf16 where the hardware has it,
   `train_sampling_strategy="group_by_length"`, `logging_nan_inf_filter=False` (no host sync per step).
@@ -255,7 +256,9 @@ def child(loop: str, args: argparse.Namespace) -> dict:
                    Path(args.workdir), best=loop.endswith("best"), clock=clock)
         out.update(clock_result(clock, n, epochs))
     elif loop.startswith("fast-bert"):
-        half = None
+        # fast-bert's from_pretrained_model defaults to is_fp16=True: torch.cuda.amp autocast and a GradScaler on a
+        # GPU (../shared/reference/peers.md); on a CPU its autocast does nothing, so its default there is float32
+        half = "fp16" if device.type == "cuda" else None
         if loop.endswith("half precision"):
             half = "fp16" if device.type == "cuda" else "bf16" if bf16 else None
             if half is None:

@@ -67,3 +67,29 @@ def test_train_bench_reports_loops_it_had_no_time_for(tmp_path):
     why = "not started: under 30 s of --budget-s 0 left"
     assert {k: v["skipped"] for k, v in results.items()} == {"plain loop fp32": why, "HF Trainer best": why}
     assert run.stdout.strip() == f"no loop ran: plain loop fp32: {why}; HF Trainer best: {why}"
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "bench").glob("*.py")), ids=lambda p: p.name)
+def test_bench_scripts_import_only_names_their_siblings_define(script):
+    # loop_overhead.py and step_profile.py imported train_throughput.plain_loop, renamed months before: a device
+    # call spent on them would have failed at the import
+    import ast
+    siblings = {p.stem: p for p in (ROOT / "bench").glob("*.py")}
+
+    def defined(path):
+        tree = ast.parse(path.read_text())
+        names = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                    names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        return names
+
+    missing = [f"{node.module}.{a.name}" for node in ast.walk(ast.parse(script.read_text()))
+               if isinstance(node, ast.ImportFrom) and node.module in siblings
+               for a in node.names if a.name not in defined(siblings[node.module])]
+    assert missing == []
