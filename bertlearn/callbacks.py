@@ -18,7 +18,7 @@ import weakref
 from typing import Any
 
 import torch
-from fastai.callback.core import Callback, CancelFitException, CancelValidException
+from fastai.callback.core import Callback, CancelBatchException, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientAccumulation
 from fastai.callback.training import GradientClip as _FastaiGradientClip
@@ -375,6 +375,7 @@ class StepAccumulation(GradientAccumulation):
     """
 
     resume_count = 0  # set by load_checkpoint, taken by the next fit
+    weighs_rows = True  # each batch's loss is scaled by its rows / n_acc (what bertlearn.distributed corrects for)
     resume_grads: dict = {}  # the checkpoint's accumulated gradients (unscaled), by parameter name
 
     def before_fit(self) -> None:
@@ -383,6 +384,19 @@ class StepAccumulation(GradientAccumulation):
         for p in self.model.parameters():
             p.grad = None
         self.count, self.resume_count = self.resume_count, 0
+
+    def before_step(self) -> None:
+        """fastai's count, of the global batch's rows under DDP: a rank's share of an uneven last batch differs
+        between ranks, so counting its own rows made the ranks step on different batches from the second epoch on
+        (and end with different weights); every rank counts the same global rows and steps together."""
+        rows = find_bs(self.learn.yb)
+        self.learn.loss_grad *= self.n_acc / rows  # the recorded loss stays the batch's own, as fastai's
+        world = rank_world()[1]
+        counted = getattr(self.dl, "global_rows", None) if world > 1 else None
+        self.count += counted if counted is not None else rows
+        if self.count < self.n_acc * (world if counted is not None else 1):
+            raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
+        self.count = 0
 
     def before_train(self) -> None:
         # here, not in before_fit: fp16's loss scaler is made in MixedPrecision.before_fit, which runs after this

@@ -27,8 +27,8 @@ import torch
 
 from .errors import user_stacklevel
 
-__all__ = ["rank_world", "launched_distributed", "is_main_process", "shared_seed", "gather_objects", "all_sum",
-           "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect"]
+__all__ = ["ddp_loss_weight", "rank_world", "launched_distributed", "is_main_process", "shared_seed",
+           "gather_objects", "all_sum", "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -200,5 +200,43 @@ def distributed_trainer(**kwargs: Any) -> Any:
             def after_validate(self) -> None:
                 self.learn.model = getattr(self, "_ddp", self.learn.model)
 
+            def after_loss(self) -> None:
+                # DDP averages the ranks' gradients, each the gradient of its own mean: the global batch's mean only
+                # when every rank's mean is over as many rows (or tagged / masked tokens, or class weight) as the
+                # others'. An uneven last batch, a token-level loss (NER, masked LM) or class weights made a DDP step
+                # differ from one process's on the global batch; each rank's loss is weighted by its share
+                if self.training:
+                    self.learn.loss_grad = self.learn.loss_grad * ddp_loss_weight(self.learn)
+
         _TRAINER_CLASS = BertDistributedTrainer
     return _TRAINER_CLASS(**kwargs)
+
+
+def ddp_loss_weight(learn: Any) -> Any:
+    """The factor on one rank's training loss under DDP that makes the averaged gradient the one of a single
+    process on the global batch: the rank's share of the global batch's rows (or of its loss's denominator,
+    `bertlearn.losses.loss_denominator`: tagged or masked tokens, class weights), times the number of ranks. Where
+    gradient accumulation already weighs batches by their rows (`StepAccumulation`), only the token / weight
+    denominator is corrected. A device tensor or a float; no host sync (the denominators' sum is an all-reduce on
+    the device).
+
+    Args:
+        learn: the learner, after its loss (`yb`, `loss_func`, `dl` of this batch).
+    """
+    from fastai.torch_core import find_bs
+
+    from .losses import loss_denominator
+    world = rank_world()[1]
+    yb = learn.yb
+    rows = find_bs(yb)
+    global_rows = getattr(learn.dl, "global_rows", None) or rows * world
+    by_rows = any(getattr(cb, "weighs_rows", False) for cb in learn.cbs)
+    d = loss_denominator(learn.loss_func, yb[0]) if len(yb) == 1 else None
+    if d is None:  # a mean over rows
+        return 1.0 if by_rows else rows * world / global_rows
+    d = d.detach().float()
+    total = d.clone()
+    torch.distributed.all_reduce(total)
+    share = d / total.clamp_min(torch.finfo(total.dtype).tiny)
+    # accumulation scaled the batch by rows / n_acc already: the rank's mean is re-based from rows to the denominator
+    return share * (global_rows / rows if by_rows else world)

@@ -42,7 +42,7 @@ from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
 from .data import positive_int
 from .device import resolve_device
 from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
-                          main_process_only, multi_gpu_without_effect)
+                          main_process_only, multi_gpu_without_effect, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
 from .metrics import to_fastai_metrics
@@ -450,8 +450,15 @@ class TaskLearner(Learner):
         the whole fit, which is said."""
         if self.warmup_steps is None or schedule_type in FLAT:
             return None
-        # fast-bert counted warm-up in optimizer steps, which gradient accumulation makes rarer than batches
-        steps = epochs * len(self.dls.train) // max(self.grad_accumulation_steps, 1)
+        # fast-bert counted warm-up in optimizer steps, which gradient accumulation makes rarer than batches; under
+        # DDP a step is a global batch (the loader is sharded only once the fit starts: counted at bs rows, a
+        # warm-up was half as long as asked on 2 ranks)
+        train = self.dls.train
+        rank, world = rank_world()
+        if world > 1 and getattr(train, "world_size", 1) != world and hasattr(train, "shard"):
+            train = train.shard(rank, world)
+        batches = len(train)
+        steps = epochs * batches // max(self.grad_accumulation_steps, 1)
         share = self.warmup_steps / max(steps, 1)
         if share > 1:
             # one-cycle's rising part can at most fill the fit; fast-bert's (transformers') warm-up rises
@@ -459,7 +466,7 @@ class TaskLearner(Learner):
             how = "warms up over the whole fit to its peak and never decays" if schedule_type in (None, *ONE_CYCLE) \
                 else f"rises to {1 / share:.0%} of lr by the fit's end, as in transformers' schedules, and never decays"
             warnings.warn(f"warmup_steps={self.warmup_steps} is longer than this fit's {steps} optimizer steps "
-                          f"({epochs} epoch{'s' if epochs > 1 else ''} of {len(self.dls.train)} batches): the rate "
+                          f"({epochs} epoch{'s' if epochs > 1 else ''} of {batches} batches): the rate "
                           f"{how}", stacklevel=user_stacklevel())
         return min(share, 1.0) if schedule_type in (None, *ONE_CYCLE) else share
 

@@ -68,13 +68,17 @@ def MSELossFlat(*args: Any, axis: int = -1, floatify: bool = True, **kwargs: Any
 def loss_denominator(loss_func: Any, target: Any) -> torch.Tensor | None:
     """What `loss_func`'s mean divided `target`'s losses by, where that is not the row count: for a cross-entropy
     the summed class `weight`s of the targets it counted (those not `ignore_index`), else their number; None for
-    other losses (and soft targets), whose mean is over rows. A set's mean loss is then sum(loss x denominator) /
+    other losses (and soft targets), whose mean is over rows; a loss with a `denominator(target)` method says its
+    own. A set's mean loss is then sum(loss x denominator) /
     sum(denominators), as PyTorch computes it over the whole set.
 
     Args:
         loss_func: the learner's loss (fastai's flattened losses keep the PyTorch loss in `func`).
         target: one batch's target.
     """
+    own = getattr(loss_func, "denominator", None)
+    if callable(own) and isinstance(target, torch.Tensor):  # a loss that says its own (the masked-LM loss)
+        return own(target)
     func = getattr(loss_func, "func", loss_func)
     if not isinstance(func, nn.CrossEntropyLoss) or func.reduction != "mean" or not isinstance(target, torch.Tensor) \
             or target.is_floating_point():

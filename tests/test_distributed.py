@@ -117,3 +117,29 @@ def test_an_interrupted_ddp_run_resumes_to_the_uninterrupted_weights(runs, share
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     whole, resumed = load_file(runs / "ddp" / "rank0.safetensors"), load_file(tmp_path / "rank0.safetensors")
     assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) < 1e-5
+
+
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_batches_that_split_unevenly_train_as_one_process_would(task, tiny_model_dir, tmp_path):
+    # 37 rows in global batches of 8: the last splits 3/2 between the ranks. Before, the ranks' accumulation counts
+    # drifted apart (rank 0 stepped 7 times, rank 1 6, ending with different weights), the warm-up counted per-rank
+    # batches (half as long as asked), and DDP averaged the ranks' means (an uneven batch, a token-level loss)
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    model = tmp_path / "model"
+    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(model)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    worker = str(ROOT / "tests" / "uneven_ddp_worker.py")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(_free_port()), worker, str(tmp_path / "out"), str(model), task, "4"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-4000:]
+    single = subprocess.run([sys.executable, worker, str(tmp_path / "out"), str(model), task, "8"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-4000:]
+    one, r0, r1 = (load_file(str(tmp_path / "out" / f"{t}.safetensors")) for t in ("single", "rank0", "rank1"))
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    assert max(float((one[k].float() - r0[k].float()).abs().max()) for k in one) < 1e-5
+    lrs = [_json(tmp_path / "out" / f"{t}.json")["lrs"] for t in ("single", "rank0")]
+    assert lrs[0] == pytest.approx(lrs[1], rel=1e-6)

@@ -236,12 +236,13 @@ class BertDataLoader(DataLoader):
             order = self._length_grouped_order(self.dataset.lengths, np.random.default_rng(seed),
                                                bs=self.bs * self.world_size)
             step = self.bs * self.world_size
-            out = []
+            out, self._global_rows = [], []
             for start in range(0, len(order), step):
                 rows = order[start:start + step]
                 if len(rows) < self.world_size:
                     rows = np.resize(rows, self.world_size)  # a tiny last batch: repeat rows so every rank steps
                 out.append(np.array_split(rows, self.world_size)[self.rank])
+                self._global_rows.append(len(rows))
             return out
         order = np.asarray(self.get_idxs(), dtype=np.int64)
         overhead = self._overhead()
@@ -365,7 +366,12 @@ class BertDataLoader(DataLoader):
         # tensors copied with non_blocking=True let the host queue the next steps while the GPU works.
         self.randomize()
         self.before_iter()
-        for idx in self._batches():
+        self._global_rows = None
+        batches = self._batches()
+        sizes = self._global_rows
+        for k, idx in enumerate(batches):
+            # rows of the global batch this one is a rank's share of: what DDP counts and weighs steps by
+            self.global_rows = sizes[k] if sizes is not None else len(idx)
             b = self.create_batch(idx)
             if self.device is not None:
                 b = to_device(b, self.device, non_blocking=True)

@@ -435,6 +435,16 @@ class MaskedLMLoss(nn.Module):
         # validation loss NaN and stopped training as "diverged"; the sum over nothing is 0, weighted by 0 rows
         return F.cross_entropy(logits.float(), targets, reduction="sum") / max(targets.numel(), 1)
 
+    def denominator(self, targets: torch.Tensor) -> torch.Tensor:
+        """What `forward`'s mean divides by: the number of masked tokens (`bertlearn.losses.loss_denominator`).
+
+        Args:
+            targets: as for `forward`.
+        """
+        if targets.dim() == 2:
+            return (targets != -100).sum()
+        return torch.tensor(targets.numel(), device=targets.device)
+
 
 class AccumulateBatches(StepAccumulation):
     """fastai's `GradientAccumulation` (resumable, as `StepAccumulation`) counting batches: one optimizer step every
@@ -444,6 +454,8 @@ class AccumulateBatches(StepAccumulation):
     Args:
         n_acc: batches per optimizer step.
     """
+
+    weighs_rows = False  # each batch's loss is scaled by 1 / n_acc, whatever its rows
 
     def after_loss(self) -> None:
         self.learn.loss_grad /= self.n_acc
