@@ -443,7 +443,8 @@ class MaskedLMLoss(nn.Module):
         """
         if targets.dim() == 2:
             return (targets != -100).sum()
-        return torch.tensor(targets.numel(), device=targets.device)
+        # filled on the device, not copied from the host (a copy per batch would wait on the GPU)
+        return torch.full((), targets.numel(), device=targets.device, dtype=torch.int64)
 
 
 class AccumulateBatches(StepAccumulation):
