@@ -230,7 +230,9 @@ def ddp_loss_weight(learn: Any) -> Any:
     yb = learn.yb
     rows = find_bs(yb)
     global_rows = getattr(learn.dl, "global_rows", None) or rows * world
-    by_rows = any(getattr(cb, "weighs_rows", False) for cb in learn.cbs)
+    from fastai.callback.training import GradientAccumulation
+    # fastai's own GradientAccumulation scales by rows / n_acc too (bertlearn's StepAccumulation says so itself)
+    by_rows = any(getattr(cb, "weighs_rows", isinstance(cb, GradientAccumulation)) for cb in learn.cbs)
     d = loss_denominator(learn.loss_func, yb[0]) if len(yb) == 1 else None
     if d is None:  # a mean over rows
         return 1.0 if by_rows else rows * world / global_rows

@@ -45,7 +45,6 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           main_process_only, multi_gpu_without_effect, rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
-from .metrics import to_fastai_metrics
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
@@ -142,19 +141,6 @@ class TaskLearner(Learner):
         if py_logger is not None:
             self.add_cb(EpochLoggerCallback(py_logger))
         self.add_cbs([FitSummary(), FitWatchdog()])
-
-    @property
-    def metrics(self) -> L:
-        """The fastai metrics validation reports."""
-        return self._metrics
-
-    @metrics.setter
-    def metrics(self, v: Any) -> None:
-        # fastai wraps a plain function in AvgMetric, a mean of per-batch values: right for accuracy, not for F1, AUC
-        # or MCC (NaN where a batch holds one class), so `learn.metrics = [f1_macro]` (or the constructor's
-        # metrics=) reported numbers that were no score at all; functions are scored over the whole set, as
-        # from_pretrained_model(metrics=) always did
-        self._metrics = L(to_fastai_metrics(list(L(v)) if v is not None else None))
 
     def __call__(self, event_name: str | Sequence[str]) -> None:
         # fastai wraps each event name in an `L` and asks every callback, which looks the handler up through
@@ -648,8 +634,11 @@ class TaskLearner(Learner):
             # fastai's inference recipe (get_preds(dl=dls.test_dl(texts)), zipped with the texts) gave one row per
             # window, and zip paired texts with other texts' predictions
             warnings.warn(f"get_preds: the {len(data)} rows of this loader are sliding windows of {n_texts} texts, "
-                          "one prediction row each, not one per text; learner.predict_logits(texts) gives one row per "
-                          "text (its windows' logits averaged)", stacklevel=user_stacklevel())
+                          "one prediction row each, not one per text; " + (
+                              "learner.predict_logits(texts) gives one row per text (its windows' logits averaged)"
+                              if hasattr(self, "predict_logits") else
+                              "learner.predict_tokens(words) gives one tag per word of each sentence"),
+                          stacklevel=user_stacklevel())
         with self.keeping_history():
             return super().get_preds(*args, **kwargs)
 

@@ -525,6 +525,8 @@ def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
                              "task's defaults")
     out = []
     for m in metrics or []:
+        if isinstance(m, type):  # a metric class, as fastai's mk_metric takes it: its instance
+            m = m()
         if isinstance(m, dict):
             if "function" not in m or not callable(m["function"]):
                 raise BertLearnError(f"metric dict {m!r} needs a callable under 'function' (and a 'name')")

@@ -386,3 +386,23 @@ def test_metrics_set_the_fastai_way_score_the_whole_set(tiny_model_dir, tmp_path
     p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
     assert got["f1_macro"] == pytest.approx(skm.f1_score(t, p.argmax(1), average="macro"), abs=1e-6)
     assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(t, p, multi_class="ovr"), abs=1e-6)
+
+
+def test_a_metric_class_is_instantiated_as_fastai_does():
+    # a class given as a metric (fastai's mk_metric instantiates it) was wrapped as a function and called with
+    # (preds, targets) at the end of validation
+    from fastai.learner import Metric
+
+    class Rows(Metric):
+        def reset(self):
+            self.n = 0
+
+        def accumulate(self, learn):
+            self.n += len(learn.yb[0])
+
+        @property
+        def value(self):
+            return self.n
+
+    out = to_fastai_metrics([Rows])
+    assert len(out) == 1 and isinstance(out[0], Rows)

@@ -308,6 +308,20 @@ def test_validation_loss_is_the_mean_over_every_tagged_piece(ner_learner):
     assert ner_learner.validate(quiet=True)["loss"] == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_a_function_metric_on_tagged_batches_of_different_widths(ner_dir, tiny_model_dir):
+    # the whole-set metric wrapping meant for classifiers joined (B, T, C) predictions of different widths and
+    # failed after the first epoch; a tagger keeps fastai's per-batch mean
+    def tagged_accuracy(preds, targets):
+        keep = targets != -100
+        return (preds.argmax(-1) == targets)[keep].float().mean()
+
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "out", "cpu", None,
+                                                   metrics=[tagged_accuracy])
+    assert len(db.valid) > 1
+    assert 0.0 <= learner.validate(quiet=True)["tagged_accuracy"] <= 1.0
+
+
 def test_windows_score_like_whole_sentences(ner_learner, tiny_tokenizer):
     words = make_tagged(30, seed=9)[0]
     whole = ner_learner.predict_tokens(words)

@@ -166,6 +166,9 @@ class StoredRow(str):
         obj.dataset, obj.row = dataset, int(row)
         return obj
 
+    def __getnewargs__(self) -> tuple:  # copy and pickle call __new__ with these
+        return str(self), self.dataset, self.row
+
 
 class BertDataLoader(DataLoader):
     """A fastai `DataLoader` over an `EncodedDataset` with length grouping and per-batch padding.
@@ -371,7 +374,8 @@ class BertDataLoader(DataLoader):
         sizes = self._global_rows
         for k, idx in enumerate(batches):
             # rows of the global batch this one is a rank's share of: what DDP counts and weighs steps by
-            self.global_rows = sizes[k] if sizes is not None else len(idx)
+            # a rank's share of rank::world evaluation rows has no global batch: None (DDP then counts nothing new)
+            self.global_rows = sizes[k] if sizes is not None else (len(idx) if self.world_size == 1 else None)
             b = self.create_batch(idx)
             if self.device is not None:
                 b = to_device(b, self.device, non_blocking=True)

@@ -54,6 +54,19 @@ class BertLearner(TaskLearner):
         super().__init__(dls, model, **kwargs)
         self.thresholds: list[float] | float = 0.5  # multi-label decision thresholds (see tune_thresholds)
 
+
+    @property
+    def metrics(self) -> L:
+        """The fastai metrics validation reports."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, v: Any) -> None:
+        # fastai wraps a plain function in AvgMetric, a mean of per-batch values: right for accuracy, not for F1, AUC
+        # or MCC (NaN where a batch holds one class), so `learn.metrics = [f1_macro]` (or the constructor's
+        # metrics=) reported numbers that were no score at all; a classifier's functions (one prediction a row) are
+        # scored over the whole set, as from_pretrained_model(metrics=) always did. Token-level tasks keep fastai's
+        self._metrics = L(to_fastai_metrics(v if v is None or isinstance(v, (dict, str)) else list(L(v))))
     @classmethod
     @fast_bert_positions(("is_fp16", "multi_gpu", "multi_label"), FAST_BERT_LEARNER_ORDER)
     def from_pretrained_model(cls, databunch: BertDataBunch | None = None, pretrained_path: str | Path | None = None,
