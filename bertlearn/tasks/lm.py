@@ -27,7 +27,6 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
 
-from fastai.torch_core import set_seed
 
 from ..atomic import atomic_dir, atomic_file
 from ..compat import note_no_effect
@@ -37,9 +36,8 @@ from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
 from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
-from ..learner import TaskLearner, learning_device, note_fast_bert_options, prepare_model, training_callbacks
+from ..learner import TaskLearner, factory_setup, prepare_model, training_callbacks
 from ..model import load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
-from ..optim import opt_func_for
 from ..saved import check_replaceable
 
 __all__ = ["BertLMDataBunch", "BertLMLearner", "MaskedLMModel", "MaskedLMLoss", "Perplexity", "AccumulateBatches",
@@ -529,13 +527,11 @@ class BertLMLearner(TaskLearner):
                             f"got {type(databunch).__name__}")
         warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
         optimizer_type = kwargs.pop("optimizer_type", "adamw")
-        note_fast_bert_options("BertLMLearner.from_pretrained_model", kwargs, multi_gpu=multi_gpu,
-                               logging_steps=kwargs.pop("logging_steps", None))
-        opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
-        opt_func = kwargs.pop("opt_func", None) or opt_func  # fastai's option: the user's optimizer instead
-        device = learning_device(device)
-        if seed is not None:
-            set_seed(seed, reproducible=True)
+        # the classifier's steps: fast-bert options named, the optimizer (or fastai's opt_func=), device, seed
+        opt_func, device = factory_setup("BertLMLearner.from_pretrained_model", kwargs, device=device,
+                                         optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
+                                         multi_gpu=multi_gpu, logging_steps=kwargs.pop("logging_steps", None),
+                                         seed=seed)
 
         model = cls.load_head(pretrained_path)
         prepare_model(model, databunch, device)
