@@ -474,6 +474,12 @@ class DeviceAccumMetric(Metric):
     def reset(self) -> None:
         self.preds, self.targs, self._cached = [], [], None
 
+    def __getstate__(self) -> dict:
+        # export() pickles the learner with its metrics: the last validation's rows are not the metric's state
+        state = dict(self.__dict__)
+        state.update(preds=[], targs=[], _cached=None)
+        return state
+
     def accumulate(self, learn: Any) -> None:
         """Keep this batch's predictions and targets, on their device (fastai calls it after each batch).
 

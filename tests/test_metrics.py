@@ -64,6 +64,25 @@ def test_device_metric_scores_the_whole_set_once():
     assert m.value is None
 
 
+
+def test_device_metric_pickles_without_the_last_validation():
+    """export() pickles the learner with its metrics: the last validation's predictions must not ride along."""
+    import pickle
+
+    m = DeviceAccumMetric(accuracy, "acc")
+
+    class FakeLearn:
+        pass
+
+    learn = FakeLearn()
+    learn.pred, learn.yb = torch.randn(1000, 4), (torch.randint(0, 4, (1000,)),)
+    m.accumulate(learn)
+    data = pickle.dumps(m)
+    back = pickle.loads(data)
+    assert len(data) < 2000  # 1000x4 floats would be 16 kB
+    assert back.preds == [] and back.targs == [] and back.value is None and back.name == "acc"
+    assert len(m.preds) == 1  # the live metric keeps its rows
+
 def test_default_metrics_follow_the_task():
     assert [m.name for m in default_metrics("single_label_classification")] == ["accuracy", "f1_macro"]
     assert [m.name for m in default_metrics("multi_label_classification")] == [
