@@ -10,6 +10,7 @@ each parameter group's own peak rate (a slice or `layer_decay` gives groups diff
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 from fastai.callback.core import Callback
@@ -92,7 +93,7 @@ class WarmupSchedule(Callback):
 
 def fresh_momentum(opt_func: Any) -> float:
     """The momentum (Adam's beta1) a new optimizer from `opt_func` starts with: its `mom` default, else PyTorch
-    AdamW's 0.9.
+    AdamW's 0.9 (with a warning: that is a guess).
 
     Args:
         opt_func: a fastai `opt_func`.
@@ -101,5 +102,11 @@ def fresh_momentum(opt_func: Any) -> float:
     try:
         default = inspect.signature(opt_func).parameters["mom"].default
     except (KeyError, TypeError, ValueError):
+        default = inspect.Parameter.empty
+    if default is inspect.Parameter.empty:
+        warnings.warn(f"the warm-up schedule starts the momentum at 0.9 (AdamW's beta1): opt_func={opt_func!r} "
+                      "has no `mom` default to read the optimizer's own from; give it one (e.g. "
+                      "functools.partial(Adam, mom=0.95)) or build the learner with bertlearn, whose optimizers "
+                      "record it", stacklevel=2)
         return 0.9
-    return 0.9 if default is inspect.Parameter.empty else float(default)
+    return float(default)
