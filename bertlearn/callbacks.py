@@ -231,7 +231,8 @@ class SparseProgressCallback(ProgressCallback):
 
 
 class DeviceSmoothLoss(AvgSmoothLoss):
-    """`AvgSmoothLoss` that stays on the loss's device; also keeps the plain mean of the fit's losses."""
+    """`AvgSmoothLoss` that stays on the loss's device; also keeps the plain mean of the fit's losses. Under DDP
+    both are of the global batches' losses, as one process would show them."""
 
     def reset(self) -> None:
         super().reset()
@@ -244,6 +245,12 @@ class DeviceSmoothLoss(AvgSmoothLoss):
             learn: the learner, whose `loss` is this batch's.
         """
         loss = learn.loss.detach().float().mean()
+        share = getattr(learn, "ddp_loss_share", None)
+        if share is not None:
+            # under DDP a rank's loss is its own rows' mean: the global batch's is the ranks' share-weighted sum, as
+            # one process would show it (an all-reduce on the device, no host read)
+            loss = loss * share
+            torch.distributed.all_reduce(loss)
         self.count += 1
         # start from zero on the loss's device: `value` debiases assuming a zero start, like fastai's
         prev = torch.zeros_like(loss) if self.count == 1 else self.val

@@ -27,7 +27,7 @@ import torch
 
 from .errors import user_stacklevel
 
-__all__ = ["ddp_loss_weight", "rank_world", "launched_distributed", "is_main_process", "shared_seed",
+__all__ = ["ddp_loss_share", "ddp_loss_weight", "rank_world", "launched_distributed", "is_main_process", "shared_seed",
            "gather_objects", "all_sum", "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect"]
 
 
@@ -206,19 +206,28 @@ def distributed_trainer(**kwargs: Any) -> Any:
                 # others'. An uneven last batch, a token-level loss (NER, masked LM) or class weights made a DDP step
                 # differ from one process's on the global batch; each rank's loss is weighted by its share
                 if self.training:
-                    self.learn.loss_grad = self.learn.loss_grad * ddp_loss_weight(self.learn)
+                    share = ddp_loss_share(self.learn)
+                    # the training loss shown is the global batch's as well (DeviceSmoothLoss), not rank 0's rows'
+                    self.learn.ddp_loss_share = share
+                    self.learn.loss_grad = self.learn.loss_grad * ddp_loss_weight(self.learn, share)
+
+            def before_fit(self) -> None:
+                super().before_fit()
+                self.learn.ddp_loss_share = None
+
+            def after_fit(self) -> None:
+                super().after_fit()
+                self.learn.ddp_loss_share = None  # a later fit outside DDP must not read this run's last share
 
         _TRAINER_CLASS = BertDistributedTrainer
     return _TRAINER_CLASS(**kwargs)
 
 
-def ddp_loss_weight(learn: Any) -> Any:
-    """The factor on one rank's training loss under DDP that makes the averaged gradient the one of a single
-    process on the global batch: the rank's share of the global batch's rows (or of its loss's denominator,
-    `bertlearn.losses.loss_denominator`: tagged or masked tokens, class weights), times the number of ranks. Where
-    gradient accumulation already weighs batches by their rows (`StepAccumulation`), only the token / weight
-    denominator is corrected. A device tensor or a float; no host sync (the denominators' sum is an all-reduce on
-    the device).
+def ddp_loss_share(learn: Any) -> Any:
+    """This rank's share of the global batch's training loss under DDP: its rows over the global batch's, or its
+    loss's denominator over the global one (`bertlearn.losses.loss_denominator`: tagged or masked tokens, class
+    weights), so that the sum over ranks of `loss * share` is one process's loss on the global batch. A float for a
+    mean over rows, else a device tensor (the denominators' sum is an all-reduce on the device; no host sync).
 
     Args:
         learn: the learner, after its loss (`yb`, `loss_func`, `dl` of this batch).
@@ -226,19 +235,37 @@ def ddp_loss_weight(learn: Any) -> Any:
     from fastai.torch_core import find_bs
 
     from .losses import loss_denominator
-    world = rank_world()[1]
     yb = learn.yb
     rows = find_bs(yb)
-    global_rows = getattr(learn.dl, "global_rows", None) or rows * world
-    from fastai.callback.training import GradientAccumulation
-    # fastai's own GradientAccumulation scales by rows / n_acc too (bertlearn's StepAccumulation says so itself)
-    by_rows = any(getattr(cb, "weighs_rows", isinstance(cb, GradientAccumulation)) for cb in learn.cbs)
+    global_rows = getattr(learn.dl, "global_rows", None) or rows * rank_world()[1]
     d = loss_denominator(learn.loss_func, yb[0]) if len(yb) == 1 else None
     if d is None:  # a mean over rows
-        return 1.0 if by_rows else rows * world / global_rows
+        return rows / global_rows
     d = d.detach().float()
     total = d.clone()
     torch.distributed.all_reduce(total)
-    share = d / total.clamp_min(torch.finfo(total.dtype).tiny)
+    return d / total.clamp_min(torch.finfo(total.dtype).tiny)
+
+
+def ddp_loss_weight(learn: Any, share: Any = None) -> Any:
+    """The factor on one rank's training loss under DDP that makes the averaged gradient the one of a single
+    process on the global batch: the rank's share of the global batch's loss (`ddp_loss_share`) times the number
+    of ranks. Where gradient accumulation already weighs batches by their rows (`StepAccumulation`), only the
+    token / weight denominator is corrected. A device tensor or a float; no host sync.
+
+    Args:
+        learn: the learner, after its loss (`yb`, `loss_func`, `dl` of this batch).
+        share: `ddp_loss_share(learn)` when the caller has it already.
+    """
+    from fastai.callback.training import GradientAccumulation
+    from fastai.torch_core import find_bs
+    world = rank_world()[1]
+    share = ddp_loss_share(learn) if share is None else share
+    # fastai's own GradientAccumulation scales by rows / n_acc too (bertlearn's StepAccumulation says so itself)
+    by_rows = any(getattr(cb, "weighs_rows", isinstance(cb, GradientAccumulation)) for cb in learn.cbs)
+    if not isinstance(share, torch.Tensor):  # a mean over rows: accumulation weighed its rows already
+        return 1.0 if by_rows else share * world
+    rows = find_bs(learn.yb)
+    global_rows = getattr(learn.dl, "global_rows", None) or rows * world
     # accumulation scaled the batch by rows / n_acc already: the rank's mean is re-based from rows to the denominator
     return share * (global_rows / rows if by_rows else world)

@@ -141,5 +141,8 @@ def test_batches_that_split_unevenly_train_as_one_process_would(task, tiny_model
     one, r0, r1 = (load_file(str(tmp_path / "out" / f"{t}.safetensors")) for t in ("single", "rank0", "rank1"))
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
     assert max(float((one[k].float() - r0[k].float()).abs().max()) for k in one) < 1e-5
-    lrs = [_json(tmp_path / "out" / f"{t}.json")["lrs"] for t in ("single", "rank0")]
-    assert lrs[0] == pytest.approx(lrs[1], rel=1e-6)
+    logs = [_json(tmp_path / "out" / f"{t}.json") for t in ("single", "rank0", "rank1")]
+    assert logs[0]["lrs"] == pytest.approx(logs[1]["lrs"], rel=1e-6)
+    # the training loss shown is the global batch's on every rank (it was each rank's own rows')
+    assert logs[1]["losses"] == logs[2]["losses"]
+    assert logs[0]["losses"] == pytest.approx(logs[1]["losses"], rel=1e-5)

@@ -4,7 +4,7 @@ between two ranks, in one process (global batch) or under torchrun (half of it p
     python tests/uneven_ddp_worker.py OUT MODEL TASK BS        # TASK: classification (gradient accumulation and a
     python -m torch.distributed.run --nproc_per_node 2 ...     #   warmup_linear schedule) or ner (a token-level loss)
 
-Each process writes its weights and learning rates.
+Each process writes its weights, learning rates and smoothed training losses.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().clone().contiguous() for k, v in learner.model.state_dict().items()},
               str(out / f"{tag}.safetensors"))
-    (out / f"{tag}.json").write_text(json.dumps({"lrs": [float(v) for v in learner.recorder.lrs]}))
+    (out / f"{tag}.json").write_text(json.dumps({"lrs": [float(v) for v in learner.recorder.lrs],
+                                                 "losses": [float(v) for v in learner.recorder.losses]}))
 
 
 if __name__ == "__main__":
