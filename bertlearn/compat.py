@@ -5,7 +5,8 @@ bertlearn accepts fast-bert's calls verbatim (docs/migration.md). Most of fast-b
 listed in `NO_EFFECT` cannot, because bertlearn does the thing another way. Passing one of them asks for
 something that will not happen, so `note_no_effect` names it, once per process and argument, in a
 `FastBertCompatWarning` (a `UserWarning`: `warnings.filterwarnings("ignore", category=FastBertCompatWarning)`
-silences them). It imports only the leaf `errors` from bertlearn.
+silences them). Where fast-bert code gets another behaviour (`val_file=None` holds out rows for validation),
+`note_difference` says so the same way. It imports only the leaf `errors` from bertlearn.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any, Callable
 
 from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "FAST_BERT_LEARNER_ORDER", "fast_bert_positions"]
+__all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "note_difference", "FAST_BERT_LEARNER_ORDER",
+           "fast_bert_positions"]
 
 
 class FastBertCompatWarning(UserWarning):
-    """A fast-bert argument that bertlearn accepts but that has no effect here."""
+    """A fast-bert argument that bertlearn accepts but that has no effect here, or that does something else here
+    than in fast-bert."""
 
 
 def _given(value: Any) -> bool:
@@ -77,6 +80,25 @@ def note_no_effect(where: str, given: dict[str, Any], *, why: dict[str, str] | N
     return new
 
 
+def note_difference(where: str, what: str, message: str) -> bool:
+    """Warn once per process for each (`where`, `what`) that fast-bert code gets another behaviour here than in
+    fast-bert, in a `FastBertCompatWarning` (filtered like `note_no_effect`'s).
+
+    Args:
+        where: the call, as the message names it (e.g. "BertDataBunch").
+        what: the argument or case, the key said once (e.g. "val_file=None").
+        message: what happens here, what fast-bert did, and what to pass for the other behaviour.
+
+    Returns:
+        Whether it warned now.
+    """
+    if (where, what) in _said:
+        return False
+    _said.add((where, what))
+    warnings.warn(f"{where}: {message}", FastBertCompatWarning, stacklevel=user_stacklevel())
+    return True
+
+
 # fast-bert's `BertLearner.from_pretrained_model` after (dataBunch, pretrained_path, output_dir, metrics, device, logger)
 FAST_BERT_LEARNER_ORDER = ("finetuned_wgts_path", "multi_gpu", "is_fp16", "loss_scale", "warmup_steps",
                            "fp16_opt_level", "grad_accumulation_steps", "multi_label", "max_grad_norm", "adam_epsilon",
@@ -85,35 +107,40 @@ FAST_BERT_LEARNER_ORDER = ("finetuned_wgts_path", "multi_gpu", "is_fp16", "loss_
 
 
 def fast_bert_positions(own: tuple[str, ...], fast_bert: tuple[str, ...], *, lead: int = 6,
-                        fast_bert_at: int = 2) -> Callable:
-    """Decorate a factory so the arguments given by position after its first `lead` land where the caller's order
-    puts them: fast-bert's `fast_bert` names when the argument at `fast_bert_at` is a path (fast-bert's output_dir
-    comes before metrics), else the factory's own `own`. Without it, fast-bert's seventh argument
-    (finetuned_wgts_path) was taken for is_fp16: the weights were never loaded and training ran in bf16.
+                        fast_bert_at: int = 2,
+                        fast_bert_lead: tuple[str, ...] = ("output_dir", "metrics", "device", "logger")) -> Callable:
+    """Decorate a factory so the arguments given by position land where the caller's order puts them: when the
+    argument at `fast_bert_at` is a path (fast-bert's output_dir comes before metrics), every argument from there on
+    takes fast-bert's name (`fast_bert_lead`, then `fast_bert`), however many there are; else those after the first
+    `lead` take the factory's own `own`. Without it, fast-bert's seventh argument (finetuned_wgts_path) was taken
+    for is_fp16 (the weights were never loaded and training ran in bf16), and fast-bert's
+    `(databunch, path, output_dir, metrics=...)` met Python's "got multiple values for argument 'metrics'".
 
     Args:
         own: the factory's own names for the places after `lead`, in order.
-        fast_bert: fast-bert's names for them, in order.
-        lead: how many leading places the factory reads itself (and reorders for fast-bert).
+        fast_bert: fast-bert's names for the places after `fast_bert_at + len(fast_bert_lead)`, in order.
+        lead: how many leading places the factory reads itself in its own order.
         fast_bert_at: the place whose path value marks a fast-bert call.
+        fast_bert_lead: fast-bert's names for the places from `fast_bert_at` up to `fast_bert`'s.
     """
     def decorate(factory: Callable) -> Callable:
         @functools.wraps(factory)
         def call(cls: Any, *args: Any, **kwargs: Any) -> Any:
-            if len(args) <= lead:
+            # a str or Path there is fast-bert's output_dir: the factory's own order has metrics there (a list)
+            fast = len(args) > fast_bert_at and isinstance(args[fast_bert_at], (str, Path))
+            if not fast and len(args) <= lead:
                 return factory(cls, *args, **kwargs)
-            fast = isinstance(args[fast_bert_at], (str, Path))
-            names = fast_bert if fast else own
-            extra = args[lead:]
+            keep, names = (fast_bert_at, fast_bert_lead + fast_bert) if fast else (lead, own)
+            order = "fast-bert" if fast else "its own"
+            extra = args[keep:]
             if len(extra) > len(names):
-                raise BertLearnError(f"{factory.__qualname__} takes at most {lead + len(names)} arguments by position "
-                                     f"({'fast-bert' if fast else 'its own'} order), got {len(args)}; pass the "
-                                     "others by name")
+                raise BertLearnError(f"{factory.__qualname__} takes at most {keep + len(names)} arguments by position "
+                                     f"({order} order), got {len(args)}; pass the others by name")
             named = dict(zip(names, extra))
             twice = [k for k in named if k in kwargs]
             if twice:
-                raise BertLearnError(f"{factory.__qualname__}: {twice} given both by position "
-                                     f"({'fast-bert' if fast else 'its own'} order) and by name; give each once")
-            return factory(cls, *args[:lead], **named, **kwargs)
+                raise BertLearnError(f"{factory.__qualname__}: {twice} given both by position ({order} order) and "
+                                     "by name; give each once")
+            return factory(cls, *args[:keep], **named, **kwargs)
         return call
     return decorate

@@ -30,7 +30,7 @@ __all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision",
            "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
            "F1", "Hamming_loss", "Exact_Match_Ratio",
            "mse", "mae", "pearson", "spearman",
-           "DeviceAccumMetric", "to_fastai_metrics", "default_metrics", "evaluate"]
+           "DeviceAccumMetric", "to_fastai_metrics", "check_metrics", "default_metrics", "evaluate"]
 
 
 def _np(t: Any) -> np.ndarray:
@@ -459,6 +459,13 @@ def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float
     return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
 
+def _as_value(out: Any) -> Any:
+    """A metric function's result as validation reports it: a float, or an array for per-class metrics."""
+    if isinstance(out, torch.Tensor):
+        out = out.item() if out.numel() == 1 else out.numpy()
+    return float(out) if np.ndim(out) == 0 else out
+
+
 class DeviceAccumMetric(Metric):
     """A fastai metric that gathers predictions on the device and scores the whole set once.
 
@@ -507,10 +514,7 @@ class DeviceAccumMetric(Metric):
         if both is None:
             return None
         preds, targs = both
-        out = self.func(preds, targs)
-        if isinstance(out, torch.Tensor):
-            out = out.item() if out.numel() == 1 else out.numpy()
-        return float(out) if np.ndim(out) == 0 else out
+        return _as_value(self.func(preds, targs))
 
     @property
     def name(self) -> str:
@@ -548,6 +552,74 @@ def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
             raise BertLearnError(f"metrics items must be dicts {{'name': ..., 'function': f}}, functions or fastai "
                                  f"Metrics; got {type(m).__name__} {m!r}")
     return out
+
+
+# what each task's metric functions take, and the ones that fit it, for check_metrics' message
+_TASK_METRICS = {
+    "multi_label_classification": ("multi-label classification", "0/1 rows",
+                                   "accuracy_thresh (right (row, label) decisions at 0.5) or accuracy_multilabel "
+                                   "(fast-bert's top-label match) where fast-bert's README has accuracy; also fbeta, "
+                                   "F1, roc_auc, Hamming_loss, Exact_Match_Ratio, f1_multilabel_macro",
+                                   "accuracy_thresh"),
+    "regression": ("regression", "values", "mse, mae, pearson, spearman", "mse"),
+    "single_label_classification": ("single-label classification", "class indices",
+                                    "accuracy, f1_macro, roc_auc, matthews_corrcoef", "accuracy"),
+}
+
+
+def check_metrics(metrics: Sequence[Metric], problem_type: str, n_outputs: int, targets: np.ndarray | None) -> None:
+    """Score every metric function once on a tiny made-up validation set of the task's shapes, so a metric that
+    cannot take this task's outputs (fast-bert's `accuracy` on a multi-label task) is refused, named, when the
+    learner is built: validation calls it only after the first epoch has trained, where it failed as a raw error
+    inside fastai's Recorder. Only `DeviceAccumMetric`s (functions and fast-bert's dicts) are tried; other fastai
+    `Metric`s accumulate per batch on their own terms and are left as they are. No random state is drawn, no
+    warning is shown.
+
+    Args:
+        metrics: the learner's metrics (after `to_fastai_metrics`).
+        problem_type: the task: "single_label_classification", "multi_label_classification" or "regression".
+        n_outputs: the model's outputs per row (the number of labels; 1 for regression).
+        targets: the training targets (only their dtype and per-row shape are read); None skips the check.
+
+    Raises:
+        BertLearnError: naming the metric, the task, what it raised and the metrics that fit the task.
+    """
+    global _EMPTY_ROWS_SAID
+    tried = [m for m in metrics if isinstance(m, DeviceAccumMetric)]
+    if not tried or targets is None:
+        return
+    targets = np.asarray(targets[:0])  # dtype and row shape, without reading rows (a memory map stays unread)
+    multi = problem_type == "multi_label_classification"
+    n = 2 if multi or problem_type == "regression" else max(2, n_outputs)
+    # every class present (single-label), every label both on and off (multi-label), distinct values (regression):
+    # what a metric needs of a real validation set
+    if multi:
+        values = np.stack([np.ones(n_outputs), np.zeros(n_outputs)])
+    elif problem_type == "regression":
+        values = np.arange(n, dtype=np.float64)
+    else:
+        values = np.arange(n) % n_outputs
+    y_true = torch.from_numpy(np.ascontiguousarray(values.reshape((n,) + targets.shape[1:]).astype(targets.dtype)))
+    y_pred = torch.linspace(-2.0, 2.0, n * n_outputs).reshape(n, n_outputs)
+    task, takes, fits, example = _TASK_METRICS.get(problem_type, _TASK_METRICS["single_label_classification"])
+    said = _EMPTY_ROWS_SAID
+    try:
+        for m in tried:
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")  # a made-up set's warnings (fbeta's empty rows...) are no news
+                    _as_value(m.func(y_pred.clone(), y_true.clone()))
+            except Exception as e:  # whatever the user's function raises: said with the task and the fix
+                func = getattr(m.func, "__name__", type(m.func).__name__)
+                named = repr(m.name) + (f" ({func})" if func != m.name else "")
+                raise BertLearnError(
+                    f"metrics: {named} cannot score this {task} task: called as validation calls it, with "
+                    f"y_pred of shape ({n}, {n_outputs}) (logits) and y_true of shape {tuple(y_true.shape)} "
+                    f"({str(y_true.dtype).replace('torch.', '')} {takes}), it raised {type(e).__name__}: {e}. For "
+                    f"{task} use {fits} (from bertlearn.metrics import {example}), or metrics=None for the task's "
+                    "defaults") from e
+    finally:
+        _EMPTY_ROWS_SAID = said  # fbeta's once-only note stays for the real validation set
 
 
 def default_metrics(problem_type: str | bool) -> list[Metric]:

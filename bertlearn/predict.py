@@ -15,18 +15,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .compat import note_no_effect
+from .compat import note_difference, note_no_effect
 from .device import amp_dtype_for, resolve_device
 from .data import BertDataLoader, TextEncoder, as_texts
 from .errors import ModelError, user_stacklevel
 from .graphs import InferenceGraphs, inference_graphs
 from .model import compile_model, load_pretrained, position_limit
-from .saved import ONNX_FILE, SETTINGS_FILE, input_names, read_settings
+from .saved import ONNX_FILE, SETTINGS_FILE, generic_labels, input_names, read_settings
 from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
            "onnx_file_name", "predict_logits",
-           "per_text_logits", "check_fast_bert_predictor_args", "refuse_device_as_label_path", "rank_predictions",
+           "per_text_logits", "check_fast_bert_predictor_args", "read_label_path", "labels_from_label_path",
+           "refuse_device_as_label_path", "rank_predictions",
            "decide"]
 
 
@@ -244,11 +245,7 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
     """
     note_no_effect(where, ignored)
     if label_path is not None:
-        file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
-        if not file.is_file():
-            raise ModelError(f"label_path {str(label_path)!r} is neither a {label_file} file nor a folder holding one; "
-                             "leave it out: the labels are saved with the model")
-        listed = [l.strip() for l in file.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+        file, listed = read_label_path(label_path, label_file)
         listed = [l for l in implicit if l in labels and l not in listed] + listed  # first, as fast-bert put "O"
         if sorted(listed) != sorted(labels):
             raise ModelError(f"label_path {str(file)!r} lists the labels {listed[:20]}, but the model in "
@@ -264,6 +261,50 @@ def check_fast_bert_predictor_args(path: Path, labels: Sequence[str], tokenizer:
             warnings.warn(f"do_lower_case={do_lower_case}, but the tokenizer saved with the model "
                           f"{'lower-cases' if lowers else 'keeps the case of'} its input, as in training; it is used "
                           "as saved, so predictions match training", stacklevel=user_stacklevel())
+
+
+def read_label_path(label_path: str | Path, label_file: str = "labels.csv") -> tuple[Path, list[str]]:
+    """fast-bert's `label_path`: the labels file (or the folder holding `label_file`) and its labels, in file order.
+
+    Args:
+        label_path: the file, or its folder.
+        label_file: the file's name in a folder.
+    """
+    file = Path(label_path) / label_file if Path(label_path).is_dir() else Path(label_path)
+    if not file.is_file():
+        raise ModelError(f"label_path {str(label_path)!r} is neither a {label_file} file nor a folder holding one; "
+                         "leave it out: the labels are saved with the model")
+    return file, [l.strip() for l in file.read_text(encoding="utf-8-sig").splitlines() if l.strip()]
+
+
+def labels_from_label_path(path: Path, labels: Sequence[str], label_path: str | Path | None, *,
+                           where: str = "BertClassificationPredictor") -> list[str]:
+    """The label names of a model folder without `bertlearn.json` whose config names only `LABEL_0, LABEL_1, ...`
+    (as fast-bert saved its models): those of `label_path`, in file order, as fast-bert's predictor named its
+    outputs (said once per folder, in a `FastBertCompatWarning`). Otherwise `labels` as they are (a folder whose
+    config or bertlearn.json names its labels is checked against `label_path` by `check_fast_bert_predictor_args`).
+
+    Args:
+        path: the model folder.
+        labels: the labels its config or bertlearn.json gives, in output order.
+        label_path: fast-bert's labels.csv, or the folder holding it (None: keep `labels`).
+        where: the predictor's name, for the messages.
+    """
+    if label_path is None or (path / SETTINGS_FILE).is_file() or not generic_labels(labels):
+        return list(labels)
+    file, listed = read_label_path(label_path)
+    shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+    if len(listed) != len(labels) or len(set(listed)) != len(listed):
+        what = f"{len(listed)} labels" if len(set(listed)) == len(listed) else "duplicate labels"
+        raise ModelError(f"label_path {str(file)!r} lists {what} {listed[:20]}, but the model in {str(path)!r} has "
+                         f"{len(labels)} outputs, unnamed in its config ({shown}); point label_path at the labels.csv "
+                         "the model was trained with (one label per line, in training order)")
+    note_difference(where, f"label names of {path}",
+                    f"the model in {str(path)!r} names its outputs only {shown} (no bertlearn.json: a fast-bert or "
+                    f"plain transformers save), so they take the names in label_path {str(file)!r}, in file order, "
+                    f"as fast-bert's predictor named them: "
+                    + ", ".join(f"{g}={n!r}" for g, n in list(zip(labels, listed))[:20]))
+    return listed
 
 
 def refuse_device_as_label_path(label_path: Any, where: str) -> None:
@@ -286,11 +327,14 @@ def refuse_device_as_label_path(label_path: Any, where: str) -> None:
 
 
 class BertClassificationPredictor(Predictor):
-    """Predict with a folder written by `learner.save_model`, loading only safetensors and JSON (no pickle).
+    """Predict with a folder written by `learner.save_model` (or a Hugging Face / fast-bert model folder with
+    safetensors weights), loading only safetensors and JSON (no pickle).
 
     Args:
         model_path: the saved folder (Hugging Face format plus `bertlearn.json`).
-        label_path: fast-bert's labels.csv (or its folder): checked against the saved labels, which are used.
+        label_path: fast-bert's labels.csv (or its folder): checked against the saved labels, which are used; for a
+            folder without bertlearn.json whose config names only LABEL_0, LABEL_1, ... (a fast-bert save), its
+            labels name the outputs, in file order (said once).
         multi_label: fast-bert's flag: must agree with the saved task (None: use the saved one).
         model_type, use_fast_tokenizer: fast-bert's; no effect (the architecture comes from the saved config, the
             tokenizer is always the fast one), named once when they ask for something.
@@ -329,8 +373,19 @@ class BertClassificationPredictor(Predictor):
         if missing:
             # save_model's default folder is output_dir/model_out: point at a saved model one level down
             inside = sorted(str(p.parent) for p in path.glob("*/config.json") if (p.parent / needed[1]).is_file())
-            hint = f" It contains a saved model in {inside[:3]}: pass that folder." if inside else \
-                " Save it again with learner.save_model(path)"
+            pickled = sorted(p.name for p in path.glob("pytorch_model*.bin"))
+            if inside:
+                hint = f" It contains a saved model in {inside[:3]}: pass that folder."
+            elif missing == ["model.safetensors"] and pickled:
+                # fast-bert (transformers < 5) saved pickled weights; a fast-bert user has no learner to save again
+                hint = (f" Its weights are in {pickled[0]}, PyTorch's pickle format (as fast-bert and transformers "
+                        "before 5 saved them), which this predictor never loads (unpickling runs code). Convert the "
+                        "folder once, in Python (it adds model.safetensors and leaves the .bin as it is): "
+                        "from transformers import AutoModelForSequenceClassification; "
+                        f"AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
+                        f".save_pretrained({str(path)!r})")
+            else:
+                hint = " Save it again with learner.save_model(path)"
             raise ModelError(f"model_path {str(path)!r} lacks {missing}; it holds {sorted(p.name for p in path.iterdir())}."
                              + hint)
         self.device = resolve_device(device)
@@ -351,6 +406,12 @@ class BertClassificationPredictor(Predictor):
         self.model.eval()
         compiled = compile_model(self.model, compile)
         settings = read_settings(path, tokenizer, self.model.config, multi_label, limit=position_limit(self.model))
+        named = labels_from_label_path(path, settings["labels"], label_path)
+        if named != settings["labels"]:
+            # the config then names what the predictions name (for whatever reads id2label off the model)
+            settings["labels"] = named
+            self.model.config.id2label = dict(enumerate(named))
+            self.model.config.label2id = {l: i for i, l in enumerate(named)}
         check_fast_bert_predictor_args(path, settings["labels"], tokenizer, label_path=label_path,
                                        do_lower_case=do_lower_case, model_type=model_type,
                                        use_fast_tokenizer=use_fast_tokenizer)

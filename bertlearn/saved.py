@@ -16,13 +16,24 @@ from typing import Any
 from .errors import ModelError
 from .version import __version__
 
-__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "MODEL_INPUTS", "WEIGHTS_KEY", "input_names", "weights_digest",
-           "settings_for", "write_settings", "plain_maxlen", "read_settings", "check_same_weights"]
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
+           "input_names", "weights_digest", "settings_for", "write_settings", "plain_maxlen", "read_settings",
+           "check_same_weights"]
 
 SETTINGS_FILE = "bertlearn.json"
 ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order batches carry them in
 WEIGHTS_KEY = "weights_sha256"
+
+
+def generic_labels(labels: Any) -> bool:
+    """Whether `labels` are transformers' placeholder names `LABEL_0, LABEL_1, ...` in order: a config that names
+    no labels (fast-bert saved its models so, its label names living in labels.csv).
+
+    Args:
+        labels: the label names, in output order.
+    """
+    return all(str(name) == f"LABEL_{i}" for i, name in enumerate(labels))
 
 
 def input_names(token_types: bool) -> list[str]:

