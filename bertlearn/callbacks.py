@@ -372,18 +372,30 @@ class SkipValidationCallback(Callback):
 
 
 class StepAccumulation(GradientAccumulation):
-    """fastai's `GradientAccumulation` (one optimizer step per `n_acc` samples) whose count carries into a resumed
-    fit. The count runs across epochs, so an epoch can end with gradients part-way accumulated: the checkpoint
-    records them (`bertlearn.checkpoint`) and the resumed fit starts from that count, as the uninterrupted fit
-    goes on; fastai's restarts from zero, so the resumed weights drifted from the uninterrupted fit's.
+    """fastai's `GradientAccumulation` stepping every `batches` batches (fast-bert's and transformers'
+    `grad_accumulation_steps`), whose count carries into a resumed fit. Each batch's loss is scaled by its rows /
+    `n_acc`, as fastai's, so every row weighs the same. The count runs across epochs, so an epoch can end with
+    gradients part-way accumulated: the checkpoint records them (`bertlearn.checkpoint`) and the resumed fit starts
+    from that count, as the uninterrupted fit goes on; fastai's restarts from zero, so the resumed weights drifted
+    from the uninterrupted fit's.
+
+    fastai's counts rows (a step once `n_acc` rows are in): with a short last batch its steps fell on other
+    batches than fast-bert's warm-up schedules (which count a step every `batches` batches, as transformers does)
+    assumed, so the rates drifted and a small fit could take its only step at rate 0. `batches=None` keeps fastai's
+    count (of the global batch's rows under DDP, so the ranks step together).
 
     Args:
-        n_acc: samples per optimizer step.
+        n_acc: rows per optimizer step (batch size times `batches`): the loss scale.
+        batches: batches per optimizer step; None: step once `n_acc` rows are in, as fastai does.
     """
 
     resume_count = 0  # set by load_checkpoint, taken by the next fit
     weighs_rows = True  # each batch's loss is scaled by its rows / n_acc (what bertlearn.distributed corrects for)
     resume_grads: dict = {}  # the checkpoint's accumulated gradients (unscaled), by parameter name
+
+    def __init__(self, n_acc: int = 32, batches: int | None = None):
+        super().__init__(n_acc=n_acc)
+        self.batches = batches
 
     def before_fit(self) -> None:
         # a step part-way accumulated when the last fit ended is dropped, as fastai's count is: its gradients went
@@ -393,16 +405,23 @@ class StepAccumulation(GradientAccumulation):
         self.count, self.resume_count = self.resume_count, 0
 
     def before_step(self) -> None:
-        """fastai's count, of the global batch's rows under DDP: a rank's share of an uneven last batch differs
-        between ranks, so counting its own rows made the ranks step on different batches from the second epoch on
-        (and end with different weights); every rank counts the same global rows and steps together."""
+        """Count this batch; skip the step (the gradients add up) until the step's batches are in. fastai's row
+        count is of the global batch's rows under DDP: a rank's share of an uneven last batch differs between
+        ranks, so counting its own rows made the ranks step on different batches (every rank has as many
+        batches, so counting batches keeps them together)."""
         rows = find_bs(self.learn.yb)
         self.learn.loss_grad *= self.n_acc / rows  # the recorded loss stays the batch's own, as fastai's
+        if self.batches is not None:
+            self.count += 1
+            if self.count < self.batches:
+                raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
+            self.count = 0
+            return
         world = rank_world()[1]
         counted = getattr(self.dl, "global_rows", None) if world > 1 else None
         self.count += counted if counted is not None else rows
         if self.count < self.n_acc * (world if counted is not None else 1):
-            raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
+            raise CancelBatchException()
         self.count = 0
 
     def before_train(self) -> None:
@@ -475,15 +494,25 @@ class TensorBoardLogger(Callback):
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
+    def before_train(self) -> None:
+        # a resumed fit skips the checkpoint's epochs: its points go where the uninterrupted fit's went (they
+        # restarted at step 0, on top of the first epochs' points)
+        self.offset = getattr(self.learn, "first_epoch", 0) * len(self.dls.train)
+
+    @property
+    def step(self) -> int:
+        """The batch count of the fit so far, a resumed fit's skipped epochs included."""
+        return self.train_iter + getattr(self, "offset", 0)
+
     def after_batch(self) -> None:
         if not (self.run and self.training) or self.train_iter % self.every:
             return
-        self.writer.add_scalar("train/smooth_loss", float(self.learn.smooth_loss), self.train_iter)  # the one sync
+        self.writer.add_scalar("train/smooth_loss", float(self.learn.smooth_loss), self.step)  # the one sync
         self._log_lrs()
 
     def _log_lrs(self) -> None:
         for i, h in enumerate(self.opt.hypers):  # host-side floats: no sync
-            self.writer.add_scalar(f"lr/group_{i}", float(h["lr"]), self.train_iter)
+            self.writer.add_scalar(f"lr/group_{i}", float(h["lr"]), self.step)
 
     def after_epoch(self) -> None:
         rec = self.learn.recorder
@@ -497,7 +526,7 @@ class TensorBoardLogger(Callback):
             except (TypeError, ValueError):
                 continue  # e.g. a confusion matrix
             tag = name.replace("_loss", "/loss") if name in ("train_loss", "valid_loss") else f"valid/{name}"
-            self.writer.add_scalar(tag, value, self.train_iter)
+            self.writer.add_scalar(tag, value, self.step)
         self.writer.flush()
 
     def after_fit(self) -> None:

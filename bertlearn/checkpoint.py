@@ -128,6 +128,8 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         np_state = np.random.get_state()
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
                  "accumulated": accumulated,
+                 "accumulated_unit": "batches" if getattr(acc, "batches", None) else "rows",
+                 "steps_done": int(getattr(learn, "steps_done", 0) or 0),
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
@@ -237,6 +239,10 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
         p.grad = None
     acc = _accumulation(learn)
     if acc is not None:  # StepAccumulation takes them up when the resumed fit starts training (see there)
+        if accumulated and getattr(acc, "batches", None) and state.get("accumulated_unit", "rows") == "rows":
+            # written when bertlearn counted rows: as batches (whole batches of the fit's batch size, a short one
+            # counted as one)
+            accumulated = -(-accumulated // max(int(getattr(learn.dls.train, "bs", 1) or 1), 1))
         acc.resume_count, acc.resume_grads = accumulated, grads
     if learn.opt is None:
         learn.create_opt()

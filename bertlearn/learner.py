@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback, event
+from fastai.callback.core import Callback, CancelEpochException, event
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientAccumulation
@@ -109,6 +109,10 @@ class TaskLearner(Learner):
         grad_accumulation_steps: batches per optimizer step (`warmup_steps` counts optimizer steps, as fast-bert's).
         **kwargs: passed to fastai's `Learner` (loss_func, metrics, cbs, path, wd, moms...).
     """
+
+    first_epoch = 0  # the epoch the running fit started at: above 0 in a resumed fit (its earlier epochs are skipped)
+    steps_done = 0  # optimizer steps of the running (or last) fit, a resumed fit's steps before the checkpoint included
+    _resumed_steps = 0  # steps_done of the checkpoint a resume loaded
 
     # class-level defaults: learners exported before these settings existed still load and fit
     optimizer_type, adam_epsilon, warmup_steps, schedule_type = "adamw", 1e-8, None, None
@@ -197,13 +201,19 @@ class TaskLearner(Learner):
 
         Args:
             is_fp16: train in mixed precision.
-            freeze: train only the head until `unfreeze()`.
+            freeze: train only what is outside the encoder (the classifier) until `unfreeze()`, as fast-bert's
+                `freeze_transformer_layers`.
         """
         amp = mixed_precision(next(self.model.parameters()).device) if is_fp16 else None
         if amp is not None:
             self.add_cb(amp)
         if freeze:
+            # fast-bert froze every parameter of the encoder; fastai's freeze() keeps its LayerNorms training
+            # (train_bn, meant for BatchNorm) and the pooler sits in the head group: both drifted
+            self.train_bn = False
             self.freeze()
+            for p in getattr(self.model, "base_model", self.model).parameters():
+                p.requires_grad_(False)
         return self
 
     @property
@@ -269,7 +279,7 @@ class TaskLearner(Learner):
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
-            result = super().fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+            result = self._fastai_fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             self._raise_if_diverged()
             return result
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
@@ -292,6 +302,9 @@ class TaskLearner(Learner):
             reset_opt = reset_opt and not start_epoch  # fastai would rebuild the optimizer, dropping what was restored
             if start_epoch >= epochs:
                 self.fresh_head = False  # the finished fit's weights are loaded
+                for cb in self.cbs:  # a step part-way accumulated at the end is dropped, as after any fit
+                    if isinstance(cb, StepAccumulation):
+                        cb.resume_count, cb.resume_grads = 0, {}
                 warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has finished all {epochs} epochs of "
                               "this fit, so nothing was trained; its weights are loaded. To train again, delete the "
                               "folder or fit without resume", stacklevel=user_stacklevel())
@@ -302,7 +315,9 @@ class TaskLearner(Learner):
                            pct_start=pct_start, one_cycle_options=kwargs, warmup=warmup)
         self._raise_if_diverged()
         self.fresh_head = False
-        result = (int(getattr(self, "train_iter", 0)), self.recorder.smooth_loss.mean)
+        # fast-bert's global_step: optimizer steps of the whole fit (it returned batches of this call: too many under
+        # gradient accumulation, too few after a resume)
+        result = (int(self.steps_done), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
 
     def create_opt(self) -> None:
@@ -353,10 +368,22 @@ class TaskLearner(Learner):
                         only_shared: bool = False) -> dict:
         # the settings as given, which checkpoints recorded before they recorded the effective values
         shared = {"wd": self.wd if wd is None else wd, "optimizer_type": self.optimizer_type,
-                  "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0}
+                  "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0,
+                  # a resume with another accumulation dropped the saved gradients, with another epsilon the restored
+                  # optimizer kept the checkpoint's, and clipping or class weights changed the run; all were silent
+                  "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
+                  "max_grad_norm": next((cb.max_norm for cb in self.cbs if isinstance(cb, GradientClip)), None),
+                  "loss_weights": self._loss_weights()}
         settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
                                                "one_cycle_options": one_cycle, **shared}
         return json.loads(json.dumps(settings, default=_json_value))
+
+    def _loss_weights(self) -> dict | None:
+        # the class weights of the loss (weight=, pos_weight=), as plain numbers
+        func = getattr(self.loss_func, "func", self.loss_func)
+        weights = {name: [float(v) for v in getattr(func, name).flatten()] for name in ("weight", "pos_weight")
+                   if isinstance(getattr(func, name, None), torch.Tensor)}
+        return weights or None
 
     def _resume_from(self, folder: Path, epochs: int, lr: Any, settings: dict, *, given: dict,
                      new_opt: bool = False) -> int:
@@ -375,6 +402,7 @@ class TaskLearner(Learner):
         if new_opt:  # this fit's optimizer (another type than the learner's last), built before its state is restored
             self.create_opt()
         load_checkpoint(self, folder)
+        self._resumed_steps = int(state.get("steps_done", 0))
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         return state["epochs_done"]
 
@@ -424,7 +452,29 @@ class TaskLearner(Learner):
         # a flat rate is the constant shape without warm-up; both start from a fresh momentum
         shape, share = ("warmup_constant", 0.0) if schedule_type in FLAT else (schedule_type, warmup or 0.0)
         fit_args["cbs"] = [*fit_args["cbs"], WarmupSchedule(shape, share, self.grad_accumulation_steps or 1)]
-        super().fit(epochs, lr=lr, **fit_args)
+        self._fastai_fit(epochs, lr=lr, **fit_args)
+
+    def _fastai_fit(self, epochs: int, *, start_epoch: int = 0, **fit_args: Any) -> Any:
+        # fastai's fit(start_epoch=k) cancels epochs 0..k-1 in before_epoch, but their after_epoch still runs: a
+        # checkpoint was rewritten for a skipped epoch (epochs_done going backwards, the accumulated gradients not
+        # yet restored, so a second resume lost them), trackers read an empty row and failed, loggers wrote empty
+        # epochs. Here the skipped epochs run no events at all (_do_fit starts at the first epoch to train)
+        self.first_epoch = start_epoch
+        self.steps_done = self._resumed_steps if start_epoch else 0
+        self._resumed_steps = 0
+        try:
+            return super().fit(epochs, start_epoch=0, **fit_args)
+        finally:
+            self.first_epoch = 0
+
+    def _do_grad_opt(self) -> None:
+        super()._do_grad_opt()  # gradient accumulation cancels the batch before a step it skips
+        self.steps_done += 1  # a step fp16's scaler skips counts, as in transformers and fast-bert
+
+    def _do_fit(self) -> None:
+        for epoch in range(self.first_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
 
     def _raise_if_diverged(self) -> None:
         watchdog = next((cb for cb in self.cbs if isinstance(cb, FitWatchdog)), None)
@@ -769,15 +819,15 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
 
 
 def sample_accumulation(grad_accumulation_steps: int | None, bs: int) -> GradientAccumulation | None:
-    """fastai's gradient accumulation for fast-bert's `grad_accumulation_steps` (fastai counts samples, fast-bert
-    batches), or None for a step every batch.
+    """Gradient accumulation for fast-bert's `grad_accumulation_steps`: a step every that many batches (fastai's
+    own counts samples), or None for a step every batch.
 
     Args:
         grad_accumulation_steps: batches per optimizer step.
         bs: the training batch size.
     """
     if grad_accumulation_steps and grad_accumulation_steps > 1:
-        return StepAccumulation(n_acc=grad_accumulation_steps * bs)
+        return StepAccumulation(n_acc=grad_accumulation_steps * bs, batches=grad_accumulation_steps)
     return None
 
 
@@ -827,11 +877,13 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
     limit = position_limit(model)
     enc = databunch.encoder
     keeps_other = (getattr(enc, "truncation", "head") != "head" or getattr(enc, "long_text", None)
-                   or getattr(enc.tokenizer, "truncation_side", "right") == "left")
+                   or getattr(enc.tokenizer, "truncation_side", "right") == "left" or getattr(enc, "pairs", False))
     if limit is not None and databunch.maxlen > limit and keeps_other:
-        # cutting the encoded rows keeps their first tokens: a tail cut, a left-truncating tokenizer or windows
-        # stepped for the longer maxlen would train on other tokens than prediction (encoding at the limit) reads
+        # cutting the encoded rows keeps their first tokens: a tail cut, a left-truncating tokenizer, windows
+        # stepped for the longer maxlen or a pair (whose second text the cut drops whole) would train on other tokens
+        # than prediction (encoding at the limit) reads
         what = (f"long_text={enc.long_text!r}" if getattr(enc, "long_text", None) else
+                "a sentence pair (prediction cuts both texts, longest first)" if getattr(enc, "pairs", False) else
                 f"truncation={enc.truncation!r}" if getattr(enc, "truncation", "head") != "head" else
                 "the tokenizer's truncation_side='left'")
         raise DataError(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}, and cutting "

@@ -25,7 +25,9 @@ _AFTER_WARMUP: dict[str, Callable[[float], float]] = {
     "warmup_linear": lambda progress: max(0.0, 1.0 - progress),
     "warmup_cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
     # Hugging Face's hard-restart cosine with fast-bert's one cycle: the same curve as warmup_cosine
-    "warmup_cosine_hard_restarts": lambda progress: 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))),
+    # (at the end it is 0, as transformers' is: progress % 1.0 restarted it at the peak)
+    "warmup_cosine_hard_restarts": lambda progress: 0.0 if progress >= 1.0 else
+    0.5 * (1.0 + math.cos(math.pi * (progress % 1.0))),
     "warmup_constant": lambda progress: 1.0,
 }
 SCHEDULE_TYPES = (*ONE_CYCLE, *FLAT, *_AFTER_WARMUP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -461,6 +462,174 @@ class TestCheckpoints:
         texts = ["good fun", "the acting was poor"]
         assert torch.allclose(learner.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
 
+    @staticmethod
+    def accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out, bs=20, **kwargs):
+        from bertlearn import BertDataBunch
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu")
+        return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3,
+                                                 grad_accumulation_steps=2, **kwargs)
+
+    def test_a_second_interruption_after_a_resume_keeps_the_accumulated_gradients(self, tiny_csv_dir, tiny_tokenizer,
+                                                                                 tiny_model_dir, tmp_path):
+        # fastai's start_epoch ran the skipped epochs' after_epoch: the checkpoint was rewritten for them with
+        # epochs_done going backwards and none of the accumulated gradients (not yet restored), so a second stop
+        # and resume lost them
+        import json
+
+        from fastai.callback.core import Callback, CancelFitException
+
+        class Stop(Callback):
+            order = 100  # after the checkpoint is written
+
+            def __init__(self, epoch, batch=None):
+                self.at = (epoch, batch)
+
+            def after_epoch(self):
+                if self.at == (self.epoch, None):
+                    raise CancelFitException()
+
+            def after_backward(self):
+                if self.at == (self.epoch, self.iter):
+                    raise CancelFitException()
+
+        make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out)  # noqa: E731
+        whole = make(tmp_path / "whole")
+        quiet_fit(whole, 3, lr=1e-3)
+        quiet_fit(make(tmp_path / "cut"), 3, lr=1e-3, checkpoint=True, cbs=[Stop(0)])
+        state = tmp_path / "cut" / "checkpoints" / "last" / "state.json"
+        assert json.loads(state.read_text())["accumulated"] == 1  # 5 batches: epoch 1 ends half-way through a step
+        quiet_fit(make(tmp_path / "cut"), 3, lr=1e-3, resume=True, cbs=[Stop(1, 2)])
+        assert json.loads(state.read_text())["epochs_done"] == 1  # not rewritten by the skipped epoch
+        again = make(tmp_path / "cut")
+        quiet_fit(again, 3, lr=1e-3, resume=True)
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(again.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+
+    def test_fastai_trackers_and_loggers_see_only_the_resumed_epochs(self, tiny_csv_dir, tiny_tokenizer,
+                                                                     tiny_model_dir, tmp_path):
+        # SaveModelCallback / EarlyStoppingCallback read the skipped epochs' empty rows and failed; TensorBoard
+        # restarted its steps at 0 on top of the first epochs' points
+        from fastai.callback.core import Callback, CancelFitException
+        from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+        class Stop(Callback):
+            order = 100
+
+            def after_epoch(self):
+                if self.epoch == 0:
+                    raise CancelFitException()
+
+        class Writer:
+            def __init__(self):
+                self.points = []
+
+            def add_scalar(self, tag, value, step):
+                self.points.append((tag, step))
+
+            def flush(self):
+                pass
+
+        def board():
+            return TensorBoardLogger(writer=Writer(), every=1)
+
+        make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out)  # noqa: E731
+        whole, whole_board = make(tmp_path / "whole"), board()
+        quiet_fit(whole, 3, lr=1e-3, cbs=[whole_board])
+        quiet_fit(make(tmp_path / "cut"), 3, lr=1e-3, checkpoint=True, cbs=[Stop()])
+        resumed, resumed_board = make(tmp_path / "cut"), board()
+        quiet_fit(resumed, 3, lr=1e-3, resume=True,
+                  cbs=[SaveModelCallback(monitor="valid_loss", fname="best"),
+                       EarlyStoppingCallback(monitor="valid_loss", patience=5), resumed_board])
+        assert len(resumed.recorder.values) == 2 and all(resumed.recorder.values)
+        tail = [p for p in whole_board.writer.points if p[1] > 5]  # epoch 1 is 5 batches
+        assert resumed_board.writer.points == tail and tail
+
+    def test_a_finished_resume_drops_the_step_left_part_way(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                            tmp_path):
+        # the finished fit's last step part-way accumulated went into the next, unrelated fit's first step
+        make = lambda: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)  # noqa: E731
+        from bertlearn.callbacks import StepAccumulation
+        quiet_fit(make(), 3, lr=1e-3, checkpoint=True)  # 15 batches: ends half-way through a step
+        weights = []
+        for clear in (False, True):  # the resume restores the RNG states, so each fit starts from the same ones
+            learner = make()
+            with pytest.warns(UserWarning, match="has finished all 3 epochs"):
+                quiet_fit(learner, 3, lr=1e-3, resume=True)
+            if clear:  # what a new fit after a finished one starts from
+                acc = next(cb for cb in learner.cbs if isinstance(cb, StepAccumulation))
+                acc.resume_count, acc.resume_grads = 0, {}
+            quiet_fit(learner, 1, lr=1e-4, schedule_type="none")
+            weights.append([p.detach().clone() for p in learner.model.parameters()])
+        assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+    def test_fit_returns_optimizer_steps_of_the_whole_fit(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                          tmp_path):
+        # fast-bert's global_step: it was this call's batches (10 for 5 steps of 2 batches; 5 after a resume of a
+        # 15-step fit)
+        from fastai.callback.core import Callback, CancelFitException
+
+        class Stop(Callback):
+            order = 100
+
+            def after_epoch(self):
+                if self.epoch == 1:
+                    raise CancelFitException()
+
+        make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out, bs=16)  # noqa: E731
+        learner = make(tmp_path / "a")
+        assert quiet_fit(learner, 2, lr=1e-3)[0] == 6  # 2 epochs of 6 batches, a step every 2
+        quiet_fit(make(tmp_path / "b"), 3, lr=1e-3, checkpoint=True, cbs=[Stop()])
+        assert quiet_fit(make(tmp_path / "b"), 3, lr=1e-3, resume=True)[0] == 9
+
+    @pytest.mark.parametrize("schedule", ["warmup_linear", "warmup_cosine", "warmup_cosine_hard_restarts"])
+    def test_warmup_schedules_follow_transformers_with_a_short_last_batch(self, tiny_csv_dir, tiny_tokenizer,
+                                                                         tiny_model_dir, tmp_path, schedule):
+        # 96 rows in batches of 20 end with a batch of 16: accumulation counted rows, so its steps fell on other
+        # batches than the schedule assumed (a warm-up step skipped, the decay never finished)
+        from transformers import (get_cosine_schedule_with_warmup, get_cosine_with_hard_restarts_schedule_with_warmup,
+                                  get_linear_schedule_with_warmup)
+        from fastai.callback.core import Callback
+        learner = self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path, warmup_steps=2)
+        steps = []
+
+        class Rates(Callback):
+            def before_step(self):  # after accumulation (order 6) let the step through
+                steps.append(self.opt.hypers[0]["lr"])
+
+        Rates.order = 90
+        quiet_fit(learner, 3, lr=1e-3, schedule_type=schedule, cbs=[Rates()])
+        make = {"warmup_linear": get_linear_schedule_with_warmup, "warmup_cosine": get_cosine_schedule_with_warmup,
+                "warmup_cosine_hard_restarts": get_cosine_with_hard_restarts_schedule_with_warmup}[schedule]
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        sched, expected = make(opt, 2, 7), []  # 15 batches, a step every 2: 7 steps
+        for _ in range(7):
+            expected.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert steps == pytest.approx(expected, abs=1e-12)
+
+    @pytest.mark.parametrize("option,before,after,named", [
+        ("grad_accumulation_steps", 2, 4, "grad_accumulation_steps: 2 in the checkpoint, 4 now"),
+        ("adam_epsilon", 1e-8, 1e-3, "adam_epsilon: 1e-08 in the checkpoint, 0.001 now"),
+        ("max_grad_norm", 1.0, None, "max_grad_norm: 1.0 in the checkpoint, None now"),
+        ("weight", None, [1.0, 5.0], "loss_weights: None in the checkpoint, {'weight': [1.0, 5.0]} now")])
+    def test_a_resume_with_other_training_options_is_refused(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                             tmp_path, option, before, after, named):
+        # each resumed silently before: another accumulation dropped the saved gradients, another epsilon kept the
+        # checkpoint's in the restored optimizer
+        from bertlearn import BertDataBunch
+
+        def make(value):
+            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+            options = {} if value is None and option == "weight" else {option: value}
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                     seed=3, **options)
+
+        quiet_fit(make(before), 2, lr=1e-3, checkpoint=True)
+        with pytest.raises(BertLearnError, match=r"^resume=True: the checkpoint in '.*last' belongs to another run \("
+                                                 + re.escape(named) + r"\); resume with the same model"):
+            quiet_fit(make(after), 2, lr=1e-3, resume=True)
+
     def test_resume_with_another_schedule_is_refused(self, tiny_learner):
         quiet_fit(tiny_learner, 1, lr=1e-4, checkpoint=True)
         with pytest.raises(BertLearnError, match=r"belongs to fit\(1, lr=0.0001\), not fit\(2, lr=0.0001\)"):
@@ -689,10 +858,26 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
 
 
-@pytest.mark.parametrize("option", [{"truncation": "tail"}, {"long_text": "sliding_window", "stride": 4}])
+def test_freeze_transformer_layers_trains_nothing_of_the_encoder(tiny_databunch, tiny_model_dir, tmp_path):
+    # fast-bert froze every encoder parameter; fastai's freeze() kept the LayerNorms (train_bn) and the pooler
+    # (in the head group) training, so the "frozen" encoder drifted
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                output_dir=tmp_path, freeze_transformer_layers=True)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    quiet_fit(learner, 1, lr=1e-2)
+    base = {f"{learner.model.base_model_prefix}.{n}" for n, _ in learner.model.base_model.named_parameters()}
+    changed = {n for n, p in learner.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"classifier.weight", "classifier.bias"} and not changed & base
+    learner.unfreeze()
+    assert all(p.requires_grad for p in learner.model.parameters())
+
+
+@pytest.mark.parametrize("option", [{"truncation": "tail"}, {"long_text": "sliding_window", "stride": 4},
+                                    {"text_col": ["text", "text_b"]}])
 def test_a_cut_that_would_not_keep_tail_or_windows_is_refused(tiny_tokenizer, tmp_path, option):
     # cutting the encoded rows keeps their first tokens: training read the middle of a text where prediction read
-    # its tail, and windows stepped for maxlen 64 left tokens unseen
+    # its tail, windows stepped for maxlen 64 left tokens unseen, and a pair lost its second text whole where
+    # prediction cut both
     from transformers import BertConfig, BertModel
 
     from bertlearn import BertDataBunch
@@ -701,8 +886,10 @@ def test_a_cut_that_would_not_keep_tail_or_windows_is_refused(tiny_tokenizer, tm
                          num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
                          max_position_embeddings=16)).save_pretrained(tmp_path / "short")
     df = make_texts(40)
+    df["text_b"] = df["text"].str[::-1]
     db = BertDataBunch.from_df(df, df, tiny_tokenizer, maxlen=64, bs=8, device="cpu", **option)
-    what = "truncation='tail'" if "truncation" in option else "long_text='sliding_window'"
+    what = ("truncation='tail'" if "truncation" in option else "long_text='sliding_window'" if "long_text" in option
+            else "a sentence pair (prediction cuts both texts, longest first)")
     with pytest.raises(DataError) as e:
         BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
     assert str(e.value) == (f"maxlen=64 exceeds the model's max_position_embeddings=16, and cutting the encoded rows "

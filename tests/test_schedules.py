@@ -47,3 +47,19 @@ def test_an_unknown_starting_momentum_is_said():
                                            "(e.g. functools.partial(Adam, mom=0.95)) or build the learner with "
                                            "bertlearn, whose optimizers record it")
     assert [h["mom"] for h in learn.opt.hypers] == [0.9]
+
+
+def test_hard_restarts_end_at_zero_as_transformers():
+    # progress % 1.0 restarted the cosine at its peak at the fit's end
+    from transformers import get_cosine_with_hard_restarts_schedule_with_warmup
+
+    from bertlearn.schedules import warmup_schedule
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched, expected = get_cosine_with_hard_restarts_schedule_with_warmup(opt, 2, 10), []
+    for _ in range(11):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    rate = warmup_schedule(1.0, "warmup_cosine_hard_restarts", 0.2)
+    assert [rate(k / 10) for k in range(11)] == pytest.approx(expected, abs=1e-12)
+    assert rate(1.0) == 0.0
