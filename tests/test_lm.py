@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import pytest
 import torch
@@ -115,7 +117,7 @@ def test_fit_lowers_validation_loss_and_the_saved_encoder_starts_a_classifier(ti
 def test_fast_bert_call_and_bad_input(tiny_model_dir, tmp_path, corpus, tiny_tokenizer):
     db = BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, batch_size_per_gpu=8, max_seq_length=24,
                                          multi_gpu=False, test_size=0.2, model_type="bert", device="cpu")
-    assert db.bs == 8 and db.maxlen == 24 and len(db.valid_ds) == 40
+    assert db.bs == 8 and db.maxlen == 24 and db.valid_ds.n_texts == 40  # texts: long ones are blocks
     pd.DataFrame({"body": corpus}).to_csv(tmp_path / "c.csv", index=False)
     with pytest.raises(DataError, match=r"text_col: column 'text' not in corpus; columns are \['body'\]"):
         BertLMDataBunch.from_raw_corpus(tmp_path / "c.csv", str(tiny_model_dir))
@@ -283,8 +285,10 @@ def test_fast_bert_positional_order_maps_every_place(tiny_model_dir, tmp_path, c
         warnings.simplefilter("ignore")  # model_type='bert' is named once as without effect
         db = BertLMDataBunch.from_raw_corpus(tmp_path, corpus, tiny_tokenizer, 8, 24, False, 0.25, "bert", logger,
                                              False, False, device="cpu")
-    assert (db.bs, db.maxlen, len(db.train_ds), len(db.valid_ds)) == (8, 24, 150, 50)
-    assert said == ["masked-LM data: 150 train / 50 valid texts, maxlen 24"]
+    assert (db.bs, db.maxlen, db.train_ds.n_texts, db.valid_ds.n_texts) == (8, 24, 150, 50)
+    assert said == ["masked-LM data: 150 train / 50 valid texts, maxlen 24; 40 train / 19 valid texts longer than maxlen "
+                    "were split into 80 / 38 consecutive blocks of up to 22 text tokens (no token dropped): 190 train / "
+                    "69 valid rows"]
     assert len((tmp_path / "lm_val.txt").read_text().splitlines()) == 50
     with pytest.raises(BertLearnError, match=r"^from_raw_corpus: batch_size_per_gpu=8 given by position \(fast-bert "
                                              r"order\) and bs=16 by name \(the same setting\); give it once$"):
@@ -350,3 +354,117 @@ def test_a_txt_corpus_is_read_one_text_a_line(tiny_model_dir, tmp_path, tiny_tok
     assert sorted(read) == sorted(expected) and len(read) == 12
     with pytest.raises(DataError, match=r"^corpus: file '.*missing\.txt' not found$"):
         BertLMDataBunch.from_raw_corpus(tmp_path / "missing.txt", tiny_tokenizer)
+
+
+def _long_texts(n, lo, hi, seed):
+    """`n` texts of `lo`..`hi` words of the tiny vocabulary (one token a word)."""
+    import random
+
+    from conftest import FILLER, NEGATIVE, POSITIVE
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(POSITIVE + NEGATIVE + FILLER) for _ in range(rng.randint(lo, hi))) for _ in range(n)]
+
+
+def _rows(ds):
+    return [ds.ids[i, :ds.lengths[i]].tolist() for i in range(len(ds))]
+
+
+def test_long_texts_become_consecutive_blocks_holding_every_token_once(tiny_model_dir, tiny_tokenizer):
+    """Each text was encoded alone and cut at maxlen (with an INFO line only): 20 texts of ~400 tokens at maxlen 64
+    kept 16% of the corpus. Now each long text is consecutive blocks, together its whole encoding."""
+    texts = _long_texts(14, 20, 90, seed=0) + ["good [MASK] film " * 10 + "the end"]  # a special token's text inside
+    db = BertLMDataBunch.from_raw_corpus(texts, tiny_tokenizer, bs=4, maxlen=16, seed=0, valid_pct=0.25, device="cpu")
+    cls, sep = tiny_tokenizer.cls_token_id, tiny_tokenizer.sep_token_id
+    seen = []
+    for ds in (db.train_ds, db.valid_ds):
+        assert (ds.lengths <= 16).all() and list(ds.owner) == sorted(ds.owner)  # a text's blocks are consecutive
+        rows = _rows(ds)
+        for j in range(ds.n_texts):
+            whole = tiny_tokenizer(str(ds.texts[j]), truncation=False)["input_ids"]
+            mine = [rows[r] for r in range(len(ds)) if ds.owner[r] == j]
+            assert all(r[0] == cls and r[-1] == sep for r in mine)
+            assert all(len(r) == 16 for r in mine[:-1]) and len(mine) == -(-(len(whole) - 2) // 14)
+            assert [t for r in mine for t in r[1:-1]] == whole[1:-1]  # every token once, in order
+            seen.append(str(ds.texts[j]))
+    assert sorted(seen) == sorted(texts) and len(db.train_ds) + len(db.valid_ds) > 2 * len(texts)
+    # the validation masks are still drawn once: the same every pass
+    first, second = ([b[2].tolist() for b in db.valid] for _ in range(2))
+    assert first == second and sum(map(len, first)) > 0
+
+
+def test_fast_bert_one_line_lm_train_txt_gives_every_block(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """fast-bert's create_corpus wrote all of lm_train.txt on one line: it was one training row of 64 tokens out of
+    7,200; its TextDataset cut the joined corpus into blocks."""
+    texts = _long_texts(20, 350, 450, seed=1)
+    (tmp_path / "lm_train.txt").write_text(" ".join(texts[:18]) + " ")
+    (tmp_path / "lm_val.txt").write_text(" ".join(texts[18:]) + " ")
+    db = BertLMDataBunch(data_dir=tmp_path, tokenizer=tiny_tokenizer, batch_size_per_gpu=4, max_seq_length=64,
+                         multi_gpu=False, device="cpu")
+    for ds, part in ((db.train_ds, texts[:18]), (db.valid_ds, texts[18:])):
+        n_tokens = len(tiny_tokenizer.tokenize(" ".join(part)))
+        assert len(ds) == -(-n_tokens // 62) and int(ds.lengths.sum()) == n_tokens + 2 * len(ds)
+        assert (ds.lengths <= 64).all() and ds.n_texts == 1
+
+
+def test_short_texts_keep_their_row_beside_split_ones(tiny_model_dir, tiny_tokenizer):
+    short = make_texts(30, seed=4)["text"].tolist()  # at most 31 tokens with [CLS] and [SEP]
+    exact = " ".join(["film"] * 30)  # exactly maxlen tokens: nothing to split
+    texts = short + [exact] + _long_texts(3, 60, 80, seed=2)
+    db = BertLMDataBunch.from_raw_corpus(texts, tiny_tokenizer, bs=4, maxlen=32, seed=0, valid_pct=0.2, device="cpu")
+    n_rows = {}
+    for ds in (db.train_ds, db.valid_ds):
+        rows = _rows(ds)
+        for r, j in enumerate(ds.owner):
+            n_rows[str(ds.texts[j])] = n_rows.get(str(ds.texts[j]), 0) + 1
+            if str(ds.texts[j]) in short + [exact]:
+                assert rows[r] == tiny_tokenizer(str(ds.texts[j]))["input_ids"]
+    assert all(n_rows[t] == 1 for t in short + [exact])
+    assert all(n_rows[t] == -(-len(t.split()) // 30) > 1 for t in texts[-3:])
+
+
+def test_split_notice_names_texts_and_blocks(tiny_model_dir, tiny_tokenizer, tmp_path, caplog):
+    train = ["good film", "bad plot", "fun"] + [" ".join(["film"] * 50), " ".join(["plot"] * 30)]  # 4 + 3 blocks
+    valid = [" ".join(["good"] * 40), "dull"]  # 3 blocks, 1 row
+    (tmp_path / "lm_train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "lm_val.txt").write_text("\n".join(valid) + "\n")
+    with caplog.at_level(logging.INFO, logger="bertlearn.tasks.lm"):
+        BertLMDataBunch(tmp_path, tiny_tokenizer, bs=4, maxlen=16, seed=0, device="cpu")
+    assert [r.getMessage() for r in caplog.records if r.name == "bertlearn.tasks.lm"] == [
+        "masked-LM data: 5 train / 2 valid texts, maxlen 16; 2 train / 1 valid texts longer than maxlen were split "
+        "into 7 / 3 consecutive blocks of up to 14 text tokens (no token dropped): 10 train / 4 valid rows"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="bertlearn.tasks.lm"):
+        BertLMDataBunch.from_raw_corpus(make_texts(40, seed=3)["text"].tolist(), tiny_tokenizer, maxlen=32, seed=0,
+                                        device="cpu")
+    assert [r.getMessage() for r in caplog.records if r.name == "bertlearn.tasks.lm"] == [
+        "masked-LM data: 36 train / 4 valid texts, maxlen 32"]
+
+
+def test_pack_joins_texts_into_full_blocks_by_hand(tiny_model_dir, tiny_tokenizer, tmp_path, caplog):
+    """pack=True: fast-bert's TextDataset and run_mlm's group_texts (joined, cut into full blocks), keeping the last
+    shorter block they dropped."""
+    train = [["good", "film", "was", "fun", "a"], ["bad", "plot"] * 3 + ["the"], ["dull", "acting"] * 5]  # 5 + 7 + 10
+    valid = [["lovely", "movie", "is", "very", "fine", "really"] * 5]  # 30
+    (tmp_path / "lm_train.txt").write_text("\n".join(map(" ".join, train)) + "\n")
+    (tmp_path / "lm_val.txt").write_text("\n".join(map(" ".join, valid)) + "\n")
+    with caplog.at_level(logging.INFO, logger="bertlearn.tasks.lm"):
+        db = BertLMDataBunch(tmp_path, tiny_tokenizer, bs=4, maxlen=8, seed=0, device="cpu", pack=True)
+    cls, sep = tiny_tokenizer.cls_token_id, tiny_tokenizer.sep_token_id
+    for ds, words in ((db.train_ds, train), (db.valid_ds, valid)):
+        flat = tiny_tokenizer.convert_tokens_to_ids([w for text in words for w in text])
+        assert _rows(ds) == [[cls, *flat[k:k + 6], sep] for k in range(0, len(flat), 6)]
+    assert [len(r) for r in _rows(db.train_ds)] == [8, 8, 8, 6] and list(db.train_ds.owner) == [0, 1, 2, 2]
+    assert len(db.valid_ds) == 5 and db.valid_ds.n_texts == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "bertlearn.tasks.lm"] == [
+        "masked-LM data: 3 train / 1 valid texts, maxlen 8; packed (pack=True) into 4 train / 5 valid blocks of 6 text "
+        "tokens (each split's last block shorter; no token dropped)"]
+    with pytest.raises(DataError, match=r"^pack='yes' must be True \(join the texts and cut them into full blocks\) or "
+                                        r"False \(split each long text into blocks of its own\)$"):
+        BertLMDataBunch(tmp_path, tiny_tokenizer, maxlen=8, device="cpu", pack="yes")
+
+
+def test_maxlen_without_room_for_text_is_refused(tiny_model_dir, tiny_tokenizer, corpus):
+    with pytest.raises(DataError, match=r"^maxlen=2 leaves no room for text: BertTokenizer adds 2 special tokens to "
+                                        r"every row; allowed: maxlen >= 3; give a larger maxlen \(max_seq_length\), "
+                                        r"e\.g\. 128$"):
+        BertLMDataBunch.from_raw_corpus(corpus, tiny_tokenizer, maxlen=2, device="cpu")

@@ -7,6 +7,10 @@ Masking follows Hugging Face's `DataCollatorForLanguageModeling` (15% of tokens;
 10% a random token, 10% unchanged), redrawn every epoch for training and fixed once for validation so
 validation losses are comparable across epochs. The vocabulary projection (the costly part of the LM
 head: hidden size x 30k) runs only on the masked positions.
+
+No token of the corpus is dropped: a text longer than `maxlen` becomes consecutive blocks, one row each, with the
+tokenizer's own special tokens around every block; `pack=True` joins the texts and cuts them into full blocks
+(fast-bert's `TextDataset`, transformers' `run_mlm` `group_texts`), keeping the shorter last block.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import random
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +35,8 @@ from torch import nn
 from ..atomic import atomic_dir, atomic_file
 from ..compat import note_no_effect
 from ..callbacks import DeviceAvgLoss, StepAccumulation
-from ..data import BertDataBunch, BertDataLoader, EncodedDataset, TextEncoder, as_texts, positive_int, read_csv
+from ..data import (BertDataBunch, BertDataLoader, EncodedDataset, RaggedRows, TextEncoder, as_texts, positive_int,
+                    read_csv)
 from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
@@ -173,7 +178,7 @@ class BertLMDataBunch(BertDataBunch):
     def from_raw_corpus(cls, corpus: Sequence[str] | str | Path | pd.DataFrame | None = None, tokenizer: Any = None,
                         bs: int = 32, maxlen: int = 128, mlm_probability: float = 0.15, *, text_col: str = "text",
                         valid_pct: float = 0.1, seed: int | None = None, device: torch.device | str | None = None,
-                        path: str | Path = ".", logger: logging.Logger | None = None,
+                        path: str | Path = ".", logger: logging.Logger | None = None, pack: bool = False,
                         **kwargs: Any) -> "BertLMDataBunch":
         """Tokenize raw texts for masked-LM training; a `valid_pct` share is held out for validation.
 
@@ -184,12 +189,19 @@ class BertLMDataBunch(BertDataBunch):
         writes the split to `data_dir/lm_train.txt` and `lm_val.txt` (one text a line, whitespace runs as one
         space), which `BertLMDataBunch(data_dir, tokenizer, ...)` reads back.
 
+        No token is dropped: a text longer than `maxlen` is split into consecutive blocks, each a row with the
+        tokenizer's special tokens around it ([CLS] + up to maxlen - 2 tokens + [SEP] for BERT), in training and
+        validation alike, and the log says how many texts were split into how many blocks. `pack=True` instead joins
+        each split's texts and cuts them into full blocks, as fast-bert's `TextDataset` did (less padding; a block
+        can span two texts).
+
         Args:
             corpus: a list of texts, a .txt file (one text a line, no header, blank lines skipped: fast-bert's
                 lm_train.txt), a CSV file (with `text_col`), or a DataFrame.
             tokenizer: tokenizer object, hub name, local path; None for the packaged default model's.
             bs: batch size (alias `batch_size_per_gpu`).
-            maxlen: tokens per text, special tokens included (alias `max_seq_length`); longer texts are cut.
+            maxlen: tokens per row, special tokens included (alias `max_seq_length`); a longer text is split into
+                consecutive blocks of at most this many tokens.
             mlm_probability: share of tokens masked.
             text_col: the text column of a CSV or DataFrame.
             valid_pct: share of texts held out (alias `test_size`).
@@ -197,6 +209,8 @@ class BertLMDataBunch(BertDataBunch):
             device: where batches go (default: CUDA when available).
             path: the folder things are saved relative to.
             logger: a `logging.Logger`.
+            pack: join each split's texts and cut them into blocks of `maxlen` tokens (the last one shorter) instead
+                of splitting each long text on its own.
         """
         corpus, tokenizer, bs, path, write_to = _fast_bert_form(corpus, tokenizer, bs, path, kwargs)
         bs = kwargs.pop("batch_size_per_gpu", bs)
@@ -211,6 +225,9 @@ class BertLMDataBunch(BertDataBunch):
             raise DataError(f"mlm_probability={mlm_probability!r} must be between 0 and 1 (usually 0.15)")
         if not 0 < float(valid_pct) < 1:
             raise DataError(f"valid_pct={valid_pct!r} must be between 0 and 1")
+        if not isinstance(pack, (bool, np.bool_)):
+            raise DataError(f"pack={pack!r} must be True (join the texts and cut them into full blocks) or False "
+                            "(split each long text into blocks of its own)")
         texts = _corpus_texts(corpus, text_col)
         tok = load_tokenizer(tokenizer)
         if tok.mask_token is None:
@@ -221,9 +238,11 @@ class BertLMDataBunch(BertDataBunch):
         if write_to is not None:  # fast-bert wrote the split to data_dir; BertLMDataBunch(data_dir) reads it back
             _write_split(write_to, train_texts, valid_texts)
         encoder = TextEncoder(tok, maxlen, [])
-        train_ds, valid_ds = encoder.dataset(train_texts), encoder.dataset(valid_texts)
-        (logger or _log).info("masked-LM data: %d train / %d valid texts, maxlen %d", len(train_ds), len(valid_ds),
-                              maxlen)
+        budget = _text_budget(tok, maxlen)
+        blocks = _packed_dataset if pack else _split_dataset
+        (train_ds, n_train), (valid_ds, n_valid) = (blocks(encoder, part, budget)
+                                                    for part in (train_texts, valid_texts))
+        (logger or _log).info(_blocks_notice(train_ds, valid_ds, n_train, n_valid, maxlen, budget, bool(pack)))
         loaders = [MaskedLMDataLoader(train_ds, bs=bs, shuffle=True, collator=collator),
                    MaskedLMDataLoader(valid_ds, bs=2 * bs, collator=collator, seed=0 if seed is None else seed)]
         _refuse_unmasked_validation(loaders[1], float(mlm_probability),
@@ -296,9 +315,154 @@ def _refuse_unmasked_validation(dl: MaskedLMDataLoader, mlm_probability: float, 
     fix = ("add texts to lm_val.txt (or build the split again with from_raw_corpus and a larger valid_pct)"
            if held_out == "lm_val.txt" else "give more or longer validation texts, or a larger valid share "
            "(valid_pct / test_size)")
-    raise DataError(f"{held_out}: the masks drawn for the {len(dl.dataset)} validation texts ({tokens} tokens that "
+    raise DataError(f"{held_out}: the masks drawn for the {dl.dataset.n_texts} validation texts ({tokens} tokens that "
                     f"can be masked, mlm_probability={mlm_probability}) mask no token, so validation would have no "
                     f"loss; {fix}")
+
+
+def _text_budget(tok: Any, maxlen: int) -> int:
+    """The text tokens a row of `maxlen` tokens holds beside the special tokens the tokenizer adds to a single text.
+
+    Args:
+        tok: the tokenizer.
+        maxlen: tokens per row, special tokens included.
+    """
+    n_special = int(tok.num_special_tokens_to_add(pair=False))
+    if maxlen <= n_special:  # a row of special tokens only: a long text would never fit, however many blocks
+        raise DataError(f"maxlen={maxlen} leaves no room for text: {type(tok).__name__} adds {n_special} special "
+                        f"tokens to every row; allowed: maxlen >= {n_special + 1}; give a larger maxlen "
+                        "(max_seq_length), e.g. 128")
+    return maxlen - n_special
+
+
+_WHOLE_CHUNK = 1024  # texts per tokenizer call when encoding whole texts: bounded memory, few calls
+
+
+def _whole_encodings(tok: Any, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray, list[int]]]:
+    """(leading special tokens, text tokens as int64, trailing special tokens) of each text, encoded whole (no cut)
+    by the tokenizer's own call; its special-tokens mask marks only what the tokenizer added ([CLS] ... [SEP],
+    <s> ... </s>), not special-token strings inside a text.
+
+    Args:
+        tok: the tokenizer.
+        texts: the texts.
+    """
+    for start in range(0, len(texts), _WHOLE_CHUNK):
+        enc = tok(list(texts[start:start + _WHOLE_CHUNK]), truncation=False, return_attention_mask=False,
+                  return_token_type_ids=False, return_special_tokens_mask=True, verbose=False)
+        for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"]):
+            lead = next((i for i, s in enumerate(special) if not s), len(ids))
+            trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+            yield list(ids[:lead]), np.asarray(ids[lead:len(ids) - trail], dtype=np.int64), list(ids[len(ids) - trail:])
+
+
+def _blocks(lead: list[int], body: np.ndarray, trail: list[int], budget: int,
+            dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """`body` cut into consecutive blocks of `budget` tokens (the last one shorter), each as `lead + block + trail`:
+    the blocks' ids back to back and their lengths. Built in numpy: a corpus on one line is millions of tokens.
+
+    Args:
+        lead, trail: the special tokens the tokenizer puts before and after a text.
+        body: the text tokens.
+        budget: text tokens per block.
+        dtype: the ids' storage dtype.
+    """
+    n_full, rest = divmod(len(body), budget)
+    full = np.concatenate([np.tile(np.asarray(lead, dtype=dtype), (n_full, 1)),
+                           body[:n_full * budget].astype(dtype).reshape(n_full, budget),
+                           np.tile(np.asarray(trail, dtype=dtype), (n_full, 1))], axis=1).reshape(-1)
+    lengths = [len(lead) + budget + len(trail)] * n_full
+    if rest:
+        full = np.concatenate([full, np.asarray(lead, dtype=dtype), body[n_full * budget:].astype(dtype),
+                               np.asarray(trail, dtype=dtype)])
+        lengths.append(len(lead) + rest + len(trail))
+    return full, np.asarray(lengths, dtype=np.int64)
+
+
+def _split_dataset(encoder: TextEncoder, texts: list[str], budget: int) -> tuple[EncodedDataset, int]:
+    """The texts encoded one row each, except that a text longer than `encoder.maxlen` becomes consecutive blocks
+    of `budget` text tokens (the last shorter), each with the tokenizer's special tokens around it: no token is
+    dropped. Returns the dataset and how many texts were split.
+
+    Args:
+        encoder: the masked-LM data's encoder (cuts at its maxlen).
+        texts: the texts of one split.
+        budget: text tokens per block (maxlen less the special tokens).
+    """
+    ds = encoder.dataset(texts)  # the fast batched call; it cuts at maxlen, so only rows that reach it may be cut
+    reached = np.flatnonzero(np.asarray(ds.lengths) >= encoder.maxlen)
+    if not len(reached):
+        return ds, 0
+    ids, dtype = ds.ids, ds.ids.dtype
+    values, lengths, owner, prev, n_split = [], [], [], 0, 0
+    whole = _whole_encodings(encoder.tokenizer, [texts[int(ds.owner[r])] for r in reached])
+    for i, (lead, body, trail) in zip(reached.tolist(), whole):
+        if len(lead) + len(body) + len(trail) <= encoder.maxlen:
+            continue  # exactly maxlen tokens: nothing was cut, the encoded row stays
+        block_ids, block_lengths = _blocks(lead, body, trail, budget, dtype)
+        values += [ids.values[ids.offsets[prev]:ids.offsets[i]], block_ids]
+        lengths += [ids.lengths[prev:i], block_lengths]
+        owner += [ds.owner[prev:i], np.full(len(block_lengths), ds.owner[i], dtype=np.int64)]
+        prev, n_split = i + 1, n_split + 1
+    if not n_split:
+        return ds, 0
+    values.append(ids.values[ids.offsets[prev]:])
+    lengths.append(ids.lengths[prev:])
+    owner.append(ds.owner[prev:])
+    rows = RaggedRows.from_flat(np.concatenate(values), np.concatenate(lengths), dtype, fill=encoder.pad_id)
+    out = EncodedDataset(rows, rows.lengths, None, encoder, owner=np.concatenate(owner).astype(np.int64),
+                         n_texts=ds.n_texts, texts=ds.texts)
+    out.encoded_by = ds.encoded_by
+    return out, n_split
+
+
+def _packed_dataset(encoder: TextEncoder, texts: list[str], budget: int) -> tuple[EncodedDataset, int]:
+    """The texts' tokens joined in order and cut into blocks of `budget` text tokens (the last one shorter, not
+    dropped as fast-bert and `group_texts` did), each with the tokenizer's special tokens around it. Returns the
+    dataset and how many texts it holds.
+
+    Args:
+        encoder: the masked-LM data's encoder.
+        texts: the texts of one split.
+        budget: text tokens per block (maxlen less the special tokens).
+    """
+    lead, trail, bodies = None, None, []
+    for lead_i, body, trail_i in _whole_encodings(encoder.tokenizer, texts):
+        if lead is None and len(body):  # every text gets the same; an empty text's mask cannot tell lead from trail
+            lead, trail = lead_i, trail_i
+        bodies.append(body)
+    flat = np.concatenate(bodies) if bodies else np.zeros(0, np.int64)
+    block_ids, block_lengths = _blocks(lead or [], flat, trail or [], budget, encoder.id_dtype)
+    rows = RaggedRows.from_flat(block_ids, block_lengths, encoder.id_dtype, fill=encoder.pad_id)
+    # a block's owner is the text it starts in (show_batch decodes packed rows: they span texts)
+    starts = np.cumsum([0] + [len(b) for b in bodies[:-1]])
+    owner = np.searchsorted(starts, np.arange(len(block_lengths)) * budget, side="right") - 1
+    ds = EncodedDataset(rows, rows.lengths, None, encoder, owner=owner.astype(np.int64), n_texts=len(texts))
+    ds.encoded_by = "tokenized by the tokenizer's own call (whole texts, packed)"
+    return ds, len(texts)
+
+
+def _blocks_notice(train_ds: EncodedDataset, valid_ds: EncodedDataset, n_train: int, n_valid: int, maxlen: int,
+                   budget: int, pack: bool) -> str:
+    """The one line the data reports: texts and rows per split, and which texts became several blocks.
+
+    Args:
+        train_ds, valid_ds: the two datasets.
+        n_train, n_valid: texts split (per-text blocks) or packed (`pack`) per dataset.
+        maxlen: tokens per row.
+        budget: text tokens per block.
+        pack: whether the texts were packed.
+    """
+    head = f"masked-LM data: {train_ds.n_texts} train / {valid_ds.n_texts} valid texts, maxlen {maxlen}"
+    if pack:
+        return (f"{head}; packed (pack=True) into {len(train_ds)} train / {len(valid_ds)} valid blocks of "
+                f"{budget} text tokens (each split's last block shorter; no token dropped)")
+    if not n_train and not n_valid:
+        return head
+    blocks = [len(ds) - (ds.n_texts - n) for ds, n in ((train_ds, n_train), (valid_ds, n_valid))]
+    return (f"{head}; {n_train} train / {n_valid} valid texts longer than maxlen were split into {blocks[0]} / "
+            f"{blocks[1]} consecutive blocks of up to {budget} text tokens (no token dropped): {len(train_ds)} train "
+            f"/ {len(valid_ds)} valid rows")
 
 
 def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
