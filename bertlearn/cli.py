@@ -79,6 +79,10 @@ _EXAMPLES_EVAL = """examples:
 """
 
 
+# defaults of train options that only some runs use: an option differing from its default was given
+_CHUNK_SIZE, _TRAIN_SIZE = 50_000, 0.8
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `bertlearn` command (subcommands train, predict, eval)."""
     from .version import __version__
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--onnx", action="store_true", help="also export OUT/onnx for ONNX Runtime")
     t.add_argument("--on-disk", action="store_true", help="stream the CSV files through an on-disk token store "
                    "(files larger than memory; needs --val-file or val.csv)")
-    t.add_argument("--chunk-size", type=int, default=50_000, help="rows per chunk with --on-disk")
+    t.add_argument("--chunk-size", type=int, default=_CHUNK_SIZE, help="rows per chunk with --on-disk")
     t.add_argument("--task", choices=["classification", "ner"], default=None,
                    help="default: ner for .conll/.txt/.iob/.bio/.jsonl training files, else classification")
     t.add_argument("--label-file", default=None, help="NER: the tag list in --data, one per line (default: the "
@@ -134,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="NER: the tag scheme (default: detected from the training file)")
     t.add_argument("--label-all-tokens", action="store_true", help="NER: every sub-word of a word carries its tag "
                    "in the loss, not only the first")
-    t.add_argument("--train-size", type=float, default=0.8, help="NER from one JSONL file: the share trained on")
+    t.add_argument("--train-size", type=float, default=_TRAIN_SIZE, help="NER from one JSONL file: the share trained "
+                   "on")
     t.add_argument("--tune-thresholds", action="store_true", help="multi-label: pick per-label thresholds on "
                    "the validation set before saving")
 
@@ -232,6 +237,9 @@ def _train(args: argparse.Namespace) -> int:
     if not data.is_dir():
         raise DataError(f"--data {str(data)!r} is not a folder")
     check_replaceable(args.out, "--out")  # before training, not after it: the save replaces the folder
+    if args.label_file is not None and not (data / args.label_file).is_file():  # a typo, whichever task reads it
+        raise DataError(f"--label-file {str(data / args.label_file)!r} does not exist; name the tag list in --data "
+                        "(one tag per line, token classification only), or leave --label-file out")
     task = args.task or ("ner" if Path(args.train_file).suffix.lower() in _NER_SUFFIXES else "classification")
     if task == "ner":
         return _train_ner(args, chosen=args.task is None)
@@ -241,6 +249,7 @@ def _train(args: argparse.Namespace) -> int:
             raise DataError(f"--train-file {args.train_file!r} is not in {str(data)!r}, which holds {ner}; for token "
                             f"classification (NER) pass --train-file {ner[0]} (the suffix chooses the task)")
     val_file = args.val_file or ("val.csv" if (data / "val.csv").is_file() else None)
+    _warn_unused_for_classification(args, val_file)
     kwargs = dict(text_col=_one_or_list(args.text_col), label_col=_one_or_list(args.label_col), bs=args.bs,
                   maxlen=args.maxlen, multi_label=args.multi_label, regression=args.regression,
                   label_delim=args.label_delim, truncation=args.truncation, seed=args.seed, device=args.device,
@@ -280,6 +289,37 @@ def _train(args: argparse.Namespace) -> int:
 
 
 _GRAPHS = {"auto": "auto", "on": True, "off": False}
+
+
+def _warn_unused_for_classification(args: argparse.Namespace, val_file: str | None) -> None:
+    """Warn about each option given that a classification run does not use, and why, before the data is read.
+
+    Args:
+        args: the parsed `bertlearn train` arguments.
+        val_file: the validation file the run uses (None: a share of the training file is held out).
+    """
+    multi_label = args.multi_label or args.label_delim is not None  # as the databunch decides it
+    unused: list[str] = []
+    if args.tune_thresholds and not multi_label:
+        kind = "regression (it predicts a number)" if args.regression else \
+            "single-label classification (it predicts the most probable label)"
+        unused.append(f"--tune-thresholds: no effect on {kind}; per-label thresholds are tuned for --multi-label")
+    if args.train_size != _TRAIN_SIZE:
+        held = f"it validates on {val_file}" if val_file else \
+            f"without --val-file or val.csv it holds out a random 20% of {args.train_file} for validation"
+        unused.append(f"--train-size: no effect on classification (it is the share trained on for NER from one "
+                      f"JSONL file); {held}")
+    if args.label_file is not None:
+        unused.append("--label-file: no effect on classification (it is the tag list of token classification); "
+                      "the label order comes from labels.csv in --data when there, else the sorted training labels")
+    ner_only = [name for name, given in (("--tag-scheme", args.tag_scheme != "auto"),
+                                         ("--label-all-tokens", args.label_all_tokens)) if given]
+    if ner_only:
+        unused.append(f"{', '.join(ner_only)}: no effect on classification (token classification options)")
+    if args.chunk_size != _CHUNK_SIZE and not args.on_disk:
+        unused.append("--chunk-size: no effect without --on-disk (it is the rows read at a time when streaming)")
+    for line in unused:
+        warnings.warn(line, stacklevel=3)
 
 
 def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:

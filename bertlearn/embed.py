@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BertLearnError, DataError, user_stacklevel
+from .data.encode import check_maxlen_room
+from .errors import BertLearnError, DataError, ModelError, user_stacklevel
 from .model import position_limit, position_limit_source
 from .saved import plain_maxlen
 
@@ -73,7 +74,8 @@ class WordInContext:
         sentences: the sentences, in order.
         contextual: (n_sentences, dim) hidden states of the word (its word pieces averaged).
         static: (dim,) the input-embedding vector of the word as the sentences hold it (its pieces averaged, then
-            over the sentences, which differ only where a tokenizer keeps case): one vector for all sentences.
+            over the sentences, which differ only where a tokenizer keeps case): one vector for all sentences; with
+            no sentences, of the word tokenized alone.
         spans: (start, end) character span of the word in each sentence.
     """
 
@@ -124,8 +126,8 @@ def _tokenizer_limit(tokenizer: Any) -> int | None:
 
 def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
     """What a sentence-transformers model says about its sentence vectors: "pooling" ("mean", "cls", or None for a
-    mode `embed` does not have, with "modes"), "normalize" and "maxlen"; empty for any other model (a learner, a
-    model object, a plain checkpoint).
+    mode `embed` does not have, with "modes"), "normalize", "maxlen" and "lowercase" (sentence_bert_config.json's
+    do_lower_case); empty for any other model (a learner, a model object, a plain checkpoint).
     """
     from .model import resolve_pretrained
     if not (model is None or isinstance(model, (str, Path))):
@@ -150,9 +152,12 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
                 modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
                 known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
             out["pooling"], out["modes"] = (known.get(modes[0]) if len(modes) == 1 else None), modes
-        maxlen = (_read_json(name, "sentence_bert_config.json") or {}).get("max_seq_length")
+        st_config = _read_json(name, "sentence_bert_config.json") or {}
+        maxlen = st_config.get("max_seq_length")
         if isinstance(maxlen, int) and maxlen > 0:
             out["maxlen"] = maxlen
+        if st_config.get("do_lower_case"):  # taken as sentence-transformers takes it: any true value lowercases
+            out["lowercase"] = True
     except (AttributeError, TypeError) as e:
         raise BertLearnError(f"model={str(model)!r}: its sentence-transformers files (modules.json, the Pooling "
                              f"config) are not what sentence-transformers writes ({e}); pass pooling=, normalize= "
@@ -232,17 +237,64 @@ def _folder_maxlen(folder: dict, encoder: nn.Module, model: Any) -> int | None:
     return limit
 
 
-def _check_sizes(encoder: nn.Module, bs: Any, maxlen: Any) -> None:
+def _check_sizes(encoder: nn.Module, tokenizer: Any, bs: Any, maxlen: Any) -> None:
     """bs and maxlen as the forward pass can take them, refused with the fix before the texts are encoded."""
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
         raise BertLearnError(f"bs={bs!r}: texts per forward pass must be a whole number >= 1 (e.g. bs=64)")
-    if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 2:
-        raise BertLearnError(f"maxlen={maxlen!r}: tokens kept per text must be a whole number >= 2 (e.g. 256)")
+    if isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)):
+        raise BertLearnError(f"maxlen={maxlen!r}: tokens kept per text must be a whole number (e.g. 256)")
+    # as training refuses it: below the special tokens + 1 the tokenizer ignores the limit or keeps no word
+    check_maxlen_room(tokenizer, maxlen)
     limit = position_limit(encoder)
     if limit is not None and maxlen > limit:
         raise BertLearnError(f"maxlen={maxlen}: the model takes at most {limit} tokens in one input (its config's "
                              f"{position_limit_source(encoder)}); pass maxlen<={limit}, or leave it out for the "
                              "model's limit")
+
+
+def _check_vocabulary(encoder: nn.Module, tokenizer: Any, given: Any) -> None:
+    """Refuse a tokenizer with more tokens than the model's embedding table: its ids past the table fail the lookup
+    (a raw IndexError in torch.embedding) as soon as a text holds one. `given` is the tokenizer argument, as named."""
+    try:
+        rows = encoder.get_input_embeddings().num_embeddings
+    except (AttributeError, NotImplementedError):  # no lookup table to go by: the forward pass says what is wrong
+        return
+    try:
+        size = len(tokenizer)
+    except TypeError:  # a tokenizer without a length: nothing to compare
+        return
+    if size > rows:  # a table larger than the tokenizer (rounded up to a multiple of 8...) is common and fine
+        name = repr(str(given)) if isinstance(given, (str, Path)) else type(tokenizer).__name__
+        raise ModelError(f"tokenizer={name} has {size} tokens, but the model's embedding table holds {rows} (ids 0 "
+                         f"to {rows - 1}): ids past it cannot be looked up. Pass the model's own "
+                         "tokenizer (tokenizer= the folder or hub name the model was saved with), or, after adding "
+                         "tokens to a tokenizer, model.resize_token_embeddings(len(tokenizer)) and fine-tune")
+
+
+def _lowercasing(tokenizer: Any) -> Any:
+    """A copy of `tokenizer` that lowercases texts first, as sentence-transformers (>= 6) sets up a folder whose
+    sentence_bert_config.json says do_lower_case: a Lowercase normalizer before the tokenizer's own, unless it has
+    one. Offsets still point into the original texts; the caller's tokenizer is left as it was."""
+    import copy
+
+    from tokenizers.normalizers import Lowercase
+    from tokenizers.normalizers import Sequence as NormalizerSequence
+    if not getattr(tokenizer, "is_fast", False):  # embed refuses a slow tokenizer with its own message
+        return tokenizer
+    normalizer = tokenizer.backend_tokenizer.normalizer
+    parts = list(normalizer) if isinstance(normalizer, NormalizerSequence) else \
+        [normalizer] if normalizer is not None else []
+    if any(isinstance(n, Lowercase) for n in parts):
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.backend_tokenizer.normalizer = NormalizerSequence([Lowercase(), *parts])
+    return tokenizer
+
+
+def _hidden_size(encoder: nn.Module) -> int:
+    """The width of the encoder's hidden states (an ALBERT's input embeddings are narrower)."""
+    size = getattr(getattr(encoder, "config", None), "hidden_size", None)
+    return int(size) if isinstance(size, int) else int(encoder.get_input_embeddings().embedding_dim)
 
 
 def _layers(layer: int | Sequence[int], n_hidden: int) -> list[int]:
@@ -330,20 +382,22 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     """Contextual vectors of `texts` from an encoder's hidden states.
 
     Args:
-        texts: a text or a list of texts.
+        texts: a text or a list of texts (an empty list gives a (0, dim) array, [] for "tokens").
         model: hub name, local folder, None for the packaged all-MiniLM-L6-v2, a Hugging Face model (then pass
-            `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer).
+            `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer). A sentence-transformers
+            folder whose sentence_bert_config.json says do_lower_case has its texts lowercased, as there.
         layer: which hidden state: 0 is the embedding output, i the input of block i+1 as the model carries it,
             -1 the encoder's output (`last_hidden_state`, after any final norm); a list averages those layers.
         pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
             sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged). None: what a
             sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
-        tokenizer: the tokenizer, when `model` is a model object (default: the model's own).
+        tokenizer: the tokenizer, when `model` is a model object (default: the model's own); one with more tokens
+            than the model's embedding table is refused.
         bs: texts per forward pass (sorted by length first, so batches carry little padding).
-        maxlen: tokens kept per text (a longer text is cut, with a warning), at most what the model's positions
-            take (`max_position_embeddings`, less the places a RoBERTa-family table keeps below its first
-            position). None: a sentence-transformers folder's `max_seq_length` (the packaged MiniLM: 256), else
-            the model's and the tokenizer's limit (512 at most).
+        maxlen: tokens kept per text (a longer text is cut, with a warning): at least the tokenizer's special
+            tokens + 1 (3 for BERT), at most what the model's positions take (`max_position_embeddings`, less the
+            places a RoBERTa-family table keeps below its first position). None: a sentence-transformers folder's
+            `max_seq_length` (the packaged MiniLM: 256), else the model's and the tokenizer's limit (512 at most).
         device: where to run a model loaded here (default: CUDA when available). A model object or learner runs
             where it is; a device other than its own is refused, since moving the encoder alone would split it.
         normalize: scale each sentence vector to length 1. None: as a sentence-transformers folder does (its
@@ -375,9 +429,14 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     if bad:
         raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
     encoder, tok = _resolve(model, tokenizer)
+    _check_vocabulary(encoder, tok, tokenizer)
+    if folder.get("lowercase"):
+        tok = _lowercasing(tok)
     maxlen = maxlen if maxlen is not None else _folder_maxlen(folder, encoder, model) or _limit(encoder, tok)
-    _check_sizes(encoder, bs, maxlen)
+    _check_sizes(encoder, tok, bs, maxlen)
     device = _place(encoder, model, device)
+    if not texts:  # the tokenizer fails on an empty batch; no texts, no vectors (sentence-transformers' answer too)
+        return [] if pooling == "tokens" else np.zeros((0, _hidden_size(encoder)), np.float32)
     states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)
     if pooling in ("cls", "mean"):
         vectors = np.stack([s[0] if pooling == "cls" else s.mean(0) for s in states]).astype(np.float32)
@@ -392,7 +451,13 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
         for pos, w in enumerate(word_ids):
             if w is not None:
                 groups.setdefault(w, []).append(pos)
-        words = [text[offsets[p[0]][0]:offsets[p[-1]][1]] for p in groups.values()]
+        words = []
+        for p in groups.values():
+            # a SentencePiece (Metaspace) piece covers the space before its word ("▁movie" is " movie"): the word
+            # starts after it, as with WordPiece and byte-level BPE
+            start, end = offsets[p[0]][0], offsets[p[-1]][1]
+            start += len(text[start:end]) - len(text[start:end].lstrip())
+            words.append(text[start:end])
         vectors = np.stack([s[p].mean(0) for p in groups.values()]).astype(np.float32) if groups else \
             np.zeros((0, s.shape[1]), np.float32)
         out.append(TokenVectors(words, vectors))
@@ -408,7 +473,8 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
 
     Args:
         word: the word (one token of text, e.g. "bank").
-        sentences: sentences that each contain the word.
+        sentences: sentences that each contain the word (none: `contextual` is (0, dim) and `static` the
+            input embeddings of the word's pieces tokenized alone).
         model, layer, tokenizer, bs, device: as for `embed`.
     """
     if not isinstance(word, str) or not word.strip() or len(word.split()) != 1:
@@ -426,8 +492,14 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
         raise DataError(f"word {word!r} does not occur in sentences {missing[:10]} (e.g. {sentences[missing[0]]!r}); "
                         "every sentence must contain it as a whole word")
     encoder, tok = _resolve(model, tokenizer)
-    _check_sizes(encoder, bs, _limit(encoder, tok))
+    _check_vocabulary(encoder, tok, tokenizer)
+    _check_sizes(encoder, tok, bs, _limit(encoder, tok))
     device = _place(encoder, model, device)
+    table = encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
+    if not sentences:  # the tokenizer fails on an empty batch; the static vector is then the word's pieces alone
+        alone = tok(word.strip(), add_special_tokens=False)["input_ids"]
+        return WordInContext(word, [], np.zeros((0, _hidden_size(encoder)), np.float32),
+                             table[alone].mean(0).astype(np.float32), [])
     states, enc = _hidden(encoder, tok, sentences, layer, bs, _limit(encoder, tok), device,
                           caller="word_in_context")
     vectors, pieces = [], []
@@ -439,7 +511,6 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
         pieces.append([enc["input_ids"][i][p] for p in pos])
     # the input embeddings of the pieces the sentences hold: tokenizing the word alone gives other pieces where the
     # tokenizer marks a word's start (RoBERTa's "Ġmovie" in a sentence, "movie" alone) or keeps case
-    table = encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
     static = np.mean([table[ids].mean(0) for ids in pieces], axis=0)
     return WordInContext(word, sentences, np.stack(vectors).astype(np.float32), static.astype(np.float32), spans)
 

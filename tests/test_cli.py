@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
@@ -208,3 +209,78 @@ def test_train_with_tuned_thresholds_prints_what_eval_scores(tiny_model_dir, tmp
     scored = scored.get("metrics", scored)
     for name in ("f1_micro", "f1_macro", "accuracy_thresh"):
         assert float(printed[name]) == pytest.approx(scored[name], abs=1e-4)
+
+
+def _train_stopped_at_a_missing_column(tiny_model_dir, data, capsys, *extra):
+    """Run `bertlearn train` with `extra`, stopped by a missing label column once the options are read (nothing is
+    trained); the "no effect" warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["train", "--data", str(data), "--model", str(tiny_model_dir), "--out", str(data / "m"),
+                     "--device", "cpu", "--label-col", "nope", *extra])
+    assert code == 1 and "label_col" in capsys.readouterr().err
+    return [str(w.message) for w in caught if "no effect" in str(w.message)]
+
+
+def test_train_says_which_options_a_classification_run_does_not_use(tiny_model_dir, tmp_path, capsys):
+    # before: each of these was dropped without a word (the NER path already said so of classification options)
+    make_texts(20, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    (tmp_path / "tags.txt").write_text("O\nB-PER\nI-PER\n")
+    run = lambda *extra: _train_stopped_at_a_missing_column(tiny_model_dir, tmp_path, capsys, *extra)  # noqa: E731
+    assert run() == []
+    assert run("--tune-thresholds") == [
+        "--tune-thresholds: no effect on single-label classification (it predicts the most probable label); "
+        "per-label thresholds are tuned for --multi-label"]
+    assert run("--tune-thresholds", "--regression") == [
+        "--tune-thresholds: no effect on regression (it predicts a number); per-label thresholds are tuned for "
+        "--multi-label"]
+    assert run("--tune-thresholds", "--multi-label") == []
+    assert run("--tune-thresholds", "--label-delim", "|") == []
+    # --train-size is the share trained on for NER from one JSONL file (--help says so); classification holds out 20%
+    assert run("--train-size", "0.5") == [
+        "--train-size: no effect on classification (it is the share trained on for NER from one JSONL file); "
+        "without --val-file or val.csv it holds out a random 20% of train.csv for validation"]
+    make_texts(8, seed=2).to_csv(tmp_path / "val.csv", index=False)
+    assert run("--train-size", "0.5") == [
+        "--train-size: no effect on classification (it is the share trained on for NER from one JSONL file); it "
+        "validates on val.csv"]
+    assert run("--label-file", "tags.txt", "--tag-scheme", "BIOES", "--label-all-tokens") == [
+        "--label-file: no effect on classification (it is the tag list of token classification); the label order "
+        "comes from labels.csv in --data when there, else the sorted training labels",
+        "--tag-scheme, --label-all-tokens: no effect on classification (token classification options)"]
+    assert run("--chunk-size", "3") == [
+        "--chunk-size: no effect without --on-disk (it is the rows read at a time when streaming)"]
+    assert run("--chunk-size", "3", "--on-disk") == []
+
+
+def test_train_refuses_a_label_file_that_does_not_exist(tiny_model_dir, tmp_path, capsys):
+    # before: a classification run dropped a mistyped --label-file without a word
+    make_texts(20, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    for train_file in ("train.csv", "train.conll"):
+        code = main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(tmp_path / "m"),
+                     "--device", "cpu", "--train-file", train_file, "--label-file", "does_not_exist.txt"])
+        assert code == 1
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"bertlearn train: error: --label-file '{tmp_path / 'does_not_exist.txt'}' does not exist; name the tag "
+            "list in --data (one tag per line, token classification only), or leave --label-file out")
+
+
+@pytest.mark.parametrize("maxlen, pairs, said", [
+    ("1", False, "maxlen=1 leaves no room for text: BertTokenizer adds 2 special tokens to every text; allowed: "
+                 "maxlen >= 3; give a larger maxlen, e.g. 128"),
+    ("2", False, "maxlen=2 leaves no room for text: BertTokenizer adds 2 special tokens to every text; allowed: "
+                 "maxlen >= 3; give a larger maxlen, e.g. 128"),
+    ("3", True, "maxlen=3 leaves no room for text: BertTokenizer adds 3 special tokens to every sentence pair; "
+                "allowed: maxlen >= 4 for sentence pairs; give a larger maxlen, e.g. 128")])
+def test_train_refuses_a_maxlen_without_room_for_text(tiny_model_dir, tmp_path, capsys, maxlen, pairs, said):
+    # before: --maxlen 1 cut nothing (a long text later failed in the model) and --maxlen 2 kept [CLS] [SEP] only
+    df = make_texts(20, seed=1)
+    if pairs:
+        df = df.assign(text_a=df["text"], text_b=df["text"])
+    df.to_csv(tmp_path / "train.csv", index=False)
+    cols = ["--text-col", "text_a", "text_b"] if pairs else []
+    code = main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(tmp_path / "m"),
+                 "--device", "cpu", "--maxlen", maxlen, *cols])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"bertlearn train: error: {said}"
+    assert not (tmp_path / "m").exists()

@@ -346,3 +346,103 @@ def test_device_cuda_is_whichever_gpu_a_given_model_is_on(monkeypatch):
     assert _place(on_gpu0, object(), "cuda:0") == torch.device("cuda:0")
     with pytest.raises(BertLearnError, match=r"^device='cuda:1': the model given is on cuda:0, "):
         _place(on_gpu0, object(), "cuda:1")
+
+
+def test_a_maxlen_without_room_for_text_is_refused_as_training_refuses_it(tiny_model_dir):
+    # before: maxlen=2 was accepted and every text became [CLS] [SEP] (the same vector for every text)
+    with pytest.raises(DataError, match=r"^maxlen=2 leaves no room for text: BertTokenizer adds 2 special tokens to "
+                                        r"every text; allowed: maxlen >= 3; give a larger maxlen, e.g. 128$"):
+        embed(["good movie", "bad film"], str(tiny_model_dir), maxlen=2, device="cpu")
+    with pytest.raises(BertLearnError, match=r"^maxlen='8': tokens kept per text must be a whole number "
+                                             r"\(e.g. 256\)$"):
+        embed(["good movie"], str(tiny_model_dir), maxlen="8", device="cpu")
+    with pytest.warns(UserWarning, match=r"^embed: 1 of 1 texts are longer than maxlen=3 tokens"):
+        tv = embed(["good movie"], str(tiny_model_dir), maxlen=3, pooling="tokens", device="cpu")
+    assert tv[0].words == ["good"]  # the least maxlen keeps one word
+
+
+def _lowercasing_folder(folder):
+    """A sentence-transformers folder with a cased tokenizer (Good and good are different tokens) whose
+    sentence_bert_config.json says do_lower_case."""
+    import json
+
+    from transformers import BertConfig, BertModel, BertTokenizer
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "Good", "movie", "Movie", "bad", "the", "The"]
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=False,
+                  model_max_length=512).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=37)).save_pretrained(folder)
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64, "do_lower_case": True}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                  "pooling_mode_mean_tokens": True}))
+    (folder / "2_Normalize").mkdir()
+    return folder
+
+
+def test_a_sentence_transformers_folder_that_lowercases_has_its_texts_lowercased(tmp_path):
+    # before: sentence_bert_config.json's do_lower_case was not read, and "Good Movie" met the cased tokens
+    # (vectors up to 0.139 away from sentence-transformers' own)
+    from transformers import AutoTokenizer
+    folder = _lowercasing_folder(tmp_path / "st")
+    texts = ["Good Movie", "The good movie"]
+    ours = embed(texts, str(folder), device="cpu")
+    np.testing.assert_allclose(ours, embed([t.lower() for t in texts], str(folder), device="cpu"), atol=1e-6)
+    st = pytest.importorskip("sentence_transformers")
+    np.testing.assert_allclose(ours, st.SentenceTransformer(str(folder), device="cpu").encode(texts), atol=1e-6)
+    # the words come back as the text has them; a tokenizer passed in is not changed
+    tok = AutoTokenizer.from_pretrained(folder)
+    words = embed(texts, str(folder), tokenizer=tok, pooling="tokens", device="cpu")
+    assert [w.words for w in words] == [["Good", "Movie"], ["The", "good", "movie"]]
+    assert tok("Good")["input_ids"] == [2, 6, 3]
+
+
+def test_no_texts_give_no_vectors(tiny_model_dir):
+    # before: an IndexError inside transformers' tokenizer call
+    for pooling in ("cls", "mean"):
+        out = embed([], str(tiny_model_dir), pooling=pooling, device="cpu")
+        assert out.shape == (0, 32) and out.dtype == np.float32
+    assert embed([], str(tiny_model_dir), pooling="mean", normalize=True, device="cpu").shape == (0, 32)
+    assert embed([], str(tiny_model_dir), pooling="tokens", device="cpu") == []
+    wic = word_in_context("goodz", [], str(tiny_model_dir), device="cpu")
+    assert (wic.word, wic.sentences, wic.spans, wic.contextual.shape) == ("goodz", [], [], (0, 32))
+    from transformers import AutoModel, AutoTokenizer
+    pieces = AutoTokenizer.from_pretrained(tiny_model_dir)("goodz", add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1
+    table = AutoModel.from_pretrained(tiny_model_dir).get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_allclose(wic.static, table[pieces].mean(0), atol=1e-6)
+    # the same static vector as a sentence holding the word gives, where the tokenizer splits it the same way
+    np.testing.assert_allclose(wic.static, word_in_context("goodz", ["a goodz film"], str(tiny_model_dir),
+                                                           device="cpu").static, atol=1e-6)
+
+
+def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tiny_model_dir):
+    # before: a raw IndexError from torch.embedding on the first id past the table
+    from bertlearn import ModelError
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    said = (r"^tokenizer='all-MiniLM-L6-v2' has 30522 tokens, but the model's embedding table holds 81 \(ids 0 to "
+            r"80\): ids past it cannot be looked up\. Pass the model's own tokenizer \(tokenizer= the folder or hub "
+            r"name the model was saved with\), or, after adding tokens to a tokenizer, "
+            r"model\.resize_token_embeddings\(len\(tokenizer\)\) and fine-tune$")
+    with pytest.raises(ModelError, match=said):
+        embed(["hello world"], model, tokenizer="all-MiniLM-L6-v2")
+    with pytest.raises(ModelError, match=said):
+        word_in_context("world", ["hello world"], model, tokenizer="all-MiniLM-L6-v2")
+    # the tiny tokenizer has 80 tokens (its vocabulary has a gap) for 81 rows: a smaller tokenizer is fine
+    assert embed(["good movie"], model, tokenizer=str(tiny_model_dir)).shape == (1, 32)
+
+
+def test_sentencepiece_words_come_without_the_space_before_them(tmp_path):
+    # before: DeBERTa-v2 / ALBERT pieces ("▁movie") covered the space before the word: words were ' movie'
+    from conftest import build_tiny_architecture
+    for kind in ("deberta-v2", "albert"):
+        folder = build_tiny_architecture(kind, tmp_path / kind)
+        out = embed(["the movie  was good"], str(folder), pooling="tokens", device="cpu")[0]
+        assert out.words == ["the", "movie", "was", "good"]
+        assert out.vectors.shape == (4, 32)

@@ -20,7 +20,7 @@ from .frames import PROBLEM_TYPES, MULTI, REGRESSION, SINGLE
 from .loader import EncodedDataset
 from .store import RaggedRows
 
-__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within"]
+__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "check_maxlen_room"]
 
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -54,6 +54,8 @@ class TextEncoder:
         if pairs and (truncation != "head" or long_text == "sliding_window"):
             raise DataError(f"truncation={truncation!r} / long_text={long_text!r} apply to single texts; sentence "
                             "pairs are cut longest-first: leave truncation='head' and long_text=None")
+        if pairs:  # single texts were checked where the tokenizer was loaded; a pair holds one more special token
+            check_maxlen_room(tokenizer, maxlen, pairs=True)
         self.tokenizer, self.maxlen = tokenizer, int(maxlen)
         self.labels, self.problem_type, self.pairs = [str(l) for l in labels], problem_type, bool(pairs)
         self.truncation = truncation
@@ -275,7 +277,8 @@ def _encoded_chunks(backend: BatchEncoder, texts: list,
 
 
 def tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:
-    """The loaded tokenizer, and `maxlen` cut to its `model_max_length` (with a warning) when above it.
+    """The loaded tokenizer, and `maxlen` cut to its `model_max_length` (with a warning) when above it; a `maxlen`
+    that leaves no room for text beside the tokenizer's special tokens is refused (`check_maxlen_room`).
 
     Args:
         tokenizer: a tokenizer, a hub name or folder, or None for the packaged default's.
@@ -287,4 +290,27 @@ def tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:
         warnings.warn(f"maxlen={maxlen} exceeds the tokenizer's model_max_length={limit}; using {limit}",
                       stacklevel=user_stacklevel())
         maxlen = limit
+    check_maxlen_room(tok, maxlen)
     return tok, maxlen
+
+
+def check_maxlen_room(tokenizer: Any, maxlen: int, *, pairs: bool = False) -> None:
+    """Refuse a `maxlen` that leaves no token of text beside the special tokens the tokenizer adds.
+
+    Below that the Rust tokenizer either ignores the limit (nothing is cut: a long text fails in the model) or
+    keeps only the special tokens ([CLS] [SEP]: the model never sees a word).
+
+    Args:
+        tokenizer: the loaded tokenizer.
+        maxlen: tokens per model input, special tokens included.
+        pairs: the inputs are sentence pairs (BERT adds 3 special tokens to a pair, 2 to a single text).
+    """
+    count = getattr(tokenizer, "num_special_tokens_to_add", None)
+    if count is None:  # not a Hugging Face tokenizer (a stand-in): nothing to tell the minimum by
+        return
+    n_special = int(count(pair=pairs))
+    if int(maxlen) <= n_special:
+        what = "sentence pair" if pairs else "text"
+        raise DataError(f"maxlen={maxlen} leaves no room for text: {type(tokenizer).__name__} adds {n_special} "
+                        f"special tokens to every {what}; allowed: maxlen >= {n_special + 1}"
+                        f"{' for sentence pairs' if pairs else ''}; give a larger maxlen, e.g. 128")
