@@ -250,7 +250,14 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta:
     t = _np(y_true).astype(int)
     d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh)).astype(int)
     samples = average == "samples"
-    value = float(skm.fbeta_score(t, d, beta=beta, average=average, zero_division=1 if samples else 0))
+    if t.ndim == 2 and t.shape[1] == 1:
+        # one label: sklearn reads a single 0/1 column as binary, not multi-label, and refuses average="samples"
+        # (and would average "macro" over the classes 0 and 1); with one label every average is that label's
+        # F-beta, and a row's is 1 where the row is right (an empty row correctly left empty scores 1, as above)
+        value = float(((t == d).all(1)).mean()) if samples else \
+            float(skm.fbeta_score(t[:, 0], d[:, 0], beta=beta, average="binary", zero_division=0))
+    else:
+        value = float(skm.fbeta_score(t, d, beta=beta, average=average, zero_division=1 if samples else 0))
     empty = int(((t.sum(1) == 0) & (d.sum(1) == 0)).sum()) if samples else 0
     if empty and not _EMPTY_ROWS_SAID:
         _EMPTY_ROWS_SAID = True

@@ -549,3 +549,25 @@ class TestCheckMetrics:
         M.check_metrics(to_fastai_metrics([M.fbeta, M.F1]), "multi_label_classification", 3,
                         targets_like("multi_label_classification", 3))
         assert M._EMPTY_ROWS_SAID is False
+
+
+@pytest.mark.parametrize("average", ["samples", "micro", "macro", "weighted"])
+def test_fbeta_on_a_single_label_multi_label_task(average):
+    # sklearn reads one 0/1 column as binary: average="samples" (fast-bert's fbeta and F1) raised, and "macro" would
+    # have averaged over the classes 0 and 1. A duplicated label column changes no row's or label's F-beta, and
+    # sklearn scores two columns as multi-label: the reference
+    from bertlearn.metrics import F1, fbeta
+    logits = torch.tensor([[2.0], [-1.0], [0.5], [-3.0], [-0.2]])
+    targets = torch.tensor([[1.0], [0.0], [0.0], [1.0], [0.0]])
+    d = (torch.sigmoid(logits) > 0.3).int().numpy()
+    t = targets.int().numpy()
+    expected = skm.fbeta_score(np.hstack([t, t]), np.hstack([d, d]), beta=2.0, average=average,
+                               zero_division=1 if average == "samples" else 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the empty-rows notice
+        assert fbeta(logits, targets, average=average) == pytest.approx(expected, abs=1e-12)
+        if average == "samples":
+            d1 = (torch.sigmoid(logits) > 0.5).int().numpy()
+            assert F1(logits, targets) == pytest.approx(
+                skm.fbeta_score(np.hstack([t, t]), np.hstack([d1, d1]), beta=1.0, average="samples",
+                                zero_division=1), abs=1e-12)
