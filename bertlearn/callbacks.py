@@ -245,7 +245,8 @@ class DeviceSmoothLoss(AvgSmoothLoss):
             learn: the learner, whose `loss` is this batch's.
         """
         loss = learn.loss.detach().float().mean()
-        share = getattr(learn, "ddp_loss_share", None)
+        trainer = next((cb for cb in learn.cbs if getattr(cb, "is_bertlearn_ddp", False)), None)
+        share = getattr(trainer, "loss_share", None)
         if share is not None:
             # under DDP a rank's loss is its own rows' mean: the global batch's is the ranks' share-weighted sum, as
             # one process would show it (an all-reduce on the device, no host read)
@@ -396,6 +397,11 @@ class StepAccumulation(GradientAccumulation):
     def __init__(self, n_acc: int = 32, batches: int | None = None):
         super().__init__(n_acc=n_acc)
         self.batches = batches
+
+    @property
+    def accumulated_unit(self) -> str:
+        """What the count (and a checkpoint's) is of: "batches", or "rows" as fastai counts."""
+        return "batches" if self.batches else "rows"
 
     def before_fit(self) -> None:
         # a step part-way accumulated when the last fit ended is dropped, as fastai's count is: its gradients went

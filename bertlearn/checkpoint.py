@@ -128,7 +128,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         np_state = np.random.get_state()
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
                  "accumulated": accumulated,
-                 "accumulated_unit": "batches" if getattr(acc, "batches", None) else "rows",
+                 "accumulated_unit": getattr(acc, "accumulated_unit", "rows"),
                  "steps_done": int(getattr(learn, "steps_done", 0) or 0),
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
@@ -240,9 +240,10 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
     acc = _accumulation(learn)
     if acc is not None:  # StepAccumulation takes them up when the resumed fit starts training (see there)
         if accumulated and getattr(acc, "batches", None) and state.get("accumulated_unit", "rows") == "rows":
-            # written when bertlearn counted rows: as batches (whole batches of the fit's batch size, a short one
-            # counted as one)
-            accumulated = -(-accumulated // max(int(getattr(learn.dls.train, "bs", 1) or 1), 1))
+            # written when bertlearn's StepAccumulation counted rows (of the global batch under DDP): as batches,
+            # whole ones of the fit's global batch size, a short one counted as one
+            processes = int((state.get("identity") or {}).get("processes", 1))
+            accumulated = -(-accumulated // (max(int(getattr(learn.dls.train, "bs", 1) or 1), 1) * processes))
         acc.resume_count, acc.resume_grads = accumulated, grads
     if learn.opt is None:
         learn.create_opt()

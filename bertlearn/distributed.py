@@ -206,18 +206,14 @@ def distributed_trainer(**kwargs: Any) -> Any:
                 # others'. An uneven last batch, a token-level loss (NER, masked LM) or class weights made a DDP step
                 # differ from one process's on the global batch; each rank's loss is weighted by its share
                 if self.training:
-                    share = ddp_loss_share(self.learn)
-                    # the training loss shown is the global batch's as well (DeviceSmoothLoss), not rank 0's rows'
-                    self.learn.ddp_loss_share = share
-                    self.learn.loss_grad = self.learn.loss_grad * ddp_loss_weight(self.learn, share)
+                    # kept on this callback, which leaves the learner with distrib_ctx: the training loss shown is
+                    # the global batch's as well (DeviceSmoothLoss reads it), not rank 0's rows'
+                    self.loss_share = ddp_loss_share(self.learn)
+                    self.learn.loss_grad = self.learn.loss_grad * ddp_loss_weight(self.learn, self.loss_share)
 
             def before_fit(self) -> None:
                 super().before_fit()
-                self.learn.ddp_loss_share = None
-
-            def after_fit(self) -> None:
-                super().after_fit()
-                self.learn.ddp_loss_share = None  # a later fit outside DDP must not read this run's last share
+                self.loss_share = None
 
         _TRAINER_CLASS = BertDistributedTrainer
     return _TRAINER_CLASS(**kwargs)

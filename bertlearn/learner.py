@@ -209,8 +209,8 @@ class TaskLearner(Learner):
             self.add_cb(amp)
         if freeze:
             # fast-bert froze every parameter of the encoder; fastai's freeze() keeps its LayerNorms training
-            # (train_bn, meant for BatchNorm) and the pooler sits in the head group: both drifted
-            self.train_bn = False
+            # (train_bn, meant for BatchNorm) and the pooler sits in the head group: both drifted. A later freeze()
+            # is fastai's own again
             self.freeze()
             for p in getattr(self.model, "base_model", self.model).parameters():
                 p.requires_grad_(False)
@@ -308,7 +308,8 @@ class TaskLearner(Learner):
                 warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has finished all {epochs} epochs of "
                               "this fit, so nothing was trained; its weights are loaded. To train again, delete the "
                               "folder or fit without resume", stacklevel=user_stacklevel())
-                return (0, float("nan"), []) if return_results else (0, float("nan"))
+                steps, self._resumed_steps = self._resumed_steps, 0  # the finished fit's, as it returned them
+                return (steps, float("nan"), []) if return_results else (steps, float("nan"))
         if checkpoint or resume:
             cbs.append(CheckpointCallback(folder, lr, settings))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
@@ -373,7 +374,9 @@ class TaskLearner(Learner):
                   # optimizer kept the checkpoint's, and clipping or class weights changed the run; all were silent
                   "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
                   "max_grad_norm": next((cb.max_norm for cb in self.cbs if isinstance(cb, GradientClip)), None),
-                  "loss_weights": self._loss_weights()}
+                  "loss_weights": self._loss_weights(),
+                  # freeze_transformer_layers freezes more than fastai's freeze() of the same groups
+                  "trainable_tensors": sum(p.requires_grad for p in self.model.parameters())}
         settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
                                                "one_cycle_options": one_cycle, **shared}
         return json.loads(json.dumps(settings, default=_json_value))

@@ -505,6 +505,61 @@ class TestCheckpoints:
         texts = ["good fun", "the acting was poor"]
         assert torch.allclose(again.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
 
+    @pytest.mark.parametrize("processes", [1, 2])
+    def test_a_checkpoint_that_counted_rows_resumes_in_batches(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                               tmp_path, processes):
+        # checkpoints written before accumulation counted batches hold rows (of the global batch under DDP)
+        import json
+
+        from fastai.callback.core import Callback, CancelFitException
+
+        from bertlearn.callbacks import StepAccumulation
+        from bertlearn.checkpoint import load_checkpoint
+
+        class Stop(Callback):
+            order = 100
+
+            def after_epoch(self):
+                if self.epoch == 0:
+                    raise CancelFitException()
+
+        make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out)  # noqa: E731
+        whole = make(tmp_path / "whole")
+        quiet_fit(whole, 3, lr=1e-3)
+        quiet_fit(make(tmp_path / "cut"), 3, lr=1e-3, checkpoint=True, cbs=[Stop()])
+        folder = tmp_path / "cut" / "checkpoints" / "last"
+        state = json.loads((folder / "state.json").read_text())
+        assert (state["accumulated"], state["accumulated_unit"]) == (1, "batches")
+        del state["accumulated_unit"], state["steps_done"]
+        state["accumulated"] = 20 * processes  # one batch of 20 rows on each rank, as the old count had it
+        state["identity"]["processes"] = processes
+        (folder / "state.json").write_text(json.dumps(state))
+        learner = make(tmp_path / "cut")
+        load_checkpoint(learner, folder)
+        assert next(cb for cb in learner.cbs if isinstance(cb, StepAccumulation)).resume_count == 1
+        if processes == 1:
+            resumed = make(tmp_path / "cut")
+            quiet_fit(resumed, 3, lr=1e-3, resume=True)
+            texts = ["good fun", "the acting was poor"]
+            assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+
+    def test_a_resume_into_another_freeze_is_refused(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        # freeze_transformer_layers freezes the encoder's LayerNorms and pooler, fastai's freeze() of the same
+        # groups does not: the same frozen groups, another run
+        from bertlearn import BertDataBunch
+
+        def make(**options):
+            db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+            return BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                     seed=3, **options)
+
+        quiet_fit(make(freeze_transformer_layers=True), 2, lr=1e-3, checkpoint=True)
+        other = make()
+        other.freeze()
+        with pytest.raises(BertLearnError, match=r"belongs to another run \(trainable_tensors: 2 in the checkpoint, "
+                                                 r"\d+ now\)"):
+            quiet_fit(other, 2, lr=1e-3, resume=True)
+
     def test_fastai_trackers_and_loggers_see_only_the_resumed_epochs(self, tiny_csv_dir, tiny_tokenizer,
                                                                      tiny_model_dir, tmp_path):
         # SaveModelCallback / EarlyStoppingCallback read the skipped epochs' empty rows and failed; TensorBoard
@@ -806,7 +861,8 @@ class TestResumeRefusesAnotherRun:
         tiny_learner.fresh_head = True  # as a new learner starts
         with pytest.warns(UserWarning, match=r"resume=True: the checkpoint in '.*last' has finished all 1 epochs of "
                                              r"this fit, so nothing was trained; its weights are loaded"):
-            assert quiet_fit(tiny_learner, 1, lr=1e-4, resume=True)[0] == 0
+            # the finished fit's optimizer steps, as fit returned them
+            assert quiet_fit(tiny_learner, 1, lr=1e-4, resume=True)[0] == len(tiny_learner.dls.train)
         assert tiny_learner.fresh_head is False
 
     def test_a_file_that_fails_after_the_checks_leaves_the_learner_as_it_was(self, tiny_csv_dir, tiny_tokenizer,
@@ -870,6 +926,9 @@ def test_freeze_transformer_layers_trains_nothing_of_the_encoder(tiny_databunch,
     assert changed == {"classifier.weight", "classifier.bias"} and not changed & base
     learner.unfreeze()
     assert all(p.requires_grad for p in learner.model.parameters())
+    learner.freeze()  # fastai's own again: its LayerNorms train (train_bn)
+    norms = [p for m in learner.model.base_model.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters()]
+    assert norms and all(p.requires_grad for p in norms)
 
 
 @pytest.mark.parametrize("option", [{"truncation": "tail"}, {"long_text": "sliding_window", "stride": 4},

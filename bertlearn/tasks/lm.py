@@ -619,6 +619,7 @@ class AccumulateBatches(StepAccumulation):
     """
 
     weighs_rows = False  # each batch's loss is scaled by 1 / n_acc, whatever its rows
+    accumulated_unit = "batches"  # what a checkpoint's count is of
 
     def after_loss(self) -> None:
         self.learn.loss_grad /= self.n_acc
