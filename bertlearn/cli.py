@@ -563,7 +563,9 @@ def _eval(args: argparse.Namespace) -> int:
         if isinstance(label_col, list) and len(label_col) == 1:
             label_col = label_col[0]
     label_delim = args.label_delim if args.label_delim is not None else predictor.settings.get("label_delim")
-    targets = targets_from_frame(df, label_col, enc, label_delim=label_delim, source=str(args.input))
+    # saved_model: a label the model lacks is fixed in the data (or by training), not in labels.csv
+    targets = targets_from_frame(df, label_col, enc, label_delim=label_delim, source=str(args.input),
+                                 saved_model=True)
     logits = predictor.predict_logits(_texts_of(df, cols, str(args.input), "fill or remove those rows"))
     metrics = evaluate(logits, targets, enc.problem_type, enc.labels, thresholds=predictor.thresholds)
     print(f"{len(df):,} rows of {args.input}")
@@ -660,8 +662,9 @@ def _serve(args: argparse.Namespace) -> int:
                          + (" (--onnx serves its onnx/ subfolder, written by --onnx / to_onnx)" if args.onnx else "")
                          + hint)
     if args.onnx:
-        from .saved import check_same_weights
+        from .saved import check_same_settings, check_same_weights
         check_same_weights(args.model, path)
+        check_same_settings(args.model, path)  # same weights, other thresholds or maxlen: other decisions
     serve(path, host=args.host, port=args.port, log_level=args.log_level, device=args.device,
           max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, precision=args.precision,
           limits=ServeLimits(args.max_body_bytes, args.max_texts, args.max_chars), drain_s=args.drain_ms / 1000)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import threading
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_pr
            "onnx_file_name", "predict_logits",
            "per_text_logits", "check_fast_bert_predictor_args", "read_label_path", "labels_from_label_path",
            "refuse_device_as_label_path", "rank_predictions",
-           "decide"]
+           "decide", "float32_head"]
 
 
 
@@ -52,6 +53,59 @@ def decide(logits: torch.Tensor, encoder: TextEncoder, thresholds: Sequence[floa
     return [encoder.labels[i] for i in logits.argmax(dim=-1).tolist()]
 
 
+@contextlib.contextmanager
+def float32_head(model: nn.Module, device_type: str) -> Iterator[None]:
+    """Inside the block, the model's head (its modules beside `model.base_model`, the encoder) runs outside autocast,
+    on its inputs cast to float32, so its outputs are float32 values rather than bf16's 8 significant bits.
+
+    A regression value near 2000 in bf16 is a multiple of 8; the encoder still runs in bf16 (the speed), and the
+    head, a few small layers, costs next to nothing in float32. Any architecture: the head is whatever the model
+    holds besides its base model (BERT's dropout and classifier, RoBERTa's classification head...). Blocks may
+    nest and run in several threads at once: the head is put back as it was when the last one ends.
+
+    Args:
+        model: a Hugging Face model with a head on its base model (e.g. `AutoModelForSequenceClassification`).
+        device_type: the device type autocast runs on ("cpu", "cuda").
+    """
+    base = getattr(model, "base_model", model)
+    head = [m for m in model.children() if m is not base] if base is not model else []
+    with _HEAD_LOCK:
+        for m in head:
+            run = m.__dict__.get("forward")
+            if getattr(run, "float32_users", 0):
+                run.float32_users += 1  # another block (or thread) put it in place: it stays until both end
+            else:
+                m.forward = _in_float32(m.forward, device_type, own=run)
+    try:
+        yield
+    finally:
+        with _HEAD_LOCK:
+            for m in head:
+                run = m.__dict__["forward"]
+                run.float32_users -= 1
+                if not run.float32_users:
+                    if run.own is None:
+                        del m.forward
+                    else:
+                        m.forward = run.own
+
+
+_HEAD_LOCK = threading.Lock()  # float32_head's counts: prediction may run in several threads on one model
+
+
+def _in_float32(forward: Callable[..., Any], device_type: str, *, own: Any) -> Callable[..., Any]:
+    """`forward` outside autocast on float32 inputs; `own` is the module's own forward override to put back."""
+    def cast(v: Any) -> Any:
+        return v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, enabled=False):
+            return forward(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+
+    run.float32_users, run.own = 1, own
+    return run
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dtype | None = None,
                    graphs: InferenceGraphs | None = None, skip_padding: bool = False) -> torch.Tensor:
@@ -64,7 +118,8 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     Args:
         model: a Hugging Face sequence classifier.
         dl: a `BertDataLoader` (a shuffled one is read in a fixed order instead, every row once).
-        amp_dtype: run under autocast with this dtype, e.g. torch.bfloat16 (see `amp_dtype_for`).
+        amp_dtype: run under autocast with this dtype, e.g. torch.bfloat16 (see `amp_dtype_for`); a regression
+            model's head then runs in float32 (`float32_head`): its value is the prediction, not rounded to bf16.
         graphs: `InferenceGraphs` of `model` (CUDA): batches they take run as graph replays.
         skip_padding: `UnpaddedLinear` layers (see `unpad_linears`) skip each batch's padded rows (CPU batches).
     """
@@ -76,9 +131,12 @@ def predict_logits(model: nn.Module, dl: BertDataLoader, *, amp_dtype: torch.dty
     device = next(model.parameters()).device
     names = input_names(dl.dataset.type_ids is not None)
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    # a regression value is the prediction itself: in bf16 a value near 2000 would be a multiple of 8
+    regression = getattr(getattr(dl.dataset, "encoder", None), "regression", False)
+    head = float32_head(model, device.type) if amp_dtype and regression else contextlib.nullcontext()
     out = []
     try:
-        with amp:
+        with amp, head:
             for b in dl:
                 inputs = dict(zip(names, (t.to(device, non_blocking=True) for t in b[:len(names)])))
                 logits = graphs(inputs, dl.bs) if graphs is not None else None
@@ -347,7 +405,8 @@ class BertClassificationPredictor(Predictor):
             `bertlearn.unpadded`; set `skip_padding = False` to run them).
         precision: "fp32", "bf16" (autocast where the device has bf16 hardware, i.e. Ampere+ GPUs and CPUs with AMX
             or AVX512-BF16: 2.8x float32 on a 2-core CPU, docs/benchmarks.md; on a GPU it pays with CUDA graphs, see docs/benchmarks.md;
-            probabilities within about 1e-2 of float32), or "auto": what training
+            probabilities within about 1e-2 of float32; a regression model's head runs in float32, so its values
+            are not rounded to bf16's 8 significant bits), or "auto": what training
             used (`is_fp16=True` trains in bf16) where this device has bf16 hardware, else fp32.
         compile: compile the model with `torch.compile` (True, or a dict of its options; see `compile_model`):
             the first batch pays a one-time compilation (10-30 s on a CPU), later batches run faster; worth it

@@ -18,12 +18,14 @@ from .version import __version__
 
 __all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
            "input_names", "weights_digest", "settings_for", "write_settings", "plain_maxlen", "read_settings",
-           "check_same_weights"]
+           "check_same_weights", "PREDICTION_SETTINGS", "check_same_settings"]
 
 SETTINGS_FILE = "bertlearn.json"
 ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order batches carry them in
 WEIGHTS_KEY = "weights_sha256"
+# the bertlearn.json keys that decide what a model's outputs are read as: the encoder's settings and the thresholds
+PREDICTION_SETTINGS = ("labels", "problem_type", "thresholds", "maxlen", "pairs", "truncation", "long_text", "stride")
 
 
 def generic_labels(labels: Any) -> bool:
@@ -176,6 +178,35 @@ def check_same_weights(saved: Path, export: Path) -> None:
                          "trained further, or comes from another run. Export the saved model again "
                          f"(learner.to_onnx({str(export)!r}) after save_model({str(saved)!r}), or bertlearn train "
                          f"--onnx), or serve {str(saved)!r} without --onnx")
+
+
+def check_same_settings(saved: Path, export: Path) -> None:
+    """Refuse an ONNX export that predicts with other settings than the save it sits beside (`bertlearn serve P
+    --onnx` serves P/onnx as P's model): same weights but other `PREDICTION_SETTINGS` in bertlearn.json, as when
+    `tune_thresholds()` ran between `save_model(P)` and `to_onnx(P/onnx)`, decide otherwise with and without --onnx.
+    A setting one of the files lacks (written by an older version) is not compared.
+
+    Args:
+        saved: the `save_model` folder.
+        export: the ONNX export that stands for it.
+    """
+    def settings(folder: Path) -> dict:
+        try:
+            read = json.loads((folder / SETTINGS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return read if isinstance(read, dict) else {}
+
+    ours, theirs = settings(Path(saved)), settings(Path(export))
+    differ = [f"{k} {ours[k]!r} against {theirs[k]!r}" for k in PREDICTION_SETTINGS
+              if k in ours and k in theirs and ours[k] != theirs[k]]
+    if differ:
+        raise ModelError(f"{str(export)!r} predicts with other settings than {str(saved)!r} (in their "
+                         f"bertlearn.json, the save's against the export's: {'; '.join(differ)}): the export was made "
+                         "after those settings changed (tune_thresholds() after save_model, say), or comes from "
+                         f"another run. Export again after saving (learner.save_model({str(saved)!r}) then "
+                         f"learner.to_onnx({str(export)!r}), or bertlearn train --onnx), or serve {str(saved)!r} "
+                         "without --onnx")
 
 
 def check_replaceable(folder: str | Path, where: str) -> None:

@@ -111,3 +111,31 @@ class TestPredictWithoutTexts:
                                                     output_dir=tmp_path)
         with pytest.raises(DataError, match=r"learner.dls.labels, regression=True\)$"):
             learner.predict_labels()
+
+
+def test_learner_embed_takes_the_larger_maxlen_its_cut_warning_offers(tiny_learner, tmp_path):
+    # before: the warning offered "pass a larger maxlen (up to 512)", but learner.embed had no maxlen (a TypeError)
+    import warnings
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    text = "good " * 80  # 80 words: more than the databunch's maxlen of 64 tokens
+    with pytest.warns(UserWarning) as said:
+        cut = tiny_learner.embed([text])
+    assert [str(w.message) for w in said if "maxlen" in str(w.message)] == [
+        "embed: 1 of 1 texts are longer than maxlen=64 tokens (text 0 the first) and were cut to their first 64; "
+        "their vectors describe only that part. Split long texts, or pass a larger maxlen (up to 512)"]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        whole = tiny_learner.embed([text], maxlen=128)
+    assert not [w for w in said if "maxlen" in str(w.message)]  # 82 tokens, none cut
+    # independent: the saved encoder in plain transformers, float32, its [CLS] vector
+    folder = tiny_learner.save_model(tmp_path / "m")
+    encoder = AutoModel.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        for maxlen, got in ((128, whole), (64, cut)):
+            enc = tok([text], truncation=True, max_length=maxlen, return_tensors="pt")
+            expected = encoder(**enc).last_hidden_state[:, 0].numpy()
+            np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert enc["input_ids"].shape[1] == 64 and not np.allclose(whole, cut, atol=1e-3)

@@ -284,3 +284,51 @@ def test_train_refuses_a_maxlen_without_room_for_text(tiny_model_dir, tmp_path, 
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"bertlearn train: error: {said}"
     assert not (tmp_path / "m").exists()
+
+
+def test_eval_names_labels_the_model_does_not_predict_with_a_fix_eval_has(tiny_learner, tiny_model_dir, tmp_path,
+                                                                          capsys):
+    # before: "add them to labels.csv or remove those rows", as when training; labels.csv cannot change a saved head
+    folder = tiny_learner.save_model(tmp_path / "m")
+    df = make_texts(6, seed=3)
+    df.loc[2, "label"] = "neutral"
+    df.to_csv(tmp_path / "val.csv", index=False)
+    assert main(["eval", "--model", str(folder), "--input", str(tmp_path / "val.csv")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bertlearn eval: error: label_col 'label' in {tmp_path / 'val.csv'} has labels ['neutral'] that the model "
+        "does not predict: it predicts only ['negative', 'positive']; remove or relabel those rows, or retrain with "
+        "that label")
+    # a multi-label model read with --label-delim: the same fix
+    from bertlearn import BertDataBunch, BertLearner
+    rows = make_texts(16, seed=1)[["text"]].assign(joy=[1, 0] * 8, anger=[0, 1] * 8)
+    db = BertDataBunch.from_df(rows, rows, str(tiny_model_dir), label_col=["joy", "anger"], multi_label=True,
+                               bs=16, maxlen=32, device="cpu")
+    multi = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    folder = multi.save_model(tmp_path / "ml")
+    pd.DataFrame({"text": ["good", "bad", "fun"], "tags": ["joy", "fear|anger", "calm|fear"]}).to_csv(
+        tmp_path / "tags.csv", index=False)
+    assert main(["eval", "--model", str(folder), "--input", str(tmp_path / "tags.csv"), "--label-col", "tags",
+                 "--label-delim", "|"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bertlearn eval: error: label_col 'tags' in {tmp_path / 'tags.csv'} has labels ['calm', 'fear'] that the "
+        "model does not predict: it predicts only ['joy', 'anger']; remove or relabel those rows, or retrain with "
+        "those labels")
+
+
+def test_label_delim_with_several_label_columns_says_it_takes_one_column(tmp_path, tiny_model_dir, capsys):
+    # before: "(pass multi_label=True for 0/1 label columns)", though --multi-label was passed; label_delim was wrong
+    make_texts(16, seed=1)[["text"]].assign(joy=[1, 0] * 8, anger=[0, 1] * 8).to_csv(tmp_path / "train.csv",
+                                                                                   index=False)
+    code = main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(tmp_path / "m"),
+                 "--device", "cpu", "--label-col", "joy", "anger", "--multi-label", "--label-delim", "|"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bertlearn train: error: label_col=['joy', 'anger'] names 2 columns, but label_delim='|' reads the labels "
+        "from ONE column holding them joined (e.g. 'joy|anger'); give that one column with label_delim, or leave "
+        "label_delim out for 0/1 label columns (one per label, with multi_label=True)")
+    # without label_delim, several columns on a single-label task still ask for multi_label
+    code = main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(tmp_path / "m"),
+                 "--device", "cpu", "--label-col", "joy", "anger"])
+    assert code == 1 and capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bertlearn train: error: label_col=['joy', 'anger'] names 2 columns; this task needs one label column (pass "
+        "multi_label=True for 0/1 label columns)")

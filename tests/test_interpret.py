@@ -226,3 +226,42 @@ def test_top_losses_over_sliding_windows_show_their_own_rows(tiny_model_dir, tmp
         logits = learner.model(*inputs).logits
     again = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     assert torch.allclose(again, row_losses, atol=1e-5)
+
+
+def test_pairs_round_trip_through_items_and_interpretation_exactly(tiny_model_dir, tmp_path, capsys):
+    # a pair was stored as "a [SEP] b" and split back at the first " [SEP] ": ("good [SEP] bad movie", "awful") came
+    # back as ("good", "bad movie [SEP] awful"), and Interpretation (which re-encodes dl.items) scored another pair
+    import pandas as pd
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertlearn import BertDataBunch, BertLearner
+    from conftest import make_texts
+    a, b = make_texts(16, 1), make_texts(16, 2)
+    train = pd.DataFrame({"text_a": a.text, "text_b": b.text, "label": b.label})
+    pairs = [("good [SEP] bad movie", "awful"), ("the film [SEP] awful plot was", "great"), ("fun", "dull [SEP] it")]
+    valid = pd.DataFrame({"text_a": [x for x, _ in pairs], "text_b": [y for _, y in pairs],
+                          "label": ["negative", "positive", "negative"]})
+    db = BertDataBunch.from_df(train, valid, str(tiny_model_dir), text_col=["text_a", "text_b"], bs=16, maxlen=32,
+                               device="cpu")
+    assert [t for t, _ in db.valid.items] == pairs
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                seed=0)
+    with learner.no_bar():
+        interp = learner.interpret()
+    inputs, probs, targets, _, _ = interp[[0, 1, 2]]
+    # independent: the saved model in plain transformers, each pair tokenized as a pair
+    folder = learner.save_model(tmp_path / "m")
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    for k, (x, y) in enumerate(pairs):
+        enc = tok(x, y, truncation=True, max_length=32, return_tensors="pt")
+        n = enc["input_ids"].shape[1]
+        assert inputs[0][k, :n].tolist() == enc["input_ids"][0].tolist() and int(inputs[1][k].sum()) == n
+        with torch.no_grad():
+            expected = model(**enc).logits.softmax(-1)[0]
+        torch.testing.assert_close(probs[k], expected, atol=1e-5, rtol=1e-5)
+    # shown for reading as "a [SEP] b"
+    db.valid.show_batch(max_n=3)
+    shown = [" ".join(line.strip() for line in block.splitlines()[1:])
+             for block in ("\n" + capsys.readouterr().out).split("\nlabel: ")[1:]]
+    assert sorted(shown) == sorted(f"{x} [SEP] {y}" for x, y in pairs)

@@ -206,3 +206,45 @@ def test_an_export_under_its_own_file_name_opens_as_an_onnx_folder(trained_learn
     assert main(["predict", "--model", str(tmp_path / "exports"), "--input", str(tmp_path / "new.csv"), "--output",
                  str(tmp_path / "pred.csv")]) == 0
     assert pd.read_csv(tmp_path / "pred.csv")["prediction"].tolist() == trained_learner.predict_labels(texts)
+
+
+def test_serve_onnx_refuses_an_export_with_other_prediction_settings_than_the_save(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    # before: only the weights were compared, so save_model, then tune_thresholds (same weights), then to_onnx served
+    # other multi-label decisions with --onnx than without it
+    import bertlearn.serve
+    from bertlearn import load_predictor
+    from bertlearn.cli import main
+
+    def rows(n, seed):
+        df = make_texts(n, seed)
+        return pd.DataFrame({"text": df.text, "pos": (df.label == "positive").astype(int),
+                             "neg": (df.label == "negative").astype(int)})
+
+    db = BertDataBunch.from_df(rows(32, 1), rows(16, 2), str(tiny_model_dir), label_col=["pos", "neg"],
+                               multi_label=True, bs=16, maxlen=32, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                seed=0)
+    served = []
+    monkeypatch.setattr(bertlearn.serve, "serve", lambda path, **kw: served.append(path))
+    folder = learner.save_model(tmp_path / "model")
+    learner.thresholds = [0.2, 0.8]  # what tune_thresholds() sets
+    learner.to_onnx(folder / "onnx")
+    assert load_predictor(folder).thresholds == 0.5 and load_predictor(folder / "onnx").thresholds == [0.2, 0.8]
+    assert main(["serve", str(folder), "--onnx"]) == 1 and served == []
+    assert capsys.readouterr().err == (
+        f"bertlearn serve: error: '{folder / 'onnx'}' predicts with other settings than '{folder}' (in their "
+        "bertlearn.json, the save's against the export's: thresholds 0.5 against [0.2, 0.8]): the export was made "
+        "after those settings changed (tune_thresholds() after save_model, say), or comes from another run. Export "
+        f"again after saving (learner.save_model('{folder}') then learner.to_onnx('{folder / 'onnx'}'), or bertlearn "
+        f"train --onnx), or serve '{folder}' without --onnx\n")
+    # every differing setting is named with both values
+    db.encoder.maxlen = 24
+    learner.to_onnx(folder / "onnx")
+    assert main(["serve", str(folder), "--onnx"]) == 1
+    assert "(in their bertlearn.json, the save's against the export's: thresholds 0.5 against [0.2, 0.8]; maxlen 32 " \
+           "against 24): " in capsys.readouterr().err
+    db.encoder.maxlen = 32
+    learner.save_model(folder)  # the fix it names: save, then export
+    learner.to_onnx(folder / "onnx")
+    assert main(["serve", str(folder), "--onnx"]) == 0 and served == [folder / "onnx"]

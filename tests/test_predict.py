@@ -145,6 +145,68 @@ class TestPrecision:
         monkeypatch.setattr("bertlearn.device.native_bf16", lambda device: False)  # a machine without bf16 hardware
         assert BertClassificationPredictor(path, device="cpu").amp_dtype is None
 
+    def test_bf16_regression_values_come_from_a_float32_head(self, tiny_model_dir, tmp_path, monkeypatch):
+        # before: the whole forward ran under bf16 autocast, head included, so every value was rounded to bf16's 8
+        # significant bits (multiples of 8 near 2000: 1976.0 for 1974.6), in the learner and in the saved predictor
+        import bertlearn.callbacks as callbacks
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from bertlearn import BertDataBunch, BertLearner
+        monkeypatch.setattr(callbacks, "native_bf16", lambda device: True)  # as on a CPU with AMX
+        monkeypatch.setattr("bertlearn.device.native_bf16", lambda device: True)
+
+        def years(n, seed):
+            df = make_texts(n, seed)
+            df["year"] = 1950.0 + 50 * (df.label == "positive") + torch.linspace(0, 7, n).numpy()
+            return df[["text", "year"]]
+
+        db = BertDataBunch.from_df(years(32, 1), years(8, 2), str(tiny_model_dir), label_col="year", regression=True,
+                                   bs=16, maxlen=32, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path,
+                                                    seed=0, is_fp16=True)
+        with learner.no_bar(), learner.no_logging():
+            learner.fit(1, lr=1e-3)
+        assert learner._amp_dtype() == torch.bfloat16
+        path = learner.save_model(tmp_path / "m")
+        predictor = BertClassificationPredictor(path, device="cpu")
+        assert predictor.amp_dtype == torch.bfloat16  # "auto" follows training's bf16
+        # independent: plain transformers, one text at a time, in float32, and with a bf16 encoder and float32 head
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        fp32, mixed = [], []
+        with torch.no_grad():
+            for t in TEXTS:
+                enc = tok(t, truncation=True, max_length=32, return_tensors="pt")
+                fp32.append(float(model(**enc).logits[0, 0]))
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    pooled = model.bert(**enc).pooler_output
+                mixed.append(float(model.classifier(pooled.float())[0, 0]))
+        assert 1940 < min(fp32) <= max(fp32) < 2010
+        for got in (learner.predict_batch(TEXTS), predictor.predict_batch(TEXTS)):
+            assert got == pytest.approx(mixed, abs=1e-3)
+            assert got == pytest.approx(fp32, abs=0.05)  # bf16 rounding alone would be up to 4 off
+            assert not [v for v in got if float(torch.tensor(v, dtype=torch.bfloat16)) == v]  # none is a bf16 value
+        # the float32 export and the explicit float32 predictor give the float32 values
+        assert BertClassificationPredictor(path, device="cpu", precision="fp32").predict_batch(TEXTS) == \
+            pytest.approx(fp32, abs=1e-3)
+
+    def test_float32_head_blocks_nest_and_put_the_head_back(self, tiny_model_dir):
+        from transformers import AutoModelForSequenceClassification
+        from bertlearn.predict import float32_head
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).eval()
+        x = torch.randn(3, 32)
+        with torch.no_grad():
+            expected = torch.nn.functional.linear(x, model.classifier.weight, model.classifier.bias)  # float32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert model.classifier(x).dtype == torch.bfloat16
+            with float32_head(model, "cpu"):
+                with float32_head(model, "cpu"):
+                    pass
+                out = model.classifier(x)  # the inner block's end leaves the outer block's head in float32
+            assert out.dtype == torch.float32
+            torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-6)
+            assert model.classifier(x).dtype == torch.bfloat16
+        assert "forward" not in vars(model.classifier) and "forward" not in vars(model.dropout)
+
     def test_cpu_without_bf16_hardware_trains_in_fp32_with_a_warning(self, tiny_databunch, tiny_model_dir, tmp_path,
                                                                       monkeypatch):
         import bertlearn.callbacks as callbacks

@@ -233,7 +233,14 @@ class TextEncoder:
             cache_dir: folder of the tokenization cache (None: no cache).
         """
         texts = list(texts)
-        shown = [f"{x} [SEP] {y}" for x, y in texts] if self.pairs else texts
+        if self.pairs:
+            # kept as (a, b) tuples, never joined: a joined "a [SEP] b" split back at its first " [SEP] " made
+            # another pair of a text_a holding " [SEP] " (fastai's Interpretation re-encodes `items`)
+            shown = np.empty(len(texts), dtype=object)
+            for i, (a, b) in enumerate(texts):
+                shown[i] = (a, b)
+        else:
+            shown = np.asarray(texts, dtype=object)
         enc = None
         if cache_dir is not None:
             from .cache import cache_key, load_cached, save_cached
@@ -249,7 +256,7 @@ class TextEncoder:
         if targets is not None and len(enc["owner"]) != len(texts):
             targets = targets[enc["owner"]]  # each window carries its text's target
         ds = EncodedDataset(enc["ids"], enc["lengths"], targets, self, type_ids=enc["type_ids"], owner=enc["owner"],
-                            n_texts=len(texts), texts=np.asarray(shown, dtype=object))
+                            n_texts=len(texts), texts=shown)
         ds.encoded_by = encoded_by
         return ds
 

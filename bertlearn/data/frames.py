@@ -122,12 +122,20 @@ def check_column_counts(text_cols: list, label_cols: list, text_col: Any, label_
     Args:
         text_cols, label_cols: the resolved column names.
         text_col, label_col: what the caller passed (named in the error).
-        multi_label, label_delim: the task; 0/1 label columns are multi-label without a delimiter.
+        multi_label, label_delim: the task; 0/1 label columns are multi-label without a delimiter, and label_delim
+            takes one column of joined labels.
     """
     if len(text_cols) > 2:
         raise DataError(f"text_col={text_col!r} names {len(text_cols)} columns; give one text column, or two "
                         "for sentence pairs")
-    if (not multi_label or label_delim is not None) and len(label_cols) != 1:
+    if label_delim is not None and len(label_cols) != 1:
+        # label_delim splits one column of joined labels; several 0/1 columns take none (multi_label=True alone)
+        joined = label_delim.join(str(c) for c in label_cols[:2])
+        raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns, but label_delim={label_delim!r} "
+                        f"reads the labels from ONE column holding them joined (e.g. {joined!r}); give that one "
+                        "column with label_delim, or leave label_delim out for 0/1 label columns (one per label, "
+                        "with multi_label=True)")
+    if not multi_label and len(label_cols) != 1:
         raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns; this task needs one label "
                         "column (pass multi_label=True for 0/1 label columns)")
     both = [c for c in text_cols if c in label_cols]
@@ -226,7 +234,7 @@ def refuse_number_columns(chunks: Iterable[pd.DataFrame], cols: Sequence[str], s
 
 
 def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *, label_delim: str | None = None,
-                       source: str = "data") -> np.ndarray:
+                       source: str = "data", saved_model: bool = False) -> np.ndarray:
     """Encode a frame's label column(s) for `encoder`'s task and label set (class indices, multi-hot rows or floats).
 
     Args:
@@ -235,17 +243,20 @@ def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *
         encoder: the trained model's `TextEncoder` (its labels decide the encoding).
         label_delim: separator of several labels in one column.
         source: how error messages name the data.
+        saved_model: the labels are a saved model's outputs (`bertlearn eval`): a label the data has and the model
+            lacks is said as such, to be removed or relabelled in the data (or trained), since labels.csv cannot
+            change a trained head.
     """
     cols = resolve_columns(df, label_col, "label_col", source)
     if encoder.multi_label:
         if label_delim is not None:
-            return _delimited_multi_hot(df[cols[0]], encoder.labels, label_delim, source)
-        return _multi_hot(df[cols], encoder.labels, source)
+            return _delimited_multi_hot(df[cols[0]], encoder.labels, label_delim, source, saved_model=saved_model)
+        return _multi_hot(df[cols], encoder.labels, source, saved_model=saved_model)
     if len(cols) != 1:
         raise DataError(f"label_col={label_col!r} names {len(cols)} columns; this model's task needs one")
     if encoder.regression:
         return _float_targets(df[cols[0]], source)
-    return _label_indices(df[cols[0]], encoder.labels, source)
+    return _label_indices(df[cols[0]], encoder.labels, source, saved_model=saved_model)
 
 
 def read_label_file(path: Path) -> list[str] | None:
@@ -420,7 +431,19 @@ def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source:
     return names
 
 
-def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndarray:
+def _unknown_labels(series: pd.Series, source: str, extra: list[str], labels: list[str], saved_model: bool) -> str:
+    """The message for labels of the data that are not among `labels`: a fix in labels.csv while training, in the
+    data (or a new training) against a saved model, whose head has the labels it was trained with."""
+    if saved_model:
+        one = len(extra) == 1
+        return (f"label_col {series.name!r} in {source} has labels {_short(extra)} that the model does not predict: "
+                f"it predicts only {_short(labels[:20])}; remove or relabel those rows, or retrain with "
+                f"{'that label' if one else 'those labels'}")
+    return (f"label_col {series.name!r} in {source} has labels {_short(extra)} that are not among the known labels "
+            f"{_short(labels[:20])}; add them to labels.csv or remove those rows")
+
+
+def _label_indices(series: pd.Series, labels: list[str], source: str, *, saved_model: bool = False) -> np.ndarray:
     _refuse_missing(series, source)
     index = {l: i for i, l in enumerate(labels)}
     # once per distinct value, then a dictionary lookup per row (100k rows: 0.1 s less than naming every row)
@@ -428,14 +451,12 @@ def _label_indices(series: pd.Series, labels: list[str], source: str) -> np.ndar
     codes = names.map(index)
     unknown = codes.isna().to_numpy()
     if unknown.any():
-        extra = sorted(set(names[unknown]))[:10]
-        raise DataError(f"label_col {series.name!r} in {source} has labels {_short(extra)} that are not among the "
-                        f"known labels {_short(labels[:20])}; add them to labels.csv or remove those rows")
+        raise DataError(_unknown_labels(series, source, sorted(set(names[unknown]))[:10], labels, saved_model))
     # copy=True: pandas 3 hands out read-only views, which torch warns about when a batch or metric wraps them
     return codes.to_numpy(dtype=np.int64, copy=True)
 
 
-def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
+def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str, *, saved_model: bool = False) -> np.ndarray:
     """The 0/1 label columns as (n, len(labels)) float32 rows, column j holding label `labels[j]`.
 
     Columns are matched to labels by name, never by position: a labels.csv (or `labels=`) in another order than
@@ -451,7 +472,9 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str) -> np.ndarray:
             + ([f"column{'s' if len(no_label) > 1 else ''} {no_label[:10]} without a label"] if no_label else [])
         one = " A single column holding several labels per row takes label_delim= (e.g. '|')." \
             if len(names) == 1 else ""
-        raise DataError(f"the labels {labels[:20]} (labels.csv or labels=) and the label_col columns {names[:20]} of "
+        whose = f"the model's labels {labels[:20]}" if saved_model else \
+            f"the labels {labels[:20]} (labels.csv or labels=)"
+        raise DataError(f"{whose} and the label_col columns {names[:20]} of "
                         f"{source} name different labels ({' and '.join(gaps)}); columns are matched to labels by "
                         f"name, so list the same names, in any order.{one}")
     values = ldf.iloc[:, [names.index(l) for l in labels]].to_numpy()
@@ -495,7 +518,8 @@ def _delimited_labels(series: pd.Series, delim: str, source: str) -> list[str]:
     return names
 
 
-def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, source: str) -> np.ndarray:
+def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, source: str, *,
+                         saved_model: bool = False) -> np.ndarray:
     # every part, given labels or not: an empty cell became a row of no labels where labels.csv was given
     _refuse_missing(series, source)
     _refuse_repeats(labels, source)
@@ -510,8 +534,7 @@ def _delimited_multi_hot(series: pd.Series, labels: list[str], delim: str, sourc
             elif part:
                 unknown.add(part)
     if unknown:
-        raise DataError(f"label_col {series.name!r} in {source} has labels {_short(sorted(unknown)[:10])} that are not "
-                        f"among the known labels {_short(labels[:20])}; add them to labels.csv or remove those rows")
+        raise DataError(_unknown_labels(series, source, sorted(unknown)[:10], labels, saved_model))
     return out
 
 

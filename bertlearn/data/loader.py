@@ -82,7 +82,7 @@ class EncodedDataset:
         type_ids: segment ids for sentence pairs, stored like `ids`; else None.
         owner: (n,) index of the text each row came from (sliding windows give one text several rows).
         n_texts: how many texts the rows came from.
-        texts: the original texts, kept for show_batch and interpretation.
+        texts: the original texts ((a, b) tuples for sentence pairs), kept for show_batch and interpretation.
     """
 
     encoded_by: str | None = None  # how the ids were made, for the fit's summary line
@@ -284,14 +284,13 @@ class BertDataLoader(DataLoader):
     def items(self) -> list[tuple]:
         """One `(text, target)` per row, what `dls.test_dl(items, with_labels=True)` re-encodes (fastai's
         `Interpretation` does this). Rows cut from a longer text by a sliding window (or stored on disk without
-        their texts) show the row decoded, as a `StoredRow` that `test_dl` takes as stored."""
+        their texts) show the row decoded, as a `StoredRow` that `test_dl` takes as stored. A sentence pair's text
+        is its `(text_a, text_b)` tuple, as stored."""
         ds = self.dataset
         texts = ds.texts if ds.texts is not None and len(ds.texts) == len(ds) else \
             [StoredRow(self.dataset.encoder.tokenizer.decode(ds.ids[i, :ds.lengths[i]].tolist(),
                                                              skip_special_tokens=True), ds, i)
              for i in range(len(ds))]
-        if ds.encoder.pairs and ds.texts is not None and len(ds.texts) == len(ds):
-            texts = [tuple(t.split(" [SEP] ", 1)) for t in texts]
         targets = ds.targets if ds.targets is not None else [None] * len(ds)
         return list(zip(texts, targets))
 
@@ -394,7 +393,8 @@ class BertDataLoader(DataLoader):
         if b is None and ds.texts is not None and len(ds.texts) == ds.n_texts:
             idx = next(iter(self._batches()), np.zeros(0, np.int64))[:max_n]
             df = batch_to_frame(self.create_batch(idx), ds.encoder, max_n=max_n)
-            df["text"] = [str(t) for t in ds.texts[ds.owner[idx]]]  # a sliding window shows its whole text
+            # a sliding window shows its whole text; a pair both texts, around the separator the model reads
+            df["text"] = [_shown_text(t) for t in ds.texts[ds.owner[idx]]]
             display_frame(df)
             return
         display_frame(batch_to_frame(b if b is not None else self.one_batch(), ds.encoder, max_n=max_n))
@@ -421,6 +421,16 @@ class BertDataLoader(DataLoader):
         labels = decode_targets(b[n][:max_n].cpu(), self.dataset.encoder) if len(b) > n else [None] * len(df)
         rows = [(text, *([None] * (n - 1)), label) for text, label in zip(df["text"], labels)]
         return TextInputs(df["text"].tolist()), labels, L(rows)
+
+
+def _shown_text(text: Any) -> str:
+    """A stored text as shown: a sentence pair's `(text_a, text_b)` as "text_a [SEP] text_b" (for reading only:
+    the pair itself stays a tuple), anything else as its string.
+
+    Args:
+        text: a dataset's stored text or pair.
+    """
+    return " [SEP] ".join(map(str, text)) if isinstance(text, tuple) else str(text)
 
 
 class TextInputs(list):

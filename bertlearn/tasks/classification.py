@@ -202,7 +202,7 @@ class BertLearner(TaskLearner):
         return model, fresh_head
 
     def embed(self, texts: Sequence[str] | str, *, layer: int | Sequence[int] = -1, pooling: str = "cls",
-              bs: int | None = None) -> Any:
+              bs: int | None = None, maxlen: int | None = None) -> Any:
         """Contextual vectors of `texts` from this learner's (fine-tuned) encoder; see `bertlearn.embed`.
 
         Args:
@@ -210,10 +210,13 @@ class BertLearner(TaskLearner):
             layer: hidden state index (0 embeddings, -1 last layer) or a list to average.
             pooling: "cls", "mean" or "tokens" (one vector per word).
             bs: batch size (default: the validation batch size).
+            maxlen: tokens kept per text (a longer text is cut, with a warning), up to what the model's positions
+                take (default: the databunch's maxlen, what the model was fine-tuned on).
         """
         from ..embed import embed
+        # maxlen= is what embed's warning about texts cut at maxlen offers as its fix: it is taken here too
         return embed(texts, self, layer=layer, pooling=pooling, bs=self.dls.valid.bs if bs is None else bs,
-                     maxlen=self.dls.encoder.maxlen)
+                     maxlen=self.dls.encoder.maxlen if maxlen is None else maxlen)
 
     def interpret(self, ds_idx: int = 1, dl: Any = None) -> Any:
         """fastai's `ClassificationInterpretation` on the validation set (or `dl`): confusion matrix,
