@@ -242,3 +242,26 @@ def test_datasets_say_how_their_ids_were_made(tiny_csv_dir, tiny_tokenizer, tmp_
     from bertlearn.model import load_tokenizer
     minilm = TextEncoder(load_tokenizer(None), 16, ["a", "b"]).dataset(texts)  # the packaged BERT WordPiece
     assert minilm.encoded_by == "tokenized by tokie (non-ASCII texts and pairs by the tokenizers library)"
+
+
+def test_a_python_tokenizers_options_are_part_of_the_key(tiny_csv_dir, tiny_tokenizer, tmp_path_factory):
+    # without a Rust backend the key was the vocabulary, special tokens and class: do_lower_case=False read the
+    # lower-casing tokenizer's cached ids (and on-disk store)
+    from transformers import BertTokenizerLegacy
+    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab.write_text("".join(f"{w}\n" for w, _ in sorted(tiny_tokenizer.get_vocab().items(), key=lambda x: x[1])))
+    vocab = str(vocab)
+    lower, cased = BertTokenizerLegacy(vocab, do_lower_case=True), BertTokenizerLegacy(vocab, do_lower_case=False)
+    assert tokenizer_fingerprint(lower) != tokenizer_fingerprint(cased)
+    assert tokenizer_fingerprint(lower) == tokenizer_fingerprint(BertTokenizerLegacy(vocab, do_lower_case=True))
+    df = pd.read_csv(tiny_csv_dir / "train.csv")
+    df.loc[0, "text"] = "The Movie Was GOOD"
+    df.to_csv(tiny_csv_dir / "train.csv", index=False)
+    for options in ({}, {"on_disk": True, "chunksize": 40}):
+        for tok in (lower, cased):
+            db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tok, train_file="train.csv", val_file="val.csv",
+                               label_file="labels.csv", bs=8, maxlen=32, **options)
+            ds = db.train.dataset
+            rows = [list(ds.ids[i][: ds.lengths[i]]) for i in range(len(ds))]
+            expected = tok(list(df.text), truncation=True, max_length=32)["input_ids"]
+            assert sorted(map(tuple, rows)) == sorted(map(tuple, expected))

@@ -35,6 +35,11 @@ _HASH_BLOCK = 8192
 _unwritable: set[str] = set()  # cache folders already reported as unwritable
 
 
+# mixed case, accents, a ligature, CJK, punctuation, a no-break space and a special token: what normalisation options
+# change
+_PROBE = "The Movie WAS naïve, Café ﬁne: 中文 don't x\u00a0y [MASK] [UNK]"
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Name plus a hash of the tokenizer's whole definition (vocab, normalisation, special tokens).
 
@@ -47,6 +52,13 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         h.update(_definition_hash(backend.to_str()).encode())
     else:
         h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+        # a Python tokenizer keeps its normalisation (do_lower_case, strip_accents, CJK splitting...) in its options,
+        # not its vocabulary: two that differ only there shared a key, and the cache or the on-disk store returned
+        # the other's ids. Its plain options and the ids it gives a probe text go in
+        options = {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items()
+                   if isinstance(v, (bool, int, float, str, type(None))) and not k.endswith(("_file", "name_or_path"))}
+        h.update(json.dumps(options, sort_keys=True).encode())
+        h.update(json.dumps(tokenizer(_PROBE)["input_ids"]).encode())
     h.update(json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str).encode())
     h.update(type(tokenizer).__name__.encode())
     return f"{getattr(tokenizer, 'name_or_path', '')}:{h.hexdigest()[:16]}"
