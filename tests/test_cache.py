@@ -265,3 +265,18 @@ def test_a_python_tokenizers_options_are_part_of_the_key(tiny_csv_dir, tiny_toke
             rows = [list(ds.ids[i][: ds.lengths[i]]) for i in range(len(ds))]
             expected = tok(list(df.text), truncation=True, max_length=32)["input_ids"]
             assert sorted(map(tuple, rows)) == sorted(map(tuple, expected))
+
+
+def test_no_cache_and_clear_cache_act_on_the_cache_dir_given(tiny_csv_dir, tiny_tokenizer, tmp_path_factory):
+    # fast-bert's flags acted on data_dir/cache only: no_cache=True with cache_dir= still wrote there, and
+    # clear_cache=True emptied data_dir/cache instead
+    folder = tmp_path_factory.mktemp("given-cache")
+    args = (tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
+    BertDataBunch(*args, bs=8, maxlen=32, no_cache=True, cache_dir=folder)
+    assert list(folder.glob("*")) == []
+    BertDataBunch(*args, bs=8, maxlen=32, cache_dir=folder)
+    written = sorted(folder.glob("tok-*.npz"))
+    assert written and not (tiny_csv_dir / "cache").exists()
+    (folder / "tok-other.npz").write_bytes(b"x")
+    db = BertDataBunch(*args, bs=8, maxlen=32, clear_cache=True, cache_dir=folder)
+    assert not (folder / "tok-other.npz").exists() and "cache" not in db.train.dataset.encoded_by

@@ -270,8 +270,8 @@ def test_train_refuses_a_label_file_that_does_not_exist(tiny_model_dir, tmp_path
                  "maxlen >= 3; give a larger maxlen, e.g. 128"),
     ("2", False, "maxlen=2 leaves no room for text: BertTokenizer adds 2 special tokens to every text; allowed: "
                  "maxlen >= 3; give a larger maxlen, e.g. 128"),
-    ("3", True, "maxlen=3 leaves no room for text: BertTokenizer adds 3 special tokens to every sentence pair; "
-                "allowed: maxlen >= 4 for sentence pairs; give a larger maxlen, e.g. 128")])
+    ("4", True, "maxlen=4 leaves no room for a token of each text: BertTokenizer adds 3 special tokens to every "
+                "sentence pair; allowed: maxlen >= 5 for sentence pairs; give a larger maxlen, e.g. 128")])
 def test_train_refuses_a_maxlen_without_room_for_text(tiny_model_dir, tmp_path, capsys, maxlen, pairs, said):
     # before: --maxlen 1 cut nothing (a long text later failed in the model) and --maxlen 2 kept [CLS] [SEP] only
     df = make_texts(20, seed=1)

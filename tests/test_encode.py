@@ -11,8 +11,8 @@ from bertlearn.data import TextEncoder, tokenizer_within
 
 SINGLE = (r"^maxlen={} leaves no room for text: BertTokenizer adds 2 special tokens to every text; allowed: "
           r"maxlen >= 3; give a larger maxlen, e.g. 128$")
-PAIRS = (r"^maxlen={} leaves no room for text: BertTokenizer adds 3 special tokens to every sentence pair; allowed: "
-         r"maxlen >= 4 for sentence pairs; give a larger maxlen, e.g. 128$")
+PAIRS = (r"^maxlen={} leaves no room for a token of each text: BertTokenizer adds 3 special tokens to every sentence "
+         r"pair; allowed: maxlen >= 5 for sentence pairs; give a larger maxlen, e.g. 128$")
 
 
 @pytest.mark.parametrize("maxlen", [1, 2])
@@ -40,10 +40,10 @@ def test_a_maxlen_without_room_for_a_sentence_pair_is_refused(tiny_tokenizer):
     with pytest.raises(DataError, match=PAIRS.format(3)):
         BertDataBunch.from_df(pairs, pairs[:8], tiny_tokenizer, text_col=["text_a", "text_b"], maxlen=3,
                               device="cpu")
-    with pytest.raises(DataError, match=PAIRS.format(3)):
-        TextEncoder(tiny_tokenizer, 3, ["a", "b"], pairs=True)
-    encoded = TextEncoder(tiny_tokenizer, 4, ["a", "b"], pairs=True).encode(["good movie"], ["bad film"])
-    assert encoded["ids"].tolist() == [[2, 3, 8, 3]]  # [CLS] [SEP] bad [SEP]: a pair's least maxlen, one token of text
+    with pytest.raises(DataError, match=PAIRS.format(4)):  # [CLS] [SEP] bad [SEP]: the first text dropped whole
+        TextEncoder(tiny_tokenizer, 4, ["a", "b"], pairs=True)
+    encoded = TextEncoder(tiny_tokenizer, 5, ["a", "b"], pairs=True).encode(["good movie"], ["bad film"])
+    assert encoded["ids"].tolist() == [[2, 15, 3, 8, 3]]  # [CLS] good [SEP] bad [SEP]: a token of each text
     single = TextEncoder(tiny_tokenizer, 3, ["a", "b"]).encode(["good movie"])
     assert single["ids"].tolist() == [[2, 15, 3]]  # [CLS] good [SEP]
 
@@ -53,3 +53,35 @@ def test_token_classification_refuses_it_too(tiny_tokenizer, tmp_path):
         (tmp_path / name).write_text("John B-PER\nis O\ngood O\n\nMary B-PER\nwas O\nhere O\n")
     with pytest.raises(DataError, match=SINGLE.format(2)):
         BertNERDataBunch.from_conll(tmp_path, tiny_tokenizer, maxlen=2, device="cpu")
+
+
+@pytest.mark.parametrize("options", [{"long_text": "sliding_window", "stride": 4}, {}])
+def test_a_left_padding_tokenizer_gives_the_tokenizers_own_rows(tiny_tokenizer, options):
+    # the rows were read back as each padded row's first `length` columns: a tokenizer padding on the left gave
+    # rows starting with [PAD], cut before their last tokens and [SEP]
+    import copy
+
+    import numpy as np
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.padding_side = "left"
+    texts = list(make_texts(12, 3).text)
+    encoder = TextEncoder(tok, 12, ["a", "b"], **options)
+    if not options:
+        encoder._backend = lambda n_texts=0: None  # the tokenizer's own call, as a tokenizer without a Rust backend
+    got = encoder.encode(texts)
+    kwargs = {"return_overflowing_tokens": True, "stride": 4} if options else {}
+    expected = tok(texts, truncation=True, max_length=12, padding_side="right", **kwargs)["input_ids"]
+    rows = [list(map(int, r[:n])) for r, n in zip(got["ids"].tolist(), got["lengths"])]
+    assert rows == [list(r) for r in expected]
+    assert not np.isin(tok.pad_token_id, np.concatenate([np.asarray(r) for r in rows]))
+
+
+def test_tokens_added_after_the_data_was_built_are_read(tiny_tokenizer):
+    # the encoder kept a copy of the tokenizer's backend from before: test_dl and predict_batch split an added token
+    # into pieces where the tokenizer's own call (and a reloaded model) read it whole
+    import copy
+    tok = copy.deepcopy(tiny_tokenizer)
+    db = BertDataBunch.from_df(make_texts(16, 1), make_texts(8, 2), tok, bs=4, maxlen=16, device="cpu")
+    tok.add_tokens(["moviegoer"])
+    ds = db.test_dl(["the moviegoer was good"]).dataset
+    assert ds.ids.tolist()[0][: ds.lengths[0]] == tok("the moviegoer was good")["input_ids"]

@@ -112,11 +112,10 @@ class BertDataBunch(DataLoaders):
         if kwargs.get("on_disk"):  # the token store is the cache: from_csv handles both flags
             kwargs.update(clear_cache=clear_cache, no_cache=no_cache)
         else:
-            if clear_cache and cache_dir.is_dir():
-                for f in cache_dir.glob("tok-*.npz"):
-                    f.unlink()
-            if not no_cache:
-                kwargs.setdefault("cache_dir", cache_dir)  # fast-bert cached in data_dir/cache too
+            # fast-bert cached in data_dir/cache too; both flags act on the folder in effect (a cache_dir= given
+            # was written with no_cache=True, and clear_cache emptied data_dir/cache instead)
+            kwargs.setdefault("cache_dir", cache_dir)
+            kwargs.update(clear_cache=clear_cache, no_cache=no_cache)
         built = cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
                              label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
                              bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,

@@ -169,8 +169,10 @@ class TextEncoder:
         skips the Python work of `tokenizer(...)` (per-text dicts, masks, padding) and gives the same ids; for
         single texts, from the first call of `TOKIE_MIN_TEXTS` texts on, tokie where it gives the same ids. Each
         is checked once per encoder."""
-        made_for = (self.maxlen, *self._call_options().values())
-        if self.__dict__.get("_fast_for") != made_for:  # maxlen can be lowered, the tokenizer's options changed
+        # maxlen can be lowered, the tokenizer's options changed, tokens added to it (its size: the copy kept the
+        # old vocabulary, so test_dl and predict_batch split an added token into pieces)
+        made_for = (self.maxlen, len(self.tokenizer), *self._call_options().values())
+        if self.__dict__.get("_fast_for") != made_for:
             self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
             self._fast_for, self._tokie = made_for, False
         if self._fast is None or self.pairs:
@@ -195,8 +197,10 @@ class TextEncoder:
         return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fast_for", "_tokie", "_tokie_why_not")}
 
     def _encode_fast(self, texts: list[str], texts_b: list[str] | None) -> dict:
-        kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", return_tensors="np",
-                      return_attention_mask=True, return_token_type_ids=self.with_token_types)
+        # padded on the right whatever the tokenizer's padding_side: the rows are read back as each one's first
+        # `length` columns (a left-padding tokenizer gave rows of padding, cut before their last tokens)
+        kwargs = dict(truncation=True, max_length=self.maxlen, padding="longest", padding_side="right",
+                      return_tensors="np", return_attention_mask=True, return_token_type_ids=self.with_token_types)
         if self.long_text:
             kwargs.update(return_overflowing_tokens=True, stride=self.stride)
         return dict(self.tokenizer(texts, texts_b, **kwargs))
@@ -316,8 +320,10 @@ def check_maxlen_room(tokenizer: Any, maxlen: int, *, pairs: bool = False) -> No
     if count is None:  # not a Hugging Face tokenizer (a stand-in): nothing to tell the minimum by
         return
     n_special = int(count(pair=pairs))
-    if int(maxlen) <= n_special:
+    least = n_special + (2 if pairs else 1)  # a pair needs a token of each text, or one is dropped whole
+    if int(maxlen) < least:
         what = "sentence pair" if pairs else "text"
-        raise DataError(f"maxlen={maxlen} leaves no room for text: {type(tokenizer).__name__} adds {n_special} "
-                        f"special tokens to every {what}; allowed: maxlen >= {n_special + 1}"
+        room = "for a token of each text" if pairs else "for text"
+        raise DataError(f"maxlen={maxlen} leaves no room {room}: {type(tokenizer).__name__} adds {n_special} "
+                        f"special tokens to every {what}; allowed: maxlen >= {least}"
                         f"{' for sentence pairs' if pairs else ''}; give a larger maxlen, e.g. 128")
