@@ -562,7 +562,10 @@ def _eval(args: argparse.Namespace) -> int:
             enc.labels[0] if enc.regression else "label")
         if isinstance(label_col, list) and len(label_col) == 1:
             label_col = label_col[0]
-    label_delim = args.label_delim if args.label_delim is not None else predictor.settings.get("label_delim")
+    # the saved delimiter reads the saved (joined) column; 0/1 columns named here take none
+    inherit = not args.label_col or len(args.label_col) == 1
+    label_delim = args.label_delim if args.label_delim is not None else \
+        predictor.settings.get("label_delim") if inherit else None
     # saved_model: a label the model lacks is fixed in the data (or by training), not in labels.csv
     targets = targets_from_frame(df, label_col, enc, label_delim=label_delim, source=str(args.input),
                                  saved_model=True)

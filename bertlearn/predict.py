@@ -67,21 +67,29 @@ def float32_head(model: nn.Module, device_type: str) -> Iterator[None]:
         model: a Hugging Face model with a head on its base model (e.g. `AutoModelForSequenceClassification`).
         device_type: the device type autocast runs on ("cpu", "cuda").
     """
+    # DDP's module, torch.compile's original module: their children are the wrapped model, which holds the encoder
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
     base = getattr(model, "base_model", model)
-    head = [m for m in model.children() if m is not base] if base is not model else []
-    with _HEAD_LOCK:
-        for m in head:
-            run = m.__dict__.get("forward")
-            if getattr(run, "float32_users", 0):
-                run.float32_users += 1  # another block (or thread) put it in place: it stays until both end
-            else:
-                m.forward = _in_float32(m.forward, device_type, own=run)
+    # only children that do not hold the encoder: patching one that does would run the whole model in float32
+    head = [m for m in model.children() if not any(x is base for x in m.modules())] if base is not model else []
+    patched = []
     try:
+        with _HEAD_LOCK:
+            for m in head:
+                run = m.__dict__.get("forward")
+                if getattr(run, "float32_users", 0):
+                    run.float32_users += 1  # another block (or thread) put it in place: it stays until both end
+                else:
+                    m.forward = _in_float32(m.forward, device_type, own=run)
+                patched.append(m)
         yield
     finally:
         with _HEAD_LOCK:
-            for m in head:
-                run = m.__dict__["forward"]
+            for m in patched:  # only those this block patched, even when it was interrupted part-way
+                run = m.__dict__.get("forward")
+                if not getattr(run, "float32_users", 0):
+                    continue  # replaced by someone else meanwhile: theirs stays
                 run.float32_users -= 1
                 if not run.float32_users:
                     if run.own is None:

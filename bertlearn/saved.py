@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import ModelError
 from .version import __version__
 
@@ -197,9 +199,18 @@ def check_same_settings(saved: Path, export: Path) -> None:
             return {}
         return read if isinstance(read, dict) else {}
 
+    def same(key: str, a: Any, b: Any) -> bool:
+        if key == "thresholds" and a is not None and b is not None:
+            # one threshold for every label decides as that threshold repeated per label
+            try:
+                return bool(np.array_equal(*np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))))
+            except ValueError:  # other numbers of labels
+                return False
+        return a == b
+
     ours, theirs = settings(Path(saved)), settings(Path(export))
     differ = [f"{k} {ours[k]!r} against {theirs[k]!r}" for k in PREDICTION_SETTINGS
-              if k in ours and k in theirs and ours[k] != theirs[k]]
+              if k in ours and k in theirs and not same(k, ours[k], theirs[k])]
     if differ:
         raise ModelError(f"{str(export)!r} predicts with other settings than {str(saved)!r} (in their "
                          f"bertlearn.json, the save's against the export's: {'; '.join(differ)}): the export was made "

@@ -280,3 +280,16 @@ def test_no_cache_and_clear_cache_act_on_the_cache_dir_given(tiny_csv_dir, tiny_
     (folder / "tok-other.npz").write_bytes(b"x")
     db = BertDataBunch(*args, bs=8, maxlen=32, clear_cache=True, cache_dir=folder)
     assert not (folder / "tok-other.npz").exists() and "cache" not in db.train.dataset.encoded_by
+    (folder / "tok-other.npz").write_bytes(b"x")
+    BertDataBunch(*args, bs=8, maxlen=32, clear_cache=True, no_cache=True, cache_dir=folder)  # cleared, not used
+    assert list(folder.glob("*")) == []
+
+
+def test_how_a_python_tokenizer_was_loaded_is_not_part_of_the_key(tiny_tokenizer, tmp_path_factory):
+    # HF_HUB_OFFLINE sets local_files_only in init_kwargs: the same tokenizer online and offline missed the cache
+    from transformers import BertTokenizerLegacy
+    vocab = tmp_path_factory.mktemp("vocab-loader") / "vocab.txt"
+    vocab.write_text("".join(f"{w}\n" for w, _ in sorted(tiny_tokenizer.get_vocab().items(), key=lambda x: x[1])))
+    online, offline = BertTokenizerLegacy(str(vocab)), BertTokenizerLegacy(str(vocab))
+    offline.init_kwargs.update(local_files_only=True, is_local=True)
+    assert tokenizer_fingerprint(online) == tokenizer_fingerprint(offline)

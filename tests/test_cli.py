@@ -315,6 +315,42 @@ def test_eval_names_labels_the_model_does_not_predict_with_a_fix_eval_has(tiny_l
         "those labels")
 
 
+def test_eval_of_a_joined_label_model_reads_0_1_columns_named_on_the_command_line(tiny_model_dir, tmp_path, capsys):
+    # the saved label_delim was applied to the first of the --label-col columns (its 0/1 values read as joined
+    # labels '0' and '1'), and the others ignored
+    import numpy as np
+    import torch
+
+    from bertlearn import BertDataBunch, BertLearner, DataError
+    from bertlearn.metrics import evaluate
+    rows = make_texts(16, seed=1)[["text"]].assign(tags=["joy", "anger", "joy|anger", "joy"] * 4)
+    db = BertDataBunch.from_df(rows, rows, str(tiny_model_dir), label_col="tags", label_delim="|", bs=16, maxlen=32,
+                               device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    folder = learner.save_model(tmp_path / "m")
+    test = make_texts(6, seed=3)[["text"]].assign(joy=[1, 0, 1, 0, 1, 1], anger=[0, 1, 1, 0, 0, 1])
+    test.to_csv(tmp_path / "test.csv", index=False)
+    assert main(["eval", "--model", str(folder), "--input", str(tmp_path / "test.csv"), "--label-col", "joy",
+                 "anger", "--json", str(tmp_path / "m.json")]) == 0
+    shown = json.loads((tmp_path / "m.json").read_text())
+    labels = list(learner.dls.encoder.labels)
+    targets = test[labels].to_numpy(np.float32)
+    expected = evaluate(learner.predict_logits(list(test.text)), torch.tensor(targets), "multi_label_classification",
+                        labels, thresholds=None)
+    assert shown["hamming_loss"] == pytest.approx(expected["hamming_loss"], abs=1e-9)
+    from bertlearn.data.frames import targets_from_frame
+    with pytest.raises(DataError, match=r"^label_col=\['joy', 'anger'\] names 2 columns, but label_delim='\|' reads"):
+        targets_from_frame(test, ["joy", "anger"], learner.dls.encoder, label_delim="|")
+    # 0/1 columns that are not the model's labels: the fix is in the data (or a new training), not in labels.csv
+    test.rename(columns={"anger": "rage"}).to_csv(tmp_path / "other.csv", index=False)
+    assert main(["eval", "--model", str(folder), "--input", str(tmp_path / "other.csv"), "--label-col", "joy",
+                 "rage"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "name different labels (label ['anger'] without a column and column ['rage'] without a label); columns are "
+        "matched to labels by name, so give one 0/1 column per label of the model, named as its labels (label_col / "
+        "--label-col), in any order, or retrain with the data's labels.")
+
+
 def test_label_delim_with_several_label_columns_says_it_takes_one_column(tmp_path, tiny_model_dir, capsys):
     # before: "(pass multi_label=True for 0/1 label columns)", though --multi-label was passed; label_delim was wrong
     make_texts(16, seed=1)[["text"]].assign(joy=[1, 0] * 8, anger=[0, 1] * 8).to_csv(tmp_path / "train.csv",

@@ -85,3 +85,16 @@ def test_tokens_added_after_the_data_was_built_are_read(tiny_tokenizer):
     tok.add_tokens(["moviegoer"])
     ds = db.test_dl(["the moviegoer was good"]).dataset
     assert ds.ids.tolist()[0][: ds.lengths[0]] == tok("the moviegoer was good")["input_ids"]
+
+
+def test_another_tokenizer_of_the_same_size_is_read(tiny_tokenizer):
+    # the backend copy was keyed on the tokenizer's size: a swapped tokenizer of the same size kept the old copy
+    import copy
+    encoder = TextEncoder(tiny_tokenizer, 16, ["a", "b"])
+    assert encoder.encode(["Good Movie"])["ids"].tolist() == [tiny_tokenizer("Good Movie")["input_ids"]]
+    cased = copy.deepcopy(tiny_tokenizer)
+    from tokenizers import normalizers
+    cased.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+    encoder.tokenizer = cased
+    assert len(cased) == len(tiny_tokenizer)
+    assert encoder.encode(["Good Movie"])["ids"].tolist() == [cased("Good Movie")["input_ids"]]

@@ -248,3 +248,20 @@ def test_serve_onnx_refuses_an_export_with_other_prediction_settings_than_the_sa
     learner.save_model(folder)  # the fix it names: save, then export
     learner.to_onnx(folder / "onnx")
     assert main(["serve", str(folder), "--onnx"]) == 0 and served == [folder / "onnx"]
+
+
+def test_one_threshold_and_that_threshold_per_label_are_the_same_setting(tmp_path):
+    # the check compared the JSON values: 0.5 against [0.5, 0.5] was refused though both decide alike
+    import json
+
+    from bertlearn import ModelError
+    from bertlearn.saved import check_same_settings
+    saved, export = tmp_path / "m", tmp_path / "m" / "onnx"
+    export.mkdir(parents=True)
+    (saved / "bertlearn.json").write_text(json.dumps({"thresholds": 0.5, "maxlen": 32}))
+    (export / "bertlearn.json").write_text(json.dumps({"thresholds": [0.5, 0.5], "maxlen": 32}))
+    check_same_settings(saved, export)
+    (export / "bertlearn.json").write_text(json.dumps({"thresholds": [0.5, 0.4], "maxlen": 32}))
+    with pytest.raises(ModelError, match=r"\(in their bertlearn\.json, the save's against the export's: thresholds "
+                                         r"0\.5 against \[0\.5, 0\.4\]\)"):
+        check_same_settings(saved, export)

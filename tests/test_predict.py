@@ -207,6 +207,27 @@ class TestPrecision:
             assert model.classifier(x).dtype == torch.bfloat16
         assert "forward" not in vars(model.classifier) and "forward" not in vars(model.dropout)
 
+    def test_float32_head_finds_the_head_through_wrappers(self, tiny_model_dir):
+        # DDP's .module and torch.compile's _orig_mod wrap the model: the wrapper's only child holds the encoder,
+        # so it was patched whole (the encoder in float32 too) or, through DDP, nothing was
+        from transformers import AutoModelForSequenceClassification
+        from bertlearn.predict import float32_head
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).eval()
+
+        class Wrapper(torch.nn.Module):
+            def __init__(self, inner, name):
+                super().__init__()
+                setattr(self, name, inner)
+
+        for name in ("module", "_orig_mod"):
+            with float32_head(Wrapper(model, name), "cpu"):
+                assert "forward" in vars(model.classifier) and "forward" not in vars(model.bert)
+            assert "forward" not in vars(model.classifier)
+        with pytest.raises(RuntimeError):  # interrupted inside: the head is put back all the same
+            with float32_head(model, "cpu"):
+                raise RuntimeError("stop")
+        assert "forward" not in vars(model.classifier) and "forward" not in vars(model.dropout)
+
     def test_cpu_without_bf16_hardware_trains_in_fp32_with_a_warning(self, tiny_databunch, tiny_model_dir, tmp_path,
                                                                       monkeypatch):
         import bertlearn.callbacks as callbacks

@@ -61,9 +61,11 @@ class BertDataBunch(DataLoaders):
             `FastBertCompatWarning`). Given by position they take fast-bert's places: `(..., max_seq_length,
             multi_gpu, multi_label, backend, model_type, logger, clear_cache, no_cache, custom_sampler, pos_weight,
             weight)`.
-        clear_cache: first delete every tokenization cache file (`data_dir/cache/tok-*.npz`), those of other
-            settings and files too; with `on_disk=True`, rebuild the token stores of these files instead.
-        no_cache: neither read nor write `data_dir/cache`. This constructor caches by default (as fast-bert did):
+        clear_cache: first delete every tokenization cache file (`tok-*.npz`) of the cache folder in effect
+            (`cache_dir=` if given, else `data_dir/cache`), those of other settings and files too; with
+            `on_disk=True`, rebuild the token stores of these files instead.
+        no_cache: neither read nor write the cache folder in effect. This constructor caches by default in
+            `data_dir/cache` (as fast-bert did):
             the token ids of `train_file` and `val_file` (not `test_data`), one `.npz` each, keyed by the texts'
             content, the tokenizer and every encoding setting (`TextEncoder.key_parts`), so a changed input never
             reuses stale ids. The factories `from_csv` / `from_df` cache only when given `cache_dir`.
@@ -424,12 +426,11 @@ def _on_disk_options(kwargs: dict, val_file: str | None) -> bool:
 
 def _cache_options(kwargs: dict, cache_dir: str | Path | None) -> str | Path | None:
     """Apply fast-bert's `no_cache` / `clear_cache` to `cache_dir`; return the cache folder to use (or None)."""
-    if kwargs.pop("no_cache", False):
-        cache_dir = None
-    if kwargs.pop("clear_cache", False) and cache_dir is not None:
+    no_cache = kwargs.pop("no_cache", False)
+    if kwargs.pop("clear_cache", False) and cache_dir is not None:  # both given: cleared, then not used
         for f in Path(cache_dir).glob("tok-*.npz"):
             f.unlink()
-    return cache_dir
+    return None if no_cache else cache_dir
 
 
 def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | None) -> list[str] | None:

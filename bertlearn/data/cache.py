@@ -35,6 +35,12 @@ _HASH_BLOCK = 8192
 _unwritable: set[str] = set()  # cache folders already reported as unwritable
 
 
+# how a tokenizer was loaded, not how it tokenizes: HF_HUB_OFFLINE sets local_files_only, so the same tokenizer
+# online and offline missed the cache
+_LOADER_OPTIONS = frozenset({"local_files_only", "is_local", "trust_remote_code", "use_fast", "_from_auto",
+                             "_commit_hash", "revision", "subfolder", "cache_dir", "force_download", "token",
+                             "use_auth_token", "proxies", "from_slow"})
+
 # mixed case, accents, a ligature, CJK, punctuation, a no-break space and a special token: what normalisation options
 # change
 _PROBE = "The Movie WAS naïve, Café ﬁne: 中文 don't x\u00a0y [MASK] [UNK]"
@@ -56,7 +62,8 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         # not its vocabulary: two that differ only there shared a key, and the cache or the on-disk store returned
         # the other's ids. Its plain options and the ids it gives a probe text go in
         options = {k: v for k, v in getattr(tokenizer, "init_kwargs", {}).items()
-                   if isinstance(v, (bool, int, float, str, type(None))) and not k.endswith(("_file", "name_or_path"))}
+                   if isinstance(v, (bool, int, float, str, type(None))) and not k.endswith(("_file", "name_or_path"))
+                   and k not in _LOADER_OPTIONS}
         h.update(json.dumps(options, sort_keys=True).encode())
         h.update(json.dumps(tokenizer(_PROBE)["input_ids"]).encode())
     h.update(json.dumps(getattr(tokenizer, "special_tokens_map", {}), sort_keys=True, default=str).encode())

@@ -116,8 +116,11 @@ class TextEncoder:
         """How token ids are stored: uint16 when every id fits (BERT, RoBERTa...: half the memory), else int32.
         Decided by the highest id, not the vocabulary's size: a vocabulary with gaps gives ids past its length,
         which wrapped around in uint16."""
-        if getattr(self, "_id_dtype", None) is None:
-            top = len(self.tokenizer) - 1
+        size = len(self.tokenizer)
+        if getattr(self, "_id_dtype", None) is None or self.__dict__.get("_id_dtype_for") != size:
+            # decided again when tokens were added: ids past 65535 wrapped around in uint16
+            self._id_dtype_for = size
+            top = size - 1
             try:
                 top = max(top, max(self.tokenizer.get_vocab().values(), default=0))
             except (AttributeError, NotImplementedError, TypeError):
@@ -171,7 +174,7 @@ class TextEncoder:
         is checked once per encoder."""
         # maxlen can be lowered, the tokenizer's options changed, tokens added to it (its size: the copy kept the
         # old vocabulary, so test_dl and predict_batch split an added token into pieces)
-        made_for = (self.maxlen, len(self.tokenizer), *self._call_options().values())
+        made_for = (self.maxlen, id(self.tokenizer), len(self.tokenizer), *self._call_options().values())
         if self.__dict__.get("_fast_for") != made_for:
             self._fast = batch_encoder(self.tokenizer, self.maxlen, pairs=self.pairs)
             self._fast_for, self._tokie = made_for, False

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
-           "holdout_order"]
+           "holdout_order", "refuse_delim_with_columns"]
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
@@ -128,13 +128,7 @@ def check_column_counts(text_cols: list, label_cols: list, text_col: Any, label_
     if len(text_cols) > 2:
         raise DataError(f"text_col={text_col!r} names {len(text_cols)} columns; give one text column, or two "
                         "for sentence pairs")
-    if label_delim is not None and len(label_cols) != 1:
-        # label_delim splits one column of joined labels; several 0/1 columns take none (multi_label=True alone)
-        joined = label_delim.join(str(c) for c in label_cols[:2])
-        raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns, but label_delim={label_delim!r} "
-                        f"reads the labels from ONE column holding them joined (e.g. {joined!r}); give that one "
-                        "column with label_delim, or leave label_delim out for 0/1 label columns (one per label, "
-                        "with multi_label=True)")
+    refuse_delim_with_columns(label_col, label_cols, label_delim)
     if not multi_label and len(label_cols) != 1:
         raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns; this task needs one label "
                         "column (pass multi_label=True for 0/1 label columns)")
@@ -233,6 +227,21 @@ def refuse_number_columns(chunks: Iterable[pd.DataFrame], cols: Sequence[str], s
             texts_from_frame(first[col], col, f"{source} (rows from {first[col].index[0] + 1})", dropna=True)
 
 
+def refuse_delim_with_columns(label_col: Any, label_cols: Sequence[Any], label_delim: str | None) -> None:
+    """Refuse `label_delim` with several label columns: it splits ONE column of joined labels, and several 0/1
+    columns take none (it read the first column as joined labels and ignored the others).
+
+    Args:
+        label_col: the label column(s) as given; label_cols: them resolved; label_delim: the separator or None.
+    """
+    if label_delim is not None and len(label_cols) != 1:
+        joined = label_delim.join(str(c) for c in label_cols[:2])
+        raise DataError(f"label_col={label_col!r} names {len(label_cols)} columns, but label_delim={label_delim!r} "
+                        f"reads the labels from ONE column holding them joined (e.g. {joined!r}); give that one "
+                        "column with label_delim, or leave label_delim out for 0/1 label columns (one per label, "
+                        "with multi_label=True)")
+
+
 def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *, label_delim: str | None = None,
                        source: str = "data", saved_model: bool = False) -> np.ndarray:
     """Encode a frame's label column(s) for `encoder`'s task and label set (class indices, multi-hot rows or floats).
@@ -249,6 +258,7 @@ def targets_from_frame(df: pd.DataFrame, label_col: Any, encoder: TextEncoder, *
     """
     cols = resolve_columns(df, label_col, "label_col", source)
     if encoder.multi_label:
+        refuse_delim_with_columns(label_col, cols, label_delim)
         if label_delim is not None:
             return _delimited_multi_hot(df[cols[0]], encoder.labels, label_delim, source, saved_model=saved_model)
         return _multi_hot(df[cols], encoder.labels, source, saved_model=saved_model)
@@ -474,9 +484,12 @@ def _multi_hot(ldf: pd.DataFrame, labels: list[str], source: str, *, saved_model
             if len(names) == 1 else ""
         whose = f"the model's labels {labels[:20]}" if saved_model else \
             f"the labels {labels[:20]} (labels.csv or labels=)"
+        # a saved model's labels are fixed: the data's columns are what can change
+        fix = ("give one 0/1 column per label of the model, named as its labels (label_col / --label-col), in any "
+               "order, or retrain with the data's labels") if saved_model else "list the same names, in any order"
         raise DataError(f"{whose} and the label_col columns {names[:20]} of "
                         f"{source} name different labels ({' and '.join(gaps)}); columns are matched to labels by "
-                        f"name, so list the same names, in any order.{one}")
+                        f"name, so {fix}.{one}")
     values = ldf.iloc[:, [names.index(l) for l in labels]].to_numpy()
     try:
         arr = values.astype(np.float32)

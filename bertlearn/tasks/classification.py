@@ -331,7 +331,8 @@ class BertLearner(TaskLearner):
         Args:
             dl: the loader validated.
         """
-        # the precision validate's metrics were computed in, so the returned logits are the ones they scored
+        # the precision validate's metrics were computed in, so the returned logits are the ones they scored; except
+        # a bf16 regression model's head, which runs in float32 here and in bf16 in fastai's loop (docs/tasks.md)
         return predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
 
     @main_process_only
