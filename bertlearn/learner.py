@@ -375,8 +375,9 @@ class TaskLearner(Learner):
                   "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
                   "max_grad_norm": next((cb.max_norm for cb in self.cbs if isinstance(cb, GradientClip)), None),
                   "loss_weights": self._loss_weights(),
-                  # freeze_transformer_layers freezes more than fastai's freeze() of the same groups
-                  "trainable_tensors": sum(p.requires_grad for p in self.model.parameters())}
+                  # freeze_transformer_layers freezes more than fastai's freeze() of the same groups (counted
+                  # frozen, not trainable: another model's other number of tensors is the weights check's to name)
+                  "frozen_tensors": sum(not p.requires_grad for p in self.model.parameters())}
         settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
                                                "one_cycle_options": one_cycle, **shared}
         return json.loads(json.dumps(settings, default=_json_value))

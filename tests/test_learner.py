@@ -556,7 +556,7 @@ class TestCheckpoints:
         quiet_fit(make(freeze_transformer_layers=True), 2, lr=1e-3, checkpoint=True)
         other = make()
         other.freeze()
-        with pytest.raises(BertLearnError, match=r"belongs to another run \(trainable_tensors: 2 in the checkpoint, "
+        with pytest.raises(BertLearnError, match=r"belongs to another run \(frozen_tensors: 39 in the checkpoint, "
                                                  r"\d+ now\)"):
             quiet_fit(other, 2, lr=1e-3, resume=True)
 
