@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
 from fastai.metrics import accuracy as fastai_accuracy
 from conftest import make_texts, quiet_fit
@@ -16,6 +18,19 @@ from transformers import PreTrainedModel
 from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
 from bertlearn.callbacks import BF16Autocast, SparseProgressCallback, TensorBoardLogger
 
+
+
+class StopAfterEpoch(Callback):
+    """Stop a fit after `epoch`, once its checkpoint is written (an interruption to resume from)."""
+
+    order = 100
+
+    def __init__(self, epoch):
+        self.at = epoch
+
+    def after_epoch(self):
+        if self.epoch == self.at:
+            raise CancelFitException()
 
 
 class TestConstruction:
@@ -516,12 +531,7 @@ class TestCheckpoints:
         from bertlearn.callbacks import StepAccumulation
         from bertlearn.checkpoint import load_checkpoint
 
-        class Stop(Callback):
-            order = 100
-
-            def after_epoch(self):
-                if self.epoch == 0:
-                    raise CancelFitException()
+        Stop = partial(StopAfterEpoch, 0)  # noqa: N806
 
         make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out)  # noqa: E731
         whole = make(tmp_path / "whole")
@@ -567,12 +577,7 @@ class TestCheckpoints:
         from fastai.callback.core import Callback, CancelFitException
         from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
-        class Stop(Callback):
-            order = 100
-
-            def after_epoch(self):
-                if self.epoch == 0:
-                    raise CancelFitException()
+        Stop = partial(StopAfterEpoch, 0)  # noqa: N806
 
         class Writer:
             def __init__(self):
@@ -623,12 +628,7 @@ class TestCheckpoints:
         # 15-step fit)
         from fastai.callback.core import Callback, CancelFitException
 
-        class Stop(Callback):
-            order = 100
-
-            def after_epoch(self):
-                if self.epoch == 1:
-                    raise CancelFitException()
+        Stop = partial(StopAfterEpoch, 1)  # noqa: N806
 
         make = lambda out: self.accumulating(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out, bs=16)  # noqa: E731
         learner = make(tmp_path / "a")
