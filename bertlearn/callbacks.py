@@ -74,15 +74,17 @@ class BF16Autocast(Callback):
         self.learn.pred = self.pred.float()  # losses and metrics in float32
 
     def after_loss(self) -> None:
-        self._exit()
+        self.leave()
 
     def after_cancel_batch(self) -> None:
-        self._exit()
+        self.leave()
 
     def after_fit(self) -> None:
-        self._exit()
+        self.leave()
 
-    def _exit(self) -> None:
+    def leave(self) -> None:
+        """Leave the batch's autocast if it is still entered (an error or interrupt in the forward pass skips
+        `after_loss`; `TaskLearner` calls this then, so the thread does not go on computing in bf16)."""
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             ctx.__exit__(None, None, None)

@@ -696,6 +696,32 @@ class TaskLearner(Learner):
         with self.keeping_history():
             return super().get_preds(*args, **kwargs)
 
+    def all_batches(self) -> None:
+        # one pass over self.dl (a training epoch, a validation, get_preds), in the task's pass context
+        was_on = {t: torch.is_autocast_enabled(t) for t in ("cpu", "cuda")}
+        with self.pass_context():
+            try:
+                super().all_batches()
+            except BaseException:
+                # an error or KeyboardInterrupt in the forward pass skips after_loss, which leaves the mixed-precision
+                # autocast: without this the thread (a notebook's) computed everything after it in bf16/fp16
+                self._leave_autocast(was_on)
+                raise
+
+    def pass_context(self) -> contextlib.AbstractContextManager:
+        """The context each pass over a loader (training epoch, validation, `get_preds`) runs in: a task's hook
+        (a bf16 regression model's float32 head); none here."""
+        return contextlib.nullcontext()
+
+    def _leave_autocast(self, was_on: dict[str, bool]) -> None:
+        for cb in self.cbs:
+            if isinstance(cb, BF16Autocast):
+                cb.leave()
+            elif isinstance(cb, MixedPrecision) and getattr(cb, "autocast", None) is not None:
+                device = cb.autocast.device
+                if torch.is_autocast_enabled(device) and not was_on.get(device, False):
+                    cb.autocast.__exit__(None, None, None)
+
     @contextlib.contextmanager
     def keeping_history(self) -> Iterator["TaskLearner"]:
         """Inside the block, passes that are not training (validation, prediction) leave `recorder`'s losses,

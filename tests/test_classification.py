@@ -79,6 +79,39 @@ class TestMetricsCheckedAtBuild:
         assert [m.name for m in learner.metrics] == [f.__name__ for f in fns] + [m.name for m in extra]
 
 
+def test_a_bf16_regression_learner_scores_the_float32_head_values_it_returns(tiny_model_dir, tmp_path, monkeypatch):
+    # before: fastai's loop ran the head in bf16, so the loss and metrics scored values rounded to multiples of 8 near
+    # 2000 while validate(return_preds=True) returned the float32 head's values (mse 624.2 against 618.0 on these rows)
+    import torch
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+    import bertlearn.callbacks as callbacks
+    monkeypatch.setattr(callbacks, "native_bf16", lambda device: True)  # as on a CPU with AMX
+    monkeypatch.setattr("bertlearn.device.native_bf16", lambda device: True)
+
+    def years(n, seed):
+        df = make_texts(n, seed)
+        df["year"] = 1950.0 + 50 * (df.label == "positive") + np.linspace(0, 7, n)
+        return df[["text", "year"]]
+
+    valid = years(16, 2)
+    db = BertDataBunch.from_df(years(32, 1), valid, str(tiny_model_dir), label_col="year", regression=True, bs=8,
+                               maxlen=32, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), [{"name": "mse", "function": M.mse},
+                                                                          {"name": "mae", "function": M.mae}],
+                                                "cpu", None, output_dir=tmp_path, seed=0, is_fp16=True)
+    with learner.no_bar(), learner.no_logging():
+        learner.fit(1, lr=1e-3)
+    results, preds = learner.validate(quiet=True, return_preds=True)
+    values = preds[:, 0].numpy()
+    assert not [v for v in values if float(torch.tensor(v, dtype=torch.bfloat16)) == v]  # none is a bf16 value
+    assert results["mse"] == pytest.approx(mean_squared_error(valid.year, values), rel=1e-5)
+    assert results["loss"] == pytest.approx(mean_squared_error(valid.year, values), rel=1e-5)
+    assert results["mae"] == pytest.approx(mean_absolute_error(valid.year, values), rel=1e-5)
+    raw = learner.get_preds(dl=learner.dls.valid.new(shuffle=False))[0]
+    assert not [v for v in raw.flatten().tolist() if float(torch.tensor(v, dtype=torch.bfloat16)) == v]
+    assert learner.model.classifier.forward.__func__ is type(learner.model.classifier).forward  # the head put back
+
+
 @pytest.mark.filterwarnings("ignore:predicting with a classification head that has not been trained")
 class TestPredictWithoutTexts:
     def test_no_texts_and_no_test_data_is_a_data_error_with_the_validation_call(self, tiny_learner):

@@ -131,6 +131,21 @@ class TestFit:
         assert lrs[0] < 1e-3 / 10 and abs(lrs[peak] - 1e-3) < 1e-4 and lrs[-1] < 1e-3 / 50  # one-cycle shape
         assert 0 < peak < len(lrs) // 2
 
+    @pytest.mark.parametrize("pass_", ["fit", "validate"])
+    def test_an_error_in_the_forward_pass_leaves_bf16_autocast(self, tiny_learner, pass_):
+        # before: an error or KeyboardInterrupt between before_batch and after_loss skipped BF16Autocast's exit, so
+        # the thread (a notebook's) computed everything after it in bf16
+        class Interrupt(Callback):
+            def after_pred(self):  # order 0: before BF16Autocast's (10), inside its autocast
+                raise KeyboardInterrupt
+
+        cbs = [BF16Autocast("cpu"), Interrupt()]
+        with pytest.raises(KeyboardInterrupt), tiny_learner.no_bar(), tiny_learner.no_logging():
+            tiny_learner.fit(1, lr=1e-4, cbs=cbs) if pass_ == "fit" else tiny_learner.validate(cbs=cbs)
+        assert not torch.is_autocast_enabled("cpu")
+        x = torch.randn(3, 3)
+        assert (x @ x).dtype == torch.float32
+
     def test_train_loss_is_debiased_correctly(self, tiny_learner):
         # a 2-class head at start: the first epoch's smoothed loss is near ln 2, not inflated
         quiet_fit(tiny_learner, 1, lr=1e-6)

@@ -7,6 +7,7 @@ core: the head (sized and named for the labels), the loss (with class weights), 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumula
 from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..metrics import check_metrics, default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
-from ..predict import decide, predict_logits, rank_predictions
+from ..predict import decide, float32_head, predict_logits, rank_predictions
 from ..saved import MODEL_INPUTS, check_replaceable, settings_for, weights_digest, write_settings
 
 __all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss"]
@@ -331,9 +332,17 @@ class BertLearner(TaskLearner):
         Args:
             dl: the loader validated.
         """
-        # the precision validate's metrics were computed in, so the returned logits are the ones they scored; except
-        # a bf16 regression model's head, which runs in float32 here and in bf16 in fastai's loop (docs/tasks.md)
+        # the precision validate's metrics were computed in (a bf16 regression model's head in float32 in both), so
+        # the returned logits are the ones they scored
         return predict_logits(self.model, dl, amp_dtype=self._amp_dtype())
+
+    def pass_context(self) -> contextlib.AbstractContextManager:
+        """A regression model under mixed precision runs its head in float32 in fastai's loop (training,
+        `validate`, `get_preds`), as in prediction: in bf16 its values, the loss and the metrics would be rounded
+        to 8 significant bits (multiples of 8 near 2000)."""
+        if self.dls.encoder.regression and self._amp_dtype() is not None:
+            return float32_head(self.model, next(self.model.parameters()).device.type)
+        return contextlib.nullcontext()
 
     @main_process_only
     def to_onnx(self, path: str | Path | None = None, *, opset: int = 18) -> Path:
