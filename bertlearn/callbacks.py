@@ -446,23 +446,46 @@ class StepAccumulation(GradientAccumulation):
 
 
 class CheckpointCallback(Callback):
-    """Save everything needed to resume after each epoch: weights (safetensors), optimizer state, RNG states
-    and the position in the schedule, into `folder` (written to a temporary folder, then swapped in).
+    """Save everything needed to resume after each epoch: weights (safetensors), optimizer state, RNG states,
+    the position in the schedule and fastai trackers' best values and patience (`SaveModelCallback`,
+    `EarlyStoppingCallback`...), into `folder` (written to a temporary folder, then swapped in).
 
     Args:
         folder: the checkpoint folder (`BertLearner.fit(checkpoint=True)` uses `output_dir/checkpoints/last`).
         lr: the fit's learning rate, recorded so a resume can check it continues the same schedule.
         fit: the fit's other settings (schedule, weight decay, optimizer...), recorded for the same check.
+        trackers: a resumed checkpoint's tracker states, put back once the trackers have reset themselves.
     """
 
-    order = 60  # after the Recorder has closed the epoch
+    order = 64  # after the Recorder has closed the epoch and fastai's trackers (60-63) have scored it
 
-    def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None):
+    def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None, *, trackers: list[dict] | None = None):
         self.folder, self.lr, self.fit = folder, lr, fit
+        self.trackers = trackers
+        self._rows, self._saved = None, None
+
+    def before_fit(self) -> None:
+        from .checkpoint import restore_trackers
+        if self.trackers is not None:  # the trackers' before_fit (orders 60-63) has just reset them
+            restore_trackers(self.learn, self.trackers, self.folder)
+            self.trackers = None
+
+    def before_epoch(self) -> None:
+        self._rows = len(self.learn.recorder.values)
 
     def after_epoch(self) -> None:
+        self._save()
+
+    def after_cancel_fit(self) -> None:
+        # EarlyStoppingCallback (order 63) stops the fit in its after_epoch, before this one's: the epoch it
+        # closed (the Recorder has its row) is saved still; a fit stopped mid-epoch saves nothing
+        if self._rows is not None and len(self.learn.recorder.values) > self._rows and self._saved != self.epoch:
+            self._save()
+
+    def _save(self) -> None:
         from .checkpoint import rng_states, save_checkpoint
         from .distributed import barrier, gather_objects, is_main_process
+        self._saved = self.epoch
         ranks = gather_objects(rng_states())  # every rank's own (dropout) RNG: each resumes its own stream
         if not is_main_process():  # one writer; the others wait so no rank runs ahead of a half-written checkpoint
             barrier()

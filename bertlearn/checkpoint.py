@@ -14,6 +14,7 @@ import hashlib
 import json
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ import torch
 from fastcore.foundation import L
 
 from .atomic import atomic_dir
-from .errors import BertLearnError
+from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint_state", "check_weights", "identity", "data_digest",
+__all__ = ["save_checkpoint", "load_checkpoint", "tracker_states", "restore_trackers", "read_checkpoint_state", "check_weights", "identity", "data_digest",
            "rng_states", "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
@@ -130,12 +131,58 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
                  "accumulated": accumulated,
                  "accumulated_unit": getattr(acc, "accumulated_unit", "rows"),
                  "steps_done": int(getattr(learn, "steps_done", 0) or 0),
+                 "trackers": tracker_states(learn),
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                  "train_dl_rng": _jsonable(learn.dls.train.rng.getstate())}
         (tmp / "state.json").write_text(json.dumps(state))  # written last: its presence marks a whole checkpoint
     return folder
+
+
+def tracker_states(learn: Any) -> list[dict]:
+    """The best value (and patience count) of each fastai tracker on `learn` (`SaveModelCallback`,
+    `EarlyStoppingCallback`, `ReduceLROnPlateau`...), in callback order, as a checkpoint records them.
+
+    Args:
+        learn: the learner.
+    """
+    from fastai.callback.tracker import TrackerCallback
+    out = []
+    for cb in learn.cbs:
+        if isinstance(cb, TrackerCallback) and cb.best is not None:
+            out.append({"type": type(cb).__name__, "monitor": cb.monitor, "best": float(cb.best),
+                        **({"wait": int(cb.wait)} if hasattr(cb, "wait") else {})})
+    return out
+
+
+def restore_trackers(learn: Any, saved: list[dict], folder: str | Path) -> None:
+    """Put each tracker's best value and patience count back from a checkpoint's `saved` states (matched by type
+    and monitored value, in order); a tracker the checkpoint has no record of starts afresh, which is said.
+
+    Args:
+        learn: the resumed learner, after its trackers' `before_fit` reset them.
+        saved: `tracker_states` as the checkpoint recorded them.
+        folder: the checkpoint folder, for the message.
+    """
+    from fastai.callback.tracker import TrackerCallback
+    left = list(saved)
+    fresh = []
+    for cb in learn.cbs:
+        if not isinstance(cb, TrackerCallback):
+            continue
+        match = next((s for s in left if s["type"] == type(cb).__name__ and s["monitor"] == cb.monitor), None)
+        if match is None:
+            fresh.append(f"{type(cb).__name__}(monitor={cb.monitor!r})")
+            continue
+        left.remove(match)
+        cb.best = match["best"]
+        if "wait" in match and hasattr(cb, "wait"):
+            cb.wait = match["wait"]
+    if fresh:
+        warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has no record of {', '.join(fresh)} (it was not "
+                      "in the interrupted fit, or the checkpoint predates tracker records), so it compares only the "
+                      "resumed epochs", stacklevel=user_stacklevel())
 
 
 def _accumulation(learn: Any) -> Any:

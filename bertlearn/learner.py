@@ -113,6 +113,7 @@ class TaskLearner(Learner):
     first_epoch = 0  # the epoch the running fit started at: above 0 in a resumed fit (its earlier epochs are skipped)
     steps_done = 0  # optimizer steps of the running (or last) fit, a resumed fit's steps before the checkpoint included
     _resumed_steps = 0  # steps_done of the checkpoint a resume loaded
+    _resumed_trackers: list | None = None  # its fastai trackers' states
 
     # class-level defaults: learners exported before these settings existed still load and fit
     optimizer_type, adam_epsilon, warmup_steps, schedule_type = "adamw", 1e-8, None, None
@@ -311,7 +312,9 @@ class TaskLearner(Learner):
                 steps, self._resumed_steps = self._resumed_steps, 0  # the finished fit's, as it returned them
                 return (steps, float("nan"), []) if return_results else (steps, float("nan"))
         if checkpoint or resume:
-            cbs.append(CheckpointCallback(folder, lr, settings))
+            # a resumed fit's trackers (SaveModelCallback...) go on from the checkpoint's best value and patience
+            trackers, self._resumed_trackers = (self._resumed_trackers if start_epoch else None), None
+            cbs.append(CheckpointCallback(folder, lr, settings, trackers=trackers))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
                            pct_start=pct_start, one_cycle_options=kwargs, warmup=warmup)
         self._raise_if_diverged()
@@ -407,6 +410,7 @@ class TaskLearner(Learner):
             self.create_opt()
         load_checkpoint(self, folder)
         self._resumed_steps = int(state.get("steps_done", 0))
+        self._resumed_trackers = state.get("trackers", [])  # a checkpoint from before tracker records: none
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         return state["epochs_done"]
 
@@ -693,8 +697,13 @@ class TaskLearner(Learner):
                               if hasattr(self, "predict_logits") else
                               "learner.predict_tokens(words) gives one tag per word of each sentence"),
                           stacklevel=user_stacklevel())
+        self.sync_decoding()
         with self.keeping_history():
             return super().get_preds(*args, **kwargs)
+
+    def sync_decoding(self) -> None:
+        """Bring the loss's decoding (fastai's `decodes`, used by `get_preds(with_decoded=True)` and `show_results`)
+        in line with the task's own decisions before a `get_preds`: a task's hook; nothing here."""
 
     def all_batches(self) -> None:
         # one pass over self.dl (a training epoch, a validation, get_preds), in the task's pass context

@@ -265,3 +265,32 @@ def test_pairs_round_trip_through_items_and_interpretation_exactly(tiny_model_di
     shown = [" ".join(line.strip() for line in block.splitlines()[1:])
              for block in ("\n" + capsys.readouterr().out).split("\nlabel: ")[1:]]
     assert sorted(shown) == sorted(f"{x} [SEP] {y}" for x, y in pairs)
+
+
+def test_multi_label_decoded_outputs_and_show_results_use_the_learners_thresholds(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    # before: fastai decoded with the loss's thresh (0.5), so show_results and get_preds(with_decoded=True) disagreed
+    # with predict_labels, save_model, bertlearn predict and serve, which use the tuned thresholds
+    import torch
+    import bertlearn.data.loader as loader
+    from conftest import make_texts
+    from bertlearn import BertDataBunch, BertLearner
+    df = make_texts(32)
+    rng = np.random.default_rng(0)
+    for label in ("toxic", "obscene", "insult"):
+        df[label] = rng.integers(0, 2, len(df))
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), label_col=["toxic", "obscene", "insult"], multi_label=True,
+                               bs=16, maxlen=32, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    learner.thresholds = [0.3, 0.7, 0.4]
+    with learner.no_bar():
+        probs, _, decoded = learner.get_preds(dl=db.valid.new(shuffle=False), with_decoded=True)
+    assert ((probs > 0.4) & (probs < 0.6)).all()  # an untrained head: every label's probability near 0.5
+    assert torch.equal(decoded.bool(), probs > torch.tensor([0.3, 0.7, 0.4]))
+    assert not torch.equal(decoded.bool(), probs > 0.5)  # the 0.5 cut decides these rows otherwise
+    learner.thresholds[2] = 0.65  # changed in place: followed too
+    shown = []
+    monkeypatch.setattr(loader, "display_frame", lambda frame, **kwargs: shown.append(frame))
+    with learner.no_bar():
+        learner.show_results(max_n=8, shuffle=False)
+    assert list(shown[0]["prediction"]) == ["toxic"] * 8

@@ -464,6 +464,84 @@ class TestCheckpoints:
         assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
         assert len([v for v in resumed.recorder.values if v]) == 1  # only epoch 3 ran (skipped ones are empty)
 
+    @staticmethod
+    def _scripted_learner(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, out, scores):
+        from fastai.metrics import Metric
+
+        from bertlearn import BertDataBunch
+
+        class Scripted(Metric):  # the monitored value, epoch by epoch
+            def reset(self):
+                pass
+
+            def accumulate(self, learn):
+                self.epoch = learn.epoch
+
+            @property
+            def value(self):
+                return scores[self.epoch]
+
+            @property
+            def name(self):
+                return "scripted"
+
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=out, seed=3)
+        learner.metrics = [Scripted()]
+        return learner
+
+    def test_a_resumed_save_model_callback_keeps_the_best_from_before_the_stop(self, tiny_csv_dir, tiny_tokenizer,
+                                                                            tiny_model_dir, tmp_path):
+        # before: a resumed fit's SaveModelCallback started from no best value, so the better of the resumed epochs
+        # (0.4, worse than epoch 1's 0.9) was saved as the best and loaded at the end
+        from fastai.callback.tracker import SaveModelCallback
+        make = partial(self._scripted_learner, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, scores=[0.5, 0.9, 0.3, 0.4])
+        whole = make(tmp_path / "whole")
+        quiet_fit(whole, 4, lr=1e-3, cbs=[SaveModelCallback(monitor="scripted")])
+        quiet_fit(make(tmp_path / "resumed"), 4, lr=1e-3, checkpoint=True,
+                  cbs=[SaveModelCallback(monitor="scripted"), StopAfterEpoch(2)])
+        resumed = make(tmp_path / "resumed")  # a fresh process would start like this
+        tracker = SaveModelCallback(monitor="scripted")
+        quiet_fit(resumed, 4, lr=1e-3, resume=True, cbs=[tracker])
+        assert tracker.best == 0.9
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)  # epoch 1's
+
+    def test_a_resumed_early_stopping_keeps_its_patience(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        # before: its wait restarted at 0 and its best at -inf: the resumed fit ran 3 more epochs instead of 1
+        import json
+
+        from fastai.callback.tracker import EarlyStoppingCallback
+        make = partial(self._scripted_learner, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                       scores=[0.5, 0.9, 0.3, 0.4, 0.2, 0.1])
+        whole = make(tmp_path / "whole")
+        quiet_fit(whole, 6, lr=1e-3, cbs=[EarlyStoppingCallback(monitor="scripted", patience=2)])
+        assert len(whole.recorder.values) == 4  # epochs 0-3: no gain after epoch 1 for two epochs
+        quiet_fit(make(tmp_path / "resumed"), 6, lr=1e-3, checkpoint=True,
+                  cbs=[EarlyStoppingCallback(monitor="scripted", patience=2), StopAfterEpoch(2)])
+        resumed = make(tmp_path / "resumed")
+        quiet_fit(resumed, 6, lr=1e-3, resume=True, cbs=[EarlyStoppingCallback(monitor="scripted", patience=2)])
+        assert len([v for v in resumed.recorder.values if v]) == 1  # epoch 3 only, where it stops
+        texts = ["good fun", "the acting was poor"]
+        assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
+        # the epoch early stopping closed is checkpointed (it stops the fit before the checkpoint's after_epoch)
+        state = json.loads((tmp_path / "resumed" / "checkpoints" / "last" / "state.json").read_text())
+        assert state["epochs_done"] == 4
+        assert state["trackers"] == [{"type": "EarlyStoppingCallback", "monitor": "scripted", "best": 0.9, "wait": 2}]
+
+    def test_a_tracker_the_checkpoint_has_no_record_of_is_said(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                              tmp_path):
+        from fastai.callback.tracker import SaveModelCallback
+        make = partial(self._scripted_learner, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, scores=[0.5, 0.9, 0.3])
+        quiet_fit(make(tmp_path / "out"), 3, lr=1e-3, checkpoint=True, cbs=[StopAfterEpoch(0)])
+        folder = tmp_path / "out" / "checkpoints" / "last"
+        with pytest.warns(UserWarning) as seen:
+            quiet_fit(make(tmp_path / "out"), 3, lr=1e-3, resume=True, cbs=[SaveModelCallback(monitor="scripted")])
+        assert [str(w.message) for w in seen if "no record" in str(w.message)] == [
+            f"resume=True: the checkpoint in {str(folder)!r} has no record of SaveModelCallback(monitor='scripted') (it "
+            "was not in the interrupted fit, or the checkpoint predates tracker records), so it compares only the "
+            "resumed epochs"]
+
     @pytest.mark.parametrize("bs,accumulate", [(16, 1), (16, 2), (20, 2)])
     def test_resume_in_the_same_learner_after_a_stop_mid_epoch(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
                                                               tmp_path, bs, accumulate):

@@ -297,6 +297,15 @@ class BertLearner(TaskLearner):
         """
         return decide(self.predict_logits(texts, bs), self.dls.encoder, self.thresholds)
 
+    def sync_decoding(self) -> None:
+        """A multi-label task's decoded outputs (`get_preds(with_decoded=True)`, and so `show_results`) use
+        `self.thresholds`, as `predict_labels` does: fastai decodes with the loss's `thresh` (0.5), so tuned
+        thresholds were ignored there while `predict_labels`, `save_model` and serve used them."""
+        # set at each call, so thresholds changed in place are followed too
+        if self.dls.encoder.multi_label and hasattr(self.loss_func, "thresh"):
+            thr = self.thresholds
+            self.loss_func.thresh = float(thr) if np.ndim(thr) == 0 else torch.tensor(thr, dtype=torch.float32)
+
     def tune_thresholds(self, grid: Sequence[float] | None = None) -> list[float]:
         """Pick, for each label, the probability threshold with the best F1 on the validation set.
 
