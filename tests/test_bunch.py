@@ -109,3 +109,42 @@ class TestValFileNone:
             db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, val_file="train.csv", no_cache=True,
                                maxlen=32)
         assert len(db.train.dataset) == 96 and not [w for w in caught if w.category is FastBertCompatWarning]
+
+
+class TestTestData:
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_test_rows_are_never_dropped_by_dropna(self, tiny_tokenizer, tmp_path, on_disk):
+        # before: dropna=True (meant for an empty training text) dropped test.csv's empty row too, so predict_batch()
+        # returned 3 rows for 4 and every later prediction moved onto the row before it in the file
+        from bertlearn import DataError
+        (tmp_path / "train.csv").write_text("text,label\ngood film,pos\n,neg\ngreat,pos\nawful,neg\n")
+        (tmp_path / "val.csv").write_text("text,label\nfine,pos\npoor,neg\n")
+        (tmp_path / "test.csv").write_text("id,text\n1,lovely film\n2,\n3,dull\n4,good\n")
+        kwargs = dict(chunksize=2) if on_disk else {}
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, test_data="test.csv", dropna=True, maxlen=32,
+                                   device="cpu", on_disk=on_disk, **kwargs)
+        assert str(e.value) == (
+            "text_col 'text' in test.csv has 1 empty or missing texts (CSV lines [3]); test_data gets one prediction "
+            "per row, so its rows are never dropped (dropna= applies to the training and validation files); fill "
+            "them or remove those rows from the file")
+        (tmp_path / "test.csv").write_text("id,text\n1,lovely film\n2,bad\n3,dull\n4,good\n")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, test_data="test.csv", dropna=True, maxlen=32,
+                                    device="cpu", on_disk=on_disk, **kwargs)
+        assert list(db.test.dataset.texts) == ["lovely film", "bad", "dull", "good"]
+        assert len(db.train.dataset) == 3  # the empty training row is still dropped
+
+    @pytest.mark.parametrize("name", ["test.csv", "path"])
+    def test_a_file_name_given_to_from_df_is_refused(self, tiny_tokenizer, tmp_path, name):
+        # before: the file name became the one text to predict (a Path: a raw TypeError)
+        import pandas as pd
+        from pathlib import Path
+        from bertlearn import DataError
+        df = pd.DataFrame({"text": ["good film", "awful"], "label": ["pos", "neg"]})
+        given = "test.csv" if name == "test.csv" else Path("data/test.csv")
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, test_data=given, maxlen=32, device="cpu")
+        assert str(e.value) == (
+            f"test_data={str(given)!r} is one {type(given).__name__}, but from_df takes a list of test texts: pass "
+            "[text, ...] (e.g. pd.read_csv(file)['text'].tolist()), or a file through BertDataBunch.from_csv(data_dir, "
+            "..., test_data='test.csv')")

@@ -168,8 +168,7 @@ class BertDataBunch(DataLoaders):
         if labels is None:
             labels = _label_list(data_dir, label_dir, label_file)
         if isinstance(test_data, (str, Path)):
-            test_data = _test_texts(data_dir / test_data, kwargs.get("text_col", "text"), sep=sep, encoding=encoding,
-                                    dropna=kwargs.get("dropna", False))
+            test_data = _test_texts(data_dir / test_data, kwargs.get("text_col", "text"), sep=sep, encoding=encoding)
         return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
                            sources=(str(train_file), str(val_file)), **kwargs)
 
@@ -202,7 +201,7 @@ class BertDataBunch(DataLoaders):
                     for path, name in zip(paths, (str(train_file), str(val_file)))]
         if isinstance(test_data, (str, Path)):
             test_data = _test_texts(data_dir / test_data, tcols if len(tcols) == 2 else tcols[0], sep=sep,
-                                    encoding=encoding, dropna=dropna)
+                                    encoding=encoding)
         return cls._assemble(datasets[0], datasets[1], bs=bs, val_bs=val_bs, seed=seed, test_data=test_data,
                              device=device, path=data_dir, columns={"text_col": tcols, "label_col": lcols,
                                                                     "label_delim": label_delim},
@@ -241,7 +240,7 @@ class BertDataBunch(DataLoaders):
             test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).
             valid_pct: the held-out share when `valid_df` is None.
             seed: seeds that split and the training order, for repeatable runs.
-            dropna: drop rows with empty texts instead of raising.
+            dropna: drop training and validation rows with empty texts instead of raising (never test rows).
             device: where batches go (default: CUDA when available).
             path: the folder things are saved relative to.
             logger: a `logging.Logger` for progress messages.
@@ -287,6 +286,11 @@ class BertDataBunch(DataLoaders):
         loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True), BertDataLoader(valid_ds, bs=val_bs)]
         if seed is not None:
             loaders[0].rng = random.Random(seed)  # the training order then repeats run to run
+        if isinstance(test_data, (str, Path)):
+            # as_texts would read a file name as the one text to predict; from_df takes no folder to find it in
+            raise DataError(f"test_data={str(test_data)!r} is one {type(test_data).__name__}, but from_df takes a "
+                            "list of test texts: pass [text, ...] (e.g. pd.read_csv(file)['text'].tolist()), or a "
+                            "file through BertDataBunch.from_csv(data_dir, ..., test_data='test.csv')")
         if test_data is not None:
             loaders.append(BertDataLoader(encoder.dataset(as_texts(test_data, "test_data", pairs=encoder.pairs)),
                                           bs=val_bs, batch_overhead="auto"))
@@ -595,9 +599,14 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     return dataset
 
 
-def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None, dropna: bool) -> list[Any]:
-    """The texts (or pairs) of a test CSV's `text_col`."""
+def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None) -> list[Any]:
+    """The texts (or pairs) of a test CSV's `text_col`, every row: its predictions line up with the file's rows."""
     df = read_csv(path, "test_data", sep=sep, encoding=encoding)
     cols = resolve_columns(df, text_col, "text_col", path.name)
-    texts, _ = texts_from_frame(df, cols if len(cols) == 2 else cols[0], path.name, dropna=dropna)
+    # dropna= is for the training and validation files: a dropped test row shifted every later prediction onto the
+    # row before it in the file (ids zipped with predict_batch() were paired with other rows' predictions)
+    texts, _ = texts_from_frame(df, cols if len(cols) == 2 else cols[0], path.name, dropna=False,
+                                empty_fix="test_data gets one prediction per row, so its rows are never dropped "
+                                          "(dropna= applies to the training and validation files); fill them or "
+                                          "remove those rows from the file")
     return texts
