@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a bertlearn error (the message says what to fix; no tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -454,7 +455,7 @@ def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
         per_type = {kind: {"precision": float(row["precision"]), "recall": float(row["recall"]),
                            "f1": float(row["f1"]), "support": int(row["support"])} for kind, row in report.iterrows()}
         with atomic_file(args.json) as tmp:
-            tmp.write_text(json.dumps({"sentences": len(sents), **scores, "per_type": per_type}, indent=2))
+            tmp.write_text(_json({"sentences": len(sents), **scores, "per_type": per_type}))
     return 0
 
 
@@ -499,13 +500,21 @@ def _texts_of(df: Any, cols: list[str], source: str,
     return texts
 
 
-def _predict(args: argparse.Namespace) -> int:
-    import pandas as pd
+@contextlib.contextmanager
+def _progress_line_ended(rows: Any) -> Any:
+    # an error in a later chunk (a bad row) was printed on the end of the "predicted N rows" progress line
+    try:
+        yield
+    except Exception:
+        if rows():
+            print(file=sys.stderr)
+        raise
 
+
+def _predict(args: argparse.Namespace) -> int:
     from .atomic import atomic_file
     from .data import read_csv
-    from .data.frames import CSV_CELLS
-    from .errors import DataError
+    from .data.frames import read_csv_chunks
     from .predict import decide
 
     predictor = _load_predictor(args.model, args.device, args.bs, args.precision, args.compile, args.cuda_graphs)
@@ -515,31 +524,31 @@ def _predict(args: argparse.Namespace) -> int:
         return _predict_ner(args, predictor)
     enc = predictor.encoder
     n, t0, cols = 0, time.perf_counter(), None
-    try:
-        reader = pd.read_csv(args.input, sep=args.sep or ",", encoding="utf-8-sig", chunksize=max(1, args.chunk_size),
-                             **CSV_CELLS)
-        # written aside and renamed at the end: an interrupted run never leaves a truncated predictions file
-        with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            for i, chunk in enumerate(reader):
-                cols = cols or _text_cols(args, predictor, list(chunk.columns))
-                source = f"{args.input.name} (rows {n + 1}-{n + len(chunk)})"
-                logits = predictor.predict_logits(_texts_of(chunk, cols, source))
-                out = chunk.copy()
-                if enc.regression:
-                    out["prediction"] = logits[:, 0].numpy()
-                else:
-                    probs = (logits.sigmoid() if enc.multi_label else logits.softmax(-1)).numpy()
-                    decided = decide(logits, enc, predictor.thresholds)
-                    out["prediction"] = ["|".join(d) for d in decided] if enc.multi_label else decided
-                    for j, label in enumerate(enc.labels):
-                        out[f"prob_{label}"] = probs[:, j].round(6)
-                out.to_csv(fh, header=i == 0, index=False)
-                fh.flush()
-                n += len(chunk)
-                rate = n / max(time.perf_counter() - t0, 1e-9)
-                print(f"\rpredicted {n:,} rows ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"--input {str(args.input)!r} is empty; it needs a header row and data rows") from None
+    # read as train and eval read (cp1252 with a warning, parse errors and rows with fields past the header's as
+    # DataErrors): pandas' own reader gave tracebacks, and took the first field of rows ending in a delimiter as
+    # the index, predicting the next column in place of the texts
+    reader = read_csv_chunks(args.input, "--input", sep=args.sep, chunksize=max(1, args.chunk_size))
+    # written aside and renamed at the end: an interrupted run never leaves a truncated predictions file
+    with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh, \
+            _progress_line_ended(lambda: n):
+        for i, chunk in enumerate(reader):
+            cols = cols or _text_cols(args, predictor, list(chunk.columns))
+            source = f"{args.input.name} (rows {n + 1}-{n + len(chunk)})"
+            logits = predictor.predict_logits(_texts_of(chunk, cols, source))
+            out = chunk.copy()
+            if enc.regression:
+                out["prediction"] = logits[:, 0].numpy()
+            else:
+                probs = (logits.sigmoid() if enc.multi_label else logits.softmax(-1)).numpy()
+                decided = decide(logits, enc, predictor.thresholds)
+                out["prediction"] = ["|".join(d) for d in decided] if enc.multi_label else decided
+                for j, label in enumerate(enc.labels):
+                    out[f"prob_{label}"] = probs[:, j].round(6)
+            out.to_csv(fh, header=i == 0, index=False)
+            fh.flush()
+            n += len(chunk)
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            print(f"\rpredicted {n:,} rows ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
     print(f"\nwrote {n:,} predictions to {args.output}", file=sys.stderr)
     return 0
 
@@ -583,8 +592,27 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         from .atomic import atomic_file
         with atomic_file(args.json) as tmp:
-            tmp.write_text(json.dumps({"rows": len(df), **metrics}, indent=2))
+            tmp.write_text(_json({"rows": len(df), **metrics}))
     return 0
+
+
+def _finite(x: Any) -> Any:
+    # a metric undefined on the data (roc_auc of one class) is NaN, which JSON does not have: null, as serve writes
+    if type(x).__module__ == "numpy" and hasattr(x, "item"):  # a numpy scalar (np.float32 is no float)
+        x = x.item()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json(payload: dict) -> str:
+    """`payload` as strict JSON (--json files): a number that is not finite is null; json.dumps wrote NaN, which
+    jq, JavaScript and strict parsers refuse."""
+    return json.dumps(_finite(payload), indent=2, allow_nan=False)
 
 
 def _senses(args: argparse.Namespace) -> int:

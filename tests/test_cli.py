@@ -368,3 +368,101 @@ def test_label_delim_with_several_label_columns_says_it_takes_one_column(tmp_pat
     assert code == 1 and capsys.readouterr().err.strip().splitlines()[-1] == (
         "bertlearn train: error: label_col=['joy', 'anger'] names 2 columns; this task needs one label column (pass "
         "multi_label=True for 0/1 label columns)")
+
+
+def test_predict_reads_rows_ending_in_a_delimiter(trained_dir, tmp_path, capsys):
+    # before: rows with a field more than the header ("a good film,1,") made pandas take the texts as the index: the
+    # ids were predicted as the texts, the texts left out of the output, exit code 0
+    import csv
+    data, out = trained_dir
+    new = make_texts(7, seed=9)
+    (tmp_path / "new.csv").write_text("text,id\n" + "".join(f"{t},{i},\n" for i, t in enumerate(new["text"])))
+    with open(tmp_path / "new.csv", newline="") as fh:  # independent reading: the header's fields of each row
+        rows = list(csv.reader(fh))
+    texts = [r[0] for r in rows[1:]]
+    assert texts == new["text"].tolist() and [len(r) for r in rows[1:]] == [3] * 7
+    expected = BertClassificationPredictor(out).predict_labels(texts)
+    for size in ("3", "100"):
+        assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), "--output",
+                     str(tmp_path / f"pred{size}.csv"), "--chunk-size", size]) == 0
+        pred = pd.read_csv(tmp_path / f"pred{size}.csv", dtype=str)
+        assert list(pred.columns) == ["text", "id", "prediction", "prob_negative", "prob_positive"]
+        assert pred["text"].tolist() == texts and pred["id"].tolist() == [str(i) for i in range(7)]
+        assert pred["prediction"].tolist() == expected
+    # eval reads it alike (data.read_csv): the texts, as pandas reads them with index_col=False
+    gold = pd.read_csv(tmp_path / "new.csv", index_col=False, dtype=str)
+    (tmp_path / "gold.csv").write_text("text,label\n" + "".join(f"{t},{l},\n" for t, l in zip(new["text"],
+                                                                                          new["label"])))
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "gold.csv"), "--json",
+                 str(tmp_path / "m.json")]) == 0
+    accuracy = sum(p == l for p, l in zip(expected, new["label"])) / 7
+    assert gold["text"].tolist() == texts
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == pytest.approx(accuracy)
+
+
+def test_predict_refuses_a_row_with_a_field_past_the_header(trained_dir, tmp_path, capsys):
+    # before: the extra field made pandas shift the columns (the ids predicted as texts); with index_col=False alone
+    # it drops the field with a ParserWarning: data lost either way
+    data, out = trained_dir
+    (tmp_path / "new.csv").write_text("text,id\na lovely good film,1,\nan awful, bad film,2\nthe plot was great,3,\n")
+    code = main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), "--output",
+                 str(tmp_path / "pred.csv"), "--chunk-size", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and not (tmp_path / "pred.csv").exists()
+    said = (f"--input: '{tmp_path / 'new.csv'}' line 3 has 3 fields but the header has 2 (['text', 'id']); its "
+            "extra field ['2'] would be lost. Quote the field that holds a ',' (e.g. \"a, b\"), or fix the row to 2 "
+            "fields")
+    assert err.strip().splitlines()[-1] == f"bertlearn predict: error: {said}"
+    (tmp_path / "gold.csv").write_text("text,label\na lovely good film,positive,\nan awful, bad film,negative\n")
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "gold.csv")]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bertlearn eval: error: --input: '{tmp_path / 'gold.csv'}' line 3 has 3 fields but the header has 2 "
+        "(['text', 'label']); its extra field ['negative'] would be lost. Quote the field that holds a ',' "
+        "(e.g. \"a, b\"), or fix the row to 2 fields")
+
+
+def test_predict_reads_cp1252_and_names_a_broken_csv(trained_dir, tmp_path, capsys):
+    # before: a raw UnicodeDecodeError / ParserError traceback, where train and eval read cp1252 with a warning
+    data, out = trained_dir
+    texts = ["na\xefve caf\xe9, a good film", "awful \u2026 film"]
+    pd.DataFrame({"text": texts}).to_csv(tmp_path / "new.csv", index=False, encoding="cp1252")
+    args = ["--output", str(tmp_path / "pred.csv"), "--chunk-size", "1"]
+    with pytest.warns(UserWarning, match=r"^new\.csv is not valid UTF-8; reading it as cp1252 \(pass encoding=\.\.\. "
+                                         r"to choose\)$"):
+        assert main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), *args]) == 0
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert pred["text"].tolist() == texts
+    assert pred["prediction"].tolist() == BertClassificationPredictor(out).predict_labels(texts)
+    (tmp_path / "bad.csv").write_text('text,id\n"a lovely good film,1\nbad,2\n')
+    capsys.readouterr()
+    code = main(["predict", "--model", str(out), "--input", str(tmp_path / "bad.csv"), "--output",
+                 str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and not (tmp_path / "o.csv").exists()
+    assert err.strip().splitlines()[-1] == (
+        f"bertlearn predict: error: --input: '{tmp_path / 'bad.csv'}' is not a valid CSV (Error tokenizing data. C "
+        "error: EOF inside string starting at row 1); check the separator (--sep / sep=) and the quoting: a field "
+        'holding the separator, a quote or a line break goes in double quotes ("a, b"), its quotes doubled ("say '
+        '""hi""")')
+    (tmp_path / "undefined.csv").write_bytes(b"text\nbad \x81 byte\n")  # 0x81: no character in cp1252 either
+    with pytest.warns(UserWarning, match="not valid UTF-8; reading it as cp1252"):
+        assert main(["predict", "--model", str(out), "--input", str(tmp_path / "undefined.csv"), *args]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bertlearn predict: error: --input: '{tmp_path / 'undefined.csv'}' is neither UTF-8 nor cp1252 (byte 0x81 "
+        "is undefined in cp1252); save it as UTF-8")
+
+
+def test_eval_json_writes_null_for_an_undefined_metric(trained_dir, tmp_path, capsys):
+    # before: roc_auc of a one-class test set was written as NaN, which is not JSON (jq and JavaScript refuse it)
+    data, out = trained_dir
+    make_texts(64, seed=6).query("label == 'positive'").to_csv(tmp_path / "one.csv", index=False)
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "one.csv"), "--json",
+                 str(tmp_path / "m.json")]) == 0
+    text = (tmp_path / "m.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    metrics = json.loads(text, parse_constant=refuse)
+    assert "NaN" not in text and metrics["roc_auc"] is None
+    assert 0.9 < metrics["accuracy"] <= 1

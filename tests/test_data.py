@@ -343,6 +343,161 @@ class TestMessyInput:
         db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_file=None)
         assert [db.labels[i] for i in db.train.dataset.targets] == df["label"].astype(str).tolist()
 
+    def test_rows_ending_in_a_delimiter_are_read_as_the_header_says(self, tmp_path, tiny_tokenizer):
+        # before: pandas took the first field of rows with a field more than the header ("a good film,1,") as the
+        # index: the labels were read as the texts (and the empty last field as the labels)
+        import csv
+        from bertlearn.data import read_csv
+        df = make_texts(24).assign(label=lambda d: (d["label"] == "positive").astype(int))
+        for name in ("train.csv", "val.csv"):
+            (tmp_path / name).write_text("text,label\n" + "".join(f"{t},{l},\n" for t, l in zip(df["text"],
+                                                                                              df["label"])))
+        with open(tmp_path / "train.csv", newline="") as fh:
+            rows = list(csv.reader(fh))[1:]
+        read = read_csv(tmp_path / "train.csv")
+        assert read["text"].tolist() == [r[0] for r in rows] and read["label"].tolist() == [r[1] for r in rows]
+        assert read.equals(pd.read_csv(tmp_path / "train.csv", index_col=False, dtype=str))
+        db = BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_file=None)
+        assert list(db.train.dataset.texts) == [r[0] for r in rows]
+        assert [db.labels[i] for i in db.train.dataset.targets] == [r[1] for r in rows]
+
+    def test_a_row_with_a_field_past_the_header_is_refused(self, tmp_path, tiny_tokenizer):
+        # before: with the first row one field longer, pandas shifted every column (the labels read as the texts);
+        # with index_col=False alone it drops the field with a ParserWarning: a text cut at its unquoted comma
+        df = make_texts(6)
+        for name in ("train.csv", "val.csv"):  # the first text holds an unquoted comma; a row ends in a note
+            (tmp_path / name).write_text("text,label\n" + "".join(
+                f"{t}{', really' if i == 0 else ''},{l}{',seen twice' if i == 4 else ''}\n"
+                for i, (t, l) in enumerate(zip(df["text"], df["label"]))))
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_file=None)
+        assert str(e.value) == (f"train_file: '{tmp_path / 'train.csv'}' line 2 has 3 fields but the header has 2 "
+                                f"(['text', 'label']); its extra field [{df['label'][0]!r}] would be lost. Quote "
+                                "the field that holds a ',' (e.g. \"a, b\"), or fix the row to 2 fields")
+        # rows ending in a delimiter, one of them with a note in that field: the note is named
+        for name in ("train.csv", "val.csv"):
+            (tmp_path / name).write_text("text,label\n" + "".join(
+                f"{t},{l},{'seen twice' if i == 4 else ''}\n" for i, (t, l) in enumerate(zip(df["text"], df["label"]))))
+        with pytest.raises(DataError, match=r"train\.csv' line 6 has 3 fields but the header has 2 \(\['text', "
+                                            r"'label'\]\); its extra field \['seen twice'\] would be lost\. Quote"):
+            BertDataBunch(tmp_path, tmp_path, tiny_tokenizer, label_file=None)
+
+    def test_streamed_rows_with_fields_past_the_header(self, tmp_path, tiny_tokenizer):
+        # before: on_disk=True read "a good film,1," with the first field as the index (labels read as texts) and,
+        # with index_col=False alone, dropped a field holding data without a word
+        import csv
+        df = make_texts(24).assign(label=lambda d: (d["label"] == "positive").astype(int))
+
+        def write(extra):
+            for name in ("train.csv", "val.csv"):
+                (tmp_path / name).write_text("text,label\n" + "".join(
+                    f"{t},{l},{extra(i)}\n" for i, (t, l) in enumerate(zip(df["text"], df["label"]))))
+
+        write(lambda i: "")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, on_disk=True, chunksize=5,
+                                    clear_cache=True, device="cpu")
+        with open(tmp_path / "train.csv", newline="") as fh:
+            rows = list(csv.reader(fh))[1:]
+        assert [db.labels[int(i)] for i in db.train.dataset.targets] == [r[1] for r in rows]
+        assert db.train.dataset.lengths.tolist() == [len(tiny_tokenizer(r[0])["input_ids"]) for r in rows]
+        write(lambda i: "seen twice" if i == 7 else "")
+        with pytest.raises(DataError, match=r"train\.csv' line 9 has 3 fields but the header has 2 \(\['text', "
+                                            r"'label'\]\); its extra field \['seen twice'\] would be lost\. Quote"):
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, on_disk=True, chunksize=5,
+                                   clear_cache=True, device="cpu")
+        for name in ("train.csv", "val.csv"):  # R's write.table: a row name in front of every row
+            (tmp_path / name).write_text('"text","label"\n' + "".join(
+                f'"{i + 1}","{t}",{l}\n' for i, (t, l) in enumerate(zip(df["text"], df["label"]))))
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, on_disk=True, chunksize=5,
+                                   clear_cache=True, device="cpu")
+        assert str(e.value) == (
+            f"{str(tmp_path / 'train.csv')!r}: every row has a field more than the header (row names in front, as R's "
+            "write.table writes them), which on_disk=True does not read: write the file without them "
+            "(write.table(..., row.names=FALSE)) or read it in memory (on_disk=False)")
+
+    @pytest.mark.parametrize("rows,expected", [
+        (["good,pos", "bad,neg", "great, pos", "awful,neg"], ["neg", "pos"]),
+        (["good,2", "bad,nan", "great,1", "awful,10"], ["1", "10", "2", "nan"]),
+        (["good,1", "bad,10", "great,nan", "awful,2"], ["1", "10", "2", "nan"]),
+        (["good,2", "bad,10", "great,1", "awful,10"], ["1", "2", "10"])], ids=["space", "nan-a", "nan-b", "numbers"])
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_labels_without_a_label_file_are_the_sorted_names(self, tmp_path, tiny_tokenizer, rows, expected, on_disk):
+        # before: the raw cells were sorted, then stripped (" pos" before "neg"), and a "nan" label among numbers
+        # took the file's row order (NaN compares false), so weight=[...] "in label order" hit other classes
+        (tmp_path / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+        (tmp_path / "val.csv").write_text("text,label\nfine,1\npoor,2\n" if rows[0][-1].isdigit() else
+                                          "text,label\nfine,pos\npoor,neg\n")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, maxlen=32, device="cpu",
+                                    on_disk=on_disk)
+        assert db.labels == expected
+        cells = [r.split(",")[1].strip() for r in rows]
+        assert [db.labels[int(t)] for t in db.train.dataset.targets] == cells
+
+    def test_infinite_regression_targets_are_refused(self, tmp_path, tiny_tokenizer):
+        # before: "inf", "-Infinity" and 1e39 (beyond float32) became infinite targets: an inf loss, NaN weights
+        (tmp_path / "train.csv").write_text("text,score\ngood,1.5\nbad,inf\ngreat,2\nawful,1e39\n")
+        (tmp_path / "val.csv").write_text("text,score\nfine,1\npoor,2\n")
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_col="score", regression=True, label_file=None,
+                                   maxlen=32, device="cpu")
+        assert str(e.value) == ("label_col 'score' in train.csv needs finite numbers for regression; CSV lines [3, 5] "
+                                "are infinite or beyond float32's range (e.g. 'inf')")
+
+    @pytest.mark.parametrize("col", ["label", 1, "text"])
+    def test_a_column_name_held_by_two_columns_is_refused(self, tiny_tokenizer, col):
+        # before: single-label and regression used the first of two "label" columns without a word; two "text"
+        # columns failed with a raw AttributeError
+        df = pd.DataFrame([["good film", "pos", "neg"], ["awful", "neg", "pos"]], columns=["text", "label", "label"])
+        if col == "text":
+            df.columns = ["text", "text", "label"]
+        arg = "label_col" if col != "text" else "text_col"
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, maxlen=32, device="cpu",
+                                  **({"label_col": col} if col != "text" else {}))
+        name = "text" if col == "text" else "label"
+        assert str(e.value) == (f"{arg}: train_df has 2 columns named {name!r}, so which one is meant is unclear; "
+                                "rename them so each name is one column (e.g. df.columns = [...])")
+
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_a_listed_joined_label_no_row_has_is_refused(self, tmp_path, tiny_tokenizer, on_disk):
+        # before: a labels.csv written with a header line ("tags") made an output no row has: macro-F1 of perfect
+        # predictions was 0.75 (single-label refuses such a labels.csv)
+        (tmp_path / "train.csv").write_text("text,tags\ngood,a|b\nbad,b|c\ngreat,a\nawful,c\n")
+        (tmp_path / "val.csv").write_text("text,tags\nfine,c\npoor,a|b\n")
+        (tmp_path / "labels.csv").write_text("tags\na\nb\nc\n")
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_col="tags", label_delim="|", multi_label=True,
+                                   maxlen=32, device="cpu", on_disk=on_disk)
+        assert str(e.value) == ("labels (4 given, e.g. from labels.csv) include ['tags'], which never occur in "
+                                "train.csv; a label without training examples cannot be learned: remove it (labels.csv "
+                                "holds one label per line, no header)")
+        (tmp_path / "labels.csv").write_text("a\nb\nc\n")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_col="tags", label_delim="|", multi_label=True,
+                                    maxlen=32, device="cpu", on_disk=on_disk, clear_cache=on_disk)
+        assert db.labels == ["a", "b", "c"]
+
+    def test_a_zero_label_column_is_said(self, tiny_tokenizer):
+        df = pd.DataFrame({"text": ["good film", "awful", "fine", "poor"], "a": [1, 0, 1, 0], "b": [0, 0, 0, 0]})
+        with pytest.warns(UserWarning) as seen:
+            BertDataBunch.from_df(df, df, tiny_tokenizer, label_col=["a", "b"], multi_label=True, maxlen=32,
+                                  device="cpu")
+        assert [str(w.message) for w in seen if "positive row" in str(w.message)] == [
+            "label column ['b'] of train_df has no positive row, so its output can only learn 'no' (and its F1 is 0 "
+            "or undefined); drop the column or add rows that have the label"]
+
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_column_positions_name_the_training_files_columns(self, tmp_path, tiny_tokenizer, on_disk):
+        # before: in memory each file's positions were resolved on its own, so a val.csv with its columns in another
+        # order had its pairs' texts swapped (on disk and the saved model read val by train's names)
+        (tmp_path / "train.csv").write_text("a,b,label\ngood film,fine,x\nbad,poor,y\ngreat,dull,x\nawful,fun,y\n")
+        (tmp_path / "val.csv").write_text("b,a,label\nfine,good,x\npoor,bad,y\n")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, text_col=[0, 1], label_col=2, label_file=None,
+                                    maxlen=32, device="cpu", on_disk=on_disk)
+        ds = db.valid.dataset
+        expected = [tiny_tokenizer(a, b)["input_ids"] for a, b in (("good", "fine"), ("bad", "poor"))]
+        assert [list(ds.ids[i][:ds.lengths[i]]) for i in range(len(ds))] == expected
+
     def test_numbers_written_in_a_csv_text_column(self, tmp_path, tiny_tokenizer):
         df = make_texts(10)
         df.assign(text=range(10)).to_csv(tmp_path / "train.csv", index=False)

@@ -26,9 +26,10 @@ from ..distributed import barrier, init_distributed, is_main_process, launched_d
 from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
-from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, class_weights, holdout_order,
-                     labels_and_targets, positive_int, read_csv, read_label_file, refuse_number_columns, resolve_columns,
-                     single_labels, targets_from_frame, task_options, texts_from_frame)
+from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_label_use, class_weights,
+                     dropped_fields_warned, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
+                     refuse_number_columns, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
+                     task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
@@ -199,6 +200,8 @@ class BertDataBunch(DataLoaders):
         datasets = [_stored_dataset(path, name, encoder, rows, read, cache=data_dir / "cache", chunksize=chunksize,
                                     clear_cache=clear_cache, log=logger or _log)
                     for path, name in zip(paths, (str(train_file), str(val_file)))]
+        if multi_label:  # as in memory: a listed label no row has (a labels.csv header line) was a dead output
+            check_label_use(labels, datasets[0].targets, str(train_file), delimited=label_delim is not None)
         if isinstance(test_data, (str, Path)):
             test_data = _test_texts(data_dir / test_data, tcols if len(tcols) == 2 else tcols[0], sep=sep,
                                     encoding=encoding)
@@ -256,8 +259,14 @@ class BertDataBunch(DataLoaders):
         train_df, valid_df, sources = _split_frames(train_df, valid_df, valid_pct=valid_pct, seed=seed,
                                                     sources=sources)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-        text_cols = [resolve_columns(df, text_col, "text_col", src) for df, src in zip((train_df, valid_df), sources)]
-        label_cols = [resolve_columns(df, label_col, "label_col", src) for df, src in zip((train_df, valid_df), sources)]
+        # positions name the training frame's columns, which the validation frame is read by where it has them (as
+        # on disk, and as the saved model's columns are): a val.csv in another column order swapped pairs' texts
+        text_cols, label_cols = [], []
+        for given, arg, out in ((text_col, "text_col", text_cols), (label_col, "label_col", label_cols)):
+            names = resolve_columns(train_df, given, arg, sources[0])
+            out.append(names)
+            out.append(resolve_columns(valid_df, names if set(names) <= set(valid_df.columns) else given, arg,
+                                       sources[1]))
         check_column_counts(text_cols[0], label_cols[0], text_col, label_col, multi_label=multi_label,
                             label_delim=label_delim)
         t0 = time.perf_counter()
@@ -506,12 +515,35 @@ def _warn_unknown_tokens(ds: EncodedDataset, share: float = 0.05) -> float:
 def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]:
     """A CSV read in chunks (`chunksize=`) or its first rows (`nrows=`, one frame), pandas' decoding and parsing
     errors said as `DataError`s with the fix (they came out raw, where the in-memory path names them)."""
+    checked = False
+
+    def check(caught: list) -> bool:
+        # pandas (index_col=False) drops fields past the header's with a warning: empty ones (a delimiter ending
+        # each row) are nothing lost; data there is a DataError naming the line (row_names_in_front raises it)
+        if checked or not dropped_fields_warned(caught):
+            return checked
+        if row_names_in_front(path, path.name, sep=read["sep"], encoding=read["encoding"]):
+            raise DataError(f"{str(path)!r}: every row has a field more than the header (row names in front, as R's "
+                            "write.table writes them), which on_disk=True does not read: write the file without "
+                            "them (write.table(..., row.names=FALSE)) or read it in memory (on_disk=False)")
+        return True
+
     try:
-        reader = pd.read_csv(path, **read, **kwargs)
-        if "chunksize" in kwargs:
-            yield from reader
-        else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reader = pd.read_csv(path, **read, **kwargs)
+        checked = check(caught)
+        if "chunksize" not in kwargs:
             yield reader
+            return
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                chunk = next(reader, None)
+            checked = check(caught)
+            if chunk is None:
+                return
+            yield chunk
     except UnicodeDecodeError:
         # read in chunks, the file cannot be tried whole as UTF-8 and read again as cp1252 the way read_csv does
         given = read["encoding"] != "utf-8-sig"

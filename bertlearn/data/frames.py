@@ -6,11 +6,13 @@ they decide how a label column becomes targets (class indices, multi-hot rows, f
 
 from __future__ import annotations
 
+import codecs
+import csv
 import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,17 +22,23 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_label_file", "resolve_columns",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file",
+           "dropped_fields_warned", "row_names_in_front",
+           "resolve_columns",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
-           "holdout_order", "refuse_delim_with_columns"]
+           "holdout_order", "refuse_delim_with_columns", "check_label_use"]
 
 SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
 PROBLEM_TYPES = (SINGLE, MULTI, REGRESSION)
 
 # how every CSV is read: cells as written, only an empty cell missing. pandas' guesses turned labels "01" and "1"
-# into one class (and "007" into "7"), and texts or labels "NA", "None", "null", "nan" into missing values
-CSV_MISSING = dict(keep_default_na=False, na_values=[""])
+# into one class (and "007" into "7"), and texts or labels "NA", "None", "null", "nan" into missing values.
+# index_col=False: rows ending in a delimiter ("a good film,1,", as some exporters write) have a field more than
+# the header, and pandas took the first field as the index: every column shifted by one (the ids predicted as the
+# texts). So the empty last field is dropped; one holding data is a DataError (read_csv, read_csv_chunks) or, in
+# every row, row names in front (R's write.table), read as the index as pandas did
+CSV_MISSING = dict(keep_default_na=False, na_values=[""], index_col=False)
 CSV_CELLS = dict(dtype=str, **CSV_MISSING)
 _BOOL_CELLS = {"true": 1.0, "false": 0.0}  # how pandas writes a bool column, read back as 0/1 label columns
 _WHOLE_FLOAT = re.compile(r"-?\d+\.0+")  # "1.0": a whole-number label column written after it held a NaN
@@ -60,19 +68,20 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
     # back as an object column of ints and strings
     read_kwargs = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", low_memory=False, **CSV_MISSING)
     try:
-        df = pd.read_csv(path, **read_kwargs)
+        df = _checked_read(path, arg, read_kwargs)
         guessed = [i for i, c in enumerate(df.columns) if pd.api.types.infer_dtype(df.iloc[:, i], skipna=True)
                    not in ("string", "empty")]
-        if guessed:  # the whole file, not those columns: with a field more than the header in the rows, pandas
-            # takes the first as the index, and columns picked by position would be other columns
-            df = pd.read_csv(path, **{**read_kwargs, **CSV_CELLS})
+        if guessed:  # the whole file, not those columns: with row names in front of the rows, pandas takes
+            # them as the index, and columns picked by position would be other columns
+            df = _checked_read(path, arg, {**read_kwargs, **CSV_CELLS})
     except UnicodeDecodeError:
         if encoding is not None:
             raise DataError(f"{arg}: {str(path)!r} cannot be decoded as {encoding!r}; pass the file's encoding")
-        # files from Windows tools (rt-polarity's originals among them) are cp1252; say so, do not fail
-        warnings.warn(f"{path.name} is not valid UTF-8; reading it as cp1252 (pass encoding=... to choose)",
-                      stacklevel=user_stacklevel())
-        df = pd.read_csv(path, **{**read_kwargs, "encoding": "cp1252", **CSV_CELLS})
+        _warn_cp1252(path)
+        try:
+            df = _checked_read(path, arg, {**read_kwargs, "encoding": "cp1252", **CSV_CELLS})
+        except UnicodeDecodeError as e:
+            raise _undecodable(path, arg, e, "pass the file's encoding=") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{arg}: {str(path)!r} is empty; it needs a header row and at least one data row") from None
     except pd.errors.ParserError as e:
@@ -86,18 +95,166 @@ def _read_csv(path: Path, arg: str, *, sep: str | None, encoding: str | None) ->
     return df
 
 
+def read_csv_chunks(path: str | Path, arg: str = "input", *, sep: str | None = None, chunksize: int = 10_000
+                    ) -> Iterator[pd.DataFrame]:
+    """A CSV read as written (`CSV_CELLS`) `chunksize` rows at a time, with `read_csv`'s checks: UTF-8, else cp1252
+    with the same warning; a file pandas cannot parse, or with rows holding fields past the header's, is a
+    `DataError` naming the file (and the line) and the fix.
+
+    Args:
+        path: the file.
+        arg: how error messages name it.
+        sep: the field separator (default ",").
+        chunksize: rows per chunk.
+    """
+    path = Path(path)
+    if not path.is_file():
+        read_csv(path, arg, sep=sep)  # raises with the folder's listing
+    # the whole file is decoded up front: pandas meets a byte that is not UTF-8 in whichever chunk holds it, after
+    # the chunks before it were used (written out), where read_csv reads the file again as cp1252
+    encoding = _utf8_or_cp1252(path)
+    kwargs = dict(sep=sep or ",", encoding=encoding, chunksize=chunksize, **CSV_CELLS)
+    try:
+        reader, verdict = pd.read_csv(path, **kwargs), None
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                chunk = next(reader, None)
+            if dropped_fields_warned(caught) and verdict is None:  # the file is scanned once, whichever chunk warns
+                verdict = row_names_in_front(path, arg, sep=kwargs["sep"], encoding=encoding)
+                if verdict:  # every row has its row name in front, the first chunk's too: read from the start
+                    reader = pd.read_csv(path, **{**kwargs, "index_col": None})
+                    chunk = next(reader, None)
+            if chunk is None:
+                return
+            yield chunk
+    except UnicodeDecodeError as e:  # cp1252 leaves five bytes undefined
+        raise _undecodable(path, arg, e, "save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{arg}: {str(path)!r} is empty; it needs a header row and at least one data row") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"{arg}: {str(path)!r} is not a valid CSV ({str(e).strip()}); check the separator (--sep / "
+                        "sep=) and the quoting: a field holding the separator, a quote or a line break goes in "
+                        'double quotes ("a, b"), its quotes doubled ("say ""hi""")') from None
+
+
+def _warn_cp1252(path: Path) -> None:
+    # files from Windows tools (rt-polarity's originals among them) are cp1252; say so, do not fail
+    warnings.warn(f"{path.name} is not valid UTF-8; reading it as cp1252 (pass encoding=... to choose)",
+                  stacklevel=user_stacklevel())
+
+
+def _undecodable(path: Path, arg: str, e: UnicodeDecodeError, fix: str) -> DataError:
+    bad = e.object[e.start:e.start + 1].hex() if isinstance(e.object, (bytes, bytearray)) else "?"
+    return DataError(f"{arg}: {str(path)!r} is neither UTF-8 nor cp1252 (byte 0x{bad} is undefined in cp1252); "
+                     f"{fix}")
+
+
+def _utf8_or_cp1252(path: Path) -> str:
+    """'utf-8-sig' where the whole file decodes as UTF-8, else 'cp1252' with read_csv's warning."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as fh:
+        try:
+            while block := fh.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            _warn_cp1252(path)
+            return "cp1252"
+    return "utf-8-sig"
+
+
+_LOST = "Length of header or names does not match length of data"  # pandas' ParserWarning with index_col=False
+
+
+def dropped_fields_warned(caught: list[warnings.WarningMessage]) -> bool:
+    """Whether pandas warned that it dropped fields past the header's (index_col=False); its other warnings are
+    given again as they came.
+
+    Args:
+        caught: the warnings recorded around a `pd.read_csv` call or a chunk's read.
+    """
+    lost = False
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning) and str(w.message).startswith(_LOST):
+            lost = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return lost
+
+
+def _checked_read(path: Path, arg: str, kwargs: dict) -> pd.DataFrame:
+    """pd.read_csv with `kwargs` (CSV_MISSING's index_col=False), fields past the header's checked (row_names_in_front)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = pd.read_csv(path, **kwargs)
+    if dropped_fields_warned(caught) and row_names_in_front(path, arg, sep=kwargs["sep"],
+                                                            encoding=kwargs["encoding"]):
+        df = pd.read_csv(path, **{**kwargs, "index_col": None})
+    return df
+
+
+def row_names_in_front(path: Path, arg: str, *, sep: str, encoding: str) -> bool:
+    """After pandas dropped fields past the header's: True where every data row has exactly one field more than the
+    header, never empty (row names in front, as R's write.table writes them: read the first field as the index),
+    False where the dropped fields are all empty (delimiters at the ends of rows: nothing lost); otherwise a
+    `DataError` naming the first row whose extra fields hold data (an unquoted separator in a text, mostly).
+
+    Args:
+        path: the CSV file.
+        arg: how error messages name it.
+        sep: its field separator.
+        encoding: its encoding.
+    """
+    if len(sep) != 1:  # a regular expression: no line to name
+        raise DataError(f"{arg}: {str(path)!r} has rows with more fields than its header; fix those rows or quote "
+                        "the fields that hold the separator")
+    header, first, every = None, None, True
+    with open(path, encoding=encoding, newline="") as fh:
+        rows = csv.reader(fh, delimiter=sep)
+        start = 1
+        for row in rows:
+            line, start = start, rows.line_num + 1
+            if not row:  # a blank line, which pandas skips
+                continue
+            if header is None:
+                header = row
+                continue
+            extra = row[len(header):]
+            if first is None and any(extra):
+                first = (line, row, extra)
+            every = every and len(extra) == 1 and extra[0] != ""
+    if first is None:
+        return False
+    if every:
+        return True
+    line, row, extra = first
+    raise DataError(f"{arg}: {str(path)!r} line {line} has {len(row)} fields but the header has {len(header)} "
+                    f"({_short(header[:20])}); its extra field{'s' if len(extra) > 1 else ''} "
+                    f"{_short([e for e in extra if e][:5])} would be lost. Quote the field that holds a {sep!r} "
+                    f'(e.g. "a{sep} b"), or fix the row to {len(header)} fields')
+
+
 def _column(df: pd.DataFrame, col: Any, arg: str, source: str) -> str:
     """Resolve a column name or integer position to a column name."""
     cols = list(df.columns)
     if isinstance(col, (int, np.integer)) and not isinstance(col, bool):
         if not -len(cols) <= col < len(cols):
             raise DataError(f"{arg}={col} is out of range: {source} has {len(cols)} columns {cols}")
-        return cols[col]
+        return _one_column(cols, cols[col], arg, source)
     if col in cols:
-        return col
+        return _one_column(cols, col, arg, source)
     close = difflib.get_close_matches(str(col), [str(c) for c in cols], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise DataError(f"{arg}: column {col!r} not in {source}; columns are {cols}{hint}")
+
+
+def _one_column(cols: list, name: Any, arg: str, source: str) -> Any:
+    # a frame may hold two columns of one name (a CSV's are renamed "label.1"): the first was used without a word
+    if cols.count(name) > 1:
+        raise DataError(f"{arg}: {source} has {cols.count(name)} columns named {name!r}, so which one is meant is "
+                        "unclear; rename them so each name is one column (e.g. df.columns = [...])")
+    return name
 
 
 def resolve_columns(df: pd.DataFrame, col: Any, arg: str, source: str) -> list[str]:
@@ -379,6 +536,13 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
     return texts
 
 
+def _finite_number(name: str) -> float:
+    value = float(name)
+    if not np.isfinite(value):
+        raise ValueError(name)
+    return value
+
+
 def _label_name(v: Any) -> str:
     # 1.0 and 1 from a CSV column are the same label (a column of whole numbers is written "1.0" once it held a
     # NaN); keep '1' rather than '1.0'. Only that form: "01" and "1" stay two labels, as written
@@ -429,12 +593,14 @@ def single_labels(train_labels: pd.Series, labels: Sequence[str] | None, source:
         if len(labels) != len(set(labels)):
             raise DataError(f"labels contain duplicates: {sorted(l for l in set(labels) if labels.count(l) > 1)}")
         return labels
-    values = pd.unique(train_labels)
+    # the names sorted, not the raw cells: " pos" sorted before "neg" and was named "pos" after; numbers (also as a
+    # CSV writes them) in numeric order (2 before 10) when every name is a finite number, where a "nan" label took
+    # the file's row order (NaN compares false)
+    names = list(dict.fromkeys(_label_name(v) for v in pd.unique(train_labels)))
     try:
-        values = sorted(values, key=float)  # numbers, also as a CSV writes them, in numeric order (2 before 10)
+        names = sorted(names, key=_finite_number)
     except (TypeError, ValueError):
-        values = sorted(values, key=str)
-    names = list(dict.fromkeys(_label_name(v) for v in values))
+        names = sorted(names)
     if len(names) < 2:
         raise DataError(f"label_col {train_labels.name!r} in {source} has a single class {names}; "
                         "a classifier needs at least two")
@@ -558,7 +724,13 @@ def _float_targets(series: pd.Series, source: str) -> np.ndarray:
         rows = _csv_lines(series.index, bad)
         raise DataError(f"label_col {series.name!r} in {source} needs numbers for regression; CSV lines {rows} are "
                         f"missing or not numeric (e.g. {series[bad].iloc[0]!r})")
-    return values.to_numpy(dtype=np.float32, copy=True)  # writable, as in _label_indices
+    out = values.to_numpy(dtype=np.float32, copy=True)  # writable, as in _label_indices
+    infinite = ~np.isfinite(out)  # "inf", "-Infinity", or beyond float32 (1e39): an inf loss, NaN weights
+    if infinite.any():
+        rows = _csv_lines(series.index, infinite)
+        raise DataError(f"label_col {series.name!r} in {source} needs finite numbers for regression; CSV lines "
+                        f"{rows} are infinite or beyond float32's range (e.g. {series[infinite].iloc[0]!r})")
+    return out
 
 
 def class_weights(value: Any, targets: np.ndarray, n_labels: int, arg: str, problem_type: str,
@@ -594,6 +766,30 @@ def class_weights(value: Any, targets: np.ndarray, n_labels: int, arg: str, prob
     return arr
 
 
+def check_label_use(labels: Sequence[str], targets: np.ndarray, source: str, *, delimited: bool) -> None:
+    """A multi-label task's labels that no training row has: refused when the labels were listed for joined
+    labels (`label_delim`: a labels.csv with a header line made a dead output), said for 0/1 columns (a column
+    of zeros is data, e.g. a rare label a sample missed; its output only learns "no").
+
+    Args:
+        labels: the label names, in output order.
+        targets: the training rows' multi-hot targets (n, len(labels)).
+        source: the training file or frame, as the message says it.
+        delimited: whether the labels were joined in one column (`label_delim`).
+    """
+    unused = [l for l, n in zip(labels, np.asarray(targets).sum(0)) if n == 0]
+    if not unused:
+        return
+    if delimited:
+        raise DataError(f"labels ({len(labels)} given, e.g. from labels.csv) include {_short(unused[:10])}, which never "
+                        f"occur in {source}; a label without training examples cannot be learned: remove it "
+                        "(labels.csv holds one label per line, no header)")
+    one = len(unused) == 1
+    warnings.warn(f"label column{'' if one else 's'} {_short(unused[:10])} of {source} {'has' if one else 'have'} no "
+                  f"positive row, so {'its output' if one else 'their outputs'} can only learn 'no' (and its F1 is "
+                  "0 or undefined); drop the column or add rows that have the label", stacklevel=user_stacklevel())
+
+
 def labels_and_targets(parts: Sequence[tuple[pd.DataFrame, str]], problem_type: str, *,
                        labels: Sequence[str] | None = None, label_delim: str | None = None
                        ) -> tuple[list[str], list[np.ndarray]]:
@@ -607,11 +803,16 @@ def labels_and_targets(parts: Sequence[tuple[pd.DataFrame, str]], problem_type: 
     """
     first, source = parts[0]
     if problem_type == MULTI and label_delim is not None:
-        labels = list(labels) if labels is not None else _delimited_labels(first.iloc[:, 0], label_delim, source)
-        return labels, [_delimited_multi_hot(ldf.iloc[:, 0], labels, label_delim, src) for ldf, src in parts]
+        given = labels is not None
+        labels = list(labels) if given else _delimited_labels(first.iloc[:, 0], label_delim, source)
+        targets = [_delimited_multi_hot(ldf.iloc[:, 0], labels, label_delim, src) for ldf, src in parts]
+        check_label_use(labels, targets[0], source, delimited=True)
+        return labels, targets
     if problem_type == MULTI:
         labels = list(labels) if labels is not None else [str(c) for c in first.columns]
-        return labels, [_multi_hot(ldf, labels, src) for ldf, src in parts]
+        targets = [_multi_hot(ldf, labels, src) for ldf, src in parts]
+        check_label_use(labels, targets[0], source, delimited=False)
+        return labels, targets
     if problem_type == REGRESSION:
         return [str(first.columns[0])], [_float_targets(ldf.iloc[:, 0], src) for ldf, src in parts]
     _refuse_text_as_labels(first.iloc[:, 0], source)
