@@ -27,7 +27,8 @@ ONNX_FILE = "model.onnx"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order batches carry them in
 WEIGHTS_KEY = "weights_sha256"
 # the bertlearn.json keys that decide what a model's outputs are read as: the encoder's settings and the thresholds
-PREDICTION_SETTINGS = ("labels", "problem_type", "thresholds", "maxlen", "pairs", "truncation", "long_text", "stride")
+PREDICTION_SETTINGS = ("labels", "problem_type", "thresholds", "maxlen", "pairs", "truncation", "long_text", "stride",
+                       "word_split")
 
 
 def generic_labels(labels: Any) -> bool:

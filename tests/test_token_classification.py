@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import re
@@ -856,8 +857,10 @@ def test_fast_bert_ner_code_runs_as_pasted(ner_dir, ner_learner, tiny_model_dir,
     text = "ann kim liked the great film with bob"
     every = ner_learner.predict(text, exclude_entities=None)
     kinds = [e["entity_group"] for e in every]
-    assert "PER" in kinds and "O" not in kinds  # O words form no entity, excluded or not
-    assert ner_learner.predict(text, exclude_entities=["O", "B-PER"]) == [e for e in every if e["entity_group"] != "PER"]
+    assert "PER" in kinds and "O" in kinds  # O words not excluded: runs of them, as fast-bert returned them
+    assert ner_learner.predict(text, exclude_entities=["O", "B-PER"]) == \
+        [e for e in every if e["entity_group"] not in ("PER", "O")]
+    assert ner_learner.predict(text) == [e for e in every if e["entity_group"] != "O"]
     assert ner_learner.predict(text, exclude_entities=["PER"]) == [e for e in every if e["entity_group"] != "PER"]
     words = ner_learner.predict(text, group=False, exclude_entities=None)
     assert len(words) == len(text.split()) and {w["entity"] for w in words} <= set(ner_learner.dls.labels)
@@ -1205,3 +1208,171 @@ def test_cli_eval_says_when_the_files_entity_types_are_none_of_the_models(ner_le
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one type in common: the scores mean something
         assert main(["eval", "--model", str(folder), "--input", str(gold), "--device", "cpu"]) == 0
+
+
+# --- raw text is cut into the words the model was trained on ---
+
+JSONL_TEXTS = [  # (text, the names tagged PER): underscores, symbols, an emoji, apostrophes and hyphens
+    ("i met @bob_ann at the movie", ["bob_ann"]),
+    ("kim's film costs 5€ and sue-lee was good", ["kim", "sue"]),
+    ("the movie 😀 was fun with ann_kim_lee", ["ann_kim_lee"]),
+    ("bob—ann liked it, and it's a very fine plot!", ["bob", "ann"]),
+]
+
+
+def _write_jsonl(path, rows, repeat=1):
+    with open(path, "w") as f:
+        for _ in range(repeat):
+            for text, names in rows:
+                spans, at = [], 0
+                for name in names:
+                    s = text.index(name, at)
+                    spans.append([s, s + len(name), "PER"])
+                    at = s + len(name)
+                f.write(json.dumps({"text": text, "labels": spans}) + "\n")
+
+
+def test_a_jsonl_trained_model_reads_raw_text_as_the_words_it_was_trained_on(tmp_path, tiny_model_dir):
+    # before: JSONL texts were cut into training words by split_words ("bob_ann" one word, "5€" two), but
+    # predict()/predict_batch() cut raw text the tokenizer's way ("bob", "_", "ann"; "5€"): pieces never trained as
+    # a word's first got tags of their own, so predict gave ('bob', 'PER'), ('_', 'PER') where eval on the same file
+    # (split_words' words) scored every entity right
+    from bertlearn.cli import main
+    _write_jsonl(tmp_path / "d.jsonl", JSONL_TEXTS, repeat=3)
+    db = BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), train_size=0.5, random_state=0,
+                                     bs=4, maxlen=64, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path / "out", "cpu", None, seed=0)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(learner.model.classifier.weight, std=5.0)  # tags that differ from word to word
+    texts = [t for t, _ in JSONL_TEXTS]
+    trained = read_jsonl(tmp_path / "d.jsonl")  # the words training cut: split_words', independently
+    words, spans = trained.words[:len(texts)], trained.spans[:len(texts)]
+    assert words[0] == ["i", "met", "@", "bob_ann", "at", "the", "movie"] and "5" in words[1] and "€" in words[1]
+    assert [[(s, e) for _, s, e in split_words(t)] for t in texts] == spans
+    expected_tags = learner.predict_tokens(words)
+    assert len({t for ts in expected_tags for t in ts}) > 1
+    per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
+    assert [[texts[i][d["start"]:d["end"]] for d in ws] for i, ws in enumerate(per_word)] == words
+    saved = learner.save_model(tmp_path / "m")
+    assert json.loads((saved / "bertlearn.json").read_text())["word_split"] == "split_words"
+    predictors = [learner, load_predictor(saved)]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        predictors.append(load_predictor(learner.to_onnx(tmp_path / "onnx").parent))
+    for predictor in predictors:
+        per_word = predictor.predict_batch(texts, group=False, exclude_entities=None)
+        assert [[(d["start"], d["end"]) for d in ws] for ws in per_word] == spans, type(predictor).__name__
+        assert [[d["entity"] for d in ws] for ws in per_word] == expected_tags, type(predictor).__name__
+        assert per_word[0][3]["word"] == "bob_ann"
+    # bertlearn predict on JSONL reads the saved folder's words too
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    assert main(["predict", "--model", str(saved), "--input", str(tmp_path / "new.jsonl"), "--output",
+                 str(tmp_path / "p.jsonl"), "--device", "cpu"]) == 0
+    got = [json.loads(l)["entities"] for l in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [[(e["start"], e["end"]) for e in ents] for ents in got] == \
+        [[(e["start"], e["end"]) for e in ents] for ents in learner.predict_batch(texts)]
+    # a model trained on pre-split words (CoNLL, frames) keeps the tokenizer's words, as the pipeline cuts them
+    conll = BertNERDataBunch.from_df(pd.DataFrame({"tokens": words, "tags": [["O"] * (len(w) - 1) + ["B-PER"]
+                                                                             for w in words]}),
+                                     tokenizer=str(tiny_model_dir), bs=4, maxlen=64, device="cpu")
+    other = BertNERLearner.from_pretrained_model(conll, str(tiny_model_dir), tmp_path / "o", "cpu", None, seed=0)
+    assert other.word_split == "tokenizer"
+    assert [texts[0][d["start"]:d["end"]] for d in other.predict(texts[0], group=False, exclude_entities=None)][3:6] == \
+        ["bob", "_", "ann"]
+
+
+def test_a_jsonl_trained_model_finds_its_training_entities_whole(tmp_path, tiny_model_dir):
+    # before: trained on "@bob_ann" spans, predict("i met @bob_ann ...") gave ('bob', 'PER'), ('_', 'PER'), ...:
+    # the tokenizer's words, not the one word the span was trained on; validate (split_words' words) said F1 1.0
+    rng = random.Random(0)
+    rows = []
+    for _ in range(240):
+        ws = [rng.choice(FILLER) for _ in range(rng.randint(3, 8))]
+        name = f"{rng.choice(NAMES)}_{rng.choice(NAMES)}"
+        k = rng.randint(0, len(ws))
+        rows.append((" ".join(ws[:k] + ["@" + name] + ws[k:]), [name]))
+    _write_jsonl(tmp_path / "d.jsonl", rows)
+    torch.manual_seed(0)
+    db = BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), train_size=0.8, random_state=0,
+                                     bs=16, maxlen=32, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path / "out", "cpu", None, seed=0)
+    quiet_fit(learner, 6, lr=5e-3)
+    assert learner.validate(quiet=True)["f1"] > 0.9
+    texts = [t for t, _ in rows[:80]]
+    gold = [[(t.index(n), t.index(n) + len(n), "PER") for n in names] for t, names in rows[:80]]
+    got = [[(e["start"], e["end"], e["entity_group"]) for e in ents] for ents in learner.predict_batch(texts)]
+    # what validate and `bertlearn eval` score: tags of split_words' words, read as seqeval's chunks
+    from seqeval.metrics.sequence_labeling import get_entities
+    cut = [split_words(t) for t in texts]
+    scored = [[(ws[a][1], ws[b][2], kind) for kind, a, b in get_entities(tags)]
+              for ws, tags in zip(cut, learner.predict_tokens([[w for w, _, _ in ws] for ws in cut]))]
+    assert got == scored
+    assert sum(g == x for g, x in zip(gold, got)) >= 0.9 * len(texts)  # learnt: the gold spans, whole
+
+
+@pytest.mark.parametrize("kind", ["roberta", "deberta-v2"])
+def test_unicode_spaces_between_words_make_no_empty_words(kind, tmp_path):
+    # before: a non-break, em or ideographic space that byte-level BPE (or SentencePiece) cuts into several pieces
+    # became "words" with an empty span (start == end) between the real ones: extra model inputs that changed the
+    # real words' tags, and empty entities in the output
+    import transformers as T
+
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture(kind, tmp_path / kind)
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    words, tags = make_tagged(16, seed=6)
+    df = pd.DataFrame({"tokens": words, "tags": tags})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        db = BertNERDataBunch.from_df(df, df, tok, bs=8, maxlen=128, device="cpu")
+    learner = BertNERLearner.from_pretrained_model(db, str(folder), tmp_path / "out", "cpu", None, seed=0)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(learner.model.classifier.weight, std=5.0)
+    texts = ["New\u00a0York", "a\u3000b", "bob\u2003ann was\u00a0\u00a0good", "\u3000kim\u00a0", "bob ann"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_word = learner.predict_batch(texts, group=False, exclude_entities=None)
+        expected = learner.predict_tokens([t.split() for t in texts])
+    assert [[t[d["start"]:d["end"]] for d in ws] for t, ws in zip(texts, per_word)] == [t.split() for t in texts]
+    assert [[d["entity"] for d in ws] for ws in per_word] == expected
+
+
+def test_predicting_no_texts_gives_no_entities(ner_learner, tmp_path):
+    # before: predict_batch([]) raised IndexError inside the tokenizer call (predict_tokens([]) gave [])
+    predictors = [ner_learner, load_predictor(ner_learner.save_model(tmp_path / "m"))]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        predictors.append(load_predictor(ner_learner.to_onnx(tmp_path / "onnx").parent))
+    for predictor in predictors:
+        assert predictor.predict_batch([]) == [] and predictor.predict_batch(()) == []
+        assert predictor.predict_batch([], group=False, exclude_entities=None) == []
+    assert text_words(ner_learner.encoder.tokenizer, []) == []
+
+
+def test_o_runs_are_groups_of_their_own_unless_o_is_excluded(ner_learner, tiny_tokenizer, tmp_path):
+    # before: exclude_entities=None (or any list without "O") never returned O words, which fast-bert grouped and
+    # returned ({'entity': 'O', ...}) unless excluded, as the pipeline does with ignore_labels=[]
+    from transformers import pipeline
+    text = "the movie bob ann was good kim"
+    words = text_words(tiny_tokenizer, [text])[0]
+    labels = ["O", "B-PER", "I-PER", "B-POS"]
+    tags = ["O", "O", "B-PER", "I-PER", "O", "B-POS", "B-PER"]
+    got = group_entities(words, tag_probs(tags, labels), labels, tiny_tokenizer, exclude=None)
+    assert [(e["entity_group"], text[e["start"]:e["end"]], e["word"]) for e in got] == \
+        [("O", "the movie", "the movie"), ("PER", "bob ann", "bob ann"), ("O", "was", "was"),
+         ("POS", "good", "good"), ("PER", "kim", "kim")]
+    assert [e["entity_group"] for e in group_entities(words, tag_probs(tags, labels), labels, tiny_tokenizer,
+                                                      exclude=["O", "B-PER"])] == ["POS"]
+    assert [e["entity_group"] for e in group_entities(words, tag_probs(tags, labels), labels, tiny_tokenizer,
+                                                      exclude=["PER"])] == ["O", "O", "POS"]
+    # the saved folder through the pipeline, O groups kept
+    path = ner_learner.save_model(tmp_path / "m")
+    pipe = pipeline("token-classification", model=str(path), aggregation_strategy="first", device="cpu",
+                    ignore_labels=[])
+    texts = ["the movie bob ann was good", "kim is fun and lee was great", "it was the plot", "sue"]
+    got = ner_learner.predict_batch(texts, exclude_entities=None)
+    assert any(e["entity_group"] == "O" for ents in got for e in ents)
+    assert any(e["entity_group"] != "O" for ents in got for e in ents)
+    for t, ours in zip(texts, got):
+        theirs = pipe(t)
+        assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in ours] == \
+            [(e["entity_group"], e["word"], e["start"], e["end"]) for e in theirs]
+        assert [e["score"] for e in ours] == pytest.approx([float(e["score"]) for e in theirs], abs=1e-5)

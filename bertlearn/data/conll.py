@@ -144,8 +144,9 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
-    """The words of a raw text with their character offsets: runs of letters, digits and combining marks, and each
-    other non-space character on its own (how JSONL spans are cut into tagged words).
+    """The words of a raw text with their character offsets: runs of letters, digits, underscores and combining marks,
+    and each other non-space character on its own (how JSONL spans are cut into tagged words, and how a model
+    trained on them cuts raw text at prediction: `text_words(..., split="split_words")`).
 
     Args:
         text: the text.

@@ -32,7 +32,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
 from ..data.tagged import word_pieces
-from ..data.conll import entity_type, to_seqeval
+from ..data.conll import entity_type, split_words, to_seqeval
 from ..data.frames import refuse_table
 from ..device import amp_dtype_for, resolve_device
 from ..distributed import main_process_only, rank_world
@@ -47,11 +47,17 @@ from ..saved import (SETTINGS_FILE, check_replaceable, plain_maxlen, settings_fo
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
-           "entity_metrics", "entity_scores", "entity_report", "tag_loss", "group_entities", "text_words"]
+           "entity_metrics", "entity_scores", "entity_report", "tag_loss", "group_entities", "text_words",
+           "WORD_SPLITS"]
 
 _log = logging.getLogger(__name__)
 
 TagLogits = Callable[[TaggedDataLoader], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+# how raw text is cut into words at prediction: "tokenizer" (the tokenizer's own words, as the token-classification
+# pipeline finds them) or "split_words" (`bertlearn.data.conll.split_words`, how doccano JSONL texts are cut for
+# training: a model trained on JSONL reads raw text as the same words). Saved as bertlearn.json's "word_split"
+WORD_SPLITS = ("tokenizer", "split_words")
 
 
 def tag_loss() -> CrossEntropyLossFlat:
@@ -236,16 +242,26 @@ def _is_subword(tokenizer: Any, token: str, text: str, start: int, end: int) -> 
 _GUESSED: set[int] = set()  # tokenizers whose word guessing was said
 
 
-def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
+def text_words(tokenizer: Any, texts: Sequence[str], *, split: str = "tokenizer") -> list[list[dict]]:
     """The words of raw texts as token classification reads them: per text, per word, its pieces' ids, tokens and
-    character span. Words are found in the text's tokens; their pieces are those of the words encoded as pre-split
-    words, as training encoded them (for a tokenizer without a sub-word prefix they differ from the text's: a space
-    mark of its own, "Ġ" or "▁", before a word, a newline or a run of spaces before it).
+    character span. With `split="tokenizer"` words are found in the text's tokens (as the token-classification
+    pipeline finds them); with `split="split_words"` they are `split_words`' (how JSONL texts are cut for training:
+    runs of letters, digits, underscores and combining marks, and each other non-space character). Either way their
+    pieces are those of the words encoded as pre-split words, as training encoded them (for a tokenizer without a
+    sub-word prefix they differ from the text's: a space mark of its own, "Ġ" or "▁", before a word, a newline or a
+    run of spaces before it).
 
     Args:
         tokenizer: a fast tokenizer.
         texts: the texts.
+        split: "tokenizer" or "split_words" (`WORD_SPLITS`).
     """
+    if split not in WORD_SPLITS:
+        raise BertLearnError(f"split={split!r} is not one of {list(WORD_SPLITS)}")
+    if not texts:
+        return []
+    if split == "split_words":
+        return _split_text_words(tokenizer, texts)
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     unk = tokenizer.unk_token_id
     # WordPiece's unknown token stands for a whole word; SentencePiece's and BPE's for a character inside one
@@ -265,6 +281,11 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
                 continue
             while s < e and text[s].isspace():  # offsets that take in the space before the piece (Metaspace)
                 s += 1
+            if s >= e and e > 0 and text[e - 1].isspace():
+                # a piece of white space alone, which decodes to more than space: one of the bytes of a non-break or
+                # ideographic space that byte-level BPE (or SentencePiece) splits into several pieces. Part of no word
+                after_space = True
+                continue
             # pieces of one character (an emoji's or a CJK character's bytes, a ligature) share its offsets
             same_char = bool(words) and not whole_unk and s < words[-1]["end"]
             sub = same_char or (not after_space and not (whole_unk and tid == unk)
@@ -285,6 +306,28 @@ def text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
         out.append(words)
     if not whole_unk:
         _as_split_words(tokenizer, texts, out)
+    return out
+
+
+def _split_text_words(tokenizer: Any, texts: Sequence[str]) -> list[list[dict]]:
+    # the words `split_words` cuts (as JSONL texts are cut for training), each with the pieces it has encoded alone,
+    # as the training data's words were encoded (a word the tokenizer drops: the unknown token)
+    cut = [split_words(t) for t in texts]
+    pieces = word_pieces(tokenizer, [[w for w, _, _ in ws] for ws in cut])
+    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id or 0
+    prefix = _subword_prefix(tokenizer)
+    out = []
+    for ws, per_word in zip(cut, pieces):
+        words = []
+        for (w, s, e), ids in zip(ws, per_word):
+            ids = list(ids) or [unk]
+            # a word with an unknown piece is shown as written (its unknown token would decode to "[UNK]"); the
+            # pieces of a word the tokenizer cuts in several ("mary", "_", "jones") decode as one word
+            tokens = [w] if unk in ids else tokenizer.convert_ids_to_tokens(ids)
+            if prefix:
+                tokens = tokens[:1] + [t if t.startswith(prefix) else prefix + t for t in tokens[1:]]
+            words.append({"ids": ids, "tokens": tokens, "start": s, "end": e})
+        out.append(words)
     return out
 
 
@@ -314,7 +357,9 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
         group: join the words of one entity (`{'entity_group', 'score', 'word', 'start', 'end'}`); False: one
             `{'entity', 'score', 'word', 'start', 'end', 'index'}` per word.
         exclude: tags or entity types left out (None: none); grouped, an entity whose type or first word's tag is
-            listed (fast-bert left out a group by its first tag: "B-PER" drops the persons that open with it).
+            listed (fast-bert left out a group by its first tag: "B-PER" drops the persons that open with it). Where
+            "O" is not listed, each run of O words between entities is a group of its own, `entity_group` "O" (as
+            fast-bert grouped them, and the pipeline with `ignore_labels=[]`).
     """
     tagged = []
     for k, (w, p) in enumerate(zip(words, probs)):
@@ -327,8 +372,24 @@ def group_entities(words: list[dict], probs: np.ndarray, labels: Sequence[str], 
         return [t for t in tagged if t["entity"] not in exclude and entity_type(t["entity"]) not in exclude]
     # the entities are the chunks that scoring counts (seqeval's conlleval rules, on the tags as scoring reads
     # them), so `predict` and `validate`/`bertlearn eval` agree even on ill-formed tag runs such as S-PER I-PER
+    chunks = list(get_entities([to_seqeval(t["entity"]) for t in tagged]))
+    if "O" not in exclude:  # the runs of words outside every entity, O groups (fast-bert returned them unless excluded)
+        inside = np.zeros(len(tagged), bool)
+        for _, first, last in chunks:
+            inside[first:last + 1] = True
+        k = 0
+        while k < len(tagged):
+            if inside[k]:
+                k += 1
+                continue
+            last = k
+            while last + 1 < len(tagged) and not inside[last + 1]:
+                last += 1
+            chunks.append(("O", k, last))
+            k = last + 1
+        chunks.sort(key=lambda c: c[1])
     out = []
-    for kind, first, last in get_entities([to_seqeval(t["entity"]) for t in tagged]):
+    for kind, first, last in chunks:
         run = tagged[first:last + 1]
         if kind in exclude or run[0]["entity"] in exclude:
             continue
@@ -358,6 +419,9 @@ class NERTagger:
     # (bertlearn.unpadded), where a probe at load time found the outputs unchanged (`padding_skippable`)
     skip_padding: bool = True
     padding_skippable: bool = False
+    # how raw texts are cut into words (`WORD_SPLITS`): as the training data's words were cut. "split_words" for a
+    # model trained on JSONL (its saved bertlearn.json says "word_split"), else "tokenizer"
+    word_split: str = "tokenizer"
 
     def __init__(self, encoder: TagEncoder, *, bs: int = 64):
         self.encoder, self.bs = encoder, int(bs)
@@ -405,10 +469,17 @@ class NERTagger:
             texts: raw texts.
             group: join each entity's words (fast-bert's `group`); False: one dict per word with its tag.
             exclude_entities: tags or entity types left out (fast-bert's; default: O; None: none); grouped, an
-                entity whose type or first word's tag is listed.
+                entity whose type or first word's tag is listed. Where O is not listed, each run of O words between
+                entities is returned as a group, `entity_group` "O" (as fast-bert and the pipeline with
+                `ignore_labels=[]` return them).
+
+        Raw texts are cut into words as the training data was: the tokenizer's words (as the pipeline finds them),
+        or, for a model trained on doccano JSONL, `split_words`' (`word_split`; bertlearn.json's "word_split").
         """
         texts = _check_texts(texts)
-        words = text_words(self.encoder.tokenizer, texts)
+        if not texts:
+            return []
+        words = text_words(self.encoder.tokenizer, texts, split=self.word_split)
         ds = self.encoder.dataset_from_pieces([[w["ids"] for w in ws] for ws in words],
                                               [[w["tokens"][0] for w in ws] for ws in words])
         probs = self._first_piece_probs(ds)
@@ -508,6 +579,11 @@ class BertNERLearner(NERTagger, TaskLearner):
         if kwargs.get("loss_func") is None:
             kwargs["loss_func"] = tag_loss()
         TaskLearner.__init__(self, dls, model, **kwargs)
+        # sentences read from raw texts (doccano JSONL) were cut into words by `split_words`: raw text at
+        # prediction is cut alike, here and in the saved folders (bertlearn.json's "word_split")
+        train = getattr(dls, "train", None)
+        if getattr(getattr(train, "dataset", None), "texts", None) is not None:
+            self.word_split = "split_words"
 
     @property
     def bs(self) -> int:
@@ -725,8 +801,9 @@ class BertNERLearner(NERTagger, TaskLearner):
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.encoder.tokenizer.save_pretrained(tmp)
-            write_settings(tmp, settings_for(self.encoder, precision="bf16" if self._amp_dtype() == torch.bfloat16
-                                             else "fp32", weights=weights_digest(self.model)))
+            write_settings(tmp, {**settings_for(self.encoder, precision="bf16" if self._amp_dtype() == torch.bfloat16
+                                                else "fp32", weights=weights_digest(self.model)),
+                                 "word_split": self.word_split})
         _log.info("model saved to %s", path)
         return path
 
@@ -741,7 +818,7 @@ class BertNERLearner(NERTagger, TaskLearner):
         """
         from ..onnx import export_onnx
         return export_onnx(self.model, self.encoder, Path(path) if path is not None else self.output_dir / "onnx",
-                           opset=opset)
+                           opset=opset, extra_settings={"word_split": self.word_split})
 
 
 # --- predictors of saved folders ---
@@ -756,7 +833,11 @@ def _tag_settings(folder: Path, tokenizer: Any, config: Any, *, limit: int | Non
         raise ModelError(f"{str(folder)!r} holds a {saved['problem_type']} model, not a token classifier; open it "
                          "with load_predictor(path) or BertClassificationPredictor")
     labels = [config.id2label[i] for i in range(config.num_labels)]
-    settings = {"maxlen": plain_maxlen(tokenizer, limit), "labels": labels, **saved}
+    settings = {"maxlen": plain_maxlen(tokenizer, limit), "labels": labels, "word_split": "tokenizer", **saved}
+    if settings["word_split"] not in WORD_SPLITS:
+        raise ModelError(f"{str(file)!r}: word_split={settings['word_split']!r} is not one of {list(WORD_SPLITS)} "
+                         "(how raw text is cut into words: as the tokenizer cuts it, or as split_words cuts JSONL "
+                         "texts for training)")
     if "tag_scheme" not in settings:
         closing = any(l[:2] in ("E-", "S-", "L-", "U-") for l in labels)
         settings["tag_scheme"] = detect_scheme([labels]) if closing else "IOB2"
@@ -815,7 +896,7 @@ class BertNERPredictor(NERTagger):
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"
         self.amp_dtype = amp_dtype_for(precision, self.device)
-        self.settings = settings
+        self.settings, self.word_split = settings, settings["word_split"]
         self.padding_skippable = (self.skip_padding and not compiled and self.device.type == "cpu"
                                   and self.amp_dtype is None and self._probe_padding())
 
@@ -860,7 +941,7 @@ class OnnxNERPredictor(NERTagger):
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.session = ort.InferenceSession(str(folder / settings.get("onnx_file", fname)), providers=list(providers))
-        self.settings = settings
+        self.settings, self.word_split = settings, settings["word_split"]
 
     def tag_logits(self, dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if self.session.get_providers()[0] != "CPUExecutionProvider":
