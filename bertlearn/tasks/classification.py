@@ -314,7 +314,8 @@ class BertLearner(TaskLearner):
         thresholds are stored in `self.thresholds`, used by `predict_labels`, saved by `save_model` / `export`
         (so the predictors, `bertlearn predict` and `bertlearn eval` use them) and by the fit's check for texts
         left without a label; `validate()`'s default metrics keep scoring at 0.5 (pass `thresh=` to a metric to
-        score at them). Score them on rows they were not tuned on.
+        score at them). Score them on rows they were not tuned on. They stay as tuned through later fits: tune them
+        again after training further.
 
         Args:
             grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).
