@@ -45,6 +45,20 @@ class TestMetricsCheckedAtBuild:
             "F1, roc_auc, Hamming_loss, Exact_Match_Ratio, f1_multilabel_macro (from bertlearn.metrics import "
             "accuracy_thresh), or metrics=None for the task's defaults")
 
+    def test_metrics_set_on_the_learner_are_checked_too(self, tiny_tokenizer, tiny_model_dir, tmp_path):
+        # before: learn.metrics = [...] (fastai's way) skipped the check: accuracy on a multi-label task failed only
+        # after the next fit's first epoch, inside fastai's Recorder
+        db = multi_label_bunch(tiny_tokenizer)
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), metrics=None, device="cpu", logger=None,
+                                                    output_dir=tmp_path, multi_label=True)
+        before = list(learner.metrics)
+        with pytest.raises(BertLearnError, match=r"^metrics: 'accuracy' cannot score this multi-label classification "
+                                                 r"task: called as validation calls it"):
+            learner.metrics = [M.accuracy]
+        assert list(learner.metrics) == before  # a refused setting leaves the metrics as they were
+        learner.metrics = [M.accuracy_thresh]
+        assert [m.name for m in learner.metrics] == ["accuracy_thresh"]
+
     def test_fast_berts_multi_label_metrics_build_and_score(self, tiny_tokenizer, tiny_model_dir, tmp_path):
         from fastai.metrics import accuracy_multi
         db = multi_label_bunch(tiny_tokenizer)

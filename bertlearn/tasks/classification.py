@@ -67,7 +67,14 @@ class BertLearner(TaskLearner):
         # or MCC (NaN where a batch holds one class), so `learn.metrics = [f1_macro]` (or the constructor's
         # metrics=) reported numbers that were no score at all; a classifier's functions (one prediction a row) are
         # scored over the whole set, as from_pretrained_model(metrics=) always did. Token-level tasks keep fastai's
-        self._metrics = L(to_fastai_metrics(v if v is None or isinstance(v, (dict, str)) else list(L(v))))
+        metrics = L(to_fastai_metrics(v if v is None or isinstance(v, (dict, str)) else list(L(v))))
+        dls = getattr(self, "dls", None)
+        if dls is not None and getattr(dls, "problem_type", None) is not None:
+            # a metric that cannot take this task's outputs is refused here, not after the next fit's first epoch
+            # (fastai's Recorder raised it then), whether set by the factory, the constructor or learn.metrics =
+            check_metrics(metrics, dls.problem_type, dls.c, dls.train.dataset.targets)
+        self._metrics = metrics
+
     @classmethod
     @fast_bert_positions(("is_fp16", "multi_gpu", "multi_label"), FAST_BERT_LEARNER_ORDER)
     def from_pretrained_model(cls, databunch: BertDataBunch | None = None, pretrained_path: str | Path | None = None,
@@ -156,8 +163,6 @@ class BertLearner(TaskLearner):
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
         metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type)
-        # a metric that cannot take this task's outputs failed only after the first epoch, inside fastai's Recorder
-        check_metrics(metrics, databunch.problem_type, databunch.c, databunch.train.dataset.targets)
         opt_func, device = factory_setup("BertLearner.from_pretrained_model", kwargs, device=device,
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=logging_steps,
