@@ -653,8 +653,15 @@ class TaskLearner(Learner):
             loss_only: return only the loss.
             return_preds: also return the task's outputs (the classifier's logits, in dataset order).
         """
+        loader = dl if dl is not None else self.dls[ds_idx]
+        rank, world = rank_world()
+        if world > 1 and getattr(loader, "world_size", 1) != world and hasattr(loader, "shard"):
+            # under a launcher, outside a distributed fit (which shards it), every rank read the whole loader while
+            # the losses and metrics still gathered every rank's rows: each row counted once per rank (a confusion
+            # matrix of twice the rows). Each rank scores its share, as in the fit
+            loader = loader.shard(rank, world)
         with (self.no_bar() if quiet else contextlib.nullcontext()), self.keeping_history():
-            values = super().validate(ds_idx=ds_idx, dl=dl, cbs=cbs)
+            values = super().validate(dl=loader, cbs=cbs)
         if values is None or not len(values):  # fastai records nothing for a pass a callback cancelled
             raise BertLearnError("validate: the pass was cancelled before it recorded a loss (a callback such as "
                                  "ShortEpochCallback stopped it); validate without that callback")
@@ -879,6 +886,10 @@ def learning_device(device: torch.device | str | None) -> torch.device:
     """
     if launched_distributed():
         device = init_distributed().device
+        if device.type == "cpu":
+            # accelerate says "cpu:0", which torch.load's map_location cannot restore to (fastai's learn.load, so
+            # SaveModelCallback's end of fit, failed under gloo)
+            device = torch.device("cpu")
     return resolve_device(device)
 
 

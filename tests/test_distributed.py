@@ -146,3 +146,37 @@ def test_batches_that_split_unevenly_train_as_one_process_would(task, tiny_model
     # the training loss shown is the global batch's on every rank (it was each rank's own rows')
     assert logs[1]["losses"] == logs[2]["losses"]
     assert logs[0]["losses"] == pytest.approx(logs[1]["losses"], rel=1e-5)
+
+
+def test_validate_and_predictions_after_a_ddp_fit(tiny_model_dir, tmp_path):
+    # before: validate() after the fit ran every rank over the whole validation set while the metrics gathered every
+    # rank's rows (each row counted twice: a confusion matrix of 66 rows for 33), and predict_logits with other
+    # texts on each rank split them and gathered the ranks' answers together (rank 0 got rank 1's predictions);
+    # a SaveModelCallback's end of fit failed to load the best weights back under gloo (device "cpu:0")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    model = tmp_path / "model"
+    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(model)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    worker = str(ROOT / "tests" / "ddp_after_fit_worker.py")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(_free_port()), worker, str(tmp_path / "out"), str(model), "4"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-4000:]
+    single = subprocess.run([sys.executable, worker, str(tmp_path / "out"), str(model), "8"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-4000:]
+    one, r0, r1 = (_json(tmp_path / "out" / f"{t}.json") for t in ("single", "rank0", "rank1"))
+    for r in (r0, r1):
+        assert sum(map(sum, r["confusion_matrix"])) == 33  # each validation row once
+        assert r["accuracy"] == pytest.approx(one["accuracy"], abs=1e-6)
+        assert r["loss"] == pytest.approx(one["loss"], rel=1e-5)
+        assert torch.allclose(torch.tensor(r["shared"]), torch.tensor(one["shared"]), atol=1e-5)
+    # rank 0 predicted the positive texts, as the single process did; rank 1 its negative ones, alone
+    assert torch.allclose(torch.tensor(r0["own"]), torch.tensor(one["own"]), atol=1e-5)
+    assert torch.allclose(torch.tensor(r1["own"]), torch.tensor(one["shared"][4:]), atol=1e-5)
+    assert r0["warnings"] == r1["warnings"] == [
+        "predict_logits / predict_batch under a launcher: the ranks passed different texts, so each rank predicts "
+        "its own alone (with the same texts on every rank, each scores a share)"]
+    assert one["warnings"] == []

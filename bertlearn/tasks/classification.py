@@ -8,6 +8,7 @@ core: the head (sized and named for the labels), the loss (with class weights), 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastcore.foundation import L
 from ..atomic import atomic_dir
 from ..compat import FAST_BERT_LEARNER_ORDER, fast_bert_positions
 from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
-from ..distributed import main_process_only, rank_world
+from ..distributed import gather_objects, main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
 from ..graphs import CudaGraphCallback
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
@@ -261,8 +262,13 @@ class BertLearner(TaskLearner):
         else:
             dl = self.dls.test_dl(texts, bs=bs)
         rank, world = rank_world()
-        if world > 1:
+        if world > 1 and _same_on_every_rank(dl.dataset):
             dl = dl.shard(rank, world)  # each rank scores its share; predict_logits gathers them in order
+        elif world > 1:
+            # sharded, each rank's texts were split and gathered into every rank's answer: other ranks' predictions
+            warnings.warn("predict_logits / predict_batch under a launcher: the ranks passed different texts, so each "
+                          "rank predicts its own alone (with the same texts on every rank, each scores a share)",
+                          stacklevel=user_stacklevel())
         model, amp = getattr(self.model, "module", self.model), self._amp_dtype()
         graphs = next((cb.for_prediction(model, self.dls.encoder.maxlen, amp) for cb in self.cbs
                        if isinstance(cb, CudaGraphCallback)), None)
@@ -441,6 +447,15 @@ def check_model_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
     if params != wanted:
         raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
                          "this architecture cannot be driven positionally by fastai")
+
+
+def _same_on_every_rank(dataset: Any) -> bool:
+    # a collective: every rank that predicts under a launcher takes part (docs/distributed.md)
+    digest = hashlib.sha256(np.ascontiguousarray(dataset.lengths).tobytes())
+    for row in dataset.texts if dataset.texts is not None else ():
+        digest.update(repr(row).encode())
+    digests = gather_objects((len(dataset), digest.hexdigest()))
+    return all(d == digests[0] for d in digests)
 
 
 def best_thresholds(probs: np.ndarray, truth: np.ndarray, grid: np.ndarray) -> list[float]:
