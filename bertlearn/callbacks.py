@@ -462,10 +462,11 @@ class CheckpointCallback(Callback):
     def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None, *, trackers: list[dict] | None = None):
         self.folder, self.lr, self.fit = folder, lr, fit
         self.trackers = trackers
-        self._rows, self._saved = None, None
+        self._rows, self._saved, self._stopped = None, None, False
 
     def before_fit(self) -> None:
         from .checkpoint import restore_trackers
+        self._rows, self._saved, self._stopped = None, None, False
         if self.trackers is not None:  # the trackers' before_fit (orders 60-63) has just reset them
             restore_trackers(self.learn, self.trackers, self.folder)
             self.trackers = None
@@ -477,12 +478,22 @@ class CheckpointCallback(Callback):
         self._save()
 
     def after_cancel_fit(self) -> None:
-        # EarlyStoppingCallback (order 63) stops the fit in its after_epoch, before this one's: the epoch it
-        # closed (the Recorder has its row) is saved still; a fit stopped mid-epoch saves nothing
+        # EarlyStoppingCallback (order 63) ends the fit in its after_epoch, before this one's: the epoch it closed
+        # (the Recorder has its row) is saved still, and the fit is over (a resume of it trained on); a fit
+        # stopped mid-epoch saves nothing
         if self._rows is not None and len(self.learn.recorder.values) > self._rows and self._saved != self.epoch:
-            self._save()
+            self._stopped = True  # saved in after_fit, once the trackers have put their chosen weights back
 
-    def _save(self) -> None:
+    def after_fit(self) -> None:
+        from fastai.callback.tracker import TrackerCallback
+        # a finished (or early-stopped) fit ends with the weights its trackers chose (SaveModelCallback loads the
+        # best epoch's in its after_fit, before this one): the checkpoint gets those, marked finished, so a resume
+        # of the finished fit loads what the fit ended with, not its last epoch's
+        last = self._saved is not None and self._saved == self.n_epoch - 1
+        if self._stopped or (last and any(isinstance(cb, TrackerCallback) for cb in self.learn.cbs)):
+            self._save(finished=True)
+
+    def _save(self, *, finished: bool = False) -> None:
         from .checkpoint import rng_states, save_checkpoint
         from .distributed import barrier, gather_objects, is_main_process
         self._saved = self.epoch
@@ -491,7 +502,7 @@ class CheckpointCallback(Callback):
             barrier()
             return
         save_checkpoint(self.learn, self.folder, epochs_done=self.epoch + 1, n_epoch=self.n_epoch, lr=self.lr,
-                        fit=self.fit, rank_rngs=ranks)
+                        fit=self.fit, rank_rngs=ranks, finished=finished)
         barrier()
 
 

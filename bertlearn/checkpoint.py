@@ -95,7 +95,7 @@ def rng_states() -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch: int, lr: Any = None,
-                    fit: dict | None = None, rank_rngs: list[dict] | None = None) -> Path:
+                    fit: dict | None = None, rank_rngs: list[dict] | None = None, finished: bool = False) -> Path:
     """Write a complete checkpoint of `learn` into `folder` atomically.
 
     Args:
@@ -104,6 +104,8 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         epochs_done: epochs finished so far; n_epoch: epochs of the whole fit; lr: the fit's learning rate.
         fit: the fit's other settings (schedule, weight decay, optimizer...), which a resume must repeat.
         rank_rngs: every process's `rng_states()`, in rank order (DDP; None: this process's alone).
+        finished: the fit is over (all its epochs, or stopped early by a callback such as early stopping): a resume
+            loads it and trains nothing.
     """
     from safetensors.torch import save_file, save_model
 
@@ -132,6 +134,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
                  "accumulated_unit": getattr(acc, "accumulated_unit", "rows"),
                  "steps_done": int(getattr(learn, "steps_done", 0) or 0),
                  "trackers": tracker_states(learn),
+                 "finished": finished or epochs_done >= n_epoch,
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],

@@ -114,6 +114,7 @@ class TaskLearner(Learner):
     steps_done = 0  # optimizer steps of the running (or last) fit, a resumed fit's steps before the checkpoint included
     _resumed_steps = 0  # steps_done of the checkpoint a resume loaded
     _resumed_trackers: list | None = None  # its fastai trackers' states
+    _resumed_done = 0  # its epochs_done
 
     # class-level defaults: learners exported before these settings existed still load and fit
     optimizer_type, adam_epsilon, warmup_steps, schedule_type = "adamw", 1e-8, None, None
@@ -306,9 +307,12 @@ class TaskLearner(Learner):
                 for cb in self.cbs:  # a step part-way accumulated at the end is dropped, as after any fit
                     if isinstance(cb, StepAccumulation):
                         cb.resume_count, cb.resume_grads = 0, {}
-                warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} has finished all {epochs} epochs of "
-                              "this fit, so nothing was trained; its weights are loaded. To train again, delete the "
-                              "folder or fit without resume", stacklevel=user_stacklevel())
+                done = self._resumed_done
+                ended = f"has finished all {epochs} epochs of this fit" if done >= epochs else \
+                    f"holds a fit that a callback (early stopping) ended after epoch {done} of {epochs}"
+                warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} {ended}, so nothing was trained; its "
+                              "weights are loaded. To train again, delete the folder or fit without resume",
+                              stacklevel=user_stacklevel())
                 steps, self._resumed_steps = self._resumed_steps, 0  # the finished fit's, as it returned them
                 return (steps, float("nan"), []) if return_results else (steps, float("nan"))
         if checkpoint or resume:
@@ -412,7 +416,9 @@ class TaskLearner(Learner):
         self._resumed_steps = int(state.get("steps_done", 0))
         self._resumed_trackers = state.get("trackers", [])  # a checkpoint from before tracker records: none
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
-        return state["epochs_done"]
+        # a fit early stopping ended is over too: resumed, it trained on (one epoch more each time it was re-run)
+        self._resumed_done = state["epochs_done"]
+        return epochs if state.get("finished") else state["epochs_done"]
 
     def _check_resume(self, folder: Path, state: dict, settings: dict) -> None:
         # the checkpoint must belong to this learner's labels, model and data, and to a fit with these settings

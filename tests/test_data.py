@@ -498,6 +498,25 @@ class TestMessyInput:
         expected = [tiny_tokenizer(a, b)["input_ids"] for a, b in (("good", "fine"), ("bad", "poor"))]
         assert [list(ds.ids[i][:ds.lengths[i]]) for i in range(len(ds))] == expected
 
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_test_file_columns_are_the_training_files_by_name(self, tmp_path, tiny_tokenizer, on_disk):
+        # before: in memory text_col=0 picked the test file's own first column (its titles), on disk train's "text"
+        (tmp_path / "train.csv").write_text("text,label\ngood fun,pos\nawful,neg\ngreat,pos\npoor,neg\n")
+        (tmp_path / "val.csv").write_text("text,label\nfine,pos\ndull,neg\n")
+        (tmp_path / "test.csv").write_text("title,text\nbad,good fun\nworse,lovely\n")
+        db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, text_col=0, label_col=1, test_data="test.csv",
+                                    label_file=None, maxlen=32, device="cpu", on_disk=on_disk)
+        assert list(db.test.dataset.texts) == ["good fun", "lovely"]
+
+    def test_a_long_text_with_fields_past_the_header(self, tmp_path, tiny_tokenizer):
+        # before: the line scan used the csv module's 128 KiB field limit: a raw _csv.Error for a long text
+        long_text = "good " * 40_000
+        (tmp_path / "train.csv").write_text(f"text,label\n{long_text},pos,note\nawful,neg,\ngreat,pos,\n")
+        (tmp_path / "val.csv").write_text("text,label\nfine,pos\ndull,neg\n")
+        with pytest.raises(DataError, match=r"train\.csv' line 2 has 3 fields but the header has 2 \(\['text', "
+                                            r"'label'\]\); its extra field \['note'\] would be lost"):
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, maxlen=32, device="cpu")
+
     def test_numbers_written_in_a_csv_text_column(self, tmp_path, tiny_tokenizer):
         df = make_texts(10)
         df.assign(text=range(10)).to_csv(tmp_path / "train.csv", index=False)

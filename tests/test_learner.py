@@ -526,8 +526,31 @@ class TestCheckpoints:
         assert torch.allclose(resumed.predict_logits(texts), whole.predict_logits(texts), atol=1e-6)
         # the epoch early stopping closed is checkpointed (it stops the fit before the checkpoint's after_epoch)
         state = json.loads((tmp_path / "resumed" / "checkpoints" / "last" / "state.json").read_text())
-        assert state["epochs_done"] == 4
+        assert state["epochs_done"] == 4 and state["finished"]
         assert state["trackers"] == [{"type": "EarlyStoppingCallback", "monitor": "scripted", "best": 0.9, "wait": 2}]
+
+    @pytest.mark.parametrize("tracker", ["early_stopping", "save_model"])
+    def test_a_finished_fit_run_again_with_resume_ends_as_it_did(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                                 tmp_path, tracker):
+        # before: a fit early stopping ended was resumed as unfinished (one more epoch each time the script ran
+        # again), and a finished fit's checkpoint held its last epoch's weights, not the ones SaveModelCallback
+        # loaded back at its end
+        from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+        make = partial(self._scripted_learner, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                       scores=[0.5, 0.9, 0.3, 0.4, 0.2, 0.1])
+        new = (lambda: EarlyStoppingCallback(monitor="scripted", patience=2)) if tracker == "early_stopping" else \
+            (lambda: SaveModelCallback(monitor="scripted"))
+        epochs = 6 if tracker == "early_stopping" else 4
+        first = make(tmp_path / "out")
+        quiet_fit(first, epochs, lr=1e-3, checkpoint=True, cbs=[new()])
+        texts = ["good fun", "the acting was poor"]
+        ended = first.predict_logits(texts)
+        again = make(tmp_path / "out")  # the script run again
+        with pytest.warns(UserWarning, match="so nothing was trained") as seen:
+            quiet_fit(again, epochs, lr=1e-3, resume=True, cbs=[new()])
+        if tracker == "early_stopping":
+            assert any("ended after epoch 4 of 6" in str(w.message) for w in seen)
+        assert torch.equal(again.predict_logits(texts), ended)
 
     def test_a_tracker_the_checkpoint_has_no_record_of_is_said(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
                                                               tmp_path):

@@ -265,3 +265,22 @@ def test_one_threshold_and_that_threshold_per_label_are_the_same_setting(tmp_pat
     with pytest.raises(ModelError, match=r"\(in their bertlearn\.json, the save's against the export's: thresholds "
                                          r"0\.5 against \[0\.5, 0\.4\]\)"):
         check_same_settings(saved, export)
+
+
+def test_a_save_from_before_word_split_and_a_split_words_export_differ(tmp_path):
+    # an NER save written before "word_split" cut raw text the tokenizer's way: an export that cuts it with
+    # split_words (a JSONL-trained model's) reads other words, so the pair is refused, not skipped as unknown
+    import json
+
+    from bertlearn import ModelError
+    from bertlearn.saved import check_same_settings
+    saved, export = tmp_path / "m", tmp_path / "m" / "onnx"
+    export.mkdir(parents=True)
+    (saved / "bertlearn.json").write_text(json.dumps({"labels": ["O", "B-PER"], "maxlen": 32}))
+    (export / "bertlearn.json").write_text(json.dumps({"labels": ["O", "B-PER"], "maxlen": 32,
+                                                       "word_split": "tokenizer"}))
+    check_same_settings(saved, export)
+    (export / "bertlearn.json").write_text(json.dumps({"labels": ["O", "B-PER"], "maxlen": 32,
+                                                       "word_split": "split_words"}))
+    with pytest.raises(ModelError, match=r"word_split 'tokenizer' against 'split_words'"):
+        check_same_settings(saved, export)

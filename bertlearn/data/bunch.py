@@ -169,7 +169,10 @@ class BertDataBunch(DataLoaders):
         if labels is None:
             labels = _label_list(data_dir, label_dir, label_file)
         if isinstance(test_data, (str, Path)):
-            test_data = _test_texts(data_dir / test_data, kwargs.get("text_col", "text"), sep=sep, encoding=encoding)
+            # positions name the training file's columns, read in the test file by their names (as on disk)
+            names = resolve_columns(train_df, kwargs.get("text_col", "text"), "text_col", str(train_file))
+            test_data = _test_texts(data_dir / test_data, names if len(names) == 2 else names[0], sep=sep,
+                                    encoding=encoding)
         return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
                            sources=(str(train_file), str(val_file)), **kwargs)
 
@@ -251,6 +254,11 @@ class BertDataBunch(DataLoaders):
                 every encoding setting (see `bertlearn.data.cache`); None: tokenize every time.
         """
         note_no_effect("BertDataBunch.from_df", _no_effect(kwargs))
+        if isinstance(test_data, (str, Path)):
+            # as_texts would read a file name as the one text to predict; from_df takes no folder to find it in
+            raise DataError(f"test_data={str(test_data)!r} is one {type(test_data).__name__}, but from_df takes a "
+                            "list of test texts: pass [text, ...] (e.g. pd.read_csv(file)['text'].tolist()), or a "
+                            "file through BertDataBunch.from_csv(data_dir, ..., test_data='test.csv')")
         cache_dir = _cache_options(kwargs, cache_dir)
         if kwargs:
             raise TypeError(f"from_df() got unexpected arguments {sorted(kwargs)}")
@@ -295,11 +303,6 @@ class BertDataBunch(DataLoaders):
         loaders = [BertDataLoader(train_ds, bs=bs, shuffle=True), BertDataLoader(valid_ds, bs=val_bs)]
         if seed is not None:
             loaders[0].rng = random.Random(seed)  # the training order then repeats run to run
-        if isinstance(test_data, (str, Path)):
-            # as_texts would read a file name as the one text to predict; from_df takes no folder to find it in
-            raise DataError(f"test_data={str(test_data)!r} is one {type(test_data).__name__}, but from_df takes a "
-                            "list of test texts: pass [text, ...] (e.g. pd.read_csv(file)['text'].tolist()), or a "
-                            "file through BertDataBunch.from_csv(data_dir, ..., test_data='test.csv')")
         if test_data is not None:
             loaders.append(BertDataLoader(encoder.dataset(as_texts(test_data, "test_data", pairs=encoder.pairs)),
                                           bs=val_bs, batch_overhead="auto"))
@@ -515,6 +518,9 @@ def _warn_unknown_tokens(ds: EncodedDataset, share: float = 0.05) -> float:
 def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]:
     """A CSV read in chunks (`chunksize=`) or its first rows (`nrows=`, one frame), pandas' decoding and parsing
     errors said as `DataError`s with the fix (they came out raw, where the in-memory path names them)."""
+    # with usecols= pandas says nothing of fields past the header (and with row names in front reads the column
+    # beside the one named): reads with usecols are safe because _streamed_columns reads each file's first rows
+    # without it first, where a file with row names is refused
     checked = False
 
     def check(caught: list) -> bool:

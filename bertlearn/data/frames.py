@@ -210,20 +210,28 @@ def row_names_in_front(path: Path, arg: str, *, sep: str, encoding: str) -> bool
         raise DataError(f"{arg}: {str(path)!r} has rows with more fields than its header; fix those rows or quote "
                         "the fields that hold the separator")
     header, first, every = None, None, True
-    with open(path, encoding=encoding, newline="") as fh:
-        rows = csv.reader(fh, delimiter=sep)
-        start = 1
-        for row in rows:
-            line, start = start, rows.line_num + 1
-            if not row:  # a blank line, which pandas skips
-                continue
-            if header is None:
-                header = row
-                continue
-            extra = row[len(header):]
-            if first is None and any(extra):
-                first = (line, row, extra)
-            every = every and len(extra) == 1 and extra[0] != ""
+    limit = csv.field_size_limit()
+    # the csv module refuses fields over 128 KiB, which pandas reads (a long text): raised for this scan only
+    csv.field_size_limit(max(limit, 2**31 - 1))
+    try:
+        with open(path, encoding=encoding, newline="") as fh:
+            rows = csv.reader(fh, delimiter=sep)
+            start = 1
+            for row in rows:
+                line, start = start, rows.line_num + 1
+                if not row:  # a blank line, which pandas skips
+                    continue
+                if header is None:
+                    header = row
+                    continue
+                extra = row[len(header):]
+                if first is None and any(extra):
+                    first = (line, row, extra)
+                every = every and len(extra) == 1 and extra[0] != ""
+    except csv.Error as e:
+        raise DataError(f"{arg}: {str(path)!r} is not a valid CSV ({e}); check the separator and the quoting") from None
+    finally:
+        csv.field_size_limit(limit)
     if first is None:
         return False
     if every:
