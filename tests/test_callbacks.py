@@ -175,6 +175,17 @@ class TestProgressOutput:
         losses = [float(line.split()[1]) for line in lines[1:]]
         assert losses == pytest.approx([v[0] for v in tiny_learner.recorder.values], abs=1e-6)
 
+    def test_a_cell_wider_than_its_header_keeps_the_columns_apart(self, tiny_learner, capsys):
+        # before: a masked-LM perplexity ran into the time ("38477.16796900:07"): cells were padded to the header
+        bar = tiny_learner.progress
+        bar._drawing, bar._names = False, None
+        capsys.readouterr()
+        bar._write_stats(["epoch", "train_loss", "valid_loss", "perplexity", "time"])
+        bar._write_stats([0, 10.93257, 10.55782, 38477.167969, "00:07"])
+        header, row = capsys.readouterr().out.splitlines()
+        assert row.split() == ["0", "10.932570", "10.557820", "38477.167969", "00:07"]
+        assert row.index("10.557820") == header.index("valid_loss")
+
     def test_live_bars_redraw(self, tiny_learner, capsys):
         out = self._fit_output(tiny_learner, capsys, live=True)
         assert "\r" in out and "Epoch 1/2" in out
