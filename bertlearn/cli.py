@@ -596,23 +596,11 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finite(x: Any) -> Any:
-    # a metric undefined on the data (roc_auc of one class) is NaN, which JSON does not have: null, as serve writes
-    if type(x).__module__ == "numpy" and hasattr(x, "item"):  # a numpy scalar (np.float32 is no float)
-        x = x.item()
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 def _json(payload: dict) -> str:
     """`payload` as strict JSON (--json files): a number that is not finite is null; json.dumps wrote NaN, which
     jq, JavaScript and strict parsers refuse."""
-    return json.dumps(_finite(payload), indent=2, allow_nan=False)
+    from .saved import json_ready
+    return json.dumps(json_ready(payload), indent=2, allow_nan=False)
 
 
 def _senses(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import ModelError
 from .version import __version__
 
-__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "json_ready", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
            "input_names", "weights_digest", "settings_for", "write_settings", "plain_maxlen", "read_settings",
            "check_same_weights", "PREDICTION_SETTINGS", "check_same_settings"]
 
@@ -29,6 +29,26 @@ WEIGHTS_KEY = "weights_sha256"
 # the bertlearn.json keys that decide what a model's outputs are read as: the encoder's settings and the thresholds
 PREDICTION_SETTINGS = ("labels", "problem_type", "thresholds", "maxlen", "pairs", "truncation", "long_text", "stride",
                        "word_split")
+
+
+def json_ready(x: Any, *, numpy_scalars: bool = True) -> Any:
+    """`x` with every number that is not finite as None (JSON has no NaN: `json.dumps` wrote it, which jq, JavaScript
+    and strict parsers refuse), through dicts, lists and tuples.
+
+    Args:
+        x: a JSON payload (a metric undefined on the data, roc_auc of one class, is NaN).
+        numpy_scalars: numpy scalars become Python numbers (np.float32 is no float); False leaves them for the
+            encoder to refuse, as FastAPI's does (serve writes what FastAPI would).
+    """
+    if numpy_scalars and type(x).__module__ == "numpy" and hasattr(x, "item"):
+        x = x.item()
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: json_ready(v, numpy_scalars=numpy_scalars) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_ready(v, numpy_scalars=numpy_scalars) for v in x]
+    return x
 
 
 def generic_labels(labels: Any) -> bool:

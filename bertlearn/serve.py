@@ -31,6 +31,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import numpy as np
 
 from .errors import BertLearnError, ModelError
+from .saved import json_ready
 
 try:  # the `serve` extra; FastAPI resolves the endpoints' annotations by name, so Request must be a module global
     from fastapi import Request
@@ -316,9 +317,9 @@ def _json_bytes(payload: Any) -> bytes:
     try:
         if _to_json is not None:
             return _to_json(payload, inf_nan_mode="null")
-        return _dumps(_finite(payload), ascii_only=False)  # pydantic 1
+        return _dumps(json_ready(payload, numpy_scalars=False), ascii_only=False)  # pydantic 1
     except ValueError:  # pydantic's serialization error, or json's for a lone surrogate (UnicodeEncodeError)
-        return _dumps(_finite(payload), ascii_only=True)
+        return _dumps(json_ready(payload, numpy_scalars=False), ascii_only=True)
 
 
 def _dumps(payload: Any, *, ascii_only: bool) -> bytes:
@@ -389,16 +390,6 @@ def _telemetry_on(app: Any) -> bool:
     meter or logger provider is set, as `opentelemetry-instrument` does)."""
     telemetry = getattr(app, "_native_telemetry", None)
     return telemetry is not None and bool(telemetry.enabled())
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
 
 
 def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:

@@ -43,6 +43,15 @@ def runs(shared_data, tmp_path_factory):
     return out
 
 
+def _without_dropout(tiny_model_dir: Path, folder: Path) -> Path:
+    """The tiny BERT saved without dropout, so two processes and one compute the same numbers."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -124,11 +133,7 @@ def test_batches_that_split_unevenly_train_as_one_process_would(task, tiny_model
     # 37 rows in global batches of 8: the last splits 3/2 between the ranks. Before, the ranks' accumulation counts
     # drifted apart (rank 0 stepped 7 times, rank 1 6, ending with different weights), the warm-up counted per-rank
     # batches (half as long as asked), and DDP averaged the ranks' means (an uneven batch, a token-level loss)
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    model = tmp_path / "model"
-    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(model)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    model = _without_dropout(tiny_model_dir, tmp_path / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     worker = str(ROOT / "tests" / "uneven_ddp_worker.py")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
@@ -153,11 +158,7 @@ def test_validate_and_predictions_after_a_ddp_fit(tiny_model_dir, tmp_path):
     # rank's rows (each row counted twice: a confusion matrix of 66 rows for 33), and predict_logits with other
     # texts on each rank split them and gathered the ranks' answers together (rank 0 got rank 1's predictions);
     # a SaveModelCallback's end of fit failed to load the best weights back under gloo (device "cpu:0")
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    model = tmp_path / "model"
-    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(model)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(model)
+    model = _without_dropout(tiny_model_dir, tmp_path / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     worker = str(ROOT / "tests" / "ddp_after_fit_worker.py")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
