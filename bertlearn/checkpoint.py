@@ -25,7 +25,8 @@ from fastcore.foundation import L
 from .atomic import atomic_dir
 from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["save_checkpoint", "load_checkpoint", "tracker_states", "restore_trackers", "read_checkpoint_state", "check_weights", "identity", "data_digest",
+__all__ = ["save_checkpoint", "load_checkpoint", "tracker_states", "restore_trackers", "read_checkpoint_state",
+           "check_weights", "identity", "data_digest",
            "rng_states", "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")

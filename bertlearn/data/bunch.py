@@ -27,7 +27,7 @@ from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_label_use, class_weights,
-                     dropped_fields_warned, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
+                     read_watching_fields, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
                      refuse_number_columns, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
                      task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
@@ -523,10 +523,10 @@ def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]
     # without it first, where a file with row names is refused
     checked = False
 
-    def check(caught: list) -> bool:
+    def check(dropped: bool) -> bool:
         # pandas (index_col=False) drops fields past the header's with a warning: empty ones (a delimiter ending
         # each row) are nothing lost; data there is a DataError naming the line (row_names_in_front raises it)
-        if checked or not dropped_fields_warned(caught):
+        if checked or not dropped:
             return checked
         if row_names_in_front(path, path.name, sep=read["sep"], encoding=read["encoding"]):
             raise DataError(f"{str(path)!r}: every row has a field more than the header (row names in front, as R's "
@@ -535,18 +535,14 @@ def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]
         return True
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            reader = pd.read_csv(path, **read, **kwargs)
-        checked = check(caught)
+        reader, dropped = read_watching_fields(lambda: pd.read_csv(path, **read, **kwargs))
+        checked = check(dropped)
         if "chunksize" not in kwargs:
             yield reader
             return
         while True:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                chunk = next(reader, None)
-            checked = check(caught)
+            chunk, dropped = read_watching_fields(lambda: next(reader, None))
+            checked = check(dropped)
             if chunk is None:
                 return
             yield chunk

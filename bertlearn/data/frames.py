@@ -12,7 +12,7 @@ import difflib
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file",
-           "dropped_fields_warned", "row_names_in_front",
+           "read_watching_fields", "row_names_in_front",
            "resolve_columns",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
@@ -117,10 +117,8 @@ def read_csv_chunks(path: str | Path, arg: str = "input", *, sep: str | None = N
     try:
         reader, verdict = pd.read_csv(path, **kwargs), None
         while True:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                chunk = next(reader, None)
-            if dropped_fields_warned(caught) and verdict is None:  # the file is scanned once, whichever chunk warns
+            chunk, dropped = read_watching_fields(lambda: next(reader, None))
+            if dropped and verdict is None:  # the file is scanned once, whichever chunk warns
                 verdict = row_names_in_front(path, arg, sep=kwargs["sep"], encoding=encoding)
                 if verdict:  # every row has its row name in front, the first chunk's too: read from the start
                     reader = pd.read_csv(path, **{**kwargs, "index_col": None})
@@ -167,7 +165,20 @@ def _utf8_or_cp1252(path: Path) -> str:
 _LOST = "Length of header or names does not match length of data"  # pandas' ParserWarning with index_col=False
 
 
-def dropped_fields_warned(caught: list[warnings.WarningMessage]) -> bool:
+def read_watching_fields(read: Callable[[], Any]) -> tuple[Any, bool]:
+    """Run `read` (a `pd.read_csv` call, or a chunk's `next`) and say whether pandas dropped fields past the header's
+    there (index_col=False; then `row_names_in_front` tells what they were); its other warnings are given again.
+
+    Args:
+        read: the read, without arguments.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = read()
+    return value, _dropped_fields_warned(caught)
+
+
+def _dropped_fields_warned(caught: list[warnings.WarningMessage]) -> bool:
     """Whether pandas warned that it dropped fields past the header's (index_col=False); its other warnings are
     given again as they came.
 
@@ -185,11 +196,8 @@ def dropped_fields_warned(caught: list[warnings.WarningMessage]) -> bool:
 
 def _checked_read(path: Path, arg: str, kwargs: dict) -> pd.DataFrame:
     """pd.read_csv with `kwargs` (CSV_MISSING's index_col=False), fields past the header's checked (row_names_in_front)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = pd.read_csv(path, **kwargs)
-    if dropped_fields_warned(caught) and row_names_in_front(path, arg, sep=kwargs["sep"],
-                                                            encoding=kwargs["encoding"]):
+    df, dropped = read_watching_fields(lambda: pd.read_csv(path, **kwargs))
+    if dropped and row_names_in_front(path, arg, sep=kwargs["sep"], encoding=kwargs["encoding"]):
         df = pd.read_csv(path, **{**kwargs, "index_col": None})
     return df
 
