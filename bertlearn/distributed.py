@@ -234,10 +234,12 @@ def ddp_loss_share(learn: Any) -> Any:
     yb = learn.yb
     rows = find_bs(yb)
     global_rows = getattr(learn.dl, "global_rows", None) or rows * rank_world()[1]
+    # a global batch of fewer rows than ranks is repeated so every rank steps: the repeats count for nothing
+    repeat = getattr(learn.dl, "repeats_rows", False)
     d = loss_denominator(learn.loss_func, yb[0]) if len(yb) == 1 else None
     if d is None:  # a mean over rows
-        return rows / global_rows
-    d = d.detach().float()
+        return 0.0 if repeat else rows / global_rows
+    d = d.detach().float() * (0.0 if repeat else 1.0)
     total = d.clone()
     torch.distributed.all_reduce(total)
     return d / total.clamp_min(torch.finfo(total.dtype).tiny)
@@ -260,6 +262,8 @@ def ddp_loss_weight(learn: Any, share: Any = None) -> Any:
     # fastai's own GradientAccumulation scales by rows / n_acc too (bertlearn's StepAccumulation says so itself)
     by_rows = any(getattr(cb, "weighs_rows", isinstance(cb, GradientAccumulation)) for cb in learn.cbs)
     if not isinstance(share, torch.Tensor):  # a mean over rows: accumulation weighed its rows already
+        if getattr(learn.dl, "repeats_rows", False):
+            return 0.0
         return 1.0 if by_rows else share * world
     rows = find_bs(learn.yb)
     global_rows = getattr(learn.dl, "global_rows", None) or rows * world

@@ -128,23 +128,27 @@ def test_an_interrupted_ddp_run_resumes_to_the_uninterrupted_weights(runs, share
     assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) < 1e-5
 
 
-@pytest.mark.parametrize("task", ["classification", "ner"])
-def test_batches_that_split_unevenly_train_as_one_process_would(task, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("task, world, rows", [("classification", 2, 37), ("ner", 2, 37),
+                                               ("classification", 3, 38), ("ner", 3, 38)])
+def test_batches_that_split_unevenly_train_as_one_process_would(task, world, rows, tiny_model_dir, tmp_path):
     # 37 rows in global batches of 8: the last splits 3/2 between the ranks. Before, the ranks' accumulation counts
     # drifted apart (rank 0 stepped 7 times, rank 1 6, ending with different weights), the warm-up counted per-rank
-    # batches (half as long as asked), and DDP averaged the ranks' means (an uneven batch, a token-level loss)
+    # batches (half as long as asked), and DDP averaged the ranks' means (an uneven batch, a token-level loss).
+    # 38 rows in global batches of 12 on 3 ranks: the last has 2 rows, so rank 2 repeats rank 0's row to step with
+    # the others; the repeat weighed as a third row (weights 1.4e-2 from one process's) until it was weighted 0
     model = _without_dropout(tiny_model_dir, tmp_path / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     worker = str(ROOT / "tests" / "uneven_ddp_worker.py")
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          str(_free_port()), worker, str(tmp_path / "out"), str(model), task, "4"], env=env,
-                         capture_output=True, text=True, timeout=600)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
+                          "--master_port", str(_free_port()), worker, str(tmp_path / "out"), str(model), task, "4",
+                          str(rows)], env=env, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-4000:]
-    single = subprocess.run([sys.executable, worker, str(tmp_path / "out"), str(model), task, "8"], env=env,
-                            capture_output=True, text=True, timeout=600)
+    single = subprocess.run([sys.executable, worker, str(tmp_path / "out"), str(model), task, str(4 * world),
+                             str(rows)], env=env, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-4000:]
-    one, r0, r1 = (load_file(str(tmp_path / "out" / f"{t}.safetensors")) for t in ("single", "rank0", "rank1"))
-    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    one, r0, *others = (load_file(str(tmp_path / "out" / f"{t}.safetensors"))
+                        for t in ["single"] + [f"rank{r}" for r in range(world)])
+    assert all(torch.equal(r0[k], r[k]) for r in others for k in r0)
     assert max(float((one[k].float() - r0[k].float()).abs().max()) for k in one) < 1e-5
     logs = [_json(tmp_path / "out" / f"{t}.json") for t in ("single", "rank0", "rank1")]
     assert logs[0]["lrs"] == pytest.approx(logs[1]["lrs"], rel=1e-6)

@@ -239,13 +239,16 @@ class BertDataLoader(DataLoader):
             order = self._length_grouped_order(self.dataset.lengths, np.random.default_rng(seed),
                                                bs=self.bs * self.world_size)
             step = self.bs * self.world_size
-            out, self._global_rows = [], []
+            out, self._global_rows, self._repeats = [], [], []
             for start in range(0, len(order), step):
                 rows = order[start:start + step]
-                if len(rows) < self.world_size:
+                real = len(rows)
+                if real < self.world_size:
                     rows = np.resize(rows, self.world_size)  # a tiny last batch: repeat rows so every rank steps
                 out.append(np.array_split(rows, self.world_size)[self.rank])
-                self._global_rows.append(len(rows))
+                # the global batch is its real rows; a rank holding a repeat weighs 0 (bertlearn.distributed)
+                self._global_rows.append(real)
+                self._repeats.append(self.rank >= real)
             return out
         order = np.asarray(self.get_idxs(), dtype=np.int64)
         overhead = self._overhead()
@@ -368,13 +371,14 @@ class BertDataLoader(DataLoader):
         # tensors copied with non_blocking=True let the host queue the next steps while the GPU works.
         self.randomize()
         self.before_iter()
-        self._global_rows = None
+        self._global_rows = self._repeats = None
         batches = self._batches()
-        sizes = self._global_rows
+        sizes, repeats = self._global_rows, self._repeats
         for k, idx in enumerate(batches):
             # rows of the global batch this one is a rank's share of: what DDP counts and weighs steps by
             # a rank's share of rank::world evaluation rows has no global batch: None (DDP then counts nothing new)
             self.global_rows = sizes[k] if sizes is not None else (len(idx) if self.world_size == 1 else None)
+            self.repeats_rows = bool(repeats[k]) if repeats is not None else False
             b = self.create_batch(idx)
             if self.device is not None:
                 b = to_device(b, self.device, non_blocking=True)
