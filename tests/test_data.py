@@ -499,6 +499,20 @@ class TestMessyInput:
         assert [list(ds.ids[i][:ds.lengths[i]]) for i in range(len(ds))] == expected
 
     @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+    def test_a_validation_file_without_the_training_files_column_names(self, tmp_path, tiny_tokenizer, on_disk):
+        # before: in memory a val.csv lacking train's names was read by position on its own columns (here its
+        # second text first: the pairs' texts swapped without a word); on disk it was refused without the reason
+        (tmp_path / "train.csv").write_text("a,b,label\ngood film,fine,x\nbad,poor,y\ngreat,dull,x\nawful,fun,y\n")
+        (tmp_path / "val.csv").write_text("second,first,label\nfine,good,x\npoor,bad,y\n")
+        with pytest.raises(DataError) as err:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, text_col=[0, 1], label_col=2, label_file=None,
+                                   maxlen=32, device="cpu", on_disk=on_disk)
+        assert str(err.value) == (
+            "text_col=[0, 1] names train.csv's column(s) ['a', 'b'], and val.csv has no column 'a' (its columns are "
+            "['second', 'first', 'label']): columns given by position are found in other data by the training "
+            "data's names, as a saved model reads new data; name val.csv's columns ['a', 'b'] as in train.csv")
+
+    @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
     def test_test_file_columns_are_the_training_files_by_name(self, tmp_path, tiny_tokenizer, on_disk):
         # before: in memory text_col=0 picked the test file's own first column (its titles), on disk train's "text"
         (tmp_path / "train.csv").write_text("text,label\ngood fun,pos\nawful,neg\ngreat,pos\npoor,neg\n")

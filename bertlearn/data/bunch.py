@@ -27,9 +27,9 @@ from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_label_use, class_weights,
-                     read_watching_fields, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
-                     refuse_number_columns, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
-                     task_options, texts_from_frame)
+                     columns_like_training, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
+                     read_watching_fields, refuse_number_columns, resolve_columns, row_names_in_front, single_labels,
+                     targets_from_frame, task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
@@ -267,14 +267,13 @@ class BertDataBunch(DataLoaders):
         train_df, valid_df, sources = _split_frames(train_df, valid_df, valid_pct=valid_pct, seed=seed,
                                                     sources=sources)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-        # positions name the training frame's columns, which the validation frame is read by where it has them (as
-        # on disk, and as the saved model's columns are): a val.csv in another column order swapped pairs' texts
+        # positions name the training frame's columns, which the validation frame is read by (as on disk, and as the
+        # saved model's columns are): a val.csv in another column order swapped pairs' texts
         text_cols, label_cols = [], []
         for given, arg, out in ((text_col, "text_col", text_cols), (label_col, "label_col", label_cols)):
             names = resolve_columns(train_df, given, arg, sources[0])
             out.append(names)
-            out.append(resolve_columns(valid_df, names if set(names) <= set(valid_df.columns) else given, arg,
-                                       sources[1]))
+            out.append(columns_like_training(valid_df, names, given, arg, sources[1], sources[0]))
         check_column_counts(text_cols[0], label_cols[0], text_col, label_col, multi_label=multi_label,
                             label_delim=label_delim)
         t0 = time.perf_counter()
@@ -568,8 +567,8 @@ def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, 
     heads = [next(_csv_chunks(path, read, nrows=5)) for path in paths]
     tcols = resolve_columns(heads[0], text_col, "text_col", names[0])
     lcols = resolve_columns(heads[0], label_col, "label_col", names[0])
-    resolve_columns(heads[1], tcols, "text_col", names[1])
-    resolve_columns(heads[1], lcols, "label_col", names[1])
+    columns_like_training(heads[1], tcols, text_col, "text_col", names[1], names[0])
+    columns_like_training(heads[1], lcols, label_col, "label_col", names[1], names[0])
     check_column_counts(tcols, lcols, text_col, label_col, multi_label=multi_label, label_delim=label_delim)
     return tcols, lcols
 

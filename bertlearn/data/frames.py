@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # annotations only: encode imports this module
 
 __all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file",
            "read_watching_fields", "row_names_in_front",
-           "resolve_columns",
+           "resolve_columns", "columns_like_training",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
            "task_options", "positive_int", "as_texts", "refuse_table", "CSV_CELLS",
            "holdout_order", "refuse_delim_with_columns", "check_label_use"]
@@ -286,6 +286,30 @@ def resolve_columns(df: pd.DataFrame, col: Any, arg: str, source: str) -> list[s
     if not cols:
         raise DataError(f"{arg} is an empty list; give a column name or position")
     return [_column(df, c, arg, source) for c in cols]
+
+
+def columns_like_training(df: pd.DataFrame, names: list, given: Any, arg: str, source: str,
+                          train_source: str) -> list:
+    """The training data's columns `names` in another frame (validation, test), found by their names: a position
+    counts in the training data only, since another file's columns may come in another order (a pair's texts
+    swapped) and a saved model reads new data by name. A `DataError` says which column is missing and why.
+
+    Args:
+        df: the other frame (its first rows are enough).
+        names: the training data's resolved column names.
+        given: what the user gave (`text_col`, `label_col`), said in the error.
+        arg: the argument's name, as the message says it.
+        source, train_source: the other data and the training data, as the message says them.
+    """
+    given_list = list(given) if isinstance(given, (list, tuple)) else [given]
+    by_position = any(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in given_list)
+    missing = [n for n in names if n not in list(df.columns)]
+    if missing and by_position:
+        raise DataError(f"{arg}={given!r} names {train_source}'s column(s) {names}, and {source} has no column "
+                        f"{missing[0]!r} (its columns are {list(df.columns)}): columns given by position are found "
+                        f"in other data by the training data's names, as a saved model reads new data; name "
+                        f"{source}'s columns {names!r} as in {train_source}")
+    return resolve_columns(df, names, arg, source)
 
 
 def check_column_counts(text_cols: list, label_cols: list, text_col: Any, label_col: Any, *, multi_label: bool,
