@@ -41,7 +41,8 @@ _EXAMPLES_PREDICT = """examples:
   bertlearn predict --model runs/model/onnx --input new.csv --output predictions.csv   # ONNX Runtime
 
 The output holds the input's columns plus `prediction` and one `prob_<label>` column per label
-(regression: `prediction` only). Rows are read and written in chunks, so files larger than memory work.
+(regression: `prediction` only); an input that has a column of one of those names is refused. Rows are read and
+written in chunks, so files larger than memory work.
 
 A token-classification (NER) model takes a CoNLL file (one word a line; tag columns may be there) and writes it
 back with the predicted tag appended to each word's line (conlleval's input); a CSV with a text column, to which
@@ -400,6 +401,7 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     if suffix == ".csv":
         df = read_csv(args.input, "--input", sep=args.sep)
         cols = _text_cols(args, predictor, list(df.columns))
+        _refuse_overwritten_columns(list(df.columns), ["entities"], args.input)
         texts = _texts_of(df, cols[:1], str(args.input))
         out = df.copy()
         out["entities"] = [json.dumps(ents) for ents in predictor.predict_batch(texts)]
@@ -511,6 +513,17 @@ def _progress_line_ended(rows: Any) -> Any:
         raise
 
 
+def _refuse_overwritten_columns(columns: list, written: list[str], path: Path) -> None:
+    # the output keeps the input's columns: one of the predictions' names among them (a previous model's output,
+    # gold labels named "prediction") was written over without a word
+    clash = [c for c in written if c in columns]
+    if clash:
+        from .errors import DataError
+        raise DataError(f"--input: {path.name} already has the column(s) {clash} that the predictions are written "
+                        f"to (the output keeps the input's columns and adds {written}); rename them in the file, or "
+                        "predict from a copy without them")
+
+
 def _predict(args: argparse.Namespace) -> int:
     from .atomic import atomic_file
     from .data import read_csv
@@ -532,7 +545,10 @@ def _predict(args: argparse.Namespace) -> int:
     with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh, \
             _progress_line_ended(lambda: n):
         for i, chunk in enumerate(reader):
-            cols = cols or _text_cols(args, predictor, list(chunk.columns))
+            if i == 0:
+                cols = _text_cols(args, predictor, list(chunk.columns))
+                written = ["prediction"] + ([] if enc.regression else [f"prob_{label}" for label in enc.labels])
+                _refuse_overwritten_columns(list(chunk.columns), written, args.input)
             source = f"{args.input.name} (rows {n + 1}-{n + len(chunk)})"
             logits = predictor.predict_logits(_texts_of(chunk, cols, source))
             out = chunk.copy()

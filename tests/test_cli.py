@@ -421,6 +421,23 @@ def test_predict_refuses_a_row_with_a_field_past_the_header(trained_dir, tmp_pat
         "(e.g. \"a, b\"), or fix the row to 2 fields")
 
 
+def test_predict_refuses_input_columns_the_predictions_would_overwrite(trained_dir, tmp_path, capsys):
+    # before: an input column named "prediction" (gold labels, a previous model's output) or prob_<label> was
+    # replaced by the new predictions, exit 0, while --help says the output holds the input's columns
+    data, out = trained_dir
+    labels = json.loads((out / "bertlearn.json").read_text())["labels"]
+    (tmp_path / "new.csv").write_text(f"text,prediction,prob_{labels[1]}\na lovely good film,gold_A,0.9\n")
+    code = main(["predict", "--model", str(out), "--input", str(tmp_path / "new.csv"), "--output",
+                 str(tmp_path / "pred.csv")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and not (tmp_path / "pred.csv").exists()
+    written = ["prediction"] + [f"prob_{label}" for label in labels]
+    assert err.strip().splitlines()[-1] == (
+        f"bertlearn predict: error: --input: new.csv already has the column(s) ['prediction', 'prob_{labels[1]}'] "
+        f"that the predictions are written to (the output keeps the input's columns and adds {written}); rename "
+        "them in the file, or predict from a copy without them")
+
+
 def test_predict_reads_cp1252_and_names_a_broken_csv(trained_dir, tmp_path, capsys):
     # before: a raw UnicodeDecodeError / ParserError traceback, where train and eval read cp1252 with a warning
     data, out = trained_dir

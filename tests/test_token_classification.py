@@ -500,6 +500,14 @@ def test_cli_trains_predicts_and_evaluates_ner(tmp_path, tiny_model_dir, capsys)
                  str(tmp_path / "t.out.csv"), "--device", "cpu"]) == 0
     got = pd.read_csv(tmp_path / "t.out.csv")
     assert all(isinstance(json.loads(x), list) for x in got["entities"])
+    # an input column named "entities" (a previous run's output) was written over without a word
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "t.out.csv"), "--output",
+                 str(tmp_path / "t.again.csv"), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bertlearn predict: error: --input: t.out.csv already has the column(s) ['entities'] that the predictions "
+        "are written to (the output keeps the input's columns and adds ['entities']); rename them in the file, or "
+        "predict from a copy without them")
     assert isinstance(metrics["per_type"]["PER"]["support"], int)
     # what a newcomer gets wrong: a CSV to eval, a NER folder without --train-file, no validation file
     capsys.readouterr()
