@@ -88,7 +88,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
                 **(extra_settings or {})}
     def write(into: Path) -> None:
         program.save(str(into / fname))
-        encoder.tokenizer.save_pretrained(into)
+        encoder.save_tokenizer(into)  # model_input_names as trained: ONNX Runtime pipelines send the same inputs
         model.config.save_pretrained(into)
         write_settings(into, settings)
 

@@ -1,9 +1,10 @@
 """The saved-model format: what `save_model` and `to_onnx` add to a Hugging Face folder, and the inputs a model
 takes. One place writes it and one reads it back; a new saved setting is a key here and in the task that uses it.
 
-`bertlearn.json` holds the encoder's settings (maxlen, labels, task, pairs, truncation, windows), the columns
-trained on, multi-label thresholds, the training precision, a digest of the weights and bertlearn's version; an
-ONNX folder adds `onnx_file`. A plain Hugging Face folder without it is read from its config and tokenizer.
+`bertlearn.json` holds the encoder's settings (maxlen, labels, task, pairs and their segment ids, truncation,
+windows), the columns trained on, multi-label thresholds, the training precision, a digest of the weights and
+bertlearn's version; an ONNX folder adds `onnx_file`. A plain Hugging Face folder without it is read from its config
+and tokenizer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order ba
 WEIGHTS_KEY = "weights_sha256"
 # the bertlearn.json keys that decide what a model's outputs are read as: the encoder's settings and the thresholds
 PREDICTION_SETTINGS = ("labels", "problem_type", "thresholds", "maxlen", "pairs", "truncation", "long_text", "stride",
-                       "word_split")
+                       "word_split", "token_type_ids")
 
 
 def json_ready(x: Any, *, numpy_scalars: bool = True) -> Any:

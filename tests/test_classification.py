@@ -186,3 +186,91 @@ def test_learner_embed_takes_the_larger_maxlen_its_cut_warning_offers(tiny_learn
             expected = encoder(**enc).last_hidden_state[:, 0].numpy()
             np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
     assert enc["input_ids"].shape[1] == 64 and not np.allclose(whole, cut, atol=1e-3)
+
+
+# sentence pairs' segment ids: transformers 5's ALBERT tokenizer does not list token_type_ids in model_input_names
+# (huggingface/transformers#48128) although ALBERT has trained segment embeddings; pairs were sent without them
+
+@pytest.fixture(scope="module")
+def segment_archs(tmp_path_factory):
+    from conftest import build_tiny_architecture
+    root = tmp_path_factory.mktemp("segment_archs")
+    return {k: build_tiny_architecture(k, root / k) for k in ("albert", "distilbert")}
+
+
+def pair_frames():
+    df = make_texts(24, seed=1)
+    pairs = df.assign(text_a=df["text"], text_b=df["text"].iloc[::-1].values)[["text_a", "text_b", "label"]]
+    return pairs, pairs[:8]
+
+
+PAIRS = [("good film really", "bad awful plot"), ("boring", "a great and lovely movie indeed")]
+
+
+@pytest.mark.filterwarnings("ignore:predicting with a classification head")
+def test_albert_pairs_predict_with_segment_ids_everywhere(segment_archs, tmp_path):
+    import torch
+    from transformers import AutoTokenizer, pipeline
+    from bertlearn import BertClassificationPredictor, OnnxPredictor
+
+    folder = segment_archs["albert"]
+    db = BertDataBunch.from_df(*pair_frames(), str(folder), text_col=["text_a", "text_b"], maxlen=64, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, output_dir=tmp_path)
+    logits = learner.predict_logits(PAIRS)
+    tok, model = AutoTokenizer.from_pretrained(folder), learner.model.eval()
+    enc = tok([a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, truncation=True, max_length=64,
+              return_tensors="pt", return_token_type_ids=True)
+    with torch.no_grad():
+        expected = model(**enc).logits
+        unsegmented = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    assert (logits - expected).abs().max().item() < 1e-6
+    # before: these were the learner's logits (a fresh head on a tiny model: small logits, a clear difference)
+    assert (logits - unsegmented).abs().max().item() > 5e-5
+
+    saved = learner.save_model(tmp_path / "m")
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(saved).model_input_names
+    assert (BertClassificationPredictor(saved).predict_logits(PAIRS) - expected).abs().max().item() < 1e-5
+    assert (OnnxPredictor(learner.to_onnx(tmp_path / "onnx")).predict_logits(PAIRS) - expected).abs().max() < 1e-5
+    clf = pipeline("text-classification", model=str(saved), device=-1)
+    out = clf([{"text": a, "text_pair": b} for a, b in PAIRS], top_k=None, function_to_apply="none")
+    by_label = [[{o["label"]: o["score"] for o in row}[name] for name in db.labels] for row in out]
+    assert np.abs(np.array(by_label) - expected.numpy()).max() < 1e-5
+
+
+def test_pairs_sent_without_segment_ids_the_model_has_are_warned_about(segment_archs, tmp_path):
+    from transformers import AutoTokenizer
+    # a tokenizer saved on its own (no config beside it to tell segment embeddings): pairs go without them
+    AutoTokenizer.from_pretrained(segment_archs["albert"]).save_pretrained(tmp_path / "tok")
+    db = BertDataBunch.from_df(*pair_frames(), str(tmp_path / "tok"), text_col=["text_a", "text_b"], maxlen=32,
+                               device="cpu")
+    assert db.n_inp == 2
+    with pytest.warns(UserWarning) as record:
+        BertLearner.from_pretrained_model(db, str(segment_archs["albert"]), None, "cpu", None, output_dir=tmp_path)
+    said = [str(w.message) for w in record if "segment" in str(w.message)]
+    assert said == [
+        "the sentence pairs were encoded without token_type_ids (segment ids), so every token gets segment 0, "
+        "although AlbertForSequenceClassification has 2 segment embeddings and was pretrained with them: "
+        "AlbertTokenizer does not list token_type_ids in its model_input_names (transformers 5 dropped them from "
+        "ALBERT's and other tokenizers); build the BertDataBunch with token_type_ids=True to send them"]
+    db = BertDataBunch.from_df(*pair_frames(), str(tmp_path / "tok"), text_col=["text_a", "text_b"], maxlen=32,
+                               device="cpu", token_type_ids=True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing left to warn about
+        assert BertLearner.from_pretrained_model(db, str(segment_archs["albert"]), None, "cpu", None,
+                                                 output_dir=tmp_path).dls.n_inp == 3
+
+
+def test_distilbert_pairs_keep_two_inputs_and_forced_segments_name_the_fix(segment_archs, tmp_path):
+    folder = str(segment_archs["distilbert"])
+    db = BertDataBunch.from_df(*pair_frames(), folder, text_col=["text_a", "text_b"], maxlen=32, device="cpu")
+    assert BertLearner.from_pretrained_model(db, folder, None, "cpu", None, output_dir=tmp_path).dls.n_inp == 2
+    db = BertDataBunch.from_df(*pair_frames(), folder, text_col=["text_a", "text_b"], maxlen=32, device="cpu",
+                               token_type_ids=True)
+    with pytest.raises(bertlearn.ModelError) as e:
+        BertLearner.from_pretrained_model(db, folder, None, "cpu", None, output_dir=tmp_path)
+    assert str(e.value) == (
+        "DistilBertForSequenceClassification.forward takes ['input_ids', 'attention_mask', 'inputs_embeds'] first, "
+        "but batches hold ['input_ids', 'attention_mask', 'token_type_ids']; this architecture cannot be driven "
+        "positionally by fastai; the sentence pairs carry token_type_ids, which this model does not take: build the "
+        "BertDataBunch with token_type_ids=False")

@@ -98,3 +98,79 @@ def test_another_tokenizer_of_the_same_size_is_read(tiny_tokenizer):
     encoder.tokenizer = cased
     assert len(cased) == len(tiny_tokenizer)
     assert encoder.encode(["Good Movie"])["ids"].tolist() == [cased("Good Movie")["input_ids"]]
+
+
+# sentence pairs' segment ids (token_type_ids): transformers 5's ALBERT tokenizer does not list them in
+# model_input_names (huggingface/transformers#48128), though its template gives them and ALBERT was pretrained with them
+
+@pytest.fixture(scope="module")
+def arch_dirs(tmp_path_factory):
+    from conftest import build_tiny_architecture
+    root = tmp_path_factory.mktemp("segment_archs")
+    return {k: build_tiny_architecture(k, root / k) for k in ("albert", "distilbert", "roberta")}
+
+
+def pair_frames():
+    df = make_texts(24, seed=1)
+    pairs = df.assign(text_a=df["text"], text_b=df["text"].iloc[::-1].values)[["text_a", "text_b", "label"]]
+    return pairs, pairs[:8]
+
+
+def test_albert_pairs_carry_the_segment_ids_its_template_gives(arch_dirs):
+    from transformers import AutoTokenizer
+    # before: every token got segment 0 and batches held 2 inputs
+    db = BertDataBunch.from_df(*pair_frames(), str(arch_dirs["albert"]), text_col=["text_a", "text_b"], maxlen=32,
+                               device="cpu")
+    assert db.n_inp == 3 and db.encoder.settings()["token_type_ids"] is True
+    tok = AutoTokenizer.from_pretrained(arch_dirs["albert"])
+    row = db.train_ds.texts[0]
+    expected = tok(row[0], row[1], truncation=True, max_length=32, return_token_type_ids=True)["token_type_ids"]
+    assert db.encoder.encode([row[0]], [row[1]])["type_ids"][0].tolist() == expected
+    assert 1 in expected
+
+
+def test_distilbert_pairs_stay_two_inputs(arch_dirs):
+    # its tokenizer's template gives segments, but the model has no segment embeddings (no type_vocab_size)
+    db = BertDataBunch.from_df(*pair_frames(), str(arch_dirs["distilbert"]), text_col=["text_a", "text_b"],
+                               maxlen=32, device="cpu")
+    assert db.n_inp == 2 and db.encoder.settings()["token_type_ids"] is False
+
+
+def test_token_type_ids_false_turns_off_what_the_tokenizer_lists(tiny_tokenizer, tmp_path):
+    on = TextEncoder(tiny_tokenizer, 32, ["a", "b"], pairs=True)
+    off = TextEncoder(tiny_tokenizer, 32, ["a", "b"], pairs=True, token_type_ids=False)
+    assert on.with_token_types and not off.with_token_types
+    assert off.encode(["good movie"], ["bad film"])["type_ids"] is None
+    assert on.key_parts() != off.key_parts()  # the cache never hands one the other's rows
+
+
+def test_token_type_ids_true_on_a_roberta_style_tokenizer_is_refused(arch_dirs):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(arch_dirs["roberta"])
+    with pytest.raises(DataError) as e:
+        TextEncoder(tok, 32, ["a", "b"], pairs=True, token_type_ids=True)
+    assert str(e.value) == (
+        "token_type_ids=True: RobertaTokenizer gives both texts of a pair segment 0 (its pair template has no "
+        "segments, as RoBERTa-style models have none), so there are no segment ids to send; allowed: None (decide "
+        "from the tokenizer) or False; leave token_type_ids out for this tokenizer")
+    assert not TextEncoder(tok, 32, ["a", "b"], pairs=True).with_token_types
+
+
+def test_token_type_ids_reaches_the_on_disk_path(arch_dirs, tmp_path):
+    train, valid = pair_frames()
+    train.to_csv(tmp_path / "train.csv", index=False)
+    valid.to_csv(tmp_path / "val.csv", index=False)
+    db = BertDataBunch.from_csv(tmp_path, str(arch_dirs["albert"]), text_col=["text_a", "text_b"], maxlen=32,
+                                device="cpu", on_disk=True, token_type_ids=False)
+    assert db.n_inp == 2
+    db = BertDataBunch(tmp_path, tmp_path, str(arch_dirs["albert"]), text_col=["text_a", "text_b"], maxlen=32,
+                       device="cpu", token_type_ids=True, no_cache=True)
+    assert db.n_inp == 3
+
+
+def test_a_folder_saved_before_the_setting_decides_as_before(arch_dirs):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(arch_dirs["albert"])
+    old = {"maxlen": 32, "labels": ["a", "b"], "pairs": True}  # trained without segment ids: predicts so
+    assert not TextEncoder.from_settings(tok, old).with_token_types
+    assert TextEncoder.from_settings(tok, {**old, "token_type_ids": True}).with_token_types

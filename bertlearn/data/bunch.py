@@ -184,7 +184,7 @@ class BertDataBunch(DataLoaders):
                           label_delim: str | None = None, truncation: str = "head", seed: int | None = None,
                           device: torch.device | str | None = None, dropna: bool = False, weight: Any = None,
                           pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
-                          **kwargs: Any) -> "BertDataBunch":
+                          token_type_ids: bool | None = None, **kwargs: Any) -> "BertDataBunch":
         note_no_effect("BertDataBunch.from_csv", _no_effect(kwargs))
         clear_cache = _on_disk_options(kwargs, val_file)
         chunksize = positive_int(chunksize, "chunksize")
@@ -198,7 +198,7 @@ class BertDataBunch(DataLoaders):
         labels = _streamed_labels(labels, paths[0], lcols, read, chunksize=chunksize, multi_label=multi_label,
                                   regression=regression, label_delim=label_delim, source=str(train_file))
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
-                              truncation=truncation)
+                              truncation=truncation, token_type_ids=token_type_ids)
         rows = dict(tcols=tcols, lcols=lcols, label_delim=label_delim, dropna=dropna)
         datasets = [_stored_dataset(path, name, encoder, rows, read, cache=data_dir / "cache", chunksize=chunksize,
                                     clear_cache=clear_cache, log=logger or _log)
@@ -223,7 +223,8 @@ class BertDataBunch(DataLoaders):
                 test_data: Sequence[Any] | None = None, valid_pct: float = 0.2, seed: int | None = None,
                 dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
                 logger: logging.Logger | None = None, cache_dir: str | Path | None = None,
-                sources: tuple[str, str] = ("train_df", "valid_df"), **kwargs: Any) -> "BertDataBunch":
+                sources: tuple[str, str] = ("train_df", "valid_df"), token_type_ids: bool | None = None,
+                **kwargs: Any) -> "BertDataBunch":
         """Tokenize DataFrames into a `BertDataBunch`.
 
         Args:
@@ -252,6 +253,9 @@ class BertDataBunch(DataLoaders):
             logger: a `logging.Logger` for progress messages.
             cache_dir: keep tokenized features in this folder, keyed by the texts' content, the tokenizer and
                 every encoding setting (see `bertlearn.data.cache`); None: tokenize every time.
+            token_type_ids: sentence pairs carry segment ids: None (default) where the tokenizer lists them, or
+                its pair template gives segments and its folder's config has type_vocab_size > 1; True forces
+                them (ALBERT's tokenizer in transformers 5 does not list them), False leaves them out.
         """
         note_no_effect("BertDataBunch.from_df", _no_effect(kwargs))
         if isinstance(test_data, (str, Path)):
@@ -284,7 +288,7 @@ class BertDataBunch(DataLoaders):
         labels, targets = labels_and_targets([(ldf, src) for _, ldf, src in parts], problem_type, labels=labels,
                                              label_delim=label_delim)
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(text_cols[0]) == 2,
-                              truncation=truncation, long_text=long_text, stride=stride)
+                              truncation=truncation, long_text=long_text, stride=stride, token_type_ids=token_type_ids)
         train_ds = encoder.dataset(parts[0][0], targets[0], cache_dir=cache_dir)
         valid_ds = encoder.dataset(parts[1][0], targets[1], cache_dir=cache_dir)
         _log_encoding(logger or _log, train_ds, valid_ds, time.perf_counter() - t0)

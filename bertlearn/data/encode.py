@@ -6,6 +6,7 @@ training did; `key_parts()` is everything that decides the ids, what the caches 
 
 from __future__ import annotations
 
+import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,13 +15,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import DataError, user_stacklevel
-from ..model import load_tokenizer
+from ..model import load_tokenizer, quiet_hub
 from .backends import TOKIE_MIN_TEXTS, BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
 from .frames import PROBLEM_TYPES, MULTI, REGRESSION, SINGLE
 from .loader import EncodedDataset
 from .store import RaggedRows
 
-__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "check_maxlen_room"]
+__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "check_maxlen_room", "pair_template_segments",
+           "segment_embeddings_beside"]
 
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -40,11 +42,14 @@ class TextEncoder:
         long_text: "sliding_window" splits long texts into overlapping windows instead of cutting them;
             predictions average the windows' logits.
         stride: tokens shared by consecutive windows (default maxlen // 4).
+        token_type_ids: give sentence pairs segment ids (token_type_ids): None decides (the tokenizer lists them,
+            or its pair template gives the second text segment 1 and the config beside it has
+            type_vocab_size > 1), True forces them, False leaves them out. Single texts never carry them.
     """
 
     def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, problem_type: str = SINGLE,
                  pairs: bool = False, truncation: str = "head", long_text: str | None = None,
-                 stride: int | None = None):
+                 stride: int | None = None, token_type_ids: bool | None = None):
         if problem_type not in PROBLEM_TYPES:
             raise DataError(f"problem_type={problem_type!r} is not one of {list(PROBLEM_TYPES)}")
         if truncation not in TRUNCATIONS:
@@ -63,6 +68,39 @@ class TextEncoder:
         self.stride = int(stride) if stride is not None else max(1, self.maxlen // 4)
         if self.long_text and not 0 < self.stride < self.maxlen - 3:
             raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
+        self.token_type_ids_option = token_type_ids  # what was asked: the learner warns only where it decided
+        self._token_types = self._decide_token_types(token_type_ids)
+
+    def _decide_token_types(self, asked: bool | None) -> bool:
+        """Whether pairs carry segment ids (see `token_type_ids` in the class docstring)."""
+        if asked not in (None, True, False):
+            raise DataError(f"token_type_ids={asked!r} is not one of [None, True, False]; pass True to give sentence "
+                            "pairs segment ids, False to leave them out, None (default) to decide from the tokenizer")
+        if asked is not None and not self.pairs:
+            if asked:
+                raise DataError("token_type_ids=True applies to sentence pairs, but these are single texts (every "
+                                "token would get segment 0, what the model takes without them); allowed: True with "
+                                "a text_col of two columns; leave token_type_ids out for single texts")
+            return False
+        if not self.pairs:
+            return False
+        if asked is False:
+            return False
+        listed = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+        if asked is None and listed:
+            return True
+        segments = pair_template_segments(self.tokenizer)
+        if asked:
+            if not segments:
+                raise DataError(f"token_type_ids=True: {type(self.tokenizer).__name__} gives both texts of a pair "
+                                "segment 0 (its pair template has no segments, as RoBERTa-style models have none), "
+                                "so there are no segment ids to send; allowed: None (decide from the tokenizer) or "
+                                "False; leave token_type_ids out for this tokenizer")
+            return True
+        # transformers 5 dropped token_type_ids from some tokenizers' model_input_names (ALBERT, Funnel, XLNet...,
+        # huggingface/transformers#48128) although their template still gives segments and their models were
+        # pretrained with them: the config beside the tokenizer tells whether the model has segment embeddings
+        return segments and segment_embeddings_beside(self.tokenizer)
 
     @property
     def pad_id(self) -> int:
@@ -79,13 +117,37 @@ class TextEncoder:
 
     @property
     def with_token_types(self) -> bool:
-        # only pairs need segment ids; models without them (RoBERTa, DistilBERT) do not list them as inputs
-        return self.pairs and "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+        """Whether batches carry token_type_ids (sentence pairs for a model with segment embeddings)."""
+        decided = self.__dict__.get("_token_types")
+        if decided is None:  # an encoder pickled before the setting existed decided from the tokenizer's list alone
+            return self.pairs and "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+        return self.pairs and decided
 
     def settings(self) -> dict:
         """What `save_model` writes to bertlearn.json to rebuild this encoder."""
         return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": self.problem_type, "pairs": self.pairs,
-                "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride}
+                "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride,
+                "token_type_ids": self.with_token_types}
+
+    def save_tokenizer(self, folder: str | Path) -> None:
+        """Save the tokenizer into `folder`, its `model_input_names` listing token_type_ids exactly when this
+        encoder sends them, so `transformers.pipeline` on the folder encodes pairs as training did.
+
+        Args:
+            folder: the model folder being written.
+        """
+        self.tokenizer.save_pretrained(folder)
+        if not self.pairs:
+            return
+        names = [n for n in getattr(self.tokenizer, "model_input_names", ()) if n != "token_type_ids"]
+        names += ["token_type_ids"] if self.with_token_types else []
+        config = Path(folder) / "tokenizer_config.json"
+        if names != list(getattr(self.tokenizer, "model_input_names", ())) and config.is_file():
+            # the pipeline asks the tokenizer for token_type_ids only where model_input_names lists them (an
+            # ALBERT tokenizer of transformers 5 does not): the saved list says what the model was trained with
+            saved = json.loads(config.read_text())
+            saved["model_input_names"] = names
+            config.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
 
     def key_parts(self) -> dict:
         """Everything besides the texts and the tokenizer's definition that decides the ids, for cache keys: the
@@ -109,7 +171,13 @@ class TextEncoder:
             settings: what `settings()` returned.
         """
         keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
-        return cls(tokenizer, settings["maxlen"], settings["labels"], **{k: settings[k] for k in keys if k in settings})
+        encoder = cls(tokenizer, settings["maxlen"], settings["labels"],
+                      **{k: settings[k] for k in keys if k in settings})
+        if "token_type_ids" in settings:  # the decision training made, whatever the tokenizer now lists
+            encoder._token_types = bool(settings["token_type_ids"])
+        else:  # a folder saved before the setting: pairs carried segment ids where the tokenizer listed them
+            encoder._token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        return encoder
 
     @property
     def id_dtype(self) -> np.dtype:
@@ -288,6 +356,41 @@ def _encoded_chunks(backend: BatchEncoder, texts: list,
             if k + 1 < len(starts):
                 pending = pool.submit(chunk, starts[k + 1])
             yield start, encs
+
+
+def pair_template_segments(tokenizer: Any) -> bool:
+    """Whether the tokenizer's pair template gives the second text a nonzero segment (BERT, ALBERT: 0s then 1s;
+    RoBERTa-style templates give every token 0).
+
+    Args:
+        tokenizer: the loaded tokenizer.
+    """
+    try:
+        types = tokenizer("a", "b", return_token_type_ids=True)["token_type_ids"]
+    except Exception:  # noqa: BLE001 - a stand-in, or a tokenizer that takes no pairs: no segments to give
+        return False
+    return any(int(t) != 0 for t in types)
+
+
+def segment_embeddings_beside(tokenizer: Any) -> bool:
+    """Whether the model config in the tokenizer's source (its `name_or_path`, read from local files only) has
+    more than one segment embedding (`type_vocab_size > 1`); False where there is no such config.
+
+    Args:
+        tokenizer: the loaded tokenizer.
+    """
+    source = getattr(tokenizer, "name_or_path", None)
+    if not source:
+        return False
+    from transformers import AutoConfig
+
+    try:
+        with quiet_hub():
+            config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except Exception:  # noqa: BLE001 - no config beside the tokenizer (a tokenizer-only folder, a stand-in): unknown
+        return False
+    size = getattr(config, "type_vocab_size", None)
+    return isinstance(size, int) and size > 1
 
 
 def tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:

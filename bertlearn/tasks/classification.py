@@ -22,6 +22,7 @@ from fastcore.foundation import L
 from ..atomic import atomic_dir
 from ..compat import FAST_BERT_LEARNER_ORDER, fast_bert_positions
 from ..data import MULTI, REGRESSION, SINGLE, TOKEN_CLASSIFICATION, BertDataBunch, class_weights
+from ..data.encode import pair_template_segments
 from ..distributed import gather_objects, main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
 from ..graphs import CudaGraphCallback
@@ -32,7 +33,7 @@ from ..model import load_model, quiet_hub, start_regression_head_at_mean
 from ..predict import decide, float32_head, predict_logits, rank_predictions
 from ..saved import MODEL_INPUTS, check_replaceable, settings_for, weights_digest, write_settings
 
-__all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss"]
+__all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss", "warn_unsent_segments"]
 
 _log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class BertLearner(TaskLearner):
                                        finetuned_wgts_path=finetuned_wgts_path,
                                        ignore_mismatched_sizes=ignore_mismatched_sizes)
         check_model_inputs(model, databunch)
+        warn_unsent_segments(model, databunch)
         if fresh_head and databunch.problem_type == REGRESSION and databunch.train_ds.targets is not None:
             start_regression_head_at_mean(model, databunch.train_ds.targets)
         return model, fresh_head
@@ -399,7 +401,7 @@ class BertLearner(TaskLearner):
         check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
-            enc.tokenizer.save_pretrained(tmp)
+            enc.save_tokenizer(tmp)  # listing token_type_ids as the pairs were trained: pipeline() sends them too
             write_settings(tmp, settings_for(enc, thresholds=self.thresholds, columns=getattr(self.dls, "columns", None),
                                              precision="bf16" if self._amp_dtype() == torch.bfloat16 else "fp32",
                                              weights=weights_digest(self.model)))
@@ -445,8 +447,38 @@ def check_model_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
     wanted = list(MODEL_INPUTS[:dls.n_inp])
     params = list(inspect.signature(model.forward).parameters)[:len(wanted)]
     if params != wanted:
+        fix = ""
+        if len(wanted) == 3 and params[:2] == wanted[:2]:
+            # the pairs' segment ids are the input too many: the data decided to send them, the model takes none
+            fix = ("; the sentence pairs carry token_type_ids, which this model does not take: build the "
+                   "BertDataBunch with token_type_ids=False")
         raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
-                         "this architecture cannot be driven positionally by fastai")
+                         f"this architecture cannot be driven positionally by fastai{fix}")
+
+
+def warn_unsent_segments(model: torch.nn.Module, dls: BertDataBunch) -> None:
+    """Warn when sentence pairs were encoded without segment ids although the model has trained segment embeddings
+    and takes them, and the tokenizer's pair template gives them: every token then gets segment 0, silently.
+
+    Args:
+        model: the Hugging Face model.
+        dls: the data whose batches it takes.
+    """
+    import inspect
+    enc = dls.encoder
+    if not enc.pairs or enc.with_token_types or getattr(enc, "token_type_ids_option", None) is not None:
+        return  # single texts, segment ids sent, or the user decided (token_type_ids=False)
+    size = getattr(getattr(model, "config", None), "type_vocab_size", None)
+    params = list(inspect.signature(model.forward).parameters)[:3]
+    if not (isinstance(size, int) and size > 1 and params == list(MODEL_INPUTS)):
+        return
+    if not pair_template_segments(enc.tokenizer):
+        return  # a RoBERTa-style template: nothing to send
+    warnings.warn(f"the sentence pairs were encoded without token_type_ids (segment ids), so every token gets "
+                  f"segment 0, although {type(model).__name__} has {size} segment embeddings and was pretrained "
+                  f"with them: {type(enc.tokenizer).__name__} does not list token_type_ids in its model_input_names "
+                  "(transformers 5 dropped them from ALBERT's and other tokenizers); build the BertDataBunch with "
+                  "token_type_ids=True to send them", UserWarning, stacklevel=user_stacklevel())
 
 
 def _same_on_every_rank(dataset: Any) -> bool:
