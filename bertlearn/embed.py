@@ -20,12 +20,13 @@ import torch
 from torch import nn
 
 from .data.encode import check_maxlen_room
+from .data.frames import refuse_table
 from .errors import BertLearnError, DataError, ModelError, user_stacklevel
 from .model import position_limit, position_limit_source
 from .saved import plain_maxlen
 
 __all__ = ["embed", "word_in_context", "TokenVectors", "WordInContext", "cosine_similarity_matrix", "sense_separation",
-           "project_2d", "EXAMPLE_SENSES"]
+           "project_2d", "EXAMPLE_SENSES", "sentence_transformers_files"]
 
 POOLINGS = ("cls", "mean", "tokens")
 
@@ -127,13 +128,34 @@ def _tokenizer_limit(tokenizer: Any) -> int | None:
 def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
     """What a sentence-transformers model says about its sentence vectors: "pooling" ("mean", "cls", or None for a
     mode `embed` does not have, with "modes"), "normalize", "maxlen" and "lowercase" (sentence_bert_config.json's
-    do_lower_case); empty for any other model (a learner, a model object, a plain checkpoint).
+    do_lower_case); empty for any other model (a model object, a plain checkpoint, a learner that records none).
+
+    A learner that records the sentence-transformers files of the folder it started from
+    (`sentence_transformers_files`, as a `BertLMLearner` does) is read from those: masked-LM adaptation keeps the
+    encoder's use, and its saved folder carries the same files, so the learner and the folder embed alike.
     """
     from .model import resolve_pretrained
-    if not (model is None or isinstance(model, (str, Path))):
+    if hasattr(model, "dls") and hasattr(model, "model"):  # a learner
+        files = getattr(model, "sentence_transformers_files", None) or {}
+        if "modules.json" not in files:
+            return {}
+        label = _label(model)
+
+        def read(path: str) -> Any:
+            if files.get(path) is None:
+                return None
+            try:
+                return json.loads(files[path])
+            except ValueError as e:
+                raise BertLearnError(f"model={label}: {path} cannot be read ({e})") from e
+    elif model is None or isinstance(model, (str, Path)):
+        name, label = resolve_pretrained(model), _label(model)
+
+        def read(path: str) -> Any:
+            return _read_json(name, path)
+    else:
         return {}
-    name = resolve_pretrained(model)
-    modules = _read_json(name, "modules.json")
+    modules = read("modules.json")
     if modules is None:
         return {}
     try:
@@ -143,7 +165,7 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
         if others:  # a Dense projection (LaBSE), a CNN...: vectors embed cannot give
             out["others"] = others
         pooling = next((m for m in modules if m.get("type", "").endswith(".Pooling")), None)
-        config = _read_json(name, f"{pooling.get('path', '')}/config.json".lstrip("/")) if pooling else None
+        config = read(f"{pooling.get('path', '')}/config.json".lstrip("/")) if pooling else None
         if config is not None:
             if isinstance(config.get("pooling_mode"), str):  # sentence-transformers >= 6 writes the mode by name
                 modes = [config["pooling_mode"]]
@@ -152,17 +174,75 @@ def _sentence_transformers_settings(model: Any) -> dict[str, Any]:
                 modes = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
                 known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
             out["pooling"], out["modes"] = (known.get(modes[0]) if len(modes) == 1 else None), modes
-        st_config = _read_json(name, "sentence_bert_config.json") or {}
+        st_config = read("sentence_bert_config.json") or {}
         maxlen = st_config.get("max_seq_length")
         if isinstance(maxlen, int) and maxlen > 0:
             out["maxlen"] = maxlen
         if st_config.get("do_lower_case"):  # taken as sentence-transformers takes it: any true value lowercases
             out["lowercase"] = True
     except (AttributeError, TypeError) as e:
-        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers files (modules.json, the Pooling "
+        raise BertLearnError(f"model={label}: its sentence-transformers files (modules.json, the Pooling "
                              f"config) are not what sentence-transformers writes ({e}); pass pooling=, normalize= "
                              "and maxlen= yourself") from e
     return out
+
+
+ST_ROOT_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def sentence_transformers_files(model: str | Path | None) -> dict[str, bytes | None]:
+    """The sentence-transformers files of a model folder or hub repo, laid out for a folder that holds the weights
+    at its top: {path relative to the folder: contents, None for a module's empty folder}; {} for a plain checkpoint.
+
+    The Transformer module (the weights) is left out, so these are the settings only (pooling, Normalize,
+    max_seq_length...): a masked-LM learner records them when it is built and writes them beside its adapted
+    weights. A source that kept its weights in a subfolder (older sentence-transformers' 0_Transformer) has its
+    modules.json point at the top and its sentence_bert_config.json moved up. Of a hub repo, a module's folder
+    gives its config.json (what Pooling writes; a Dense module's weights are not fetched).
+
+    Args:
+        model: a hub name, a local folder, or None for the packaged all-MiniLM-L6-v2.
+    """
+    from .model import resolve_pretrained
+    name = resolve_pretrained(model)
+    local = Path(name).is_dir()
+
+    def read(rel: str) -> bytes | None:
+        file = (Path(name) / rel if (Path(name) / rel).is_file() else None) if local else _hub_file(name, rel)
+        return Path(file).read_bytes() if file is not None else None
+
+    if (first := read("modules.json")) is None:  # a plain checkpoint (the others are not looked for)
+        return {}
+    files = {"modules.json": first, **{rel: data for rel in ST_ROOT_FILES[1:] if (data := read(rel)) is not None}}
+    try:
+        modules = json.loads(files["modules.json"])
+        inner = [m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")]
+        others = [m.get("path", "") for m in modules if not m.get("type", "").endswith(".Transformer")]
+    except (ValueError, AttributeError, TypeError):  # kept as they are: embed says what is wrong with them
+        return files
+    if any(inner):  # the weights in a subfolder: the learner writes them at the top, so the module points there
+        modules = [{**m, "path": ""} if m.get("type", "").endswith(".Transformer") else m for m in modules]
+        files["modules.json"] = json.dumps(modules, indent=2).encode()
+        moved = read(f"{next(p for p in inner if p)}/sentence_bert_config.json")
+        if moved is not None:
+            files["sentence_bert_config.json"] = moved
+    for sub in filter(None, others):
+        if local:
+            found = sorted(f for f in (Path(name) / sub).rglob("*") if f.is_file())
+            part = {f.relative_to(name).as_posix(): f.read_bytes() for f in found}
+        else:
+            config = read(f"{sub}/config.json")
+            part = {f"{sub}/config.json": config} if config is not None else {}
+        files.update(part or {sub: None})  # Normalize writes nothing: its folder, empty
+    return files
+
+
+def _label(model: Any) -> str:
+    """How messages name `model`: as given (quoted), or for a learner its class and the folder it started from."""
+    if hasattr(model, "dls") and hasattr(model, "model"):
+        source = getattr(model, "pretrained_path", None)
+        return f"<{type(model).__name__}>" + (f" (started from {str(source)!r})" if source else "")
+    return repr(str(model))
 
 
 def _hub_file(name: str, path: str) -> str | None:
@@ -231,7 +311,7 @@ def _folder_maxlen(folder: dict, encoder: nn.Module, model: Any) -> int | None:
     maxlen, limit = folder.get("maxlen"), position_limit(encoder)
     if maxlen is None or limit is None or maxlen <= limit:
         return maxlen
-    warnings.warn(f"embed: {str(model)!r} says max_seq_length={maxlen} (sentence_bert_config.json), but the model "
+    warnings.warn(f"embed: {_label(model)} says max_seq_length={maxlen} (sentence_bert_config.json), but the model "
                   f"takes at most {limit} tokens in one input; keeping {limit} (pass maxlen= to choose)",
                   stacklevel=user_stacklevel())
     return limit
@@ -385,7 +465,9 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
         texts: a text or a list of texts (an empty list gives a (0, dim) array, [] for "tokens").
         model: hub name, local folder, None for the packaged all-MiniLM-L6-v2, a Hugging Face model (then pass
             `tokenizer`), or a `BertLearner` (its fine-tuned encoder and tokenizer). A sentence-transformers
-            folder whose sentence_bert_config.json says do_lower_case has its texts lowercased, as there.
+            folder whose sentence_bert_config.json says do_lower_case has its texts lowercased, as there. A
+            `BertLMLearner` started from a sentence-transformers folder (the packaged MiniLM) takes that folder's
+            settings (pooling, normalize, maxlen, lowercasing), as the folder its `save_model` writes does.
         layer: which hidden state: 0 is the embedding output, i the input of block i+1 as the model carries it,
             -1 the encoder's output (`last_hidden_state`, after any final norm); a list averages those layers.
         pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
@@ -407,13 +489,14 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     Returns:
         An (n_texts, dim) float32 array for "cls" / "mean"; for "tokens" a list of `TokenVectors`.
     """
+    refuse_table(texts, "texts")  # iterating a DataFrame or dict gives its column names / keys, not its texts
     folder = _sentence_transformers_settings(model)
     if pooling is None and folder.get("others"):
-        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers modules include {folder['others']}, "
+        raise BertLearnError(f"model={_label(model)}: its sentence-transformers modules include {folder['others']}, "
                              "which embed does not run, so its vectors would not be the model's: pass pooling= to "
                              "take the encoder's own states knowingly, or use sentence-transformers for this model")
     if pooling is None and "pooling" in folder and folder["pooling"] is None:
-        raise BertLearnError(f"model={str(model)!r}: its sentence-transformers Pooling uses {folder['modes']}; embed "
+        raise BertLearnError(f"model={_label(model)}: its sentence-transformers Pooling uses {folder['modes']}; embed "
                              "pools by 'cls' or 'mean' only: pass pooling= to choose one knowingly, or use "
                              "sentence-transformers for this model")
     pooling = folder.get("pooling") or "cls" if pooling is None else pooling
@@ -479,6 +562,7 @@ def word_in_context(word: str, sentences: Sequence[str], model: Any = None, *, l
     """
     if not isinstance(word, str) or not word.strip() or len(word.split()) != 1:
         raise DataError(f"word={word!r} must be a single non-empty word")
+    refuse_table(sentences, "sentences")
     sentences = [sentences] if isinstance(sentences, str) else list(sentences)
     pattern = re.compile(rf"(?<!\w){re.escape(word.strip())}(?!\w)", re.IGNORECASE)
     spans, missing = [], []

@@ -933,12 +933,15 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
     limit = position_limit(model)
     enc = databunch.encoder
     keeps_other = (getattr(enc, "truncation", "head") != "head" or getattr(enc, "long_text", None)
-                   or getattr(enc.tokenizer, "truncation_side", "right") == "left" or getattr(enc, "pairs", False))
+                   or getattr(enc.tokenizer, "truncation_side", "right") == "left" or getattr(enc, "pairs", False)
+                   or getattr(databunch, "keeps_every_token", False))
     if limit is not None and databunch.maxlen > limit and keeps_other:
         # cutting the encoded rows keeps their first tokens: a tail cut, a left-truncating tokenizer, windows
         # stepped for the longer maxlen or a pair (whose second text the cut drops whole) would train on other tokens
         # than prediction (encoding at the limit) reads
-        what = (f"long_text={enc.long_text!r}" if getattr(enc, "long_text", None) else
+        what = ("masked-LM data (a long text's tokens fill consecutive blocks: a cut drops every block's tail)"
+                if getattr(databunch, "keeps_every_token", False) else
+                f"long_text={enc.long_text!r}" if getattr(enc, "long_text", None) else
                 "a sentence pair (prediction cuts both texts, longest first)" if getattr(enc, "pairs", False) else
                 f"truncation={enc.truncation!r}" if getattr(enc, "truncation", "head") != "head" else
                 "the tokenizer's truncation_side='left'")

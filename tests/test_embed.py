@@ -446,3 +446,62 @@ def test_sentencepiece_words_come_without_the_space_before_them(tmp_path):
         out = embed(["the movie  was good"], str(folder), pooling="tokens", device="cpu")[0]
         assert out.words == ["the", "movie", "was", "good"]
         assert out.vectors.shape == (4, 32)
+
+
+def test_a_dataframe_or_dict_given_as_texts_is_refused_with_the_column_to_pass(tiny_model_dir):
+    # iterating a DataFrame gives its column names: embed(df) returned the vectors of "text" and "label", silently
+    import pandas as pd
+    df = pd.DataFrame({"text": ["good movie", "bad film", "fine acting"], "label": [1, 0, 1]})
+    with pytest.raises(DataError) as e:
+        embed(df, str(tiny_model_dir), device="cpu")
+    assert str(e.value) == "texts: got a DataFrame with columns ['text', 'label']; pass its texts, e.g. df['text']"
+    with pytest.raises(DataError) as e:
+        embed({"text": "good movie"}, str(tiny_model_dir), device="cpu")
+    assert str(e.value) == "texts: got a dict with keys ['text']; pass its texts, e.g. df['text']"
+    with pytest.raises(DataError) as e:
+        word_in_context("good", df, str(tiny_model_dir), device="cpu")
+    assert str(e.value) == "sentences: got a DataFrame with columns ['text', 'label']; pass its texts, e.g. df['text']"
+    # the column itself is what was meant
+    np.testing.assert_allclose(embed(df["text"], str(tiny_model_dir), device="cpu"),
+                               embed(df["text"].tolist(), str(tiny_model_dir), device="cpu"), atol=0)
+
+
+def test_sentence_transformers_files_are_the_settings_laid_out_for_weights_at_the_top(tiny_model_dir, tmp_path,
+                                                                                      recwarn):
+    import json
+    import shutil
+
+    from bertlearn.embed import sentence_transformers_files
+    from bertlearn.model import default_model_path
+    packaged = default_model_path()
+    files = sentence_transformers_files(None)  # the packaged MiniLM: Normalize has no folder there
+    assert files == {"modules.json": (packaged / "modules.json").read_bytes(),
+                     "sentence_bert_config.json": (packaged / "sentence_bert_config.json").read_bytes(),
+                     "config_sentence_transformers.json": (packaged / "config_sentence_transformers.json").read_bytes(),
+                     "1_Pooling/config.json": (packaged / "1_Pooling" / "config.json").read_bytes(),
+                     "2_Normalize": None}
+    assert sentence_transformers_files(str(tiny_model_dir)) == {}  # a plain checkpoint
+    # older sentence-transformers kept the weights in 0_Transformer: not copied, the module points at the top
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, folder / "0_Transformer")
+    (folder / "0_Transformer" / "sentence_bert_config.json").write_text('{"max_seq_length": 128}')
+    modules = [{"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "model.safetensors").write_bytes(b"\x00\x01weights")
+    files = sentence_transformers_files(folder)
+    assert json.loads(files.pop("modules.json")) == [{**modules[0], "path": ""}, *modules[1:]]
+    assert files == {"sentence_bert_config.json": b'{"max_seq_length": 128}',
+                     "1_Pooling/config.json": b'{"pooling_mode_cls_token": true}',
+                     "2_Dense/model.safetensors": b"\x00\x01weights"}
+    # a hub name that cannot be looked up (offline, not cached): unknown, and said once
+    recwarn.clear()
+    assert sentence_transformers_files("someone/never-cached-model") == {}
+    assert [str(w.message) for w in recwarn.list] == [
+        "embed: could not look for modules.json of 'someone/never-cached-model' (LocalEntryNotFoundError), so whether "
+        "it is a sentence-transformers model (mean pooling, normalised) is unknown; the defaults stay 'cls', not "
+        "normalised. Pass pooling=, normalize= and maxlen= to choose"]

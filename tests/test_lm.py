@@ -172,7 +172,7 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
     train = (tmp_path / "lm_train.txt").read_text().splitlines()
     valid = (tmp_path / "lm_val.txt").read_text().splitlines()
     assert len(train) + len(valid) == len(corpus) and len(valid) == 20  # 10% held out, one text a line
-    assert "a text with its own line break" in train + valid
+    assert "a text  with its own line break" in train + valid  # the line break a space, other characters kept
     for a, b in ((first.train_ds, again.train_ds), (first.valid_ds, again.valid_ds)):
         assert a.ids.tolist() == b.ids.tolist()  # the same texts, in the same order
     said = [str(w.message) for w in caught if w.category is bertlearn.compat.FastBertCompatWarning]
@@ -468,3 +468,121 @@ def test_maxlen_without_room_for_text_is_refused(tiny_model_dir, tiny_tokenizer,
                                         r"every row; allowed: maxlen >= 3; give a larger maxlen \(max_seq_length\), "
                                         r"e\.g\. 128$"):
         BertLMDataBunch.from_raw_corpus(corpus, tiny_tokenizer, maxlen=2, device="cpu")
+
+
+def test_the_saved_folder_and_the_learner_embed_with_the_sources_sentence_transformers_settings(tmp_path):
+    """save_model wrote the adapted MiniLM without modules.json, 1_Pooling/ or sentence_bert_config.json, so embed()
+    of the saved folder switched from mean pooling, normalised, 256 tokens to [CLS], not normalised, 512 (cosine 0.6
+    to the vectors before saving)."""
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer
+
+    from bertlearn import embed
+    from bertlearn.model import default_model_path
+    corpus = make_texts(16, seed=5)["text"].tolist()
+    db = BertLMDataBunch.from_raw_corpus(corpus, None, bs=8, maxlen=32, seed=0, device="cpu", valid_pct=0.25)
+    lm = BertLMLearner.from_pretrained_model(db, None, output_dir=tmp_path, device="cpu", seed=0)
+    with lm.no_bar(), lm.no_logging():
+        lm.fit(1, lr=1e-3)
+    texts = ["I ate an apple", "Apple released a phone", " ".join(["the river bank was muddy"] * 70)]  # 350 tokens
+    with pytest.warns(UserWarning, match=r"^embed: 1 of 3 texts are longer than maxlen=256 tokens"):
+        from_learner = embed(texts, lm)  # the source's max_seq_length, not the model's 512
+    path = lm.save_model()
+    source = default_model_path()
+    for rel in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                "1_Pooling/config.json"):
+        assert (path / rel).read_bytes() == (source / rel).read_bytes(), rel
+    assert (path / "2_Normalize").is_dir()
+    with pytest.warns(UserWarning, match=r"^embed: 1 of 3 texts are longer than maxlen=256 tokens"):
+        saved = embed(texts, str(path), device="cpu")
+    # by hand with plain transformers from the saved weights: mean over the first 256 tokens' states, length 1
+    tok, model = AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            h = model(**tok(text, truncation=True, max_length=256, return_tensors="pt")).last_hidden_state[0].mean(0)
+            np.testing.assert_allclose(saved[i], (h / h.norm()).numpy(), atol=1e-6)
+    np.testing.assert_allclose(from_learner, saved, atol=1e-6)
+    assert not np.allclose(saved[:2], embed(texts[:2], device="cpu"), atol=1e-4)  # the adapted weights, not the source's
+    st = pytest.importorskip("sentence_transformers")
+    np.testing.assert_allclose(st.SentenceTransformer(str(path), device="cpu").encode(texts), saved, atol=1e-6)
+
+
+def test_a_plain_checkpoints_learner_records_no_sentence_transformers_files(tiny_model_dir, tmp_path, recwarn):
+    import numpy as np
+
+    from bertlearn import embed
+    db = BertLMDataBunch.from_raw_corpus(make_texts(20)["text"].tolist(), str(tiny_model_dir), bs=8, maxlen=32,
+                                         seed=0, device="cpu")
+    lm = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    assert lm.sentence_transformers_files == {} and lm.pretrained_path == str(tiny_model_dir)
+    path = lm.save_model()
+    assert not (path / "modules.json").exists()
+    np.testing.assert_allclose(embed(["good movie"], lm), embed(["good movie"], str(path), pooling="cls",
+                                                                 normalize=False, device="cpu"), atol=1e-6)
+    assert not [w for w in recwarn.list if "sentence-transformers" in str(w.message)]
+
+
+def test_an_empty_training_split_is_refused_naming_valid_pct_or_the_file(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """A training split without a text was accepted, and fit ended in a raw AttributeError (no smooth_loss)."""
+    texts = make_texts(30, seed=11)["text"].tolist()
+    with pytest.raises(DataError) as e:
+        BertLMDataBunch.from_raw_corpus(texts, tiny_tokenizer, bs=4, maxlen=32, seed=0, device="cpu", valid_pct=0.99)
+    assert str(e.value) == ("valid_pct=0.99 holds out all 30 texts, leaving none to train on; allowed: a share that "
+                            "leaves at least one text for training; pass a smaller valid_pct (test_size), e.g. 0.1, "
+                            "or more texts")
+    with pytest.raises(DataError) as e:
+        BertLMDataBunch.from_raw_corpus(texts[:2], tiny_tokenizer, seed=0, device="cpu", valid_pct=0.75)
+    assert str(e.value).startswith("valid_pct=0.75 holds out all 2 texts, leaving none to train on;")
+    (tmp_path / "lm_train.txt").write_text("\n  \n")
+    (tmp_path / "lm_val.txt").write_text("the movie was good\nthe plot was dull\n")
+    with pytest.raises(DataError) as e:
+        BertLMDataBunch(tmp_path, tiny_tokenizer, batch_size_per_gpu=4, max_seq_length=32, device="cpu")
+    assert str(e.value) == (f"data_dir={str(tmp_path)!r}: lm_train.txt holds no text (no non-blank line), so there is "
+                            "nothing to train on; allowed: at least one text a line; write the split again with "
+                            "from_raw_corpus(data_dir, texts, ...) and a smaller valid_pct (test_size)")
+    # the fast-bert form refuses before writing a split
+    with pytest.raises(DataError, match=r"^valid_pct=0.99 holds out all 30 texts"):
+        BertLMDataBunch.from_raw_corpus(tmp_path / "new", texts, tiny_tokenizer, 4, 32, False, 0.99)
+    assert not (tmp_path / "new" / "lm_train.txt").exists()
+    # one text left to train on is enough
+    db = BertLMDataBunch.from_raw_corpus(texts[:3], tiny_tokenizer, seed=0, device="cpu", valid_pct=0.5)
+    assert db.train_ds.n_texts == 1
+
+
+def test_maxlen_above_the_position_limit_is_refused_not_cut(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """The learner cut every block to the model's 512 positions, dropping each long block's tail (21% of a corpus's
+    tokens) while the data promises no token is dropped."""
+    texts = _long_texts(4, 600, 800, seed=2) + _long_texts(6, 5, 20, seed=3)
+    db = BertLMDataBunch.from_raw_corpus(texts, tiny_tokenizer, bs=4, maxlen=700, seed=0, device="cpu")
+
+    def n_tokens():
+        return sum(int(l) - 2 for ds in (db.train_ds, db.valid_ds) for l in ds.lengths)
+    every = sum(len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert n_tokens() == every
+    with pytest.raises(DataError) as e:
+        BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu")
+    assert str(e.value) == ("maxlen=700 exceeds the model's max_position_embeddings=512, and cutting the encoded rows "
+                            "to 512 tokens keeps their first tokens, which masked-LM data (a long text's tokens fill "
+                            "consecutive blocks: a cut drops every block's tail) does not; build the BertLMDataBunch "
+                            "with maxlen<=512")
+    assert n_tokens() == every and db.maxlen == 700  # the data is left as it was
+    db = BertLMDataBunch.from_raw_corpus(texts, tiny_tokenizer, bs=4, maxlen=512, seed=0, device="cpu")
+    BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu")
+    assert n_tokens() == every
+
+
+def test_fast_bert_lm_files_give_back_the_same_tokens(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """The writer joined `t.split()`, which also splits at \\x85, \\u2028, \\x1c...: "a\\x85b" (one word to the
+    tokenizer, which drops the control character) came back as "a b". Only what the reader ends a line at is
+    replaced now."""
+    odd = ["a\x85b good", "x\u2028y film", "line one\nline two", "fine\r\nacting", "bad\rplot", "tab\tsep  text",
+           "  leading space", "p\x1cq\x1dr\x1es\x0bt\x0cu"]
+    texts = make_texts(30, seed=4)["text"].tolist() + odd
+    first = BertLMDataBunch.from_raw_corpus(tmp_path, texts, tiny_tokenizer, 4, 64, False, 0.2, seed=0)
+    again = BertLMDataBunch(tmp_path, tiny_tokenizer, batch_size_per_gpu=4, max_seq_length=64, seed=0)
+    for a, b in ((first.train_ds, again.train_ds), (first.valid_ds, again.valid_ds)):
+        assert _rows(a) == _rows(b) and a.n_texts == b.n_texts
+    lines = [l for f in ("lm_train.txt", "lm_val.txt") for l in (tmp_path / f).read_text(encoding="utf-8")
+             .split("\n") if l]
+    assert len(lines) == len(texts)
+    assert "a\x85b good" in lines and "x\u2028y film" in lines and "fine acting" in lines and "bad plot" in lines

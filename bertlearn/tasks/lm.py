@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -40,6 +41,7 @@ from ..data import (BertDataBunch, BertDataLoader, EncodedDataset, RaggedRows, T
 from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
+from ..embed import sentence_transformers_files
 from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
 from ..learner import TaskLearner, factory_setup, prepare_model, training_callbacks
 from ..model import load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
@@ -151,6 +153,10 @@ class BertLMDataBunch(BertDataBunch):
             `(data_dir, tokenizer, batch_size_per_gpu=..., max_seq_length=..., ...)`.
     """
 
+    # every token of the corpus is in one block: cutting the blocks to a model's shorter position limit would drop
+    # each long block's tail, so `prepare_model` refuses a maxlen above the limit instead
+    keeps_every_token = True
+
     def __init__(self, *args: Any, **kwargs: Any):
         if (not args and "data_dir" not in kwargs) or (args and isinstance(args[0], DataLoader)):
             DataLoaders.__init__(self, *args, **kwargs)  # fastai's own form: store the loaders
@@ -186,8 +192,8 @@ class BertLMDataBunch(BertDataBunch):
         multi_gpu=True, test_size=0.1, model_type='bert', logger=None, clear_cache=False, no_cache=False)` works as
         well, by position in that order (a folder, then a list of texts, marks it) or by keyword; a setting given
         twice (by position and by name, or as `bs` and `batch_size_per_gpu`) is refused. Like fast-bert it then
-        writes the split to `data_dir/lm_train.txt` and `lm_val.txt` (one text a line, whitespace runs as one
-        space), which `BertLMDataBunch(data_dir, tokenizer, ...)` reads back.
+        writes the split to `data_dir/lm_train.txt` and `lm_val.txt` (one text a line, a line break inside a text
+        written as a space), which `BertLMDataBunch(data_dir, tokenizer, ...)` reads back as the same tokens.
 
         No token is dropped: a text longer than `maxlen` is split into consecutive blocks, each a row with the
         tokenizer's special tokens around it ([CLS] + up to maxlen - 2 tokens + [SEP] for BERT), in training and
@@ -235,6 +241,14 @@ class BertLMDataBunch(BertDataBunch):
         from transformers import DataCollatorForLanguageModeling
         collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=float(mlm_probability))
         train_texts, valid_texts = _split_corpus(texts, split=split, valid_pct=float(valid_pct), seed=seed)
+        if not train_texts:  # refused here: fit on no batch ended in a raw AttributeError (no smooth_loss)
+            if split is not None:
+                raise DataError(f"data_dir={str(path)!r}: lm_train.txt holds no text (no non-blank line), so there is "
+                                "nothing to train on; allowed: at least one text a line; write the split again with "
+                                "from_raw_corpus(data_dir, texts, ...) and a smaller valid_pct (test_size)")
+            raise DataError(f"valid_pct={valid_pct!r} holds out all {len(texts)} texts, leaving none to train on; "
+                            "allowed: a share that leaves at least one text for training; pass a smaller valid_pct "
+                            "(test_size), e.g. 0.1, or more texts")
         if write_to is not None:  # fast-bert wrote the split to data_dir; BertLMDataBunch(data_dir) reads it back
             _write_split(write_to, train_texts, valid_texts)
         encoder = TextEncoder(tok, maxlen, [])
@@ -474,10 +488,16 @@ def _split_corpus(texts: list[str], *, split: int | None, valid_pct: float,
     return [texts[i] for i in perm[n_valid:]], [texts[i] for i in perm[:n_valid]]
 
 
+# what `_read_lines` ends a line at: Path.read_text's universal newlines turn \r\n and \r into \n, then it splits
+# on \n. Only these are replaced; str.split() also took \x85, \u2028, \x1c... for spaces, which the tokenizer does
+# not ("a\x85b" is one word to BERT, and came back as two)
+_LINE_BREAK = re.compile(r"\r\n|[\r\n]")
+
+
 def _write_split(folder: Path, train_texts: list[str], valid_texts: list[str]) -> None:
     for name, part in zip(LM_FILES, (train_texts, valid_texts)):
         with atomic_file(folder / name) as tmp:
-            tmp.write_text("\n".join(" ".join(t.split()) for t in part) + "\n", encoding="utf-8")
+            tmp.write_text("\n".join(_LINE_BREAK.sub(" ", t) for t in part) + "\n", encoding="utf-8")
 
 
 class MaskedLMModel(nn.Module):
@@ -652,6 +672,10 @@ class BertLMLearner(TaskLearner):
     `fit`, `fit_one_cycle`, `lr_find`, checkpoints and callbacks work as for `BertLearner` (the same core); `save_model`
     writes a Hugging Face folder that `BertLearner.from_pretrained_model(databunch, folder)` starts a classifier from.
     A classifier's methods (`predict_batch`...) raise `NotForThisTaskError` saying so.
+
+    `pretrained_path` is the checkpoint it started from and `sentence_transformers_files` that checkpoint's
+    sentence-transformers settings (`bertlearn.embed.sentence_transformers_files`; {} for a plain checkpoint), which
+    `save_model` writes beside the adapted weights and `embed(texts, learner)` follows.
     """
 
     other_tasks_hint = ("a BertLMLearner trains a masked language model and does not classify; save_model() it and "
@@ -710,6 +734,11 @@ class BertLMLearner(TaskLearner):
                       optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                       warmup_steps=warmup_steps, schedule_type=schedule_type,
                       grad_accumulation_steps=grad_accumulation_steps, **kwargs)
+        # where the encoder came from, and its sentence-transformers files (the packaged MiniLM's mean pooling,
+        # Normalize and max_seq_length): adaptation keeps the encoder's use, so save_model writes them beside the
+        # adapted weights and embed(texts, learner) follows them, instead of falling back to 'cls' silently
+        learner.pretrained_path = resolve_pretrained(pretrained_path)
+        learner.sentence_transformers_files = sentence_transformers_files(learner.pretrained_path)
         return learner.finish_setup(is_fp16=is_fp16)
 
     @classmethod
@@ -737,6 +766,10 @@ class BertLMLearner(TaskLearner):
         `BertLearner.from_pretrained_model(databunch, path)` starts a classifier from it (a new head on the
         adapted encoder and the pooler of the checkpoint the LM started from, where the architecture has one).
 
+        A learner started from a sentence-transformers folder (the packaged MiniLM) writes that folder's
+        sentence-transformers files too (modules.json, the Pooling config, sentence_bert_config.json...), so
+        `embed(texts, path)` and sentence-transformers pool, normalise and cut as they did for the source.
+
         Args:
             path: target folder.
         """
@@ -745,5 +778,15 @@ class BertLMLearner(TaskLearner):
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.dls.encoder.tokenizer.save_pretrained(tmp)
+            # the source's sentence-transformers settings, not its weights (the adapted ones are saved above):
+            # without them embed() and sentence-transformers read the folder as a plain checkpoint ('cls', not
+            # normalised, 512 tokens) where the source pooled by mean, normalised, at 256 (the packaged MiniLM)
+            for rel, data in (getattr(self, "sentence_transformers_files", None) or {}).items():
+                target = tmp / rel
+                if data is None:  # a module's folder with nothing in it (sentence-transformers' Normalize)
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
         _log.info("masked-LM model saved to %s", path)
         return path
