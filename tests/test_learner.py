@@ -220,16 +220,61 @@ class TestPredict:
             probs = [p for _, p in row]
             assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
         assert preds[0][0][0] == "positive" and preds[1][0][0] == "negative"
-        single = trained_learner.predict("awful and boring film")  # alone: no padding, so equal up to rounding
-        assert [l for l, _ in single] == [l for l, _ in preds[1]]
-        assert [p for _, p in single] == pytest.approx([p for _, p in preds[1]], abs=1e-6)
+        label, idx, probs = trained_learner.predict("awful and boring film")  # alone: no padding, so up to rounding
+        labels = trained_learner.dls.encoder.labels
+        assert label == preds[1][0][0] and labels[int(idx)] == label
+        assert dict(zip(labels, probs.tolist())) == pytest.approx(dict(preds[1]), abs=1e-6)
 
     def test_prediction_order_matches_input_order(self, trained_learner):
         texts = ["good", "the plot was really very dull and the acting was poor and boring", "bad film"]
         batch = trained_learner.predict_batch(texts)
         single = [trained_learner.predict(t) for t in texts]
-        for a, b in zip(batch, single):
-            assert a[0][0] == b[0][0] and a[0][1] == pytest.approx(b[0][1], abs=1e-5)
+        for a, (label, _, probs) in zip(batch, single):
+            assert a[0][0] == label and a[0][1] == pytest.approx(float(probs.max()), abs=1e-5)
+
+    def test_predict_returns_fastais_decoded_index_and_probabilities(self, trained_learner):
+        # before: predict returned predict_batch's [(label, p), ...] pairs, so fastai's `label, idx, probs =
+        # learn.predict(text)` unpacked a 3-label model's pairs into three tuples without an error
+        text = "awful and boring film"
+        tok, model = trained_learner.dls.encoder.tokenizer, trained_learner.model.eval()
+        with torch.no_grad():
+            want = model(**tok([text], return_tensors="pt")).logits[0].softmax(-1)
+        label, idx, probs = trained_learner.predict(text)
+        torch.testing.assert_close(probs, want, atol=1e-6, rtol=0)
+        assert idx.item() == int(want.argmax()) and label == trained_learner.dls.encoder.labels[int(want.argmax())]
+        assert trained_learner.predict(text, with_input=True)[0] == text
+        with pytest.raises(TypeError, match=r"^predict\(rm_type_tfms=\[1\]\): a BertLearner has no fastai item "
+                                            r"transforms to remove; allowed: None; leave rm_type_tfms out$"):
+            trained_learner.predict(text, [1])
+
+    def test_predict_of_a_multi_label_and_a_regression_learner(self, tiny_model_dir, tiny_tokenizer):
+        from bertlearn import BertDataBunch
+        df = make_texts(32, seed=3)
+        df["pos"], df["neg"] = (df["label"] == "positive").astype(int), (df["label"] == "negative").astype(int)
+        df["score"] = np.linspace(-1.0, 2.0, len(df))
+        text = "a good and lovely film"
+        for kind in ("multi", "regression"):
+            if kind == "multi":
+                db = BertDataBunch.from_df(df, df, tiny_tokenizer, label_col=["pos", "neg"], multi_label=True, bs=16,
+                                           device="cpu")
+            else:
+                db = BertDataBunch.from_df(df, df, tiny_tokenizer, label_col="score", regression=True, bs=16,
+                                           device="cpu")
+            learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=0)
+            learner.fresh_head = False
+            model = learner.model.eval()
+            with torch.no_grad():
+                logits = model(**tiny_tokenizer([text], return_tensors="pt")).logits[0]
+            decoded, tensor, probs = learner.predict(text)
+            if kind == "multi":
+                learner.thresholds = [float(logits[0].sigmoid()) - 1e-3, float(logits[1].sigmoid()) + 1e-3]
+                decoded, tensor, probs = learner.predict(text)
+                torch.testing.assert_close(probs, logits.sigmoid(), atol=1e-6, rtol=0)
+                assert decoded == ["pos"] and tensor.tolist() == [True, False]
+            else:
+                assert decoded == pytest.approx(float(logits[0]), abs=1e-6)
+                torch.testing.assert_close(tensor, logits[:1], atol=1e-6, rtol=0)
+                torch.testing.assert_close(probs, logits[:1], atol=1e-6, rtol=0)
 
     def test_untrained_head_warns(self, tiny_learner):
         with pytest.warns(UserWarning, match="head that has not been trained yet"):

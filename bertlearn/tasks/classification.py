@@ -292,13 +292,36 @@ class BertLearner(TaskLearner):
         return rank_predictions(self.predict_logits(texts, bs), enc.labels, multi_label=enc.multi_label,
                                 regression=enc.regression)
 
-    def predict(self, text: Any) -> list[tuple[str, float]] | float:
-        """The `predict_batch` result for one text (or one (a, b) pair).
+    def predict(self, item: Any, rm_type_tfms: Any = None, with_input: bool = False) -> tuple:
+        """fastai's `Learner.predict` for one text (or one (a, b) pair): `(decoded, decoded as a tensor,
+        probabilities)`, so `label, idx, probs = learn.predict(text)` works as in fastai. Single-label: the top
+        label, its index and the softmax per label; multi-label: the labels whose probability passes
+        `self.thresholds`, a bool tensor per label and the sigmoids; regression: the value, and `tensor([value])`
+        twice. fast-bert's list of `(label, probability)` pairs, most probable first, is `predict_batch([text])[0]`
+        (and the predictors' `predict(text)`).
 
         Args:
-            text: the text or pair.
+            item: the text or pair.
+            rm_type_tfms: fastai's argument for its transforms; there are none here, so only None is taken.
+            with_input: put the text first in the result, as fastai does.
         """
-        return self.predict_batch([text])[0]
+        if rm_type_tfms is not None:
+            raise TypeError(f"predict(rm_type_tfms={rm_type_tfms!r}): a BertLearner has no fastai item transforms to "
+                            "remove; allowed: None; leave rm_type_tfms out")
+        logits = self.predict_logits([item])[0].float()
+        enc = self.dls.encoder
+        if enc.regression:
+            res = (float(logits[0]), logits[:1].clone(), logits[:1].clone())
+        elif enc.multi_label:
+            probs = logits.sigmoid()
+            thr = torch.as_tensor(0.5 if self.thresholds is None else self.thresholds, dtype=torch.float32)
+            on = probs > thr
+            res = ([label for label, flag in zip(enc.labels, on.tolist()) if flag], on, probs)
+        else:
+            probs = logits.softmax(-1)
+            idx = probs.argmax()
+            res = (enc.labels[int(idx)], idx, probs)
+        return ((item,) + res) if with_input else res
 
     def predict_labels(self, texts: Sequence[Any] | None = None, bs: int | None = None) -> list:
         """Decisions per text: the top label; for multi-label the labels whose probability passes
