@@ -7,8 +7,10 @@ Same model, same texts, same machine: the packaged all-MiniLM-L6-v2 fine-tuned f
 Sentiment140 tweets (so its outputs mean something when precisions are compared), saved once.
 Every side is measured the same way, texts in and labels with scores out (`predict_batch`, as the pipeline
 returns them): one untimed warm-up call on 64 texts (lazy inits, thread pools; its seconds
-are the "first call" column, where compilation and most captures land), then `--repeats` timed calls on all texts;
-the median rate is reported with the slowest and fastest call as the spread.
+are the "first call" column, where compilation lands), then `--repeats` timed calls on all texts; the median rate
+is reported with the slowest and fastest call as the spread. On a GPU the predictor captures a CUDA graph for a
+batch shape on its second use, so the captures land in the first timed calls, which the median may drop: the
+slowest call of the spread shows them.
 The pipeline runs in float32 and in bfloat16, each at batch sizes 1 (on 1,000 texts), 8, 32, ... up to 512,
 stopping once a size is slower than the best before it (its throughput has stopped rising); the best of each
 precision is a reference, so every predictor is stated against the best float32 and the best bf16 pipeline.
