@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 
+import numpy as np
 import pytest
 
 import bertlearn.compat
@@ -148,3 +149,157 @@ class TestTestData:
             f"test_data={str(given)!r} is one {type(given).__name__}, but from_df takes a list of test texts: pass "
             "[text, ...] (e.g. pd.read_csv(file)['text'].tolist()), or a file through BertDataBunch.from_csv(data_dir, "
             "..., test_data='test.csv')")
+
+
+def _three_class_frames():
+    """Training and validation frames of 3 labels in an unsorted order of appearance (pos, neg, neu: a sentiment word,
+    or none), with each row's sentence pair (the words reversed) and 0/1 label columns."""
+    import random
+    import pandas as pd
+    from conftest import FILLER, NEGATIVE, POSITIVE
+    frames = []
+    for n, seed in ((90, 1), (21, 2)):
+        rng, rows = random.Random(seed), []
+        for i in range(n):
+            label = ("pos", "neg", "neu")[i % 3]
+            words = [rng.choice(FILLER) for _ in range(rng.randint(2, 20))]
+            if label != "neu":
+                words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+            rows.append((" ".join(words), " ".join(words[::-1]), label))
+        df = pd.DataFrame(rows, columns=["text", "text_b", "label"])
+        for name in ("pos", "neg", "neu"):
+            df[name] = (df["label"] == name).astype(int)
+        frames.append(df)
+    return frames
+
+
+class TestTestDlWithLabels:
+    """`dls.test_dl(items, with_labels=True)`, what fastai users validate or interpret new labelled data with."""
+
+    @pytest.mark.filterwarnings("ignore:epoch 1. the model predicts")
+    @pytest.mark.parametrize("task", ["single", "multi", "pairs"])
+    def test_a_dataframe_validates_as_the_validation_set(self, tiny_model_dir, tmp_path, task):
+        # before: a DataFrame raised a raw "ValueError: too many values to unpack" (it was iterated as items)
+        from bertlearn import BertLearner
+        from conftest import quiet_fit
+        train_df, valid_df = _three_class_frames()
+        kwargs = dict(single={}, multi=dict(label_col=["pos", "neg", "neu"], multi_label=True),
+                      pairs=dict(text_col=["text", "text_b"]))[task]
+        db = BertDataBunch.from_df(train_df, valid_df, str(tiny_model_dir), bs=16, maxlen=48, device="cpu", seed=0,
+                                   **kwargs)
+        learn = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None,
+                                                  output_dir=tmp_path / "out")
+        quiet_fit(learn, 10, lr=3e-3)  # long enough to leave one class per row (a learner that has not is warned of)
+        expected = learn.validate(quiet=True)
+        got = learn.validate(dl=db.test_dl(valid_df, with_labels=True), quiet=True)
+        assert list(got) == list(expected) and len(expected) > 1
+        assert got == pytest.approx(expected, abs=1e-6)
+        if task != "multi":  # (text, label name) items: the same rows again
+            texts = list(zip(valid_df["text"], valid_df["text_b"])) if task == "pairs" else list(valid_df["text"])
+            items = list(zip(texts, valid_df["label"]))
+            assert learn.validate(dl=db.test_dl(items, with_labels=True), quiet=True) == \
+                pytest.approx(expected, abs=1e-6)
+
+    def test_a_tuple_label_is_a_name_or_its_index(self, tiny_tokenizer):
+        # before: a label name raised "TypeError: can't convert np.ndarray of type numpy.str_"
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        assert db.labels == ["neg", "neu", "pos"]
+        texts = list(valid_df["text"][:4])
+        by_name = db.test_dl(list(zip(texts, ["pos", "neg", "neu", "pos"])), with_labels=True)
+        by_index = db.test_dl(list(zip(texts, [2, 0, 1, np.int64(2)])), with_labels=True)
+        assert by_name.dataset.targets.tolist() == by_index.dataset.targets.tolist() == [2, 0, 1, 2]
+        assert by_name.dataset.targets.dtype == db.valid.dataset.targets.dtype
+        # a loader's own items (what fastai's Interpretation passes) still come back as they were
+        again = db.test_dl(db.valid.items, with_labels=True).dataset.targets
+        assert again.tolist() == db.valid.dataset.targets.tolist()
+
+    LABELS = "one of this model's labels ['neg', 'neu', 'pos'] or its index 0 to 2"
+
+    @pytest.mark.parametrize("case", ["index 3 of 3", "index -100", "float", "unknown name", "nan", "bare texts"])
+    def test_bad_single_labels_are_refused_naming_the_item(self, tiny_tokenizer, case):
+        # before: index 3 raised "IndexError: Target 3 is out of bounds" inside validate, a float "RuntimeError:
+        # expected target dtype to be Long", and -100 scored as an ignored row (accuracy 0 over the others)
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        texts = list(valid_df["text"][:3])
+        label, why = {"index 3 of 3": (3, "an index out of range for 3 labels"),
+                      "index -100": (-100, "an index out of range for 3 labels"),
+                      "float": (1.0, "a float; a label is a name or an integer index"),
+                      "unknown name": ("maybe", "not a label of this model"),
+                      "nan": (float("nan"), "missing"), "bare texts": (None, None)}[case]
+        items = texts if case == "bare texts" else [(texts[0], "pos"), (texts[1], label), (texts[2], 0)]
+        with pytest.raises(DataError) as e:
+            db.test_dl(items, with_labels=True)
+        if case == "bare texts":
+            assert str(e.value) == (
+                f"test_items: item 0 is {texts[0]!r}, not a (text, label) pair (items [0, 1, 2]); with_labels=True "
+                "takes (text, label) items, or a DataFrame with the training data's columns; without labels, pass "
+                "with_labels=False")
+            return
+        assert str(e.value) == (
+            f"test_items: item 1 has the label {label!r} ({why}); with_labels=True takes (text, label) items whose "
+            f"label is {self.LABELS}: fix or remove that item")
+
+    def test_many_bad_items_are_counted(self, tiny_tokenizer):
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        with pytest.raises(DataError) as e:
+            db.test_dl([(t, 3) for t in valid_df["text"]], with_labels=True)
+        assert str(e.value) == (
+            f"test_items: item 0 has the label 3 (an index out of range for 3 labels); with_labels=True takes (text, "
+            f"label) items whose label is {self.LABELS}: fix or remove those 21 items (items [0, 1, 2, 3, 4, 5, 6, "
+            "7, 8, 9, ...])")
+
+    @pytest.mark.parametrize("case", ["width", "not 0/1", "a name"])
+    def test_bad_multi_label_rows_are_refused(self, tiny_tokenizer, case):
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, label_col=["pos", "neg", "neu"],
+                                   multi_label=True, maxlen=32, device="cpu")
+        label, why = {"width": ([1, 0], "not 3 numbers"), "not 0/1": ([1, 0, 2], "not 0/1 values"),
+                      "a name": ("pos", "not a 0/1 row")}[case]
+        texts = list(valid_df["text"][:2])
+        with pytest.raises(DataError) as e:
+            db.test_dl([(texts[0], np.array([0, 1, 0], dtype=np.float32)), (texts[1], label)], with_labels=True)
+        assert str(e.value) == (
+            f"test_items: item 1 has the label {label!r} ({why}); with_labels=True takes (text, label) items whose "
+            "label is a row of 3 0/1 values, one per label in the order ['pos', 'neg', 'neu']: fix or remove that "
+            "item")
+
+    def test_a_dataframe_is_read_as_training_read_it(self, tiny_tokenizer):
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        # a label with spaces around it, as a hand-edited CSV has it, is the label (as in training)
+        padded = valid_df.assign(label=" " + valid_df["label"])
+        assert db.test_dl(padded, with_labels=True).dataset.targets.tolist() == db.valid.dataset.targets.tolist()
+        unknown = valid_df.copy()
+        unknown.loc[[3, 7], "label"] = "maybe"
+        with pytest.raises(DataError) as e:
+            db.test_dl(unknown, with_labels=True)
+        assert str(e.value) == (
+            "test_items: label_col 'label' in test_items has labels ['maybe'] that the model does not predict: it "
+            "predicts only ['neg', 'neu', 'pos']; remove or relabel those rows, or retrain with that label; rows "
+            "refused (by position): [3, 7], e.g. position 3 (index 3): 'maybe'")
+        with pytest.raises(DataError) as e:
+            db.test_dl(valid_df.rename(columns={"label": "y"}), with_labels=True)
+        assert str(e.value) == (
+            "test_items: the DataFrame has no column 'label' (its columns are ['text', 'text_b', 'y', 'pos', 'neg', "
+            "'neu']); with_labels=True reads a DataFrame by the training data's columns, text_col=['text'] and "
+            "label_col=['label']: name its columns so, or pass (text, label) items")
+
+    def test_a_multi_label_dataframe_with_a_bad_cell(self, tiny_tokenizer):
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, label_col=["pos", "neg", "neu"],
+                                   multi_label=True, maxlen=32, device="cpu")
+        bad = valid_df.astype({"neg": float})
+        bad.loc[2, "neg"] = np.nan
+        with pytest.raises(DataError) as e:
+            db.test_dl(bad, with_labels=True)
+        assert str(e.value) == (
+            "test_items: multi-label columns ['pos', 'neg', 'neu'] in test_items must hold only 0 and 1; rows "
+            "refused (by position): [2], e.g. position 2 (index 2): [0.0, nan, 1.0]")

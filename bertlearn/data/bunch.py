@@ -364,31 +364,123 @@ class BertDataBunch(DataLoaders):
     def bs(self) -> int:
         return self.train.bs
 
-    def test_dl(self, test_items: Sequence[Any], bs: int | None = None, *, with_labels: bool = False,
+    def test_dl(self, test_items: Sequence[Any] | pd.DataFrame, bs: int | None = None, *, with_labels: bool = False,
                 **kwargs: Any) -> BertDataLoader:
         """A loader over new texts (or (a, b) pairs), tokenized like the training data.
 
         Args:
-            test_items: the texts; with `with_labels`, `(text, target)` items as a loader's `items` gives them.
+            test_items: the texts; with `with_labels`, `(text, label)` items (the label a name of `labels` or its
+                index; a 0/1 row per label for multi-label; a number for regression), as a loader's `items` gives
+                them, or a DataFrame with the training data's text and label columns, read as training read them.
             bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
                 batches are cut by padding).
-            with_labels: items carry encoded targets; the loader then keeps the items' order in one batch
-                when they fit (fastai's `Interpretation` matches its rows to its losses by position).
+            with_labels: items carry labels, for `learn.validate(dl=...)` or `learn.interpret(dl=...)`; the loader
+                keeps the rows' order (fastai's `Interpretation` matches its rows to its losses by position), items
+                in one batch when they fit.
         """
+        if with_labels and isinstance(test_items, pd.DataFrame):
+            ds = self._labelled_frame(test_items)
+            # row order kept, in batches of bs: a frame may be a whole validation file
+            return BertDataLoader(ds, bs=bs or self.valid.bs, device=self.device, keep_order=True)
         if with_labels:
             items = list(test_items)
-            stored = [t for t, _ in items if isinstance(t, StoredRow)]
+            stored = [t for t, _ in items if isinstance(t, StoredRow)] if _all_pairs(items) else []
             if items and len(stored) == len(items) and len({id(t.dataset) for t in stored}) == 1:
                 # a loader's own rows (windows, rows on disk): as stored, not their decoded text encoded again
                 ds = stored[0].dataset.rows([t.row for t in stored])
                 return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
-            texts = as_texts([t for t, _ in items], "texts", pairs=self.encoder.pairs)
-            targets = np.stack([np.asarray(y) for _, y in items]) if items else None
+            if not _all_pairs(items):
+                bad = [i for i, t in enumerate(items) if not (isinstance(t, (tuple, list)) and len(t) == 2)]
+                raise DataError(f"test_items: item {bad[0]} is {_shown(items[bad[0]])}, not a (text, label) pair "
+                                f"(items {bad[:10]}); with_labels=True takes (text, label) items, or a DataFrame with "
+                                "the training data's columns; without labels, pass with_labels=False")
+            texts = as_texts([t for t, _ in items], "test_items", pairs=self.encoder.pairs)
+            targets = self._item_targets([y for _, y in items]) if items else None
             ds = self.encoder.dataset(texts, targets)
             return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
         ds = self.encoder.dataset(as_texts(test_items, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device,
                               batch_overhead="auto")
+
+    def _labelled_frame(self, df: pd.DataFrame) -> EncodedDataset:
+        """A labelled DataFrame read through the training data's columns and label reading (`test_dl`)."""
+        columns = getattr(self, "columns", None)
+        if not columns:
+            # fastai's DataLoaders(train_dl, valid_dl) form and a loaded export keep no column names
+            raise DataError("test_items: a DataFrame is read by the training data's column names, and this "
+                            f"{type(self).__name__} does not record them (it was built from loaders, not by "
+                            "from_df / from_csv); pass (text, label) items, e.g. list(zip(df['text'], df['label']))")
+        tcols, lcols, delim = list(columns["text_col"]), list(columns["label_col"]), columns.get("label_delim")
+        missing = [c for c in tcols + lcols if c not in list(df.columns)]
+        if missing:
+            raise DataError(f"test_items: the DataFrame has no column {missing[0]!r} (its columns are "
+                            f"{list(df.columns)[:20]}); with_labels=True reads a DataFrame by the training data's "
+                            f"columns, text_col={tcols} and label_col={lcols}: name its columns so, or pass "
+                            "(text, label) items")
+        resolve_columns(df, tcols + lcols, "test_items", "test_items")  # a column name given twice is refused
+        # every row kept, as for prediction: dropped rows would shift a row's loss onto another in Interpretation
+        texts, _ = texts_from_frame(df, tcols, "test_items", dropna=False,
+                                    empty_fix="test_dl keeps every row; fill them or drop those rows first")
+        targets, bad = _read_targets(df[lcols], lcols, self.encoder, delim)
+        if isinstance(targets, DataError):
+            where = ""
+            if bad:
+                first = bad[0]
+                where = (f"; rows refused (by position): {_first_ten(bad)}, e.g. position {first} (index "
+                         f"{_shown(df.index[first])}): {_shown(_row_value(df[lcols], first))}")
+            raise DataError(f"test_items: {targets}{where}") from None
+        return self.encoder.dataset(texts, targets)
+
+    def _item_targets(self, ys: list[Any]) -> np.ndarray:
+        """The labels of (text, label) items encoded as training encodes them, read by `targets_from_frame`; a
+        `DataError` names the items, their labels and what this task takes."""
+        enc = self.encoder
+        labels, n = list(enc.labels), len(enc.labels)
+        values = [_plain(y) for y in ys]
+        why = {}
+        if enc.multi_label:
+            allowed = f"a row of {n} 0/1 values, one per label in the order {labels}"
+            rows = [_as_row(v) for v in values]
+            for i, (v, row) in enumerate(zip(values, rows)):
+                if isinstance(v, str) or row.dtype.kind not in "biuf" or row.shape != (n,):
+                    why[i] = f"not {n} numbers" if row.ndim == 1 and row.dtype.kind in "biuf" else "not a 0/1 row"
+            frame = None if why else pd.DataFrame(np.stack(rows).astype(np.float64), columns=labels)
+        elif enc.regression:
+            allowed = "a finite number"
+            for i, v in enumerate(values):
+                if not _real(v) or not np.isfinite(v):
+                    why[i] = "not a finite number"
+            frame = None if why else pd.DataFrame({labels[0]: np.asarray(values, dtype=np.float64)})
+        else:
+            allowed = f"one of this model's labels {labels[:20]} or its index 0 to {n - 1}"
+            names = []
+            for i, v in enumerate(values):
+                if isinstance(v, str):
+                    names.append(v)
+                elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                    # an index as a loader's items give it; a name of a number ('3') is read as a name
+                    if 0 <= v < n:
+                        names.append(labels[int(v)])
+                    else:
+                        why[i] = f"an index out of range for {n} labels"
+                elif v is None or (_real(v) and np.isnan(v)):
+                    why[i] = "missing"
+                elif _real(v):
+                    why[i] = "a float; a label is a name or an integer index"
+                else:
+                    why[i] = f"a {type(v).__name__}"
+            frame = None if why else pd.DataFrame({"label": pd.Series(names, dtype=object)})
+        if frame is not None:
+            targets, bad = _read_targets(frame, list(frame.columns), enc, None)
+            if not isinstance(targets, DataError):
+                return targets
+            why = {i: "not a label of this model" if enc.problem_type == SINGLE else "not 0/1 values"
+                   for i in (bad or range(len(ys)))}
+        bad = sorted(why)
+        first = bad[0]
+        those = "that item" if len(bad) == 1 else f"those {len(bad)} items (items {_first_ten(bad)})"
+        raise DataError(f"test_items: item {first} has the label {_shown(ys[first])} ({why[first]}); with_labels=True "
+                        f"takes (text, label) items whose label is {allowed}: fix or remove {those}")
 
     def show_batch(self, b: Any = None, max_n: int = 9, **kwargs: Any) -> None:
         """Show decoded texts and labels of a training batch.
@@ -647,3 +739,64 @@ def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | N
                                           "(dropna= applies to the training and validation files); fill them or "
                                           "remove those rows from the file")
     return texts
+
+
+def _all_pairs(items: list[Any]) -> bool:
+    return all(isinstance(t, (tuple, list)) and len(t) == 2 for t in items)
+
+
+def _plain(y: Any) -> Any:
+    """A label as Python or NumPy scalar: a 0-d array (a loader's target row) unwrapped, NumPy scalars kept."""
+    return y.item() if isinstance(y, np.ndarray) and y.ndim == 0 else y
+
+
+def _as_row(v: Any) -> np.ndarray:
+    try:
+        return np.asarray(v)
+    except ValueError:  # a ragged list ([1, [0, 1]]): not a row of numbers
+        return np.asarray(None)
+
+
+def _first_ten(positions: list[int]) -> str:
+    return str(positions[:10])[:-1] + (", ...]" if len(positions) > 10 else "]")
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _shown(v: Any, width: int = 60) -> str:
+    # a label as an error shows it: a text named as the label made messages of whole reviews
+    text = repr(v.tolist() if isinstance(v, np.ndarray) else v.item() if isinstance(v, np.generic) else v)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _row_value(ldf: pd.DataFrame, pos: int) -> Any:
+    row = ldf.iloc[pos]
+    return row.iloc[0] if len(row) == 1 else row.tolist()
+
+
+def _read_targets(ldf: pd.DataFrame, lcols: list, encoder: TextEncoder, label_delim: str | None,
+                  tries: int = 2000) -> tuple[np.ndarray | DataError, list[int]]:
+    """Label columns encoded by `targets_from_frame` (training's reading, with the trained model's labels), or its
+    `DataError` and the positions of the rows it refuses: its messages name the values, not always the rows, so
+    each distinct row (up to `tries`) is read alone to find them."""
+    try:
+        return targets_from_frame(ldf, lcols, encoder, label_delim=label_delim, source="test_items",
+                                  saved_model=True), []
+    except DataError as e:
+        error = e
+    keys = [repr(tuple(r)) for r in ldf.itertuples(index=False)]
+    first = {}
+    for pos, key in enumerate(keys):
+        first.setdefault(key, pos)
+    refused = set()
+    for key, pos in list(first.items())[:tries]:
+        try:
+            targets_from_frame(ldf.iloc[[pos]], lcols, encoder, label_delim=label_delim, source="test_items",
+                               saved_model=True)
+        except DataError:
+            refused.add(key)
+            if len(refused) >= 10:
+                break
+    return error, [p for p, key in enumerate(keys) if key in refused]
