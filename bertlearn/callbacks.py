@@ -171,6 +171,36 @@ class _NoBar:
         pass
 
 
+class _NoMasterBar:
+    """Stands in for fastai's master bar where none is drawn: callbacks that draw on it (fastai's
+    `ShowGraphCallback` calls `learn.progress.mbar.update_graph`) find it and draw nothing, as on fastprogress's
+    console bar."""
+
+    def update(self, val: int) -> None:
+        pass
+
+    def write(self, line: Any, table: bool = False) -> None:
+        pass
+
+    def update_graph(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def show_imgs(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_child(self, child: Any) -> None:
+        pass
+
+    def on_iter_begin(self) -> None:
+        pass
+
+    def on_interrupt(self) -> None:
+        pass
+
+    def on_iter_end(self) -> None:
+        pass
+
+
 class SparseProgressCallback(ProgressCallback):
     """fastai's progress bars, reading the smoothed loss at most every `every` seconds instead of each batch.
 
@@ -199,7 +229,9 @@ class SparseProgressCallback(ProgressCallback):
         if self._drawing:
             return super().before_fit()
         self._names: list[str] | None = None
-        # as fastai's before_fit, without the master bar
+        # as fastai's before_fit, with a master bar that draws nothing: without one, a callback drawing on it
+        # (fastai's ShowGraphCallback) failed with AttributeError 'mbar' after the first epoch, ending the fit
+        self.mbar = _NoMasterBar()
         if self.learn.logger != noop:
             self.old_logger, self.learn.logger = self.logger, self._write_stats
             self._write_stats(self.recorder.metric_names)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelEpochException, event
 from fastai.callback.fp16 import AMPMode, MixedPrecision
-from fastai.callback.schedule import ParamScheduler
+from fastai.callback.schedule import LRFinder, ParamScheduler
+from fastai.callback.tracker import TrackerCallback
 from fastai.callback.training import GradientAccumulation
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
@@ -263,6 +264,9 @@ class TaskLearner(Learner):
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
+        self._refuse_empty_training_set("fit")
+        if not validate:
+            self._refuse_trackers_without_validation(cbs)
         if launched_distributed() and not self._in_distributed_fit():
             # started by accelerate launch / torchrun: train with DDP through fastai's distrib_ctx (which
             # fastai.distributed patches onto Learner when imported; bertlearn imports it only here)
@@ -283,6 +287,10 @@ class TaskLearner(Learner):
         if any(isinstance(c, ParamScheduler) for c in cbs):
             result = self._fastai_fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             self._raise_if_diverged()
+            # fit_one_cycle, fine_tune... train the head as fit() does: prediction stops warning it is untrained.
+            # lr_find's sweep steps too, but puts the weights it started from back
+            if self.steps_done and not any(isinstance(c, LRFinder) for c in cbs):
+                self.fresh_head = False
             return result
         epochs = _as_epochs(epochs if epochs is not None else self.default_epochs)
         schedule_type = _schedule_type(schedule_type) if schedule_type is not None else self.schedule_type
@@ -327,6 +335,23 @@ class TaskLearner(Learner):
         # gradient accumulation, too few after a resume)
         result = (int(self.steps_done), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
+
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> None:
+        """fastai's `fine_tune`: one-cycle on the frozen model, then on the unfrozen one with discriminative rates;
+        a learner without training data is refused before it freezes anything.
+
+        Args:
+            epochs: epochs of the unfrozen phase.
+            base_lr: the head's peak rate (halved in the unfrozen phase, which spreads it over the groups).
+            freeze_epochs: epochs of the frozen phase.
+            lr_mult: how many times lower the first group's rate is than the head's in the unfrozen phase.
+            pct_start, div: the unfrozen phase's one-cycle warm-up share and start divisor.
+            **kwargs: passed to fastai's `fit_one_cycle` (div_final, moms, wd, cbs...).
+        """
+        self._refuse_empty_training_set("fine_tune")  # else fastai's freeze() ran first and left the model frozen
+        return super().fine_tune(epochs, base_lr=base_lr, freeze_epochs=freeze_epochs, lr_mult=lr_mult,
+                                 pct_start=pct_start, div=div, **kwargs)
 
     def create_opt(self) -> None:
         """fastai's `create_opt`, recording on the new optimizer each group's momentum as it starts (its own default,
@@ -495,6 +520,37 @@ class TaskLearner(Learner):
         if watchdog is not None and watchdog.diverged:
             raise BertLearnError(watchdog.diverged)
 
+    def _refuse_empty_training_set(self, verb: str) -> None:
+        # fastai's export() empties the DataLoaders (it keeps the model and the text processing, not the rows): on a
+        # learner from load_learner fit() trained nothing and returned (0, nan) without a word, and lr_find() failed
+        # with a ZeroDivisionError. Said before anything runs (fine_tune's freeze, an optimizer, a schedule)
+        train = self.dls.train
+        if len(train):
+            return
+        rows = len(getattr(train, "dataset", ()))
+        if rows:
+            raise DataError(f"{verb}: the training loader has no batches ({rows} rows, bs={train.bs}, drop_last="
+                            f"{getattr(train, 'drop_last', None)}), so there is nothing to train on; build the "
+                            "databunch with bs at most the number of training rows")
+        raise DataError(f"{verb}: this learner's training set is empty (0 rows), so there is nothing to train on: a "
+                        "learner from export() / load_learner carries no data (fastai's export keeps the model and "
+                        "the text processing, not the rows). Give it data first: learner.dls = "
+                        f"{type(self.dls).__name__}(...) built with the same tokenizer and labels, then train")
+
+    def _refuse_trackers_without_validation(self, cbs: Any) -> None:
+        # fastai's trackers (SaveModelCallback, EarlyStoppingCallback...) read their monitored value from the epoch's
+        # row, which holds only train_loss when validation is skipped: the first epoch trained, then an IndexError
+        # inside the tracker's after_epoch ended the fit
+        trackers = [cb for cb in [*self.cbs, *L(cbs)]
+                    if isinstance(cb, TrackerCallback) or (isinstance(cb, type) and issubclass(cb, TrackerCallback))]
+        blind = [cb for cb in trackers if getattr(cb, "monitor", "valid_loss") != "train_loss"]
+        if blind:
+            named = ", ".join(f"{getattr(cb, '__name__', type(cb).__name__)}(monitor="
+                              f"{getattr(cb, 'monitor', 'valid_loss')!r})" for cb in blind)
+            raise BertLearnError(f"fit(validate=False): {named} monitors a value only validation computes, and "
+                                 "validate=False computes no validation values (each epoch records train_loss "
+                                 "only); fit with validate=True, or give the callback monitor='train_loss'")
+
     def _warmup_share(self, epochs: int, schedule_type: str | None) -> float | None:
         """`warmup_steps` as a share of this fit's steps (None without them); a warm-up longer than the fit spans
         the whole fit, which is said."""
@@ -539,6 +595,7 @@ class TaskLearner(Learner):
             **fast_bert: fast-bert's `use_val_loss`, `step_mode`, `smooth_f`, `diverge_th`.
         """
         from fastai.callback.schedule import valley
+        self._refuse_empty_training_set("lr_find")
         unknown = sorted(set(fast_bert) - {"use_val_loss", "step_mode", "smooth_f", "diverge_th"})
         if unknown:
             raise TypeError(f"lr_find() got unexpected arguments {unknown}; it takes fastai's start_lr, end_lr, num_it, "
@@ -760,10 +817,20 @@ class TaskLearner(Learner):
                     setattr(rec, k, v)
 
     def _amp_dtype(self) -> torch.dtype | None:
+        # the autocast dtype the training and evaluation passes run under, which prediction, the fit's summary line
+        # and save_model's recorded precision follow
         if any(isinstance(cb, BF16Autocast) for cb in self.cbs):
             return torch.bfloat16
         mp = next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
-        return None if mp is None else (torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16)
+        if mp is None:
+            return None
+        # fastai's MixedPrecision enters torch.autocast('cuda'), which casts nothing on a model on the CPU (and torch
+        # disables it without CUDA): after to_fp16() on a CPU, fit, validate and get_preds ran float32 while
+        # prediction ran under CPU float16 autocast (1e-4 off) and save_model recorded fp32
+        param = next(self.model.parameters(), None)
+        if param is None or param.device.type != "cuda" or not torch.cuda.is_available():
+            return None
+        return torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16
 
     @main_process_only
     def export(self, fname: str | Path = "export.pkl", **kwargs: Any) -> Path:

@@ -191,10 +191,53 @@ class TestProgressOutput:
         assert "\r" in out and "Epoch 1/2" in out
         assert "epoch" in out and "train_loss" in out
 
+    def test_show_graph_callback_without_a_terminal_lets_the_fit_finish(self, tiny_learner, capsys):
+        # before: the bar-less path set no master bar, so fastai's ShowGraphCallback (which draws on
+        # learn.progress.mbar after each epoch) ended the fit after epoch 1 with AttributeError 'mbar'
+        from fastai.callback.progress import ShowGraphCallback
+        tiny_learner.progress.live = None  # pytest captures stdout: not a terminal
+        capsys.readouterr()
+        tiny_learner.fit(2, lr=1e-4, cbs=[ShowGraphCallback()])
+        lines = capsys.readouterr().out.splitlines()
+        assert len(tiny_learner.recorder.values) == 2
+        assert [line.split()[0] for line in lines[2:]] == ["0", "1"]  # after the summary and the header
+        assert not hasattr(tiny_learner.progress, "mbar")  # let go at the end of the fit, as fastai's
+
     def test_validate_prints_nothing_without_a_terminal(self, tiny_learner, capsys):
         capsys.readouterr()
         tiny_learner.validate()
         assert capsys.readouterr().out == ""
+
+
+NO_VALIDATION = ("fit(validate=False): {} monitors a value only validation computes, and validate=False computes no "
+                 "validation values (each epoch records train_loss only); fit with validate=True, or give the callback "
+                 "monitor='train_loss'")
+
+
+@pytest.mark.parametrize("where", ["cbs", "learner", "class"])
+def test_fit_without_validation_refuses_trackers_of_validation_values(tiny_learner, where):
+    # before: the first epoch trained, then the tracker's after_epoch failed with a raw IndexError (the epoch's row
+    # holds train_loss only)
+    from bertlearn import BertLearnError
+    weights = {k: v.clone() for k, v in tiny_learner.model.state_dict().items()}
+    if where == "cbs":
+        cbs, named = [SaveModelCallback(monitor="valid_loss", fname="best")], "SaveModelCallback(monitor='valid_loss')"
+    elif where == "learner":
+        tiny_learner.add_cb(EarlyStoppingCallback(monitor="accuracy", patience=0))
+        cbs, named = None, "EarlyStoppingCallback(monitor='accuracy')"
+    else:  # fastai instantiates a class given in cbs, with its default monitor
+        cbs, named = [SaveModelCallback], "SaveModelCallback(monitor='valid_loss')"
+    with pytest.raises(BertLearnError) as e:
+        quiet_fit(tiny_learner, 2, lr=1e-4, validate=False, cbs=cbs)
+    assert str(e.value) == NO_VALIDATION.format(named)
+    assert all(torch.equal(v, tiny_learner.model.state_dict()[k]) for k, v in weights.items())  # refused before
+
+
+def test_fit_without_validation_keeps_trackers_of_the_training_loss(tiny_learner):
+    save = SaveModelCallback(monitor="train_loss", fname="best")
+    quiet_fit(tiny_learner, 2, lr=1e-4, validate=False, cbs=[save, EarlyStoppingCallback(monitor="train_loss")])
+    assert len(tiny_learner.recorder.values) == 2 and len(tiny_learner.recorder.values[0]) == 1
+    assert (tiny_learner.path / "models" / "best.pth").is_file()
 
 
 def test_csv_logger_writes_one_row_per_epoch(tiny_learner):

@@ -280,6 +280,25 @@ class TestPredict:
         with pytest.warns(UserWarning, match="head that has not been trained yet"):
             tiny_learner.predict("good")
 
+    @pytest.mark.parametrize("verb", ["fit_one_cycle", "fine_tune"])
+    def test_fastais_fits_train_the_head_but_lr_find_does_not(self, tiny_learner, verb):
+        # before: fastai's schedulers went through fit's ParamScheduler path, which never cleared fresh_head, so
+        # every prediction after fit_one_cycle / fine_tune still said the head was untrained
+        import warnings
+        untrained = "predicting with a classification head that has not been trained yet; call fit() first"
+
+        def said():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tiny_learner.predict_batch(["good fun"])
+            return [str(w.message) for w in caught if "not been trained" in str(w.message)]
+
+        with tiny_learner.no_bar(), tiny_learner.no_logging():
+            tiny_learner.lr_find(num_it=5, show_plot=False)  # puts the weights it started from back
+            assert said() == [untrained]
+            getattr(tiny_learner, verb)(1, 1e-4)
+        assert said() == []
+
     def test_predict_test_data(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir):
         from bertlearn import BertDataBunch
         db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, test_data=["good", "bad", "fun"], bs=16)
@@ -290,6 +309,53 @@ class TestPredict:
     def test_predict_batch_without_texts_or_test_data(self, tiny_learner):
         with pytest.raises(DataError, match="none was given; pass texts"):
             tiny_learner.predict_batch()
+
+
+class TestLoadedLearner:
+    EMPTY = ("{}: this learner's training set is empty (0 rows), so there is nothing to train on: a learner from "
+             "export() / load_learner carries no data (fastai's export keeps the model and the text processing, not "
+             "the rows). Give it data first: learner.dls = BertDataBunch(...) built with the same tokenizer and "
+             "labels, then train")
+
+    def test_training_a_learner_from_export_is_refused_until_it_has_data(self, tiny_learner, tiny_databunch):
+        # before: fit() trained nothing and returned (0, nan) without a word; lr_find() raised ZeroDivisionError
+        from bertlearn import load_learner
+        learner = load_learner(tiny_learner.export("e.pkl"))
+        assert len(learner.dls.train.dataset) == 0
+        weights = {k: v.clone() for k, v in learner.model.state_dict().items()}
+        calls = {"fit": lambda: learner.fit(1, lr=1e-4), "fit_one_cycle": lambda: learner.fit_one_cycle(1, 1e-4),
+                 "fine_tune": lambda: learner.fine_tune(1, 1e-4), "lr_find": lambda: learner.lr_find(show_plot=False)}
+        for verb, call in calls.items():
+            with pytest.raises(DataError) as e:
+                call()
+            # fastai's fit_one_cycle trains through fit()
+            assert str(e.value) == self.EMPTY.format("fit" if verb == "fit_one_cycle" else verb), verb
+        assert all(torch.equal(v, learner.model.state_dict()[k]) for k, v in weights.items())
+        assert all(p.requires_grad for p in learner.model.parameters())  # fine_tune was refused before its freeze
+        learner.dls = tiny_databunch  # the fix the message names
+        steps, _ = quiet_fit(learner, 1, lr=1e-4)
+        assert steps == len(tiny_databunch.train)
+
+
+class TestMixedPrecisionOnCPU:
+    def test_to_fp16_on_a_cpu_predicts_as_fit_and_get_preds_compute(self, tiny_learner):
+        # fastai's MixedPrecision autocasts CUDA only: on a CPU, fit, validate and get_preds run float32. Before,
+        # predict_logits / predict_batch ran under CPU float16 autocast after to_fp16() (1e-4 from float32) and the
+        # fit's summary line said fp16
+        import warnings
+
+        from bertlearn.callbacks import fit_description
+        quiet_fit(tiny_learner, 1, lr=1e-3)
+        texts = make_texts(20, seed=3).text.tolist()
+        before = tiny_learner.predict_logits(texts)
+        tiny_learner.to_fp16()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch, without CUDA: autocast('cuda') and GradScaler are disabled
+            probs, _ = tiny_learner.get_preds(dl=tiny_learner.dls.test_dl(texts))
+        after = tiny_learner.predict_logits(texts)
+        torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+        torch.testing.assert_close(after.softmax(-1), probs, atol=1e-6, rtol=0)
+        assert ", float32, " in fit_description(tiny_learner)
 
 
 class TestHotPath:
@@ -1480,5 +1546,8 @@ def test_export_from_before_the_relayout_loads_predicts_and_trains(tmp_path):
     assert type(learner) is BertLearner and type(learner).__module__ == "bertlearn.tasks.classification"
     np.testing.assert_allclose(learner.predict_logits(expected["texts"]), expected["logits"], atol=1e-5)
     learner.path = tmp_path
-    learner.fit(1, 1e-4)
+    from bertlearn import BertDataBunch
+    learner.dls = BertDataBunch.from_df(make_texts(32), make_texts(16, seed=1), learner.dls.encoder.tokenizer,
+                                        labels=list(learner.dls.vocab), bs=16, maxlen=64, device="cpu")
+    quiet_fit(learner, 1, lr=1e-4)
     assert (learner.save_model(tmp_path / "model") / "config.json").is_file()
