@@ -74,8 +74,13 @@ def _logits(forward: Callable[..., Any], inputs: dict[str, torch.Tensor], amp_dt
     return (out.logits if hasattr(out, "logits") else out[0]).float()
 
 
+# graphs pad each batch on the right up to its bucket: a batch padded on the left would end in pads again
+PAD_LEFT_REASON = ("the tokenizer pads on the left (the model's classifier reads the last position, XLNet's), and "
+                   "graphs pad every batch on the right up to its width bucket")
+
+
 def inference_graphs(model: torch.nn.Module, maxlen: int, amp_dtype: torch.dtype | None,
-                     cuda_graphs: bool | str) -> "InferenceGraphs | None":
+                     cuda_graphs: bool | str, *, pad_left: bool = False) -> "InferenceGraphs | None":
     """`InferenceGraphs` for `model` where the `cuda_graphs` setting applies them, else None: never off CUDA or for
     a compiled model; under "auto" only in bf16 (float32 inference is bound by the GPU's arithmetic, where padding
     to the bucket only adds work: on an H200, 0.99x with graphs in float32, 4.7x in bf16; commit 96d63c9, earlier
@@ -87,7 +92,12 @@ def inference_graphs(model: torch.nn.Module, maxlen: int, amp_dtype: torch.dtype
         maxlen: the longest width.
         amp_dtype: the autocast dtype prediction runs at (None: float32).
         cuda_graphs: True, False or "auto".
+        pad_left: the batches are padded on the left (`TextEncoder.pad_left`): no graphs (True is refused).
     """
+    if pad_left and cuda_graphs:
+        if cuda_graphs is True:
+            raise ModelError(f"cuda_graphs=True: {PAD_LEFT_REASON}. Pass cuda_graphs='auto' or False")
+        return None
     param = next(model.parameters(), None)
     compiled = getattr(model, "_compiled_call_impl", None) is not None
     if not cuda_graphs or param is None or not _on_cuda(param) or compiled:
@@ -162,6 +172,8 @@ class CudaGraphCallback(Callback):
         from fastai.callback.fp16 import MixedPrecision
         from fastai.callback.training import GradientAccumulation
         model = self.learn.model
+        if getattr(getattr(self.dls, "encoder", None), "pad_left", False):
+            return PAD_LEFT_REASON
         param = next(model.parameters(), None)
         if param is None or not _on_cuda(param):
             return f"the model is on {'no device' if param is None else param.device.type}, not a CUDA GPU"
@@ -279,7 +291,8 @@ class CudaGraphCallback(Callback):
         """
         signature = (amp_dtype, maxlen, tuple(p.data_ptr() for p in model.parameters()))
         if self._inference_signature != signature:
-            self._inference = inference_graphs(model, maxlen, amp_dtype, self.enabled)
+            pad_left = getattr(getattr(self.dls, "encoder", None), "pad_left", False)
+            self._inference = inference_graphs(model, maxlen, amp_dtype, self.enabled, pad_left=pad_left)
             self._inference_signature = signature
         return self._inference
 

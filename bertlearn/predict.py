@@ -487,7 +487,8 @@ class BertClassificationPredictor(Predictor):
         if precision == "auto" and settings.get("precision", "fp32") == "fp32":
             precision = "fp32"  # predict at the precision training ran at: same outputs as learner.predict_batch
         self.amp_dtype = amp_dtype_for(precision, self.device)
-        self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs)
+        self.graphs = inference_graphs(self.model, self.encoder.maxlen, self.amp_dtype, cuda_graphs,
+                                       pad_left=self.encoder.pad_left)
         # probed (and the layers swapped) only where skipping is on and in float32 (in bf16 it gains nothing):
         # `BertClassificationPredictor.skip_padding = False` before loading keeps every nn.Linear as it is
         self.padding_skippable = (self.skip_padding and not compiled and self.amp_dtype is None

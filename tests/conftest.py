@@ -139,6 +139,11 @@ def build_tiny_architecture(kind: str, folder: Path) -> Path:
         model = json.loads(bpe.to_str())["model"]
         merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
         tok = T.RobertaTokenizer(vocab=model["vocab"], merges=merges)
+    elif kind == "xlnet":  # pads on the left: its classifier reads the last position
+        sp = SentencePieceUnigramTokenizer()
+        sp.train_from_iterator(corpus, vocab_size=150, unk_token="<unk>",
+                               special_tokens=["<pad>", "<unk>", "<s>", "</s>", "<cls>", "<sep>", "<mask>"])
+        tok = T.XLNetTokenizer(vocab=[tuple(p) for p in json.loads(sp.to_str())["model"]["vocab"]])
     else:
         sp = SentencePieceUnigramTokenizer()
         sp.train_from_iterator(corpus, vocab_size=150, unk_token="<unk>",
@@ -151,6 +156,8 @@ def build_tiny_architecture(kind: str, folder: Path) -> Path:
     size = dict(vocab_size=max(len(tok), max(tok.get_vocab().values()) + 1), pad_token_id=tok.pad_token_id)
     if kind == "distilbert":
         size.update(dim=32, n_layers=2, n_heads=4, hidden_dim=37)
+    elif kind == "xlnet":
+        size.update(d_model=32, n_layer=2, n_head=4, d_inner=37)
     else:
         size.update(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                     max_position_embeddings=514 if kind == "roberta" else 512)

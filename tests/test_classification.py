@@ -274,3 +274,39 @@ def test_distilbert_pairs_keep_two_inputs_and_forced_segments_name_the_fix(segme
         "but batches hold ['input_ids', 'attention_mask', 'token_type_ids']; this architecture cannot be driven "
         "positionally by fastai; the sentence pairs carry token_type_ids, which this model does not take: build the "
         "BertDataBunch with token_type_ids=False")
+
+
+@pytest.mark.filterwarnings("ignore:predicting with a classification head")
+def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path):
+    # before: batches were padded on the right whatever the tokenizer's padding_side, so XLNet's classifier (which
+    # reads the last position) read a pad for every shorter row: a text's logits changed with the other texts of
+    # its batch (0.66 off at bs 3, twice the logits' size), in training, validation and prediction alike
+    import torch
+    import transformers as T
+    from conftest import build_tiny_architecture
+
+    from bertlearn import BertClassificationPredictor, ModelError
+    from bertlearn.graphs import inference_graphs
+    folder = build_tiny_architecture("xlnet", tmp_path / "xlnet")
+    df = make_texts(24, seed=1)
+    db = BertDataBunch.from_df(df, df[:8], str(folder), bs=8, maxlen=64, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, seed=0)
+    texts = ["good", "the plot was really very dull and the acting was poor and boring", "bad film"]
+    tok = T.AutoTokenizer.from_pretrained(folder)
+    assert tok.padding_side == "left" and db.encoder.pad_left
+    model = learner.model.eval()
+    with torch.no_grad():
+        alone = torch.cat([model(**tok([t], return_tensors="pt")).logits for t in texts])
+        together = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)  # the tokenizer's own left padding
+    for bs in (1, 3):
+        torch.testing.assert_close(learner.predict_logits(texts, bs=bs), alone, atol=1e-5, rtol=0)
+    predictor = BertClassificationPredictor(learner.save_model(tmp_path / "m"), device="cpu")
+    torch.testing.assert_close(predictor.predict_logits(texts), alone, atol=1e-5, rtol=0)
+    # CUDA graphs pad each batch on the right up to its width bucket: left out for such a tokenizer, True refused
+    assert inference_graphs(model, 64, torch.bfloat16, "auto", pad_left=True) is None
+    with pytest.raises(ModelError) as err:
+        inference_graphs(model, 64, None, True, pad_left=True)
+    assert str(err.value) == (
+        "cuda_graphs=True: the tokenizer pads on the left (the model's classifier reads the last position, XLNet's), "
+        "and graphs pad every batch on the right up to its width bucket. Pass cuda_graphs='auto' or False")

@@ -108,6 +108,13 @@ class TextEncoder:
         return 0 if pad is None else int(pad)
 
     @property
+    def pad_left(self) -> bool:
+        """Whether batches put each row's tokens at the right end, the padding first, as the tokenizer pads
+        (`padding_side="left"`: XLNet's, whose classifier reads the last position, which a right-padded row made
+        a pad token: a text's logits changed with the other texts of its batch)."""
+        return getattr(self.tokenizer, "padding_side", "right") == "left"
+
+    @property
     def multi_label(self) -> bool:
         return self.problem_type == MULTI
 

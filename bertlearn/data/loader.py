@@ -356,10 +356,23 @@ class BertDataLoader(DataLoader):
         # end there); a CPU only pays for the extra tokens
         multiple = PAD_MULTIPLE if self.device is not None and self.device.type == "cuda" else 1
         width = min(_round_up(longest, multiple), max(longest, ds.encoder.maxlen))
-        batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
-                 torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))]
-        if ds.type_ids is not None:
-            batch.append(torch.from_numpy(ds.type_ids[idx, :width].astype(np.int64)))
+        cols = np.arange(width)[None, :]
+        if getattr(ds.encoder, "pad_left", False):
+            # each row's tokens end at the right edge, as the tokenizer pads: a classifier that reads the last
+            # position (XLNet's) reads the row's own last token, not a pad
+            src = cols - (width - lengths)[:, None]
+            real = src >= 0
+            take = np.maximum(src, 0)
+            ids = np.where(real, np.take_along_axis(ds.ids[idx, :width].astype(np.int64), take, 1), ds.encoder.pad_id)
+            batch = [torch.from_numpy(ids), torch.from_numpy(real.astype(np.int64))]
+            if ds.type_ids is not None:
+                types = np.take_along_axis(ds.type_ids[idx, :width].astype(np.int64), take, 1)
+                batch.append(torch.from_numpy(np.where(real, types, 0)))
+        else:
+            batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),
+                     torch.from_numpy((cols < lengths[:, None]).astype(np.int64))]
+            if ds.type_ids is not None:
+                batch.append(torch.from_numpy(ds.type_ids[idx, :width].astype(np.int64)))
         if ds.targets is not None:
             batch.append(torch.from_numpy(ds.targets[idx]))
         if self.device is not None and self.device.type == "cuda":
