@@ -208,7 +208,10 @@ def sentence_transformers_files(model: str | Path | None) -> dict[str, bytes | N
     local = Path(name).is_dir()
 
     def read(rel: str) -> bytes | None:
-        file = (Path(name) / rel if (Path(name) / rel).is_file() else None) if local else _hub_file(name, rel)
+        file = (Path(name) / rel if (Path(name) / rel).is_file() else None) if local else _hub_file(
+            name, rel, who="BertLMLearner",
+            then="save_model writes no sentence-transformers files beside the adapted weights, and embed(texts, "
+                 "learner) pools by 'cls', not normalised (pass pooling=, normalize= and maxlen= to embed)")
         return Path(file).read_bytes() if file is not None else None
 
     if (first := read("modules.json")) is None:  # a plain checkpoint (the others are not looked for)
@@ -220,6 +223,11 @@ def sentence_transformers_files(model: str | Path | None) -> dict[str, bytes | N
         others = [m.get("path", "") for m in modules if not m.get("type", "").endswith(".Transformer")]
     except (ValueError, AttributeError, TypeError):  # kept as they are: embed says what is wrong with them
         return files
+    outside = [p for p in inner + others if Path(p).is_absolute() or ".." in Path(p).parts]
+    if outside:  # save_model writes these paths into its folder: one outside it would write elsewhere
+        raise ModelError(f"model={name!r}: its modules.json names the module path(s) {outside}, outside the model "
+                         "folder; allowed: paths inside it, as sentence-transformers writes them (e.g. "
+                         "'1_Pooling'); fix the model's modules.json")
     if any(inner):  # the weights in a subfolder: the learner writes them at the top, so the module points there
         modules = [{**m, "path": ""} if m.get("type", "").endswith(".Transformer") else m for m in modules]
         files["modules.json"] = json.dumps(modules, indent=2).encode()
@@ -245,9 +253,11 @@ def _label(model: Any) -> str:
     return repr(str(model))
 
 
-def _hub_file(name: str, path: str) -> str | None:
+def _hub_file(name: str, path: str, *, who: str = "embed",
+              then: str = "the defaults stay 'cls', not normalised. Pass pooling=, normalize= and maxlen= to choose"
+              ) -> str | None:
     """A hub repo's file from the cache or the hub; None where the repo has none (or `name` is no hub name); a
-    warning where it cannot be told (offline, not cached)."""
+    warning, from `who` and saying what happens `then`, where it cannot be told (offline, not cached)."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     try:
@@ -259,9 +269,8 @@ def _hub_file(name: str, path: str) -> str | None:
     try:
         return hf_hub_download(name, path)
     except LocalEntryNotFoundError as e:  # offline and not cached: whether it is there cannot be told
-        warnings.warn(f"embed: could not look for {path} of {name!r} ({type(e).__name__}), so whether it is a "
-                      "sentence-transformers model (mean pooling, normalised) is unknown; the defaults stay "
-                      "'cls', not normalised. Pass pooling=, normalize= and maxlen= to choose",
+        warnings.warn(f"{who}: could not look for {path} of {name!r} ({type(e).__name__}), so whether it is a "
+                      f"sentence-transformers model (mean pooling, normalised) is unknown; {then}",
                       stacklevel=user_stacklevel())
         return None
     except (EntryNotFoundError, OSError, ValueError):  # no such file, or no such repo (loading says so)

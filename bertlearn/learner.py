@@ -337,7 +337,7 @@ class TaskLearner(Learner):
         return (*result, self.epoch_results()) if return_results else result
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> None:
+                  pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> Any:
         """fastai's `fine_tune`: one-cycle on the frozen model, then on the unfrozen one with discriminative rates;
         a learner without training data is refused before it freezes anything.
 

@@ -214,6 +214,26 @@ class TestTestDlWithLabels:
         again = db.test_dl(db.valid.items, with_labels=True).dataset.targets
         assert again.tolist() == db.valid.dataset.targets.tolist()
 
+    def test_labels_named_by_numbers_are_not_read_as_indices(self, tiny_tokenizer):
+        # before: with labels '1', '2', '3' (ratings), the item label 1 was read as index 1, i.e. '2': every rating
+        # moved up by one without a word, while the DataFrame path read '1'
+        from bertlearn import DataError
+        train_df, valid_df = _three_class_frames()
+        mapping = {"neg": 1, "neu": 2, "pos": 3}
+        train_df, valid_df = (d.assign(label=d["label"].map(mapping)) for d in (train_df, valid_df))
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        assert db.labels == ["1", "2", "3"]
+        texts, ratings = list(valid_df["text"][:3]), list(valid_df["label"][:3])
+        assert ratings == [3, 1, 2]
+        got = db.test_dl(list(zip(texts, map(str, ratings))), with_labels=True).dataset.targets.tolist()
+        assert got == db.test_dl(valid_df[:3], with_labels=True).dataset.targets.tolist() == [2, 0, 1]
+        with pytest.raises(DataError) as e:
+            db.test_dl(list(zip(texts, ratings)), with_labels=True)
+        assert str(e.value) == (
+            "test_items: item 0 has the label 3 (a number, which may be the name '3' or an index, as this model's "
+            "labels are named by numbers: give the label as its name, '3'); with_labels=True takes (text, label) items whose label is one of this "
+            "model's labels ['1', '2', '3'] or its index 0 to 2: fix or remove those 3 items (items [0, 1, 2])")
+
     LABELS = "one of this model's labels ['neg', 'neu', 'pos'] or its index 0 to 2"
 
     @pytest.mark.parametrize("case", ["index 3 of 3", "index -100", "float", "unknown name", "nan", "bare texts"])

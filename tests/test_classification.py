@@ -277,7 +277,7 @@ def test_distilbert_pairs_keep_two_inputs_and_forced_segments_name_the_fix(segme
 
 
 @pytest.mark.filterwarnings("ignore:predicting with a classification head")
-def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path):
+def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, tiny_model_dir):
     # before: batches were padded on the right whatever the tokenizer's padding_side, so XLNet's classifier (which
     # reads the last position) read a pad for every shorter row: a text's logits changed with the other texts of
     # its batch (0.66 off at bs 3, twice the logits' size), in training, validation and prediction alike
@@ -310,3 +310,23 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path):
     assert str(err.value) == (
         "cuda_graphs=True: the tokenizer pads on the left (the model's classifier reads the last position, XLNet's), "
         "and graphs pad every batch on the right up to its width bucket. Pass cuda_graphs='auto' or False")
+    # XLNet takes token_type_ids by name only (its third input is mems): forced segment ids are refused saying so
+    pairs = df.assign(text_b=df["text"].iloc[::-1].values)
+    xl_pairs = BertDataBunch.from_df(pairs, pairs[:8], str(folder), text_col=["text", "text_b"], bs=8, maxlen=64,
+                                     device="cpu", token_type_ids=True)
+    with pytest.raises(ModelError) as err:
+        BertLearner.from_pretrained_model(xl_pairs, str(folder), None, "cpu", None, seed=0)
+    assert str(err.value).endswith(
+        "cannot be driven positionally by fastai; the sentence pairs carry token_type_ids, which this model takes by "
+        "name only (its third input is 'mems'), while fastai passes inputs by position: build the BertDataBunch with "
+        "token_type_ids=False")
+    # padding_side="left" set on a BERT tokenizer is not followed: BERT counts positions from the first token, pads
+    # included, so left padding moved a text's positions with its batch (1.3e-2 between bs 1 and 3 in review)
+    bert_tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    bert_db = BertDataBunch.from_df(df, df[:8], bert_tok, bs=8, maxlen=64, device="cpu")
+    bert = BertLearner.from_pretrained_model(bert_db, str(tiny_model_dir), None, "cpu", None, seed=0)
+    assert bert_tok.padding_side == "left" and not bert_db.encoder.pad_left
+    with torch.no_grad():
+        bert_alone = torch.cat([bert.model.eval()(**bert_tok([t], return_tensors="pt")).logits for t in texts])
+    for bs in (1, 3):
+        torch.testing.assert_close(bert.predict_logits(texts, bs=bs), bert_alone, atol=1e-5, rtol=0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertlearn import BertLearnError, DataError, cosine_similarity_matrix, embed, word_in_context
+from bertlearn import BertLearnError, DataError, ModelError, cosine_similarity_matrix, embed, word_in_context
 from bertlearn.embed import EXAMPLE_SENSES, project_2d, sense_separation
 
 SENSES = EXAMPLE_SENSES
@@ -502,6 +502,16 @@ def test_sentence_transformers_files_are_the_settings_laid_out_for_weights_at_th
     recwarn.clear()
     assert sentence_transformers_files("someone/never-cached-model") == {}
     assert [str(w.message) for w in recwarn.list] == [
-        "embed: could not look for modules.json of 'someone/never-cached-model' (LocalEntryNotFoundError), so whether "
-        "it is a sentence-transformers model (mean pooling, normalised) is unknown; the defaults stay 'cls', not "
-        "normalised. Pass pooling=, normalize= and maxlen= to choose"]
+        "BertLMLearner: could not look for modules.json of 'someone/never-cached-model' (LocalEntryNotFoundError), so "
+        "whether it is a sentence-transformers model (mean pooling, normalised) is unknown; save_model writes no "
+        "sentence-transformers files beside the adapted weights, and embed(texts, learner) pools by 'cls', not "
+        "normalised (pass pooling=, normalize= and maxlen= to embed)"]
+    # a module path outside the folder: save_model would write there
+    modules[1]["path"] = "../1_Pooling"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelError) as err:
+        sentence_transformers_files(folder)
+    assert str(err.value) == (
+        f"model={str(folder)!r}: its modules.json names the module path(s) ['../1_Pooling'], outside the model "
+        "folder; allowed: paths inside it, as sentence-transformers writes them (e.g. '1_Pooling'); fix the model's "
+        "modules.json")

@@ -409,7 +409,8 @@ class BertDataBunch(DataLoaders):
             # fastai's DataLoaders(train_dl, valid_dl) form and a loaded export keep no column names
             raise DataError("test_items: a DataFrame is read by the training data's column names, and this "
                             f"{type(self).__name__} does not record them (it was built from loaders, not by "
-                            "from_df / from_csv); pass (text, label) items, e.g. list(zip(df['text'], df['label']))")
+                            "from_df / from_csv); pass (text, label) items with the labels' names, e.g. "
+                            "list(zip(df['text'], df['label'].astype(str)))")
         tcols, lcols, delim = list(columns["text_col"]), list(columns["label_col"]), columns.get("label_delim")
         missing = [c for c in tcols + lcols if c not in list(df.columns)]
         if missing:
@@ -459,7 +460,12 @@ class BertDataBunch(DataLoaders):
                     names.append(v)
                 elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
                     # an index as a loader's items give it; a name of a number ('3') is read as a name
-                    if 0 <= v < n:
+                    if str(v) in labels and (not 0 <= v < n or labels[int(v)] != str(v)):
+                        # labels named by numbers ('1'...'5' ratings): 1 is the name '1' or the index of '2',
+                        # and reading it as the index shifted every such label by one without a word
+                        why[i] = (f"a number, which may be the name {str(v)!r} or an index, as this model's labels "
+                                  f"are named by numbers: give the label as its name, {str(v)!r}")
+                    elif 0 <= v < n:
                         names.append(labels[int(v)])
                     else:
                         why[i] = f"an index out of range for {n} labels"

@@ -109,10 +109,12 @@ class TextEncoder:
 
     @property
     def pad_left(self) -> bool:
-        """Whether batches put each row's tokens at the right end, the padding first, as the tokenizer pads
-        (`padding_side="left"`: XLNet's, whose classifier reads the last position, which a right-padded row made
-        a pad token: a text's logits changed with the other texts of its batch)."""
-        return getattr(self.tokenizer, "padding_side", "right") == "left"
+        """Whether batches put each row's tokens at the right end, the padding first: where the tokenizer's class
+        pads on the left (XLNet's, whose classifier reads the last position, which a right-padded row made a pad
+        token: a text's logits changed with the other texts of its batch). `padding_side="left"` set on a tokenizer
+        whose class pads on the right (a BERT tokenizer) is not followed: those models number positions from the
+        first token, pads included, so left padding would move a text's positions with its batch."""
+        return getattr(type(self.tokenizer), "padding_side", "right") == "left"
 
     @property
     def multi_label(self) -> bool:
@@ -134,7 +136,8 @@ class TextEncoder:
         """What `save_model` writes to bertlearn.json to rebuild this encoder."""
         return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": self.problem_type, "pairs": self.pairs,
                 "truncation": self.truncation, "long_text": self.long_text, "stride": self.stride,
-                "token_type_ids": self.with_token_types}
+                # pairs only: single texts never carry segment ids, and their cache keys stay as they were
+                **({"token_type_ids": self.with_token_types} if self.pairs else {})}
 
     def save_tokenizer(self, folder: str | Path) -> None:
         """Save the tokenizer into `folder`, its `model_input_names` listing token_type_ids exactly when this

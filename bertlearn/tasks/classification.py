@@ -472,9 +472,12 @@ def check_model_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
     if params != wanted:
         fix = ""
         if len(wanted) == 3 and params[:2] == wanted[:2]:
-            # the pairs' segment ids are the input too many: the data decided to send them, the model takes none
-            fix = ("; the sentence pairs carry token_type_ids, which this model does not take: build the "
-                   "BertDataBunch with token_type_ids=False")
+            # the pairs' segment ids are the input too many: the data decided to send them, and the model takes
+            # none, or takes them by name only (XLNet's third input is mems)
+            taken = "token_type_ids" in inspect.signature(model.forward).parameters
+            fix = ("; the sentence pairs carry token_type_ids, which this model " +
+                   (f"takes by name only (its third input is {params[2]!r}), while fastai passes inputs by position"
+                    if taken else "does not take") + ": build the BertDataBunch with token_type_ids=False")
         raise ModelError(f"{type(model).__name__}.forward takes {params} first, but batches hold {wanted}; "
                          f"this architecture cannot be driven positionally by fastai{fix}")
 
