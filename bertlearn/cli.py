@@ -468,7 +468,7 @@ def _load_predictor(path: Path, device: str | None, bs: int, precision: str = "a
 
     folder = path.parent if path.suffix == ".onnx" else path
     if not folder.is_dir():
-        raise ModelError(f"--model {str(path)!r} is not a folder; pass the folder written by bertlearn train")
+        raise ModelError(f"--model {str(path)!r} is not a folder; pass the folder written by bertlearn train or save_model")
     if compile and is_onnx_folder(path):
         warnings.warn("--compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
                       stacklevel=2)

@@ -842,7 +842,9 @@ class TaskLearner(Learner):
         """
         target = Path(self.path) / fname
         with atomic_file(target) as tmp:  # an interrupted export leaves the previous file whole
-            super().export(tmp, **kwargs)  # fastai joins an absolute name onto learn.path as itself
+            # fastai joins the name onto learn.path, an absolute one as itself: a relative output_dir ("out")
+            # made it out/out/.tmp..., a folder that does not exist
+            super().export(Path(tmp).absolute(), **kwargs)
         return target
 
 

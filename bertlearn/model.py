@@ -359,6 +359,9 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
     if len(result.unexpected_keys) == len(state):
         raise ModelError(f"finetuned_wgts_path {str(path)!r}: none of its {len(state)} tensors match the model's "
                          f"parameter names (e.g. {next(iter(state), '')!r})")
+    if is_main_process():  # the loading line before named only the checkpoint whose encoder these weights replace
+        print(f"bertlearn: {len(state) - len(result.unexpected_keys)} of the model's tensors loaded from "
+              f"finetuned_wgts_path {_short(str(path))}", flush=True)
 
 
 def layer_list(base: nn.Module) -> nn.ModuleList | None:

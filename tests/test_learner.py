@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -500,6 +501,19 @@ class TestReproducibility:
 
 
 class TestAtomicSaves:
+    def test_export_with_a_relative_output_dir(self, tiny_databunch, tiny_model_dir, tmp_path, monkeypatch):
+        # before: output_dir="out" (the quickstart's own) made export() fail with "Parent directory out/out does
+        # not exist": fastai joined the relative temporary name onto learn.path a second time
+        from bertlearn import load_learner
+        monkeypatch.chdir(tmp_path)
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir="out")
+        path = learner.export()
+        assert path == Path("out") / "export.pkl" and path.is_file()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["export.pkl"]
+        texts = ["good fun", "the acting was poor"]
+        torch.testing.assert_close(load_learner(path).predict_logits(texts), learner.predict_logits(texts))
+
     def test_interrupted_export_keeps_the_previous_file(self, tiny_learner, monkeypatch):
         first = tiny_learner.export("e.pkl")
         before = first.read_bytes()

@@ -68,13 +68,17 @@ class TestLoading:
         model, fresh = load_model(str(path), labels=["a", "b", "c"], ignore_mismatched_sizes=True)
         assert fresh and model.config.num_labels == 3
 
-    def test_finetuned_weights_are_loaded(self, tiny_model_dir, tmp_path):
+    def test_finetuned_weights_are_loaded(self, tiny_model_dir, tmp_path, capsys):
         from safetensors.torch import save_file
         model, _ = load_model(str(tiny_model_dir), labels=["a", "b"])
         state = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items() if "word_embeddings" in k}
         save_file(state, tmp_path / "w.safetensors")
+        capsys.readouterr()
         model2, _ = load_model(str(tiny_model_dir), labels=["a", "b"], finetuned_wgts_path=tmp_path / "w.safetensors")
         assert torch.all(model2.bert.embeddings.word_embeddings.weight == 0.5)
+        # said after the "new classification head on the pretrained encoder of ..." line, which names the checkpoint
+        assert capsys.readouterr().out.splitlines()[-1] == (
+            f"bertlearn: 1 of the model's tensors loaded from finetuned_wgts_path {tmp_path / 'w.safetensors'}")
 
 
 class TestHeadLabels:
