@@ -169,6 +169,14 @@ class TagEncoder:
         """Sub-words per window, special tokens left out."""
         return self.maxlen - self.n_special
 
+    def save_tokenizer(self, folder: str | Path) -> None:
+        """Save the tokenizer into `folder` (a save or an ONNX export), as `TextEncoder.save_tokenizer` does.
+
+        Args:
+            folder: the model folder being written.
+        """
+        self.tokenizer.save_pretrained(folder)
+
     def settings(self) -> dict:
         """What `save_model` writes to bertlearn.json to rebuild this encoder."""
         return {"maxlen": self.maxlen, "labels": self.labels, "problem_type": TOKEN_CLASSIFICATION,
