@@ -313,10 +313,9 @@ class BertLearner(TaskLearner):
         if enc.regression:
             res = (float(logits[0]), logits[:1].clone(), logits[:1].clone())
         elif enc.multi_label:
+            decided = decide(logits[None], enc, self.thresholds)[0]  # the labels predict_labels gives
             probs = logits.sigmoid()
-            thr = torch.as_tensor(0.5 if self.thresholds is None else self.thresholds, dtype=torch.float32)
-            on = probs > thr
-            res = ([label for label, flag in zip(enc.labels, on.tolist()) if flag], on, probs)
+            res = (decided, torch.tensor([label in decided for label in enc.labels]), probs)
         else:
             probs = logits.softmax(-1)
             idx = probs.argmax()
