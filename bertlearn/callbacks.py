@@ -409,11 +409,19 @@ class SkipValidationCallback(Callback):
 
 class StepAccumulation(GradientAccumulation):
     """fastai's `GradientAccumulation` stepping every `batches` batches (fast-bert's and transformers'
-    `grad_accumulation_steps`), whose count carries into a resumed fit. Each batch's loss is scaled by its rows /
-    `n_acc`, as fastai's, so every row weighs the same. The count runs across epochs, so an epoch can end with
-    gradients part-way accumulated: the checkpoint records them (`bertlearn.checkpoint`) and the resumed fit starts
-    from that count, as the uninterrupted fit goes on; fastai's restarts from zero, so the resumed weights drifted
-    from the uninterrupted fit's.
+    `grad_accumulation_steps`), whose count carries into a resumed fit, and whose accumulated step is one batch of
+    all its batches' rows: each batch's loss is weighed by its denominator (its rows, or what its loss is a mean
+    over: the tagged tokens of NER, the masked tokens of masked LM, the targets' class weights;
+    `bertlearn.losses.loss_denominator`), and the step's gradients are divided by the step's whole denominator
+    before clipping and the optimizer see them, as transformers' Trainer does (`num_items_in_batch`). fastai's
+    scales each batch's mean by its rows / `n_acc`: for a loss over tokens a step with a batch of few tagged tokens
+    counted each of them more than one of a batch of many, and a step holding a short last batch was divided by
+    rows it did not have.
+
+    The count runs across epochs, so an epoch can end with gradients part-way accumulated: the checkpoint records
+    them and the denominator so far (`bertlearn.checkpoint`) and the resumed fit starts from that count, as the
+    uninterrupted fit goes on; fastai's restarts from zero, so the resumed weights drifted from the uninterrupted
+    fit's.
 
     fastai's counts rows (a step once `n_acc` rows are in): with a short last batch its steps fell on other
     batches than fast-bert's warm-up schedules (which count a step every `batches` batches, as transformers does)
@@ -421,13 +429,19 @@ class StepAccumulation(GradientAccumulation):
     count (of the global batch's rows under DDP, so the ranks step together).
 
     Args:
-        n_acc: rows per optimizer step (batch size times `batches`): the loss scale.
+        n_acc: rows per optimizer step (batch size times `batches`), what fastai's count (`batches=None`) steps at.
         batches: batches per optimizer step; None: step once `n_acc` rows are in, as fastai does.
     """
 
     resume_count = 0  # set by load_checkpoint, taken by the next fit
-    weighs_rows = True  # each batch's loss is scaled by its rows / n_acc (what bertlearn.distributed corrects for)
     resume_grads: dict = {}  # the checkpoint's accumulated gradients (unscaled), by parameter name
+    # the checkpoint's (reference denominator, step's denominator so far in that unit); None: written before steps
+    # were weighed by their denominators
+    resume_weights: tuple[float, float] | None = None
+    # what bertlearn.distributed asks: the batches are not scaled by rows / n_acc (each rank's share is left to it)
+    weighs_rows = False
+    ref = total = None  # the step's first denominator (the unit) and its denominators so far in that unit: tensors
+    _weights, _legacy = None, False
 
     def __init__(self, n_acc: int = 32, batches: int | None = None):
         super().__init__(n_acc=n_acc)
@@ -444,38 +458,87 @@ class StepAccumulation(GradientAccumulation):
         for p in self.model.parameters():
             p.grad = None
         self.count, self.resume_count = self.resume_count, 0
+        self.ref = self.total = None
+        self._weights, self.resume_weights = self.resume_weights, None
+        self._legacy = False
+
+    def after_loss(self) -> None:
+        d = self._denominator()
+        if self._legacy:
+            self._drop_legacy_gradients()
+        if self.ref is None:
+            # the step's first denominator is the unit, so a batch's gradients keep the size of one batch's mean
+            # (a sum over thousands of tokens would overflow float16's loss scale)
+            self.ref = torch.where(d > 0, d, torch.ones_like(d))
+            self.total = torch.zeros_like(d)
+        w = d / self.ref
+        self.total = self.total + w
+        self.learn.loss_grad = self.learn.loss_grad * w
 
     def before_step(self) -> None:
-        """Count this batch; skip the step (the gradients add up) until the step's batches are in. fastai's row
-        count is of the global batch's rows under DDP: a rank's share of an uneven last batch differs between
-        ranks, so counting its own rows made the ranks step on different batches (every rank has as many
-        batches, so counting batches keeps them together)."""
+        """Count this batch; skip the step (the gradients add up) until the step's batches are in, then divide the
+        gradients by the step's denominator. fastai's row count is of the global batch's rows under DDP: a rank's
+        share of an uneven last batch differs between ranks, so counting its own rows made the ranks step on
+        different batches (every rank has as many batches, so counting batches keeps them together)."""
         rows = find_bs(self.learn.yb)
-        self.learn.loss_grad *= self.n_acc / rows  # the recorded loss stays the batch's own, as fastai's
         if self.batches is not None:
             self.count += 1
             if self.count < self.batches:
                 raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
-            self.count = 0
-            return
-        world = rank_world()[1]
-        counted = getattr(self.dl, "global_rows", None) if world > 1 else None
-        self.count += counted if counted is not None else rows
-        if self.count < self.n_acc * (world if counted is not None else 1):
-            raise CancelBatchException()
+        else:
+            world = rank_world()[1]
+            counted = getattr(self.dl, "global_rows", None) if world > 1 else None
+            self.count += counted if counted is not None else rows
+            if self.count < self.n_acc * (world if counted is not None else 1):
+                raise CancelBatchException()
         self.count = 0
+        if self.total is not None:  # the gradients are of the step's summed losses over `ref`: one mean
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, 1 / self.total.clamp_min(torch.finfo(self.total.dtype).tiny))
+            self.ref = self.total = None
 
     def before_train(self) -> None:
         # here, not in before_fit: fp16's loss scaler is made in MixedPrecision.before_fit, which runs after this
         # callback's; the restored gradients take the new scale, as the resumed steps' own gradients will
+        weights, self._weights = self._weights, None
         if not self.resume_grads:
             return
         grads, self.resume_grads = self.resume_grads, {}
         scaler = getattr(self.learn, "scaler", None)
         scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        device = next(self.model.parameters()).device
         for name, p in getattr(self.model, "module", self.model).named_parameters():
             if name in grads:
                 p.grad = (grads[name].to(p.device) * scale).to(p.dtype)
+        if weights is not None:
+            self.ref, self.total = (torch.tensor(float(v), device=device) for v in weights)
+        else:  # a checkpoint from before steps were weighed by their denominators
+            self._legacy = True
+
+    def _denominator(self) -> torch.Tensor:
+        # the batch's loss denominator (its rows for a mean over rows), of the global batch under DDP (a device
+        # all-reduce, no host read); a rank's repeated rows (a global batch of fewer rows than ranks) count for
+        # nothing, as their loss does
+        learn = self.learn
+        d = loss_denominator(learn.loss_func, learn.yb[0]) if len(learn.yb) == 1 else None
+        if d is None:  # filled on the device, not copied from the host
+            d = torch.full((), find_bs(learn.yb), device=learn.loss_grad.device)
+        d = d.detach().float() * (0.0 if getattr(learn.dl, "repeats_rows", False) else 1.0)
+        if rank_world()[1] > 1:
+            torch.distributed.all_reduce(d)
+        return d
+
+    def _drop_legacy_gradients(self) -> None:
+        # gradients restored from a checkpoint that scaled the step's batches by rows / n_acc: mixed with batches
+        # weighed by their denominators they would be neither; the step goes on with its batches from here
+        self._legacy = False
+        for p in self.model.parameters():
+            p.grad = None
+        warnings.warn("resume: the checkpoint holds a step part-way accumulated as fastai weighs batches (each by its "
+                      "rows / n_acc; written before bertlearn weighed an accumulated step as one batch of all its rows "
+                      "or tagged / masked tokens); those batches' gradients are left out of the resumed step, which goes "
+                      "on with the batches after them", stacklevel=user_stacklevel())
 
 
 class CheckpointCallback(Callback):

@@ -133,6 +133,10 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
                  "accumulated": accumulated,
                  "accumulated_unit": getattr(acc, "accumulated_unit", "rows"),
+                 # the step's denominators so far (its first batch's, and their sum in that unit), when its batches
+                 # weigh by their denominators: the resumed step divides by the whole step's
+                 "accumulated_weights": [float(acc.ref), float(acc.total)]
+                 if accumulated and getattr(acc, "total", None) is not None else None,
                  "steps_done": int(getattr(learn, "steps_done", 0) or 0),
                  "trackers": tracker_states(learn),
                  "finished": finished or epochs_done >= n_epoch,
@@ -296,6 +300,8 @@ def load_checkpoint(learn: Any, folder: str | Path) -> dict:
             processes = int((state.get("identity") or {}).get("processes", 1))
             accumulated = -(-accumulated // (max(int(getattr(learn.dls.train, "bs", 1) or 1), 1) * processes))
         acc.resume_count, acc.resume_grads = accumulated, grads
+        weights = state.get("accumulated_weights")
+        acc.resume_weights = tuple(weights) if accumulated and weights else None
     if learn.opt is None:
         learn.create_opt()
     if opt_state:

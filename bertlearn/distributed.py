@@ -248,8 +248,8 @@ def ddp_loss_share(learn: Any) -> Any:
 def ddp_loss_weight(learn: Any, share: Any = None) -> Any:
     """The factor on one rank's training loss under DDP that makes the averaged gradient the one of a single
     process on the global batch: the rank's share of the global batch's loss (`ddp_loss_share`) times the number
-    of ranks. Where gradient accumulation already weighs batches by their rows (`StepAccumulation`), only the
-    token / weight denominator is corrected. A device tensor or a float; no host sync.
+    of ranks. Where gradient accumulation already weighs batches by their rows (fastai's `GradientAccumulation`),
+    only the token / weight denominator is corrected. A device tensor or a float; no host sync.
 
     Args:
         learn: the learner, after its loss (`yb`, `loss_func`, `dl` of this batch).
@@ -259,7 +259,8 @@ def ddp_loss_weight(learn: Any, share: Any = None) -> Any:
     from fastai.torch_core import find_bs
     world = rank_world()[1]
     share = ddp_loss_share(learn) if share is None else share
-    # fastai's own GradientAccumulation scales by rows / n_acc too (bertlearn's StepAccumulation says so itself)
+    # fastai's own GradientAccumulation scales each batch by rows / n_acc; bertlearn's StepAccumulation weighs the
+    # global batch by its denominator itself (`weighs_rows = False`) and leaves the ranks' shares to this weight
     by_rows = any(getattr(cb, "weighs_rows", isinstance(cb, GradientAccumulation)) for cb in learn.cbs)
     if not isinstance(share, torch.Tensor):  # a mean over rows: accumulation weighed its rows already
         if getattr(learn.dl, "repeats_rows", False):

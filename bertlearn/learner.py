@@ -314,7 +314,7 @@ class TaskLearner(Learner):
                 self.fresh_head = False  # the finished fit's weights are loaded
                 for cb in self.cbs:  # a step part-way accumulated at the end is dropped, as after any fit
                     if isinstance(cb, StepAccumulation):
-                        cb.resume_count, cb.resume_grads = 0, {}
+                        cb.resume_count, cb.resume_grads, cb.resume_weights = 0, {}, None
                 done = self._resumed_done
                 ended = f"has finished all {epochs} epochs of this fit" if done >= epochs else \
                     f"holds a fit that a callback (early stopping) ended after epoch {done} of {epochs}"

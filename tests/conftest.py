@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fastai.callback.core import Callback, CancelFitException
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -174,6 +175,41 @@ def quiet_fit(learner, *args, **kwargs):
     """`learner.fit` without the progress bar and per-epoch log lines."""
     with learner.no_bar(), learner.no_logging():
         return learner.fit(*args, **kwargs)
+
+
+def without_dropout(model_dir: Path, folder: Path) -> Path:
+    """A saved model and tokenizer copied without dropout, so two computations of a training step agree."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    config = AutoConfig.from_pretrained(model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    AutoModel.from_pretrained(model_dir, config=config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    return folder
+
+
+class FirstStepGrads(Callback):
+    """Records the training batches of a fit's first optimizer step and the gradients that step's optimizer gets
+    (after gradient accumulation, before clipping), then ends the fit."""
+
+    order = 8  # after gradient accumulation (6) has let the step through, before clipping (11)
+
+    def before_fit(self):
+        self.batches, self.grads = [], None
+
+    def before_batch(self):
+        if self.training:
+            self.batches.append((self.xb, self.yb))
+
+    def before_step(self):
+        self.grads = {n: p.grad.detach().clone() for n, p in self.learn.model.named_parameters() if p.grad is not None}
+        raise CancelFitException()
+
+
+def assert_same_grads(model, grads, *, rel=1e-5) -> None:
+    """`model`'s gradients equal `grads` (by name), to `rel` of their whole norm."""
+    mine = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert mine.keys() == grads.keys()
+    diff = sum(float((mine[n] - grads[n]).norm()) ** 2 for n in mine) ** 0.5
+    assert diff <= rel * sum(float(g.norm()) ** 2 for g in mine.values()) ** 0.5, diff
 
 
 # Tensor methods that copy a value to the host, i.e. make the host wait for the GPU when the tensor lives there

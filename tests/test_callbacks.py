@@ -8,7 +8,7 @@ import pytest
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
-from conftest import quiet_fit
+from conftest import FirstStepGrads, assert_same_grads, quiet_fit, without_dropout
 from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
 
 from bertlearn import BertLearner, GradientClip
@@ -64,6 +64,31 @@ def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_databunc
     counter = CountSteps()
     quiet_fit(learner, 1, lr=1e-4, cbs=[counter])
     assert counter.batches == 6 and counter.steps == 3  # 96 rows, bs 16
+
+
+@pytest.mark.parametrize("bs, weight", [(40, None), (16, [1.0, 5.0])])
+def test_an_accumulated_step_is_one_batch_of_all_its_rows(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path, bs,
+                                                          weight):
+    # each batch was scaled by its rows / (bs x steps), fastai's rule: a step holding the short last batch (96 rows
+    # in batches of 40: 40 + 40 + 16) was divided by 120 rows, and a class-weighted cross-entropy, a mean over its
+    # targets' weights, was weighed by rows; the step is now one batch of all its rows, as transformers' Trainer
+    from bertlearn import BertDataBunch
+    model = without_dropout(tiny_model_dir, tmp_path / "model")
+    db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=bs, maxlen=64, seed=3, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(model), None, "cpu", None, output_dir=tmp_path / "out", seed=3,
+                                                grad_accumulation_steps=3, weight=weight)
+    start = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    rec = FirstStepGrads()
+    quiet_fit(learner, 1, lr=1e-3, cbs=[rec])
+    w = torch.tensor(weight or [1.0, 1.0])
+    weights = [float(w[y].sum()) for _, (y,) in rec.batches]
+    assert len(weights) == 3 and len(set(weights)) > 1, weights
+    learner.model.load_state_dict(start)
+    learner.model.zero_grad(set_to_none=True)
+    total = sum(torch.nn.functional.cross_entropy(learner.model(*xb).logits, y, weight=w, reduction="sum")
+                for xb, (y,) in rec.batches)
+    (total / sum(weights)).backward()
+    assert_same_grads(learner.model, rec.grads)
 
 
 def test_gradient_clip_bounds_the_gradient_norm(tiny_databunch, tiny_model_dir, tmp_path):

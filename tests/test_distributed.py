@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, without_dropout
 
 from bertlearn import BertClassificationPredictor
 
@@ -41,15 +41,6 @@ def runs(shared_data, tmp_path_factory):
                             text=True, timeout=900)
     assert single.returncode == 0, single.stderr[-4000:]
     return out
-
-
-def _without_dropout(tiny_model_dir: Path, folder: Path) -> Path:
-    """The tiny BERT saved without dropout, so two processes and one compute the same numbers."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-    config = AutoConfig.from_pretrained(tiny_model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    AutoModel.from_pretrained(tiny_model_dir, config=config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
-    return folder
 
 
 def _json(path: Path) -> dict:
@@ -136,7 +127,7 @@ def test_batches_that_split_unevenly_train_as_one_process_would(task, world, row
     # batches (half as long as asked), and DDP averaged the ranks' means (an uneven batch, a token-level loss).
     # 38 rows in global batches of 12 on 3 ranks: the last has 2 rows, so rank 2 repeats rank 0's row to step with
     # the others; the repeat weighed as a third row (weights 1.4e-2 from one process's) until it was weighted 0
-    model = _without_dropout(tiny_model_dir, tmp_path / "model")
+    model = without_dropout(tiny_model_dir, tmp_path / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     worker = str(ROOT / "tests" / "uneven_ddp_worker.py")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(world),
@@ -162,7 +153,7 @@ def test_validate_and_predictions_after_a_ddp_fit(tiny_model_dir, tmp_path):
     # rank's rows (each row counted twice: a confusion matrix of 66 rows for 33), and predict_logits with other
     # texts on each rank split them and gathered the ranks' answers together (rank 0 got rank 1's predictions);
     # a SaveModelCallback's end of fit failed to load the best weights back under gloo (device "cpu:0")
-    model = _without_dropout(tiny_model_dir, tmp_path / "model")
+    model = without_dropout(tiny_model_dir, tmp_path / "model")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     worker = str(ROOT / "tests" / "ddp_after_fit_worker.py")
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",

@@ -7,7 +7,7 @@ import logging
 import pandas as pd
 import pytest
 import torch
-from conftest import make_texts
+from conftest import FirstStepGrads, assert_same_grads, make_texts, quiet_fit, without_dropout
 
 from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError
 from bertlearn.tasks.lm import BertLMDataBunch, BertLMLearner, MaskedLMModel
@@ -152,6 +152,26 @@ def test_gradient_accumulation_steps_every_n_batches(corpus, tiny_model_dir, tmp
     n = len(db.train)
     assert n >= 4 and events.count("batch") == n and events.count("step") == n // 2
     assert events[:4] == ["batch", "batch", "step", "batch"]
+
+
+def test_an_accumulated_step_weighs_every_masked_token_alike(corpus, tiny_model_dir, tmp_path):
+    # each batch weighed 1 / 2 whatever its masked tokens: a step's gradients were not those of one batch of both
+    # batches' masked tokens (what transformers' Trainer computes: it weighs tokens)
+    model = without_dropout(tiny_model_dir, tmp_path / "model")
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(model), bs=16, maxlen=32, seed=0, device="cpu")
+    learner = BertLMLearner.from_pretrained_model(db, str(model), output_dir=tmp_path / "out", device="cpu", seed=0,
+                                                  grad_accumulation_steps=2)
+    start = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    rec = FirstStepGrads()
+    quiet_fit(learner, 1, lr=1e-4, cbs=[rec])
+    counts = [len(y) for _, (y,) in rec.batches]
+    assert len(counts) == 2 and counts[0] != counts[1], counts
+    learner.model.load_state_dict(start)
+    learner.model.zero_grad(set_to_none=True)
+    total = sum(torch.nn.functional.cross_entropy(learner.model(*xb).float(), y, reduction="sum")
+                for xb, (y,) in rec.batches)
+    (total / sum(counts)).backward()
+    assert_same_grads(learner.model, rec.grads)
 
 
 def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch):

@@ -20,7 +20,7 @@ from bertlearn.data.conll import (check_scheme, detect_scheme, labels_for, read_
 from bertlearn.data.tagged import IGNORE_INDEX, TagEncoder
 from bertlearn.tasks.token_classification import entity_report, entity_scores, group_entities, text_words
 
-from conftest import FILLER, POSITIVE, quiet_fit
+from conftest import FILLER, POSITIVE, FirstStepGrads, assert_same_grads, quiet_fit, without_dropout
 from test_graphs import fake_capture  # noqa: F401  (a fixture)
 
 NAMES = ["bob", "ann", "kim", "lee", "sue"]  # not in the tiny vocabulary: each is cut into letter pieces
@@ -719,6 +719,72 @@ def test_checkpoint_and_resume(ner_dir, tiny_model_dir):
     quiet_fit(again, 2, lr=1e-3, resume=True)  # both epochs done: nothing left to train, the weights are restored
     for a, b in zip(learner.model.parameters(), again.model.parameters()):
         torch.testing.assert_close(a, b)
+
+
+class TestAccumulation:
+    """Gradient accumulation of a loss over tagged words: a step is one batch that many times as large."""
+
+    @staticmethod
+    def learner(tmp_path, tiny_model_dir, rows):
+        model = without_dropout(tiny_model_dir, tmp_path / "model")
+        write_conll(tmp_path / "train.txt", *make_tagged(rows, seed=1))
+        write_conll(tmp_path / "val.txt", *make_tagged(8, seed=2))
+        db = BertNERDataBunch(tmp_path, str(model), train_file="train.txt", val_file="val.txt", label_file=None, bs=4,
+                              maxlen=64, device="cpu", seed=0)
+        return BertNERLearner.from_pretrained_model(db, str(model), tmp_path / "out", "cpu", seed=0,
+                                                    grad_accumulation_steps=3)
+
+    def test_a_step_weighs_every_tagged_word_alike(self, tmp_path, tiny_model_dir):
+        # each batch's mean was scaled by its rows (fastai's rule): batches of 50, 33 and 51 tagged words weighed a
+        # word of the second 1.5x one of the others, and the step's gradients were 4% (of their norm) off those of
+        # one batch of all three, which transformers' Trainer computes (it weighs tokens)
+        learner = self.learner(tmp_path, tiny_model_dir, 24)
+        start = {k: v.clone() for k, v in learner.model.state_dict().items()}
+        rec = FirstStepGrads()
+        quiet_fit(learner, 1, lr=1e-3, cbs=[rec])
+        counts = [int((y != IGNORE_INDEX).sum()) for _, (y,) in rec.batches]
+        assert len(counts) == 3 and len(set(counts)) == 3, counts
+        learner.model.load_state_dict(start)
+        learner.model.zero_grad(set_to_none=True)
+        total = sum(torch.nn.functional.cross_entropy(learner.model(*xb).logits.flatten(0, 1), y.flatten(),
+                                                      ignore_index=IGNORE_INDEX, reduction="sum")
+                    for xb, (y,) in rec.batches)
+        (total / sum(counts)).backward()
+        assert_same_grads(learner.model, rec.grads)
+
+    def test_an_epoch_ending_mid_step_resumes_as_the_whole_fit(self, tmp_path, tiny_model_dir):
+        # 20 sentences in batches of 4, 3 a step: epoch 1 ends 2 batches into a step, whose tagged words so far the
+        # checkpoint keeps with its gradients (the resumed step divides by the whole step's words)
+        import json
+
+        from fastai.callback.core import Callback, CancelFitException
+
+        class StopAfterFirstEpoch(Callback):
+            order = 100  # after the checkpoint is written
+
+            def after_epoch(self):
+                raise CancelFitException()
+
+        whole = self.learner(tmp_path / "whole", tiny_model_dir, 20)
+        quiet_fit(whole, 2, lr=1e-3)
+        cut = self.learner(tmp_path / "cut", tiny_model_dir, 20)
+        quiet_fit(cut, 2, lr=1e-3, checkpoint=True, cbs=[StopAfterFirstEpoch()])
+        state_file = tmp_path / "cut" / "out" / "checkpoints" / "last" / "state.json"
+        state = json.loads(state_file.read_text())
+        assert state["accumulated"] == 2 and state["accumulated_weights"][1] > 1
+        resumed = self.learner(tmp_path / "cut", tiny_model_dir, 20)
+        quiet_fit(resumed, 2, lr=1e-3, resume=True)
+        for (name, a), b in zip(whole.model.named_parameters(), resumed.model.parameters()):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+        # a checkpoint written before steps weighed tagged words holds rows-scaled gradients: left out, said once
+        del state["accumulated_weights"]
+        state_file.write_text(json.dumps(state))
+        old = self.learner(tmp_path / "cut", tiny_model_dir, 20)
+        with pytest.warns(UserWarning, match=r"^resume: the checkpoint holds a step part-way accumulated as fastai "
+                          r"weighs batches \(each by its rows / n_acc; written before bertlearn weighed an accumulated "
+                          r"step as one batch of all its rows or tagged / masked tokens\); those batches' gradients "
+                          r"are left out of the resumed step, which goes on with the batches after them$"):
+            quiet_fit(old, 2, lr=1e-3, resume=True)
 
 
 def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):

@@ -2,7 +2,8 @@
 between two ranks, in one process (global batch) or under torchrun (half of it per rank).
 
     python tests/uneven_ddp_worker.py OUT MODEL TASK BS [ROWS]  # TASK: classification (gradient accumulation and a
-    python -m torch.distributed.run --nproc_per_node 2 ...      #   warmup_linear schedule) or ner (a token-level loss)
+    python -m torch.distributed.run --nproc_per_node 2 ...      #   warmup_linear schedule) or ner (a token-level loss,
+                                                                #   its accumulated steps weighed by tagged words)
 
 ROWS (37 unless given) is the number of training rows.
 
@@ -35,7 +36,7 @@ def main() -> None:
         db = BertNERDataBunch.from_sentences(TaggedSentences(words, tags, source="train"),
                                              TaggedSentences(*valid, source="valid"), model, bs=bs, maxlen=64, seed=0,
                                              device="cpu")
-        learner = BertNERLearner.from_pretrained_model(db, model, out, "cpu", seed=0)
+        learner = BertNERLearner.from_pretrained_model(db, model, out, "cpu", seed=0, grad_accumulation_steps=2)
     else:
         from conftest import make_texts
 

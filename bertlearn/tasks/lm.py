@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from fastai.callback.core import CancelBatchException
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from torch import nn
@@ -630,26 +629,16 @@ class MaskedLMLoss(nn.Module):
 
 
 class AccumulateBatches(StepAccumulation):
-    """fastai's `GradientAccumulation` (resumable, as `StepAccumulation`) counting batches: one optimizer step every
-    `n_acc` batches, each batch's loss weighted 1 / n_acc. fastai's counts the rows of the targets, and a masked-LM
-    batch's targets are its masked tokens, not its rows.
+    """`StepAccumulation` counting batches: one optimizer step every `n_acc` batches. fastai's counts the rows of the
+    targets, and a masked-LM batch's targets are its masked tokens, not its rows. Each batch weighs by its masked
+    tokens, so the step is one batch of all its masked tokens.
 
     Args:
         n_acc: batches per optimizer step.
     """
 
-    weighs_rows = False  # each batch's loss is scaled by 1 / n_acc, whatever its rows
-    accumulated_unit = "batches"  # what a checkpoint's count is of
-
-    def after_loss(self) -> None:
-        self.learn.loss_grad /= self.n_acc
-
-    def before_step(self) -> None:
-        self.learn.loss_grad *= self.n_acc  # the recorded loss stays the batch's own
-        self.count += 1
-        if self.count < self.n_acc:
-            raise CancelBatchException()  # skips the step and zero_grad: the gradients add up
-        self.count = 0
+    def __init__(self, n_acc: int = 2):
+        super().__init__(n_acc=n_acc, batches=n_acc)
 
 
 class Perplexity(DeviceAvgLoss):
