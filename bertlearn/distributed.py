@@ -28,7 +28,8 @@ import torch
 from .errors import user_stacklevel
 
 __all__ = ["ddp_loss_share", "ddp_loss_weight", "rank_world", "launched_distributed", "is_main_process", "shared_seed",
-           "gather_objects", "all_sum", "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect"]
+           "gather_objects", "all_sum", "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect",
+           "gather_fastai_metrics", "detach_without_gather", "metrics_gatherer"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -188,7 +189,14 @@ def distributed_trainer(**kwargs: Any) -> Any:
                 rank, world = rank_world()
                 if world == 1 or getattr(dl, "world_size", 1) == world or not hasattr(dl, "shard"):
                     return dl
-                return dl.shard(rank, world)
+                dl = dl.shard(rank, world)
+                if not dl.shuffle:
+                    # validation shards differ between ranks in rows and batches (rank::world): fastai's metrics
+                    # gather every batch (`learn.to_detach`), which assumes the same shapes on every rank (gloo
+                    # aborted, NCCL mismatches, a rank with a batch more waits for ever). They keep their own
+                    # rows here and are gathered once, whole, in after_validate
+                    dl.to_detach = detach_without_gather
+                return dl
 
             def before_validate(self) -> None:
                 super().before_validate()
@@ -199,6 +207,7 @@ def distributed_trainer(**kwargs: Any) -> Any:
 
             def after_validate(self) -> None:
                 self.learn.model = getattr(self, "_ddp", self.learn.model)
+                gather_fastai_metrics(self.learn.metrics)  # before the Recorder (order 50) reads their values
 
             def after_loss(self) -> None:
                 # DDP averages the ranks' gradients, each the gradient of its own mean: the global batch's mean only
@@ -217,6 +226,57 @@ def distributed_trainer(**kwargs: Any) -> Any:
 
         _TRAINER_CLASS = BertDistributedTrainer
     return _TRAINER_CLASS(**kwargs)
+
+
+def detach_without_gather(b: Any, cpu: bool = True, gather: bool = True) -> Any:
+    """fastai's `to_detach` without its per-batch gather across ranks: what a validation shard's loader gives
+    `learn.to_detach`, whose metrics `gather_fastai_metrics` gathers once, whole.
+
+    Args:
+        b: tensors (nested) to detach.
+        cpu: move them to the CPU.
+        gather: ignored (never gathered).
+    """
+    from fastai.torch_core import to_detach
+    return to_detach(b, cpu=cpu, gather=False)
+
+
+def metrics_gatherer() -> Any:
+    """A callback that gathers fastai's metrics from every rank after a validation pass on sharded loaders
+    (`gather_fastai_metrics`), before the Recorder reads them."""
+    from fastai.callback.core import Callback
+    from fastai.learner import Recorder
+
+    class GatherFastaiMetrics(Callback):
+        order = Recorder.order - 1
+
+        def after_validate(self) -> None:
+            gather_fastai_metrics(self.learn.metrics)
+
+    return GatherFastaiMetrics()
+
+
+def gather_fastai_metrics(metrics: Any) -> None:
+    """Gather fastai's `AccumMetric`s (their predictions and targets) and `AvgMetric`s (their sums) from every rank,
+    once per validation, so each reports the whole validation set as one process would. bertlearn's own metrics
+    gather themselves; other `Metric`s are left as they are. A no-op in a single process.
+
+    Args:
+        metrics: the learner's metrics, after a validation pass on this rank's shard.
+    """
+    from fastai.learner import AvgMetric
+    from fastai.metrics import AccumMetric
+    if rank_world()[1] == 1:
+        return
+    for m in metrics:  # in the same order on every rank: each gather is a collective
+        if isinstance(m, AccumMetric):
+            local = (torch.cat(m.preds), torch.cat(m.targs)) if m.preds else None
+            parts = [p for p in gather_objects(local) if p is not None]
+            m.preds, m.targs = ([torch.cat([p for p, _ in parts])], [torch.cat([t for _, t in parts])]) if parts \
+                else ([], [])
+        elif isinstance(m, AvgMetric):
+            totals = gather_objects((torch.as_tensor(m.total).detach().cpu(), m.count))
+            m.total, m.count = sum(t for t, _ in totals), sum(c for _, c in totals)
 
 
 def ddp_loss_share(learn: Any) -> Any:

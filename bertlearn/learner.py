@@ -42,8 +42,9 @@ from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
 from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
 from .data import positive_int
 from .device import resolve_device
-from .distributed import (distributed_trainer, init_distributed, is_main_process, launched_distributed,
-                          main_process_only, multi_gpu_without_effect, rank_world)
+from .distributed import (detach_without_gather, distributed_trainer, init_distributed, is_main_process,
+                          launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
+                          rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
@@ -723,6 +724,10 @@ class TaskLearner(Learner):
             # the losses and metrics still gathered every rank's rows: each row counted once per rank (a confusion
             # matrix of twice the rows). Each rank scores its share, as in the fit
             loader = loader.shard(rank, world)
+            # the shards differ in rows and batches: fastai's metrics keep their rank's rows and are gathered once
+            # (their per-batch gather assumed the same shapes on every rank, and aborted or waited for ever)
+            loader.to_detach = detach_without_gather
+            cbs = [*L(cbs), metrics_gatherer()]
         with (self.no_bar() if quiet else contextlib.nullcontext()), self.keeping_history():
             values = super().validate(dl=loader, cbs=cbs)
         if values is None or not len(values):  # fastai records nothing for a pass a callback cancelled

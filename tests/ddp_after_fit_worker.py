@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import make_texts  # noqa: E402
 from fastai.callback.tracker import SaveModelCallback  # noqa: E402
+from fastai.learner import AvgMetric  # noqa: E402
+from fastai.metrics import F1Score, error_rate  # noqa: E402
 
 from bertlearn import BertDataBunch, BertLearner  # noqa: E402
 from bertlearn import metrics as M  # noqa: E402
@@ -31,13 +33,18 @@ def main() -> None:
     out, model, bs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     db = BertDataBunch.from_df(make_texts(32, seed=1), make_texts(33, seed=2), model, bs=bs, maxlen=64, seed=0,
                                device="cpu")
+    # fastai's own metrics too: they gather each batch across ranks, and the 33 validation rows split 17 / 16 (batches
+    # 4+4+4+4+1 against 4+4+4+4 at bs 4)
     learner = BertLearner.from_pretrained_model(db, model, [{"name": "confusion_matrix", "function": M.confusion_matrix},
-                                                            {"name": "accuracy", "function": M.accuracy}],
+                                                            {"name": "accuracy", "function": M.accuracy},
+                                                            F1Score(average="macro"), AvgMetric(error_rate)],
                                                 "cpu", None, output_dir=out, seed=0)
     with learner.no_bar(), learner.no_logging():
         # its end of fit loads the best weights back: under gloo the device was "cpu:0", which torch.load refused
         learner.fit(1, lr=5e-3, cbs=[SaveModelCallback(monitor="accuracy")])
     rank, world = rank_world()
+    fit_metrics = {name: float(v) for name, v in zip(learner.recorder.metric_names[2:], learner.recorder.values[-1][1:])
+                   if name != "confusion_matrix"}
     results = learner.validate(quiet=True)
     mine = POSITIVE if rank == 0 else NEGATIVE  # each rank its own texts (one process: the positive ones)
     with warnings.catch_warnings(record=True) as seen:
@@ -49,6 +56,7 @@ def main() -> None:
     (out / f"{tag}.json").write_text(json.dumps({
         "confusion_matrix": [[int(v) for v in row] for row in results["confusion_matrix"]],
         "accuracy": float(results["accuracy"]), "loss": float(results["loss"]), "own": own.tolist(),
+        "fit_metrics": fit_metrics, "f1_score": float(results["f1_score"]), "error_rate": float(results["error_rate"]),
         "shared": shared.tolist(), "warnings": [str(w.message) for w in seen if "launcher" in str(w.message)]}))
 
 

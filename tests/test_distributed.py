@@ -169,6 +169,12 @@ def test_validate_and_predictions_after_a_ddp_fit(tiny_model_dir, tmp_path):
         assert r["accuracy"] == pytest.approx(one["accuracy"], abs=1e-6)
         assert r["loss"] == pytest.approx(one["loss"], rel=1e-5)
         assert torch.allclose(torch.tensor(r["shared"]), torch.tensor(one["shared"]), atol=1e-5)
+        # fastai's F1Score and AvgMetric in the fit's validation (each rank its shard): gathered once, whole; their
+        # per-batch gather had aborted on the ranks' batches of 1 and 4 rows
+        assert r["fit_metrics"].keys() == one["fit_metrics"].keys() >= {"f1_score", "error_rate", "accuracy"}
+        for name, value in one["fit_metrics"].items():
+            assert r["fit_metrics"][name] == pytest.approx(value, abs=1e-6), name
+        assert (r["f1_score"], r["error_rate"]) == pytest.approx((one["f1_score"], one["error_rate"]), abs=1e-6)
     # rank 0 predicted the positive texts, as the single process did; rank 1 its negative ones, alone
     assert torch.allclose(torch.tensor(r0["own"]), torch.tensor(one["own"]), atol=1e-5)
     assert torch.allclose(torch.tensor(r1["own"]), torch.tensor(one["shared"][4:]), atol=1e-5)
