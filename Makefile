@@ -28,7 +28,7 @@ demo: setup
 	$(PY) examples/demo.py
 
 test: setup
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m pytest -p no:cacheprovider --durations=30
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

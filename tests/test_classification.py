@@ -323,7 +323,11 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, ti
     # padding_side="left" set on a BERT tokenizer is not followed: BERT counts positions from the first token, pads
     # included, so left padding moved a text's positions with its batch (1.3e-2 between bs 1 and 3 in review)
     bert_tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
-    bert_db = BertDataBunch.from_df(df, df[:8], bert_tok, bs=8, maxlen=64, device="cpu")
+    with pytest.warns(UserWarning, match=r"^padding_side='left' on the BertTokenizer is not followed: batches pad on "
+                      r"the right, as its class does \(these models number positions from the first token, pads "
+                      r"included, so left padding would move a text's positions with its batch\); the tokenizer is "
+                      r"left as it is$"):
+        bert_db = BertDataBunch.from_df(df, df[:8], bert_tok, bs=8, maxlen=64, device="cpu")
     bert = BertLearner.from_pretrained_model(bert_db, str(tiny_model_dir), None, "cpu", None, seed=0)
     assert bert_tok.padding_side == "left" and not bert_db.encoder.pad_left
     with torch.no_grad():

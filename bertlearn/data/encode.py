@@ -70,6 +70,12 @@ class TextEncoder:
             raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
         self.token_type_ids_option = token_type_ids  # what was asked: the learner warns only where it decided
         self._token_types = self._decide_token_types(token_type_ids)
+        asked = getattr(tokenizer, "padding_side", None)
+        if asked == "left" and not self.pad_left:
+            warnings.warn(f"padding_side='left' on the {type(tokenizer).__name__} is not followed: batches pad on the "
+                          "right, as its class does (these models number positions from the first token, pads "
+                          "included, so left padding would move a text's positions with its batch); the tokenizer "
+                          "is left as it is", stacklevel=user_stacklevel())
 
     def _decide_token_types(self, asked: bool | None) -> bool:
         """Whether pairs carry segment ids (see `token_type_ids` in the class docstring)."""
