@@ -2,7 +2,9 @@
 
 A metric function takes the logits and targets of the whole validation set. `DeviceAccumMetric` keeps
 the per-batch tensors on the device during validation (fastai's `AvgMetric` copies each batch to the CPU,
-a host-device sync per batch) and hands the concatenated CPU tensors to the function once at the end.
+a host-device sync per batch) and hands the concatenated CPU tensors to the function once at the end. A function
+refuses another task's targets (class indices, 0/1 rows, values) with a ValueError that names it and the metrics
+that fit, where it would have scored them as a number that meant nothing.
 
 Every metric gives scikit-learn's (or SciPy's) value on the same decisions; where a docstring says otherwise it
 says how and why. fast-bert's metric names (`accuracy`, `accuracy_multilabel`, `accuracy_thresh`, `fbeta`,
@@ -37,18 +39,89 @@ def _np(t: Any) -> np.ndarray:
     return t.detach().cpu().float().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
+def _np64(t: Any) -> np.ndarray:
+    """Scores in float64, for rankings: float32 sigmoids and softmaxes of confident logits are all 1.0 (ties)."""
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+
+
+def _tensor(t: Any) -> torch.Tensor:
+    return t if isinstance(t, torch.Tensor) else torch.as_tensor(np.asarray(t))
+
+
+def _got(y_pred: torch.Tensor, y_true: torch.Tensor) -> str:
+    return (f"got y_pred of shape {tuple(y_pred.shape)} and y_true of shape {tuple(y_true.shape)} "
+            f"({str(y_true.dtype).replace('torch.', '')})")
+
+
+# what to use instead, said by the checks below
+_SINGLE_NAMES = "accuracy, f1_macro, roc_auc or matthews_corrcoef"
+_MULTI_NAMES = "accuracy_thresh, accuracy_multilabel, fbeta, f1_multilabel_macro, roc_auc or hamming_loss"
+_REGRESSION_NAMES = "mse, mae, pearson or spearman"
+
+
+def _class_indices(name: str, y_pred: Any, y_true: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """y_pred as (n, c) scores and y_true as (n,) int64 class indices in [0, c), or a ValueError naming `name`, what
+    the call gave and the metrics that take it: a regression value or a multi-label row read as a class index gave
+    a number that meant nothing."""
+    y_pred, y_true = _tensor(y_pred), _tensor(y_true)
+    takes = (f"{name}() takes y_pred (n, c) of scores, one column per class, and y_true (n,) of class indices in "
+             f"[0, c); {_got(y_pred, y_true)}")
+    if y_pred.dim() != 2:
+        raise ValueError(f"{takes}: y_pred is not (n, c); pass the logits of every row, one column per class")
+    if y_true.dim() > 2 or y_true.dim() == 2 and y_true.shape[1] != 1:
+        raise ValueError(f"{takes}: y_true holds a row per example, not a class index. Multi-label 0/1 rows: use "
+                         f"{_MULTI_NAMES}; one-hot single-label rows: pass y_true.argmax(-1)")
+    y = y_true.reshape(-1)
+    if len(y) != len(y_pred):
+        raise ValueError(f"{takes}: y_pred has {len(y_pred)} rows and y_true {len(y)}; pass one target per row")
+    if y.is_floating_point() and len(y):
+        bad = ~torch.isfinite(y) | (y != y.round())
+        if bool(bad.any()):
+            raise ValueError(f"{takes}: y_true holds {float(y[bad][0]):g}, not a whole number. Regression targets: "
+                             f"use {_REGRESSION_NAMES}; class indices are whole numbers in [0, c)")
+    y = y.long()
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= y_pred.shape[1]):
+        v = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise ValueError(f"{takes}: y_true holds class index {v}, outside [0, {y_pred.shape[1]}) (y_pred's "
+                         f"columns). Pass a column of logits for every class; regression targets: use "
+                         f"{_REGRESSION_NAMES}")
+    return y_pred, y
+
+
+def _label_rows(name: str, y_pred: Any, y_true: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """y_pred and y_true as (n, c) scores and 0/1 labels of one shape, or a ValueError naming `name`, what the call
+    gave and the metrics that take it (class indices broadcast against (n, c) scores, or fit them where n == c)."""
+    y_pred, y_true = _tensor(y_pred), _tensor(y_true)
+    takes = (f"{name}() takes y_pred (n, c) of scores and y_true (n, c) of 0/1 labels, one column per label, shaped "
+             f"like y_pred; {_got(y_pred, y_true)}")
+    if y_pred.dim() != 2 or tuple(y_true.shape) != tuple(y_pred.shape):
+        if y_true.dim() == 1:
+            raise ValueError(f"{takes}: y_true is one value per row. Class indices: use {_SINGLE_NAMES}; regression "
+                             f"values: use {_REGRESSION_NAMES}")
+        raise ValueError(f"{takes}: the shapes differ; pass y_pred (n, c) and one 0/1 column per label in y_true")
+    if y_true.numel() and y_true.dtype != torch.bool:
+        bad = (y_true != 0) & (y_true != 1)
+        if bool(bad.any()):
+            raise ValueError(f"{takes}: y_true holds {float(y_true[bad][0]):g}, not 0 or 1. Pass 0/1 labels; "
+                             f"regression targets: use {_REGRESSION_NAMES}")
+    return y_pred, y_true
+
+
 def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """Share of rows whose highest logit is the true class.
 
     Args:
         y_pred: (n, c) logits or probabilities.
-        y_true: (n,) class indices.
+        y_true: (n,) class indices (whole numbers in [0, c); a ValueError says where they are not).
+        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
     """
-    return (y_pred.argmax(dim=-1) == y_true.view(-1)).float().mean()
+    y_pred, y = _class_indices("accuracy", y_pred, y_true)
+    return (y_pred.argmax(dim=-1) == y.to(y_pred.device)).float().mean()
 
 
-def _classes(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    return _np(y_true).astype(int).reshape(-1), _np(y_pred.argmax(dim=-1)).astype(int), list(range(y_pred.shape[-1]))
+def _classes(y_pred: torch.Tensor, y_true: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    y_pred, y = _class_indices(name, y_pred, y_true)
+    return y.cpu().numpy(), y_pred.argmax(dim=-1).cpu().numpy(), list(range(y_pred.shape[-1]))
 
 
 # sklearn averages over the classes present in the targets or the predictions: a class the validation set lacks
@@ -60,7 +133,7 @@ _AVERAGED = ("precision, recall and F1 average over the classes that occur in th
 
 def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
     def metric(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-        t, p, _ = _classes(y_pred, y_true)
+        t, p, _ = _classes(y_pred, y_true, name)
         return float(fn(t, p, zero_division=0, **fixed))
     metric.__name__ = metric.__qualname__ = name
     metric.__doc__ = (f"{name.replace('_', ' ')} of the argmax class: sklearn `{fn.__name__}(average="
@@ -88,7 +161,7 @@ def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwa
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, _ = _classes(y_pred, y_true)
+    t, p, _ = _classes(y_pred, y_true, "f1")
     return float(skm.f1_score(t, p, average=average, zero_division=0))
 
 
@@ -101,7 +174,7 @@ def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro"
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, _ = _classes(y_pred, y_true)
+    t, p, _ = _classes(y_pred, y_true, "precision")
     return float(skm.precision_score(t, p, average=average, zero_division=0))
 
 
@@ -114,7 +187,7 @@ def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", *
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, _ = _classes(y_pred, y_true)
+    t, p, _ = _classes(y_pred, y_true, "recall")
     return float(skm.recall_score(t, p, average=average, zero_division=0))
 
 
@@ -127,7 +200,7 @@ def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> n
         y_true: (n,) class indices.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
+    t, p, labels = _classes(y_pred, y_true, "f1_per_class")
     return skm.f1_score(t, p, labels=labels, average=None, zero_division=0)
 
 
@@ -140,7 +213,7 @@ def matthews_corrcoef(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any)
         y_true: (n,) class indices.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
+    t, p, labels = _classes(y_pred, y_true, "matthews_corrcoef")
     cm = skm.confusion_matrix(t, p, labels=labels).astype(np.float64)
     true_k, pred_k, right, n = cm.sum(1), cm.sum(0), np.trace(cm), cm.sum()
     denominator = np.sqrt((n * n - pred_k @ pred_k) * (n * n - true_k @ true_k))
@@ -155,30 +228,56 @@ def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) 
         y_true: (n,) class indices.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, p, labels = _classes(y_pred, y_true)
+    t, p, labels = _classes(y_pred, y_true, "confusion_matrix")
     return skm.confusion_matrix(t, p, labels=labels)
 
 
+def _log_odds(x: np.ndarray) -> np.ndarray:
+    """Each class's softmax log-odds against the rest, log(p_k / (1 - p_k)) = x_k - logsumexp(x_j, j != k), of (n, c)
+    float64 logits: per class, rows rank as their probabilities do, without the ties of a saturated softmax (1.0 in
+    float32 for every logit gap above ~17, in float64 above ~37). Each value is computed from the row's sorted
+    logits, so rows holding the same logits in another order get the same value: a tie stays a tie."""
+    order = np.sort(x, axis=1)
+    top = order[:, -1:]
+    total = np.exp(order - top).sum(1, keepdims=True)  # >= 1: a top class's own term
+    # a class below the top: the rest hold the top's term 1, so total - e_k >= 1 and nothing cancels away
+    rest = np.log(np.maximum(total - np.exp(x - top), 1.0))
+    if x.shape[1] > 1:
+        # a top class (all of them where several tie): the rest's log-sum-exp about their own maximum, the second
+        # largest logit (total - 1 would cancel to 0 when the row is confident, the very rows that saturate)
+        second = order[:, -2:-1]
+        at_top = second - top + np.log(np.exp(order[:, :-1] - second).sum(1, keepdims=True))
+        rest = np.where(x == top, at_top, rest)
+    return (x - top) - rest
+
+
 def roc_auc(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """ROC AUC. Single-label (y_true of class indices): of softmax probabilities, binary on class 1, else sklearn's
-    one-vs-rest macro average. Multi-label (y_true of 0/1 rows like y_pred): fast-bert's `roc_auc`, the micro
-    average over every (row, label) score (sklearn `roc_auc_score(y_true.ravel(), y_pred.ravel())`). NaN where
-    the AUC is undefined (sklearn raises): a class without positives or negatives in y_true.
+    """ROC AUC. Single-label (y_true of class indices): the AUC of the softmax probabilities, binary of class 1,
+    else sklearn's one-vs-rest macro average (the mean over classes of each class's AUC). Multi-label (y_true of 0/1
+    rows like y_pred): fast-bert's `roc_auc`, the micro average over every (row, label) score (sklearn
+    `roc_auc_score(y_true.ravel(), y_pred.ravel())`, on the logits). NaN where the AUC is undefined (sklearn
+    raises): a class without positives or negatives in y_true.
+
+    AUC reads only the order of the scores, so rows are ranked by float64 transforms that keep the probabilities'
+    order and do not saturate: logits[:, 1] - logits[:, 0] when binary, each class's log-odds against the rest
+    otherwise, the logits for multi-label. float32 softmax and sigmoid outputs are 1.0 for every confident row:
+    ties that changed the AUC.
 
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n,) class indices, or (n, c) 0/1 targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    if y_true.dim() == 2 and tuple(y_true.shape) == tuple(y_pred.shape):
-        return roc_auc_micro(y_pred, y_true)
-    probs = _np(y_pred.float().softmax(dim=-1))
-    t = _np(y_true).astype(int).reshape(-1)
-    if len(np.unique(t)) < max(2, probs.shape[1]):  # a class without positives (or negatives): undefined
+    if _tensor(y_true).dim() == 2 and tuple(_tensor(y_true).shape) == tuple(_tensor(y_pred).shape):
+        return _roc_auc_micro("roc_auc", y_pred, y_true)
+    y_pred, y = _class_indices("roc_auc", y_pred, y_true)
+    t, x = y.cpu().numpy(), _np64(y_pred)
+    if len(np.unique(t)) < max(2, x.shape[1]):  # a class without positives (or negatives): undefined
         return float("nan")
-    if probs.shape[1] == 2:
-        return float(skm.roc_auc_score(t, probs[:, 1]))
-    return float(skm.roc_auc_score(t, probs, multi_class="ovr", average="macro", labels=list(range(probs.shape[1]))))
+    if x.shape[1] == 2:
+        return float(skm.roc_auc_score(t, x[:, 1] - x[:, 0]))
+    z = _log_odds(x)
+    return float(np.mean([skm.roc_auc_score(t == k, z[:, k]) for k in range(x.shape[1])]))
 
 
 # --- multi-label: y_pred (n, c) logits, y_true (n, c) 0/1 ---
@@ -192,28 +291,34 @@ def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: boo
     Args:
         y_pred: (n, c) logits (or probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        sigmoid: apply a sigmoid to `y_pred` first (the argmax is the same either way).
+        sigmoid: fast-bert's flag, without effect: the sigmoid keeps the order, so the argmax is taken of `y_pred`
+            itself (float32 sigmoids of confident logits are all 1.0, ties that the argmax broke to label 0).
+        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
     """
     if "thresh" in kwargs:
         raise TypeError("accuracy_multilabel() is fast-bert's top-label match and takes no thresh; for the share of "
                         "right decisions at a threshold use accuracy_thresh(y_pred, y_true, thresh=...)")
-    probs = y_pred.sigmoid() if sigmoid else y_pred
-    return (probs.argmax(dim=-1) == y_true.argmax(dim=-1)).float().mean()
+    y_pred, y_true = _label_rows("accuracy_multilabel", y_pred, y_true)
+    return (y_pred.argmax(dim=-1) == y_true.float().argmax(dim=-1).to(y_pred.device)).float().mean()
 
 
 def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
                     **kwargs: Any) -> torch.Tensor:
-    """Share of (row, label) decisions that are right, thresholding sigmoid outputs at `thresh` (fast-bert's
-    `accuracy_thresh`; 1 - sklearn's `hamming_loss`).
+    """Share of (row, label) decisions that are right, thresholding float32 sigmoid outputs at `thresh` (fast-bert's
+    `accuracy_thresh`; 1 - sklearn's `hamming_loss`, and 1 - `hamming_loss` here, whatever the logits' dtype).
 
     Args:
         y_pred: (n, c) logits (or probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
         thresh: decision threshold on probabilities, a float or one per label.
         sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
     """
-    probs = y_pred.sigmoid() if sigmoid else y_pred
-    thresh = torch.as_tensor(thresh, dtype=probs.dtype, device=probs.device)
+    y_pred, y_true = _label_rows("accuracy_thresh", y_pred, y_true)
+    # in float32, as hamming_loss and the predictors decide: bf16 / fp16 logits compared in their own precision
+    # rounded probabilities near the threshold to the other side
+    probs = y_pred.float().sigmoid() if sigmoid else y_pred.float()
+    thresh = torch.as_tensor(thresh, dtype=torch.float32, device=probs.device)
     return ((probs > thresh) == y_true.bool()).float().mean()
 
 
@@ -247,6 +352,7 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta:
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
     global _EMPTY_ROWS_SAID
+    y_pred, y_true = _label_rows("fbeta", y_pred, y_true)
     t = _np(y_true).astype(int)
     d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh)).astype(int)
     samples = average == "samples"
@@ -277,6 +383,7 @@ def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: floa
         thresh: probability threshold, a float or one per label.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    y_pred, y_true = _label_rows("f1_multilabel_macro", y_pred, y_true)
     return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="macro", zero_division=0))
 
 
@@ -290,6 +397,7 @@ def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: floa
         thresh: probability threshold, a float or one per label.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    y_pred, y_true = _label_rows("f1_multilabel_micro", y_pred, y_true)
     return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="micro", zero_division=0))
 
 
@@ -302,12 +410,22 @@ def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5
         thresh: probability threshold, a float or one per label.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    y_pred, y_true = _label_rows("f1_per_label", y_pred, y_true)
     return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average=None, zero_division=0)
 
 
+def _roc_auc_micro(name: str, y_pred: Any, y_true: Any) -> float:
+    y_pred, y_true = _label_rows(name, y_pred, y_true)
+    t = _np(y_true).astype(int)
+    if len(np.unique(t)) < 2:
+        return float("nan")
+    return float(skm.roc_auc_score(t.ravel(), _np64(y_pred).ravel()))
+
+
 def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Micro-averaged ROC AUC of sigmoid outputs over every (row, label) score: sklearn
-    `roc_auc_score(average="micro")`, which is fast-bert's `roc_auc`. NaN where undefined (sklearn raises): all
+    """Micro-averaged ROC AUC over every (row, label) score: sklearn `roc_auc_score(average="micro")` of the
+    float64 logits, which is fast-bert's `roc_auc`; the AUC of the sigmoid outputs, whose order the logits keep
+    without the ties of float32 sigmoids (1.0 for every logit above ~17). NaN where undefined (sklearn raises): all
     targets 0, or all 1.
 
     Args:
@@ -315,27 +433,26 @@ def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> 
         y_true: (n, c) 0/1 targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, probs = _np(y_true).astype(int), _np(y_pred.float().sigmoid())
-    if len(np.unique(t)) < 2:
-        return float("nan")
-    return float(skm.roc_auc_score(t.ravel(), probs.ravel()))
+    return _roc_auc_micro("roc_auc_micro", y_pred, y_true)
 
 
 def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
-    """Macro-averaged ROC AUC of sigmoid outputs: the mean of sklearn's per-label AUC over the labels that have
-    both positives and negatives in y_true. sklearn's `roc_auc_score(average="macro")` raises instead when a label
-    has one class only (common for rare labels in a validation set); NaN when no label has both.
+    """Macro-averaged ROC AUC of the sigmoid outputs: the mean of sklearn's per-label AUC over the labels that have
+    both positives and negatives in y_true, ranked by the float64 logits (the sigmoids' order, without float32's
+    ties at 1.0). sklearn's `roc_auc_score(average="macro")` raises instead when a label has one class only (common
+    for rare labels in a validation set); NaN when no label has both.
 
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n, c) 0/1 targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    t, probs = _np(y_true).astype(int), _np(y_pred.float().sigmoid())
+    y_pred, y_true = _label_rows("roc_auc_macro", y_pred, y_true)
+    t, x = _np(y_true).astype(int), _np64(y_pred)
     present = (t.sum(0) > 0) & (t.sum(0) < len(t))  # AUC is undefined for labels that never / always occur
     if not present.any():
         return float("nan")
-    return float(skm.roc_auc_score(t[:, present], probs[:, present], average="macro"))
+    return float(skm.roc_auc_score(t[:, present], x[:, present], average="macro"))
 
 
 def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
@@ -347,6 +464,7 @@ def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5
         thresh: probability threshold, a float or one per label.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    y_pred, y_true = _label_rows("hamming_loss", y_pred, y_true)
     return float(skm.hamming_loss(_np(y_true).astype(int), _decisions(y_pred, thresh)))
 
 
@@ -359,6 +477,7 @@ def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5,
         thresh: probability threshold, a float or one per label.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
+    y_pred, y_true = _label_rows("exact_match", y_pred, y_true)
     return float((_decisions(y_pred, thresh) == _np(y_true).astype(int)).all(axis=1).mean())
 
 
@@ -373,6 +492,7 @@ def F1(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.5, **kwa
         threshold: probability threshold.
         **kwargs: options this metric does not take, ignored.
     """
+    y_pred, y_true = _label_rows("F1", y_pred, y_true)
     return fbeta(y_pred, y_true, thresh=threshold, beta=1.0)
 
 
@@ -388,6 +508,7 @@ def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = Tru
         sample_weight: per-row weights.
         **kwargs: options this metric does not take, ignored.
     """
+    y_pred, y_true = _label_rows("Hamming_loss", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
     return float(skm.hamming_loss(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
                                   sample_weight=sample_weight))
@@ -406,6 +527,7 @@ def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool 
         sample_weight: per-row weights.
         **kwargs: options this metric does not take, ignored.
     """
+    y_pred, y_true = _label_rows("Exact_Match_Ratio", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
     return float(skm.accuracy_score(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
                                     normalize=normalize, sample_weight=sample_weight))
@@ -413,8 +535,14 @@ def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool 
 
 # --- regression: y_pred (n, 1), y_true (n,) ---
 
-def _reg(y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    return _np(y_pred).reshape(-1), _np(y_true).reshape(-1)
+def _reg(y_pred: torch.Tensor, y_true: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _np(y_pred).reshape(-1), _np(y_true).reshape(-1)
+    if p.size != t.size or np.ndim(y_pred) > 2 or np.ndim(y_pred) == 2 and np.shape(y_pred)[1] != 1:
+        # (n, c) class scores against n targets broadcast, or failed in numpy's words
+        raise ValueError(f"{name}() takes y_pred (n, 1) of predicted values and y_true (n,) of targets; "
+                         f"{_got(_tensor(y_pred), _tensor(y_true))}: not one predicted value per target. "
+                         f"Class indices: use {_SINGLE_NAMES}; multi-label 0/1 rows: use {_MULTI_NAMES}")
+    return p, t
 
 
 def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
@@ -425,7 +553,7 @@ def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
         y_true: (n,) targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    p, t = _reg(y_pred, y_true)
+    p, t = _reg(y_pred, y_true, "mse")
     return float(np.mean((p - t) ** 2))
 
 
@@ -437,7 +565,7 @@ def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
         y_true: (n,) targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    p, t = _reg(y_pred, y_true)
+    p, t = _reg(y_pred, y_true, "mae")
     return float(np.mean(np.abs(p - t)))
 
 
@@ -450,7 +578,7 @@ def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
         y_true: (n,) targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    p, t = _reg(y_pred, y_true)
+    p, t = _reg(y_pred, y_true, "pearson")
     return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
 
@@ -462,7 +590,7 @@ def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float
         y_true: (n,) targets.
         **kwargs: options this metric does not take, ignored (one call can serve several metrics).
     """
-    p, t = _reg(y_pred, y_true)
+    p, t = _reg(y_pred, y_true, "spearman")
     return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
 
@@ -476,13 +604,21 @@ def _as_value(out: Any) -> Any:
 class DeviceAccumMetric(Metric):
     """A fastai metric that gathers predictions on the device and scores the whole set once.
 
+    Token-level tasks (`ignore_index` given): each batch's (B, T, C) logits and (B, T) targets are flattened to
+    (B*T, C) and (B*T,) on the device, and the positions whose target is `ignore_index` are dropped from the
+    whole set, so `func` sees every scored token of the set, however wide each batch was padded.
+
     Args:
         func: `func(y_pred, y_true)` on CPU tensors of the whole set, returning a number or 0-d tensor.
         name: the column name in fastai's table and in `validate()`'s dict.
+        ignore_index: None for one prediction a row; for one a token, the target of positions that are not
+            scored (-100 for bertlearn's tagged data).
     """
 
-    def __init__(self, func: Callable, name: str | None = None):
-        self.func, self._name = func, name or getattr(func, "__name__", "metric")
+    ignore_index: int | None = None  # what metrics pickled (export) before the option read as
+
+    def __init__(self, func: Callable, name: str | None = None, *, ignore_index: int | None = None):
+        self.func, self._name, self.ignore_index = func, name or getattr(func, "__name__", "metric"), ignore_index
         self.reset()
 
     def reset(self) -> None:
@@ -500,13 +636,20 @@ class DeviceAccumMetric(Metric):
         Args:
             learn: the learner, whose `pred` and `yb` are the batch's.
         """
-        self.preds.append(learn.pred.detach())
-        self.targs.append(learn.yb[0].detach())
+        pred, targ = learn.pred.detach(), learn.yb[0].detach()
+        if self.ignore_index is not None:  # one row a token: batches of any width join
+            pred, targ = pred.reshape(-1, pred.shape[-1]), targ.reshape(-1)
+        self.preds.append(pred)
+        self.targs.append(targ)
         self._cached = None
 
     def _all(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         from .distributed import gather_objects, rank_world
         local = (torch.cat(self.preds).float().cpu(), torch.cat(self.targs).cpu()) if self.preds else None
+        if local is not None and self.ignore_index is not None:
+            # dropped here, once: a boolean index per batch would wait for the device each batch
+            keep = local[1] != self.ignore_index
+            local = local[0][keep], local[1][keep]
         if rank_world()[1] == 1:
             return local
         # every rank scored its share of the rows: score the union (each rank joins, even with no rows)
@@ -528,12 +671,14 @@ class DeviceAccumMetric(Metric):
         return self._name
 
 
-def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
+def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None = None) -> list[Metric]:
     """Turn fast-bert metric dicts, plain functions and fastai metrics into fastai metrics.
 
     Args:
         metrics: items of the form `{'name': str, 'function': f}`, functions `f(y_pred, y_true)`,
             or fastai `Metric` instances (kept as they are).
+        ignore_index: for token-level tasks, the target of unscored positions: each function then sees the whole
+            set's (tokens, C) logits and (tokens,) targets without them (see `DeviceAccumMetric`).
     """
     if isinstance(metrics, (dict, str)) or callable(metrics):
         # iterating one dict gives its keys ('name', 'function'), which the item check could only call strings
@@ -547,11 +692,11 @@ def to_fastai_metrics(metrics: Sequence[Any] | None) -> list[Metric]:
         if isinstance(m, dict):
             if "function" not in m or not callable(m["function"]):
                 raise BertLearnError(f"metric dict {m!r} needs a callable under 'function' (and a 'name')")
-            out.append(DeviceAccumMetric(m["function"], m.get("name")))
+            out.append(DeviceAccumMetric(m["function"], m.get("name"), ignore_index=ignore_index))
         elif isinstance(m, Metric):
             out.append(m)
         elif callable(m):
-            out.append(DeviceAccumMetric(m))
+            out.append(DeviceAccumMetric(m, ignore_index=ignore_index))
         elif isinstance(m, str) and callable(globals().get(m)) and m in __all__:
             raise BertLearnError(f"metrics item {m!r} is a name; pass the function: from bertlearn.metrics import "
                                  f"{m}, then metrics=[{{'name': '{m}', 'function': {m}}}] or [{m}]")
@@ -582,6 +727,12 @@ def check_metrics(metrics: Sequence[Metric], problem_type: str, n_outputs: int, 
     `Metric`s accumulate per batch on their own terms and are left as they are. No random state is drawn, no
     warning is shown.
 
+    The made-up set holds every class (single-label: one row per class and one more), every label both on and off
+    (multi-label) or values that are no class index (regression: 0.5, 1.5), and never as many rows as outputs, so
+    (n, n) scores cannot pass against (n,) targets by broadcasting. bertlearn's metric functions refuse another
+    task's targets themselves (a ValueError naming the function): `accuracy` of regression values, or
+    `accuracy_multilabel` of class indices, is refused here, where it reported a number that meant nothing.
+
     Args:
         metrics: the learner's metrics (after `to_fastai_metrics`).
         problem_type: the task: "single_label_classification", "multi_label_classification" or "regression".
@@ -597,15 +748,18 @@ def check_metrics(metrics: Sequence[Metric], problem_type: str, n_outputs: int, 
         return
     targets = np.asarray(targets[:0])  # dtype and row shape, without reading rows (a memory map stays unread)
     multi = problem_type == "multi_label_classification"
-    n = 2 if multi or problem_type == "regression" else max(2, n_outputs)
-    # every class present (single-label), every label both on and off (multi-label), distinct values (regression):
-    # what a metric needs of a real validation set
+    # every class present (single-label), every label both on and off (multi-label), distinct values that are no
+    # class indices (regression): what a metric needs of a real validation set. Never as many rows as outputs: (n, n)
+    # scores against n targets broadcast, and a metric of another task's shapes passed here and failed on the real set
+    single = not multi and problem_type != "regression"
+    n = max(2, n_outputs) + 1 if single else 3 if n_outputs == 2 else 2
+    width = int(np.prod(targets.shape[1:], dtype=np.int64))
     if multi:
-        values = np.stack([np.ones(n_outputs), np.zeros(n_outputs)])
+        values = np.stack([np.ones(n_outputs), np.zeros(n_outputs), np.arange(n_outputs) % 2][:n])
     elif problem_type == "regression":
-        values = np.arange(n, dtype=np.float64)
+        values = np.arange(n * width, dtype=np.float64) + 0.5
     else:
-        values = np.arange(n) % n_outputs
+        values = np.arange(n) % max(1, n_outputs)
     y_true = torch.from_numpy(np.ascontiguousarray(values.reshape((n,) + targets.shape[1:]).astype(targets.dtype)))
     y_pred = torch.linspace(-2.0, 2.0, n * n_outputs).reshape(n, n_outputs)
     task, takes, fits, example = _TASK_METRICS.get(problem_type, _TASK_METRICS["single_label_classification"])

@@ -38,7 +38,8 @@ class TestMetricsCheckedAtBuild:
         assert str(e.value).startswith(
             "metrics: 'accuracy' cannot score this multi-label classification task: called as validation calls it, "
             "with y_pred of shape (2, 3) (logits) and y_true of shape (2, 3) (float32 0/1 rows), it raised "
-            "RuntimeError: ")
+            "ValueError: accuracy() takes y_pred (n, c) of scores, one column per class, and y_true (n,) of class "
+            "indices in [0, c); got y_pred of shape (2, 3) and y_true of shape (2, 3) (float32)")
         assert str(e.value).endswith(
             "For multi-label classification use accuracy_thresh (right (row, label) decisions at 0.5) or "
             "accuracy_multilabel (fast-bert's top-label match) where fast-bert's README has accuracy; also fbeta, "

@@ -274,7 +274,9 @@ class TestAgainstReferences:
             warnings.simplefilter("ignore")
             assert M.matthews_corrcoef(logits, y) == pytest.approx(skm.matthews_corrcoef(t, p))
         assert M.confusion_matrix(logits, y).tolist() == skm.confusion_matrix(t, p, labels=list(range(c))).tolist()
-        probs = logits.softmax(-1).numpy()
+        # float64 probabilities rounded to 12 digits: rows holding the same logits in another order tie, as they do
+        # exactly (float32 softmax sums in column order and split such ties by an ulp, turning AUC pairs around)
+        probs = np.round(logits.double().softmax(-1).numpy(), 12)
         if len(np.unique(t)) < c:
             assert np.isnan(M.roc_auc(logits, y))  # sklearn raises: a class without positives
         elif c == 2:
@@ -507,12 +509,15 @@ class TestCheckMetrics:
         assert str(e.value) == (
             "metrics: 'accuracy' cannot score this multi-label classification task: called as validation calls it, "
             "with y_pred of shape (2, 3) (logits) and y_true of shape (2, 3) (float32 0/1 rows), it raised "
-            "RuntimeError: The size of tensor a (2) must match the size of tensor b (6) at non-singleton dimension "
-            "0. For multi-label classification use accuracy_thresh (right (row, label) decisions at 0.5) or "
+            "ValueError: accuracy() takes y_pred (n, c) of scores, one column per class, and y_true (n,) of class "
+            "indices in [0, c); got y_pred of shape (2, 3) and y_true of shape (2, 3) (float32): y_true holds a row "
+            "per example, not a class index. Multi-label 0/1 rows: use accuracy_thresh, accuracy_multilabel, fbeta, "
+            "f1_multilabel_macro, roc_auc or hamming_loss; one-hot single-label rows: pass y_true.argmax(-1). For "
+            "multi-label classification use accuracy_thresh (right (row, label) decisions at 0.5) or "
             "accuracy_multilabel (fast-bert's top-label match) where fast-bert's README has accuracy; also fbeta, "
             "F1, roc_auc, Hamming_loss, Exact_Match_Ratio, f1_multilabel_macro (from bertlearn.metrics import "
             "accuracy_thresh), or metrics=None for the task's defaults")
-        assert isinstance(e.value.__cause__, RuntimeError)
+        assert isinstance(e.value.__cause__, ValueError)
 
     def test_the_function_is_named_beside_its_metric_name_and_the_task_says_its_fix(self):
         def rows_only(y_pred, y_true):
@@ -527,8 +532,8 @@ class TestCheckMetrics:
             "0/1 rows. For regression use mse, mae, pearson, spearman (from bertlearn.metrics import mse), or "
             "metrics=None for the task's defaults")
         with pytest.raises(BertLearnError, match=r"^metrics: 'hamming_loss' cannot score this single-label "
-                                                 r"classification task: .* with y_pred of shape \(3, 3\) \(logits\) "
-                                                 r"and y_true of shape \(3,\) \(int64 class indices\).* For "
+                                                 r"classification task: .* with y_pred of shape \(4, 3\) \(logits\) "
+                                                 r"and y_true of shape \(4,\) \(int64 class indices\).* For "
                                                  r"single-label classification use accuracy, f1_macro, roc_auc, "
                                                  r"matthews_corrcoef \(from bertlearn.metrics import accuracy\)"):
             M.check_metrics(to_fastai_metrics([M.accuracy, M.hamming_loss]), "single_label_classification",
@@ -571,3 +576,271 @@ def test_fbeta_on_a_single_label_multi_label_task(average):
             assert F1(logits, targets) == pytest.approx(
                 skm.fbeta_score(np.hstack([t, t]), np.hstack([d1, d1]), beta=1.0, average="samples",
                                 zero_division=1), abs=1e-12)
+
+
+# --- confident models: AUC and top-label metrics rank float64 transforms that do not saturate ---
+
+class TestConfidentModels:
+    """A float32 sigmoid is 1.0 for every logit above ~16.6, a float32 softmax for every gap above ~17: distinct
+    confident scores became ties, and the AUC (which reads only the order) and argmax-based metrics changed."""
+
+    # positives score 22, 17, 20, 19, 17, 21; negatives 18 (a confident mistake), -3, -1, -2, -4, -5
+    ML_LOGITS = torch.tensor([[22.0, 17.0], [20.0, -3.0], [18.0, 19.0], [17.0, -1.0], [-2.0, 21.0], [-4.0, -5.0]])
+    ML_TARGET = torch.tensor([[1., 1.], [1., 0.], [0., 1.], [1., 0.], [0., 1.], [0., 0.]])
+
+    def test_multi_label_auc_ranks_the_logits(self):
+        assert (self.ML_LOGITS.sigmoid() == 1.0).sum() == 7  # the premise: float32 sigmoids tie
+        t, x = self.ML_TARGET.numpy().astype(int), self.ML_LOGITS.double().numpy()
+        # micro, by hand: 36 (positive, negative) pairs, of which the negative 18 beats the two positives 17
+        assert M.roc_auc_micro(self.ML_LOGITS, self.ML_TARGET) == pytest.approx(34 / 36, abs=1e-12)
+        assert M.roc_auc_micro(self.ML_LOGITS, self.ML_TARGET) == pytest.approx(skm.roc_auc_score(t.ravel(), x.ravel()),
+                                                                            abs=1e-12)
+        assert M.roc_auc(self.ML_LOGITS, self.ML_TARGET) == pytest.approx(34 / 36, abs=1e-12)  # fast-bert's roc_auc
+        # macro: label 0 (17 < 18: one of 9 pairs wrong), label 1 (all 9 right)
+        assert M.roc_auc_macro(self.ML_LOGITS, self.ML_TARGET) == pytest.approx((8 / 9 + 1) / 2, abs=1e-12)
+        assert M.roc_auc_macro(self.ML_LOGITS, self.ML_TARGET) == pytest.approx(
+            skm.roc_auc_score(t, x, average="macro"), abs=1e-12)
+
+    def test_binary_auc_ranks_the_logit_gap(self):
+        # positives' gaps 25, 18, 20 all above the negatives' 17, -3, 1: every pair is right
+        logits = torch.tensor([[0.0, 25.0], [0.0, 17.0], [0.0, 18.0], [0.0, 20.0], [0.0, -3.0], [0.0, 1.0]])
+        target = torch.tensor([1, 0, 1, 1, 0, 0])
+        assert (logits.softmax(-1)[:, 1] == 1.0).sum() == 4  # the premise: 17 ties 25, 18, 20
+        assert M.roc_auc(logits, target) == 1.0
+        assert M.roc_auc(logits, target) == skm.roc_auc_score(target.numpy(), logits.double().softmax(-1).numpy()[:, 1])
+
+    def test_multi_class_auc_is_sklearns_one_vs_rest_of_exact_probabilities(self):
+        logits = torch.tensor([[30.0, 0, 0], [20, 0, 0], [25, 0, 0], [0, 18, 0], [0, 0, 22], [0, 21, 0], [0, 0, 19]])
+        target = torch.tensor([0, 1, 0, 1, 2, 2, 2])
+        # by hand, one class against the rest: class 0, positives 30 and 25 above the negative 20 and the rest: 1.
+        # class 1: positive [0, 18, 0] loses only to the negative [0, 21, 0] (4/5); positive [20, 0, 0] (p1 ~ e^-20)
+        # beats the negatives with p1 ~ e^-30, e^-25, e^-22 and loses to e^-19 and [0, 21, 0] (3/5): 7/10.
+        # class 2: positives 22 and 19 beat all 4 negatives; [0, 21, 0] (p2 ~ e^-21) beats e^-30, e^-25 and loses
+        # to e^-20 and e^-18: 10/12
+        expected = (1 + 7 / 10 + 10 / 12) / 3
+        assert M.roc_auc(logits, target) == pytest.approx(expected, abs=1e-12)
+        probs = logits.double().softmax(-1).numpy()  # float64 holds these apart (1 - p ~ e^-30 > 1e-16)
+        assert skm.roc_auc_score(target.numpy(), probs, multi_class="ovr") == pytest.approx(expected, abs=1e-12)
+        # float32 ties the three rows of class 0 and two of class 1: (0.9 + 0.75 + 10/12) / 3
+        assert skm.roc_auc_score(target.numpy(), logits.softmax(-1).numpy(), multi_class="ovr") != pytest.approx(
+            expected)
+
+    def test_multi_class_auc_past_float64_saturation(self):
+        # gaps of 40 to 50: 1 - p < 1e-17, so float64 softmax (and float64 log_softmax) are exactly 1.0 (0.0) too
+        logits = torch.tensor([[50.0, 0, 0], [40, 0, 0], [45, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 2]])
+        target = torch.tensor([0, 1, 0, 1, 2, 2])
+        assert (logits.double().softmax(-1)[:3, 0] == 1.0).all()  # the premise
+        # by hand: class 0, positives 50 and 45 above the negative 40 and the rest: 1. class 1: [0, 1, 0]
+        # (p1 = e / (e + 2)) beats all 4 negatives; [40, 0, 0] (p1 ~ e^-40) beats e^-50 and e^-45 and loses to
+        # [0, 0, 1] (1 / (2 + e)) and [0, 0, 2] (1 / (2 + e^2)): 6/8. class 2: both positives beat all 4: 1
+        assert M.roc_auc(logits, target) == pytest.approx((1 + 6 / 8 + 1) / 3, abs=1e-12)
+
+    def test_a_permuted_row_ties_with_itself(self):
+        # rows holding the same logits in another order have the same probability of class 0: a tie (1/2), which
+        # sums in column order split by an ulp
+        logits = torch.tensor([[0.0, -1.0, -0.5, 0.5], [0.0, 0.5, -0.5, -1.0], [1.0, 0, 0, 0], [0, 1.0, 0, 0],
+                               [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+        target = torch.tensor([0, 1, 0, 1, 2, 3])
+        # class 0: positives rows 0 and 2 (p0 = 1/(1+3e^-1)); negatives row 1 (same p0 as row 0), rows 3-5
+        # (p0 = 1/(3+e)): row 0 ties row 1 and beats 3 -> 3.5; row 2 beats all 4 -> 4: 7.5/8
+        # class 1: positives rows 1 (p1 = e^.5/(1+e^.5+e^-.5+e^-1)) and 3 (e/(e+3)); negatives rows 0 (e^-1/...),
+        # 2, 4, 5 (1/(e+3)): row 1 p1 = 0.413 > 0.175, beats all; row 3 (0.475) beats all: 1
+        # class 2: positive row 4 (e/(e+3) = 0.475) beats all 5: 1. class 3: positive row 5 beats all 5: 1
+        assert M.roc_auc(logits, target) == pytest.approx((7.5 / 8 + 1 + 1 + 1) / 4, abs=1e-12)
+
+    def test_accuracy_multilabel_takes_the_argmax_of_the_logits(self):
+        # both sigmoids of each row are 1.0 in float32: the argmax of the ties is label 0, where label 1 scores higher
+        logits, target = torch.tensor([[18.0, 25.0], [17.5, 30.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+        assert float(M.accuracy_multilabel(logits, target)) == 1.0
+        assert float(M.accuracy_multilabel(logits, target, sigmoid=False)) == 1.0
+
+
+def test_accuracy_thresh_decides_half_precision_logits_in_float32():
+    # bf16 / fp16 probabilities rounded near the threshold to the other side: 0.4955 for 1 - hamming_loss's 0.4945
+    rng = np.random.default_rng(1)
+    logits32 = torch.tensor(rng.normal(size=(400, 5)) * 2, dtype=torch.float32)
+    target = torch.tensor((rng.random((400, 5)) < 0.4).astype(np.float32))
+    for dtype in (torch.bfloat16, torch.float16):
+        logits = logits32.to(dtype)
+        for thresh in (0.5, 0.3, 0.7):
+            decided = (logits.double().sigmoid().numpy() > thresh).astype(int)
+            expected = 1 - skm.hamming_loss(target.int().numpy(), decided)
+            got = float(M.accuracy_thresh(logits, target, thresh=thresh))
+            assert got == pytest.approx(expected, abs=1e-6), (dtype, thresh)
+            assert got == pytest.approx(1 - M.hamming_loss(logits, target, thresh=thresh), abs=1e-6), (dtype, thresh)
+
+
+# --- another task's targets are refused by the functions themselves, with what they take ---
+
+SINGLE_TAKES = ("{f}() takes y_pred (n, c) of scores, one column per class, and y_true (n,) of class indices in "
+                "[0, c); got y_pred of shape {p} and y_true of shape {t} ({d})")
+MULTI_TAKES = ("{f}() takes y_pred (n, c) of scores and y_true (n, c) of 0/1 labels, one column per label, shaped "
+               "like y_pred; got y_pred of shape {p} and y_true of shape {t} ({d})")
+NOT_WHOLE = (": y_true holds {v}, not a whole number. Regression targets: use mse, mae, pearson or spearman; class "
+             "indices are whole numbers in [0, c)")
+ONE_PER_ROW = (": y_true is one value per row. Class indices: use accuracy, f1_macro, roc_auc or matthews_corrcoef; "
+               "regression values: use mse, mae, pearson or spearman")
+ROWS = (": y_true holds a row per example, not a class index. Multi-label 0/1 rows: use accuracy_thresh, "
+        "accuracy_multilabel, fbeta, f1_multilabel_macro, roc_auc or hamming_loss; one-hot single-label rows: pass "
+        "y_true.argmax(-1)")
+
+
+class TestWrongTargetsAreRefused:
+    def test_class_index_metrics_refuse_regression_values_rows_and_indices_out_of_range(self):
+        # a near-perfect regression model scored accuracy 0 (argmax of one column is always 0)
+        pred, values = torch.tensor([[1.02], [2.97], [4.01], [2.0]]), torch.tensor([1.0, 3.0, 4.0, 2.5])
+        for f in (M.accuracy, M.f1_macro, M.matthews_corrcoef, M.roc_auc, M.confusion_matrix):
+            with pytest.raises(ValueError) as e:
+                f(pred, values)
+            assert str(e.value) == SINGLE_TAKES.format(f=f.__name__, p="(4, 1)", t="(4,)", d="float32") + \
+                NOT_WHOLE.format(v="2.5")
+        with pytest.raises(ValueError) as e:
+            M.f1_macro(torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+        assert str(e.value) == SINGLE_TAKES.format(f="f1_macro", p="(2, 3)", t="(2, 3)", d="float32") + ROWS
+        with pytest.raises(ValueError) as e:
+            M.accuracy(torch.zeros(2, 3), torch.tensor([0, 3]))
+        assert str(e.value) == SINGLE_TAKES.format(f="accuracy", p="(2, 3)", t="(2,)", d="int64") + (
+            ": y_true holds class index 3, outside [0, 3) (y_pred's columns). Pass a column of logits for every "
+            "class; regression targets: use mse, mae, pearson or spearman")
+
+    def test_multi_label_metrics_refuse_class_indices_and_values_other_than_0_1(self):
+        # a perfect single-label model scored accuracy_multilabel 1/3 (argmax of a 1-D target is one number)
+        logits = torch.tensor([[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0], [3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0]])
+        classes = torch.tensor([0, 1, 2, 0, 1, 2])
+        for f in (M.accuracy_multilabel, M.accuracy_thresh, M.fbeta, M.F1, M.f1_multilabel_macro, M.hamming_loss,
+                  M.Hamming_loss, M.exact_match, M.Exact_Match_Ratio, M.roc_auc_micro, M.roc_auc_macro):
+            with pytest.raises(ValueError) as e:
+                f(logits, classes)
+            assert str(e.value) == MULTI_TAKES.format(f=f.__name__, p="(6, 3)", t="(6,)", d="int64") + ONE_PER_ROW
+        # as many rows as classes: (3, 3) > 0.5 against (3,) broadcast and gave a number
+        with pytest.raises(ValueError) as e:
+            M.accuracy_thresh(logits[:3], classes[:3])
+        assert str(e.value) == MULTI_TAKES.format(f="accuracy_thresh", p="(3, 3)", t="(3,)", d="int64") + ONE_PER_ROW
+        with pytest.raises(ValueError) as e:
+            M.Hamming_loss(torch.zeros(2, 3), torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]))
+        assert str(e.value) == MULTI_TAKES.format(f="Hamming_loss", p="(2, 3)", t="(2, 3)", d="float32") + (
+            ": y_true holds 2, not 0 or 1. Pass 0/1 labels; regression targets: use mse, mae, pearson or spearman")
+
+    def test_regression_metrics_refuse_class_scores(self):
+        with pytest.raises(ValueError) as e:
+            M.mse(torch.zeros(2, 3), torch.tensor([1.5, 2.5]))
+        assert str(e.value) == (
+            "mse() takes y_pred (n, 1) of predicted values and y_true (n,) of targets; got y_pred of shape (2, 3) and "
+            "y_true of shape (2,) (float32): not one predicted value per target. Class indices: use accuracy, "
+            "f1_macro, roc_auc or matthews_corrcoef; multi-label 0/1 rows: use accuracy_thresh, accuracy_multilabel, "
+            "fbeta, f1_multilabel_macro, roc_auc or hamming_loss")
+
+    def test_every_legitimate_form_still_scores(self):
+        logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 0.0, 0.0]])
+        # class indices as int64, whole floats, an (n, 1) column, numpy; 3 of 4 right
+        for y in (torch.tensor([0, 1, 1, 0]), torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.tensor([[0], [1], [1], [0]]),
+                  np.array([0, 1, 1, 0])):
+            assert float(M.accuracy(logits, y)) == 0.75
+            assert M.f1_micro(logits, y) == pytest.approx(0.75)
+        rows = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+        # 0/1 rows as float32, int64 and bool: decisions at 0.5 are the diagonal and row 3's label 0; wrong: (1, 2),
+        # (3, 1) -> 10 of 12 right
+        for y in (rows, rows.long(), rows.bool()):
+            assert float(M.accuracy_thresh(logits, y)) == pytest.approx(10 / 12)
+            assert M.hamming_loss(logits, y) == pytest.approx(2 / 12)
+            assert float(M.accuracy_multilabel(logits, y)) == pytest.approx(1.0)  # top label = first true label
+        assert M.mse(torch.tensor([1.0, 2.0]), torch.tensor([[1.0], [4.0]])) == pytest.approx(2.0)
+
+
+WRONG_TASK = [  # (function, task, outputs, the ValueError it now raises on the made-up set)
+    (M.accuracy_multilabel, "single_label_classification", 3,
+     MULTI_TAKES.format(f="accuracy_multilabel", p="(4, 3)", t="(4,)", d="int64") + ONE_PER_ROW),
+    (M.accuracy_thresh, "single_label_classification", 3,  # passed by broadcasting: 3 rows of 3 classes
+     MULTI_TAKES.format(f="accuracy_thresh", p="(4, 3)", t="(4,)", d="int64") + ONE_PER_ROW),
+    (M.accuracy_thresh, "single_label_classification", 2,
+     MULTI_TAKES.format(f="accuracy_thresh", p="(3, 2)", t="(3,)", d="int64") + ONE_PER_ROW),
+    (M.accuracy, "regression", 1, SINGLE_TAKES.format(f="accuracy", p="(2, 1)", t="(2,)", d="float32") +
+     NOT_WHOLE.format(v="0.5")),
+    (M.f1_macro, "regression", 1, SINGLE_TAKES.format(f="f1_macro", p="(2, 1)", t="(2,)", d="float32") +
+     NOT_WHOLE.format(v="0.5")),
+    (M.matthews_corrcoef, "regression", 1,
+     SINGLE_TAKES.format(f="matthews_corrcoef", p="(2, 1)", t="(2,)", d="float32") + NOT_WHOLE.format(v="0.5")),
+    (M.Hamming_loss, "regression", 1,
+     MULTI_TAKES.format(f="Hamming_loss", p="(2, 1)", t="(2,)", d="float32") + ONE_PER_ROW),
+    (M.accuracy_thresh, "regression", 1,
+     MULTI_TAKES.format(f="accuracy_thresh", p="(2, 1)", t="(2,)", d="float32") + ONE_PER_ROW),
+]
+
+
+@pytest.mark.parametrize("fn, problem_type, c, cause", WRONG_TASK,
+                         ids=[f"{f.__name__}-{p.split('_')[0]}-{c}" for f, p, c, _ in WRONG_TASK])
+def test_check_metrics_refuses_a_metric_of_another_task(fn, problem_type, c, cause):
+    # each was accepted when the learner was built, then reported a number that meant nothing (or failed on the
+    # real validation set, whose row count is not the class count)
+    with pytest.raises(BertLearnError) as e:
+        M.check_metrics(to_fastai_metrics([fn]), problem_type, c, targets_like(problem_type, c))
+    assert str(e.value.__cause__) == cause and isinstance(e.value.__cause__, ValueError)
+    task, takes, fits, example = M._TASK_METRICS[problem_type]
+    rows = "(4,)" if c == 3 else "(3,)" if problem_type.startswith("single") else "(2,)"
+    assert str(e.value) == (
+        f"metrics: '{fn.__name__}' cannot score this {task} task: called as validation calls it, with y_pred of shape "
+        f"({rows[1]}, {c}) (logits) and y_true of shape {rows} ({'int64' if c > 1 else 'float32'} {takes}), it raised "
+        f"ValueError: {cause}. For {task} use {fits} (from bertlearn.metrics import {example}), or metrics=None for "
+        "the task's defaults")
+
+
+def test_check_metrics_says_the_regression_example_in_full():
+    with pytest.raises(BertLearnError) as e:
+        M.check_metrics(to_fastai_metrics([{"name": "accuracy", "function": accuracy}]), "regression", 1,
+                        targets_like("regression", 1))
+    assert str(e.value) == (
+        "metrics: 'accuracy' cannot score this regression task: called as validation calls it, with y_pred of shape "
+        "(2, 1) (logits) and y_true of shape (2,) (float32 values), it raised ValueError: accuracy() takes y_pred "
+        "(n, c) of scores, one column per class, and y_true (n,) of class indices in [0, c); got y_pred of shape "
+        "(2, 1) and y_true of shape (2,) (float32): y_true holds 0.5, not a whole number. Regression targets: use "
+        "mse, mae, pearson or spearman; class indices are whole numbers in [0, c). For regression use mse, mae, "
+        "pearson, spearman (from bertlearn.metrics import mse), or metrics=None for the task's defaults")
+
+
+# --- NER: a function metric scores every tagged token of the validation set once ---
+
+from test_token_classification import make_tagged, ner_dir, write_conll  # noqa: E402, F401  (ner_dir: a fixture)
+
+
+@pytest.mark.parametrize("form", ["function", "dict"])
+def test_a_ner_function_metric_scores_every_tagged_token_of_the_set(ner_dir, tiny_model_dir, form):
+    # fastai's AvgMetric averaged each batch's value weighted by its rows (sentences), not by its tagged tokens
+    from bertlearn import BertNERDataBunch, BertNERLearner
+    from bertlearn.tasks.token_classification import EntityMetric
+
+    seen = []
+
+    def tagged_accuracy(preds, targets):
+        seen.append((tuple(preds.shape), tuple(targets.shape), int((targets == -100).sum())))
+        keep = targets != -100
+        return (preds.argmax(-1) == targets)[keep].float().mean()
+
+    entity_f1 = EntityMetric("f1")
+    # fast-bert's dicts went to fastai's AvgMetric as they were, and failed: 'dict' object is not callable
+    metrics = [tagged_accuracy, entity_f1] if form == "function" else [
+        {"name": "tagged_accuracy", "function": tagged_accuracy}, entity_f1, {"name": "acc", "function": accuracy}]
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu", seed=0)
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), ner_dir / "out", "cpu", None, seed=0,
+                                                   metrics=metrics)
+    assert learner.metrics[1] is entity_f1  # a fastai Metric stays as it is
+    with torch.no_grad():  # a head that predicts several tags
+        learner.model.classifier.weight.normal_(0, 2.0, generator=torch.Generator().manual_seed(0))
+    got = learner.validate(quiet=True)
+    learner.model.eval()
+    right = total = 0
+    widths = set()
+    with torch.no_grad():
+        for *xb, yb in db.valid:
+            pred = learner.model(*xb).logits.argmax(-1)
+            keep = yb != -100
+            right += int((pred == yb)[keep].sum())
+            total += int(keep.sum())
+            widths.add(yb.shape[1])
+    assert len(widths) > 1 and 0 < right < total
+    assert got["tagged_accuracy"] == pytest.approx(right / total, abs=1e-6)  # a float32 mean
+    assert seen[-1] == ((total, len(db.labels)), (total,), 0)
+    if form == "dict":
+        assert got["acc"] == pytest.approx(right / total, abs=1e-6)  # bertlearn's accuracy takes the tokens too
+    # set after the learner is built: the same whole-set score (fastai's setter had made it a per-batch mean)
+    learner.metrics = [tagged_accuracy]
+    assert learner.validate(quiet=True)["tagged_accuracy"] == pytest.approx(right / total, abs=1e-6)

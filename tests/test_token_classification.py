@@ -311,7 +311,7 @@ def test_validation_loss_is_the_mean_over_every_tagged_piece(ner_learner):
 
 def test_a_function_metric_on_tagged_batches_of_different_widths(ner_dir, tiny_model_dir):
     # the whole-set metric wrapping meant for classifiers joined (B, T, C) predictions of different widths and
-    # failed after the first epoch; a tagger keeps fastai's per-batch mean
+    # failed after the first epoch; a tagger's functions see the tagged tokens of the whole set (test_metrics.py)
     def tagged_accuracy(preds, targets):
         keep = targets != -100
         return (preds.argmax(-1) == targets)[keep].float().mean()

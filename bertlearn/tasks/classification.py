@@ -68,7 +68,8 @@ class BertLearner(TaskLearner):
         # fastai wraps a plain function in AvgMetric, a mean of per-batch values: right for accuracy, not for F1, AUC
         # or MCC (NaN where a batch holds one class), so `learn.metrics = [f1_macro]` (or the constructor's
         # metrics=) reported numbers that were no score at all; a classifier's functions (one prediction a row) are
-        # scored over the whole set, as from_pretrained_model(metrics=) always did. Token-level tasks keep fastai's
+        # scored over the whole set, as from_pretrained_model(metrics=) always did (a tagger's over its tagged tokens:
+        # BertNERLearner's setter)
         metrics = L(to_fastai_metrics(v if v is None or isinstance(v, (dict, str)) else list(L(v))))
         dls = getattr(self, "dls", None)
         if dls is not None and getattr(dls, "problem_type", None) is not None:

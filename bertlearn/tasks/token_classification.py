@@ -31,7 +31,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from ..atomic import atomic_dir
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
-from ..data.tagged import word_pieces
+from ..data.tagged import IGNORE_INDEX, word_pieces
 from ..data.conll import entity_type, split_words, to_seqeval
 from ..data.frames import refuse_table
 from ..device import amp_dtype_for, resolve_device
@@ -39,6 +39,7 @@ from ..distributed import main_process_only, rank_world
 from ..errors import BertLearnError, DataError, ModelError, NotFittedError, user_stacklevel
 from ..learner import TaskLearner, factory_setup, prepare_model, sample_accumulation, training_callbacks
 from ..losses import CrossEntropyLossFlat
+from ..metrics import to_fastai_metrics
 from ..model import (compile_model, load_labelled_head, load_pretrained, match_head_to_labels, position_limit,
                      quiet_hub, resolve_pretrained)
 from ..predict import check_fast_bert_predictor_args, onnx_file_name, refuse_device_as_label_path
@@ -586,6 +587,19 @@ class BertNERLearner(NERTagger, TaskLearner):
             self.word_split = "split_words"
 
     @property
+    def metrics(self) -> L:
+        """The fastai metrics validation reports."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, v: Any) -> None:
+        # fastai wraps a plain function (or bertlearn a fast-bert dict) in AvgMetric, a mean of per-batch values
+        # weighted by rows (sentences), not the set's score: each is scored once on every tagged token of the set,
+        # whether set by the factory, the constructor or `learn.metrics = [...]`
+        self._metrics = L(to_fastai_metrics(v if v is None or isinstance(v, (dict, str)) else list(L(v)),
+                                            ignore_index=IGNORE_INDEX))
+
+    @property
     def bs(self) -> int:
         return self.dls.valid.bs
 
@@ -619,7 +633,12 @@ class BertNERLearner(NERTagger, TaskLearner):
             finetuned_wgts_path: further-pretrained encoder weights to load.
             multi_gpu: fast-bert's flag (DDP runs under `accelerate launch` / `torchrun`).
             is_fp16: mixed precision (bf16 autocast where the hardware has it; see `BertLearner`).
-            metrics: fastai metrics; default: entity precision, recall, F1 and word accuracy (`EntityMetric`).
+            metrics: fastai metrics (kept as they are), functions `f(y_pred, y_true)` or fast-bert dicts
+                `{'name': ..., 'function': f}`; default: entity precision, recall, F1 and word accuracy
+                (`EntityMetric`). A function is called once per validation with the whole set: y_pred the
+                (tokens, n_tags) float32 logits and y_true the (tokens,) int64 tag indices of every tagged
+                sub-word (each word's first piece; every piece with `label_all_tokens`), on the CPU, the positions
+                without a tag (-100: special tokens, padding, later pieces) left out.
             grad_accumulation_steps, max_grad_norm, adam_epsilon, freeze_transformer_layers, callbacks,
             learning_rate, epochs, optimizer_type, warmup_steps, schedule_type, logging_steps,
             ignore_mismatched_sizes, seed, log_dir, gradient_checkpointing, compile, cuda_graphs: as for
@@ -644,7 +663,7 @@ class BertNERLearner(NERTagger, TaskLearner):
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=tag_loss(), opt_func=opt_func,
-                      metrics=list(metrics) if metrics else entity_metrics(),
+                      metrics=metrics if metrics else entity_metrics(),  # functions: see the metrics setter
                       cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),
                       py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
                       default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
