@@ -467,10 +467,10 @@ class StepAccumulation(GradientAccumulation):
         if self._legacy:
             self._drop_legacy_gradients()
         if self.ref is None:
-            # the step's first denominator is the unit, so a batch's gradients keep the size of one batch's mean
-            # (a sum over thousands of tokens would overflow float16's loss scale)
-            self.ref = torch.where(d > 0, d, torch.ones_like(d))
-            self.total = torch.zeros_like(d)
+            self.ref, self.total = torch.ones_like(d), torch.zeros_like(d)
+        # the step's first batch with a denominator is the unit, so a batch's gradients keep the size of one batch's
+        # mean (a sum over thousands of tokens would overflow float16's loss scale); batches before it weighed 0
+        self.ref = torch.where((self.total > 0) | (d <= 0), self.ref, d)
         w = d / self.ref
         self.total = self.total + w
         self.learn.loss_grad = self.learn.loss_grad * w

@@ -91,6 +91,28 @@ def test_an_accumulated_step_is_one_batch_of_all_its_rows(tiny_csv_dir, tiny_tok
     assert_same_grads(learner.model, rec.grads)
 
 
+def test_a_fit_after_one_that_ended_mid_step_starts_its_step_afresh(tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                                    tmp_path):
+    # 96 rows in batches of 40, 2 a step: the first fit ends one batch into a step, whose gradients and running
+    # count the next fit drops; its first step is its own two batches, divided by their rows alone
+    from bertlearn import BertDataBunch
+    model = without_dropout(tiny_model_dir, tmp_path / "model")
+    db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=40, maxlen=64, seed=3, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(model), None, "cpu", None, output_dir=tmp_path / "out", seed=3,
+                                                grad_accumulation_steps=2)
+    quiet_fit(learner, 1, lr=1e-3)
+    start = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    rec = FirstStepGrads()
+    quiet_fit(learner, 1, lr=1e-3, cbs=[rec])
+    assert len(rec.batches) == 2
+    learner.model.load_state_dict(start)
+    learner.model.zero_grad(set_to_none=True)
+    total = sum(torch.nn.functional.cross_entropy(learner.model(*xb).logits, y, reduction="sum")
+                for xb, (y,) in rec.batches)
+    (total / sum(len(y) for _, (y,) in rec.batches)).backward()
+    assert_same_grads(learner.model, rec.grads)
+
+
 def test_gradient_clip_bounds_the_gradient_norm(tiny_databunch, tiny_model_dir, tmp_path):
     learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
                                                 output_dir=tmp_path, max_grad_norm=1e-3)

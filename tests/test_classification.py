@@ -335,3 +335,9 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, ti
         bert_alone = torch.cat([bert.model.eval()(**bert_tok([t], return_tensors="pt")).logits for t in texts])
     for bs in (1, 3):
         torch.testing.assert_close(bert.predict_logits(texts, bs=bs), bert_alone, atol=1e-5, rtol=0)
+    # said where the data is built, not again by every load of the saved folder (its tokenizer keeps the setting)
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        BertClassificationPredictor(bert.save_model(tmp_path / "bert"), device="cpu")
+    assert not [w for w in seen if str(w.message).startswith("padding_side")]

@@ -375,6 +375,19 @@ class TestHotPath:
         assert sync_spy.calls == []
         assert list((tiny_learner.path / "tb").glob("events.*"))
 
+    def test_no_sync_calls_with_gradient_accumulation_and_class_weights(self, tiny_databunch, tiny_model_dir,
+                                                                         tmp_path, sync_spy):
+        # an accumulated step weighs its batches by their denominators (the targets' class weights here) and
+        # divides the step's gradients by their sum: device tensors, read by no one on the host
+        from bertlearn.callbacks import FitWatchdog
+        learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path / "out", grad_accumulation_steps=2,
+                                                    weight=[1.0, 3.0])
+        next(cb for cb in learner.cbs if isinstance(cb, SparseProgressCallback)).every = 1e9
+        next(cb for cb in learner.cbs if isinstance(cb, FitWatchdog)).every = 1e9
+        learner.fit(2, lr=1e-4, cbs=[*sync_spy.window()])
+        assert sync_spy.calls == []
+
     def test_the_spy_sees_a_planted_read(self, tiny_learner, sync_spy):
         from fastai.callback.core import Callback
 

@@ -199,6 +199,7 @@ class BertDataBunch(DataLoaders):
                                   regression=regression, label_delim=label_delim, source=str(train_file))
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
                               truncation=truncation, token_type_ids=token_type_ids)
+        encoder.warn_unfollowed_padding()
         rows = dict(tcols=tcols, lcols=lcols, label_delim=label_delim, dropna=dropna)
         datasets = [_stored_dataset(path, name, encoder, rows, read, cache=data_dir / "cache", chunksize=chunksize,
                                     clear_cache=clear_cache, log=logger or _log)
@@ -289,6 +290,7 @@ class BertDataBunch(DataLoaders):
                                              label_delim=label_delim)
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(text_cols[0]) == 2,
                               truncation=truncation, long_text=long_text, stride=stride, token_type_ids=token_type_ids)
+        encoder.warn_unfollowed_padding()
         train_ds = encoder.dataset(parts[0][0], targets[0], cache_dir=cache_dir)
         valid_ds = encoder.dataset(parts[1][0], targets[1], cache_dir=cache_dir)
         _log_encoding(logger or _log, train_ds, valid_ds, time.perf_counter() - t0)

@@ -70,12 +70,6 @@ class TextEncoder:
             raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
         self.token_type_ids_option = token_type_ids  # what was asked: the learner warns only where it decided
         self._token_types = self._decide_token_types(token_type_ids)
-        asked = getattr(tokenizer, "padding_side", None)
-        if asked == "left" and not self.pad_left:
-            warnings.warn(f"padding_side='left' on the {type(tokenizer).__name__} is not followed: batches pad on the "
-                          "right, as its class does (these models number positions from the first token, pads "
-                          "included, so left padding would move a text's positions with its batch); the tokenizer "
-                          "is left as it is", stacklevel=user_stacklevel())
 
     def _decide_token_types(self, asked: bool | None) -> bool:
         """Whether pairs carry segment ids (see `token_type_ids` in the class docstring)."""
@@ -121,6 +115,15 @@ class TextEncoder:
         whose class pads on the right (a BERT tokenizer) is not followed: those models number positions from the
         first token, pads included, so left padding would move a text's positions with its batch."""
         return getattr(type(self.tokenizer), "padding_side", "right") == "left"
+
+    def warn_unfollowed_padding(self) -> None:
+        """Say that a `padding_side="left"` set on a tokenizer whose class pads on the right is not followed (see
+        `pad_left`); called where training data is built, not where a saved folder is loaded."""
+        if getattr(self.tokenizer, "padding_side", None) == "left" and not self.pad_left:
+            warnings.warn(f"padding_side='left' on the {type(self.tokenizer).__name__} is not followed: batches pad "
+                          "on the right, as its class does (these models number positions from the first token, "
+                          "pads included, so left padding would move a text's positions with its batch); the "
+                          "tokenizer is left as it is", stacklevel=user_stacklevel())
 
     @property
     def multi_label(self) -> bool:

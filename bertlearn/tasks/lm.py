@@ -251,6 +251,7 @@ class BertLMDataBunch(BertDataBunch):
         if write_to is not None:  # fast-bert wrote the split to data_dir; BertLMDataBunch(data_dir) reads it back
             _write_split(write_to, train_texts, valid_texts)
         encoder = TextEncoder(tok, maxlen, [])
+        encoder.warn_unfollowed_padding()
         budget = _text_budget(tok, maxlen)
         blocks = _packed_dataset if pack else _split_dataset
         (train_ds, n_train), (valid_ds, n_valid) = (blocks(encoder, part, budget)
