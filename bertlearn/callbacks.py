@@ -521,11 +521,15 @@ class StepAccumulation(GradientAccumulation):
         # all-reduce, no host read); a rank's repeated rows (a global batch of fewer rows than ranks) count for
         # nothing, as their loss does
         learn = self.learn
+        world = rank_world()[1]
         d = loss_denominator(learn.loss_func, learn.yb[0]) if len(learn.yb) == 1 else None
-        if d is None:  # filled on the device, not copied from the host
+        if d is None:  # a mean over rows: the global batch's real rows are known on the host (no all-reduce)
+            rows = getattr(learn.dl, "global_rows", None) if world > 1 else find_bs(learn.yb)
+            if rows is not None:  # filled on the device, not copied from the host
+                return torch.full((), float(rows), device=learn.loss_grad.device)
             d = torch.full((), find_bs(learn.yb), device=learn.loss_grad.device)
         d = d.detach().float() * (0.0 if getattr(learn.dl, "repeats_rows", False) else 1.0)
-        if rank_world()[1] > 1:
+        if world > 1:
             torch.distributed.all_reduce(d)
         return d
 

@@ -119,8 +119,9 @@ def test_an_interrupted_ddp_run_resumes_to_the_uninterrupted_weights(runs, share
     assert max((whole[k] - resumed[k]).abs().max().item() for k in whole) < 1e-5
 
 
-@pytest.mark.parametrize("task, world, rows", [("classification", 2, 37), ("ner", 2, 37),
-                                               ("classification", 3, 38), ("ner", 3, 38)])
+# (classification on 2 ranks, 37 rows, is left to the 3-rank run: its last global batch splits unevenly too, and
+# the suite's time is near CI's limit)
+@pytest.mark.parametrize("task, world, rows", [("ner", 2, 37), ("classification", 3, 38), ("ner", 3, 38)])
 def test_batches_that_split_unevenly_train_as_one_process_would(task, world, rows, tiny_model_dir, tmp_path):
     # 37 rows in global batches of 8: the last splits 3/2 between the ranks. Before, the ranks' accumulation counts
     # drifted apart (rank 0 stepped 7 times, rank 1 6, ending with different weights), the warm-up counted per-rank
