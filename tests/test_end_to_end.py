@@ -1,4 +1,5 @@
-"""Real model, real data: the packaged all-MiniLM-L6-v2 on SST-2, AG News, MRPC, SICK, SMS spam.
+"""Real model, real data: the packaged all-MiniLM-L6-v2 on SST-2, AG News, SICK, SMS spam (MRPC pairs: the pairs
+notebook, tests/test_notebooks.py, trains the same 1,500 pairs).
 
 These read ../shared/data and skip cleanly without it.
 """
@@ -73,16 +74,6 @@ def test_multi_label_ag_news_topics(shared_data, tmp_path):
     assert max(probs, key=probs.get) == "Business"
 
 
-def test_pairs_mrpc(shared_data, tmp_path):
-    train = pd.read_csv(shared_data / "mrpc" / "train.csv").sample(n=1500, random_state=0)
-    test = pd.read_csv(shared_data / "mrpc" / "test.csv").sample(n=400, random_state=0)
-    db = BertDataBunch.from_df(train, test, None, text_col=["text_a", "text_b"], bs=32, maxlen=128, device="cpu")
-    assert db.n_inp == 3
-    learner = _fit(db, tmp_path, epochs=2)
-    majority = (test["label"] == "equivalent").mean()
-    assert learner.validate(quiet=True)["accuracy"] > majority + 0.03
-
-
 def test_regression_sick(shared_data, tmp_path):
     train = pd.read_csv(shared_data / "sick" / "train.csv").sample(n=1500, random_state=0)
     test = pd.read_csv(shared_data / "sick" / "test.csv").sample(n=500, random_state=0)
@@ -97,12 +88,14 @@ def test_class_weights_sms_spam(shared_data, tmp_path):
     df = pd.read_csv(shared_data / "sms_spam" / "all.csv")
     train, valid = df.iloc[:1500], df.iloc[4000:4800]
     db = BertDataBunch.from_df(train, valid, None, bs=32, maxlen=64, weight="balanced", device="cpu")
-    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    learner = _fit(db, tmp_path, epochs=1, lr=2e-4)
     assert learner.loss_func.func.weight[db.labels.index("spam")] > 2
     from bertlearn.metrics import f1_per_class
     logits = learner.predict_logits(valid["text"].tolist())
     y = __import__("torch").as_tensor((valid["label"] == "spam").to_numpy().astype("int64"))
-    assert f1_per_class(logits, y)[db.labels.index("spam")] > 0.8
+    f1 = f1_per_class(logits, y)[db.labels.index("spam")]
+    print(f"SMS spam F1 after one epoch: {f1:.3f}")
+    assert f1 > 0.8
 
 
 def test_sliding_window_ag_news(shared_data, tmp_path):
@@ -111,7 +104,8 @@ def test_sliding_window_ag_news(shared_data, tmp_path):
     db = BertDataBunch.from_df(train, valid, None, bs=32, maxlen=32, long_text="sliding_window", stride=8,
                                device="cpu")
     assert len(db.train.dataset) > db.train.dataset.n_texts  # news texts are longer than 32 tokens
-    learner = _fit(db, tmp_path, epochs=2, lr=2e-4)
+    learner = _fit(db, tmp_path, epochs=1, lr=2e-4)
     preds = learner.predict_batch(valid["text"].tolist())
     acc = sum(p[0][0] == l for p, l in zip(preds, valid["label"])) / len(valid)
+    print(f"sliding-window AG News accuracy after one epoch: {acc:.3f}")
     assert len(preds) == len(valid) and acc > 0.7  # 4 balanced classes: chance is 0.25

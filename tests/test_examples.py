@@ -71,7 +71,7 @@ def test_fast_bert_readme_runs_as_written(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_fast_bert_readme_on_real_reviews_and_goemotions(tmp_path, shared_data):
     # the script's own default data: Rotten Tomatoes reviews and GoEmotions laid out as fast-bert's README has them
-    out = run_readme_flow(tmp_path, ROWS="600", BERTLEARN_DATA=str(shared_data))
+    out = run_readme_flow(tmp_path, ROWS="300", BERTLEARN_DATA=str(shared_data))
     check_output(out)
     # fast-bert's layout, plus the tokenization cache fast-bert's constructor keeps beside it
     assert sorted(p.name for p in (tmp_path / "out" / "data").iterdir()) == ["cache", "labels.csv", "train.csv",
