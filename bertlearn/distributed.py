@@ -29,7 +29,7 @@ from .errors import user_stacklevel
 
 __all__ = ["ddp_loss_share", "ddp_loss_weight", "rank_world", "launched_distributed", "is_main_process", "shared_seed",
            "gather_objects", "all_sum", "barrier", "main_process_only", "distributed_trainer", "multi_gpu_without_effect",
-           "gather_fastai_metrics", "detach_without_gather", "metrics_gatherer"]
+           "gather_fastai_metrics", "metrics_gatherer"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -189,14 +189,9 @@ def distributed_trainer(**kwargs: Any) -> Any:
                 rank, world = rank_world()
                 if world == 1 or getattr(dl, "world_size", 1) == world or not hasattr(dl, "shard"):
                     return dl
-                dl = dl.shard(rank, world)
-                if not dl.shuffle:
-                    # validation shards differ between ranks in rows and batches (rank::world): fastai's metrics
-                    # gather every batch (`learn.to_detach`), which assumes the same shapes on every rank (gloo
-                    # aborted, NCCL mismatches, a rank with a batch more waits for ever). They keep their own
-                    # rows here and are gathered once, whole, in after_validate
-                    dl.to_detach = detach_without_gather
-                return dl
+                # a validation shard's loader does not gather per batch (`BertDataLoader.to_detach`): its
+                # fastai metrics are gathered once, whole, in after_validate
+                return dl.shard(rank, world)
 
             def before_validate(self) -> None:
                 super().before_validate()
@@ -226,19 +221,6 @@ def distributed_trainer(**kwargs: Any) -> Any:
 
         _TRAINER_CLASS = BertDistributedTrainer
     return _TRAINER_CLASS(**kwargs)
-
-
-def detach_without_gather(b: Any, cpu: bool = True, gather: bool = True) -> Any:
-    """fastai's `to_detach` without its per-batch gather across ranks: what a validation shard's loader gives
-    `learn.to_detach`, whose metrics `gather_fastai_metrics` gathers once, whole.
-
-    Args:
-        b: tensors (nested) to detach.
-        cpu: move them to the CPU.
-        gather: ignored (never gathered).
-    """
-    from fastai.torch_core import to_detach
-    return to_detach(b, cpu=cpu, gather=False)
 
 
 def metrics_gatherer() -> Any:

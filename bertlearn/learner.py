@@ -42,7 +42,7 @@ from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
 from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
 from .data import positive_int
 from .device import resolve_device
-from .distributed import (detach_without_gather, distributed_trainer, init_distributed, is_main_process,
+from .distributed import (distributed_trainer, init_distributed, is_main_process,
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
@@ -724,9 +724,8 @@ class TaskLearner(Learner):
             # the losses and metrics still gathered every rank's rows: each row counted once per rank (a confusion
             # matrix of twice the rows). Each rank scores its share, as in the fit
             loader = loader.shard(rank, world)
-            # the shards differ in rows and batches: fastai's metrics keep their rank's rows and are gathered once
-            # (their per-batch gather assumed the same shapes on every rank, and aborted or waited for ever)
-            loader.to_detach = detach_without_gather
+            # the shards differ in rows and batches: fastai's metrics keep their rank's rows (the shard's
+            # `to_detach` does not gather) and are gathered once (their per-batch gather aborted or waited for ever)
             cbs = [*L(cbs), metrics_gatherer()]
         with (self.no_bar() if quiet else contextlib.nullcontext()), self.keeping_history():
             values = super().validate(dl=loader, cbs=cbs)

@@ -215,6 +215,19 @@ class BertDataLoader(DataLoader):
         kwargs.setdefault("batch_overhead", self.batch_overhead)
         return super().new(dataset, cls, **kwargs)
 
+    def to_detach(self, b: Any, cpu: bool = True, gather: bool = True) -> Any:
+        """fastai's `to_detach` (what `learn.to_detach` calls), without the per-batch gather across ranks on a
+        validation shard: the shards differ by a row between ranks, which fastai's gather of equal shapes cannot
+        take; `bertlearn.distributed.gather_fastai_metrics` gathers the metrics once, whole.
+
+        Args:
+            b: tensors (nested) to detach.
+            cpu: move them to the CPU.
+            gather: gather them across ranks (not on a validation shard).
+        """
+        from fastai.torch_core import to_detach
+        return to_detach(b, cpu=cpu, gather=gather and not (self.world_size > 1 and not self.shuffle))
+
     def shard(self, rank: int, world_size: int) -> "BertDataLoader":
         """This loader's share for one rank of a distributed run (see `bertlearn.distributed`).
 
