@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from fastai.losses import BaseLoss
 from fastai.losses import BCEWithLogitsLossFlat as _BCEWithLogitsLossFlat
 from fastai.losses import CrossEntropyLossFlat as _CrossEntropyLossFlat
@@ -40,12 +41,42 @@ class PlainTensorLoss(BaseLoss):
         return _plain(x.transpose(self.axis, -1).contiguous()) if isinstance(x, torch.Tensor) else x
 
 
+def _counted(weight: torch.Tensor | None, ignore_index: int, target: torch.Tensor) -> torch.Tensor:
+    """What a mean cross-entropy divides class-index `target`'s summed losses by: the summed class `weight`s of
+    the targets not `ignore_index`, else their number (PyTorch's rule)."""
+    t = target.reshape(-1)
+    counted = t != ignore_index
+    if weight is None:
+        return counted.sum()
+    # ignored targets index row 0, then count nothing: ignore_index may be any number, past the classes too
+    return (weight.to(t.device)[t.masked_fill(~counted, 0)] * counted).sum()
+
+
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """`nn.CrossEntropyLoss` whose mean over nothing is 0, not NaN: a batch whose targets all weigh 0 (a class
+    weight of 0) or are all `ignore_index` counts nothing, and PyTorch's 0 / 0 would turn the step's gradients
+    (the whole accumulated step's) and the weights after it into NaN. Otherwise the same value as PyTorch's."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.reduction != "mean" or target.is_floating_point():  # soft targets: a mean over rows
+            return super().forward(input, target)
+        total = F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction="sum",
+                                label_smoothing=self.label_smoothing)
+        n = _counted(self.weight, self.ignore_index, target)
+        return total / torch.where(n > 0, n, torch.ones_like(n))  # on the device: no host read
+
+
 class CrossEntropyLossFlat(PlainTensorLoss, _CrossEntropyLossFlat):
-    """fastai's `CrossEntropyLossFlat` (softmax activation, argmax decoding) returning a plain tensor.
+    """fastai's `CrossEntropyLossFlat` (softmax activation, argmax decoding) returning a plain tensor; a batch
+    with nothing to count (all its targets ignored or of class weight 0) has loss 0 and no gradient, not NaN.
 
     Args:
         *args, axis, **kwargs: as for fastai's `CrossEntropyLossFlat` (weight, ignore_index, reduction...).
     """
+
+    def __init__(self, *args: Any, axis: int = -1, **kwargs: Any) -> None:
+        kwargs = {"weight": None, "ignore_index": -100, "reduction": "mean", **kwargs}
+        BaseLoss.__init__(self, CrossEntropyLoss, *args, axis=axis, **kwargs)
 
 
 class BCEWithLogitsLossFlat(PlainTensorLoss, _BCEWithLogitsLossFlat):
@@ -83,9 +114,4 @@ def loss_denominator(loss_func: Any, target: Any) -> torch.Tensor | None:
     if not isinstance(func, nn.CrossEntropyLoss) or func.reduction != "mean" or not isinstance(target, torch.Tensor) \
             or target.is_floating_point():
         return None
-    t = _plain(target).reshape(-1)
-    counted = t != func.ignore_index
-    if func.weight is None:
-        return counted.sum()
-    # ignored targets index row 0, then count nothing: ignore_index may be any number, past the classes too
-    return (func.weight.to(t.device)[t.masked_fill(~counted, 0)] * counted).sum()
+    return _counted(func.weight, func.ignore_index, _plain(target))

@@ -106,3 +106,32 @@ def test_loss_denominator_is_what_pytorchs_weighted_mean_divides_by(ignore_index
                                               reduction="sum")
     assert float(loss_denominator(loss, target)) == 9.0  # 1 + 4 + 4, the ignored row counting nothing
     assert float(loss(logits, target)) == pytest.approx(float(total) / 9.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("weight, target", [
+    (torch.tensor([0.0, 1.0]), torch.tensor([0, 0, 0])),  # every target of class weight 0
+    (None, torch.tensor([-100, -100, -100])),  # every target ignored (a batch of untagged pieces)
+])
+def test_a_batch_with_nothing_to_count_has_loss_0_not_nan(weight, target):
+    # PyTorch's mean is 0 / 0 here: a NaN loss whose NaN gradients spoiled the step (a whole accumulated one) and
+    # every weight after it; fastai's CrossEntropyLossFlat gives the NaN
+    logits = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.isnan(fl.CrossEntropyLossFlat(weight=weight)(logits, target))
+    x = logits.clone().requires_grad_()
+    loss = CrossEntropyLossFlat(weight=weight)(x, target)
+    loss.backward()
+    assert float(loss) == 0.0 and torch.equal(x.grad, torch.zeros_like(x))
+    mixed = torch.tensor([0, 1, 1]) if weight is not None else torch.tensor([-100, 1, 0])
+    expected = torch.nn.functional.cross_entropy(logits, mixed, weight=weight)  # otherwise PyTorch's value
+    assert float(CrossEntropyLossFlat(weight=weight)(logits, mixed)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_label_smoothing_and_per_row_losses_are_pytorchs():
+    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    target, weight = torch.tensor([0, 2, -100, 1, 2]), torch.tensor([1.0, 3.0, 0.5])
+    ours = CrossEntropyLossFlat(weight=weight, label_smoothing=0.1)
+    expected = torch.nn.functional.cross_entropy(logits, target, weight=weight, label_smoothing=0.1)
+    assert float(ours(logits, target)) == pytest.approx(float(expected), rel=1e-6)
+    ours.reduction = "none"
+    torch.testing.assert_close(ours(logits, target), torch.nn.functional.cross_entropy(
+        logits, target, weight=weight, label_smoothing=0.1, reduction="none"))
