@@ -321,6 +321,13 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, ti
         "cannot be driven positionally by fastai; the sentence pairs carry token_type_ids, which this model takes by "
         "name only (its third input is 'mems'), while fastai passes inputs by position: build the BertDataBunch with "
         "token_type_ids=False")
+    # padding_side="right" set on the XLNet tokenizer is not followed either (its classifier reads the last position)
+    right = T.AutoTokenizer.from_pretrained(folder, padding_side="right")
+    with pytest.warns(UserWarning, match=r"^padding_side='right' on the XLNetTokenizer is not followed: batches pad "
+                      r"on the left, as its class does \(its model's classifier reads the last position, which "
+                      r"right padding would make a pad for every shorter row\); the tokenizer is left as it is$"):
+        right_db = BertDataBunch.from_df(df, df[:8], right, bs=8, maxlen=64, device="cpu")
+    assert right.padding_side == "right" and right_db.encoder.pad_left
     # padding_side="left" set on a BERT tokenizer is not followed: BERT counts positions from the first token, pads
     # included, so left padding moved a text's positions with its batch (1.3e-2 between bs 1 and 3 in review)
     bert_tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")

@@ -222,6 +222,24 @@ def test_batches_pad_tags_with_ignore_index(ner_dir, tiny_model_dir):
     assert db.entity_types == ["PER", "POS"]
 
 
+def test_a_left_padding_side_is_said_and_tags_pad_on_the_right(ner_dir, tiny_model_dir):
+    # padding_side="left" set on the BERT tokenizer was ignored without a word (classification data said it)
+    import transformers as T
+    tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="left")
+    with pytest.warns(UserWarning, match=r"^padding_side='left' on the BertTokenizer is not followed: batches pad on "
+                      r"the right, as its class does \(these models number positions from the first token, pads "
+                      r"included, so left padding would move a text's positions with its batch\); the tokenizer is "
+                      r"left as it is$"):
+        db = BertNERDataBunch(ner_dir, tok, bs=8, maxlen=64, device="cpu")
+    ids, mask, tags = db.one_batch()
+    assert tok.padding_side == "left" and (mask[:, 0] == 1).all() and (mask[:, :-1] >= mask[:, 1:]).all()
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:  # the class's own side is not a request
+        warnings.simplefilter("always")
+        BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, maxlen=64, device="cpu")
+    assert not [w for w in seen if str(w.message).startswith("padding_side")]
+
+
 def test_fast_bert_constructor_and_label_file_checks(ner_dir, tiny_model_dir):
     (ner_dir / "labels.txt").write_text("O\nB-PER\nI-PER\n")
     with pytest.raises(DataError, match=r"train.txt, line \d+: tag 'B-POS' is not in the label file"):

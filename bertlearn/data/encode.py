@@ -21,11 +21,30 @@ from .frames import PROBLEM_TYPES, MULTI, REGRESSION, SINGLE
 from .loader import EncodedDataset
 from .store import RaggedRows
 
-__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "check_maxlen_room", "pair_template_segments",
+__all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "warn_unfollowed_padding", "check_maxlen_room", "pair_template_segments",
            "segment_embeddings_beside"]
 
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
 TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def warn_unfollowed_padding(tokenizer: Any, *, pad_left: bool) -> None:
+    """Say that the `padding_side` set on `tokenizer` (other than its class's) is not the side batches pad on.
+
+    Args:
+        tokenizer: the tokenizer the data is built with.
+        pad_left: whether batches pad on the left (`TextEncoder.pad_left`; token classification pads on the right).
+    """
+    asked = getattr(tokenizer, "padding_side", None)
+    used = "left" if pad_left else "right"
+    if asked not in ("left", "right") or asked == used or asked == getattr(type(tokenizer), "padding_side", "right"):
+        return  # followed, or the class's own side (not asked for)
+    why = ("these models number positions from the first token, pads included, so left padding would move a "
+           "text's positions with its batch" if used == "right" else
+           "its model's classifier reads the last position, which right padding would make a pad for every "
+           "shorter row")
+    warnings.warn(f"padding_side={asked!r} on the {type(tokenizer).__name__} is not followed: batches pad on the "
+                  f"{used}, as its class does ({why}); the tokenizer is left as it is", stacklevel=user_stacklevel())
 
 
 class TextEncoder:
@@ -117,13 +136,9 @@ class TextEncoder:
         return getattr(type(self.tokenizer), "padding_side", "right") == "left"
 
     def warn_unfollowed_padding(self) -> None:
-        """Say that a `padding_side="left"` set on a tokenizer whose class pads on the right is not followed (see
-        `pad_left`); called where training data is built, not where a saved folder is loaded."""
-        if getattr(self.tokenizer, "padding_side", None) == "left" and not self.pad_left:
-            warnings.warn(f"padding_side='left' on the {type(self.tokenizer).__name__} is not followed: batches pad "
-                          "on the right, as its class does (these models number positions from the first token, "
-                          "pads included, so left padding would move a text's positions with its batch); the "
-                          "tokenizer is left as it is", stacklevel=user_stacklevel())
+        """Say that a `padding_side` set on the tokenizer is not followed (see `pad_left`); called where training
+        data is built, not where a saved folder is loaded."""
+        warn_unfollowed_padding(self.tokenizer, pad_left=self.pad_left)
 
     @property
     def multi_label(self) -> bool:

@@ -30,7 +30,7 @@ from ..errors import DataError, user_stacklevel
 from .bunch import BertDataBunch
 from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
                     read_jsonl, read_tag_file, sentences_from_df, tag_prefix, to_seqeval)
-from .encode import tokenizer_within
+from .encode import tokenizer_within, warn_unfollowed_padding
 from .frames import holdout_order, positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
@@ -608,6 +608,7 @@ class BertNERDataBunch(BertDataBunch):
                             "(CoNLL: the last column; tags_col=, labels_key=)")
         t0 = time.perf_counter()
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
+        warn_unfollowed_padding(tok, pad_left=False)  # tags are read per position: rows pad on the right
         # new training only: a saved model keeps the tokenizer it was trained with, whatever its pieces
         encoder = TagEncoder(tokenizer_for_words(tok), maxlen, labels, scheme=scheme,
                              label_all_tokens=label_all_tokens)
