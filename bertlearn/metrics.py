@@ -107,6 +107,12 @@ def _label_rows(name: str, y_pred: Any, y_true: Any) -> tuple[torch.Tensor, torc
     return y_pred, y_true
 
 
+def _share(hits: torch.Tensor) -> torch.Tensor:
+    """The share of True in `hits`, in float64 where the device has it: a float32 mean of 69 hits in 100 was
+    0.6899999976 in `validate()`'s dict and the logs, not 0.69."""
+    return hits.to(torch.float32 if hits.device.type == "mps" else torch.float64).mean()
+
+
 def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """Share of rows whose highest logit is the true class.
 
@@ -116,7 +122,7 @@ def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch
         **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
     """
     y_pred, y = _class_indices("accuracy", y_pred, y_true)
-    return (y_pred.argmax(dim=-1) == y.to(y_pred.device)).float().mean()
+    return _share(y_pred.argmax(dim=-1) == y.to(y_pred.device))
 
 
 def _classes(y_pred: torch.Tensor, y_true: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -299,7 +305,7 @@ def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: boo
         raise TypeError("accuracy_multilabel() is fast-bert's top-label match and takes no thresh; for the share of "
                         "right decisions at a threshold use accuracy_thresh(y_pred, y_true, thresh=...)")
     y_pred, y_true = _label_rows("accuracy_multilabel", y_pred, y_true)
-    return (y_pred.argmax(dim=-1) == y_true.float().argmax(dim=-1).to(y_pred.device)).float().mean()
+    return _share(y_pred.argmax(dim=-1) == y_true.float().argmax(dim=-1).to(y_pred.device))
 
 
 def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
@@ -319,7 +325,7 @@ def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 
     # rounded probabilities near the threshold to the other side
     probs = y_pred.float().sigmoid() if sigmoid else y_pred.float()
     thresh = torch.as_tensor(thresh, dtype=torch.float32, device=probs.device)
-    return ((probs > thresh) == y_true.bool()).float().mean()
+    return _share((probs > thresh) == y_true.bool())
 
 
 def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
