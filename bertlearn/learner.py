@@ -52,7 +52,8 @@ from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
-           "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation"]
+           "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation",
+           "accumulation_steps"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
@@ -138,7 +139,7 @@ class TaskLearner(Learner):
         self.default_lr, self.default_epochs = default_lr, default_epochs
         self.optimizer_type, self.adam_epsilon = optimizer_type, adam_epsilon
         self.warmup_steps, self.schedule_type = _warmup_steps(warmup_steps), _schedule_type(schedule_type)
-        self.grad_accumulation_steps = int(grad_accumulation_steps or 1)
+        self.grad_accumulation_steps = accumulation_steps(grad_accumulation_steps)
         self.lr_find_results: dict | None = None  # the last lr_find's rates and losses, for plot()
         # fastai's defaults read the loss on the CPU every batch; swap in device-resident versions
         self.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
@@ -943,6 +944,17 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
     return opt_func, device
 
 
+def accumulation_steps(value: Any) -> int:
+    """fast-bert's `grad_accumulation_steps` as a count of batches per optimizer step (None: 1), or a
+    `BertLearnError` naming the value ("2" or 2.5 were taken as 2 or failed with a bare TypeError; 0 and negatives
+    trained without accumulation, without a word).
+
+    Args:
+        value: what the user gave.
+    """
+    return 1 if value is None else positive_int(value, "grad_accumulation_steps", BertLearnError)
+
+
 def sample_accumulation(grad_accumulation_steps: int | None, bs: int) -> GradientAccumulation | None:
     """Gradient accumulation for fast-bert's `grad_accumulation_steps`: a step every that many batches (fastai's
     own counts samples), or None for a step every batch.
@@ -951,8 +963,9 @@ def sample_accumulation(grad_accumulation_steps: int | None, bs: int) -> Gradien
         grad_accumulation_steps: batches per optimizer step.
         bs: the training batch size.
     """
-    if grad_accumulation_steps and grad_accumulation_steps > 1:
-        return StepAccumulation(n_acc=grad_accumulation_steps * bs, batches=grad_accumulation_steps)
+    n = accumulation_steps(grad_accumulation_steps)
+    if n > 1:
+        return StepAccumulation(n_acc=n * bs, batches=n)
     return None
 
 

@@ -180,6 +180,14 @@ class TestFit:
         with pytest.raises(BertLearnError, match=rf"epochs={epochs!r} must be a positive integer"):
             tiny_learner.fit(epochs, lr=1e-4)
 
+    @pytest.mark.parametrize("steps", [0, -2, 2.5, "two"])
+    def test_bad_grad_accumulation_steps(self, tiny_databunch, tiny_model_dir, tmp_path, steps):
+        # 0 and -2 trained without accumulation without a word; 2.5 accumulated 2; "two" was a bare TypeError
+        with pytest.raises(BertLearnError) as err:
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                              output_dir=tmp_path, grad_accumulation_steps=steps)
+        assert str(err.value) == f"grad_accumulation_steps={steps!r} must be a positive integer"
+
     def test_fastai_verbs_still_work(self, tiny_learner):
         with tiny_learner.no_bar(), tiny_learner.no_logging():
             tiny_learner.fit_one_cycle(1, 1e-4)

@@ -42,7 +42,7 @@ from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
 from ..embed import sentence_transformers_files
 from ..errors import BertLearnError, DataError, ModelError, user_stacklevel
-from ..learner import TaskLearner, factory_setup, prepare_model, training_callbacks
+from ..learner import TaskLearner, accumulation_steps, factory_setup, prepare_model, training_callbacks
 from ..model import load_error, load_pretrained, load_tokenizer, quiet_hub, resolve_pretrained
 from ..saved import check_replaceable
 
@@ -714,6 +714,7 @@ class BertLMLearner(TaskLearner):
 
         model = cls.load_head(pretrained_path)
         prepare_model(model, databunch, device)
+        grad_accumulation_steps = accumulation_steps(grad_accumulation_steps)
         accumulation = AccumulateBatches(n_acc=grad_accumulation_steps) if grad_accumulation_steps > 1 else None
         cbs, logger = training_callbacks(kwargs.pop("cbs", None), device=device, logger=logger,
                                          max_grad_norm=max_grad_norm, accumulation=accumulation)
