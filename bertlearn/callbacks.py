@@ -539,10 +539,12 @@ class StepAccumulation(GradientAccumulation):
         self._legacy = False
         for p in self.model.parameters():
             p.grad = None
-        warnings.warn("resume: the checkpoint holds a step part-way accumulated as fastai weighs batches (each by its "
-                      "rows / n_acc; written before bertlearn weighed an accumulated step as one batch of all its rows "
-                      "or tagged / masked tokens); those batches' gradients are left out of the resumed step, which goes "
-                      "on with the batches after them", stacklevel=user_stacklevel())
+        from .distributed import is_main_process
+        if is_main_process():  # once, not once per rank
+            warnings.warn("resume: the checkpoint holds a step part-way accumulated as fastai weighs batches (each by "
+                          "its rows / n_acc; written before bertlearn weighed an accumulated step as one batch of all "
+                          "its rows or tagged / masked tokens); those batches' gradients are left out of the resumed "
+                          "step, which goes on with the batches after them", stacklevel=user_stacklevel())
 
 
 class CheckpointCallback(Callback):

@@ -770,7 +770,7 @@ class TestAccumulation:
         (total / sum(counts)).backward()
         assert_same_grads(learner.model, rec.grads)
 
-    def test_an_epoch_ending_mid_step_resumes_as_the_whole_fit(self, tmp_path, tiny_model_dir):
+    def test_an_epoch_ending_mid_step_resumes_as_the_whole_fit(self, tmp_path, tiny_model_dir, monkeypatch):
         # 20 sentences in batches of 4, 3 a step: epoch 1 ends 2 batches into a step, whose tagged words so far the
         # checkpoint keeps with its gradients (the resumed step divides by the whole step's words)
         import json
@@ -797,12 +797,26 @@ class TestAccumulation:
         # a checkpoint written before steps weighed tagged words holds rows-scaled gradients: left out, said once
         del state["accumulated_weights"]
         state_file.write_text(json.dumps(state))
+        import shutil
+        shutil.copytree(tmp_path / "cut", tmp_path / "cut_rank1")
         old = self.learner(tmp_path / "cut", tiny_model_dir, 20)
         with pytest.warns(UserWarning, match=r"^resume: the checkpoint holds a step part-way accumulated as fastai "
                           r"weighs batches \(each by its rows / n_acc; written before bertlearn weighed an accumulated "
                           r"step as one batch of all its rows or tagged / masked tokens\); those batches' gradients "
                           r"are left out of the resumed step, which goes on with the batches after them$"):
             quiet_fit(old, 2, lr=1e-3, resume=True)
+        # under DDP the other ranks say nothing (it was said once per rank)
+        import warnings
+
+        import bertlearn.distributed
+        monkeypatch.setattr(bertlearn.distributed, "is_main_process", lambda: False)
+        other = self.learner(tmp_path / "cut_rank1", tiny_model_dir, 20)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            quiet_fit(other, 2, lr=1e-3, resume=True)
+        assert not [w for w in seen if str(w.message).startswith("resume: the checkpoint holds")]
+        for (name, a), b in zip(other.model.state_dict().items(), old.model.state_dict().values()):
+            torch.testing.assert_close(a, b, msg=name)  # the same resumed step, the same weights
 
 
 def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
