@@ -2,7 +2,7 @@
 
 A BERT token's hidden state depends on its sentence: "apple" next to "pie" and next to "iPhone" get
 different vectors, while the input-embedding table (what word2vec-style models have) gives one vector for
-both. `embed` returns sentence vectors ([CLS] or mean pooling) or per-word vectors (word pieces merged
+both. `embed` returns sentence vectors (CLS-token or mean pooling) or per-word vectors (word pieces merged
 back); `word_in_context` returns one word's contextual vector in each sentence next to its static one.
 """
 
@@ -423,6 +423,57 @@ def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) ->
     return captured + [last]
 
 
+def _batch_first(state: torch.Tensor, last: torch.Tensor, encoder: nn.Module, layer: Any) -> torch.Tensor:
+    """A captured hidden state as (batch, length, dim), its layout read from its shape against the encoder's output.
+
+    `last` (`last_hidden_state`) is (batch, length, dim) by transformers' contract, but the blocks may carry their
+    input the other way round (XLNet's are (length, batch, dim)). `_hidden` never builds a batch with as many rows
+    as tokens (but 1 x 1, where both layouts are one), so the shape tells the two apart.
+
+    Args:
+        state: a block's input, as `_hidden_states` captured it.
+        last: the encoder's output for the same batch.
+        encoder: the encoder (named where the state fits neither layout).
+        layer: the `layer` argument, as given (named there too).
+    """
+    rows, width = last.shape[:2]
+    if state.dim() == 3 and tuple(state.shape[:2]) == (rows, width):
+        return state
+    if state.dim() == 3 and tuple(state.shape[:2]) == (width, rows):
+        return state.transpose(0, 1)
+    raise BertLearnError(f"layer={layer!r}: {type(encoder).__name__} carries a hidden state of shape "
+                         f"{tuple(state.shape)} into its transformer blocks, for a batch of {rows} texts of {width} "
+                         f"tokens: neither (batch, length, dim) = ({rows}, {width}, ...) nor (length, batch, dim) = "
+                         f"({width}, {rows}, ...), so which vector is which token's cannot be told; allowed for this "
+                         "model: layer=-1, the encoder's output (last_hidden_state), which is batch-first")
+
+
+def _cls_positions(tokenizer: Any, input_ids: list[list[int]]) -> list[int]:
+    """Where "cls" pooling reads each text: the first occurrence of the tokenizer's CLS token in its ids.
+
+    BERT's tokenizer puts [CLS] first, XLNet's puts <cls> last (where its classifier head reads). Where the
+    tokenizer has no CLS token, or a text's ids lack it, the text's first token is read, which is said.
+
+    Args:
+        tokenizer: the tokenizer the ids come from.
+        input_ids: each text's ids, as `_hidden` encoded them.
+    """
+    cls = getattr(tokenizer, "cls_token_id", None)
+    if cls is None:
+        warnings.warn(f"embed: pooling='cls', but the tokenizer ({type(tokenizer).__name__}) has no CLS token, so "
+                      "each text's vector is its first token's state (position 0); pass pooling='mean' for the "
+                      "average over the text's tokens, or the model's own tokenizer if it has a CLS token",
+                      stacklevel=user_stacklevel())
+        return [0] * len(input_ids)
+    missing = [i for i, ids in enumerate(input_ids) if cls not in ids]
+    if missing:
+        warnings.warn(f"embed: pooling='cls', but {len(missing)} of {len(input_ids)} texts (text {missing[0]} the "
+                      f"first) hold no CLS token ({tokenizer.cls_token!r}: the tokenizer did not add it), so their "
+                      "vectors are their first token's state (position 0); pass pooling='mean' for the average over "
+                      "the text's tokens, or a tokenizer that adds its CLS token", stacklevel=user_stacklevel())
+    return [ids.index(cls) if cls in ids else 0 for ids in input_ids]
+
+
 @torch.inference_mode()
 def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs: int, maxlen: int,
             device: torch.device, *, caller: str = "embed") -> tuple[list[np.ndarray], list[Any]]:
@@ -447,9 +498,16 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
     encoder.eval()
     out: list[np.ndarray | None] = [None] * len(texts)
     try:
-        for start in range(0, len(texts), bs):
+        start = 0
+        while start < len(texts):
             idx = order[start:start + bs]
             width = int(lengths[idx].max())
+            if len(idx) == width > 1:
+                # as many rows as tokens: a (length, batch, dim) state would read as (batch, length, dim), so its
+                # layout could not be told from its shape; the shortest text waits for the next batch (a pad column
+                # instead could pass what the model's positions take)
+                idx = idx[:-1]
+            start += len(idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
             for row, i in enumerate(idx):
@@ -457,7 +515,8 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
                 mask[row, :lengths[i]] = 1
             states = _hidden_states(encoder, ids.to(device), mask.to(device))
             chosen = _layers(layer, len(states))
-            h = torch.stack([states[l] for l in chosen]).float().mean(0).cpu().numpy()
+            h = torch.stack([_batch_first(states[l], states[-1], encoder, layer) for l in chosen])
+            h = h.float().mean(0).cpu().numpy()
             for row, i in enumerate(idx):
                 out[i] = h[row, :lengths[i]]
     finally:
@@ -477,11 +536,14 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
             folder whose sentence_bert_config.json says do_lower_case has its texts lowercased, as there. A
             `BertLMLearner` started from a sentence-transformers folder (the packaged MiniLM) takes that folder's
             settings (pooling, normalize, maxlen, lowercasing), as the folder its `save_model` writes does.
-        layer: which hidden state: 0 is the embedding output, i the input of block i+1 as the model carries it,
-            -1 the encoder's output (`last_hidden_state`, after any final norm); a list averages those layers.
-        pooling: "cls" (the first token's vector), "mean" (average over the text's tokens, as
-            sentence-transformers does) or "tokens" (one vector per word, its word pieces averaged). None: what a
-            sentence-transformers folder says it was trained with (the packaged MiniLM: "mean"), else "cls".
+        layer: which hidden state: 0 is the embedding output, i the input of block i+1 as the model carries it
+            (XLNet's blocks carry (length, batch, dim): read the other way round), -1 the encoder's output
+            (`last_hidden_state`, after any final norm); a list averages those layers.
+        pooling: "cls" (the state of the tokenizer's CLS token, wherever it puts it: first for BERT, last for
+            XLNet, where its classifier reads; the first token's, with a warning, where there is none), "mean"
+            (average over the text's tokens, as sentence-transformers does) or "tokens" (one vector per word, its
+            word pieces averaged). None: what a sentence-transformers folder says it was trained with (the
+            packaged MiniLM: "mean"), else "cls".
         tokenizer: the tokenizer, when `model` is a model object (default: the model's own); one with more tokens
             than the model's embedding table is refused.
         bs: texts per forward pass (sorted by length first, so batches carry little padding).
@@ -531,7 +593,11 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
         return [] if pooling == "tokens" else np.zeros((0, _hidden_size(encoder)), np.float32)
     states, enc = _hidden(encoder, tok, texts, layer, bs, maxlen, device)
     if pooling in ("cls", "mean"):
-        vectors = np.stack([s[0] if pooling == "cls" else s.mean(0) for s in states]).astype(np.float32)
+        if pooling == "cls":  # the CLS token's state, wherever the tokenizer puts it (XLNet's <cls> is last)
+            at = _cls_positions(tok, enc["input_ids"])
+            vectors = np.stack([s[p] for s, p in zip(states, at)]).astype(np.float32)
+        else:
+            vectors = np.stack([s.mean(0) for s in states]).astype(np.float32)
         if normalize:  # as sentence-transformers' Normalize: v / max(|v|, 1e-12)
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors

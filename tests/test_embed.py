@@ -515,3 +515,155 @@ def test_sentence_transformers_files_are_the_settings_laid_out_for_weights_at_th
         f"model={str(folder)!r}: its modules.json names the module path(s) ['../1_Pooling'], outside the model "
         "folder; allowed: paths inside it, as sentence-transformers writes them (e.g. '1_Pooling'); fix the model's "
         "modules.json")
+
+
+# XLNet's blocks carry (length, batch, dim) and its tokenizer puts <cls> last; BERT, batch-first with [CLS] first, is
+# the control. Expected values come from a plain transformers forward of each text alone (output_hidden_states=True)
+EMBED_FAMILIES = ("xlnet", "bert")
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory):
+    """Tiny random XLNet and BERT encoders with tokenizers of their own kind: {kind: (folder, tokenizer, model)}."""
+    import transformers as T
+    from conftest import build_tiny_architecture
+    root = tmp_path_factory.mktemp("embed_families")
+    out = {}
+    for kind in EMBED_FAMILIES:
+        folder = build_tiny_architecture(kind, root / kind)
+        out[kind] = (folder, T.AutoTokenizer.from_pretrained(folder), T.AutoModel.from_pretrained(folder).eval())
+    return out
+
+
+def _alone(model, tok, text, layer):
+    """The text's hidden states (n_tokens, dim), the mean of `layer`'s, from a transformers forward of it alone;
+    and its encoding (ids, word ids, offsets) as the tokenizer gives it."""
+    enc = tok(text, return_offsets_mapping=True)
+    with torch.no_grad():
+        hs = model(input_ids=torch.tensor([enc["input_ids"]]), output_hidden_states=True).hidden_states
+    layers = layer if isinstance(layer, list) else [layer]
+    return torch.stack([hs[l][0] for l in layers]).mean(0).numpy(), enc
+
+
+def _check_every_pooling(model, tok, texts, layer, **kw):
+    """embed's "mean", "cls" and "tokens" vectors of `texts` at `layer` are each text's own states, alone."""
+    ref = [_alone(model, tok, t, layer) for t in texts]
+    # the <cls> position from the tokenizer's own ids: first for BERT, last for XLNet
+    cls_at = [enc["input_ids"].index(tok.cls_token_id) for _, enc in ref]
+    np.testing.assert_allclose(embed(texts, model, tokenizer=tok, layer=layer, pooling="mean", **kw),
+                               np.stack([h.mean(0) for h, _ in ref]), atol=1e-5, err_msg=f"mean, layer={layer}")
+    np.testing.assert_allclose(embed(texts, model, tokenizer=tok, layer=layer, pooling="cls", **kw),
+                               np.stack([h[p] for (h, _), p in zip(ref, cls_at)]), atol=1e-5,
+                               err_msg=f"cls, layer={layer}")
+    for tv, (h, enc) in zip(embed(texts, model, tokenizer=tok, layer=layer, pooling="tokens", **kw), ref):
+        words: dict[int, list[int]] = {}
+        for pos, w in enumerate(enc.word_ids()):
+            if w is not None:
+                words.setdefault(w, []).append(pos)
+        np.testing.assert_allclose(tv.vectors, np.stack([h[p].mean(0) for p in words.values()]), atol=1e-5,
+                                   err_msg=f"tokens, layer={layer}")
+    return cls_at
+
+
+@pytest.mark.parametrize("kind", EMBED_FAMILIES)
+def test_every_layer_and_pooling_is_each_texts_own_state(kind, family_models):
+    # XLNet's block inputs are (length, batch, dim): read as (batch, length, dim), layer=0 mean vectors were off by
+    # twice their size, "tokens" at layers 0 and 1 raised IndexError, and layer=[-2, -1] a RuntimeError in torch.stack;
+    # "cls" read the first word piece, not <cls> (XLNet's is last)
+    _, tok, model = family_models[kind]
+    texts = ["good movie", "the plot was really very dull and the acting was poor", "a fine film", "bad"]
+    for layer in (0, 1, 2, -1, [0, 1], [-2, -1]):
+        for bs in (64, 2, 1):  # one batch, padded batches, and one text a batch
+            cls_at = _check_every_pooling(model, tok, texts, layer, bs=bs)
+    lengths = [len(tok(t)["input_ids"]) for t in texts]
+    assert cls_at == ([n - 1 for n in lengths] if kind == "xlnet" else [0] * len(texts))
+    # word_in_context reads the same states: the word's pieces (by the tokenizer's offsets), each sentence alone
+    sentences = ["the movie was good", "a really dull movie", "movie"]
+    for layer in (0, 1, -1, [0, 1]):
+        expected = []
+        for s in sentences:
+            h, enc = _alone(model, tok, s, layer)
+            start = s.index("movie")
+            expected.append(h[[p for p, (a, b) in enumerate(enc["offset_mapping"])
+                               if b > a and a < start + 5 and b > start]].mean(0))
+        np.testing.assert_allclose(word_in_context("movie", sentences, model, tokenizer=tok, layer=layer).contextual,
+                                   np.stack(expected), atol=1e-5, err_msg=f"word_in_context, layer={layer}")
+
+
+@pytest.mark.parametrize("kind", EMBED_FAMILIES)
+def test_a_batch_of_as_many_texts_as_tokens_is_read_right(kind, family_models):
+    # with as many rows as tokens a (length, batch, dim) state has the shape of a (batch, length, dim) one: embed
+    # must not build such a batch, or XLNet's layers would be read the wrong way round without a sign
+    _, tok, model = family_models[kind]
+    texts = ["fine", "fun", "bad", "film", "is"] if kind == "xlnet" else ["good", "bad", "fine"]
+    assert {len(tok(t)["input_ids"]) for t in texts} == {len(texts)}  # n texts of n tokens each
+    for layer in (0, 1, -1, [0, 1]):
+        _check_every_pooling(model, tok, texts, layer)
+
+
+def test_learner_embed_of_an_xlnet_classifier_is_the_cls_state_its_head_reads(family_models, tmp_path):
+    # BertLearner.embed pools "cls" by default: for XLNet that read the first word piece, not the <cls> state at the
+    # end that its classifier (summary_type "last") reads
+    from conftest import make_texts
+
+    from bertlearn import BertDataBunch, BertLearner
+    folder, tok, _ = family_models["xlnet"]
+    df = make_texts(24, seed=1)
+    db = BertDataBunch.from_df(df, df[:8], str(folder), bs=8, maxlen=64, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, seed=0, output_dir=tmp_path)
+    texts = ["good movie", "the plot was really very dull", "bad"]
+    encoder = learner.model.base_model.eval()
+    expected = []
+    for t in texts:
+        ids = tok(t)["input_ids"]
+        assert ids.index(tok.cls_token_id) == len(ids) - 1  # XLNet's <cls> is its last token
+        with torch.no_grad():
+            expected.append(encoder(input_ids=torch.tensor([ids])).last_hidden_state[0, -1].numpy())
+    np.testing.assert_allclose(learner.embed(texts), np.stack(expected), atol=1e-5)
+
+
+def test_cls_pooling_without_a_cls_token_reads_the_first_token_and_says_so(family_models, recwarn):
+    # position 0 is another vector than the CLS token's that was asked for: said once per call, not silently
+    import transformers as T
+    folder, _, model = family_models["bert"]
+    texts = ["good movie", "bad"]
+    no_cls = T.AutoTokenizer.from_pretrained(folder)
+    no_cls.cls_token = None  # the [CLS] its template adds is then no CLS token it names
+    recwarn.clear()
+    vectors = embed(texts, model, tokenizer=no_cls, pooling="cls")
+    assert [str(w.message) for w in recwarn.list] == [
+        "embed: pooling='cls', but the tokenizer (BertTokenizer) has no CLS token, so each text's vector is its first "
+        "token's state (position 0); pass pooling='mean' for the average over the text's tokens, or the model's own "
+        "tokenizer if it has a CLS token"]
+    np.testing.assert_allclose(vectors, np.stack([_alone(model, no_cls, t, -1)[0][0] for t in texts]), atol=1e-5)
+    unadded = T.AutoTokenizer.from_pretrained(folder)
+    unadded.backend_tokenizer.post_processor = None  # a CLS token it names but does not add
+    recwarn.clear()
+    vectors = embed(texts, model, tokenizer=unadded, pooling="cls")
+    assert [str(w.message) for w in recwarn.list] == [
+        "embed: pooling='cls', but 2 of 2 texts (text 0 the first) hold no CLS token ('[CLS]': the tokenizer did not "
+        "add it), so their vectors are their first token's state (position 0); pass pooling='mean' for the average "
+        "over the text's tokens, or a tokenizer that adds its CLS token"]
+    np.testing.assert_allclose(vectors, np.stack([_alone(model, unadded, t, -1)[0][0] for t in texts]), atol=1e-5)
+
+
+def test_a_block_input_of_neither_layout_is_refused_naming_the_model(family_models, monkeypatch):
+    import importlib
+    E = importlib.import_module("bertlearn.embed")  # the package's `embed` attribute is the function
+    _, tok, model = family_models["xlnet"]
+    carried = E._hidden_states
+
+    def cut(encoder, ids, mask):  # a block input one token short: neither (batch, length) nor (length, batch)
+        states = carried(encoder, ids, mask)
+        return [states[0][:-1], *states[1:]]
+
+    monkeypatch.setattr(E, "_hidden_states", cut)
+    with pytest.raises(BertLearnError) as err:
+        embed(["good movie", "bad"], model, tokenizer=tok, layer=0, pooling="mean")
+    width = len(tok("good movie")["input_ids"])
+    assert str(err.value) == (
+        f"layer=0: XLNetModel carries a hidden state of shape ({width - 1}, 2, 32) into its transformer blocks, for "
+        f"a batch of 2 texts of {width} tokens: neither (batch, length, dim) = (2, {width}, ...) nor (length, batch, "
+        f"dim) = ({width}, 2, ...), so which vector is which token's cannot be told; allowed for this model: layer=-1, "
+        "the encoder's output (last_hidden_state), which is batch-first")
+    assert embed(["good movie", "bad"], model, tokenizer=tok, layer=-1).shape == (2, 32)  # the output is read

@@ -218,7 +218,8 @@ class BertLearner(TaskLearner):
         Args:
             texts: a text or a list of texts.
             layer: hidden state index (0 embeddings, -1 last layer) or a list to average.
-            pooling: "cls", "mean" or "tokens" (one vector per word).
+            pooling: "cls" (the state of the tokenizer's CLS token: first for BERT, last for XLNet, where its
+                classifier reads), "mean" or "tokens" (one vector per word).
             bs: batch size (default: the validation batch size).
             maxlen: tokens kept per text (a longer text is cut, with a warning), up to what the model's positions
                 take (default: the databunch's maxlen, what the model was fine-tuned on).
