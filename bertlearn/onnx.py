@@ -75,9 +75,15 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     with torch.no_grad(), warnings.catch_warnings():
         # the exporter notes that each named axis is shared by all inputs, which is the intent
         warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used", category=UserWarning)
-        program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
-                                    dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
-                                    dynamo=True, verbose=False)
+        try:
+            program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
+                                        dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
+                                        dynamo=True, verbose=False)
+        except Exception as e:  # noqa: BLE001 - the exporter's own errors (ConversionError, TorchExportError...)
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ModelError(f"torch {torch.__version__}'s ONNX exporter could not convert "
+                             f"{type(model).__name__} ({type(e).__name__}: {first}); serve this model without ONNX: "
+                             "save_model(path), then bertlearn.load_predictor(path)") from e
     written = dict(getattr(getattr(program, "model", None), "opset_imports", None) or {}).get("")
     if written is not None and written != opset:  # torch converts down where it can, and keeps its own where not
         raise ModelError(f"opset={opset}: torch {torch.__version__}'s ONNX exporter could not write this model in "

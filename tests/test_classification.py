@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_texts
+from conftest import make_texts, quiet_fit
 
 import bertlearn
 from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError
@@ -321,6 +321,23 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, ti
         "cannot be driven positionally by fastai; the sentence pairs carry token_type_ids, which this model takes by "
         "name only (its third input is 'mems'), while fastai passes inputs by position: build the BertDataBunch with "
         "token_type_ids=False")
+    # left to decide, XLNet's pairs go without segment ids: said (it was silent), not when token_type_ids=False
+    xl_auto = BertDataBunch.from_df(pairs, pairs[:8], str(folder), text_col=["text", "text_b"], bs=8, maxlen=64,
+                                    device="cpu")
+    with pytest.warns(UserWarning) as seen:
+        BertLearner.from_pretrained_model(xl_auto, str(folder), None, "cpu", None, seed=0)
+    assert [str(w.message) for w in seen if "token_type_ids" in str(w.message)] == [
+        "the sentence pairs are encoded without token_type_ids (segment ids), although XLNetTokenizer's pair template "
+        "gives the two texts segments: XLNetForSequenceClassification takes them by name only (its third input is "
+        "'mems'), while fastai passes inputs by position, so the model tells the texts apart by the separator token "
+        "alone; pass token_type_ids=False to the BertDataBunch to say this is meant"]
+    xl_off = BertDataBunch.from_df(pairs, pairs[:8], str(folder), text_col=["text", "text_b"], bs=8, maxlen=64,
+                                   device="cpu", token_type_ids=False)
+    import warnings
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        BertLearner.from_pretrained_model(xl_off, str(folder), None, "cpu", None, seed=0)
+    assert not [w for w in quiet if "token_type_ids" in str(w.message)]
     # padding_side="right" set on the XLNet tokenizer is not followed either (its classifier reads the last position)
     right = T.AutoTokenizer.from_pretrained(folder, padding_side="right")
     with pytest.warns(UserWarning, match=r"^padding_side='right' on the XLNetTokenizer is not followed: batches pad "
@@ -348,3 +365,37 @@ def test_a_left_padding_tokenizers_texts_predict_alike_in_any_batch(tmp_path, ti
         warnings.simplefilter("always")
         BertClassificationPredictor(bert.save_model(tmp_path / "bert"), device="cpu")
     assert not [w for w in seen if str(w.message).startswith("padding_side")]
+
+
+def test_pairs_for_a_model_with_one_segment_embedding(tmp_path, tiny_model_dir):
+    # a RoBERTa model shipped with a BERT tokenizer (klue/roberta-*: type_vocab_size=1): the tokenizer lists
+    # token_type_ids, so pairs sent segment 1, past the model's one-row table: a bare IndexError in fit and predict
+    import torch
+    import transformers as T
+
+    from bertlearn import ModelError
+    tok = T.AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = T.RobertaConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=4, intermediate_size=37, max_position_embeddings=514,
+                             type_vocab_size=1)
+    torch.manual_seed(0)
+    folder = tmp_path / "roberta"
+    T.AutoModel.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    df = make_texts(16, seed=1).assign(text_b=lambda d: d["text"].iloc[::-1].values)
+    db = BertDataBunch.from_df(df, df[:8], str(folder), text_col=["text", "text_b"], bs=8, maxlen=32, device="cpu")
+    assert "token_type_ids" in tok.model_input_names and not db.encoder.with_token_types
+    learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, seed=0, output_dir=tmp_path / "o")
+    quiet_fit(learner, 1, lr=1e-3)
+    pair = ("good movie", "bad film")
+    with torch.no_grad():
+        expected = learner.model.eval()(**tok(*pair, return_tensors="pt", return_token_type_ids=False)).logits
+    torch.testing.assert_close(learner.predict_logits([pair]), expected, atol=1e-5, rtol=0)
+    forced = BertDataBunch.from_df(df, df[:8], str(folder), text_col=["text", "text_b"], bs=8, maxlen=32,
+                                   device="cpu", token_type_ids=True)
+    with pytest.raises(ModelError) as err:
+        BertLearner.from_pretrained_model(forced, str(folder), None, "cpu", None, seed=0, output_dir=tmp_path / "o")
+    assert str(err.value) == (
+        "the sentence pairs carry token_type_ids (segment 1 for the second text), but RobertaForSequenceClassification "
+        "has one segment embedding (type_vocab_size=1), so segment 1 is past its table; build the BertDataBunch with "
+        "token_type_ids=False (the model tells a pair's texts apart by its separator tokens)")

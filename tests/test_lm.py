@@ -606,3 +606,19 @@ def test_fast_bert_lm_files_give_back_the_same_tokens(tiny_model_dir, tiny_token
              .split("\n") if l]
     assert len(lines) == len(texts)
     assert "a\x85b good" in lines and "x\u2028y film" in lines and "fine acting" in lines and "bad plot" in lines
+
+
+def test_a_model_without_a_masked_lm_head_is_named(tmp_path):
+    # XLNet (a permutation LM) has no AutoModelForMaskedLM class: the message said the folder was not loadable and
+    # needed config.json, weights and tokenizer files, which it held
+    from conftest import build_tiny_architecture
+
+    from bertlearn import ModelError
+    folder = build_tiny_architecture("xlnet", tmp_path / "xlnet")
+    with pytest.raises(ModelError) as err:
+        BertLMLearner.load_head(str(folder))
+    assert str(err.value) == (
+        f"pretrained_path: {str(folder)!r} holds a model of type 'xlnet', for which transformers has no masked-LM head "
+        "(AutoModelForMaskedLM does not take XLNetConfig), so it cannot be adapted by masked-LM training; fine-tune it "
+        "directly with BertLearner, or adapt a model with such a head (BERT, RoBERTa, ALBERT, DistilBERT, ELECTRA, "
+        "DeBERTa, XLM-R)")

@@ -284,3 +284,20 @@ def test_a_save_from_before_word_split_and_a_split_words_export_differ(tmp_path)
                                                        "word_split": "split_words"}))
     with pytest.raises(ModelError, match=r"word_split 'tokenizer' against 'split_words'"):
         check_same_settings(saved, export)
+
+
+def test_a_model_the_exporter_cannot_convert_is_a_model_error(tmp_path):
+    # XLNet's mask arithmetic fails torch's exporter: its raw ConversionError named neither the model nor a way on
+    import torch
+    from conftest import build_tiny_architecture
+    folder = build_tiny_architecture("xlnet", tmp_path / "xlnet")
+    df = make_texts(16, seed=1)
+    db = BertDataBunch.from_df(df, df[:8], str(folder), bs=8, maxlen=32, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(folder), None, "cpu", None, seed=0, output_dir=tmp_path / "o")
+    with pytest.raises(ModelError) as err:
+        learner.to_onnx(tmp_path / "onnx")
+    assert str(err.value).startswith(f"torch {torch.__version__}'s ONNX exporter could not convert "
+                                     "XLNetForSequenceClassification (ConversionError: ")
+    assert str(err.value).endswith("); serve this model without ONNX: save_model(path), then "
+                                   "bertlearn.load_predictor(path)")
+    assert not (tmp_path / "onnx").exists()

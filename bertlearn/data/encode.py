@@ -61,9 +61,10 @@ class TextEncoder:
         long_text: "sliding_window" splits long texts into overlapping windows instead of cutting them;
             predictions average the windows' logits.
         stride: tokens shared by consecutive windows (default maxlen // 4).
-        token_type_ids: give sentence pairs segment ids (token_type_ids): None decides (the tokenizer lists them,
-            or its pair template gives the second text segment 1 and the config beside it has
-            type_vocab_size > 1), True forces them, False leaves them out. Single texts never carry them.
+        token_type_ids: give sentence pairs segment ids (token_type_ids): None decides (the tokenizer lists them
+            and the config beside it, if any, has type_vocab_size > 1; or its pair template gives the second text
+            segment 1 and that config has type_vocab_size > 1), True forces them, False leaves them out. Single
+            texts never carry them.
     """
 
     def __init__(self, tokenizer: Any, maxlen: int, labels: Sequence[str], *, problem_type: str = SINGLE,
@@ -107,7 +108,10 @@ class TextEncoder:
             return False
         listed = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         if asked is None and listed:
-            return True
+            # a BERT tokenizer beside a model with one segment embedding (klue/roberta-*: RoBERTa, type_vocab_size
+            # 1): a second text's segment 1 would index past the model's table
+            size = _type_vocab_size_beside(self.tokenizer)
+            return size is None or size > 1
         segments = pair_template_segments(self.tokenizer)
         if asked:
             if not segments:
@@ -413,18 +417,25 @@ def segment_embeddings_beside(tokenizer: Any) -> bool:
     Args:
         tokenizer: the loaded tokenizer.
     """
+    size = _type_vocab_size_beside(tokenizer)
+    return size is not None and size > 1
+
+
+def _type_vocab_size_beside(tokenizer: Any) -> int | None:
+    """The `type_vocab_size` of the model config in the tokenizer's source (local files only); None where there
+    is no such config or it has no such setting."""
     source = getattr(tokenizer, "name_or_path", None)
     if not source:
-        return False
+        return None
     from transformers import AutoConfig
 
     try:
         with quiet_hub():
             config = AutoConfig.from_pretrained(source, local_files_only=True)
     except Exception:  # noqa: BLE001 - no config beside the tokenizer (a tokenizer-only folder, a stand-in): unknown
-        return False
+        return None
     size = getattr(config, "type_vocab_size", None)
-    return isinstance(size, int) and size > 1
+    return size if isinstance(size, int) else None
 
 
 def tokenizer_within(tokenizer: Any, maxlen: int) -> tuple[Any, int]:

@@ -469,6 +469,12 @@ def check_model_inputs(model: torch.nn.Module, dls: BertDataBunch) -> None:
     """
     import inspect
     wanted = list(MODEL_INPUTS[:dls.n_inp])
+    size = getattr(getattr(model, "config", None), "type_vocab_size", None)
+    if len(wanted) == 3 and size == 1:  # (0: no segment table, the ids are not read: DeBERTa-v3)
+        raise ModelError(f"the sentence pairs carry token_type_ids (segment 1 for the second text), but "
+                         f"{type(model).__name__} has one segment embedding (type_vocab_size=1), so segment 1 is past "
+                         "its table; build the BertDataBunch with token_type_ids=False (the model tells a pair's texts "
+                         "apart by its separator tokens)")
     params = list(inspect.signature(model.forward).parameters)[:len(wanted)]
     if params != wanted:
         fix = ""
@@ -496,11 +502,21 @@ def warn_unsent_segments(model: torch.nn.Module, dls: BertDataBunch) -> None:
     if not enc.pairs or enc.with_token_types or getattr(enc, "token_type_ids_option", None) is not None:
         return  # single texts, segment ids sent, or the user decided (token_type_ids=False)
     size = getattr(getattr(model, "config", None), "type_vocab_size", None)
-    params = list(inspect.signature(model.forward).parameters)[:3]
-    if not (isinstance(size, int) and size > 1 and params == list(MODEL_INPUTS)):
-        return
+    signature = list(inspect.signature(model.forward).parameters)
+    params = signature[:3]
     if not pair_template_segments(enc.tokenizer):
         return  # a RoBERTa-style template: nothing to send
+    if params[:2] == list(MODEL_INPUTS[:2]) and params[2:] != ["token_type_ids"] and "token_type_ids" in signature:
+        # XLNet: its tokenizer gives a pair's texts segments, its model reads them, fastai cannot pass them
+        warnings.warn(f"the sentence pairs are encoded without token_type_ids (segment ids), although "
+                      f"{type(enc.tokenizer).__name__}'s pair template gives the two texts segments: "
+                      f"{type(model).__name__} takes them by name only (its third input is {params[2]!r}), while "
+                      "fastai passes inputs by position, so the model tells the texts apart by the separator token "
+                      "alone; pass token_type_ids=False to the BertDataBunch to say this is meant", UserWarning,
+                      stacklevel=user_stacklevel())
+        return
+    if not (isinstance(size, int) and size > 1 and params == list(MODEL_INPUTS)):
+        return
     warnings.warn(f"the sentence pairs were encoded without token_type_ids (segment ids), so every token gets "
                   f"segment 0, although {type(model).__name__} has {size} segment embeddings and was pretrained "
                   f"with them: {type(enc.tokenizer).__name__} does not list token_type_ids in its model_input_names "

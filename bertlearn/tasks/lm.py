@@ -656,6 +656,24 @@ class Perplexity(DeviceAvgLoss):
         return "perplexity"
 
 
+def _no_mlm_head(name: str) -> ModelError | None:
+    """The error for a loadable model whose architecture transformers gives no masked-LM head (XLNet: a
+    permutation LM), which the loader reported as a folder it could not load; None otherwise."""
+    from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig
+    try:
+        with quiet_hub():
+            config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        return None
+    if type(config) in MODEL_FOR_MASKED_LM_MAPPING:
+        return None
+    return ModelError(f"pretrained_path: {name!r} holds a model of type {config.model_type!r}, for which "
+                      f"transformers has no masked-LM head (AutoModelForMaskedLM does not take "
+                      f"{type(config).__name__}), so it cannot be adapted by masked-LM training; fine-tune it directly "
+                      "with BertLearner, or adapt a model with such a head (BERT, RoBERTa, ALBERT, DistilBERT, ELECTRA, "
+                      "DeBERTa, XLM-R)")
+
+
 class BertLMLearner(TaskLearner):
     """A fastai `Learner` that continues masked-LM pretraining; build it with `from_pretrained_model`.
 
@@ -747,7 +765,7 @@ class BertLMLearner(TaskLearner):
             hf, info = load_pretrained(AutoModelForMaskedLM, name, head="masked-LM head")
             carried = _unused_base_weights(hf, name, info.get("unexpected_keys") or ())
         except (OSError, ValueError) as e:
-            raise load_error("pretrained_path", name, e) from e
+            raise _no_mlm_head(name) or load_error("pretrained_path", name, e) from e
         return MaskedLMModel(hf, carried)
 
     @main_process_only
