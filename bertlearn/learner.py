@@ -16,6 +16,7 @@ import inspect
 import json
 import logging
 import pickle
+import random
 import types
 import warnings
 from pathlib import Path
@@ -53,7 +54,7 @@ from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
            "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation",
-           "accumulation_steps"]
+           "accumulation_steps", "cut_to"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
@@ -919,7 +920,7 @@ def note_fast_bert_options(where: str, kwargs: dict, *, multi_gpu: Any = False, 
 def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None, optimizer_type: str = "adamw",
                   adam_epsilon: float = 1e-8, multi_gpu: Any = False, logging_steps: Any = None,
                   tensorboard: bool = False, cuda_graphs: Any = False, compile: Any = False,
-                  seed: int | None = None) -> tuple[Any, torch.device]:
+                  seed: int | None = None, databunch: Any = None) -> tuple[Any, torch.device]:
     """The steps every task's `from_pretrained_model` takes before it loads weights, so that a wrong option fails
     fast and the head starts from the seed. Returns the optimizer function (fastai's `opt_func=` when given,
     else `optimizer_type`'s) and the device to train on.
@@ -932,7 +933,11 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
         adam_epsilon: the optimizer's epsilon.
         multi_gpu, logging_steps, tensorboard: see `note_fast_bert_options`.
         cuda_graphs, compile: see `check_graph_options`.
-        seed: seed Python, numpy and torch (reproducibly) before the head is initialised.
+        seed: seed Python, numpy and torch before the head is initialised, and start `databunch`'s training order
+            over from its own seed (this one where it has none): a learning-rate sweep of learners on one databunch
+            drew a different order for each, so the same settings gave different weights. cuDNN's process-wide
+            flags are left as the user set them.
+        databunch: the learner's data.
     """
     note_fast_bert_options(where, kwargs, multi_gpu=multi_gpu, logging_steps=logging_steps, tensorboard=tensorboard)
     opt_func = opt_func_for(optimizer_type, adam_epsilon)  # a wrong name fails before the model loads
@@ -940,7 +945,10 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
     device = learning_device(device)
     check_graph_options(cuda_graphs, device, compile)
     if seed is not None:
-        set_seed(seed, reproducible=True)
+        set_seed(seed)
+        if databunch is not None:
+            own = getattr(databunch, "seed", None)
+            databunch.train.rng = random.Random(own if own is not None else seed)
     return opt_func, device
 
 
@@ -1004,14 +1012,16 @@ def check_graph_options(cuda_graphs: Any, device: torch.device, compile: Any) ->
 
 
 def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, *,
-                  gradient_checkpointing: bool = False, compile: bool | dict = False) -> None:
-    """Ready a loaded model for training on `databunch`: its inputs no longer than its position table (the data is
-    cut to fit, and that is said), activation checkpointing where asked, the device (before the optimizer exists, so
-    AdamW picks its fused kernel for it), `torch.compile` where asked; the databunch follows the device.
+                  gradient_checkpointing: bool = False, compile: bool | dict = False) -> Any:
+    """Ready a loaded model for training on `databunch`: its inputs no longer than its position table (a copy of
+    the data cut to fit, and that is said), activation checkpointing where asked, the device (before the optimizer
+    exists, so AdamW picks its fused kernel for it), `torch.compile` where asked; the databunch follows the device.
+    Returns the data the learner takes: `databunch`, or its cut copy.
 
     Args:
         model: the Hugging Face model (or a task's wrapper with its `config`).
-        databunch: the learner's data (its `maxlen` may be lowered, and its loaders clipped).
+        databunch: the data (left as it is: a learner built on it later with a longer position table sees its rows
+            whole).
         device: where to train.
         gradient_checkpointing: recompute activations in the backward pass.
         compile: `torch.compile` options (see `compile_model`).
@@ -1038,9 +1048,7 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
         warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}; "
                       f"cutting texts to {limit} tokens (build the {type(databunch).__name__} with maxlen<={limit} "
                       "to choose how)", stacklevel=user_stacklevel())
-        for dl in databunch.loaders:
-            dl.dataset.clip(limit)
-        databunch.encoder.maxlen = limit  # texts encoded later (prediction) follow the same limit
+        databunch = cut_to(databunch, limit)
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"gradient_checkpointing=True: {type(model).__name__} does not support it")
@@ -1052,6 +1060,32 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
     model.to(device)
     compile_model(model, compile)
     databunch.device = device
+    return databunch
+
+
+def cut_to(databunch: Any, limit: int) -> Any:
+    """A copy of `databunch` whose rows are cut to `limit` tokens and whose encoder encodes new texts (prediction)
+    at `limit`; `databunch` itself is left whole (it was cut in place: a second learner on it, whose model took
+    more positions, trained, saved and predicted at the first one's limit without a word).
+
+    Args:
+        databunch: the data.
+        limit: the most tokens the model takes.
+    """
+    import copy
+    encoder = copy.copy(databunch.encoder)
+    encoder.maxlen = limit
+    loaders = []
+    for dl in databunch.loaders:
+        ds = copy.copy(dl.dataset)  # clip assigns new arrays: the original's stay
+        ds.encoder = encoder
+        ds.clip(limit)
+        new = dl.new(dataset=ds)
+        new.rng = copy.deepcopy(dl.rng)  # the same (seeded) order as the data given
+        loaders.append(new)
+    cut = copy.copy(databunch)
+    cut.loaders = loaders
+    return cut
 
 
 def training_callbacks(callbacks: Sequence[Callback] | None, *, device: torch.device, cuda_graphs: Any = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from functools import partial
@@ -519,6 +520,36 @@ class TestReproducibility:
         values_b, logits_b = self._run(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "b")
         assert values_a == values_b
         assert torch.equal(logits_a, logits_b)
+
+    @pytest.mark.parametrize("db_seed", [7, None])
+    def test_seeded_learners_on_one_databunch_repeat(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path,
+                                                     db_seed):
+        # a learning-rate sweep on one databunch: each seeded learner went on with the databunch's training order
+        # where the last left it (or, unseeded, from where fastai's global random put it), so the same settings gave
+        # different weights; a seeded learner starts the order over (from the databunch's seed, else its own)
+        from bertlearn import BertDataBunch
+
+        def weights(db):
+            learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=7,
+                                                        output_dir=tmp_path)
+            quiet_fit(learner, 1, lr=1e-3)
+            return learner.model.state_dict()
+
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=db_seed, device="cpu")
+        first, second = weights(db), weights(db)
+        other = weights(BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=db_seed,
+                                               device="cpu"))
+        for name in first:
+            assert torch.equal(first[name], second[name]) and torch.equal(first[name], other[name]), name
+
+    def test_a_seed_leaves_cudnns_flags_as_the_user_set_them(self, tiny_databunch, tiny_model_dir, tmp_path,
+                                                             monkeypatch):
+        # fastai's set_seed(reproducible=True) turned cudnn.benchmark off and deterministic on for the whole process
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+        monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+        BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None, seed=0,
+                                          output_dir=tmp_path)
+        assert torch.backends.cudnn.benchmark is True and torch.backends.cudnn.deterministic is False
 
 
 class TestAtomicSaves:
@@ -1152,7 +1183,7 @@ class TestResumeRefusesAnotherRun:
             quiet_fit(tiny_learner, 2, lr=1e-4, resume=True)
 
 
-def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokenizer, tmp_path):
+def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokenizer, tiny_model_dir, tmp_path):
     from transformers import BertConfig, BertModel
 
     from bertlearn import BertDataBunch
@@ -1166,14 +1197,21 @@ def test_maxlen_above_the_models_positions_is_clipped_with_a_warning(tiny_tokeni
     assert db.train.dataset.lengths.max() > 16
     with pytest.warns(UserWarning, match=r"maxlen=64 exceeds the model's max_position_embeddings=16; cutting texts to 16"):
         learner = BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
-    ds = db.train.dataset
+    ds = learner.dls.train.dataset
     assert ds.lengths.max() == 16 and ds.ids.shape[1] == 16
     long = ds.ids[np.flatnonzero(ds.lengths == 16), :16]
     assert (long[:, 15] == tiny_tokenizer.sep_token_id).all() and (long[:, 0] == tiny_tokenizer.cls_token_id).all()
-    for ids, mask, _ in db.train:
+    for ids, mask, _ in learner.dls.train:
         assert ids.shape[1] <= 16
     quiet_fit(learner, 1, lr=1e-4)
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
+    # the databunch given is left whole: it was cut in place, and a second learner on it, whose model takes 512
+    # positions, trained, saved and predicted on 16 tokens without a word
+    assert db.maxlen == 64 and db.train.dataset.lengths.max() > 16 and learner.dls is not db
+    whole = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path / "w")
+    assert whole.dls is db and whole.dls.train.dataset.lengths.max() > 16
+    assert whole.dls.test_dl([" ".join(["good"] * 40)]).dataset.lengths[0] == 42
+    assert json.loads((whole.save_model(tmp_path / "saved") / "bertlearn.json").read_text())["maxlen"] == 64
 
 
 def test_freeze_transformer_layers_trains_nothing_of_the_encoder(tiny_databunch, tiny_model_dir, tmp_path):
@@ -1236,7 +1274,7 @@ def test_a_roberta_position_table_is_clipped_to_the_tokens_it_holds(tmp_path):
                                          r"position table holds 16 tokens; cutting texts to 16 tokens \(build the "
                                          r"BertDataBunch with maxlen<=16 to choose how\)$"):
         learner = BertLearner.from_pretrained_model(db, str(tmp_path / "short"), None, "cpu", None)
-    assert db.train.dataset.lengths.max() == 16
+    assert learner.dls.train.dataset.lengths.max() == 16 and db.train.dataset.lengths.max() > 16
     quiet_fit(learner, 1, lr=1e-4)
     assert len(learner.predict_batch([" ".join(["good"] * 40)])) == 1
 

@@ -312,6 +312,7 @@ class BertDataBunch(DataLoaders):
             loaders.append(BertDataLoader(encoder.dataset(as_texts(test_data, "test_data", pairs=encoder.pairs)),
                                           bs=val_bs, batch_overhead="auto"))
         dls = cls(*loaders, path=path, device=resolve_device(device))
+        dls.seed = seed  # a seeded learner built on it starts the training order over from this seed
         # saved beside the model, so `bertlearn predict/eval` find the same columns in new files
         dls.columns = columns
         problem_type, n = encoder.problem_type, len(encoder.labels)

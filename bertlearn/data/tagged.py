@@ -625,6 +625,7 @@ class BertNERDataBunch(BertDataBunch):
             words = test.words if isinstance(test, TaggedSentences) else [list(s) for s in test]
             loaders.append(TaggedDataLoader(encoder.dataset(words), bs=val_bs, batch_overhead="auto"))
         dls = cls(*loaders, path=path, device=resolve_device(device))
+        dls.seed = seed  # a seeded learner built on it starts the training order over from this seed
         dls.columns, dls.weight, dls.pos_weight = None, None, None
         return dls
 

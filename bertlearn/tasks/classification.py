@@ -125,8 +125,9 @@ class BertLearner(TaskLearner):
             learning_rate, epochs: defaults for `fit()` called without them.
             optimizer_type: "adamw" (default) or "lamb" (fastai's Lamb).
             ignore_mismatched_sizes: start a new head when the checkpoint's head has another label count.
-            seed: seed Python, numpy and torch before the head is initialised, so that (with the databunch's
-                `seed`) CPU runs are bit-identical; on GPU some kernels stay nondeterministic (see docs).
+            seed: seed Python, numpy and torch before the head is initialised and start the databunch's training
+                order over (from its `seed`, else this one), so CPU runs are bit-identical, also several learners
+                on one databunch; on GPU some kernels stay nondeterministic (see docs).
             log_dir: write TensorBoard event files there (needs the `tensorboard` package).
             gradient_checkpointing: recompute activations in the backward pass (Hugging Face's
                 `gradient_checkpointing_enable`): much less activation memory for about 30% more compute.
@@ -170,11 +171,12 @@ class BertLearner(TaskLearner):
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=logging_steps,
                                          tensorboard=log_dir is not None or hasattr(logger, "add_scalar"),
-                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed)
+                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed, databunch=databunch)
 
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
+        databunch = prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing,
+                                  compile=compile)
         loss_func = classification_loss(databunch, device=device, weight=weight, pos_weight=pos_weight)
         cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,

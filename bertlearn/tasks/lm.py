@@ -264,6 +264,7 @@ class BertLMDataBunch(BertDataBunch):
         if seed is not None:
             loaders[0].rng = random.Random(seed)
         dls = cls(*loaders, path=path, device=resolve_device(device))
+        dls.seed = seed  # a seeded learner built on it starts the training order over from this seed
         dls.mlm_probability = float(mlm_probability)
         return dls
 
@@ -712,7 +713,8 @@ class BertLMLearner(TaskLearner):
             is_fp16: mixed precision on CUDA.
             grad_accumulation_steps, max_grad_norm, adam_epsilon: as for `BertLearner.from_pretrained_model`.
             learning_rate, epochs: defaults of `fit()`.
-            seed: seeds the new head's initialisation.
+            seed: seeds the new head's initialisation and starts the databunch's training order (and masks) over
+                from its `seed`, else this one.
             **kwargs: fast-bert's `warmup_steps`, `schedule_type` and `optimizer_type` (as for
                 `BertLearner.from_pretrained_model`); its `logging_steps`, `fp16_opt_level`, `loss_scale` and
                 `model_type` have no effect and are named once; the rest go to fastai's `Learner`.
@@ -728,10 +730,10 @@ class BertLMLearner(TaskLearner):
         opt_func, device = factory_setup("BertLMLearner.from_pretrained_model", kwargs, device=device,
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=kwargs.pop("logging_steps", None),
-                                         seed=seed)
+                                         seed=seed, databunch=databunch)
 
         model = cls.load_head(pretrained_path)
-        prepare_model(model, databunch, device)
+        databunch = prepare_model(model, databunch, device)
         grad_accumulation_steps = accumulation_steps(grad_accumulation_steps)
         accumulation = AccumulateBatches(n_acc=grad_accumulation_steps) if grad_accumulation_steps > 1 else None
         cbs, logger = training_callbacks(kwargs.pop("cbs", None), device=device, logger=logger,

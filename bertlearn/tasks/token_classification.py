@@ -655,10 +655,11 @@ class BertNERLearner(NERTagger, TaskLearner):
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=logging_steps,
                                          tensorboard=log_dir is not None or hasattr(logger, "add_scalar"),
-                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed)
+                                         cuda_graphs=cuda_graphs, compile=compile, seed=seed, databunch=databunch)
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
+        databunch = prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing,
+                                  compile=compile)
         cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
