@@ -242,6 +242,11 @@ def load_pretrained(auto_class: Any, name: str, *, head: str = "classification h
     Returns:
         The model and Hugging Face's loading info (missing, unexpected and mismatched keys).
     """
+    # float32 weights, whatever the checkpoint's config says: transformers 5 loads dtype="auto", so a checkpoint
+    # saved in bfloat16 / float16 trained (AdamW's state too) and predicted in it, while the fit said float32: updates
+    # below bf16's spacing were lost, a regression head near 2000 could not move, fp16 overflowed to NaN. Mixed
+    # precision is autocast (`is_fp16`, a predictor's `precision`), over float32 weights.
+    kwargs.setdefault("dtype", torch.float32)
     with quiet_hub() as held:
         model, info = auto_class.from_pretrained(name, output_loading_info=True, **kwargs)
     missing = list(info.get("missing_keys") or [])

@@ -289,3 +289,33 @@ def test_position_limit_is_the_tokens_a_position_table_holds(kind, places, token
         config = T.CONFIG_MAPPING[kind](**size, num_hidden_layers=1, max_position_embeddings=places)
     model = T.LxmertModel(config) if kind == "lxmert" else T.AutoModel.from_config(config)
     assert (config.max_position_embeddings, position_limit(model)) == (places, tokens)
+
+
+def test_a_half_precision_checkpoint_trains_and_predicts_on_float32_weights(tmp_path, tiny_model_dir):
+    # transformers 5 loads dtype="auto": a checkpoint saved in bfloat16 trained in it (AdamW's state too), so
+    # updates below bf16's spacing were lost (14.5% of a layer's weights moved in 6 steps at 2e-5, all of them from
+    # the float32 copy), while the fit said "float32"; the saved folder and its predictor were bf16 too
+    import transformers as T
+
+    from bertlearn import BertClassificationPredictor, BertDataBunch, BertLearner, embed
+    from conftest import quiet_fit
+    half = T.AutoModel.from_pretrained(tiny_model_dir).to(torch.bfloat16)
+    half.save_pretrained(tmp_path / "bf16")
+    T.AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "bf16")
+    assert AutoConfig.from_pretrained(tmp_path / "bf16").dtype == torch.bfloat16
+    df = make_texts(32, seed=1)
+    db = BertDataBunch.from_df(df, df[:8], str(tmp_path / "bf16"), bs=8, maxlen=32, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tmp_path / "bf16"), None, "cpu", None, seed=0,
+                                                output_dir=tmp_path / "out")
+    assert {p.dtype for p in learner.model.parameters()} == {torch.float32}
+    word = learner.model.base_model.embeddings.word_embeddings.weight
+    assert torch.equal(word, half.embeddings.word_embeddings.weight.float())  # the checkpoint's values, upcast
+    before = learner.model.base_model.encoder.layer[0].attention.self.query.weight.detach().clone()
+    quiet_fit(learner, 1, lr=2e-5)
+    after = learner.model.base_model.encoder.layer[0].attention.self.query.weight.detach()
+    assert bool((after != before).all())
+    assert {v.dtype for s in learner.opt.opt.state.values() for v in s.values() if v.is_floating_point()} == \
+        {torch.float32}
+    predictor = BertClassificationPredictor(learner.save_model(tmp_path / "saved"), device="cpu", precision="fp32")
+    assert {p.dtype for p in predictor.model.parameters()} == {torch.float32}
+    assert embed(["good film"], str(tmp_path / "bf16")).dtype == np.float32
