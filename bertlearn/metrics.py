@@ -360,7 +360,7 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta:
     global _EMPTY_ROWS_SAID
     y_pred, y_true = _label_rows("fbeta", y_pred, y_true)
     t = _np(y_true).astype(int)
-    d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh)).astype(int)
+    d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh, dtype=np.float32)).astype(int)
     samples = average == "samples"
     if t.ndim == 2 and t.shape[1] == 1:
         # one label: sklearn reads a single 0/1 column as binary, not multi-label, and refuses average="samples"
@@ -516,8 +516,8 @@ def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = Tru
     """
     y_pred, y_true = _label_rows("Hamming_loss", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
-    return float(skm.hamming_loss(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
-                                  sample_weight=sample_weight))
+    decided = (probs > np.asarray(thresh, dtype=np.float32)).astype(int)  # float32, as the predictors decide
+    return float(skm.hamming_loss(_np(y_true).astype(int), decided, sample_weight=sample_weight))
 
 
 def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
@@ -535,7 +535,8 @@ def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool 
     """
     y_pred, y_true = _label_rows("Exact_Match_Ratio", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
-    return float(skm.accuracy_score(_np(y_true).astype(int), (probs > np.asarray(thresh)).astype(int),
+    decided = (probs > np.asarray(thresh, dtype=np.float32)).astype(int)  # float32, as the predictors decide
+    return float(skm.accuracy_score(_np(y_true).astype(int), decided,
                                     normalize=normalize, sample_weight=sample_weight))
 
 

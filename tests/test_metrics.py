@@ -684,6 +684,20 @@ def test_accuracy_thresh_decides_half_precision_logits_in_float32():
             assert got == pytest.approx(1 - M.hamming_loss(logits, target, thresh=thresh), abs=1e-6), (dtype, thresh)
 
 
+def test_every_thresholded_metric_decides_a_tie_as_the_predictors_do():
+    # a float32 sigmoid equal to float32(0.4) (0.40000000596) is not above the predictors' float32 threshold, but
+    # was above a float64 0.4 in fast-bert's Hamming_loss / Exact_Match_Ratio and in fbeta(sigmoid=False)
+    base = np.float32(np.log(0.4 / 0.6))
+    near = base + np.arange(-2000, 2000, dtype=np.float32) * np.spacing(base)
+    tied = near[torch.from_numpy(near).sigmoid().numpy() == np.float32(0.4)]
+    x, negative, positive = torch.tensor([[float(tied[0])]]), torch.tensor([[0.0]]), torch.tensor([[1.0]])
+    assert not bool(x.sigmoid() > torch.tensor(0.4, dtype=torch.float32))  # the predictors' float32 comparison
+    assert M.hamming_loss(x, negative, thresh=0.4) == M.Hamming_loss(x, negative, thresh=0.4) == 0.0
+    assert M.exact_match(x, negative, thresh=0.4) == M.Exact_Match_Ratio(x, negative, thresh=0.4) == 1.0
+    on_probs = M.fbeta(x.sigmoid(), positive, thresh=0.4, sigmoid=False, beta=1.0)
+    assert on_probs == M.fbeta(x, positive, thresh=0.4, beta=1.0) == 0.0
+
+
 # --- another task's targets are refused by the functions themselves, with what they take ---
 
 SINGLE_TAKES = ("{f}() takes y_pred (n, c) of scores, one column per class, and y_true (n,) of class indices in "
