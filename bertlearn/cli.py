@@ -559,7 +559,9 @@ def _predict(args: argparse.Namespace) -> int:
                 decided = decide(logits, enc, predictor.thresholds)
                 out["prediction"] = ["|".join(d) for d in decided] if enc.multi_label else decided
                 for j, label in enumerate(enc.labels):
-                    out[f"prob_{label}"] = probs[:, j].round(6)
+                    # as computed (float32's shortest text): rounded to 6 places, a confident row read 0.0 / 1.0,
+                    # so a log-loss of the file was infinite and its scores tied when ranked
+                    out[f"prob_{label}"] = probs[:, j]
             out.to_csv(fh, header=i == 0, index=False)
             fh.flush()
             n += len(chunk)

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_texts
 
-from bertlearn import BertClassificationPredictor
+from bertlearn import BertClassificationPredictor, OnnxPredictor
 from bertlearn.cli import main
 
 
@@ -51,6 +52,10 @@ def test_predict_writes_every_row_in_chunks(trained_dir, tmp_path, which, capsys
     expected = BertClassificationPredictor(out).predict_labels(new["text"].tolist())
     assert pred["prediction"].tolist() == expected
     assert (pred["prob_negative"] + pred["prob_positive"]).round(4).eq(1).all()
+    # the probabilities as the predictor computes them (they were rounded to 6 places: 0.0 / 1.0 when confident)
+    logits = (BertClassificationPredictor(out) if which == "torch" else OnnxPredictor(model)).predict_logits(
+        new["text"].tolist())
+    assert np.array_equal(pred["prob_positive"].to_numpy(np.float32), logits.softmax(-1)[:, 1].numpy())
     assert "wrote 25 predictions" in capsys.readouterr().err
     assert not list(tmp_path.glob(".pred.csv.*"))  # no temporary left beside the output
 
