@@ -441,7 +441,7 @@ def _batch_first(state: torch.Tensor, last: torch.Tensor, encoder: nn.Module, la
         return state
     if state.dim() == 3 and tuple(state.shape[:2]) == (width, rows):
         return state.transpose(0, 1)
-    raise BertLearnError(f"layer={layer!r}: {type(encoder).__name__} carries a hidden state of shape "
+    raise ModelError(f"layer={layer!r}: {type(encoder).__name__} carries a hidden state of shape "
                          f"{tuple(state.shape)} into its transformer blocks, for a batch of {rows} texts of {width} "
                          f"tokens: neither (batch, length, dim) = ({rows}, {width}, ...) nor (length, batch, dim) = "
                          f"({width}, {rows}, ...), so which vector is which token's cannot be told; allowed for this "

@@ -33,6 +33,7 @@ from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
+from torch import nn
 
 from .atomic import atomic_file
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
@@ -48,13 +49,14 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
+from .losses import CrossEntropyLoss
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
            "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation",
-           "accumulation_steps", "cut_to"]
+           "accumulation_steps"]
 
 _log = logging.getLogger(__name__)
 _HIGH_LR = 1e-3
@@ -954,12 +956,14 @@ def factory_setup(where: str, kwargs: dict, *, device: torch.device | str | None
 
 def accumulation_steps(value: Any) -> int:
     """fast-bert's `grad_accumulation_steps` as a count of batches per optimizer step (None: 1), or a
-    `BertLearnError` naming the value ("2" or 2.5 were taken as 2 or failed with a bare TypeError; 0 and negatives
-    trained without accumulation, without a word).
+    `BertLearnError` naming the value (2.5 was taken as 2, "two" failed with a bare TypeError, 0 and negatives
+    trained without accumulation without a word).
 
     Args:
         value: what the user gave.
     """
+    if isinstance(value, bool):  # True is 1 to Python, not a count anyone means
+        raise BertLearnError(f"grad_accumulation_steps={value!r} must be a positive integer")
     return 1 if value is None else positive_int(value, "grad_accumulation_steps", BertLearnError)
 
 
@@ -1012,16 +1016,15 @@ def check_graph_options(cuda_graphs: Any, device: torch.device, compile: Any) ->
 
 
 def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, *,
-                  gradient_checkpointing: bool = False, compile: bool | dict = False) -> Any:
-    """Ready a loaded model for training on `databunch`: its inputs no longer than its position table (a copy of
-    the data cut to fit, and that is said), activation checkpointing where asked, the device (before the optimizer
+                  gradient_checkpointing: bool = False, compile: bool | dict = False) -> None:
+    """Ready a loaded model for training on `databunch`: its inputs no longer than its position table (the data is
+    cut to fit, in place, and that is said), activation checkpointing where asked, the device (before the optimizer
     exists, so AdamW picks its fused kernel for it), `torch.compile` where asked; the databunch follows the device.
-    Returns the data the learner takes: `databunch`, or its cut copy.
 
     Args:
         model: the Hugging Face model (or a task's wrapper with its `config`).
-        databunch: the data (left as it is: a learner built on it later with a longer position table sees its rows
-            whole).
+        databunch: the learner's data (its `maxlen` may be lowered, and its loaders clipped: the learner and the
+            caller share it, as a fastai `Learner` and its `DataLoaders` do).
         device: where to train.
         gradient_checkpointing: recompute activations in the backward pass.
         compile: `torch.compile` options (see `compile_model`).
@@ -1044,11 +1047,22 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
         raise DataError(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}, and cutting "
                         f"the encoded rows to {limit} tokens keeps their first tokens, which {what} does not; build "
                         f"the {type(databunch).__name__} with maxlen<={limit}")
+    cut = getattr(databunch, "cut_for_positions", None)  # (tokens, maxlen built with, the model's limit as said)
+    if cut is not None and (limit is None or limit > cut[0]):
+        # the cut below is in place: a learner built on the databunch later trains, saves and predicts at it too
+        warnings.warn(f"this {type(databunch).__name__}'s texts were cut to {cut[0]} tokens for an earlier learner's "
+                      f"model ({cut[2]}), and this model takes more, but is given them cut; build the "
+                      f"{type(databunch).__name__} again (maxlen={cut[1]}) to train it on the whole texts",
+                      stacklevel=user_stacklevel())
     if limit is not None and databunch.maxlen > limit:
         warnings.warn(f"maxlen={databunch.maxlen} exceeds the model's {position_limit_source(model)}; "
                       f"cutting texts to {limit} tokens (build the {type(databunch).__name__} with maxlen<={limit} "
-                      "to choose how)", stacklevel=user_stacklevel())
-        databunch = cut_to(databunch, limit)
+                      "to choose how; the cut is the databunch's own, which a learner built on it later gets too)",
+                      stacklevel=user_stacklevel())
+        databunch.cut_for_positions = (limit, databunch.maxlen, position_limit_source(model))
+        for dl in databunch.loaders:
+            dl.dataset.clip(limit)
+        databunch.encoder.maxlen = limit  # texts encoded later (prediction) follow the same limit
     if gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"gradient_checkpointing=True: {type(model).__name__} does not support it")
@@ -1060,32 +1074,6 @@ def prepare_model(model: torch.nn.Module, databunch: Any, device: torch.device, 
     model.to(device)
     compile_model(model, compile)
     databunch.device = device
-    return databunch
-
-
-def cut_to(databunch: Any, limit: int) -> Any:
-    """A copy of `databunch` whose rows are cut to `limit` tokens and whose encoder encodes new texts (prediction)
-    at `limit`; `databunch` itself is left whole (it was cut in place: a second learner on it, whose model took
-    more positions, trained, saved and predicted at the first one's limit without a word).
-
-    Args:
-        databunch: the data.
-        limit: the most tokens the model takes.
-    """
-    import copy
-    encoder = copy.copy(databunch.encoder)
-    encoder.maxlen = limit
-    loaders = []
-    for dl in databunch.loaders:
-        ds = copy.copy(dl.dataset)  # clip assigns new arrays: the original's stay
-        ds.encoder = encoder
-        ds.clip(limit)
-        new = dl.new(dataset=ds)
-        new.rng = copy.deepcopy(dl.rng)  # the same (seeded) order as the data given
-        loaders.append(new)
-    cut = copy.copy(databunch)
-    cut.loaders = loaders
-    return cut
 
 
 def training_callbacks(callbacks: Sequence[Callback] | None, *, device: torch.device, cuda_graphs: Any = False,
@@ -1157,4 +1145,7 @@ def load_learner(fname: str | Path, cpu: bool = True) -> TaskLearner:
     if not isinstance(learner, TaskLearner):
         raise ModelError(f"load_learner: {str(path)!r} holds a {type(learner).__name__}, not a bertlearn learner")
     learner.dls.device = next(learner.model.parameters()).device
+    func = getattr(learner.loss_func, "func", None)
+    if type(func) is nn.CrossEntropyLoss:  # an export from before the loss's mean over nothing was 0, not NaN
+        func.__class__ = CrossEntropyLoss  # the same state and, otherwise, the same values
     return learner

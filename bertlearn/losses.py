@@ -19,7 +19,7 @@ from fastai.losses import BCEWithLogitsLossFlat as _BCEWithLogitsLossFlat
 from fastai.losses import CrossEntropyLossFlat as _CrossEntropyLossFlat
 from torch import nn
 
-__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss", "loss_denominator"]
+__all__ = ["CrossEntropyLoss", "CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "PlainTensorLoss", "loss_denominator"]
 
 
 def _plain(x: Any) -> Any:
@@ -58,6 +58,12 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     (the whole accumulated step's) and the weights after it into NaN. Otherwise the same value as PyTorch's."""
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The cross-entropy of `input` against `target`, reduced as `self.reduction` says.
+
+        Args:
+            input: (n, c) logits.
+            target: (n,) class indices (or (n, c) probabilities).
+        """
         if self.reduction != "mean" or target.is_floating_point():  # soft targets: a mean over rows
             return super().forward(input, target)
         total = F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction="sum",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -79,8 +80,11 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
             program = torch.onnx.export(wrapper, tuple(dummy), input_names=names, output_names=["logits"],
                                         dynamic_shapes={n: {0: batch, 1: seq} for n in names}, opset_version=opset,
                                         dynamo=True, verbose=False)
+        except (MemoryError, RecursionError):
+            raise
         except Exception as e:  # noqa: BLE001 - the exporter's own errors (ConversionError, TorchExportError...)
-            first = (str(e).strip().splitlines() or [""])[0][:300]
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # the exporter colours its text for terminals
+            first = re.split(r"(?<=\.)\s", (plain.splitlines() or [""])[0])[0][:300]
             raise ModelError(f"torch {torch.__version__}'s ONNX exporter could not convert "
                              f"{type(model).__name__} ({type(e).__name__}: {first}); serve this model without ONNX: "
                              "save_model(path), then bertlearn.load_predictor(path)") from e

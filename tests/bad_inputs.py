@@ -45,7 +45,8 @@ class Ctx:
     def bunch(self, **kwargs):
         from bertlearn import BertDataBunch
         kwargs.setdefault("maxlen", 32)
-        return BertDataBunch(self.data, self.data, self.tokenizer, device="cpu", **kwargs)
+        tokenizer = kwargs.pop("tokenizer", self.tokenizer)
+        return BertDataBunch(self.data, self.data, tokenizer, device="cpu", **kwargs)
 
     def learner(self, **kwargs):
         from bertlearn import BertLearner
@@ -104,6 +105,11 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         (c.data / "train.csv").write_bytes(("text,label\n" + "caf\xe9 good film,positive\nbad \u2026 movie,negative\n" * 3)
                                            .encode("cp1252")), c.bunch(label_file=None))),
     ("maxlen above the model's max_position_embeddings (clipped)", lambda c: _short_model(c)),
+    ("a databunch cut for a shorter model, given to a longer one (warning)", lambda c: _reused_cut(c)),
+    ("padding_side='left' on a BERT tokenizer (warning)", lambda c: c.bunch(tokenizer=_left_padding(c))),
+    ("grad_accumulation_steps=0", lambda c: c.learner(grad_accumulation_steps=0)),
+    ("sentence pairs with segment ids, model with one segment embedding", lambda c: _one_segment_pairs(c)),
+    ("masked-LM adaptation of a model without a masked-LM head", lambda c: _xlnet_lm(c)),
     ("logger given as a string", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
         c.bunch(), str(c.model_dir), None, "cpu", "mylog")),
     ("one metric dict instead of a list", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
@@ -165,6 +171,40 @@ def _short_model(c: Ctx):
                         intermediate_size=37, max_position_embeddings=16)
     BertModel(config).save_pretrained(c.root / "short")
     return BertLearner.from_pretrained_model(c.bunch(maxlen=64), str(c.root / "short"), None, "cpu", None)
+
+
+def _reused_cut(c: Ctx):
+    from bertlearn import BertLearner
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first learner's own cut is the scenario above
+        learner = _short_model(c)
+    return BertLearner.from_pretrained_model(learner.dls, str(c.model_dir), None, "cpu", None)
+
+
+def _left_padding(c: Ctx):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(c.model_dir, padding_side="left")
+
+
+def _one_segment_pairs(c: Ctx):
+    from transformers import AutoModel, RobertaConfig
+
+    from bertlearn import BertDataBunch, BertLearner
+    config = RobertaConfig(vocab_size=len(c.tokenizer), pad_token_id=c.tokenizer.pad_token_id, hidden_size=32,
+                           num_hidden_layers=1, num_attention_heads=4, intermediate_size=37,
+                           max_position_embeddings=66, type_vocab_size=1)
+    AutoModel.from_config(config).save_pretrained(c.root / "roberta")
+    df = c.train().assign(text_b=lambda d: d["text"].iloc[::-1].values)
+    db = BertDataBunch.from_df(df, df, c.tokenizer, text_col=["text", "text_b"], maxlen=32, device="cpu",
+                               token_type_ids=True)
+    return BertLearner.from_pretrained_model(db, str(c.root / "roberta"), None, "cpu", None)
+
+
+def _xlnet_lm(c: Ctx):
+    from conftest import build_tiny_architecture
+
+    from bertlearn import BertLMLearner
+    return BertLMLearner.load_head(str(build_tiny_architecture("xlnet", c.root / "xlnet")))
 
 
 def _fit_quiet(learner, epochs, lr):

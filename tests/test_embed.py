@@ -658,7 +658,7 @@ def test_a_block_input_of_neither_layout_is_refused_naming_the_model(family_mode
         return [states[0][:-1], *states[1:]]
 
     monkeypatch.setattr(E, "_hidden_states", cut)
-    with pytest.raises(BertLearnError) as err:
+    with pytest.raises(ModelError) as err:
         embed(["good movie", "bad"], model, tokenizer=tok, layer=0, pooling="mean")
     width = len(tok("good movie")["input_ids"])
     assert str(err.value) == (

@@ -622,3 +622,19 @@ def test_a_model_without_a_masked_lm_head_is_named(tmp_path):
         "(AutoModelForMaskedLM does not take XLNetConfig), so it cannot be adapted by masked-LM training; fine-tune it "
         "directly with BertLearner, or adapt a model with such a head (BERT, RoBERTa, ALBERT, DistilBERT, ELECTRA, "
         "DeBERTa, XLM-R)")
+
+
+def test_seeded_lm_learners_on_one_databunch_repeat(corpus, tiny_model_dir, tmp_path):
+    # the training order and the masks follow the databunch's loader: a second seeded learner on it went on from
+    # where the first left them; it starts them over from the databunch's seed
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=3, device="cpu")
+    batches = []
+    for seed in (7, 8):
+        learner = BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu",
+                                                      seed=seed)
+        batches.append([b[0].clone() for b in learner.dls.train])  # the masked inputs, as drawn
+    assert len(batches[0]) > 1 and all(torch.equal(a, b) for a, b in zip(*batches))
+    with pytest.raises(BertLearnError) as err:
+        BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu",
+                                            grad_accumulation_steps="two")
+    assert str(err.value) == "grad_accumulation_steps='two' must be a positive integer"

@@ -135,3 +135,18 @@ def test_label_smoothing_and_per_row_losses_are_pytorchs():
     ours.reduction = "none"
     torch.testing.assert_close(ours(logits, target), torch.nn.functional.cross_entropy(
         logits, target, weight=weight, label_smoothing=0.1, reduction="none"))
+
+
+def test_an_earlier_export_gets_the_mean_over_nothing_too(tiny_learner, tmp_path):
+    # a learner exported before the loss's empty mean was 0 held nn.CrossEntropyLoss: its further training still
+    # turned an all-ignored batch into NaN
+    from bertlearn import load_learner
+    from bertlearn.losses import CrossEntropyLoss
+    tiny_learner.loss_func.func.__class__ = torch.nn.CrossEntropyLoss  # as such an export holds it
+    try:
+        path = tiny_learner.export(tmp_path / "old.pkl")
+    finally:
+        tiny_learner.loss_func.func.__class__ = CrossEntropyLoss
+    loaded = load_learner(path)
+    assert type(loaded.loss_func.func) is CrossEntropyLoss
+    assert float(loaded.loss_func(torch.randn(3, 2), torch.full((3,), -100))) == 0.0

@@ -62,7 +62,7 @@ class TextEncoder:
             predictions average the windows' logits.
         stride: tokens shared by consecutive windows (default maxlen // 4).
         token_type_ids: give sentence pairs segment ids (token_type_ids): None decides (the tokenizer lists them
-            and the config beside it, if any, has type_vocab_size > 1; or its pair template gives the second text
+            and the config beside it, if any, has not type_vocab_size 1; or its pair template gives the second text
             segment 1 and that config has type_vocab_size > 1), True forces them, False leaves them out. Single
             texts never carry them.
     """
@@ -110,8 +110,7 @@ class TextEncoder:
         if asked is None and listed:
             # a BERT tokenizer beside a model with one segment embedding (klue/roberta-*: RoBERTa, type_vocab_size
             # 1): a second text's segment 1 would index past the model's table
-            size = _type_vocab_size_beside(self.tokenizer)
-            return size is None or size > 1
+            return _type_vocab_size_beside(self.tokenizer) != 1  # 0 (DeBERTa-v3): no table, the ids are not read
         segments = pair_template_segments(self.tokenizer)
         if asked:
             if not segments:

@@ -175,8 +175,7 @@ class BertLearner(TaskLearner):
 
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        databunch = prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing,
-                                  compile=compile)
+        prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
         loss_func = classification_loss(databunch, device=device, weight=weight, pos_weight=pos_weight)
         cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,

@@ -662,8 +662,8 @@ def _no_mlm_head(name: str) -> ModelError | None:
     permutation LM), which the loader reported as a folder it could not load; None otherwise."""
     from transformers import MODEL_FOR_MASKED_LM_MAPPING, AutoConfig
     try:
-        with quiet_hub():
-            config = AutoConfig.from_pretrained(name)
+        with quiet_hub():  # the loader read it already: local files, or the hub's cache
+            config = AutoConfig.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError):
         return None
     if type(config) in MODEL_FOR_MASKED_LM_MAPPING:
@@ -733,7 +733,7 @@ class BertLMLearner(TaskLearner):
                                          seed=seed, databunch=databunch)
 
         model = cls.load_head(pretrained_path)
-        databunch = prepare_model(model, databunch, device)
+        prepare_model(model, databunch, device)
         grad_accumulation_steps = accumulation_steps(grad_accumulation_steps)
         accumulation = AccumulateBatches(n_acc=grad_accumulation_steps) if grad_accumulation_steps > 1 else None
         cbs, logger = training_callbacks(kwargs.pop("cbs", None), device=device, logger=logger,

@@ -658,8 +658,7 @@ class BertNERLearner(NERTagger, TaskLearner):
                                          cuda_graphs=cuda_graphs, compile=compile, seed=seed, databunch=databunch)
         model, fresh_head = cls.load_head(databunch, pretrained_path, finetuned_wgts_path=finetuned_wgts_path,
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
-        databunch = prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing,
-                                  compile=compile)
+        prepare_model(model, databunch, device, gradient_checkpointing=gradient_checkpointing, compile=compile)
         cbs, logger = training_callbacks([*L(callbacks), *L(kwargs.pop("cbs", None))], device=device, cuda_graphs=cuda_graphs, log_dir=log_dir,
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
