@@ -2,6 +2,9 @@
 
     python bench/accuracy.py --task trec6 --epochs 3
     python bench/accuracy.py --task sst2 --epochs 1            # full SST-2 train, GLUE dev
+    # held out: choose on rows cut from train, then score the chosen saved model on the eval set once
+    python bench/accuracy.py --task sst2 --epochs 2 --lr 2e-5 --holdout 872 --save runs/sst2_2e-5
+    python bench/accuracy.py --task sst2 --score runs/sst2_2e-5
 Prints a table and the machine; numbers go into docs/benchmarks.md.
 """
 
@@ -32,12 +35,23 @@ def main() -> None:
     ap.add_argument("--maxlen", type=int, default=128)
     ap.add_argument("--train-rows", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--holdout", type=int, default=None,
+                    help="validate on this many rows cut from train (seeded), not on the eval set, which is not read")
+    ap.add_argument("--save", default=None, help="save the trained model folder there")
+    ap.add_argument("--score", default=None, help="only score this saved model folder on the eval set")
     args = ap.parse_args()
+    if args.score:
+        return score(args)
 
     from fastai.torch_core import set_seed
     set_seed(args.seed)
     train_file, eval_file, eval_name = TASKS[args.task]
-    train, evaluation = pd.read_csv(DATA / train_file), pd.read_csv(DATA / eval_file)
+    train = pd.read_csv(DATA / train_file)
+    if args.holdout:  # a dev split cut from train: the eval set stays untouched until --score
+        evaluation = train.sample(n=args.holdout, random_state=args.seed)
+        train, eval_name = train.drop(evaluation.index), f"held-out {args.holdout} train rows"
+    else:
+        evaluation = pd.read_csv(DATA / eval_file)
     if args.train_rows:
         train = train.sample(n=args.train_rows, random_state=args.seed)
     db = BertDataBunch.from_df(train, evaluation, None, bs=args.bs, maxlen=args.maxlen)
@@ -50,6 +64,24 @@ def main() -> None:
     print(f"\n| task | train rows | epochs | lr | bs | {eval_name} accuracy | train+eval minutes |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {args.task} | {len(train)} | {args.epochs} | {args.lr:g} | {args.bs} | {acc:.4f} | {minutes:.1f} |")
+    print(f"machine: {describe()}")
+    if args.save:
+        learner.save_model(args.save)
+
+
+def score(args: argparse.Namespace) -> None:
+    """Score a saved model folder on the task's eval set (a held-out run's one look at it)."""
+    from bertlearn import BertClassificationPredictor
+    _, eval_file, eval_name = TASKS[args.task]
+    evaluation = pd.read_csv(DATA / eval_file)
+    predictor = BertClassificationPredictor(args.score)
+    logits = predictor.predict_logits(evaluation["text"].astype(str).tolist())
+    labels = [str(l) for l in predictor.labels]
+    truth = torch.tensor([labels.index(str(l)) for l in evaluation["label"]])
+    acc = float((logits.argmax(-1).cpu() == truth).double().mean())
+    print(f"\n| task | model | {eval_name} rows | {eval_name} accuracy |")
+    print("|---|---|---|---|")
+    print(f"| {args.task} | {args.score} | {len(evaluation)} | {acc:.4f} |")
     print(f"machine: {describe()}")
 
 
