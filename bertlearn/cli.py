@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import math
 import sys
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--regression", action="store_true", help="a numeric target")
     t.add_argument("--truncation", choices=["head", "tail", "head+tail"], default="head")
     t.add_argument("--sep", default=None, help="CSV field separator (default ',')")
+    t.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     t.add_argument("--seed", type=int, default=None, help="seed for a repeatable run")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     t.add_argument("--fp16", action="store_true", help="mixed precision: bf16 where the hardware has it (Ampere+ GPUs, "
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the most texts a batch holds (on a CPU, longest-first batches are cut by padding)")
     p.add_argument("--chunk-size", type=int, default=10_000, help="rows read, predicted and written at a time")
     p.add_argument("--sep", default=None)
+    p.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: the training precision where the hardware has bf16")
@@ -176,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--label-delim", default=None)
     e.add_argument("--bs", type=int, default=64)
     e.add_argument("--sep", default=None)
+    e.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     e.add_argument("--device", default=None)
     e.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
 
@@ -255,7 +259,7 @@ def _train(args: argparse.Namespace) -> int:
     kwargs = dict(text_col=_one_or_list(args.text_col), label_col=_one_or_list(args.label_col), bs=args.bs,
                   maxlen=args.maxlen, multi_label=args.multi_label, regression=args.regression,
                   label_delim=args.label_delim, truncation=args.truncation, seed=args.seed, device=args.device,
-                  sep=args.sep)
+                  sep=args.sep, quoting=_quoting(args))
     if args.on_disk:
         kwargs.update(on_disk=True, chunksize=args.chunk_size)
     databunch = BertDataBunch.from_csv(data, args.model, train_file=args.train_file, val_file=val_file, **kwargs)
@@ -281,7 +285,9 @@ def _train(args: argparse.Namespace) -> int:
         targets[ds.owner] = ds.targets  # per text, as the logits are
         tuned = evaluate(learner.validation_predictions(databunch.valid), targets, databunch.problem_type,
                          databunch.labels, thresholds=learner.thresholds)
-        print("validation at the tuned thresholds (what predict and eval use): " +
+        # tuned on these rows: their scores here are the best the grid found on them, not what unseen rows get
+        print("validation at the thresholds tuned on these same rows (what predict and eval use; optimistic, as "
+              "they were chosen here; bertlearn eval on other rows says what they are worth): " +
               ", ".join(f"{k} {v:.4f}" for k, v in tuned.items() if isinstance(v, float)))
     out = learner.save_model(args.out)
     print(f"model saved to {out}")
@@ -334,6 +340,7 @@ def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
     unused = {"--text-col": args.text_col != ["text"], "--label-col": args.label_col != ["label"],
               "--multi-label": args.multi_label, "--label-delim": args.label_delim is not None,
               "--regression": args.regression, "--truncation": args.truncation != "head", "--sep": args.sep is not None,
+              "--quoting": args.quoting != "minimal",
               "--on-disk": args.on_disk, "--tune-thresholds": args.tune_thresholds,
               "--val-file": jsonl and args.val_file is not None, "--label-file": jsonl and args.label_file is not None,
               "--tag-scheme": jsonl and args.tag_scheme != "auto"}
@@ -373,6 +380,15 @@ def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
     return 0
 
 
+_QUOTING_HELP = ("how fields are quoted: minimal (default: a field in double quotes is quoted, its quotes doubled, "
+                 "as pandas and spreadsheets write them) or none (a file written without quoting: every quote is "
+                 "part of its field)")
+
+
+def _quoting(args: argparse.Namespace) -> int:
+    return csv.QUOTE_NONE if args.quoting == "none" else csv.QUOTE_MINIMAL
+
+
 def _is_tagger(predictor: Any) -> bool:
     return getattr(predictor.encoder, "problem_type", None) == "token_classification"
 
@@ -399,7 +415,7 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
         print(f"wrote the entities of {len(texts):,} texts to {args.output}", file=sys.stderr)
         return 0
     if suffix == ".csv":
-        df = read_csv(args.input, "--input", sep=args.sep)
+        df = read_csv(args.input, "--input", sep=args.sep, quoting=_quoting(args))
         cols = _text_cols(args, predictor, list(df.columns))
         _refuse_overwritten_columns(list(df.columns), ["entities"], args.input)
         texts = _texts_of(df, cols[:1], str(args.input))
@@ -540,7 +556,8 @@ def _predict(args: argparse.Namespace) -> int:
     # read as train and eval read (cp1252 with a warning, parse errors and rows with fields past the header's as
     # DataErrors): pandas' own reader gave tracebacks, and took the first field of rows ending in a delimiter as
     # the index, predicting the next column in place of the texts
-    reader = read_csv_chunks(args.input, "--input", sep=args.sep, chunksize=max(1, args.chunk_size))
+    reader = read_csv_chunks(args.input, "--input", sep=args.sep, chunksize=max(1, args.chunk_size),
+                             quoting=_quoting(args))
     # written aside and renamed at the end: an interrupted run never leaves a truncated predictions file
     with atomic_file(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh, \
             _progress_line_ended(lambda: n):
@@ -578,7 +595,7 @@ def _eval(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args.model, args.device, args.bs, getattr(args, "precision", "auto"))
     if _is_tagger(predictor):
         return _eval_ner(args, predictor)
-    df = read_csv(args.input, "--input", sep=args.sep)
+    df = read_csv(args.input, "--input", sep=args.sep, quoting=_quoting(args))
     enc = predictor.encoder
     cols = _text_cols(args, predictor, list(df.columns))
     if args.label_col:

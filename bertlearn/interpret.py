@@ -39,6 +39,8 @@ class ClassificationInterpretation(_FastaiClassificationInterpretation):
             learn: the learner; ds_idx: which loader of its databunch (1: validation); dl: another loader.
             act: the activation (default: the loss function's).
         """
+        if dl is not None and hasattr(learn, "check_targets_match"):
+            learn.check_targets_match(dl, "interpret")
         data = (dl if dl is not None else learn.dls[ds_idx]).dataset
         problem = getattr(getattr(data, "encoder", None), "problem_type", None)
         if problem in (MULTI, REGRESSION):

@@ -722,6 +722,7 @@ class TaskLearner(Learner):
             return_preds: also return the task's outputs (the classifier's logits, in dataset order).
         """
         loader = dl if dl is not None else self.dls[ds_idx]
+        self.check_targets_match(loader, "validate")
         rank, world = rank_world()
         if world > 1 and getattr(loader, "world_size", 1) != world and hasattr(loader, "shard"):
             # under a launcher, outside a distributed fit (which shards it), every rank read the whole loader while
@@ -746,6 +747,37 @@ class TaskLearner(Learner):
             return results, self.validation_predictions(dl if dl is not None else self.dls[ds_idx])
         return results
 
+    def check_targets_match(self, dl: Any, verb: str) -> None:
+        """Refuse a loader whose targets are indices into other labels (or another task) than this learner's outputs.
+
+        A loader built by another databunch (a test file read with its own `BertDataBunch`) numbers its labels by
+        its own list: one class missing from the file, or the labels in another order, and every target index
+        names another output, so metrics and confusion matrices come out wrong without a word.
+
+        Args:
+            dl: the loader about to be read.
+            verb: the method, as the message names it.
+        """
+        data = getattr(dl, "dataset", None)
+        theirs, ours = getattr(data, "encoder", None), getattr(self.dls, "encoder", None)
+        if theirs is None or ours is None or theirs is ours or not getattr(data, "has_targets", False):
+            return
+        # a regression's one "label" is its target column's name: its targets are values, not indices
+        attrs = ("problem_type",) if getattr(ours, "problem_type", None) == "regression" else ("problem_type", "labels")
+        for attr in attrs:
+            a, b = getattr(ours, attr, None), getattr(theirs, attr, None)
+            if a is None or b is None:
+                continue
+            if (list(a) if not isinstance(a, str) else a) != (list(b) if not isinstance(b, str) else b):
+                raise DataError(f"{verb}(dl=...): the loader's targets are {attr} {_listed(b)}, this learner's outputs "
+                                f"are {attr} {_listed(a)}: its target indices would be read as other outputs. "
+                                f"{self.same_targets_fix()}")
+
+    def same_targets_fix(self) -> str:
+        """How to build a loader numbered as this learner's outputs: the end of `check_targets_match`'s message."""
+        return ("Build the loader from this learner's data: learn.dls.test_dl(df, with_labels=True) (a DataFrame with "
+                "the training columns, or (text, label) items)")
+
     def validation_predictions(self, dl: Any) -> Any:
         """What `validate(return_preds=True)` returns beside the metrics: the task's outputs for `dl`.
 
@@ -764,6 +796,7 @@ class TaskLearner(Learner):
         names = ("ds_idx", "dl")
         given = {**dict(zip(names, args)), **{k: kwargs[k] for k in names if k in kwargs}}
         dl = given.get("dl") if given.get("dl") is not None else self.dls[given.get("ds_idx", 1)]
+        self.check_targets_match(dl, "get_preds")
         data = getattr(dl, "dataset", None)
         n_texts = getattr(data, "n_texts", None)
         if n_texts is not None and n_texts != len(data):
@@ -1149,3 +1182,10 @@ def load_learner(fname: str | Path, cpu: bool = True) -> TaskLearner:
     if type(func) is nn.CrossEntropyLoss:  # an export from before the loss's mean over nothing was 0, not NaN
         func.__class__ = CrossEntropyLoss  # the same state and, otherwise, the same values
     return learner
+
+
+def _listed(names: Any) -> str:
+    if isinstance(names, str):
+        return repr(names)
+    names = [str(n) for n in names]
+    return str(names[:8])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 8 else "]")

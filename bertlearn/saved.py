@@ -155,7 +155,16 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
     # a plain Hugging Face folder: what its config implies, under what a hand-written bertlearn.json says
     # ({"pairs": true} for a cross-encoder's folder)
     settings.setdefault("maxlen", plain_maxlen(tokenizer, limit))
-    settings.setdefault("labels", [config.id2label[i] for i in range(config.num_labels)])
+    own = [config.id2label[i] for i in range(config.num_labels)]
+    if "labels" in settings and not generic_labels(own) and [str(n) for n in own] != [str(n) for n in settings["labels"]]:
+        # config.json follows the weights (transformers writes both on every save); bertlearn.json is ours and can
+        # be left behind by a later save of other weights (a Trainer run with another label2id), which would name
+        # every output after another label without a word
+        raise ModelError(f"{str(path)!r}: {SETTINGS_FILE} names the outputs {_short_names(settings['labels'])} but "
+                         f"config.json names them {_short_names(own)}; the model was saved again after bertlearn "
+                         f"saved it. Save it with learner.save_model(path) again, or delete the stale {SETTINGS_FILE} "
+                         "to read the folder as a plain Hugging Face model")
+    settings.setdefault("labels", own)
     if "problem_type" not in settings:
         settings["problem_type"] = config.problem_type or "single_label_classification"
         if not config.problem_type and multi_label is not None:  # nothing records the task: the caller says it
@@ -171,12 +180,24 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
                              "classifier's softmax over one output is 1.0 for every text; leave multi_label out (one "
                              "output is read as a regression score, as transformers trains it) or pass "
                              "multi_label=True (one label, its sigmoid)")
+    if settings["problem_type"] == "regression" and config.num_labels != 1:
+        # every reader of a regression model (predict_batch, bertlearn predict's one column, serve's score) takes
+        # output 0: the other outputs would be dropped without a word
+        names = [config.id2label[i] for i in range(config.num_labels)]
+        raise ModelError(f"the model in {str(path)!r} is a regression with {config.num_labels} outputs "
+                         f"({_short_names(names)}); bertlearn predicts one regression score per text (num_labels=1). "
+                         "Read its outputs with transformers' AutoModelForSequenceClassification, or train one "
+                         "model per target with regression=True")
     saved_multi = settings["problem_type"] == "multi_label_classification"
     if multi_label is not None and bool(multi_label) != saved_multi:
         raise ModelError(f"multi_label={multi_label} disagrees with the model in {str(path)!r}, which was trained as "
                          f"{settings['problem_type'].replace('_', ' ')}; its outputs are read the way they were "
                          f"trained: pass multi_label={saved_multi} or leave it out")
     return settings
+
+
+def _short_names(names: list) -> str:
+    return ", ".join(map(str, names[:5])) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
 
 
 def check_same_weights(saved: Path, export: Path) -> None:

@@ -72,6 +72,25 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("empty CSV (0 bytes)", lambda c: ((c.data / "train.csv").write_text(""), c.bunch())),
     ("header-only CSV", lambda c: ((c.data / "train.csv").write_text("text,label\n"), c.bunch())),
     ("TSV passed as CSV", lambda c: (c.write(c.train(), sep="\t"), c.bunch())),
+    ("TSV text starting with a quote (rows would merge)", lambda c: (
+        _typed(c, "train.tsv", 'text\tlabel\n"the movie\tpositive\nboring film\tnegative\na "great" film\tpositive\n'),
+        _typed(c, "val.tsv", "text\tlabel\nok\tpositive\nbad\tnegative\n"),
+        c.bunch(train_file="train.tsv", val_file="val.tsv", sep="\t", label_file=None))),
+    ("TSV rows merged by a quote closed lines later (warning)", lambda c: (
+        _typed(c, "train.tsv", 'text\tlabel\n"the movie\tpositive\nboring film\tnegative\ngreat film"\tpositive\n'
+                               'ok\tnegative\n'),
+        _typed(c, "val.tsv", "text\tlabel\nok\tpositive\nbad\tnegative\n"),
+        c.bunch(train_file="train.tsv", val_file="val.tsv", sep="\t", label_file=None))),
+    ("quoting= not a csv constant", lambda c: c.bunch(quoting="none")),
+    ("CSV header naming a column twice", lambda c: (c.write(c.train().assign(extra=c.train()["label"]),
+                                                            header=["text", "label", "label"]), c.bunch())),
+    ("a comma in every text, not row names", lambda c: (
+        _typed(c, "train.csv", "text,label\n" + "Paris, France,europe\nTokyo, Japan,asia\n" * 4), c.bunch())),
+    ("row names in front of every row (warning)", lambda c: (
+        _typed(c, "train.csv", "text,label\n" + "".join(f"{i},{t},{l}\n" for i, (t, l) in enumerate(
+            zip(c.train()["text"], c.train()["label"])))), c.bunch())),
+    ("a label column of lists, single-label", lambda c: _list_labels(c)),
+    ("numbers as class labels streamed from disk (a class per row)", lambda c: _many_scores(c)),
     ("text_col misspelt", lambda c: c.bunch(text_col="txt")),
     ("label_col misspelt", lambda c: c.bunch(label_col="lable")),
     ("integer column out of range", lambda c: c.bunch(label_col=7)),
@@ -144,7 +163,28 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         c.data, c.data, c.tokenizer, train_file="train.txt")),
     ("NER: a BertNERDataBunch given to BertLearner", lambda c: __import__("bertlearn").BertLearner.from_pretrained_model(
         _ner(c, "Jane\tB-PER\nruns\tO\n"), str(c.model_dir), device="cpu")),
+    ("predictor on a regression folder with 3 outputs", lambda c: _multi_output_regression(c)),
+    ("predictor on a folder saved again with its labels reordered", lambda c: _saved_again_reordered(c)),
+    ("validate(dl=) on another databunch's label order", lambda c: _foreign_loader(c)),
 ]
+
+
+def _typed(c: Ctx, name: str, text: str) -> None:
+    (c.data / name).write_text(text)
+
+
+def _list_labels(c: Ctx):
+    from bertlearn import BertDataBunch
+    df = c.train().assign(tags=lambda d: [[label] for label in d["label"]])
+    return BertDataBunch.from_df(df, df, c.tokenizer, label_col="tags", maxlen=32, device="cpu")
+
+
+def _many_scores(c: Ctx):
+    # a class per row needs over 100 distinct values: 300 rows of scores, none repeated
+    df = pd.concat([c.train()] * 8, ignore_index=True)[:300]
+    c.write(df.assign(score=[f"{i * 0.37:.2f}" for i in range(300)]))
+    _edit(c, lambda d: d.assign(score="1.0"), "val.csv")
+    return c.bunch(label_col="score", label_file=None, on_disk=True)
 
 
 def _ner(c: Ctx, train: str, *, labels: str | None = None, **kwargs):
@@ -223,6 +263,33 @@ def _corrupt_resume(c: Ctx):
 def _fit_quiet_ckpt(learner):
     with learner.no_bar(), learner.no_logging():
         learner.fit(1, lr=1e-4, checkpoint=True)
+
+
+def _multi_output_regression(c: Ctx):
+    from transformers import AutoModelForSequenceClassification, AutoConfig
+
+    from bertlearn import BertClassificationPredictor
+    config = AutoConfig.from_pretrained(c.model_dir, num_labels=3, problem_type="regression",
+                                        id2label={0: "valence", 1: "arousal", 2: "dominance"})
+    AutoModelForSequenceClassification.from_pretrained(c.model_dir, config=config).save_pretrained(c.root / "vad")
+    c.tokenizer.save_pretrained(c.root / "vad")
+    return BertClassificationPredictor(c.root / "vad", device="cpu")
+
+
+def _saved_again_reordered(c: Ctx):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertlearn import BertClassificationPredictor
+    folder = c.learner().save_model(c.root / "again")
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    model.config.id2label, model.config.label2id = {0: "positive", 1: "negative"}, {"positive": 0, "negative": 1}
+    model.save_pretrained(folder)
+    return BertClassificationPredictor(folder, device="cpu")
+
+
+def _foreign_loader(c: Ctx):
+    (c.data / "labels_reordered.csv").write_text("positive\nnegative\n")
+    return c.learner().validate(dl=c.bunch(label_file="labels_reordered.csv").valid, quiet=True)
 
 
 def run(scenario: Callable[[Ctx], object], ctx: Ctx) -> tuple[str, str]:

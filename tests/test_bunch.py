@@ -7,9 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import bertlearn.compat
-from bertlearn import BertDataBunch, FastBertCompatWarning
+from bertlearn import BertDataBunch, DataError, FastBertCompatWarning
 
 
 class ListHandler(logging.Handler):
@@ -323,3 +324,66 @@ class TestTestDlWithLabels:
         assert str(e.value) == (
             "test_items: multi-label columns ['pos', 'neg', 'neu'] in test_items must hold only 0 and 1; rows "
             "refused (by position): [2], e.g. position 2 (index 2): [0.0, nan, 1.0]")
+
+
+class TestItemsAndBatches:
+    """A loader's `items` given back to `test_dl(..., with_labels=True)`, as fastai's Interpretation does."""
+
+    @staticmethod
+    def _ratings():
+        train_df, valid_df = _three_class_frames()
+        mapping = {"neg": "1", "neu": "2", "pos": "3"}  # star ratings: labels named by numbers
+        return [d.assign(label=d["label"].map(mapping)) for d in (train_df, valid_df)]
+
+    def test_items_name_the_labels_so_ratings_round_trip(self, tiny_tokenizer):
+        # before: items gave class indices, which labels '1'...'3' make ambiguous: test_dl refused them
+        train_df, valid_df = self._ratings()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        assert [y for _, y in db.valid.items] == valid_df["label"].tolist()
+        again = db.test_dl(db.valid.items, with_labels=True).dataset.targets
+        assert again.tolist() == db.valid.dataset.targets.tolist()
+
+    def test_top_losses_over_several_batches_with_numbered_labels(self, tiny_model_dir, tmp_path):
+        import matplotlib
+        matplotlib.use("Agg")
+        from bertlearn import BertLearner, ClassificationInterpretation
+        train_df, valid_df = self._ratings()
+        db = BertDataBunch.from_df(train_df, valid_df, str(tiny_model_dir), bs=4, maxlen=32, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+        with learner.no_bar():
+            interp = ClassificationInterpretation.from_learner(learner)
+            inputs, _, targets, _, losses = interp[list(range(len(valid_df)))]  # 21 rows: 3 batches of 8
+            assert inputs[0].shape[0] == len(valid_df) and targets.tolist() == db.valid.dataset.targets.tolist()
+            interp.plot_top_losses(len(valid_df), show_df=False)
+
+    def test_labelled_items_are_batched_by_bs(self, tiny_tokenizer):
+        # before: bs=max(bs, len(items)) put every item in one batch (out of memory on a long list)
+        train_df, valid_df = _three_class_frames()
+        db = BertDataBunch.from_df(train_df, valid_df, tiny_tokenizer, maxlen=32, device="cpu")
+        for items in (list(zip(valid_df["text"], valid_df["label"])), db.valid.items, valid_df):
+            dl = db.test_dl(items, bs=4, with_labels=True)
+            batches = list(dl)
+            assert [len(b[0]) for b in batches] == [4, 4, 4, 4, 4, 1]
+            # items: one width, as fastai's Interpretation concatenates the batches' inputs (it reads a loader's
+            # rows back through its items); a DataFrame, as validate reads it: each batch its own width
+            widths = {b[0].shape[1] for b in batches}
+            assert widths == {int(dl.dataset.lengths.max())} if items is not valid_df else len(widths) > 1
+            assert torch.cat([b[-1] for b in batches]).tolist() == db.valid.dataset.targets.tolist()
+
+
+def test_on_disk_refuses_a_class_per_row_as_in_memory(tmp_path, tiny_tokenizer):
+    # before: on_disk=True built a 283-class classifier over 300 rows of numbers, where in memory it was refused
+    from conftest import make_texts
+    df = make_texts(300)
+    df["score"] = np.round(np.random.default_rng(0).normal(3, 1, 300), 3).astype(str)
+    df.to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[:50].to_csv(tmp_path / "val.csv", index=False)
+    said = []
+    for on_disk in (False, True):
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, label_col="score", maxlen=32,
+                                   device="cpu", on_disk=on_disk, chunksize=64)
+        said.append(str(e.value))
+    assert said[0] == said[1] == (
+        "label_col 'score' in train.csv has 283 distinct values in 300 rows (e.g. ['3.126', '2.868', '3.64']): a "
+        "class per row. Are they numbers to predict? pass regression=True")

@@ -212,7 +212,10 @@ def test_train_with_tuned_thresholds_prints_what_eval_scores(tiny_model_dir, tmp
     assert main(["train", "--data", str(tmp_path), "--model", str(tiny_model_dir), "--epochs", "2", "--lr", "1e-3",
                  "--bs", "16", "--maxlen", "48", "--out", str(out), "--seed", "0", "--device", "cpu",
                  "--label-col", "good", "fun", "--multi-label", "--tune-thresholds"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("validation at the tuned thresholds"))
+    line = next(l for l in capsys.readouterr().out.splitlines()
+                if l.startswith("validation at the thresholds tuned on these same rows"))
+    # in-sample scores: said to be optimistic, with where to score them
+    assert "optimistic, as they were chosen here; bertlearn eval on other rows says what they are worth" in line
     printed = dict(kv.rsplit(" ", 1) for kv in line.split(": ", 1)[1].split(", "))
     assert main(["eval", "--model", str(out), "--input", str(tmp_path / "val.csv"), "--json",
                  str(tmp_path / "m.json")]) == 0
@@ -467,11 +470,13 @@ def test_predict_reads_cp1252_and_names_a_broken_csv(trained_dir, tmp_path, caps
                  str(tmp_path / "o.csv")])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and not (tmp_path / "o.csv").exists()
+    # the quote is checked before any chunk is read: the line it opens on, and the fix for a file without quoting
     assert err.strip().splitlines()[-1] == (
-        f"bertlearn predict: error: --input: '{tmp_path / 'bad.csv'}' is not a valid CSV (Error tokenizing data. C "
-        "error: EOF inside string starting at row 1); check the separator (--sep / sep=) and the quoting: a field "
-        'holding the separator, a quote or a line break goes in double quotes ("a, b"), its quotes doubled ("say '
-        '""hi""")')
+        f"bertlearn predict: error: --input: '{tmp_path / 'bad.csv'}' line 2 ('\"a lovely good film,1') opens a "
+        "quoted field (a field that starts with a quote, \") that the file never closes, so a CSV reader reads the "
+        "rest of the file into that one cell. If the file was written without quoting (texts as typed, quotes and "
+        "all), pass quoting=csv.QUOTE_NONE (--quoting none); otherwise put that field in quotes and double the "
+        'quotes inside it (the text "bad" acting is written """bad"" acting")')
     (tmp_path / "undefined.csv").write_bytes(b"text\nbad \x81 byte\n")  # 0x81: no character in cp1252 either
     with pytest.warns(UserWarning, match="not valid UTF-8; reading it as cp1252"):
         assert main(["predict", "--model", str(out), "--input", str(tmp_path / "undefined.csv"), *args]) == 1
@@ -494,3 +499,26 @@ def test_eval_json_writes_null_for_an_undefined_metric(trained_dir, tmp_path, ca
     metrics = json.loads(text, parse_constant=refuse)
     assert "NaN" not in text and metrics["roc_auc"] is None
     assert 0.9 < metrics["accuracy"] <= 1
+
+
+def test_quoting_none_reads_a_tsv_of_texts_as_typed(trained_dir, tmp_path, capsys):
+    # before: a text starting with a quote opened a quoted field over the next rows: 6 rows predicted as 4, and
+    # '"bad" acting' as 'bad acting'; --quoting none reads each line as typed, and without it the line is named
+    data, out = trained_dir
+    texts = ['"the movie', "boring film", 'a "great" film', "dull plot", '"bad" acting really', 'fun "film']
+    (tmp_path / "new.tsv").write_text("text\tid\n" + "".join(f"{t}\t{i}\n" for i, t in enumerate(texts)))
+    (tmp_path / "gold.tsv").write_text("text\tlabel\n" + "".join(f"{t}\tpositive\n" for t in texts))
+    common = ["--model", str(out), "--sep", "\t"]
+    assert main(["predict", *common, "--input", str(tmp_path / "new.tsv"), "--output", str(tmp_path / "p.csv"),
+                 "--quoting", "none"]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert pred["text"].tolist() == texts and pred["id"].tolist() == list(range(6))
+    assert main(["eval", *common, "--input", str(tmp_path / "gold.tsv"), "--quoting", "none"]) == 0
+    capsys.readouterr()
+    for command, name in (("predict", "new.tsv"), ("eval", "gold.tsv")):
+        extra = ["--output", str(tmp_path / "q.csv")] if command == "predict" else []
+        assert main([command, *common, "--input", str(tmp_path / name), *extra]) == 1
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(f"bertlearn {command}: error: --input: '{tmp_path / name}' line 2 ('\"the movie\\t")
+        assert "pass quoting=csv.QUOTE_NONE (--quoting none)" in last
+    assert not (tmp_path / "q.csv").exists()

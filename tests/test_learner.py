@@ -1640,3 +1640,40 @@ def test_export_from_before_the_relayout_loads_predicts_and_trains(tmp_path):
                                         labels=list(learner.dls.vocab), bs=16, maxlen=64, device="cpu")
     quiet_fit(learner, 1, lr=1e-4)
     assert (learner.save_model(tmp_path / "model") / "config.json").is_file()
+
+
+def test_a_loader_numbering_other_labels_is_refused_by_validate_get_preds_and_interpret(trained_learner,
+                                                                                         tiny_model_dir):
+    # a test file read with its own BertDataBunch numbers its labels by its own list: labels in another order (or a
+    # class missing from the file) made every target index name another output: validate said accuracy 0.0 for a
+    # model right on every row, and interpret's matrix put every row off the diagonal
+    from bertlearn import BertDataBunch, DataError
+    df = make_texts(40, seed=7)
+    other = BertDataBunch.from_df(df, df, str(tiny_model_dir), labels=["positive", "negative"], bs=16, maxlen=64,
+                                  device="cpu")
+    said = ("(dl=...): the loader's targets are labels ['positive', 'negative'], this learner's outputs are labels "
+            "['negative', 'positive']: its target indices would be read as other outputs. Build the loader from this "
+            "learner's data: learn.dls.test_dl(df, with_labels=True) (a DataFrame with the training columns, or "
+            "(text, label) items)")
+    for verb, call in (("validate", lambda: trained_learner.validate(dl=other.valid, quiet=True)),
+                       ("get_preds", lambda: trained_learner.get_preds(dl=other.valid)),
+                       ("interpret", lambda: trained_learner.interpret(dl=other.valid))):
+        with pytest.raises(DataError) as e:
+            call()
+        assert str(e.value) == verb + said
+    # the way the message gives scores the same rows right: accuracy as predict_batch's decisions give it
+    right = trained_learner.validate(dl=trained_learner.dls.test_dl(df, with_labels=True), quiet=True)
+    decided = [p[0][0] for p in trained_learner.predict_batch(list(df["text"]))]
+    assert right["accuracy"] == pytest.approx(float(np.mean(np.array(decided) == df["label"].to_numpy())))
+    assert right["accuracy"] > 0.9
+    # a regression's one "label" is its target column's name, not a numbering: another file's column is accepted
+    scores = df.assign(score=np.arange(len(df), dtype=np.float32) / 10)
+    reg = BertLearner.from_pretrained_model(BertDataBunch.from_df(scores, scores, str(tiny_model_dir),
+                                                                  label_col="score", regression=True, maxlen=64,
+                                                                  device="cpu"), str(tiny_model_dir), device="cpu")
+    rated = BertDataBunch.from_df(scores.rename(columns={"score": "rating"}), None, str(tiny_model_dir),
+                                  label_col="rating", regression=True, maxlen=64, device="cpu", valid_pct=0.5)
+    assert set(reg.validate(dl=rated.valid, quiet=True)) == {"loss", "mse", "pearson", "spearman"}
+    # a databunch of the same labels in the same order is this learner's numbering: still accepted
+    same = BertDataBunch.from_df(df, df, str(tiny_model_dir), bs=16, maxlen=64, device="cpu")
+    assert trained_learner.validate(dl=same.valid, quiet=True)["accuracy"] == pytest.approx(right["accuracy"])

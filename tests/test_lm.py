@@ -638,3 +638,19 @@ def test_seeded_lm_learners_on_one_databunch_repeat(corpus, tiny_model_dir, tmp_
         BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu",
                                             grad_accumulation_steps="two")
     assert str(err.value) == "grad_accumulation_steps='two' must be a positive integer"
+
+
+def test_a_csv_corpus_written_without_quoting_reads_with_quoting_none(tmp_path, tiny_model_dir):
+    # the quote check's message says quoting=csv.QUOTE_NONE, which from_raw_corpus did not take
+    import csv
+    path = tmp_path / "corpus.csv"
+    texts = ['"good" film and fun', "bad movie", 'a "great" plot'] * 10
+    path.write_text("text\n" + "\n".join(texts) + "\n")
+    with pytest.raises(DataError, match=r"line 2 \('\"good\" film and fun'\) has a field that starts with a quote"):
+        BertLMDataBunch.from_raw_corpus(path, str(tiny_model_dir), bs=8, maxlen=16, seed=0, device="cpu")
+    db = BertLMDataBunch.from_raw_corpus(path, str(tiny_model_dir), bs=8, maxlen=16, seed=0, device="cpu",
+                                         quoting=csv.QUOTE_NONE)
+    tok = db.tokenizer
+    got = sorted(tok.decode(ids, skip_special_tokens=True) for ds in (db.train_ds, db.valid_ds)
+                 for ids in (ds[i][0] for i in range(len(ds))))
+    assert got == sorted(tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in texts)

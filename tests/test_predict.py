@@ -572,3 +572,48 @@ class TestFastBertModelFolders:
             warnings.simplefilter("ignore")
             predictor = BertClassificationPredictor(path, label_path=tmp_path)
         assert top(predictor.predict_batch(TEXTS)) == top(trained_learner.predict_batch(TEXTS))
+
+
+def test_a_plain_regression_folder_with_several_outputs_is_refused(tiny_tokenizer, tmp_path):
+    # problem_type='regression' with 3 outputs (valence, arousal, dominance): predict_batch, bertlearn predict's one
+    # column and serve's score all returned output 0 only, the other two dropped without a word
+    import transformers as T
+    names = ["valence", "arousal", "dominance"]
+    model = T.BertForSequenceClassification(T.BertConfig(
+        vocab_size=max(tiny_tokenizer.get_vocab().values()) + 1, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=4, intermediate_size=37, num_labels=3, problem_type="regression",
+        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}))
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelError) as e:
+        BertClassificationPredictor(tmp_path, device="cpu")
+    assert str(e.value) == (
+        f"the model in {str(tmp_path)!r} is a regression with 3 outputs (valence, arousal, dominance); bertlearn "
+        "predicts one regression score per text (num_labels=1). Read its outputs with transformers' "
+        "AutoModelForSequenceClassification, or train one model per target with regression=True")
+
+
+def test_a_model_saved_again_with_its_outputs_reordered_is_refused_not_renamed(trained_learner, tmp_path):
+    # a save_model folder whose weights a Hugging Face Trainer run saved again with another label2id: config.json
+    # follows the new head, bertlearn.json kept the old names, and the predictor named every output after another
+    # label (the pipeline said 'negative' where bertlearn said 'positive')
+    import transformers as T
+    folder = trained_learner.save_model(tmp_path / "m")
+    assert BertClassificationPredictor(folder, device="cpu").labels == ["negative", "positive"]
+    model = T.AutoModelForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight.flip(0))
+        model.classifier.bias.copy_(model.classifier.bias.flip(0))
+    model.config.id2label, model.config.label2id = {0: "positive", 1: "negative"}, {"positive": 0, "negative": 1}
+    model.save_pretrained(folder)
+    with pytest.raises(ModelError) as e:
+        BertClassificationPredictor(folder, device="cpu")
+    assert str(e.value) == (
+        f"{str(folder)!r}: bertlearn.json names the outputs negative, positive but config.json names them positive, "
+        "negative; the model was saved again after bertlearn saved it. Save it with learner.save_model(path) again, "
+        "or delete the stale bertlearn.json to read the folder as a plain Hugging Face model")
+    # the way out the message gives: the folder read as Hugging Face saved it, each output under its own name
+    (folder / "bertlearn.json").unlink()
+    texts = ["good film and a great plot", "bad movie and a dull plot"]
+    assert [p[0][0] for p in BertClassificationPredictor(folder, device="cpu").predict_batch(texts)] == \
+        [p[0][0] for p in trained_learner.predict_batch(texts)]

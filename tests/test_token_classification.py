@@ -1482,3 +1482,25 @@ def test_o_runs_are_groups_of_their_own_unless_o_is_excluded(ner_learner, tiny_t
         assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in ours] == \
             [(e["entity_group"], e["word"], e["start"], e["end"]) for e in theirs]
         assert [e["score"] for e in ours] == pytest.approx([float(e["score"]) for e in theirs], abs=1e-5)
+
+
+def test_sentences_numbered_by_another_databunch_are_refused_with_a_way_that_works(ner_learner, tiny_model_dir):
+    # a test file read with its own BertNERDataBunch numbers its tags by its own list: validate read its indices as
+    # other tags; the message's way out is one this task has (test_dl(..., with_labels=True) is the classifier's)
+    from bertlearn.data import TaggedSentences
+    words, tags = make_tagged(40, seed=9)
+    sents = TaggedSentences(words, tags, source="test")
+    other = BertNERDataBunch.from_sentences(sents, sents, str(tiny_model_dir), labels=ner_learner.labels[::-1],
+                                            maxlen=64, device="cpu")
+    with pytest.raises(DataError) as e:
+        ner_learner.validate(dl=other.valid, quiet=True)
+    assert str(e.value) == (
+        f"validate(dl=...): the loader's targets are labels {ner_learner.labels[::-1]}, this learner's outputs are "
+        f"labels {ner_learner.labels}: its target indices would be read as other outputs. Read them with this "
+        "learner's tags: BertNERDataBunch.from_sentences(train, test, labels=learn.labels) (or a label_file listing "
+        "learn.labels in order), or score with entity_scores(tags, learn.predict_tokens(words))")
+    same = BertNERDataBunch.from_sentences(sents, sents, str(tiny_model_dir), labels=ner_learner.labels, maxlen=64,
+                                           device="cpu")
+    scored = ner_learner.validate(dl=same.valid, quiet=True)
+    assert scored["f1"] == pytest.approx(entity_scores(tags, ner_learner.predict_tokens(words))["f1"], abs=1e-6)
+    assert scored["f1"] > 0.8

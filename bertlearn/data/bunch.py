@@ -26,10 +26,12 @@ from ..distributed import barrier, init_distributed, is_main_process, launched_d
 from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
-from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_label_use, class_weights,
-                     columns_like_training, holdout_order, labels_and_targets, positive_int, read_csv, read_label_file,
-                     read_watching_fields, refuse_number_columns, resolve_columns, row_names_in_front, single_labels,
-                     targets_from_frame, task_options, texts_from_frame)
+from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_csv_text, check_label_use,
+                     mark_repeated_names,
+                     class_weights, columns_like_training, csv_quoting, holdout_order, label_parts, labels_and_targets,
+                     positive_int, read_csv, read_label_file, read_watching_fields, refuse_number_columns,
+                     refuse_text_as_labels, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
+                     task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
@@ -134,8 +136,8 @@ class BertDataBunch(DataLoaders):
     def from_csv(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.csv",
                  val_file: str | None = "val.csv", test_data: Sequence[str] | str | None = None,
                  label_dir: str | Path | None = None, label_file: str = "labels.csv", sep: str | None = None,
-                 encoding: str | None = None, on_disk: bool = False, chunksize: int = 50_000,
-                 **kwargs: Any) -> "BertDataBunch":
+                 encoding: str | None = None, quoting: int | None = None, on_disk: bool = False,
+                 chunksize: int = 50_000, **kwargs: Any) -> "BertDataBunch":
         """Read `train_file` / `val_file` (and `labels.csv` when present) from `data_dir`, then call `from_df`.
 
         With `on_disk=True` the files are never loaded whole: they are read `chunksize` rows at a time,
@@ -149,6 +151,10 @@ class BertDataBunch(DataLoaders):
             test_data: texts or a CSV file name (its `text_col` is used) for later prediction.
             label_dir, label_file: where the optional label list lives (default: `data_dir`).
             sep, encoding: CSV separator and encoding (default ',' and UTF-8, with cp1252 fallback).
+            quoting: `csv.QUOTE_MINIMAL` (default: a field in double quotes is quoted, its quotes doubled, as pandas
+                and spreadsheets write them; a field that starts with a quote and does not end with it, or rows
+                merged by one, is a `DataError` naming the line) or `csv.QUOTE_NONE` for files written without
+                quoting (a TSV of texts as typed: every quote is part of its field).
             on_disk: stream the CSV files through an on-disk token store instead of reading them into memory.
             chunksize: rows per chunk with `on_disk`.
             **kwargs: everything `from_df` takes.
@@ -156,31 +162,33 @@ class BertDataBunch(DataLoaders):
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
+        quoting = csv_quoting(quoting)
         if on_disk:
             labels = kwargs.pop("labels", None)
             if labels is None:
                 labels = _label_list(data_dir, label_dir, label_file)
             return cls._from_csv_on_disk(data_dir, tokenizer, train_file=train_file, val_file=val_file,
-                                         labels=labels, sep=sep, encoding=encoding, chunksize=chunksize,
-                                         test_data=test_data, **kwargs)
-        train_df = read_csv(data_dir / train_file, "train_file", sep=sep, encoding=encoding)
-        valid_df = None if val_file is None else read_csv(data_dir / val_file, "val_file", sep=sep, encoding=encoding)
+                                         labels=labels, sep=sep, encoding=encoding, quoting=quoting,
+                                         chunksize=chunksize, test_data=test_data, **kwargs)
+        read = dict(sep=sep, encoding=encoding, quoting=quoting)
+        train_df = read_csv(data_dir / train_file, "train_file", **read)
+        valid_df = None if val_file is None else read_csv(data_dir / val_file, "val_file", **read)
         labels = kwargs.pop("labels", None)
         if labels is None:
             labels = _label_list(data_dir, label_dir, label_file)
         if isinstance(test_data, (str, Path)):
             # positions name the training file's columns, read in the test file by their names (as on disk)
             names = resolve_columns(train_df, kwargs.get("text_col", "text"), "text_col", str(train_file))
-            test_data = _test_texts(data_dir / test_data, names if len(names) == 2 else names[0], sep=sep,
-                                    encoding=encoding)
+            test_data = _test_texts(data_dir / test_data, names if len(names) == 2 else names[0], **read)
         return cls.from_df(train_df, valid_df, tokenizer, labels=labels, test_data=test_data, path=data_dir,
                            sources=(str(train_file), str(val_file)), **kwargs)
 
     @classmethod
     def _from_csv_on_disk(cls, data_dir: Path, tokenizer: Any, *, train_file: str, val_file: str | None,
-                          labels: Sequence[str] | None, sep: str | None, encoding: str | None, chunksize: int,
-                          text_col: Any = "text", label_col: Any = "label", bs: int = 32, val_bs: int | None = None,
-                          maxlen: int = 512, multi_label: bool = False, regression: bool = False,
+                          labels: Sequence[str] | None, sep: str | None, encoding: str | None, quoting: int,
+                          chunksize: int, text_col: Any = "text", label_col: Any = "label", bs: int = 32,
+                          val_bs: int | None = None, maxlen: int = 512, multi_label: bool = False,
+                          regression: bool = False,
                           label_delim: str | None = None, truncation: str = "head", seed: int | None = None,
                           device: torch.device | str | None = None, dropna: bool = False, weight: Any = None,
                           pos_weight: Any = None, logger: logging.Logger | None = None, test_data: Any = None,
@@ -191,7 +199,7 @@ class BertDataBunch(DataLoaders):
         bs, val_bs, maxlen, multi_label, problem_type = task_options(bs, val_bs, maxlen, multi_label, regression,
                                                                       label_delim)
         tok, maxlen = tokenizer_within(tokenizer, maxlen)
-        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", **CSV_CELLS)
+        read = dict(sep=sep or ",", encoding=encoding or "utf-8-sig", quoting=quoting, **CSV_CELLS)
         paths = [data_dir / train_file, data_dir / val_file]
         tcols, lcols = _streamed_columns(paths, (str(train_file), str(val_file)), text_col, label_col, read,
                                          multi_label=multi_label, label_delim=label_delim, sep=sep, encoding=encoding)
@@ -208,7 +216,7 @@ class BertDataBunch(DataLoaders):
             check_label_use(labels, datasets[0].targets, str(train_file), delimited=label_delim is not None)
         if isinstance(test_data, (str, Path)):
             test_data = _test_texts(data_dir / test_data, tcols if len(tcols) == 2 else tcols[0], sep=sep,
-                                    encoding=encoding)
+                                    encoding=encoding, quoting=quoting)
         return cls._assemble(datasets[0], datasets[1], bs=bs, val_bs=val_bs, seed=seed, test_data=test_data,
                              device=device, path=data_dir, columns={"text_col": tcols, "label_col": lcols,
                                                                     "label_delim": label_delim},
@@ -378,20 +386,24 @@ class BertDataBunch(DataLoaders):
             bs: the most texts a batch holds (default: the validation batch size; on a CPU, longest-first
                 batches are cut by padding).
             with_labels: items carry labels, for `learn.validate(dl=...)` or `learn.interpret(dl=...)`; the loader
-                keeps the rows' order (fastai's `Interpretation` matches its rows to its losses by position), items
-                in one batch when they fit.
+                keeps the rows' order (fastai's `Interpretation` matches its rows to its losses by position); items
+                (not a DataFrame) pad every batch to the longest row (Interpretation gathers inputs over the batches
+                of `items` into one tensor).
         """
+        if with_labels:
+            bs = positive_int(bs, "bs") if bs is not None else self.valid.bs
         if with_labels and isinstance(test_items, pd.DataFrame):
             ds = self._labelled_frame(test_items)
-            # row order kept, in batches of bs: a frame may be a whole validation file
-            return BertDataLoader(ds, bs=bs or self.valid.bs, device=self.device, keep_order=True)
+            # row order kept, in batches of bs: a frame may be a whole validation file. Each batch its own width:
+            # Interpretation gathers inputs through `items`, which comes back through the items path below
+            return BertDataLoader(ds, bs=bs, device=self.device, keep_order=True)
         if with_labels:
             items = list(test_items)
             stored = [t for t, _ in items if isinstance(t, StoredRow)] if _all_pairs(items) else []
             if items and len(stored) == len(items) and len({id(t.dataset) for t in stored}) == 1:
                 # a loader's own rows (windows, rows on disk): as stored, not their decoded text encoded again
                 ds = stored[0].dataset.rows([t.row for t in stored])
-                return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
+                return BertDataLoader(ds, bs=bs, device=self.device, keep_order=True, same_width=True)
             if not _all_pairs(items):
                 bad = [i for i, t in enumerate(items) if not (isinstance(t, (tuple, list)) and len(t) == 2)]
                 raise DataError(f"test_items: item {bad[0]} is {_shown(items[bad[0]])}, not a (text, label) pair "
@@ -400,7 +412,9 @@ class BertDataBunch(DataLoaders):
             texts = as_texts([t for t, _ in items], "test_items", pairs=self.encoder.pairs)
             targets = self._item_targets([y for _, y in items]) if items else None
             ds = self.encoder.dataset(texts, targets)
-            return BertDataLoader(ds, bs=max(bs or self.valid.bs, len(ds)), device=self.device, keep_order=True)
+            # every bs rows, not all in one batch (a long list ran out of memory); one width, as Interpretation
+            # concatenates the batches' inputs
+            return BertDataLoader(ds, bs=bs, device=self.device, keep_order=True, same_width=True)
         ds = self.encoder.dataset(as_texts(test_items, "texts", pairs=self.encoder.pairs))
         return BertDataLoader(ds, bs=bs or self.valid.bs, shuffle=False, device=self.device,
                               batch_overhead="auto")
@@ -632,7 +646,7 @@ def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]
         # each row) are nothing lost; data there is a DataError naming the line (row_names_in_front raises it)
         if checked or not dropped:
             return checked
-        if row_names_in_front(path, path.name, sep=read["sep"], encoding=read["encoding"]):
+        if row_names_in_front(path, path.name, sep=read["sep"], encoding=read["encoding"], quoting=read["quoting"]):
             raise DataError(f"{str(path)!r}: every row has a field more than the header (row names in front, as R's "
                             "write.table writes them), which on_disk=True does not read: write the file without "
                             "them (write.table(..., row.names=FALSE)) or read it in memory (on_disk=False)")
@@ -665,11 +679,16 @@ def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]
 def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, label_col: Any, read: dict, *,
                       multi_label: bool, label_delim: str | None, sep: str | None,
                       encoding: str | None) -> tuple[list, list]:
-    """The text and label columns of streamed CSV files, resolved on their first rows."""
+    """The text and label columns of streamed CSV files, resolved on their first rows; each file's header and
+    quoting checked first (`check_csv_text`), as in memory."""
     for path, arg in zip(paths, ("train_file", "val_file")):
         if not path.is_file():
             read_csv(path, arg, sep=sep, encoding=encoding)  # raises with the folder's listing
     heads = [next(_csv_chunks(path, read, nrows=5)) for path in paths]
+    for head, path, arg in zip(heads, paths, ("train_file", "val_file")):
+        # after the first rows: a file that does not decode is said by _csv_chunks' message
+        mark_repeated_names(head, check_csv_text(path, arg, sep=read["sep"], encoding=read["encoding"],
+                                                 quoting=read["quoting"]))
     tcols = resolve_columns(heads[0], text_col, "text_col", names[0])
     lcols = resolve_columns(heads[0], label_col, "label_col", names[0])
     columns_like_training(heads[1], tcols, text_col, "text_col", names[1], names[0])
@@ -688,14 +707,18 @@ def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read
         return list(labels) if labels is not None else [str(c) for c in lcols]
     if multi_label:
         return list(labels) if labels is not None else sorted(
-            {l.strip() for ch in label_chunks() for v in ch[lcols[0]].dropna() for l in str(v).split(label_delim)
-             if l.strip()})
+            {l for ch in label_chunks() for v in ch[lcols[0]].dropna() for l in label_parts(v, label_delim)})
     if regression:
         return [str(lcols[0])]
     # given labels are checked against the file as in memory (a duplicate, or one never in the file, was a dead
     # output: a duplicate's rows went to its second copy)
-    uniques = pd.concat([pd.Series(ch[lcols[0]].dropna().unique()) for ch in label_chunks()])
-    return single_labels(pd.Series(uniques.unique(), name=lcols[0]), labels, source)
+    n_rows, parts = 0, []
+    for ch in label_chunks():
+        n_rows += len(ch)
+        parts.append(pd.Series(ch[lcols[0]].dropna().unique()))
+    uniques = pd.Series(pd.concat(parts).unique(), name=lcols[0])
+    refuse_text_as_labels(uniques, source, n_rows)  # a class per row, as in memory
+    return single_labels(uniques, labels, source)
 
 
 def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, read: dict, *, cache: Path,
@@ -737,9 +760,9 @@ def _stored_dataset(path: Path, name: str, encoder: TextEncoder, rows: dict, rea
     return dataset
 
 
-def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None) -> list[Any]:
+def _test_texts(path: Path, text_col: Any, *, sep: str | None, encoding: str | None, quoting: int) -> list[Any]:
     """The texts (or pairs) of a test CSV's `text_col`, every row: its predictions line up with the file's rows."""
-    df = read_csv(path, "test_data", sep=sep, encoding=encoding)
+    df = read_csv(path, "test_data", sep=sep, encoding=encoding, quoting=quoting)
     cols = resolve_columns(df, text_col, "text_col", path.name)
     # dropna= is for the training and validation files: a dropped test row shifted every later prediction onto the
     # row before it in the file (ids zipped with predict_batch() were paired with other rows' predictions)

@@ -186,16 +186,20 @@ class BertDataLoader(DataLoader):
         batch_overhead: longest-first batches only: cut them by `padding_aware_cuts` with this fixed cost per batch
             in tokens; "auto": `bertlearn.device.batch_overhead_for` the loader's device when it batches (prediction
             on a CPU: cut; on CUDA: every `bs` rows); None: every `bs` rows.
+        same_width: pad every batch to the dataset's longest row, so batches of inputs concatenate (fastai's
+            `Interpretation` gathers the inputs of a `test_dl(..., with_labels=True)` loader into one tensor).
     """
 
-    # what a loader pickled before the option existed (a learner exported by an earlier bertlearn) batches with
+    # what a loader pickled before the options existed (a learner exported by an earlier bertlearn) batches with
     batch_overhead: int | str | None = None
+    same_width: bool = False
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
                  device: torch.device | None = None, *, keep_order: bool = False, rank: int = 0, world_size: int = 1,
-                 batch_overhead: int | str | None = None, **kwargs):
+                 batch_overhead: int | str | None = None, same_width: bool = False, **kwargs):
         kwargs.pop("num_workers", None)  # batching is a numpy slice: worker processes would only add IPC
         self.keep_order, self.rank, self.world_size = keep_order, int(rank), int(world_size)
+        self.same_width = bool(same_width)
         if not (batch_overhead is None or batch_overhead == "auto"
                 or (isinstance(batch_overhead, int) and batch_overhead >= 0)):
             raise DataError(f"batch_overhead={batch_overhead!r}: pass a whole number of tokens >= 0, 'auto' (the "
@@ -213,6 +217,7 @@ class BertDataLoader(DataLoader):
             **kwargs: options to change.
         """
         kwargs.setdefault("batch_overhead", self.batch_overhead)
+        kwargs.setdefault("same_width", self.same_width)
         return super().new(dataset, cls, **kwargs)
 
     def to_detach(self, b: Any, cpu: bool = True, gather: bool = True) -> Any:
@@ -301,13 +306,21 @@ class BertDataLoader(DataLoader):
         """One `(text, target)` per row, what `dls.test_dl(items, with_labels=True)` re-encodes (fastai's
         `Interpretation` does this). Rows cut from a longer text by a sliding window (or stored on disk without
         their texts) show the row decoded, as a `StoredRow` that `test_dl` takes as stored. A sentence pair's text
-        is its `(text_a, text_b)` tuple, as stored."""
+        is its `(text_a, text_b)` tuple, as stored. A single-label target is the label's name (an index is
+        ambiguous where labels are numbers: ratings '1' to '5'), a multi-label one its 0/1 row, a regression one
+        its value."""
         ds = self.dataset
         texts = ds.texts if ds.texts is not None and len(ds.texts) == len(ds) else \
             [StoredRow(self.dataset.encoder.tokenizer.decode(ds.ids[i, :ds.lengths[i]].tolist(),
                                                              skip_special_tokens=True), ds, i)
              for i in range(len(ds))]
-        targets = ds.targets if ds.targets is not None else [None] * len(ds)
+        labels = getattr(ds.encoder, "labels", None)
+        if ds.targets is None:
+            targets = [None] * len(ds)
+        elif getattr(ds.encoder, "problem_type", None) == "single_label_classification" and labels:
+            targets = [labels[int(t)] for t in np.asarray(ds.targets).tolist()]
+        else:
+            targets = ds.targets
         return list(zip(texts, targets))
 
     def create_item(self, s: int) -> int:
@@ -364,7 +377,7 @@ class BertDataLoader(DataLoader):
         """
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         lengths = ds.lengths[idx]
-        longest = int(lengths.max())
+        longest = int((ds.lengths if self.same_width else lengths).max())
         # on a GPU, widths that are multiples of 8 suit tensor cores (never past maxlen: the position table may
         # end there); a CPU only pays for the extra tokens
         multiple = PAD_MULTIPLE if self.device is not None and self.device.type == "cuda" else 1

@@ -375,7 +375,7 @@ class TaggedDataLoader(BertDataLoader):
         return CategoryMap(self.dataset.encoder.labels, sort=False)
 
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
-        """The batch's tensors (ids, attention mask, tags), padded to its longest row.
+        """The batch's tensors (ids, attention mask, tags), padded to its longest row (the dataset's with `same_width`).
 
         Args:
             b: the row indices of the batch.
@@ -383,7 +383,7 @@ class TaggedDataLoader(BertDataLoader):
         ds, idx = self.dataset, np.asarray(b, dtype=np.int64)
         self.current_rows = idx
         lengths = ds.lengths[idx]
-        width = int(lengths.max())
+        width = int((ds.lengths if self.same_width else lengths).max())
         if self.device is not None and self.device.type == "cuda":
             width = min(-(-width // 8) * 8, max(width, ds.encoder.maxlen))
         batch = [torch.from_numpy(ds.ids[idx, :width].astype(np.int64)),

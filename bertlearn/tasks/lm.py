@@ -15,6 +15,7 @@ tokenizer's own special tokens around every block; `pack=True` joins the texts a
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 import random
@@ -184,7 +185,7 @@ class BertLMDataBunch(BertDataBunch):
                         bs: int = 32, maxlen: int = 128, mlm_probability: float = 0.15, *, text_col: str = "text",
                         valid_pct: float = 0.1, seed: int | None = None, device: torch.device | str | None = None,
                         path: str | Path = ".", logger: logging.Logger | None = None, pack: bool = False,
-                        **kwargs: Any) -> "BertLMDataBunch":
+                        quoting: int = csv.QUOTE_MINIMAL, **kwargs: Any) -> "BertLMDataBunch":
         """Tokenize raw texts for masked-LM training; a `valid_pct` share is held out for validation.
 
         fast-bert's call `from_raw_corpus(data_dir, text_list, tokenizer, batch_size_per_gpu=32, max_seq_length=512,
@@ -216,6 +217,8 @@ class BertLMDataBunch(BertDataBunch):
             logger: a `logging.Logger`.
             pack: join each split's texts and cut them into blocks of `maxlen` tokens (the last one shorter) instead
                 of splitting each long text on its own.
+            quoting: how a CSV corpus is read: `csv.QUOTE_MINIMAL` (fields in double quotes) or `csv.QUOTE_NONE` (a
+                file written without quoting, every quote part of its text).
         """
         corpus, tokenizer, bs, path, write_to = _fast_bert_form(corpus, tokenizer, bs, path, kwargs)
         bs = kwargs.pop("batch_size_per_gpu", bs)
@@ -233,7 +236,7 @@ class BertLMDataBunch(BertDataBunch):
         if not isinstance(pack, (bool, np.bool_)):
             raise DataError(f"pack={pack!r} must be True (join the texts and cut them into full blocks) or False "
                             "(split each long text into blocks of its own)")
-        texts = _corpus_texts(corpus, text_col)
+        texts = _corpus_texts(corpus, text_col, quoting)
         tok = load_tokenizer(tokenizer)
         if tok.mask_token is None:
             raise ModelError(f"tokenizer {type(tok).__name__} has no mask token, so it cannot train a masked LM")
@@ -289,12 +292,12 @@ def _note_unused_options(kwargs: dict) -> None:
                         "no_cache": "masked-LM data is tokenized afresh each time (nothing is cached)"})
 
 
-def _corpus_texts(corpus: Any, text_col: str) -> list[str]:
+def _corpus_texts(corpus: Any, text_col: str, quoting: int = csv.QUOTE_MINIMAL) -> list[str]:
     """The non-empty texts of a list, a .txt file's lines, a CSV file's `text_col` or a DataFrame's."""
     if isinstance(corpus, (str, Path)) and Path(corpus).suffix.lower() == ".txt":
         corpus = _read_lines(Path(corpus), "corpus")
     elif isinstance(corpus, (str, Path)):
-        corpus = read_csv(Path(corpus), "corpus")
+        corpus = read_csv(Path(corpus), "corpus", quoting=quoting)
     if isinstance(corpus, pd.DataFrame):
         if text_col not in corpus.columns:
             raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")

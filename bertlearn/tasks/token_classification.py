@@ -576,6 +576,12 @@ class BertNERLearner(NERTagger, TaskLearner):
     other_tasks_hint = ("a token-classification learner predicts entities (predict, predict_batch) and word tags "
                         "(predict_tokens); classification and masked-LM methods belong to BertLearner / BertLMLearner")
 
+    def same_targets_fix(self) -> str:
+        """How to read tagged sentences numbered as this learner's tags: the end of `check_targets_match`'s message."""
+        return ("Read them with this learner's tags: BertNERDataBunch.from_sentences(train, test, labels=learn.labels) "
+                "(or a label_file listing learn.labels in order), or score with "
+                "entity_scores(tags, learn.predict_tokens(words))")
+
     def __init__(self, dls: BertNERDataBunch, model: torch.nn.Module, **kwargs: Any):
         if kwargs.get("loss_func") is None:
             kwargs["loss_func"] = tag_loss()
