@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true", help="bf16 autocast where the hardware has it")
     ap.add_argument("--save", type=Path, default=None, help="save the model folder there")
     ap.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    ap.add_argument("--schedule", default=None, help="fit's schedule_type (default: one_cycle)")
     args = ap.parse_args()
 
     folder = DATA / "wnut17"
@@ -40,7 +41,7 @@ def main() -> None:
     learner = BertNERLearner.from_pretrained_model(db, args.model, output_dir="runs/ner_wnut17", seed=args.seed,
                                                    is_fp16=args.fp16)
     t1 = time.perf_counter()
-    learner.fit(args.epochs, lr=args.lr)
+    learner.fit(args.epochs, lr=args.lr, schedule_type=args.schedule)
     t2 = time.perf_counter()
     dev = learner.validate(quiet=True)
     test = read_conll(folder / "test.conll")
@@ -48,7 +49,7 @@ def main() -> None:
     t3 = time.perf_counter()
     scores = entity_scores(test.tags, pred)
     print(f"\nWNUT-17, packaged all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, bs {args.bs}, maxlen "
-          f"{args.maxlen}, seed {args.seed}{', bf16' if args.fp16 else ''}")
+          f"{args.maxlen}, seed {args.seed}{', bf16' if args.fp16 else ''}, schedule {args.schedule or 'one_cycle'}")
     print(f"train {db.train_ds.n_texts} sentences, dev {db.valid_ds.n_texts}, test {len(test)}; data+model "
           f"{t1 - t0:.0f} s, fit {t2 - t1:.0f} s, test tagging {t3 - t2:.1f} s")
     print(f"\n| set | precision | recall | F1 | word accuracy |\n|---|---|---|---|---|")
