@@ -183,9 +183,8 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
     if settings["problem_type"] == "regression" and config.num_labels != 1:
         # every reader of a regression model (predict_batch, bertlearn predict's one column, serve's score) takes
         # output 0: the other outputs would be dropped without a word
-        names = [config.id2label[i] for i in range(config.num_labels)]
         raise ModelError(f"the model in {str(path)!r} is a regression with {config.num_labels} outputs "
-                         f"({_short_names(names)}); bertlearn predicts one regression score per text (num_labels=1). "
+                         f"({_short_names(own)}); bertlearn predicts one regression score per text (num_labels=1). "
                          "Read its outputs with transformers' AutoModelForSequenceClassification, or train one "
                          "model per target with regression=True")
     saved_multi = settings["problem_type"] == "multi_label_classification"
