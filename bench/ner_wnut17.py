@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None, help="save the model folder there")
     ap.add_argument("--model", default=None, help="model folder (default: the packaged all-MiniLM-L6-v2)")
     ap.add_argument("--schedule", default=None, help="fit's schedule_type (default: one_cycle)")
+    ap.add_argument("--no-test", action="store_true",
+                    help="dev only: leave test untagged (for choosing settings; score test once for the choice)")
     args = ap.parse_args()
 
     folder = DATA / "wnut17"
@@ -45,15 +47,20 @@ def main() -> None:
     t2 = time.perf_counter()
     dev = learner.validate(quiet=True)
     test = read_conll(folder / "test.conll")
-    pred = learner.predict_tokens(test.words)
+    pred = None if args.no_test else learner.predict_tokens(test.words)
     t3 = time.perf_counter()
-    scores = entity_scores(test.tags, pred)
     print(f"\nWNUT-17, packaged all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, bs {args.bs}, maxlen "
           f"{args.maxlen}, seed {args.seed}{', bf16' if args.fp16 else ''}, schedule {args.schedule or 'one_cycle'}")
     print(f"train {db.train_ds.n_texts} sentences, dev {db.valid_ds.n_texts}, test {len(test)}; data+model "
           f"{t1 - t0:.0f} s, fit {t2 - t1:.0f} s, test tagging {t3 - t2:.1f} s")
     print(f"\n| set | precision | recall | F1 | word accuracy |\n|---|---|---|---|---|")
     print(f"| dev | {dev['precision']:.4f} | {dev['recall']:.4f} | {dev['f1']:.4f} | {dev['accuracy']:.4f} |")
+    if pred is None:
+        print(f"\ntest not tagged (--no-test)\nmachine: {describe()}")
+        if args.save is not None:
+            learner.save_model(args.save)
+        return
+    scores = entity_scores(test.tags, pred)
     print(f"| **test** | {scores['precision']:.4f} | {scores['recall']:.4f} | **{scores['f1']:.4f}** | "
           f"{scores['accuracy']:.4f} |")
     report = entity_report(test.tags, pred)
