@@ -299,6 +299,26 @@ class DeviceSmoothLoss(AvgSmoothLoss):
         """Mean training loss since the fit started (one sync: call it after training)."""
         return float(self.total / self.n) if self.n else float("nan")
 
+    def checkpoint_state(self) -> dict:
+        """The running average, its count and the fit's sum of losses as plain numbers, for a checkpoint (one sync:
+        call it once an epoch)."""
+        return {"val": float(self.val), "count": int(self.count), "n": int(self.n),
+                "total": None if self.total is None else float(self.total)}
+
+    def restore_state(self, state: dict, device: torch.device) -> None:
+        """Go on from a checkpoint's `checkpoint_state()`, so a resumed fit shows the uninterrupted fit's losses
+        (float32 values, as accumulated: restored exactly).
+
+        Args:
+            state: what `checkpoint_state` returned.
+            device: where the losses are computed (the model's device).
+        """
+        def tensor(value: float) -> torch.Tensor:
+            return torch.tensor(value, dtype=torch.float32, device=device)
+
+        self.val, self.count, self.n = tensor(state["val"]), int(state["count"]), int(state["n"])
+        self.total = None if state["total"] is None else tensor(state["total"])
+
 
 class DeviceAvgLoss(AvgLoss):
     """`AvgLoss` (the validation loss) summed on the device; read once per epoch; summed over ranks in a
@@ -549,21 +569,25 @@ class StepAccumulation(GradientAccumulation):
 
 class CheckpointCallback(Callback):
     """Save everything needed to resume after each epoch: weights (safetensors), optimizer state, RNG states,
-    the position in the schedule and fastai trackers' best values and patience (`SaveModelCallback`,
-    `EarlyStoppingCallback`...), into `folder` (written to a temporary folder, then swapped in).
+    the position in the schedule, fastai trackers' best values and patience (`SaveModelCallback`,
+    `EarlyStoppingCallback`...) and the smoothed training loss, into `folder` (written to a temporary folder, then
+    swapped in).
 
     Args:
         folder: the checkpoint folder (`BertLearner.fit(checkpoint=True)` uses `output_dir/checkpoints/last`).
         lr: the fit's learning rate, recorded so a resume can check it continues the same schedule.
         fit: the fit's other settings (schedule, weight decay, optimizer...), recorded for the same check.
         trackers: a resumed checkpoint's tracker states, put back once the trackers have reset themselves.
+        smooth_loss: a resumed checkpoint's smoothed training loss (`DeviceSmoothLoss.checkpoint_state`), put back
+            once the Recorder has reset it.
     """
 
     order = 64  # after the Recorder has closed the epoch and fastai's trackers (60-63) have scored it
 
-    def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None, *, trackers: list[dict] | None = None):
+    def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None, *, trackers: list[dict] | None = None,
+                 smooth_loss: dict | None = None):
         self.folder, self.lr, self.fit = folder, lr, fit
-        self.trackers = trackers
+        self.trackers, self.smooth_loss = trackers, smooth_loss
         self._rows, self._saved, self._stopped = None, None, False
 
     def before_fit(self) -> None:
@@ -572,6 +596,12 @@ class CheckpointCallback(Callback):
         if self.trackers is not None:  # the trackers' before_fit (orders 60-63) has just reset them
             restore_trackers(self.learn, self.trackers, self.folder)
             self.trackers = None
+        smooth = getattr(getattr(self.learn, "recorder", None), "smooth_loss", None)
+        if self.smooth_loss is not None and hasattr(smooth, "restore_state"):  # the Recorder's (50) has reset it
+            # under DDP every rank's is the same (it averages the all-reduced global batch losses), so rank 0's, which
+            # the checkpoint holds, is each rank's own
+            smooth.restore_state(self.smooth_loss, next(self.learn.model.parameters()).device)
+        self.smooth_loss = None
 
     def before_epoch(self) -> None:
         self._rows = len(self.learn.recorder.values)

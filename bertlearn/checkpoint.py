@@ -2,9 +2,9 @@
 
 A checkpoint folder holds `model.safetensors` (weights), `optimizer.pt` (optimizer state, read back with
 `weights_only=True`), `rng.safetensors` (torch RNG states), `state.json` (epochs done, schedule, Python
-and numpy RNG states) and, when an epoch ended part-way through a step of gradient accumulation,
-`accumulated.safetensors` (the gradients summed so far, unscaled, which the resumed fit goes on adding to).
-Nothing in it needs pickle to load. The folder is written under a temporary name and swapped in whole, so a kill
+and numpy RNG states, the smoothed training loss) and, when an epoch ended part-way through a step of gradient
+accumulation, `accumulated.safetensors` (the gradients summed so far, unscaled, which the resumed fit goes on adding
+to). Nothing in it needs pickle to load. The folder is written under a temporary name and swapped in whole, so a kill
 at any moment leaves the previous complete checkpoint.
 """
 
@@ -26,7 +26,7 @@ from .atomic import atomic_dir
 from .errors import BertLearnError, user_stacklevel
 
 __all__ = ["save_checkpoint", "load_checkpoint", "tracker_states", "restore_trackers", "read_checkpoint_state",
-           "check_weights", "identity", "data_digest",
+           "check_weights", "identity", "model_config", "model_source", "data_digest",
            "rng_states", "lr_json", "CHECKPOINT_FILES"]
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "rng.safetensors", "state.json")
@@ -47,8 +47,9 @@ def lr_json(lr: Any) -> Any:
 
 
 def identity(learn: Any) -> dict:
-    """What a checkpoint must match to be resumed into `learn`: its labels (in order: the head's rows), task and
-    model class, its training rows and batch size, and the number of processes.
+    """What a checkpoint must match to be resumed into `learn`: its labels (in order: the head's rows), task, model
+    class and configuration, its training rows and batch size, and the number of processes; and the model's
+    name or folder, which a resume only names where it differs.
 
     Args:
         learn: the `BertLearner`.
@@ -63,8 +64,45 @@ def identity(learn: Any) -> dict:
         rows = None
     return {"labels": [str(l) for l in getattr(enc, "labels", None) or []],
             "problem_type": getattr(enc, "problem_type", None), "model": type(model).__name__,
+            "config": model_config(model),
+            "name_or_path": model_source(model),
             "train_rows": rows, "train_data": data_digest(getattr(train, "dataset", None)), "bs": int(train.bs),
             "processes": rank_world()[1]}
+
+
+# config entries that are not the model's computation or are checked on their own: the head's labels and task (the
+# labels check), where the model was loaded from (name_or_path), what wrote it (save_model adds the task's
+# architecture), its dtype (bertlearn trains float32 weights whatever a config says: model.load_pretrained), and
+# what a forward returns besides the logits (hidden states asked for to embed), which trains nothing else
+_NOT_COMPUTATION = ("_name_or_path", "transformers_version", "architectures", "id2label", "label2id", "problem_type",
+                    "dtype", "torch_dtype", "output_hidden_states", "output_attentions", "return_dict", "use_cache")
+
+
+def model_config(model: Any) -> dict | None:
+    """The model's Hugging Face configuration as JSON values, less what does not change its computation (its labels,
+    where it was loaded from, the transformers version, the dtype); None for a model without one. Another dropout
+    or activation of the same shapes is another run, which the weights check cannot see.
+
+    Args:
+        model: the model (unwrapped: a DDP module's own `.module`).
+    """
+    config = getattr(model, "config", None)
+    if not hasattr(config, "to_json_string"):
+        return None
+    return {k: v for k, v in json.loads(config.to_json_string(use_diff=False)).items() if k not in _NOT_COMPUTATION}
+
+
+def model_source(model: Any) -> str | None:
+    """Where the model was loaded from: a hub name as given, a local folder as its absolute path (the same folder
+    spelt "m", "./m" or "/abs/m" is one source); None for a model without a config.
+
+    Args:
+        model: the model (unwrapped).
+    """
+    name = getattr(getattr(model, "config", None), "_name_or_path", None)
+    if not name:
+        return None
+    return str(Path(name).resolve()) if Path(name).is_dir() else str(name)
 
 
 def data_digest(dataset: Any) -> str | None:
@@ -130,6 +168,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
             save_file({n: (p.grad.detach().float() / scale).contiguous() for n, p in named if p.grad is not None},
                       str(tmp / ACCUMULATED_FILE))
         np_state = np.random.get_state()
+        smooth = getattr(getattr(learn, "recorder", None), "smooth_loss", None)
         state = {"epochs_done": epochs_done, "n_epoch": n_epoch, "lr": lr_json(lr), "fit": fit or {},
                  "accumulated": accumulated,
                  "accumulated_unit": getattr(acc, "accumulated_unit", "rows"),
@@ -139,6 +178,8 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
                  if accumulated and getattr(acc, "total", None) is not None else None,
                  "steps_done": int(getattr(learn, "steps_done", 0) or 0),
                  "trackers": tracker_states(learn),
+                 # the smoothed training loss the epochs show and fit() returns (read here, once an epoch)
+                 "smooth_loss": smooth.checkpoint_state() if hasattr(smooth, "checkpoint_state") else None,
                  "finished": finished or epochs_done >= n_epoch,
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),

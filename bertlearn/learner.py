@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import inspect
 import json
 import logging
@@ -40,7 +41,7 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
                         FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
                         SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
 from .checkpoint import identity as checkpoint_identity
-from .checkpoint import load_checkpoint, lr_json, read_checkpoint_state
+from .checkpoint import check_weights, load_checkpoint, lr_json, read_checkpoint_state
 from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
 from .data import positive_int
 from .device import resolve_device
@@ -120,7 +121,10 @@ class TaskLearner(Learner):
     steps_done = 0  # optimizer steps of the running (or last) fit, a resumed fit's steps before the checkpoint included
     _resumed_steps = 0  # steps_done of the checkpoint a resume loaded
     _resumed_trackers: list | None = None  # its fastai trackers' states
+    _resumed_smooth: dict | None = None  # its smoothed training loss
     _resumed_done = 0  # its epochs_done
+    _seeded_start: dict | None = None  # a seeded learner's random states as its factory left them, until its first fit
+    _fits_started = 0  # fits begun in this process by any learner (class-wide): a seeded learner's restore reads it
 
     # class-level defaults: learners exported before these settings existed still load and fit
     optimizer_type, adam_epsilon, warmup_steps, schedule_type = "adamw", 1e-8, None, None
@@ -190,7 +194,8 @@ class TaskLearner(Learner):
         return super().remove_cb(cb)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in super().__getstate__().items() if k != "_event_handlers"}  # export pickles this
+        # export pickles this; a seeded learner's random states are this process's, not the loading one's
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_event_handlers", "_seeded_start")}
 
     def __getattr__(self, name: str) -> Any:
         # fastai hands unknown names on to the model, whose error would name the model; a method that another task's
@@ -203,14 +208,17 @@ class TaskLearner(Learner):
                 raise NotForThisTaskError(f"{type(self).__name__} has no {name}(): {self.other_tasks_hint}") from None
             raise
 
-    def finish_setup(self, *, is_fp16: bool = False, freeze: bool = False) -> "TaskLearner":
+    def finish_setup(self, *, is_fp16: bool = False, freeze: bool = False, seeded: bool = False) -> "TaskLearner":
         """The last step of a task's `from_pretrained_model`: mixed precision where asked (bf16 autocast, fp16 with
-        loss scaling, or float32 with a warning; see `mixed_precision`), and a frozen encoder where asked.
+        loss scaling, or float32 with a warning; see `mixed_precision`), a frozen encoder where asked, and a seeded
+        learner's random states kept for its first fit.
 
         Args:
             is_fp16: train in mixed precision.
             freeze: train only what is outside the encoder (the classifier) until `unfreeze()`, as fast-bert's
                 `freeze_transformer_layers`.
+            seeded: the factory was given `seed=`: a first fit that comes after another learner's fit starts from
+                the random states (Python, numpy, torch, the databunch's training order) the seed left here.
         """
         amp = mixed_precision(next(self.model.parameters()).device) if is_fp16 else None
         if amp is not None:
@@ -222,6 +230,13 @@ class TaskLearner(Learner):
             self.freeze()
             for p in getattr(self.model, "base_model", self.model).parameters():
                 p.requires_grad_(False)
+        if seeded:
+            # CUDA's states only where CUDA is running already: reading them starts it (a CPU learner's seed would
+            # take GPU memory); set_seed seeded it either way
+            self._seeded_start = {"fits": TaskLearner._fits_started, "order": self.dls.train.rng.getstate(),
+                                  "python": random.getstate(), "numpy": np.random.get_state(),
+                                  "torch": torch.get_rng_state(),
+                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
         return self
 
     @property
@@ -272,6 +287,8 @@ class TaskLearner(Learner):
         self._refuse_empty_training_set("fit")
         if not validate:
             self._refuse_trackers_without_validation(cbs)
+        self._start_from_seed()
+        TaskLearner._fits_started += 1
         if launched_distributed() and not self._in_distributed_fit():
             # started by accelerate launch / torchrun: train with DDP through fastai's distrib_ctx (which
             # fastai.distributed patches onto Learner when imported; bertlearn imports it only here)
@@ -331,7 +348,9 @@ class TaskLearner(Learner):
         if checkpoint or resume:
             # a resumed fit's trackers (SaveModelCallback...) go on from the checkpoint's best value and patience
             trackers, self._resumed_trackers = (self._resumed_trackers if start_epoch else None), None
-            cbs.append(CheckpointCallback(folder, lr, settings, trackers=trackers))
+            # and the training loss it shows and returns goes on from the interrupted fit's running average and sum
+            smooth, self._resumed_smooth = (self._resumed_smooth if start_epoch else None), None
+            cbs.append(CheckpointCallback(folder, lr, settings, trackers=trackers, smooth_loss=smooth))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
                            pct_start=pct_start, one_cycle_options=kwargs, warmup=warmup)
         self._raise_if_diverged()
@@ -411,7 +430,9 @@ class TaskLearner(Learner):
                   # optimizer kept the checkpoint's, and clipping or class weights changed the run; all were silent
                   "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
                   "max_grad_norm": next((cb.max_norm for cb in self.cbs if isinstance(cb, GradientClip)), None),
-                  "loss_weights": self._loss_weights(),
+                  "loss_weights": self._loss_weights(), "loss": _loss_options(self.loss_func),
+                  # autocast set after the checkpoint (is_fp16, to_fp16()) trained the rest of the fit in bf16 or fp16
+                  "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._amp_dtype(), "float32"),
                   # freeze_transformer_layers freezes more than fastai's freeze() of the same groups (counted
                   # frozen, not trainable: another model's other number of tensors is the weights check's to name)
                   "frozen_tensors": sum(not p.requires_grad for p in self.model.parameters())}
@@ -445,6 +466,7 @@ class TaskLearner(Learner):
         load_checkpoint(self, folder)
         self._resumed_steps = int(state.get("steps_done", 0))
         self._resumed_trackers = state.get("trackers", [])  # a checkpoint from before tracker records: none
+        self._resumed_smooth = state.get("smooth_loss")  # one from before: the average restarts
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         # a fit early stopping ended is over too: resumed, it trained on (one epoch more each time it was re-run)
         self._resumed_done = state["epochs_done"]
@@ -473,16 +495,41 @@ class TaskLearner(Learner):
         keys = ("model", "processes", "train_rows", "bs")
         then = {**{k: saved[k] for k in keys if k in saved}, **state.get("fit", {})}
         current = {**{k: now[k] for k in keys}, **settings}
+        for values, config in ((then, saved.get("config")), (current, now["config"])):
+            # the model's config and the loss option by option: their whole dicts would hide the one that differs (and
+            # an option only one side has, such as a config key a later transformers adds, is not compared)
+            values.update({f"config.{k}": v for k, v in (config or {}).items()})
+            values.update({f"loss.{k}": v for k, v in (values.pop("loss", None) or {}).items()})
         diffs = [f"{k}: {then[k]!r} in the checkpoint, {current[k]!r} now" for k in current
                  if k in then and then[k] != current[k]]
         if "pct_start" in [d.split(":")[0] for d in diffs] and "warmup_steps" in then and \
                 current.get("warmup_steps") is not None:
             diffs.append("pct_start is the share of optimizer steps warmup_steps gives, which the number of steps "
                          "per epoch and grad_accumulation_steps change")
+        if any(d.startswith("config.") for d in diffs):
+            # another architecture has other shapes too, and the weights check names the tensors that differ; the
+            # config names what the shapes cannot show (dropout, activation). An unreadable file: the refusal below
+            from safetensors import SafetensorError
+            with contextlib.suppress(OSError, SafetensorError):
+                check_weights(getattr(self.model, "module", self.model), folder / "model.safetensors")
         if diffs:
+            # where the settings without a fit() argument of their own come from, for those that differ
+            hints = {"precision": "precision is is_fp16= (or a mixed-precision callback)",
+                     "config.": "config.* is the pretrained_path folder's config.json",
+                     "loss.": "loss.* is learner.loss_func"}
+            named = [h for key, h in hints.items() if any(d.startswith(key) for d in diffs)]
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} belongs to another run "
                                  f"({'; '.join(diffs)}); resume with the same model, data and fit settings so the "
-                                 "schedule continues where it stopped, or delete the folder to start over")
+                                 "schedule continues where it stopped, or delete the folder to start over"
+                                 + (f" ({'; '.join(named)})" if named else ""))
+        source = saved.get("name_or_path")
+        if source and now["name_or_path"] and source != now["name_or_path"]:
+            # the same config with other weights (another seed or fine-tune of it) passes every check above, and the
+            # checkpoint's weights replace the loaded ones; not refused: a moved or copied folder is the same model
+            warnings.warn(f"resume=True: the checkpoint in {str(folder)!r} continues a fit of {source!r}, not of "
+                          f"{now['name_or_path']!r}: its weights replace this model's, so the resume trains on from "
+                          "them (the same model moved or copied is the same run); to train this model, delete the "
+                          "folder or fit without resume", stacklevel=user_stacklevel())
 
     def _run_schedule(self, schedule_type: str | None, epochs: int, lr: Any, *, pct_start: float | None,
                       one_cycle_options: dict, warmup: float | None, **fit_args: Any) -> None:
@@ -519,6 +566,21 @@ class TaskLearner(Learner):
         for epoch in range(self.first_epoch, self.n_epoch):
             self.epoch = epoch
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
+
+    def _start_from_seed(self) -> None:
+        # learners built with one seed= on one databunch and then fitted in turn (a learning-rate sweep set up first)
+        # went on from the last fit's data order and dropout draws: the same settings gave other weights. A seeded
+        # learner whose first fit comes after another fit starts where its factory left the random states; what the
+        # user drew or seeded in between without a fit (show_batch, set_seed) is left as it is
+        start, self._seeded_start = self._seeded_start, None
+        if start is None or start["fits"] == TaskLearner._fits_started:
+            return
+        self.dls.train.rng.setstate(start["order"])
+        random.setstate(start["python"])
+        np.random.set_state(start["numpy"])
+        torch.set_rng_state(start["torch"])
+        if start["cuda"]:
+            torch.cuda.set_rng_state_all(start["cuda"])
 
     def _raise_if_diverged(self) -> None:
         watchdog = next((cb for cb in self.cbs if isinstance(cb, FitWatchdog)), None)
@@ -907,6 +969,21 @@ def _schedule_type(value: Any) -> str | None:
     if value not in SCHEDULE_TYPES:
         raise BertLearnError(f"schedule_type={value!r} is not one of {list(SCHEDULE_TYPES)} (None: one-cycle)")
     return value
+
+
+def _loss_options(loss: Any) -> dict:
+    """The loss's class and its plain options (label_smoothing, ignore_index, reduction, axis...): fastai's losses
+    keep the PyTorch loss in `func`, a partial its options in `keywords`. Tensors are the class weights
+    (`_loss_weights`); `thresh` only decodes predictions (`tune_thresholds` moves it), so neither is here."""
+    options: dict = {}
+    for key, part in (("class", loss), ("func", getattr(loss, "func", None))):
+        if part is None:
+            continue
+        options[key] = part.__qualname__ if isinstance(part, types.FunctionType) else type(part).__name__
+        own = {**getattr(part, "__dict__", {}), **(part.keywords if isinstance(part, functools.partial) else {})}
+        options.update({k: v for k, v in own.items() if not k.startswith("_") and k not in ("training", "thresh")
+                        and isinstance(v, (bool, int, float, str, type(None)))})
+    return options
 
 
 def _handles(cb: Callback, event_name: str) -> bool:

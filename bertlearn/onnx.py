@@ -25,7 +25,7 @@ from .atomic import atomic_dir, atomic_file
 from .data import TextEncoder
 from .errors import ModelError
 from .model import quiet_hub
-from .predict import OnnxPredictor
+from .predict import OnnxPredictor, onnx_file_name
 from .saved import ONNX_FILE, SETTINGS_FILE, input_names, settings_for, weights_digest, write_settings
 
 __all__ = ["export_onnx", "OnnxPredictor", "ONNX_FILE"]
@@ -51,7 +51,9 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     Args:
         model: a Hugging Face sequence classifier (exported in float32 from a CPU copy).
         encoder: the `TextEncoder` of its training data.
-        path: target folder (or a `.onnx` file name, whose folder gets the rest).
+        path: target folder (or a `.onnx` file name, whose folder gets the rest). A folder holds one export: one
+            whose bertlearn.json records another graph still there is refused (`ModelError`; the same file name
+            again replaces the export).
         thresholds: multi-label thresholds to store.
         opset: ONNX opset version.
         columns: the text and label columns trained on (for `bertlearn predict` / `eval`).
@@ -62,6 +64,7 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
     """
     path = Path(path)
     folder, fname = (path.parent, path.name) if path.suffix == ".onnx" else (path, ONNX_FILE)
+    _refuse_another_export(path, folder, fname)
     kept = _check_saved_weights(model, folder)
     names = input_names(encoder.with_token_types)
     cpu_model = copy.deepcopy(model).float().cpu().eval()
@@ -119,6 +122,34 @@ def export_onnx(model: nn.Module, encoder: TextEncoder, path: str | Path, *, thr
                     with atomic_file(folder / f.name) as target:
                         os.replace(f, target)
     return folder / fname
+
+
+def _refuse_another_export(path: Path, folder: Path, fname: str) -> None:
+    """Refuse to write `fname` into a folder whose bertlearn.json belongs to another graph still there.
+
+    A folder holds one export's bertlearn.json, config.json and tokenizer. `_keep_others` keeps what an export
+    does not write (a `save_model` folder's weights, the user's files), so `to_onnx("exp/a.onnx")` then another
+    model's `to_onnx("exp/b.onnx")` left a.onnx beside b's labels and settings, and `OnnxPredictor("exp/a.onnx")`
+    read them without a word. The same file name again replaces the export; a graph the folder's bertlearn.json
+    does not record is not bertlearn's to judge.
+    """
+    if not (folder / SETTINGS_FILE).is_file():
+        return
+    other = onnx_file_name(folder)  # the recorded name, or model.onnx for a folder from before it was recorded
+    if other == fname or not (folder / other).is_file():
+        return
+    try:
+        recorded = "onnx_file" in json.loads((folder / SETTINGS_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        recorded = False
+    how = (f"{SETTINGS_FILE}'s \"onnx_file\" is {other!r}" if recorded else
+           f"{SETTINGS_FILE} records no \"onnx_file\", so the graph read is {other}")
+    raise ModelError(f"to_onnx({str(path)!r}): {str(folder)!r} holds {other}, another export, and the "
+                     f"{SETTINGS_FILE}, config.json and tokenizer there are its own ({how}); writing {fname} there "
+                     f"would replace them with this model's and leave {other} to be read with another model's labels "
+                     "and settings. Export into a folder of its own "
+                     f"(to_onnx({str(folder / Path(fname).stem / fname)!r})), or delete {other} first to replace "
+                     "that export")
 
 
 def _check_saved_weights(model: nn.Module, folder: Path) -> dict:

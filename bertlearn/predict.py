@@ -26,7 +26,7 @@ from .saved import ONNX_FILE, SETTINGS_FILE, generic_labels, input_names, read_s
 from .unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["Predictor", "BertClassificationPredictor", "OnnxPredictor", "load_predictor", "is_onnx_folder",
-           "onnx_file_name", "predict_logits",
+           "onnx_file_name", "onnx_graph_file", "predict_logits",
            "per_text_logits", "check_fast_bert_predictor_args", "read_label_path", "labels_from_label_path",
            "refuse_device_as_label_path", "rank_predictions",
            "decide", "float32_head"]
@@ -509,7 +509,8 @@ class OnnxPredictor(Predictor):
     """Predict with a folder written by `learner.to_onnx`, on ONNX Runtime.
 
     Args:
-        path: the folder (or its `.onnx` file).
+        path: the folder (or a `.onnx` file in it: one its bertlearn.json does not record runs with that graph's
+            settings, with a warning; see `bertlearn.predict.onnx_graph_file`).
         providers: ONNX Runtime execution providers (default: CUDA when onnxruntime-gpu sees a GPU, else CPU).
         bs: batch size (the most texts a batch holds: on a CPU, prediction cuts longest-first batches by padding).
         intra_op_num_threads: CPU threads per operator (default: ONNX Runtime's choice, the physical cores).
@@ -524,9 +525,9 @@ class OnnxPredictor(Predictor):
         from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
-        folder = path.parent if path.suffix == ".onnx" else path
-        fname = path.name if path.suffix == ".onnx" else onnx_file_name(folder)
-        if not (folder / fname).is_file():
+        graph = onnx_graph_file(path)  # a .onnx file beside another graph's settings is said
+        folder, fname = graph.parent, graph.name
+        if not graph.is_file():
             held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
             raise ModelError(f"path {str(path)!r} holds no {fname} (it holds {held[:15]}); pass the folder written by "
                              "learner.to_onnx(path)")
@@ -541,7 +542,7 @@ class OnnxPredictor(Predictor):
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(folder / fname), sess_options=options, providers=list(providers))
+        self.session = ort.InferenceSession(str(graph), sess_options=options, providers=list(providers))
         self.num_labels = int(config.num_labels)
         self._names = [i.name for i in self.session.get_inputs()]
 
@@ -639,8 +640,39 @@ def onnx_file_name(folder: str | Path) -> str:
     settings = Path(folder) / SETTINGS_FILE
     try:
         return str(json.loads(settings.read_text()).get("onnx_file", ONNX_FILE)) if settings.is_file() else ONNX_FILE
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # unreadable, or JSON that is no object: the readers say so
         return ONNX_FILE
+
+
+def onnx_graph_file(path: str | Path) -> Path:
+    """The ONNX graph a predictor of `path` runs: a folder's own (`onnx_file_name`), or the `.onnx` file named.
+
+    A folder holds one bertlearn.json, config.json and tokenizer, written by its export. A `.onnx` file there that
+    bertlearn.json does not record as its graph ("onnx_file") runs with those settings: right for a copy made from
+    that export (`quantize_dynamic`, ONNX Runtime's optimizer), wrong for another model's graph (`to_onnx("exp/a.onnx")`
+    then another model's `to_onnx("exp/b.onnx")`, which `to_onnx` now refuses), so it is said once, in a warning.
+
+    Args:
+        path: an export folder, or its `.onnx` file.
+    """
+    path = Path(path)
+    if path.suffix != ".onnx":
+        return path / onnx_file_name(path)
+    folder = path.parent
+    try:
+        recorded = json.loads((folder / SETTINGS_FILE).read_text()).get("onnx_file")
+    except (OSError, ValueError, AttributeError):
+        return path  # no bertlearn.json, or one the settings reader refuses with its own message
+    if recorded is None or str(recorded) == path.name or not path.is_file():
+        return path
+    recorded = str(recorded)
+    there = "" if (folder / recorded).is_file() else f" (not in the folder: renamed to {path.name}?)"
+    warnings.warn(f"path {str(path)!r}: the {SETTINGS_FILE} beside it records {recorded!r} as its graph "
+                  f"(\"onnx_file\"){there}, so {path.name} runs with {recorded}'s labels, settings and tokenizer: "
+                  f"right for a copy of {recorded} (quantized or optimized), wrong for another model's graph, which "
+                  f"belongs in a folder of its own (to_onnx({str(folder / path.stem / path.name)!r}))",
+                  stacklevel=user_stacklevel())
+    return path
 
 
 def is_onnx_folder(path: str | Path) -> bool:

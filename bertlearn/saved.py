@@ -21,7 +21,7 @@ from .version import __version__
 
 __all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "json_ready", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
            "input_names", "weights_digest", "settings_for", "write_settings", "plain_maxlen", "read_settings",
-           "check_same_weights", "PREDICTION_SETTINGS", "check_same_settings"]
+           "check_same_weights", "PREDICTION_SETTINGS", "check_same_settings", "saved_thresholds"]
 
 SETTINGS_FILE = "bertlearn.json"
 ONNX_FILE = "model.onnx"
@@ -119,6 +119,31 @@ def write_settings(folder: Path, settings: dict) -> None:
         settings: what `settings_for` gave.
     """
     (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+
+
+def saved_thresholds(path: Any, labels: list) -> list[float] | float | None:
+    """The multi-label thresholds a bertlearn folder was saved with, one per name of `labels` (matched by name, as
+    the head's outputs are) or one for all; None where there are none to take: not a local folder, no
+    `bertlearn.json`, no thresholds or 0.5, a single-label model, or other label names.
+
+    Args:
+        path: `from_pretrained_model`'s `pretrained_path` (a hub name or None reads nothing).
+        labels: the data's label names, in output order.
+    """
+    try:
+        file = Path(path) / SETTINGS_FILE
+        settings = json.loads(file.read_text()) if path is not None and file.is_file() else {}
+    except (OSError, TypeError, ValueError):  # a hub name that is no path, an unreadable file: nothing saved here
+        return None
+    thresholds, names = settings.get("thresholds"), [str(n) for n in settings.get("labels") or []]
+    if settings.get("problem_type") != "multi_label_classification" or thresholds in (None, 0.5) or \
+            sorted(names) != sorted(str(l) for l in labels) or \
+            not isinstance(thresholds, (int, float)) and len(thresholds) != len(names):
+        return None
+    if isinstance(thresholds, (int, float)):
+        return float(thresholds)
+    by_name = dict(zip(names, thresholds))
+    return [float(by_name[str(l)]) for l in labels]
 
 
 def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:

@@ -151,6 +151,15 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         (c.learner().save_model(c.root / "m") / "model.safetensors").unlink(),
         __import__("bertlearn").BertClassificationPredictor(c.root / "m"))),
     ("resume from a corrupt checkpoint", lambda c: _corrupt_resume(c)),
+    ("to_onnx into a folder holding another export's graph", lambda c: (
+        c.learner().to_onnx(c.root / "exp" / "a.onnx"), c.learner().to_onnx(c.root / "exp" / "b.onnx"))),
+    ("OnnxPredictor on a graph its folder's bertlearn.json does not record (warning)",
+     lambda c: _graph_beside_another(c)),
+    ("resume in another precision (bf16 autocast added)", lambda c: _changed_resume(c, change=_bf16)),
+    ("resume with another model config (no dropout)", lambda c: _changed_resume(
+        c, model_dir=__import__("conftest").without_dropout(c.model_dir, c.root / "nodrop"))),
+    ("resume with another loss (label_smoothing=0.3)", lambda c: _changed_resume(c, change=_label_smoothing)),
+    ("resume on another model folder of the same config (warning)", lambda c: _other_folder_resume(c)),
     ("NER: a CoNLL line without a tag", lambda c: _ner(c, "Jane\tB-PER\nDoe\n")),
     ("NER: a tag outside the label file", lambda c: _ner(c, "Jane\tB-PER\nParis\tB-LOC\n", labels="O\nB-PER\n")),
     ("NER: an empty CoNLL file", lambda c: _ner(c, "-DOCSTART- O\n\n")),
@@ -263,6 +272,54 @@ def _corrupt_resume(c: Ctx):
 def _fit_quiet_ckpt(learner):
     with learner.no_bar(), learner.no_logging():
         learner.fit(1, lr=1e-4, checkpoint=True)
+
+
+def _graph_beside_another(c: Ctx):
+    # a folder as two exports into it left it before the second was refused: a.onnx beside b.onnx's settings
+    import shutil
+    from bertlearn import OnnxPredictor
+    shutil.copy(c.learner().to_onnx(c.root / "first" / "a.onnx"), c.root / "a.onnx")
+    c.learner().to_onnx(c.root / "exp" / "b.onnx")
+    shutil.copy(c.root / "a.onnx", c.root / "exp" / "a.onnx")
+    OnnxPredictor(c.root / "exp" / "a.onnx")
+
+
+def _changed_resume(c: Ctx, *, change: Callable = lambda learner: None, model_dir: Path | None = None,
+                    first_dir: Path | None = None):
+    # a checkpoint of the tiny model (or first_dir's), resumed by a learner on model_dir that `change` edits
+    from bertlearn import BertLearner
+
+    def learner(folder):
+        return BertLearner.from_pretrained_model(c.bunch(), str(folder or c.model_dir), None, "cpu", None,
+                                                 output_dir=c.root / "out")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the first fit's own (a collapsed tiny model) are not the scenario
+        _fit_quiet_ckpt(learner(first_dir))
+    resumed = learner(model_dir)
+    change(resumed)
+    with resumed.no_bar(), resumed.no_logging():
+        resumed.fit(1, lr=1e-4, resume=True)
+
+
+def _bf16(learner):
+    from bertlearn.callbacks import BF16Autocast
+    learner.add_cb(BF16Autocast("cpu"))  # what is_fp16=True adds where bf16 is native
+
+
+def _label_smoothing(learner):
+    from bertlearn.losses import CrossEntropyLossFlat
+    learner.loss_func = CrossEntropyLossFlat(label_smoothing=0.3)
+
+
+def _other_folder_resume(c: Ctx):
+    # two models of the same config, other random weights, each in its folder
+    import torch
+    from transformers import AutoConfig, AutoModel
+    for seed, name in ((1, "first"), (2, "other")):
+        torch.manual_seed(seed)
+        AutoModel.from_config(AutoConfig.from_pretrained(c.model_dir)).save_pretrained(c.root / name)
+    _changed_resume(c, first_dir=c.root / "first", model_dir=c.root / "other")
 
 
 def _multi_output_regression(c: Ctx):

@@ -1,18 +1,28 @@
-"""A training process killed with SIGKILL mid-epoch resumes from its last complete checkpoint."""
+"""Checkpoints: a training process killed with SIGKILL mid-epoch resumes from its last complete checkpoint; a resume
+that would train something else is refused; a resumed fit reports the uninterrupted fit's training loss."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+import pytest
 import torch
+from conftest import quiet_fit, without_dropout
+from fastai.callback.core import Callback, CancelFitException
+from fastai.losses import FocalLossFlat
 
+from bertlearn import BertDataBunch, BertLearner, BertLearnError
+from bertlearn.callbacks import BF16Autocast
 from bertlearn.checkpoint import CHECKPOINT_FILES
+from bertlearn.checkpoint import identity as checkpoint_identity
+from bertlearn.losses import CrossEntropyLossFlat
 
 SCRIPT = textwrap.dedent("""
     import sys, time
@@ -67,3 +77,129 @@ def test_sigkill_mid_epoch_then_resume(tiny_csv_dir, tiny_model_dir, tmp_path):
     assert "DONE" in done.stdout
     assert json.loads(state_file.read_text())["epochs_done"] == 4
     assert [p.name for p in folder.parent.iterdir()] == ["last"]  # the killed run's temporary folder is gone
+
+
+class StopAfter(Callback):
+    """Ends the fit once epoch `epoch` is checkpointed: an interruption."""
+
+    order = 100  # after the checkpoint is written
+
+    def __init__(self, epoch: int):
+        self.at = epoch
+
+    def after_epoch(self):
+        if self.epoch == self.at:
+            raise CancelFitException()
+
+
+def make(csv_dir, tokenizer, model_dir, out, **kwargs):
+    db = BertDataBunch.from_csv(csv_dir, tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+    return BertLearner.from_pretrained_model(db, str(model_dir), None, "cpu", None, output_dir=out, seed=3, **kwargs)
+
+
+HINTS = {"precision": r"precision is is_fp16= \(or a mixed-precision callback\)",
+         "config": r"config\.\* is the pretrained_path folder's config\.json",
+         "loss": r"loss\.\* is learner\.loss_func"}
+
+
+def another_run(what: str, hint: str | None = None) -> str:
+    # the message of a resume refused for `what` (a regular expression), naming where `hint`'s setting comes from
+    return (r"^resume=True: the checkpoint in '.*last' belongs to another run \(" + what + r"\); resume with the same "
+            r"model, data and fit settings so the schedule continues where it stopped, or delete the folder to start "
+            r"over" + (rf" \({HINTS[hint]}\)" if hint else "") + "$")
+
+
+class TestResumeChecksWhatTrains:
+    """A resume that would train the rest of the fit in another precision, another model configuration or with another
+    loss is refused; a checkpoint of another model folder (same configuration) resumes with a warning."""
+
+    @pytest.fixture
+    def interrupted(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        # a 2-epoch float32 fit stopped after its first epoch; returns a maker of learners on its checkpoint
+        quiet_fit(make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path), 2, lr=1e-3, checkpoint=True,
+                  cbs=[StopAfter(0)])
+        return lambda model_dir=tiny_model_dir, **kwargs: make(tiny_csv_dir, tiny_tokenizer, model_dir, tmp_path,
+                                                                **kwargs)
+
+    def test_another_precision_is_refused(self, interrupted):
+        # before: the float32 fit's last epoch trained under bf16 autocast (is_fp16=True on a bf16 CPU) without a word
+        bf16 = interrupted()
+        bf16.add_cb(BF16Autocast("cpu"))  # what is_fp16=True adds where bf16 is native
+        with pytest.raises(BertLearnError, match=another_run(r"precision: 'float32' in the checkpoint, 'bf16' now",
+                                                                    "precision")):
+            quiet_fit(bf16, 2, lr=1e-3, resume=True)
+        quiet_fit(interrupted(), 2, lr=1e-3, resume=True)  # the same precision resumes
+
+    def test_another_model_config_is_refused(self, interrupted, tiny_model_dir, tmp_path):
+        # before: the same shapes without dropout resumed silently, and trained the last epoch without dropout
+        undropped = without_dropout(tiny_model_dir, tmp_path / "nodrop")
+        with pytest.raises(BertLearnError, match=another_run(
+                r"config\.attention_probs_dropout_prob: 0\.1 in the checkpoint, 0\.0 now; "
+                r"config\.hidden_dropout_prob: 0\.1 in the checkpoint, 0\.0 now", "config")):
+            quiet_fit(interrupted(undropped), 2, lr=1e-3, resume=True)
+
+    def test_a_config_is_the_same_after_save_model_and_loading_it_again(self, tiny_csv_dir, tiny_tokenizer,
+                                                                         tiny_model_dir, tmp_path):
+        first = make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "first")
+        again = make(tiny_csv_dir, tiny_tokenizer, first.save_model(tmp_path / "saved"), tmp_path / "again")
+        assert checkpoint_identity(again)["config"] == checkpoint_identity(first)["config"]
+
+    def test_another_model_folder_of_the_same_config_resumes_with_a_warning(self, interrupted, tiny_model_dir,
+                                                                           tmp_path):
+        # before: nothing said that the resumed fit continues the checkpoint's model, not the one the learner loaded
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        torch.manual_seed(1)  # other random weights, the same config
+        AutoModel.from_config(AutoConfig.from_pretrained(tiny_model_dir)).save_pretrained(tmp_path / "other")
+        AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "other")
+        with pytest.warns(UserWarning, match=rf"^resume=True: the checkpoint in '.*last' continues a fit of "
+                                             rf"'{re.escape(str(tiny_model_dir))}', not of "
+                                             rf"'{re.escape(str(tmp_path / 'other'))}': its weights replace this "
+                                             r"model's, so the resume trains on from them \(the same model moved or "
+                                             r"copied is the same run\); to train this model, delete the folder or "
+                                             r"fit without resume$"):
+            quiet_fit(interrupted(tmp_path / "other"), 2, lr=1e-3, resume=True)
+
+    def test_another_loss_is_refused(self, interrupted):
+        # before: the loss's class weights were checked, and nothing else of it
+        smoothed = interrupted()
+        smoothed.loss_func = CrossEntropyLossFlat(label_smoothing=0.3)
+        with pytest.raises(BertLearnError, match=another_run(r"loss\.label_smoothing: 0\.0 in the checkpoint, 0\.3 "
+                                                             r"now", "loss")):
+            quiet_fit(smoothed, 2, lr=1e-3, resume=True)
+        other = interrupted()
+        other.loss_func = FocalLossFlat()
+        with pytest.raises(BertLearnError, match=another_run(r"loss\.class: 'CrossEntropyLossFlat' in the checkpoint, "
+                                                             r"'FocalLossFlat' now; loss\.func: 'CrossEntropyLoss' in "
+                                                             r"the checkpoint, 'FocalLoss' now", "loss")):
+            quiet_fit(other, 2, lr=1e-3, resume=True)
+        same = interrupted()
+        same.loss_func = CrossEntropyLossFlat()  # set again as the factory set it: the same run
+        quiet_fit(same, 2, lr=1e-3, resume=True)
+
+    def test_a_checkpoint_from_before_these_records_resumes(self, interrupted, tmp_path):
+        state_file = tmp_path / "checkpoints" / "last" / "state.json"
+        state = json.loads(state_file.read_text())
+        for key in ("precision", "loss"):
+            del state["fit"][key]
+        for key in ("config", "name_or_path"):
+            del state["identity"][key]
+        del state["smooth_loss"]
+        state_file.write_text(json.dumps(state))
+        smoothed = interrupted()
+        smoothed.loss_func = CrossEntropyLossFlat(label_smoothing=0.3)  # not recorded, so not compared
+        quiet_fit(smoothed, 2, lr=1e-3, resume=True)
+        assert len(smoothed.recorder.values) == 1
+
+
+def test_a_resumed_fit_reports_the_uninterrupted_training_loss(tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                               tmp_path):
+    # before: the smoothed training loss restarted at the resume, so the resumed epochs' train_loss and fit()'s mean
+    # training loss differed from the uninterrupted fit's although the weights were the same
+    whole = make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "whole")
+    steps, loss, results = quiet_fit(whole, 3, lr=1e-3, return_results=True)
+    quiet_fit(make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "cut"), 3, lr=1e-3, checkpoint=True,
+              cbs=[StopAfter(0)])
+    resumed = make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path / "cut")
+    assert quiet_fit(resumed, 3, lr=1e-3, resume=True, return_results=True) == (steps, loss, results[1:])
+    assert resumed.recorder.values == whole.recorder.values[1:]
+    assert resumed.recorder.iters == whole.recorder.iters[1:]  # the batch count goes on too

@@ -552,6 +552,28 @@ class TestReproducibility:
             fresh = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=db_seed, device="cpu")
             assert same(order, [x for x, *_ in fresh.train])
 
+    def test_seeded_learners_built_first_then_fitted_in_turn_repeat(self, tiny_csv_dir, tiny_tokenizer,
+                                                                     tiny_model_dir, tmp_path):
+        # a sweep set up first: the second learner's fit went on from the first fit's data order and dropout draws,
+        # so two learners of the same seed and settings ended with other weights
+        from bertlearn import BertDataBunch
+        db = BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, bs=16, maxlen=64, seed=3, device="cpu")
+        learners = [BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=7,
+                                                      output_dir=tmp_path / str(i)) for i in range(2)]
+        quiet_fit(learners[0], 1, lr=1e-3)
+        list(learners[1].dls.train)  # a look at the batches (show_batch) draws an order too
+        torch.rand(3)
+        quiet_fit(learners[1], 1, lr=1e-3)
+        first, second = (learner.model.state_dict() for learner in learners[:2])
+        for name in first:
+            assert torch.equal(first[name], second[name]), name
+        # a seed the user sets before a learner's first fit, with no fit since its factory, is the user's to keep
+        third = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=7,
+                                                  output_dir=tmp_path / "2")
+        torch.manual_seed(123)
+        quiet_fit(third, 1, lr=1e-3)
+        assert not torch.equal(third.model.classifier.weight, learners[0].model.classifier.weight)
+
     def test_a_seed_leaves_cudnns_flags_as_the_user_set_them(self, tiny_databunch, tiny_model_dir, tmp_path,
                                                              monkeypatch):
         # fastai's set_seed(reproducible=True) turned cudnn.benchmark off and deterministic on for the whole process

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import pandas as pd
+
 import pytest
 from conftest import make_texts
 
@@ -302,3 +304,154 @@ def test_a_model_the_exporter_cannot_convert_is_a_model_error(tmp_path):
     assert str(err.value).endswith("); serve this model without ONNX: save_model(path), then "
                                    "bertlearn.load_predictor(path)")
     assert not (tmp_path / "onnx").exists()
+
+
+# --- one export per folder: a folder holds one bertlearn.json, config.json and tokenizer, those of one graph ---
+
+@pytest.mark.filterwarnings("ignore:predicting with a classification head that has not been trained yet")
+def test_a_second_export_beside_another_graph_is_refused(trained_learner, tiny_learner, tmp_path):
+    # to_onnx("exp/a.onnx") then another model's to_onnx("exp/b.onnx") left a.onnx beside b's labels and settings:
+    # OnnxPredictor("exp/a.onnx") then named every output after the other model's labels, with nothing to tell
+    import json
+    exp = tmp_path / "exp"
+    trained_learner.to_onnx(exp / "a.onnx")
+    before = {p.name: p.read_bytes() for p in exp.iterdir()}
+    with pytest.raises(ModelError, match=(
+            rf"^to_onnx\('{re.escape(str(exp / 'b.onnx'))}'\): '{re.escape(str(exp))}' holds a\.onnx, another "
+            r"export, and the bertlearn\.json, config\.json and tokenizer there are its own \(bertlearn\.json's "
+            r"\"onnx_file\" is 'a\.onnx'\); writing b\.onnx there would replace them with this model's and leave "
+            r"a\.onnx to be read with another model's labels and settings\. Export into a folder of its own "
+            rf"\(to_onnx\('{re.escape(str(exp / 'b' / 'b.onnx'))}'\)\), or delete a\.onnx first to replace that "
+            r"export$")):
+        tiny_learner.to_onnx(exp / "b.onnx")
+    with pytest.raises(ModelError, match=r"holds a\.onnx, another export, .* writing model\.onnx there would"):
+        tiny_learner.to_onnx(exp)  # the folder itself: model.onnx beside a.onnx
+    assert {p.name: p.read_bytes() for p in exp.iterdir()} == before  # nothing written
+    texts = ["good fun", "the acting was poor", "a " * 40 + "bad"]
+    assert OnnxPredictor(exp / "a.onnx").predict_labels(texts) == trained_learner.predict_labels(texts)
+    # the same file name again replaces the export, as it always did
+    assert trained_learner.to_onnx(exp / "a.onnx") == exp / "a.onnx"
+    assert sorted(p.name for p in exp.iterdir()) == sorted(before)
+    assert OnnxPredictor(exp / "a.onnx").predict_labels(texts) == trained_learner.predict_labels(texts)
+    # the fixes it names: a folder of its own, or the other graph deleted first
+    own = tiny_learner.to_onnx(exp / "b" / "b.onnx")
+    assert (OnnxPredictor(own).predict_logits(texts) - tiny_learner.predict_logits(texts)).abs().max() < 1e-4
+    (exp / "a.onnx").unlink()
+    tiny_learner.to_onnx(exp / "b.onnx")
+    assert json.loads((exp / "bertlearn.json").read_text())["onnx_file"] == "b.onnx"
+    assert "a.onnx" not in {p.name for p in exp.iterdir()}
+    assert (OnnxPredictor(exp / "b.onnx").predict_logits(texts) - tiny_learner.predict_logits(texts)).abs().max() \
+        < 1e-4
+
+
+def _two_graphs_one_folder(first, second, tmp_path):
+    """The folder the two exports above left before the refusal: a.onnx beside b.onnx and b's settings."""
+    import shutil
+    exp = tmp_path / "exp"
+    shutil.copy(first.to_onnx(tmp_path / "first" / "a.onnx"), tmp_path / "a.onnx")
+    second.to_onnx(exp / "b.onnx")
+    shutil.move(tmp_path / "a.onnx", exp / "a.onnx")
+    return exp
+
+
+def _other_graph_message(exp, there=""):
+    return (rf"^path '{re.escape(str(exp / 'a.onnx'))}': the bertlearn\.json beside it records 'b\.onnx' as its "
+            rf"graph \(\"onnx_file\"\){there}, so a\.onnx runs with b\.onnx's labels, settings and tokenizer: right "
+            r"for a copy of b\.onnx \(quantized or optimized\), wrong for another model's graph, which belongs in a "
+            rf"folder of its own \(to_onnx\('{re.escape(str(exp / 'a' / 'a.onnx'))}'\)\)$")
+
+
+@pytest.mark.filterwarnings("ignore:predicting with a classification head that has not been trained yet")
+def test_a_graph_its_folder_does_not_record_is_said_at_load(trained_learner, tiny_learner, tmp_path):
+    # a.onnx beside b.onnx's settings was read with them without a word; a quantized copy of the export is read
+    # with them rightly, so loading it is said, not refused
+    import json
+
+    from bertlearn import load_predictor
+    exp = _two_graphs_one_folder(trained_learner, tiny_learner, tmp_path)
+    texts = ["good fun", "the acting was poor"]
+    for load in (OnnxPredictor, load_predictor):
+        with pytest.warns(UserWarning, match=_other_graph_message(exp)):
+            got = load(exp / "a.onnx").predict_logits(texts)
+        assert (got - trained_learner.predict_logits(texts)).abs().max() < 1e-4  # the graph named is the one run
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for path in (exp, exp / "b.onnx"):  # the export the settings belong to opens without a word
+            got = load_predictor(path).predict_logits(texts)
+            assert (got - tiny_learner.predict_logits(texts)).abs().max() < 1e-4
+    assert not [w for w in said if "onnx_file" in str(w.message)]
+    # b.onnx deleted: a.onnx may be it renamed
+    (exp / "b.onnx").unlink()
+    with pytest.warns(UserWarning, match=_other_graph_message(exp, r" \(not in the folder: renamed to a\.onnx\?\)")):
+        OnnxPredictor(exp / "a.onnx")
+    # a folder written before bertlearn.json recorded "onnx_file" is read as it always was
+    settings = json.loads((exp / "bertlearn.json").read_text())
+    del settings["onnx_file"]
+    (exp / "bertlearn.json").write_text(json.dumps(settings))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        got = OnnxPredictor(exp / "a.onnx").predict_logits(texts)
+    assert not [w for w in said if "onnx_file" in str(w.message)]
+    assert (got - trained_learner.predict_logits(texts)).abs().max() < 1e-4
+
+
+def test_a_quantized_copy_beside_its_export_is_read_with_its_settings(trained_learner, tmp_path):
+    # ONNX Runtime's own next step on an export: its quantized copy in the same folder, read with its settings
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    graph = trained_learner.to_onnx(tmp_path / "onnx")
+    quantize_dynamic(str(graph), str(tmp_path / "onnx" / "model.quant.onnx"), weight_type=QuantType.QInt8)
+    with pytest.warns(UserWarning, match=r"runs with model\.onnx's labels, settings and tokenizer: right for a copy"):
+        quant = OnnxPredictor(tmp_path / "onnx" / "model.quant.onnx")
+    assert quant.labels == OnnxPredictor(graph).labels == trained_learner.dls.labels
+    texts = ["good fun", "the acting was poor", "a lovely film", "dull and slow"]
+    got = quant.predict_labels(texts)
+    assert len(got) == len(texts) and set(got) <= set(trained_learner.dls.labels)
+
+
+def _ner_learner(tiny_model_dir, folder, seed):
+    from bertlearn import BertNERDataBunch, BertNERLearner
+    from conftest import quiet_fit
+    folder.mkdir(parents=True)
+    for name in ("train.txt", "val.txt"):
+        (folder / name).write_text("Ann\tB-PER\nLee\tI-PER\nlikes\tO\ngood\tB-POS\nfilms\tO\n\n"
+                                   "the\tO\nplot\tO\nwas\tO\ngreat\tB-POS\n\n" * 4)
+    db = BertNERDataBunch(folder, str(tiny_model_dir), train_file="train.txt", val_file="val.txt", label_file=None,
+                          bs=8, maxlen=32, device="cpu", seed=0)
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), folder / "out", "cpu", None, seed=seed)
+    quiet_fit(learner, 1, lr=1e-4)  # a trained head: predictions come without the untrained-head warning
+    return learner
+
+
+def _word_scores(predictor, texts):
+    return [w["score"] for ws in predictor.predict_batch(texts, group=False, exclude_entities=None) for w in ws]
+
+
+def test_an_ner_graph_named_is_the_graph_run(tiny_model_dir, tmp_path):
+    # OnnxNERPredictor("exp/a.onnx") ran the graph bertlearn.json names (b.onnx), not the file passed
+    import json
+
+    from bertlearn import load_predictor
+    from bertlearn.tasks.token_classification import OnnxNERPredictor
+    first, second = _ner_learner(tiny_model_dir, tmp_path / "d1", 1), _ner_learner(tiny_model_dir, tmp_path / "d2", 2)
+    texts = ["Ann Lee likes good films", "the plot was great"]
+    assert _word_scores(first, texts) != pytest.approx(_word_scores(second, texts), abs=1e-3)  # two models
+    exp = _two_graphs_one_folder(first, second, tmp_path)
+    for load in (OnnxNERPredictor, load_predictor):
+        with pytest.warns(UserWarning, match=_other_graph_message(exp)):
+            named = load(exp / "a.onnx")
+        # the graph named runs (it ran b.onnx, the graph bertlearn.json names)
+        assert _word_scores(named, texts) == pytest.approx(_word_scores(first, texts), abs=1e-4)
+    for path in (exp, exp / "b.onnx"):
+        assert _word_scores(OnnxNERPredictor(path), texts) == pytest.approx(_word_scores(second, texts), abs=1e-4)
+    # a folder written before "onnx_file" was recorded: the file named is the one run
+    settings = json.loads((exp / "bertlearn.json").read_text())
+    del settings["onnx_file"]
+    (exp / "bertlearn.json").write_text(json.dumps(settings))
+    assert _word_scores(OnnxNERPredictor(exp / "a.onnx"), texts) == pytest.approx(_word_scores(first, texts),
+                                                                                   abs=1e-4)
+    assert _word_scores(OnnxNERPredictor(exp / "b.onnx"), texts) == pytest.approx(_word_scores(second, texts),
+                                                                                   abs=1e-4)
+    # and such a folder is no longer written: the second export is refused
+    first.to_onnx(tmp_path / "new" / "a.onnx")
+    with pytest.raises(ModelError, match=r"holds a\.onnx, another export, .* writing b\.onnx there would"):
+        second.to_onnx(tmp_path / "new" / "b.onnx")

@@ -96,6 +96,26 @@ class TestMultiLabel:
         loaded = load_learner(tmp_path / "e.pkl")
         assert loaded.thresholds == thresholds and loaded.predict_labels(texts) == expected
 
+    def test_a_learner_from_the_saved_folder_decides_at_its_thresholds(self, learner, tmp_path, tiny_tokenizer,
+                                                                       tiny_model_dir):
+        # BertClassificationPredictor(folder) decided at the tuned thresholds, a learner built from the same folder
+        # at 0.5: the same model gave two answers
+        thresholds = learner.tune_thresholds()
+        assert thresholds != [0.5, 0.5]
+        folder = learner.save_model(tmp_path / "m")
+        texts = ["good but boring film", "the plot", "a lovely film", "boring", "great", "the film was dull"]
+        expected = BertClassificationPredictor(folder, device="cpu").predict_labels(texts)
+        again = learner_for(learner.dls, folder, tmp_path / "again")
+        assert again.thresholds == thresholds and again.predict_labels(texts) == expected
+        # the data listing the labels the other way round: the head's rows and the thresholds follow the names
+        db = BertDataBunch.from_df(multilabel_df(40, 1), multilabel_df(20, 2), tiny_tokenizer,
+                                   label_col=["complaint", "praise"], multi_label=True, bs=16, maxlen=32)
+        swapped = learner_for(db, folder, tmp_path / "swapped")
+        assert db.labels == ["complaint", "praise"] and swapped.thresholds == thresholds[::-1]
+        assert [sorted(r) for r in swapped.predict_labels(texts)] == [sorted(r) for r in expected]
+        # a new head decides at 0.5: the thresholds belong to the saved head
+        assert learner_for(db, tiny_model_dir, tmp_path / "fresh").thresholds == 0.5
+
     def test_delimited_label_column(self, tiny_tokenizer):
         df = multilabel_df(40)
         df["tags"] = [";".join(n for n, on in (("praise", p), ("complaint", c)) if on)

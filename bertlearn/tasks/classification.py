@@ -31,7 +31,7 @@ from ..losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 from ..metrics import check_metrics, default_metrics, to_fastai_metrics
 from ..model import load_model, quiet_hub, start_regression_head_at_mean
 from ..predict import decide, float32_head, predict_logits, rank_predictions
-from ..saved import MODEL_INPUTS, check_replaceable, settings_for, weights_digest, write_settings
+from ..saved import MODEL_INPUTS, check_replaceable, saved_thresholds, settings_for, weights_digest, write_settings
 
 __all__ = ["BertLearner", "best_thresholds", "check_model_inputs", "classification_loss", "warn_unsent_segments"]
 
@@ -187,7 +187,8 @@ class BertLearner(TaskLearner):
                       default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                       warmup_steps=warmup_steps, schedule_type=schedule_type,
                       grad_accumulation_steps=grad_accumulation_steps, **kwargs)
-        return learner.finish_setup(is_fp16=is_fp16, freeze=freeze_transformer_layers)
+        learner.take_saved_thresholds(pretrained_path)
+        return learner.finish_setup(is_fp16=is_fp16, freeze=freeze_transformer_layers, seeded=seed is not None)
 
     @classmethod
     def load_head(cls, databunch: BertDataBunch, pretrained_path: str | Path | None, *,
@@ -344,16 +345,33 @@ class BertLearner(TaskLearner):
             thr = self.thresholds
             self.loss_func.thresh = float(thr) if np.ndim(thr) == 0 else torch.tensor(thr, dtype=torch.float32)
 
+    def take_saved_thresholds(self, pretrained_path: str | Path | None) -> None:
+        """Decide as the folder's own predictor does: a multi-label model saved with tuned thresholds
+        (`save_model` after `tune_thresholds`) brings them along, matched to the data's labels by name; a new head
+        keeps 0.5.
+
+        Args:
+            pretrained_path: the folder the model was loaded from (a hub name or None: nothing to take).
+        """
+        # without this a learner built from a saved folder decided at 0.5 while BertClassificationPredictor, serve
+        # and `bertlearn predict` on the same folder decided at the saved thresholds: two answers, no word
+        thresholds = None if self.fresh_head or not self.dls.multi_label else \
+            saved_thresholds(pretrained_path, self.dls.labels)
+        if thresholds is not None:
+            self.thresholds = thresholds
+            _log.info("%s: multi-label thresholds %s read from its bertlearn.json (they stay through a fit: call "
+                      "tune_thresholds() again after training further)", pretrained_path, thresholds)
+
     def tune_thresholds(self, grid: Sequence[float] | None = None) -> list[float]:
         """Pick, for each label, the probability threshold with the best F1 on the validation set.
 
         Among thresholds with equal F1 the one nearest 0.5 wins. A label with no positive row in the validation
         set has no F1 to tune on (it is 0 at every threshold), so it keeps 0.5 and a warning names it. The
         thresholds are stored in `self.thresholds`, used by `predict_labels`, saved by `save_model` / `export`
-        (so the predictors, `bertlearn predict` and `bertlearn eval` use them) and by the fit's check for texts
-        left without a label; `validate()`'s default metrics keep scoring at 0.5 (pass `thresh=` to a metric to
-        score at them). Score them on rows they were not tuned on. They stay as tuned through later fits: tune them
-        again after training further.
+        (so the predictors, `bertlearn predict`, `bertlearn eval` and a learner built from that folder use them) and
+        by the fit's check for texts left without a label; `validate()`'s default metrics keep scoring at 0.5 (pass
+        `thresh=` to a metric to score at them). Score them on rows they were not tuned on. They stay as tuned
+        through later fits: tune them again after training further.
 
         Args:
             grid: candidate thresholds (default 0.05, 0.10, ..., 0.95).

@@ -753,7 +753,7 @@ class BertLMLearner(TaskLearner):
         # adapted weights and embed(texts, learner) follows them, instead of falling back to 'cls' silently
         learner.pretrained_path = resolve_pretrained(pretrained_path)
         learner.sentence_transformers_files = sentence_transformers_files(learner.pretrained_path)
-        return learner.finish_setup(is_fp16=is_fp16)
+        return learner.finish_setup(is_fp16=is_fp16, seeded=seed is not None)
 
     @classmethod
     def load_head(cls, pretrained_path: str | Path | None) -> "MaskedLMModel":

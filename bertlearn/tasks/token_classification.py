@@ -42,7 +42,7 @@ from ..losses import CrossEntropyLossFlat
 from ..metrics import to_fastai_metrics
 from ..model import (compile_model, load_labelled_head, load_pretrained, match_head_to_labels, position_limit,
                      quiet_hub, resolve_pretrained)
-from ..predict import check_fast_bert_predictor_args, onnx_file_name, refuse_device_as_label_path
+from ..predict import check_fast_bert_predictor_args, onnx_graph_file, refuse_device_as_label_path
 from ..saved import (SETTINGS_FILE, check_replaceable, plain_maxlen, settings_for, weights_digest,
                      write_settings)
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
@@ -675,7 +675,7 @@ class BertNERLearner(NERTagger, TaskLearner):
                       default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                       warmup_steps=warmup_steps, schedule_type=schedule_type,
                       grad_accumulation_steps=grad_accumulation_steps, **kwargs)
-        return learner.finish_setup(is_fp16=is_fp16, freeze=freeze_transformer_layers)
+        return learner.finish_setup(is_fp16=is_fp16, freeze=freeze_transformer_layers, seeded=seed is not None)
 
     @classmethod
     def load_head(cls, databunch: BertNERDataBunch, pretrained_path: str | Path | None, *,
@@ -941,7 +941,8 @@ class OnnxNERPredictor(NERTagger):
     """Predict entities with a folder written by `BertNERLearner.to_onnx`, on ONNX Runtime.
 
     Args:
-        path: the folder (or its `.onnx` file).
+        path: the folder (or a `.onnx` file in it: one its bertlearn.json does not record runs with that graph's
+            settings, with a warning; see `bertlearn.predict.onnx_graph_file`).
         providers: ONNX Runtime execution providers (default: CUDA when available, else CPU).
         bs: the most sentences in a batch (on a CPU a call's longest-first sentences are cut into narrower batches where
             padding would cost more than a batch: `bertlearn.data.padding_aware_cuts`; set `batch_overhead = None` on
@@ -955,17 +956,18 @@ class OnnxNERPredictor(NERTagger):
             raise ModelError("OnnxNERPredictor needs onnxruntime: pip install 'bertlearn[onnx]'") from e
         from transformers import AutoConfig, AutoTokenizer
         path = Path(path)
-        folder = path.parent if path.suffix == ".onnx" else path
-        fname = path.name if path.suffix == ".onnx" else onnx_file_name(folder)
-        if not (folder / fname).is_file():
-            raise ModelError(f"path {str(path)!r} holds no {fname}; pass the folder written by learner.to_onnx(path)")
+        graph = onnx_graph_file(path)  # the file named, never the one bertlearn.json records instead
+        folder = graph.parent
+        if not graph.is_file():
+            raise ModelError(f"path {str(path)!r} holds no {graph.name}; pass the folder written by "
+                             "learner.to_onnx(path)")
         tokenizer = AutoTokenizer.from_pretrained(folder)
         settings = _tag_settings(folder, tokenizer, AutoConfig.from_pretrained(folder))
         super().__init__(TagEncoder.from_settings(tokenizer, settings), bs=bs)
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(folder / settings.get("onnx_file", fname)), providers=list(providers))
+        self.session = ort.InferenceSession(str(graph), providers=list(providers))
         self.settings, self.word_split = settings, settings["word_split"]
 
     def tag_logits(self, dl: TaggedDataLoader) -> Iterator[tuple[np.ndarray, np.ndarray]]:
