@@ -327,10 +327,11 @@ class TaskLearner(Learner):
             cbs.append(SkipValidationCallback())
         folder = self.output_dir / "checkpoints" / "last"
         warmup = self._warmup_share(epochs, schedule_type)
-        settings = self._fit_settings(schedule_type, pct_start, kwargs, wd, warmup)
+        # the fit's own callbacks count: fit(cbs=[MixedPrecision()]) trains in fp16 as much as to_fp16() does
+        settings = self._fit_settings(schedule_type, pct_start, kwargs, wd, warmup, cbs=cbs)
         if resume:
             start_epoch = self._resume_from(folder, epochs, lr, settings, new_opt=reset_opt,
-                                            given=self._given_settings(schedule_type, pct_start, kwargs, wd))
+                                            given=self._given_settings(schedule_type, pct_start, kwargs, wd, cbs=cbs))
             reset_opt = reset_opt and not start_epoch  # fastai would rebuild the optimizer, dropping what was restored
             if start_epoch >= epochs:
                 self.fresh_head = False  # the finished fit's weights are loaded
@@ -400,7 +401,7 @@ class TaskLearner(Learner):
         return self.layerwise_lrs(lr, layer_decay)
 
     def _fit_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any,
-                      warmup: float | None) -> dict:
+                      warmup: float | None, *, cbs: list = ()) -> dict:
         # what a resume must repeat besides epochs and lr, as the values the fit runs with (a checkpoint records
         # them as JSON): pct_start=0.25 given and pct_start left to its default of 0.25 are the same run
         if schedule_type is None or schedule_type in ONE_CYCLE:
@@ -418,21 +419,22 @@ class TaskLearner(Learner):
         settings = {"values": "effective", "schedule_type": schedule, "pct_start": share,
                     "warmup_steps": self.warmup_steps if warmup is not None and pct_start is None else None,
                     "one_cycle_options": options, **self._given_settings(schedule_type, pct_start, one_cycle, wd,
-                                                                          only_shared=True)}
+                                                                          only_shared=True, cbs=cbs)}
         return json.loads(json.dumps(settings, default=_json_value))
 
     def _given_settings(self, schedule_type: str | None, pct_start: float | None, one_cycle: dict, wd: Any, *,
-                        only_shared: bool = False) -> dict:
+                        only_shared: bool = False, cbs: list = ()) -> dict:
         # the settings as given, which checkpoints recorded before they recorded the effective values
         shared = {"wd": self.wd if wd is None else wd, "optimizer_type": self.optimizer_type,
                   "frozen_groups": getattr(self.opt, "frozen_idx", 0) if self.opt is not None else 0,
                   # a resume with another accumulation dropped the saved gradients, with another epsilon the restored
                   # optimizer kept the checkpoint's, and clipping or class weights changed the run; all were silent
                   "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
-                  "max_grad_norm": next((cb.max_norm for cb in self.cbs if isinstance(cb, GradientClip)), None),
+                  "max_grad_norm": next((cb.max_norm for cb in [*self.cbs, *cbs] if isinstance(cb, GradientClip)),
+                                        None),
                   "loss_weights": self._loss_weights(), "loss": _loss_options(self.loss_func),
                   # autocast set after the checkpoint (is_fp16, to_fp16()) trained the rest of the fit in bf16 or fp16
-                  "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._amp_dtype(), "float32"),
+                  "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._amp_dtype(cbs), "float32"),
                   # freeze_transformer_layers freezes more than fastai's freeze() of the same groups (counted
                   # frozen, not trainable: another model's other number of tensors is the weights check's to name)
                   "frozen_tensors": sum(not p.requires_grad for p in self.model.parameters())}
@@ -919,12 +921,13 @@ class TaskLearner(Learner):
                 for k, v in kept.items():
                     setattr(rec, k, v)
 
-    def _amp_dtype(self) -> torch.dtype | None:
-        # the autocast dtype the training and evaluation passes run under, which prediction, the fit's summary line
-        # and save_model's recorded precision follow
-        if any(isinstance(cb, BF16Autocast) for cb in self.cbs):
+    def _amp_dtype(self, cbs: Any = ()) -> torch.dtype | None:
+        # the autocast dtype the training and evaluation passes run under (with a fit's own callbacks `cbs`), which
+        # prediction, the fit's summary line, a checkpoint's and save_model's recorded precision follow
+        cbs = [*self.cbs, *cbs]
+        if any(isinstance(cb, BF16Autocast) for cb in cbs):
             return torch.bfloat16
-        mp = next((cb for cb in self.cbs if isinstance(cb, MixedPrecision)), None)
+        mp = next((cb for cb in cbs if isinstance(cb, MixedPrecision)), None)
         if mp is None:
             return None
         # fastai's MixedPrecision enters torch.autocast('cuda'), which casts nothing on a model on the CPU (and torch

@@ -130,6 +130,17 @@ class TestResumeChecksWhatTrains:
             quiet_fit(bf16, 2, lr=1e-3, resume=True)
         quiet_fit(interrupted(), 2, lr=1e-3, resume=True)  # the same precision resumes
 
+    def test_precision_from_the_fits_own_callbacks_is_recorded(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                               tmp_path):
+        # before: fit(cbs=[BF16Autocast()]) was recorded as float32, so a resume without it trained the rest of the fit
+        # in float32 without a word
+        learner = lambda: make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[BF16Autocast("cpu"), StopAfter(0)])
+        with pytest.raises(BertLearnError, match=another_run(r"precision: 'bf16' in the checkpoint, 'float32' now",
+                                                             "precision")):
+            quiet_fit(learner(), 2, lr=1e-3, resume=True)
+        quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[BF16Autocast("cpu")])  # the same precision resumes
+
     def test_another_model_config_is_refused(self, interrupted, tiny_model_dir, tmp_path):
         # before: the same shapes without dropout resumed silently, and trained the last epoch without dropout
         undropped = without_dropout(tiny_model_dir, tmp_path / "nodrop")
