@@ -52,7 +52,7 @@ from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, 
 from .graphs import CudaGraphCallback
 from .losses import CrossEntropyLoss
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
-from .optim import opt_func_for
+from .optim import DecayGroupsOptimWrapper, opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
@@ -380,8 +380,13 @@ class TaskLearner(Learner):
 
     def create_opt(self) -> None:
         """fastai's `create_opt`, recording on the new optimizer each group's momentum as it starts (its own default,
-        e.g. a custom `opt_func`'s beta1), which fast-bert's warmup_* and flat schedules start every fit from."""
+        e.g. a custom `opt_func`'s beta1), which fast-bert's warmup_* and flat schedules start every fit from, and
+        decaying biases and LayerNorm weights in bertlearn's AdamW when the learner has `wd_bn_bias=True`."""
         super().create_opt()
+        if self.wd_bn_bias and isinstance(self.opt, DecayGroupsOptimWrapper):
+            # fastai marks what wd_bn_bias excludes in a state PyTorch's optimizer never reads: without this, True
+            # kept biases and LayerNorm weights undecayed, without a word
+            self.opt.decay_everything()
         self.opt.start_moms = [h.get("mom") for h in self.opt.hypers]
 
     def _use_optimizer(self, optimizer_type: str | None) -> bool:
@@ -434,6 +439,7 @@ class TaskLearner(Learner):
                                         None),
                   "loss_weights": self._loss_weights(), "loss": _loss_options(self.loss_func),
                   # autocast set after the checkpoint (is_fp16, to_fp16()) trained the rest of the fit in bf16 or fp16
+                  "wd_bn_bias": bool(self.wd_bn_bias),
                   "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._amp_dtype(cbs), "float32"),
                   # freeze_transformer_layers freezes more than fastai's freeze() of the same groups (counted
                   # frozen, not trainable: another model's other number of tensors is the weights check's to name)
@@ -517,6 +523,7 @@ class TaskLearner(Learner):
         if diffs:
             # where the settings without a fit() argument of their own come from, for those that differ
             hints = {"precision": "precision is is_fp16= (or a mixed-precision callback)",
+                     "wd_bn_bias": "wd_bn_bias is the factory's (fastai Learner's) wd_bn_bias=",
                      "config.": "config.* is the pretrained_path folder's config.json",
                      "loss.": "loss.* is learner.loss_func"}
             named = [h for key, h in hints.items() if any(d.startswith(key) for d in diffs)]

@@ -4,7 +4,8 @@ fastai's own Adam updates each parameter in a Python loop; for a BERT that is hu
 launches per step, which is host time the GPU waits on. PyTorch's AdamW does the step in one fused kernel, on
 CUDA and on CPU. fastai wraps such optimizers in `OptimWrapper`, but the wrapper loses one thing
 fastai's own optimizers do: `Learner(wd_bn_bias=False)` marks normalization and bias parameters `do_wd=False`
-in a state the PyTorch optimizer never reads, so they would be decayed too. `DecayGroupsOptimWrapper` keeps
+in a state the PyTorch optimizer never reads, so they would be decayed too (and `wd_bn_bias=True` would do nothing
+either way). `DecayGroupsOptimWrapper` keeps
 fastai's groups (one per splitter group, for discriminative rates, `freeze_to` and one-cycle) and gives each a
 PyTorch twin group without weight decay for its 1-D parameters (biases, LayerNorm weights), as BERT's recipe
 and the Hugging Face Trainer do.
@@ -112,6 +113,14 @@ class DecayGroupsOptimWrapper(OptimWrapper):
             torch_groups.append({"params": [p for p in group if decays(p)]})
             torch_groups.append({"params": [p for p in group if not decays(p)], "weight_decay": 0.0})
         super().__init__(opt=opt(torch_groups, **kwargs))
+        self.decay_1d = False
+
+    def decay_everything(self) -> None:
+        """Decay biases and normalization weights too, as fastai's `Learner(wd_bn_bias=True)` asks: each fastai
+        group's parameters move into its decayed PyTorch group, and its twin is left empty (for good: a later
+        `param_lists` assignment follows this choice)."""
+        self.decay_1d = True
+        self.param_lists = self.param_lists
 
     def step(self, closure: Any = None) -> Any:
         """One optimizer step; for PyTorch's Adam and AdamW, one kernel call per distinct set of options.
@@ -159,13 +168,14 @@ class DecayGroupsOptimWrapper(OptimWrapper):
     @param_lists.setter
     def param_lists(self, v: list[list[torch.Tensor]]) -> None:
         for i, group in enumerate(v):
-            self.opt.param_groups[2 * i]["params"] = [p for p in group if decays(p)]
-            self.opt.param_groups[2 * i + 1]["params"] = [p for p in group if not decays(p)]
+            self.opt.param_groups[2 * i]["params"] = [p for p in group if self.decay_1d or decays(p)]
+            self.opt.param_groups[2 * i + 1]["params"] = [p for p in group if not (self.decay_1d or decays(p))]
 
 
 def adamw(params: Any, **kwargs: Any) -> DecayGroupsOptimWrapper:
     """fastai `opt_func` for PyTorch's AdamW: one fused kernel per step (CUDA and CPU), no weight
-    decay on biases and LayerNorm weights (whatever fastai's `wd_bn_bias` says: the recipe BERT was trained with).
+    decay on biases and LayerNorm weights (the recipe BERT was trained with, and fastai's `wd_bn_bias=False`); a
+    learner built with `wd_bn_bias=True` decays them too (`DecayGroupsOptimWrapper.decay_everything`).
 
     Args:
         params: fastai's parameter groups (one list per splitter group).

@@ -98,6 +98,7 @@ def make(csv_dir, tokenizer, model_dir, out, **kwargs):
 
 
 HINTS = {"precision": r"precision is is_fp16= \(or a mixed-precision callback\)",
+         "wd_bn_bias": r"wd_bn_bias is the factory's \(fastai Learner's\) wd_bn_bias=",
          "config": r"config\.\* is the pretrained_path folder's config\.json",
          "loss": r"loss\.\* is learner\.loss_func"}
 
@@ -140,6 +141,11 @@ class TestResumeChecksWhatTrains:
                                                              "precision")):
             quiet_fit(learner(), 2, lr=1e-3, resume=True)
         quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[BF16Autocast("cpu")])  # the same precision resumes
+
+    def test_decay_of_biases_and_layernorm_switched_is_refused(self, interrupted):
+        with pytest.raises(BertLearnError, match=another_run(r"wd_bn_bias: False in the checkpoint, True now",
+                                                             "wd_bn_bias")):
+            quiet_fit(interrupted(wd_bn_bias=True), 2, lr=1e-3, resume=True)
 
     def test_another_model_config_is_refused(self, interrupted, tiny_model_dir, tmp_path):
         # before: the same shapes without dropout resumed silently, and trained the last epoch without dropout

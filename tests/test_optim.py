@@ -52,6 +52,25 @@ def test_decay_shrinks_matrices_only(tiny_learner):
         torch.testing.assert_close(p.detach(), expected)
 
 
+def test_wd_bn_bias_true_decays_biases_and_layernorm_too(tiny_databunch, tiny_model_dir, tmp_path):
+    # before: fastai's Learner(wd_bn_bias=True) was taken and did nothing (the twins kept weight_decay 0)
+    from bertlearn import BertLearner
+    learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), metrics=None, device="cpu",
+                                                logger=None, output_dir=tmp_path / "out", wd_bn_bias=True)
+    learner.create_opt()
+    learner.opt.set_hypers(lr=0.1, wd=0.5)
+    params = [p for p in learner.model.parameters()]
+    assert any(not decays(p) for p in params)
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    learner.opt.step()
+    for p, b in zip(params, before):
+        torch.testing.assert_close(p.detach(), b * (1 - 0.1 * 0.5))
+    learner.freeze_to(-1)  # fastai's freezing reassigns nothing here, and the choice stays
+    assert all(not pg["params"] for pg in learner.opt.opt.param_groups[1::2])
+
+
 def test_discriminative_rates_and_freezing_follow_splitter_groups(tiny_learner):
     snap = Snapshot()
     quiet_fit(tiny_learner, 1, lr=slice(1e-5, 1e-3), cbs=[snap])
