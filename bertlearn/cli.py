@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label-delim", default=None, help="separator of several labels in one column (multi-label)")
     t.add_argument("--regression", action="store_true", help="a numeric target")
     t.add_argument("--truncation", choices=["head", "tail", "head+tail"], default="head")
-    t.add_argument("--sep", default=None, help="CSV field separator (default ',')")
+    t.add_argument("--sep", default=None, type=_separator, help="CSV field separator, one character (default ','; a tab: '\\t')")
     t.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     t.add_argument("--seed", type=int, default=None, help="seed for a repeatable run")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bs", type=int, default=64,
                    help="the most texts a batch holds (on a CPU, longest-first batches are cut by padding)")
     p.add_argument("--chunk-size", type=int, default=10_000, help="rows read, predicted and written at a time")
-    p.add_argument("--sep", default=None)
+    p.add_argument("--sep", default=None, type=_separator)
     p.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     p.add_argument("--device", default=None)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "label)")
     e.add_argument("--label-delim", default=None)
     e.add_argument("--bs", type=int, default=64)
-    e.add_argument("--sep", default=None)
+    e.add_argument("--sep", default=None, type=_separator)
     e.add_argument("--quoting", choices=["minimal", "none"], default="minimal", help=_QUOTING_HELP)
     e.add_argument("--device", default=None)
     e.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
@@ -385,6 +385,31 @@ _QUOTING_HELP = ("how fields are quoted: minimal (default: a field in double quo
                  "part of its field)")
 
 
+def _jsonl_key(names: Sequence[str] | None, option: str, default: str) -> str:
+    # a JSONL object has one text and one list of spans: a second name was dropped without a word
+    if names and len(names) > 1:
+        from .errors import DataError
+        raise DataError(f"{option} {' '.join(names)}: each line of a token classifier's JSONL file is read at one "
+                        f"key (default {default!r}); pass one name")
+    return names[0] if names else default
+
+
+def _separator(value: str) -> str:
+    """`--sep` as typed in a shell: `'\\t'` (a backslash and a t) is a tab; one character in the end."""
+    sep = value
+    if "\\" in sep:
+        import codecs
+        with contextlib.suppress(UnicodeDecodeError), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # '\s' is an invalid escape, left as typed
+            sep = codecs.decode(sep, "unicode_escape")
+    if len(sep) != 1:
+        # pandas reads a longer separator as a regular expression, which ignores quotes: a tab typed as \t split
+        # quoted texts into several rows without a word
+        raise argparse.ArgumentTypeError(f"{value!r} is not one character; a CSV separator is one (a tab: '\\t' or "
+                                         "$'\\t'; regular expressions are not read: their fields ignore quotes)")
+    return sep
+
+
 def _quoting(args: argparse.Namespace) -> int:
     return csv.QUOTE_NONE if args.quoting == "none" else csv.QUOTE_MINIMAL
 
@@ -400,15 +425,19 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     suffix = args.input.suffix.lower()
     if suffix == ".jsonl":
         from .errors import DataError
-        key, texts = (args.text_col[0] if args.text_col else "text"), []
+        key, texts = _jsonl_key(args.text_col, "--text-col", "text"), []
         # JSONL lines end at "\n" alone: str.splitlines would also cut a text at U+2028 or U+0085 inside it
         for n, line in enumerate(args.input.read_text(encoding="utf-8-sig").split("\n"), 1):
             if line.strip():
                 try:
-                    texts.append(str(json.loads(line)[key]))
+                    text = json.loads(line)[key]
                 except (ValueError, KeyError, TypeError):
                     raise DataError(f"{args.input}, line {n}: not a JSON object with a {key!r} string; each line "
                                     f'holds one, like {{"{key}": "..."}} (--text-col names another key)') from None
+                if not isinstance(text, str):  # str(None) was tagged as the text "None", without a word
+                    raise DataError(f"{args.input}, line {n}: {key!r} holds {text!r}, not a string; each line holds "
+                                    f'one text, like {{"{key}": "..."}}')
+                texts.append(text)
         with atomic_file(args.output) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for text, ents in zip(texts, predictor.predict_batch(texts)):
                 fh.write(json.dumps({"text": text, "entities": ents}) + "\n")
@@ -451,8 +480,19 @@ def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:
         raise DataError(f"--input {str(args.input)!r}: {str(args.model)!r} is a token classifier (NER), scored on "
                         "tagged words: a CoNLL file (a word and its tag per line) or doccano JSONL (text and "
                         "[start, end, label] spans), not a CSV")
-    read = read_jsonl if args.input.suffix.lower() == ".jsonl" else read_conll
-    sents = read(args.input)
+    jsonl = args.input.suffix.lower() == ".jsonl"
+    unused = {"--text-col": not jsonl and args.text_col is not None,
+              "--label-col": not jsonl and args.label_col is not None,
+              "--label-delim": args.label_delim is not None, "--sep": args.sep is not None,
+              "--quoting": args.quoting != "minimal"}
+    if any(unused.values()):  # they were dropped without a word
+        warnings.warn(f"{', '.join(k for k, v in unused.items() if v)}: no effect on scoring a token classifier "
+                      f"on a {'JSONL' if jsonl else 'CoNLL'} file", stacklevel=2)
+    if jsonl:  # the keys, as bertlearn predict reads --text-col from JSONL
+        sents = read_jsonl(args.input, text_key=_jsonl_key(args.text_col, "--text-col", "text"),
+                           labels_key=_jsonl_key(args.label_col, "--label-col", "labels"))
+    else:
+        sents = read_conll(args.input)
     # entity types the model never predicts score zero whatever it does: a file of another tag set, said up front
     model_types = {entity_type(t) for t in predictor.encoder.labels} - {None}
     data_types = {entity_type(t) for s in sents.tags for t in s} - {None}
@@ -644,6 +684,10 @@ def _senses(args: argparse.Namespace) -> int:
     from .embed import EXAMPLE_SENSES, cosine_similarity_matrix, project_2d, sense_separation, word_in_context
     from .errors import DataError
 
+    if args.file is not None and args.sentence:
+        # the -s sentences were dropped without a word
+        raise DataError(f"--file {str(args.file)!r} and -s both give the sentences to compare; pass one of them (put "
+                        "the -s sentences in the file, one a line)")
     if args.file is not None:
         if not args.file.is_file():
             raise DataError(f"--file {str(args.file)!r} not found")

@@ -488,8 +488,9 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
         limit = min(limits) if limits else None
         larger = (f", or pass a larger maxlen (up to {limit})" if caller == "embed" and limit and maxlen < limit
                   else "")
+        kept = "last" if getattr(tokenizer, "truncation_side", "right") == "left" else "first"
         warnings.warn(f"{caller}: {len(cut)} of {len(texts)} texts are longer than maxlen={maxlen} tokens (text "
-                      f"{cut[0]} the first) and were cut to their first {maxlen}; their vectors describe only that "
+                      f"{cut[0]} the first) and were cut to their {kept} {maxlen}; their vectors describe only that "
                       f"part. Split long texts{larger}", stacklevel=user_stacklevel())
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")  # longest first, as in prediction: little padding per batch

@@ -929,8 +929,9 @@ class TaskLearner(Learner):
                     setattr(rec, k, v)
 
     def _amp_dtype(self, cbs: Any = ()) -> torch.dtype | None:
-        # the autocast dtype the training and evaluation passes run under (with a fit's own callbacks `cbs`), which
-        # prediction, the fit's summary line, a checkpoint's and save_model's recorded precision follow
+        # the autocast dtype the training and evaluation passes run under, which prediction, the fit's summary line
+        # and save_model's recorded precision follow; a checkpoint's adds the fit's own callbacks `cbs` (gone after
+        # the fit, so prediction and save_model then run and record float32)
         cbs = [*self.cbs, *cbs]
         if any(isinstance(cb, BF16Autocast) for cb in cbs):
             return torch.bfloat16

@@ -574,9 +574,11 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
 
     Args:
         path: the folder, or its `.onnx` file.
-        device: where a PyTorch model runs (None: CUDA when available).
+        device: where the model runs (None: CUDA when available); for an ONNX folder, the ONNX Runtime provider
+            ('cpu' or 'cuda'; a CUDA device without onnxruntime-gpu runs on the CPU, with a warning).
         bs: batch size (the most texts a batch holds: on a CPU, prediction cuts longest-first batches by padding).
-        precision, compile, cuda_graphs: PyTorch predictor options (see `BertClassificationPredictor`).
+        precision, compile, cuda_graphs: PyTorch predictor options (see `BertClassificationPredictor`); an ONNX
+            folder runs as exported, and says so when they ask for something else.
     """
     path = Path(path)
     folder = path.parent if path.suffix == ".onnx" else path
@@ -589,21 +591,50 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
         module, torch_cls, onnx_cls = _TASK_PREDICTORS[task]
         classes = importlib.import_module(module)
         if is_onnx_folder(path):
-            if compile:
-                warnings.warn("compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
-                              stacklevel=user_stacklevel())
-            return getattr(classes, onnx_cls)(path, bs=bs)
+            return getattr(classes, onnx_cls)(path, bs=bs, providers=_onnx_providers(device, precision, compile,
+                                                                                    cuda_graphs))
         if cuda_graphs is True:
             warnings.warn(f"cuda_graphs=True: the {task} predictor runs eagerly (its inference graphs are not built "
                           "yet)", stacklevel=user_stacklevel())
         return getattr(classes, torch_cls)(folder, device=device, bs=bs, precision=precision, compile=compile)
     if is_onnx_folder(path):
-        if compile:
-            warnings.warn("compile applies to PyTorch models; this ONNX model runs on ONNX Runtime as it is",
-                          stacklevel=user_stacklevel())
-        return OnnxPredictor(path, bs=bs)
+        return OnnxPredictor(path, bs=bs, providers=_onnx_providers(device, precision, compile, cuda_graphs))
     return BertClassificationPredictor(folder, device=device, bs=bs, precision=precision, compile=compile,
                                        cuda_graphs=cuda_graphs)
+
+
+def _onnx_providers(device: Any, precision: str, compile: Any, cuda_graphs: Any) -> list | None:
+    # load_predictor's PyTorch options for an ONNX folder: device picks the execution provider (it was dropped, so
+    # --device cpu ran on CUDA where onnxruntime-gpu sees one); the others do not apply, which is said
+    ignored = [f"{name}={value!r}" for name, value, asked in (("precision", precision, precision == "bf16"),
+                                                               ("compile", compile, bool(compile)),
+                                                               ("cuda_graphs", cuda_graphs, cuda_graphs is True))
+               if asked]
+    if ignored:
+        warnings.warn(f"{', '.join(ignored)}: PyTorch predictor options, which an ONNX model does not take; it runs "
+                      "on ONNX Runtime as it was exported (open the save_model folder to use them)",
+                      stacklevel=user_stacklevel())
+    if device is None:
+        return None  # ONNX Runtime's CUDA provider where it has one, else the CPU
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModelError(f"device={device!r} is not a device; an ONNX model runs on 'cpu' or 'cuda' ('cuda:1'...), "
+                         "or pass None for CUDA where ONNX Runtime has it") from None
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type != "cuda":
+        raise ModelError(f"device={str(device)!r}: an ONNX model runs on 'cpu' or 'cuda' (ONNX Runtime's providers); "
+                         "open the save_model folder for other devices")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None  # the predictor says how to install it
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        warnings.warn(f"device={str(device)!r}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu), "
+                      "so the ONNX model runs on the CPU", stacklevel=user_stacklevel())
+        return ["CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
 
 
 # saved tasks whose predictors live in a task module: task -> (module, PyTorch predictor, ONNX predictor)

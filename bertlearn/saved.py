@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from .errors import ModelError
 from .version import __version__
 
-__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "json_ready", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels",
+__all__ = ["SETTINGS_FILE", "ONNX_FILE", "check_replaceable", "json_ready", "MODEL_INPUTS", "WEIGHTS_KEY", "generic_labels", "check_saved_labels",
            "input_names", "weights_digest", "settings_for", "write_settings", "plain_maxlen", "read_settings",
            "check_same_weights", "PREDICTION_SETTINGS", "check_same_settings", "saved_thresholds"]
 
@@ -112,13 +113,30 @@ def settings_for(encoder: Any, *, thresholds: Any = None, columns: dict | None =
 
 
 def write_settings(folder: Path, settings: dict) -> None:
-    """Write `settings` as `folder/bertlearn.json` (inside a save's temporary folder: the save is atomic).
+    """Write `settings` as `folder/bertlearn.json` (inside a save's temporary folder: the save is atomic), and make
+    the config.json written beside it name the outputs and the task as they do.
 
     Args:
         folder: the folder being written.
         settings: what `settings_for` gave.
     """
     (Path(folder) / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    config_file = Path(folder) / "config.json"
+    labels = settings.get("labels")
+    if not config_file.is_file() or labels is None:
+        return
+    # the model's own config can name other outputs or another task (a model given to the constructor, trained from
+    # a Hugging Face checkpoint saved with its problem_type): pipeline() read it that way, and the predictor refused
+    # the folder as saved over; the data decided both, as the factories set them when they load the model
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(folder)  # transformers leaves default names (LABEL_0, LABEL_1) out of the file
+    if config.num_labels != len(labels):
+        return  # a head of another size: check_saved_labels names it when the folder is read
+    config.id2label = dict(enumerate(map(str, labels)))
+    config.label2id = {str(label): i for i, label in enumerate(labels)}
+    if settings.get("problem_type") in ("single_label_classification", "multi_label_classification", "regression"):
+        config.problem_type = settings["problem_type"]
+    config.save_pretrained(folder)
 
 
 def saved_thresholds(path: Any, labels: list) -> list[float] | float | None:
@@ -161,6 +179,30 @@ def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:
     return min(claimed if claimed > 0 else 512, 512, limit or 512)
 
 
+_STALE = ("the model was saved again after bertlearn saved it (or its bertlearn.json was written by hand). Save it "
+          f"with learner.save_model(path) again, or delete the stale {SETTINGS_FILE} to read the folder as a plain "
+          "Hugging Face model")
+
+
+def check_saved_labels(path: Path, saved: Sequence[Any], own: Sequence[Any]) -> None:
+    """Refuse a `bertlearn.json` whose output names are not the model's: config.json follows the weights
+    (transformers writes both on every save), bertlearn.json can be left behind by a later save of other weights
+    (a Trainer run with another label2id or another head size), which would name every output after another label
+    (or read a larger head through its first outputs) without a word.
+
+    Args:
+        path: the model folder.
+        saved: the labels bertlearn.json names.
+        own: the labels config.json names (`id2label` in output order; placeholders `LABEL_0...` name none).
+    """
+    if len(saved) != len(own):
+        raise ModelError(f"{str(path)!r}: {SETTINGS_FILE} names {len(saved)} outputs ({_short_names(list(saved))}) "
+                         f"but the model has {len(own)}; {_STALE}")
+    if not generic_labels(own) and [str(n) for n in own] != [str(n) for n in saved]:
+        raise ModelError(f"{str(path)!r}: {SETTINGS_FILE} names the outputs {_short_names(list(saved))} but "
+                         f"config.json names them {_short_names(list(own))}; {_STALE}")
+
+
 def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | None = None, *,
                   limit: int | None = None) -> dict:
     """The task settings saved beside a model (`bertlearn.json`), or what a plain Hugging Face config implies.
@@ -181,14 +223,13 @@ def read_settings(path: Path, tokenizer: Any, config: Any, multi_label: bool | N
     # ({"pairs": true} for a cross-encoder's folder)
     settings.setdefault("maxlen", plain_maxlen(tokenizer, limit))
     own = [config.id2label[i] for i in range(config.num_labels)]
-    if "labels" in settings and not generic_labels(own) and [str(n) for n in own] != [str(n) for n in settings["labels"]]:
-        # config.json follows the weights (transformers writes both on every save); bertlearn.json is ours and can
-        # be left behind by a later save of other weights (a Trainer run with another label2id), which would name
-        # every output after another label without a word
-        raise ModelError(f"{str(path)!r}: {SETTINGS_FILE} names the outputs {_short_names(settings['labels'])} but "
-                         f"config.json names them {_short_names(own)}; the model was saved again after bertlearn "
-                         f"saved it. Save it with learner.save_model(path) again, or delete the stale {SETTINGS_FILE} "
-                         "to read the folder as a plain Hugging Face model")
+    if "labels" in settings:
+        check_saved_labels(path, settings["labels"], own)
+    if settings.get("problem_type") and config.problem_type and settings["problem_type"] != config.problem_type:
+        # a head retrained for sigmoids (or a softmax) and saved over the folder: read the old way, every
+        # probability is wrong
+        raise ModelError(f"{str(path)!r}: {SETTINGS_FILE} records the task {settings['problem_type']!r} but "
+                         f"config.json records {config.problem_type!r}; {_STALE}")
     settings.setdefault("labels", own)
     if "problem_type" not in settings:
         settings["problem_type"] = config.problem_type or "single_label_classification"

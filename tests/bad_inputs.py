@@ -175,6 +175,18 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("predictor on a regression folder with 3 outputs", lambda c: _multi_output_regression(c)),
     ("predictor on a folder saved again with its labels reordered", lambda c: _saved_again_reordered(c)),
     ("validate(dl=) on another databunch's label order", lambda c: _foreign_loader(c)),
+    ("predictor on a folder saved again as multi-label", lambda c: _saved_again_as(c, problem_type=
+                                                                                  "multi_label_classification")),
+    ("predictor on a folder saved again with a head of 3 outputs", lambda c: _saved_again_as(c, num_labels=3)),
+    ("resume with wd_bn_bias switched", lambda c: _changed_resume(c, change=_wd_bn_bias)),
+    ("truncation='tail' with sliding windows", lambda c: c.bunch(truncation="tail",
+                                                                              long_text="sliding_window")),
+    ("NER from_df: valid_pct=1.5", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(
+        pd.DataFrame({"tokens": [["Jane", "runs"]] * 4, "tags": [["B-PER", "O"]] * 4}), None, c.tokenizer,
+        valid_pct=1.5)),
+    ("ONNX folder given PyTorch options (warning)", lambda c: (
+        c.learner().to_onnx(c.root / "exp"),
+        __import__("bertlearn").load_predictor(c.root / "exp", device="cpu", precision="bf16"))),
 ]
 
 
@@ -342,6 +354,20 @@ def _saved_again_reordered(c: Ctx):
     model.config.id2label, model.config.label2id = {0: "positive", 1: "negative"}, {"positive": 0, "negative": 1}
     model.save_pretrained(folder)
     return BertClassificationPredictor(folder, device="cpu")
+
+
+def _saved_again_as(c: Ctx, **config):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertlearn import BertClassificationPredictor
+    folder = c.learner().save_model(c.root / "again")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, ignore_mismatched_sizes=True, **config)
+    model.save_pretrained(folder)
+    return BertClassificationPredictor(folder, device="cpu")
+
+
+def _wd_bn_bias(learner):
+    learner.wd_bn_bias = True
 
 
 def _foreign_loader(c: Ctx):

@@ -195,6 +195,15 @@ def test_senses_prints_similarities_and_saves_a_plot(tiny_model_dir, tmp_path, c
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_senses_refuses_a_file_and_sentences_together(tmp_path, capsys):
+    # before: the -s sentences were dropped without a word when --file was given
+    (tmp_path / "s.txt").write_text("the bank of the river\nthe bank lent money\n")
+    assert main(["senses", "bank", "--file", str(tmp_path / "s.txt"), "-s", "a bank account"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"--file {str(tmp_path / 's.txt')!r} and -s both give the sentences to compare; pass one of them (put the -s "
+        "sentences in the file, one a line)")
+
+
 def test_senses_without_sentences_for_an_unknown_word(capsys):
     assert main(["senses", "zebra"]) == 1
     assert "no sentences for 'zebra': pass -s SENTENCE (repeat) or --file; built-in examples exist for " \
@@ -499,6 +508,33 @@ def test_eval_json_writes_null_for_an_undefined_metric(trained_dir, tmp_path, ca
     metrics = json.loads(text, parse_constant=refuse)
     assert "NaN" not in text and metrics["roc_auc"] is None
     assert 0.9 < metrics["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("typed, sep", [(";", ";"), ("|", "|"), ("\t", "\t"), ("\\t", "\t"), ("\\x1f", "\x1f"),
+                                        ("\\", "\\"), ("\u00a6", "\u00a6")])
+def test_a_separator_is_one_character_as_typed_or_escaped(typed, sep):
+    from bertlearn.cli import _separator
+    assert _separator(typed) == sep
+
+
+def test_a_tab_typed_as_backslash_t_is_a_tab(trained_dir, tmp_path, capsys):
+    # before: --sep '\t' as a shell passes it (a backslash and a t) went to pandas as a regular expression, which
+    # ignores quotes: 3 rows came back as 4 predictions, with the quotes in the texts
+    data, out = trained_dir
+    texts = ['say "great" film', "a good\tfilm", "dull plot"]
+    pd.DataFrame({"text": texts, "id": [0, 1, 2]}).to_csv(tmp_path / "new.tsv", sep="\t", index=False)
+    assert main(["predict", "--model", str(out), "--sep", "\\t", "--input", str(tmp_path / "new.tsv"),
+                 "--output", str(tmp_path / "p.csv")]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert pred["text"].tolist() == texts and pred["id"].tolist() == [0, 1, 2]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", str(out), "--sep", "::", "--input", str(tmp_path / "new.tsv"),
+              "--output", str(tmp_path / "q.csv")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "argument --sep: '::' is not one character; a CSV separator is one (a tab: '\\t' or $'\\t'; regular "
+        "expressions are not read: their fields ignore quotes)")
 
 
 def test_quoting_none_reads_a_tsv_of_texts_as_typed(trained_dir, tmp_path, capsys):

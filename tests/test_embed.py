@@ -124,6 +124,23 @@ def test_the_packaged_model_embeds_as_sentence_transformers_does_by_default():
     np.testing.assert_allclose(cls[0], first, atol=1e-5)
 
 
+def test_a_text_cut_on_the_left_is_said_to_keep_its_last_tokens(tiny_model_dir, tmp_path, recwarn):
+    # before: a tokenizer that truncates on the left kept each cut text's end and the warning said "first"
+    import shutil
+
+    from transformers import AutoTokenizer
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "left")
+    AutoTokenizer.from_pretrained(tiny_model_dir, truncation_side="left").save_pretrained(folder)
+    texts = ["good movie", "a really bad film was it the plot was dull"]
+    cut = embed(texts, str(folder), maxlen=6, pooling="mean", device="cpu")
+    said = [str(w.message) for w in recwarn.list if "longer than maxlen" in str(w.message)]
+    assert said == ["embed: 1 of 2 texts are longer than maxlen=6 tokens (text 1 the first) and were cut to their "
+                    "last 6; their vectors describe only that part. Split long texts, or pass a larger maxlen (up "
+                    "to 512)"]
+    end = embed(["the plot was dull"], str(folder), pooling="mean", device="cpu")
+    np.testing.assert_allclose(cut[1], end[0], atol=1e-5)
+
+
 def test_a_text_cut_to_maxlen_is_said(tiny_model_dir, recwarn):
     texts = ["good movie", "a really bad film was it the plot was dull", "fine"]
     short = embed(texts, str(tiny_model_dir), maxlen=6, pooling="mean", device="cpu")

@@ -3,6 +3,8 @@ tokens, for single texts and sentence pairs, wherever data is built."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import make_texts
 
@@ -53,6 +55,20 @@ def test_token_classification_refuses_it_too(tiny_tokenizer, tmp_path):
         (tmp_path / name).write_text("John B-PER\nis O\ngood O\n\nMary B-PER\nwas O\nhere O\n")
     with pytest.raises(DataError, match=SINGLE.format(2)):
         BertNERDataBunch.from_conll(tmp_path, tiny_tokenizer, maxlen=2, device="cpu")
+
+
+@pytest.mark.parametrize("truncation", ["tail", "head+tail"])
+def test_a_truncation_sliding_windows_cannot_follow_is_refused(tiny_tokenizer, truncation):
+    # before: taken, and each window cut nothing, so the option did nothing without a word
+    with pytest.raises(DataError, match=rf"^truncation='{re.escape(truncation)}' chooses what a cut keeps, and "
+                                        r"long_text='sliding_window' cuts nothing \(its windows cover the whole "
+                                        r"text\); leave truncation='head' with sliding windows, or pass "
+                                        r"long_text=None to cut long texts$"):
+        TextEncoder(tiny_tokenizer, 12, ["a", "b"], truncation=truncation, long_text="sliding_window")
+    # a folder saved with the pair before it was refused still opens: its truncation did nothing
+    encoder = TextEncoder.from_settings(tiny_tokenizer, {"maxlen": 12, "labels": ["a", "b"], "truncation": truncation,
+                                                         "long_text": "sliding_window", "stride": 4})
+    assert (encoder.truncation, encoder.long_text) == ("head", "sliding_window")
 
 
 @pytest.mark.parametrize("options", [{"long_text": "sliding_window", "stride": 4}, {}])

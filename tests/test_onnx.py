@@ -210,6 +210,46 @@ def test_an_export_under_its_own_file_name_opens_as_an_onnx_folder(trained_learn
     assert pd.read_csv(tmp_path / "pred.csv")["prediction"].tolist() == trained_learner.predict_labels(texts)
 
 
+def test_load_predictor_takes_device_for_an_onnx_folder_and_says_what_it_cannot_take(trained_learner, tmp_path):
+    # before: device, precision and cuda_graphs were dropped without a word (device='cpu' ran on CUDA wherever
+    # onnxruntime-gpu saw one; precision='bf16' ran float32)
+    import warnings
+
+    import onnxruntime as ort
+
+    from bertlearn import load_predictor
+    trained_learner.to_onnx(tmp_path / "exp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_predictor(tmp_path / "exp", device="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.warns(UserWarning, match=r"^precision='bf16', cuda_graphs=True: PyTorch predictor options, which an "
+                                         r"ONNX model does not take; it runs on ONNX Runtime as it was exported \(open "
+                                         r"the save_model folder to use them\)$"):
+        load_predictor(tmp_path / "exp", device="cpu", precision="bf16", cuda_graphs=True)
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.warns(UserWarning, match=r"^device='cuda:1': this onnxruntime has no CUDA provider \(pip install "
+                                             r"onnxruntime-gpu\), so the ONNX model runs on the CPU$"):
+            predictor = load_predictor(tmp_path / "exp", device="cuda:1")
+        assert predictor.session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(ModelError, match=r"^device='mps': an ONNX model runs on 'cpu' or 'cuda'"):
+        load_predictor(tmp_path / "exp", device="mps")
+    with pytest.raises(ModelError, match=r"^device='gpu' is not a device; an ONNX model runs on 'cpu' or 'cuda'"):
+        load_predictor(tmp_path / "exp", device="gpu")
+
+
+def test_onnx_device_picks_the_provider(monkeypatch):
+    import onnxruntime as ort
+
+    from bertlearn.predict import _onnx_providers
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert _onnx_providers("cuda:1", "auto", False, "auto") == [("CUDAExecutionProvider", {"device_id": 1}),
+                                                                "CPUExecutionProvider"]
+    assert _onnx_providers("cuda", "fp32", False, False) == [("CUDAExecutionProvider", {"device_id": 0}),
+                                                             "CPUExecutionProvider"]
+    assert _onnx_providers("cpu", "auto", False, "auto") == ["CPUExecutionProvider"]
+    assert _onnx_providers(None, "auto", False, "auto") is None  # ONNX Runtime's own choice
+
+
 def test_serve_onnx_refuses_an_export_with_other_prediction_settings_than_the_save(tiny_model_dir, tmp_path,
                                                                                    monkeypatch, capsys):
     # before: only the weights were compared, so save_model, then tune_thresholds (same weights), then to_onnx served

@@ -67,7 +67,7 @@ def test_wd_bn_bias_true_decays_biases_and_layernorm_too(tiny_databunch, tiny_mo
     learner.opt.step()
     for p, b in zip(params, before):
         torch.testing.assert_close(p.detach(), b * (1 - 0.1 * 0.5))
-    learner.freeze_to(-1)  # fastai's freezing reassigns nothing here, and the choice stays
+    learner.opt.param_lists = learner.opt.param_lists  # a later assignment keeps the choice
     assert all(not pg["params"] for pg in learner.opt.opt.param_groups[1::2])
 
 

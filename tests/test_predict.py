@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 
@@ -593,6 +594,53 @@ def test_a_plain_regression_folder_with_several_outputs_is_refused(tiny_tokenize
         "AutoModelForSequenceClassification, or train one model per target with regression=True")
 
 
+def test_a_learner_built_on_a_model_whose_config_names_other_outputs_saves_a_folder_that_reads(tiny_model_dir,
+                                                                                              tmp_path):
+    # the constructor takes a model as it is: a Hugging Face checkpoint saved with problem_type single-label and
+    # placeholder names, trained on multi-label data. Before, save_model wrote that config beside bertlearn.json's
+    # multi-label task, so pipeline() read a softmax over LABEL_0/LABEL_1 and the predictor refused the folder
+    import transformers as T
+
+    from bertlearn import BertDataBunch, BertLearner, load_predictor
+    df = make_texts(32, seed=4)
+    df = pd.DataFrame({"text": df.text, "good": (df.label == "positive").astype(int),
+                       "bad": (df.label == "negative").astype(int)})
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), label_col=["good", "bad"], multi_label=True, bs=8,
+                               maxlen=32, device="cpu")
+    model = T.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2,
+                                                                 problem_type="single_label_classification")
+    folder = BertLearner(db, model).save_model(tmp_path / "m")
+    config = T.AutoConfig.from_pretrained(folder)
+    assert (config.problem_type, config.id2label) == ("multi_label_classification", {0: "good", 1: "bad"})
+    assert model.config.problem_type == "single_label_classification"  # the learner's model is left as it was
+    predictor = load_predictor(folder, device="cpu")
+    assert predictor.labels == ["good", "bad"] and predictor.encoder.problem_type == "multi_label_classification"
+
+
+def test_a_model_saved_again_with_another_task_or_head_size_is_refused(trained_learner, tmp_path):
+    # before: a single-label folder retrained as multi-label and saved over was read with a softmax (each sigmoid
+    # probability replaced by a share of one), and a head of 3 placeholder-named outputs was read through its first 2
+    import transformers as T
+    folder = trained_learner.save_model(tmp_path / "m")
+    stale = ("the model was saved again after bertlearn saved it (or its bertlearn.json was written by hand). Save it "
+             "with learner.save_model(path) again, or delete the stale bertlearn.json to read the folder as a plain "
+             "Hugging Face model")
+    model = T.AutoModelForSequenceClassification.from_pretrained(folder, problem_type="multi_label_classification")
+    model.save_pretrained(folder)
+    with pytest.raises(ModelError) as e:
+        BertClassificationPredictor(folder, device="cpu")
+    assert str(e.value) == (f"{str(folder)!r}: bertlearn.json records the task 'single_label_classification' but "
+                            f"config.json records 'multi_label_classification'; {stale}")
+    model = T.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3, problem_type=None,
+                                                                 ignore_mismatched_sizes=True)
+    model.config.problem_type = None
+    model.save_pretrained(folder)
+    with pytest.raises(ModelError) as e:
+        BertClassificationPredictor(folder, device="cpu")
+    assert str(e.value) == (f"{str(folder)!r}: bertlearn.json names 2 outputs (negative, positive) but the model has "
+                            f"3; {stale}")
+
+
 def test_a_model_saved_again_with_its_outputs_reordered_is_refused_not_renamed(trained_learner, tmp_path):
     # a save_model folder whose weights a Hugging Face Trainer run saved again with another label2id: config.json
     # follows the new head, bertlearn.json kept the old names, and the predictor named every output after another
@@ -610,8 +658,9 @@ def test_a_model_saved_again_with_its_outputs_reordered_is_refused_not_renamed(t
         BertClassificationPredictor(folder, device="cpu")
     assert str(e.value) == (
         f"{str(folder)!r}: bertlearn.json names the outputs negative, positive but config.json names them positive, "
-        "negative; the model was saved again after bertlearn saved it. Save it with learner.save_model(path) again, "
-        "or delete the stale bertlearn.json to read the folder as a plain Hugging Face model")
+        "negative; the model was saved again after bertlearn saved it (or its bertlearn.json was written by hand). "
+        "Save it with learner.save_model(path) again, or delete the stale bertlearn.json to read the folder as a plain "
+        "Hugging Face model")
     # the way out the message gives: the folder read as Hugging Face saved it, each output under its own name
     (folder / "bertlearn.json").unlink()
     texts = ["good film and a great plot", "bad movie and a dull plot"]

@@ -108,6 +108,34 @@ def test_on_disk_matches_in_memory_batches_and_training(csv_dir, tiny_model_dir,
         torch.testing.assert_close(weights[0][name], weights[1][name])
 
 
+def test_labels_only_dropped_rows_had_are_not_outputs_on_disk_as_in_memory(csv_dir, tiny_model_dir):
+    # before: on disk, 'neutral' (only on rows dropna drops) became a third output no row trained, and 'positive'
+    # moved from index 1 to 2; in memory the labels were ['negative', 'positive']
+    import pandas as pd
+    rows = pd.concat([make_texts(40, seed=1), pd.DataFrame({"text": ["", "  "], "label": ["neutral", "neutral"]})])
+    rows.to_csv(csv_dir / "train.csv", index=False)
+    kw = dict(bs=16, maxlen=40, device="cpu", label_file=None, dropna=True)
+    mem = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw)
+    disk = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=17, **kw)
+    assert disk.labels == mem.labels == ["negative", "positive"]
+    np.testing.assert_array_equal(disk.train_ds.targets, mem.train_ds.targets)
+    assert len(disk.train_ds) == 40
+
+
+def test_multi_labels_only_dropped_rows_had_are_not_outputs_on_disk_either(csv_dir, tiny_model_dir):
+    # the label_delim path: before, on disk refused the file (a label no kept row has), in memory read it
+    import pandas as pd
+    rows = make_texts(40, seed=1)
+    rows["label"] = [l if i % 3 else f"{l}|fun" for i, l in enumerate(rows.label)]
+    rows = pd.concat([rows, pd.DataFrame({"text": [""], "label": ["neutral|fun"]})])
+    rows.to_csv(csv_dir / "train.csv", index=False)
+    kw = dict(bs=16, maxlen=40, device="cpu", label_file=None, dropna=True, multi_label=True, label_delim="|")
+    mem = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw)
+    disk = BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, chunksize=17, **kw)
+    assert disk.labels == mem.labels == ["fun", "negative", "positive"]
+    np.testing.assert_array_equal(disk.train_ds.targets, mem.train_ds.targets)
+
+
 def test_store_is_reused_until_the_file_changes(csv_dir, tiny_model_dir, monkeypatch):
     kw = dict(bs=16, maxlen=40, device="cpu", on_disk=True, label_file=None)
     BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), **kw)

@@ -262,6 +262,25 @@ def test_from_jsonl_splits_and_tags(tmp_path, tiny_model_dir):
     assert db.labels == ["O", "B-PER"]
 
 
+def test_a_jsonl_test_file_keeps_a_sentence_for_every_line(tmp_path, tiny_model_dir):
+    # before: the empty and blank texts of the test file were dropped, so predict_tokens() returned 3 lists for its 5
+    # lines and every line after the first empty one got another line's tags
+    rng = random.Random(0)
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for _ in range(12):
+            name = rng.choice(NAMES)
+            f.write(json.dumps({"text": f"the movie {name} was good", "labels": [[10, 10 + len(name), "PER"]]}) + "\n")
+    texts = ["good movie", "   ", "the bad film", "", "the plot"]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    db = BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), test_file_name="t.jsonl",
+                                     train_size=0.75, random_state=0, bs=4, maxlen=32, device="cpu")
+    assert db.test.dataset.words == [["good", "movie"], [], ["the", "bad", "film"], [], ["the", "plot"]]
+    learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu", output_dir=tmp_path / "o")
+    tags = learner.predict_tokens()
+    assert [len(t) for t in tags] == [2, 0, 3, 0, 2]
+    assert tags == learner.predict_tokens([["good", "movie"], [], ["the", "bad", "film"], [], ["the", "plot"]])
+
+
 # --- scores ---
 
 def test_entity_scores_equal_seqeval_and_conlleval_reads_iob1():
@@ -674,6 +693,14 @@ def test_from_df_and_row_errors_name_the_frames_index(tiny_model_dir):
         BertNERDataBunch.from_df(bad, df, str(tiny_model_dir))
     with pytest.raises(DataError, match=r"train_df has no column 'words' \(words_col\).*pass words_col="):
         BertNERDataBunch.from_df(df, df, str(tiny_model_dir), words_col="words")
+    # before: 1.5 held out half the rows (a negative slice), 0 and -0.5 one row, without a word
+    for pct in (1.5, 0, -0.5, 1):
+        with pytest.raises(DataError, match=rf"^valid_pct={pct} must be between 0 and 1 when valid_df is None "
+                                            r"\(e\.g\. 0\.2, the share held out\), or pass valid_df$"):
+            BertNERDataBunch.from_df(df, None, str(tiny_model_dir), valid_pct=pct)
+    with pytest.raises(DataError, match=r"^valid_pct=0.99 of 30 rows leaves no training rows; give more rows or a "
+                                        r"smaller valid_pct$"):
+        BertNERDataBunch.from_df(df, None, str(tiny_model_dir), valid_pct=0.99)
 
 
 def test_jsonl_span_cutting_a_word_is_refused(tmp_path):
@@ -819,7 +846,7 @@ class TestAccumulation:
             torch.testing.assert_close(a, b, msg=name)  # the same resumed step, the same weights
 
 
-def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
+def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir, capsys):
     from bertlearn.cli import main
     rng = random.Random(1)
     with open(tmp_path / "d.jsonl", "w") as f:
@@ -839,6 +866,52 @@ def test_cli_jsonl_train_and_predict(tmp_path, tiny_model_dir):
     got = [json.loads(l) for l in (tmp_path / "p.jsonl").read_text().split("\n") if l]
     assert [g["text"] for g in got] == ["bob was good", "x\u2028y\x85z"]
     assert all(isinstance(g["entities"], list) for g in got)
+    # eval reads --text-col / --label-col as the JSONL keys (they were dropped, and the file refused or misread) and
+    # says the CSV options do nothing
+    gold = [json.dumps({"sentence": "the movie bob was good", "ents": [[10, 13, "PER"]]}),
+            json.dumps({"sentence": "the movie anna was good", "ents": [[10, 14, "PER"]]})]
+    (tmp_path / "gold.jsonl").write_text("\n".join(gold) + "\n")
+    with pytest.warns(UserWarning, match=r"^--sep: no effect on scoring a token classifier on a JSONL file$"):
+        assert main(["eval", "--model", str(out), "--input", str(tmp_path / "gold.jsonl"), "--text-col", "sentence",
+                     "--label-col", "ents", "--sep", ";", "--device", "cpu", "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["sentences"] == 2
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out), "--input", str(tmp_path / "gold.jsonl"), "--text-col", "sentence",
+                 "title", "--device", "cpu"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--text-col sentence title: each line of a token classifier's JSONL file is read at one key (default 'text'); "
+        "pass one name")
+    # before: a text that is not a string (null, a number, a word list) was tagged as its str(): "None", "42"
+    (tmp_path / "odd.jsonl").write_text(json.dumps({"text": "bob was good"}) + "\n" + json.dumps({"text": None}))
+    assert main(["predict", "--model", str(out), "--input", str(tmp_path / "odd.jsonl"), "--output",
+                 str(tmp_path / "q.jsonl"), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"{tmp_path / 'odd.jsonl'}, line 2: 'text' holds None, not a string; each line holds one text, like "
+        '{"text": "..."}')
+    assert not (tmp_path / "q.jsonl").exists()
+
+
+def test_a_folder_saved_again_with_its_tags_reordered_is_refused(ner_learner, tmp_path):
+    # before: bertlearn.json's tag order was taken over config.json's without a look, so a folder a Trainer saved
+    # again with another label2id tagged every word with another tag (as classification folders are refused)
+    import transformers as T
+    folder = ner_learner.save_model(tmp_path / "m")
+    model = T.AutoModelForTokenClassification.from_pretrained(folder)
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight.flip(0))
+        model.classifier.bias.copy_(model.classifier.bias.flip(0))
+    flipped = list(reversed(ner_learner.labels))
+    model.config.id2label = dict(enumerate(flipped))
+    model.config.label2id = {l: i for i, l in enumerate(flipped)}
+    model.save_pretrained(folder)
+    names = ", ".join(ner_learner.labels[:5])
+    with pytest.raises(ModelError, match=rf"^{re.escape(repr(str(folder)))}: bertlearn.json names the outputs "
+                                         rf"{re.escape(names)}.* but config.json names them "
+                                         rf"{re.escape(', '.join(flipped[:5]))}.*; the model was saved again after "
+                                         r"bertlearn saved it \(or its bertlearn\.json was written by hand\)\. Save it "
+                                         r"with learner\.save_model\(path\) again, or delete the stale "
+                                         r"bertlearn\.json to read the folder as a plain Hugging Face model$"):
+        BertNERPredictor(folder, device="cpu")
 
 
 def test_the_saved_predictor_skips_padding_on_a_cpu_and_tags_alike(ner_learner, tmp_path, monkeypatch):

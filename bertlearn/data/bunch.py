@@ -27,7 +27,7 @@ from ..errors import DataError, user_stacklevel
 from .cache import tokenizer_fingerprint
 from .encode import TextEncoder, tokenizer_within
 from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, check_csv_text, check_label_use,
-                     mark_repeated_names,
+                     empty_texts, mark_repeated_names,
                      class_weights, columns_like_training, csv_quoting, holdout_order, label_parts, labels_and_targets,
                      positive_int, read_csv, read_label_file, read_watching_fields, refuse_number_columns,
                      refuse_text_as_labels, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
@@ -204,7 +204,8 @@ class BertDataBunch(DataLoaders):
         tcols, lcols = _streamed_columns(paths, (str(train_file), str(val_file)), text_col, label_col, read,
                                          multi_label=multi_label, label_delim=label_delim, sep=sep, encoding=encoding)
         labels = _streamed_labels(labels, paths[0], lcols, read, chunksize=chunksize, multi_label=multi_label,
-                                  regression=regression, label_delim=label_delim, source=str(train_file))
+                                  regression=regression, label_delim=label_delim, source=str(train_file),
+                                  dropped_by=tcols if dropna else None)
         encoder = TextEncoder(tok, maxlen, labels, problem_type=problem_type, pairs=len(tcols) == 2,
                               truncation=truncation, token_type_ids=token_type_ids)
         encoder.warn_unfollowed_padding()
@@ -698,10 +699,19 @@ def _streamed_columns(paths: list[Path], names: tuple[str, str], text_col: Any, 
 
 
 def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read: dict, *, chunksize: int,
-                     multi_label: bool, regression: bool, label_delim: str | None, source: str) -> list[str]:
-    """The label names: given, the 0/1 columns' names, or read from the training file a chunk at a time."""
+                     multi_label: bool, regression: bool, label_delim: str | None, source: str,
+                     dropped_by: list | None = None) -> list[str]:
+    """The label names: given, the 0/1 columns' names, or read from the training file a chunk at a time (from the
+    rows `dropna` keeps: those whose text columns `dropped_by` are all filled, when it is given)."""
     def label_chunks():
-        return _csv_chunks(path, read, usecols=lcols, chunksize=chunksize)
+        if not dropped_by:
+            yield from _csv_chunks(path, read, usecols=lcols, chunksize=chunksize)
+            return
+        # as in memory, where labels are read after dropna: a label only rows without text had was an output no row
+        # trained, and it moved the later labels' indices (on_disk=True only)
+        for ch in _csv_chunks(path, read, usecols=list(dict.fromkeys([*dropped_by, *lcols])), chunksize=chunksize):
+            empty = np.logical_or.reduce([empty_texts(ch[col]) for col in dropped_by])
+            yield ch.loc[~empty, lcols]
 
     if multi_label and label_delim is None:
         return list(labels) if labels is not None else [str(c) for c in lcols]

@@ -193,8 +193,9 @@ def read_jsonl(path: str | Path, *, text_key: str = "text", labels_key: str = "l
             seen.update(dict.fromkeys(map(str, obj)))
             ents = next((obj[k] for k in keys if k in obj), None) if tagged else None
             w, t, s = _tag_spans(text, ents or [], where)
-            if not w:
+            if not w and tagged:
                 continue  # a text without words (empty or only spaces) has nothing to tag
+            # an untagged (test) file keeps it, as an empty sentence: predictions line up with the file's lines
             words.append([x for x, _, _ in w]), tags.append(t), lines.append(n), spans.append(s), texts.append(text)
     if not words:
         raise DataError(f"{path} holds no texts to tag; each line holds one object like "

@@ -79,6 +79,11 @@ class TextEncoder:
         if pairs and (truncation != "head" or long_text == "sliding_window"):
             raise DataError(f"truncation={truncation!r} / long_text={long_text!r} apply to single texts; sentence "
                             "pairs are cut longest-first: leave truncation='head' and long_text=None")
+        if long_text == "sliding_window" and truncation != "head":
+            # windows cover the whole text, so nothing is cut: the option was taken and did nothing
+            raise DataError(f"truncation={truncation!r} chooses what a cut keeps, and long_text='sliding_window' cuts "
+                            "nothing (its windows cover the whole text); leave truncation='head' with sliding "
+                            "windows, or pass long_text=None to cut long texts")
         if pairs:  # single texts were checked where the tokenizer was loaded; a pair holds one more special token
             check_maxlen_room(tokenizer, maxlen, pairs=True)
         self.tokenizer, self.maxlen = tokenizer, int(maxlen)
@@ -208,8 +213,10 @@ class TextEncoder:
             settings: what `settings()` returned.
         """
         keys = ("problem_type", "pairs", "truncation", "long_text", "stride")
-        encoder = cls(tokenizer, settings["maxlen"], settings["labels"],
-                      **{k: settings[k] for k in keys if k in settings})
+        options = {k: settings[k] for k in keys if k in settings}
+        if options.get("long_text") == "sliding_window":
+            options["truncation"] = "head"  # a folder saved before that pair was refused: its truncation did nothing
+        encoder = cls(tokenizer, settings["maxlen"], settings["labels"], **options)
         if "token_type_ids" in settings:  # the decision training made, whatever the tokenizer now lists
             encoder._token_types = bool(settings["token_type_ids"])
         else:  # a folder saved before the setting: pairs carried segment ids where the tokenizer listed them

@@ -23,7 +23,7 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file", "empty_texts",
            "read_watching_fields", "row_names_in_front",
            "resolve_columns", "columns_like_training",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
@@ -557,6 +557,15 @@ def _all_numbers(s: pd.Series) -> np.ndarray:
     return numbers if numbers.sum() == len(cells) else np.zeros(len(s), dtype=bool)
 
 
+def empty_texts(s: pd.Series) -> np.ndarray:
+    """A mask of the cells of text column `s` that are missing or only whitespace: the rows `dropna` drops.
+
+    Args:
+        s: a text column.
+    """
+    return s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+
+
 def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool,
                      numbers: bool = False, empty_fix: str = "fix them or pass dropna=True"
                      ) -> tuple[list[Any], np.ndarray]:
@@ -589,7 +598,7 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
             raise DataError(f"text_col {col!r} in {source} holds {'only numbers' if as_text else 'non-text values'} "
                             f"(e.g. {example!r} at CSV line {rows[0]}; lines {rows}); is it the right column? "
                             "Texts must be strings")
-        bad = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+        bad = empty_texts(s)
         if bad.any() and not dropna:
             rows = _csv_lines(s.index, bad)
             raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "

@@ -565,8 +565,15 @@ class BertNERDataBunch(BertDataBunch):
             **kwargs: what `from_sentences` takes (labels, tag_scheme, bs, maxlen, test...).
         """
         if valid_df is None:
+            # as BertDataBunch.from_df: 1.5 was a negative slice (half the rows trained), 0 and -0.5 one row held out
+            if not 0 < valid_pct < 1:
+                raise DataError(f"valid_pct={valid_pct} must be between 0 and 1 when valid_df is None (e.g. 0.2, the "
+                                "share held out), or pass valid_df")
             order = holdout_order(len(train_df), seed)
             cut = len(train_df) - max(1, int(round(len(train_df) * valid_pct)))
+            if cut < 1:
+                raise DataError(f"valid_pct={valid_pct} of {len(train_df)} rows leaves no training rows; give more "
+                                "rows or a smaller valid_pct")
             train_df, valid_df = train_df.iloc[order[:cut]], train_df.iloc[order[cut:]]
         train = sentences_from_df(train_df, words_col, tags_col, source="train_df")
         valid = sentences_from_df(valid_df, words_col, tags_col, source="valid_df")

@@ -43,8 +43,8 @@ from ..metrics import to_fastai_metrics
 from ..model import (compile_model, load_labelled_head, load_pretrained, match_head_to_labels, position_limit,
                      quiet_hub, resolve_pretrained)
 from ..predict import check_fast_bert_predictor_args, onnx_graph_file, refuse_device_as_label_path
-from ..saved import (SETTINGS_FILE, check_replaceable, plain_maxlen, settings_for, weights_digest,
-                     write_settings)
+from ..saved import (SETTINGS_FILE, check_replaceable, check_saved_labels, plain_maxlen, settings_for,
+                     weights_digest, write_settings)
 from ..unpadded import PROBE_TEXT, skipping_padded_rows, unpad_linears
 
 __all__ = ["BertNERLearner", "BertNERPredictor", "OnnxNERPredictor", "NERTagger", "EntityMetric", "TagCollector",
@@ -858,6 +858,8 @@ def _tag_settings(folder: Path, tokenizer: Any, config: Any, *, limit: int | Non
         raise ModelError(f"{str(folder)!r} holds a {saved['problem_type']} model, not a token classifier; open it "
                          "with load_predictor(path) or BertClassificationPredictor")
     labels = [config.id2label[i] for i in range(config.num_labels)]
+    if "labels" in saved:  # as for classifiers: a stale bertlearn.json named every output after another tag
+        check_saved_labels(folder, saved["labels"], labels)
     settings = {"maxlen": plain_maxlen(tokenizer, limit), "labels": labels, "word_split": "tokenizer", **saved}
     if settings["word_split"] not in WORD_SPLITS:
         raise ModelError(f"{str(file)!r}: word_split={settings['word_split']!r} is not one of {list(WORD_SPLITS)} "
