@@ -49,6 +49,7 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
+from .metrics import LOWER_IS_BETTER
 from .graphs import CudaGraphCallback
 from .losses import CrossEntropyLoss
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
@@ -299,6 +300,7 @@ class TaskLearner(Learner):
                                 optimizer_type=optimizer_type, pct_start=pct_start, checkpoint=checkpoint,
                                 resume=resume, layer_decay=layer_decay, **kwargs)
         cbs = list(L(cbs))
+        self._track_lower_is_better(cbs)
         # gradients a stopped fit (or a step part-way accumulated) left on the parameters would go into this fit's
         # first step, frozen parameters included; a resume restores its own (StepAccumulation)
         for p in self.model.parameters():
@@ -307,6 +309,16 @@ class TaskLearner(Learner):
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
+            # fastai's fit_one_cycle, lr_find and fine_tune come here with their own schedule and none of these; a
+            # user's ParamScheduler with them had every one dropped without a word (and fit returned None)
+            asked = {"validate": not validate, "return_results": return_results, "schedule_type": schedule_type,
+                     "optimizer_type": optimizer_type, "pct_start": pct_start, "checkpoint": checkpoint,
+                     "resume": resume, "layer_decay": layer_decay, **{k: True for k in kwargs}}
+            if any(v not in (None, False) for v in asked.values()):
+                names = [k for k, v in asked.items() if v not in (None, False)]
+                raise BertLearnError(f"fit(cbs=[ParamScheduler(...)]) runs fastai's own fit with that schedule, which "
+                                     f"does not take {names}; leave them out, or drop the ParamScheduler and let "
+                                     "fit() schedule (schedule_type=...)")
             result = self._fastai_fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             self._raise_if_diverged()
             # fit_one_cycle, fine_tune... train the head as fit() does: prediction stops warning it is untrained.
@@ -360,6 +372,18 @@ class TaskLearner(Learner):
         # gradient accumulation, too few after a resume)
         result = (int(self.steps_done), self.recorder.smooth_loss.mean)
         return (*result, self.epoch_results()) if return_results else result
+
+    def _track_lower_is_better(self, cbs: list) -> None:
+        # fastai's trackers read a metric as higher-is-better unless its name holds "loss" or "error": a
+        # SaveModelCallback(monitor="mse") kept the epoch with the highest error and loaded it at the end
+        from fastai.callback.tracker import TrackerCallback
+        for cb in [*self.cbs, *cbs]:
+            if isinstance(cb, TrackerCallback) and cb.monitor in LOWER_IS_BETTER and cb.comp is np.greater:
+                cb.comp, cb.min_delta = np.less, -cb.min_delta  # as fastai's own init sets both for a loss
+                warnings.warn(f"{type(cb).__name__}(monitor={cb.monitor!r}): fastai reads a metric whose name holds "
+                              f"neither 'loss' nor 'error' as higher-is-better, so it would keep the epoch with the "
+                              f"highest {cb.monitor}; it is tracked as lower-is-better (pass comp=np.less to say so)",
+                              stacklevel=user_stacklevel())
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, **kwargs: Any) -> Any:
@@ -794,6 +818,15 @@ class TaskLearner(Learner):
         """
         loader = dl if dl is not None else self.dls[ds_idx]
         self.check_targets_match(loader, "validate")
+        data = getattr(loader, "dataset", None)
+        n_texts = getattr(data, "n_texts", None)
+        if n_texts is not None and n_texts != len(data) and hasattr(self, "predict_logits"):
+            # scored per window (as fit's epoch table is): a text of five windows counted five times, and the numbers
+            # differed from what predict_labels and bertlearn eval decide per text, without a word
+            warnings.warn(f"validate: the {len(data)} rows of this loader are sliding windows of {n_texts} texts, and "
+                          "its loss and metrics score each window as a row (as fit's table does); for per-text "
+                          "scores, score learner.predict_logits(texts) (one row per text, its windows' logits "
+                          "averaged), as bertlearn eval does", stacklevel=user_stacklevel())
         rank, world = rank_world()
         if world > 1 and getattr(loader, "world_size", 1) != world and hasattr(loader, "shard"):
             # under a launcher, outside a distributed fit (which shards it), every rank read the whole loader while

@@ -15,6 +15,8 @@ inputs.
 
 from __future__ import annotations
 
+import functools
+
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -26,7 +28,7 @@ from fastai.learner import Metric
 
 from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
+__all__ = ["metric_name", "LOWER_IS_BETTER", "accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
            "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
            "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
            "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
@@ -625,7 +627,7 @@ class DeviceAccumMetric(Metric):
     ignore_index: int | None = None  # what metrics pickled (export) before the option read as
 
     def __init__(self, func: Callable, name: str | None = None, *, ignore_index: int | None = None):
-        self.func, self._name, self.ignore_index = func, name or getattr(func, "__name__", "metric"), ignore_index
+        self.func, self._name, self.ignore_index = func, name or metric_name(func), ignore_index
         self.reset()
 
     def reset(self) -> None:
@@ -678,6 +680,24 @@ class DeviceAccumMetric(Metric):
         return self._name
 
 
+def metric_name(func: Callable) -> str:
+    """A metric function's column name: its `__name__`, or a partial's function and options (`f1(average='macro')`:
+    every partial was named "metric", and `validate()`'s dict kept only the last of them).
+
+    Args:
+        func: the function.
+    """
+    if isinstance(func, functools.partial):
+        options = [*map(repr, func.args), *(f"{k}={v!r}" for k, v in func.keywords.items())]
+        return f"{metric_name(func.func)}({', '.join(options)})"
+    return getattr(func, "__name__", "metric")
+
+
+# metrics where lower is better, which fastai's trackers (SaveModelCallback, EarlyStoppingCallback...) read as
+# higher-is-better: fastai decides by "loss" or "error" in the name
+LOWER_IS_BETTER = ("mse", "mae", "perplexity")
+
+
 def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None = None) -> list[Metric]:
     """Turn fast-bert metric dicts, plain functions and fastai metrics into fastai metrics.
 
@@ -710,6 +730,11 @@ def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None
         else:
             raise BertLearnError(f"metrics items must be dicts {{'name': ..., 'function': f}}, functions or fastai "
                                  f"Metrics; got {type(m).__name__} {m!r}")
+    names = [m.name for m in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # validate()'s dict and fastai's table keep one value per name: the others were dropped
+        raise BertLearnError(f"metrics: {twice} name more than one metric ({names}); give each its own name, e.g. "
+                             "{'name': 'f1_macro', 'function': f} (fast-bert's form)")
     return out
 
 

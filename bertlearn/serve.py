@@ -392,13 +392,25 @@ def _telemetry_on(app: Any) -> bool:
     return telemetry is not None and bool(telemetry.enabled())
 
 
-def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
+def _refuse_repeated_keys(pairs: list) -> dict:
+    # json.loads keeps a repeated key's last value: {"texts": [a], "texts": [b, c]} answered for b and c only
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise RequestError(422, k, f"the body has the field {k!r} twice; send it once")
+        seen.add(k)
+    return dict(pairs)
+
+
+def _items(body: bytes, limits: ServeLimits, pairs: bool, tokenizer: Any = None) -> list:
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, "body", f"the body has {len(body):,} bytes; at most {limits.max_body_bytes:,} "
                                         "(bertlearn serve --max-body-bytes)")
     key = "pairs" if pairs else "texts"
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_refuse_repeated_keys)
+    except RequestError:
+        raise
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         example = '{"pairs": [["...", "..."]]}' if pairs else '{"texts": ["..."]}'
         raise RequestError(400, "body", f"the body is not JSON ({e}); send {example}") from None
@@ -434,6 +446,12 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool) -> list:
                                                "send valid Unicode text") from None
             if not t.strip():
                 raise RequestError(422, where, f"{where} is empty; send text to predict")
+            if tokenizer is not None and not any(c.isalnum() for c in t) and \
+                    not tokenizer(t, add_special_tokens=False)["input_ids"]:
+                # zero-width spaces, control characters, a byte-order mark: no token, so the answer was the model's
+                # for an empty input (only texts without a letter or digit are tokenized here)
+                raise RequestError(422, where, f"{where} holds no character the model reads ({json.dumps(t)[:60]} "
+                                               "becomes no token); send text to predict")
             if len(t) > limits.max_chars:
                 raise RequestError(413, where, f"{where} has {len(t):,} characters; at most {limits.max_chars:,} "
                                                "(bertlearn serve --max-chars)")
@@ -494,6 +512,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         state["batcher"] = batcher
         warm = [("warm up", "warm up")] if state["pairs"] else ["warm up"]
         await batcher.submit(warm)  # the first call pays one-time costs; /health waits for it
+        batcher.batches, batcher.items, batcher.waited = 0, 0, 0.0  # /info counts clients' texts, not the warm-up
         state["ready"] = True
         slow = _why_not_direct(app, default_handlers) if fast_path else None
         state["direct"] = fast_path and slow is None
@@ -511,7 +530,8 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         if not state["ready"]:
             return 503, {"error": "the model is still loading", "field": None}
         try:
-            items = _items(await _body(declared, chunks, limits.max_body_bytes), limits, state["pairs"])
+            items = _items(await _body(declared, chunks, limits.max_body_bytes), limits, state["pairs"],
+                           getattr(state["predictor"].encoder, "tokenizer", None))
             return 200, {"predictions": await state["batcher"].submit(items)}
         except _ClientGone:
             return None

@@ -184,6 +184,13 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("NER from_df: valid_pct=1.5", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(
         pd.DataFrame({"tokens": [["Jane", "runs"]] * 4, "tags": [["B-PER", "O"]] * 4}), None, c.tokenizer,
         valid_pct=1.5)),
+    ("two metrics of one name", lambda c: __import__("bertlearn").to_fastai_metrics([
+        {"name": "f1", "function": __import__("bertlearn").accuracy},
+        {"name": "f1", "function": __import__("bertlearn.metrics").metrics.f1}])),
+    ("fit with a ParamScheduler and bertlearn's fit options", lambda c: c.learner().fit(
+        1, cbs=[__import__("fastai.callback.schedule").callback.schedule.ParamScheduler(
+            {"lr": __import__("fastai.callback.schedule").callback.schedule.SchedCos(1e-3, 1e-5)})],
+        layer_decay=0.5)),
     ("ONNX folder given PyTorch options (warning)", lambda c: (
         c.learner().to_onnx(c.root / "exp"),
         __import__("bertlearn").load_predictor(c.root / "exp", device="cpu", precision="bf16"))),

@@ -1699,3 +1699,52 @@ def test_a_loader_numbering_other_labels_is_refused_by_validate_get_preds_and_in
     # a databunch of the same labels in the same order is this learner's numbering: still accepted
     same = BertDataBunch.from_df(df, df, str(tiny_model_dir), bs=16, maxlen=64, device="cpu")
     assert trained_learner.validate(dl=same.valid, quiet=True)["accuracy"] == pytest.approx(right["accuracy"])
+
+
+def test_a_tracker_of_a_lower_is_better_metric_keeps_the_lowest(tiny_tokenizer, tiny_model_dir, tmp_path):
+    # before: fastai read monitor="mse" as higher-is-better (no "loss" in the name), so SaveModelCallback kept and
+    # loaded the epoch with the highest error
+    from fastai.callback.tracker import SaveModelCallback
+
+    from bertlearn import BertDataBunch
+    df = make_texts(32, seed=3)
+    df["score"] = np.linspace(-1.0, 2.0, len(df))
+    db = BertDataBunch.from_df(df, df, tiny_tokenizer, label_col="score", regression=True, bs=8, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, seed=0,
+                                                output_dir=tmp_path)
+    saver = SaveModelCallback(monitor="mse", fname="best")
+    with pytest.warns(UserWarning, match=r"^SaveModelCallback\(monitor='mse'\): fastai reads a metric whose name "
+                                         r"holds neither 'loss' nor 'error' as higher-is-better, so it would keep the "
+                                         r"epoch with the highest mse; it is tracked as lower-is-better \(pass "
+                                         r"comp=np.less to say so\)$"):
+        quiet_fit(learner, 4, lr=1e-3, cbs=[saver])
+    mses = [row[learner.recorder.metric_names[1:].index("mse")] for row in learner.recorder.values]
+    assert saver.best == min(mses)
+    assert learner.validate(quiet=True)["mse"] == pytest.approx(min(mses), abs=1e-6)  # the lowest epoch's weights
+
+
+def test_a_param_scheduler_with_fit_options_is_refused(tiny_learner):
+    # before: fit(cbs=[ParamScheduler(...)], layer_decay=0.5, checkpoint=True, validate=False) ran fastai's fit with
+    # none of them and returned None
+    from fastai.callback.schedule import ParamScheduler, SchedCos
+    sched = ParamScheduler({"lr": SchedCos(1e-3, 1e-5)})
+    with pytest.raises(BertLearnError) as e:
+        tiny_learner.fit(1, cbs=[sched], layer_decay=0.5, checkpoint=True, validate=False)
+    assert str(e.value) == ("fit(cbs=[ParamScheduler(...)]) runs fastai's own fit with that schedule, which does not "
+                            "take ['validate', 'checkpoint', 'layer_decay']; leave them out, or drop the "
+                            "ParamScheduler and let fit() schedule (schedule_type=...)")
+    quiet_fit(tiny_learner, 1, cbs=[sched])  # fastai's own form runs as before
+
+
+def test_validate_over_sliding_windows_says_it_scores_windows(tiny_model_dir, tmp_path):
+    # before: validate() scored each window as a row without a word, while get_preds and interpret said so
+    from bertlearn import BertDataBunch
+    df = make_texts(16, seed=2)
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), bs=8, maxlen=12, long_text="sliding_window", stride=4,
+                               device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path)
+    n = len(db.valid_ds)
+    assert n > 16
+    with pytest.warns(UserWarning, match=rf"^validate: the {n} rows of this loader are sliding windows of 16 texts, "
+                                         r"and its loss and metrics score each window as a row"):
+        learner.validate(quiet=True)

@@ -198,6 +198,11 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
     said = [str(w.message) for w in caught if w.category is bertlearn.compat.FastBertCompatWarning]
     assert said == ["BertLMDataBunch.from_raw_corpus: fast-bert argument without effect in bertlearn: "
                     "model_type='bert': the architecture comes from the checkpoint's config.json, never from a name"]
+    # before: a share given here was dropped without a word (the files' split is used)
+    with pytest.warns(UserWarning, match=r"^BertLMDataBunch\(data_dir=\.\.\., test_size=0\.5\): the split is the one "
+                                         r"\['lm_train\.txt', 'lm_val\.txt'\] in .* hold, so test_size has no effect"):
+        split = BertLMDataBunch(data_dir=tmp_path, tokenizer=str(tiny_model_dir), test_size=0.5, device="cpu")
+    assert split.valid_ds.n_texts == again.valid_ds.n_texts
     learner = BertLMLearner.from_pretrained_model(dataBunch=again, pretrained_path=str(tiny_model_dir),
                                                   output_dir=tmp_path / "lm", metrics=[], device="cpu", logger=None,
                                                   multi_gpu=False, logging_steps=0, fp16_opt_level="O2")

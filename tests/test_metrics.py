@@ -57,6 +57,20 @@ def test_to_fastai_metrics_accepts_every_form():
                             "accuracy, then metrics=[{'name': 'accuracy', 'function': accuracy}] or [accuracy]")
 
 
+def test_partials_are_named_by_their_options_and_a_name_twice_is_refused():
+    # before: every partial was named "metric", and validate()'s dict kept the last: macro-F1 was dropped and the
+    # micro one reported under "metric"
+    from functools import partial
+
+    from bertlearn.metrics import f1
+    out = to_fastai_metrics([partial(f1, average="macro"), partial(f1, average="micro"), accuracy])
+    assert [m.name for m in out] == ["f1(average='macro')", "f1(average='micro')", "accuracy"]
+    with pytest.raises(BertLearnError) as e:
+        to_fastai_metrics([{"name": "f1", "function": accuracy}, {"name": "f1", "function": f1}])
+    assert str(e.value) == ("metrics: ['f1'] name more than one metric (['f1', 'f1']); give each its own name, e.g. "
+                            "{'name': 'f1_macro', 'function': f} (fast-bert's form)")
+
+
 def test_device_metric_scores_the_whole_set_once():
     calls = []
 
@@ -387,7 +401,7 @@ class TestAgainstReferences:
                    "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match", "F1",
                    "Hamming_loss", "Exact_Match_Ratio", "mse", "mae", "pearson", "spearman"}
         functions = {n for n in M.__all__ if n[0].islower() or n in ("F1", "Hamming_loss", "Exact_Match_Ratio")}
-        assert functions - {"to_fastai_metrics", "check_metrics", "default_metrics", "evaluate"} == covered
+        assert functions - {"to_fastai_metrics", "check_metrics", "default_metrics", "evaluate", "metric_name"} == covered
 
 
 def test_metrics_set_the_fastai_way_score_the_whole_set(tiny_model_dir, tmp_path):

@@ -157,6 +157,12 @@ def test_64_concurrent_clients_are_batched_and_all_answered(server, model_dir):
     ({"texts": [None, "a"]}, 422, "texts[0]", "texts[0] must be a string, got null"),
     ({"texts": None}, 422, "texts", "'texts' must be a non-empty list, got null"),
     ({"texts": ["a"], "group": False}, 422, "group", "the body has the field 'group', which the server does not take"),
+    # before: answered with the model's prediction for an empty input (no token), and for the last list only
+    ({"texts": ["good", "\u200b\ufeff"]}, 422, "texts[1]", 'texts[1] holds no character the model reads ("\\u200b\\ufeff" '
+                                                         "becomes no token); send text to predict"),
+    ({"texts": ["\x00\x01"]}, 422, "texts[0]", "texts[0] holds no character the model reads"),
+    ('{"texts": ["good"], "texts": ["awful", "dull"]}', 422, "texts", "the body has the field 'texts' twice; send it "
+                                                                      "once"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server, body, status, field, message):
     r = server.post(body)
@@ -164,6 +170,18 @@ def test_bad_requests_get_a_4xx_naming_the_field_and_the_server_stays_up(server,
     assert r.json()["field"] == field and message in r.json()["error"]
     assert httpx.get(server.url + "/health").json() == {"status": "ready"}
     assert server.post({"texts": ["good"]}).status_code == 200
+
+
+def test_info_counts_the_clients_texts_not_the_warm_up(model_dir):
+    # before: /info said 1 batch and 1 text served before any client had sent one (the warm-up's)
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    with TestClient(create_app(model_dir, device="cpu")) as client:
+        assert client.get("/info").json()["served"] == {"batches": 0, "texts": 0, "waited_ms": 0.0}
+        assert client.post("/predict", json={"texts": ["good", "!!"]}).status_code == 200
+        served = client.get("/info").json()["served"]
+        assert (served["batches"], served["texts"]) == (1, 2)
 
 
 def test_a_failing_request_fails_alone_and_batches_stay_within_the_size():

@@ -172,6 +172,12 @@ class BertLMDataBunch(BertDataBunch):
             raise DataError(f"BertLMDataBunch(data_dir={str(data_dir)!r}) reads {list(LM_FILES)}, which "
                             f"from_raw_corpus(data_dir, texts, ...) writes; {missing} not found there. Build it with "
                             "BertLMDataBunch.from_raw_corpus first")
+        given = [k for k in ("valid_pct", "test_size") if kwargs.get(k) is not None]
+        if given:  # the files' split is used: the share asked for was dropped without a word
+            warnings.warn(f"BertLMDataBunch(data_dir=..., {given[0]}={kwargs[given[0]]!r}): the split is the one "
+                          f"{list(LM_FILES)} in {str(data_dir)!r} hold, so {given[0]} has no effect; leave it out, or "
+                          f"split again with BertLMDataBunch.from_raw_corpus(texts, ..., {given[0]}=...)",
+                          stacklevel=user_stacklevel())
         train, valid = (_read_lines(data_dir / f, "data_dir") for f in LM_FILES)
         return cls.from_raw_corpus(train + valid, tokenizer, path=data_dir, _split=len(train), **kwargs)
 
