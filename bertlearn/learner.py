@@ -49,9 +49,9 @@ from .distributed import (distributed_trainer, init_distributed, is_main_process
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
-from .metrics import LOWER_IS_BETTER
 from .graphs import CudaGraphCallback
 from .losses import CrossEntropyLoss
+from .metrics import LOWER_IS_BETTER
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import DecayGroupsOptimWrapper, opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
@@ -258,7 +258,8 @@ class TaskLearner(Learner):
         """Train for `epochs` with fastai's one-cycle schedule peaking at `lr` (or the schedule named).
 
         fastai's schedulers (`fit_one_cycle`, `lr_find`, `fine_tune`...) call this with their own
-        `ParamScheduler`; those calls run exactly as fastai's `Learner.fit`.
+        `ParamScheduler`; those calls run exactly as fastai's `Learner.fit`, and such a call with any of the
+        options below but `epochs`, `lr`, `wd`, `cbs` is refused (fastai's fit takes none of them).
 
         Args:
             epochs: number of epochs (default: the learner's `epochs`).
@@ -286,6 +287,20 @@ class TaskLearner(Learner):
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
         self._refuse_empty_training_set("fit")
+        if any(isinstance(c, ParamScheduler) for c in L(cbs)):
+            # fastai's fit_one_cycle, lr_find and fine_tune come here with their own schedule and none of these; a
+            # user's ParamScheduler with them had every one dropped without a word (and fit returned None). Refused
+            # before anything changes (the seeded start, the fit count)
+            asked = {"validate": validate, "return_results": return_results, "schedule_type": schedule_type,
+                     "optimizer_type": optimizer_type, "pct_start": pct_start, "checkpoint": checkpoint,
+                     "resume": resume, "layer_decay": layer_decay, **kwargs}
+            defaults = {"validate": True, "return_results": False, "checkpoint": False, "resume": False}
+            given = [f"{k}={v!r}" for k, v in asked.items() if v is not None and v is not defaults.get(k)]
+            if given:
+                raise BertLearnError(f"fit(cbs=[ParamScheduler(...)]) runs fastai's own fit with that schedule, which "
+                                     f"does not take {', '.join(given)}; leave them out (per-epoch results: "
+                                     "learner.epoch_results()), or drop the ParamScheduler and let fit() schedule "
+                                     "(schedule_type=...)")
         if not validate:
             self._refuse_trackers_without_validation(cbs)
         self._start_from_seed()
@@ -309,16 +324,6 @@ class TaskLearner(Learner):
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
-            # fastai's fit_one_cycle, lr_find and fine_tune come here with their own schedule and none of these; a
-            # user's ParamScheduler with them had every one dropped without a word (and fit returned None)
-            asked = {"validate": not validate, "return_results": return_results, "schedule_type": schedule_type,
-                     "optimizer_type": optimizer_type, "pct_start": pct_start, "checkpoint": checkpoint,
-                     "resume": resume, "layer_decay": layer_decay, **{k: True for k in kwargs}}
-            if any(v not in (None, False) for v in asked.values()):
-                names = [k for k, v in asked.items() if v not in (None, False)]
-                raise BertLearnError(f"fit(cbs=[ParamScheduler(...)]) runs fastai's own fit with that schedule, which "
-                                     f"does not take {names}; leave them out, or drop the ParamScheduler and let "
-                                     "fit() schedule (schedule_type=...)")
             result = self._fastai_fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             self._raise_if_diverged()
             # fit_one_cycle, fine_tune... train the head as fit() does: prediction stops warning it is untrained.

@@ -16,7 +16,6 @@ inputs.
 from __future__ import annotations
 
 import functools
-
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -28,7 +27,8 @@ from fastai.learner import Metric
 
 from .errors import BertLearnError, user_stacklevel
 
-__all__ = ["metric_name", "LOWER_IS_BETTER", "accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
+__all__ = ["metric_name", "LOWER_IS_BETTER",
+           "accuracy", "f1", "f1_macro", "f1_micro", "f1_weighted", "precision", "precision_macro", "recall",
            "recall_macro", "f1_per_class", "matthews_corrcoef", "confusion_matrix", "roc_auc",
            "accuracy_multilabel", "accuracy_thresh", "fbeta", "f1_multilabel_macro", "f1_multilabel_micro",
            "f1_per_label", "roc_auc_micro", "roc_auc_macro", "hamming_loss", "exact_match",
@@ -688,14 +688,24 @@ def metric_name(func: Callable) -> str:
         func: the function.
     """
     if isinstance(func, functools.partial):
-        options = [*map(repr, func.args), *(f"{k}={v!r}" for k, v in func.keywords.items())]
-        return f"{metric_name(func.func)}({', '.join(options)})"
+        options = [*map(_option, func.args), *(f"{k}={_option(v)}" for k, v in func.keywords.items())]
+        # "; " joins them: a comma would split fastai's CSVLogger header into more columns than its rows
+        return f"{metric_name(func.func)}({'; '.join(options)})"
     return getattr(func, "__name__", "metric")
+
+
+def _option(value: Any) -> str:
+    # a plain value as written; anything else (an array, a function: long, or with a memory address that changes
+    # between runs) by its type, so the name stays short and the same from run to run
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value)
+        return text if len(text) <= 40 and "\n" not in text else f"<{type(value).__name__}>"
+    return f"<{type(value).__name__}>"
 
 
 # metrics where lower is better, which fastai's trackers (SaveModelCallback, EarlyStoppingCallback...) read as
 # higher-is-better: fastai decides by "loss" or "error" in the name
-LOWER_IS_BETTER = ("mse", "mae", "perplexity")
+LOWER_IS_BETTER = ("mse", "mae", "perplexity", "_rmse", "rmse", "msle", "exp_rmspe")
 
 
 def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None = None) -> list[Metric]:
@@ -733,8 +743,11 @@ def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None
     names = [m.name for m in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:  # validate()'s dict and fastai's table keep one value per name: the others were dropped
-        raise BertLearnError(f"metrics: {twice} name more than one metric ({names}); give each its own name, e.g. "
-                             "{'name': 'f1_macro', 'function': f} (fast-bert's form)")
+        raise BertLearnError(f"metrics: {twice} name more than one metric ({names}), and validate() and the epoch "
+                             "table keep one value per name; give each its own name: {'name': 'f1_macro', "
+                             "'function': f} for a function (fast-bert's form), AccumMetric(func, name=...) or "
+                             "skm_to_fastai(sklearn_func, ..., name=...) for a fastai metric (or bertlearn's "
+                             "f1_macro, f1_micro...)")
     return out
 
 

@@ -19,6 +19,7 @@ one-text request's own work where the model is fast; the answers are the same by
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import operator
@@ -393,10 +394,11 @@ def _telemetry_on(app: Any) -> bool:
 
 
 def _refuse_repeated_keys(pairs: list) -> dict:
-    # json.loads keeps a repeated key's last value: {"texts": [a], "texts": [b, c]} answered for b and c only
+    # json.loads keeps a repeated key's last value: {"texts": [a], "texts": [b, c]} answered for b and c only (an
+    # object inside the list is refused as not a string, with its place named)
     seen = set()
     for k, _ in pairs:
-        if k in seen:
+        if k in seen and k in ("texts", "pairs"):
             raise RequestError(422, k, f"the body has the field {k!r} twice; send it once")
         seen.add(k)
     return dict(pairs)
@@ -446,15 +448,15 @@ def _items(body: bytes, limits: ServeLimits, pairs: bool, tokenizer: Any = None)
                                                "send valid Unicode text") from None
             if not t.strip():
                 raise RequestError(422, where, f"{where} is empty; send text to predict")
+            if len(t) > limits.max_chars:
+                raise RequestError(413, where, f"{where} has {len(t):,} characters; at most {limits.max_chars:,} "
+                                               "(bertlearn serve --max-chars)")
             if tokenizer is not None and not any(c.isalnum() for c in t) and \
                     not tokenizer(t, add_special_tokens=False)["input_ids"]:
                 # zero-width spaces, control characters, a byte-order mark: no token, so the answer was the model's
                 # for an empty input (only texts without a letter or digit are tokenized here)
                 raise RequestError(422, where, f"{where} holds no character the model reads ({json.dumps(t)[:60]} "
                                                "becomes no token); send text to predict")
-            if len(t) > limits.max_chars:
-                raise RequestError(413, where, f"{where} has {len(t):,} characters; at most {limits.max_chars:,} "
-                                               "(bertlearn serve --max-chars)")
     return [tuple(x) for x in items] if pairs else items
 
 
@@ -505,6 +507,10 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
         predictor = preloaded if preloaded is not None else await asyncio.get_running_loop().run_in_executor(
             None, lambda: load_predictor(model_dir, device=device, bs=max_batch_size, precision=precision))
         enc = predictor.encoder
+        # the request check's own copy: the predictor's worker thread sets truncation on its tokenizer, and a fast
+        # tokenizer used from two threads at once fails ("Already borrowed")
+        tokenizer = getattr(enc, "tokenizer", None)
+        state["check_tokenizer"] = copy.deepcopy(tokenizer) if tokenizer is not None else None
         state.update(predictor=predictor, pairs=bool(getattr(enc, "pairs", False)),
                      task=getattr(enc, "problem_type", "single_label_classification"))
         batcher = Batcher(predictions_for(predictor), max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
@@ -531,7 +537,7 @@ def create_app(model_dir: str | Path, *, device: str | None = None, max_batch_si
             return 503, {"error": "the model is still loading", "field": None}
         try:
             items = _items(await _body(declared, chunks, limits.max_body_bytes), limits, state["pairs"],
-                           getattr(state["predictor"].encoder, "tokenizer", None))
+                           state["check_tokenizer"])
             return 200, {"predictions": await state["batcher"].submit(items)}
         except _ClientGone:
             return None

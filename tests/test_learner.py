@@ -1721,18 +1721,34 @@ def test_a_tracker_of_a_lower_is_better_metric_keeps_the_lowest(tiny_tokenizer, 
     mses = [row[learner.recorder.metric_names[1:].index("mse")] for row in learner.recorder.values]
     assert saver.best == min(mses)
     assert learner.validate(quiet=True)["mse"] == pytest.approx(min(mses), abs=1e-6)  # the lowest epoch's weights
+    # as fastai's own init sets a loss tracker: an improvement is a fall of more than min_delta, said once
+    from fastai.callback.tracker import EarlyStoppingCallback
+    stopper = EarlyStoppingCallback(monitor="mse", min_delta=0.5, patience=0)
+    with pytest.warns(UserWarning, match=r"^EarlyStoppingCallback\(monitor='mse'\)"):
+        quiet_fit(learner, 1, lr=1e-3, cbs=[stopper])
+    assert stopper.comp is np.less and stopper.min_delta == -0.5
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet_fit(learner, 1, lr=1e-3, cbs=[stopper])
 
 
 def test_a_param_scheduler_with_fit_options_is_refused(tiny_learner):
     # before: fit(cbs=[ParamScheduler(...)], layer_decay=0.5, checkpoint=True, validate=False) ran fastai's fit with
     # none of them and returned None
     from fastai.callback.schedule import ParamScheduler, SchedCos
+    from bertlearn.learner import TaskLearner
     sched = ParamScheduler({"lr": SchedCos(1e-3, 1e-5)})
+    fits = TaskLearner._fits_started
     with pytest.raises(BertLearnError) as e:
         tiny_learner.fit(1, cbs=[sched], layer_decay=0.5, checkpoint=True, validate=False)
     assert str(e.value) == ("fit(cbs=[ParamScheduler(...)]) runs fastai's own fit with that schedule, which does not "
-                            "take ['validate', 'checkpoint', 'layer_decay']; leave them out, or drop the "
-                            "ParamScheduler and let fit() schedule (schedule_type=...)")
+                            "take validate=False, checkpoint=True, layer_decay=0.5; leave them out (per-epoch results: "
+                            "learner.epoch_results()), or drop the ParamScheduler and let fit() schedule "
+                            "(schedule_type=...)")
+    with pytest.raises(BertLearnError, match=r"which does not take pct_start=0\.0;"):  # a zero counts as given
+        tiny_learner.fit(1, cbs=[sched], pct_start=0.0)
+    assert TaskLearner._fits_started == fits  # refused before anything changed
     quiet_fit(tiny_learner, 1, cbs=[sched])  # fastai's own form runs as before
 
 

@@ -65,10 +65,23 @@ def test_partials_are_named_by_their_options_and_a_name_twice_is_refused():
     from bertlearn.metrics import f1
     out = to_fastai_metrics([partial(f1, average="macro"), partial(f1, average="micro"), accuracy])
     assert [m.name for m in out] == ["f1(average='macro')", "f1(average='micro')", "accuracy"]
+    # no comma (fastai's CSVLogger header), nothing long or run-dependent
+    assert M.metric_name(partial(M.fbeta, beta=2, average="macro")) == "fbeta(beta=2; average='macro')"
+    assert M.metric_name(partial(f1, labels=np.arange(3))) == "f1(labels=<ndarray>)"
     with pytest.raises(BertLearnError) as e:
         to_fastai_metrics([{"name": "f1", "function": accuracy}, {"name": "f1", "function": f1}])
-    assert str(e.value) == ("metrics: ['f1'] name more than one metric (['f1', 'f1']); give each its own name, e.g. "
-                            "{'name': 'f1_macro', 'function': f} (fast-bert's form)")
+    assert str(e.value) == ("metrics: ['f1'] name more than one metric (['f1', 'f1']), and validate() and the epoch "
+                            "table keep one value per name; give each its own name: {'name': 'f1_macro', 'function': "
+                            "f} for a function (fast-bert's form), AccumMetric(func, name=...) or "
+                            "skm_to_fastai(sklearn_func, ..., name=...) for a fastai metric (or bertlearn's f1_macro, "
+                            "f1_micro...)")
+    # fastai's own metrics of one default name, and the way out the message gives
+    with pytest.raises(BertLearnError, match=r"^metrics: \['f1_score'\] name more than one metric"):
+        to_fastai_metrics([F1Score(average="macro"), F1Score(average="micro")])
+    import sklearn.metrics as skm
+    from fastai.metrics import skm_to_fastai
+    named = to_fastai_metrics([skm_to_fastai(skm.f1_score, average="macro", name="f1_macro"), F1Score()])
+    assert [m.name for m in named] == ["f1_macro", "f1_score"]
 
 
 def test_device_metric_scores_the_whole_set_once():
