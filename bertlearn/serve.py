@@ -225,6 +225,10 @@ class Batcher:
         started = loop.time()
         try:
             results = await loop.run_in_executor(self.executor, self.predict, items)
+            if len(results) != len(items):
+                # answered by position: a predictor giving another count would shift answers between requests
+                raise RuntimeError(f"the predictor returned {len(results)} answers for {len(items)} texts; a "
+                                   "predictor returns one answer per text, in order")
         except Exception as e:  # noqa: BLE001 - a batch's failure must reach only the request that caused it
             if len(live) == 1:
                 if not live[0][1].done():  # its client may have gone away meanwhile

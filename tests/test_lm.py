@@ -203,6 +203,9 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
                                          r"\['lm_train\.txt', 'lm_val\.txt'\] in .* hold, so test_size has no effect"):
         split = BertLMDataBunch(data_dir=tmp_path, tokenizer=str(tiny_model_dir), test_size=0.5, device="cpu")
     assert split.valid_ds.n_texts == again.valid_ds.n_texts
+    with pytest.warns(UserWarning, match=r"^BertLMDataBunch\(data_dir=\.\.\., valid_pct=0, test_size=0\): .* so "
+                                         r"valid_pct and test_size have no effect"):
+        BertLMDataBunch(data_dir=tmp_path, tokenizer=str(tiny_model_dir), valid_pct=0, test_size=0, device="cpu")
     learner = BertLMLearner.from_pretrained_model(dataBunch=again, pretrained_path=str(tiny_model_dir),
                                                   output_dir=tmp_path / "lm", metrics=[], device="cpu", logger=None,
                                                   multi_gpu=False, logging_steps=0, fp16_opt_level="O2")

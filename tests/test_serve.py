@@ -629,7 +629,20 @@ class _FakeTextPredictor:
             raise DataError("text 0 is refused by the predictor")
         if "crash" in items:
             raise RuntimeError("the model broke")
-        return [[("sí", float("nan") if t == "nan" else 0.75), ("no", 0.25)] for t in items]
+        return [[("sí", float("nan") if t == "nan" else 0.75), ("no", 0.25)] for t in items if t != "dropped"]
+
+
+def test_a_predictor_answering_another_count_fails_its_batch_not_other_requests(tmp_path):
+    # before: answers were handed out by position, so a predictor that dropped one shifted the rest onto other texts
+    from fastapi.testclient import TestClient
+
+    from bertlearn.serve import create_app
+    with TestClient(create_app(tmp_path, predictor=_FakeTextPredictor())) as client:
+        r = client.post("/predict", json={"texts": ["a", "dropped", "b"]})
+        assert r.status_code == 500 and r.json() == {
+            "error": "prediction failed: RuntimeError: the predictor returned 2 answers for 3 texts; a predictor "
+                     "returns one answer per text, in order", "field": None}
+        assert client.post("/predict", json={"texts": ["a"]}).status_code == 200
 
 
 def _asgi_post(app, messages, headers=(), path="/predict", root_path=""):

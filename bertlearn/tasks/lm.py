@@ -174,10 +174,13 @@ class BertLMDataBunch(BertDataBunch):
                             "BertLMDataBunch.from_raw_corpus first")
         given = [k for k in ("valid_pct", "test_size") if kwargs.get(k) is not None]
         if given:  # the files' split is used: the share asked for was dropped without a word
-            warnings.warn(f"BertLMDataBunch(data_dir=..., {given[0]}={kwargs[given[0]]!r}): the split is the one "
-                          f"{list(LM_FILES)} in {str(data_dir)!r} hold, so {given[0]} has no effect; leave it out, or "
-                          f"split again with BertLMDataBunch.from_raw_corpus(texts, ..., {given[0]}=...)",
+            named = ", ".join(f"{k}={kwargs[k]!r}" for k in given)
+            warnings.warn(f"BertLMDataBunch(data_dir=..., {named}): the split is the one {list(LM_FILES)} in "
+                          f"{str(data_dir)!r} hold, so {' and '.join(given)} {'has' if len(given) == 1 else 'have'} no effect; leave it out, or split "
+                          f"again with BertLMDataBunch.from_raw_corpus(texts, ..., {given[0]}=...)",
                           stacklevel=user_stacklevel())
+            for k in given:  # not checked either: a share that has no effect is not refused for its value
+                kwargs.pop(k)
         train, valid = (_read_lines(data_dir / f, "data_dir") for f in LM_FILES)
         return cls.from_raw_corpus(train + valid, tokenizer, path=data_dir, _split=len(train), **kwargs)
 
