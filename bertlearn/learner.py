@@ -823,12 +823,11 @@ class TaskLearner(Learner):
         """
         loader = dl if dl is not None else self.dls[ds_idx]
         self.check_targets_match(loader, "validate")
-        data = getattr(loader, "dataset", None)
-        n_texts = getattr(data, "n_texts", None)
-        if n_texts is not None and n_texts != len(data) and hasattr(self, "predict_logits"):
+        rows, n_texts = _window_rows(loader)
+        if rows is not None and hasattr(self, "predict_logits"):
             # scored per window (as fit's epoch table is): a text of five windows counted five times, and the numbers
             # differed from what predict_labels and bertlearn eval decide per text, without a word
-            warnings.warn(f"validate: the {len(data)} rows of this loader are sliding windows of {n_texts} texts, and "
+            warnings.warn(f"validate: the {rows} rows of this loader are sliding windows of {n_texts} texts, and "
                           "its loss and metrics score each window as a row (as fit's table does); for per-text "
                           "scores, score learner.predict_logits(texts) (one row per text, its windows' logits "
                           "averaged), as bertlearn eval does", stacklevel=user_stacklevel())
@@ -906,12 +905,11 @@ class TaskLearner(Learner):
         given = {**dict(zip(names, args)), **{k: kwargs[k] for k in names if k in kwargs}}
         dl = given.get("dl") if given.get("dl") is not None else self.dls[given.get("ds_idx", 1)]
         self.check_targets_match(dl, "get_preds")
-        data = getattr(dl, "dataset", None)
-        n_texts = getattr(data, "n_texts", None)
-        if n_texts is not None and n_texts != len(data):
+        rows, n_texts = _window_rows(dl)
+        if rows is not None:
             # fastai's inference recipe (get_preds(dl=dls.test_dl(texts)), zipped with the texts) gave one row per
             # window, and zip paired texts with other texts' predictions
-            warnings.warn(f"get_preds: the {len(data)} rows of this loader are sliding windows of {n_texts} texts, "
+            warnings.warn(f"get_preds: the {rows} rows of this loader are sliding windows of {n_texts} texts, "
                           "one prediction row each, not one per text; " + (
                               "learner.predict_logits(texts) gives one row per text (its windows' logits averaged)"
                               if hasattr(self, "predict_logits") else
@@ -999,6 +997,13 @@ class TaskLearner(Learner):
             super().export(Path(tmp).absolute(), **kwargs)
         return target
 
+
+
+def _window_rows(dl: Any) -> tuple[int | None, int | None]:
+    # (rows, texts) of a loader whose rows are sliding windows of fewer texts; (None, None) for one row a text
+    data = getattr(dl, "dataset", None)
+    n_texts = getattr(data, "n_texts", None)
+    return (len(data), n_texts) if n_texts is not None and n_texts != len(data) else (None, None)
 
 
 def _all_tasks(cls: type) -> list[type]:
