@@ -376,7 +376,8 @@ def test_a_txt_corpus_is_read_one_text_a_line(tiny_model_dir, tmp_path, tiny_tok
     column name."""
     lines = ["the movie was good", "it was a fun film, really", "", "   ", "the plot was dull"] * 4
     (tmp_path / "corpus.txt").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
-    db = BertLMDataBunch.from_raw_corpus(tmp_path / "corpus.txt", tiny_tokenizer, maxlen=32, seed=0, device="cpu")
+    db = BertLMDataBunch.from_raw_corpus(tmp_path / "corpus.txt", tiny_tokenizer, maxlen=32, seed=0,
+                                         valid_pct=0.25, device="cpu")
     read = [ds.ids[i, :ds.lengths[i]].tolist() for ds in (db.train_ds, db.valid_ds) for i in range(len(ds))]
     expected = tiny_tokenizer([t for t in lines if t.strip()])["input_ids"]
     assert sorted(read) == sorted(expected) and len(read) == 12
@@ -657,8 +658,39 @@ def test_a_csv_corpus_written_without_quoting_reads_with_quoting_none(tmp_path, 
     with pytest.raises(DataError, match=r"line 2 \('\"good\" film and fun'\) has a field that starts with a quote"):
         BertLMDataBunch.from_raw_corpus(path, str(tiny_model_dir), bs=8, maxlen=16, seed=0, device="cpu")
     db = BertLMDataBunch.from_raw_corpus(path, str(tiny_model_dir), bs=8, maxlen=16, seed=0, device="cpu",
-                                         quoting=csv.QUOTE_NONE)
+                                         quoting=csv.QUOTE_NONE, valid_pct=0.2)
     tok = db.tokenizer
     got = sorted(tok.decode(ids, skip_special_tokens=True) for ds in (db.train_ds, db.valid_ds)
                  for ids in (ds[i][0] for i in range(len(ds))))
     assert got == sorted(tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in texts)
+
+
+def _validation_masks(dls) -> dict:
+    """Each row index's (masked ids, masked columns), read from the batches of the given loaders."""
+    out = {}
+    for dl in dls:
+        order = iter(dl.get_idxs())
+        for ids, mask, positions, _ in dl:
+            picked = torch.zeros(ids.numel(), dtype=torch.bool)
+            picked[positions] = True
+            picked = picked.view(ids.shape)
+            for j in range(len(ids)):
+                real = mask[j].bool()
+                out[next(order)] = (ids[j, real].tolist(), picked[j, real].nonzero().view(-1).tolist())
+    return out
+
+
+def test_validation_masks_are_each_rows_own_whatever_the_batching(corpus, tiny_model_dir):
+    """The validation masks were drawn batch by batch from one seeded generator, so a row's masks (and the
+    perplexity of the same model on the same texts) moved with the batch size and with the number of DDP
+    processes sharing the rows."""
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, valid_pct=0.3,
+                                         device="cpu")
+    whole = _validation_masks([db.valid])
+    assert len(whole) == len(db.valid_ds) and sum(len(cols) for _, cols in whole.values()) > 0
+    assert _validation_masks([db.valid.new(bs=3)]) == whole
+    assert _validation_masks([db.valid.new(bs=5).shard(r, 2) for r in range(2)]) == whole
+    assert _validation_masks([db.valid.shard(r, 3) for r in range(3)]) == whole
+    # the training masks still change from epoch to epoch
+    first, second = ([b[2].tolist() for b in db.train] for _ in range(2))
+    assert first != second

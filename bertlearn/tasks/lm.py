@@ -75,7 +75,9 @@ class MaskedLMDataLoader(BertDataLoader):
     Args:
         dataset: an unlabelled `EncodedDataset`.
         collator: a `transformers.DataCollatorForLanguageModeling` (its masking rule is used as is).
-        seed: for validation, a fixed seed: the same masks every epoch. None: fresh masks each epoch.
+        seed: for validation, a fixed seed: each row's masks are drawn from (seed, row index), the same every epoch
+            whatever the batch size, the batches' order or the number of processes sharing the rows (DDP). None:
+            fresh masks each epoch, drawn batch by batch from the loader's seeded generator.
     """
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
@@ -92,19 +94,53 @@ class MaskedLMDataLoader(BertDataLoader):
 
     def before_iter(self) -> None:
         super().before_iter()
-        # training: masks follow fastai's seeded rng (new each epoch); validation: the same masks each time
-        self._gen = torch.Generator().manual_seed(self.seed if self.seed is not None else self.rng.getrandbits(63))
+        # training: masks follow fastai's seeded rng (new each epoch)
+        self._gen = torch.Generator().manual_seed(self.rng.getrandbits(63))
 
     def create_batch(self, b: list[int]) -> tuple[torch.Tensor, ...]:
         ids, mask = BertDataLoader.create_batch(self, b)[:2]
         ids, mask = ids.clone(), mask.clone()  # pinned copies may alias; masking writes in place
         special = torch.isin(ids, self._special) | (mask == 0)
-        self.collator.generator = self._gen
-        inputs, labels = self.collator.torch_mask_tokens(ids, special_tokens_mask=special)
+        if self.seed is None:
+            self.collator.generator = self._gen
+            inputs, labels = self.collator.torch_mask_tokens(ids, special_tokens_mask=special)
+        else:
+            inputs, labels = self._row_masks(b, ids, mask, special)
         positions, targets = masked_positions(labels)
         if self.device is not None and self.device.type == "cuda":
             positions, targets = positions.pin_memory(), targets.pin_memory()
         return inputs, mask, positions, targets
+
+    def _row_masks(self, b: list[int], ids: torch.Tensor, mask: torch.Tensor,
+                   special: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation masks drawn row by row from (seed, row index) over the row's own tokens: drawn batch-wise, a
+        row's masks depended on which rows shared its batch and on the batch's width, so the perplexity of the same
+        model on the same texts moved with the batch size and the number of DDP processes. Each row's draw is kept
+        (its masked places, their inputs and targets: ~15% of its tokens), so later passes only scatter them."""
+        cache = self.__dict__.setdefault("_masks_by_row", {})
+        first = mask.argmax(1).tolist()  # the row's first token's column, wherever the padding is
+        width = ids.shape[1]
+        flat, inputs, targets = [], [], []
+        for j, r in enumerate(b):
+            r = int(r)
+            if r not in cache:
+                cols = mask[j].nonzero().view(-1)
+                state = np.random.SeedSequence([self.seed, r]).generate_state(2)
+                self.collator.generator = torch.Generator().manual_seed((int(state[0]) << 31) ^ int(state[1]))
+                row, row_labels = self.collator.torch_mask_tokens(ids[j, cols][None],
+                                                                  special_tokens_mask=special[j, cols][None])
+                at = (row_labels[0] != -100).nonzero().view(-1)
+                cache[r] = (at.numpy(), row[0, at].numpy(), row_labels[0, at].numpy())
+            at, row_inputs, row_targets = cache[r]
+            flat.append(at + (j * width + first[j]))
+            inputs.append(row_inputs)
+            targets.append(row_targets)
+        flat_t = torch.from_numpy(np.concatenate(flat)) if flat else torch.zeros(0, dtype=torch.long)
+        labels = torch.full_like(ids, -100)
+        if len(flat_t):
+            ids.view(-1)[flat_t] = torch.from_numpy(np.concatenate(inputs))
+            labels.view(-1)[flat_t] = torch.from_numpy(np.concatenate(targets))
+        return ids, labels
 
 
 LM_FILES = ("lm_train.txt", "lm_val.txt")  # what from_raw_corpus(data_dir, ...) writes, as fast-bert did
