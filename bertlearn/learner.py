@@ -283,9 +283,17 @@ class TaskLearner(Learner):
                 `layer_decay` times the rate of the group above (e.g. 0.9; see `layerwise_lrs`).
             **kwargs: passed to fastai's `fit_one_cycle` (div, div_final, moms...).
 
+        fast-bert's positional order, `fit(epochs, lr, validate, return_results, schedule_type, optimizer_type)`, is
+        read as fast-bert's when the third argument is a bool (a weight decay never is): in fastai's order those
+        places are `wd, cbs, reset_opt, start_epoch`.
+
         Returns:
             `(global_step, mean training loss)`, plus a list of per-epoch dicts with `return_results`.
         """
+        if isinstance(wd, bool):
+            # fast-bert's fit(4, 6e-5, False) meant validate=False; read in fastai's order it set wd=0 and validated
+            wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type = \
+                _fast_bert_fit_order(wd, cbs, reset_opt, start_epoch, return_results, schedule_type, optimizer_type)
         self._refuse_empty_training_set("fit")
         if any(isinstance(c, ParamScheduler) for c in L(cbs)):
             # fastai's fit_one_cycle, lr_find and fine_tune come here with their own schedule and none of these; a
@@ -698,8 +706,20 @@ class TaskLearner(Learner):
             optimizer_type: "adamw" or "lamb" for the sweep (default: the learner's).
             num_iter: fast-bert's name for `num_it`.
             **fast_bert: fast-bert's `use_val_loss`, `step_mode`, `smooth_f`, `diverge_th`.
+
+        fast-bert's positional order, `lr_find(start_lr, end_lr, use_val_loss, optimizer_type, num_iter, step_mode)`,
+        is read as fast-bert's when the third argument is a bool (a step count never is): in fastai's order those
+        places are `num_it, stop_div, show_plot, suggest_funcs`.
         """
         from fastai.callback.schedule import valley
+        if isinstance(num_it, bool):
+            # fast-bert's lr_find(1e-7, 10, True, "lamb", 100) was read as num_it=1, stop_div="lamb", show_plot=100:
+            # a one-step sweep with the learner's own optimizer
+            fast_bert["use_val_loss"] = num_it
+            num_it, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode = \
+                _fast_bert_lr_find_order(stop_div, show_plot, suggest_funcs, optimizer_type, num_iter)
+            if step_mode is not None:
+                fast_bert["step_mode"] = step_mode
         self._refuse_empty_training_set("lr_find")
         unknown = sorted(set(fast_bert) - {"use_val_loss", "step_mode", "smooth_f", "diverge_th"})
         if unknown:
@@ -1320,3 +1340,39 @@ def _listed(names: Any) -> str:
         return repr(names)
     names = [str(n) for n in names]
     return str(names[:8])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 8 else "]")
+
+
+def _fast_bert_fit_order(validate: bool, cbs: Any, reset_opt: Any, start_epoch: Any, return_results: bool,
+                         schedule_type: str | None, optimizer_type: str | None) -> tuple:
+    """fit's places 3-6 read in fast-bert's order (validate, return_results, schedule_type, optimizer_type) where
+    they came in fastai's (wd, cbs, reset_opt, start_epoch): each place's value goes by its type, so a bool there is
+    fast-bert's and callbacks, reset_opt=True or a start epoch given by name stay fastai's.
+
+    Returns:
+        wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type.
+    """
+    if isinstance(cbs, bool):
+        cbs, return_results = None, cbs
+    if isinstance(reset_opt, str):
+        reset_opt, schedule_type = False, reset_opt
+    if isinstance(start_epoch, str):
+        start_epoch, optimizer_type = 0, start_epoch
+    return None, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type
+
+
+def _fast_bert_lr_find_order(stop_div: Any, show_plot: Any, suggest_funcs: Any, optimizer_type: str | None,
+                             num_iter: int | None) -> tuple:
+    """lr_find's places 4-6 read in fast-bert's order (optimizer_type, num_iter, step_mode) where they came in
+    fastai's (stop_div, show_plot, suggest_funcs), each by its type, as `_fast_bert_fit_order` does.
+
+    Returns:
+        num_it, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode.
+    """
+    step_mode = None
+    if isinstance(stop_div, str):
+        stop_div, optimizer_type = True, stop_div
+    if isinstance(show_plot, int) and not isinstance(show_plot, bool):
+        show_plot, num_iter = True, show_plot
+    if isinstance(suggest_funcs, str):
+        suggest_funcs, step_mode = None, suggest_funcs
+    return 100, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode

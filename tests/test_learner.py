@@ -207,6 +207,33 @@ class TestFit:
         quiet_fit(tiny_learner, 1, lr=1e-4, validate=False)
         assert len(tiny_learner.recorder.values[0]) == 1  # train loss only
 
+    def test_fit_reads_fast_berts_positional_order(self, tiny_learner):
+        """fast-bert's fit(epochs, lr, validate, return_results, schedule_type, optimizer_type) by position was read
+        in fastai's order (wd, cbs, reset_opt, start_epoch): fit(1, 1e-4, False) validated and trained with wd=0."""
+        with tiny_learner.no_bar():
+            tiny_learner.fit(1, 1e-4, False)
+        assert len(tiny_learner.recorder.values[0]) == 1  # train loss only: not validated
+        assert {h["wd"] for h in tiny_learner.opt.hypers} == {0.01}
+        with tiny_learner.no_bar():
+            step, loss, results = tiny_learner.fit(1, 1e-4, True, True, "warmup_linear", "lamb")
+        assert tiny_learner.optimizer_type == "lamb" and len(results) == 1 and "valid_loss" in results[0]
+        assert {h["wd"] for h in tiny_learner.opt.hypers} == {0.01}
+        lrs = np.diff(tiny_learner.recorder.lrs)
+        assert len(lrs) > 2 and lrs == pytest.approx([lrs[0]] * len(lrs)) and lrs[0] < 0  # warmup_linear: a line down
+        # fastai's order is unchanged: a number third is the weight decay, then callbacks by place
+        with tiny_learner.no_bar():
+            tiny_learner.fit(1, 1e-4, 0.1, [])
+        assert {h["wd"] for h in tiny_learner.opt.hypers} == {0.1} and len(tiny_learner.recorder.values[0]) > 1
+        # callbacks by name beside fast-bert's validate stay callbacks
+        seen = []
+
+        class Count(Callback):
+            def after_batch(self):
+                seen.append(1)
+        with tiny_learner.no_bar():
+            tiny_learner.fit(1, 1e-4, False, cbs=[Count()])
+        assert seen and len(tiny_learner.recorder.values[0]) == 1
+
     def test_fastai_metric_functions_work(self, tiny_databunch, tiny_model_dir):
         learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), [fastai_accuracy], "cpu", None)
         assert set(learner.validate(quiet=True)) == {"loss", "accuracy"}
@@ -1493,6 +1520,30 @@ class TestFastBertFlow:
         assert ax.get_xscale() == "log" and ax.lines[1].get_xdata()[0] == pytest.approx(found.valley)
         quiet_fit(tiny_learner, 1, lr=1e-4)  # the sweep's Lamb was for the sweep only
         assert tiny_learner.optimizer_type == "adamw" and isinstance(tiny_learner.opt, DecayGroupsOptimWrapper)
+
+    def test_lr_find_reads_fast_berts_positional_order(self, tiny_learner, monkeypatch):
+        """fast-bert's lr_find(start_lr, end_lr, use_val_loss, optimizer_type, num_iter, step_mode) by position was
+        read as num_it=1, stop_div='lamb', show_plot=100: a one-step sweep with the learner's own optimizer."""
+        import matplotlib
+        import bertlearn.compat
+        import bertlearn.learner
+        matplotlib.use("Agg")
+        monkeypatch.setattr(bertlearn.compat, "_said", set())
+        asked = []
+        real = bertlearn.learner.opt_func_for
+        monkeypatch.setattr(bertlearn.learner, "opt_func_for", lambda kind, eps: asked.append(kind) or real(kind, eps))
+        with tiny_learner.no_bar(), pytest.warns(bertlearn.compat.FastBertCompatWarning,
+                                                 match=r"use_val_loss=True: fastai's lr_find follows the smoothed "
+                                                       r"training loss"):
+            tiny_learner.lr_find(1e-5, 1e-3, True, "lamb", 6, "exp")
+        swept = tiny_learner.lr_find_results["lrs"]
+        assert asked == ["lamb"] and tiny_learner.optimizer_type == "adamw"
+        with tiny_learner.no_bar():
+            tiny_learner.lr_find(1e-5, 1e-3, num_it=6, show_plot=False)
+        assert swept == tiny_learner.lr_find_results["lrs"] and len(swept) >= 6
+        with tiny_learner.no_bar():
+            tiny_learner.lr_find(1e-5, 1e-3, 9, True, False)  # fastai's order: num_it, stop_div, show_plot
+        assert len(tiny_learner.lr_find_results["lrs"]) == len(swept) + 3
 
     def test_arguments_without_effect_are_named_once(self, tiny_databunch, tiny_model_dir, tmp_path, monkeypatch):
         import warnings
