@@ -403,17 +403,25 @@ def _hidden_states(encoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor) ->
     `output_hidden_states=True` makes transformers install permanent output-capturing hooks (local functions) on
     the model, after which a learner holding it no longer pickles (`learner.export()` fails).
     """
-    from .model import layer_list
+    from .model import layer_lists
 
-    layers = layer_list(getattr(encoder, "base_model", encoder))
-    if layers is None:
+    lists = layer_lists(getattr(encoder, "base_model", encoder))
+    if not lists:
         raise BertLearnError(f"{type(encoder).__name__} has no list of transformer blocks to read hidden states from")
     captured: list[torch.Tensor] = []
+    entered: list[int] = []  # the layer each capture is the input of
 
-    def before_each(module: nn.Module, args: tuple, kwargs: dict) -> None:  # ALBERT calls its one block n times
-        captured.append(args[0] if args else kwargs["hidden_states"])
+    def before(i: int) -> Any:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            # ALBERT calls its one block n times: each call is a layer. With parallel lists (XLM's attention, norms,
+            # feed-forward) a layer is entered by the first of its modules to run, whose input is the block's
+            if len(lists) == 1 or not entered or entered[-1] != i:
+                captured.append(args[0] if args else kwargs["hidden_states"])
+                entered.append(i)
+        return hook
 
-    handles = [block.register_forward_pre_hook(before_each, with_kwargs=True) for block in layers]
+    handles = [block.register_forward_pre_hook(before(i), with_kwargs=True)
+               for blocks in lists for i, block in enumerate(blocks)]
     try:
         out = encoder(input_ids=ids, attention_mask=mask)
     finally:

@@ -16,7 +16,7 @@ from torch import nn
 from .distributed import is_main_process
 from .errors import ModelError, user_stacklevel
 
-__all__ = ["DEFAULT_MODEL", "layer_list", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
+__all__ = ["DEFAULT_MODEL", "layer_list", "layer_lists", "default_model_path", "resolve_pretrained", "load_tokenizer", "load_model",
            "load_pretrained", "load_labelled_head", "match_head_to_labels", "load_error", "quiet_hub",
            "load_encoder_weights", "bert_splitter", "head_output_layer", "start_regression_head_at_mean",
            "compile_model", "position_limit", "position_limit_source"]
@@ -369,8 +369,26 @@ def load_encoder_weights(model: nn.Module, path: Path) -> None:
               f"finetuned_wgts_path {_short(str(path))}", flush=True)
 
 
+def layer_lists(base: nn.Module) -> list[nn.ModuleList]:
+    """The encoder's repeated transformer blocks, found by structure (no names sniffed): the `nn.ModuleList` holding
+    the most parameters, with every `nn.ModuleList` of the same length beside it (children of the same module), in
+    the order they are registered. Most encoders keep one list of whole blocks; XLM and FlauBERT keep each
+    block's parts in parallel lists (attentions, layer_norm1, ffns, layer_norm2), where layer i is the i-th module
+    of each: the largest list alone (`ffns`) made layer i's feed-forward stand for the block. Empty if none.
+
+    Args:
+        base: the encoder (`model.base_model`).
+    """
+    lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    if not lists:
+        return []
+    largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+    parent = next(m for m in base.modules() if any(c is largest for c in m.children()))
+    return [c for c in parent.children() if isinstance(c, nn.ModuleList) and len(c) == len(largest)]
+
+
 def layer_list(base: nn.Module) -> nn.ModuleList | None:
-    """The encoder's repeated transformer blocks: the `nn.ModuleList` holding the most parameters (no names sniffed).
+    """The encoder's largest list of repeated blocks (see `layer_lists`, which gives its parallel lists too).
 
     Args:
         base: the encoder (`model.base_model`).
@@ -424,10 +442,12 @@ def bert_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
         model: a Hugging Face model with a `base_model`.
     """
     base = getattr(model, "base_model", model)
-    layers = layer_list(base)
-    if layers is None:
+    lists = layer_lists(base)
+    if not lists:
         return [list(model.parameters())]
-    layer_of = {id(p): i for i, block in enumerate(layers) for p in block.parameters()}
+    layers = lists[0]
+    # layer i is the i-th module of each parallel list (XLM's attention, norms and feed-forward)
+    layer_of = {id(p): i for blocks in lists for i, block in enumerate(blocks) for p in block.parameters()}
     in_base = {id(p) for p in base.parameters()}
     # an embedding table registered after the blocks (DeBERTa's relative positions, which every block reads) goes
     # with the embeddings, and with it what its module keeps outside the blocks (the LayerNorm over it)

@@ -236,15 +236,20 @@ def test_a_missing_folder_and_an_unreachable_hub_name_fail_clearly(tiny_model_di
                                embed(["good movie"], str(tiny_model_dir), pooling="mean", device="cpu"), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["modernbert", "deberta-v2-conv"])
+@pytest.mark.parametrize("kind", ["modernbert", "deberta-v2-conv", "xlm", "flaubert"])
 def test_layers_are_the_states_the_model_carries_on_and_minus_one_is_its_output(kind, tiny_tokenizer):
     # ModernBERT normalises the last block's output outside the blocks, DeBERTa-v2 adds a convolution to the first
     # block's output: states read from the blocks' outputs were not the model's (before the fix, layer=-1 on
-    # ModernBERT was the un-normalised state, and layer=1 on DeBERTa-v2 was missing the convolution)
+    # ModernBERT was the un-normalised state, and layer=1 on DeBERTa-v2 was missing the convolution). XLM and
+    # FlauBERT keep each block's parts in parallel lists: layer i was the input of the i-th feed-forward (after
+    # attention and the first norm), not the block's
     import transformers as T
     size = dict(vocab_size=len(tiny_tokenizer), pad_token_id=tiny_tokenizer.pad_token_id, hidden_size=32,
                 num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, max_position_embeddings=512)
-    if kind == "modernbert":
+    if kind in ("xlm", "flaubert"):
+        config = T.CONFIG_MAPPING[kind](vocab_size=len(tiny_tokenizer), emb_dim=32, n_layers=2, n_heads=4,
+                                        pad_index=tiny_tokenizer.pad_token_id, use_lang_emb=False)
+    elif kind == "modernbert":
         config = T.ModernBertConfig(**size, cls_token_id=tiny_tokenizer.cls_token_id,
                                     sep_token_id=tiny_tokenizer.sep_token_id, bos_token_id=None, eos_token_id=None)
     else:
@@ -253,7 +258,9 @@ def test_layers_are_the_states_the_model_carries_on_and_minus_one_is_its_output(
     model = T.AutoModel.from_config(config).eval()
     texts = ["good movie", "a really bad film was it"]
     with torch.no_grad():
-        runs = [model(**tiny_tokenizer(t, return_tensors="pt"), output_hidden_states=True) for t in texts]
+        # embed sends ids and mask (FlauBERT would add an embedding row for the tokenizer's token types)
+        runs = [model(**tiny_tokenizer(t, return_tensors="pt", return_token_type_ids=False), output_hidden_states=True)
+                for t in texts]
     for layer in (0, 1):
         ours = embed(texts, model, tokenizer=tiny_tokenizer, layer=layer, pooling="mean")
         np.testing.assert_allclose(ours, np.stack([r.hidden_states[layer][0].mean(0).numpy() for r in runs]),

@@ -135,6 +135,27 @@ class TestSplitter:
         head_params = {id(p) for n, p in model.named_parameters() if "classifier" in n}
         assert head_params <= ids[-1]
 
+    @pytest.mark.parametrize("kind", ["xlm", "flaubert"])
+    def test_a_layer_is_the_ith_module_of_each_parallel_list(self, kind):
+        """XLM and FlauBERT keep each block's attention, norms and feed-forward in parallel lists; the largest list
+        alone (the feed-forwards) was taken for the blocks, so freeze() left every attention and norm of the
+        encoder to the embedding or head group (trained while frozen) and layer_decay gave them the wrong rates."""
+        from transformers import CONFIG_MAPPING
+        config = CONFIG_MAPPING[kind](vocab_size=99, emb_dim=32, n_layers=3, n_heads=4, num_labels=2,
+                                      use_lang_emb=False)
+        model = AutoModelForSequenceClassification.from_config(config)
+        names = {id(p): n for n, p in model.named_parameters()}
+        groups = [sorted(names[id(p)] for p in g) for g in bert_splitter(model)]
+        base = model.base_model_prefix
+        assert len(groups) == 5 and sum(map(len, groups)) == len(names)
+        assert groups[0] == sorted(n for n in names.values() if n.split(".")[1] in ("position_embeddings",
+                                                                                  "embeddings", "layer_norm_emb"))
+        for i in range(3):
+            assert groups[1 + i] == sorted(n for n in names.values() if n.startswith(base) and
+                                           n.split(".")[2] == str(i)), groups[1 + i]
+            assert {n.split(".")[1] for n in groups[1 + i]} == {"attentions", "layer_norm1", "ffns", "layer_norm2"}
+        assert all(not n.startswith(base + ".") for n in groups[-1])
+
 
 class TestArchitectures:
     """Any encoder that AutoModelForSequenceClassification knows trains, saves and serves; nothing is keyed
