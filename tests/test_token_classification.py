@@ -262,6 +262,25 @@ def test_from_jsonl_splits_and_tags(tmp_path, tiny_model_dir):
     assert db.labels == ["O", "B-PER"]
 
 
+def test_from_jsonl_names_fast_berts_flags_without_effect(tmp_path, tiny_model_dir, monkeypatch):
+    """from_jsonl dropped falsy flags before naming them (use_fast_tokenizer=False was never said) and named
+    clear_cache / no_cache with no reason, i.e. not at all; the constructor said both."""
+    import bertlearn.compat
+    from bertlearn.compat import FastBertCompatWarning
+    monkeypatch.setattr(bertlearn.compat, "_said", set())
+    with open(tmp_path / "d.jsonl", "w") as f:
+        for name in NAMES * 2:
+            f.write(json.dumps({"text": f"the movie {name} was good", "labels": [[10, 10 + len(name), "PER"]]}) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), bs=4, maxlen=32, device="cpu",
+                                    use_fast_tokenizer=False, clear_cache=True, no_cache=False, multi_gpu=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, FastBertCompatWarning)]
+    assert said == ["BertNERDataBunch.from_jsonl: fast-bert arguments without effect in bertlearn: clear_cache=True: "
+                    "tagged data is encoded in memory each time (no cache to clear); use_fast_tokenizer=False: the "
+                    "fast (Rust) tokenizer is always used"]
+
+
 def test_a_jsonl_test_file_keeps_a_sentence_for_every_line(tmp_path, tiny_model_dir):
     # before: the empty and blank texts of the test file were dropped, so predict_tokens() returned 3 lists for its 5
     # lines and every line after the first empty one got another line's tags

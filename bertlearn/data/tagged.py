@@ -38,6 +38,10 @@ from .store import RaggedRows
 __all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "word_pieces", "tokenizer_for_words", "TagEncoder",
            "TaggedDataset", "TaggedDataLoader", "BertNERDataBunch"]
 
+# fast-bert's cache flags, which tagged data has nothing to act on
+_NO_CACHE_WHY = {"clear_cache": "tagged data is encoded in memory each time (no cache to clear)",
+                 "no_cache": "tagged data is encoded in memory each time (nothing is cached)"}
+
 _log = logging.getLogger(__name__)
 
 TOKEN_CLASSIFICATION = "token_classification"
@@ -458,9 +462,7 @@ class BertNERDataBunch(BertDataBunch):
                    "use_fast_tokenizer": None if use_fast_tokenizer else False}
         if multi_gpu_without_effect(multi_gpu):
             ignored["multi_gpu"] = multi_gpu
-        note_no_effect("BertNERDataBunch", ignored,
-                       why={"clear_cache": "tagged data is encoded in memory each time (no cache to clear)",
-                            "no_cache": "tagged data is encoded in memory each time (nothing is cached)"})
+        note_no_effect("BertNERDataBunch", ignored, why=_NO_CACHE_WHY)
         if train_file is None or val_file is None:
             raise DataError(f"train_file={train_file!r}, val_file={val_file!r}: BertNERDataBunch trains on a training "
                             "and a validation file in data_dir; to predict with a saved model, use "
@@ -530,7 +532,14 @@ class BertNERDataBunch(BertDataBunch):
         """
         ignored = {k: kwargs.pop(k) for k in ("multi_gpu", "backend", "model_type", "clear_cache", "no_cache",
                                               "use_fast_tokenizer") if k in kwargs}
-        note_no_effect("BertNERDataBunch.from_jsonl", {k: v for k, v in ignored.items() if v})
+        # as the constructor names them: dropping the falsy values first lost use_fast_tokenizer=False, and
+        # clear_cache / no_cache need this call's reason
+        if "multi_gpu" in ignored and not multi_gpu_without_effect(ignored["multi_gpu"]):
+            del ignored["multi_gpu"]
+        if "use_fast_tokenizer" in ignored:
+            ignored["use_fast_tokenizer"] = None if ignored["use_fast_tokenizer"] else False
+        note_no_effect("BertNERDataBunch.from_jsonl", {k: v for k, v in ignored.items() if v is not None},
+                       why={k: _NO_CACHE_WHY[k] for k in ("clear_cache", "no_cache")})
         data_dir = Path(data_dir)
         sents = read_jsonl(data_dir / file_name, text_key=text_key, labels_key=labels_key)
         if not 0 < train_size < 1:
