@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .errors import BertLearnError, user_stacklevel
 
 __all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "note_difference", "FAST_BERT_LEARNER_ORDER",
-           "fast_bert_positions"]
+           "fast_bert_positions", "fast_bert_validate_order"]
 
 
 class FastBertCompatWarning(UserWarning):
@@ -144,3 +144,24 @@ def fast_bert_positions(own: tuple[str, ...], fast_bert: tuple[str, ...], *, lea
             return factory(cls, *args[:keep], **named, **kwargs)
         return call
     return decorate
+
+
+def fast_bert_validate_order(quiet: bool, dl: Any, cbs: Any, loss_only: bool, return_preds: bool) -> tuple:
+    """validate's places 1-3 read in fast-bert's order (quiet, loss_only, return_preds) where they came in fastai's
+    (ds_idx, dl, cbs), once the first is a bool (a loader index never is): validate(False) was ds_idx=0, the
+    training set, and validate(True, True) took True for a loader. A bool in the later places is fast-bert's;
+    a loader or callbacks given by name stay fastai's.
+
+    Args:
+        quiet: the bool given first (fast-bert's `quiet`).
+        dl, cbs: what came in fastai's second and third places.
+        loss_only, return_preds: the keyword values.
+
+    Returns:
+        ds_idx (1, the validation set), dl, cbs, quiet, loss_only, return_preds.
+    """
+    if isinstance(dl, bool):
+        dl, loss_only = None, dl
+    if isinstance(cbs, bool):
+        cbs, return_preds = None, cbs
+    return 1, dl, cbs, quiet, loss_only, return_preds

@@ -42,7 +42,7 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
                         SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
 from .checkpoint import identity as checkpoint_identity
 from .checkpoint import check_weights, load_checkpoint, lr_json, read_checkpoint_state
-from .compat import FAST_BERT_LEARNER_ORDER, note_no_effect
+from .compat import FAST_BERT_LEARNER_ORDER, fast_bert_validate_order, note_no_effect
 from .data import positive_int
 from .device import resolve_device
 from .distributed import (distributed_trainer, init_distributed, is_main_process,
@@ -840,7 +840,13 @@ class TaskLearner(Learner):
             quiet: no progress bar.
             loss_only: return only the loss.
             return_preds: also return the task's outputs (the classifier's logits, in dataset order).
+
+        fast-bert's positional order, `validate(quiet, loss_only, return_preds)`, is read as fast-bert's when the
+        first argument is a bool (`validate(False)` scored the training set as `ds_idx=0`).
         """
+        if isinstance(ds_idx, bool):
+            ds_idx, dl, cbs, quiet, loss_only, return_preds = fast_bert_validate_order(ds_idx, dl, cbs, loss_only,
+                                                                                     return_preds)
         loader = dl if dl is not None else self.dls[ds_idx]
         self.check_targets_match(loader, "validate")
         rows, n_texts = _window_rows(loader)

@@ -1366,6 +1366,18 @@ def test_gradient_checkpointing_trains_to_the_same_weights(tiny_csv_dir, tiny_to
 class TestFastBertFlow:
     """fast-bert's calls that have a meaning here do it; the ones that cannot are named once."""
 
+    def test_validate_reads_fast_berts_positional_order(self, trained_learner):
+        """fast-bert's validate(quiet, loss_only, return_preds) by position was read as fastai's (ds_idx, dl, cbs):
+        validate(False) scored the training set (ds_idx=0) and validate(True, True) took True for a loader."""
+        with trained_learner.no_bar():
+            on_valid = trained_learner.validate()
+            on_train = trained_learner.validate(0)
+            assert on_valid != on_train
+            assert trained_learner.validate(False) == on_valid
+            assert trained_learner.validate(True, True) == {"loss": on_valid["loss"]}
+            results, logits = trained_learner.validate(True, False, True)
+        assert results == on_valid and len(logits) == len(trained_learner.dls.valid_ds)
+
     def test_optimizer_type_in_fit_switches_the_optimizer(self, tiny_learner):
         from bertlearn.optim import DecayGroupsOptimWrapper
         quiet_fit(tiny_learner, 1, lr=1e-4)

@@ -1596,3 +1596,13 @@ def test_sentences_numbered_by_another_databunch_are_refused_with_a_way_that_wor
     scored = ner_learner.validate(dl=same.valid, quiet=True)
     assert scored["f1"] == pytest.approx(entity_scores(tags, ner_learner.predict_tokens(words))["f1"], abs=1e-6)
     assert scored["f1"] > 0.8
+
+
+def test_ner_validate_reads_fast_berts_positional_order(ner_learner):
+    """fast-bert's validate(quiet, loss_only, return_preds) by position: validate(False) scored the training set."""
+    with ner_learner.no_bar():
+        on_valid = ner_learner.validate(quiet=True)
+        assert ner_learner.validate(False) == on_valid != ner_learner.validate(0, quiet=True)
+        assert ner_learner.validate(True, True) == {"loss": on_valid["loss"]}
+        results, (gold, pred) = ner_learner.validate(True, False, True)
+    assert results == on_valid and len(gold) == len(pred) == ner_learner.dls.valid_ds.n_texts

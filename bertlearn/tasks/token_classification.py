@@ -30,6 +30,7 @@ from fastcore.foundation import L
 from seqeval.metrics.sequence_labeling import get_entities
 
 from ..atomic import atomic_dir
+from ..compat import fast_bert_validate_order
 from ..data import BertNERDataBunch, TagEncoder, TaggedDataLoader, TaggedDataset
 from ..data.tagged import IGNORE_INDEX, word_pieces
 from ..data.conll import entity_type, split_words, to_seqeval
@@ -752,7 +753,13 @@ class BertNERLearner(NERTagger, TaskLearner):
             quiet: no progress bar.
             loss_only: only the loss.
             return_preds: also return (true, predicted) word tags per sentence.
+
+        fast-bert's positional order, `validate(quiet, loss_only, return_preds)`, is read as fast-bert's when the
+        first argument is a bool.
         """
+        if isinstance(ds_idx, bool):
+            ds_idx, dl, cbs, quiet, loss_only, return_preds = fast_bert_validate_order(ds_idx, dl, cbs, loss_only,
+                                                                                     return_preds)
         results = TaskLearner.validate(self, ds_idx, dl, cbs, quiet=quiet, loss_only=loss_only)
         both = None if loss_only else self._validated_tags()
         if both is None and return_preds:  # no entity metric among the learner's (or loss only): tag the words
