@@ -295,6 +295,7 @@ class TaskLearner(Learner):
             wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type = \
                 _fast_bert_fit_order(wd, cbs, reset_opt, start_epoch, return_results, schedule_type, optimizer_type)
         self._refuse_empty_training_set("fit")
+        self._refuse_accumulation_without_callback(cbs)
         if any(isinstance(c, ParamScheduler) for c in L(cbs)):
             # fastai's fit_one_cycle, lr_find and fine_tune come here with their own schedule and none of these; a
             # user's ParamScheduler with them had every one dropped without a word (and fit returned None). Refused
@@ -632,6 +633,18 @@ class TaskLearner(Learner):
         watchdog = next((cb for cb in self.cbs if isinstance(cb, FitWatchdog)), None)
         if watchdog is not None and watchdog.diverged:
             raise BertLearnError(watchdog.diverged)
+
+    def _refuse_accumulation_without_callback(self, cbs: Any) -> None:
+        # the schedules and steps_done count an optimizer step per grad_accumulation_steps batches, but only an
+        # accumulation callback makes the steps that rare: a learner built by its constructor (or given the
+        # attribute later) stepped every batch while a warm-up and decay planned for a quarter of the steps ended
+        # a quarter of the way in, the rest at rate 0
+        n = self.grad_accumulation_steps or 1
+        if n > 1 and not any(isinstance(cb, GradientAccumulation) for cb in [*self.cbs, *L(cbs)]):
+            raise BertLearnError(f"grad_accumulation_steps={n}: this learner has no gradient-accumulation callback, "
+                                 "so it would step every batch while its schedule counts a step every "
+                                 f"{n} batches; build it with the task's from_pretrained_model(..., "
+                                 f"grad_accumulation_steps={n}), which adds one, or set grad_accumulation_steps=1")
 
     def _refuse_empty_training_set(self, verb: str) -> None:
         # fastai's export() empties the DataLoaders (it keeps the model and the text processing, not the rows): on a

@@ -234,6 +234,24 @@ class TestFit:
             tiny_learner.fit(1, 1e-4, False, cbs=[Count()])
         assert seen and len(tiny_learner.recorder.values[0]) == 1
 
+    def test_accumulation_without_its_callback_is_refused(self, tiny_databunch, tiny_model_dir, tiny_learner):
+        """The constructor stored grad_accumulation_steps, which the schedules count steps by, but only the
+        factories add the callback that accumulates: such a learner stepped every batch and its warm-up and decay
+        ended a quarter of the way into the fit."""
+        import transformers as T
+        model = T.AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+        learner = BertLearner(tiny_databunch, model, grad_accumulation_steps=4, schedule_type="warmup_linear")
+        message = (r"^grad_accumulation_steps=4: this learner has no gradient-accumulation callback, so it would step "
+                   r"every batch while its schedule counts a step every 4 batches; build it with the task's "
+                   r"from_pretrained_model\(\.\.\., grad_accumulation_steps=4\), which adds one, or set "
+                   r"grad_accumulation_steps=1$")
+        with pytest.raises(BertLearnError, match=message):
+            learner.fit(1, 1e-4)
+        assert learner.steps_done == 0 and learner.opt is None  # refused before anything ran
+        tiny_learner.grad_accumulation_steps = 4
+        with pytest.raises(BertLearnError, match=message):
+            tiny_learner.fit(1, 1e-4)
+
     def test_fastai_metric_functions_work(self, tiny_databunch, tiny_model_dir):
         learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), [fastai_accuracy], "cpu", None)
         assert set(learner.validate(quiet=True)) == {"loss", "accuracy"}
