@@ -1008,7 +1008,11 @@ class TaskLearner(Learner):
         # and save_model's recorded precision follow; a checkpoint's adds the fit's own callbacks `cbs` (gone after
         # the fit, so prediction and save_model then run and record float32)
         cbs = [*self.cbs, *cbs]
-        if any(isinstance(cb, BF16Autocast) for cb in cbs):
+        param = next(self.model.parameters(), None)
+        where = param.device.type if param is not None else None
+        # an autocast for another device than the model's casts nothing there (a GPU-trained learner's
+        # BF16Autocast('cuda') after load_learner on the CPU): its passes run float32, and so must prediction
+        if any(isinstance(cb, BF16Autocast) and cb.device_type == where for cb in cbs):
             return torch.bfloat16
         mp = next((cb for cb in cbs if isinstance(cb, MixedPrecision)), None)
         if mp is None:
@@ -1016,8 +1020,7 @@ class TaskLearner(Learner):
         # fastai's MixedPrecision enters torch.autocast('cuda'), which casts nothing on a model on the CPU (and torch
         # disables it without CUDA): after to_fp16() on a CPU, fit, validate and get_preds ran float32 while
         # prediction ran under CPU float16 autocast (1e-4 off) and save_model recorded fp32
-        param = next(self.model.parameters(), None)
-        if param is None or param.device.type != "cuda" or not torch.cuda.is_available():
+        if where != "cuda" or not torch.cuda.is_available():
             return None
         return torch.bfloat16 if mp.amp_mode == AMPMode.BF16 else torch.float16
 
@@ -1348,10 +1351,30 @@ def load_learner(fname: str | Path, cpu: bool = True) -> TaskLearner:
     if not isinstance(learner, TaskLearner):
         raise ModelError(f"load_learner: {str(path)!r} holds a {type(learner).__name__}, not a bertlearn learner")
     learner.dls.device = next(learner.model.parameters()).device
+    _retarget_autocast(learner, path)
     func = getattr(learner.loss_func, "func", None)
     if type(func) is nn.CrossEntropyLoss:  # an export from before the loss's mean over nothing was 0, not NaN
         func.__class__ = CrossEntropyLoss  # the same state and, otherwise, the same values
     return learner
+
+
+def _retarget_autocast(learner: TaskLearner, path: Path) -> None:
+    """A learner exported with bf16 autocast on one device and loaded on another (a GPU's export on a CPU: fastai's
+    `cpu=True` drops only its own MixedPrecision) kept BF16Autocast('cuda'), which casts nothing on the CPU: it
+    trained in float32 with torch's warning each batch. Its precision is chosen again for the device it is on, as
+    `is_fp16=True` would choose it there, and said."""
+    device = learner.dls.device
+    stale = [cb for cb in learner.cbs if isinstance(cb, BF16Autocast) and cb.device_type != device.type]
+    if not stale:
+        return
+    learner.remove_cbs(stale)
+    replacement = mixed_precision(device)
+    if replacement is not None:
+        learner.add_cb(replacement)
+    now = "bf16 autocast" if isinstance(replacement, BF16Autocast) else \
+        "fp16 autocast with loss scaling" if replacement is not None else "float32"
+    warnings.warn(f"load_learner: {path.name} was exported with bf16 autocast on {stale[0].device_type}; on "
+                  f"{device.type} it now trains and predicts in {now}", stacklevel=user_stacklevel())
 
 
 def _listed(names: Any) -> str:

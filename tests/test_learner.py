@@ -373,6 +373,26 @@ class TestLoadedLearner:
              "the rows). Give it data first: learner.dls = BertDataBunch(...) built with the same tokenizer and "
              "labels, then train")
 
+    def test_a_gpu_bf16_export_loaded_on_the_cpu_trains_and_predicts_at_one_precision(self, tiny_learner):
+        """A GPU learner's BF16Autocast('cuda') survived load_learner on a CPU, where it casts nothing: fit and
+        validate ran float32 while prediction (and save_model's recorded precision) went by bf16."""
+        from bertlearn import load_learner
+        from bertlearn.callbacks import BF16Autocast
+        from bertlearn.device import native_bf16
+        texts = ["a good movie", "the plot was dull and long"]
+        plain = tiny_learner.predict_logits(texts)
+        tiny_learner.add_cb(BF16Autocast("cuda"))  # as is_fp16=True on an Ampere GPU adds it
+        torch.testing.assert_close(tiny_learner.predict_logits(texts), plain, rtol=0, atol=0)  # it casts nothing here
+        path = tiny_learner.export("bf16.pkl")
+        with pytest.warns(UserWarning) as said:
+            learner = load_learner(path)
+        cpu_bf16 = native_bf16("cpu")
+        now = "bf16 autocast" if cpu_bf16 else "float32"
+        assert f"load_learner: bf16.pkl was exported with bf16 autocast on cuda; on cpu it now trains and predicts " \
+               f"in {now}" in [str(w.message) for w in said]
+        autocasts = [cb.device_type for cb in learner.cbs if isinstance(cb, BF16Autocast)]
+        assert autocasts == (["cpu"] if cpu_bf16 else [])
+
     def test_training_a_learner_from_export_is_refused_until_it_has_data(self, tiny_learner, tiny_databunch):
         # before: fit() trained nothing and returned (0, nan) without a word; lr_find() raised ZeroDivisionError
         from bertlearn import load_learner
