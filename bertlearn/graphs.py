@@ -186,7 +186,11 @@ class CudaGraphCallback(Callback):
         if getattr(model, checkpointing, False):
             return "gradient checkpointing recomputes activations outside the captured pass"
         for cb in self.learn.cbs:
-            if isinstance(cb, GradientAccumulation) and cb.n_acc > self.dls.train.bs:
+            # bertlearn's StepAccumulation counts batches (`batches`; masked LM's n_acc is that count too), fastai's
+            # counts rows: AccumulateBatches(2) has n_acc=2, under any batch size, and was let through
+            batches = getattr(cb, "batches", None)
+            if isinstance(cb, GradientAccumulation) and (batches > 1 if batches is not None
+                                                         else cb.n_acc > self.dls.train.bs):
                 return "gradient accumulation adds into gradients that the graph's replay overwrites"
             if isinstance(cb, MixedPrecision):
                 return "fp16 mixed precision scales the loss and checks it on the host every step; bf16 needs neither"

@@ -263,6 +263,21 @@ class TestDispatch:
         quiet_fit(learner, 1, lr=1e-3, cbs=[GradientAccumulation(n_acc=32)])
         assert cb.captures == 0
 
+    def test_batch_counting_accumulation_blocks_graphs(self, fake_capture, tiny_model_dir, tmp_path):
+        """Masked LM's AccumulateBatches(2) stores the batch count as n_acc (2), which the row-count check let
+        through: graphed steps would overwrite the gradients it accumulates."""
+        from bertlearn.callbacks import StepAccumulation
+        from bertlearn.tasks.lm import AccumulateBatches
+        learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
+        cb = CudaGraphCallback(True)
+        learner.add_cb(cb)
+        for acc in (AccumulateBatches(2), StepAccumulation(n_acc=2 * learner.dls.train.bs, batches=2)):
+            learner.add_cb(acc)
+            assert cb.blocker() == "gradient accumulation adds into gradients that the graph's replay overwrites"
+            learner.remove_cb(acc)
+        learner.add_cb(StepAccumulation(n_acc=learner.dls.train.bs, batches=1))  # a step every batch
+        assert cb.blocker() is None
+
     def test_compiled_model_is_refused(self, fake_capture, tiny_model_dir, tmp_path):
         learner = make_learner(tiny_model_dir, tmp_path, cuda_graphs=False)
         learner.model.compile()  # never runs: the check comes first
