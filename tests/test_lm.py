@@ -377,7 +377,7 @@ def test_a_txt_corpus_is_read_one_text_a_line(tiny_model_dir, tmp_path, tiny_tok
     lines = ["the movie was good", "it was a fun film, really", "", "   ", "the plot was dull"] * 4
     (tmp_path / "corpus.txt").write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     db = BertLMDataBunch.from_raw_corpus(tmp_path / "corpus.txt", tiny_tokenizer, maxlen=32, seed=0,
-                                         valid_pct=0.25, device="cpu")
+                                         valid_pct=0.5, device="cpu")
     read = [ds.ids[i, :ds.lengths[i]].tolist() for ds in (db.train_ds, db.valid_ds) for i in range(len(ds))]
     expected = tiny_tokenizer([t for t in lines if t.strip()])["input_ids"]
     assert sorted(read) == sorted(expected) and len(read) == 12
@@ -691,6 +691,20 @@ def test_validation_masks_are_each_rows_own_whatever_the_batching(corpus, tiny_m
     assert _validation_masks([db.valid.new(bs=3)]) == whole
     assert _validation_masks([db.valid.new(bs=5).shard(r, 2) for r in range(2)]) == whole
     assert _validation_masks([db.valid.shard(r, 3) for r in range(3)]) == whole
+    # the collator's rule: 15% of the tokens that are not special, 80% of those [MASK], 10% a random token (bounds
+    # of about 4 standard deviations on ~2,500 tokens)
+    db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, valid_pct=0.9,
+                                         device="cpu")
+    tok, n_real, n_masked, n_mask_token, n_same = db.tokenizer, 0, 0, 0, 0
+    for ids, mask, positions, targets in db.valid:
+        restored = ids.clone().view(-1)
+        restored[positions] = targets
+        n_real += int(((mask.view(-1) == 1) & ~torch.isin(restored, torch.tensor(tok.all_special_ids))).sum())
+        n_masked += len(positions)
+        n_mask_token += int((ids.view(-1)[positions] == tok.mask_token_id).sum())
+        n_same += int((ids.view(-1)[positions] == targets).sum())
+    assert n_real > 2000 and 0.12 < n_masked / n_real < 0.18 and 0.72 < n_mask_token / n_masked < 0.88
+    assert 0.035 < n_same / n_masked < 0.165
     # the training masks still change from epoch to epoch
     first, second = ([b[2].tolist() for b in db.train] for _ in range(2))
     assert first != second

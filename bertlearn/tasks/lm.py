@@ -74,10 +74,13 @@ class MaskedLMDataLoader(BertDataLoader):
 
     Args:
         dataset: an unlabelled `EncodedDataset`.
-        collator: a `transformers.DataCollatorForLanguageModeling` (its masking rule is used as is).
-        seed: for validation, a fixed seed: each row's masks are drawn from (seed, row index), the same every epoch
-            whatever the batch size, the batches' order or the number of processes sharing the rows (DDP). None:
-            fresh masks each epoch, drawn batch by batch from the loader's seeded generator.
+        collator: a `transformers.DataCollatorForLanguageModeling`: training batches are masked by it as is,
+            validation batches by its rule and probabilities (`mlm_probability`, `mask_replace_prob`,
+            `random_replace_prob`) with draws of their own (see `seed`).
+        seed: for validation, a fixed seed: every draw is a hash of (seed, row index, the token's place in its
+            row), so the masks are the same every epoch whatever the batch size, the batches' order or the number
+            of processes sharing the rows (DDP). None: fresh masks each epoch, drawn batch by batch by the collator
+            from the loader's seeded generator.
     """
 
     def __init__(self, dataset: EncodedDataset, bs: int = 32, shuffle: bool = False, drop_last: bool = False,
@@ -113,34 +116,46 @@ class MaskedLMDataLoader(BertDataLoader):
 
     def _row_masks(self, b: list[int], ids: torch.Tensor, mask: torch.Tensor,
                    special: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validation masks drawn row by row from (seed, row index) over the row's own tokens: drawn batch-wise, a
-        row's masks depended on which rows shared its batch and on the batch's width, so the perplexity of the same
-        model on the same texts moved with the batch size and the number of DDP processes. Each row's draw is kept
-        (its masked places, their inputs and targets: ~15% of its tokens), so later passes only scatter them."""
-        cache = self.__dict__.setdefault("_masks_by_row", {})
-        first = mask.argmax(1).tolist()  # the row's first token's column, wherever the padding is
-        width = ids.shape[1]
-        flat, inputs, targets = [], [], []
-        for j, r in enumerate(b):
-            r = int(r)
-            if r not in cache:
-                cols = mask[j].nonzero().view(-1)
-                state = np.random.SeedSequence([self.seed, r]).generate_state(2)
-                self.collator.generator = torch.Generator().manual_seed((int(state[0]) << 31) ^ int(state[1]))
-                row, row_labels = self.collator.torch_mask_tokens(ids[j, cols][None],
-                                                                  special_tokens_mask=special[j, cols][None])
-                at = (row_labels[0] != -100).nonzero().view(-1)
-                cache[r] = (at.numpy(), row[0, at].numpy(), row_labels[0, at].numpy())
-            at, row_inputs, row_targets = cache[r]
-            flat.append(at + (j * width + first[j]))
-            inputs.append(row_inputs)
-            targets.append(row_targets)
-        flat_t = torch.from_numpy(np.concatenate(flat)) if flat else torch.zeros(0, dtype=torch.long)
-        labels = torch.full_like(ids, -100)
-        if len(flat_t):
-            ids.view(-1)[flat_t] = torch.from_numpy(np.concatenate(inputs))
-            labels.view(-1)[flat_t] = torch.from_numpy(np.concatenate(targets))
+        """Validation masks that are each row's own: the collator's rule (mask `mlm_probability` of the tokens that
+        are not special; of those, `mask_replace_prob` become the mask token, `random_replace_prob` a random token,
+        the rest stay) with every draw a function of (seed, row index, the token's place in its row, draw). Drawn
+        batch-wise from one generator, a row's masks depended on which rows shared its batch and on the batch's
+        width, so the perplexity of the same model on the same texts moved with the batch size and the number of
+        DDP processes. Nothing is kept between passes: the same draws come back, vectorized, every time."""
+        c = self.collator
+        rows = torch.as_tensor(np.asarray(b, dtype=np.int64))[:, None]
+        place = torch.arange(ids.shape[1])[None, :] - mask.argmax(1, keepdim=True)  # left padding too
+        u = _uniforms(self.seed, rows, place, 4)
+        masked = (u[0] < c.mlm_probability) & ~special
+        mask_p, random_p = getattr(c, "mask_replace_prob", 0.8), getattr(c, "random_replace_prob", 0.1)
+        replaced = masked & (u[1] < mask_p)
+        # as the collator scales it: random_replace_prob of all masked tokens, drawn among those not replaced
+        randomized = masked & ~replaced & (u[2] < (random_p / (1 - mask_p) if mask_p < 1 else 0.0))
+        labels = torch.where(masked, ids, torch.full_like(ids, -100))
+        ids = torch.where(replaced, torch.full_like(ids, c.tokenizer.mask_token_id), ids)
+        ids = torch.where(randomized, (u[3] * len(c.tokenizer)).long().clamp_max(len(c.tokenizer) - 1), ids)
         return ids, labels
+
+
+def _uniforms(seed: int, rows: torch.Tensor, place: torch.Tensor, draws: int) -> torch.Tensor:
+    """`draws` uniform [0, 1) numbers per (row, place), shape (draws, rows, places), each a hash (splitmix64) of
+    (seed, row, place, draw): the same number for a token whatever batch it comes in.
+
+    Args:
+        seed: the loader's seed.
+        rows: row indices, shape (rows, 1).
+        place: each token's place in its row, shape (rows, places) or (1, places).
+        draws: how many independent numbers per token.
+    """
+    key = ((rows * 0x1F3D5B79 + place) * draws).numpy().astype(np.uint64)
+    x = key[None] + np.arange(draws, dtype=np.uint64)[:, None, None] + \
+        np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return torch.from_numpy((x >> np.uint64(11)).astype(np.float64) * 2.0 ** -53)
 
 
 LM_FILES = ("lm_train.txt", "lm_val.txt")  # what from_raw_corpus(data_dir, ...) writes, as fast-bert did
@@ -347,7 +362,7 @@ def _corpus_texts(corpus: Any, text_col: str, quoting: int = csv.QUOTE_MINIMAL) 
         if text_col not in corpus.columns:
             raise DataError(f"text_col: column {text_col!r} not in corpus; columns are {list(corpus.columns)}")
         corpus = corpus[text_col].dropna().astype(str).tolist()
-    texts = [t for t in as_texts(corpus, "corpus") if t.strip()]
+    texts = [t for t in as_texts(corpus, "corpus", say_empty=False) if t.strip()]
     if len(texts) < 2:
         raise DataError(f"corpus has {len(texts)} non-empty texts; masked-LM training needs at least 2")
     return texts
