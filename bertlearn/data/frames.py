@@ -754,13 +754,14 @@ def refuse_table(texts: Any, arg: str, *, pairs: bool = False) -> None:
                         f"its texts, e.g. {pick}")
 
 
-def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
+def as_texts(texts: Any, arg: str, *, pairs: bool = False, say_empty: bool = True) -> list[Any]:
     """`texts` as a list of strings (or of (a, b) pairs), a single text wrapped; anything else a `DataError`.
 
     Args:
         texts: a text, a list of texts, or (text_a, text_b) pairs.
         arg: the argument's name, as the message says it.
         pairs: the model takes sentence pairs.
+        say_empty: warn about texts that are empty or only whitespace (each still gets its row).
     """
     refuse_table(texts, arg, pairs=pairs)
     if pairs:
@@ -770,10 +771,12 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
         if bad:
             raise DataError(f"{arg}: items {bad[:10]} are not (text_a, text_b) pairs of strings; this model was "
                             "trained on sentence pairs")
-        return [tuple(t) for t in texts]
+        texts = [tuple(t) for t in texts]
+        if say_empty:
+            _say_empty(arg, [i for i, (a, b) in enumerate(texts) if not a.strip() or not b.strip()], pairs=True)
+        return texts
     if isinstance(texts, str):
-        return [texts]
-    texts = list(texts)
+        texts = [texts]
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
     # tuples only: predict(["a", "b"]) (a list meant for predict_batch) is said below
     if bad and all(isinstance(texts[i], tuple) and len(texts[i]) == 2 and
@@ -786,7 +789,20 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False) -> list[Any]:
         raise DataError(f"{arg}: items {bad[:10]} are not strings (got {type(texts[bad[0]]).__name__}); "
                         "pass a list of texts" + ("; predict() takes one text, predict_batch() a list of them"
                                                   if nested else ""))
+    if say_empty:
+        _say_empty(arg, [i for i, t in enumerate(texts) if not t.strip()])
     return texts
+
+
+def _say_empty(arg: str, empty: list[int], *, pairs: bool = False) -> None:
+    # a blank row of a list (predict_batch(df.text.tolist())) was answered from the special tokens alone, a
+    # confident label for no text, while `bertlearn predict` and the CSV readers refuse such rows
+    if empty:
+        what = "pairs with an empty or whitespace-only side" if pairs else "empty or whitespace-only"
+        warnings.warn(f"{arg}: item{'s' if len(empty) > 1 else ''} {empty[:10]}"
+                      f"{f' (and {len(empty) - 10} more)' if len(empty) > 10 else ''} {'are' if len(empty) > 1 else 'is'} "
+                      f"{what}: each still gets a prediction, the model's answer for no text; drop or fill them "
+                      "if that is not what you want", stacklevel=user_stacklevel())
 
 
 def _finite_number(name: str) -> float:
