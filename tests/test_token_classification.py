@@ -750,6 +750,16 @@ def test_test_file_is_read_untagged_and_predicted_by_default(ner_dir, tiny_model
         learner2.predict_tokens()
     with pytest.raises(TypeError, match=r"test_dl\(\) got unexpected arguments \['with_labels'\]"):
         db2.test_dl([["bob"]], with_labels=True)
+    # raw text (fastai's habit with test_dl) was cut into characters: "bob is fun" became 10 words, spaces too
+    raw = (r"^{}: items \[0, 1\] are strings, and sentences are lists of words, e\.g\. \[\['Jane', 'lives', 'in', "
+           r"'Paris'\]\] \(a string would be cut into characters, one word each\); split the texts into words first, "
+           r"or tag raw text with learner\.predict_batch\(texts\)$")
+    with pytest.raises(DataError, match=raw.format("test_items")):
+        db2.test_dl(["bob is fun", "ann was good"])
+    frame = pd.DataFrame({"tokens": [["bob", "was", "good"]] * 8, "tags": [["B-PER", "O", "O"]] * 8})
+    with pytest.raises(DataError, match=raw.format("test")):
+        BertNERDataBunch.from_df(frame, frame, str(tiny_model_dir), test=["bob is fun", "ann was good"], device="cpu")
+    assert db2.test_dl([["bob", "is", "fun"]]).dataset.words == [["bob", "is", "fun"]]
 
 
 def test_report_confusions_and_results_without_the_default_metrics(ner_dir, tiny_model_dir):

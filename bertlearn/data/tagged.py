@@ -36,7 +36,7 @@ from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
 
 __all__ = ["TOKEN_CLASSIFICATION", "IGNORE_INDEX", "word_pieces", "tokenizer_for_words", "TagEncoder",
-           "TaggedDataset", "TaggedDataLoader", "BertNERDataBunch"]
+           "TaggedDataset", "TaggedDataLoader", "BertNERDataBunch", "word_lists"]
 
 # fast-bert's cache flags, which tagged data has nothing to act on
 _NO_CACHE_WHY = {"clear_cache": "tagged data is encoded in memory each time (no cache to clear)",
@@ -638,7 +638,7 @@ class BertNERDataBunch(BertDataBunch):
         if seed is not None:
             loaders[0].rng = random.Random(seed)
         if test is not None:
-            words = test.words if isinstance(test, TaggedSentences) else [list(s) for s in test]
+            words = test.words if isinstance(test, TaggedSentences) else word_lists(test, "test")
             loaders.append(TaggedDataLoader(encoder.dataset(words), bs=val_bs, batch_overhead="auto"))
         dls = cls(*loaders, path=path, device=resolve_device(device))
         dls.seed = seed  # a seeded learner built on it starts the training order over from this seed
@@ -671,8 +671,25 @@ class BertNERDataBunch(BertDataBunch):
         if kwargs:
             raise TypeError(f"BertNERDataBunch.test_dl() got unexpected arguments {sorted(kwargs)}; it takes the "
                             "sentences (lists of words) and bs")
-        return TaggedDataLoader(self.encoder.dataset([list(s) for s in test_items]), bs=bs or self.valid.bs,
+        return TaggedDataLoader(self.encoder.dataset(word_lists(test_items, "test_items")), bs=bs or self.valid.bs,
                                 device=self.device, batch_overhead="auto")
+
+
+def word_lists(sentences: Any, arg: str) -> list[list[str]]:
+    """Sentences as lists of words; raw text refused: `list("Jane runs")` made every character (spaces too) a word
+    with a tag of its own.
+
+    Args:
+        sentences: one list of words per sentence.
+        arg: the argument's name, as the message says it.
+    """
+    sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+    bad = [i for i, s in enumerate(sentences) if isinstance(s, str)]
+    if bad:
+        raise DataError(f"{arg}: items {bad[:10]} are strings, and sentences are lists of words, e.g. [['Jane', "
+                        "'lives', 'in', 'Paris']] (a string would be cut into characters, one word each); split "
+                        "the texts into words first, or tag raw text with learner.predict_batch(texts)")
+    return [[str(w) for w in s] for s in sentences]
 
 
 def _subset(sents: TaggedSentences, idx: np.ndarray) -> TaggedSentences:
