@@ -541,8 +541,15 @@ def _text_cols(args: argparse.Namespace, predictor: Any, columns: Sequence[str])
     else:
         saved = predictor.settings.get("text_col")
         cols = list(saved) if isinstance(saved, list) else [saved] if saved else ["text"]
-        if not set(cols) <= set(columns) and predictor.encoder.pairs:
+        if not saved and not set(cols) <= set(columns) and predictor.encoder.pairs:
+            # a plain Hugging Face pair model records no columns; a bertlearn one does, and a file without them
+            # was read as text_a, text_b whatever those held (the training pair's order swapped, without a word)
             cols = ["text_a", "text_b"]
+        missing = [c for c in cols if c not in columns]
+        if missing and len(cols) > 1:
+            raise DataError(f"{str(args.input)!r} has no column {missing[0]!r}: the model was trained on the columns "
+                            f"{cols} (its bertlearn.json), and the file's columns are {list(columns)}; pass "
+                            f"--text-col with the file's columns holding those texts, in that order")
     missing = [c for c in cols if c not in columns]
     if missing:
         raise DataError(f"--text-col: column {missing[0]!r} not in {str(args.input)!r}; columns are {list(columns)}")

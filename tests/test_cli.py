@@ -558,3 +558,25 @@ def test_quoting_none_reads_a_tsv_of_texts_as_typed(trained_dir, tmp_path, capsy
         assert last.startswith(f"bertlearn {command}: error: --input: '{tmp_path / name}' line 2 ('\"the movie\\t")
         assert "pass quoting=csv.QUOTE_NONE (--quoting none)" in last
     assert not (tmp_path / "q.csv").exists()
+
+
+def test_a_pair_model_never_reads_other_columns_than_it_was_trained_on(tiny_model_dir, tmp_path, capsys):
+    """A pair model trained on (s1, s2) was given a file without them and read its text_a, text_b instead, whatever
+    they held (here the training order swapped), without a word."""
+    from bertlearn import BertDataBunch, BertLearner
+    df = make_texts(24, seed=1)
+    df = df.assign(s1=df["text"], s2=df["text"].str.upper())
+    db = BertDataBunch.from_df(df, df, str(tiny_model_dir), text_col=["s1", "s2"], bs=8, maxlen=32, device="cpu")
+    folder = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None,
+                                               output_dir=tmp_path / "o").save_model(tmp_path / "m")
+    df.assign(text_a=df["s2"], text_b=df["s1"])[["text_a", "text_b"]].to_csv(tmp_path / "ab.csv", index=False)
+    code = main(["predict", "--model", str(folder), "--input", str(tmp_path / "ab.csv"), "--output",
+                 str(tmp_path / "o.csv")])
+    assert code == 1 and not (tmp_path / "o.csv").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bertlearn predict: error: '{tmp_path / 'ab.csv'}' has no column 's1': the model was trained on the columns "
+        "['s1', 's2'] (its bertlearn.json), and the file's columns are ['text_a', 'text_b']; pass --text-col with the "
+        "file's columns holding those texts, in that order")
+    code = main(["predict", "--model", str(folder), "--input", str(tmp_path / "ab.csv"), "--output",
+                 str(tmp_path / "o.csv"), "--text-col", "text_b", "text_a"])
+    assert code == 0 and len(pd.read_csv(tmp_path / "o.csv")) == 24
