@@ -44,7 +44,7 @@ from .checkpoint import identity as checkpoint_identity
 from .checkpoint import check_weights, load_checkpoint, lr_json, read_checkpoint_state
 from .compat import FAST_BERT_LEARNER_ORDER, fast_bert_validate_order, note_no_effect
 from .data import positive_int
-from .device import resolve_device
+from .device import native_bf16, resolve_device
 from .distributed import (distributed_trainer, init_distributed, is_main_process,
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
@@ -114,7 +114,9 @@ class TaskLearner(Learner):
         adam_epsilon: the optimizer's epsilon.
         warmup_steps: warm-up length in steps for every schedule `fit` runs (None: one-cycle's `pct_start`).
         schedule_type: the schedule `fit` runs when not given one (None: one-cycle; see `fit`).
-        grad_accumulation_steps: batches per optimizer step (`warmup_steps` counts optimizer steps, as fast-bert's).
+        grad_accumulation_steps: batches per optimizer step, which the schedules count by (`warmup_steps` counts
+            optimizer steps, as fast-bert's); the accumulating itself is a callback the task's `from_pretrained_model`
+            adds: `fit` refuses a count no such callback takes.
         **kwargs: passed to fastai's `Learner` (loss_func, metrics, cbs, path, wd, moms...).
     """
 
@@ -640,11 +642,21 @@ class TaskLearner(Learner):
         # attribute later) stepped every batch while a warm-up and decay planned for a quarter of the steps ended
         # a quarter of the way in, the rest at rate 0
         n = self.grad_accumulation_steps or 1
-        if n > 1 and not any(isinstance(cb, GradientAccumulation) for cb in [*self.cbs, *L(cbs)]):
+        accumulating = [cb for cb in [*self.cbs, *L(cbs)] if isinstance(cb, GradientAccumulation)]
+        if n > 1 and not accumulating:
             raise BertLearnError(f"grad_accumulation_steps={n}: this learner has no gradient-accumulation callback, "
                                  "so it would step every batch while its schedule counts a step every "
                                  f"{n} batches; build it with the task's from_pretrained_model(..., "
                                  f"grad_accumulation_steps={n}), which adds one, or set grad_accumulation_steps=1")
+        # bertlearn's own callback counts batches; the attribute changed after the factory (to turn accumulation
+        # off) left the callback stepping every `batches` while the schedule counted every n
+        counts = {cb.batches for cb in accumulating if getattr(cb, "batches", None) is not None}
+        if counts and counts != {n}:
+            k = counts.pop()
+            raise BertLearnError(f"grad_accumulation_steps={n}, but this learner's accumulation callback steps every "
+                                 f"{k} batches, so its schedule would count {'more' if n < k else 'fewer'} steps than "
+                                 f"it takes; set learner.grad_accumulation_steps = {k} again, or build the learner "
+                                 f"with from_pretrained_model(..., grad_accumulation_steps={n})")
 
     def _refuse_empty_training_set(self, verb: str) -> None:
         # fastai's export() empties the DataLoaders (it keeps the model and the text processing, not the rows): on a
@@ -1338,7 +1350,9 @@ _PICKLE.__dict__.update({k: v for k, v in vars(pickle).items() if not k.startswi
 
 def load_learner(fname: str | Path, cpu: bool = True) -> TaskLearner:
     """Load a learner written by `learner.export()` (any task; exports of earlier bertlearn versions too); pickle:
-    only load files you trust.
+    only load files you trust. A learner exported with bf16 autocast on another device than it loads on (a GPU's
+    export on a CPU) gets the precision `is_fp16=True` picks there (bf16 autocast on a CPU with bf16 hardware, else
+    float32), with a warning: its old autocast cast nothing on the new device.
 
     Args:
         fname: the exported file.
@@ -1368,7 +1382,9 @@ def _retarget_autocast(learner: TaskLearner, path: Path) -> None:
     if not stale:
         return
     learner.remove_cbs(stale)
-    replacement = mixed_precision(device)
+    # as mixed_precision(device) chooses, without its is_fp16=True message: the user asked for nothing here
+    replacement = BF16Autocast(device.type) if native_bf16(device) else \
+        MixedPrecision(amp_mode=AMPMode.FP16) if device.type == "cuda" else None
     if replacement is not None:
         learner.add_cb(replacement)
     now = "bf16 autocast" if isinstance(replacement, BF16Autocast) else \

@@ -251,6 +251,16 @@ class TestFit:
         tiny_learner.grad_accumulation_steps = 4
         with pytest.raises(BertLearnError, match=message):
             tiny_learner.fit(1, 1e-4)
+        # a factory-built accumulating learner told to stop accumulating kept its callback's count
+        accumulating = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                         grad_accumulation_steps=4)
+        accumulating.grad_accumulation_steps = 1
+        with pytest.raises(BertLearnError, match=r"^grad_accumulation_steps=1, but this learner's accumulation "
+                                                 r"callback steps every 4 batches, so its schedule would count more "
+                                                 r"steps than it takes; set learner.grad_accumulation_steps = 4 again, "
+                                                 r"or build the learner with from_pretrained_model\(\.\.\., "
+                                                 r"grad_accumulation_steps=1\)$"):
+            accumulating.fit(1, 1e-4)
 
     def test_fastai_metric_functions_work(self, tiny_databunch, tiny_model_dir):
         learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), [fastai_accuracy], "cpu", None)
