@@ -179,6 +179,7 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
                                                                                   "multi_label_classification")),
     ("predictor on a folder saved again with a head of 3 outputs", lambda c: _saved_again_as(c, num_labels=3)),
     ("resume with wd_bn_bias switched", lambda c: _changed_resume(c, change=_wd_bn_bias)),
+    ("stride without sliding windows", lambda c: c.bunch(stride=8)),
     ("truncation='tail' with sliding windows", lambda c: c.bunch(truncation="tail",
                                                                               long_text="sliding_window")),
     ("NER from_df: valid_pct=1.5", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(

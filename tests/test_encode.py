@@ -71,6 +71,20 @@ def test_a_truncation_sliding_windows_cannot_follow_is_refused(tiny_tokenizer, t
     assert (encoder.truncation, encoder.long_text) == ("head", "sliding_window")
 
 
+def test_a_stride_without_sliding_windows_is_refused(tiny_tokenizer):
+    """stride= without long_text='sliding_window' was taken, saved in bertlearn.json and did nothing: long texts
+    were cut at maxlen."""
+    with pytest.raises(DataError, match=r"^stride=4 is the overlap of sliding windows, and long_text=None cuts long "
+                                        r"texts instead; pass long_text='sliding_window' with it, or leave stride "
+                                        r"out$"):
+        TextEncoder(tiny_tokenizer, 16, ["a", "b"], stride=4)
+    # every folder saves a stride: one without windows still opens
+    encoder = TextEncoder.from_settings(tiny_tokenizer, {"maxlen": 16, "labels": ["a", "b"], "long_text": None,
+                                                         "stride": 4})
+    assert encoder.long_text is None
+    assert TextEncoder(tiny_tokenizer, 16, ["a", "b"], stride=4, long_text="sliding_window").stride == 4
+
+
 @pytest.mark.parametrize("options", [{"long_text": "sliding_window", "stride": 4}, {}])
 def test_a_left_padding_tokenizer_gives_the_tokenizers_own_rows(tiny_tokenizer, options):
     # the rows were read back as each padded row's first `length` columns: a tokenizer padding on the left gave

@@ -90,6 +90,10 @@ class TextEncoder:
         self.labels, self.problem_type, self.pairs = [str(l) for l in labels], problem_type, bool(pairs)
         self.truncation = truncation
         self.long_text = "sliding_window" if long_text == "sliding_window" else None
+        if stride is not None and self.long_text is None:
+            # only windows overlap: the option was taken, saved, and did nothing
+            raise DataError(f"stride={stride!r} is the overlap of sliding windows, and long_text={long_text!r} cuts long "
+                            "texts instead; pass long_text='sliding_window' with it, or leave stride out")
         self.stride = int(stride) if stride is not None else max(1, self.maxlen // 4)
         if self.long_text and not 0 < self.stride < self.maxlen - 3:
             raise DataError(f"stride={stride} must be between 1 and maxlen - 4 = {self.maxlen - 4}")
@@ -216,6 +220,8 @@ class TextEncoder:
         options = {k: settings[k] for k in keys if k in settings}
         if options.get("long_text") == "sliding_window":
             options["truncation"] = "head"  # a folder saved before that pair was refused: its truncation did nothing
+        else:
+            options.pop("stride", None)  # saved by every folder, read only with windows
         encoder = cls(tokenizer, settings["maxlen"], settings["labels"], **options)
         if "token_type_ids" in settings:  # the decision training made, whatever the tokenizer now lists
             encoder._token_types = bool(settings["token_type_ids"])
