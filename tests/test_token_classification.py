@@ -1616,3 +1616,23 @@ def test_ner_validate_reads_fast_berts_positional_order(ner_learner):
         assert ner_learner.validate(True, True) == {"loss": on_valid["loss"]}
         results, (gold, pred) = ner_learner.validate(True, False, True)
     assert results == on_valid and len(gold) == len(pred) == ner_learner.dls.valid_ds.n_texts
+
+
+def test_returned_tags_are_the_models_own_names(tiny_model_dir, tmp_path):
+    """validate(return_preds=True) and show_results gave seqeval's spellings (BILOU's U-/L- as S-/E-): beside the
+    labels, predict_tokens and, with custom metrics, the predictions (which kept the names), a correct tag compared
+    unequal."""
+    from bertlearn.data.conll import TaggedSentences
+    words, tags = [["bob", "is", "fun"], ["ann", "lee", "was", "good"]], [["U-PER", "O", "U-POS"],
+                                                                         ["B-PER", "L-PER", "O", "U-POS"]]
+    db = BertNERDataBunch.from_sentences(TaggedSentences(words * 4, tags * 4), TaggedSentences(words, tags),
+                                         str(tiny_model_dir), bs=4, maxlen=32, device="cpu")
+    assert db.scheme == "BILOU"
+    for metrics in (None, [lambda p, t: 0.0]):
+        learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), tmp_path / "o", "cpu", None, seed=0,
+                                                       metrics=metrics)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an untrained head: what its tags are does not matter here
+            _, (gold, pred) = learner.validate(quiet=True, return_preds=True)
+            assert gold == tags and all(t in learner.labels for s in pred for t in s)
+            assert pred == learner.predict_tokens(words)

@@ -71,7 +71,10 @@ def tag_loss() -> CrossEntropyLossFlat:
 # --- scores ---
 
 def _names(sentences: list[list[int]], labels: Sequence[str]) -> list[list[str]]:
-    return [[to_seqeval(labels[t]) for t in s] for s in sentences]
+    # the model's own tag names: seqeval's spellings (BILOU's U-/L- as S-/E-, "PER" as "I-PER") came back from
+    # validate(return_preds=True) and show_results, and beside predict_tokens' names a correct tag compared unequal;
+    # the scores read them through to_seqeval themselves
+    return [[labels[t] for t in s] for s in sentences]
 
 
 def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
