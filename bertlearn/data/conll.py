@@ -82,6 +82,8 @@ class TaggedSentences:
         return f"{self.source}, line {self.lines[i] + (j if self.line_per_word else 0)}"
 
 
+_COLUMN_SPACES = re.compile(r"[ \t]+")  # CoNLL's column separator without a tab: ASCII spaces, as conlleval splits
+
 def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | None = None,
                tagged: bool = True) -> TaggedSentences:
     """Read a CoNLL-style file: one word per line with its tag in the last column.
@@ -89,8 +91,9 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
     Args:
         path: the file.
         encoding: its text encoding.
-        delimiter: the column separator (default: a tab where every word line holds one, so that a word may hold a
-            space, which is said once; else any run of whitespace, as conlleval splits).
+        delimiter: the column separator (default: a tab on each line that holds one, so that a word may hold a
+            space, which is said once; else runs of ASCII spaces and tabs, as conlleval splits: a no-break space
+            stays inside its word).
         tagged: each line must hold a tag; False reads only the words (first column) of untagged text.
     """
     path = Path(path)
@@ -100,7 +103,10 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
         body = [(n, line.strip()) for n, line in enumerate(f, 1)]
     content = [b for _, b in body if b and not b.startswith("-DOCSTART-")]
     tabbed = delimiter is None and bool(content) and all("\t" in b for b in content)
-    split = (lambda b: [c.strip() for c in b.split(delimiter or "\t")]) if delimiter or tabbed else str.split
+    # line by line: a tab file with one space-separated line was split at every whitespace, cutting "New York\tB-LOC"
+    # to "New" everywhere; and str.split's Unicode whitespace cut "10\u00a0000" at its no-break space
+    split = (lambda b: [c.strip() for c in b.split(delimiter)]) if delimiter else \
+        (lambda b: [c.strip(" \t") for c in b.split("\t")] if "\t" in b else _COLUMN_SPACES.split(b))
     words, tags, lines = [], [], []
     cur_w: list[str] = []
     cur_t: list[str] = []
@@ -116,7 +122,7 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
         if len(cols) < 2 and tagged:
             raise DataError(f"{path}, line {n}: {stripped!r} has no tag; each line holds a word and its tag in "
                             "the last column (separated by whitespace), and sentences end with a blank line")
-        if tabbed and spaced is None:
+        if delimiter is None and "\t" in stripped and spaced is None:
             spaced = next(((n, c) for c in cols if len(c.split()) > 1), None)
         if not cur_w:
             start = n
@@ -128,9 +134,10 @@ def read_conll(path: str | Path, *, encoding: str = "utf-8", delimiter: str | No
         raise DataError(f"{path} holds no sentences (it is empty, or only blank and -DOCSTART- lines); a CoNLL file "
                         "has one word and its tag per line")
     if spaced is not None:  # only where it changes what is read: a plain tab-separated file reads as it always did
-        warnings.warn(f"{path}: every word line holds a tab, so its columns are split at tabs alone and a word or tag "
-                      f"may hold a space (line {spaced[0]}: {spaced[1]!r}); pass delimiter= to split "
-                      "otherwise", stacklevel=user_stacklevel())
+        held = "every word line holds a tab, so its columns are split" if tabbed else \
+            f"line {spaced[0]} holds a tab, so its columns are split"
+        warnings.warn(f"{path}: {held} at tabs alone and a word or tag may hold a space (line {spaced[0]}: "
+                      f"{spaced[1]!r}); pass delimiter= to split otherwise", stacklevel=user_stacklevel())
     # CoNLL's columns are the same on every line; raw text, one sentence a line, has as many fields as words and,
     # with no blank line, would be read as one sentence whose words are each line's first
     if len(words) == 1 and len(words[0]) > 1 and len(fields) > 1:
