@@ -443,8 +443,14 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
                 fh.write(json.dumps({"text": text, "entities": ents}) + "\n")
         print(f"wrote the entities of {len(texts):,} texts to {args.output}", file=sys.stderr)
         return 0
-    if suffix == ".csv":
-        df = read_csv(args.input, "--input", sep=args.sep, quoting=_quoting(args))
+    if suffix in (".csv", ".tsv"):
+        from .errors import DataError
+        # a .tsv was read as CoNLL: its header and first column tagged as words, a tag added to every row
+        sep = args.sep if args.sep is not None else "\t" if suffix == ".tsv" else None
+        df = read_csv(args.input, "--input", sep=sep, quoting=_quoting(args))
+        if args.text_col is not None and len(args.text_col) > 1:  # the second column was dropped without a word
+            raise DataError(f"--text-col {' '.join(args.text_col)}: a token classifier tags one text a row; give "
+                            "one column")
         cols = _text_cols(args, predictor, list(df.columns))
         _refuse_overwritten_columns(list(df.columns), ["entities"], args.input)
         texts = _texts_of(df, cols[:1], str(args.input))
@@ -454,6 +460,12 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
             out.to_csv(tmp, index=False)
         print(f"wrote the entities of {len(df):,} texts to {args.output}", file=sys.stderr)
         return 0
+    unread = [name for name, given in (("--sep", args.sep is not None), ("--text-col", args.text_col is not None))
+              if given]
+    if unread:
+        warnings.warn(f"{args.input.name} is read as CoNLL (one word a line: its suffix is not .csv, .tsv or .jsonl), "
+                      f"which {' and '.join(unread)} do not apply to; name a table .csv or .tsv to read its text "
+                      "column", stacklevel=2)
     sents = read_conll(args.input, tagged=False)
     tags = iter([t for sent in predictor.predict_tokens(sents.words) for t in sent])
     # read as read_conll reads it (a byte-order mark dropped), so each word line meets its own tag

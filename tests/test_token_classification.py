@@ -1375,6 +1375,28 @@ def test_cli_predict_says_raw_sentences_are_not_conll(ner_learner, tmp_path):
         read_conll(_write(tmp_path / "b.conll", "bob\nwas good\n\nkim\n"), tagged=False)
 
 
+def test_cli_predict_reads_a_tsv_as_a_table(ner_learner, tmp_path):
+    """A .tsv of texts was read as CoNLL: its header and id column tagged as words and a tag added to each row; a
+    second --text-col was dropped without a word."""
+    from bertlearn.cli import main
+    folder = ner_learner.save_model(tmp_path / "m")
+    table = tmp_path / "texts.tsv"
+    table.write_text("id\ttext\n1\tbob was good\n2\tthe movie was fun\n")
+    assert main(["predict", "--model", str(folder), "--input", str(table), "--output", str(tmp_path / "o.csv"),
+                 "--device", "cpu"]) == 0
+    out = pd.read_csv(tmp_path / "o.csv")
+    assert list(out.columns) == ["id", "text", "entities"] and out["id"].tolist() == [1, 2]
+    assert out["entities"].map(json.loads).tolist() == ner_learner.predict_batch(["bob was good", "the movie was fun"])
+    assert main(["predict", "--model", str(folder), "--input", str(table), "--output", str(tmp_path / "o2.csv"),
+                 "--text-col", "text", "id"]) == 1
+    conll = _write(tmp_path / "words.txt", "bob\nwas\ngood\n")
+    with pytest.warns(UserWarning, match=r"^words\.txt is read as CoNLL \(one word a line: its suffix is not \.csv, "
+                                         r"\.tsv or \.jsonl\), which --sep and --text-col do not apply to; name a "
+                                         r"table \.csv or \.tsv to read its text column$"):
+        assert main(["predict", "--model", str(folder), "--input", str(conll), "--output", str(tmp_path / "o.txt"),
+                     "--sep", "\\t", "--text-col", "text"]) == 0
+
+
 def _write(path, text):
     path.write_text(text)
     return path
