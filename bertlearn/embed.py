@@ -523,6 +523,13 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
                 ids[row, :lengths[i]] = torch.as_tensor(enc["input_ids"][i])
                 mask[row, :lengths[i]] = 1
             states = _hidden_states(encoder, ids.to(device), mask.to(device))
+            if len(states) == 1 and _layers(layer, 1) != [-1]:
+                # no block hook ran (Funnel keeps its blocks in lists of lists, never called as modules): the one
+                # state is the output, which layer=0 read as the embeddings
+                raise BertLearnError(f"layer={layer!r}: embed found no transformer block of "
+                                     f"{type(encoder).__name__} that runs as a module it can read (Funnel nests its "
+                                     "blocks in lists of lists), so only layer=-1, the encoder's output, is "
+                                     "available")
             chosen = _layers(layer, len(states))
             h = torch.stack([_batch_first(states[l], states[-1], encoder, layer) for l in chosen])
             h = h.float().mean(0).cpu().numpy()

@@ -271,6 +271,24 @@ def test_layers_are_the_states_the_model_carries_on_and_minus_one_is_its_output(
                                    output, atol=1e-5)
 
 
+def test_a_model_whose_blocks_embed_cannot_read_gives_only_its_output(tiny_tokenizer):
+    """Funnel keeps its blocks in lists of lists, never called as modules: no state was captured, and layer=0 gave
+    the encoder's output as if it were the embeddings."""
+    import transformers as T
+    config = T.FunnelConfig(vocab_size=len(tiny_tokenizer), d_model=32, n_head=4, d_head=8, d_inner=37,
+                            block_sizes=[1, 1], num_decoder_layers=1)
+    torch.manual_seed(0)
+    model = T.FunnelModel(config).eval()
+    with pytest.raises(BertLearnError, match=r"^layer=0: embed found no transformer block of FunnelModel that runs as "
+                                             r"a module it can read \(Funnel nests its blocks in lists of lists\), so "
+                                             r"only layer=-1, the encoder's output, is available$"):
+        embed(["good movie"], model, tokenizer=tiny_tokenizer, layer=0, pooling="mean")
+    with torch.no_grad():
+        out = model(**tiny_tokenizer("good movie", return_tensors="pt", return_token_type_ids=False))
+    np.testing.assert_allclose(embed(["good movie"], model, tokenizer=tiny_tokenizer, pooling="mean")[0],
+                               out.last_hidden_state[0].mean(0).numpy(), atol=1e-5)
+
+
 def test_sizes_and_devices_embed_cannot_use_are_refused_with_the_fix(tiny_model_dir, tiny_tokenizer, trained_learner):
     # before: bs=0 crashed in range(), maxlen past the position table in the embedding lookup, and device= moved a
     # given model's encoder alone, leaving its head behind
