@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import json
 import math
 import sys
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=_EXAMPLES_PREDICT, formatter_class=fmt)
     p.add_argument("--model", required=True, type=Path, help="folder written by train / save_model / to_onnx")
     p.add_argument("--input", required=True, type=Path, help="CSV with the text column(s); NER: a CoNLL file of "
-                   "words, or CSV / JSONL of texts")
+                   "words, or CSV / TSV / JSONL of texts")
     p.add_argument("--output", required=True, type=Path, help="file to write (NER: CoNLL for a CoNLL input)")
     p.add_argument("--text-col", nargs="+", default=None, help="text column(s) (default: the model's own, else text)")
     p.add_argument("--bs", type=int, default=64,
@@ -425,6 +426,9 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     suffix = args.input.suffix.lower()
     if suffix == ".jsonl":
         from .errors import DataError
+        if args.sep is not None:
+            warnings.warn(f"{args.input.name} is read as JSONL (one JSON object a line), which --sep does not apply "
+                          "to", stacklevel=2)
         key, texts = _jsonl_key(args.text_col, "--text-col", "text"), []
         # JSONL lines end at "\n" alone: str.splitlines would also cut a text at U+2028 or U+0085 inside it
         for n, line in enumerate(args.input.read_text(encoding="utf-8-sig").split("\n"), 1):
@@ -443,6 +447,8 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
                 fh.write(json.dumps({"text": text, "entities": ents}) + "\n")
         print(f"wrote the entities of {len(texts):,} texts to {args.output}", file=sys.stderr)
         return 0
+    if suffix == ".tsv" and args.text_col is None and _sentence_blocks(args.input):
+        suffix = ".conll"  # word<TAB>tag lines in sentences (BioBERT's NER sets): CoNLL, as it always was read
     if suffix in (".csv", ".tsv"):
         from .errors import DataError
         # a .tsv was read as CoNLL: its header and first column tagged as words, a tag added to every row
@@ -463,9 +469,10 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     unread = [name for name, given in (("--sep", args.sep is not None), ("--text-col", args.text_col is not None))
               if given]
     if unread:
-        warnings.warn(f"{args.input.name} is read as CoNLL (one word a line: its suffix is not .csv, .tsv or .jsonl), "
-                      f"which {' and '.join(unread)} do not apply to; name a table .csv or .tsv to read its text "
-                      "column", stacklevel=2)
+        why = "its sentences are blocks of lines" if args.input.suffix.lower() == ".tsv" else \
+            "its suffix is not .csv, .tsv or .jsonl"
+        warnings.warn(f"{args.input.name} is read as CoNLL (one word a line: {why}), which {' and '.join(unread)} do "
+                      "not apply to; name a table .csv or .tsv to read its text column", stacklevel=2)
     sents = read_conll(args.input, tagged=False)
     tags = iter([t for sent in predictor.predict_tokens(sents.words) for t in sent])
     # read as read_conll reads it (a byte-order mark dropped), so each word line meets its own tag
@@ -480,6 +487,19 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     print(f"wrote {sum(len(s) for s in sents.words):,} tagged words ({len(sents):,} sentences) to {args.output}",
           file=sys.stderr)
     return 0
+
+
+def _sentence_blocks(path: Path, lines: int = 10_000) -> bool:
+    """Whether a file's first lines hold a blank line with more lines after it: CoNLL's sentence breaks, which a
+    table does not have."""
+    seen_blank = False
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        for line in itertools.islice(f, lines):
+            if not line.strip():
+                seen_blank = True
+            elif seen_blank:
+                return True
+    return False
 
 
 def _eval_ner(args: argparse.Namespace, predictor: Any) -> int:

@@ -655,7 +655,7 @@ class TaskLearner(Learner):
             k = counts.pop()
             raise BertLearnError(f"grad_accumulation_steps={n}, but this learner's accumulation callback steps every "
                                  f"{k} batches, so its schedule would count {'more' if n < k else 'fewer'} steps than "
-                                 f"it takes; set learner.grad_accumulation_steps = {k} again, or build the learner "
+                                 f"it takes; set learner.grad_accumulation_steps = {k}, or build the learner "
                                  f"with from_pretrained_model(..., grad_accumulation_steps={n})")
 
     def _refuse_empty_training_set(self, verb: str) -> None:

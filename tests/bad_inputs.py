@@ -194,6 +194,12 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
         layer_decay=0.5)),
     ("grad_accumulation_steps on a learner without an accumulation callback", lambda c: _accumulation_unset(c)),
     ("a GPU bf16 export loaded on the CPU (warning)", lambda c: _gpu_bf16_export(c)),
+    ("grad_accumulation_steps changed after the factory", lambda c: _accumulation_changed(c)),
+    ("empty texts given to predict_batch (warning)", lambda c: __import__("bertlearn").BertClassificationPredictor(
+        c.learner().save_model(c.root / "m"), device="cpu").predict_batch(["good film", "  "])),
+    ("NER test sentences given as raw strings", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(
+        pd.DataFrame({"tokens": [["Jane", "runs"]] * 4, "tags": [["B-PER", "O"]] * 4}), None, c.tokenizer,
+        test=["Jane runs fast"])),
     ("ONNX folder given PyTorch options (warning)", lambda c: (
         c.learner().to_onnx(c.root / "exp"),
         __import__("bertlearn").load_predictor(c.root / "exp", device="cpu", precision="bf16"))),
@@ -383,6 +389,12 @@ def _wd_bn_bias(learner):
 def _accumulation_unset(c: Ctx):
     learner = c.learner()
     learner.grad_accumulation_steps = 4
+    return learner.fit(1, 1e-4)
+
+
+def _accumulation_changed(c: Ctx):
+    learner = c.learner(grad_accumulation_steps=2)
+    learner.grad_accumulation_steps = 1
     return learner.fit(1, 1e-4)
 
 

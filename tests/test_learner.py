@@ -257,7 +257,7 @@ class TestFit:
         accumulating.grad_accumulation_steps = 1
         with pytest.raises(BertLearnError, match=r"^grad_accumulation_steps=1, but this learner's accumulation "
                                                  r"callback steps every 4 batches, so its schedule would count more "
-                                                 r"steps than it takes; set learner.grad_accumulation_steps = 4 again, "
+                                                 r"steps than it takes; set learner.grad_accumulation_steps = 4, "
                                                  r"or build the learner with from_pretrained_model\(\.\.\., "
                                                  r"grad_accumulation_steps=1\)$"):
             accumulating.fit(1, 1e-4)

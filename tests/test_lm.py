@@ -705,6 +705,14 @@ def test_validation_masks_are_each_rows_own_whatever_the_batching(corpus, tiny_m
         n_same += int((ids.view(-1)[positions] == targets).sum())
     assert n_real > 2000 and 0.12 < n_masked / n_real < 0.18 and 0.72 < n_mask_token / n_masked < 0.88
     assert 0.035 < n_same / n_masked < 0.165
+    # the masks follow the seed and the collator's probabilities (a cache by row index kept the first ones)
+    whole, seeded = _validation_masks([db.valid]), _validation_masks([db.valid.new(seed=1)])
+    assert seeded.keys() == whole.keys() and seeded != whole
+    db.valid.collator.mlm_probability = 0.5
+    try:
+        assert sum(map(len, (c for _, c in _validation_masks([db.valid]).values()))) > 2 * n_masked
+    finally:
+        db.valid.collator.mlm_probability = 0.15
     # the training masks still change from epoch to epoch
     first, second = ([b[2].tolist() for b in db.train] for _ in range(2))
     assert first != second

@@ -1375,7 +1375,7 @@ def test_cli_predict_says_raw_sentences_are_not_conll(ner_learner, tmp_path):
         read_conll(_write(tmp_path / "b.conll", "bob\nwas good\n\nkim\n"), tagged=False)
 
 
-def test_cli_predict_reads_a_tsv_as_a_table(ner_learner, tmp_path):
+def test_cli_predict_reads_a_tsv_as_a_table(ner_learner, tmp_path, capsys):
     """A .tsv of texts was read as CoNLL: its header and id column tagged as words and a tag added to each row; a
     second --text-col was dropped without a word."""
     from bertlearn.cli import main
@@ -1389,6 +1389,14 @@ def test_cli_predict_reads_a_tsv_as_a_table(ner_learner, tmp_path):
     assert out["entities"].map(json.loads).tolist() == ner_learner.predict_batch(["bob was good", "the movie was fun"])
     assert main(["predict", "--model", str(folder), "--input", str(table), "--output", str(tmp_path / "o2.csv"),
                  "--text-col", "text", "id"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bertlearn predict: error: --text-col text id: a token classifier tags one text a row; give one column")
+    # word<TAB>tag lines in sentences (BioBERT's NER sets ship as .tsv) are CoNLL, as before
+    blocks = _write(tmp_path / "test.tsv", "bob\tO\nwas\tO\n\nthe\tO\nmovie\tO\n")
+    assert main(["predict", "--model", str(folder), "--input", str(blocks), "--output", str(tmp_path / "o.conll"),
+                 "--device", "cpu"]) == 0
+    tagged = [l.split("\t") for l in (tmp_path / "o.conll").read_text().splitlines() if l]
+    assert [t[0] for t in tagged] == ["bob", "was", "the", "movie"] and all(len(t) == 3 for t in tagged)
     conll = _write(tmp_path / "words.txt", "bob\nwas\ngood\n")
     with pytest.warns(UserWarning, match=r"^words\.txt is read as CoNLL \(one word a line: its suffix is not \.csv, "
                                          r"\.tsv or \.jsonl\), which --sep and --text-col do not apply to; name a "

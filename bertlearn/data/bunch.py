@@ -251,7 +251,7 @@ class BertDataBunch(DataLoaders):
             label_delim: separator of several labels in one column (implies multi_label).
             truncation: "head", "tail" or "head+tail": which tokens of a too-long text are kept.
             long_text: "sliding_window" to split long texts into overlapping windows (see `TextEncoder`).
-            stride: overlap of sliding windows in tokens.
+            stride: overlap of sliding windows in tokens (with `long_text="sliding_window"` only).
             weight: per-class loss weights (single-label), or "balanced" for inverse class frequency.
             pos_weight: per-label positive weights (multi-label), or "balanced" for negatives / positives.
             test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).

@@ -60,7 +60,7 @@ class TextEncoder:
             (the first quarter and the last three quarters of the budget, as in Sun et al. 2019).
         long_text: "sliding_window" splits long texts into overlapping windows instead of cutting them;
             predictions average the windows' logits.
-        stride: tokens shared by consecutive windows (default maxlen // 4).
+        stride: tokens shared by consecutive windows (default maxlen // 4); only with `long_text="sliding_window"`.
         token_type_ids: give sentence pairs segment ids (token_type_ids): None decides (the tokenizer lists them
             and the config beside it, if any, has not type_vocab_size 1; or its pair template gives the second text
             segment 1 and that config has type_vocab_size > 1), True forces them, False leaves them out. Single
