@@ -606,6 +606,7 @@ def load_predictor(path: str | Path, *, device: torch.device | str | None = None
 def _onnx_providers(device: Any, precision: str, compile: Any, cuda_graphs: Any) -> list | None:
     # load_predictor's PyTorch options for an ONNX folder: device picks the execution provider (it was dropped, so
     # --device cpu ran on CUDA where onnxruntime-gpu sees one); the others do not apply, which is said
+    amp_dtype_for(precision, "cpu")  # a value no folder takes (precision="fp16", a typo) is refused as for PyTorch
     ignored = [f"{name}={value!r}" for name, value, asked in (("precision", precision, precision == "bf16"),
                                                                ("compile", compile, bool(compile)),
                                                                ("cuda_graphs", cuda_graphs, cuda_graphs is True))

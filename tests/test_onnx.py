@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import make_texts
 
-from bertlearn import BertDataBunch, BertLearner, ModelError, OnnxPredictor
+from bertlearn import BertDataBunch, BertLearner, BertLearnError, ModelError, OnnxPredictor
 
 pytest.importorskip("onnxruntime")
 
@@ -235,6 +235,9 @@ def test_load_predictor_takes_device_for_an_onnx_folder_and_says_what_it_cannot_
         load_predictor(tmp_path / "exp", device="mps")
     with pytest.raises(ModelError, match=r"^device='gpu' is not a device; an ONNX model runs on 'cpu' or 'cuda'"):
         load_predictor(tmp_path / "exp", device="gpu")
+    # a precision no folder takes was refused for a save_model folder and taken without a word for an ONNX one
+    with pytest.raises(BertLearnError, match=r"^precision='fp16' is not one of \['auto', 'fp32', 'bf16'\]"):
+        load_predictor(tmp_path / "exp", device="cpu", precision="fp16")
 
 
 def test_onnx_device_picks_the_provider(monkeypatch):

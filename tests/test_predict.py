@@ -666,3 +666,23 @@ def test_a_model_saved_again_with_its_outputs_reordered_is_refused_not_renamed(t
     texts = ["good film and a great plot", "bad movie and a dull plot"]
     assert [p[0][0] for p in BertClassificationPredictor(folder, device="cpu").predict_batch(texts)] == \
         [p[0][0] for p in trained_learner.predict_batch(texts)]
+
+
+def test_a_tokenizer_told_to_split_special_tokens_is_saved_so(tiny_model_dir, tmp_path):
+    """split_special_tokens=True set on the tokenizer object (training split a literal "[SEP]" in a text into pieces)
+    was lost by save_pretrained: the folder's predictors read it as the special token, other ids and logits."""
+    from transformers import AutoTokenizer
+
+    from bertlearn import BertDataBunch, BertLearner, load_predictor
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.split_special_tokens = True
+    df = make_texts(16, seed=1)
+    db = BertDataBunch.from_df(df, df[:8], tok, bs=8, maxlen=24, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path / "o")
+    texts = ["good [SEP] bad [CLS] fun", "the [MASK] film"]
+    predictor = load_predictor(learner.save_model(tmp_path / "m"), device="cpu")
+    assert predictor.encoder.tokenizer.split_special_tokens
+    assert predictor.encoder.dataset(texts).ids.tolist() == db.encoder.dataset(texts).ids.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained head: only the agreement matters
+        torch.testing.assert_close(predictor.predict_logits(texts), learner.predict_logits(texts))

@@ -183,17 +183,23 @@ class TextEncoder:
             folder: the model folder being written.
         """
         self.tokenizer.save_pretrained(folder)
-        if not self.pairs:
-            return
-        names = [n for n in getattr(self.tokenizer, "model_input_names", ()) if n != "token_type_ids"]
-        names += ["token_type_ids"] if self.with_token_types else []
         config = Path(folder) / "tokenizer_config.json"
-        if names != list(getattr(self.tokenizer, "model_input_names", ())) and config.is_file():
-            # the pipeline asks the tokenizer for token_type_ids only where model_input_names lists them (an
-            # ALBERT tokenizer of transformers 5 does not): the saved list says what the model was trained with
+        patch = {}
+        if getattr(self.tokenizer, "split_special_tokens", False):
+            # set on the object after loading, which save_pretrained does not keep: the folder's predictors read a
+            # literal "[SEP]" in a text as the special token that training had split into pieces
+            patch["split_special_tokens"] = True
+        if self.pairs:
+            names = [n for n in getattr(self.tokenizer, "model_input_names", ()) if n != "token_type_ids"]
+            names += ["token_type_ids"] if self.with_token_types else []
+            if names != list(getattr(self.tokenizer, "model_input_names", ())):
+                # the pipeline asks the tokenizer for token_type_ids only where model_input_names lists them (an
+                # ALBERT tokenizer of transformers 5 does not): the saved list says what the model was trained with
+                patch["model_input_names"] = names
+        if patch and config.is_file():
             saved = json.loads(config.read_text())
-            saved["model_input_names"] = names
-            config.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+            if any(saved.get(k) != v for k, v in patch.items()):
+                config.write_text(json.dumps({**saved, **patch}, indent=2, ensure_ascii=False) + "\n")
 
     def key_parts(self) -> dict:
         """Everything besides the texts and the tokenizer's definition that decides the ids, for cache keys: the
