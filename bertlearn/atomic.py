@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_dir", "atomic_file"]
+__all__ = ["atomic_dir", "atomic_file", "recover"]
 
 
 def _pid_alive(pid: str) -> bool:
@@ -39,6 +39,19 @@ def _sweep(path: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
+
+
+def recover(path: str | Path) -> None:
+    """Put back a version of folder `path` that a writer killed between its two renames left aside, so a reader
+    finds it (a resume looked for the checkpoint in that instant's gap, found none, trained from the start, and its
+    first save then replaced the one it should have resumed).
+
+    Args:
+        path: the folder `atomic_dir` writes.
+    """
+    path = Path(path).absolute()
+    if path.parent.is_dir():
+        _sweep(path)
 
 
 @contextlib.contextmanager

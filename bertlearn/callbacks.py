@@ -679,7 +679,8 @@ class TensorBoardLogger(Callback):
         return self.train_iter + getattr(self, "offset", 0)
 
     def after_batch(self) -> None:
-        if not (self.run and self.training) or self.train_iter % self.every:
+        # every `every` steps of the whole fit: counted from the resumed fit's first batch, the points moved
+        if not (self.run and self.training) or self.step % self.every:
             return
         self.writer.add_scalar("train/smooth_loss", float(self.learn.smooth_loss), self.step)  # the one sync
         self._log_lrs()

@@ -30,13 +30,14 @@ from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.schedule import LRFinder, ParamScheduler
 from fastai.callback.tracker import TrackerCallback
 from fastai.callback.training import GradientAccumulation
+from fastai.callback.training import GradientClip as FastaiGradientClip
 from fastai.learner import Learner
 from fastai.learner import load_learner as _fastai_load_learner
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 from torch import nn
 
-from .atomic import atomic_file
+from .atomic import atomic_file, recover
 from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceSmoothLoss, EpochLoggerCallback,
                         FitSummary, FitWatchdog, GradientClip, HFOutputCallback, SkipValidationCallback,
                         SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
@@ -475,8 +476,9 @@ class TaskLearner(Learner):
                   # a resume with another accumulation dropped the saved gradients, with another epsilon the restored
                   # optimizer kept the checkpoint's, and clipping or class weights changed the run; all were silent
                   "grad_accumulation_steps": self.grad_accumulation_steps, "adam_epsilon": self.adam_epsilon,
-                  "max_grad_norm": next((cb.max_norm for cb in [*self.cbs, *cbs] if isinstance(cb, GradientClip)),
-                                        None),
+                  # every clip, fastai's own GradientClip too (bertlearn's subclasses it): a fit(cbs=[GradientClip(
+                  # 0.01)]) recorded the factory's 1.0 alone, so a resume without it was not refused
+                  "max_grad_norm": _clip_norms([*self.cbs, *cbs]),
                   "loss_weights": self._loss_weights(), "loss": _loss_options(self.loss_func),
                   # autocast set after the checkpoint (is_fp16, to_fp16()) trained the rest of the fit in bf16 or fp16
                   "wd_bn_bias": bool(self.wd_bn_bias),
@@ -499,6 +501,7 @@ class TaskLearner(Learner):
                      new_opt: bool = False) -> int:
         # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0; every
         # check runs before anything is restored, so a refused resume leaves the learner as it was
+        recover(folder)
         if not (folder / "state.json").is_file():
             warnings.warn(f"resume=True but there is no checkpoint in {str(folder)!r}; training from the start",
                           stacklevel=user_stacklevel())
@@ -1391,6 +1394,12 @@ def _retarget_autocast(learner: TaskLearner, path: Path) -> None:
         "fp16 autocast with loss scaling" if replacement is not None else "float32"
     warnings.warn(f"load_learner: {path.name} was exported with bf16 autocast on {stale[0].device_type}; on "
                   f"{device.type} it now trains and predicts in {now}", stacklevel=user_stacklevel())
+
+
+def _clip_norms(cbs: list) -> float | list[float] | None:
+    # one clip (the factory's) is recorded as its norm, as checkpoints always had it; several as the list
+    norms = [float(cb.max_norm) for cb in cbs if isinstance(cb, FastaiGradientClip)]
+    return norms[0] if len(norms) == 1 else norms or None
 
 
 def _listed(names: Any) -> str:

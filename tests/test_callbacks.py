@@ -353,3 +353,22 @@ def test_fine_tune_runs_frozen_then_unfrozen(tiny_learner):
         tiny_learner.fine_tune(1, base_lr=1e-4, freeze_epochs=1)
     assert len(tiny_learner.recorder.values) == 1  # the recorder keeps the last fit (the unfrozen epoch)
     assert all(p.requires_grad for p in tiny_learner.model.parameters())
+
+
+def test_tensorboard_points_of_a_resumed_fit_fall_on_the_uninterrupted_fits_steps():
+    """The `every` test read the resumed fit's own batch count: with every=4 and 6 batches an epoch, a fit resumed
+    after epoch 1 wrote at steps 6, 10, 14 where the uninterrupted fit wrote at 8, 12, 16."""
+    from types import SimpleNamespace
+
+    from bertlearn.callbacks import TensorBoardLogger
+    steps = []
+    writer = SimpleNamespace(add_scalar=lambda tag, value, step: steps.append((tag, step)))
+    cb = TensorBoardLogger(writer=writer, every=4)
+    learn = SimpleNamespace(first_epoch=1, dls=SimpleNamespace(train=[0] * 6), training=True, smooth_loss=0.5,
+                            opt=SimpleNamespace(hypers=[{"lr": 1e-4}]), train_iter=0)
+    cb.learn = learn
+    cb.before_train()
+    for i in range(12):
+        learn.train_iter = i
+        cb.after_batch()
+    assert [s for tag, s in steps if tag == "train/smooth_loss"] == [8, 12, 16]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import pytest
 import torch
@@ -141,6 +142,32 @@ class TestResumeChecksWhatTrains:
                                                              "precision")):
             quiet_fit(learner(), 2, lr=1e-3, resume=True)
         quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[BF16Autocast("cpu")])  # the same precision resumes
+
+    def test_fastais_own_gradient_clip_is_recorded(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path):
+        # before: only the first clip (the factory's 1.0) was recorded, so a resume without a fit's own fastai
+        # GradientClip(0.01) trained the rest unclipped at 0.01 without a word
+        from fastai.callback.training import GradientClip as FastaiGradientClip
+        learner = lambda: make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[FastaiGradientClip(0.01), StopAfter(0)])
+        with pytest.raises(BertLearnError, match=another_run(r"max_grad_norm: \[1\.0, 0\.01\] in the checkpoint, 1\.0 "
+                                                             r"now")):
+            quiet_fit(learner(), 2, lr=1e-3, resume=True)
+        quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[FastaiGradientClip(0.01)])  # the same clips resume
+
+    def test_a_checkpoint_a_killed_writer_left_aside_is_resumed(self, interrupted, tmp_path):
+        # before: a kill between atomic_dir's two renames left the checkpoint as .last.old-PID; the resume found no
+        # last/, trained from the start, and its first save replaced the checkpoint it should have resumed
+        import os
+        last = tmp_path / "checkpoints" / "last"
+        epochs_done = json.loads((last / "state.json").read_text())["epochs_done"]
+        os.replace(last, last.parent / ".last.old-999999")  # a writer that no longer runs
+        learner = interrupted()
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            quiet_fit(learner, 2, lr=1e-3, resume=True, cbs=[StopAfter(1)])
+        assert not [w for w in said if "no checkpoint" in str(w.message)]
+        # the resumed fit ran its second epoch only; from the start it would have run both
+        assert epochs_done == 1 and len(learner.recorder.values) == 1 and (last / "state.json").is_file()
 
     def test_decay_of_biases_and_layernorm_switched_is_refused(self, interrupted):
         with pytest.raises(BertLearnError, match=another_run(r"wd_bn_bias: False in the checkpoint, True now",
