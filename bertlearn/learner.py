@@ -486,6 +486,10 @@ class TaskLearner(Learner):
                   # freeze_transformer_layers freezes more than fastai's freeze() of the same groups (counted
                   # frozen, not trainable: another model's other number of tensors is the weights check's to name)
                   "frozen_tensors": sum(not p.requires_grad for p in self.model.parameters())}
+        collator = getattr(self.dls.train, "collator", None)
+        if collator is not None:  # masked LM: what the model trains on (the data digest is of the unmasked ids)
+            shared["masking"] = {k: getattr(collator, k, None)
+                                 for k in ("mlm_probability", "mask_replace_prob", "random_replace_prob")}
         settings = shared if only_shared else {"schedule_type": schedule_type, "pct_start": pct_start,
                                                "one_cycle_options": one_cycle, **shared}
         return json.loads(json.dumps(settings, default=_json_value))

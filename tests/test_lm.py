@@ -716,3 +716,27 @@ def test_validation_masks_are_each_rows_own_whatever_the_batching(corpus, tiny_m
     # the training masks still change from epoch to epoch
     first, second = ([b[2].tolist() for b in db.train] for _ in range(2))
     assert first != second
+
+
+def test_a_resume_with_other_masking_is_refused(corpus, tiny_model_dir, tmp_path):
+    """The checkpoint's data digest is of the unmasked ids: a resume with another mlm_probability trained the rest
+    of the fit on other inputs without a word."""
+    from fastai.callback.core import Callback, CancelFitException
+
+    class StopAfterFirst(Callback):
+        order = 100  # after the checkpoint is written
+
+        def after_epoch(self):
+            raise CancelFitException()
+
+    def learner(p):
+        db = BertLMDataBunch.from_raw_corpus(corpus, str(tiny_model_dir), bs=16, maxlen=32, seed=0, device="cpu",
+                                             mlm_probability=p)
+        return BertLMLearner.from_pretrained_model(db, str(tiny_model_dir), output_dir=tmp_path, device="cpu", seed=0)
+    quiet_fit(learner(0.15), 2, lr=1e-4, checkpoint=True, cbs=[StopAfterFirst()])
+    with pytest.raises(BertLearnError, match=r"^resume=True: the checkpoint in '.*last' belongs to another run "
+                                             r"\(masking: \{'mlm_probability': 0\.15, 'mask_replace_prob': 0\.8, "
+                                             r"'random_replace_prob': 0\.1\} in the checkpoint, \{'mlm_probability': "
+                                             r"0\.5, 'mask_replace_prob': 0\.8, 'random_replace_prob': 0\.1\} now\)"):
+        quiet_fit(learner(0.5), 2, lr=1e-4, resume=True)
+    quiet_fit(learner(0.15), 2, lr=1e-4, resume=True)  # the same masking resumes
