@@ -570,8 +570,8 @@ class StepAccumulation(GradientAccumulation):
 class CheckpointCallback(Callback):
     """Save everything needed to resume after each epoch: weights (safetensors), optimizer state, RNG states,
     the position in the schedule, fastai trackers' best values and patience (`SaveModelCallback`,
-    `EarlyStoppingCallback`...) and the smoothed training loss, into `folder` (written to a temporary folder, then
-    swapped in).
+    `EarlyStoppingCallback`...), the smoothed training loss and fp16's loss scale, into `folder` (written to a
+    temporary folder, then swapped in).
 
     Args:
         folder: the checkpoint folder (`BertLearner.fit(checkpoint=True)` uses `output_dir/checkpoints/last`).
@@ -580,14 +580,16 @@ class CheckpointCallback(Callback):
         trackers: a resumed checkpoint's tracker states, put back once the trackers have reset themselves.
         smooth_loss: a resumed checkpoint's smoothed training loss (`DeviceSmoothLoss.checkpoint_state`), put back
             once the Recorder has reset it.
+        scaler: a resumed checkpoint's fp16 `GradScaler` state, put back once fastai's `MixedPrecision` has built
+            a new scaler.
     """
 
     order = 64  # after the Recorder has closed the epoch and fastai's trackers (60-63) have scored it
 
     def __init__(self, folder: Any, lr: Any = None, fit: dict | None = None, *, trackers: list[dict] | None = None,
-                 smooth_loss: dict | None = None):
+                 smooth_loss: dict | None = None, scaler: dict | None = None):
         self.folder, self.lr, self.fit = folder, lr, fit
-        self.trackers, self.smooth_loss = trackers, smooth_loss
+        self.trackers, self.smooth_loss, self.scaler_state = trackers, smooth_loss, scaler
         self._rows, self._saved, self._stopped = None, None, False
 
     def before_fit(self) -> None:
@@ -602,6 +604,10 @@ class CheckpointCallback(Callback):
             # the checkpoint holds, is each rank's own
             smooth.restore_state(self.smooth_loss, next(self.learn.model.parameters()).device)
         self.smooth_loss = None
+        scaler = getattr(self.learn, "scaler", None)
+        if self.scaler_state is not None and scaler is not None:  # MixedPrecision's before_fit (10) has built it
+            scaler.load_state_dict(self.scaler_state)
+        self.scaler_state = None
 
     def before_epoch(self) -> None:
         self._rows = len(self.learn.recorder.values)

@@ -181,12 +181,22 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
                  # the smoothed training loss the epochs show and fit() returns (read here, once an epoch)
                  "smooth_loss": smooth.checkpoint_state() if hasattr(smooth, "checkpoint_state") else None,
                  "finished": finished or epochs_done >= n_epoch,
+                 # fp16's loss scale and its growth count: a resume started from the initial scale, skipping again
+                 # the overflowing steps the interrupted fit had found its scale with (other weights)
+                 "scaler": _scaler_state(getattr(learn, "scaler", None)),
                  "identity": identity(learn),
                  "python_rng": _jsonable(random.getstate()),
                  "numpy_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],
                  "train_dl_rng": _jsonable(learn.dls.train.rng.getstate())}
         (tmp / "state.json").write_text(json.dumps(state))  # written last: its presence marks a whole checkpoint
     return folder
+
+
+def _scaler_state(scaler: Any) -> dict | None:
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: False)():
+        return None
+    return {k: (float(v) if isinstance(v, float) else int(v) if isinstance(v, int) else v)
+            for k, v in scaler.state_dict().items()}
 
 
 def tracker_states(learn: Any) -> list[dict]:

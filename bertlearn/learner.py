@@ -126,6 +126,7 @@ class TaskLearner(Learner):
     _resumed_steps = 0  # steps_done of the checkpoint a resume loaded
     _resumed_trackers: list | None = None  # its fastai trackers' states
     _resumed_smooth: dict | None = None  # its smoothed training loss
+    _resumed_scaler: dict | None = None  # its fp16 loss scaler's state
     _resumed_done = 0  # its epochs_done
     _seeded_start: dict | None = None  # a seeded learner's random states as its factory left them, until its first fit
     _fits_started = 0  # fits begun in this process by any learner (class-wide): a seeded learner's restore reads it
@@ -380,7 +381,9 @@ class TaskLearner(Learner):
             trackers, self._resumed_trackers = (self._resumed_trackers if start_epoch else None), None
             # and the training loss it shows and returns goes on from the interrupted fit's running average and sum
             smooth, self._resumed_smooth = (self._resumed_smooth if start_epoch else None), None
-            cbs.append(CheckpointCallback(folder, lr, settings, trackers=trackers, smooth_loss=smooth))
+            # and fp16's loss scale from where it had settled
+            scaler, self._resumed_scaler = (self._resumed_scaler if start_epoch else None), None
+            cbs.append(CheckpointCallback(folder, lr, settings, trackers=trackers, smooth_loss=smooth, scaler=scaler))
         self._run_schedule(schedule_type, epochs, lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch,
                            pct_start=pct_start, one_cycle_options=kwargs, warmup=warmup)
         self._raise_if_diverged()
@@ -522,6 +525,7 @@ class TaskLearner(Learner):
         self._resumed_steps = int(state.get("steps_done", 0))
         self._resumed_trackers = state.get("trackers", [])  # a checkpoint from before tracker records: none
         self._resumed_smooth = state.get("smooth_loss")  # one from before: the average restarts
+        self._resumed_scaler = state.get("scaler")  # one from before: the scale restarts
         _log.info("resuming from %s after epoch %d of %d", folder, state["epochs_done"], epochs)
         # a fit early stopping ended is over too: resumed, it trained on (one epoch more each time it was re-run)
         self._resumed_done = state["epochs_done"]

@@ -169,6 +169,29 @@ class TestResumeChecksWhatTrains:
         # the resumed fit ran its second epoch only; from the start it would have run both
         assert epochs_done == 1 and len(learner.recorder.values) == 1 and (last / "state.json").is_file()
 
+    def test_the_fp16_loss_scale_goes_on_from_the_checkpoint(self, tiny_csv_dir, tiny_tokenizer, tiny_model_dir,
+                                                             tmp_path):
+        # before: fastai's MixedPrecision built a new GradScaler at its initial scale in the resumed fit, which
+        # skipped again the overflowing steps the interrupted fit had found its scale with (other weights). A CPU
+        # GradScaler stands in for the GPU's, built where MixedPrecision builds its own
+        class Scaler(Callback):
+            order = 10
+
+            def __init__(self, scale):
+                self.scale, self.seen = scale, None
+
+            def before_fit(self):
+                self.learn.scaler = torch.amp.GradScaler("cpu", init_scale=self.scale)
+
+            def before_train(self):
+                self.seen = self.learn.scaler.get_scale()
+        learner = lambda: make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[Scaler(2.0 ** 5), StopAfter(0)])
+        assert json.loads((tmp_path / "checkpoints" / "last" / "state.json").read_text())["scaler"]["scale"] == 32.0
+        resumed = Scaler(2.0 ** 16)  # a new scaler starts at its initial scale
+        quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[resumed])
+        assert resumed.seen == 32.0
+
     def test_decay_of_biases_and_layernorm_switched_is_refused(self, interrupted):
         with pytest.raises(BertLearnError, match=another_run(r"wd_bn_bias: False in the checkpoint, True now",
                                                              "wd_bn_bias")):
