@@ -67,6 +67,8 @@ def identity(learn: Any) -> dict:
             "config": model_config(model),
             "name_or_path": model_source(model),
             "train_rows": rows, "train_data": data_digest(getattr(train, "dataset", None)), "bs": int(train.bs),
+            # the trackers' best values were scored on it: another set's epochs compared against them
+            "valid_data": data_digest(getattr(getattr(learn.dls, "valid", None), "dataset", None)),
             "processes": rank_world()[1]}
 
 

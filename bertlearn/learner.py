@@ -551,6 +551,12 @@ class TaskLearner(Learner):
                                  "labels: an edited file, or a valid_pct split drawn again: without the databunch's seed= it "
                                  "follows numpy's global random state); resume with the same training data (pass "
                                  "seed= to the databunch), or delete the folder to start over")
+        if saved.get("valid_data") not in (None, now["valid_data"]) and state.get("trackers"):
+            kinds = sorted({t.get("type", "tracker") for t in state["trackers"]})
+            raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} was validated on other rows than this "
+                                 f"learner's, and its trackers ({', '.join(kinds)}) would compare this set's scores "
+                                 "with their best on that one (another epoch kept or stopped at); resume with the "
+                                 "same validation data, or delete the folder to start over")
         keys = ("model", "processes", "train_rows", "bs")
         then = {**{k: saved[k] for k in keys if k in saved}, **state.get("fit", {})}
         current = {**{k: now[k] for k in keys}, **settings}

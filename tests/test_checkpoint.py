@@ -192,6 +192,19 @@ class TestResumeChecksWhatTrains:
         quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[resumed])
         assert resumed.seen == 32.0
 
+    def test_trackers_resumed_on_other_validation_rows_are_refused(self, tiny_csv_dir, tiny_tokenizer,
+                                                                    tiny_model_dir, tmp_path):
+        # before: SaveModelCallback went on comparing the new set's losses with its best on the old set
+        from fastai.callback.tracker import SaveModelCallback
+        from conftest import make_texts
+        learner = lambda: make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
+        quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[SaveModelCallback(), StopAfter(0)])
+        make_texts(32, seed=7).to_csv(tiny_csv_dir / "val.csv", index=False)  # an edited validation file
+        with pytest.raises(BertLearnError, match=r"^resume=True: the checkpoint in '.*last' was validated on other "
+                                                 r"rows than this learner's, and its trackers \(SaveModelCallback\) "
+                                                 r"would compare this set's scores with their best on that one"):
+            quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[SaveModelCallback()])
+
     def test_decay_of_biases_and_layernorm_switched_is_refused(self, interrupted):
         with pytest.raises(BertLearnError, match=another_run(r"wd_bn_bias: False in the checkpoint, True now",
                                                              "wd_bn_bias")):
