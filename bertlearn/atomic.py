@@ -31,10 +31,14 @@ def _sweep(path: Path) -> None:
     """Clean up after writers of `path` that no longer run: a previous version moved aside (`.NAME.old-PID`) by a
     writer killed before it put the new one in place goes back to `path`; half-written temporaries go."""
     for stale in sorted(path.parent.glob(f".{path.name}.*-*")):
-        if _pid_alive(stale.name.rsplit("-", 1)[-1]):
+        pid = stale.name.rsplit("-", 1)[-1]
+        # this process's own name is a dead writer's whose PID it was given again (a restarted container): no write
+        # of this process is under way while it sweeps
+        if pid != str(os.getpid()) and _pid_alive(pid):
             continue
         if stale.name.startswith(f".{path.name}.old-") and not path.exists():
-            os.replace(stale, path)
+            with contextlib.suppress(FileNotFoundError):  # another process put it back first
+                os.replace(stale, path)
         elif stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

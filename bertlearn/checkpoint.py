@@ -48,8 +48,9 @@ def lr_json(lr: Any) -> Any:
 
 def identity(learn: Any) -> dict:
     """What a checkpoint must match to be resumed into `learn`: its labels (in order: the head's rows), task, model
-    class and configuration, its training rows and batch size, and the number of processes; and the model's
-    name or folder, which a resume only names where it differs.
+    class and configuration, its training rows and batch size, and the number of processes; its validation rows
+    (where trackers scored on them are resumed); and the model's name or folder, which a resume only names where it
+    differs.
 
     Args:
         learn: the `BertLearner`.
@@ -108,11 +109,11 @@ def model_source(model: Any) -> str | None:
 
 
 def data_digest(dataset: Any) -> str | None:
-    """A digest of a training set's token ids and targets (None for data that holds no id rows, e.g. a stream):
-    the same count of other rows (another `valid_pct` split, an edited file) is another run.
+    """A digest of a dataset's token ids and targets (None for data that holds no id rows, e.g. a stream): the same
+    count of other rows (another `valid_pct` split, an edited file) is another run.
 
     Args:
-        dataset: the training loader's dataset (an `EncodedDataset` or a subclass).
+        dataset: a loader's dataset (an `EncodedDataset` or a subclass): the training or the validation set.
     """
     parts = [getattr(dataset, "ids", None), getattr(dataset, "targets", None)]
     if not hasattr(parts[0], "digest"):

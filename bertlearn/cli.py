@@ -447,7 +447,7 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
                 fh.write(json.dumps({"text": text, "entities": ents}) + "\n")
         print(f"wrote the entities of {len(texts):,} texts to {args.output}", file=sys.stderr)
         return 0
-    if suffix == ".tsv" and args.text_col is None and _sentence_blocks(args.input):
+    if suffix == ".tsv" and args.text_col is None and _sentence_blocks(args.input, predictor.settings.get("text_col")):
         suffix = ".conll"  # word<TAB>tag lines in sentences (BioBERT's NER sets): CoNLL, as it always was read
     if suffix in (".csv", ".tsv"):
         from .errors import DataError
@@ -489,11 +489,15 @@ def _predict_ner(args: argparse.Namespace, predictor: Any) -> int:
     return 0
 
 
-def _sentence_blocks(path: Path, lines: int = 10_000) -> bool:
+def _sentence_blocks(path: Path, text_col: Any = None, lines: int = 10_000) -> bool:
     """Whether a file's first lines hold a blank line with more lines after it: CoNLL's sentence breaks, which a
-    table does not have."""
+    table does not have, unless its header names the text column (a quoted text of two paragraphs holds a blank line
+    too)."""
     seen_blank = False
     with open(path, encoding="utf-8-sig", errors="replace") as f:
+        header = [c.strip().strip('"') for c in f.readline().rstrip("\r\n").split("\t")]
+        if (text_col if isinstance(text_col, str) else "text") in header:
+            return False
         for line in itertools.islice(f, lines):
             if not line.strip():
                 seen_blank = True

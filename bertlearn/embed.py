@@ -523,7 +523,8 @@ def _hidden(encoder: nn.Module, tokenizer: Any, texts: list[str], layer: Any, bs
                 ids[row, :lengths[i]] = torch.as_tensor(enc["input_ids"][i])
                 mask[row, :lengths[i]] = 1
             states = _hidden_states(encoder, ids.to(device), mask.to(device))
-            if len(states) == 1 and _layers(layer, 1) != [-1]:
+            asked = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+            if len(states) == 1 and any(int(l) != -1 for l in asked):
                 # no block hook ran (Funnel keeps its blocks in lists of lists, never called as modules): the one
                 # state is the output, which layer=0 read as the embeddings
                 raise BertLearnError(f"layer={layer!r}: embed found no transformer block of "

@@ -46,7 +46,7 @@ from .checkpoint import check_weights, load_checkpoint, lr_json, read_checkpoint
 from .compat import FAST_BERT_LEARNER_ORDER, fast_bert_validate_order, note_no_effect
 from .data import positive_int
 from .device import native_bf16, resolve_device
-from .distributed import (distributed_trainer, init_distributed, is_main_process,
+from .distributed import (barrier, distributed_trainer, init_distributed, is_main_process,
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
@@ -508,7 +508,9 @@ class TaskLearner(Learner):
                      new_opt: bool = False) -> int:
         # the epoch to start from: the checkpoint's (weights, optimizer, RNG and schedule restored), or 0; every
         # check runs before anything is restored, so a refused resume leaves the learner as it was
-        recover(folder)
+        if is_main_process():  # the writer's rank puts it back, once; the others wait to read it
+            recover(folder)
+        barrier()
         if not (folder / "state.json").is_file():
             warnings.warn(f"resume=True but there is no checkpoint in {str(folder)!r}; training from the start",
                           stacklevel=user_stacklevel())
@@ -551,8 +553,9 @@ class TaskLearner(Learner):
                                  "labels: an edited file, or a valid_pct split drawn again: without the databunch's seed= it "
                                  "follows numpy's global random state); resume with the same training data (pass "
                                  "seed= to the databunch), or delete the folder to start over")
-        if saved.get("valid_data") not in (None, now["valid_data"]) and state.get("trackers"):
-            kinds = sorted({t.get("type", "tracker") for t in state["trackers"]})
+        scored = [t for t in state.get("trackers") or [] if t.get("monitor") not in ("train_loss", None)]
+        if saved.get("valid_data") not in (None, now["valid_data"]) and scored:
+            kinds = sorted({t.get("type", "tracker") for t in scored})
             raise BertLearnError(f"resume=True: the checkpoint in {str(folder)!r} was validated on other rows than this "
                                  f"learner's, and its trackers ({', '.join(kinds)}) would compare this set's scores "
                                  "with their best on that one (another epoch kept or stopped at); resume with the "
@@ -1412,7 +1415,7 @@ def _retarget_autocast(learner: TaskLearner, path: Path) -> None:
 
 def _clip_norms(cbs: list) -> float | list[float] | None:
     # one clip (the factory's) is recorded as its norm, as checkpoints always had it; several as the list
-    norms = [float(cb.max_norm) for cb in cbs if isinstance(cb, FastaiGradientClip)]
+    norms = sorted(float(cb.max_norm) for cb in cbs if isinstance(cb, FastaiGradientClip))  # in any order alike
     return norms[0] if len(norms) == 1 else norms or None
 
 

@@ -97,3 +97,18 @@ def test_the_working_directory_is_never_swapped(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="it is \\(or holds\\) the working directory"):
         with atomic_dir("."):
             pass
+
+
+def test_recover_puts_back_a_dead_writers_copy_even_under_this_process_id(tmp_path):
+    """A restarted container often gives the new job the killed job's PID: its `.NAME.old-PID` looked alive (it is
+    this process's own), so a resume found no checkpoint, and the first write then deleted it as its own leftover."""
+    import os
+
+    from bertlearn.atomic import recover
+    target = tmp_path / "last"
+    aside = tmp_path / f".last.old-{os.getpid()}"
+    aside.mkdir()
+    (aside / "state.json").write_text("{}")
+    recover(target)
+    assert (target / "state.json").is_file() and not aside.exists()
+    recover(tmp_path / "nothing" / "here")  # a folder that never was: nothing to do

@@ -199,11 +199,19 @@ class TestResumeChecksWhatTrains:
         from conftest import make_texts
         learner = lambda: make(tiny_csv_dir, tiny_tokenizer, tiny_model_dir, tmp_path)
         quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[SaveModelCallback(), StopAfter(0)])
+        original = (tiny_csv_dir / "val.csv").read_text()
         make_texts(32, seed=7).to_csv(tiny_csv_dir / "val.csv", index=False)  # an edited validation file
         with pytest.raises(BertLearnError, match=r"^resume=True: the checkpoint in '.*last' was validated on other "
                                                  r"rows than this learner's, and its trackers \(SaveModelCallback\) "
                                                  r"would compare this set's scores with their best on that one"):
             quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[SaveModelCallback()])
+        (tiny_csv_dir / "val.csv").write_text(original)  # the same rows resume
+        quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[SaveModelCallback()])
+        # a tracker of the training loss scored no validation row: other validation rows resume
+        quiet_fit(learner(), 2, lr=1e-3, checkpoint=True, cbs=[SaveModelCallback(monitor="train_loss"),
+                                                               StopAfter(0)])
+        make_texts(32, seed=7).to_csv(tiny_csv_dir / "val.csv", index=False)
+        quiet_fit(learner(), 2, lr=1e-3, resume=True, cbs=[SaveModelCallback(monitor="train_loss")])
 
     def test_decay_of_biases_and_layernorm_switched_is_refused(self, interrupted):
         with pytest.raises(BertLearnError, match=another_run(r"wd_bn_bias: False in the checkpoint, True now",

@@ -283,6 +283,10 @@ def test_a_model_whose_blocks_embed_cannot_read_gives_only_its_output(tiny_token
                                              r"a module it can read \(Funnel nests its blocks in lists of lists\), so "
                                              r"only layer=-1, the encoder's output, is available$"):
         embed(["good movie"], model, tokenizer=tiny_tokenizer, layer=0, pooling="mean")
+    with pytest.raises(BertLearnError, match=r"^layer=2: embed found no transformer block of FunnelModel"):
+        embed(["good movie"], model, tokenizer=tiny_tokenizer, layer=2, pooling="mean")
+    np.testing.assert_allclose(embed(["good movie"], model, tokenizer=tiny_tokenizer, layer=[-1, -1], pooling="mean"),
+                               embed(["good movie"], model, tokenizer=tiny_tokenizer, pooling="mean"), atol=1e-6)
     with torch.no_grad():
         out = model(**tiny_tokenizer("good movie", return_tensors="pt", return_token_type_ids=False))
     np.testing.assert_allclose(embed(["good movie"], model, tokenizer=tiny_tokenizer, pooling="mean")[0],

@@ -1397,6 +1397,16 @@ def test_cli_predict_reads_a_tsv_as_a_table(ner_learner, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     tagged = [l.split("\t") for l in (tmp_path / "o.conll").read_text().splitlines() if l]
     assert [t[0] for t in tagged] == ["bob", "was", "the", "movie"] and all(len(t) == 3 for t in tagged)
+    # a table whose quoted text holds a blank line (two paragraphs) is still a table: its header names the text
+    _write(tmp_path / "paragraphs.tsv", 'id\ttext\n1\t"bob was good\n\nann was fun"\n2\tthe movie\n')
+    assert main(["predict", "--model", str(folder), "--input", str(tmp_path / "paragraphs.tsv"), "--output",
+                 str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
+    assert pd.read_csv(tmp_path / "p.csv")["id"].tolist() == [1, 2]
+    _write(tmp_path / "texts.jsonl", '{"text": "bob was good"}\n')
+    with pytest.warns(UserWarning, match=r"^texts\.jsonl is read as JSONL \(one JSON object a line\), which --sep "
+                                         r"does not apply to$"):
+        assert main(["predict", "--model", str(folder), "--input", str(tmp_path / "texts.jsonl"), "--output",
+                     str(tmp_path / "o.jsonl"), "--sep", ";"]) == 0
     conll = _write(tmp_path / "words.txt", "bob\nwas\ngood\n")
     with pytest.warns(UserWarning, match=r"^words\.txt is read as CoNLL \(one word a line: its suffix is not \.csv, "
                                          r"\.tsv or \.jsonl\), which --sep and --text-col do not apply to; name a "
