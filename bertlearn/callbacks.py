@@ -90,12 +90,13 @@ class BF16Autocast(Callback):
             ctx.__exit__(None, None, None)
 
 
-def mixed_precision(device: torch.device | str) -> Callback | None:
+def mixed_precision(device: torch.device | str, *, say: bool = True) -> Callback | None:
     """The mixed-precision callback for `device`: `BF16Autocast` where bf16 is native, fastai's fp16
     `MixedPrecision` (with loss scaling) on older GPUs, None with a warning on CPUs without bf16 hardware.
 
     Args:
         device: the device the learner trains on.
+        say: give that warning (it names is_fp16=True; a caller choosing on its own says what it chose itself).
     """
     device = torch.device(device)
     if native_bf16(device):
@@ -103,8 +104,9 @@ def mixed_precision(device: torch.device | str) -> Callback | None:
     if device.type == "cuda":
         from fastai.callback.fp16 import AMPMode, MixedPrecision
         return MixedPrecision(amp_mode=AMPMode.FP16)
-    warnings.warn("is_fp16=True: this CPU has no bfloat16 hardware (AMX or AVX512-BF16), where mixed precision would "
-                  "be slower; training in float32", stacklevel=user_stacklevel())
+    if say:
+        warnings.warn("is_fp16=True: this CPU has no bfloat16 hardware (AMX or AVX512-BF16), where mixed precision "
+                      "would be slower; training in float32", stacklevel=user_stacklevel())
     return None
 
 

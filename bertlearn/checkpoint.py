@@ -198,8 +198,7 @@ def save_checkpoint(learn: Any, folder: str | Path, *, epochs_done: int, n_epoch
 def _scaler_state(scaler: Any) -> dict | None:
     if scaler is None or not getattr(scaler, "is_enabled", lambda: False)():
         return None
-    return {k: (float(v) if isinstance(v, float) else int(v) if isinstance(v, int) else v)
-            for k, v in scaler.state_dict().items()}
+    return dict(scaler.state_dict())  # plain numbers: the scale, its factors and growth count
 
 
 def tracker_states(learn: Any) -> list[dict]:

@@ -19,7 +19,8 @@ from typing import Any, Callable
 from .errors import BertLearnError, user_stacklevel
 
 __all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "note_difference", "FAST_BERT_LEARNER_ORDER",
-           "fast_bert_positions", "fast_bert_validate_order"]
+           "fast_bert_positions", "fast_bert_fit_order", "fast_bert_lr_find_order",
+           "fast_bert_validate_order"]
 
 
 class FastBertCompatWarning(UserWarning):
@@ -165,3 +166,48 @@ def fast_bert_validate_order(quiet: bool, dl: Any, cbs: Any, loss_only: bool, re
     if isinstance(cbs, bool):
         cbs, return_preds = None, cbs
     return 1, dl, cbs, quiet, loss_only, return_preds
+
+
+def fast_bert_fit_order(validate: bool, cbs: Any, reset_opt: Any, start_epoch: Any, return_results: bool,
+                         schedule_type: str | None, optimizer_type: str | None) -> tuple:
+    """fit's places 3-6 read in fast-bert's order (validate, return_results, schedule_type, optimizer_type) where
+    they came in fastai's (wd, cbs, reset_opt, start_epoch): each place's value goes by its type, so a bool there is
+    fast-bert's and callbacks, reset_opt=True or a start epoch given by name stay fastai's.
+
+    Args:
+        validate: the bool given third (fast-bert's `validate`).
+        cbs, reset_opt, start_epoch: what came in fastai's fourth to sixth places.
+        return_results, schedule_type, optimizer_type: the keyword values.
+
+    Returns:
+        wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type.
+    """
+    if isinstance(cbs, bool):
+        cbs, return_results = None, cbs
+    if isinstance(reset_opt, str):
+        reset_opt, schedule_type = False, reset_opt
+    if isinstance(start_epoch, str):
+        start_epoch, optimizer_type = 0, start_epoch
+    return None, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type
+
+
+def fast_bert_lr_find_order(stop_div: Any, show_plot: Any, suggest_funcs: Any, optimizer_type: str | None,
+                             num_iter: int | None) -> tuple:
+    """lr_find's places 4-6 read in fast-bert's order (optimizer_type, num_iter, step_mode) where they came in
+    fastai's (stop_div, show_plot, suggest_funcs), each by its type, as `fast_bert_fit_order` does.
+
+    Args:
+        stop_div, show_plot, suggest_funcs: what came in fastai's fourth to sixth places.
+        optimizer_type, num_iter: the keyword values.
+
+    Returns:
+        num_it, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode.
+    """
+    step_mode = None
+    if isinstance(stop_div, str):
+        stop_div, optimizer_type = True, stop_div
+    if isinstance(show_plot, int) and not isinstance(show_plot, bool):
+        show_plot, num_iter = True, show_plot
+    if isinstance(suggest_funcs, str):
+        suggest_funcs, step_mode = None, suggest_funcs
+    return 100, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode

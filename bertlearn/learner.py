@@ -43,9 +43,10 @@ from .callbacks import (BF16Autocast, CheckpointCallback, DeviceAvgLoss, DeviceS
                         SparseProgressCallback, StepAccumulation, TensorBoardLogger, mixed_precision)
 from .checkpoint import identity as checkpoint_identity
 from .checkpoint import check_weights, load_checkpoint, lr_json, read_checkpoint_state
-from .compat import FAST_BERT_LEARNER_ORDER, fast_bert_validate_order, note_no_effect
+from .compat import (FAST_BERT_LEARNER_ORDER, fast_bert_fit_order, fast_bert_lr_find_order,
+                     fast_bert_validate_order, note_no_effect)
 from .data import positive_int
-from .device import native_bf16, resolve_device
+from .device import resolve_device
 from .distributed import (barrier, distributed_trainer, init_distributed, is_main_process,
                           launched_distributed, main_process_only, metrics_gatherer, multi_gpu_without_effect,
                           rank_world)
@@ -297,7 +298,7 @@ class TaskLearner(Learner):
         if isinstance(wd, bool):
             # fast-bert's fit(4, 6e-5, False) meant validate=False; read in fastai's order it set wd=0 and validated
             wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type = \
-                _fast_bert_fit_order(wd, cbs, reset_opt, start_epoch, return_results, schedule_type, optimizer_type)
+                fast_bert_fit_order(wd, cbs, reset_opt, start_epoch, return_results, schedule_type, optimizer_type)
         self._refuse_empty_training_set("fit")
         self._refuse_accumulation_without_callback(cbs)
         if any(isinstance(c, ParamScheduler) for c in L(cbs)):
@@ -762,7 +763,7 @@ class TaskLearner(Learner):
             # a one-step sweep with the learner's own optimizer
             fast_bert["use_val_loss"] = num_it
             num_it, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode = \
-                _fast_bert_lr_find_order(stop_div, show_plot, suggest_funcs, optimizer_type, num_iter)
+                fast_bert_lr_find_order(stop_div, show_plot, suggest_funcs, optimizer_type, num_iter)
             if step_mode is not None:
                 fast_bert["step_mode"] = step_mode
         self._refuse_empty_training_set("lr_find")
@@ -1402,9 +1403,8 @@ def _retarget_autocast(learner: TaskLearner, path: Path) -> None:
     if not stale:
         return
     learner.remove_cbs(stale)
-    # as mixed_precision(device) chooses, without its is_fp16=True message: the user asked for nothing here
-    replacement = BF16Autocast(device.type) if native_bf16(device) else \
-        MixedPrecision(amp_mode=AMPMode.FP16) if device.type == "cuda" else None
+    # as is_fp16=True chooses, without its message: the user asked for nothing here, and this says what it chose
+    replacement = mixed_precision(device, say=False)
     if replacement is not None:
         learner.add_cb(replacement)
     now = "bf16 autocast" if isinstance(replacement, BF16Autocast) else \
@@ -1424,39 +1424,3 @@ def _listed(names: Any) -> str:
         return repr(names)
     names = [str(n) for n in names]
     return str(names[:8])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 8 else "]")
-
-
-def _fast_bert_fit_order(validate: bool, cbs: Any, reset_opt: Any, start_epoch: Any, return_results: bool,
-                         schedule_type: str | None, optimizer_type: str | None) -> tuple:
-    """fit's places 3-6 read in fast-bert's order (validate, return_results, schedule_type, optimizer_type) where
-    they came in fastai's (wd, cbs, reset_opt, start_epoch): each place's value goes by its type, so a bool there is
-    fast-bert's and callbacks, reset_opt=True or a start epoch given by name stay fastai's.
-
-    Returns:
-        wd, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type.
-    """
-    if isinstance(cbs, bool):
-        cbs, return_results = None, cbs
-    if isinstance(reset_opt, str):
-        reset_opt, schedule_type = False, reset_opt
-    if isinstance(start_epoch, str):
-        start_epoch, optimizer_type = 0, start_epoch
-    return None, cbs, reset_opt, start_epoch, validate, return_results, schedule_type, optimizer_type
-
-
-def _fast_bert_lr_find_order(stop_div: Any, show_plot: Any, suggest_funcs: Any, optimizer_type: str | None,
-                             num_iter: int | None) -> tuple:
-    """lr_find's places 4-6 read in fast-bert's order (optimizer_type, num_iter, step_mode) where they came in
-    fastai's (stop_div, show_plot, suggest_funcs), each by its type, as `_fast_bert_fit_order` does.
-
-    Returns:
-        num_it, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode.
-    """
-    step_mode = None
-    if isinstance(stop_div, str):
-        stop_div, optimizer_type = True, stop_div
-    if isinstance(show_plot, int) and not isinstance(show_plot, bool):
-        show_plot, num_iter = True, show_plot
-    if isinstance(suggest_funcs, str):
-        suggest_funcs, step_mode = None, suggest_funcs
-    return 100, stop_div, show_plot, suggest_funcs, optimizer_type, num_iter, step_mode

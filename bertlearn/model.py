@@ -379,10 +379,9 @@ def layer_lists(base: nn.Module) -> list[nn.ModuleList]:
     Args:
         base: the encoder (`model.base_model`).
     """
-    lists = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    if not lists:
+    largest = layer_list(base)
+    if largest is None:
         return []
-    largest = max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
     parent = next(m for m in base.modules() if any(c is largest for c in m.children()))
     return [c for c in parent.children() if isinstance(c, nn.ModuleList) and len(c) == len(largest)]
 

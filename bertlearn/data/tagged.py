@@ -457,12 +457,9 @@ class BertNERDataBunch(BertDataBunch):
                              clear_cache: bool = False, no_cache: bool = False, use_fast_tokenizer: bool = True,
                              custom_sampler: Any = None, *, bs: int | None = None, maxlen: int | None = None,
                              **kwargs: Any) -> "BertNERDataBunch":
-        ignored = {"backend": backend, "model_type": model_type, "custom_sampler": custom_sampler,
-                   "clear_cache": clear_cache or None, "no_cache": no_cache or None,
-                   "use_fast_tokenizer": None if use_fast_tokenizer else False}
-        if multi_gpu_without_effect(multi_gpu):
-            ignored["multi_gpu"] = multi_gpu
-        note_no_effect("BertNERDataBunch", ignored, why=_NO_CACHE_WHY)
+        _note_fast_bert_flags("BertNERDataBunch", {
+            "backend": backend, "model_type": model_type, "custom_sampler": custom_sampler, "clear_cache": clear_cache,
+            "no_cache": no_cache, "use_fast_tokenizer": use_fast_tokenizer, "multi_gpu": multi_gpu})
         if train_file is None or val_file is None:
             raise DataError(f"train_file={train_file!r}, val_file={val_file!r}: BertNERDataBunch trains on a training "
                             "and a validation file in data_dir; to predict with a saved model, use "
@@ -530,16 +527,10 @@ class BertNERDataBunch(BertDataBunch):
             logger: a `logging.Logger` for progress messages.
             **kwargs: what `from_sentences` takes (label_all_tokens, device...).
         """
-        ignored = {k: kwargs.pop(k) for k in ("multi_gpu", "backend", "model_type", "clear_cache", "no_cache",
-                                              "use_fast_tokenizer") if k in kwargs}
-        # as the constructor names them: dropping the falsy values first lost use_fast_tokenizer=False, and
-        # clear_cache / no_cache need this call's reason
-        if "multi_gpu" in ignored and not multi_gpu_without_effect(ignored["multi_gpu"]):
-            del ignored["multi_gpu"]
-        if "use_fast_tokenizer" in ignored:
-            ignored["use_fast_tokenizer"] = None if ignored["use_fast_tokenizer"] else False
-        note_no_effect("BertNERDataBunch.from_jsonl", {k: v for k, v in ignored.items() if v is not None},
-                       why={k: _NO_CACHE_WHY[k] for k in ("clear_cache", "no_cache")})
+        # as the constructor names them (dropping the falsy values first lost use_fast_tokenizer=False)
+        _note_fast_bert_flags("BertNERDataBunch.from_jsonl", {
+            k: kwargs.pop(k) for k in ("multi_gpu", "backend", "model_type", "clear_cache", "no_cache",
+                                       "use_fast_tokenizer") if k in kwargs})
         data_dir = Path(data_dir)
         sents = read_jsonl(data_dir / file_name, text_key=text_key, labels_key=labels_key)
         if not 0 < train_size < 1:
@@ -673,6 +664,20 @@ class BertNERDataBunch(BertDataBunch):
                             "sentences (lists of words) and bs")
         return TaggedDataLoader(self.encoder.dataset(word_lists(test_items, "test_items")), bs=bs or self.valid.bs,
                                 device=self.device, batch_overhead="auto")
+
+
+def _note_fast_bert_flags(where: str, given: dict) -> None:
+    # fast-bert's data flags that tagged data has no use for, named once each where they ask for something: a
+    # multi_gpu a launcher does not take over, clear_cache / no_cache set, use_fast_tokenizer=False
+    asked = {**given}
+    if "multi_gpu" in asked and not multi_gpu_without_effect(asked["multi_gpu"]):
+        del asked["multi_gpu"]
+    if "use_fast_tokenizer" in asked:
+        asked["use_fast_tokenizer"] = None if asked["use_fast_tokenizer"] else False
+    for k in ("clear_cache", "no_cache"):
+        if k in asked:
+            asked[k] = asked[k] or None
+    note_no_effect(where, {k: v for k, v in asked.items() if v is not None}, why=_NO_CACHE_WHY)
 
 
 def word_lists(sentences: Any, arg: str) -> list[list[str]]:
