@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .data.encode import check_maxlen_room
-from .data.frames import refuse_table
+from .data.frames import blank_text, refuse_table
 from .errors import BertLearnError, DataError, ModelError, user_stacklevel
 from .model import position_limit, position_limit_source
 from .saved import plain_maxlen
@@ -596,9 +596,10 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     normalize = folder.get("normalize", False) if normalize is None else bool(normalize)
     single = isinstance(texts, str)
     texts = [texts] if single else list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or blank_text(t)]
     if bad:
-        raise DataError(f"texts: items {bad[:10]} are not non-empty strings")
+        raise DataError(f"texts: items {bad[:10]} are not non-empty strings (a text of only whitespace or invisible "
+                        "characters becomes no token)")
     encoder, tok = _resolve(model, tokenizer)
     _check_vocabulary(encoder, tok, tokenizer)
     if folder.get("lowercase"):

@@ -250,12 +250,14 @@ class TestInputErrors:
 
     def test_empty_text_rows_named_or_dropped(self, tiny_csv_dir, tiny_tokenizer):
         df = pd.read_csv(tiny_csv_dir / "train.csv")
-        df.loc[[3, 7], "text"] = [None, "   "]
+        df.loc[[3, 7, 8], "text"] = [None, "   ", "\u200b\u00ad"]  # a zero-width space and a soft hyphen: no token
         df.to_csv(tiny_csv_dir / "train.csv", index=False)
-        with pytest.raises(DataError, match=r"has 2 empty or missing texts \(CSV lines \[5, 9\]\); .* dropna=True"):
+        assert tiny_tokenizer("\u200b\u00ad", add_special_tokens=False)["input_ids"] == []
+        with pytest.raises(DataError, match=r"has 3 empty or missing texts \(CSV lines \[5, 9, 10\]\), 1 of them only "
+                                            r"invisible characters \(zero-width spaces, control characters\); .* dropna=True"):
             BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer)
         db = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, dropna=True)
-        assert len(db.train.dataset) == 94
+        assert len(db.train.dataset) == 93
 
     def test_unknown_validation_label(self, tiny_csv_dir, tiny_tokenizer):
         df = pd.read_csv(tiny_csv_dir / "val.csv")
@@ -443,6 +445,32 @@ class TestMessyInput:
                                    maxlen=32, device="cpu")
         assert str(e.value) == ("label_col 'score' in train.csv needs finite numbers for regression; CSV lines [3, 5] "
                                 "are infinite or beyond float32's range (e.g. 'inf')")
+
+    @pytest.mark.parametrize("on_disk", [False, True])
+    def test_regression_names_its_output_after_one_label_and_says_a_labels_file_is_not_read(self, tmp_path,
+                                                                                          tiny_tokenizer, on_disk):
+        # before: a classification's labels.csv beside a regression's files, or labels=[...], was ignored in silence
+        (tmp_path / "train.csv").write_text("text,score\ngood,1.5\nbad,0.5\ngreat,2\nawful,0\n")
+        (tmp_path / "val.csv").write_text("text,score\nfine,1\npoor,2\n")
+        (tmp_path / "labels.csv").write_text("neg\npos\n")
+        kw = dict(label_col="score", regression=True, maxlen=32, device="cpu", on_disk=on_disk)
+        with pytest.warns(UserWarning) as said:
+            db = BertDataBunch.from_csv(tmp_path, tiny_tokenizer, **kw)
+        assert db.labels == ["score"]
+        assert [str(w.message) for w in said if w.category is UserWarning] == [
+            f"label_file {str(tmp_path / 'labels.csv')!r} (labels ['neg', 'pos']) is not read: regression predicts one "
+            "number per row, named after its label column; pass label_file=None to leave the file out"]
+        with pytest.raises(DataError) as e:
+            BertDataBunch.from_csv(tmp_path, tiny_tokenizer, labels=["neg", "pos"], **kw)
+        assert str(e.value) == ("labels: regression predicts one number per row, so it takes one name for its output "
+                                "(or none: the label column's 'score'); got 2 labels ['neg', 'pos']: pass labels=None, "
+                                "or one name, or regression=False to classify")
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, **kw).labels == ["score"]
+            assert BertDataBunch.from_csv(tmp_path, tiny_tokenizer, labels=["similarity"], **kw).labels == \
+                ["similarity"]
 
     @pytest.mark.parametrize("col", ["label", 1, "text"])
     def test_a_column_name_held_by_two_columns_is_refused(self, tiny_tokenizer, col):

@@ -54,6 +54,10 @@ class TestEmbedTiny:
             word_in_context("bank", ["the bank was good", "the film was good"], str(tiny_model_dir))
         with pytest.raises(DataError, match="word='two words' must be a single non-empty word"):
             word_in_context("two words", ["two words"], str(tiny_model_dir))
+        # a zero-width space is no token: its vector was the special tokens' alone
+        with pytest.raises(DataError, match=r"^texts: items \[1, 2\] are not non-empty strings \(a text of only "
+                                            r"whitespace or invisible characters becomes no token\)$"):
+            embed(["good", " ", "\u200b"], str(tiny_model_dir), device="cpu")
 
 
 def test_word_in_context_handles_case_and_subwords(tiny_model_dir):

@@ -282,21 +282,25 @@ class TestPredict:
         """A blank item of a list (predict_batch(df.text.tolist())) got a confident label for no text without a word,
         while `bertlearn predict` refuses such rows."""
         from bertlearn import BertClassificationPredictor
-        texts = ["the movie was great fun", "", "awful and boring film", " \n\t"]
-        message = (r"^texts: items \[1, 3\] are empty or whitespace-only: each still gets a prediction, the model's "
-                   r"answer for no text; drop or fill them if that is not what you want$")
+        # a zero-width space and a byte-order mark become no token, as the empty string does
+        texts = ["the movie was great fun", "", "awful and boring film", " \n\t", "\u200b\ufeff"]
+        message = (r"^texts: items \[1, 3, 4\] are blank \(empty, or only whitespace and invisible characters\): each "
+                   r"still gets a prediction, the model's answer for no text; drop or fill them if that is not what "
+                   r"you want$")
+        tok = trained_learner.dls.encoder.tokenizer
+        assert tok(texts[4], add_special_tokens=False)["input_ids"] == []
         with pytest.warns(UserWarning, match=message):
             preds = trained_learner.predict_batch(texts)
-        assert len(preds) == 4 and preds[0][0][0] == "positive" and preds[2][0][0] == "negative"
+        assert len(preds) == 5 and preds[0][0][0] == "positive" and preds[2][0][0] == "negative"
         predictor = BertClassificationPredictor(trained_learner.save_model(tmp_path / "m"), device="cpu")
         with pytest.warns(UserWarning, match=message):
-            assert len(predictor.predict_batch(texts)) == 4
-        with pytest.warns(UserWarning, match=r"^texts: item \[0\] is empty or whitespace-only: "):
+            assert len(predictor.predict_batch(texts)) == 5
+        with pytest.warns(UserWarning, match=r"^texts: item \[0\] is blank \(empty, or only whitespace and "):
             predictor.predict("  ")
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            predictor.predict_batch(texts[::2])  # nothing said for texts that have words
+            predictor.predict_batch(texts[::2][:2] + ["caf\u00e9\u200b!"])  # nothing said for texts that have words
 
     def test_predict_batch_format(self, trained_learner):
         preds = trained_learner.predict_batch(["the movie was great fun", "awful and boring film", "good"])

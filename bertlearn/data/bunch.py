@@ -30,8 +30,8 @@ from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, ch
                      empty_texts, mark_repeated_names,
                      class_weights, columns_like_training, csv_quoting, holdout_order, label_parts, labels_and_targets,
                      positive_int, read_csv, read_label_file, read_watching_fields, refuse_number_columns,
-                     refuse_text_as_labels, resolve_columns, row_names_in_front, single_labels, targets_from_frame,
-                     task_options, texts_from_frame)
+                     refuse_text_as_labels, regression_name, resolve_columns, row_names_in_front, single_labels,
+                     targets_from_frame, task_options, texts_from_frame)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
@@ -166,7 +166,7 @@ class BertDataBunch(DataLoaders):
         if on_disk:
             labels = kwargs.pop("labels", None)
             if labels is None:
-                labels = _label_list(data_dir, label_dir, label_file)
+                labels = _label_list(data_dir, label_dir, label_file, regression=bool(kwargs.get("regression")))
             return cls._from_csv_on_disk(data_dir, tokenizer, train_file=train_file, val_file=val_file,
                                          labels=labels, sep=sep, encoding=encoding, quoting=quoting,
                                          chunksize=chunksize, test_data=test_data, **kwargs)
@@ -175,7 +175,7 @@ class BertDataBunch(DataLoaders):
         valid_df = None if val_file is None else read_csv(data_dir / val_file, "val_file", **read)
         labels = kwargs.pop("labels", None)
         if labels is None:
-            labels = _label_list(data_dir, label_dir, label_file)
+            labels = _label_list(data_dir, label_dir, label_file, regression=bool(kwargs.get("regression")))
         if isinstance(test_data, (str, Path)):
             # positions name the training file's columns, read in the test file by their names (as on disk)
             names = resolve_columns(train_df, kwargs.get("text_col", "text"), "text_col", str(train_file))
@@ -568,10 +568,12 @@ def _cache_options(kwargs: dict, cache_dir: str | Path | None) -> str | Path | N
     return None if no_cache else cache_dir
 
 
-def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | None) -> list[str] | None:
+def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | None, *,
+                regression: bool = False) -> list[str] | None:
     """The labels of `label_dir/label_file` (default folder: `data_dir`); None where the default labels.csv is
     absent from an existing folder (the labels then come from the training data). A file named otherwise, or a
-    folder that does not exist, is a `DataError`: a typo there dropped the label order asked for without a word."""
+    folder that does not exist, is a `DataError`: a typo there dropped the label order asked for without a word.
+    A regression reads none (its one output is named after its label column), and says so when a file is there."""
     if not label_file:
         return None
     folder = Path(label_dir) if label_dir is not None else Path(data_dir)
@@ -581,7 +583,14 @@ def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | 
             f"folder {str(folder)!r} does not exist"
         raise DataError(f"label_file {str(path)!r} not found ({where}); fix label_dir/label_file, or pass "
                         "label_file=None to take the labels from the training data")
-    return read_label_file(path)
+    labels = read_label_file(path)
+    if regression and labels is not None:
+        # a classification's labels.csv beside a regression's files was ignored without a word
+        warnings.warn(f"label_file {str(path)!r} (labels {labels[:10]}) is not read: regression predicts one number "
+                      "per row, named after its label column; pass label_file=None to leave the file out",
+                      stacklevel=user_stacklevel())
+        return None
+    return labels
 
 
 def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: float, seed: int | None,
@@ -659,12 +668,13 @@ def _csv_chunks(path: Path, read: dict, **kwargs: Any) -> Iterator[pd.DataFrame]
         if "chunksize" not in kwargs:
             yield reader
             return
-        while True:
-            chunk, dropped = read_watching_fields(lambda: next(reader, None))
-            checked = check(dropped)
-            if chunk is None:
-                return
-            yield chunk
+        with reader:  # a reader left unfinished (a caller's early stop or error) closes its file
+            while True:
+                chunk, dropped = read_watching_fields(lambda: next(reader, None))
+                checked = check(dropped)
+                if chunk is None:
+                    return
+                yield chunk
     except UnicodeDecodeError:
         # read in chunks, the file cannot be tried whole as UTF-8 and read again as cp1252 the way read_csv does
         given = read["encoding"] != "utf-8-sig"
@@ -719,7 +729,7 @@ def _streamed_labels(labels: Sequence[str] | None, path: Path, lcols: list, read
         return list(labels) if labels is not None else sorted(
             {l for ch in label_chunks() for v in ch[lcols[0]].dropna() for l in label_parts(v, label_delim)})
     if regression:
-        return [str(lcols[0])]
+        return [regression_name(labels, lcols[0])]
     # given labels are checked against the file as in memory (a duplicate, or one never in the file, was a dead
     # output: a duplicate's rows went to its second copy)
     n_rows, parts = 0, []

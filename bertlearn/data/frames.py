@@ -11,6 +11,7 @@ import contextlib
 import csv
 import difflib
 import re
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file", "empty_texts",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file", "empty_texts", "blank_text", "regression_name",
            "read_watching_fields", "row_names_in_front",
            "resolve_columns", "columns_like_training",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
@@ -150,17 +151,21 @@ def read_csv_chunks(path: str | Path, arg: str = "input", *, sep: str | None = N
         # before the first chunk is used: a merged row found later would come after predictions were written
         repeated = check_csv_text(path, arg, sep=kwargs["sep"], encoding=encoding, quoting=quoting)
         reader, verdict = pd.read_csv(path, **kwargs), None
-        while True:
-            chunk, dropped = read_watching_fields(lambda: next(reader, None))
-            if dropped and verdict is None:  # the file is scanned once, whichever chunk warns
-                verdict = row_names_in_front(path, arg, sep=kwargs["sep"], encoding=encoding, quoting=quoting)
-                if verdict:  # every row has its row name in front, the first chunk's too: read from the start
-                    reader = pd.read_csv(path, **{**kwargs, "index_col": None})
-                    chunk = next(reader, None)
-                    _say_row_names(path, chunk)
-            if chunk is None:
-                return
-            yield mark_repeated_names(chunk, repeated)
+        try:  # a reader left unfinished (a caller's early stop or error) closes its file
+            while True:
+                chunk, dropped = read_watching_fields(lambda: next(reader, None))
+                if dropped and verdict is None:  # the file is scanned once, whichever chunk warns
+                    verdict = row_names_in_front(path, arg, sep=kwargs["sep"], encoding=encoding, quoting=quoting)
+                    if verdict:  # every row has its row name in front, the first chunk's too: read from the start
+                        reader.close()
+                        reader = pd.read_csv(path, **{**kwargs, "index_col": None})
+                        chunk = next(reader, None)
+                        _say_row_names(path, chunk)
+                if chunk is None:
+                    return
+                yield mark_repeated_names(chunk, repeated)
+        finally:
+            reader.close()
     except UnicodeDecodeError as e:  # cp1252 leaves five bytes undefined
         raise _undecodable(path, arg, e, "save it as UTF-8") from None
     except pd.errors.EmptyDataError:
@@ -557,13 +562,31 @@ def _all_numbers(s: pd.Series) -> np.ndarray:
     return numbers if numbers.sum() == len(cells) else np.zeros(len(s), dtype=bool)
 
 
+def blank_text(text: str) -> bool:
+    """True where `text` holds no character a tokenizer reads: only whitespace, control and format characters.
+
+    Zero-width spaces, a byte-order mark, soft hyphens and U+FFFD are dropped by BERT's text cleaning (and by
+    SentencePiece's normalisers): such a text becomes no token, and the model answers for an empty input.
+
+    Args:
+        text: one text.
+    """
+    return all(c.isspace() or c == "\ufffd" or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 def empty_texts(s: pd.Series) -> np.ndarray:
-    """A mask of the cells of text column `s` that are missing or only whitespace: the rows `dropna` drops.
+    """A mask of the cells of text column `s` that are missing or blank (`blank_text`): the rows `dropna` drops.
 
     Args:
         s: a text column.
     """
-    return s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+    text = s.astype(str)
+    empty = s.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    # only a cell without a letter, digit or underscore can be blank: the rest skip the per-character test
+    maybe = ~empty & ~text.str.contains(r"\w", regex=True).to_numpy(dtype=bool)
+    if maybe.any():
+        empty[maybe] = text[maybe].map(blank_text).to_numpy(dtype=bool)
+    return empty
 
 
 def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dropna: bool,
@@ -601,8 +624,11 @@ def texts_from_frame(df: pd.DataFrame, cols: str | list[str], source: str, *, dr
         bad = empty_texts(s)
         if bad.any() and not dropna:
             rows = _csv_lines(s.index, bad)
+            invisible = int((bad & (s.astype(str).str.strip() != "").to_numpy() & s.notna().to_numpy()).sum())
             raise DataError(f"text_col {col!r} in {source} has {int(bad.sum())} empty or missing texts "
-                            f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''}); {empty_fix}")
+                            f"(CSV lines {rows}{'...' if bad.sum() > 10 else ''})"
+                            f"{f', {invisible} of them only invisible characters (zero-width spaces, control characters)' if invisible else ''}"
+                            f"; {empty_fix}")
         keep &= ~bad
     columns = [df[c][keep].astype(str).tolist() for c in cols]
     return (columns[0] if len(cols) == 1 else list(zip(*columns))), keep
@@ -761,7 +787,8 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False, say_empty: bool = Tru
         texts: a text, a list of texts, or (text_a, text_b) pairs.
         arg: the argument's name, as the message says it.
         pairs: the model takes sentence pairs.
-        say_empty: warn about texts that are empty or only whitespace (each still gets its row).
+        say_empty: warn about blank texts (`blank_text`: empty, or only whitespace and invisible characters);
+            each still gets its row.
     """
     refuse_table(texts, arg, pairs=pairs)
     if pairs:
@@ -773,7 +800,7 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False, say_empty: bool = Tru
                             "trained on sentence pairs")
         texts = [tuple(t) for t in texts]
         if say_empty:
-            _say_empty(arg, [i for i, (a, b) in enumerate(texts) if not a.strip() or not b.strip()], pairs=True)
+            _say_empty(arg, [i for i, (a, b) in enumerate(texts) if blank_text(a) or blank_text(b)], pairs=True)
         return texts
     if isinstance(texts, str):
         texts = [texts]
@@ -790,7 +817,7 @@ def as_texts(texts: Any, arg: str, *, pairs: bool = False, say_empty: bool = Tru
                         "pass a list of texts" + ("; predict() takes one text, predict_batch() a list of them"
                                                   if nested else ""))
     if say_empty:
-        _say_empty(arg, [i for i, t in enumerate(texts) if not t.strip()])
+        _say_empty(arg, [i for i, t in enumerate(texts) if blank_text(t)])
     return texts
 
 
@@ -798,10 +825,10 @@ def _say_empty(arg: str, empty: list[int], *, pairs: bool = False) -> None:
     # a blank row of a list (predict_batch(df.text.tolist())) was answered from the special tokens alone, a
     # confident label for no text, while `bertlearn predict` and the CSV readers refuse such rows
     if empty:
-        what = "pairs with an empty or whitespace-only side" if pairs else "empty or whitespace-only"
+        what = "pairs with a blank side" if pairs else "blank"
         warnings.warn(f"{arg}: item{'s' if len(empty) > 1 else ''} {empty[:10]}"
                       f"{f' (and {len(empty) - 10} more)' if len(empty) > 10 else ''} {'are' if len(empty) > 1 else 'is'} "
-                      f"{what}: each still gets a prediction, the model's answer for no text; drop or fill them "
+                      f"{what} (empty, or only whitespace and invisible characters): each still gets a prediction, the model's answer for no text; drop or fill them "
                       "if that is not what you want", stacklevel=user_stacklevel())
 
 
@@ -1113,6 +1140,24 @@ def check_label_use(labels: Sequence[str], targets: np.ndarray, source: str, *, 
                   "0 or undefined); drop the column or add rows that have the label", stacklevel=user_stacklevel())
 
 
+def regression_name(labels: Sequence[str] | None, column: Any) -> str:
+    """The name of a regression's one output: the one label given, else the label column's name.
+
+    Args:
+        labels: label names given (`labels=` or labels.csv), or None.
+        column: the label column.
+    """
+    if labels is None:
+        return str(column)
+    labels = list(labels)
+    if len(labels) != 1:
+        # labels=[...] given to a regression was ignored without a word
+        raise DataError(f"labels: regression predicts one number per row, so it takes one name for its output (or "
+                        f"none: the label column's {str(column)!r}); got {len(labels)} labels {_short(labels[:10])}: "
+                        "pass labels=None, or one name, or regression=False to classify")
+    return str(labels[0])
+
+
 def labels_and_targets(parts: Sequence[tuple[pd.DataFrame, str]], problem_type: str, *,
                        labels: Sequence[str] | None = None, label_delim: str | None = None
                        ) -> tuple[list[str], list[np.ndarray]]:
@@ -1140,7 +1185,8 @@ def labels_and_targets(parts: Sequence[tuple[pd.DataFrame, str]], problem_type: 
     for ldf, src in parts:
         _refuse_lists(ldf.iloc[:, 0], src, problem_type)
     if problem_type == REGRESSION:
-        return [str(first.columns[0])], [_float_targets(ldf.iloc[:, 0], src) for ldf, src in parts]
+        return ([regression_name(labels, first.columns[0])],
+                [_float_targets(ldf.iloc[:, 0], src) for ldf, src in parts])
     refuse_text_as_labels(first.iloc[:, 0], source)
     labels = single_labels(first.iloc[:, 0], labels, source)
     return labels, [_label_indices(ldf.iloc[:, 0], labels, src) for ldf, src in parts]
