@@ -53,7 +53,7 @@ from .distributed import (barrier, distributed_trainer, init_distributed, is_mai
 from .errors import BertLearnError, DataError, ModelError, NotForThisTaskError, NotFittedError, user_stacklevel
 from .graphs import CudaGraphCallback
 from .losses import CrossEntropyLoss
-from .metrics import LOWER_IS_BETTER
+from .metrics import lower_is_better
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import DecayGroupsOptimWrapper, opt_func_for
 from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
@@ -396,10 +396,13 @@ class TaskLearner(Learner):
 
     def _track_lower_is_better(self, cbs: list) -> None:
         # fastai's trackers read a metric as higher-is-better unless its name holds "loss" or "error": a
-        # SaveModelCallback(monitor="mse") kept the epoch with the highest error and loaded it at the end
+        # SaveModelCallback(monitor="mse") kept the epoch with the highest error and loaded it at the end. The
+        # monitored metric's function decides (a fast-bert dict named 'MAE' holds mae); a comp other than fastai's
+        # default np.greater was the user's and stays
         from fastai.callback.tracker import TrackerCallback
         for cb in [*self.cbs, *cbs]:
-            if isinstance(cb, TrackerCallback) and cb.monitor in LOWER_IS_BETTER and cb.comp is np.greater:
+            if (isinstance(cb, TrackerCallback) and cb.comp is np.greater
+                    and lower_is_better(cb.monitor, self.metrics)):
                 cb.comp, cb.min_delta = np.less, -cb.min_delta  # as fastai's own init sets both for a loss
                 warnings.warn(f"{type(cb).__name__}(monitor={cb.monitor!r}): fastai reads a metric whose name holds "
                               f"neither 'loss' nor 'error' as higher-is-better, so it would keep the epoch with the "

@@ -16,6 +16,7 @@ inputs.
 from __future__ import annotations
 
 import functools
+import inspect
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -53,6 +54,60 @@ def _tensor(t: Any) -> torch.Tensor:
 def _got(y_pred: torch.Tensor, y_true: torch.Tensor) -> str:
     return (f"got y_pred of shape {tuple(y_pred.shape)} and y_true of shape {tuple(y_true.shape)} "
             f"({str(y_true.dtype).replace('torch.', '')})")
+
+
+# fast-bert's validate() calls every metric with labels= (the label names), which no metric here reads
+_FAST_BERT_PASSES = ("labels",)
+# where an option a metric does not take has a metric that takes it
+_INSTEAD = {
+    ("roc_auc", "average"): "; roc_auc is fast-bert's micro average on multi-label targets (the one-vs-rest macro "
+                            "average on class indices): for the macro average over labels use roc_auc_macro",
+    ("hamming_loss", "sample_weight"): "; Hamming_loss(y_pred, y_true, sample_weight=...) weights the rows",
+    ("exact_match", "sample_weight"): "; Exact_Match_Ratio(y_pred, y_true, sample_weight=...) weights the rows",
+    (None, "sample_weight"): "; to weight the rows, call sklearn.metrics' function with sample_weight= on the "
+                             "decisions (y_pred.argmax(-1), or y_pred.sigmoid() > thresh for multi-label)",
+}
+_OTHER_SPELLING = {"thresh": "threshold", "threshold": "thresh"}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"<{type(value).__name__}>"
+
+
+def _no_other_options(func: Callable, kwargs: dict) -> None:
+    """A TypeError naming `func`, the first keyword of `kwargs` it does not take and the options it does: `**kwargs`
+    is there for fast-bert's labels=, and it took average=, sample_weight= or a misspelt option too, scoring without
+    them in silence."""
+    unknown = [k for k in kwargs if k not in _FAST_BERT_PASSES]
+    if not unknown:
+        return
+    key, name = unknown[0], func.__name__
+    options = [p for p in inspect.signature(func).parameters if p not in ("y_pred", "y_true", "kwargs")]
+    takes = ", ".join(f"{p}= (or {_OTHER_SPELLING[p]}=)" if p in _OTHER_SPELLING else f"{p}=" for p in options)
+    raise TypeError(f"{name}() got an unexpected keyword argument {key}={_shown(kwargs[key])}: it takes "
+                    f"{takes + ' and' if takes else 'only'} fast-bert's labels= (ignored); remove {key}="
+                    f"{_INSTEAD.get((name, key)) or _INSTEAD.get((None, key), '')}")
+
+
+class _Default(float):
+    """A threshold's default, told apart from the same value passed: thresh=0.5 beside threshold=0.3 is refused."""
+
+
+def _threshold(name: str, own: str, value: Any, kwargs: dict) -> Any:
+    """The threshold passed as `own` (thresh or threshold), or under the other spelling, taken out of `kwargs`:
+    fast-bert's F1 spells it threshold and its other metrics thresh, and the spelling a metric did not take was
+    dropped in silence (F1(thresh=0.3) scored at 0.5)."""
+    other = _OTHER_SPELLING[own]
+    if other not in kwargs:
+        return value
+    given = kwargs.pop(other)
+    # compared in float32, as the decisions are: a float32 tensor of 0.3 and the float 0.3 decide alike
+    if not isinstance(value, _Default) and not np.array_equal(_np64(value).astype(np.float32),
+                                                              _np64(given).astype(np.float32)):
+        raise TypeError(f"{name}() got {own}={_shown(value)} and {other}={_shown(given)}, two spellings of one "
+                        f"threshold that disagree; pass one of them")
+    return given
 
 
 # what to use instead, said by the checks below
@@ -121,8 +176,9 @@ def accuracy(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> torch
     Args:
         y_pred: (n, c) logits or probabilities.
         y_true: (n,) class indices (whole numbers in [0, c); a ValueError says where they are not).
-        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(accuracy, kwargs)
     y_pred, y = _class_indices("accuracy", y_pred, y_true)
     return _share(y_pred.argmax(dim=-1) == y.to(y_pred.device))
 
@@ -141,6 +197,7 @@ _AVERAGED = ("precision, recall and F1 average over the classes that occur in th
 
 def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
     def metric(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
+        _no_other_options(metric, kwargs)
         t, p, _ = _classes(y_pred, y_true, name)
         return float(fn(t, p, zero_division=0, **fixed))
     metric.__name__ = metric.__qualname__ = name
@@ -148,7 +205,8 @@ def _single(fn: Callable, name: str, **fixed: Any) -> Callable:
                       f"{fixed['average']!r}, zero_division=0)` ({_AVERAGED}).\n\n"
                       "Args:\n    y_pred: (n, c) logits (or probabilities) of the whole set.\n"
                       "    y_true: (n,) class indices.\n"
-                      "    **kwargs: options this metric does not take, ignored.")
+                      "    **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused "
+                      "(TypeError).")
     return metric
 
 
@@ -167,8 +225,9 @@ def f1(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", **kwa
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(f1, kwargs)
     t, p, _ = _classes(y_pred, y_true, "f1")
     return float(skm.f1_score(t, p, average=average, zero_division=0))
 
@@ -180,8 +239,9 @@ def precision(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro"
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(precision, kwargs)
     t, p, _ = _classes(y_pred, y_true, "precision")
     return float(skm.precision_score(t, p, average=average, zero_division=0))
 
@@ -193,8 +253,9 @@ def recall(y_pred: torch.Tensor, y_true: torch.Tensor, average: str = "macro", *
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
         average: sklearn's average: 'macro', 'micro' or 'weighted'.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(recall, kwargs)
     t, p, _ = _classes(y_pred, y_true, "recall")
     return float(skm.recall_score(t, p, average=average, zero_division=0))
 
@@ -206,8 +267,9 @@ def f1_per_class(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> n
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(f1_per_class, kwargs)
     t, p, labels = _classes(y_pred, y_true, "f1_per_class")
     return skm.f1_score(t, p, labels=labels, average=None, zero_division=0)
 
@@ -219,8 +281,9 @@ def matthews_corrcoef(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any)
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(matthews_corrcoef, kwargs)
     t, p, labels = _classes(y_pred, y_true, "matthews_corrcoef")
     cm = skm.confusion_matrix(t, p, labels=labels).astype(np.float64)
     true_k, pred_k, right, n = cm.sum(1), cm.sum(0), np.trace(cm), cm.sum()
@@ -234,8 +297,9 @@ def confusion_matrix(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) 
     Args:
         y_pred: (n, c) logits (or probabilities) of the whole set.
         y_true: (n,) class indices.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(confusion_matrix, kwargs)
     t, p, labels = _classes(y_pred, y_true, "confusion_matrix")
     return skm.confusion_matrix(t, p, labels=labels)
 
@@ -274,8 +338,9 @@ def roc_auc(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n,) class indices, or (n, c) 0/1 targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(roc_auc, kwargs)
     if _tensor(y_true).dim() == 2 and tuple(_tensor(y_true).shape) == tuple(_tensor(y_pred).shape):
         return _roc_auc_micro("roc_auc", y_pred, y_true)
     y_pred, y = _class_indices("roc_auc", y_pred, y_true)
@@ -301,16 +366,18 @@ def accuracy_multilabel(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: boo
         y_true: (n, c) 0/1 targets.
         sigmoid: fast-bert's flag, without effect: the sigmoid keeps the order, so the argmax is taken of `y_pred`
             itself (float32 sigmoids of confident logits are all 1.0, ties that the argmax broke to label 0).
-        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
-    if "thresh" in kwargs:
-        raise TypeError("accuracy_multilabel() is fast-bert's top-label match and takes no thresh; for the share of "
-                        "right decisions at a threshold use accuracy_thresh(y_pred, y_true, thresh=...)")
+    for key in ("thresh", "threshold"):
+        if key in kwargs:
+            raise TypeError(f"accuracy_multilabel() is fast-bert's top-label match and takes no {key}; for the share "
+                            "of right decisions at a threshold use accuracy_thresh(y_pred, y_true, thresh=...)")
+    _no_other_options(accuracy_multilabel, kwargs)
     y_pred, y_true = _label_rows("accuracy_multilabel", y_pred, y_true)
     return _share(y_pred.argmax(dim=-1) == y_true.float().argmax(dim=-1).to(y_pred.device))
 
 
-def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True,
+def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
                     **kwargs: Any) -> torch.Tensor:
     """Share of (row, label) decisions that are right, thresholding float32 sigmoid outputs at `thresh` (fast-bert's
     `accuracy_thresh`; 1 - sklearn's `hamming_loss`, and 1 - `hamming_loss` here, whatever the logits' dtype).
@@ -318,10 +385,12 @@ def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 
     Args:
         y_pred: (n, c) logits (or probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: decision threshold on probabilities, a float or one per label.
+        thresh: decision threshold on probabilities, a float or one per label (or as threshold=).
         sigmoid: apply a sigmoid to `y_pred` first.
-        **kwargs: options this metric does not take, ignored (fast-bert passes labels=).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("accuracy_thresh", "thresh", thresh, kwargs)
+    _no_other_options(accuracy_thresh, kwargs)
     y_pred, y_true = _label_rows("accuracy_thresh", y_pred, y_true)
     # in float32, as hamming_loss and the predictors decide: bf16 / fp16 logits compared in their own precision
     # rounded probabilities near the threshold to the other side
@@ -330,17 +399,18 @@ def accuracy_thresh(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 
     return _share((probs > thresh) == y_true.bool())
 
 
-def _decisions(y_pred: torch.Tensor, thresh: Any) -> np.ndarray:
+def _decisions(y_pred: torch.Tensor, thresh: Any, sigmoid: bool = True) -> np.ndarray:
     # float32 thresholds, as accuracy_thresh and the predictors compare: a float64 0.05 against float32(0.05)
     # decided a tie the other way
-    return (_np(y_pred.float().sigmoid()) > np.asarray(thresh, dtype=np.float32)).astype(int)
+    probs = y_pred.float().sigmoid() if sigmoid else y_pred.float()
+    return (_np(probs) > np.asarray(thresh, dtype=np.float32)).astype(int)
 
 
 _EMPTY_ROWS_SAID = False
 
 
-def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta: float = 2.0, eps: float = 1e-9,
-          sigmoid: bool = True, *, average: str = "samples", **kwargs: Any) -> float:
+def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.3), beta: float = 2.0,
+          eps: float = 1e-9, sigmoid: bool = True, *, average: str = "samples", **kwargs: Any) -> float:
     """F-beta of sigmoid outputs thresholded at `thresh`: fast-bert's `fbeta` (beta 2, threshold 0.3, averaged over
     rows), computed as sklearn `fbeta_score(average=average)`.
 
@@ -352,17 +422,19 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta:
     Args:
         y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
+        thresh: probability threshold, a float or one per label (or as threshold=).
         beta: weight of recall.
         eps: fast-bert's guard against division by zero; the value here is exact, so it changes nothing.
         sigmoid: apply a sigmoid to `y_pred` first.
         average: sklearn's average: 'samples', 'micro', 'macro' or 'weighted'.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
     global _EMPTY_ROWS_SAID
+    thresh = _threshold("fbeta", "thresh", thresh, kwargs)
+    _no_other_options(fbeta, kwargs)
     y_pred, y_true = _label_rows("fbeta", y_pred, y_true)
     t = _np(y_true).astype(int)
-    d = _decisions(y_pred, thresh) if sigmoid else (_np(y_pred) > np.asarray(thresh, dtype=np.float32)).astype(int)
+    d = _decisions(y_pred, thresh, sigmoid)
     samples = average == "samples"
     if t.ndim == 2 and t.shape[1] == 1:
         # one label: sklearn reads a single 0/1 column as binary, not multi-label, and refuses average="samples"
@@ -381,45 +453,59 @@ def fbeta(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.3, beta:
     return value
 
 
-def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+def f1_multilabel_macro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
+                        **kwargs: Any) -> float:
     """Macro-F1 over labels of sigmoid outputs thresholded at `thresh`: sklearn `f1_score(average="macro",
     zero_division=0)`, which averages over every label, so a label with no positive and no prediction counts 0.
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        thresh: probability threshold, a float or one per label (or as threshold=).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("f1_multilabel_macro", "thresh", thresh, kwargs)
+    _no_other_options(f1_multilabel_macro, kwargs)
     y_pred, y_true = _label_rows("f1_multilabel_macro", y_pred, y_true)
-    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="macro", zero_division=0))
+    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh, sigmoid), average="macro",
+                              zero_division=0))
 
 
-def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+def f1_multilabel_micro(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
+                        **kwargs: Any) -> float:
     """Micro-F1 over all (row, label) decisions of sigmoid outputs thresholded at `thresh` (sklearn
     `f1_score(average="micro")`).
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        thresh: probability threshold, a float or one per label (or as threshold=).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("f1_multilabel_micro", "thresh", thresh, kwargs)
+    _no_other_options(f1_multilabel_micro, kwargs)
     y_pred, y_true = _label_rows("f1_multilabel_micro", y_pred, y_true)
-    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average="micro", zero_division=0))
+    return float(skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh, sigmoid), average="micro",
+                              zero_division=0))
 
 
-def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> np.ndarray:
+def f1_per_label(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
+                 **kwargs: Any) -> np.ndarray:
     """F1 of each label (array in label order) at `thresh` (sklearn `f1_score(average=None, zero_division=0)`).
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        thresh: probability threshold, a float or one per label (or as threshold=).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("f1_per_label", "thresh", thresh, kwargs)
+    _no_other_options(f1_per_label, kwargs)
     y_pred, y_true = _label_rows("f1_per_label", y_pred, y_true)
-    return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh), average=None, zero_division=0)
+    return skm.f1_score(_np(y_true).astype(int), _decisions(y_pred, thresh, sigmoid), average=None, zero_division=0)
 
 
 def _roc_auc_micro(name: str, y_pred: Any, y_true: Any) -> float:
@@ -439,8 +525,9 @@ def roc_auc_micro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> 
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n, c) 0/1 targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(roc_auc_micro, kwargs)
     return _roc_auc_micro("roc_auc_micro", y_pred, y_true)
 
 
@@ -453,8 +540,9 @@ def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> 
     Args:
         y_pred: (n, c) logits of the whole set.
         y_true: (n, c) 0/1 targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(roc_auc_macro, kwargs)
     y_pred, y_true = _label_rows("roc_auc_macro", y_pred, y_true)
     t, x = _np(y_true).astype(int), _np64(y_pred)
     present = (t.sum(0) > 0) & (t.sum(0) < len(t))  # AUC is undefined for labels that never / always occur
@@ -463,78 +551,95 @@ def roc_auc_macro(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> 
     return float(skm.roc_auc_score(t[:, present], x[:, present], average="macro"))
 
 
-def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+def hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
+                 **kwargs: Any) -> float:
     """Share of wrong (row, label) decisions at `thresh` (sklearn `hamming_loss`).
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        thresh: probability threshold, a float or one per label (or as threshold=).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("hamming_loss", "thresh", thresh, kwargs)
+    _no_other_options(hamming_loss, kwargs)
     y_pred, y_true = _label_rows("hamming_loss", y_pred, y_true)
-    return float(skm.hamming_loss(_np(y_true).astype(int), _decisions(y_pred, thresh)))
+    return float(skm.hamming_loss(_np(y_true).astype(int), _decisions(y_pred, thresh, sigmoid)))
 
 
-def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = 0.5, **kwargs: Any) -> float:
+def exact_match(y_pred: torch.Tensor, y_true: torch.Tensor, thresh: float = _Default(0.5), sigmoid: bool = True,
+                **kwargs: Any) -> float:
     """Share of rows whose whole label set is right at `thresh` (subset accuracy: sklearn `accuracy_score`).
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        thresh: probability threshold, a float or one per label.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        thresh: probability threshold, a float or one per label (or as threshold=).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("exact_match", "thresh", thresh, kwargs)
+    _no_other_options(exact_match, kwargs)
     y_pred, y_true = _label_rows("exact_match", y_pred, y_true)
-    return float((_decisions(y_pred, thresh) == _np(y_true).astype(int)).all(axis=1).mean())
+    return float((_decisions(y_pred, thresh, sigmoid) == _np(y_true).astype(int)).all(axis=1).mean())
 
 
 # --- fast-bert's multi-label names, with its signatures and defaults ---
 
-def F1(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = 0.5, **kwargs: Any) -> float:  # noqa: N802
+def F1(y_pred: torch.Tensor, y_true: torch.Tensor, threshold: float = _Default(0.5), sigmoid: bool = True,  # noqa: N802
+       **kwargs: Any) -> float:
     """fast-bert's `F1`: `fbeta` with beta 1 at `threshold`, averaged over rows (multi-label).
 
     Args:
-        y_pred: (n, c) logits of the whole set.
+        y_pred: (n, c) logits of the whole set (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
-        threshold: probability threshold.
-        **kwargs: options this metric does not take, ignored.
+        threshold: probability threshold (or as thresh=, the spelling of fast-bert's other metrics).
+        sigmoid: apply a sigmoid to `y_pred` first.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    threshold = _threshold("F1", "threshold", threshold, kwargs)
+    _no_other_options(F1, kwargs)
     y_pred, y_true = _label_rows("F1", y_pred, y_true)
-    return fbeta(y_pred, y_true, thresh=threshold, beta=1.0)
+    return fbeta(y_pred, y_true, thresh=threshold, beta=1.0, sigmoid=sigmoid)
 
 
-def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
-                 sample_weight: Any = None, **kwargs: Any) -> float:
+def Hamming_loss(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True,  # noqa: N802
+                 thresh: float = _Default(0.5), sample_weight: Any = None, **kwargs: Any) -> float:
     """fast-bert's `Hamming_loss`: sklearn `hamming_loss` of the outputs thresholded at `thresh`.
 
     Args:
         y_pred: (n, c) logits (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
         sigmoid: apply a sigmoid first.
-        thresh: probability threshold.
+        thresh: probability threshold (or as threshold=).
         sample_weight: per-row weights.
-        **kwargs: options this metric does not take, ignored.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("Hamming_loss", "thresh", thresh, kwargs)
+    _no_other_options(Hamming_loss, kwargs)
     y_pred, y_true = _label_rows("Hamming_loss", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
     decided = (probs > np.asarray(thresh, dtype=np.float32)).astype(int)  # float32, as the predictors decide
     return float(skm.hamming_loss(_np(y_true).astype(int), decided, sample_weight=sample_weight))
 
 
-def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True, thresh: float = 0.5,  # noqa: N802
-                      normalize: bool = True, sample_weight: Any = None, **kwargs: Any) -> float:
+def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool = True,  # noqa: N802
+                      thresh: float = _Default(0.5), normalize: bool = True, sample_weight: Any = None,
+                      **kwargs: Any) -> float:
     """fast-bert's `Exact_Match_Ratio`: sklearn `accuracy_score` (subset accuracy) of the thresholded outputs.
 
     Args:
         y_pred: (n, c) logits (probabilities with `sigmoid=False`).
         y_true: (n, c) 0/1 targets.
         sigmoid: apply a sigmoid first.
-        thresh: probability threshold.
+        thresh: probability threshold (or as threshold=).
         normalize: the share (True) or the count (False) of exactly right rows.
         sample_weight: per-row weights.
-        **kwargs: options this metric does not take, ignored.
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    thresh = _threshold("Exact_Match_Ratio", "thresh", thresh, kwargs)
+    _no_other_options(Exact_Match_Ratio, kwargs)
     y_pred, y_true = _label_rows("Exact_Match_Ratio", y_pred, y_true)
     probs = _np(y_pred.float().sigmoid() if sigmoid else y_pred.float())
     decided = (probs > np.asarray(thresh, dtype=np.float32)).astype(int)  # float32, as the predictors decide
@@ -545,7 +650,8 @@ def Exact_Match_Ratio(y_pred: torch.Tensor, y_true: torch.Tensor, sigmoid: bool 
 # --- regression: y_pred (n, 1), y_true (n,) ---
 
 def _reg(y_pred: torch.Tensor, y_true: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _np(y_pred).reshape(-1), _np(y_true).reshape(-1)
+    # float64, as sklearn and SciPy compute: in float32 the Pearson of predictions 3000 +- 1e-3 was off by 1e-3
+    p, t = _np64(y_pred).reshape(-1), _np64(y_true).reshape(-1)
     if p.size != t.size or np.ndim(y_pred) > 2 or np.ndim(y_pred) == 2 and np.shape(y_pred)[1] != 1:
         # (n, c) class scores against n targets broadcast, or failed in numpy's words
         raise ValueError(f"{name}() takes y_pred (n, 1) of predicted values and y_true (n,) of targets; "
@@ -560,8 +666,9 @@ def mse(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
     Args:
         y_pred: (n, 1) predictions of the whole set.
         y_true: (n,) targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(mse, kwargs)
     p, t = _reg(y_pred, y_true, "mse")
     return float(np.mean((p - t) ** 2))
 
@@ -572,8 +679,9 @@ def mae(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
     Args:
         y_pred: (n, 1) predictions of the whole set.
         y_true: (n,) targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(mae, kwargs)
     p, t = _reg(y_pred, y_true, "mae")
     return float(np.mean(np.abs(p - t)))
 
@@ -585,8 +693,9 @@ def pearson(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float:
     Args:
         y_pred: (n, 1) predictions of the whole set.
         y_true: (n,) targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(pearson, kwargs)
     p, t = _reg(y_pred, y_true, "pearson")
     return float(scipy.stats.pearsonr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
@@ -597,8 +706,9 @@ def spearman(y_pred: torch.Tensor, y_true: torch.Tensor, **kwargs: Any) -> float
     Args:
         y_pred: (n, 1) predictions of the whole set.
         y_true: (n,) targets.
-        **kwargs: options this metric does not take, ignored (one call can serve several metrics).
+        **kwargs: fast-bert's labels= (the label names), ignored; any other keyword is refused (TypeError).
     """
+    _no_other_options(spearman, kwargs)
     p, t = _reg(y_pred, y_true, "spearman")
     return float(scipy.stats.spearmanr(p, t)[0]) if len(p) > 1 and p.std() > 0 and t.std() > 0 else float("nan")
 
@@ -706,6 +816,32 @@ def _option(value: Any) -> str:
 # metrics where lower is better, which fastai's trackers (SaveModelCallback, EarlyStoppingCallback...) read as
 # higher-is-better: fastai decides by "loss" or "error" in the name
 LOWER_IS_BETTER = ("mse", "mae", "perplexity", "_rmse", "rmse", "msle", "exp_rmspe")
+# the functions of this module where lower is better, whatever a metric dict or a partial names them
+LOWER_IS_BETTER_FUNCTIONS = (mse, mae, hamming_loss, Hamming_loss)
+
+
+def lower_is_better(monitor: str, metrics: Sequence[Any] | None) -> bool:
+    """Whether the metric a tracker monitors is lower-is-better: by its function first, then by `monitor` alone.
+
+    Args:
+        monitor: the tracker's monitor, a metric's column name.
+        metrics: the learner's metrics.
+    """
+    # the name alone missed {'name': 'MAE', 'function': mae} and partial(mse): their trackers kept the worst epoch
+    for m in metrics or []:
+        if getattr(m, "name", None) != monitor:
+            continue
+        func = m
+        for _ in range(32):  # DeviceAccumMetric's, fastai's AccumMetric / AvgMetric's and partials' .func, nested
+            if not hasattr(func, "func"):
+                break
+            func = func.func
+        name = getattr(func, "__name__", "")
+        # fastai's own rule ("loss" or "error" in the name) read of the function: fastai's error_rate renamed
+        if any(func is f for f in LOWER_IS_BETTER_FUNCTIONS) or name in LOWER_IS_BETTER or "loss" in name \
+                or "error" in name:
+            return True
+    return monitor in LOWER_IS_BETTER
 
 
 def to_fastai_metrics(metrics: Sequence[Any] | None, *, ignore_index: int | None = None) -> list[Metric]:

@@ -58,6 +58,41 @@ def test_save_model_callback_leaves_the_best_weights_in_the_model(tiny_databunch
     assert learner.validate(quiet=True)["loss"] == pytest.approx(best, rel=1e-5)
 
 
+def test_a_tracker_of_a_renamed_lower_is_better_metric_keeps_the_lowest(tiny_tokenizer, tiny_model_dir, tmp_path):
+    # before: the direction came from the monitor's name alone, so fast-bert's {'name': 'MAE', 'function': mae} and
+    # partial(mse) (named "mse()") were tracked as higher-is-better: SaveModelCallback kept and loaded the epoch with
+    # the highest error
+    from functools import partial
+
+    from conftest import make_texts
+
+    from bertlearn import BertDataBunch
+    from bertlearn.metrics import mae, mse
+    df = make_texts(32, seed=3)
+    df["score"] = np.linspace(-1.0, 2.0, len(df))
+    db = BertDataBunch.from_df(df, df, tiny_tokenizer, label_col="score", regression=True, bs=8, device="cpu")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), [{"name": "MAE", "function": mae},
+                                                                          partial(mse)], "cpu", None, seed=0,
+                                                output_dir=tmp_path)
+    saver = SaveModelCallback(monitor="MAE", fname="best")
+    stopper = EarlyStoppingCallback(monitor="mse()", patience=10)
+    mine = EarlyStoppingCallback(monitor="MAE", comp=np.greater_equal, patience=10)  # the user's comp stays
+    with pytest.warns(UserWarning) as caught:
+        quiet_fit(learner, 4, lr=1e-2, cbs=[saver, stopper, mine])
+    said = [str(w.message) for w in caught if "Callback(monitor=" in str(w.message)]
+    assert said == [f"{kind}(monitor={name!r}): fastai reads a metric whose name holds neither 'loss' nor 'error' as "
+                    f"higher-is-better, so it would keep the epoch with the highest {name}; it is tracked as "
+                    "lower-is-better (pass comp=np.less to say so)"
+                    for kind, name in [("SaveModelCallback", "MAE"), ("EarlyStoppingCallback", "mse()")]]
+    names = learner.recorder.metric_names[1:]
+    maes = [row[names.index("MAE")] for row in learner.recorder.values]
+    mses = [row[names.index("mse()")] for row in learner.recorder.values]
+    assert min(maes) < max(maes) and min(mses) < max(mses)  # the epochs differ: the best is one of them
+    assert saver.comp is np.less and stopper.comp is np.less and mine.comp is np.greater_equal
+    assert saver.best == min(maes) and stopper.best == min(mses)
+    assert learner.validate(quiet=True)["MAE"] == pytest.approx(min(maes), abs=1e-6)  # the lowest epoch's weights
+
+
 def test_gradient_accumulation_steps_the_optimizer_every_n_batches(tiny_databunch, tiny_model_dir, tmp_path):
     learner = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
                                                 output_dir=tmp_path, grad_accumulation_steps=2)

@@ -398,7 +398,7 @@ class TestAgainstReferences:
     def test_regression_metrics_equal_sklearn_and_scipy(self, pairs):
         p = torch.tensor([[a / 4] for a, _ in pairs])
         y = torch.tensor([b / 4 for _, b in pairs])
-        pn, yn = p.numpy().ravel(), y.numpy()
+        pn, yn = p.double().numpy().ravel(), y.double().numpy()  # the references in float64, as the metrics
         assert M.mse(p, y) == pytest.approx(skm.mean_squared_error(yn, pn))
         assert M.mae(p, y) == pytest.approx(skm.mean_absolute_error(yn, pn))
         if pn.std() > 0 and yn.std() > 0:
@@ -899,3 +899,123 @@ def test_a_ner_function_metric_scores_every_tagged_token_of_the_set(ner_dir, tin
     # set after the learner is built: the same whole-set score (fastai's setter had made it a per-batch mean)
     learner.metrics = [tagged_accuracy]
     assert learner.validate(quiet=True)["tagged_accuracy"] == pytest.approx(right / total, abs=1e-6)
+
+
+# --- options: sigmoid=False, both spellings of the threshold, keywords a metric does not take ---
+
+# probabilities; at 0.5 the decisions are [[1, 0, 1], [0, 1, 0], [1, 0, 0]]: (1, 2) and (2, 1) are missed
+PROBS = torch.tensor([[0.9, 0.2, 0.6], [0.1, 0.8, 0.4], [0.7, 0.3, 0.2]])
+PROB_TARGET = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+
+
+def test_thresholded_multi_label_metrics_take_probabilities_with_sigmoid_false():
+    # before: sigmoid=False was swallowed by **kwargs and the sigmoid applied to probabilities (all above 0.5 after
+    # it): every label of every row was decided positive
+    t, d = PROB_TARGET.int().numpy(), (PROBS.numpy() > 0.5).astype(int)
+    # per label: label 0 tp 2 -> 1; label 1 tp 1, fn 1 -> 2/3; label 2 tp 1, fn 1 -> 2/3. Micro: tp 4, fn 2 -> 8/10
+    assert M.f1_per_label(PROBS, PROB_TARGET, sigmoid=False).tolist() == pytest.approx([1.0, 2 / 3, 2 / 3])
+    assert M.f1_multilabel_macro(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(7 / 9)
+    assert M.f1_multilabel_micro(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(0.8)
+    assert M.hamming_loss(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(2 / 9)
+    assert M.exact_match(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(1 / 3)
+    # per row F1: 1, (p 1, r 1/2) 2/3, (p 1, r 1/2) 2/3
+    assert M.F1(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(7 / 9)
+    assert M.F1(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(skm.f1_score(t, d, average="samples"))
+    assert M.f1_multilabel_macro(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(
+        skm.f1_score(t, d, average="macro"))
+    assert M.hamming_loss(PROBS, PROB_TARGET, sigmoid=False) == pytest.approx(skm.hamming_loss(t, d))
+
+
+def test_a_threshold_is_taken_under_either_spelling():
+    # before: F1 (fast-bert's spelling: threshold) dropped thresh=, and accuracy_thresh, hamming_loss... dropped
+    # threshold=, scoring at 0.5 in silence. At 0.3 only (2, 1) is missed
+    logits = torch.logit(PROBS)
+    # F1 per row at 0.3: 1, 1, (p 1, r 1/2) 2/3; at 0.5: 1, 2/3, 2/3
+    assert M.F1(logits, PROB_TARGET, thresh=0.3) == pytest.approx(8 / 9)
+    assert M.F1(logits, PROB_TARGET, threshold=0.3) == pytest.approx(8 / 9)
+    assert M.F1(logits, PROB_TARGET) == pytest.approx(7 / 9)
+    assert float(M.accuracy_thresh(logits, PROB_TARGET, threshold=0.3)) == pytest.approx(8 / 9)
+    assert M.hamming_loss(logits, PROB_TARGET, threshold=0.3) == pytest.approx(1 / 9)
+    assert M.Hamming_loss(logits, PROB_TARGET, threshold=0.3) == pytest.approx(1 / 9)
+    assert M.exact_match(logits, PROB_TARGET, threshold=[0.3, 0.3, 0.3]) == pytest.approx(2 / 3)
+    assert M.F1(logits, PROB_TARGET, 0.3, thresh=0.3) == pytest.approx(8 / 9)  # the same value twice is one
+    with pytest.raises(TypeError) as e:
+        M.F1(logits, PROB_TARGET, threshold=0.5, thresh=0.3)
+    assert str(e.value) == ("F1() got threshold=0.5 and thresh=0.3, two spellings of one threshold that disagree; "
+                            "pass one of them")
+    with pytest.raises(TypeError) as e:
+        M.accuracy_thresh(logits, PROB_TARGET, 0.5, threshold=0.3)  # a value passed equal to the default is passed
+    assert str(e.value) == ("accuracy_thresh() got thresh=0.5 and threshold=0.3, two spellings of one threshold "
+                            "that disagree; pass one of them")
+
+
+def test_a_keyword_a_metric_does_not_take_is_refused_but_fast_berts_labels_is_not():
+    # before: **kwargs dropped every keyword in silence: roc_auc(average="macro") gave the micro average on
+    # multi-label targets, f1(sample_weight=w) the unweighted F1
+    logits, y = LOGITS, TARGET
+    with pytest.raises(TypeError) as e:
+        M.roc_auc(PROBS, PROB_TARGET, average="macro")
+    assert str(e.value) == (
+        "roc_auc() got an unexpected keyword argument average='macro': it takes only fast-bert's labels= (ignored); "
+        "remove average=; roc_auc is fast-bert's micro average on multi-label targets (the one-vs-rest macro average "
+        "on class indices): for the macro average over labels use roc_auc_macro")
+    with pytest.raises(TypeError) as e:
+        M.f1(logits, y, sample_weight=[1, 2, 1, 1, 1])
+    assert str(e.value) == (
+        "f1() got an unexpected keyword argument sample_weight=[1, 2, 1, 1, 1]: it takes average= and fast-bert's "
+        "labels= (ignored); remove sample_weight=; to weight the rows, call sklearn.metrics' function with "
+        "sample_weight= on the decisions (y_pred.argmax(-1), or y_pred.sigmoid() > thresh for multi-label)")
+    with pytest.raises(TypeError) as e:
+        M.hamming_loss(PROBS, PROB_TARGET, sample_weight=[1, 2, 1])
+    assert str(e.value) == (
+        "hamming_loss() got an unexpected keyword argument sample_weight=[1, 2, 1]: it takes thresh= (or "
+        "threshold=), sigmoid= and fast-bert's labels= (ignored); remove sample_weight=; Hamming_loss(y_pred, "
+        "y_true, sample_weight=...) weights the rows")
+    for fn, args in [(M.accuracy, (logits, y)), (M.precision, (logits, y)), (M.recall, (logits, y)),
+                     (M.f1_macro, (logits, y)), (M.exact_match, (PROBS, PROB_TARGET)), (M.mse, (PROBS[:, :1], y))]:
+        with pytest.raises(TypeError, match=rf"^{fn.__name__}\(\) got an unexpected keyword argument "
+                                            r"sample_weight=\[1\]: it takes "):
+            fn(*args, sample_weight=[1])
+    # fast-bert's validate() passes labels= (the label names) to every metric: accepted, and nothing changes
+    names = ["a", "b", "c"]
+    regression = (torch.tensor([[1.0], [2.0], [4.0]]), torch.tensor([1.0, 3.0, 5.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fbeta's empty-rows notice
+        for fn in SINGLE_FNS + MULTI_FNS + REGRESSION_FNS:
+            args = (LOGITS, TARGET) if fn in SINGLE_FNS and fn is not M.roc_auc else \
+                regression if fn in REGRESSION_FNS else (torch.logit(PROBS), PROB_TARGET)
+            np.testing.assert_array_equal(np.asarray(fn(*args, labels=names)), np.asarray(fn(*args)))
+
+
+def test_regression_metrics_compute_in_float64():
+    # before: predictions and targets were cast to float32 first: the Pearson of predictions 3000 +- 1e-3 was off by
+    # 1e-3, and the MSE of float64 targets near 1e6 lost their fractions
+    rng = np.random.default_rng(0)
+    t = rng.normal(3, 1, 5000)
+    p = torch.tensor(3000 + 1e-3 * t + rng.normal(0, 1e-3, 5000), dtype=torch.float32)[:, None]
+    y = torch.tensor(t, dtype=torch.float32)
+    p64, y64 = p.double().numpy().ravel(), y.double().numpy()  # the same float32 values, read exactly
+    assert M.pearson(p, y) == pytest.approx(scipy.stats.pearsonr(p64, y64)[0], rel=1e-9)
+    assert M.spearman(p, y) == pytest.approx(scipy.stats.spearmanr(p64, y64)[0], rel=1e-9)
+    big = 1e6 + rng.normal(0, 1, 200)
+    pred = torch.tensor(big + rng.normal(0, 0.5, 200))[:, None]  # float64 tensors
+    assert M.mse(pred, torch.tensor(big)) == pytest.approx(skm.mean_squared_error(big, pred.numpy().ravel()),
+                                                           rel=1e-9)
+    assert M.mae(pred, torch.tensor(big)) == pytest.approx(skm.mean_absolute_error(big, pred.numpy().ravel()),
+                                                           rel=1e-9)
+
+
+def test_the_direction_of_a_monitored_metric_follows_its_function():
+    # before: only the monitor's name was read, so a fast-bert dict {'name': 'MAE', 'function': mae} or partial(mse)
+    # was tracked as higher-is-better (see tests/test_callbacks.py for the fit)
+    from functools import partial
+
+    from fastai.metrics import AccumMetric, error_rate
+    from fastai.metrics import rmse as fastai_rmse
+
+    metrics = to_fastai_metrics([{"name": "MAE", "function": M.mae}, partial(partial(M.mse)),
+                                 {"name": "wrong", "function": M.hamming_loss}, {"name": "err", "function": error_rate},
+                                 {"name": "acc", "function": accuracy}])
+    metrics.append(AccumMetric(fastai_rmse.func, name="RMSE"))
+    assert [M.lower_is_better(m.name, metrics) for m in metrics] == [True, True, True, True, False, True]
+    assert M.lower_is_better("mse", []) and not M.lower_is_better("accuracy", metrics)  # by the name alone
