@@ -165,8 +165,9 @@ def saved_thresholds(path: Any, labels: list) -> list[float] | float | None:
 
 
 def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:
-    """Tokens per input for a plain Hugging Face folder: the tokenizer's limit, the model's, 512 at most (a
-    tokenizer can claim more than the model's position table holds, and a longer input fails in its lookup).
+    """Tokens per input for a plain Hugging Face folder: the smaller of the tokenizer's limit and the model's (a
+    tokenizer can claim more than the model's position table holds, and a longer input fails in its lookup); 512 at
+    most where the model's limit is unknown.
 
     Args:
         tokenizer: the folder's tokenizer.
@@ -176,7 +177,8 @@ def plain_maxlen(tokenizer: Any, limit: int | None = None) -> int:
         claimed = int(tokenizer.model_max_length)  # a huge sentinel where the tokenizer sets none
     except (AttributeError, TypeError, ValueError):
         claimed = 512
-    return min(claimed if claimed > 0 else 512, 512, limit or 512)
+    # 512 only where the model's limit is unknown: a model and tokenizer both taking 1024 were cut at 512 in silence
+    return min(claimed if claimed > 0 else 512, limit or 512)
 
 
 _STALE = ("the model was saved again after bertlearn saved it (or its bertlearn.json was written by hand). Save it "

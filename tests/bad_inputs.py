@@ -204,6 +204,7 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("grad_accumulation_steps on a learner without an accumulation callback", lambda c: _accumulation_unset(c)),
     ("a GPU bf16 export loaded on the CPU (warning)", lambda c: _gpu_bf16_export(c)),
     ("grad_accumulation_steps changed after the factory", lambda c: _accumulation_changed(c)),
+    ("save_model with a tokenizer whose folder would read texts otherwise", lambda c: _lowercase_turned_off_on_the_object(c)),
     ("empty texts given to predict_batch (warning)", lambda c: __import__("bertlearn").BertClassificationPredictor(
         c.learner().save_model(c.root / "m"), device="cpu").predict_batch(["good film", "  "])),
     ("NER test sentences given as raw strings", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(
@@ -270,6 +271,16 @@ def _reused_cut(c: Ctx):
 def _left_padding(c: Ctx):
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(c.model_dir, padding_side="left")
+
+
+def _lowercase_turned_off_on_the_object(c: Ctx):
+    from transformers import AutoTokenizer
+
+    from bertlearn import BertLearner
+    tok = AutoTokenizer.from_pretrained(c.model_dir)
+    tok.do_lower_case = False  # nothing to the fast tokenizer, yet written to the folder
+    BertLearner.from_pretrained_model(c.bunch(tokenizer=tok), str(c.model_dir), None, "cpu", None,
+                                      output_dir=c.root / "out").save_model(c.root / "m")
 
 
 def _one_segment_pairs(c: Ctx):

@@ -215,6 +215,24 @@ class TestTestDlWithLabels:
         again = db.test_dl(db.valid.items, with_labels=True).dataset.targets
         assert again.tolist() == db.valid.dataset.targets.tolist()
 
+    @pytest.mark.parametrize("kind", ["on_disk", "windows"])
+    def test_a_loaders_own_rows_take_the_labels_given(self, tiny_model_dir, tmp_path, kind):
+        # before: rows as stored (on disk, sliding windows) kept their stored targets, whatever labels the items
+        # gave: relabelled rows were validated against the old labels without a word
+        train_df, valid_df = _three_class_frames()
+        for name, df in (("train.csv", train_df), ("val.csv", valid_df)):
+            df.to_csv(tmp_path / name, index=False)
+        kw = dict(on_disk=True) if kind == "on_disk" else dict(long_text="sliding_window", stride=4)
+        db = BertDataBunch.from_csv(tmp_path, str(tiny_model_dir), label_file=None, maxlen=8, device="cpu", **kw)
+        items = db.valid.items
+        assert all(type(t).__name__ == "StoredRow" for t, _ in items)
+        turned = {"neg": "neu", "neu": "pos", "pos": "neg"}
+        relabelled = [(t, turned[y]) for t, y in items]
+        dl = db.test_dl(relabelled, with_labels=True)
+        assert dl.dataset.targets.tolist() == [db.labels.index(y) for _, y in relabelled]
+        assert dl.dataset.targets.dtype == db.valid.dataset.targets.dtype
+        assert db.test_dl(items, with_labels=True).dataset.targets.tolist() == db.valid.dataset.targets.tolist()
+
     def test_labels_named_by_numbers_are_not_read_as_indices(self, tiny_tokenizer):
         # before: with labels '1', '2', '3' (ratings), the item label 1 was read as index 1, i.e. '2': every rating
         # moved up by one without a word, while the DataFrame path read '1'

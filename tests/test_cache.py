@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bertlearn import BertDataBunch
 from bertlearn.data.cache import cache_key, load_cached, tokenizer_fingerprint
+from bertlearn.data.store import rows_revision
 
 from conftest import make_texts
 
@@ -153,14 +154,14 @@ def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
     monkeypatch.setattr(cache, "_HASH_BLOCK", 8192)
     assert cache_key(texts, tiny_tokenizer, settings) == key
     # what is hashed: each text (a pair joined by \x1f) followed by \x1e, after the settings
-    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "tok": tokenizer_fingerprint(tiny_tokenizer),
+    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "rows": rows_revision(), "tok": tokenizer_fingerprint(tiny_tokenizer),
                                    **settings}, sort_keys=True, default=str).encode())
     for t in texts:
         h.update((t if isinstance(t, str) else "\x1f".join(t)).encode() + b"\x1e")
     assert h.hexdigest()[:32] == key
     # ... and every part's length after them, where a text holds a separator
     odd = ["a\x1eb", "c"]
-    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "tok": tokenizer_fingerprint(tiny_tokenizer),
+    h = hashlib.sha256(json.dumps({"v": cache.CACHE_VERSION, "rows": rows_revision(), "tok": tokenizer_fingerprint(tiny_tokenizer),
                                    **settings}, sort_keys=True, default=str).encode())
     h.update("a\x1eb\x1ec\x1e".encode())
     h.update(np.array([3, 1], dtype=np.int64).tobytes())
@@ -170,6 +171,17 @@ def test_texts_are_hashed_with_their_boundaries(tiny_tokenizer, monkeypatch):
     assert cache_key(["the\x1ebad"], tiny_tokenizer, settings) != cache_key(["the", "bad"], tiny_tokenizer, settings)
     assert cache_key([("a\x1fb", "c")], tiny_tokenizer, settings) != cache_key([("a", "b\x1fc")], tiny_tokenizer,
                                                                                settings)
+
+
+def test_the_key_follows_the_reading_rules_and_the_version(tiny_tokenizer, monkeypatch):
+    # a cache written before a change to how texts become rows was served after it (the key held no code version)
+    import bertlearn.data.store as store
+    import bertlearn.version as version
+    key = cache_key(["a text"], tiny_tokenizer, {"maxlen": 16})
+    monkeypatch.setattr(store, "ROWS_REVISION", store.ROWS_REVISION + 1)
+    bumped = cache_key(["a text"], tiny_tokenizer, {"maxlen": 16})
+    monkeypatch.setattr(version, "__version__", "9.9.9")
+    assert len({key, bumped, cache_key(["a text"], tiny_tokenizer, {"maxlen": 16})}) == 3
 
 
 def test_no_cache_and_clear_cache(tiny_csv_dir, tiny_tokenizer):

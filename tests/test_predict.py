@@ -413,6 +413,33 @@ def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer
                 assert len(predictor.predict(long, group=False, exclude_entities=None)) == 40
 
 
+def test_a_plain_folder_reads_as_many_tokens_as_its_model_and_tokenizer_take(tiny_model_dir, tmp_path):
+    # before: both taking 1024 tokens, the predictors cut every text at 512 without a word
+    import transformers as T
+
+    from bertlearn import BertNERPredictor
+    tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, model_max_length=1024)
+    size = dict(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=4, intermediate_size=37, max_position_embeddings=1024)
+    text = " ".join(["good"] * 700)
+    for head, predictor_type in ((T.BertForSequenceClassification, BertClassificationPredictor),
+                                 (T.BertForTokenClassification, BertNERPredictor)):
+        folder = tmp_path / head.__name__
+        labels = ["negative", "positive"] if predictor_type is BertClassificationPredictor else ["O", "B-PER"]
+        torch.manual_seed(0)
+        model = head(T.BertConfig(**size, num_labels=2, id2label=dict(enumerate(labels)))).eval()
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the plain folder's scheme guess: said elsewhere
+            predictor = predictor_type(folder, device="cpu")
+        assert predictor.encoder.maxlen == 1024
+        if predictor_type is BertClassificationPredictor:
+            with torch.no_grad():
+                whole = model(**tok([text], return_tensors="pt")).logits
+            torch.testing.assert_close(predictor.predict_logits([text]), whole, atol=1e-5, rtol=1e-4)
+
+
 def test_a_dataframe_given_as_texts_is_refused_not_read_as_its_column_names(trained_learner):
     # list(df) is its column names: predict_batch(df) answered for the texts "text" and "label"
     df = make_texts(9, seed=3)
@@ -666,6 +693,62 @@ def test_a_model_saved_again_with_its_outputs_reordered_is_refused_not_renamed(t
     texts = ["good film and a great plot", "bad movie and a dull plot"]
     assert [p[0][0] for p in BertClassificationPredictor(folder, device="cpu").predict_batch(texts)] == \
         [p[0][0] for p in trained_learner.predict_batch(texts)]
+
+
+def test_a_tokenizer_cutting_on_the_left_is_saved_so_when_its_rows_come_from_the_cache(tiny_model_dir, tmp_path):
+    """truncation_side='left' set on the object reached the folder only when a tokenizer call wrote it into the
+    backend: on a cache hit (the same script run again) the folder cut long texts on the right, the start kept."""
+    from transformers import AutoTokenizer
+
+    from bertlearn import BertDataBunch, BertLearner, load_predictor
+    df = make_texts(16, seed=1)
+    long = ["great fun " + " ".join(["the movie was very"] * 10) + " awful boring"]
+    for run in ("fills the cache", "reads it"):
+        tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+        tok.truncation_side = "left"
+        db = BertDataBunch.from_df(df, df[:8], tok, bs=8, maxlen=12, device="cpu", cache_dir=tmp_path / "cache")
+    learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None, output_dir=tmp_path / "o")
+    predictor = load_predictor(learner.save_model(tmp_path / "m"), device="cpu")
+    assert predictor.encoder.tokenizer.truncation_side == "left"
+    assert predictor.encoder.dataset(long).ids.tolist() == db.encoder.dataset(long).ids.tolist()
+    assert tok.convert_ids_to_tokens(predictor.encoder.dataset(long).ids.tolist()[0])[-3:] == \
+        ["awful", "boring", "[SEP]"]
+
+
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_a_folder_whose_tokenizer_reads_otherwise_is_refused(tiny_model_dir, tmp_path, task):
+    """do_lower_case = False set on a fast tokenizer's object changes nothing in it (training lowercased), but
+    save_pretrained wrote it: the folder's predictors stopped lowercasing, and "Terrible Acting" became [UNK]s."""
+    from transformers import AutoTokenizer
+
+    from bertlearn import BertDataBunch, BertLearner, BertNERDataBunch, BertNERLearner, ModelError
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.do_lower_case = False
+    assert tok("The FILM")["input_ids"] == tok("the film")["input_ids"]  # still lowercases
+    if task == "classification":
+        df = make_texts(16, seed=1)
+        db = BertDataBunch.from_df(df, df[:8], tok, bs=8, maxlen=24, device="cpu")
+        learner = BertLearner.from_pretrained_model(db, str(tiny_model_dir), None, "cpu", None,
+                                                    output_dir=tmp_path / "o")
+    else:
+        import pandas as pd
+        df = pd.DataFrame({"tokens": [["the", "film", "was", "good"]] * 8, "tags": [["O", "B-X", "O", "O"]] * 8})
+        db = BertNERDataBunch.from_df(df, df, tok, bs=4, maxlen=24, device="cpu")
+        learner = BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu",
+                                                       output_dir=tmp_path / "o")
+    with pytest.raises(ModelError) as e:
+        learner.save_model(tmp_path / "m")
+    assert str(e.value) == (
+        "the tokenizer written with the model encodes differently from the one training used: "
+        + repr("The Movie WAS naïve, Café ﬁne: 中文 don't x\u00a0y 1,234 [SEP] [...") +
+        " gives ['the', 'movie', 'was', 'n', '##a'] from token 1 here and ['[UNK]', '[UNK]', '[UNK]', '[UNK]', '[UNK]'] loaded back, so every predictor, server and "
+        "pipeline on the folder would read texts otherwise. An option set on the tokenizer object after loading is the "
+        "usual cause (tokenizer.do_lower_case = False does nothing to a fast tokenizer, yet is written to the folder): "
+        "undo it and save again, or load the tokenizer with the option (AutoTokenizer.from_pretrained(name, "
+        "do_lower_case=...)) and train with that")
+    assert not (tmp_path / "m").exists()
+    tok.do_lower_case = True  # the way out the message gives
+    assert (learner.save_model(tmp_path / "m") / "config.json").is_file()
 
 
 def test_a_tokenizer_told_to_split_special_tokens_is_saved_so(tiny_model_dir, tmp_path):

@@ -80,6 +80,22 @@ def test_disk_rows_index_like_ragged_rows_in_memory(tmp_path):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(rows))[idx], mem[idx])
 
 
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_negative_row_indices_count_from_the_end_as_numpy_counts_them(tmp_path, where):
+    # before: rows[[-2]] in memory gave the LAST row cut to the one before's length (offsets hold n + 1 entries)
+    lists = [[1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    rows = RaggedRows.from_lists(lists, np.int64, fill=0)
+    if where == "disk":
+        rows.values.tofile(tmp_path / "x.bin")
+        rows = DiskRows(tmp_path / "x.bin", rows.offsets, np.int64, fill=0)
+    np.testing.assert_array_equal(rows[np.array([-2, 0, -1])], [[3, 4, 5, 0], [1, 2, 0, 0], [6, 7, 8, 9]])
+    np.testing.assert_array_equal(rows[np.array([-3]), :2], [[1, 2]])
+    if where == "memory":
+        assert rows.take(np.array([-2])).tolist() == [[3, 4, 5]]
+    with pytest.raises(IndexError, match="row -4 out of range for 3 rows"):
+        rows[np.array([0, -4])]
+
+
 @pytest.fixture
 def csv_dir(tmp_path):
     make_texts(200, seed=1).to_csv(tmp_path / "train.csv", index=False)
@@ -230,6 +246,31 @@ def test_store_key_covers_how_the_file_is_read(tmp_path, tiny_model_dir):
     rows, w = np.arange(20), int(fresh.lengths.max())
     np.testing.assert_array_equal(utf8.ids[rows, :w], fresh.ids[rows, :w])
     assert not np.array_equal(latin.lengths, fresh.lengths)
+
+
+def test_a_store_written_under_other_reading_rules_is_rebuilt(csv_dir, tiny_model_dir, monkeypatch):
+    # the key covered the file, tokenizer and settings, not the rules: a store written before a rule changed (here
+    # the blank-text rule: a zero-width space is no text) was reused after it, its dropped row still in it
+    import bertlearn.data.bunch as bunch
+    import bertlearn.data.frames as frames
+    import bertlearn.data.store as store
+    import bertlearn.version as version
+    df = make_texts(40, seed=1)
+    df.loc[3, "text"] = "\u200b"
+    df.to_csv(csv_dir / "train.csv", index=False)
+    kw = dict(bs=16, maxlen=40, device="cpu", label_file=None, dropna=True)
+    with monkeypatch.context() as old:
+        old_rule = lambda s: s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+        old.setattr(frames, "empty_texts", old_rule)
+        old.setattr(bunch, "empty_texts", old_rule)
+        old.setattr(store, "ROWS_REVISION", store.ROWS_REVISION - 1)
+        assert len(BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, **kw).train_ds) == 40
+    assert len(BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), no_cache=True, **kw).train_ds) == 39
+    assert len(BertDataBunch.from_csv(csv_dir, str(tiny_model_dir), on_disk=True, **kw).train_ds) == 39
+    # and a release's version is in the key as well
+    key = store.store_key(csv_dir / "train.csv", {"maxlen": 40})
+    monkeypatch.setattr(version, "__version__", "9.9.9")
+    assert store.store_key(csv_dir / "train.csv", {"maxlen": 40}) != key
 
 
 def test_on_disk_errors_name_the_csv_line_not_the_chunks_row(csv_dir, tiny_model_dir):

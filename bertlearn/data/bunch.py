@@ -404,6 +404,10 @@ class BertDataBunch(DataLoaders):
             if items and len(stored) == len(items) and len({id(t.dataset) for t in stored}) == 1:
                 # a loader's own rows (windows, rows on disk): as stored, not their decoded text encoded again
                 ds = stored[0].dataset.rows([t.row for t in stored])
+                ys = [y for _, y in items]
+                if not all(y is None for y in ys):
+                    # the labels given, not the stored ones: relabelled rows were scored against their old labels
+                    ds.targets = self._item_targets(ys)
                 return BertDataLoader(ds, bs=bs, device=self.device, keep_order=True, same_width=True)
             if not _all_pairs(items):
                 bad = [i for i, t in enumerate(items) if not (isinstance(t, (tuple, list)) and len(t) == 2)]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_file
 from ..errors import user_stacklevel
-from .store import RaggedRows
+from .store import RaggedRows, rows_revision
 
 __all__ = ["tokenizer_fingerprint", "cache_key", "load_cached", "save_cached", "CACHE_VERSION"]
 
@@ -101,8 +101,8 @@ def cache_key(texts: Sequence[Any], tokenizer: Any, settings: dict) -> str:
         settings: the encoder settings (maxlen, truncation...).
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "tok": tokenizer_fingerprint(tokenizer), **settings},
-                        sort_keys=True, default=str).encode())
+    h.update(json.dumps({"v": CACHE_VERSION, "rows": rows_revision(), "tok": tokenizer_fingerprint(tokenizer),
+                         **settings}, sort_keys=True, default=str).encode())
     # each text (pairs joined by \x1f) followed by \x1e, a block at a time; where a text itself holds \x1e or \x1f
     # (the separators counted do not match), every part's length (int64) after them: such a text would otherwise
     # hash as two texts (["the\x1ebad"] as ["the", "bad"]) and get their ids

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import DataError, user_stacklevel
+from ..errors import DataError, ModelError, user_stacklevel
 from ..model import load_tokenizer, quiet_hub
 from .backends import TOKIE_MIN_TEXTS, BatchEncoder, TokieBatchEncoder, batch_encoder, tokie_encoder
 from .frames import PROBLEM_TYPES, MULTI, REGRESSION, SINGLE
@@ -22,7 +22,7 @@ from .loader import EncodedDataset
 from .store import RaggedRows
 
 __all__ = ["TextEncoder", "TRUNCATIONS", "tokenizer_within", "warn_unfollowed_padding", "check_maxlen_room", "pair_template_segments",
-           "segment_embeddings_beside"]
+           "segment_embeddings_beside", "save_tokenizer_as_used"]
 
 _TOKENIZE_CHUNK = 4096  # texts per tokenizer call: bounded memory, still one Rust call per chunk
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -45,6 +45,68 @@ def warn_unfollowed_padding(tokenizer: Any, *, pad_left: bool) -> None:
            "shorter row")
     warnings.warn(f"padding_side={asked!r} on the {type(tokenizer).__name__} is not followed: batches pad on the "
                   f"{used}, as its class does ({why}); the tokenizer is left as it is", stacklevel=user_stacklevel())
+
+
+# mixed case, accents, a ligature, CJK, a no-break space, digits and literal special tokens: what normalisation and
+# special-token options change
+_SAVE_PROBE = "The Movie WAS naïve, Café ﬁne: 中文 don't x\u00a0y 1,234 [SEP] [UNK] <s> </s> [MASK]"
+
+
+def save_tokenizer_as_used(tokenizer: Any, folder: str | Path, *, maxlen: int, patch: dict | None = None,
+                           pairs: bool = False) -> None:
+    """Save `tokenizer` into `folder` so that loading the folder encodes as the object does; a `ModelError` if not.
+
+    `save_pretrained` writes the options the tokenizer was loaded with and some set on the object afterwards: a
+    `truncation_side` or `split_special_tokens` set after loading was lost (the folder cut long texts on the other
+    side), and `tokenizer.do_lower_case = False` on a fast tokenizer changes nothing in it but was written (the
+    folder stopped lowercasing). The side and the split are written; then the folder is loaded back and a probe
+    text, one longer than `maxlen` and (for pairs) a pair are encoded both ways.
+
+    Args:
+        tokenizer: the tokenizer training encoded with.
+        folder: the model folder being written.
+        maxlen: the encoder's maxlen (the long probe is cut there).
+        patch: further tokenizer_config.json entries to write.
+        pairs: the model reads sentence pairs.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer.save_pretrained(folder)
+    patch = dict(patch or {})
+    if getattr(tokenizer, "split_special_tokens", False):
+        # the folder's predictors read a literal "[SEP]" in a text as the special token training split into pieces
+        patch["split_special_tokens"] = True
+    if getattr(tokenizer, "truncation_side", "right") != "right":
+        patch["truncation_side"] = tokenizer.truncation_side
+    config = Path(folder) / "tokenizer_config.json"
+    if patch and config.is_file():
+        saved = json.loads(config.read_text())
+        if any(saved.get(k) != v for k, v in patch.items()):
+            config.write_text(json.dumps({**saved, **patch}, indent=2, ensure_ascii=False) + "\n")
+    long = f"{_SAVE_PROBE} " + " ".join(f"w{i}" for i in range(maxlen))
+    probes: list[Any] = [_SAVE_PROBE, _SAVE_PROBE.lower(), long]
+    if pairs:
+        probes.append((_SAVE_PROBE, long))
+    try:
+        reloaded = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"the tokenizer written with the model cannot be loaded back ({e}); the folder would not "
+                         "open: train with a tokenizer loaded by AutoTokenizer.from_pretrained") from e
+    for probe in probes:
+        a, b = (probe, None) if isinstance(probe, str) else probe
+        live = tokenizer(a, b, truncation=True, max_length=maxlen)["input_ids"]
+        saved = reloaded(a, b, truncation=True, max_length=maxlen)["input_ids"]
+        if live != saved:
+            at = next((i for i, (x, y) in enumerate(zip(live, saved)) if x != y), min(len(live), len(saved)))
+            shown = a if len(a) <= 60 else a[:57] + "..."
+            raise ModelError(
+                "the tokenizer written with the model encodes differently from the one training used: "
+                f"{shown!r}{' (with a second text)' if b is not None else ''} gives {tokenizer.convert_ids_to_tokens(live[at:at + 5])} "
+                f"from token {at} here and {reloaded.convert_ids_to_tokens(saved[at:at + 5])} loaded back, so every "
+                "predictor, server and pipeline on the folder would read texts otherwise. An option set on the "
+                "tokenizer object after loading is the usual cause (tokenizer.do_lower_case = False does nothing to "
+                "a fast tokenizer, yet is written to the folder): undo it and save again, or load the tokenizer "
+                "with the option (AutoTokenizer.from_pretrained(name, do_lower_case=...)) and train with that")
 
 
 class TextEncoder:
@@ -182,13 +244,7 @@ class TextEncoder:
         Args:
             folder: the model folder being written.
         """
-        self.tokenizer.save_pretrained(folder)
-        config = Path(folder) / "tokenizer_config.json"
         patch = {}
-        if getattr(self.tokenizer, "split_special_tokens", False):
-            # set on the object after loading, which save_pretrained does not keep: the folder's predictors read a
-            # literal "[SEP]" in a text as the special token that training had split into pieces
-            patch["split_special_tokens"] = True
         if self.pairs:
             names = [n for n in getattr(self.tokenizer, "model_input_names", ()) if n != "token_type_ids"]
             names += ["token_type_ids"] if self.with_token_types else []
@@ -196,10 +252,7 @@ class TextEncoder:
                 # the pipeline asks the tokenizer for token_type_ids only where model_input_names lists them (an
                 # ALBERT tokenizer of transformers 5 does not): the saved list says what the model was trained with
                 patch["model_input_names"] = names
-        if patch and config.is_file():
-            saved = json.loads(config.read_text())
-            if any(saved.get(k) != v for k, v in patch.items()):
-                config.write_text(json.dumps({**saved, **patch}, indent=2, ensure_ascii=False) + "\n")
+        save_tokenizer_as_used(self.tokenizer, folder, maxlen=self.maxlen, patch=patch, pairs=self.pairs)
 
     def key_parts(self) -> dict:
         """Everything besides the texts and the tokenizer's definition that decides the ids, for cache keys: the

@@ -24,12 +24,25 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import version
 from ..atomic import atomic_dir
 from ..errors import DataError
 
-__all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key"]
+__all__ = ["RaggedRows", "DiskRows", "build_store", "load_store", "store_key", "ROWS_REVISION", "rows_revision"]
 
 _FORMAT = 2  # 2: ragged rows (no padding on disk)
+
+# The rules that turn a file into rows (which rows are read or dropped, how texts are encoded). Bump it with every
+# change that gives a file other rows: a store or cache key covers the file, the tokenizer and the settings, not
+# the code, so one written before such a change was reused after it (the blank-text rule of 078eef1 kept rows
+# that now are refused; right-padding whatever the tokenizer's padding_side kept left-padded rows).
+# 3: blank texts (only invisible characters) are empty texts
+ROWS_REVISION = 3
+
+
+def rows_revision() -> str:
+    """What keys of stored rows carry besides their inputs: the package version and `ROWS_REVISION`."""
+    return f"{version.__version__}/{ROWS_REVISION}"
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -60,6 +73,15 @@ class _Rows:
             raise IndexError(f"row {i} out of range for {len(self)} rows")
         return int(i) % len(self)
 
+    def _indices(self, idx: Any) -> np.ndarray:
+        # as numpy reads them: offsets hold one entry more than there are rows, so offsets[-2] was the LAST row's
+        # start (rows[[-2]] gave the last row cut to the one before's length)
+        idx = np.asarray(idx, dtype=np.int64)
+        bad = (idx < -len(self)) | (idx >= len(self))
+        if bad.any():
+            raise IndexError(f"row {int(idx[bad][0])} out of range for {len(self)} rows")
+        return np.where(idx < 0, idx + len(self), idx)
+
     def __getitem__(self, key: Any) -> Any:
         rows, cols = (key if isinstance(key, tuple) else (key, None))
         if isinstance(rows, slice):
@@ -68,7 +90,7 @@ class _Rows:
         if np.isscalar(rows):
             row = self.row(int(rows))
             return row if cols is None else row[cols]
-        idx = np.asarray(rows, dtype=np.int64)
+        idx = self._indices(rows)
         return self.padded(idx, _width(cols, int(self.lengths[idx].max(initial=0))))
 
 
@@ -169,7 +191,7 @@ class RaggedRows(_Rows):
         Args:
             idx: row indices.
         """
-        idx = np.asarray(idx, dtype=np.int64)
+        idx = self._indices(idx)
         lengths = self.lengths[idx]
         offsets = _offsets(lengths)
         # position of every kept entry in self.values: its row's start plus its place in the row
@@ -183,7 +205,7 @@ class RaggedRows(_Rows):
             idx: row indices.
             width: the matrix's width.
         """
-        idx = np.asarray(idx, dtype=np.int64)
+        idx = self._indices(idx)
         cols = np.arange(width)
         keep = cols[None, :] < np.minimum(self.lengths[idx], width)[:, None]
         out = np.full((len(idx), width), self.fill, dtype=self.values.dtype)
@@ -323,8 +345,8 @@ def store_key(path: Path, parts: dict) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
-    blob = json.dumps({"file": str(path.resolve()), "bytes": digest.hexdigest(), **parts}, sort_keys=True,
-                      default=str)
+    blob = json.dumps({"file": str(path.resolve()), "bytes": digest.hexdigest(), "rows": rows_revision(), **parts},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

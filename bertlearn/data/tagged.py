@@ -30,7 +30,7 @@ from ..errors import DataError, user_stacklevel
 from .bunch import BertDataBunch
 from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
                     read_jsonl, read_tag_file, sentences_from_df, tag_prefix, to_seqeval)
-from .encode import tokenizer_within, warn_unfollowed_padding
+from .encode import save_tokenizer_as_used, tokenizer_within, warn_unfollowed_padding
 from .frames import holdout_order, positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
@@ -179,7 +179,7 @@ class TagEncoder:
         Args:
             folder: the model folder being written.
         """
-        self.tokenizer.save_pretrained(folder)
+        save_tokenizer_as_used(self.tokenizer, folder, maxlen=self.maxlen)
 
     def settings(self) -> dict:
         """What `save_model` writes to bertlearn.json to rebuild this encoder."""

@@ -835,7 +835,7 @@ class BertNERLearner(NERTagger, TaskLearner):
         check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
-            self.encoder.tokenizer.save_pretrained(tmp)
+            self.encoder.save_tokenizer(tmp)  # as training encoded, or refused
             write_settings(tmp, {**settings_for(self.encoder, precision="bf16" if self._amp_dtype() == torch.bfloat16
                                                 else "fp32", weights=weights_digest(self.model)),
                                  "word_split": self.word_split})
