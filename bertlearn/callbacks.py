@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import sys
 import time
@@ -28,7 +29,7 @@ from fastai.learner import noop  # the very object `no_logging()` swaps in (not 
 
 from .device import native_bf16
 from .distributed import rank_world
-from .errors import user_stacklevel
+from .errors import BertLearnError, user_stacklevel
 from .losses import loss_denominator
 
 __all__ = ["HFOutputCallback", "SparseProgressCallback", "DeviceSmoothLoss", "DeviceAvgLoss", "EpochLoggerCallback",
@@ -126,6 +127,17 @@ class GradientClip(_FastaiGradientClip):
 
     _owners: Any = None
     _params: Any = None
+
+    def __init__(self, max_norm: float = 1.0, norm_type: float = 2.0) -> None:
+        # clip_grad_norm_ multiplies by max_norm / norm: a negative one reversed every gradient (training uphill),
+        # and transformers users write -1 for "no clipping"
+        if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm > 0 or \
+                not math.isfinite(max_norm):
+            raise BertLearnError(f"max_grad_norm={max_norm!r}: clipping scales the gradients down to this total norm, "
+                                 "so it must be a finite number > 0; for no clipping (what transformers' "
+                                 "max_grad_norm=-1 means) pass max_grad_norm=None or 0 to the learner, or leave "
+                                 "GradientClip out")
+        super().__init__(max_norm=max_norm, norm_type=norm_type)
 
     def before_step(self) -> None:
         torch.nn.utils.clip_grad_norm_(self._parameters(), self.max_norm, self.norm_type)
@@ -682,13 +694,24 @@ class TensorBoardLogger(Callback):
         self.offset = getattr(self.learn, "first_epoch", 0) * len(self.dls.train)
 
     @property
-    def step(self) -> int:
+    def batches(self) -> int:
         """The batch count of the fit so far, a resumed fit's skipped epochs included."""
         return self.train_iter + getattr(self, "offset", 0)
 
+    @property
+    def step(self) -> int:
+        """The optimizer steps of the fit so far: batches over the learner's `grad_accumulation_steps` (fast-bert's
+        global_step; counted in batches, `logging_steps` under accumulation logged n times as often, on a batch
+        axis)."""
+        return self.batches // self._accumulate()
+
+    def _accumulate(self) -> int:
+        return max(int(getattr(self.learn, "grad_accumulation_steps", 1) or 1), 1)
+
     def after_batch(self) -> None:
-        # every `every` steps of the whole fit: counted from the resumed fit's first batch, the points moved
-        if not (self.run and self.training) or self.step % self.every:
+        # every `every` steps of the whole fit: counted from the resumed fit's first batch, the points moved; a
+        # point where a step ends (the batch that completes an accumulated step)
+        if not (self.run and self.training) or self.batches % self._accumulate() or self.step % self.every:
             return
         self.writer.add_scalar("train/smooth_loss", float(self.learn.smooth_loss), self.step)  # the one sync
         self._log_lrs()

@@ -56,7 +56,7 @@ from .losses import CrossEntropyLoss
 from .metrics import lower_is_better
 from .model import bert_splitter, compile_model, position_limit, position_limit_source
 from .optim import DecayGroupsOptimWrapper, opt_func_for
-from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, WarmupSchedule
+from .schedules import FLAT, ONE_CYCLE, SCHEDULE_TYPES, StepParamScheduler, WarmupSchedule
 
 __all__ = ["TaskLearner", "load_learner", "learning_device", "check_graph_options", "prepare_model",
            "training_callbacks", "note_fast_bert_options", "factory_setup", "sample_accumulation",
@@ -338,6 +338,12 @@ class TaskLearner(Learner):
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
+            accumulate = int(getattr(self, "grad_accumulation_steps", 1) or 1)
+            if accumulate > 1:
+                # one-cycle (fit's default, fit_one_cycle, fine_tune) at the position in optimizer steps, as the
+                # warm-up schedules count: by batches, each step ran at its last batch's rate and the warm-up was
+                # cut off. A new callback: the caller's own ParamScheduler is left as it was given
+                cbs = [StepParamScheduler(c.scheds, accumulate) if type(c) is ParamScheduler else c for c in cbs]
             result = self._fastai_fit(epochs, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             self._raise_if_diverged()
             # fit_one_cycle, fine_tune... train the head as fit() does: prediction stops warning it is untrained.
@@ -436,14 +442,17 @@ class TaskLearner(Learner):
             # kept biases and LayerNorm weights undecayed, without a word
             self.opt.decay_everything()
         self.opt.start_moms = [h.get("mom") for h in self.opt.hypers]
+        self.opt.built_as = getattr(self, "optimizer_type", None)
 
     def _use_optimizer(self, optimizer_type: str | None) -> bool:
-        # a different optimizer from this fit on; True when the optimizer has to be rebuilt
-        if optimizer_type is None or optimizer_type == self.optimizer_type:
-            return False
-        self.opt_func = opt_func_for(optimizer_type, self.adam_epsilon)
-        self.optimizer_type = optimizer_type
-        return True
+        # a different optimizer from this fit on; True when the optimizer has to be rebuilt: whenever the one in place
+        # was built as another type (a fit refused after the switch, say for a bad lr, left 'lamb' named and AdamW
+        # stepping, and the next fit(optimizer_type='lamb') saw nothing to change)
+        if optimizer_type is not None and optimizer_type != self.optimizer_type:
+            self.opt_func = opt_func_for(optimizer_type, self.adam_epsilon)
+            self.optimizer_type = optimizer_type
+        built = getattr(self.opt, "built_as", self.optimizer_type) if self.opt is not None else self.optimizer_type
+        return built != self.optimizer_type
 
     def _group_rates(self, lr: float | slice, layer_decay: float | None) -> Any:
         if layer_decay is None:
@@ -827,7 +836,7 @@ class TaskLearner(Learner):
 
         The head gets `lr`, the top layer `lr * decay`, the next `lr * decay**2`, down to the embeddings
         (as in ELECTRA and "How to Fine-Tune BERT for Text Classification", Sun et al. 2019). The result
-        can be passed as `lr` / `lr_max` to `fit`, `fit_one_cycle` or `fine_tune`.
+        can be passed as `lr_max` to `fit_one_cycle`; `fit(lr, layer_decay=decay)` applies it in one call.
 
         Args:
             lr: the head's learning rate.

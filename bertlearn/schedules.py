@@ -14,10 +14,12 @@ import warnings
 from typing import Any, Callable
 
 from fastai.callback.core import Callback
+from fastai.callback.schedule import ParamScheduler
 
 from .errors import BertLearnError
 
-__all__ = ["SCHEDULE_TYPES", "FLAT", "ONE_CYCLE", "warmup_schedule", "WarmupSchedule", "fresh_momentum"]
+__all__ = ["SCHEDULE_TYPES", "FLAT", "ONE_CYCLE", "warmup_schedule", "WarmupSchedule", "StepParamScheduler",
+           "fresh_momentum"]
 
 FLAT = ("none", "constant")
 ONE_CYCLE = ("one_cycle",)
@@ -91,6 +93,27 @@ class WarmupSchedule(Callback):
         done = (int(self.epoch) * int(self.n_iter) + int(self.iter)) // self.accumulate
         factor = self.factor(min(done / self.steps, 1.0))
         self.opt.set_hyper("lr", [peak * factor for peak in self.peaks])
+
+
+class StepParamScheduler(ParamScheduler):
+    """fastai's `ParamScheduler` (one-cycle's schedules) at the fit's position in optimizer steps: with gradient
+    accumulation fastai's position counts batches, so each step ran at its last batch's rate (n batches a step: the
+    first step at one-cycle's peak, no warm-up, and the peak never reached with a short warm-up), as `WarmupSchedule`
+    counts its own.
+
+    Args:
+        scheds: the hyper-parameters' schedules, as `ParamScheduler` takes them.
+        accumulate: batches per optimizer step.
+    """
+
+    def __init__(self, scheds: dict, accumulate: int = 1):
+        super().__init__(scheds)
+        self.accumulate = max(int(accumulate), 1)
+
+    def before_batch(self) -> None:
+        steps = max(self.n_epoch * self.n_iter // self.accumulate, 1)
+        done = (int(self.epoch) * int(self.n_iter) + int(self.iter)) // self.accumulate
+        self._update_val(min(done / steps, 1.0))
 
 
 def fresh_momentum(opt_func: Any) -> float:

@@ -159,6 +159,24 @@ def test_gradient_clip_bounds_the_gradient_norm(tiny_databunch, tiny_model_dir, 
 class TestGradientClip:
     """bertlearn's GradientClip: fastai's, with the parameter list kept between steps."""
 
+    @pytest.mark.parametrize("norm", [-1, -0.5, float("inf"), "1.0"])
+    def test_a_norm_that_is_not_positive_is_refused(self, tiny_databunch, tiny_model_dir, norm):
+        # before: max_grad_norm=-1 (transformers' "no clipping") multiplied every gradient by a negative factor,
+        # and training went uphill without a word
+        from bertlearn import BertLearnError
+        message = (f"max_grad_norm={norm!r}: clipping scales the gradients down to this total norm, so it must be a "
+                   "finite number > 0; for no clipping (what transformers' max_grad_norm=-1 means) pass "
+                   "max_grad_norm=None or 0 to the learner, or leave GradientClip out")
+        with pytest.raises(BertLearnError) as e:
+            BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                              max_grad_norm=norm)
+        assert str(e.value) == message
+        with pytest.raises(BertLearnError):
+            GradientClip(norm)
+        learn = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), None, "cpu", None,
+                                                  max_grad_norm=0)
+        assert not any(isinstance(c, GradientClip) for c in learn.cbs)
+
     def test_a_learner_clips_with_it_and_fastai_sees_its_own_callback(self, tiny_learner):
         from fastai.callback.training import GradientClip as FastaiGradientClip
         cb = tiny_learner.gradient_clip  # the attribute fastai names after the class
@@ -407,3 +425,22 @@ def test_tensorboard_points_of_a_resumed_fit_fall_on_the_uninterrupted_fits_step
         learn.train_iter = i
         cb.after_batch()
     assert [s for tag, s in steps if tag == "train/smooth_loss"] == [8, 12, 16]
+
+
+def test_tensorboard_points_come_every_logging_steps_optimizer_steps_under_accumulation():
+    """Counted in batches, logging_steps=2 under 3 batches a step wrote a point every 2 batches (6 for 4 steps) on a
+    batch axis, where fast-bert's global_step counts optimizer steps."""
+    from types import SimpleNamespace
+
+    from bertlearn.callbacks import TensorBoardLogger
+    steps = []
+    writer = SimpleNamespace(add_scalar=lambda tag, value, step: steps.append((tag, step)))
+    cb = TensorBoardLogger(writer=writer, every=2)
+    learn = SimpleNamespace(first_epoch=0, dls=SimpleNamespace(train=[0] * 12), training=True, smooth_loss=0.5,
+                            opt=SimpleNamespace(hypers=[{"lr": 1e-4}]), train_iter=0, grad_accumulation_steps=3)
+    cb.learn = learn
+    cb.before_train()
+    for i in range(1, 13):  # fastai has counted the batch by after_batch
+        learn.train_iter = i
+        cb.after_batch()
+    assert [s for tag, s in steps if tag == "train/smooth_loss"] == [2, 4]

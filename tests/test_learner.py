@@ -18,7 +18,7 @@ from fastai.metrics import accuracy as fastai_accuracy
 from conftest import make_texts, quiet_fit
 from transformers import PreTrainedModel
 
-from bertlearn import BertLearner, BertLearnError, DataError, NotFittedError, accuracy
+from bertlearn import BertDataBunch, BertLearner, BertLearnError, DataError, NotFittedError, accuracy
 from bertlearn.callbacks import BF16Autocast, SparseProgressCallback, TensorBoardLogger
 
 
@@ -1449,6 +1449,53 @@ class TestFastBertFlow:
             assert trained_learner.validate(True, True) == {"loss": on_valid["loss"]}
             results, logits = trained_learner.validate(True, False, True)
         assert results == on_valid and len(logits) == len(trained_learner.dls.valid_ds)
+
+    @pytest.mark.parametrize("how", ["fit", "fit_one_cycle"])
+    def test_one_cycle_under_accumulation_counts_optimizer_steps(self, tiny_model_dir, tmp_path, how):
+        # before: fastai's position counted batches, so each step ran at its last batch's rate: with 4 batches a step
+        # the first step ran at the peak (no warm-up) and the schedule's end was cut off
+        from fastai.callback.schedule import combined_cos
+        db = BertDataBunch.from_df(make_texts(96, seed=5), make_texts(32, seed=6), str(tiny_model_dir), bs=16,
+                                   maxlen=32, device="cpu")
+        learn = BertLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu", output_dir=tmp_path,
+                                                  grad_accumulation_steps=4, max_grad_norm=None)
+
+        class Rates(Callback):
+            order = 99  # after the accumulation callback: only real steps come here
+
+            def before_fit(self):
+                self.rates = []
+
+            def before_step(self):
+                self.rates.append(self.opt.hypers[-1]["lr"])
+
+        rates = Rates()
+        with learn.no_bar(), learn.no_logging():
+            if how == "fit":
+                learn.fit(2, lr=1e-3, cbs=[rates])
+            else:
+                learn.fit_one_cycle(2, lr_max=1e-3, cbs=[rates])
+        steps = 2 * len(db.train) // 4
+        want = combined_cos(0.25, 1e-3 / 25, 1e-3, 1e-3 / 1e5)  # fastai's div=25, div_final=1e5
+        assert rates.rates == pytest.approx([float(want(k / steps)) for k in range(steps)], rel=1e-6)
+
+    def test_a_refused_fit_does_not_leave_the_optimizer_switched_but_unbuilt(self, tiny_learner):
+        # before: the switch came before fit's checks; a refused fit(optimizer_type='lamb') left 'lamb' named and
+        # AdamW stepping, and the next fit(optimizer_type='lamb') saw nothing to change
+        quiet_fit(tiny_learner, 1, lr=1e-4)
+        with pytest.raises(BertLearnError, match=r"^lr='2e-5x' is not a number"):
+            tiny_learner.fit(1, lr="2e-5x", optimizer_type="lamb")
+        quiet_fit(tiny_learner, 1, lr=1e-4, optimizer_type="lamb")
+        assert "lamb_step" in [getattr(c, "func", c).__name__ for c in tiny_learner.opt.cbs]
+
+    def test_metrics_empty_list_means_none(self, tiny_databunch, tiny_model_dir):
+        # fast-bert's metrics=[] scored nothing; it gave the task's default metrics here
+        learn = BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir), metrics=[], device="cpu")
+        assert learn.metrics == []
+        quiet_fit(learn, 1, lr=1e-4)
+        assert list(learn.validate(quiet=True)) == ["loss"]
+        assert [m.name for m in BertLearner.from_pretrained_model(tiny_databunch, str(tiny_model_dir),
+                                                                  device="cpu").metrics] == ["accuracy", "f1_macro"]
 
     def test_optimizer_type_in_fit_switches_the_optimizer(self, tiny_learner):
         from bertlearn.optim import DecayGroupsOptimWrapper
