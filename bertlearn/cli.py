@@ -344,7 +344,9 @@ def _train_ner(args: argparse.Namespace, *, chosen: bool) -> int:
               "--quoting": args.quoting != "minimal",
               "--on-disk": args.on_disk, "--tune-thresholds": args.tune_thresholds,
               "--val-file": jsonl and args.val_file is not None, "--label-file": jsonl and args.label_file is not None,
-              "--tag-scheme": jsonl and args.tag_scheme != "auto"}
+              "--tag-scheme": jsonl and args.tag_scheme != "auto",
+              "--train-size": not jsonl and args.train_size != _TRAIN_SIZE,
+              "--chunk-size": args.chunk_size != _CHUNK_SIZE}
     if any(unused.values()):
         warnings.warn(f"{', '.join(k for k, v in unused.items() if v)}: no effect on token classification"
                       f"{' from JSONL (it splits off validation with --train-size and tags IOB2)' if jsonl else ''}",

@@ -20,7 +20,7 @@ from .errors import BertLearnError, user_stacklevel
 
 __all__ = ["FastBertCompatWarning", "NO_EFFECT", "note_no_effect", "note_difference", "FAST_BERT_LEARNER_ORDER",
            "fast_bert_positions", "fast_bert_fit_order", "fast_bert_lr_find_order",
-           "fast_bert_validate_order"]
+           "fast_bert_validate_order", "one_setting"]
 
 
 class FastBertCompatWarning(UserWarning):
@@ -55,6 +55,23 @@ NO_EFFECT: dict[str, tuple[Callable[[Any], bool], str]] = {
     "save_steps": (bool, "checkpoints are written per epoch: fit(..., checkpoint=True) (resume with "
                          "fit(..., resume=True)), where fast-bert saved every save_steps steps"),
 }
+
+def one_setting(where: str, ours: str, our_value: Any, theirs: str, their_value: Any, default: Any) -> Any:
+    """The value of a setting bertlearn and fast-bert name differently (bs / batch_size_per_gpu): the one given, else
+    `default`; both given and different is a `BertLearnError` (one was dropped in silence, and which one depended
+    on the class).
+
+    Args:
+        where: the call, as the message names it.
+        ours, our_value: bertlearn's name and the value given under it (None: not given).
+        theirs, their_value: fast-bert's name and the value given under it (None: not given).
+        default: the value when neither is given.
+    """
+    if our_value is not None and their_value is not None and our_value != their_value:
+        raise BertLearnError(f"{where}: {ours}={our_value!r} and {theirs}={their_value!r} name the same setting "
+                             f"(bertlearn's name and fast-bert's); give it once")
+    return our_value if our_value is not None else their_value if their_value is not None else default
+
 
 _said: set[Any] = set()  # argument names (and (where, name) for call-specific reasons) already named
 

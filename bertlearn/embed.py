@@ -311,7 +311,9 @@ def _place(encoder: nn.Module, model: Any, device: Any) -> torch.device:
 
 def _limit(encoder: nn.Module, tokenizer: Any) -> int:
     """The longest input embed gives the model by default: what its positions and its tokenizer take, 512 at most."""
-    return plain_maxlen(tokenizer, position_limit(encoder))
+    # 512 at most here, unlike a plain folder's predictors: vectors of long-context models (8,192 tokens) at bs 64
+    # were batches of half a million tokens; a longer maxlen= is the caller's to give
+    return min(plain_maxlen(tokenizer, position_limit(encoder)), 512)
 
 
 def _folder_maxlen(folder: dict, encoder: nn.Module, model: Any) -> int | None:
@@ -599,7 +601,7 @@ def embed(texts: Sequence[str] | str, model: Any = None, *, layer: int | Sequenc
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or blank_text(t)]
     if bad:
         raise DataError(f"texts: items {bad[:10]} are not non-empty strings (a text of only whitespace or invisible "
-                        "characters becomes no token)")
+                        "characters has nothing to embed)")
     encoder, tok = _resolve(model, tokenizer)
     _check_vocabulary(encoder, tok, tokenizer)
     if folder.get("lowercase"):

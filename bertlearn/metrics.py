@@ -837,9 +837,9 @@ def lower_is_better(monitor: str, metrics: Sequence[Any] | None) -> bool:
                 break
             func = func.func
         name = getattr(func, "__name__", "")
-        # fastai's own rule ("loss" or "error" in the name) read of the function: fastai's error_rate renamed
-        if any(func is f for f in LOWER_IS_BETTER_FUNCTIONS) or name in LOWER_IS_BETTER or "loss" in name \
-                or "error" in name:
+        # by identity and exact names, not fastai's "loss"/"error" substrings: sklearn's d2_absolute_error_score
+        # renamed 'd2' is higher-is-better. fastai's error_rate, renamed, is the one such function it ships
+        if any(func is f for f in LOWER_IS_BETTER_FUNCTIONS) or name in (*LOWER_IS_BETTER, "error_rate"):
             return True
     return monitor in LOWER_IS_BETTER
 

@@ -205,6 +205,12 @@ SCENARIOS: list[tuple[str, Callable[[Ctx], object]]] = [
     ("a GPU bf16 export loaded on the CPU (warning)", lambda c: _gpu_bf16_export(c)),
     ("grad_accumulation_steps changed after the factory", lambda c: _accumulation_changed(c)),
     ("save_model with a tokenizer whose folder would read texts otherwise", lambda c: _lowercase_turned_off_on_the_object(c)),
+    ("bs and batch_size_per_gpu both given", lambda c: c.bunch(bs=8, batch_size_per_gpu=16)),
+    ("valid_pct beside a validation file", lambda c: c.bunch(valid_pct=0.3)),
+    ("chunksize without on_disk (warning)", lambda c: __import__("bertlearn").BertDataBunch.from_csv(
+        c.data, c.tokenizer, chunksize=100, maxlen=32, device="cpu")),
+    ("max_grad_norm=-1", lambda c: c.learner(max_grad_norm=-1)),
+    ("a fast-bert metric dict given to the masked-LM learner", lambda c: _lm_metric_dict(c)),
     ("empty texts given to predict_batch (warning)", lambda c: __import__("bertlearn").BertClassificationPredictor(
         c.learner().save_model(c.root / "m"), device="cpu").predict_batch(["good film", "  "])),
     ("NER test sentences given as raw strings", lambda c: __import__("bertlearn").BertNERDataBunch.from_df(
@@ -281,6 +287,14 @@ def _lowercase_turned_off_on_the_object(c: Ctx):
     tok.do_lower_case = False  # nothing to the fast tokenizer, yet written to the folder
     BertLearner.from_pretrained_model(c.bunch(tokenizer=tok), str(c.model_dir), None, "cpu", None,
                                       output_dir=c.root / "out").save_model(c.root / "m")
+
+
+def _lm_metric_dict(c: Ctx):
+    from bertlearn import BertLMDataBunch, BertLMLearner, accuracy
+    db = BertLMDataBunch.from_raw_corpus(c.data, make_texts(200, seed=1)["text"].tolist(), c.tokenizer, maxlen=32,
+                                         device="cpu")
+    BertLMLearner.from_pretrained_model(db, str(c.model_dir), device="cpu",
+                                        metrics=[{"name": "acc", "function": accuracy}])
 
 
 def _one_segment_pairs(c: Ctx):

@@ -471,6 +471,46 @@ class TestMessyInput:
             assert BertDataBunch.from_csv(tmp_path, tiny_tokenizer, label_file=None, **kw).labels == ["score"]
             assert BertDataBunch.from_csv(tmp_path, tiny_tokenizer, labels=["similarity"], **kw).labels == \
                 ["similarity"]
+            (tmp_path / "labels.csv").write_text("similarity\n")  # one name in the file names the output too
+            assert BertDataBunch.from_csv(tmp_path, tiny_tokenizer, **kw).labels == ["similarity"]
+
+    def test_settings_given_twice_or_without_effect_are_said(self, tiny_csv_dir, tiny_tokenizer):
+        # before: bs= and batch_size_per_gpu= both given kept one in silence; valid_pct= beside val.csv and
+        # chunksize= without on_disk=True were ignored
+        from bertlearn import BertLearnError
+        with pytest.raises(BertLearnError) as e:
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, bs=4, batch_size_per_gpu=16, device="cpu")
+        assert str(e.value) == ("BertDataBunch: bs=4 and batch_size_per_gpu=16 name the same setting (bertlearn's "
+                                "name and fast-bert's); give it once")
+        assert BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, batch_size_per_gpu=16, max_seq_length=24,
+                             device="cpu").train.bs == 16
+        with pytest.raises(DataError) as e:
+            BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, valid_pct=0.5, device="cpu")
+        assert str(e.value) == ("valid_pct=0.5 holds out a share of the training rows only when no validation set is "
+                                "given, and a validation set (val.csv) is: leave valid_pct out, or give no validation "
+                                "set")
+        held = BertDataBunch(tiny_csv_dir, tiny_csv_dir, tiny_tokenizer, val_file=None, valid_pct=0.25, device="cpu")
+        assert len(held.valid_ds) == 24
+        with pytest.warns(UserWarning, match=r"^chunksize=10 has no effect without on_disk=True \(it is the rows read "
+                                             r"at a time when the files stream through an on-disk token store\); the "
+                                             r"files are read whole$"):
+            BertDataBunch.from_csv(tiny_csv_dir, tiny_tokenizer, chunksize=10, device="cpu")
+
+    def test_a_chunked_reader_left_unfinished_closes_its_file(self, tmp_path):
+        # before: the reader's file stayed open until the garbage collector found it (a ResourceWarning)
+        import gc
+        import warnings
+
+        from bertlearn.data.frames import read_csv_chunks
+        (tmp_path / "x.csv").write_text("text,label\n" + "a,b\n" * 50)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            chunks = read_csv_chunks(tmp_path / "x.csv", "--input", chunksize=10)
+            assert len(next(chunks)) == 10
+            chunks.close()
+            del chunks
+            gc.collect()
+        assert [str(w.message) for w in said if w.category is ResourceWarning] == []
 
     @pytest.mark.parametrize("col", ["label", 1, "text"])
     def test_a_column_name_held_by_two_columns_is_refused(self, tiny_tokenizer, col):

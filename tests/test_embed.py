@@ -56,7 +56,7 @@ class TestEmbedTiny:
             word_in_context("two words", ["two words"], str(tiny_model_dir))
         # a zero-width space is no token: its vector was the special tokens' alone
         with pytest.raises(DataError, match=r"^texts: items \[1, 2\] are not non-empty strings \(a text of only "
-                                            r"whitespace or invisible characters becomes no token\)$"):
+                                            r"whitespace or invisible characters has nothing to embed\)$"):
             embed(["good", " ", "\u200b"], str(tiny_model_dir), device="cpu")
 
 

@@ -212,6 +212,14 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
     with learner.no_bar(), learner.no_logging():
         learner.fit(1, lr=6e-5, validate=True, schedule_type="warmup_cosine", optimizer_type="lamb")
     assert learner.optimizer_type == "lamb" and learner.save_model().joinpath("model.safetensors").is_file()
+    # a fast-bert metric dict trained a whole epoch, then failed at validation ('dict' object is not callable)
+    from bertlearn.metrics import accuracy
+    with pytest.raises(BertLearnError) as e:
+        BertLMLearner.from_pretrained_model(dataBunch=again, pretrained_path=str(tiny_model_dir), device="cpu",
+                                            metrics=[{"name": "accuracy", "function": accuracy}])
+    assert str(e.value) == ("metrics: the fast-bert metric dict 'accuracy' scores a classifier's outputs; "
+                            "BertLMLearner reports perplexity and takes fastai Metric objects besides: leave it out "
+                            "(metrics=[] or None)")
 
 
 def test_a_batch_without_masked_tokens_leaves_the_loss_the_mean_over_the_others(tiny_model_dir, tmp_path):

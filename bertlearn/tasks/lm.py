@@ -38,6 +38,7 @@ from ..compat import note_no_effect
 from ..callbacks import DeviceAvgLoss, StepAccumulation
 from ..data import (BertDataBunch, BertDataLoader, EncodedDataset, RaggedRows, TextEncoder, as_texts, positive_int,
                     read_csv)
+from ..data.encode import save_tokenizer_as_used
 from ..data.frames import holdout_order
 from ..device import resolve_device
 from ..distributed import main_process_only, multi_gpu_without_effect
@@ -768,7 +769,8 @@ class BertLMLearner(TaskLearner):
             databunch: a `BertLMDataBunch`.
             pretrained_path: hub name, local folder, or None for the packaged all-MiniLM-L6-v2.
             output_dir: where `save_model` and checkpoints go (default: `output_dir/lm` of the data path).
-            metrics: extra fastai metrics (perplexity is always reported).
+            metrics: extra fastai `Metric` objects (perplexity is always reported); fast-bert's metric dicts and
+                functions are refused (they score classifier outputs).
             device: torch device (None: CUDA when available).
             logger: a `logging.Logger` for per-epoch results.
             multi_gpu: fast-bert's flag: under `accelerate launch` / `torchrun` every process trains with DDP; with
@@ -787,6 +789,18 @@ class BertLMLearner(TaskLearner):
         if not isinstance(databunch, BertLMDataBunch):
             raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
                             f"got {type(databunch).__name__}")
+        from fastai.metrics import Metric
+        if isinstance(metrics, (dict, str)) or callable(metrics):
+            metrics = [metrics]
+        plain = [m for m in metrics or [] if not isinstance(m, Metric)]
+        if plain:
+            # a fast-bert dict or a function trained a whole epoch, then failed at validation ('dict' object is not
+            # callable): the masked-LM loop scores fastai metrics that read the masked positions themselves
+            m = plain[0]
+            what = f"the fast-bert metric dict {m.get('name')!r}" if isinstance(m, dict) else \
+                f"the function {getattr(m, '__name__', type(m).__name__)}"
+            raise BertLearnError(f"metrics: {what} scores a classifier's outputs; BertLMLearner reports perplexity "
+                                 "and takes fastai Metric objects besides: leave it out (metrics=[] or None)")
         warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
         optimizer_type = kwargs.pop("optimizer_type", "adamw")
         # the classifier's steps: fast-bert options named, the optimizer (or fastai's opt_func=), device, seed
@@ -851,7 +865,8 @@ class BertLMLearner(TaskLearner):
         check_replaceable(path, "save_model")
         with atomic_dir(path) as tmp, quiet_hub():
             self.model.save_pretrained(tmp, safe_serialization=True)
-            self.dls.encoder.tokenizer.save_pretrained(tmp)
+            # as training encoded, or refused: a classifier started from this folder reads its texts with it
+            save_tokenizer_as_used(self.dls.encoder.tokenizer, tmp, maxlen=self.dls.encoder.maxlen)
             # the source's sentence-transformers settings, not its weights (the adapted ones are saved above):
             # without them embed() and sentence-transformers read the folder as a plain checkpoint ('cls', not
             # normalised, 512 tokens) where the source pooled by mean, normalised, at 256 (the packaged MiniLM)

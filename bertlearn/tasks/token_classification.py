@@ -644,8 +644,8 @@ class BertNERLearner(NERTagger, TaskLearner):
             multi_gpu: fast-bert's flag (DDP runs under `accelerate launch` / `torchrun`).
             is_fp16: mixed precision (bf16 autocast where the hardware has it; see `BertLearner`).
             metrics: fastai metrics (kept as they are), functions `f(y_pred, y_true)` or fast-bert dicts
-                `{'name': ..., 'function': f}`; default: entity precision, recall, F1 and word accuracy
-                (`EntityMetric`). A function is called once per validation with the whole set: y_pred the
+                `{'name': ..., 'function': f}` ([]: none, the loss alone); default (None): entity precision, recall,
+                F1 and word accuracy (`EntityMetric`). A function is called once per validation with the whole set: y_pred the
                 (tokens, n_tags) float32 logits and y_true the (tokens,) int64 tag indices of every tagged
                 sub-word (each word's first piece; every piece with `label_all_tokens`), on the CPU, the positions
                 without a tag (-100: special tokens, padding, later pieces) left out.
@@ -673,7 +673,8 @@ class BertNERLearner(NERTagger, TaskLearner):
                                          logger=logger, logging_steps=logging_steps, max_grad_norm=max_grad_norm,
                                          accumulation=sample_accumulation(grad_accumulation_steps, databunch.bs))
         learner = cls(databunch, model, loss_func=tag_loss(), opt_func=opt_func,
-                      metrics=metrics if metrics else entity_metrics(),  # functions: see the metrics setter
+                      # None: the defaults; [] is none, as in fast-bert. Functions: see the metrics setter
+                      metrics=entity_metrics() if metrics is None else metrics,
                       cbs=cbs, path=Path(output_dir) if output_dir is not None else Path(databunch.path),
                       py_logger=logger, fresh_head=fresh_head, default_lr=float(learning_rate),
                       default_epochs=int(epochs), optimizer_type=optimizer_type, adam_epsilon=adam_epsilon,
