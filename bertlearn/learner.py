@@ -338,6 +338,10 @@ class TaskLearner(Learner):
         if is_main_process():
             Path(self.path).mkdir(parents=True, exist_ok=True)
         if any(isinstance(c, ParamScheduler) for c in cbs):
+            if not any(isinstance(c, LRFinder) for c in cbs):
+                # fit_one_cycle / fine_tune after a refused fit(optimizer_type=...): the optimizer named, not the
+                # one in place (lr_find puts its own optimizer back)
+                reset_opt = self._use_optimizer(None) or reset_opt
             accumulate = int(getattr(self, "grad_accumulation_steps", 1) or 1)
             if accumulate > 1:
                 # one-cycle (fit's default, fit_one_cycle, fine_tune) at the position in optimizer steps, as the
@@ -406,7 +410,15 @@ class TaskLearner(Learner):
         # monitored metric's function decides (a fast-bert dict named 'MAE' holds mae); a comp other than fastai's
         # default np.greater was the user's and stays
         from fastai.callback.tracker import TrackerCallback
+        names = [getattr(m, "name", None) for m in self.metrics]
+        reported = ["train_loss", "valid_loss", *names, *(f"train_{n}" for n in names)]  # train_metrics=True
         for cb in [*self.cbs, *cbs]:
+            if isinstance(cb, TrackerCallback) and cb.monitor not in reported:
+                # fastai's bare assert then failed as "IndexError: tuple index out of range" inside its wrapper
+                raise BertLearnError(f"{type(cb).__name__}(monitor={cb.monitor!r}): this learner reports no such "
+                                     f"value; it reports {reported[:2 + len(names)]}"
+                                     + (" (metrics=[] scores the loss alone)" if not self.metrics else "")
+                                     + ": monitor one of them, or give the learner that metric")
             if (isinstance(cb, TrackerCallback) and cb.comp is np.greater
                     and lower_is_better(cb.monitor, self.metrics)):
                 cb.comp, cb.min_delta = np.less, -cb.min_delta  # as fastai's own init sets both for a loss

@@ -837,9 +837,14 @@ def lower_is_better(monitor: str, metrics: Sequence[Any] | None) -> bool:
                 break
             func = func.func
         name = getattr(func, "__name__", "")
-        # by identity and exact names, not fastai's "loss"/"error" substrings: sklearn's d2_absolute_error_score
-        # renamed 'd2' is higher-is-better. fastai's error_rate, renamed, is the one such function it ships
+        # by identity and exact names first; then sklearn's naming convention (a *_score is higher-is-better, a
+        # *loss / *error / *deviance lower: mean_squared_error renamed 'MSE'), which fastai's bare "loss"/"error"
+        # substrings get wrong for d2_absolute_error_score
         if any(func is f for f in LOWER_IS_BETTER_FUNCTIONS) or name in (*LOWER_IS_BETTER, "error_rate"):
+            return True
+        if name.endswith("_score"):
+            return False
+        if any(word in name for word in ("loss", "error", "deviance")):
             return True
     return monitor in LOWER_IS_BETTER
 

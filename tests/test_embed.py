@@ -717,3 +717,20 @@ def test_a_block_input_of_neither_layout_is_refused_naming_the_model(family_mode
         f"dim) = ({width}, 2, ...), so which vector is which token's cannot be told; allowed for this model: layer=-1, "
         "the encoder's output (last_hidden_state), which is batch-first")
     assert embed(["good movie", "bad"], model, tokenizer=tok, layer=-1).shape == (2, 32)  # the output is read
+
+
+def test_a_long_context_plain_folder_is_embedded_at_512_tokens_by_default(tiny_model_dir, tmp_path, recwarn):
+    # embed's default stays at 512 where the predictors now read a plain folder's whole limit: vectors of an
+    # 8,192-token model at bs 64 would be batches of half a million tokens
+    import transformers as T
+    tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, model_max_length=1024)
+    config = T.BertConfig(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=4, intermediate_size=37, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    T.BertModel(config).save_pretrained(tmp_path / "long")
+    tok.save_pretrained(tmp_path / "long")
+    embed([" ".join(["good"] * 700)], str(tmp_path / "long"), device="cpu")
+    said = [str(w.message) for w in recwarn.list if "longer than maxlen" in str(w.message)]
+    assert said == ["embed: 1 of 1 texts are longer than maxlen=512 tokens (text 0 the first) and were cut to their "
+                    "first 512; their vectors describe only that part. Split long texts, or pass a larger maxlen (up "
+                    "to 1024)"]

@@ -217,9 +217,10 @@ def test_fast_bert_readme_lm_flow(tiny_model_dir, tmp_path, corpus, monkeypatch)
     with pytest.raises(BertLearnError) as e:
         BertLMLearner.from_pretrained_model(dataBunch=again, pretrained_path=str(tiny_model_dir), device="cpu",
                                             metrics=[{"name": "accuracy", "function": accuracy}])
-    assert str(e.value) == ("metrics: the fast-bert metric dict 'accuracy' scores a classifier's outputs; "
-                            "BertLMLearner reports perplexity and takes fastai Metric objects besides: leave it out "
-                            "(metrics=[] or None)")
+    assert str(e.value) == ("metrics: the fast-bert metric dict 'accuracy' is not a metric of the masked-LM "
+                            "learner, which reports perplexity and takes fastai Metric objects (or functions of the "
+                            "logits and labels, -100 where nothing is masked) besides: leave it out (metrics=[] or "
+                            "None)")
 
 
 def test_a_batch_without_masked_tokens_leaves_the_loss_the_mean_over_the_others(tiny_model_dir, tmp_path):

@@ -1022,3 +1022,7 @@ def test_the_direction_of_a_monitored_metric_follows_its_function():
     # a function whose name merely holds "error" is not read as lower-is-better (higher is better here)
     from sklearn.metrics import d2_absolute_error_score
     assert not M.lower_is_better("d2", to_fastai_metrics([{"name": "d2", "function": d2_absolute_error_score}]))
+    # ... while sklearn's errors and losses under a name of the user's are (fastai kept their worst epoch)
+    from sklearn.metrics import log_loss, mean_squared_error
+    renamed = to_fastai_metrics([{"name": "MSE", "function": mean_squared_error}, {"name": "LL", "function": log_loss}])
+    assert M.lower_is_better("MSE", renamed) and M.lower_is_better("LL", renamed)

@@ -769,8 +769,8 @@ class BertLMLearner(TaskLearner):
             databunch: a `BertLMDataBunch`.
             pretrained_path: hub name, local folder, or None for the packaged all-MiniLM-L6-v2.
             output_dir: where `save_model` and checkpoints go (default: `output_dir/lm` of the data path).
-            metrics: extra fastai `Metric` objects (perplexity is always reported); fast-bert's metric dicts and
-                functions are refused (they score classifier outputs).
+            metrics: extra fastai metrics (perplexity is always reported); fast-bert's metric dicts are refused
+                (they score a classifier's outputs).
             device: torch device (None: CUDA when available).
             logger: a `logging.Logger` for per-epoch results.
             multi_gpu: fast-bert's flag: under `accelerate launch` / `torchrun` every process trains with DDP; with
@@ -790,17 +790,17 @@ class BertLMLearner(TaskLearner):
             raise DataError("BertLMLearner needs a BertLMDataBunch (BertLMDataBunch.from_raw_corpus(texts, ...)); "
                             f"got {type(databunch).__name__}")
         from fastai.metrics import Metric
-        if isinstance(metrics, (dict, str)) or callable(metrics):
+        if isinstance(metrics, (dict, str)) or (callable(metrics) and not isinstance(metrics, Metric)):
             metrics = [metrics]
-        plain = [m for m in metrics or [] if not isinstance(m, Metric)]
-        if plain:
-            # a fast-bert dict or a function trained a whole epoch, then failed at validation ('dict' object is not
-            # callable): the masked-LM loop scores fastai metrics that read the masked positions themselves
-            m = plain[0]
-            what = f"the fast-bert metric dict {m.get('name')!r}" if isinstance(m, dict) else \
-                f"the function {getattr(m, '__name__', type(m).__name__)}"
-            raise BertLearnError(f"metrics: {what} scores a classifier's outputs; BertLMLearner reports perplexity "
-                                 "and takes fastai Metric objects besides: leave it out (metrics=[] or None)")
+        dicts = [m for m in metrics or [] if isinstance(m, (dict, str))]
+        if dicts:
+            # a fast-bert dict trained a whole epoch, then failed at validation ('dict' object is not callable):
+            # the masked-LM loop takes fastai metrics (or functions fastai averages) that read the masked positions
+            m = dicts[0]
+            what = f"the fast-bert metric dict {m.get('name')!r}" if isinstance(m, dict) else repr(m)
+            raise BertLearnError(f"metrics: {what} is not a metric of the masked-LM learner, which reports "
+                                 "perplexity and takes fastai Metric objects (or functions of the logits and "
+                                 "labels, -100 where nothing is masked) besides: leave it out (metrics=[] or None)")
         warmup_steps, schedule_type = kwargs.pop("warmup_steps", None), kwargs.pop("schedule_type", None)
         optimizer_type = kwargs.pop("optimizer_type", "adamw")
         # the classifier's steps: fast-bert options named, the optimizer (or fastai's opt_func=), device, seed

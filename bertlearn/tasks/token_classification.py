@@ -748,7 +748,8 @@ class BertNERLearner(NERTagger, TaskLearner):
     def validate(self, ds_idx: int = 1, dl: Any = None, cbs: Any = None, *, quiet: bool = False,
                  loss_only: bool = False, return_preds: bool = False) -> dict[str, Any]:
         """Loss, entity-level precision, recall and F1 (micro), word accuracy, and per entity type
-        `{type}_precision`, `{type}_recall`, `{type}_f1` on the validation set (or `dl`).
+        `{type}_precision`, `{type}_recall`, `{type}_f1` on the validation set (or `dl`); with the learner's
+        `metrics=[]`, the loss alone (and other metrics given, under their names).
 
         Args:
             ds_idx: which loader (1: validation).
