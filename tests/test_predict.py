@@ -386,23 +386,31 @@ class TestPaddingAwareBatches:
             type(dl)(dl.dataset, bs=64, batch_overhead="none")
 
 
-def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer, tmp_path):
-    # a Hugging Face folder without bertlearn.json: before, the tokenizer's 512 was used, and a text longer than the
-    # model's 16 positions failed inside the model (a RuntimeError at its position table) in both predictors
+def _plain_folders(tmp_path, tok, positions: int):
+    """A plain Hugging Face classifier and tagger folder (no bertlearn.json) on `tok`, with `positions` positions:
+    (head model, predictor type, folder) for each."""
     import transformers as T
 
     from bertlearn import BertNERPredictor
-    size = dict(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                intermediate_size=37, max_position_embeddings=16)
+    size = dict(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=4, intermediate_size=37, max_position_embeddings=positions)
+    for head, predictor_type, labels in ((T.BertForSequenceClassification, BertClassificationPredictor,
+                                          ["negative", "positive"]),
+                                         (T.BertForTokenClassification, BertNERPredictor, ["O", "B-PER"])):
+        folder = tmp_path / head.__name__
+        torch.manual_seed(0)
+        model = head(T.BertConfig(**size, num_labels=2, id2label=dict(enumerate(labels)))).eval()
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        yield model, predictor_type, folder
+
+
+def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer, tmp_path):
+    # a Hugging Face folder without bertlearn.json: before, the tokenizer's 512 was used, and a text longer than the
+    # model's 16 positions failed inside the model (a RuntimeError at its position table) in both predictors
     assert tiny_tokenizer.model_max_length == 512
     long = " ".join(["good"] * 40)
-    for head, predictor_type in ((T.BertForSequenceClassification, BertClassificationPredictor),
-                                 (T.BertForTokenClassification, BertNERPredictor)):
-        folder = tmp_path / head.__name__
-        labels = ["negative", "positive"] if predictor_type is BertClassificationPredictor else ["O", "B-PER"]
-        torch.manual_seed(0)
-        head(T.BertConfig(**size, num_labels=2, id2label=dict(enumerate(labels)))).save_pretrained(folder)
-        tiny_tokenizer.save_pretrained(folder)
+    for _, predictor_type, folder in _plain_folders(tmp_path, tiny_tokenizer, 16):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the plain folder's scheme guess, and the cut text: said elsewhere
             predictor = predictor_type(folder, device="cpu")
@@ -416,20 +424,9 @@ def test_a_plain_folder_reads_no_more_tokens_than_its_model_takes(tiny_tokenizer
 def test_a_plain_folder_reads_as_many_tokens_as_its_model_and_tokenizer_take(tiny_model_dir, tmp_path):
     # before: both taking 1024 tokens, the predictors cut every text at 512 without a word
     import transformers as T
-
-    from bertlearn import BertNERPredictor
     tok = T.AutoTokenizer.from_pretrained(tiny_model_dir, model_max_length=1024)
-    size = dict(vocab_size=max(tok.get_vocab().values()) + 1, hidden_size=32, num_hidden_layers=1,
-                num_attention_heads=4, intermediate_size=37, max_position_embeddings=1024)
     text = " ".join(["good"] * 700)
-    for head, predictor_type in ((T.BertForSequenceClassification, BertClassificationPredictor),
-                                 (T.BertForTokenClassification, BertNERPredictor)):
-        folder = tmp_path / head.__name__
-        labels = ["negative", "positive"] if predictor_type is BertClassificationPredictor else ["O", "B-PER"]
-        torch.manual_seed(0)
-        model = head(T.BertConfig(**size, num_labels=2, id2label=dict(enumerate(labels)))).eval()
-        model.save_pretrained(folder)
-        tok.save_pretrained(folder)
+    for model, predictor_type, folder in _plain_folders(tmp_path, tok, 1024):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the plain folder's scheme guess: said elsewhere
             predictor = predictor_type(folder, device="cpu")

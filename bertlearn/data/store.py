@@ -77,10 +77,13 @@ class _Rows:
         # as numpy reads them: offsets hold one entry more than there are rows, so offsets[-2] was the LAST row's
         # start (rows[[-2]] gave the last row cut to the one before's length)
         idx = np.asarray(idx, dtype=np.int64)
-        bad = (idx < -len(self)) | (idx >= len(self))
+        n = len(self)
+        if idx.size == 0 or (idx.min() >= 0 and idx.max() < n):  # a batch's rows: two reductions, no copies
+            return idx
+        bad = (idx < -n) | (idx >= n)
         if bad.any():
-            raise IndexError(f"row {int(idx[bad][0])} out of range for {len(self)} rows")
-        return np.where(idx < 0, idx + len(self), idx)
+            raise IndexError(f"row {int(idx[bad][0])} out of range for {n} rows")
+        return np.where(idx < 0, idx + n, idx)
 
     def __getitem__(self, key: Any) -> Any:
         rows, cols = (key if isinstance(key, tuple) else (key, None))
